@@ -1,0 +1,38 @@
+# Every target calls the same scripts CI runs (.ci/run -> make test).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export OPENBLAS_NUM_THREADS := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo serve up test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/.installed
+
+demo: install  ## generate a history, run the pipeline flow, serve and query the API
+	$(BIN)/sluice demo
+
+serve: install  ## the API in the foreground on SLUICE_PORT (default 8000)
+	$(BIN)/sluice serve
+
+up: install  ## Prefect server (UI :4200) + scheduled deployments + the API
+	$(BIN)/sluice up
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint dbt_project/models --dialect duckdb
+
+test: install lint  ## ruff, sqlfluff, then pytest
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf data mlflow/mlflow.db mlflow/artifacts dbt_project/target dbt_project/logs

@@ -1,0 +1,223 @@
+"""The `sluice` command line: what the Makefile calls.
+
+    sluice demo | serve | ingest | transform | train | pipeline | generate | up
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from sluice import logs
+from sluice.settings import PROJECT_ROOT, get_settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c)
+              for c in columns}
+    line = "  ".join(c.ljust(widths[c]) for c in columns)
+    out = [line, "  ".join("-" * widths[c] for c in columns)]
+    out += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(out)
+
+
+def start_server(port: int, workers: int = 1, env: dict[str, str] | None = None
+                 ) -> subprocess.Popen:
+    """uvicorn serving.main:app on loopback, in its own process (flows never import serving)."""
+    cmd = [sys.executable, "-m", "uvicorn", "serving.main:app", "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
+    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})})
+
+
+def wait_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API exited with code {process.returncode}; see its log above")
+        try:
+            r = httpx.get(f"{base}/ready", timeout=2)
+            if r.status_code in (200, 503):
+                return r.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the API did not answer on {base} within {timeout:.0f}s")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
+    from sluice.synthetic import SyntheticSpec, generate
+
+    settings = get_settings()
+    spec = SyntheticSpec(users=args.users, items=args.items, events=args.events,
+                         seed=args.seed)
+    marker = settings.landing_dir / f".synthetic-seed{spec.seed}.json"
+    if marker.exists() and not args.force:
+        info = json.loads(marker.read_text())
+        print(f"synthetic history already in {settings.landing_dir} (seed {spec.seed})")
+        return info
+    print(f"generating {spec.events:,} events for {spec.users:,} users and {spec.items:,} items"
+          f" over {spec.days} days ...")
+    result = generate(settings.landing_dir, spec)
+    info = {"known_user": result.known_user, "anonymous_session": result.anonymous_session,
+            "stitched_user": result.stitched_user, "events": result.events,
+            "files": [str(p) for p in result.paths]}
+    marker.write_text(json.dumps(info))
+    print(f"wrote {result.events:,} events to {len(result.paths)} files in "
+          f"{settings.landing_dir}")
+    return info
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from flows.pipeline import pipeline
+
+    started = time.monotonic()
+    info = cmd_generate(args)
+    print("running flow `pipeline` (ingest -> transform -> train) ...")
+    outcome = pipeline()
+    for result in outcome["train"]:
+        m, b = result["metrics"], result["baseline"]
+        print(f"model {result['model_name']} v{result['version']}: ndcg@10 "
+              f"{m['ndcg_at_10']:.4f} (popularity {b['ndcg_at_10']:.4f}); {result['reason']}")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    print(f"starting the API on {base} ...")
+    server = start_server(port)
+    try:
+        readiness = wait_ready(base, server)
+        print(f"ready: {readiness['ready']}")
+        asks = [
+            ("a known user", {"user_id": info["known_user"]}),
+            ("an anonymous visitor (session only)", {"session_id": info["anonymous_session"]}),
+            ("a user never seen", {"user_id": "never-seen-user"}),
+        ]
+        for title, params in asks:
+            answer = httpx.post(f"{base}/v1/recommendations",
+                                json={**params, "num_results": 10}, timeout=10).json()
+            counts = {k: v for k, v in answer.items() if k.endswith("_count") or k == "total"}
+            print(f"\n{title}: {params}\n" + _table(
+                answer["items"], ["position", "item_id", "score", "recommendation_source"]))
+            print("counts: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    finally:
+        stop_server(server)
+    print(f"\ndemo finished in {time.monotonic() - started:.0f}s")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("serving.main:app", host=settings.host, port=settings.port,
+                workers=args.workers, log_level="info")
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    procs: list[subprocess.Popen] = []
+    api_url = "http://127.0.0.1:4200/api"
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    try:
+        procs.append(subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1",
+                                       "--port", "4200"], env=env))
+        _wait_http("http://127.0.0.1:4200/api/health", 120)
+        procs.append(subprocess.Popen([sys.executable, "-m", "flows.deployments"], env=env,
+                                      cwd=PROJECT_ROOT))
+        procs.append(start_server(settings.port, env=env))
+        print(f"Prefect UI      http://127.0.0.1:4200\n"
+              f"Sluice API      http://{settings.host}:{settings.port}/docs\n"
+              f"Flows served    ingest (5 min), transform+train (2 h), pipeline (nightly)\n"
+              f"Ctrl-C stops everything.")
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in reversed(procs):
+            stop_server(p)
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def cmd_flow(name: str) -> None:
+    from flows.ingest import ingest
+    from flows.pipeline import pipeline
+    from flows.train import train
+    from flows.transform import transform
+
+    result = {"ingest": ingest, "transform": transform, "train": train,
+              "pipeline": pipeline}[name]()
+    print(json.dumps(result, indent=2, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logs.configure()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    parser = argparse.ArgumentParser(prog="sluice", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("demo", "generate"):
+        p = sub.add_parser(name, help=f"{name} (synthetic history on the embedded defaults)")
+        p.add_argument("--users", type=int, default=5_000)
+        p.add_argument("--items", type=int, default=2_000)
+        p.add_argument("--events", type=int, default=200_000)
+        p.add_argument("--seed", type=int, default=7)
+        p.add_argument("--force", action="store_true", help="regenerate even if present")
+    serve = sub.add_parser("serve", help="run the API in the foreground on SLUICE_PORT")
+    serve.add_argument("--workers", type=int, default=1)
+    sub.add_parser("up", help="Prefect server + deployments + API")
+    for name in ("ingest", "transform", "train", "pipeline"):
+        sub.add_parser(name, help=f"run the `{name}` flow once")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            cmd_demo(args)
+        elif args.command == "generate":
+            cmd_generate(args)
+        elif args.command == "serve":
+            cmd_serve(args)
+        elif args.command == "up":
+            cmd_up(args)
+        else:
+            cmd_flow(args.command)
+    except Exception as exc:  # one clear line, not a traceback, for the operator
+        if os.environ.get("SLUICE_DEBUG"):
+            raise
+        print(f"sluice {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

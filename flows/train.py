@@ -1,0 +1,37 @@
+"""Flow `train`: marts -> matrix -> implicit fit -> evaluate -> MLflow run -> registry gate."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+
+from sluice.settings import get_settings
+from sluice.training import tenants as warehouse_tenants
+from sluice.training import train_tenant
+
+
+@task
+def list_tenants() -> list[str]:
+    """Tenants with training interactions in the marts."""
+    return warehouse_tenants(get_settings().warehouse_path)
+
+
+@task
+def train_one(tenant: str) -> dict[str, Any]:
+    """Train, evaluate, register and gate one tenant's model."""
+    logger = get_run_logger()
+    result = train_tenant(get_settings(), tenant, progress=logger.info)
+    logger.info("%s v%s %s (%s)", result.model_name, result.version,
+                "is champion" if result.promoted else "stays candidate", result.reason)
+    return asdict(result)
+
+
+@flow(name="train", flow_run_name="train-{tenant}")
+def train(tenant: str | None = None) -> list[dict[str, Any]]:
+    names = [tenant] if tenant else list_tenants()
+    if not names:
+        raise RuntimeError("no tenant has training interactions: run `sluice ingest` and "
+                           "`sluice transform` first, or send events")
+    return [train_one(name) for name in names]

@@ -1,0 +1,77 @@
+"""Recommendations with per-slot sources, as POST (JSON body) or GET (query parameters)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field, model_validator
+
+from serving.api.deps import MetricsDep, ServiceDep
+from sluice.recommender import TEMPLATES, RecommendationError, Request
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+
+class RecommendationRequest(BaseModel):
+    tenant: str = Field("default", min_length=1, max_length=64)
+    user_id: str | None = Field(None, min_length=1, max_length=256)
+    session_id: str | None = Field(None, min_length=1, max_length=256)
+    item_id: str | None = Field(None, min_length=1, max_length=256)
+    template: str = Field("personalized", description=f"one of {', '.join(TEMPLATES)}")
+    num_results: int = Field(25, ge=1, le=500)
+    fill_with_random: bool = True
+    exclude_seen: bool = True
+    exclude_ids: list[str] = Field(default_factory=list, max_length=500)
+
+    @model_validator(mode="after")
+    def _known_template(self) -> RecommendationRequest:
+        if self.template not in TEMPLATES:
+            raise ValueError(f"template must be one of {', '.join(TEMPLATES)}")
+        return self
+
+
+class Slot(BaseModel):
+    item_id: str
+    score: float
+    position: int
+    recommendation_source: str
+
+
+class RecommendationResponse(BaseModel):
+    recommendation_id: str
+    model_version: str | None
+    template: str
+    items: list[Slot]
+    personalized_count: int
+    model_personalized_count: int
+    model_non_personalized_count: int
+    model_fallback_count: int
+    fallback_count: int
+    non_personalized_count: int
+    total: int
+
+
+def _answer(body: RecommendationRequest, service: ServiceDep,
+            metrics: MetricsDep) -> RecommendationResponse:
+    try:
+        answer = service.recommend(Request(**body.model_dump()))
+    except RecommendationError as exc:
+        raise HTTPException(422, [{"field": exc.field, "reason": exc.reason}]) from exc
+    for slot in answer.items:
+        metrics.slots.labels(body.tenant, slot.recommendation_source).inc()
+    return RecommendationResponse.model_validate(answer.as_dict())
+
+
+@router.post("/recommendations")
+def post_recommendations(body: RecommendationRequest, service: ServiceDep,
+                         metrics: MetricsDep) -> RecommendationResponse:
+    """Recommend for a user, a session or an item, by template."""
+    return _answer(body, service, metrics)
+
+
+@router.get("/recommendations")
+def get_recommendations(query: Annotated[RecommendationRequest, Query()], service: ServiceDep,
+                        metrics: MetricsDep) -> RecommendationResponse:
+    """The same as POST, with query parameters."""
+    return _answer(query, service, metrics)

@@ -1,0 +1,86 @@
+"""A trained model's artifacts: `.npz` arrays (never pickle), id maps, catalog and popularity.
+
+This is everything serving needs at start-up; it never opens the warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+ARRAYS = "arrays.npz"
+META = "meta.json"
+CATALOG = "catalog.jsonl"
+
+
+@dataclass
+class ModelBundle:
+    user_ids: np.ndarray              # str, row i of user_factors / user_items
+    item_ids: np.ndarray              # str, row j of item_factors
+    user_factors: np.ndarray          # float32 (users x factors)
+    item_factors: np.ndarray          # float32 (items x factors)
+    user_items: sp.csr_matrix         # training confidence per (user, item)
+    popular: np.ndarray               # item indices, most popular first
+    popular_scores: np.ndarray        # float32, same order
+    meta: dict[str, Any] = field(default_factory=dict)
+    catalog: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> fields
+
+    def __post_init__(self) -> None:
+        self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
+        self.item_index = {it: j for j, it in enumerate(self.item_ids.tolist())}
+
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            directory / ARRAYS,
+            user_ids=self.user_ids.astype(str), item_ids=self.item_ids.astype(str),
+            user_factors=self.user_factors.astype(np.float32),
+            item_factors=self.item_factors.astype(np.float32),
+            ui_indptr=self.user_items.indptr, ui_indices=self.user_items.indices,
+            ui_data=self.user_items.data.astype(np.float32),
+            popular=self.popular.astype(np.int64),
+            popular_scores=self.popular_scores.astype(np.float32),
+        )
+        (directory / META).write_text(json.dumps(self.meta, indent=2, sort_keys=True))
+        with open(directory / CATALOG, "w") as handle:
+            for item_id, fields in self.catalog.items():
+                handle.write(json.dumps({"item_id": item_id, "fields": fields}) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelBundle:
+        directory = find_bundle(Path(directory))
+        with np.load(directory / ARRAYS, allow_pickle=False) as arrays:
+            a = {k: arrays[k] for k in arrays.files}
+        n_users, n_items = len(a["user_ids"]), len(a["item_ids"])
+        user_items = sp.csr_matrix(
+            (a["ui_data"], a["ui_indices"], a["ui_indptr"]), shape=(n_users, n_items))
+        catalog: dict[str, dict[str, Any]] = {}
+        if (directory / CATALOG).exists():
+            with open(directory / CATALOG) as handle:
+                for line in handle:
+                    row = json.loads(line)
+                    catalog[row["item_id"]] = row["fields"]
+        return cls(
+            user_ids=a["user_ids"], item_ids=a["item_ids"],
+            user_factors=np.ascontiguousarray(a["user_factors"], dtype=np.float32),
+            item_factors=np.ascontiguousarray(a["item_factors"], dtype=np.float32),
+            user_items=user_items, popular=a["popular"], popular_scores=a["popular_scores"],
+            meta=json.loads((directory / META).read_text()), catalog=catalog,
+        )
+
+
+def find_bundle(directory: Path) -> Path:
+    """The folder holding arrays.npz: the folder itself or one below it (MLflow nests it)."""
+    if (directory / ARRAYS).exists():
+        return directory
+    found = sorted(directory.rglob(ARRAYS))
+    if not found:
+        raise FileNotFoundError(f"no {ARRAYS} under {directory}: not a Sluice model bundle")
+    return found[0].parent

@@ -1,0 +1,260 @@
+"""Event contracts: Metarank-style events parsed into one internal, normalized form.
+
+The internal form is itself a valid input (parsing is idempotent), so the raw event log,
+landing files and the HTTP APIs all go through `parse_event`:
+
+    {"event": "interaction", "id": "e1", "timestamp": 1700000000000, "tenant": "default",
+     "user": "u1", "session": "s1", "item": "i1", "type": "click", "ranking": "r1",
+     "value": 1.0, "fields": {"color": "red"}, "items": [...]}
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+PUBLIC_EVENT_TYPES = ("item", "user", "ranking", "interaction")
+INTERNAL_EVENT_TYPES = (*PUBLIC_EVENT_TYPES, "recommendation")
+EVENT_ALIASES = {"metadata": "item"}
+
+MAX_ID_LENGTH = 256
+MAX_STRING_LENGTH = 4096
+MAX_FIELD_NAME_LENGTH = 128
+MAX_FIELDS = 128
+MAX_LIST_LENGTH = 1000
+MAX_RANKING_ITEMS = 1000
+DEFAULT_TENANT = "default"
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Milliseconds since epoch between 2001-09-09 and 2286: 13 digits; epoch seconds: 10 digits.
+_MS_DIGITS = 13
+_SECONDS_DIGITS = 10
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason}
+
+
+class EventError(ValueError):
+    """An event that breaks the contract; names the field and the reason."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def parse_timestamp(value: Any, field: str = "timestamp") -> int:
+    """Milliseconds since epoch from ms or seconds epoch (number or digit string) or ISO-8601."""
+    if isinstance(value, bool) or value is None:
+        raise EventError(field, "required: epoch milliseconds, epoch seconds or ISO-8601")
+    if isinstance(value, int | float):
+        if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
+            raise EventError(field, f"{value!r} is not a whole number of ms or seconds")
+        return _from_epoch_digits(str(int(value)), field)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return _from_epoch_digits(text, field)
+        return _from_iso(text, field)
+    raise EventError(field, f"expected a number or string, got {type(value).__name__}")
+
+
+def _from_epoch_digits(digits: str, field: str) -> int:
+    if len(digits) == _MS_DIGITS:
+        return int(digits)
+    if len(digits) == _SECONDS_DIGITS:
+        return int(digits) * 1000
+    raise EventError(
+        field,
+        f"{digits} has {len(digits)} digits: use epoch milliseconds (13 digits), "
+        "epoch seconds (10 digits) or ISO-8601",
+    )
+
+
+def _from_iso(text: str, field: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise EventError(field, f"{text[:64]!r} is not ISO-8601 nor an epoch number") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _string(obj: dict, key: str, field: str, required: bool, limit: int = MAX_ID_LENGTH):
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise EventError(field, "required")
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise EventError(field, f"expected a string, got {type(value).__name__}")
+    if not value:
+        raise EventError(field, "must not be empty")
+    if len(value) > limit:
+        raise EventError(field, f"longer than {limit} characters")
+    return value
+
+
+def _field_value(value: Any, field: str) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EventError(field, "numbers must be finite")
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_LENGTH:
+            raise EventError(field, f"longer than {MAX_STRING_LENGTH} characters")
+        return value
+    if isinstance(value, list):
+        if len(value) > MAX_LIST_LENGTH:
+            raise EventError(field, f"lists hold at most {MAX_LIST_LENGTH} values")
+        if all(isinstance(v, str) for v in value):
+            if any(len(v) > MAX_STRING_LENGTH for v in value):
+                raise EventError(field, f"list strings are at most {MAX_STRING_LENGTH} long")
+            return value
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        if numeric and all(math.isfinite(v) for v in value):
+            return value
+        raise EventError(field, "a list must hold only strings or only finite numbers")
+    kind = "null" if value is None else type(value).__name__
+    raise EventError(field, f"value must be bool, string, number or list of those, got {kind}")
+
+
+def parse_fields(raw: Any, field: str = "fields") -> dict[str, Any]:
+    """Metarank `[{"name","value"}]` (or a plain mapping) to a name -> value dict."""
+    if raw is None:
+        return {}
+    if isinstance(raw, dict):
+        pairs = list(raw.items())
+    elif isinstance(raw, list):
+        pairs = []
+        for i, entry in enumerate(raw):
+            if not isinstance(entry, dict) or "name" not in entry or "value" not in entry:
+                raise EventError(f"{field}[{i}]", "expected an object with `name` and `value`")
+            pairs.append((entry["name"], entry["value"]))
+    else:
+        raise EventError(field, "expected a list of {name, value} or an object")
+    if len(pairs) > MAX_FIELDS:
+        raise EventError(field, f"at most {MAX_FIELDS} fields per event")
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if not isinstance(name, str) or not name or len(name) > MAX_FIELD_NAME_LENGTH:
+            raise EventError(field, f"field names are non-empty strings of at most "
+                                    f"{MAX_FIELD_NAME_LENGTH} characters, got {name!r:.40}")
+        out[name] = _field_value(value, f"{field}.{name}")
+    return out
+
+
+def _ranking_items(raw: Any, internal: bool) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not raw:
+        raise EventError("items", "required: a non-empty list of {id, fields?, label?}")
+    if len(raw) > MAX_RANKING_ITEMS:
+        raise EventError("items", f"at most {MAX_RANKING_ITEMS} items")
+    items = []
+    for i, entry in enumerate(raw):
+        where = f"items[{i}]"
+        if not isinstance(entry, dict):
+            raise EventError(where, "expected an object with `id`")
+        item: dict[str, Any] = {"id": _string(entry, "id", f"{where}.id", True)}
+        if entry.get("fields") is not None:
+            item["fields"] = parse_fields(entry["fields"], f"{where}.fields")
+        for key in ("label", "score") if internal else ("label",):
+            if entry.get(key) is not None:
+                item[key] = _number(entry[key], f"{where}.{key}")
+        if internal:
+            for key in ("source",):
+                if entry.get(key) is not None:
+                    item[key] = _string(entry, key, f"{where}.{key}", False)
+            if entry.get("position") is not None:
+                item["position"] = int(_number(entry["position"], f"{where}.position"))
+        items.append(item)
+    return items
+
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EventError(field, f"expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise EventError(field, "must be finite")
+    return float(value)
+
+
+def parse_event(
+    raw: Any,
+    default_tenant: str = DEFAULT_TENANT,
+    allow_internal: bool = False,
+) -> dict[str, Any]:
+    """Validate one event and return its internal form; raises EventError naming the field."""
+    if not isinstance(raw, dict):
+        raise EventError("event", f"expected a JSON object, got {type(raw).__name__}")
+    kind = raw.get("event")
+    kind = EVENT_ALIASES.get(kind, kind)
+    allowed = INTERNAL_EVENT_TYPES if allow_internal else PUBLIC_EVENT_TYPES
+    if kind not in allowed:
+        raise EventError("event", f"must be one of {', '.join(allowed)}, got {kind!r:.40}")
+    event: dict[str, Any] = {
+        "event": kind,
+        "id": _string(raw, "id", "id", True),
+        "timestamp": parse_timestamp(raw.get("timestamp")),
+        "tenant": _tenant(raw.get("tenant"), default_tenant),
+    }
+    user = _string(raw, "user", "user", kind == "user")
+    session = _string(raw, "session", "session", False)
+    if kind in ("ranking", "interaction", "recommendation") and user is None and session is None:
+        raise EventError("user", f"a {kind} needs `user` or `session`")
+    if user is not None:
+        event["user"] = user
+    if session is not None:
+        event["session"] = session
+    if kind in ("item", "interaction"):
+        event["item"] = _string(raw, "item", "item", True)
+    if kind == "interaction":
+        event["type"] = _string(raw, "type", "type", True, limit=64)
+        ranking = _string(raw, "ranking", "ranking", False)
+        if ranking is not None:
+            event["ranking"] = ranking
+        if raw.get("value") is not None:
+            event["value"] = _number(raw["value"], "value")
+    if kind in ("ranking", "recommendation"):
+        event["items"] = _ranking_items(raw.get("items"), internal=kind == "recommendation")
+    fields = parse_fields(raw.get("fields"))
+    if fields:
+        event["fields"] = fields
+    return event
+
+
+def _tenant(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str) or not _TENANT_RE.match(value):
+        raise EventError("tenant", "1-64 letters, digits, '_', '.', '-', starting alphanumeric")
+    return value
+
+
+def parse_batch(
+    raws: list[Any], default_tenant: str = DEFAULT_TENANT
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Parse a batch; returns (events, errors) with errors as {index, field, reason}."""
+    events, errors = [], []
+    for index, raw in enumerate(raws):
+        try:
+            events.append(parse_event(raw, default_tenant))
+        except EventError as exc:
+            errors.append({"index": index, "field": exc.field, "reason": exc.reason})
+    return events, errors
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,42 @@
+"""The MLflow pyfunc face of a Sluice model: artifacts are the `.npz` bundle, nothing pickled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from sluice.bundle import ModelBundle
+from sluice.scoring import top_n
+
+
+class SluiceModel(mlflow.pyfunc.PythonModel):
+    """predict(DataFrame[user_id, num_results]) -> long DataFrame[user_id, rank, item_id, score]."""
+
+    def load_context(self, context: Any) -> None:
+        self.bundle = ModelBundle.load(context.artifacts["bundle"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        return recommend_frame(self.bundle, model_input)
+
+
+def recommend_frame(bundle: ModelBundle, model_input: pd.DataFrame) -> pd.DataFrame:
+    rows: list[tuple[str, float, str, float]] = []
+    for user_id, n in zip(model_input["user_id"].astype(str),
+                          model_input.get("num_results", pd.Series([10] * len(model_input))),
+                          strict=True):
+        index = bundle.user_index.get(user_id)
+        if index is None:
+            picks = bundle.popular[: int(n)]
+            scores = bundle.popular_scores[: int(n)]
+        else:
+            seen = bundle.user_items.indices[
+                bundle.user_items.indptr[index]:bundle.user_items.indptr[index + 1]]
+            all_scores = bundle.item_factors @ bundle.user_factors[index]
+            picks = top_n(all_scores, int(n), exclude=seen)
+            scores = all_scores[picks]
+        rows.extend((user_id, float(rank + 1), str(bundle.item_ids[i]), float(s))
+                    for rank, (i, s) in enumerate(zip(picks, np.asarray(scores), strict=True)))
+    return pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score"])

@@ -1,0 +1,98 @@
+"""What serving knows beyond the model: every event in the raw log, applied as it arrives.
+
+Histories are keyed like training keys them: the user id, or for an anonymous visitor the
+configured prefix + session id. The first event carrying both user and session ties that
+session to the user, and the session's history moves to the user at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Interaction:
+    item_id: str
+    type: str
+    timestamp: int
+    value: float | None = None
+
+
+@dataclass
+class TenantState:
+    histories: dict[str, list[Interaction]] = field(default_factory=lambda: defaultdict(list))
+    session_user: dict[str, str] = field(default_factory=dict)
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> latest fields
+    versions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    event_ids: set[str] = field(default_factory=set)
+
+
+class RealtimeState:
+    """Thread-safe per-tenant histories, identity map and item catalog updates."""
+
+    def __init__(self, anonymous_prefix: str = "session:"):
+        self.anonymous_prefix = anonymous_prefix
+        self._tenants: dict[str, TenantState] = defaultdict(TenantState)
+        self._lock = threading.Lock()
+        self.applied = 0
+
+    def tenant(self, tenant: str) -> TenantState:
+        return self._tenants[tenant]
+
+    def user_key(self, tenant: str, user_id: str | None, session_id: str | None) -> str | None:
+        if user_id:
+            return user_id
+        if session_id:
+            state = self._tenants[tenant]
+            return state.session_user.get(session_id, self.anonymous_prefix + session_id)
+        return None
+
+    def history(self, tenant: str, key: str | None) -> list[Interaction]:
+        if key is None:
+            return []
+        with self._lock:
+            return list(self._tenants[tenant].histories.get(key, ()))
+
+    def version(self, tenant: str, key: str) -> int:
+        return self._tenants[tenant].versions.get(key, 0)
+
+    def apply(self, events: list[dict[str, Any]]) -> int:
+        """Apply events (internal form); an event id seen before is ignored. Returns applied."""
+        applied = 0
+        with self._lock:
+            for event in events:
+                state = self._tenants[event.get("tenant", "default")]
+                event_id = event.get("id")
+                if event_id in state.event_ids:
+                    continue
+                state.event_ids.add(event_id)
+                applied += 1
+                kind = event.get("event")
+                if kind == "item":
+                    state.items.setdefault(event["item"], {}).update(event.get("fields") or {})
+                elif kind in ("interaction", "ranking"):
+                    self._identify(state, event.get("user"), event.get("session"))
+                    if kind == "interaction":
+                        self._record(state, event)
+        self.applied += applied
+        return applied
+
+    def _identify(self, state: TenantState, user: str | None, session: str | None) -> None:
+        if not (user and session) or session in state.session_user:
+            return
+        state.session_user[session] = user
+        anonymous = state.histories.pop(self.anonymous_prefix + session, None)
+        if anonymous:
+            state.histories[user] = sorted(
+                [*state.histories.get(user, []), *anonymous], key=lambda i: i.timestamp)
+            state.versions[user] += 1
+
+    def _record(self, state: TenantState, event: dict[str, Any]) -> None:
+        user, session = event.get("user"), event.get("session")
+        key = user or state.session_user.get(session or "", self.anonymous_prefix + str(session))
+        state.histories[key].append(
+            Interaction(event["item"], event["type"], event["timestamp"], event.get("value")))
+        state.versions[key] += 1

@@ -1,0 +1,254 @@
+"""Recommendation answers: templates chain source tiers, every slot says where it came from.
+
+Tier 1 is the template's primary (the model), tier 2 precomputed popular items, tier 3 random
+catalog items (only with fill_with_random). The counts of DESIGN.md are derived from the
+slots, so their relationships hold by construction.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sluice.bundle import ModelBundle
+from sluice.models import als_fold_in, als_gram
+from sluice.realtime import RealtimeState
+from sluice.scoring import top_n
+
+MODEL_PERSONALIZED = "model_personalized"
+MODEL_NON_PERSONALIZED = "model_non_personalized"
+MODEL_FALLBACK = "model_fallback"
+FALLBACK = "fallback"
+SOURCES = (MODEL_PERSONALIZED, MODEL_NON_PERSONALIZED, MODEL_FALLBACK, FALLBACK)
+TEMPLATES = ("personalized", "similar_items", "popular", "filter_based", "recently_viewed")
+
+
+class RecommendationError(ValueError):
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+@dataclass
+class Slot:
+    item_id: str
+    score: float
+    position: int
+    recommendation_source: str
+
+
+@dataclass
+class Request:
+    tenant: str = "default"
+    user_id: str | None = None
+    session_id: str | None = None
+    item_id: str | None = None
+    template: str = "personalized"
+    num_results: int = 25
+    fill_with_random: bool = True
+    exclude_seen: bool = True
+    exclude_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Answer:
+    recommendation_id: str
+    model_version: str | None
+    template: str
+    items: list[Slot]
+
+    def counts(self) -> dict[str, int]:
+        by = dict.fromkeys(SOURCES, 0)
+        for slot in self.items:
+            by[slot.recommendation_source] += 1
+        personalized = by[MODEL_PERSONALIZED]
+        non_personalized = by[MODEL_NON_PERSONALIZED] + by[MODEL_FALLBACK]
+        return {
+            "personalized_count": personalized,
+            "model_personalized_count": by[MODEL_PERSONALIZED],
+            "model_non_personalized_count": by[MODEL_NON_PERSONALIZED],
+            "model_fallback_count": by[MODEL_FALLBACK],
+            "fallback_count": by[FALLBACK],
+            "non_personalized_count": non_personalized,
+            "total": personalized + non_personalized + by[FALLBACK],
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"recommendation_id": self.recommendation_id, "model_version": self.model_version,
+                "template": self.template,
+                "items": [slot.__dict__ for slot in self.items], **self.counts()}
+
+
+class LoadedModel:
+    """A bundle plus what serving derives from it once (ALS gram, catalog arrays)."""
+
+    def __init__(self, bundle: ModelBundle, version: str | None):
+        self.bundle, self.version = bundle, version
+        meta = bundle.meta
+        self.alpha = float(meta.get("alpha", 1.0))
+        self.gram = als_gram(bundle.item_factors, float(meta.get("regularization", 0.0)))
+        self.cutoff_ms = int(meta.get("cutoff_ms", 0))
+        norms = np.linalg.norm(bundle.item_factors, axis=1, keepdims=True)
+        self.unit_items = bundle.item_factors / np.maximum(norms, 1e-12)
+
+
+class Recommender:
+    """Answers one tenant's requests from its model (maybe none yet) and the real-time state."""
+
+    def __init__(self, tenant: str, model: LoadedModel | None, state: RealtimeState,
+                 weights: dict[str, float], seed: int | None = None, cache_size: int = 50_000):
+        self.tenant, self.model, self.state, self.weights = tenant, model, state, weights
+        self._rng = np.random.default_rng(seed)
+        self._vectors: OrderedDict[str, tuple[int, np.ndarray | None]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # --- what the user has done -------------------------------------------------------
+    def _seen(self, key: str | None) -> tuple[set[str], list[tuple[int, float]]]:
+        """Item ids the user interacted with, and (item index, weight) pairs to fold in."""
+        seen: set[str] = set()
+        pairs: list[tuple[int, float]] = []
+        if key is None:
+            return seen, pairs
+        model = self.model
+        if model is not None:
+            row = model.bundle.user_index.get(key)
+            if row is not None:
+                ui = model.bundle.user_items
+                start, end = ui.indptr[row], ui.indptr[row + 1]
+                seen.update(model.bundle.item_ids[ui.indices[start:end]].tolist())
+        cutoff = model.cutoff_ms if model is not None else 0
+        for event in self.state.history(self.tenant, key):
+            seen.add(event.item_id)
+            weight = self.weights.get(event.type)
+            if model is None or weight is None or event.timestamp <= cutoff:
+                continue
+            index = model.bundle.item_index.get(event.item_id)
+            if index is not None:
+                pairs.append((index, weight))
+        return seen, pairs
+
+    def _user_vector(self, key: str, new: list[tuple[int, float]]) -> np.ndarray | None:
+        model = self.model
+        assert model is not None
+        version = self.state.version(self.tenant, key)
+        with self._lock:
+            cached = self._vectors.get(key)
+            if cached is not None and cached[0] == version:
+                self._vectors.move_to_end(key)
+                return cached[1]
+        row = model.bundle.user_index.get(key)
+        if row is not None and not new:
+            vector: np.ndarray | None = model.bundle.user_factors[row]
+        else:
+            weights: dict[int, float] = {}
+            if row is not None:
+                ui = model.bundle.user_items
+                for i, w in zip(ui.indices[ui.indptr[row]:ui.indptr[row + 1]],
+                                ui.data[ui.indptr[row]:ui.indptr[row + 1]], strict=True):
+                    weights[int(i)] = float(w)
+            for i, w in new:
+                weights[i] = weights.get(i, 0.0) + w
+            vector = None
+            if weights:
+                idx = np.fromiter(weights.keys(), dtype=np.int64)
+                vector = als_fold_in(model.bundle.item_factors, model.gram, idx,
+                                     np.fromiter(weights.values(), dtype=np.float64), model.alpha)
+        with self._lock:
+            self._vectors[key] = (version, vector)
+            if len(self._vectors) > self._cache_size:
+                self._vectors.popitem(last=False)
+        return vector
+
+    # --- tiers ----------------------------------------------------------------------------
+    def recommend(self, req: Request) -> Answer:
+        if req.template not in TEMPLATES:
+            raise RecommendationError("template", f"must be one of {', '.join(TEMPLATES)}")
+        key = self.state.user_key(self.tenant, req.user_id, req.session_id)
+        seen, new = self._seen(key) if (req.exclude_seen or req.template != "popular") else (
+            set(), [])
+        blocked = set(req.exclude_ids) | (seen if req.exclude_seen else set())
+        slots: list[Slot] = []
+        taken: set[str] = set()
+
+        def add(candidates: list[tuple[str, float]], source: str) -> None:
+            for item_id, score in candidates:
+                if len(slots) >= req.num_results:
+                    return
+                if item_id in taken or item_id in blocked:
+                    continue
+                taken.add(item_id)
+                slots.append(Slot(item_id, round(float(score), 6), len(slots) + 1, source))
+
+        want = req.num_results + len(blocked)
+        if req.template == "personalized":
+            if key is not None and self.model is not None:
+                add(self._personalized(key, new, want, blocked), MODEL_PERSONALIZED)
+            add(self._popular(want + len(taken)), MODEL_FALLBACK)
+        elif req.template == "popular":
+            add(self._popular(want), MODEL_NON_PERSONALIZED)
+        elif req.template == "similar_items":
+            if not req.item_id:
+                raise RecommendationError("item_id", "required by the similar_items template")
+            blocked.add(req.item_id)
+            add(self._similar(req.item_id, want + 1), MODEL_PERSONALIZED)
+        elif req.template == "recently_viewed":
+            history = self.state.history(self.tenant, key)
+            recent = list(dict.fromkeys(e.item_id for e in reversed(history)))
+            blocked.difference_update(recent)
+            add([(item, 0.0) for item in recent], MODEL_PERSONALIZED)
+        if req.fill_with_random or req.template == "filter_based":
+            add(self._random(req.num_results - len(slots), taken | blocked), FALLBACK)
+        version = self.model.version if self.model is not None else None
+        return Answer(uuid.uuid4().hex, version, req.template, slots)
+
+    def _personalized(self, key: str, new: list[tuple[int, float]], n: int,
+                      blocked: set[str]) -> list[tuple[str, float]]:
+        vector = self._user_vector(key, new)
+        if vector is None:
+            return []
+        bundle = self.model.bundle  # type: ignore[union-attr]
+        scores = bundle.item_factors @ vector
+        exclude = np.fromiter((bundle.item_index[i] for i in blocked if i in bundle.item_index),
+                              dtype=np.int64)
+        picks = top_n(scores, n, exclude=exclude)
+        return list(zip(bundle.item_ids[picks].tolist(), scores[picks].tolist(), strict=True))
+
+    def _popular(self, n: int) -> list[tuple[str, float]]:
+        if self.model is None:
+            return []
+        bundle = self.model.bundle
+        picks = bundle.popular[:n]
+        return list(zip(bundle.item_ids[picks].tolist(), bundle.popular_scores[:n].tolist(),
+                        strict=True))
+
+    def _similar(self, item_id: str, n: int) -> list[tuple[str, float]]:
+        if self.model is None or item_id not in self.model.bundle.item_index:
+            return []
+        unit = self.model.unit_items
+        scores = unit @ unit[self.model.bundle.item_index[item_id]]
+        picks = top_n(scores, n)
+        return list(zip(self.model.bundle.item_ids[picks].tolist(), scores[picks].tolist(),
+                        strict=True))
+
+    def catalog(self) -> list[str]:
+        items: dict[str, None] = {}
+        if self.model is not None:
+            items.update(dict.fromkeys(self.model.bundle.item_ids.tolist()))
+            items.update(dict.fromkeys(self.model.bundle.catalog))
+        items.update(dict.fromkeys(self.state.tenant(self.tenant).items))
+        return list(items)
+
+    def _random(self, n: int, exclude: set[str]) -> list[tuple[str, float]]:
+        if n <= 0:
+            return []
+        pool = [i for i in self.catalog() if i not in exclude]
+        if not pool:
+            return []
+        picks = self._rng.choice(len(pool), size=min(n, len(pool)), replace=False)
+        return [(pool[i], 0.0) for i in picks]

@@ -1,0 +1,66 @@
+"""MLflow tracking and registry: experiments per tenant, aliases `candidate` and `champion`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+CANDIDATE, CHAMPION = "candidate", "champion"
+
+# MLflow's own chatter (alembic migrations, "model registered") is not Sluice's to show.
+for noisy in ("alembic", "mlflow"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@dataclass
+class Champion:
+    name: str
+    version: str
+    run_id: str | None
+    local_path: Path
+
+
+def client(tracking_uri: str) -> MlflowClient:
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def experiment(c: MlflowClient, name: str, artifact_root: Path) -> str:
+    found = c.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    artifact_root.mkdir(parents=True, exist_ok=True)
+    return c.create_experiment(name, artifact_location=(artifact_root / name).as_uri())
+
+
+def alias_version(c: MlflowClient, name: str, alias: str):
+    try:
+        return c.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def download_alias(tracking_uri: str, name: str, alias: str = CHAMPION,
+                   dst: Path | None = None) -> Champion | None:
+    """The version behind `models:/<name>@<alias>`, downloaded; None when there is none."""
+    c = client(tracking_uri)
+    version = alias_version(c, name, alias)
+    if version is None:
+        return None
+    if dst is not None:
+        dst.mkdir(parents=True, exist_ok=True)
+    path = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}@{alias}", dst_path=str(dst) if dst else None)
+    return Champion(name, str(version.version), version.run_id, Path(path))

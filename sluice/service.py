@@ -1,0 +1,196 @@
+"""The serving runtime without any web framework: models, the followed log, intake, answers.
+
+`serving/` wraps this in FastAPI. Every worker process runs its own Service: it follows the
+raw log (so events written by any worker reach it within a poll) and polls the registry for
+a moved `champion` alias, swapping models without stopping answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluice import registry
+from sluice.bundle import ModelBundle
+from sluice.eventlog import EventLog, LogFollower
+from sluice.realtime import RealtimeState
+from sluice.recommender import Answer, LoadedModel, Recommender, Request
+from sluice.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelStatus:
+    tenant: str
+    version: str | None = None
+    loaded_at: float | None = None
+    error: str | None = None
+    cutoff_ms: int | None = None
+
+
+@dataclass
+class Service:
+    settings: Settings
+    state: RealtimeState = field(init=False)
+    models: dict[str, ModelStatus] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        app = self.settings.app
+        self.state = RealtimeState(app.events.anonymous_user_prefix)
+        self.log = EventLog(self.settings.raw_dir)
+        self.follower = LogFollower(self.settings.raw_dir)
+        self._recommenders: dict[str, Recommender] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._answers: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=100_000)
+        self.trackers = {t.tracking_id: t.tenant for t in app.trackers}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self, background: bool = True) -> None:
+        self.refresh_models()
+        self.follow_log()
+        if background:
+            for target, name in ((self._follow_loop, "log-follower"),
+                                 (self._model_loop, "model-poller"),
+                                 (self._answer_loop, "answer-logger")):
+                thread = threading.Thread(target=target, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._drain_answers()
+        self.log.close()
+
+    @property
+    def ready(self) -> bool:
+        return any(m.version for m in self.models.values())
+
+    def readiness(self) -> dict[str, Any]:
+        return {"ready": self.ready,
+                "models": {t: m.__dict__ for t, m in sorted(self.models.items())}}
+
+    # --- models ------------------------------------------------------------------------------
+    def tenants(self) -> list[str]:
+        known = {"default", *self.trackers.values(), *self.models}
+        prefix = f"{self.settings.app.model.name}-"
+        try:
+            client = registry.client(self.settings.mlflow_tracking_uri)
+            for model in client.search_registered_models(f"name LIKE '{prefix}%'"):
+                known.add(model.name.removeprefix(prefix))
+        except Exception as exc:  # the registry being down must not stop serving
+            log.warning("model registry unreachable: %s", exc)
+        return sorted(known)
+
+    def refresh_models(self) -> None:
+        for tenant in self.tenants():
+            self._refresh(tenant)
+
+    def _refresh(self, tenant: str) -> None:
+        status = self.models.setdefault(tenant, ModelStatus(tenant))
+        name = self.settings.registered_model_name(tenant)
+        try:
+            client = registry.client(self.settings.mlflow_tracking_uri)
+            version = registry.alias_version(client, name, registry.CHAMPION)
+            if version is None:
+                status.error = status.error or f"no models:/{name}@champion yet"
+                return
+            if str(version.version) == status.version:
+                return
+            target = self.settings.home / "serving-models" / name / str(version.version)
+            if not (target / "ready").exists():
+                registry.download_alias(self.settings.mlflow_tracking_uri, name,
+                                        registry.CHAMPION, dst=target)
+                (target / "ready").touch()
+            bundle = ModelBundle.load(target)
+        except Exception as exc:
+            status.error = f"champion of {name} could not be loaded: {exc}"
+            log.warning(status.error)
+            return
+        self._recommenders[tenant] = self._recommender(tenant, LoadedModel(bundle, str(
+            version.version)))
+        status.version, status.loaded_at, status.error = str(version.version), time.time(), None
+        status.cutoff_ms = bundle.meta.get("cutoff_ms")
+        log.info("serving %s v%s", name, version.version)
+
+    def _recommender(self, tenant: str, model: LoadedModel | None) -> Recommender:
+        return Recommender(tenant, model, self.state, self.settings.app.events.weights)
+
+    def recommender(self, tenant: str) -> Recommender:
+        found = self._recommenders.get(tenant)
+        if found is None:
+            found = self._recommenders.setdefault(tenant, self._recommender(tenant, None))
+        return found
+
+    # --- events ------------------------------------------------------------------------------
+    def accept(self, events: list[dict[str, Any]]) -> int:
+        """Durably append parsed events, then apply them here at once."""
+        self.log.append(events)
+        self.state.apply(events)
+        return len(events)
+
+    def follow_log(self) -> int:
+        return self.state.apply(self.follower.poll())
+
+    # --- answers -----------------------------------------------------------------------------
+    def recommend(self, request: Request) -> Answer:
+        answer = self.recommender(request.tenant).recommend(request)
+        self._log_answer(request, answer)
+        return answer
+
+    def _log_answer(self, request: Request, answer: Answer) -> None:
+        event: dict[str, Any] = {
+            "event": "recommendation", "id": answer.recommendation_id,
+            "timestamp": int(time.time() * 1000), "tenant": request.tenant,
+            "items": [{"id": s.item_id, "score": s.score, "position": s.position,
+                       "source": s.recommendation_source} for s in answer.items],
+            "fields": {"template": answer.template, "model_version": answer.model_version or "",
+                       "action": "impression", **answer.counts()},
+        }
+        if request.user_id:
+            event["user"] = request.user_id
+        if request.session_id:
+            event["session"] = request.session_id
+        if not request.user_id and not request.session_id:
+            event["session"] = f"anonymous-{answer.recommendation_id}"
+        try:
+            self._answers.put_nowait(event)
+        except queue.Full:
+            log.warning("recommendation log queue full: answer %s not logged",
+                        answer.recommendation_id)
+
+    def _drain_answers(self) -> None:
+        batch = []
+        while True:
+            try:
+                batch.append(self._answers.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            try:
+                self.log.append(batch)
+            except OSError as exc:
+                log.warning("could not log %d recommendation events: %s", len(batch), exc)
+
+    # --- loops -------------------------------------------------------------------------------
+    def _follow_loop(self) -> None:
+        while not self._stop.wait(self.settings.app.serving.log_poll_seconds):
+            try:
+                self.follow_log()
+            except Exception as exc:
+                log.warning("following the raw log failed: %s", exc)
+
+    def _model_loop(self) -> None:
+        while not self._stop.wait(self.settings.app.serving.model_poll_seconds):
+            self.refresh_models()
+
+    def _answer_loop(self) -> None:
+        while not self._stop.wait(0.05):
+            self._drain_answers()

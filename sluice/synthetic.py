@@ -1,0 +1,178 @@
+"""A realistic synthetic event history: hidden tastes drive what is shown, clicked and bought.
+
+Items belong to categories with latent vectors; users prefer one to three categories. Rankings
+show ten items, mostly popular and in-taste ones; clicks depend on taste and on position, and
+purchases on taste again. Some visitors browse anonymously and log in part-way; a few never do.
+Output is Metarank JSON Lines, the native bulk format, written to the landing folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CATEGORIES = [
+    "books", "music", "movies", "games", "garden", "kitchen", "sports", "outdoors", "toys",
+    "beauty", "health", "fashion", "shoes", "jewelry", "electronics", "computers", "phones",
+    "office", "pets", "baby",
+]
+COLORS = ["red", "blue", "green", "black", "white", "yellow", "grey", "brown"]
+DAY_MS = 86_400_000
+
+
+@dataclass
+class SyntheticSpec:
+    users: int = 5_000
+    items: int = 2_000
+    events: int = 200_000
+    days: int = 60
+    seed: int = 7
+    start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+    shown_per_ranking: int = 10
+    anonymous_login_share: float = 0.15  # sessions that start anonymous and log in part-way
+    anonymous_only_share: float = 0.05   # sessions that never log in
+    files: int = 4
+
+
+@dataclass
+class SyntheticResult:
+    paths: list[Path]
+    events: int
+    users: int
+    items: int
+    interactions: int
+    known_user: str
+    anonymous_session: str
+    stitched_user: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def generate(out_dir: Path, spec: SyntheticSpec | None = None) -> SyntheticResult:
+    spec = spec or SyntheticSpec()
+    rng = np.random.default_rng(spec.seed)
+    dim = 8
+    n_cat = len(CATEGORIES)
+    centroids = rng.normal(size=(n_cat, dim))
+    item_cat = rng.integers(0, n_cat, spec.items)
+    item_vec = centroids[item_cat] + 0.5 * rng.normal(size=(spec.items, dim))
+    item_pop = rng.pareto(1.2, spec.items) + 0.2  # a long tail of popularity
+    prefs = [rng.choice(n_cat, size=rng.integers(1, 4), replace=False) for _ in range(spec.users)]
+    user_vec = np.stack([centroids[p].mean(axis=0) for p in prefs])
+    user_vec += 0.3 * rng.normal(size=user_vec.shape)
+    affinity = (user_vec @ item_vec.T) / np.sqrt(dim)  # users x items
+    activity = rng.pareto(1.5, spec.users) + 0.5
+
+    events: list[dict] = []
+    counts = {"item": 0, "user": 0, "ranking": 0, "interaction": 0}
+    t0 = spec.start_ms
+    for i in range(spec.items):
+        events.append(_item_event(rng, i, int(item_cat[i]), t0 - DAY_MS))
+    for u in range(0, spec.users, 2):
+        events.append({"event": "user", "id": f"user-event-{u}", "user": f"u{u}",
+                       "timestamp": str(t0 - DAY_MS),
+                       "fields": [{"name": "country", "value": ["us", "de", "fr", "jp"][u % 4]}]})
+    counts["item"], counts["user"] = spec.items, len(events) - spec.items
+
+    base_weight = np.log1p(item_pop)
+    interactions = 0
+    per_user_interactions = np.zeros(spec.users, dtype=np.int64)
+    anonymous_sessions: list[tuple[str, int]] = []
+    stitched: list[str] = []
+    session_no = 0
+    user_p = activity / activity.sum()
+    while len(events) < spec.events:
+        session_no += 1
+        u = int(rng.choice(spec.users, p=user_p))
+        session = f"s{session_no}"
+        mode = rng.random()
+        anonymous_only = mode < spec.anonymous_only_share
+        login_after = (int(rng.integers(1, 3))
+                       if mode < spec.anonymous_only_share + spec.anonymous_login_share else 0)
+        start = t0 + int(rng.random() * spec.days * DAY_MS)
+        scores = base_weight + 1.5 * affinity[u]
+        p = np.exp(scores - scores.max())
+        p /= p.sum()
+        session_clicks = 0
+        for r in range(int(rng.integers(1, 5))):
+            ts = start + r * 60_000
+            known = not anonymous_only and r >= login_after
+            who = {"session": session} | ({"user": f"u{u}"} if known else {})
+            shown = rng.choice(spec.items, size=spec.shown_per_ranking, replace=False, p=p)
+            ranking_id = f"r{session_no}-{r}"
+            events.append({"event": "ranking", "id": ranking_id, "timestamp": ts, **who,
+                           "items": [{"id": f"i{i}"} for i in shown]})
+            counts["ranking"] += 1
+            position_bias = 1.0 / np.log2(np.arange(2, len(shown) + 2))
+            click_p = _sigmoid(2.0 * affinity[u, shown] - 1.0) * position_bias * 0.6
+            clicked = shown[rng.random(len(shown)) < click_p]
+            for k, i in enumerate(clicked):
+                base = {"timestamp": ts + 1_000 * (k + 1), "ranking": ranking_id, **who,
+                        "item": f"i{i}"}
+                events.append({"event": "interaction", "id": f"c{session_no}-{r}-{k}",
+                               "type": "click", **base})
+                interactions += 1
+                if rng.random() < 0.25 * _sigmoid(2.0 * affinity[u, i]):
+                    price = round(float(5 + 200 * rng.random()), 2)
+                    events.append({"event": "interaction", "id": f"p{session_no}-{r}-{k}",
+                                   "type": "purchase", **base,
+                                   "fields": [{"name": "price", "value": price}]})
+                    interactions += 1
+                session_clicks += 1
+        if anonymous_only:
+            anonymous_sessions.append((session, session_clicks))
+        else:
+            per_user_interactions[u] += session_clicks
+            if login_after and session_clicks:
+                stitched.append(f"u{u}")
+    counts["interaction"] = interactions
+
+    paths = _write(out_dir, events, spec)
+    best_anon = max(anonymous_sessions, key=lambda s: s[1])[0] if anonymous_sessions else "s1"
+    return SyntheticResult(
+        paths=paths, events=len(events), users=spec.users, items=spec.items,
+        interactions=interactions, known_user=f"u{int(per_user_interactions.argmax())}",
+        anonymous_session=best_anon, stitched_user=stitched[0] if stitched else "u0",
+        counts=counts,
+    )
+
+
+def _item_event(rng: np.random.Generator, i: int, cat: int, ts: int) -> dict:
+    fields = [
+        {"name": "title", "value": f"{CATEGORIES[cat].title()} item {i}"},
+        {"name": "category", "value": CATEGORIES[cat]},
+        {"name": "brand", "value": f"brand-{int(rng.integers(0, 60))}"},
+        {"name": "color", "value": COLORS[int(rng.integers(0, len(COLORS)))]},
+        {"name": "price", "value": round(float(np.exp(rng.normal(3.2, 0.8))), 2)},
+        {"name": "tags", "value": [CATEGORIES[cat], f"tag-{int(rng.integers(0, 40))}"]},
+        {"name": "in_stock", "value": bool(rng.random() > 0.05)},
+    ]
+    return {"event": "item", "id": f"item-event-{i}", "item": f"i{i}",
+            "timestamp": _iso(ts), "fields": fields}
+
+
+def _iso(ms: int) -> str:
+    return np.datetime_as_string(np.datetime64(ms, "ms"), unit="ms") + "Z"
+
+
+def _write(out_dir: Path, events: list[dict], spec: SyntheticSpec) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    events.sort(key=lambda e: int(e["timestamp"]) if not isinstance(e["timestamp"], str)
+                or e["timestamp"].isdigit() else 0)
+    size = -(-len(events) // spec.files)
+    paths = []
+    for n in range(spec.files):
+        path = out_dir / f"synthetic-seed{spec.seed}-part{n:02d}.jsonl"
+        tmp = path.with_suffix(".tmp")  # ingest ignores it until the rename below
+        with open(tmp, "w") as handle:
+            for event in events[n * size:(n + 1) * size]:
+                handle.write(json.dumps(event, separators=(",", ":")) + "\n")
+        tmp.replace(path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,121 @@
+"""Personalize-style CSV / Parquet files: pandera schemas, then rows as internal events."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+
+INTERACTION_COLUMNS = ("USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE")
+_RESERVED = {
+    "USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "EVENT_ID", "SESSION_ID",
+    "RECOMMENDATION_ID", "TENANT",
+}
+
+CATALOG_EPOCH_MS = 10**12  # 2001-09-09, the smallest 13-digit epoch in ms
+
+_id = pa.Column(str, pa.Check.str_length(1, 256), nullable=False, coerce=True)
+
+INTERACTIONS = pa.DataFrameSchema(
+    {
+        "USER_ID": _id,
+        "ITEM_ID": _id,
+        "TIMESTAMP": pa.Column("int64", pa.Check.in_range(10**9, 10**10 - 1), coerce=True),
+        "EVENT_TYPE": pa.Column(str, pa.Check.str_length(1, 64), coerce=True),
+        "EVENT_VALUE": pa.Column(float, nullable=True, coerce=True, required=False),
+    },
+    strict=False,
+)
+ITEMS = pa.DataFrameSchema({"ITEM_ID": _id}, strict=False)
+USERS = pa.DataFrameSchema({"USER_ID": _id}, strict=False)
+
+
+def detect_kind(columns: list[str]) -> str:
+    upper = {c.upper() for c in columns}
+    if set(INTERACTION_COLUMNS) <= upper:
+        return "interactions"
+    if "ITEM_ID" in upper:
+        return "items"
+    if "USER_ID" in upper:
+        return "users"
+    raise ValueError(
+        "unrecognised columns: an interactions file needs USER_ID, ITEM_ID, TIMESTAMP, "
+        "EVENT_TYPE; an items file ITEM_ID; a users file USER_ID"
+    )
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def validate(frame: pd.DataFrame) -> tuple[str, pd.DataFrame, dict[int, str]]:
+    """Returns (kind, valid rows, {row index: reason}) for the rows pandera refuses."""
+    frame = frame.rename(columns={c: c.strip().upper() for c in frame.columns})
+    kind = detect_kind(list(frame.columns))
+    schema = {"interactions": INTERACTIONS, "items": ITEMS, "users": USERS}[kind]
+    bad: dict[int, str] = {}
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        for row in cases.itertuples():
+            if pd.isna(row.index):
+                continue
+            reason = f"{row.column}: {row.check} (got {row.failure_case!r:.60})"
+            bad.setdefault(int(row.index), reason)
+    good = frame.drop(index=list(bad)) if bad else frame
+    good = schema.validate(good)
+    return kind, good, bad
+
+
+def _fields(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in _RESERVED or value is None or (isinstance(value, float) and pd.isna(value)):
+            continue
+        if isinstance(value, str) and "|" in value:
+            value = [v for v in value.split("|") if v]  # Personalize categorical lists
+        out[_snake(key)] = value.item() if hasattr(value, "item") else value
+    return out
+
+
+def row_to_event(kind: str, row: dict[str, Any], default_tenant: str) -> dict[str, Any]:
+    """One validated row as a raw (Metarank-shaped) event; ids are content hashes when absent."""
+    tenant = row.get("TENANT") or default_tenant
+    if kind == "interactions":
+        event: dict[str, Any] = {
+            "event": "interaction",
+            "timestamp": int(row["TIMESTAMP"]),
+            "user": row["USER_ID"],
+            "item": row["ITEM_ID"],
+            "type": row["EVENT_TYPE"],
+        }
+        if row.get("SESSION_ID") and not pd.isna(row["SESSION_ID"]):
+            event["session"] = str(row["SESSION_ID"])
+        if row.get("EVENT_VALUE") is not None and not pd.isna(row["EVENT_VALUE"]):
+            event["value"] = float(row["EVENT_VALUE"])
+        if row.get("RECOMMENDATION_ID") and not pd.isna(row["RECOMMENDATION_ID"]):
+            event["ranking"] = str(row["RECOMMENDATION_ID"])
+    elif kind == "items":
+        event = {"event": "item", "item": row["ITEM_ID"], "timestamp": _row_time(row)}
+    else:
+        event = {"event": "user", "user": row["USER_ID"], "timestamp": _row_time(row)}
+    event["fields"] = _fields(row)
+    event["tenant"] = tenant
+    given = row.get("EVENT_ID")
+    if given and not pd.isna(given):
+        event["id"] = str(given)
+    else:
+        digest = hashlib.sha1(repr(sorted(row.items())).encode(), usedforsecurity=False)
+        event["id"] = f"{kind[:-1]}-{digest.hexdigest()[:20]}"
+    return event
+
+
+def _row_time(row: dict[str, Any]) -> int:
+    value = row.get("CREATION_TIMESTAMP") or row.get("TIMESTAMP")
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return CATALOG_EPOCH_MS  # undated catalog rows sort before every interaction
+    return int(value) * 1000 if int(value) < 10**11 else int(value)

@@ -1,0 +1,74 @@
+"""Run the dbt project (staging -> intermediate -> marts) against the warehouse."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sluice.settings import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+
+
+class TransformError(RuntimeError):
+    """dbt build failed; the message lists the failing nodes and what they said."""
+
+
+@dataclass
+class TransformResult:
+    ok: bool
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [n for n in self.nodes if n["status"] in ("error", "fail", "runtime error")]
+
+
+def dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
+              select: str | None = None, command: str = "build") -> TransformResult:
+    """`dbt <command>` in a child process (so its DuckDB handle is gone when it returns).
+
+    Raises TransformError naming each failed model or test and what it said.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    target = work_dir / "target"
+    args = [
+        _dbt_executable(), command, "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target),
+        "--log-path", str(work_dir / "logs"), "--vars", json.dumps(dbt_vars),
+    ]
+    if select and command == "build":
+        args += ["--select", select]
+    env = {**os.environ, "SLUICE_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS":
+           "false"}
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+    nodes = _run_results(target / "run_results.json") if command == "build" else []
+    result = TransformResult(proc.returncode == 0, nodes)
+    if proc.returncode != 0:
+        detail = "; ".join(f"{n['node']}: {n['message']}" for n in result.failures)
+        tail = " | ".join(proc.stdout.strip().splitlines()[-8:])
+        raise TransformError(
+            f"dbt {command} failed: {detail or tail}. Full log: {work_dir / 'logs'}; "
+            f"re-run it with `cd dbt_project && dbt {command}` to investigate.")
+    return result
+
+
+def _dbt_executable() -> str:
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else "dbt"
+
+
+def _run_results(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    return [{"node": r["unique_id"], "status": r["status"], "message": r.get("message") or "",
+             "seconds": round(r.get("execution_time") or 0.0, 2)} for r in data["results"]]

@@ -1,0 +1,58 @@
+"""The DuckDB warehouse: raw tables that ingest writes and dbt reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+RAW_DDL = """
+create schema if not exists raw;
+
+create table if not exists raw.events (
+    event_id varchar not null,          -- the event's own id (Metarank id, Personalize eventId)
+    tenant varchar not null,            -- dataset group; 'default' unless given
+    event_type varchar not null,        -- item | user | ranking | interaction | recommendation
+    event_at timestamp not null,        -- UTC
+    user_id varchar,                    -- user events, rankings, interactions, recommendations
+    session_id varchar,                 -- rankings, interactions, recommendations
+    item_id varchar,                    -- item events and interactions
+    interaction_type varchar,           -- interactions only: click, purchase, ...
+    ranking_id varchar,                 -- interactions: id of the ranking/recommendation shown
+    event_value double,                 -- interactions: optional value (Personalize eventValue)
+    fields varchar,                     -- JSON object {name: value}
+    items varchar,                      -- JSON array: ranking/recommendation items
+    source_file varchar not null,
+    loaded_at timestamp not null,
+    primary key (tenant, event_id)
+);
+
+create table if not exists raw.quarantine (
+    source_file varchar not null,
+    line_number bigint,                 -- 1-based line or row; null when the whole file failed
+    record varchar,
+    reason varchar not null,
+    quarantined_at timestamp not null
+);
+
+create table if not exists raw.manifest (
+    path varchar primary key,
+    size_bytes bigint not null,         -- bytes consumed (a growing log segment: the prefix loaded)
+    checksum varchar not null,          -- sha256 of the consumed bytes
+    rows_loaded bigint not null,
+    rows_quarantined bigint not null,
+    duplicates_skipped bigint not null,
+    loaded_at timestamp not null
+);
+"""
+
+
+def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file, creating the raw schema when writable."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    if not read_only:
+        con.execute(RAW_DDL)
+    return con
