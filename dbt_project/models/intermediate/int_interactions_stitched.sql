@@ -1,0 +1,55 @@
+with interactions as (
+
+    select * from {{ ref('stg_sluice__interactions') }}
+
+),
+
+session_identities as (
+
+    select * from {{ ref('int_session_identities') }}
+
+),
+
+-- the loader already dedups; a replayed log segment must still not double-count
+deduplicated as (
+
+    select
+        *,
+        row_number() over (
+            partition by tenant, event_id
+            order by loaded_at, event_at
+        ) as copy_number
+    from interactions
+
+),
+
+stitched as (
+
+    select
+        deduplicated.tenant,
+        deduplicated.event_id,
+        {{ stitched_user_id(
+            'deduplicated.user_id', 'session_identities.user_id', 'deduplicated.session_id'
+        ) }} as user_id,
+        deduplicated.session_id,
+        deduplicated.item_id,
+        deduplicated.interaction_type,
+        deduplicated.ranking_id,
+        deduplicated.event_value,
+        deduplicated.fields,
+        deduplicated.event_at,
+        deduplicated.user_id is null
+        and session_identities.user_id is not null as is_stitched,
+        deduplicated.user_id is null
+        and session_identities.user_id is null
+        and deduplicated.session_id is not null as is_anonymous
+    from deduplicated
+    left join session_identities
+        on
+            deduplicated.tenant = session_identities.tenant
+            and deduplicated.session_id = session_identities.session_id
+    where deduplicated.copy_number = 1
+
+)
+
+select * from stitched

@@ -1,0 +1,54 @@
+with source as (
+
+    select * from {{ source('sluice', 'events') }}
+    where event_type = 'ranking'
+
+),
+
+rankings as (
+
+    select
+        tenant,
+        event_id as ranking_id,
+        user_id,
+        session_id,
+        items,
+        event_at as ranked_at
+    from source
+    where {{ json_typeof('items') }} = 'array'
+
+),
+
+unnested as (
+
+    select
+        rankings.tenant,
+        rankings.ranking_id,
+        rankings.user_id,
+        rankings.session_id,
+        rankings.ranked_at,
+        shown.element,
+        shown.position
+    from rankings
+    cross join {{ json_array_elements('rankings.items', 'shown') }}
+
+),
+
+renamed as (
+
+    select
+        tenant,
+        ranking_id,
+        cast(position as integer) as position,
+        {{ json_extract_string('element', 'id') }} as item_id,
+        {{ cast_or_null(json_extract_string('element', 'label'), 'double') }} as label,
+        {{ json_extract_json('element', 'fields') }} as fields,
+        user_id,
+        session_id,
+        ranked_at
+    from unnested
+    where {{ json_extract_string('element', 'id') }} is not null
+
+)
+
+select * from renamed

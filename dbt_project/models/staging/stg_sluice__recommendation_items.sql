@@ -1,0 +1,57 @@
+with source as (
+
+    select * from {{ source('sluice', 'events') }}
+    where event_type = 'recommendation'
+
+),
+
+recommendations as (
+
+    select
+        tenant,
+        event_id as recommendation_id,
+        user_id,
+        session_id,
+        items,
+        event_at as recommended_at
+    from source
+    where {{ json_typeof('items') }} = 'array'
+
+),
+
+unnested as (
+
+    select
+        recommendations.tenant,
+        recommendations.recommendation_id,
+        recommendations.user_id,
+        recommendations.session_id,
+        recommendations.recommended_at,
+        slots.element,
+        slots.position as element_number
+    from recommendations
+    cross join {{ json_array_elements('recommendations.items', 'slots') }}
+
+),
+
+renamed as (
+
+    select
+        tenant,
+        recommendation_id,
+        cast(coalesce(
+            {{ cast_or_null(json_extract_string('element', 'position'), 'integer') }},
+            element_number
+        ) as integer) as position,
+        {{ json_extract_string('element', 'id') }} as item_id,
+        {{ cast_or_null(json_extract_string('element', 'score'), 'double') }} as score,
+        {{ json_extract_string('element', 'source') }} as recommendation_source,
+        user_id,
+        session_id,
+        recommended_at
+    from unnested
+    where {{ json_extract_string('element', 'id') }} is not null
+
+)
+
+select * from renamed

@@ -1,0 +1,50 @@
+{%- set counts = [
+    'personalized_count',
+    'model_personalized_count',
+    'model_non_personalized_count',
+    'model_fallback_count',
+    'fallback_count',
+    'non_personalized_count',
+    'total',
+] -%}
+
+with source as (
+
+    select * from {{ source('sluice', 'events') }}
+    where event_type = 'recommendation'
+
+),
+
+cleaned as (
+
+    select
+        tenant,
+        event_id,
+        user_id,
+        session_id,
+        case when {{ json_typeof('fields') }} = 'object' then fields end as fields,
+        event_at,
+        loaded_at
+    from source
+
+),
+
+renamed as (
+
+    select
+        tenant,
+        event_id as recommendation_id,
+        user_id,
+        session_id,
+        {{ json_extract_string('fields', 'template') }} as template,
+        {{ json_extract_string('fields', 'model_version') }} as model_version,
+        {% for count in counts -%}
+            {{ cast_or_null(json_extract_string('fields', count), 'integer') }} as {{ count }},
+        {% endfor -%}
+        event_at as recommended_at,
+        loaded_at
+    from cleaned
+
+)
+
+select * from renamed

@@ -1,0 +1,53 @@
+"""The slice of dbt's Jinja context that `sqlfluff lint` (templater jinja) needs.
+
+var() reads the defaults in dbt_project.yml, and the project's macros are rendered with
+adapter.dispatch() picking their duckdb__ implementations, so the linted SQL is the SQL dbt
+runs on DuckDB, without a database or a dbt compile.
+"""
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import jinja2
+import yaml
+
+_PROJECT = Path(__file__).resolve().parent.parent
+_VARS = yaml.safe_load((_PROJECT / "dbt_project.yml").read_text())["vars"]
+
+
+def var(name, default=None):
+    return _VARS.get(name, default)
+
+
+def _raise_compiler_error(message):
+    raise jinja2.TemplateError(message)
+
+
+class _Adapter:
+    def dispatch(self, name, macro_namespace=None):
+        return getattr(_macros, f"duckdb__{name}", None) or getattr(_macros, f"default__{name}")
+
+    def quote(self, identifier):
+        return f'"{identifier}"'
+
+
+adapter = _Adapter()
+modules = SimpleNamespace(re=re)
+exceptions = SimpleNamespace(raise_compiler_error=_raise_compiler_error)
+
+_env = jinja2.Environment(extensions=["jinja2.ext.do"])
+_env.globals.update(
+    var=var,
+    adapter=adapter,
+    modules=modules,
+    exceptions=exceptions,
+    # every macro here returns text, so rendering the returned value is enough
+    **{"return": lambda value: value},
+)
+_source = "\n".join(p.read_text() for p in sorted((_PROJECT / "macros").rglob("*.sql")))
+_macros = _env.from_string(_source).module
+
+globals().update(
+    {name: getattr(_macros, name) for name in dir(_macros) if not name.startswith("_")}
+)
