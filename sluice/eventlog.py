@@ -51,6 +51,7 @@ class EventLog:
         self._leader = False
         self._file: Any = None
         self._size = 0
+        self._last_ms = 0
 
     def append(self, events: Iterable[dict[str, Any]]) -> None:
         data = b"".join(orjson.dumps(e) + b"\n" for e in events)
@@ -82,7 +83,9 @@ class EventLog:
             handle = self._segment()
             start = self._size
             try:
-                handle.write(data)
+                view = memoryview(data)
+                while view:  # write(2) may take only part of the bytes (nearly full disk)
+                    view = view[handle.write(view):]
                 handle.flush()
                 os.fsync(handle.fileno())
             except OSError:
@@ -107,9 +110,11 @@ class EventLog:
             if self._file is not None:
                 self._file.close()
             self.root.mkdir(parents=True, exist_ok=True)
-            name = f"segment-{int(time.time() * 1000):013d}-{self.writer_id}.jsonl"
+            # a new name on every rotation, even within one millisecond, in append order
+            self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
+            name = f"segment-{self._last_ms:013d}-{self.writer_id}.jsonl"
             self._file = open(self.root / name, "ab", buffering=0)  # noqa: SIM115
-            self._size = 0
+            self._size = os.fstat(self._file.fileno()).st_size  # truncate never cuts older lines
             _fsync_dir(self.root)
         return self._file
 

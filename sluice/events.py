@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 PUBLIC_EVENT_TYPES = ("item", "user", "ranking", "interaction")
@@ -31,6 +31,7 @@ _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Milliseconds since epoch between 2001-09-09 and 2286: 13 digits; epoch seconds: 10 digits.
 _MS_DIGITS = 13
 _SECONDS_DIGITS = 10
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def parse_timestamp(value: Any, field: str = "timestamp") -> int:
         return _from_epoch_digits(str(int(value)), field)
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # int() refuses some unicode digits, e.g. '²'
             return _from_epoch_digits(text, field)
         return _from_iso(text, field)
     raise EventError(field, f"expected a number or string, got {type(value).__name__}")
@@ -86,7 +87,10 @@ def _from_iso(text: str, field: str) -> int:
         raise EventError(field, f"{text[:64]!r} is not ISO-8601 nor an epoch number") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    ms = (moment - _EPOCH) // timedelta(milliseconds=1)
+    if not 10 ** (_MS_DIGITS - 1) <= ms < 10**_MS_DIGITS:  # must parse again: 13-digit ms
+        raise EventError(field, f"{text[:64]!r} is outside 2001-09-09 .. 2286-11-20")
+    return ms
 
 
 def _string(obj: dict, key: str, field: str, required: bool, limit: int = MAX_ID_LENGTH):
@@ -238,7 +242,7 @@ def parse_event(
 def _tenant(value: Any, default: str) -> str:
     if value is None:
         return default
-    if not isinstance(value, str) or not _TENANT_RE.match(value):
+    if not isinstance(value, str) or not _TENANT_RE.fullmatch(value):
         raise EventError("tenant", "1-64 letters, digits, '_', '.', '-', starting alphanumeric")
     return value
 

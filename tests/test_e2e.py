@@ -1,0 +1,182 @@
+"""End to end: the real `pipeline` flow, a real MLflow store, a real server with two workers."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from sluice import registry
+from sluice.recommender import SOURCES
+from sluice.synthetic import SyntheticSpec, generate
+from tests.utils.factories import environment, interaction
+from tests.utils.server import running_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, prefect_harness):
+    home = tmp_path_factory.mktemp("e2e")
+    env = environment(home)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        info = generate(home / "landing", SyntheticSpec(users=400, items=150, events=12_000,
+                                                        files=2, seed=11))
+        from flows.pipeline import pipeline
+
+        outcome = pipeline()
+        yield {"home": home, "env": env, "info": info, "outcome": outcome}
+
+
+@pytest.fixture(scope="module")
+def api(trained):
+    with running_server(trained["env"], workers=2) as base:
+        yield base
+
+
+def ask(base: str, **body) -> dict:
+    response = httpx.post(f"{base}/v1/recommendations", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_counts(answer: dict) -> None:
+    sources = [slot["recommendation_source"] for slot in answer["items"]]
+    assert set(sources) <= set(SOURCES)
+    assert answer["model_personalized_count"] == sources.count("model_personalized")
+    assert answer["model_fallback_count"] == sources.count("model_fallback")
+    assert answer["fallback_count"] == sources.count("fallback")
+    assert answer["personalized_count"] == answer["model_personalized_count"]
+    assert answer["non_personalized_count"] == (
+        answer["model_non_personalized_count"] + answer["model_fallback_count"])
+    assert answer["total"] == (answer["personalized_count"] + answer["non_personalized_count"]
+                               + answer["fallback_count"]) == len(answer["items"])
+    ids = [slot["item_id"] for slot in answer["items"]]
+    assert len(ids) == len(set(ids)), "an item repeats in one answer"
+    assert [slot["position"] for slot in answer["items"]] == list(range(1, len(ids) + 1))
+
+
+def test_pipeline_trains_and_promotes_a_champion(trained):
+    (result,) = trained["outcome"]["train"]
+    assert trained["outcome"]["ingest"]["rows_loaded"] == trained["info"].events
+    assert result["promoted"] is True
+    client = registry.client(trained["env"]["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias("sluice-default", "champion")
+    assert str(champion.version) == result["version"]
+    assert champion.tags["validation_status"] == "passed"
+    metrics = client.get_run(champion.run_id).data.metrics
+    assert metrics["ndcg_at_10"] == pytest.approx(result["metrics"]["ndcg_at_10"])
+    assert "popularity.ndcg_at_10" in metrics
+
+
+def test_known_user_gets_personalized_slots(trained, api):
+    answer = ask(api, user_id=trained["info"].known_user, num_results=20)
+    assert_counts(answer)
+    assert answer["model_personalized_count"] == 20
+    assert answer["model_version"] == trained["outcome"]["train"][0]["version"]
+
+
+def test_unknown_user_gets_popular_fallback(api):
+    answer = ask(api, user_id="nobody-ever", num_results=15)
+    assert_counts(answer)
+    assert answer["model_personalized_count"] == 0
+    assert answer["model_fallback_count"] == 15
+
+
+def test_anonymous_session_is_served_from_its_own_history(trained, api):
+    answer = ask(api, session_id=trained["info"].anonymous_session, num_results=10)
+    assert_counts(answer)
+    assert answer["model_personalized_count"] == 10
+
+
+def test_tiers_fill_in_order_when_the_catalog_runs_short(trained, api):
+    answer = ask(api, user_id=trained["info"].known_user, num_results=500)
+    assert_counts(answer)
+    sources = [slot["recommendation_source"] for slot in answer["items"]]
+    # tiers never interleave: personalized, then popular, then random
+    assert sources == sorted(sources, key=["model_personalized", "model_fallback",
+                                           "fallback"].index)
+    no_random = ask(api, user_id="nobody-ever", num_results=500, fill_with_random=False)
+    assert_counts(no_random)
+    assert no_random["fallback_count"] == 0
+
+
+def _wait_for(predicate, timeout: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
+def test_an_interaction_changes_the_next_answer_within_a_second(trained, api):
+    user = trained["info"].known_user
+    before = ask(api, user_id=user, num_results=10)
+    top = before["items"][0]["item_id"]
+    sent = httpx.post(f"{api}/v1/events", json=[interaction(user, top, "purchase")], timeout=10)
+    assert sent.status_code == 200, sent.text
+    started = time.monotonic()
+
+    def changed():
+        after = ask(api, user_id=user, num_results=10)
+        ids = [s["item_id"] for s in after["items"]]
+        return after if top not in ids else None
+
+    # two workers: whichever answers must already follow the log
+    after = _wait_for(changed)
+    assert after is not None, "the purchased item is still recommended after 1 s"
+    assert time.monotonic() - started < 1.5
+    assert after["model_personalized_count"] == 10
+    # one second after the write, every worker (not only the one that took it) must know it
+    time.sleep(max(0.0, started + 1.0 - time.monotonic()))
+    later = [ask(api, user_id=user, num_results=10) for _ in range(8)]
+    assert all(top not in [s["item_id"] for s in a["items"]] for a in later)
+
+
+def test_a_new_user_with_a_few_events_gets_personalized_slots(trained, api):
+    items = [s["item_id"] for s in ask(api, user_id="nobody-ever", num_results=3)["items"]]
+    events = [interaction("brand-new-user", item) for item in items]
+    assert httpx.post(f"{api}/v1/events", json=events, timeout=10).status_code == 200
+
+    def personalized():
+        answer = ask(api, user_id="brand-new-user", num_results=10)
+        return answer if answer["model_personalized_count"] == 10 else None
+
+    answer = _wait_for(personalized)
+    assert answer is not None
+    assert not set(items) & {s["item_id"] for s in answer["items"]}
+
+
+def test_logging_in_joins_the_session_history_to_the_user(trained, api):
+    items = [s["item_id"] for s in ask(api, user_id="nobody-ever", num_results=2)["items"]]
+    session, user = "fresh-session-1", "fresh-user-1"
+    events = [interaction(None, items[0], session=session),
+              interaction(user, items[1], session=session)]
+    assert httpx.post(f"{api}/v1/events", json=events, timeout=10).status_code == 200
+
+    def joined():
+        answer = ask(api, user_id=user, num_results=20)
+        ids = {s["item_id"] for s in answer["items"]}
+        return answer if not ids & set(items) else None
+
+    assert _wait_for(joined) is not None
+
+
+def test_a_second_pipeline_run_loads_nothing_twice(trained):
+    from flows.pipeline import pipeline
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in trained["env"].items():
+            mp.setenv(key, value)
+        again = pipeline()
+    assert again["ingest"]["rows_loaded"] <= 50  # only what the API tests wrote to the log
+    (result,) = again["train"]
+    client = registry.client(trained["env"]["MLFLOW_TRACKING_URI"])
+    candidate = client.get_model_version_by_alias("sluice-default", "candidate")
+    assert str(candidate.version) == result["version"]
+    champion = client.get_model_version_by_alias("sluice-default", "champion")
+    assert (str(champion.version) == result["version"]) == result["promoted"]

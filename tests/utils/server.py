@@ -1,0 +1,21 @@
+"""A real uvicorn server on a free loopback port, for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from flows.cli import _free_port, start_server, stop_server, wait_ready
+
+
+@contextlib.contextmanager
+def running_server(env: dict[str, str], workers: int = 1) -> Iterator[str]:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_server(port, workers=workers, env={**os.environ, **env})
+    try:
+        wait_ready(base, process, timeout=90)
+        yield base
+    finally:
+        stop_server(process)
