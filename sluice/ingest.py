@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -165,7 +166,8 @@ class Ingestor:
         for path in sorted(root.rglob("*")):
             if path.is_symlink() or not path.is_file():
                 continue  # a link could point outside the landing folder
-            if path.name.startswith(".") or not path.name.endswith(LANDING_SUFFIXES):
+            hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+            if hidden or not path.name.endswith(LANDING_SUFFIXES):
                 continue
             found.append(path)
         return found
@@ -219,7 +221,7 @@ class Ingestor:
                 opener = gzip.open if name.endswith(".gz") else open
                 with opener(path, "rb") as handle:
                     data = handle.read()
-            except (OSError, EOFError) as exc:
+            except (OSError, EOFError, zlib.error) as exc:
                 raise _UnreadableFile(f"cannot read {name}: {exc}") from exc
             return _json_lines(data, 1)
         try:

@@ -96,7 +96,7 @@ def generate(out_dir: Path, spec: SyntheticSpec | None = None) -> SyntheticResul
         login_after = (int(rng.integers(1, 3))
                        if mode < spec.anonymous_only_share + spec.anonymous_login_share else 0)
         start = t0 + int(rng.random() * spec.days * DAY_MS)
-        scores = base_weight + 1.5 * affinity[u]
+        scores = 0.7 * base_weight + 2.5 * affinity[u]
         p = np.exp(scores - scores.max())
         p /= p.sum()
         session_clicks = 0
@@ -110,7 +110,7 @@ def generate(out_dir: Path, spec: SyntheticSpec | None = None) -> SyntheticResul
                            "items": [{"id": f"i{i}"} for i in shown]})
             counts["ranking"] += 1
             position_bias = 1.0 / np.log2(np.arange(2, len(shown) + 2))
-            click_p = _sigmoid(2.0 * affinity[u, shown] - 1.0) * position_bias * 0.6
+            click_p = _sigmoid(3.0 * affinity[u, shown] - 1.5) * position_bias * 0.6
             clicked = shown[rng.random(len(shown)) < click_p]
             for k, i in enumerate(clicked):
                 base = {"timestamp": ts + 1_000 * (k + 1), "ranking": ranking_id, **who,

@@ -47,6 +47,10 @@ def detect_kind(columns: list[str]) -> str:
     )
 
 
+# numbers without a leading zero (so codes like "02134" stay strings)
+_NUMBER = re.compile(r"^-?(0|[1-9][0-9]{0,17})(\.[0-9]+)?([eE][-+]?[0-9]+)?$")
+
+
 def _snake(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
 
@@ -78,13 +82,15 @@ def _fields(row: dict[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, str) and "|" in value:
             value = [v for v in value.split("|") if v]  # Personalize categorical lists
+        elif isinstance(value, str) and _NUMBER.match(value):
+            value = float(value) if any(c in value for c in ".eE") else int(value)
         out[_snake(key)] = value.item() if hasattr(value, "item") else value
     return out
 
 
 def row_to_event(kind: str, row: dict[str, Any], default_tenant: str) -> dict[str, Any]:
     """One validated row as a raw (Metarank-shaped) event; ids are content hashes when absent."""
-    tenant = row.get("TENANT") or default_tenant
+    tenant = _given(row.get("TENANT")) or default_tenant
     if kind == "interactions":
         event: dict[str, Any] = {
             "event": "interaction",
@@ -114,8 +120,16 @@ def row_to_event(kind: str, row: dict[str, Any], default_tenant: str) -> dict[st
     return event
 
 
+def _given(value: Any) -> Any:
+    """None for an empty cell (None, NaN, ''), else the value."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)) or value == "":
+        return None
+    return value
+
+
 def _row_time(row: dict[str, Any]) -> int:
-    value = row.get("CREATION_TIMESTAMP") or row.get("TIMESTAMP")
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    value = _given(row.get("CREATION_TIMESTAMP"))
+    value = _given(row.get("TIMESTAMP")) if value is None else value
+    if value is None:
         return CATALOG_EPOCH_MS  # undated catalog rows sort before every interaction
     return int(value) * 1000 if int(value) < 10**11 else int(value)
