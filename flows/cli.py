@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -138,8 +139,10 @@ def cmd_up(args: argparse.Namespace) -> None:
     procs: list[subprocess.Popen] = []
     api_url = "http://127.0.0.1:4200/api"
     env = {**os.environ, "PREFECT_API_URL": api_url}
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the children on `kill` too, not only Ctrl-C
     try:
-        procs.append(subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1",
+        prefect = Path(sys.executable).with_name("prefect")
+        procs.append(subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1",
                                        "--port", "4200"], env=env))
         _wait_http("http://127.0.0.1:4200/api/health", 120)
         procs.append(subprocess.Popen([sys.executable, "-m", "flows.deployments"], env=env,
@@ -156,6 +159,10 @@ def cmd_up(args: argparse.Namespace) -> None:
     finally:
         for p in reversed(procs):
             stop_server(p)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_http(url: str, timeout: float) -> None:
