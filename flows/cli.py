@@ -177,6 +177,17 @@ def _wait_http(url: str, timeout: float) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def cmd_trackers(args: argparse.Namespace) -> None:
+    from sluice.trackers import Trackers
+
+    trackers = Trackers(get_settings())
+    if args.tracker_command == "create":
+        print(trackers.create(args.name))
+    else:
+        for tracking_id, tenant in sorted(trackers.all().items(), key=lambda kv: kv[1]):
+            print(f"{tracking_id}\t{tenant}")
+
+
 def cmd_flow(name: str) -> None:
     from flows.ingest import ingest
     from flows.pipeline import pipeline
@@ -204,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the API in the foreground on SLUICE_PORT")
     serve.add_argument("--workers", type=int, default=1)
     sub.add_parser("up", help="Prefect server + deployments + API")
+    trackers = sub.add_parser("trackers", help="event trackers (one per tenant)")
+    tracker_sub = trackers.add_subparsers(dest="tracker_command", required=True)
+    tracker_sub.add_parser("create", help="create a tracker; prints its trackingId").add_argument(
+        "name", help="the tenant (dataset group) the tracker writes into")
+    tracker_sub.add_parser("list", help="list trackingId -> tenant")
     for name in ("ingest", "transform", "train", "pipeline"):
         sub.add_parser(name, help=f"run the `{name}` flow once")
     args = parser.parse_args(argv)
@@ -216,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_serve(args)
         elif args.command == "up":
             cmd_up(args)
+        elif args.command == "trackers":
+            cmd_trackers(args)
         else:
             cmd_flow(args.command)
     except Exception as exc:  # one clear line, not a traceback, for the operator

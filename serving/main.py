@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from serving.api.metrics import Metrics, instrument
-from serving.api.routes import events, health, recommendations
+from serving.api.routes import events, health, personalize, recommendations
 from sluice.service import Service
 from sluice.settings import get_settings
 
@@ -36,6 +36,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(recommendations.router)
+    app.include_router(personalize.router)
     return app
 
 

@@ -207,6 +207,34 @@ class Recommender:
         version = self.model.version if self.model is not None else None
         return Answer(uuid.uuid4().hex, version, req.template, slots)
 
+    def rank(self, req: Request, item_ids: list[str]) -> Answer:
+        """Reorder `item_ids` for the user; items the model cannot score keep their order, last."""
+        key = self.state.user_key(self.tenant, req.user_id, req.session_id)
+        given = list(dict.fromkeys(item_ids))
+        model = self.model
+        scored: list[tuple[str, float]] = []
+        source = MODEL_PERSONALIZED
+        if model is not None:
+            known = [i for i in given if i in model.bundle.item_index]
+            _, new = self._seen(key)
+            vector = self._user_vector(key, new) if key is not None else None
+            if vector is not None and known:
+                idx = np.fromiter((model.bundle.item_index[i] for i in known), dtype=np.int64)
+                values = model.bundle.item_factors[idx] @ vector
+                scored = [(known[j], float(values[j])) for j in np.argsort(-values, kind="stable")]
+            else:
+                popularity = dict(zip(model.bundle.item_ids[model.bundle.popular].tolist(),
+                                      model.bundle.popular_scores.tolist(), strict=True))
+                scored = sorted(((i, popularity[i]) for i in known if i in popularity),
+                                key=lambda pair: -pair[1])
+                source = MODEL_FALLBACK
+        ranked = {i for i, _ in scored}
+        slots = [Slot(i, round(score, 6), n + 1, source) for n, (i, score) in enumerate(scored)]
+        slots += [Slot(i, 0.0, len(slots) + n + 1, FALLBACK)
+                  for n, i in enumerate(i for i in given if i not in ranked)]
+        version = model.version if model is not None else None
+        return Answer(uuid.uuid4().hex, version, "ranking", slots)
+
     def _personalized(self, key: str, new: list[tuple[int, float]], n: int,
                       blocked: set[str]) -> list[tuple[str, float]]:
         vector = self._user_vector(key, new)

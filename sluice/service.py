@@ -20,6 +20,7 @@ from sluice.eventlog import EventLog, LogFollower
 from sluice.realtime import RealtimeState
 from sluice.recommender import Answer, LoadedModel, Recommender, Request
 from sluice.settings import Settings
+from sluice.trackers import Trackers
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class Service:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._answers: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=100_000)
-        self.trackers = {t.tracking_id: t.tenant for t in app.trackers}
+        self.trackers = Trackers(self.settings)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
@@ -79,7 +80,7 @@ class Service:
 
     # --- models ------------------------------------------------------------------------------
     def tenants(self) -> list[str]:
-        known = {"default", *self.trackers.values(), *self.models}
+        known = {"default", *self.trackers.tenants(), *self.models}
         prefix = f"{self.settings.app.model.name}-"
         try:
             client = registry.client(self.settings.mlflow_tracking_uri)
@@ -142,6 +143,11 @@ class Service:
     # --- answers -----------------------------------------------------------------------------
     def recommend(self, request: Request) -> Answer:
         answer = self.recommender(request.tenant).recommend(request)
+        self._log_answer(request, answer)
+        return answer
+
+    def rank(self, request: Request, item_ids: list[str]) -> Answer:
+        answer = self.recommender(request.tenant).rank(request, item_ids)
         self._log_answer(request, answer)
         return answer
 

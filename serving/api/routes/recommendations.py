@@ -75,3 +75,18 @@ def get_recommendations(query: Annotated[RecommendationRequest, Query()], servic
                         metrics: MetricsDep) -> RecommendationResponse:
     """The same as POST, with query parameters."""
     return _answer(query, service, metrics)
+
+
+class RankRequest(BaseModel):
+    tenant: str = Field("default", min_length=1, max_length=64)
+    user_id: str | None = Field(None, min_length=1, max_length=256)
+    session_id: str | None = Field(None, min_length=1, max_length=256)
+    items: list[str] = Field(min_length=1, max_length=500)
+
+
+@router.post("/rank")
+def rank(body: RankRequest, service: ServiceDep) -> RecommendationResponse:
+    """Reorder up to 500 items for a user; items the model does not know go last, in order."""
+    answer = service.rank(Request(tenant=body.tenant, user_id=body.user_id,
+                                  session_id=body.session_id), body.items)
+    return RecommendationResponse.model_validate(answer.as_dict())

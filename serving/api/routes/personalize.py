@@ -1,0 +1,166 @@
+"""Personalize-compatible API under /personalize, for the real boto3 clients.
+
+    boto3.client("personalize-events", endpoint_url="http://HOST:PORT/personalize")
+    boto3.client("personalize-runtime", endpoint_url="http://HOST:PORT/personalize")
+
+Errors use the AWS rest-json shape (`x-amzn-ErrorType` + `{"message"}`), so boto3 raises
+`InvalidInputException` / `ResourceNotFoundException`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from serving.api.deps import MetricsDep, ServiceDep
+from sluice import personalize
+from sluice.eventlog import LogWriteError
+from sluice.events import EventError
+from sluice.recommender import Request as RecommendationRequest
+from sluice.service import Service
+
+router = APIRouter(prefix="/personalize", tags=["personalize"])
+MAX_BODY_BYTES = 1024 * 1024
+MAX_RANKING_INPUT = 500
+
+
+def aws_error(code: str, message: str, status: int) -> JSONResponse:
+    return JSONResponse({"__type": code, "message": message}, status_code=status,
+                        headers={"x-amzn-ErrorType": code})
+
+
+def invalid(message: str) -> JSONResponse:
+    return aws_error("InvalidInputException", message, 400)
+
+
+def not_found(message: str) -> JSONResponse:
+    return aws_error("ResourceNotFoundException", message, 404)
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise EventError("body", f"larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise EventError("body", f"not JSON: {exc}") from None
+
+
+async def _store(service: Service, events: list[dict[str, Any]], metrics) -> JSONResponse:
+    try:
+        await run_in_threadpool(service.accept, events)
+    except LogWriteError as exc:
+        return aws_error("ServiceUnavailableException", f"events not stored, retry: {exc}", 503)
+    for event in events:
+        metrics.events.labels("accepted", event["event"], event["tenant"], "").inc()
+    return JSONResponse({})
+
+
+@router.post("/events")
+async def put_events(request: Request, service: ServiceDep, metrics: MetricsDep) -> JSONResponse:
+    """PutEvents: up to 10 interactions of one session, for the tracker's tenant."""
+    try:
+        body = await _body(request)
+        tracking_id = body.get("trackingId") if isinstance(body, dict) else None
+        tenant = service.trackers.tenant(tracking_id) if isinstance(tracking_id, str) else None
+        if tracking_id is not None and tenant is None:
+            return not_found(f"trackingId: no event tracker {tracking_id!r:.80}")
+        events = personalize.put_events(body, tenant or "default")
+    except EventError as exc:
+        metrics.events.labels("rejected", "interaction", "unknown", exc.field).inc()
+        return invalid(f"{exc.field}: {exc.reason}")
+    return await _store(service, events, metrics)
+
+
+async def _put_entities(request: Request, service: Service, metrics, kind: str) -> JSONResponse:
+    try:
+        tenant, events = personalize.put_entities(await _body(request), kind,
+                                                  int(time.time() * 1000))
+    except EventError as exc:
+        metrics.events.labels("rejected", kind, "unknown", exc.field).inc()
+        return invalid(f"{exc.field}: {exc.reason}")
+    if tenant not in service.trackers.tenants() and tenant not in service.models:
+        return not_found(f"datasetArn: no dataset group {tenant!r}")
+    return await _store(service, events, metrics)
+
+
+@router.post("/items")
+async def put_items(request: Request, service: ServiceDep, metrics: MetricsDep) -> JSONResponse:
+    """PutItems: add or update up to 10 items of a dataset group."""
+    return await _put_entities(request, service, metrics, "item")
+
+
+@router.post("/users")
+async def put_users(request: Request, service: ServiceDep, metrics: MetricsDep) -> JSONResponse:
+    """PutUsers: add or update up to 10 users of a dataset group."""
+    return await _put_entities(request, service, metrics, "user")
+
+
+def _tenant(service: Service, body: dict[str, Any]) -> str:
+    field = "campaignArn" if body.get("campaignArn") else "recommenderArn"
+    tenant = personalize.dataset_tenant(body.get(field), field)
+    if tenant not in service.trackers.tenants() and tenant not in service.models:
+        raise LookupError(f"{field}: no campaign for dataset group {tenant!r}")
+    return tenant
+
+
+def _predicted(answer) -> dict[str, Any]:
+    return {"recommendationId": answer.recommendation_id,
+            "itemList": [{"itemId": s.item_id, "score": s.score,
+                          "reason": [s.recommendation_source]} for s in answer.items]}
+
+
+@router.post("/recommendations")
+async def get_recommendations(request: Request, service: ServiceDep) -> JSONResponse:
+    """GetRecommendations: by userId (personalized) or itemId (similar items)."""
+    try:
+        body = await _body(request)
+        if not isinstance(body, dict):
+            raise EventError("body", "expected a JSON object")
+        tenant = _tenant(service, body)
+        if body.get("filterArn"):
+            raise EventError("filterArn", "filters are not configured on this server")
+        user, item = body.get("userId"), body.get("itemId")
+        if not user and not item:
+            raise EventError("userId", "userId or itemId is required")
+        num = body.get("numResults", 25)
+        if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= 500:
+            raise EventError("numResults", "an integer from 1 to 500")
+        req = RecommendationRequest(
+            tenant=tenant, user_id=user, item_id=item, num_results=num,
+            template="similar_items" if item and not user else "personalized")
+    except EventError as exc:
+        return invalid(f"{exc.field}: {exc.reason}")
+    except LookupError as exc:
+        return not_found(str(exc))
+    return JSONResponse(_predicted(service.recommend(req)))
+
+
+@router.post("/personalize-ranking")
+async def get_personalized_ranking(request: Request, service: ServiceDep) -> JSONResponse:
+    """GetPersonalizedRanking: reorder inputList for userId."""
+    try:
+        body = await _body(request)
+        if not isinstance(body, dict):
+            raise EventError("body", "expected a JSON object")
+        tenant = _tenant(service, body)
+        user, items = body.get("userId"), body.get("inputList")
+        if not isinstance(user, str) or not user:
+            raise EventError("userId", "required")
+        if (not isinstance(items, list) or not 1 <= len(items) <= MAX_RANKING_INPUT
+                or not all(isinstance(i, str) and 0 < len(i) <= 256 for i in items)):
+            raise EventError("inputList", f"a list of 1 to {MAX_RANKING_INPUT} item ids")
+    except EventError as exc:
+        return invalid(f"{exc.field}: {exc.reason}")
+    except LookupError as exc:
+        return not_found(str(exc))
+    answer = service.rank(RecommendationRequest(tenant=tenant, user_id=user), items)
+    predicted = _predicted(answer)
+    return JSONResponse({"personalizedRanking": predicted["itemList"],
+                         "recommendationId": predicted["recommendationId"]})
