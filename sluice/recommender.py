@@ -18,7 +18,7 @@ import numpy as np
 from sluice.bundle import ModelBundle
 from sluice.models import als_fold_in, als_gram
 from sluice.realtime import RealtimeState
-from sluice.scoring import top_n
+from sluice.scoring import BatchScorer, top_n, top_n_blocked
 
 MODEL_PERSONALIZED = "model_personalized"
 MODEL_NON_PERSONALIZED = "model_non_personalized"
@@ -95,6 +95,10 @@ class LoadedModel:
         self.cutoff_ms = int(meta.get("cutoff_ms", 0))
         norms = np.linalg.norm(bundle.item_factors, axis=1, keepdims=True)
         self.unit_items = bundle.item_factors / np.maximum(norms, 1e-12)
+        self.scorer = BatchScorer(bundle.item_factors)
+
+    def close(self) -> None:
+        self.scorer.close()
 
 
 class Recommender:
@@ -240,11 +244,14 @@ class Recommender:
         vector = self._user_vector(key, new)
         if vector is None:
             return []
-        bundle = self.model.bundle  # type: ignore[union-attr]
-        scores = bundle.item_factors @ vector
-        exclude = np.fromiter((bundle.item_index[i] for i in blocked if i in bundle.item_index),
-                              dtype=np.int64)
-        picks = top_n(scores, n, exclude=exclude)
+        model = self.model
+        assert model is not None
+        bundle = model.bundle
+        scores = model.scorer.score(vector)  # a fresh row: safe to mask in place
+        exclude = [bundle.item_index[i] for i in blocked if i in bundle.item_index]
+        if exclude:
+            scores[exclude] = -np.inf
+        picks = top_n_blocked(scores, n)
         return list(zip(bundle.item_ids[picks].tolist(), scores[picks].tolist(), strict=True))
 
     def _popular(self, n: int) -> list[tuple[str, float]]:

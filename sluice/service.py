@@ -115,8 +115,12 @@ class Service:
             status.error = f"champion of {name} could not be loaded: {exc}"
             log.warning(status.error)
             return
+        previous = self._recommenders.get(tenant)
         self._recommenders[tenant] = self._recommender(tenant, LoadedModel(bundle, str(
             version.version)))
+        if previous is not None and previous.model is not None:
+            # requests already holding the old model finish on it; then its scorer stops
+            threading.Timer(30.0, previous.model.close).start()
         status.version, status.loaded_at, status.error = str(version.version), time.time(), None
         status.cutoff_ms = bundle.meta.get("cutoff_ms")
         log.info("serving %s v%s", name, version.version)

@@ -1,0 +1,134 @@
+"""Personalized recommendations under concurrent load on loopback, next to a bare endpoint.
+
+A synthetic champion (N items x 64 factors, 20,000 users) is registered in a temporary MLflow
+store; wrk asks for 25 slots for random known users. The bare FastAPI endpoint returns the
+same JSON shape doing no work. Also times the scoring alone (one user, and batches).
+`python benchmarks/serving.py [--seconds 10] [--items 10000 100000]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import server, table, wrk  # noqa: E402
+
+from sluice.bundle import ModelBundle  # noqa: E402
+from sluice.scoring import BatchScorer, top_n_blocked  # noqa: E402
+
+USERS = 20_000
+FACTORS = 64
+
+LUA = """
+math.randomseed(os.time())
+request = function()
+  local body = string.format('{"user_id":"u%d","num_results":25}', math.random(0, USERS - 1))
+  return wrk.format("POST", "/v1/recommendations", {["Content-Type"] = "application/json"}, body)
+end
+""".replace("USERS", str(USERS))
+
+
+def synthetic_bundle(items: int, seed: int = 0) -> ModelBundle:
+    rng = np.random.default_rng(seed)
+    item_factors = rng.normal(scale=0.1, size=(items, FACTORS)).astype(np.float32)
+    user_factors = rng.normal(scale=0.1, size=(USERS, FACTORS)).astype(np.float32)
+    rows = np.repeat(np.arange(USERS), 10)
+    cols = rng.integers(0, items, size=USERS * 10)
+    user_items = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                               shape=(USERS, items))
+    user_items.sum_duplicates()
+    popular = np.arange(1000)
+    return ModelBundle(
+        user_ids=np.array([f"u{i}" for i in range(USERS)]),
+        item_ids=np.array([f"i{i}" for i in range(items)]),
+        user_factors=user_factors, item_factors=item_factors, user_items=user_items,
+        popular=popular, popular_scores=np.linspace(1000, 1, 1000).astype(np.float32),
+        meta={"alpha": 2.0, "regularization": 0.1, "cutoff_ms": 0, "algorithm": "als",
+              "tenant": "default"},
+    )
+
+
+def register(bundle: ModelBundle, home: Path) -> str:
+    import mlflow
+
+    from sluice import registry
+    from sluice.training import _log_model
+
+    uri = f"sqlite:///{home}/mlflow.db"
+    client = registry.client(uri)
+    experiment = registry.experiment(client, "bench", home / "artifacts")
+    with mlflow.start_run(experiment_id=experiment):
+        version = _log_model(bundle, "sluice-default")
+    client.set_registered_model_alias("sluice-default", "champion", version)
+    return uri
+
+
+def scoring_alone(bundle: ModelBundle) -> dict[str, float]:
+    items = bundle.item_factors
+    vectors = bundle.user_factors[:64]
+    reps = 200
+    started = time.perf_counter()
+    for i in range(reps):
+        items @ vectors[i % 64]
+    gemv = (time.perf_counter() - started) / reps * 1000
+    started = time.perf_counter()
+    for i in range(reps):
+        top_n_blocked(items @ vectors[i % 64], 25)
+    full = (time.perf_counter() - started) / reps * 1000
+    started = time.perf_counter()
+    for _ in range(20):
+        vectors[:16] @ items.T
+    batched = (time.perf_counter() - started) / 20 / 16 * 1000
+    scorer = BatchScorer(items)
+    scorer.close()
+    return {"score 1 user ms": gemv, "score+top25 ms": full, "score in batch of 16, per user ms":
+            batched, "floor: read factors ms": items.nbytes / 25e9 * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
+    args = parser.parse_args()
+    with server("benchmarks.bare_app:app") as base:
+        bare = wrk(base, LUA, args.seconds, args.connections)
+    rows = [{"endpoint": "bare FastAPI, same JSON", "items": "-", "requests/s": bare["rps"],
+             "p50 ms": bare["p50_ms"], "p99 ms": bare["p99_ms"], "ratio vs bare": 1.0,
+             "non-2xx": int(bare["errors"])}]
+    scoring = []
+    for items in args.items:
+        bundle = synthetic_bundle(items)
+        scoring.append({"items": items, **scoring_alone(bundle)})
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp)
+            uri = register(bundle, home)
+            env = {"SLUICE_HOME": str(home), "MLFLOW_TRACKING_URI": uri,
+                   "SLUICE_LOG_LEVEL": "WARNING"}
+            with server("serving.main:app", env=env, ready_path="/ready") as base:
+                wrk(base, LUA, 2, args.connections)  # warm-up
+                real = wrk(base, LUA, args.seconds, args.connections)
+        rows.append({"endpoint": "sluice personalized", "items": items,
+                     "requests/s": real["rps"], "p50 ms": real["p50_ms"],
+                     "p99 ms": real["p99_ms"], "ratio vs bare": real["rps"] / bare["rps"],
+                     "non-2xx": int(real["errors"])})
+    print(f"serving, {args.connections} connections, {args.seconds}s each, {FACTORS} factors, "
+          f"{USERS:,} users, 25 slots")
+    print(table(rows, list(rows[0])))
+    print()
+    print(table(scoring, list(scoring[0])))
+
+
+if __name__ == "__main__":
+    main()
