@@ -188,6 +188,19 @@ def cmd_trackers(args: argparse.Namespace) -> None:
             print(f"{tracking_id}\t{tenant}")
 
 
+def cmd_filters(args: argparse.Namespace) -> None:
+    from sluice.filters import NamedFilters
+
+    settings = get_settings()
+    named = NamedFilters(settings.app.filters, settings.home / "filters.json")
+    if args.filter_command == "create":
+        named.create(args.name, args.expression)
+        print(f"arn:aws:personalize:local:000000000000:filter/{args.name}")
+    else:
+        for name, expression in sorted(named.all().items()):
+            print(f"{name}\t{expression}")
+
+
 def cmd_flow(name: str) -> None:
     from flows.ingest import ingest
     from flows.pipeline import pipeline
@@ -220,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     tracker_sub.add_parser("create", help="create a tracker; prints its trackingId").add_argument(
         "name", help="the tenant (dataset group) the tracker writes into")
     tracker_sub.add_parser("list", help="list trackingId -> tenant")
+    named = sub.add_parser("filters", help="named filters for the Personalize API (filterArn)")
+    named_sub = named.add_subparsers(dest="filter_command", required=True)
+    create = named_sub.add_parser("create", help="create NAME from a Personalize expression")
+    create.add_argument("name")
+    create.add_argument("expression", help="e.g. 'EXCLUDE ItemID WHERE Items.GENRE IN ($G)'")
+    named_sub.add_parser("list", help="list name -> expression")
     for name in ("ingest", "transform", "train", "pipeline"):
         sub.add_parser(name, help=f"run the `{name}` flow once")
     args = parser.parse_args(argv)
@@ -234,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_up(args)
         elif args.command == "trackers":
             cmd_trackers(args)
+        elif args.command == "filters":
+            cmd_filters(args)
         else:
             cmd_flow(args.command)
     except Exception as exc:  # one clear line, not a traceback, for the operator

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sluice.bundle import ModelBundle
+from sluice.filters import Rule, allowed
 from sluice.models import als_fold_in, als_gram
 from sluice.realtime import RealtimeState
 from sluice.scoring import BatchScorer, top_n, top_n_blocked
@@ -53,6 +54,7 @@ class Request:
     fill_with_random: bool = True
     exclude_seen: bool = True
     exclude_ids: list[str] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
 
 
 @dataclass
@@ -96,6 +98,26 @@ class LoadedModel:
         norms = np.linalg.norm(bundle.item_factors, axis=1, keepdims=True)
         self.unit_items = bundle.item_factors / np.maximum(norms, 1e-12)
         self.scorer = BatchScorer(bundle.item_factors)
+        self.field_names = {name for fields in bundle.catalog.values() for name in fields}
+        self._masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._mask_lock = threading.Lock()
+
+    def item_mask(self, rules: list[Rule]) -> np.ndarray:
+        """Which model items pass the item-field rules (cached: filters repeat)."""
+        key = tuple(r.key() for r in rules)
+        with self._mask_lock:
+            if key in self._masks:
+                self._masks.move_to_end(key)
+                return self._masks[key]
+        catalog = self.bundle.catalog
+        mask = np.fromiter((allowed(rules, catalog.get(i, {}), set())
+                            for i in self.bundle.item_ids.tolist()), dtype=bool,
+                           count=len(self.bundle.item_ids))
+        with self._mask_lock:
+            self._masks[key] = mask
+            if len(self._masks) > 256:
+                self._masks.popitem(last=False)
+        return mask
 
     def close(self) -> None:
         self.scorer.close()
@@ -111,6 +133,7 @@ class Recommender:
         self._vectors: OrderedDict[str, tuple[int, np.ndarray | None]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._catalog: tuple[int, list[str]] | None = None
 
     # --- what the user has done -------------------------------------------------------
     def _seen(self, key: str | None) -> tuple[set[str], list[tuple[int, float]]]:
@@ -174,9 +197,9 @@ class Recommender:
         if req.template not in TEMPLATES:
             raise RecommendationError("template", f"must be one of {', '.join(TEMPLATES)}")
         key = self.state.user_key(self.tenant, req.user_id, req.session_id)
-        seen, new = self._seen(key) if (req.exclude_seen or req.template != "popular") else (
-            set(), [])
+        seen, new = self._seen(key)
         blocked = set(req.exclude_ids) | (seen if req.exclude_seen else set())
+        passes = self._filter(req.rules, key)
         slots: list[Slot] = []
         taken: set[str] = set()
 
@@ -184,7 +207,7 @@ class Recommender:
             for item_id, score in candidates:
                 if len(slots) >= req.num_results:
                     return
-                if item_id in taken or item_id in blocked:
+                if item_id in taken or item_id in blocked or not passes(item_id):
                     continue
                 taken.add(item_id)
                 slots.append(Slot(item_id, round(float(score), 6), len(slots) + 1, source))
@@ -192,24 +215,45 @@ class Recommender:
         want = req.num_results + len(blocked)
         if req.template == "personalized":
             if key is not None and self.model is not None:
-                add(self._personalized(key, new, want, blocked), MODEL_PERSONALIZED)
-            add(self._popular(want + len(taken)), MODEL_FALLBACK)
+                add(self._personalized(key, new, want, blocked, req.rules), MODEL_PERSONALIZED)
+            add(self._popular(), MODEL_FALLBACK)
         elif req.template == "popular":
-            add(self._popular(want), MODEL_NON_PERSONALIZED)
+            add(self._popular(), MODEL_NON_PERSONALIZED)
         elif req.template == "similar_items":
             if not req.item_id:
                 raise RecommendationError("item_id", "required by the similar_items template")
             blocked.add(req.item_id)
-            add(self._similar(req.item_id, want + 1), MODEL_PERSONALIZED)
+            add(self._similar(req.item_id, want + 1, req.rules), MODEL_PERSONALIZED)
         elif req.template == "recently_viewed":
             history = self.state.history(self.tenant, key)
             recent = list(dict.fromkeys(e.item_id for e in reversed(history)))
             blocked.difference_update(recent)
             add([(item, 0.0) for item in recent], MODEL_PERSONALIZED)
         if req.fill_with_random or req.template == "filter_based":
-            add(self._random(req.num_results - len(slots), taken | blocked), FALLBACK)
+            add(self._random(req.num_results - len(slots), taken | blocked, passes), FALLBACK)
         version = self.model.version if self.model is not None else None
         return Answer(uuid.uuid4().hex, version, req.template, slots)
+
+    def known_fields(self) -> set[str]:
+        names = set(self.model.field_names) if self.model is not None else set()
+        for fields in list(self.state.tenant(self.tenant).items.values()):
+            names.update(fields)
+        return names
+
+    def fields(self, item_id: str) -> dict[str, Any]:
+        live = self.state.tenant(self.tenant).items.get(item_id)
+        if live is not None:
+            return live
+        return self.model.bundle.catalog.get(item_id, {}) if self.model is not None else {}
+
+    def _filter(self, rules: list[Rule], key: str | None):
+        if not rules:
+            return lambda item_id: True
+        types: dict[str, set[str]] = {}
+        if any(r.source == "interactions" for r in rules):
+            for event in self.state.history(self.tenant, key):
+                types.setdefault(event.item_id, set()).add(event.type)
+        return lambda item_id: allowed(rules, self.fields(item_id), types.get(item_id, set()))
 
     def rank(self, req: Request, item_ids: list[str]) -> Answer:
         """Reorder `item_ids` for the user; items the model cannot score keep their order, last."""
@@ -240,7 +284,7 @@ class Recommender:
         return Answer(uuid.uuid4().hex, version, "ranking", slots)
 
     def _personalized(self, key: str, new: list[tuple[int, float]], n: int,
-                      blocked: set[str]) -> list[tuple[str, float]]:
+                      blocked: set[str], rules: list[Rule]) -> list[tuple[str, float]]:
         vector = self._user_vector(key, new)
         if vector is None:
             return []
@@ -251,39 +295,65 @@ class Recommender:
         exclude = [bundle.item_index[i] for i in blocked if i in bundle.item_index]
         if exclude:
             scores[exclude] = -np.inf
+        item_rules = [r for r in rules if r.source == "items"]
+        if item_rules:
+            scores[~model.item_mask(item_rules)] = -np.inf
         picks = top_n_blocked(scores, n)
         return list(zip(bundle.item_ids[picks].tolist(), scores[picks].tolist(), strict=True))
 
-    def _popular(self, n: int) -> list[tuple[str, float]]:
+    def _popular(self) -> list[tuple[str, float]]:
         if self.model is None:
             return []
         bundle = self.model.bundle
-        picks = bundle.popular[:n]
-        return list(zip(bundle.item_ids[picks].tolist(), bundle.popular_scores[:n].tolist(),
-                        strict=True))
+        return list(zip(bundle.item_ids[bundle.popular].tolist(),
+                        bundle.popular_scores.tolist(), strict=True))
 
-    def _similar(self, item_id: str, n: int) -> list[tuple[str, float]]:
+    def _similar(self, item_id: str, n: int, rules: list[Rule]) -> list[tuple[str, float]]:
         if self.model is None or item_id not in self.model.bundle.item_index:
             return []
         unit = self.model.unit_items
         scores = unit @ unit[self.model.bundle.item_index[item_id]]
+        item_rules = [r for r in rules if r.source == "items"]
+        if item_rules:
+            scores[~self.model.item_mask(item_rules)] = -np.inf
         picks = top_n(scores, n)
         return list(zip(self.model.bundle.item_ids[picks].tolist(), scores[picks].tolist(),
                         strict=True))
 
     def catalog(self) -> list[str]:
-        items: dict[str, None] = {}
-        if self.model is not None:
-            items.update(dict.fromkeys(self.model.bundle.item_ids.tolist()))
-            items.update(dict.fromkeys(self.model.bundle.catalog))
-        items.update(dict.fromkeys(self.state.tenant(self.tenant).items))
-        return list(items)
+        """Model items, catalog snapshot and items seen in the log since (cached)."""
+        live = self.state.tenant(self.tenant).items
+        if self._catalog is None or self._catalog[0] != len(live):
+            items: dict[str, None] = {}
+            if self.model is not None:
+                items.update(dict.fromkeys(self.model.bundle.item_ids.tolist()))
+                items.update(dict.fromkeys(self.model.bundle.catalog))
+            items.update(dict.fromkeys(list(live)))
+            self._catalog = (len(live), list(items))
+        return self._catalog[1]
 
-    def _random(self, n: int, exclude: set[str]) -> list[tuple[str, float]]:
+    def _random(self, n: int, exclude: set[str], passes) -> list[tuple[str, float]]:
+        """Up to n random catalog items that pass the filters, visited in random order."""
         if n <= 0:
             return []
-        pool = [i for i in self.catalog() if i not in exclude]
+        pool = self.catalog()
         if not pool:
             return []
-        picks = self._rng.choice(len(pool), size=min(n, len(pool)), replace=False)
-        return [(pool[i], 0.0) for i in picks]
+        picked: list[tuple[str, float]] = []
+        chosen: set[str] = set()
+        # a small draw first (cheap on a large catalog); the whole catalog only if it falls short
+        first = min(len(pool), 4 * n + len(exclude) + 16)
+        for order in (self._rng.choice(len(pool), size=first, replace=False),
+                      self._rng.permutation(len(pool))):
+            for i in order:
+                item_id = pool[i]
+                if item_id in exclude or item_id in chosen or not passes(item_id):
+                    continue
+                chosen.add(item_id)
+                picked.append((item_id, 0.0))
+                if len(picked) >= n:
+                    return picked
+            if first == len(pool):
+                break
+        return picked
+        return picked

@@ -17,8 +17,16 @@ from typing import Any
 from sluice import registry
 from sluice.bundle import ModelBundle
 from sluice.eventlog import EventLog, LogFollower
+from sluice.filters import NamedFilters, parse_conditions, parse_expression
 from sluice.realtime import RealtimeState
-from sluice.recommender import Answer, LoadedModel, Recommender, Request
+from sluice.recommender import (
+    TEMPLATES,
+    Answer,
+    LoadedModel,
+    RecommendationError,
+    Recommender,
+    Request,
+)
 from sluice.settings import Settings
 from sluice.trackers import Trackers
 
@@ -50,6 +58,7 @@ class Service:
         self._threads: list[threading.Thread] = []
         self._answers: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=100_000)
         self.trackers = Trackers(self.settings)
+        self.filters = NamedFilters(app.filters, self.settings.home / "filters.json")
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
@@ -145,6 +154,35 @@ class Service:
         return self.state.apply(self.follower.poll())
 
     # --- answers -----------------------------------------------------------------------------
+    def request(self, *, tenant: str = "default", template: str = "personalized",
+                filters: list[Any] | None = None, filter_name: str | None = None,
+                filter_values: dict[str, str] | None = None, **fields: Any) -> Request:
+        """A Request with the template's chain, defaults and static filters resolved.
+
+        Raises FilterError / RecommendationError naming the field at fault.
+        """
+        recommender = self.recommender(tenant)
+        known = recommender.known_fields() | set(self.settings.app.events.item_fields)
+        rules = []
+        configured = self.settings.app.templates.get(template)
+        if configured is not None:
+            rules += parse_conditions(configured.filters, where=f"templates.{template}.filters")
+            for key in ("num_results", "fill_with_random"):
+                if getattr(configured, key) is not None and fields.get(key) is None:
+                    fields[key] = getattr(configured, key)
+            template = configured.base
+        elif template not in TEMPLATES:
+            names = [*TEMPLATES, *self.settings.app.templates]
+            raise RecommendationError("template", f"must be one of {', '.join(names)}")
+        rules += parse_conditions(filters, known)
+        if filter_name is not None:
+            expression = self.filters.get(filter_name)
+            if expression is None:
+                raise LookupError(f"filterArn: no filter named {filter_name!r}")
+            rules += parse_expression(expression, filter_values or {}, known)
+        fields = {k: v for k, v in fields.items() if v is not None}
+        return Request(tenant=tenant, template=template, rules=rules, **fields)
+
     def recommend(self, request: Request) -> Answer:
         answer = self.recommender(request.tenant).recommend(request)
         self._log_answer(request, answer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -36,20 +36,103 @@ class SufficiencyConfig(BaseModel):
     min_users_with_two_interactions: int = Field(25, ge=0)
 
 
+class MatrixConfig(BaseModel):
+    """How the interactions mart becomes the training matrix (type weights come from events)."""
+
+    use_event_value: bool = False
+    event_value_types: list[str] = Field(default_factory=list)
+    half_life_days: float | None = Field(None, gt=0)
+    weighting: Literal["none", "bm25", "tfidf"] = "none"
+    bm25_k1: float = Field(100.0, gt=0)
+    bm25_b: float = Field(0.8, ge=0, le=1)
+
+
+class BPRConfig(BaseModel):
+    factors: int = Field(64, ge=2, le=1024)
+    learning_rate: float = Field(0.05, gt=0)
+    regularization: float = Field(0.01, ge=0)
+    iterations: int = Field(100, ge=1, le=5000)
+
+
+class LMFConfig(BaseModel):
+    factors: int = Field(32, ge=2, le=1024)
+    learning_rate: float = Field(1.0, gt=0)
+    regularization: float = Field(0.6, ge=0)
+    iterations: int = Field(30, ge=1, le=5000)
+    neg_prop: int = Field(30, ge=1)
+
+
+class ItemItemConfig(BaseModel):
+    neighbours: int = Field(100, ge=1)
+    bm25_k1: float = Field(1.2, gt=0)
+    bm25_b: float = Field(0.75, ge=0, le=1)
+    max_dense_cells: int = Field(50_000_000, ge=1)
+
+
+Algorithm = Literal["als", "bpr", "lmf", "cosine", "bm25", "tfidf", "popularity"]
+MODEL_ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
+
+
 class ModelConfig(BaseModel):
     name: str = "sluice"
-    algorithm: str = "als"
+    algorithm: Algorithm = "als"
     factors: int = Field(64, ge=2, le=1024)
     regularization: float = Field(0.05, ge=0)
     iterations: int = Field(15, ge=1, le=500)
     alpha: float = Field(2.0, gt=0)
     random_state: int = 42
+    bpr: BPRConfig = Field(default_factory=BPRConfig)
+    lmf: LMFConfig = Field(default_factory=LMFConfig)
+    item_item: ItemItemConfig = Field(default_factory=ItemItemConfig)
+    similar_items_neighbours: int = Field(50, ge=1, le=1000)
+
+    def params(self, algorithm: str | None = None) -> dict[str, Any]:
+        """The constructor parameters of `algorithm` (default: the configured one)."""
+        algorithm = algorithm or self.algorithm
+        seed = {"random_state": self.random_state}
+        if algorithm == "als":
+            return {"factors": self.factors, "regularization": self.regularization,
+                    "iterations": self.iterations, "alpha": self.alpha, **seed}
+        if algorithm == "bpr":
+            return {**self.bpr.model_dump(), **seed}
+        if algorithm == "lmf":
+            return {**self.lmf.model_dump(), **seed}
+        if algorithm in ("cosine", "tfidf"):
+            return {"neighbours": self.item_item.neighbours,
+                    "max_dense_cells": self.item_item.max_dense_cells}
+        if algorithm == "bm25":
+            return {"neighbours": self.item_item.neighbours, "k1": self.item_item.bm25_k1,
+                    "b": self.item_item.bm25_b, "max_dense_cells": self.item_item.max_dense_cells}
+        return {}
 
 
 class EvaluationConfig(BaseModel):
     holdout_fraction: float = Field(0.1, gt=0, lt=0.9)
     k: int = Field(10, ge=1, le=500)
     gate_metric: str = "ndcg_at_10"
+    protocol: Literal["time", "leave_last_out"] = "time"
+    leave_out: int = Field(1, ge=1, le=100)
+    gate_min_users: int = Field(20, ge=1)
+
+
+class TuneConfig(BaseModel):
+    """Hyperparameter search for flow `tune`: random draws from a grid, one nested run each."""
+
+    algorithm: Algorithm | None = None   # default: model.algorithm
+    trials: int = Field(4, ge=1, le=500)
+    seed: int = 7
+    grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_known(cls, value: dict[str, dict[str, list[Any]]]) -> dict[str, dict[str, list]]:
+        unknown = sorted(set(value) - set(MODEL_ALGORITHMS))
+        if unknown:
+            raise ValueError(f"unknown algorithms {unknown}, use {list(MODEL_ALGORITHMS)}")
+        empty = sorted(f"{a}.{p}" for a, ps in value.items() for p, vs in ps.items() if not vs)
+        if empty:
+            raise ValueError(f"every grid parameter needs at least one value, {empty} have none")
+        return value
 
 
 class ServingConfig(BaseModel):
@@ -58,6 +141,23 @@ class ServingConfig(BaseModel):
     popular_list_size: int = Field(1000, ge=10)
     model_poll_seconds: float = Field(10, gt=0)
     log_poll_seconds: float = Field(0.2, gt=0)
+
+
+class TemplateConfig(BaseModel):
+    """A named template: a built-in chain (`base`) with static filters and defaults."""
+
+    base: str = "personalized"
+    filters: list[dict[str, Any]] = Field(default_factory=list)
+    num_results: int | None = Field(None, ge=1, le=500)
+    fill_with_random: bool | None = None
+
+    @field_validator("base")
+    @classmethod
+    def _known_base(cls, value: str) -> str:
+        bases = ("personalized", "similar_items", "popular", "filter_based", "recently_viewed")
+        if value not in bases:
+            raise ValueError(f"base must be one of {', '.join(bases)}")
+        return value
 
 
 class TrackerConfig(BaseModel):
@@ -70,10 +170,30 @@ class AppConfig(BaseModel):
 
     events: EventsConfig = Field(default_factory=EventsConfig)
     sufficiency: SufficiencyConfig = Field(default_factory=SufficiencyConfig)
+    matrix: MatrixConfig = Field(default_factory=MatrixConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     trackers: list[TrackerConfig] = Field(default_factory=list)
+    templates: dict[str, TemplateConfig] = Field(default_factory=dict)
+    filters: dict[str, str] = Field(default_factory=dict)  # name -> Personalize expression
+
+    @model_validator(mode="after")
+    def _filters_parse(self) -> AppConfig:
+        from sluice.filters import FilterError, check_syntax, parse_conditions
+
+        try:
+            for name, template in self.templates.items():
+                parse_conditions(template.filters, where=f"templates.{name}.filters")
+            for name, expression in self.filters.items():
+                try:
+                    check_syntax(expression)
+                except FilterError as exc:
+                    raise FilterError(f"filters.{name}", exc.reason) from None
+        except FilterError as exc:
+            raise ValueError(f"{exc.field}: {exc.reason}") from None
+        return self
 
     @model_validator(mode="after")
     def _one_tracker_per_tenant(self) -> AppConfig:

@@ -208,6 +208,58 @@ def test_personalized_ranking_orders_known_items_and_keeps_unknown_last(trained,
     assert native["items"][-1]["recommendation_source"] == "fallback"
 
 
+def _catalog(trained) -> dict[str, dict]:
+    import json
+
+    import duckdb
+
+    con = duckdb.connect(str(trained["home"] / "warehouse.duckdb"), read_only=True)
+    try:
+        rows = con.execute("select item_id, fields from marts.items").fetchall()
+    finally:
+        con.close()
+    return {item: json.loads(fields) for item, fields in rows}
+
+
+def test_request_filters_and_configured_templates(trained, api):
+    catalog = _catalog(trained)
+    user = trained["info"].known_user
+    answer = ask(api, user_id=user, num_results=30,
+                 filters=[{"field": "category", "op": "in", "value": ["books", "music"]}])
+    assert_counts(answer)
+    assert answer["items"]
+    assert {catalog[s["item_id"]]["category"] for s in answer["items"]} <= {"books", "music"}
+    stocked = ask(api, user_id=user, template="personalized_in_stock", num_results=40)
+    assert all(catalog[s["item_id"]]["in_stock"] is True for s in stocked["items"])
+    cheap = ask(api, template="cheap_picks")
+    assert len(cheap["items"]) == 10  # the template's default size
+    assert all(catalog[s["item_id"]]["price"] < 20 for s in cheap["items"])
+    assert {s["recommendation_source"] for s in cheap["items"]} == {"fallback"}
+    bad = httpx.post(f"{api}/v1/recommendations", json={
+        "user_id": user, "filters": [{"field": "colour", "op": "eq", "value": "red"}]})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["field"] == "filters[0].field"
+    unknown = httpx.post(f"{api}/v1/recommendations", json={"template": "nope"})
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "template"
+
+
+def test_boto3_filter_arn_with_filter_values(trained, api):
+    catalog = _catalog(trained)
+    runtime = _runtime(api)
+    arn = "arn:aws:personalize:us-east-1:000000000000:filter/genre"
+    answer = runtime.get_recommendations(
+        campaignArn=CAMPAIGN, userId=trained["info"].known_user, numResults=10,
+        filterArn=arn, filterValues={"CATEGORIES": '"books","games"'})
+    assert answer["itemList"]
+    assert {catalog[i["itemId"]]["category"] for i in answer["itemList"]} <= {"books", "games"}
+    with pytest.raises(runtime.exceptions.InvalidInputException) as err:
+        runtime.get_recommendations(campaignArn=CAMPAIGN, userId="u", filterArn=arn)
+    assert "CATEGORIES" in str(err.value)
+    with pytest.raises(runtime.exceptions.ResourceNotFoundException):
+        runtime.get_recommendations(campaignArn=CAMPAIGN, userId="u",
+                                    filterArn=arn.replace("genre", "missing"))
+
+
 def test_a_second_pipeline_run_loads_nothing_twice(trained):
     from flows.pipeline import pipeline
 

@@ -9,6 +9,7 @@ Errors use the AWS rest-json shape (`x-amzn-ErrorType` + `{"message"}`), so boto
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -21,6 +22,8 @@ from serving.api.deps import MetricsDep, ServiceDep
 from sluice import personalize
 from sluice.eventlog import LogWriteError
 from sluice.events import EventError
+from sluice.filters import FilterError
+from sluice.recommender import RecommendationError
 from sluice.recommender import Request as RecommendationRequest
 from sluice.service import Service
 
@@ -124,22 +127,36 @@ async def get_recommendations(request: Request, service: ServiceDep) -> JSONResp
         if not isinstance(body, dict):
             raise EventError("body", "expected a JSON object")
         tenant = _tenant(service, body)
-        if body.get("filterArn"):
-            raise EventError("filterArn", "filters are not configured on this server")
         user, item = body.get("userId"), body.get("itemId")
         if not user and not item:
             raise EventError("userId", "userId or itemId is required")
         num = body.get("numResults", 25)
         if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= 500:
             raise EventError("numResults", "an integer from 1 to 500")
-        req = RecommendationRequest(
+        req = service.request(
             tenant=tenant, user_id=user, item_id=item, num_results=num,
-            template="similar_items" if item and not user else "personalized")
-    except EventError as exc:
+            template="similar_items" if item and not user else "personalized",
+            **_filter_args(body))
+    except (EventError, FilterError, RecommendationError) as exc:
         return invalid(f"{exc.field}: {exc.reason}")
     except LookupError as exc:
         return not_found(str(exc))
     return JSONResponse(_predicted(service.recommend(req)))
+
+
+def _filter_args(body: dict[str, Any]) -> dict[str, Any]:
+    arn = body.get("filterArn")
+    if not arn:
+        return {}
+    match = re.match(r"^arn:[a-z\d-]+:personalize:[^:]*:[^:]*:filter/(?P<name>[^/]+)$", str(arn))
+    if not match:
+        raise EventError("filterArn", "expected arn:aws:personalize:REGION:ACCOUNT:filter/NAME")
+    values = body.get("filterValues") or {}
+    if not isinstance(values, dict) or len(values) > 25 or not all(
+            isinstance(k, str) and isinstance(v, str) and len(v) <= 1000
+            for k, v in values.items()):
+        raise EventError("filterValues", "a map of up to 25 names to strings")
+    return {"filter_name": match.group("name"), "filter_values": values}
 
 
 @router.post("/personalize-ranking")

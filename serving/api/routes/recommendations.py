@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from serving.api.deps import MetricsDep, ServiceDep
+from sluice.filters import FilterError
 from sluice.recommender import TEMPLATES, RecommendationError, Request
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
@@ -18,17 +19,16 @@ class RecommendationRequest(BaseModel):
     user_id: str | None = Field(None, min_length=1, max_length=256)
     session_id: str | None = Field(None, min_length=1, max_length=256)
     item_id: str | None = Field(None, min_length=1, max_length=256)
-    template: str = Field("personalized", description=f"one of {', '.join(TEMPLATES)}")
-    num_results: int = Field(25, ge=1, le=500)
-    fill_with_random: bool = True
+    template: str = Field("personalized", max_length=64,
+                          description=f"{', '.join(TEMPLATES)} or one from config/")
+    num_results: int | None = Field(None, ge=1, le=500, description="default 25")
+    fill_with_random: bool | None = Field(None, description="default true")
     exclude_seen: bool = True
     exclude_ids: list[str] = Field(default_factory=list, max_length=500)
-
-    @model_validator(mode="after")
-    def _known_template(self) -> RecommendationRequest:
-        if self.template not in TEMPLATES:
-            raise ValueError(f"template must be one of {', '.join(TEMPLATES)}")
-        return self
+    filters: list[dict[str, Any]] | None = Field(
+        None, max_length=32,
+        description='conditions that must all hold: {"field", "op", "value"}, op in '
+                    "eq ne in not_in gt gte lt lte contains is")
 
 
 class Slot(BaseModel):
@@ -55,8 +55,8 @@ class RecommendationResponse(BaseModel):
 def _answer(body: RecommendationRequest, service: ServiceDep,
             metrics: MetricsDep) -> RecommendationResponse:
     try:
-        answer = service.recommend(Request(**body.model_dump()))
-    except RecommendationError as exc:
+        answer = service.recommend(service.request(**body.model_dump()))
+    except (RecommendationError, FilterError) as exc:
         raise HTTPException(422, [{"field": exc.field, "reason": exc.reason}]) from exc
     for slot in answer.items:
         metrics.slots.labels(body.tenant, slot.recommendation_source).inc()
