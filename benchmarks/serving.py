@@ -63,13 +63,13 @@ def register(bundle: ModelBundle, home: Path) -> str:
     import mlflow
 
     from sluice import registry
-    from sluice.training import _log_model
+    from sluice.training import log_model
 
     uri = f"sqlite:///{home}/mlflow.db"
     client = registry.client(uri)
     experiment = registry.experiment(client, "bench", home / "artifacts")
     with mlflow.start_run(experiment_id=experiment):
-        version = _log_model(bundle, "sluice-default")
+        version = log_model(bundle, "sluice-default")
     client.set_registered_model_alias("sluice-default", "champion", version)
     return uri
 

@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from serving.api.deps import MetricsDep, ServiceDep
 from sluice.eventlog import LogWriteError
@@ -49,7 +50,10 @@ async def post_events(request: Request, service: ServiceDep, metrics: MetricsDep
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         return _error(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:  # the client went away: nothing was acknowledged, nothing stored
+        return JSONResponse({}, status_code=499)
     if len(body) > MAX_BODY_BYTES:
         return _error(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
     raws = _decode(body)

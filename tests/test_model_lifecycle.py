@@ -1,0 +1,76 @@
+"""Serving follows `champion`: not ready without one, swaps without failed requests."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import yaml
+
+from sluice.settings import DEFAULT_CONFIG
+from tests.utils.factories import environment
+from tests.utils.models import register_champion, synthetic_bundle
+from tests.utils.server import running_server
+
+
+def fast_polling_config(tmp_path) -> str:
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["serving"]["model_poll_seconds"] = 0.5
+    path = tmp_path / "sluice.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_not_ready_until_a_champion_then_swaps_without_failures(tmp_path):
+    env = {**environment(tmp_path), "SLUICE_CONFIG": fast_polling_config(tmp_path)}
+    uri = env["MLFLOW_TRACKING_URI"]
+    with running_server(env) as base:
+        ready = httpx.get(f"{base}/ready")
+        assert ready.status_code == 503
+        assert "no models:/sluice-default@champion" in ready.text
+        # without a model the answer still comes, from what the log knows (nothing yet)
+        empty = httpx.post(f"{base}/v1/recommendations", json={"user_id": "u1"}).json()
+        assert empty["total"] == 0 and empty["model_version"] is None
+
+        first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
+        deadline = time.monotonic() + 15
+        while httpx.get(f"{base}/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the first champion was not picked up"
+            time.sleep(0.2)
+
+        seen_versions: list[str] = []
+        failures: list[str] = []
+        slowest = [0.0]
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(timeout=10) as http:
+                while not stop.is_set():
+                    started = time.perf_counter()
+                    r = http.post(f"{base}/v1/recommendations",
+                                  json={"user_id": "u3", "num_results": 10})
+                    slowest[0] = max(slowest[0], time.perf_counter() - started)
+                    if r.status_code != 200 or r.json()["model_personalized_count"] != 10:
+                        failures.append(r.text[:200])
+                    else:
+                        seen_versions.append(r.json()["model_version"])
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
+        deadline = time.monotonic() + 15
+        while not seen_versions or seen_versions[-1] != second:
+            assert time.monotonic() < deadline, "the new champion was not swapped in"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert seen_versions[0] == first and seen_versions[-1] == second
+    # once swapped, never back
+    assert first not in seen_versions[seen_versions.index(second):]
+    assert slowest[0] < 2.0

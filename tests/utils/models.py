@@ -1,0 +1,44 @@
+"""Register small synthetic champions in a real MLflow store (no pipeline needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import scipy.sparse as sp
+
+from sluice import registry
+from sluice.bundle import ModelBundle
+
+
+def synthetic_bundle(items: int = 200, users: int = 50, factors: int = 8,
+                     seed: int = 0) -> ModelBundle:
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(users), 3)
+    cols = rng.integers(0, items, size=users * 3)
+    user_items = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                               shape=(users, items))
+    user_items.sum_duplicates()
+    return ModelBundle(
+        user_ids=np.array([f"u{i}" for i in range(users)]),
+        item_ids=np.array([f"i{i}" for i in range(items)]),
+        user_factors=rng.normal(size=(users, factors)).astype(np.float32),
+        item_factors=rng.normal(size=(items, factors)).astype(np.float32),
+        user_items=user_items, popular=np.arange(min(items, 100)),
+        popular_scores=np.linspace(100, 1, min(items, 100)).astype(np.float32),
+        meta={"alpha": 2.0, "regularization": 0.1, "cutoff_ms": 0, "tenant": "default"},
+        catalog={f"i{i}": {"color": "red" if i % 2 else "blue"} for i in range(items)},
+    )
+
+
+def register_champion(bundle: ModelBundle, tracking_uri: str, artifacts: Path,
+                      name: str = "sluice-default") -> str:
+    from sluice.training import log_model
+
+    client = registry.client(tracking_uri)
+    experiment = registry.experiment(client, "tests", artifacts)
+    with mlflow.start_run(experiment_id=experiment):
+        version = log_model(bundle, name)
+    client.set_registered_model_alias(name, registry.CHAMPION, version)
+    return version
