@@ -18,7 +18,7 @@ def main() -> int:
         if not script.exists():
             continue
         print(f"\n=== {name} ===", flush=True)
-        if subprocess.run([sys.executable, str(script), *sys.argv[1:]], cwd=HERE.parent).returncode:
+        if subprocess.run([sys.executable, str(script)], cwd=HERE.parent).returncode:
             failed.append(name)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
