@@ -1,26 +1,40 @@
-"""Serve the deployments with their schedules from a local runner (`make up`).
+"""Serve the deployments of prefect.yaml, with their schedules, from a local runner.
 
-The same deployments are declared in prefect.yaml for `prefect deploy` with a work pool.
+`make up` runs this; `prefect deploy --all` reads the same prefect.yaml for a work pool.
 """
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
 from prefect import serve
+from prefect.client.schemas.schedules import construct_schedule
+from prefect.deployments.runner import RunnerDeployment
 
-from flows.ingest import ingest
-from flows.pipeline import pipeline
-from flows.train import train
-from flows.transform import transform
+PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
 
 
-def deployments() -> list:
-    return [
-        ingest.to_deployment(name="ingest", interval=300, tags=["sluice"]),
-        transform.to_deployment(name="transform", cron="0 */2 * * *", tags=["sluice"]),
-        train.to_deployment(name="train", cron="15 */2 * * *", tags=["sluice"]),
-        pipeline.to_deployment(name="pipeline-nightly", cron="0 3 * * *", tags=["sluice"]),
-    ]
+def _flow(entrypoint: str) -> Any:
+    path, name = entrypoint.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, name)
+
+
+def load(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
+    """Each deployment of prefect.yaml as a RunnerDeployment (same names and schedules)."""
+    spec = yaml.safe_load(path.read_text())
+    deployments = []
+    for entry in spec["deployments"]:
+        schedules = [construct_schedule(**s) for s in entry.get("schedules") or []]
+        deployments.append(_flow(entry["entrypoint"]).to_deployment(
+            name=entry["name"], description=entry.get("description"),
+            schedules=schedules or None, parameters=entry.get("parameters") or {},
+            tags=entry.get("tags"), concurrency_limit=entry.get("concurrency_limit")))
+    return deployments
 
 
 if __name__ == "__main__":
-    serve(*deployments())
+    serve(*load())

@@ -1,0 +1,68 @@
+"""prefect.yaml loads, and a run triggered through Prefect's API completes on a runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from flows.deployments import PREFECT_YAML, load
+from sluice.settings import PROJECT_ROOT
+from sluice.warehouse import connect
+from tests.utils.factories import environment
+
+
+def test_every_deployment_loads_with_its_schedule_and_limit():
+    spec = yaml.safe_load(PREFECT_YAML.read_text())
+    deployments = {d.name: d for d in load()}
+    assert set(deployments) == {d["name"] for d in spec["deployments"]}
+    assert {"ingest", "refresh", "pipeline-nightly", "tune-weekly"} <= set(deployments)
+    ingest = deployments["ingest"].schedules[0].schedule
+    assert ingest.interval.total_seconds() == 300
+    assert deployments["refresh"].schedules[0].schedule.cron == "0 */2 * * *"
+    assert deployments["pipeline-nightly"].schedules[0].schedule.cron == "0 3 * * *"
+    assert all(d.concurrency_limit == 1 for d in deployments.values())
+    assert deployments["pipeline-nightly"].parameters == {"tenant": None}
+
+
+def test_a_run_triggered_through_the_api_completes(tmp_path, prefect_harness):
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    events = [{"event": "interaction", "id": f"e{i}", "timestamp": 1767225600000 + i,
+               "user": "u1", "item": f"i{i}", "type": "click"} for i in range(5)]
+    (landing / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    env = {**os.environ, **environment(tmp_path), "PREFECT_API_URL": PREFECT_API_URL.value()}
+    runner = subprocess.Popen([sys.executable, "-m", "flows.deployments"], cwd=PROJECT_ROOT,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+
+        from prefect.client.orchestration import get_client
+
+        deadline = time.monotonic() + 90
+        while True:  # the runner registers the deployments when it starts
+            with get_client(sync_client=True) as client:
+                try:
+                    client.read_deployment_by_name("ingest/ingest")
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        pytest.fail("the runner did not register the deployments")
+            time.sleep(1)
+        run = run_deployment("ingest/ingest", timeout=120)
+        assert run.state.is_completed(), run.state
+    finally:
+        runner.terminate()
+        runner.wait(timeout=30)
+    con = connect(tmp_path / "warehouse.duckdb", read_only=True)
+    try:
+        assert con.execute("select count(*) from raw.events").fetchone()[0] == 5
+    finally:
+        con.close()
