@@ -1,4 +1,5 @@
-"""A trained model's artifacts: `.npz` arrays (never pickle), id maps, catalog and popularity.
+"""A trained model's artifacts: `.npz` arrays (never pickle), id maps, catalog and popularity,
+and the similar-items index when one was built.
 
 This is everything serving needs at start-up; it never opens the warehouse.
 """
@@ -29,6 +30,7 @@ class ModelBundle:
     popular_scores: np.ndarray        # float32, same order
     meta: dict[str, Any] = field(default_factory=dict)
     catalog: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> fields
+    similar: sp.csr_matrix | None = None  # items x items, each row its nearest neighbours
 
     def __post_init__(self) -> None:
         self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
@@ -37,8 +39,12 @@ class ModelBundle:
     def save(self, directory: Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        similar = {}
+        if self.similar is not None:
+            similar = {"sim_indptr": self.similar.indptr, "sim_indices": self.similar.indices,
+                       "sim_data": self.similar.data.astype(np.float32)}
         np.savez(
-            directory / ARRAYS,
+            directory / ARRAYS, **similar,
             user_ids=self.user_ids.astype(str), item_ids=self.item_ids.astype(str),
             user_factors=self.user_factors.astype(np.float32),
             item_factors=self.item_factors.astype(np.float32),
@@ -61,6 +67,10 @@ class ModelBundle:
         n_users, n_items = len(a["user_ids"]), len(a["item_ids"])
         user_items = sp.csr_matrix(
             (a["ui_data"], a["ui_indices"], a["ui_indptr"]), shape=(n_users, n_items))
+        similar = None
+        if "sim_indptr" in a:
+            similar = sp.csr_matrix((a["sim_data"], a["sim_indices"], a["sim_indptr"]),
+                                    shape=(n_items, n_items))
         catalog: dict[str, dict[str, Any]] = {}
         if (directory / CATALOG).exists():
             with open(directory / CATALOG) as handle:
@@ -73,6 +83,7 @@ class ModelBundle:
             item_factors=np.ascontiguousarray(a["item_factors"], dtype=np.float32),
             user_items=user_items, popular=a["popular"], popular_scores=a["popular_scores"],
             meta=json.loads((directory / META).read_text()), catalog=catalog,
+            similar=similar,
         )
 
 
