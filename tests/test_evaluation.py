@@ -1,0 +1,138 @@
+"""Matrix building (event value, decay, BM25/TF-IDF), the two split protocols and the metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from sluice.bundle import ModelBundle
+from sluice.evaluation import (
+    evaluate,
+    evaluate_scorer,
+    leave_last_out_split,
+    make_split,
+    relevant_items,
+    time_split,
+)
+from sluice.gate import bundle_scorer
+from sluice.matrix import build, config_params
+from sluice.models import Cosine, Popularity
+from sluice.settings import MatrixConfig
+from tests.utils.marts import taste_history
+
+DAY = pd.Timedelta(days=1)
+T0 = pd.Timestamp("2024-03-01")
+
+
+def frame(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "interaction_type", "event_at",
+                                       "event_value", "weight"])
+
+
+def test_id_maps_are_arrays_and_weights_sum():
+    m = build(frame([("b", "x", "click", T0, None, 1.0), ("a", "y", "purchase", T0, None, 4.0),
+                     ("a", "y", "click", T0, None, 1.0)]))
+    assert isinstance(m.user_ids, np.ndarray) and m.user_ids.tolist() == ["a", "b"]
+    assert m.item_ids.tolist() == ["x", "y"]
+    assert m.matrix.toarray().tolist() == [[0.0, 5.0], [1.0, 0.0]]
+
+
+def test_event_value_multiplies_the_configured_types_only():
+    rows = frame([("a", "x", "purchase", T0, 3.0, 4.0), ("a", "y", "click", T0, 2.0, 1.0),
+                  ("a", "z", "purchase", T0, None, 4.0)])
+    every = build(rows, config=MatrixConfig(use_event_value=True)).matrix.toarray()
+    assert every.tolist() == [[12.0, 2.0, 4.0]]  # a missing value keeps the type weight
+    some = build(rows, config=MatrixConfig(use_event_value=True,
+                                           event_value_types=["purchase"])).matrix.toarray()
+    assert some.tolist() == [[12.0, 1.0, 4.0]]
+    assert build(rows, config=MatrixConfig()).matrix.toarray().tolist() == [[4.0, 1.0, 4.0]]
+
+
+def test_half_life_decay_halves_per_half_life_before_the_latest_event():
+    rows = frame([("a", "x", "click", T0, None, 1.0), ("a", "y", "click", T0 + 10 * DAY, None, 1.0),
+                  ("a", "z", "click", T0 + 20 * DAY, None, 1.0)])
+    decayed = build(rows, config=MatrixConfig(half_life_days=10.0)).matrix.toarray()
+    np.testing.assert_allclose(decayed, [[0.25, 0.5, 1.0]], rtol=1e-6)
+    later = build(rows, config=MatrixConfig(half_life_days=10.0),
+                  reference=T0 + 30 * DAY).matrix.toarray()
+    np.testing.assert_allclose(later, [[0.125, 0.25, 0.5]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["bm25", "tfidf"])
+def test_bm25_and_tfidf_reweight_but_keep_every_cell(weighting):
+    history = taste_history(users=40, per_user=6)
+    plain = build(history).matrix
+    weighted = build(history, config=MatrixConfig(weighting=weighting)).matrix
+    assert weighted.shape == plain.shape
+    assert (weighted.indptr == plain.indptr).all() and (weighted.indices == plain.indices).all()
+    assert (weighted.data > 0).all() and not np.allclose(weighted.data, plain.data)
+
+
+def test_config_params_are_flat_and_prefixed():
+    params = config_params(MatrixConfig(event_value_types=["a", "b"], weighting="bm25"))
+    assert params["matrix.weighting"] == "bm25"
+    assert params["matrix.event_value_types"] == "a,b"
+    assert set(params) == {f"matrix.{k}" for k in MatrixConfig.model_fields}
+
+
+def test_time_split_holds_out_the_latest_part():
+    history = taste_history(users=50, per_user=10)
+    split = time_split(history, 0.2)
+    assert split.train["event_at"].max() < split.cutoff <= split.test["event_at"].min()
+    assert len(split.test) == pytest.approx(0.2 * len(history), abs=2)
+
+
+def test_leave_last_out_holds_out_each_users_latest():
+    rows = frame([("a", "x", "click", T0, None, 1.0), ("a", "y", "click", T0 + DAY, None, 1.0),
+                  ("a", "z", "click", T0 + 2 * DAY, None, 1.0),
+                  ("b", "x", "click", T0 + 5 * DAY, None, 1.0),   # only one: kept for training
+                  ("c", "y", "click", T0 + 3 * DAY, None, 1.0),
+                  ("c", "x", "click", T0 + DAY, None, 1.0)])
+    split = leave_last_out_split(rows, 1)
+    assert sorted(map(tuple, split.test[["user_id", "item_id"]].to_numpy())) == [
+        ("a", "z"), ("c", "y")]
+    assert len(split.train) == 4 and split.protocol == "leave_last_out"
+    two = make_split(rows, "leave_last_out", leave_out=2)
+    assert sorted(two.test["item_id"]) == ["y", "z"]  # c has only two: kept whole
+    with pytest.raises(ValueError, match="protocol"):
+        make_split(rows, "random")
+
+
+def test_metrics_on_a_hand_computed_ranking():
+    seen = sp.csr_matrix(np.array([[1, 0, 0, 0, 0]], dtype=np.float32))
+    scores = np.array([[9.0, 5.0, 4.0, 3.0, 2.0]], dtype=np.float32)  # item 0 is seen
+    metrics = evaluate_scorer(lambda users: scores[users], seen, {0: np.array([2, 4])},
+                              k_values=(2, 4))
+    # ranking without the seen item: 1, 2, 3, 4 -> hits at ranks 2 and 4
+    assert metrics["precision_at_2"] == pytest.approx(0.5)
+    assert metrics["recall_at_2"] == pytest.approx(0.5)
+    assert metrics["hit_rate_at_2"] == 1.0
+    assert metrics["ndcg_at_2"] == pytest.approx((1 / np.log2(3)) / (1 + 1 / np.log2(3)))
+    assert metrics["map_at_2"] == pytest.approx((1 / 2) / 2)
+    assert metrics["recall_at_4"] == 1.0
+    assert metrics["map_at_4"] == pytest.approx((1 / 2 + 2 / 4) / 2)
+    assert metrics["catalog_coverage"] == pytest.approx(2 / 5)
+
+
+def test_items_a_model_cannot_score_are_never_hits():
+    seen = sp.csr_matrix((1, 3), dtype=np.float32)
+    scores = np.array([[-np.inf, -np.inf, 1.0]], dtype=np.float32)
+    metrics = evaluate_scorer(lambda users: scores[users], seen, {0: np.array([0])}, (2,))
+    assert metrics["hit_rate_at_2"] == 0.0 and metrics["catalog_coverage"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("family", [Cosine, Popularity])
+def test_a_bundle_scores_like_its_model_on_the_same_split(family):
+    history = taste_history(users=60, per_user=8)
+    split = time_split(history, 0.2)
+    train = build(split.train)
+    relevant = relevant_items(train, split.test)
+    model = family().fit(train.matrix)
+    bundle = ModelBundle(train.user_ids, train.item_ids, model.user_factors, model.item_factors,
+                         train.matrix, np.arange(3), np.ones(3, dtype=np.float32),
+                         meta=model.serving_meta())
+    direct = evaluate(model, train, relevant)
+    via_bundle = evaluate_scorer(bundle_scorer(bundle, train), train.matrix, relevant)
+    assert via_bundle == pytest.approx(direct)
