@@ -8,8 +8,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from sluice.settings import get_settings
+from sluice.training import InsufficientDataError, train_tenant
 from sluice.training import tenants as warehouse_tenants
-from sluice.training import train_tenant
 
 
 @task
@@ -34,4 +34,13 @@ def train(tenant: str | None = None) -> list[dict[str, Any]]:
     if not names:
         raise RuntimeError("no tenant has training interactions: run `sluice ingest` and "
                            "`sluice transform` first, or send events")
-    return [train_one(name) for name in names]
+    results, short = [], []
+    for name in names:
+        try:
+            results.append(train_one(name))
+        except InsufficientDataError as exc:  # the other tenants still train
+            short.append(f"tenant {name!r}: {exc}")
+    if short:
+        # the flow fails, naming both numbers found and needed; nothing was registered for them
+        raise InsufficientDataError("; ".join(short))
+    return results

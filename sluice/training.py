@@ -1,11 +1,20 @@
-"""Train one tenant's model from the warehouse marts, evaluate it, track it in MLflow, gate it."""
+"""Train one tenant's model from the warehouse marts, evaluate it, track it in MLflow, gate it.
+
+One run: load the interactions mart, check there is enough, split (time holdout or leave
+last out), build the matrices, fit the configured family on the training part and score it
+and the popularity model on the held-out part, score the current champion on the same
+part, refit on everything, log and register the bundle, set `candidate`, and let the gate
+decide on `champion`.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,12 +24,13 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 
-from sluice import registry
+from sluice import gate, registry
 from sluice.bundle import ModelBundle
-from sluice.evaluation import evaluate, relevant_items, time_split
-from sluice.matrix import build
+from sluice.evaluation import Split, evaluate, make_split, relevant_items
+from sluice.matrix import InteractionMatrix, build, config_params
 from sluice.models import ALS, Model, Popularity, make_model
 from sluice.settings import Settings
+from sluice.similar import SimilarItems
 from sluice.warehouse import connect
 
 log = logging.getLogger(__name__)
@@ -41,6 +51,46 @@ class TrainResult:
     promoted: bool
     reason: str
     stats: dict[str, Any] = field(default_factory=dict)
+    algorithm: str = "als"
+    params: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """A tenant's data, split and turned into matrices: what every fit of a run shares."""
+
+    tenant: str
+    frame: pd.DataFrame
+    split: Split
+    train: InteractionMatrix
+    relevant: dict[int, np.ndarray]
+    full: InteractionMatrix
+    catalog: dict[str, dict[str, Any]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Fitted:
+    model: Model
+    metrics: dict[str, float]
+    fit_seconds: float
+
+
+class Timer:
+    """Seconds per phase of a run, for the run's metrics and the speed benchmark."""
+
+    def __init__(self, into: dict[str, float]):
+        self.seconds = into
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
 def tenants(warehouse: Path) -> list[str]:
@@ -56,15 +106,13 @@ def load_interactions(warehouse: Path, tenant: str) -> pd.DataFrame:
     con = connect(warehouse, read_only=True)
     try:
         return con.execute(
-            "select user_id, item_id, interaction_type, event_at, weight "
+            "select user_id, item_id, interaction_type, event_at, event_value, weight "
             "from marts.interactions where tenant = ?", [tenant]).df()
     finally:
         con.close()
 
 
 def load_catalog(warehouse: Path, tenant: str) -> dict[str, dict[str, Any]]:
-    import json
-
     con = connect(warehouse, read_only=True)
     try:
         rows = con.execute(
@@ -85,84 +133,188 @@ def check_sufficiency(frame: pd.DataFrame, min_interactions: int, min_users: int
         )
 
 
-def _configured_model(settings: Settings) -> Model:
-    cfg = settings.app.model
-    return make_model(cfg.algorithm, factors=cfg.factors, regularization=cfg.regularization,
-                      iterations=cfg.iterations, alpha=cfg.alpha, random_state=cfg.random_state)
+def prepare(settings: Settings, tenant: str, frame: pd.DataFrame | None = None,
+            catalog: dict[str, dict[str, Any]] | None = None) -> Prepared:
+    """Load (unless given), check, split and build the matrices of one tenant."""
+    timings: dict[str, float] = {}
+    timer = Timer(timings)
+    with timer.phase("load"):
+        if frame is None:
+            frame = load_interactions(settings.warehouse_path, tenant)
+        if catalog is None:
+            catalog = load_catalog(settings.warehouse_path, tenant)
+    suff, ev, mx = settings.app.sufficiency, settings.app.evaluation, settings.app.matrix
+    check_sufficiency(frame, suff.min_interactions, suff.min_users_with_two_interactions)
+    with timer.phase("matrix"):
+        split = make_split(frame, ev.protocol, ev.holdout_fraction, ev.leave_out)
+        train = build(split.train, config=mx)
+        relevant = relevant_items(train, split.test)
+        full = build(frame, config=mx)
+    if not relevant:
+        raise InsufficientDataError(
+            f"not enough data to evaluate: the {ev.protocol} holdout of {len(split.test):,} "
+            "interactions has no user who is also in training with a new item")
+    return Prepared(tenant, frame, split, train, relevant, full, catalog, timings)
+
+
+def fit_and_evaluate(prepared: Prepared, algorithm: str, params: dict[str, Any]) -> Fitted:
+    """Fit on the training part, score the held-out part."""
+    started = time.perf_counter()
+    model = make_model(algorithm, **params).fit(prepared.train.matrix)
+    fit_seconds = time.perf_counter() - started
+    return Fitted(model, evaluate(model, prepared.train, prepared.relevant), fit_seconds)
 
 
 def train_tenant(settings: Settings, tenant: str,
-                 progress: Callable[[str], None] | None = None) -> TrainResult:
+                 progress: Callable[[str], None] | None = None, algorithm: str | None = None,
+                 params: dict[str, Any] | None = None,
+                 prepared: Prepared | None = None) -> TrainResult:
+    """One training run of the configured (or given) family, tracked, registered and gated."""
     say = progress or log.info
-    frame = load_interactions(settings.warehouse_path, tenant)
-    suff = settings.app.sufficiency
-    check_sufficiency(frame, suff.min_interactions, suff.min_users_with_two_interactions)
-
-    split = time_split(frame, settings.app.evaluation.holdout_fraction)
-    train = build(split.train)
-    relevant = relevant_items(train, split.test)
-    say(f"[{tenant}] holdout from {split.cutoff}: {len(relevant):,} users to evaluate")
     started = time.perf_counter()
-    candidate = _configured_model(settings).fit(train.matrix)
-    fit_seconds = time.perf_counter() - started
-    metrics = evaluate(candidate, train, relevant)
-    baseline = evaluate(Popularity().fit(train.matrix), train, relevant)
-    say(f"[{tenant}] ndcg@10 {metrics['ndcg_at_10']:.4f} vs popularity "
-        f"{baseline['ndcg_at_10']:.4f}; refitting on all data")
+    algorithm = algorithm or settings.app.model.algorithm
+    params = {**settings.app.model.params(algorithm), **(params or {})}
+    prepared = prepared or prepare(settings, tenant)
+    say(f"[{tenant}] {prepared.split.protocol} holdout from {prepared.split.cutoff}: "
+        f"{len(prepared.relevant):,} users to evaluate")
+    evaluating = time.perf_counter()
+    candidate = fit_and_evaluate(prepared, algorithm, params)
+    baseline = fit_and_evaluate(prepared, "popularity", {})
+    prepared.timings["fit"] = candidate.fit_seconds
+    prepared.timings["evaluate"] = time.perf_counter() - evaluating - candidate.fit_seconds
+    say(f"[{tenant}] {algorithm} ndcg@10 {candidate.metrics['ndcg_at_10']:.4f} vs popularity "
+        f"{baseline.metrics['ndcg_at_10']:.4f}; refitting on all data")
+    experiment_id = registry.experiment(registry.client(settings.mlflow_tracking_uri),
+                                        f"sluice-{tenant}", settings.artifact_root)
+    run_name = f"{algorithm}-{tenant}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name):
+        return finish(settings, prepared, candidate, baseline, say, started)
 
-    full = build(frame)
-    final = _configured_model(settings).fit(full.matrix)
+
+def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: Fitted,
+           say: Callable[[str], None], started: float) -> TrainResult:
+    """Inside an active MLflow run: score the champion, refit, log, register and gate."""
+    tenant, model = prepared.tenant, candidate.model
+    name = settings.registered_model_name(tenant)
+    metric = settings.app.evaluation.gate_metric
+    timer = Timer(prepared.timings)
+    with timer.phase("champion"):
+        champion = gate.score_champion(
+            settings.mlflow_tracking_uri, name, metric, model, prepared.train,
+            prepared.split.test, prepared.relevant, candidate.metrics,
+            settings.app.evaluation.gate_min_users)
+    refit_started = time.perf_counter()
+    final = make_model(model.name, **model.params()).fit(prepared.full.matrix)
+    prepared.timings["refit"] = time.perf_counter() - refit_started
+    with timer.phase("bundle"):
+        bundle = make_bundle(settings, prepared, final)
+    stats = dataset_stats(prepared)
+    run = mlflow.active_run()
+    assert run is not None, "finish() runs inside an MLflow run"
+    with timer.phase("track"):
+        log_run(settings, prepared, final, candidate, baseline, stats)
+        version = log_model(bundle, name)
+        client = registry.client(settings.mlflow_tracking_uri)
+        client.set_registered_model_alias(name, registry.CANDIDATE, version)
+    with timer.phase("gate"):
+        decision = gate.decide(metric, candidate.metrics, champion)
+        gate.apply(client, name, version, decision)
+        log_gate(decision, champion)
+    prepared.timings["total"] = time.perf_counter() - started
+    mlflow.log_metrics({f"seconds.{k}": v for k, v in prepared.timings.items()})
+    say(f"[{tenant}] {name} v{version}: {decision.reason}")
+    return TrainResult(
+        tenant, name, version, run.info.run_id, candidate.metrics, baseline.metrics,
+        decision.promoted, decision.reason, stats, final.name, final.params(),
+        {**decision.as_dict(), "champion_note": champion.note if champion else None},
+        dict(prepared.timings))
+
+
+def make_bundle(settings: Settings, prepared: Prepared, final: Model) -> ModelBundle:
+    """Everything serving needs, from the model refit on all data."""
+    full, frame = prepared.full, prepared.frame
+    size = settings.app.serving.popular_list_size
     popularity = Popularity().fit(full.matrix)
-    stats = {
+    similar = SimilarItems(settings.app.model.similar_items_neighbours).fit(full.matrix)
+    cutoff_ms = int(pd.Timestamp(frame["event_at"].max()).value // 1_000_000)
+    return ModelBundle(
+        user_ids=full.user_ids, item_ids=full.item_ids,
+        user_factors=final.user_factors, item_factors=final.item_factors,
+        user_items=full.matrix, popular=popularity.order[:size],
+        popular_scores=popularity.item_factors[:, 0][popularity.order][:size],
+        meta={"tenant": prepared.tenant, "algorithm": final.name, "params": final.params(),
+              "cutoff_ms": cutoff_ms, "trained_at_ms": int(time.time() * 1000),
+              **final.serving_meta(), "matrix": settings.app.matrix.model_dump(),
+              "stats": dataset_stats(prepared)},
+        catalog=prepared.catalog, similar=similar.matrix,
+    )
+
+
+def dataset_stats(prepared: Prepared) -> dict[str, Any]:
+    full, frame = prepared.full, prepared.frame
+    return {
         "users": int(full.shape[0]), "items": int(full.shape[1]),
         "interactions": int(len(frame)), "cells": int(full.matrix.nnz),
         "density": float(full.matrix.nnz / max(full.shape[0] * full.shape[1], 1)),
         "time_min": str(frame["event_at"].min()), "time_max": str(frame["event_at"].max()),
+        "train_interactions": int(len(prepared.split.train)),
+        "test_interactions": int(len(prepared.split.test)),
+        "evaluated_users": len(prepared.relevant),
+        "catalog_items": len(prepared.catalog),
     }
-    cutoff_ms = int(pd.Timestamp(frame["event_at"].max()).value // 1_000_000)
-    bundle = ModelBundle(
-        user_ids=full.user_ids, item_ids=full.item_ids,
-        user_factors=final.user_factors, item_factors=final.item_factors,
-        user_items=full.matrix, popular=popularity.order[: settings.app.serving.popular_list_size],
-        popular_scores=popularity.item_factors[:, 0][popularity.order][
-            : settings.app.serving.popular_list_size],
-        meta={"tenant": tenant, "algorithm": final.name, "params": final.params(),
-              "cutoff_ms": cutoff_ms, "trained_at_ms": int(time.time() * 1000),
-              "alpha": getattr(final, "alpha", 1.0),
-              "regularization": getattr(final, "regularization", 0.0), "stats": stats},
-        catalog=load_catalog(settings.warehouse_path, tenant),
-    )
-    return _track(settings, tenant, final, bundle, metrics, baseline, stats, fit_seconds)
 
 
-def _track(settings: Settings, tenant: str, model: Model, bundle: ModelBundle,
-           metrics: dict[str, float], baseline: dict[str, float], stats: dict[str, Any],
-           fit_seconds: float) -> TrainResult:
-    name = settings.registered_model_name(tenant)
-    client = registry.client(settings.mlflow_tracking_uri)
-    experiment_id = registry.experiment(client, f"sluice-{tenant}", settings.artifact_root)
-    run_name = f"{model.name}-{tenant}-{time.strftime('%Y%m%d-%H%M%S')}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        mlflow.log_params({"algorithm": model.name, **model.params(),
-                           **{f"weight.{k}": v for k, v in settings.app.events.weights.items()},
-                           "holdout_fraction": settings.app.evaluation.holdout_fraction})
-        mlflow.log_metrics({**metrics, **{f"popularity.{k}": v for k, v in baseline.items()},
-                            "lift_ndcg_at_10": _lift(metrics, baseline, "ndcg_at_10"),
-                            "fit_seconds": fit_seconds})
-        mlflow.log_dict(stats, "dataset_stats.json")
-        mlflow.set_tags({"tenant": tenant, "cutoff_ms": str(bundle.meta["cutoff_ms"])})
-        version = _log_model(bundle, name)
-        run_id = run.info.run_id
-    client.set_registered_model_alias(name, registry.CANDIDATE, version)
-    promoted, reason = _gate(client, name, version, metrics, settings.app.evaluation.gate_metric)
-    return TrainResult(tenant, name, version, run_id, metrics, baseline, promoted, reason, stats)
+def log_run(settings: Settings, prepared: Prepared, final: Model, candidate: Fitted,
+            baseline: Fitted, stats: dict[str, Any]) -> None:
+    """Params, metrics, dataset statistics and the matrix config of the active run."""
+    app = settings.app
+    mlflow.log_params({
+        "algorithm": final.name, **final.params(),
+        **{f"weight.{k}": v for k, v in app.events.weights.items()},
+        "event_value_threshold": app.events.event_value_threshold,
+        **config_params(app.matrix),
+        "evaluation.protocol": app.evaluation.protocol,
+        "holdout_fraction": app.evaluation.holdout_fraction,
+        "evaluation.leave_out": app.evaluation.leave_out,
+        "evaluation.gate_metric": app.evaluation.gate_metric,
+        "holdout_cutoff": str(prepared.split.cutoff),
+    })
+    metrics = candidate.metrics
+    mlflow.log_metrics({
+        **metrics, **{f"popularity.{k}": v for k, v in baseline.metrics.items()},
+        **{f"lift_{k}": _lift(metrics, baseline.metrics, k)
+           for k in ("ndcg_at_10", "recall_at_10", "precision_at_10")},
+        "fit_seconds": candidate.fit_seconds,
+        **{f"dataset.{k}": v for k, v in stats.items() if isinstance(v, int | float)},
+    })
+    mlflow.log_dict(stats, "dataset_stats.json")
+    mlflow.log_dict(app.matrix.model_dump(), "matrix_config.json")
+    mlflow.log_input(mlflow.data.from_pandas(  # type: ignore[attr-defined]
+        prepared.frame, name=f"marts.interactions/{prepared.tenant}"), context="training")
+    mlflow.set_tags({"tenant": prepared.tenant, "algorithm": final.name,
+                     "dataset.time_min": stats["time_min"],
+                     "dataset.time_max": stats["time_max"]})
+
+
+def log_gate(decision: gate.Decision, champion: gate.ChampionScore | None) -> None:
+    values = {"gate.candidate": decision.candidate}
+    if champion is not None:
+        values.update({k: v for k, v in {
+            "gate.champion_logged": champion.logged, "gate.champion_on_holdout":
+            champion.on_holdout, "gate.candidate_on_champion_holdout": champion.candidate_on_same,
+        }.items() if v is not None})
+    mlflow.log_metrics(values)
+    mlflow.set_tags({"gate.promoted": str(decision.promoted).lower(),
+                     "gate.reason": decision.reason[:5000],
+                     "gate.champion_version": decision.champion_version or ""})
 
 
 def _lift(metrics: dict[str, float], baseline: dict[str, float], key: str) -> float:
     return metrics[key] / baseline[key] if baseline.get(key) else float("inf")
 
 
-def _log_model(bundle: ModelBundle, name: str) -> str:
+def log_model(bundle: ModelBundle, name: str) -> str:
+    """Log the bundle as a pyfunc model (signature, input example) and register a version."""
     from sluice.pyfunc import recommend_frame
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,27 +331,5 @@ def _log_model(bundle: ModelBundle, name: str) -> str:
     return str(info.registered_model_version)
 
 
-def _gate(client, name: str, version: str, metrics: dict[str, float],
-          metric: str) -> tuple[bool, str]:
-    """Move `champion` only if the candidate beats it on `metric`, or if there is none."""
-    current = registry.alias_version(client, name, registry.CHAMPION)
-    value = metrics.get(metric)
-    if value is None:
-        raise ValueError(f"evaluation.gate_metric: {metric!r} is not a computed metric")
-    if current is None:
-        promoted, reason = True, f"no champion yet; {metric}={value:.4f}"
-    else:
-        champion_value = client.get_run(current.run_id).data.metrics.get(metric)
-        promoted = champion_value is None or value > champion_value
-        reason = (f"{metric} {value:.4f} vs champion v{current.version} "
-                  f"{(champion_value or float('nan')):.4f}")
-    client.set_model_version_tag(name, version, "validation_status",
-                                 "passed" if promoted else "failed")
-    client.set_model_version_tag(name, version, "gate_reason", reason)
-    if promoted:
-        client.set_registered_model_alias(name, registry.CHAMPION, version)
-    log.info("model %s v%s %s: %s", name, version, "promoted" if promoted else "kept out", reason)
-    return promoted, reason
-
-
-__all__ = ["ALS", "InsufficientDataError", "TrainResult", "check_sufficiency", "train_tenant"]
+__all__ = ["ALS", "InsufficientDataError", "Prepared", "TrainResult", "check_sufficiency",
+           "fit_and_evaluate", "prepare", "train_tenant"]

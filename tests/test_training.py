@@ -1,0 +1,216 @@
+"""Training on real DuckDB marts with a real MLflow SQLite store: runs, registry, gate, tune."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from sluice import registry
+from sluice.bundle import ModelBundle
+from sluice.settings import Settings
+from sluice.training import InsufficientDataError, check_sufficiency, train_tenant
+from sluice.tuning import draw, tune_tenant
+from tests.utils.marts import START, WEIGHTS, taste_history, write_marts
+
+CONFIG = {
+    "events": {"weights": WEIGHTS},
+    "sufficiency": {"min_interactions": 1000, "min_users_with_two_interactions": 25},
+    "model": {"factors": 8, "iterations": 8, "regularization": 0.1, "alpha": 2.0,
+              "similar_items_neighbours": 10,
+              "bpr": {"factors": 8, "iterations": 30}},
+    "evaluation": {"holdout_fraction": 0.2, "gate_min_users": 10},
+    "serving": {"popular_list_size": 20},
+    "tune": {"trials": 2, "grid": {"als": {"factors": [4, 8, 16], "alpha": [2.0]}}},
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """One MLflow store for the module; each test trains its own tenant."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def settings_for(home: Path, store: str, monkeypatch, **sections) -> Settings:
+    config = json.loads(json.dumps(CONFIG))
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    path = home / "sluice.yaml"
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("SLUICE_HOME", str(home))
+    monkeypatch.setenv("SLUICE_CONFIG", str(path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    return Settings()
+
+
+def test_check_sufficiency_names_both_numbers_found_and_needed():
+    frame = taste_history(users=10, per_user=3)  # 30 interactions, 10 users with two or more
+    with pytest.raises(InsufficientDataError) as err:
+        check_sufficiency(frame, 1000, 25)
+    message = str(err.value)
+    assert "30 interactions (need 1,000)" in message
+    assert "10 users with two or more interactions (need 25)" in message
+
+
+def test_train_flow_fails_on_a_tiny_warehouse_and_registers_nothing(
+        tmp_path, store, monkeypatch, prefect_harness):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    write_marts(settings.warehouse_path, taste_history(users=20, per_user=5), "tiny")
+    from flows.train import train
+
+    state = train(tenant="tiny", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(InsufficientDataError) as err:
+        state.result()
+    assert "100 interactions (need 1,000)" in str(err.value)
+    assert "20 users with two or more interactions (need 25)" in str(err.value)
+    client = registry.client(store)
+    assert not client.search_model_versions(f"name = '{settings.registered_model_name('tiny')}'")
+
+
+def test_a_run_logs_registers_and_promotes_the_first_champion(tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch,
+                            matrix={"half_life_days": 60.0, "use_event_value": True})
+    write_marts(settings.warehouse_path, taste_history(), "shop")
+    result = train_tenant(settings, "shop")
+
+    assert result.promoted and result.reason.startswith("no champion yet")
+    assert result.metrics["ndcg_at_10"] > 2 * result.baseline["ndcg_at_10"]
+    client = registry.client(store)
+    name = settings.registered_model_name("shop")
+    champion = client.get_model_version_by_alias(name, registry.CHAMPION)
+    candidate = client.get_model_version_by_alias(name, registry.CANDIDATE)
+    assert str(champion.version) == str(candidate.version) == result.version
+    assert champion.tags["validation_status"] == "passed"
+
+    run = client.get_run(result.run_id).data
+    assert run.params["algorithm"] == "als" and run.params["factors"] == "8"
+    assert run.params["matrix.half_life_days"] == "60.0"
+    assert run.params["matrix.use_event_value"] == "True"
+    assert run.params["evaluation.protocol"] == "time"
+    for k in (10, 20):
+        for m in ("precision", "recall", "ndcg", "map", "hit_rate"):
+            assert f"{m}_at_{k}" in run.metrics and f"popularity.{m}_at_{k}" in run.metrics
+    assert run.metrics["lift_ndcg_at_10"] > 2
+    assert run.metrics["dataset.users"] == 150 and run.metrics["dataset.items"] == 60
+    assert run.metrics["dataset.interactions"] == 1800
+    assert 0 < run.metrics["dataset.density"] < 1
+    assert run.tags["dataset.time_min"].startswith("2024-01-01")
+    assert {"catalog_coverage", "seconds.fit", "seconds.track", "seconds.total"} <= set(
+        run.metrics)
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@champion",
+                                                     dst_path=str(tmp_path / "dl")))
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    assert mlmodel["signature"]["inputs"] and mlmodel["signature"]["outputs"]
+    assert (local / "input_example.json").exists()
+    assert not list(local.rglob("*.pkl")) and not list(local.rglob("*.pickle"))
+    bundle = ModelBundle.load(local)  # np.load(allow_pickle=False) inside
+    assert bundle.meta["alpha"] == 2.0 and bundle.meta["regularization"] == 0.1
+    assert bundle.meta["cutoff_ms"] > 0 and bundle.meta["fold_in"] == "als"
+    assert len(bundle.catalog) == 60 and len(bundle.popular) == 20
+    assert bundle.similar is not None and bundle.similar.shape == (60, 60)
+    stats = json.loads(Path(mlflow.artifacts.download_artifacts(
+        run_id=result.run_id, artifact_path="dataset_stats.json",
+        dst_path=str(tmp_path / "st"))).read_text())
+    assert stats["time_max"] > stats["time_min"]
+
+    answer = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(
+        pd.DataFrame({"user_id": ["u0", "nobody"], "num_results": [5.0, 3.0]}))
+    mine = answer[answer["user_id"] == "u0"]["item_id"]
+    assert len(mine) == 5 and sum(int(i[1:]) < 20 for i in mine) >= 4  # u0 likes group 0
+
+
+def test_the_gate_keeps_the_champion_when_the_candidate_is_worse(tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    write_marts(settings.warehouse_path, taste_history(), "keep")
+    first = train_tenant(settings, "keep")
+    worse = train_tenant(settings, "keep", algorithm="popularity")
+
+    assert first.promoted and not worse.promoted
+    client = registry.client(store)
+    name = settings.registered_model_name("keep")
+    assert str(client.get_model_version_by_alias(name, "champion").version) == first.version
+    assert str(client.get_model_version_by_alias(name, "candidate").version) == worse.version
+    version = client.get_model_version(name, worse.version)
+    assert version.tags["validation_status"] == "failed"
+    # same data: the champion saw this whole holdout, so its own logged metric decides
+    assert "does not beat champion" in version.tags["gate_reason"]
+    assert "its own run logged" in version.tags["gate_reason"]
+    assert client.get_run(worse.run_id).data.tags["gate.promoted"] == "false"
+
+
+def test_the_gate_scores_the_champion_on_the_candidates_holdout(tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    early = taste_history(days=20, seed=1)
+    write_marts(settings.warehouse_path, early, "fresh")
+    first = train_tenant(settings, "fresh", algorithm="popularity")
+    later = taste_history(days=10, seed=2, start=START + pd.Timedelta(days=20))
+    write_marts(settings.warehouse_path, later, "fresh")  # the new holdout is all after it
+    better = train_tenant(settings, "fresh", algorithm="cosine")
+
+    assert first.promoted and better.promoted
+    assert "both scored on this run's holdout" in better.reason
+    metrics = registry.client(store).get_run(better.run_id).data.metrics
+    # the popular champion, trained on the first 20 days only, ranked on the same users
+    assert 0 < metrics["gate.champion_on_holdout"] < better.metrics["ndcg_at_10"]
+    assert metrics["gate.candidate_on_champion_holdout"] == pytest.approx(
+        better.metrics["ndcg_at_10"])
+    assert better.gate["champion_version"] == first.version
+
+
+def test_leave_last_out_protocol_and_bpr(tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch,
+                            evaluation={"protocol": "leave_last_out"},
+                            matrix={"weighting": "bm25"})
+    write_marts(settings.warehouse_path, taste_history(), "loo")
+    result = train_tenant(settings, "loo", algorithm="bpr")
+    assert result.stats["evaluated_users"] == result.metrics["evaluated_users"] <= 150
+    assert result.stats["test_interactions"] == 150  # one per user
+    assert result.metrics["hit_rate_at_10"] > result.baseline["hit_rate_at_10"]
+    run = registry.client(store).get_run(result.run_id).data
+    assert run.params["evaluation.protocol"] == "leave_last_out"
+    assert run.params["matrix.weighting"] == "bm25" and run.params["algorithm"] == "bpr"
+
+
+def test_draw_takes_every_combination_or_a_seeded_sample():
+    grid = {"a": [1, 2], "b": [3, 4, 5]}
+    assert len(draw(grid, 10, 0)) == 6
+    assert draw(grid, 3, 0) == draw(grid, 3, 0) and len(draw(grid, 3, 0)) == 3
+
+
+def test_tune_runs_nested_trials_and_registers_the_best(tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    write_marts(settings.warehouse_path, taste_history(), "tuned")
+    outcome = tune_tenant(settings, "tuned")
+
+    assert len(outcome.trials) == 2
+    best = max(outcome.trials, key=lambda t: t.metrics["ndcg_at_10"])
+    assert outcome.best.params["factors"] == best.params["factors"]
+    assert outcome.best.metrics["ndcg_at_10"] == pytest.approx(best.metrics["ndcg_at_10"])
+    client = registry.client(store)
+    for trial in outcome.trials:
+        run = client.get_run(trial.run_id)
+        assert run.data.tags["mlflow.parentRunId"] == outcome.parent_run_id
+        assert run.data.metrics["ndcg_at_10"] == pytest.approx(trial.metrics["ndcg_at_10"])
+    parent = client.get_run(outcome.parent_run_id).data
+    assert parent.params["tune.trials"] == "2"
+    name = settings.registered_model_name("tuned")
+    version = client.get_model_version(name, outcome.best.version)
+    assert version.run_id == outcome.parent_run_id
+    assert version.tags["validation_status"] == "passed"
+    assert np.isfinite(parent.metrics["ndcg_at_10"])
+
+
+def test_tune_refuses_a_grid_of_unknown_parameters(tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch,
+                            tune={"grid": {"als": {"learning_rate": [0.1]}}})
+    write_marts(settings.warehouse_path, taste_history(), "badgrid")
+    with pytest.raises(ValueError, match="learning_rate"):
+        tune_tenant(settings, "badgrid")
