@@ -209,6 +209,10 @@ def cmd_flow(name: str) -> None:
 
     result = {"ingest": ingest, "transform": transform, "train": train,
               "pipeline": pipeline}[name]()
+    if name == "ingest":
+        from sluice.ingest import format_table
+
+        print(format_table(result.pop("table")))
     print(json.dumps(result, indent=2, default=str))
 
 

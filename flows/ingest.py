@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from sluice.ingest import Ingestor
+from sluice.ingest import Ingestor, format_table
 from sluice.settings import get_settings
 
 
@@ -18,15 +18,15 @@ def load_new_files() -> dict[str, Any]:
     settings = get_settings()
     report = Ingestor(settings.warehouse_path, settings.raw_dir, settings.landing_dir,
                       progress=logger.info).run()
-    summary = report.summary()
-    rows = report.as_rows()
-    if rows:
-        create_table_artifact(key="ingest-files", table=rows, description="Files ingested")
-    for path in summary["unreadable_files"]:
+    table = report.table_rows(settings.home)
+    create_table_artifact(key="ingest-summary", table=table,
+                          description="Files loaded by this ingest run, then the totals")
+    logger.info("ingest summary:\n%s", format_table(table))
+    for path in report.summary()["unreadable_files"]:
         logger.warning("quarantined whole (unreadable): %s", path)
-    for path in summary["changed_files"]:
+    for path in report.summary()["changed_files"]:
         logger.warning("changed after loading, not reloaded: %s", path)
-    return summary
+    return {**report.summary(), "table": table}
 
 
 @flow(name="ingest", flow_run_name="ingest", log_prints=False)

@@ -32,6 +32,7 @@ _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MS_DIGITS = 13
 _SECONDS_DIGITS = 10
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS_LOW, _MS_HIGH = 10 ** (_MS_DIGITS - 1), 10**_MS_DIGITS
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class EventError(ValueError):
 
 def parse_timestamp(value: Any, field: str = "timestamp") -> int:
     """Milliseconds since epoch from ms or seconds epoch (number or digit string) or ISO-8601."""
+    if value.__class__ is int and _MS_LOW <= value < _MS_HIGH:  # the common case, checked fast
+        return value
     if isinstance(value, bool) or value is None:
         raise EventError(field, "required: epoch milliseconds, epoch seconds or ISO-8601")
     if isinstance(value, int | float):
@@ -95,6 +98,8 @@ def _from_iso(text: str, field: str) -> int:
 
 def _string(obj: dict, key: str, field: str, required: bool, limit: int = MAX_ID_LENGTH):
     value = obj.get(key)
+    if value.__class__ is str and 0 < len(value) <= limit:  # the common case, checked fast
+        return value
     if value is None:
         if required:
             raise EventError(field, "required")
@@ -168,23 +173,30 @@ def _ranking_items(raw: Any, internal: bool) -> list[dict[str, Any]]:
         raise EventError("items", f"at most {MAX_RANKING_ITEMS} items")
     items = []
     for i, entry in enumerate(raw):
-        where = f"items[{i}]"
-        if not isinstance(entry, dict):
-            raise EventError(where, "expected an object with `id`")
-        item: dict[str, Any] = {"id": _string(entry, "id", f"{where}.id", True)}
-        if entry.get("fields") is not None:
-            item["fields"] = parse_fields(entry["fields"], f"{where}.fields")
-        for key in ("label", "score") if internal else ("label",):
-            if entry.get(key) is not None:
-                item[key] = _number(entry[key], f"{where}.{key}")
-        if internal:
-            for key in ("source",):
-                if entry.get(key) is not None:
-                    item[key] = _string(entry, key, f"{where}.{key}", False)
-            if entry.get("position") is not None:
-                item["position"] = int(_number(entry["position"], f"{where}.position"))
-        items.append(item)
+        if entry.__class__ is dict and len(entry) == 1:  # {"id": ...}, the common case
+            item_id = entry.get("id")
+            if item_id.__class__ is str and 0 < len(item_id) <= MAX_ID_LENGTH:
+                items.append({"id": item_id})
+                continue
+        items.append(_ranking_item(entry, f"items[{i}]", internal))
     return items
+
+
+def _ranking_item(entry: Any, where: str, internal: bool) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise EventError(where, "expected an object with `id`")
+    item: dict[str, Any] = {"id": _string(entry, "id", f"{where}.id", True)}
+    if entry.get("fields") is not None:
+        item["fields"] = parse_fields(entry["fields"], f"{where}.fields")
+    for key in ("label", "score") if internal else ("label",):
+        if entry.get(key) is not None:
+            item[key] = _number(entry[key], f"{where}.{key}")
+    if internal:
+        if entry.get("source") is not None:
+            item["source"] = _string(entry, "source", f"{where}.source", False)
+        if entry.get("position") is not None:
+            item["position"] = int(_number(entry["position"], f"{where}.position"))
+    return item
 
 
 def _number(value: Any, field: str) -> float:

@@ -7,11 +7,14 @@ across files through the (tenant, event_id) primary key.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import logging
+import time
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 import duckdb
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from sluice import eventlog, tabular
 from sluice.events import EventError, parse_event
@@ -29,11 +33,17 @@ log = logging.getLogger(__name__)
 
 CHUNK_LINES = 100_000
 LANDING_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".csv", ".parquet")
-EVENT_COLUMNS = [
-    "event_id", "tenant", "event_type", "event_at", "user_id", "session_id", "item_id",
-    "interaction_type", "ranking_id", "event_value", "fields", "items", "source_file",
-    "loaded_at",
-]
+# raw.events columns filled from the event; source_file and loaded_at are the same per file
+_EVENT_SCHEMA = pa.schema([
+    ("event_id", pa.string()), ("tenant", pa.string()), ("event_type", pa.string()),
+    ("event_at", pa.timestamp("ms")), ("user_id", pa.string()), ("session_id", pa.string()),
+    ("item_id", pa.string()), ("interaction_type", pa.string()), ("ranking_id", pa.string()),
+    ("event_value", pa.float64()), ("fields", pa.string()), ("items", pa.string()),
+])
+_QUARANTINE_SCHEMA = pa.schema([
+    ("line_number", pa.int64()), ("record", pa.string()), ("reason", pa.string()),
+])
+MAX_RECORD_CHARS = 10_000
 
 
 @dataclass
@@ -45,6 +55,7 @@ class FileResult:
     duplicates_skipped: int = 0
     status: str = "loaded"  # loaded | unchanged | changed_after_loading | unreadable
     message: str = ""
+    seconds: float = 0.0
 
 
 @dataclass
@@ -66,6 +77,22 @@ class IngestReport:
     def as_rows(self) -> list[dict[str, Any]]:
         return [asdict(f) for f in self.files if f.status != "unchanged"]
 
+    def table_rows(self, root: Path | None = None) -> list[dict[str, Any]]:
+        """One row per file that was not unchanged, then a total row: the summary table."""
+        rows = [{"file": _display(f.path, root), "kind": f.kind, "status": f.status,
+                 "rows_loaded": f.rows_loaded, "quarantined": f.rows_quarantined,
+                 "duplicates_skipped": f.duplicates_skipped, "seconds": f.seconds}
+                for f in self.files if f.status != "unchanged"]
+        unchanged = len(self.files) - len(rows)
+        rows.append({
+            "file": f"total: {len(rows)} files" + (f" ({unchanged} unchanged)" if unchanged
+                                                  else ""),
+            "kind": "", "status": "", "rows_loaded": self.rows_loaded,
+            "quarantined": self.rows_quarantined, "duplicates_skipped": self.duplicates_skipped,
+            "seconds": round(sum(f.seconds for f in self.files), 3),
+        })
+        return rows
+
     def summary(self) -> dict[str, Any]:
         return {
             "files": len([f for f in self.files if f.status == "loaded"]),
@@ -77,51 +104,94 @@ class IngestReport:
         }
 
 
-@dataclass
-class _Batch:
-    rows: dict[tuple[str, str], tuple] = field(default_factory=dict)
-    quarantine: list[tuple] = field(default_factory=list)
-    in_file_duplicates: int = 0
+SUMMARY_COLUMNS = ["file", "kind", "status", "rows_loaded", "quarantined", "duplicates_skipped",
+                   "seconds"]
 
 
-def _row(event: dict[str, Any], source: str, now: datetime) -> tuple:
-    fields = event.get("fields")
-    items = event.get("items")
-    return (
-        event["id"], event["tenant"], event["event"],
-        datetime.fromtimestamp(event["timestamp"] / 1000, tz=UTC).replace(tzinfo=None),
-        event.get("user"), event.get("session"), event.get("item"), event.get("type"),
-        event.get("ranking"), event.get("value"),
-        orjson.dumps(fields).decode() if fields else None,
-        orjson.dumps(items).decode() if items is not None else None,
-        source, now,
-    )
+def format_table(rows: list[dict[str, Any]], columns: list[str] = SUMMARY_COLUMNS) -> str:
+    """A plain-text table; numbers right-aligned with thousands separators."""
+    def cell(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return str(value)
+        return f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
+
+    cells = [[cell(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    numeric = [all(isinstance(r.get(c), int | float) for r in rows if r.get(c) != "")
+               for c in columns]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if n else v.ljust(w)
+                         for v, w, n in zip(values, widths, numeric, strict=True)).rstrip()
+
+    out = [line(columns), line(["-" * w for w in widths])]
+    return "\n".join(out + [line(row) for row in cells])
 
 
-def _add(batch: _Batch, raw: Any, where: int, source: str, text: str, now: datetime,
-         default_tenant: str, allow_internal: bool) -> None:
-    try:
-        event = parse_event(raw, default_tenant, allow_internal=allow_internal)
-    except EventError as exc:
-        batch.quarantine.append((source, where, text[:10_000], str(exc), now))
-        return
-    key = (event["tenant"], event["id"])
-    if key in batch.rows:
-        batch.in_file_duplicates += 1
-        return
-    batch.rows[key] = _row(event, source, now)
-
-
-def _json_lines(data: bytes, first_line: int) -> Iterator[tuple[int, str, Any]]:
-    for offset, line in enumerate(data.splitlines()):
-        number = first_line + offset
-        if not line.strip():
-            continue
-        text = line.decode("utf-8", errors="replace")
+def _display(path: str, root: Path | None) -> str:
+    if root is not None:
         try:
-            yield number, text, orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            yield number, text, _Unparsable(f"line is not JSON: {exc}")
+            return str(Path(path).relative_to(root))
+        except ValueError:
+            pass
+    return path
+
+
+class _Batch:
+    """Up to CHUNK_LINES parsed events, plus the records refused on the way."""
+
+    def __init__(self, loaded_at: datetime) -> None:
+        self.loaded_at = loaded_at
+        self.keys: set[tuple[str, str]] = set()
+        self.rows: list[tuple[Any, ...]] = []
+        self.quarantine: list[tuple[int | None, str, str]] = []
+        self.in_file_duplicates = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def refuse(self, where: int | None, text: bytes | str, reason: str) -> None:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        self.quarantine.append((where, text[:MAX_RECORD_CHARS], reason))
+
+    def add(self, event: dict[str, Any]) -> None:
+        key = (event["tenant"], event["id"])
+        if key in self.keys:
+            self.in_file_duplicates += 1
+            return
+        self.keys.add(key)
+        get = event.get
+        fields, items = get("fields"), get("items")
+        self.rows.append((
+            key[1], key[0], event["event"], event["timestamp"], get("user"), get("session"),
+            get("item"), get("type"), get("ranking"), get("value"),
+            None if fields is None else orjson.dumps(fields).decode(),
+            None if items is None else orjson.dumps(items).decode(),
+        ))
+
+    def events_table(self) -> pa.Table:
+        columns = zip(*self.rows, strict=True)
+        return pa.Table.from_arrays(
+            [pa.array(c, type=f.type) for c, f in zip(columns, _EVENT_SCHEMA, strict=True)],
+            schema=_EVENT_SCHEMA)
+
+    def quarantine_table(self) -> pa.Table:
+        columns = list(zip(*self.quarantine, strict=True))
+        return pa.Table.from_arrays(
+            [pa.array(c, type=f.type) for c, f in zip(columns, _QUARANTINE_SCHEMA, strict=True)],
+            schema=_QUARANTINE_SCHEMA)
+
+
+def _json_lines(data: bytes, first_line: int) -> Iterator[tuple[int, bytes, Any]]:
+    """(line number, line, parsed JSON or _Unparsable) for each non-blank line."""
+    loads, error = orjson.loads, orjson.JSONDecodeError
+    for number, line in enumerate(data.splitlines(), first_line):
+        try:
+            yield number, line, loads(line)
+        except error as exc:
+            if line.strip():
+                yield number, line, _Unparsable(f"line is not JSON: {exc}")
 
 
 @dataclass
@@ -191,7 +261,8 @@ class Ingestor:
         digest.update(data)
         first_line = 1 + (0 if consumed == 0 else _count_lines(path, consumed))
         lines = _json_lines(data, first_line)
-        self._load(con, result, lines, end, digest.hexdigest(), allow_internal=True)
+        self._load(con, result, lines, data.count(b"\n"), end, digest.hexdigest(),
+                   allow_internal=True)
         return result
 
     def _load_landing(self, con, path: Path, seen: tuple[int, str] | None) -> FileResult:
@@ -208,13 +279,15 @@ class Ingestor:
                 log.warning("landing file %s changed after loading", path)
             return result
         try:
-            records = self._landing_records(path)
-            self._load(con, result, records, size, checksum, allow_internal=False)
+            records, total = self._landing_records(path)
+            self._load(con, result, records, total, size, checksum, allow_internal=False)
         except _UnreadableFile as exc:
             self._quarantine_whole(con, result, path, size, checksum, str(exc))
         return result
 
-    def _landing_records(self, path: Path) -> Iterator[tuple[int, str, Any]]:
+    def _landing_records(self, path: Path
+                         ) -> tuple[Iterator[tuple[int, bytes | str, Any]], int]:
+        """The file's records and about how many there are."""
         name = path.name
         if name.endswith((".jsonl", ".ndjson", ".jsonl.gz")):
             try:
@@ -223,13 +296,13 @@ class Ingestor:
                     data = handle.read()
             except (OSError, EOFError, zlib.error) as exc:
                 raise _UnreadableFile(f"cannot read {name}: {exc}") from exc
-            return _json_lines(data, 1)
+            return _json_lines(data, 1), data.count(b"\n") + (not data.endswith(b"\n"))
         try:
             frame = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(
                 path, dtype=str, keep_default_na=False, na_values=[""])
         except Exception as exc:
             raise _UnreadableFile(f"cannot parse {name}: {exc}") from exc
-        return self._tabular_records(frame)
+        return self._tabular_records(frame), len(frame)
 
     def _tabular_records(self, frame: pd.DataFrame) -> Iterator[tuple[int, str, Any]]:
         try:
@@ -247,23 +320,16 @@ class Ingestor:
             except (TypeError, ValueError) as exc:
                 yield index + 2, text, _Unparsable(f"row cannot be read: {exc}")
 
-    def _load(self, con, result: FileResult, records: Iterator[tuple[int, str, Any]],
-              size: int, checksum: str, allow_internal: bool) -> None:
+    def _load(self, con: duckdb.DuckDBPyConnection, result: FileResult,
+              records: Iterator[tuple[int, bytes | str, Any]], total: int, size: int,
+              checksum: str, allow_internal: bool) -> None:
+        """All of one file's records and its manifest row in one transaction."""
         now = datetime.now(UTC).replace(tzinfo=None)
+        started = time.perf_counter()
         con.execute("begin transaction")
         try:
-            batch = _Batch()
-            for number, text, raw in records:
-                if isinstance(raw, _Unparsable):
-                    batch.quarantine.append((result.path, number, text[:10_000], raw.reason, now))
-                else:
-                    _add(batch, raw, number, result.path, text, now, self.default_tenant,
-                         allow_internal)
-                if len(batch.rows) >= CHUNK_LINES:
-                    self._flush(con, batch, result)
-                    self.progress(f"{Path(result.path).name}: {result.rows_loaded:,} rows so far")
-                    batch = _Batch()
-            self._flush(con, batch, result)
+            with _without_cyclic_gc():
+                processed = self._insert(con, result, records, total, now, allow_internal)
             con.execute(
                 "insert or replace into raw.manifest values (?, ?, ?, "
                 "coalesce((select rows_loaded from raw.manifest where path = ?), 0) + ?, "
@@ -276,36 +342,100 @@ class Ingestor:
         except BaseException:
             con.execute("rollback")
             raise
+        finally:
+            result.seconds = round(time.perf_counter() - started, 3)
+        if processed >= CHUNK_LINES:
+            self.progress(
+                f"{Path(result.path).name}: committed {result.rows_loaded:,} rows, "
+                f"{result.rows_quarantined:,} quarantined, {result.duplicates_skipped:,} "
+                f"duplicates skipped in {result.seconds:.1f}s")
+
+    def _insert(self, con: duckdb.DuckDBPyConnection, result: FileResult,
+                records: Iterator[tuple[int, bytes | str, Any]], total: int, now: datetime,
+                allow_internal: bool) -> int:
+        """Parses, validates and inserts in chunks; returns how many records were read."""
+        started = time.perf_counter()
+        batch, processed = _Batch(now), 0
+        for number, text, raw in records:
+            processed += 1
+            if isinstance(raw, _Unparsable):
+                batch.refuse(number, text, raw.reason)
+            else:
+                try:
+                    batch.add(parse_event(raw, self.default_tenant, allow_internal))
+                except EventError as exc:
+                    batch.refuse(number, text, str(exc))
+            if processed % CHUNK_LINES == 0:
+                self._flush(con, batch, result)
+                batch = _Batch(now)
+                self._report_progress(result, processed, total, started)
+        self._flush(con, batch, result)
+        return processed
+
+    def _report_progress(self, result: FileResult, processed: int, total: int,
+                         started: float) -> None:
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        share = f" ({processed / total:.0%})" if total >= processed else ""
+        self.progress(
+            f"{Path(result.path).name}: {processed:,} of ~{total:,} records{share}, "
+            f"{result.rows_loaded:,} loaded, {result.rows_quarantined:,} quarantined, "
+            f"{processed / elapsed:,.0f} records/s")
 
     def _flush(self, con: duckdb.DuckDBPyConnection, batch: _Batch, result: FileResult) -> None:
         result.duplicates_skipped += batch.in_file_duplicates
         if batch.quarantine:
-            con.executemany("insert into raw.quarantine values (?, ?, ?, ?, ?)", batch.quarantine)
-            result.rows_quarantined += len(batch.quarantine)
-        if not batch.rows:
+            refused = batch.quarantine_table()
+            con.register("_ingest_quarantine", refused)
+            try:
+                con.execute(
+                    "insert into raw.quarantine (source_file, line_number, record, reason, "
+                    "quarantined_at) select ?, line_number, record, reason, ? "
+                    "from _ingest_quarantine", [result.path, batch.loaded_at])
+            finally:
+                con.unregister("_ingest_quarantine")
+            result.rows_quarantined += refused.num_rows
+        if not batch:
             return
-        frame = pd.DataFrame(list(batch.rows.values()), columns=EVENT_COLUMNS)
-        con.register("_ingest_batch", frame)
+        con.register("_ingest_batch", batch.events_table())
         try:
             inserted = con.execute(
-                "insert or ignore into raw.events select * from _ingest_batch"
+                f"insert or ignore into raw.events ({', '.join(_EVENT_SCHEMA.names)}, "
+                f"source_file, loaded_at) select *, ?, ? from _ingest_batch",
+                [result.path, batch.loaded_at],
             ).fetchone()[0]
         finally:
             con.unregister("_ingest_batch")
         result.rows_loaded += inserted
-        result.duplicates_skipped += len(batch.rows) - inserted
+        result.duplicates_skipped += len(batch) - inserted
 
     def _quarantine_whole(self, con, result: FileResult, path: Path, size: int, checksum: str,
                           reason: str) -> None:
         now = datetime.now(UTC).replace(tzinfo=None)
         result.status, result.message, result.rows_quarantined = "unreadable", reason, 1
         con.execute("begin transaction")
-        con.execute("insert into raw.quarantine values (?, null, null, ?, ?)",
-                    [str(path), reason, now])
-        con.execute("insert or replace into raw.manifest values (?, ?, ?, 0, 1, 0, ?)",
-                    [str(path), size, checksum, now])
-        con.execute("commit")
+        try:
+            con.execute("insert into raw.quarantine values (?, null, null, ?, ?)",
+                        [str(path), reason, now])
+            con.execute("insert or replace into raw.manifest values (?, ?, ?, 0, 1, 0, ?)",
+                        [str(path), size, checksum, now])
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
         log.warning("landing file %s quarantined whole: %s", path, reason)
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Parsing allocates millions of short-lived, acyclic objects: the cyclic collector would
+    walk every live batch again and again (a third of the parse time) and free nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _UnreadableFile(Exception):

@@ -363,7 +363,9 @@ def test_chunked_load_counts_match(env, monkeypatch):
     report = env.run(progress=messages.append)
     assert report.rows_loaded == 10
     assert report.duplicates_skipped == 1
-    assert len(messages) == 2  # one per full chunk
+    assert len(messages) == 3  # one per full chunk, then one when the file is committed
+    assert messages[0].startswith("a.jsonl: 4 of ~11 records (36%), 4 loaded")
+    assert messages[-1].startswith("a.jsonl: committed 10 rows, 0 quarantined, 1 duplicates")
     assert env.rows("select rows_loaded, duplicates_skipped from raw.manifest") == [(10, 1)]
 
 
