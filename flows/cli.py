@@ -201,6 +201,16 @@ def cmd_filters(args: argparse.Namespace) -> None:
             print(f"{name}\t{expression}")
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from sluice.report import write_report
+
+    settings = get_settings()
+    out = args.out or settings.home / "report" / "index.html"
+    path = write_report(settings.warehouse_path, settings.mlflow_tracking_uri,
+                        settings.registered_model_name(args.tenant), out)
+    print(f"report written to {path}")
+
+
 def cmd_flow(name: str) -> None:
     from flows.ingest import ingest
     from flows.pipeline import pipeline
@@ -232,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the API in the foreground on SLUICE_PORT")
     serve.add_argument("--workers", type=int, default=1)
     sub.add_parser("up", help="Prefect server + deployments + API")
+    report = sub.add_parser("report", help="write the HTML analytics report")
+    report.add_argument("--tenant", default="default")
+    report.add_argument("--out", type=Path, default=None,
+                        help="default: $SLUICE_HOME/report/index.html")
     trackers = sub.add_parser("trackers", help="event trackers (one per tenant)")
     tracker_sub = trackers.add_subparsers(dest="tracker_command", required=True)
     tracker_sub.add_parser("create", help="create a tracker; prints its trackingId").add_argument(
@@ -259,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_trackers(args)
         elif args.command == "filters":
             cmd_filters(args)
+        elif args.command == "report":
+            cmd_report(args)
         else:
             cmd_flow(args.command)
     except Exception as exc:  # one clear line, not a traceback, for the operator

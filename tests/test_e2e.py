@@ -285,3 +285,18 @@ def test_a_second_pipeline_run_loads_nothing_twice(trained):
     assert str(candidate.version) == result["version"]
     champion = client.get_model_version_by_alias("sluice-default", "champion")
     assert (str(champion.version) == result["version"]) == result["promoted"]
+
+
+def test_the_report_shows_every_section_after_the_second_run(trained):
+    import re
+
+    from sluice.report import write_report
+
+    out = write_report(trained["home"] / "warehouse.duckdb", trained["env"]["MLFLOW_TRACKING_URI"],
+                       "sluice-default", trained["home"] / "report" / "index.html")
+    page = out.read_text()
+    titles = re.findall(r"<h2>(.*?)</h2>", page)
+    assert titles == ["Events per day by type", "Share of slots by source over time",
+                      "Click-through rate", "Model metrics across versions"]
+    assert len(re.findall(r"src='data:image/png;base64,", page)) == 4
+    assert "2 versions of sluice-default" in page
