@@ -40,6 +40,7 @@ class ModelStatus:
     loaded_at: float | None = None
     error: str | None = None
     cutoff_ms: int | None = None
+    trained_at_ms: int | None = None
 
 
 @dataclass
@@ -132,6 +133,7 @@ class Service:
             threading.Timer(30.0, previous.model.close).start()
         status.version, status.loaded_at, status.error = str(version.version), time.time(), None
         status.cutoff_ms = bundle.meta.get("cutoff_ms")
+        status.trained_at_ms = bundle.meta.get("trained_at_ms")
         log.info("serving %s v%s", name, version.version)
 
     def _recommender(self, tenant: str, model: LoadedModel | None) -> Recommender:

@@ -92,6 +92,18 @@ def test_anonymous_session_is_served_from_its_own_history(trained, api):
     assert answer["model_personalized_count"] == 10
 
 
+def test_metrics_show_sources_fallback_share_and_model_age(trained, api):
+    for _ in range(20):  # each worker keeps its own counters: make sure both answered some
+        ask(api, user_id="nobody-ever", num_results=5)
+    text = httpx.get(f"{api}/metrics").text
+    assert 'sluice_recommendation_slots_total{source="model_fallback",tenant="default"}' in text
+    assert 'sluice_fallback_share{tenant="default"}' in text
+    version = trained["outcome"]["train"][0]["version"]
+    assert f'sluice_model_version{{tenant="default"}} {float(version)}' in text
+    age = float(text.split('sluice_model_age_seconds{tenant="default"} ')[1].split()[0])
+    assert 0 <= age < 3600
+
+
 def test_tiers_fill_in_order_when_the_catalog_runs_short(trained, api):
     answer = ask(api, user_id=trained["info"].known_user, num_results=500)
     assert_counts(answer)

@@ -23,6 +23,36 @@ class Metrics:
                              ["tenant", "source"], registry=self.registry)
         self.model_version = Gauge("sluice_model_version", "Champion version served",
                                    ["tenant"], registry=self.registry)
+        self.model_age = Gauge("sluice_model_age_seconds", "Seconds since the served model was "
+                               "trained", ["tenant"], registry=self.registry)
+        self.data_lag = Gauge("sluice_model_data_lag_seconds", "Seconds since the last event "
+                              "the served model was trained on", ["tenant"],
+                              registry=self.registry)
+        self.fallback_share = Gauge("sluice_fallback_share", "Share of slots served from the "
+                                    "fallback tiers (model_fallback + fallback) since start",
+                                    ["tenant"], registry=self.registry)
+
+    def refresh(self, models: dict) -> None:
+        """Gauges derived at scrape time: model version and age, fallback share."""
+        now = time.time()
+        for tenant, status in models.items():
+            if status.version:
+                self.model_version.labels(tenant).set(float(status.version))
+            if status.trained_at_ms:
+                self.model_age.labels(tenant).set(now - status.trained_at_ms / 1000)
+            if status.cutoff_ms:
+                self.data_lag.labels(tenant).set(now - status.cutoff_ms / 1000)
+        totals: dict[str, dict[str, float]] = {}
+        for metric in self.slots.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    by = totals.setdefault(sample.labels["tenant"], {})
+                    by[sample.labels["source"]] = sample.value
+        for tenant, by in totals.items():
+            served = sum(by.values())
+            if served:
+                fallback = by.get("model_fallback", 0.0) + by.get("fallback", 0.0)
+                self.fallback_share.labels(tenant).set(fallback / served)
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
@@ -44,7 +74,5 @@ def instrument(app: FastAPI) -> None:
         """Prometheus metrics."""
         service = getattr(app.state, "service", None)
         if service is not None:
-            for tenant, status in service.models.items():
-                if status.version:
-                    app.state.metrics.model_version.labels(tenant).set(float(status.version))
+            app.state.metrics.refresh(service.models)
         return app.state.metrics.render()
