@@ -32,28 +32,39 @@ class TransformResult:
         return [n for n in self.nodes if n["status"] in ("error", "fail", "runtime error")]
 
 
+RESULT_COMMANDS = ("build", "run", "test")  # the commands that write run_results.json
+SHORTFALL = "data_sufficiency: "  # what tests/assert_tenants_have_sufficient_data.sql logs
+
+
 def dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
               select: str | None = None, command: str = "build") -> TransformResult:
     """`dbt <command>` in a child process (so its DuckDB handle is gone when it returns).
 
-    Raises TransformError naming each failed model or test and what it said.
+    command is build (default), run, test, or e.g. "docs generate" (docs into work_dir/target).
+    Raises TransformError naming each failed model or test and what it said; a data
+    sufficiency failure also says, per tenant, how much data is missing.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     target = work_dir / "target"
+    (target / "run_results.json").unlink(missing_ok=True)  # never report a previous run's nodes
     args = [
-        _dbt_executable(), command, "--project-dir", str(DBT_PROJECT_DIR),
+        _dbt_executable(), *command.split(), "--project-dir", str(DBT_PROJECT_DIR),
         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target),
         "--log-path", str(work_dir / "logs"), "--vars", json.dumps(dbt_vars),
     ]
-    if select and command == "build":
+    if select and command in RESULT_COMMANDS:
         args += ["--select", select]
     env = {**os.environ, "SLUICE_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS":
            "false"}
     proc = subprocess.run(args, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
-    nodes = _run_results(target / "run_results.json") if command == "build" else []
+    nodes = _run_results(target / "run_results.json") if command in RESULT_COMMANDS else []
     result = TransformResult(proc.returncode == 0, nodes)
     if proc.returncode != 0:
         detail = "; ".join(f"{n['node']}: {n['message']}" for n in result.failures)
+        shortfalls = [line.split(SHORTFALL, 1)[1].strip() for line in proc.stdout.splitlines()
+                      if SHORTFALL in line]
+        if shortfalls:
+            detail = f"not enough data to train: {'; '.join(shortfalls)}. {detail}"
         tail = " | ".join(proc.stdout.strip().splitlines()[-8:])
         raise TransformError(
             f"dbt {command} failed: {detail or tail}. Full log: {work_dir / 'logs'}; "

@@ -2,7 +2,7 @@
 {% macro interaction_weight(interaction_type) -%}
     case {{ interaction_type }}
         {%- for name, weight in var('events')['weights'].items() %}
-            when {{ sql_string(name) }} then cast({{ weight | float }} as double)
+            when {{ sql_string(name) }} then cast({{ weight | float }} as {{ type_double() }})
         {%- endfor %}
     end
 {%- endmacro %}

@@ -33,12 +33,16 @@ class _Adapter:
 
 
 adapter = _Adapter()
+# dbt's cross-database type macros, as they render on DuckDB
+dbt = SimpleNamespace(type_string=lambda: "varchar", type_int=lambda: "integer",
+                      type_bigint=lambda: "bigint")
 modules = SimpleNamespace(re=re)
 exceptions = SimpleNamespace(raise_compiler_error=_raise_compiler_error)
 
 _env = jinja2.Environment(extensions=["jinja2.ext.do"])
 _env.globals.update(
     var=var,
+    dbt=dbt,
     adapter=adapter,
     modules=modules,
     exceptions=exceptions,

@@ -18,15 +18,15 @@ shortfalls as (
         missing_interactions,
         missing_users_with_two_interactions,
         case when missing_interactions > 0 then
-            cast(missing_interactions as varchar) || ' more interactions (has '
-            || cast(interactions as varchar) || ' of '
-            || cast(min_interactions as varchar) || ')'
+            cast(missing_interactions as {{ dbt.type_string() }}) || ' more interactions (has '
+            || cast(interactions as {{ dbt.type_string() }}) || ' of '
+            || cast(min_interactions as {{ dbt.type_string() }}) || ')'
         end as interactions_shortfall,
         case when missing_users_with_two_interactions > 0 then
-            cast(missing_users_with_two_interactions as varchar)
+            cast(missing_users_with_two_interactions as {{ dbt.type_string() }})
             || ' more users with two interactions (has '
-            || cast(users_with_two_interactions as varchar) || ' of '
-            || cast(min_users_with_two_interactions as varchar) || ')'
+            || cast(users_with_two_interactions as {{ dbt.type_string() }}) || ' of '
+            || cast(min_users_with_two_interactions as {{ dbt.type_string() }}) || ')'
         end as users_shortfall
     from data_sufficiency
 
@@ -38,8 +38,11 @@ final as (
         tenant,
         missing_interactions,
         missing_users_with_two_interactions,
-        'tenant ' || tenant || ' needs '
-        || concat_ws(' and ', interactions_shortfall, users_shortfall) as message
+        'tenant ' || tenant || ' needs ' || coalesce(
+            interactions_shortfall || ' and ' || users_shortfall,
+            interactions_shortfall,
+            users_shortfall
+        ) as message
     from shortfalls
 
 )

@@ -35,7 +35,7 @@ shown_items as (
         ranked_at as shown_at,
         'ranking' as shown_in,
         label,
-        cast(null as varchar) as recommendation_source
+        cast(null as {{ dbt.type_string() }}) as recommendation_source
     from ranking_items
     union all
     select
@@ -47,7 +47,7 @@ shown_items as (
         session_id,
         recommended_at as shown_at,
         'recommendation' as shown_in,
-        cast(null as double) as label,
+        cast(null as {{ type_double() }}) as label,
         recommendation_source
     from recommendation_items
 

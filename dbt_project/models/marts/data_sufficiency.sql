@@ -1,4 +1,5 @@
 {%- set sufficiency = var('sufficiency') -%}
+{%- set bigint = dbt.type_bigint() -%}
 
 with events as (
 
@@ -44,11 +45,12 @@ counted as (
 
     select
         tenants.tenant,
-        cast(coalesce(tenant_interactions.interaction_count, 0) as bigint) as interactions,
-        cast(coalesce(tenant_interactions.user_count, 0) as bigint)
+        cast(coalesce(tenant_interactions.interaction_count, 0) as {{ bigint }})
+            as interactions,
+        cast(coalesce(tenant_interactions.user_count, 0) as {{ bigint }})
             as users_with_two_interactions,
-        cast({{ sufficiency['min_interactions'] | int }} as bigint) as min_interactions,
-        cast({{ sufficiency['min_users_with_two_interactions'] | int }} as bigint)
+        cast({{ sufficiency['min_interactions'] | int }} as {{ bigint }}) as min_interactions,
+        cast({{ sufficiency['min_users_with_two_interactions'] | int }} as {{ bigint }})
             as min_users_with_two_interactions
     from tenants
     left join tenant_interactions on tenants.tenant = tenant_interactions.tenant

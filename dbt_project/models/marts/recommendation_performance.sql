@@ -23,7 +23,7 @@ final as (
 
     select
         *,
-        cast(clicks as double) / slots_served as click_through_rate
+        cast(clicks as {{ type_double() }}) / slots_served as click_through_rate
     from daily
 
 )

@@ -39,9 +39,9 @@ renamed as (
     select
         tenant,
         ranking_id,
-        cast(position as integer) as position,
+        cast(position as {{ dbt.type_int() }}) as position,
         {{ json_extract_string('element', 'id') }} as item_id,
-        {{ cast_or_null(json_extract_string('element', 'label'), 'double') }} as label,
+        {{ cast_or_null(json_extract_string('element', 'label'), type_double()) }} as label,
         {{ json_extract_json('element', 'fields') }} as fields,
         user_id,
         session_id,

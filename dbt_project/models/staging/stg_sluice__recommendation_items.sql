@@ -40,11 +40,11 @@ renamed as (
         tenant,
         recommendation_id,
         cast(coalesce(
-            {{ cast_or_null(json_extract_string('element', 'position'), 'integer') }},
+            {{ cast_or_null(json_extract_string('element', 'position'), dbt.type_int()) }},
             element_number
-        ) as integer) as position,
+        ) as {{ dbt.type_int() }}) as position,
         {{ json_extract_string('element', 'id') }} as item_id,
-        {{ cast_or_null(json_extract_string('element', 'score'), 'double') }} as score,
+        {{ cast_or_null(json_extract_string('element', 'score'), type_double()) }} as score,
         {{ json_extract_string('element', 'source') }} as recommendation_source,
         user_id,
         session_id,

@@ -39,7 +39,7 @@ renamed as (
         {{ json_extract_string('fields', 'template') }} as template,
         {{ json_extract_string('fields', 'model_version') }} as model_version,
         {% for count in counts -%}
-            {{ cast_or_null(json_extract_string('fields', count), 'integer') }} as {{ count }},
+            {{ cast_or_null(json_extract_string('fields', count), dbt.type_int()) }} as {{ count }},
         {% endfor -%}
         event_at as recommended_at,
         loaded_at
