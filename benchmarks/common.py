@@ -60,11 +60,24 @@ def server(app: str, env: dict[str, str] | None = None, workers: int = 1,
             proc.kill()
 
 
+def api_key(action: str) -> str:
+    """The demo key of config/sluice.yaml (or SLUICE_API_KEYS) that may do `action`."""
+    sys.path.insert(0, str(ROOT))
+    from sluice.auth import client_key
+    from sluice.settings import get_settings
+
+    return client_key(get_settings(), action) or ""
+
+
 def wrk(base: str, lua: str, seconds: int = 10, connections: int = 16,
-        threads: int = 2) -> dict[str, float]:
-    """Run wrk with a Lua script; returns requests/s and latency percentiles in ms."""
+        threads: int = 2, key: str = "") -> dict[str, float]:
+    """Run wrk with a Lua script; returns requests/s and latency percentiles in ms.
+
+    The script may use HEADERS: JSON content type and `key` as X-Api-Key.
+    """
+    headers = f'HEADERS = {{["Content-Type"] = "application/json", ["X-Api-Key"] = "{key}"}}\n'
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(lua)
+        handle.write(headers + lua)
     try:
         out = subprocess.run(
             [require_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from common import server, table, wrk
+from common import api_key, server, table, wrk
 
 LUA = """
 local batch = %d
@@ -24,7 +24,7 @@ request = function()
       .. '"user":"u%%d","session":"s%%d","item":"i%%d","type":"click"}',
       tostring(tid), counter, i, counter %% 5000, counter %% 5000, (counter * 7 + i) %% 2000)
   end
-  return wrk.format("POST", "/v1/events", {["Content-Type"] = "application/json"},
+  return wrk.format("POST", "/v1/events", HEADERS,
                     "[" .. table.concat(t, ",") .. "]")
 end
 """
@@ -44,7 +44,7 @@ def main() -> None:
             env = {"SLUICE_HOME": home, "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
                    "SLUICE_LOG_LEVEL": "WARNING"}
             with server("serving.main:app", env=env) as base:
-                real = wrk(base, lua, args.seconds, args.connections)
+                real = wrk(base, lua, args.seconds, args.connections, key=api_key("write"))
         rows.append({
             "events/call": batch,
             "bare calls/s": bare["rps"], "sluice calls/s": real["rps"],

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import server, table, wrk  # noqa: E402
+from common import api_key, server, table, wrk  # noqa: E402
 
 from sluice.bundle import ModelBundle  # noqa: E402
 from sluice.scoring import BatchScorer, top_n_blocked  # noqa: E402
@@ -34,7 +34,7 @@ LUA = """
 math.randomseed(os.time())
 request = function()
   local body = string.format('{"user_id":"u%d","num_results":25}', math.random(0, USERS - 1))
-  return wrk.format("POST", "/v1/recommendations", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/v1/recommendations", HEADERS, body)
 end
 """.replace("USERS", str(USERS))
 
@@ -117,8 +117,9 @@ def main() -> None:
             env = {"SLUICE_HOME": str(home), "MLFLOW_TRACKING_URI": uri,
                    "SLUICE_LOG_LEVEL": "WARNING"}
             with server("serving.main:app", env=env, ready_path="/ready") as base:
-                wrk(base, LUA, 2, args.connections)  # warm-up
-                real = wrk(base, LUA, args.seconds, args.connections)
+                key = api_key("read")
+                wrk(base, LUA, 2, args.connections, key=key)  # warm-up
+                real = wrk(base, LUA, args.seconds, args.connections, key=key)
         rows.append({"endpoint": "sluice personalized", "items": items,
                      "requests/s": real["rps"], "p50 ms": real["p50_ms"],
                      "p99 ms": real["p99_ms"], "ratio vs bare": real["rps"] / bare["rps"],

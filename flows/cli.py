@@ -37,12 +37,16 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(out)
 
 
-def start_server(port: int, workers: int = 1, env: dict[str, str] | None = None
-                 ) -> subprocess.Popen:
-    """uvicorn serving.main:app on loopback, in its own process (flows never import serving)."""
+def start_server(port: int, workers: int = 1, env: dict[str, str] | None = None,
+                 output: Any = None) -> subprocess.Popen:
+    """uvicorn serving.main:app on loopback, in its own process (flows never import serving).
+
+    `output`: a file for the server's stdout and stderr (default: this process's).
+    """
     cmd = [sys.executable, "-m", "uvicorn", "serving.main:app", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
-    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})})
+    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})},
+                            stdout=output, stderr=output)
 
 
 def wait_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> dict[str, Any]:
@@ -105,6 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     print(f"starting the API on {base} ...")
+    headers = _key_headers("read")
     server = start_server(port)
     try:
         readiness = wait_ready(base, server)
@@ -115,7 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             ("a user never seen", {"user_id": "never-seen-user"}),
         ]
         for title, params in asks:
-            answer = httpx.post(f"{base}/v1/recommendations",
+            answer = httpx.post(f"{base}/v1/recommendations", headers=headers,
                                 json={**params, "num_results": 10}, timeout=10).json()
             counts = {k: v for k, v in answer.items() if k.endswith("_count") or k == "total"}
             print(f"\n{title}: {params}\n" + _table(
@@ -126,10 +131,25 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"\ndemo finished in {time.monotonic() - started:.0f}s")
 
 
+def _key_headers(action: str) -> dict[str, str]:
+    """Headers with a configured key that may do `action` (the demo keys of config/)."""
+    from sluice.auth import client_key
+
+    key = client_key(get_settings(), action)
+    return {"X-Api-Key": key} if key else {}
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from sluice.auth import KeyTable, is_loopback
+
     settings = get_settings()
+    keys = KeyTable.from_settings(settings)
+    if not keys.enabled and not is_loopback(settings.host):
+        raise SystemExit(f"sluice serve: auth is off (no API keys configured), so serving keeps "
+                         f"to loopback: SLUICE_HOST={settings.host} refused; configure "
+                         f"auth.keys or SLUICE_API_KEYS")
     uvicorn.run("serving.main:app", host=settings.host, port=settings.port,
                 workers=args.workers, log_level="info")
 

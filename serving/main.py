@@ -8,20 +8,54 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from serving.api import errors
+from serving.api.limits import BodyLimits
 from serving.api.metrics import Metrics, instrument
-from serving.api.routes import events, health, personalize, recommendations
+from serving.api.routes import admin, events, health, personalize, recommendations
+from sluice import logs
+from sluice.auth import is_loopback
 from sluice.service import Service
 from sluice.settings import get_settings
+
+log = logging.getLogger("sluice")
+
+BODY_LIMITS = (("/v1/events", events.MAX_BODY_BYTES),
+               ("/personalize/", personalize.MAX_BODY_BYTES),
+               ("/v1/recommendations", recommendations.MAX_BODY_BYTES),
+               ("/v1/rank", recommendations.MAX_BODY_BYTES))
+DEFAULT_BODY_BYTES = 64 * 1024
+
+
+class UnsafeBinding(RuntimeError):
+    """Auth is off (or only demo keys are set) and SLUICE_HOST is not a loopback address."""
+
+
+def check_binding(service: Service, host: str) -> None:
+    """Refuse to serve beyond loopback without real keys; say when auth is off."""
+    keys = service.keys
+    if not keys.enabled:
+        if not is_loopback(host):
+            raise UnsafeBinding(f"auth is off (no API keys configured) and SLUICE_HOST={host} is "
+                                "not loopback: configure auth.keys or SLUICE_API_KEYS, or bind "
+                                "127.0.0.1")
+        log.warning("auth is off: no API keys configured; only loopback clients are served")
+    elif keys.demo and not is_loopback(host):
+        raise UnsafeBinding(f"the demo keys of config/sluice.yaml are public: replace them "
+                            f"(SLUICE_API_KEYS or auth.keys) before binding SLUICE_HOST={host}")
+    else:
+        log.info("auth is on: %d credentials (%s)", len(keys.principals()),
+                 ", ".join(p.name for p in keys.principals()))
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    logs.configure()
     settings = get_settings()
     service = Service(settings)
+    check_binding(service, settings.host)
     service.start()
     app.state.service = service
-    logging.getLogger("sluice").info("serving on %s:%s, ready=%s", settings.host, settings.port,
-                                     service.ready)
+    log.info("serving on %s:%s, ready=%s", settings.host, settings.port, service.ready)
     try:
         yield
     finally:
@@ -32,11 +66,14 @@ def create_app() -> FastAPI:
     app = FastAPI(title="Sluice", version="0.1.0", lifespan=lifespan,
                   summary="Self-hosted recommendations with per-slot sources")
     app.state.metrics = Metrics()
+    app.add_middleware(BodyLimits, limits=BODY_LIMITS, default=DEFAULT_BODY_BYTES)
     instrument(app)
+    errors.install(app)
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(recommendations.router)
     app.include_router(personalize.router)
+    app.include_router(admin.router)
     return app
 
 

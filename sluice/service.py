@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sluice import registry
+from sluice.auth import KeyTable
 from sluice.bundle import ModelBundle
 from sluice.eventlog import EventLog, LogFollower
 from sluice.filters import NamedFilters, parse_conditions, parse_expression
@@ -59,6 +60,7 @@ class Service:
         self._threads: list[threading.Thread] = []
         self._answers: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=100_000)
         self.trackers = Trackers(self.settings)
+        self.keys = KeyTable.from_settings(self.settings)
         self.filters = NamedFilters(app.filters, self.settings.home / "filters.json")
 
     # --- lifecycle ---------------------------------------------------------------------------

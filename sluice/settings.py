@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -165,6 +165,53 @@ class TrackerConfig(BaseModel):
     tenant: str = Field("default", min_length=1, max_length=64)
 
 
+Role = Literal["read", "write", "admin"]
+_TENANT_OR_ANY = r"^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$"
+
+
+class _Credential(BaseModel):
+    """Who a credential is (role, tenant or `*`); `name` labels it in logs instead of the key."""
+
+    role: Role
+    tenant: str = Field("default", pattern=_TENANT_OR_ANY)
+    name: str | None = Field(None, max_length=64)
+    demo: bool = False  # a publicly known key: serving keeps to loopback while one is active
+
+
+class ApiKeyConfig(_Credential):
+    """An API key, inline (`key`) or from an environment variable (`key_env`)."""
+
+    key: SecretStr | None = None
+    key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiKeyConfig:
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError("give exactly one of `key` and `key_env`")
+        return self
+
+
+class AwsKeyConfig(_Credential):
+    """An AWS access key pair that may sign (SigV4) calls to the Personalize API."""
+
+    access_key_id: str = Field(min_length=1, max_length=128)
+    secret_access_key: SecretStr | None = None
+    secret_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AwsKeyConfig:
+        if (self.secret_access_key is None) == (self.secret_env is None):
+            raise ValueError("give exactly one of `secret_access_key` and `secret_env`")
+        return self
+
+
+class AuthConfig(BaseModel):
+    """No keys at all: auth is off and serving answers loopback clients only."""
+
+    keys: list[ApiKeyConfig] = Field(default_factory=list)
+    aws_access_keys: list[AwsKeyConfig] = Field(default_factory=list)
+
+
 class AppConfig(BaseModel):
     """What config/sluice.yaml holds."""
 
@@ -178,6 +225,7 @@ class AppConfig(BaseModel):
     trackers: list[TrackerConfig] = Field(default_factory=list)
     templates: dict[str, TemplateConfig] = Field(default_factory=dict)
     filters: dict[str, str] = Field(default_factory=dict)  # name -> Personalize expression
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
     @model_validator(mode="after")
     def _filters_parse(self) -> AppConfig:
@@ -260,23 +308,43 @@ class Settings(BaseSettings):
         }
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 class ConfigError(ValueError):
     """A config file that cannot be read or does not validate."""
 
 
 def load_app_config(path: Path) -> AppConfig:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        text = Path(path).read_bytes()
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} not found: set SLUICE_CONFIG") from exc
-    except yaml.YAMLError as exc:
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        raw = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, RecursionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     try:
         return AppConfig.model_validate(raw)
-    except Exception as exc:
-        raise ConfigError(f"config file {path} is invalid: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"config file {path} is invalid: {validation_message(exc)}") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ConfigError(f"config file {path} is invalid: {exc}") from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Each error as `where: why`, without the offending input (it may be a secret)."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
 
 
 def get_settings(**overrides: Any) -> Settings:

@@ -10,6 +10,7 @@ import pytest
 from sluice import registry
 from sluice.recommender import SOURCES
 from sluice.synthetic import SyntheticSpec, generate
+from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, READ, WRITE
 from tests.utils.factories import environment, interaction
 from tests.utils.server import running_server
 
@@ -38,7 +39,7 @@ def api(trained):
 
 
 def ask(base: str, **body) -> dict:
-    response = httpx.post(f"{base}/v1/recommendations", json=body, timeout=10)
+    response = httpx.post(f"{base}/v1/recommendations", json=body, timeout=10, headers=READ)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -129,7 +130,8 @@ def test_an_interaction_changes_the_next_answer_within_a_second(trained, api):
     user = trained["info"].known_user
     before = ask(api, user_id=user, num_results=10)
     top = before["items"][0]["item_id"]
-    sent = httpx.post(f"{api}/v1/events", json=[interaction(user, top, "purchase")], timeout=10)
+    sent = httpx.post(f"{api}/v1/events", json=[interaction(user, top, "purchase")], timeout=10,
+                      headers=WRITE)
     assert sent.status_code == 200, sent.text
     started = time.monotonic()
 
@@ -152,7 +154,8 @@ def test_an_interaction_changes_the_next_answer_within_a_second(trained, api):
 def test_a_new_user_with_a_few_events_gets_personalized_slots(trained, api):
     items = [s["item_id"] for s in ask(api, user_id="nobody-ever", num_results=3)["items"]]
     events = [interaction("brand-new-user", item) for item in items]
-    assert httpx.post(f"{api}/v1/events", json=events, timeout=10).status_code == 200
+    assert httpx.post(f"{api}/v1/events", json=events, timeout=10,
+                      headers=WRITE).status_code == 200
 
     def personalized():
         answer = ask(api, user_id="brand-new-user", num_results=10)
@@ -168,7 +171,8 @@ def test_logging_in_joins_the_session_history_to_the_user(trained, api):
     session, user = "fresh-session-1", "fresh-user-1"
     events = [interaction(None, items[0], session=session),
               interaction(user, items[1], session=session)]
-    assert httpx.post(f"{api}/v1/events", json=events, timeout=10).status_code == 200
+    assert httpx.post(f"{api}/v1/events", json=events, timeout=10,
+                      headers=WRITE).status_code == 200
 
     def joined():
         answer = ask(api, user_id=user, num_results=20)
@@ -182,8 +186,8 @@ def _runtime(base: str):
     import boto3
 
     return boto3.client("personalize-runtime", endpoint_url=f"{base}/personalize",
-                        region_name="us-east-1", aws_access_key_id="test",
-                        aws_secret_access_key="test")
+                        region_name="us-east-1", aws_access_key_id=AWS_ACCESS_KEY_ID,
+                        aws_secret_access_key=AWS_SECRET)
 
 
 CAMPAIGN = "arn:aws:personalize:us-east-1:000000000000:campaign/default"
@@ -215,7 +219,8 @@ def test_personalized_ranking_orders_known_items_and_keeps_unknown_last(trained,
                                                     inputList=given)
     order = [i["itemId"] for i in ranked["personalizedRanking"]]
     assert order == [top[0], top[1], top[2], "unknown-b", "unknown-a"]
-    native = httpx.post(f"{api}/v1/rank", json={"user_id": user, "items": given}).json()
+    native = httpx.post(f"{api}/v1/rank", json={"user_id": user, "items": given},
+                        headers=READ).json()
     assert [s["item_id"] for s in native["items"]] == order
     assert native["items"][-1]["recommendation_source"] == "fallback"
 
@@ -247,11 +252,11 @@ def test_request_filters_and_configured_templates(trained, api):
     assert len(cheap["items"]) == 10  # the template's default size
     assert all(catalog[s["item_id"]]["price"] < 20 for s in cheap["items"])
     assert {s["recommendation_source"] for s in cheap["items"]} == {"fallback"}
-    bad = httpx.post(f"{api}/v1/recommendations", json={
+    bad = httpx.post(f"{api}/v1/recommendations", headers=READ, json={
         "user_id": user, "filters": [{"field": "colour", "op": "eq", "value": "red"}]})
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["field"] == "filters[0].field"
-    unknown = httpx.post(f"{api}/v1/recommendations", json={"template": "nope"})
+    unknown = httpx.post(f"{api}/v1/recommendations", json={"template": "nope"}, headers=READ)
     assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "template"
 
 

@@ -13,6 +13,7 @@ import pytest
 from flows.cli import _free_port, start_server, wait_ready
 from sluice.ingest import Ingestor
 from sluice.warehouse import connect
+from tests.utils.auth import WRITE
 from tests.utils.factories import environment, interaction
 from tests.utils.server import running_server
 
@@ -24,10 +25,11 @@ def server(tmp_path_factory):
         yield {"base": base, "home": home}
 
 
-def post(base: str, content, **kwargs) -> httpx.Response:
+def post(base: str, content, headers: dict | None = None) -> httpx.Response:
+    headers = {**WRITE, **(headers or {})}
     if isinstance(content, bytes | str):
-        return httpx.post(f"{base}/v1/events", content=content, timeout=30, **kwargs)
-    return httpx.post(f"{base}/v1/events", json=content, timeout=30, **kwargs)
+        return httpx.post(f"{base}/v1/events", content=content, timeout=30, headers=headers)
+    return httpx.post(f"{base}/v1/events", json=content, timeout=30, headers=headers)
 
 
 def test_one_event_an_array_and_json_lines(server):
@@ -104,7 +106,7 @@ def test_kill_9_loses_no_acknowledged_event_and_retries_store_once(tmp_path):
 
     def writer(worker: int) -> None:
         n = 0
-        with httpx.Client(timeout=5) as http:
+        with httpx.Client(timeout=5, headers=WRITE) as http:
             while not stop.is_set():
                 batch = [interaction(f"w{worker}", f"i{k}", id=f"w{worker}-{n}-{k}")
                          for k in range(20)]
@@ -134,7 +136,8 @@ def test_kill_9_loses_no_acknowledged_event_and_retries_store_once(tmp_path):
     try:
         wait_ready(base, process)
         for batch in sent:
-            assert httpx.post(f"{base}/v1/events", json=batch, timeout=10).status_code == 200
+            assert httpx.post(f"{base}/v1/events", json=batch, timeout=10,
+                              headers=WRITE).status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)

@@ -6,31 +6,23 @@ import threading
 import time
 
 import httpx
-import yaml
 
-from sluice.settings import DEFAULT_CONFIG
+from tests.utils.auth import READ
 from tests.utils.factories import environment
 from tests.utils.models import register_champion, synthetic_bundle
 from tests.utils.server import running_server
 
 
-def fast_polling_config(tmp_path) -> str:
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    config["serving"]["model_poll_seconds"] = 0.5
-    path = tmp_path / "sluice.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
-
-
 def test_not_ready_until_a_champion_then_swaps_without_failures(tmp_path):
-    env = {**environment(tmp_path), "SLUICE_CONFIG": fast_polling_config(tmp_path)}
+    env = environment(tmp_path, serving={"model_poll_seconds": 0.5})
     uri = env["MLFLOW_TRACKING_URI"]
     with running_server(env) as base:
         ready = httpx.get(f"{base}/ready")
         assert ready.status_code == 503
         assert "no models:/sluice-default@champion" in ready.text
         # without a model the answer still comes, from what the log knows (nothing yet)
-        empty = httpx.post(f"{base}/v1/recommendations", json={"user_id": "u1"}).json()
+        empty = httpx.post(f"{base}/v1/recommendations", json={"user_id": "u1"},
+                           headers=READ).json()
         assert empty["total"] == 0 and empty["model_version"] is None
 
         first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
@@ -45,7 +37,7 @@ def test_not_ready_until_a_champion_then_swaps_without_failures(tmp_path):
         stop = threading.Event()
 
         def load() -> None:
-            with httpx.Client(timeout=10) as http:
+            with httpx.Client(timeout=10, headers=READ) as http:
                 while not stop.is_set():
                     started = time.perf_counter()
                     r = http.post(f"{base}/v1/recommendations",

@@ -12,6 +12,7 @@ import pytest
 from botocore.config import Config
 
 from sluice.eventlog import segments
+from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, WRITE
 from tests.utils.factories import environment
 from tests.utils.server import running_server
 
@@ -36,7 +37,7 @@ def server(tmp_path_factory):
 def client(base: str, service: str):
     return boto3.client(
         service, endpoint_url=f"{base}/personalize", region_name="us-east-1",
-        aws_access_key_id="test", aws_secret_access_key="test",
+        aws_access_key_id=AWS_ACCESS_KEY_ID, aws_secret_access_key=AWS_SECRET,
         config=Config(retries={"max_attempts": 1}))
 
 
@@ -120,7 +121,7 @@ def test_a_bad_event_rejects_the_whole_call(server):
 
 def test_what_botocore_would_send_unchecked_is_still_refused(server):
     # botocore validates on the client; a raw caller gets the same answer from the server
-    r = httpx.post(f"{server['base']}/personalize/events", json={
+    r = httpx.post(f"{server['base']}/personalize/events", headers=WRITE, json={
         "trackingId": "demo-tracking-id", "sessionId": "s",
         "eventList": [{"eventType": "click", "itemId": "x", "sentAt": time.time()}] * 11})
     assert r.status_code == 400

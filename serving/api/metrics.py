@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from fastapi import FastAPI, Request, Response
@@ -21,6 +22,8 @@ class Metrics:
                                                          "reason"], registry=self.registry)
         self.slots = Counter("sluice_recommendation_slots_total", "Slots served by source",
                              ["tenant", "source"], registry=self.registry)
+        self.refused = Counter("sluice_auth_refused_total", "Requests refused by auth",
+                               ["status"], registry=self.registry)
         self.model_version = Gauge("sluice_model_version", "Champion version served",
                                    ["tenant"], registry=self.registry)
         self.model_age = Gauge("sluice_model_age_seconds", "Seconds since the served model was "
@@ -58,6 +61,14 @@ class Metrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+def field_label(field: str) -> str:
+    """The top-level field of `items[3].fields.color` for a label: label values stay few."""
+    return re.split(r"[.\[]", field, maxsplit=1)[0][:64]
+
+
 def instrument(app: FastAPI) -> None:
     @app.middleware("http")
     async def _timed(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -65,7 +76,8 @@ def instrument(app: FastAPI) -> None:
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
-        app.state.metrics.latency.labels(request.method, path, str(response.status_code)).observe(
+        method = request.method if request.method in _METHODS else "OTHER"
+        app.state.metrics.latency.labels(method, path, str(response.status_code)).observe(
             time.perf_counter() - started)
         return response
 

@@ -7,6 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from sluice.settings import DEFAULT_CONFIG
+from tests.utils.auth import auth_config
+
 _ids = itertools.count()
 
 
@@ -25,7 +30,25 @@ def interaction(user: str | None, item: str, type_: str = "click", session: str 
     return event
 
 
-def environment(home: Path) -> dict[str, str]:
-    """SLUICE_HOME and an MLflow SQLite store inside one temporary folder."""
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for name, value in changes.items():
+        both_maps = isinstance(value, dict) and isinstance(out.get(name), dict)
+        out[name] = _merge(out[name], value) if both_maps else value
+    return out
+
+
+def write_config(path: Path, **sections: Any) -> Path:
+    """config/sluice.yaml with the test keys (tests/utils/auth.py) and `sections` merged in."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config = _merge({**config, "auth": auth_config()}, sections)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def environment(home: Path, **sections: Any) -> dict[str, str]:
+    """SLUICE_HOME, an MLflow SQLite store and a test config inside one temporary folder."""
     return {"SLUICE_HOME": str(home),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"}
+            "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+            "SLUICE_CONFIG": str(write_config(home / "sluice.yaml", **sections))}

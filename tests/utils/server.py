@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from flows.cli import _free_port, start_server, stop_server, wait_ready
 
 
 @contextlib.contextmanager
-def running_server(env: dict[str, str], workers: int = 1) -> Iterator[str]:
+def running_server(env: dict[str, str], workers: int = 1, output: Any = None) -> Iterator[str]:
+    """Yields the base URL; `output`: a file for the server's log (default: inherited)."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    process = start_server(port, workers=workers, env={**os.environ, **env})
+    process = start_server(port, workers=workers, env={**os.environ, **env}, output=output)
     try:
         wait_ready(base, process, timeout=90)
         yield base

@@ -10,21 +10,34 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from serving.api.deps import MetricsDep, ServiceDep
+from serving.api.deps import MetricsDep, ServiceDep, Writer
+from serving.api.errors import problem, responses
+from serving.api.metrics import field_label
 from sluice.eventlog import LogWriteError
 from sluice.events import parse_batch
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(prefix="/v1", tags=["events"], responses=responses(401, 403, 413, 422, 503))
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_EVENTS_PER_CALL = 10_000
+RETRY_AFTER_SECONDS = "5"
 
-
-def _error(status: int, field: str, reason: str, index: int | None = None) -> JSONResponse:
-    detail: dict[str, Any] = {"field": field, "reason": reason}
-    if index is not None:
-        detail["index"] = index
-    return JSONResponse({"detail": [detail]}, status_code=status)
+_EVENT = {"type": "object", "required": ["event", "id", "timestamp"],
+          "properties": {"event": {"enum": ["item", "user", "ranking", "interaction"]},
+                         "id": {"type": "string"}, "timestamp": {"type": ["integer", "string"]},
+                         "tenant": {"type": "string"}, "user": {"type": "string"},
+                         "session": {"type": "string"}, "item": {"type": "string"},
+                         "type": {"type": "string"}, "ranking": {"type": "string"},
+                         "value": {"type": "number"},
+                         "fields": {"type": "array", "items": {
+                             "type": "object", "required": ["name", "value"],
+                             "properties": {"name": {"type": "string"}, "value": {}}}},
+                         "items": {"type": "array", "items": {
+                             "type": "object", "required": ["id"],
+                             "properties": {"id": {"type": "string"}}}}}}
+_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"oneOf": [_EVENT, {"type": "array", "items": _EVENT}]}},
+    "application/x-ndjson": {"schema": {"type": "string", "description": "JSON Lines"}}}}}
 
 
 def _decode(body: bytes) -> list[Any] | JSONResponse:
@@ -40,38 +53,46 @@ def _decode(body: bytes) -> list[Any] | JSONResponse:
         try:
             events.append(orjson.loads(line))
         except orjson.JSONDecodeError as exc:
-            return _error(422, "body", f"line {number + 1} is not JSON: {exc}", len(events))
+            return problem(422, "body", f"line {number + 1} is not JSON: {exc}", len(events))
     return events
 
 
-@router.post("/events", status_code=200)
-async def post_events(request: Request, service: ServiceDep, metrics: MetricsDep) -> JSONResponse:
-    """Accept events; 200 means every one of them is on disk in the raw event log."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return _error(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
+@router.post("/events", status_code=200, openapi_extra=_BODY)
+async def post_events(request: Request, principal: Writer, service: ServiceDep,
+                      metrics: MetricsDep) -> JSONResponse:
+    """Accept events; 200 means every one of them is on disk in the raw event log.
+
+    Events without `tenant` go to the key's tenant; a key for one tenant writes only there.
+    """
     try:
-        body = await request.body()
+        body = await request.body()  # bounded and depth-checked by the BodyLimits middleware
     except ClientDisconnect:  # the client went away: nothing was acknowledged, nothing stored
         return JSONResponse({}, status_code=499)
     if len(body) > MAX_BODY_BYTES:
-        return _error(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
+        return problem(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
     raws = _decode(body)
     if isinstance(raws, JSONResponse):
         return raws
     if not raws:
-        return _error(422, "body", "no events: send an event, a JSON array or JSON Lines")
+        return problem(422, "body", "no events: send an event, a JSON array or JSON Lines")
     if len(raws) > MAX_EVENTS_PER_CALL:
-        return _error(413, "body", f"at most {MAX_EVENTS_PER_CALL} events per call")
-    events, errors = parse_batch(raws)
+        return problem(413, "body", f"at most {MAX_EVENTS_PER_CALL} events per call")
+    events, errors = parse_batch(raws, principal.default_tenant)
     if errors:
         for e in errors:
-            metrics.events.labels("rejected", "unknown", "default", e["field"]).inc()
+            metrics.events.labels("rejected", "unknown", "unknown", field_label(e["field"])).inc()
         return JSONResponse({"detail": errors}, status_code=422)
+    denied = [{"index": i, "field": "tenant",
+               "reason": f"this key may not write to tenant {e['tenant']!r}"}
+              for i, e in enumerate(events) if not principal.covers(e["tenant"])]
+    if denied:
+        metrics.refused.labels("403").inc()
+        return JSONResponse({"detail": denied}, status_code=403)
     try:
         await run_in_threadpool(service.accept, events)
     except LogWriteError as exc:
-        return _error(503, "body", f"events not stored, retry later: {exc}")
+        return problem(503, "body", f"events not stored, retry later: {exc}",
+                       headers={"Retry-After": RETRY_AFTER_SECONDS})
     for event in events:
         metrics.events.labels("accepted", event["event"], event["tenant"], "").inc()
     return JSONResponse({"accepted": len(events)})

@@ -5,6 +5,11 @@
 
 Errors use the AWS rest-json shape (`x-amzn-ErrorType` + `{"message"}`), so boto3 raises
 `InvalidInputException` / `ResourceNotFoundException`.
+
+Credentials: PutEvents is authorised by its trackingId; PutItems, PutUsers and the runtime
+calls by an API key (`X-Api-Key`) of the dataset group's tenant. With `auth.aws_access_keys`
+configured, every call must also be SigV4-signed by one of them (or carry an API key), so a
+boto3 client with a wrong secret is refused.
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from serving.api.deps import MetricsDep, ServiceDep
+from serving.api.deps import AwsCaller, MetricsDep, ServiceDep
+from serving.api.errors import aws_error
+from serving.api.metrics import field_label
 from sluice import personalize
+from sluice.auth import AuthError, Principal
 from sluice.eventlog import LogWriteError
 from sluice.events import EventError
 from sluice.filters import FilterError
@@ -32,17 +40,19 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_RANKING_INPUT = 500
 
 
-def aws_error(code: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse({"__type": code, "message": message}, status_code=status,
-                        headers={"x-amzn-ErrorType": code})
-
-
 def invalid(message: str) -> JSONResponse:
     return aws_error("InvalidInputException", message, 400)
 
 
 def not_found(message: str) -> JSONResponse:
     return aws_error("ResourceNotFoundException", message, 404)
+
+
+def _allowed(principal: Principal | None, action: str, tenant: str | None = None) -> None:
+    if principal is None:
+        raise AuthError(403, "authorization", "sign the request (SigV4) with a configured "
+                        "access key, or send X-Api-Key", "MissingAuthenticationTokenException")
+    principal.require(action, tenant)
 
 
 async def _body(request: Request) -> Any:
@@ -66,49 +76,64 @@ async def _store(service: Service, events: list[dict[str, Any]], metrics) -> JSO
 
 
 @router.post("/events")
-async def put_events(request: Request, service: ServiceDep, metrics: MetricsDep) -> JSONResponse:
+async def put_events(request: Request, principal: AwsCaller, service: ServiceDep,
+                     metrics: MetricsDep) -> JSONResponse:
     """PutEvents: up to 10 interactions of one session, for the tracker's tenant."""
+    if principal is None and service.keys.signatures:
+        _allowed(principal, "write")
     try:
         body = await _body(request)
         tracking_id = body.get("trackingId") if isinstance(body, dict) else None
         tenant = service.trackers.tenant(tracking_id) if isinstance(tracking_id, str) else None
         if tracking_id is not None and tenant is None:
             return not_found(f"trackingId: no event tracker {tracking_id!r:.80}")
+        if principal is not None and tenant is not None:
+            principal.require("write", tenant)
         events = personalize.put_events(body, tenant or "default")
     except EventError as exc:
-        metrics.events.labels("rejected", "interaction", "unknown", exc.field).inc()
+        metrics.events.labels("rejected", "interaction", "unknown", field_label(exc.field)).inc()
         return invalid(f"{exc.field}: {exc.reason}")
     return await _store(service, events, metrics)
 
 
-async def _put_entities(request: Request, service: Service, metrics, kind: str) -> JSONResponse:
+async def _put_entities(request: Request, principal: Principal | None, service: Service,
+                        metrics, kind: str) -> JSONResponse:
+    _allowed(principal, "write")  # no tenant yet: refuse a missing key before parsing
     try:
         tenant, events = personalize.put_entities(await _body(request), kind,
                                                   int(time.time() * 1000))
     except EventError as exc:
-        metrics.events.labels("rejected", kind, "unknown", exc.field).inc()
+        metrics.events.labels("rejected", kind, "unknown", field_label(exc.field)).inc()
         return invalid(f"{exc.field}: {exc.reason}")
-    if tenant not in service.trackers.tenants() and tenant not in service.models:
+    _allowed(principal, "write", tenant)
+    if not _known(service, tenant):
         return not_found(f"datasetArn: no dataset group {tenant!r}")
     return await _store(service, events, metrics)
 
 
 @router.post("/items")
-async def put_items(request: Request, service: ServiceDep, metrics: MetricsDep) -> JSONResponse:
+async def put_items(request: Request, principal: AwsCaller, service: ServiceDep,
+                    metrics: MetricsDep) -> JSONResponse:
     """PutItems: add or update up to 10 items of a dataset group."""
-    return await _put_entities(request, service, metrics, "item")
+    return await _put_entities(request, principal, service, metrics, "item")
 
 
 @router.post("/users")
-async def put_users(request: Request, service: ServiceDep, metrics: MetricsDep) -> JSONResponse:
+async def put_users(request: Request, principal: AwsCaller, service: ServiceDep,
+                    metrics: MetricsDep) -> JSONResponse:
     """PutUsers: add or update up to 10 users of a dataset group."""
-    return await _put_entities(request, service, metrics, "user")
+    return await _put_entities(request, principal, service, metrics, "user")
 
 
-def _tenant(service: Service, body: dict[str, Any]) -> str:
+def _known(service: Service, tenant: str) -> bool:
+    return tenant in service.trackers.tenants() or tenant in service.models
+
+
+def _tenant(service: Service, body: dict[str, Any], principal: Principal | None) -> str:
     field = "campaignArn" if body.get("campaignArn") else "recommenderArn"
     tenant = personalize.dataset_tenant(body.get(field), field)
-    if tenant not in service.trackers.tenants() and tenant not in service.models:
+    _allowed(principal, "read", tenant)
+    if not _known(service, tenant):
         raise LookupError(f"{field}: no campaign for dataset group {tenant!r}")
     return tenant
 
@@ -120,13 +145,15 @@ def _predicted(answer) -> dict[str, Any]:
 
 
 @router.post("/recommendations")
-async def get_recommendations(request: Request, service: ServiceDep) -> JSONResponse:
+async def get_recommendations(request: Request, principal: AwsCaller,
+                              service: ServiceDep) -> JSONResponse:
     """GetRecommendations: by userId (personalized) or itemId (similar items)."""
+    _allowed(principal, "read")  # the tenant comes later, from campaignArn
     try:
         body = await _body(request)
         if not isinstance(body, dict):
             raise EventError("body", "expected a JSON object")
-        tenant = _tenant(service, body)
+        tenant = _tenant(service, body, principal)
         user, item = body.get("userId"), body.get("itemId")
         if not user and not item:
             raise EventError("userId", "userId or itemId is required")
@@ -160,13 +187,15 @@ def _filter_args(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/personalize-ranking")
-async def get_personalized_ranking(request: Request, service: ServiceDep) -> JSONResponse:
+async def get_personalized_ranking(request: Request, principal: AwsCaller,
+                                   service: ServiceDep) -> JSONResponse:
     """GetPersonalizedRanking: reorder inputList for userId."""
+    _allowed(principal, "read")
     try:
         body = await _body(request)
         if not isinstance(body, dict):
             raise EventError("body", "expected a JSON object")
-        tenant = _tenant(service, body)
+        tenant = _tenant(service, body, principal)
         user, items = body.get("userId"), body.get("inputList")
         if not isinstance(user, str) or not user:
             raise EventError("userId", "required")

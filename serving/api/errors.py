@@ -1,0 +1,70 @@
+"""One error shape for the native API, `{"detail": [{"field", "reason", "index"?}]}`, and the
+AWS rest-json shape under /personalize; both are declared in the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from sluice.auth import AuthError
+
+PERSONALIZE_PREFIX = "/personalize"
+
+
+class Problem(BaseModel):
+    field: str
+    reason: str
+    index: int | None = None
+
+
+class Problems(BaseModel):
+    detail: list[Problem]
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {401: "no valid API key", 403: "the key may not do this (role or tenant)",
+                 413: "the body is too large", 422: "invalid input, naming the field",
+                 503: "the event log cannot take writes now; retry"}
+    return {s: {"model": Problems, "description": described[s]} for s in statuses}
+
+
+def problem(status: int, field: str, reason: str, index: int | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    detail: dict[str, Any] = {"field": field, "reason": reason}
+    if index is not None:
+        detail["index"] = index
+    return JSONResponse({"detail": [detail]}, status_code=status, headers=headers)
+
+
+def aws_error(code: str, message: str, status: int) -> JSONResponse:
+    return JSONResponse({"__type": code, "message": message}, status_code=status,
+                        headers={"x-amzn-ErrorType": code})
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    """`("body", "filters", 0, "field")` -> `filters[0].field`."""
+    parts = list(loc[1:] if len(loc) > 1 and loc[0] in ("body", "query") else loc)
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(AuthError)
+    async def _refused(request: Request, exc: AuthError) -> JSONResponse:
+        app.state.metrics.refused.labels(str(exc.status)).inc()
+        if request.url.path.startswith(PERSONALIZE_PREFIX):
+            return aws_error(exc.code, f"{exc.field}: {exc.reason}", exc.status)
+        headers = {"WWW-Authenticate": 'Bearer realm="sluice"'} if exc.status == 401 else None
+        return problem(exc.status, exc.field, exc.reason, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{"field": field_path(tuple(e.get("loc", ()))), "reason": str(e.get("msg"))}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)

@@ -1,0 +1,80 @@
+"""Bodies are bounded before anything parses them: a size per route and a nesting depth.
+
+A pure ASGI middleware: it refuses on Content-Length alone when that is already too large,
+reads at most the limit otherwise, measures the JSON depth without parsing
+(`sluice.limits.json_depth`), then hands the same bytes on to the route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.api.errors import PERSONALIZE_PREFIX, aws_error, problem
+from sluice.limits import MAX_JSON_DEPTH, too_deep
+
+_BIG = 1024 * 1024  # measure bodies above this in a worker thread, off the event loop
+
+
+class BodyLimits:
+    def __init__(self, app: ASGIApp, limits: Sequence[tuple[str, int]], default: int,
+                 max_depth: int = MAX_JSON_DEPTH):
+        self.app, self.limits, self.default, self.max_depth = app, limits, default, max_depth
+
+    def limit(self, path: str) -> int:
+        return next((size for prefix, size in self.limits if path.startswith(prefix)),
+                    self.default)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        limit = self.limit(path)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, 413, f"larger than {limit} bytes")
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away: nothing to answer, nothing was stored
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await self._refuse(scope, receive, send, 413, f"larger than {limit} bytes")
+                return
+            if not message.get("more_body", False):
+                break
+        data = bytes(body)
+        deep = (await anyio.to_thread.run_sync(too_deep, data, self.max_depth)
+                if len(data) > _BIG else too_deep(data, self.max_depth))
+        if deep:
+            status = 400 if path.startswith(PERSONALIZE_PREFIX) else 422
+            await self._refuse(scope, receive, send, status,
+                               f"JSON nested deeper than {self.max_depth} levels")
+            return
+        await self.app(scope, _replay(data, receive), send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int,
+                      reason: str) -> None:
+        if scope["path"].startswith(PERSONALIZE_PREFIX):
+            response = aws_error("InvalidInputException", f"body: {reason}", status)
+        else:
+            response = problem(status, "body", reason)
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for a disconnect, as the server would
+
+    return replay

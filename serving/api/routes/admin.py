@@ -1,0 +1,56 @@
+"""Operator routes, for admin keys: event trackers and an immediate registry poll."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from serving.api.deps import Admin, ServiceDep
+from serving.api.errors import responses
+from serving.api.routes.recommendations import TENANT
+from sluice.trackers import TrackerError
+
+router = APIRouter(prefix="/admin", tags=["admin"], responses=responses(401, 403, 413, 422))
+
+
+class NewTracker(BaseModel):
+    tenant: str = Field(pattern=TENANT, description="the dataset group the tracker writes into")
+
+
+class Tracker(BaseModel):
+    tracking_id: str
+    tenant: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: dict[str, dict[str, Any]]
+
+
+@router.get("/trackers")
+def list_trackers(principal: Admin, service: ServiceDep) -> list[Tracker]:
+    """Event trackers (trackingId -> tenant) of the tenants this key covers."""
+    return [Tracker(tracking_id=tracking_id, tenant=tenant)
+            for tracking_id, tenant in sorted(service.trackers.all().items(), key=lambda t: t[1])
+            if principal.covers(tenant)]
+
+
+@router.post("/trackers", status_code=201, responses={409: {"description": "exists already"}})
+def create_tracker(body: NewTracker, principal: Admin, service: ServiceDep) -> Tracker:
+    """Create the event tracker of a tenant; its trackingId authorises PutEvents."""
+    principal.require("admin", body.tenant)
+    try:
+        tracking_id = service.trackers.create(body.tenant)
+    except TrackerError as exc:
+        raise HTTPException(409, [{"field": "tenant", "reason": str(exc)}]) from None
+    return Tracker(tracking_id=tracking_id, tenant=body.tenant)
+
+
+@router.post("/reload")
+async def reload_models(principal: Admin, service: ServiceDep) -> Readiness:
+    """Poll the model registry now (rather than at the next interval); answers readiness."""
+    await run_in_threadpool(service.refresh_models)
+    return Readiness.model_validate(service.readiness())

@@ -1,0 +1,46 @@
+"""Limits every input path shares: how deep JSON may nest, measured before it is parsed.
+
+`json_depth` reads the bytes without building anything: escaped backslashes and quotes are
+cut out (two `bytes.replace`), everything but quotes and brackets is deleted
+(`bytes.translate`), and numpy finds which brackets lie outside strings and the running sum of
+opening minus closing ones. On malformed JSON it may be wrong either way, but the parser
+refuses such a text anyway; on valid JSON (and JSON Lines) it is exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_JSON_DEPTH = 32
+_CHUNK = 1 << 20
+_NOT_SYNTAX = bytes(b for b in range(256) if b not in b'"[]{}')
+_STEP = np.zeros(256, dtype=np.int32)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
+_QUOTE = ord('"')
+
+
+def json_depth(data: bytes | str, stop_above: int | None = None) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (or JSON Lines); 0 for scalars.
+
+    With `stop_above`, returns as soon as the depth passes it (memory stays a few MiB).
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if b"\\" in data:  # pairs first, left to right, as a JSON reader consumes them
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    syntax = np.frombuffer(data.translate(None, _NOT_SYNTAX), np.uint8)
+    deepest = level = quotes = 0
+    for start in range(0, len(syntax), _CHUNK):
+        chunk = syntax[start:start + _CHUNK]
+        seen = np.cumsum(chunk == _QUOTE, dtype=np.int32) + quotes
+        running = np.cumsum(_STEP[chunk] * ((seen & 1) == 0)) + level
+        deepest = max(deepest, int(running.max()))
+        level, quotes = int(running[-1]), int(seen[-1]) & 1
+        if stop_above is not None and deepest > stop_above:
+            break
+    return deepest
+
+
+def too_deep(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    return json_depth(data, stop_above=limit) > limit

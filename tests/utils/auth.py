@@ -1,0 +1,35 @@
+"""The API keys of the test config (see factories.environment) and headers carrying them.
+
+Every test server runs with auth on: read and write keys for a few tenants, an admin key for
+all of them, and the AWS key pair the boto3 tests sign with (so SigV4 is verified for real).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TENANTS = ("default", "shop", "other")
+ADMIN_KEY = "test-admin-every-tenant-0123456789"
+AWS_ACCESS_KEY_ID, AWS_SECRET = "test", "test"
+
+
+def key(role: str, tenant: str = "default") -> str:
+    return f"test-{role}-{tenant}-0123456789"
+
+
+def headers(role: str, tenant: str = "default") -> dict[str, str]:
+    return {"X-Api-Key": key(role, tenant)}
+
+
+READ = headers("read")
+WRITE = headers("write")
+ADMIN = {"X-Api-Key": ADMIN_KEY}
+
+
+def auth_config() -> dict[str, Any]:
+    keys = [{"name": f"test-{role}-{tenant}", "role": role, "tenant": tenant,
+             "key": key(role, tenant)} for tenant in TENANTS for role in ("read", "write")]
+    keys.append({"name": "test-admin", "role": "admin", "tenant": "*", "key": ADMIN_KEY})
+    return {"keys": keys, "aws_access_keys": [
+        {"name": "aws-test", "access_key_id": AWS_ACCESS_KEY_ID,
+         "secret_access_key": AWS_SECRET, "role": "admin", "tenant": "*"}]}
