@@ -13,9 +13,11 @@ import re
 from typing import Any
 
 from sluice.events import EventError, parse_event
+from sluice.limits import too_deep
 
 MAX_EVENTS = 10
 MAX_IMPRESSION = 25
+MAX_PROPERTIES_DEPTH = 8  # properties are flat (values: scalars or lists); 8 leaves room
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _ARN = re.compile(r"^arn:([a-z\d-]+):personalize:[^:]*:[^:]*:(?P<resource>.+)$")
 
@@ -42,6 +44,8 @@ def _properties(raw: Any, field: str, max_len: int) -> dict[str, Any]:
         return {}
     if not isinstance(raw, str) or not 1 <= len(raw) <= max_len:
         raise EventError(field, f"a JSON object as a string of 1 to {max_len} characters")
+    if too_deep(raw, MAX_PROPERTIES_DEPTH):  # json.loads would recurse until RecursionError
+        raise EventError(field, f"nested deeper than {MAX_PROPERTIES_DEPTH} levels")
     try:
         parsed = json.loads(raw)
     except json.JSONDecodeError as exc:
