@@ -573,3 +573,32 @@ def test_items_csv_empty_creation_timestamp_falls_back_to_timestamp(env):
     assert rows["i1"] == (datetime.fromtimestamp(1690000000, tz=UTC).replace(tzinfo=None),
                           "default")
     assert rows["i2"] == (datetime.fromtimestamp(1680000000, tz=UTC).replace(tzinfo=None), "eu")
+
+
+# --- summary table ------------------------------------------------------------------------
+
+
+def test_summary_table_lists_files_then_totals(env, monkeypatch):
+    _write_jsonl(env.landing / "a.jsonl", [_ev(1), _ev(2), _ev(2)], raw_lines={1: "{oops"})
+    (env.landing / "b.parquet").write_bytes(b"not parquet")
+    env.run()
+    _write_jsonl(env.landing / "c.jsonl", [_ev(3), _ev(1)])
+    report = env.run()
+    rows = report.table_rows(env.root)
+    assert [(r["file"], r["status"], r["rows_loaded"], r["quarantined"],
+             r["duplicates_skipped"]) for r in rows] == [
+        ("landing/c.jsonl", "loaded", 1, 0, 1),
+        ("total: 1 files (2 unchanged)", "", 1, 0, 1)]
+    text = ingest.format_table(env.ingestor().run().table_rows(env.root))
+    assert text.splitlines()[0].split() == ingest.SUMMARY_COLUMNS
+    assert text.splitlines()[-1].split()[:5] == ["total:", "0", "files", "(3", "unchanged)"]
+
+    from flows import cli
+
+    summary = {**report.summary(), "table": rows}
+    monkeypatch.setattr("flows.ingest.ingest", lambda: dict(summary))
+    printed: list[str] = []
+    monkeypatch.setattr("builtins.print", lambda *args, **kw: printed.append(" ".join(args)))
+    cli.cmd_flow("ingest")
+    assert printed[0] == ingest.format_table(rows)
+    assert json.loads(printed[1])["rows_loaded"] == 1
