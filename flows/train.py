@@ -19,17 +19,18 @@ def list_tenants() -> list[str]:
 
 
 @task
-def train_one(tenant: str) -> dict[str, Any]:
+def train_one(tenant: str, algorithm: str | None = None) -> dict[str, Any]:
     """Train, evaluate, register and gate one tenant's model."""
     logger = get_run_logger()
-    result = train_tenant(get_settings(), tenant, progress=logger.info)
+    result = train_tenant(get_settings(), tenant, progress=logger.info, algorithm=algorithm)
     logger.info("%s v%s %s (%s)", result.model_name, result.version,
                 "is champion" if result.promoted else "stays candidate", result.reason)
     return asdict(result)
 
 
 @flow(name="train", flow_run_name="train-{tenant}")
-def train(tenant: str | None = None) -> list[dict[str, Any]]:
+def train(tenant: str | None = None, algorithm: str | None = None) -> list[dict[str, Any]]:
+    """Train every tenant (or one) with model.algorithm, or the family named here."""
     names = [tenant] if tenant else list_tenants()
     if not names:
         raise RuntimeError("no tenant has training interactions: run `sluice ingest` and "
@@ -37,7 +38,7 @@ def train(tenant: str | None = None) -> list[dict[str, Any]]:
     results, short = [], []
     for name in names:
         try:
-            results.append(train_one(name))
+            results.append(train_one(name, algorithm))
         except InsufficientDataError as exc:  # the other tenants still train
             short.append(f"tenant {name!r}: {exc}")
     if short:

@@ -41,7 +41,8 @@ def time_split(frame: pd.DataFrame, holdout_fraction: float) -> Split:
 
 def leave_last_out_split(frame: pd.DataFrame, leave_out: int = 1) -> Split:
     """Each user's last `leave_out` interactions are the test set, for users with more."""
-    ordered = frame.sort_values(["user_id", "event_at"], kind="stable")
+    # item_id breaks ties in time, so the same data always holds out the same rows
+    ordered = frame.sort_values(["user_id", "event_at", "item_id"], kind="stable")
     from_end = ordered.groupby("user_id").cumcount(ascending=False)
     size = ordered.groupby("user_id")["user_id"].transform("size")
     held = (from_end < leave_out) & (size > leave_out)

@@ -164,7 +164,7 @@ class BPR(_SGDFactorModel):
 
     name = "bpr"
 
-    def __init__(self, factors: int = 64, learning_rate: float = 0.05,
+    def __init__(self, factors: int = 64, learning_rate: float = 0.01,
                  regularization: float = 0.01, iterations: int = 100, random_state: int = 42,
                  num_threads: int = 0):
         super().__init__(factors, learning_rate, regularization, iterations, random_state,

@@ -49,7 +49,7 @@ class MatrixConfig(BaseModel):
 
 class BPRConfig(BaseModel):
     factors: int = Field(64, ge=2, le=1024)
-    learning_rate: float = Field(0.05, gt=0)
+    learning_rate: float = Field(0.01, gt=0)
     regularization: float = Field(0.01, ge=0)
     iterations: int = Field(100, ge=1, le=5000)
 

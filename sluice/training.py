@@ -9,10 +9,12 @@ decide on `champion`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -107,7 +109,8 @@ def load_interactions(warehouse: Path, tenant: str) -> pd.DataFrame:
     try:
         return con.execute(
             "select user_id, item_id, interaction_type, event_at, event_value, weight "
-            "from marts.interactions where tenant = ?", [tenant]).df()
+            "from marts.interactions where tenant = ? order by event_at, user_id, item_id",
+            [tenant]).df()
     finally:
         con.close()
 
@@ -135,7 +138,11 @@ def check_sufficiency(frame: pd.DataFrame, min_interactions: int, min_users: int
 
 def prepare(settings: Settings, tenant: str, frame: pd.DataFrame | None = None,
             catalog: dict[str, dict[str, Any]] | None = None) -> Prepared:
-    """Load (unless given), check, split and build the matrices of one tenant."""
+    """Load (unless given), check, split and build the matrices of one tenant.
+
+    Given the training part of another split as `frame`, this makes a validation split
+    inside it (the tune flow picks hyperparameters there, never on the reported holdout).
+    """
     timings: dict[str, float] = {}
     timer = Timer(timings)
     with timer.phase("load"):
@@ -289,11 +296,27 @@ def log_run(settings: Settings, prepared: Prepared, final: Model, candidate: Fit
     })
     mlflow.log_dict(stats, "dataset_stats.json")
     mlflow.log_dict(app.matrix.model_dump(), "matrix_config.json")
-    mlflow.log_input(mlflow.data.from_pandas(  # type: ignore[attr-defined]
-        prepared.frame, name=f"marts.interactions/{prepared.tenant}"), context="training")
+    mlflow.log_input(dataset_input(settings, prepared, stats), context="training")
     mlflow.set_tags({"tenant": prepared.tenant, "algorithm": final.name,
                      "dataset.time_min": stats["time_min"],
                      "dataset.time_max": stats["time_max"]})
+
+
+def dataset_input(settings: Settings, prepared: Prepared, stats: dict[str, Any]) -> Any:
+    """The mart as an MLflow dataset: source, schema and a digest of its statistics.
+
+    `mlflow.data.from_pandas` profiles every row (11 s per million here); this is constant.
+    """
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    digest = hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()[:8]
+    schema = infer_signature(prepared.frame.head(100)).inputs
+    with warnings.catch_warnings():  # MLflow registers its local source twice, then warns
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(settings.warehouse_path.as_uri())
+    return MetaDataset(source,
+                       name=f"marts.interactions/{prepared.tenant}", digest=digest, schema=schema)
 
 
 def log_gate(decision: gate.Decision, champion: gate.ChampionScore | None) -> None:

@@ -1,8 +1,9 @@
 """Hyperparameter search: random draws from a grid, each trial a nested MLflow run.
 
-Every trial fits on the same training part and is scored on the same holdout as a training
-run; the best by the gate metric is refit on all data, logged in the parent run, registered
-and put through the same champion gate.
+Trials are scored on a validation split made inside the training part by the same protocol,
+so the holdout that is reported and gated on never chooses the parameters. The best is then
+fit on the whole training part, scored on the holdout, refit on all data, logged in the
+parent run, registered and put through the same champion gate.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from sluice import registry
 from sluice.settings import Settings
-from sluice.training import Fitted, TrainResult, finish, fit_and_evaluate, prepare
+from sluice.training import TrainResult, finish, fit_and_evaluate, prepare
 
 log = logging.getLogger(__name__)
 
@@ -88,29 +89,36 @@ def tune_tenant(settings: Settings, tenant: str, algorithm: str | None = None,
     base = settings.app.model.params(algorithm)
     metric = settings.app.evaluation.gate_metric
     prepared = prepare(settings, tenant)
+    validation = prepare(settings, tenant, frame=prepared.split.train, catalog=prepared.catalog)
     baseline = fit_and_evaluate(prepared, "popularity", {})
     experiment_id = registry.experiment(registry.client(settings.mlflow_tracking_uri),
                                         f"sluice-{tenant}", settings.artifact_root)
     done: list[Trial] = []
-    best: Fitted | None = None
+    best: Trial | None = None
     run_name = f"tune-{algorithm}-{tenant}-{time.strftime('%Y%m%d-%H%M%S')}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
-        mlflow.set_tags({"tune": "parent", "tune.algorithm": algorithm})
+        mlflow.set_tags({"tune": "parent", "tune.algorithm": algorithm,
+                         "tune.selected_on": "validation split of the training part"})
         mlflow.log_dict({"grid": grid, "trials": candidates}, "tune_space.json")
         for number, overrides in enumerate(candidates):
             params = {**base, **overrides}
             with mlflow.start_run(run_name=f"trial-{number}", nested=True) as child:
-                fitted = fit_and_evaluate(prepared, algorithm, params)
+                fitted = fit_and_evaluate(validation, algorithm, params)
                 mlflow.log_params({"algorithm": algorithm, **params})
                 mlflow.log_metrics({**fitted.metrics, "fit_seconds": fitted.fit_seconds})
-                mlflow.set_tags({"tune": "trial", "tenant": tenant})
-            done.append(Trial(params, fitted.metrics, fitted.fit_seconds, child.info.run_id))
-            say(f"[{tenant}] trial {number} {json.dumps(overrides)}: "
+                mlflow.set_tags({"tune": "trial", "tenant": tenant,
+                                 "evaluated_on": "validation"})
+            trial = Trial(params, fitted.metrics, fitted.fit_seconds, child.info.run_id)
+            done.append(trial)
+            say(f"[{tenant}] trial {number} {json.dumps(overrides)}: validation "
                 f"{metric} {fitted.metrics[metric]:.4f}")
-            if best is None or fitted.metrics[metric] > best.metrics[metric]:
-                best = fitted
+            if best is None or trial.metrics[metric] > best.metrics[metric]:
+                best = trial
         assert best is not None, "a search has at least one trial"
         mlflow.log_params({"tune.trials": len(done),
-                           **{f"tune.best.{k}": v for k, v in best.model.params().items()}})
-        result = finish(settings, prepared, best, baseline, say, started)
+                           **{f"tune.best.{k}": v for k, v in best.params.items()}})
+        mlflow.log_metrics({f"validation.{k}": v for k, v in best.metrics.items()})
+        candidate = fit_and_evaluate(prepared, algorithm, best.params)
+        prepared.timings["fit"] = candidate.fit_seconds
+        result = finish(settings, prepared, candidate, baseline, say, started)
     return TuneResult(result, done, parent.info.run_id)

@@ -89,6 +89,9 @@ def test_a_run_logs_registers_and_promotes_the_first_champion(tmp_path, store, m
     assert str(champion.version) == str(candidate.version) == result.version
     assert champion.tags["validation_status"] == "passed"
 
+    inputs = client.get_run(result.run_id).inputs.dataset_inputs
+    assert [i.dataset.name for i in inputs] == ["marts.interactions/shop"]
+    assert "user_id" in inputs[0].dataset.schema
     run = client.get_run(result.run_id).data
     assert run.params["algorithm"] == "als" and run.params["factors"] == "8"
     assert run.params["matrix.half_life_days"] == "60.0"
@@ -192,8 +195,8 @@ def test_tune_runs_nested_trials_and_registers_the_best(tmp_path, store, monkeyp
 
     assert len(outcome.trials) == 2
     best = max(outcome.trials, key=lambda t: t.metrics["ndcg_at_10"])
-    assert outcome.best.params["factors"] == best.params["factors"]
-    assert outcome.best.metrics["ndcg_at_10"] == pytest.approx(best.metrics["ndcg_at_10"])
+    assert outcome.best.params == best.params  # chosen on the validation split
+    assert outcome.best.metrics["evaluated_users"] != best.metrics["evaluated_users"]
     client = registry.client(store)
     for trial in outcome.trials:
         run = client.get_run(trial.run_id)
@@ -201,6 +204,8 @@ def test_tune_runs_nested_trials_and_registers_the_best(tmp_path, store, monkeyp
         assert run.data.metrics["ndcg_at_10"] == pytest.approx(trial.metrics["ndcg_at_10"])
     parent = client.get_run(outcome.parent_run_id).data
     assert parent.params["tune.trials"] == "2"
+    assert parent.metrics["validation.ndcg_at_10"] == pytest.approx(best.metrics["ndcg_at_10"])
+    assert parent.metrics["ndcg_at_10"] == pytest.approx(outcome.best.metrics["ndcg_at_10"])
     name = settings.registered_model_name("tuned")
     version = client.get_model_version(name, outcome.best.version)
     assert version.run_id == outcome.parent_run_id
