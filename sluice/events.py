@@ -173,13 +173,42 @@ def _ranking_items(raw: Any, internal: bool) -> list[dict[str, Any]]:
         raise EventError("items", f"at most {MAX_RANKING_ITEMS} items")
     items = []
     for i, entry in enumerate(raw):
-        if entry.__class__ is dict and len(entry) == 1:  # {"id": ...}, the common case
-            item_id = entry.get("id")
-            if item_id.__class__ is str and 0 < len(item_id) <= MAX_ID_LENGTH:
-                items.append({"id": item_id})
-                continue
-        items.append(_ranking_item(entry, f"items[{i}]", internal))
+        item = _plain_item(entry, internal)
+        items.append(item if item is not None else _ranking_item(entry, f"items[{i}]", internal))
     return items
+
+
+_SLOT_KEYS = frozenset(("id", "score", "position", "source"))
+_EXACT_INT = 2**53  # floats hold every int below this, so int(float(n)) == n
+
+
+def _plain_item(entry: Any, internal: bool) -> dict[str, Any] | None:
+    """The common shapes ({id}; a served slot {id, score, position, source}) checked fast:
+    the same result _ranking_item gives, or None to let _ranking_item check everything."""
+    if entry.__class__ is not dict:
+        return None
+    item_id = entry.get("id")
+    if not (item_id.__class__ is str and 0 < len(item_id) <= MAX_ID_LENGTH):
+        return None
+    if len(entry) == 1:
+        return {"id": item_id}
+    if not internal or not entry.keys() <= _SLOT_KEYS:
+        return None
+    item: dict[str, Any] = {"id": item_id}
+    score, source, position = entry.get("score"), entry.get("source"), entry.get("position")
+    if score is not None:
+        if score.__class__ is not float or not math.isfinite(score):
+            return None
+        item["score"] = score
+    if source is not None:
+        if not (source.__class__ is str and 0 < len(source) <= MAX_ID_LENGTH):
+            return None
+        item["source"] = source
+    if position is not None:
+        if position.__class__ is not int or not -_EXACT_INT < position < _EXACT_INT:
+            return None
+        item["position"] = position
+    return item
 
 
 def _ranking_item(entry: Any, where: str, internal: bool) -> dict[str, Any]:

@@ -381,3 +381,30 @@ def test_iso_at_the_edges_of_the_ms_range_round_trips(text):
     assert value == _ms(moment)
     assert parse_timestamp(value) == value
     assert parse_event(item(timestamp=text))["timestamp"] == value
+
+
+@pytest.mark.parametrize("entry", [
+    {"id": "i1"},
+    {"id": "i1", "score": 0.5, "position": 3, "source": "model_fallback"},
+    {"id": "i1", "score": 1, "position": 3.0, "source": "fallback"},
+    {"id": "i1", "score": 0.5},
+    {"id": "i1", "position": 2**60},
+    {"id": "i1", "position": -4, "score": -0.0},
+    {"id": "i1", "score": None, "source": None, "position": None},
+    {"id": "i1", "label": 2, "score": 0.5},
+    {"id": "i1", "fields": {"a": 1}},
+])
+@pytest.mark.parametrize("internal", [True, False])
+def test_fast_item_path_gives_what_the_full_checks_give(entry, internal):
+    fast = ev._plain_item(entry, internal)
+    assert fast is None or fast == ev._ranking_item(entry, "items[0]", internal)
+
+
+@pytest.mark.parametrize("entry", [
+    {"id": ""}, {"id": None}, {"id": "i1", "score": float("nan")}, {"id": "i1", "score": True},
+    {"id": "i1", "position": "1"}, {"id": "i1", "source": ""}, {"id": "x" * 300}, ["i1"],
+])
+def test_fast_item_path_leaves_bad_entries_to_the_full_checks(entry):
+    assert ev._plain_item(entry, internal=True) is None
+    with pytest.raises(EventError):
+        ev._ranking_item(entry, "items[0]", internal=True)
