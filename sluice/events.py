@@ -32,6 +32,7 @@ _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MS_DIGITS = 13
 _SECONDS_DIGITS = 10
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MS_LOW, _MS_HIGH = 10 ** (_MS_DIGITS - 1), 10**_MS_DIGITS
 
 
@@ -121,6 +122,8 @@ def _field_value(value: Any, field: str) -> Any:
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
             raise EventError(field, "numbers must be finite")
+        if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+            raise EventError(field, "integers must fit in 64 bits")  # the log could not hold it
         return value
     if isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
@@ -134,9 +137,11 @@ def _field_value(value: Any, field: str) -> Any:
                 raise EventError(field, f"list strings are at most {MAX_STRING_LENGTH} long")
             return value
         numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-        if numeric and all(math.isfinite(v) for v in value):
+        if numeric and all(math.isfinite(v) if isinstance(v, float)
+                           else _INT64_MIN <= v <= _INT64_MAX for v in value):
             return value
-        raise EventError(field, "a list must hold only strings or only finite numbers")
+        raise EventError(field, "a list must hold only strings or only finite numbers "
+                                "(integers within 64 bits)")
     kind = "null" if value is None else type(value).__name__
     raise EventError(field, f"value must be bool, string, number or list of those, got {kind}")
 
@@ -245,7 +250,8 @@ def parse_event(
     if not isinstance(raw, dict):
         raise EventError("event", f"expected a JSON object, got {type(raw).__name__}")
     kind = raw.get("event")
-    kind = EVENT_ALIASES.get(kind, kind)
+    if isinstance(kind, str):  # an unhashable value (a list) would break the lookup
+        kind = EVENT_ALIASES.get(kind, kind)
     allowed = INTERNAL_EVENT_TYPES if allow_internal else PUBLIC_EVENT_TYPES
     if kind not in allowed:
         raise EventError("event", f"must be one of {', '.join(allowed)}, got {kind!r:.40}")

@@ -22,21 +22,39 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_EVENTS_PER_CALL = 10_000
 RETRY_AFTER_SECONDS = "5"
 
-_EVENT = {"type": "object", "required": ["event", "id", "timestamp"],
-          "properties": {"event": {"enum": ["item", "user", "ranking", "interaction"]},
-                         "id": {"type": "string"}, "timestamp": {"type": ["integer", "string"]},
-                         "tenant": {"type": "string"}, "user": {"type": "string"},
-                         "session": {"type": "string"}, "item": {"type": "string"},
-                         "type": {"type": "string"}, "ranking": {"type": "string"},
-                         "value": {"type": "number"},
-                         "fields": {"type": "array", "items": {
-                             "type": "object", "required": ["name", "value"],
-                             "properties": {"name": {"type": "string"}, "value": {}}}},
-                         "items": {"type": "array", "items": {
-                             "type": "object", "required": ["id"],
-                             "properties": {"id": {"type": "string"}}}}}}
+_ID = {"type": "string", "minLength": 1, "maxLength": 256}
+_TENANT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_TIMESTAMP = {"anyOf": [{"type": "integer", "minimum": 10**12, "maximum": 10**13 - 1},
+                        {"type": "string", "format": "date-time"}],
+              "description": "epoch ms or seconds (number or digits), or ISO-8601"}
+_FIELDS = {"type": "array", "maxItems": 128, "items": {
+    "type": "object", "required": ["name", "value"],
+    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 128},
+                   "value": {"anyOf": [{"type": "string"}, {"type": "number"},
+                                       {"type": "boolean"},
+                                       {"type": "array", "items": {"type": "string"}}]}}}}
+
+
+def _event(kind: str, *required: str, **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": ["event", "id", "timestamp", *required],
+            "properties": {"event": {"enum": [kind]}, "id": _ID, "timestamp": _TIMESTAMP,
+                           "tenant": {"type": "string", "pattern": _TENANT},
+                           "fields": _FIELDS, **properties}}
+
+
+_EVENT = {"anyOf": [
+    _event("item", "item", item=_ID),
+    _event("user", "user", user=_ID),
+    _event("interaction", "user", "item", "type", user=_ID, session=_ID, item=_ID,
+           type={"type": "string", "minLength": 1, "maxLength": 64}, ranking=_ID,
+           value={"type": "number"}),
+    _event("ranking", "user", "items", user=_ID, session=_ID, items={
+        "type": "array", "minItems": 1, "maxItems": 1000, "items": {
+            "type": "object", "required": ["id"], "properties": {"id": _ID}}}),
+]}
 _BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"oneOf": [_EVENT, {"type": "array", "items": _EVENT}]}},
+    "application/json": {"schema": {"anyOf": [_EVENT, {
+        "type": "array", "minItems": 1, "maxItems": MAX_EVENTS_PER_CALL, "items": _EVENT}]}},
     "application/x-ndjson": {"schema": {"type": "string", "description": "JSON Lines"}}}}}
 
 

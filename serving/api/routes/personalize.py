@@ -48,6 +48,39 @@ def not_found(message: str) -> JSONResponse:
     return aws_error("ResourceNotFoundException", message, 404)
 
 
+def _json_body(required: list[str], **properties: Any) -> dict[str, Any]:
+    """The request body as botocore sends it, for the OpenAPI schema (and its fuzzing)."""
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": schema}}}}
+
+
+_STR = {"type": "string"}
+_LIST = {"type": "array", "items": _STR}
+_NAME = "[A-Za-z0-9][A-Za-z0-9_.-]{0,20}"
+_DATASET = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
+                                         f"dataset/{_NAME}/(ITEMS|USERS)$"}
+_CAMPAIGN = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
+                                          f"campaign/{_NAME}$"}
+_PUT_EVENTS = _json_body(
+    ["trackingId", "sessionId", "eventList"], trackingId=_STR, sessionId=_STR, userId=_STR,
+    eventList={"type": "array", "items": {
+        "type": "object", "required": ["eventType", "sentAt"],
+        "properties": {"eventId": _STR, "eventType": _STR, "eventValue": {"type": "number"},
+                       "itemId": _STR, "sentAt": {"type": "number"}, "properties": _STR,
+                       "recommendationId": _STR, "impression": _LIST}}})
+_ENTITIES = {kind: _json_body(["datasetArn", kind], datasetArn=_DATASET, **{kind: {
+    "type": "array", "items": {"type": "object", "required": [key],
+                               "properties": {key: _STR, "properties": _STR}}}})
+    for kind, key in (("items", "itemId"), ("users", "userId"))}
+_GET_RECOMMENDATIONS = _json_body(
+    ["campaignArn"], campaignArn=_CAMPAIGN, userId=_STR, itemId=_STR,
+    numResults={"type": "integer"}, filterArn=_STR,
+    filterValues={"type": "object", "additionalProperties": _STR})
+_GET_RANKING = _json_body(["campaignArn", "userId", "inputList"], campaignArn=_CAMPAIGN,
+                          userId=_STR, inputList=_LIST)
+
+
 def _allowed(principal: Principal | None, action: str, tenant: str | None = None) -> None:
     if principal is None:
         raise AuthError(403, "authorization", "sign the request (SigV4) with a configured "
@@ -75,7 +108,7 @@ async def _store(service: Service, events: list[dict[str, Any]], metrics) -> JSO
     return JSONResponse({})
 
 
-@router.post("/events")
+@router.post("/events", openapi_extra=_PUT_EVENTS)
 async def put_events(request: Request, principal: AwsCaller, service: ServiceDep,
                      metrics: MetricsDep) -> JSONResponse:
     """PutEvents: up to 10 interactions of one session, for the tracker's tenant."""
@@ -111,14 +144,14 @@ async def _put_entities(request: Request, principal: Principal | None, service: 
     return await _store(service, events, metrics)
 
 
-@router.post("/items")
+@router.post("/items", openapi_extra=_ENTITIES["items"])
 async def put_items(request: Request, principal: AwsCaller, service: ServiceDep,
                     metrics: MetricsDep) -> JSONResponse:
     """PutItems: add or update up to 10 items of a dataset group."""
     return await _put_entities(request, principal, service, metrics, "item")
 
 
-@router.post("/users")
+@router.post("/users", openapi_extra=_ENTITIES["users"])
 async def put_users(request: Request, principal: AwsCaller, service: ServiceDep,
                     metrics: MetricsDep) -> JSONResponse:
     """PutUsers: add or update up to 10 users of a dataset group."""
@@ -144,7 +177,7 @@ def _predicted(answer) -> dict[str, Any]:
                           "reason": [s.recommendation_source]} for s in answer.items]}
 
 
-@router.post("/recommendations")
+@router.post("/recommendations", openapi_extra=_GET_RECOMMENDATIONS)
 async def get_recommendations(request: Request, principal: AwsCaller,
                               service: ServiceDep) -> JSONResponse:
     """GetRecommendations: by userId (personalized) or itemId (similar items)."""
@@ -186,7 +219,7 @@ def _filter_args(body: dict[str, Any]) -> dict[str, Any]:
     return {"filter_name": match.group("name"), "filter_values": values}
 
 
-@router.post("/personalize-ranking")
+@router.post("/personalize-ranking", openapi_extra=_GET_RANKING)
 async def get_personalized_ranking(request: Request, principal: AwsCaller,
                                    service: ServiceDep) -> JSONResponse:
     """GetPersonalizedRanking: reorder inputList for userId."""
