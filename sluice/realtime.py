@@ -12,6 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+_STATEFUL = frozenset({"item", "interaction", "ranking"})
+
 
 @dataclass
 class Interaction:
@@ -28,6 +30,8 @@ class TenantState:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> latest fields
     versions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     event_ids: set[str] = field(default_factory=set)
+    item_counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    interactions: int = 0
 
 
 class RealtimeState:
@@ -64,13 +68,15 @@ class RealtimeState:
         applied = 0
         with self._lock:
             for event in events:
+                kind = event.get("event")
+                if kind not in _STATEFUL:  # answers logged back, users: no state, no id kept
+                    continue
                 state = self._tenants[event.get("tenant", "default")]
                 event_id = event.get("id")
                 if event_id in state.event_ids:
                     continue
                 state.event_ids.add(event_id)
                 applied += 1
-                kind = event.get("event")
                 if kind == "item":
                     state.items.setdefault(event["item"], {}).update(event.get("fields") or {})
                 elif kind in ("interaction", "ranking"):
@@ -96,3 +102,15 @@ class RealtimeState:
         state.histories[key].append(
             Interaction(event["item"], event["type"], event["timestamp"], event.get("value")))
         state.versions[key] += 1
+        state.item_counts[event["item"]] += 1
+        state.interactions += 1
+
+    def popular(self, tenant: str, n: int) -> list[tuple[str, float]]:
+        """The n items interacted with most often in the log (a fallback without a model)."""
+        state = self._tenants.get(tenant)
+        if state is None:
+            return []
+        with self._lock:
+            counts = list(state.item_counts.items())
+        counts.sort(key=lambda pair: -pair[1])
+        return [(item, float(count)) for item, count in counts[:n]]

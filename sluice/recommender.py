@@ -8,6 +8,7 @@ slots, so their relationships hold by construction.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ MODEL_NON_PERSONALIZED = "model_non_personalized"
 MODEL_FALLBACK = "model_fallback"
 FALLBACK = "fallback"
 SOURCES = (MODEL_PERSONALIZED, MODEL_NON_PERSONALIZED, MODEL_FALLBACK, FALLBACK)
+LOG_POPULAR_SIZE = 1000
 TEMPLATES = ("personalized", "similar_items", "popular", "filter_based", "recently_viewed")
 
 
@@ -134,6 +136,7 @@ class Recommender:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._catalog: tuple[int, list[str]] | None = None
+        self._log_popular_cache: tuple[int, float, list[tuple[str, float]]] | None = None
 
     # --- what the user has done -------------------------------------------------------
     def _seen(self, key: str | None) -> tuple[set[str], list[tuple[int, float]]]:
@@ -303,10 +306,21 @@ class Recommender:
 
     def _popular(self) -> list[tuple[str, float]]:
         if self.model is None:
-            return []
+            return self._log_popular()
         bundle = self.model.bundle
         return list(zip(bundle.item_ids[bundle.popular].tolist(),
                         bundle.popular_scores.tolist(), strict=True))
+
+    def _log_popular(self) -> list[tuple[str, float]]:
+        """Without a model: the items most interacted with in the log, recounted at most once
+        a second (and only when new interactions arrived)."""
+        seen = self.state.tenant(self.tenant).interactions
+        now = time.monotonic()
+        cached = self._log_popular_cache
+        if cached is None or (cached[0] != seen and now - cached[1] >= 1.0):
+            cached = self._log_popular_cache = (seen, now, self.state.popular(
+                self.tenant, LOG_POPULAR_SIZE))
+        return cached[2]
 
     def _similar(self, item_id: str, n: int, rules: list[Rule]) -> list[tuple[str, float]]:
         if self.model is None or item_id not in self.model.bundle.item_index:

@@ -64,3 +64,20 @@ def download_alias(tracking_uri: str, name: str, alias: str = CHAMPION,
     path = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{name}@{alias}", dst_path=str(dst) if dst else None)
     return Champion(name, str(version.version), version.run_id, Path(path))
+
+
+def reset_connections(tracking_uri: str) -> None:
+    """Drop MLflow's pooled database connections for `tracking_uri`.
+
+    MLflow keeps one SQLAlchemy engine per store URI for the life of the process; after a
+    failure (a corrupt SQLite file that is then replaced, a database that restarted) its
+    pooled connections may still point at what broke. Disposing the pool makes the next call
+    connect afresh, so serving recovers without a restart.
+    """
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as Registry
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as Tracking
+
+    for store in (Tracking, Registry):
+        engine = getattr(store, "_engine_map", {}).get(tracking_uri)
+        if engine is not None:
+            engine.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class Service:
                 known.add(model.name.removeprefix(prefix))
         except Exception as exc:  # the registry being down must not stop serving
             log.warning("model registry unreachable: %s", exc)
+            registry.reset_connections(self.settings.mlflow_tracking_uri)
         return sorted(known)
 
     def refresh_models(self) -> None:
@@ -122,9 +124,15 @@ class Service:
                 registry.download_alias(self.settings.mlflow_tracking_uri, name,
                                         registry.CHAMPION, dst=target)
                 (target / "ready").touch()
-            bundle = ModelBundle.load(target)
-        except Exception as exc:
-            status.error = f"champion of {name} could not be loaded: {exc}"
+            try:
+                bundle = ModelBundle.load(target)
+            except Exception:
+                shutil.rmtree(target, ignore_errors=True)  # download again at the next poll
+                raise
+        except Exception as exc:  # a broken store or artifact: keep answering from fallbacks
+            registry.reset_connections(self.settings.mlflow_tracking_uri)
+            reason = (str(exc).strip().splitlines() or [""])[0][:300]
+            status.error = f"champion of {name} could not be loaded: {type(exc).__name__}: {reason}"
             log.warning(status.error)
             return
         previous = self._recommenders.get(tenant)

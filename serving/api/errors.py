@@ -65,6 +65,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = [{"field": field_path(tuple(e.get("loc", ()))), "reason": str(e.get("msg"))}
+        detail = [{"field": "body" if e.get("type") == "json_invalid"  # loc: a char position
+                   else field_path(tuple(e.get("loc", ()))), "reason": str(e.get("msg"))}
                   for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)

@@ -1,0 +1,130 @@
+"""Input limits on a real server: body sizes per route, JSON depth before parsing, field bounds.
+
+Every refusal is a 4xx naming the field, and nothing of a refused call is written. (Landing
+files: links out of the landing folder are skipped, tests/test_ingest.py.)
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from sluice.eventlog import segments
+from tests.utils.auth import ADMIN, READ, WRITE
+from tests.utils.factories import environment, interaction
+from tests.utils.server import running_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("limits")
+    with running_server(environment(home)) as base:
+        yield {"base": base, "home": home}
+
+
+def log_size(home) -> int:
+    time.sleep(0.2)  # answers are logged in the background: let them settle
+    return sum(p.stat().st_size for p in segments(home / "raw"))
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(("path", "limit", "headers"), [
+    ("/v1/recommendations", 256 * 1024, READ),
+    ("/v1/rank", 256 * 1024, READ),
+    ("/personalize/events", 1024 * 1024, WRITE),
+    ("/admin/trackers", 64 * 1024, ADMIN),
+])
+def test_bodies_over_the_route_limit_are_refused_before_parsing(server, path, limit, headers):
+    body = b'{"user_id": "' + b"x" * limit + b'"}'
+    r = httpx.post(server["base"] + path, content=body, timeout=10,
+                   headers={**headers, "content-type": "application/json"})
+    assert r.status_code == 413
+    if path.startswith("/personalize"):
+        assert r.headers["x-amzn-ErrorType"] == "InvalidInputException"
+        assert r.json()["message"].startswith("body: larger than")
+    else:
+        assert r.json()["detail"][0]["field"] == "body"
+
+    def chunks():  # no Content-Length: the limit holds while reading
+        for _ in range(limit // 65536 + 2):
+            yield b" " * 65536
+
+    streamed = httpx.post(server["base"] + path, content=chunks(), timeout=10, headers=headers)
+    assert streamed.status_code == 413
+
+
+@pytest.mark.parametrize(("path", "headers", "status"), [
+    ("/v1/events", WRITE, 422),
+    ("/v1/recommendations", READ, 422),
+    ("/v1/rank", READ, 422),
+    ("/personalize/events", WRITE, 400),
+    ("/personalize/items", WRITE, 400),
+])
+def test_deeply_nested_json_is_refused_early(server, path, headers, status):
+    before = log_size(server["home"])
+    body = b'{"events": ' + nested(40) + b"}"
+    r = httpx.post(server["base"] + path, content=body, headers=headers, timeout=10)
+    assert r.status_code == status
+    assert "nested deeper than 32" in r.text
+    assert log_size(server["home"]) == before
+    # nesting within the limit goes on to the parser (and is refused there, as a 4xx)
+    shallow = httpx.post(server["base"] + path, content=nested(30), headers=headers, timeout=10)
+    assert 400 <= shallow.status_code < 500
+
+
+def test_deep_nesting_inside_strings_does_not_count(server):
+    event = {**interaction("u", "i"), "fields": {"note": "[" * 100}}
+    r = httpx.post(f"{server['base']}/v1/events", json=event, headers=WRITE, timeout=10)
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"user_id": "u", "exclude_ids": ["x" * 257]}, "exclude_ids[0]"),
+    ({"user_id": "u", "exclude_ids": ["x"] * 501}, "exclude_ids"),
+    ({"user_id": "u", "num_results": 501}, "num_results"),
+    ({"user_id": "u" * 257}, "user_id"),
+    ({"tenant": "../etc", "user_id": "u"}, "tenant"),
+    ({"user_id": "u", "filters": [{"field": "color"}] * 33}, "filters"),
+    ({"user_id": "u", "template": "t" * 65}, "template"),
+])
+def test_recommendation_fields_have_bounds_named_in_the_answer(server, body, field):
+    r = httpx.post(f"{server['base']}/v1/recommendations", json=body, headers=READ, timeout=10)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["field"] == field
+    assert r.json()["detail"][0]["reason"]
+
+
+def test_rank_items_are_bounded(server):
+    for items, field in ((["x"] * 501, "items"), ([], "items"), (["x" * 257], "items[0]")):
+        r = httpx.post(f"{server['base']}/v1/rank", json={"user_id": "u", "items": items},
+                       headers=READ, timeout=10)
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == field
+
+
+def test_malformed_json_is_a_4xx_naming_the_body(server):
+    for path, headers in (("/v1/recommendations", READ), ("/v1/events", WRITE)):
+        r = httpx.post(server["base"] + path, content=b'{"user_id": ', headers={
+            **headers, "content-type": "application/json"}, timeout=10)
+        assert r.status_code == 422
+        assert r.json()["detail"][0]["field"] == "body"
+    aws = httpx.post(f"{server['base']}/personalize/events", content=b"{nope", headers=WRITE,
+                     timeout=10)
+    assert aws.status_code == 400 and aws.json()["message"].startswith("body: not JSON")
+
+
+def test_answers_logged_back_leave_no_state_behind():
+    # every answer is logged as a recommendation event and followed back: kept ids would grow
+    # with every read, for ever (benchmarks/soak.py watches resident memory for this)
+    from sluice.realtime import RealtimeState
+
+    state = RealtimeState()
+    answers = [{"event": "recommendation", "id": f"r{n}", "tenant": "default", "user": "u",
+                "items": [{"id": "i"}]} for n in range(1000)]
+    assert state.apply(answers) == 0
+    assert state.apply([{**interaction("u", "i1"), "tenant": "default"}]) == 1
+    assert len(state.tenant("default").event_ids) == 1
