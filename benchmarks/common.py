@@ -36,6 +36,14 @@ def require_wrk() -> str:
 @contextmanager
 def server(app: str, env: dict[str, str] | None = None, workers: int = 1,
            ready_path: str = "/health") -> Iterator[str]:
+    with server_process(app, env, workers, ready_path) as (base, _):
+        yield base
+
+
+@contextmanager
+def server_process(app: str, env: dict[str, str] | None = None, workers: int = 1,
+                   ready_path: str = "/health") -> Iterator[tuple[str, subprocess.Popen]]:
+    """The server's base URL and its process (with one worker, the one serving)."""
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "warning", "--workers", str(workers), "--no-access-log"]
@@ -51,7 +59,7 @@ def server(app: str, env: dict[str, str] | None = None, workers: int = 1,
                 time.sleep(0.2)
         else:
             raise RuntimeError(f"{app} did not start")
-        yield base
+        yield base, proc
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

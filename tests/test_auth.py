@@ -421,3 +421,20 @@ def test_the_shipped_config_carries_demo_keys_that_the_demo_sends(monkeypatch):
     assert shipped.keys and all(k.demo and (k.name or "").startswith("demo") for k in shipped.keys)
     assert _key_headers("read") == {"X-Api-Key": "demo-read-key-not-secret"}
     assert _key_headers("write") == {"X-Api-Key": "demo-write-key-not-secret"}
+
+
+def test_boto3_sends_an_api_key_where_no_access_keys_are_configured(tmp_path):
+    env = environment(tmp_path, auth={"aws_access_keys": []})
+    with running_server(env) as base:
+        httpx.post(f"{base}/admin/trackers", headers=ADMIN, json={"tenant": "shop"})
+        runtime = boto3.client("personalize-runtime", endpoint_url=f"{base}/personalize",
+                               region_name="us-east-1", aws_access_key_id="anything",
+                               aws_secret_access_key="anything")
+        with pytest.raises(ClientError) as err:
+            runtime.get_recommendations(campaignArn=CAMPAIGN.format("shop"), userId="u")
+        assert err.value.response["Error"]["Code"] == "MissingAuthenticationTokenException"
+        runtime.meta.events.register(  # as the README shows
+            "before-sign.*", lambda request, **_: request.headers.add_header(
+                "X-Api-Key", key_of("read", "shop")))
+        assert runtime.get_recommendations(campaignArn=CAMPAIGN.format("shop"),
+                                           userId="u")["recommendationId"]
