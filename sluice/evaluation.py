@@ -40,14 +40,33 @@ def time_split(frame: pd.DataFrame, holdout_fraction: float) -> Split:
 
 
 def leave_last_out_split(frame: pd.DataFrame, leave_out: int = 1) -> Split:
-    """Each user's last `leave_out` interactions are the test set, for users with more."""
-    # item_id breaks ties in time, so the same data always holds out the same rows
-    ordered = frame.sort_values(["user_id", "event_at", "item_id"], kind="stable")
-    from_end = ordered.groupby("user_id").cumcount(ascending=False)
-    size = ordered.groupby("user_id")["user_id"].transform("size")
-    held = (from_end < leave_out) & (size > leave_out)
-    train, test = ordered[~held], ordered[held]
+    """Each user's last `leave_out` interactions are the test set, for users with more.
+
+    Ties in time are broken by item id, so the same data always holds out the same rows.
+    """
+    user, item = lexical_rank(frame["user_id"]), lexical_rank(frame["item_id"])
+    at = frame["event_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    order = np.lexsort((item, at, user))  # by user, then time, then item
+    by_user = user[order]
+    starts = np.r_[True, by_user[1:] != by_user[:-1]] if len(order) else np.zeros(0, bool)
+    group = np.cumsum(starts) - 1
+    sizes = np.bincount(group) if len(order) else np.zeros(0, np.int64)
+    from_end = sizes[group] - 1 - (np.arange(len(order)) - np.flatnonzero(starts)[group])
+    held = np.zeros(len(frame), dtype=bool)
+    held[order[(from_end < leave_out) & (sizes[group] > leave_out)]] = True
+    train, test = frame[~held], frame[held]
     return Split(train, test, train["event_at"].max(), "leave_last_out")
+
+
+def lexical_rank(column: pd.Series) -> np.ndarray:
+    """Each value's rank among the sorted distinct values (categorical or not)."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return pd.factorize(column, sort=True)[0]
+    categories = np.asarray(column.cat.categories.astype(str), dtype=str)
+    rank = np.empty(len(categories), dtype=np.int64)
+    rank[np.argsort(categories, kind="stable")] = np.arange(len(categories))
+    codes = column.cat.codes.to_numpy()
+    return rank[codes] if len(rank) else codes.astype(np.int64)
 
 
 def make_split(frame: pd.DataFrame, protocol: str, holdout_fraction: float = 0.1,
@@ -72,6 +91,41 @@ def relevant_items(train: InteractionMatrix, test: pd.DataFrame) -> dict[int, np
 Scorer = Callable[[np.ndarray], np.ndarray]
 """Scores over the training item space for a batch of training user rows."""
 
+Ranker = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+"""For a batch of training user rows and a k: the top-k item ids and their scores, best
+first, the user's training items left out; a score at or below NO_SCORE marks no item."""
+
+NO_SCORE = float(np.finfo(np.float32).min)  # what implicit's topk gives a filtered item
+
+
+def factor_ranker(user_vectors: Callable[[np.ndarray], np.ndarray], item_factors: np.ndarray,
+                  seen: sp.csr_matrix, filter_items: np.ndarray | None = None) -> Ranker:
+    """Top-k by dot product through implicit's blocked, multi-threaded top-k."""
+    from implicit.cpu.topk import topk
+
+    items = np.ascontiguousarray(item_factors, dtype=np.float32)
+    seen = seen.tocsr().astype(np.float32)
+
+    def rank(users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        query = np.ascontiguousarray(user_vectors(users), dtype=np.float32)
+        return topk(items, query, k, filter_query_items=seen[users],
+                    filter_items=filter_items)
+
+    return rank
+
+
+def scorer_ranker(scorer: Scorer, seen: sp.csr_matrix) -> Ranker:
+    """Top-k from full score rows (any scorer): numpy, slower than `factor_ranker`."""
+
+    def rank(users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.array(scorer(users), dtype=np.float32)
+        rows = seen[users]
+        scores[np.repeat(np.arange(len(users)), np.diff(rows.indptr)), rows.indices] = -np.inf
+        ranked = top_k_rows(scores, k)
+        return ranked, np.take_along_axis(scores, ranked, axis=1)
+
+    return rank
+
 
 def model_scorer(model: Model) -> Scorer:
     return lambda users: model.scores(model.user_factors[users])
@@ -79,40 +133,53 @@ def model_scorer(model: Model) -> Scorer:
 
 def evaluate(model: Model, train: InteractionMatrix, relevant: dict[int, np.ndarray],
              k_values: tuple[int, ...] = K_VALUES, batch: int = 1024) -> dict[str, float]:
-    return evaluate_scorer(model_scorer(model), train.matrix, relevant, k_values, batch)
+    ranker = factor_ranker(lambda users: model.user_factors[users], model.item_factors,
+                           train.matrix)
+    return evaluate_ranker(ranker, train.matrix.shape[1], relevant, k_values, batch)
 
 
 def evaluate_scorer(scorer: Scorer, seen: sp.csr_matrix, relevant: dict[int, np.ndarray],
                     k_values: tuple[int, ...] = K_VALUES, batch: int = 1024) -> dict[str, float]:
-    """precision, recall, NDCG, MAP and hit rate at each k, and catalog coverage at the first."""
+    return evaluate_ranker(scorer_ranker(scorer, seen), seen.shape[1], relevant, k_values,
+                           batch)
+
+
+def evaluate_ranker(ranker: Ranker, n_items: int, relevant: dict[int, np.ndarray],
+                    k_values: tuple[int, ...] = K_VALUES, batch: int = 1024) -> dict[str, float]:
+    """precision, recall, NDCG, MAP and hit rate at each k; catalog coverage at 10 (or first k).
+
+    Coverage is the share of all items that appear in at least one user's top list.
+    """
     users = np.array(sorted(relevant), dtype=np.int64)
     max_k = max(k_values)
-    sums = {f"{m}_at_{k}": 0.0 for k in k_values for m in METRICS}
-    recommended: set[int] = set()
+    coverage_k = 10 if 10 in k_values else k_values[0]
+    sums = dict.fromkeys((f"{m}_at_{k}" for k in k_values for m in METRICS), 0.0)
+    recommended = np.zeros(n_items, dtype=bool)
     discounts = 1.0 / np.log2(np.arange(2, max_k + 2))
+    ideal = np.cumsum(discounts)  # ideal DCG of m relevant items: ideal[m - 1]
     for start in range(0, len(users), batch):
         chunk = users[start:start + batch]
-        scores = np.array(scorer(chunk), dtype=np.float32)
-        rows = seen[chunk]
-        scores[np.repeat(np.arange(len(chunk)), np.diff(rows.indptr)), rows.indices] = -np.inf
-        ranked = top_k_rows(scores, max_k)
-        ranked_scores = np.take_along_axis(scores, ranked, axis=1)
-        for row, row_scores, u in zip(ranked, ranked_scores, chunk, strict=True):
-            truth = relevant[int(u)]
-            hits = np.isin(row, truth) & np.isfinite(row_scores)
-            recommended.update(row[:k_values[0]][np.isfinite(row_scores[:k_values[0]])].tolist())
-            for k in k_values:
-                h = hits[:k]
-                n_hits = h.sum()
-                ideal = discounts[:min(len(truth), k)].sum()
-                precisions = np.cumsum(h) / np.arange(1, len(h) + 1)
-                sums[f"precision_at_{k}"] += n_hits / k
-                sums[f"recall_at_{k}"] += n_hits / len(truth)
-                sums[f"ndcg_at_{k}"] += (discounts[:len(h)] * h).sum() / ideal
-                sums[f"map_at_{k}"] += (precisions * h).sum() / min(len(truth), k)
-                sums[f"hit_rate_at_{k}"] += float(n_hits > 0)
+        ids, scores = ranker(chunk, min(max_k, n_items))
+        valid = np.isfinite(scores) & (scores > NO_SCORE) & (ids >= 0)
+        truth = [relevant[int(u)] for u in chunk]
+        n_rel = np.array([len(t) for t in truth], dtype=np.int64)
+        rows = np.arange(len(chunk), dtype=np.int64)
+        relevant_keys = np.repeat(rows, n_rel) * n_items + np.concatenate(truth)
+        hits = np.isin(rows[:, None] * n_items + np.where(valid, ids, 0), relevant_keys) & valid
+        recommended[ids[:, :coverage_k][valid[:, :coverage_k]]] = True
+        for k in k_values:
+            h = hits[:, :k]
+            n_hits = h.sum(axis=1)
+            at_most = np.minimum(n_rel, k)
+            precisions = np.cumsum(h, axis=1) / np.arange(1, h.shape[1] + 1)
+            sums[f"precision_at_{k}"] += float((n_hits / k).sum())
+            sums[f"recall_at_{k}"] += float((n_hits / n_rel).sum())
+            sums[f"ndcg_at_{k}"] += float(((h * discounts[:h.shape[1]]).sum(axis=1)
+                                           / ideal[at_most - 1]).sum())
+            sums[f"map_at_{k}"] += float(((precisions * h).sum(axis=1) / at_most).sum())
+            sums[f"hit_rate_at_{k}"] += float((n_hits > 0).sum())
     n = max(len(users), 1)
     metrics = {name: value / n for name, value in sums.items()}
-    metrics["catalog_coverage"] = len(recommended) / max(seen.shape[1], 1)
+    metrics["catalog_coverage"] = float(recommended.sum()) / max(n_items, 1)
     metrics["evaluated_users"] = float(len(users))
     return metrics

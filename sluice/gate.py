@@ -21,7 +21,14 @@ import pandas as pd
 
 from sluice import registry
 from sluice.bundle import ModelBundle
-from sluice.evaluation import K_VALUES, Scorer, evaluate, evaluate_scorer, relevant_items
+from sluice.evaluation import (
+    K_VALUES,
+    Ranker,
+    evaluate,
+    evaluate_ranker,
+    factor_ranker,
+    relevant_items,
+)
 from sluice.matrix import InteractionMatrix
 from sluice.models import Model, als_fold_in, als_gram
 
@@ -54,10 +61,16 @@ class Decision:
         return asdict(self)
 
 
-def bundle_scorer(bundle: ModelBundle, train: InteractionMatrix) -> Scorer:
-    """Scores over `train`'s items for `train`'s user rows, by a bundle trained elsewhere."""
+def bundle_ranker(bundle: ModelBundle, train: InteractionMatrix) -> Ranker:
+    """Top-k over `train`'s items for `train`'s user rows, by a bundle trained elsewhere.
+
+    Users are folded in from their `train` history as serving would (bundle meta fold_in,
+    alpha, regularization); items the bundle does not know are never recommended.
+    """
     to_bundle = pd.Index(bundle.item_ids).get_indexer(train.item_ids)
     known = to_bundle >= 0
+    items = np.zeros((len(train.item_ids), bundle.item_factors.shape[1]), dtype=np.float32)
+    items[known] = bundle.item_factors[to_bundle[known]]
     meta = bundle.meta
     kind = meta.get("fold_in", "als")
     gram = (als_gram(bundle.item_factors, float(meta.get("regularization", 0.0)))
@@ -67,31 +80,29 @@ def bundle_scorer(bundle: ModelBundle, train: InteractionMatrix) -> Scorer:
 
     def user_vector(u: int) -> np.ndarray:
         start, end = rows.indptr[u], rows.indptr[u + 1]
-        items, weights = to_bundle[rows.indices[start:end]], rows.data[start:end]
-        keep = items >= 0
-        items, weights = items[keep], weights[keep]
+        picked, weights = to_bundle[rows.indices[start:end]], rows.data[start:end]
+        keep = picked >= 0
+        picked, weights = picked[keep], weights[keep]
         if kind == "history":
             vector = np.zeros(bundle.item_factors.shape[1], dtype=np.float32)
-            np.add.at(vector, items, weights)
+            np.add.at(vector, picked, weights)
             return vector
         if kind == "constant":
             return np.ones(bundle.item_factors.shape[1], dtype=np.float32)
         assert gram is not None
-        return als_fold_in(bundle.item_factors, gram, items, weights, alpha)
+        return als_fold_in(bundle.item_factors, gram, picked, weights, alpha)
 
-    def score(users: np.ndarray) -> np.ndarray:
-        vectors = np.vstack([user_vector(int(u)) for u in users])
-        out = np.full((len(users), len(train.item_ids)), -np.inf, dtype=np.float32)
-        out[:, known] = (vectors @ bundle.item_factors[to_bundle[known]].T)
-        return out
+    def vectors(users: np.ndarray) -> np.ndarray:
+        return np.vstack([user_vector(int(u)) for u in users])
 
-    return score
+    unknown = np.flatnonzero(~known)
+    return factor_ranker(vectors, items, rows, unknown if len(unknown) else None)
 
 
 def score_champion(tracking_uri: str, name: str, metric: str, candidate: Model,
                    train: InteractionMatrix, test: pd.DataFrame,
                    relevant: dict[int, np.ndarray], candidate_metrics: dict[str, float],
-                   min_users: int) -> ChampionScore | None:
+                   min_users: int, k_values: tuple[int, ...] = K_VALUES) -> ChampionScore | None:
     """The current champion on this run's holdout; None when there is no champion."""
     client = registry.client(tracking_uri)
     current = registry.alias_version(client, name, registry.CHAMPION)
@@ -120,13 +131,13 @@ def score_champion(tracking_uri: str, name: str, metric: str, candidate: Model,
             score.note = (f"it was trained on {seen_share:.0%} of this holdout, and the rest has "
                           f"{len(users_on)} users (evaluation.gate_min_users is {min_users})")
             return score
-        candidate_value = evaluate(candidate, train, users_on)[metric]
+        candidate_value = evaluate(candidate, train, users_on, k_values)[metric]
         score.note = (f"on the {1 - seen_share:.0%} of this holdout after its cutoff "
                       f"({len(users_on)} users)")
     else:
         score.note = f"on this run's holdout ({len(users_on)} users)"
-    champion_metrics = evaluate_scorer(bundle_scorer(bundle, train), train.matrix, users_on,
-                                       K_VALUES)
+    champion_metrics = evaluate_ranker(bundle_ranker(bundle, train), len(train.item_ids),
+                                       users_on, k_values)
     if metric not in champion_metrics:
         score.note = f"{metric} is not a computed metric"
         return score

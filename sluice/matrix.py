@@ -36,12 +36,8 @@ def build(frame: pd.DataFrame, user_ids: np.ndarray | None = None,
     """Sum `weight` per (user_id, item_id); unknown ids are dropped when maps are given."""
     if config is not None:
         frame = confidence(frame, config, reference)
-    if user_ids is None:
-        user_ids = np.array(sorted(frame["user_id"].unique()), dtype=str)
-    if item_ids is None:
-        item_ids = np.array(sorted(frame["item_id"].unique()), dtype=str)
-    users = pd.Index(user_ids).get_indexer(frame["user_id"])
-    items = pd.Index(item_ids).get_indexer(frame["item_id"])
+    users, user_ids = positions(frame["user_id"], user_ids)
+    items, item_ids = positions(frame["item_id"], item_ids)
     keep = (users >= 0) & (items >= 0)
     weights = frame["weight"].to_numpy(dtype=np.float32)[keep]
     matrix = sp.csr_matrix(
@@ -52,6 +48,24 @@ def build(frame: pd.DataFrame, user_ids: np.ndarray | None = None,
     if config is not None:
         matrix = reweight(matrix, config)
     return InteractionMatrix(matrix, user_ids, item_ids)
+
+
+def positions(column: pd.Series, ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's row in `ids` (-1 when absent); `ids` defaults to the sorted distinct values.
+
+    Through categorical codes: the string lookups happen once per distinct value, not per row.
+    """
+    values = column if isinstance(column.dtype, pd.CategoricalDtype) else column.astype("category")
+    codes = values.cat.codes.to_numpy()
+    categories = np.asarray(values.cat.categories.astype(str), dtype=str)
+    if ids is None:
+        present = np.zeros(len(categories), dtype=bool)
+        present[codes[codes >= 0]] = True
+        ids = np.sort(categories[present])
+    lookup = pd.Index(ids).get_indexer(categories)
+    if not len(lookup):
+        return np.full(len(codes), -1, dtype=np.int64), ids
+    return np.where(codes >= 0, lookup[codes], -1), ids
 
 
 def confidence(frame: pd.DataFrame, config: MatrixConfig,

@@ -28,7 +28,7 @@ from mlflow.models import infer_signature
 
 from sluice import gate, registry
 from sluice.bundle import ModelBundle
-from sluice.evaluation import Split, evaluate, make_split, relevant_items
+from sluice.evaluation import K_VALUES, Split, evaluate, make_split, relevant_items
 from sluice.matrix import InteractionMatrix, build, config_params
 from sluice.models import ALS, Model, Popularity, make_model
 from sluice.settings import Settings
@@ -36,6 +36,8 @@ from sluice.similar import SimilarItems
 from sluice.warehouse import connect
 
 log = logging.getLogger(__name__)
+
+ID_COLUMNS = ("user_id", "item_id", "interaction_type")
 
 
 class InsufficientDataError(RuntimeError):
@@ -71,6 +73,7 @@ class Prepared:
     full: InteractionMatrix
     catalog: dict[str, dict[str, Any]]
     timings: dict[str, float] = field(default_factory=dict)
+    k_values: tuple[int, ...] = K_VALUES
 
 
 @dataclass
@@ -105,14 +108,20 @@ def tenants(warehouse: Path) -> list[str]:
 
 
 def load_interactions(warehouse: Path, tenant: str) -> pd.DataFrame:
+    """The tenant's interactions mart; ids and types come categorical (arrow dictionaries),
+    which makes building the matrices a lookup in the small category arrays."""
     con = connect(warehouse, read_only=True)
     try:
-        return con.execute(
-            "select user_id, item_id, interaction_type, event_at, event_value, weight "
-            "from marts.interactions where tenant = ? order by event_at, user_id, item_id",
-            [tenant]).df()
+        table = con.sql(
+            "select user_id, item_id, interaction_type, event_at, event_value, "
+            "weight::double as weight from marts.interactions where tenant = ?",
+            params=[tenant]).to_arrow_table()
     finally:
         con.close()
+    for name in ("user_id", "item_id", "interaction_type"):
+        column = table.schema.get_field_index(name)
+        table = table.set_column(column, name, table[name].dictionary_encode())
+    return table.to_pandas()
 
 
 def load_catalog(warehouse: Path, tenant: str) -> dict[str, dict[str, Any]]:
@@ -127,7 +136,8 @@ def load_catalog(warehouse: Path, tenant: str) -> dict[str, dict[str, Any]]:
 
 def check_sufficiency(frame: pd.DataFrame, min_interactions: int, min_users: int) -> None:
     interactions = len(frame)
-    users_with_two = int((frame.groupby("user_id").size() >= 2).sum()) if interactions else 0
+    users_with_two = int((frame.groupby("user_id", observed=True).size() >= 2).sum()
+                         if interactions else 0)
     if interactions < min_interactions or users_with_two < min_users:
         raise InsufficientDataError(
             f"not enough data to train: {interactions:,} interactions (need {min_interactions:,})"
@@ -161,7 +171,8 @@ def prepare(settings: Settings, tenant: str, frame: pd.DataFrame | None = None,
         raise InsufficientDataError(
             f"not enough data to evaluate: the {ev.protocol} holdout of {len(split.test):,} "
             "interactions has no user who is also in training with a new item")
-    return Prepared(tenant, frame, split, train, relevant, full, catalog, timings)
+    k_values = tuple(sorted({*K_VALUES, ev.k}))  # 10 and 20 always, evaluation.k too
+    return Prepared(tenant, frame, split, train, relevant, full, catalog, timings, k_values)
 
 
 def fit_and_evaluate(prepared: Prepared, algorithm: str, params: dict[str, Any]) -> Fitted:
@@ -169,7 +180,8 @@ def fit_and_evaluate(prepared: Prepared, algorithm: str, params: dict[str, Any])
     started = time.perf_counter()
     model = make_model(algorithm, **params).fit(prepared.train.matrix)
     fit_seconds = time.perf_counter() - started
-    return Fitted(model, evaluate(model, prepared.train, prepared.relevant), fit_seconds)
+    metrics = evaluate(model, prepared.train, prepared.relevant, prepared.k_values)
+    return Fitted(model, metrics, fit_seconds)
 
 
 def train_tenant(settings: Settings, tenant: str,
@@ -209,7 +221,7 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
         champion = gate.score_champion(
             settings.mlflow_tracking_uri, name, metric, model, prepared.train,
             prepared.split.test, prepared.relevant, candidate.metrics,
-            settings.app.evaluation.gate_min_users)
+            settings.app.evaluation.gate_min_users, prepared.k_values)
     refit_started = time.perf_counter()
     final = make_model(model.name, **model.params()).fit(prepared.full.matrix)
     prepared.timings["refit"] = time.perf_counter() - refit_started
@@ -311,7 +323,8 @@ def dataset_input(settings: Settings, prepared: Prepared, stats: dict[str, Any])
     from mlflow.data.meta_dataset import MetaDataset
 
     digest = hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()[:8]
-    schema = infer_signature(prepared.frame.head(100)).inputs
+    sample = prepared.frame.head(100)
+    schema = infer_signature(sample.astype({c: str for c in ID_COLUMNS if c in sample})).inputs
     with warnings.catch_warnings():  # MLflow registers its local source twice, then warns
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(settings.warehouse_path.as_uri())

@@ -9,16 +9,19 @@ import scipy.sparse as sp
 
 from sluice.bundle import ModelBundle
 from sluice.evaluation import (
+    NO_SCORE,
     evaluate,
+    evaluate_ranker,
     evaluate_scorer,
     leave_last_out_split,
     make_split,
+    model_scorer,
     relevant_items,
     time_split,
 )
-from sluice.gate import bundle_scorer
+from sluice.gate import bundle_ranker
 from sluice.matrix import build, config_params
-from sluice.models import Cosine, Popularity
+from sluice.models import ALS, Cosine, Popularity
 from sluice.settings import MatrixConfig
 from tests.utils.marts import taste_history
 
@@ -134,5 +137,47 @@ def test_a_bundle_scores_like_its_model_on_the_same_split(family):
                          train.matrix, np.arange(3), np.ones(3, dtype=np.float32),
                          meta=model.serving_meta())
     direct = evaluate(model, train, relevant)
-    via_bundle = evaluate_scorer(bundle_scorer(bundle, train), train.matrix, relevant)
+    via_bundle = evaluate_ranker(bundle_ranker(bundle, train), len(train.item_ids), relevant)
     assert via_bundle == pytest.approx(direct)
+
+
+def test_the_fast_top_k_and_the_numpy_path_agree():
+    history = taste_history(users=80, per_user=10)
+    split = time_split(history, 0.2)
+    train = build(split.train)
+    relevant = relevant_items(train, split.test)
+    model = ALS(factors=6, iterations=5).fit(train.matrix)
+    fast = evaluate(model, train, relevant, (5, 10))
+    slow = evaluate_scorer(model_scorer(model), train.matrix, relevant, (5, 10))
+    assert fast == pytest.approx(slow)
+
+
+def test_a_bundle_never_recommends_items_it_does_not_know():
+    history = taste_history(users=60, per_user=8)
+    train = build(history)
+    known = train.item_ids[:30]  # the bundle was trained on half the catalog
+    part = build(history[history["item_id"].isin(known)], train.user_ids, known)
+    model = Cosine().fit(part.matrix)
+    bundle = ModelBundle(part.user_ids, part.item_ids, model.user_factors, model.item_factors,
+                         part.matrix, np.arange(3), np.ones(3, dtype=np.float32),
+                         meta=model.serving_meta())
+    ids, scores = bundle_ranker(bundle, train)(np.arange(10), 40)
+    picked = ids[scores > NO_SCORE]
+    assert len(picked) and set(train.item_ids[picked]) <= set(known)
+
+
+def test_categorical_ids_and_row_order_change_nothing():
+    history = taste_history(users=40, per_user=6)
+    history.loc[::3, "event_at"] = T0  # many ties in time
+    shuffled = history.sample(frac=1.0, random_state=3)
+    categorical = shuffled.astype({"user_id": "category", "item_id": "category"})
+    plain, coded = build(history), build(categorical)
+    assert plain.user_ids.tolist() == coded.user_ids.tolist() == sorted(plain.user_ids)
+    assert plain.item_ids.tolist() == coded.item_ids.tolist()
+    assert (plain.matrix != coded.matrix).nnz == 0
+
+    def held(split):
+        return sorted(zip(split.test["user_id"].astype(str), split.test["item_id"].astype(str),
+                          strict=True))
+
+    assert held(leave_last_out_split(history)) == held(leave_last_out_split(categorical))

@@ -28,6 +28,7 @@ from sluice.models import (
     als_gram,
     make_model,
 )
+from sluice.settings import MODEL_ALGORITHMS, ModelConfig
 from sluice.similar import SimilarItems
 
 GROUPS, PER_GROUP, USERS, PICKS = 3, 20, 180, 8
@@ -254,3 +255,10 @@ def test_similar_items_are_the_same_taste_and_never_the_item():
         assert len(ids) == 5 and np.all(np.diff(scores) <= 0)
         assert all(group_of(i) == group_of(item) for i in ids)
     assert index.matrix.getnnz(axis=1).max() <= 6
+
+
+@pytest.mark.parametrize("algorithm", MODEL_ALGORITHMS)
+def test_every_configurable_algorithm_builds_from_config(algorithm):
+    config = ModelConfig(algorithm=algorithm)
+    model = make_model(algorithm, **config.params())
+    assert model.name == algorithm and set(model.params()) >= set(config.params())

@@ -23,7 +23,7 @@ CONFIG = {
     "sufficiency": {"min_interactions": 1000, "min_users_with_two_interactions": 25},
     "model": {"factors": 8, "iterations": 8, "regularization": 0.1, "alpha": 2.0,
               "similar_items_neighbours": 10,
-              "bpr": {"factors": 8, "iterations": 30}},
+              "bpr": {"factors": 8, "iterations": 100, "learning_rate": 0.05}},
     "evaluation": {"holdout_fraction": 0.2, "gate_min_users": 10},
     "serving": {"popular_list_size": 20},
     "tune": {"trials": 2, "grid": {"als": {"factors": [4, 8, 16], "alpha": [2.0]}}},
@@ -170,13 +170,14 @@ def test_the_gate_scores_the_champion_on_the_candidates_holdout(tmp_path, store,
 
 def test_leave_last_out_protocol_and_bpr(tmp_path, store, monkeypatch):
     settings = settings_for(tmp_path, store, monkeypatch,
-                            evaluation={"protocol": "leave_last_out"},
+                            evaluation={"protocol": "leave_last_out", "k": 5},
                             matrix={"weighting": "bm25"})
     write_marts(settings.warehouse_path, taste_history(), "loo")
     result = train_tenant(settings, "loo", algorithm="bpr")
     assert result.stats["evaluated_users"] == result.metrics["evaluated_users"] <= 150
     assert result.stats["test_interactions"] == 150  # one per user
     assert result.metrics["hit_rate_at_10"] > result.baseline["hit_rate_at_10"]
+    assert {"ndcg_at_5", "ndcg_at_10", "ndcg_at_20"} <= set(result.metrics)  # evaluation.k
     run = registry.client(store).get_run(result.run_id).data
     assert run.params["evaluation.protocol"] == "leave_last_out"
     assert run.params["matrix.weighting"] == "bm25" and run.params["algorithm"] == "bpr"
