@@ -1,6 +1,6 @@
 """The `sluice` command line: what the Makefile calls.
 
-    sluice demo | serve | ingest | transform | train | pipeline | generate | up
+    sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up
 """
 
 from __future__ import annotations
@@ -236,8 +236,9 @@ def cmd_flow(name: str) -> None:
     from flows.pipeline import pipeline
     from flows.train import train
     from flows.transform import transform
+    from flows.tune import tune
 
-    result = {"ingest": ingest, "transform": transform, "train": train,
+    result = {"ingest": ingest, "transform": transform, "train": train, "tune": tune,
               "pipeline": pipeline}[name]()
     if name == "ingest":
         from sluice.ingest import format_table
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("name")
     create.add_argument("expression", help="e.g. 'EXCLUDE ItemID WHERE Items.GENRE IN ($G)'")
     named_sub.add_parser("list", help="list name -> expression")
-    for name in ("ingest", "transform", "train", "pipeline"):
+    for name in ("ingest", "transform", "train", "tune", "pipeline"):
         sub.add_parser(name, help=f"run the `{name}` flow once")
     args = parser.parse_args(argv)
     try:
