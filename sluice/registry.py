@@ -74,9 +74,11 @@ def reset_connections(tracking_uri: str) -> None:
     pooled connections may still point at what broke. Disposing the pool makes the next call
     connect afresh, so serving recovers without a restart.
     """
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as Registry
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as Tracking
-
+    try:  # MLflow internals: if they move, recovery needs a restart again, nothing worse
+        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as Registry
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as Tracking
+    except ImportError:
+        return
     for store in (Tracking, Registry):
         engine = getattr(store, "_engine_map", {}).get(tracking_uri)
         if engine is not None:
