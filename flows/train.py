@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
+from sluice.locks import warehouse_lock
 from sluice.settings import get_settings
 from sluice.training import InsufficientDataError, train_tenant
 from sluice.training import tenants as warehouse_tenants
@@ -15,14 +16,18 @@ from sluice.training import tenants as warehouse_tenants
 @task
 def list_tenants() -> list[str]:
     """Tenants with training interactions in the marts."""
-    return warehouse_tenants(get_settings().warehouse_path)
+    warehouse = get_settings().warehouse_path
+    with warehouse_lock(warehouse):
+        return warehouse_tenants(warehouse)
 
 
 @task
 def train_one(tenant: str, algorithm: str | None = None) -> dict[str, Any]:
     """Train, evaluate, register and gate one tenant's model."""
     logger = get_run_logger()
-    result = train_tenant(get_settings(), tenant, progress=logger.info, algorithm=algorithm)
+    settings = get_settings()
+    with warehouse_lock(settings.warehouse_path, say=logger.info):  # not while dbt rebuilds
+        result = train_tenant(settings, tenant, progress=logger.info, algorithm=algorithm)
     logger.info("%s v%s %s (%s)", result.model_name, result.version,
                 "is champion" if result.promoted else "stays candidate", result.reason)
     return asdict(result)

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from sluice import eventlog, tabular
 from sluice.events import EventError, parse_event
+from sluice.locks import warehouse_lock
 from sluice.warehouse import connect
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,10 @@ class Ingestor:
         self.progress = progress or (lambda message: log.info(message))
 
     def run(self) -> IngestReport:
+        with warehouse_lock(self.warehouse, say=self.progress):
+            return self._run()
+
+    def _run(self) -> IngestReport:
         report = IngestReport()
         con = connect(self.warehouse)
         try:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sluice.locks import warehouse_lock
 from sluice.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ SHORTFALL = "data_sufficiency: "  # what tests/assert_tenants_have_sufficient_da
 
 def dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
               select: str | None = None, command: str = "build") -> TransformResult:
+    """`dbt <command>` holding the warehouse lock; see `_dbt_build`."""
+    with warehouse_lock(warehouse):
+        return _dbt_build(warehouse, work_dir, dbt_vars, select, command)
+
+
+def _dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
+               select: str | None = None, command: str = "build") -> TransformResult:
     """`dbt <command>` in a child process (so its DuckDB handle is gone when it returns).
 
     command is build (default), run, test, or e.g. "docs generate" (docs into work_dir/target).
