@@ -114,6 +114,29 @@ def factor_ranker(user_vectors: Callable[[np.ndarray], np.ndarray], item_factors
     return rank
 
 
+def popular_ranker(item_scores: np.ndarray, seen: sp.csr_matrix) -> Ranker:
+    """Top-k of one ranking shared by every user: the first k of it each user has not seen."""
+    item_scores = np.asarray(item_scores, dtype=np.float32).ravel()
+    order = np.argsort(-item_scores, kind="stable")
+    n_items = len(order)
+    seen = seen.tocsr()
+
+    def rank(users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = seen[users]
+        counts = np.diff(rows.indptr)
+        depth = min(n_items, k + int(counts.max(initial=0)))
+        head = order[:depth]
+        index = np.arange(len(users), dtype=np.int64)
+        blocked = np.isin(index[:, None] * n_items + head[None, :],
+                          np.repeat(index, counts) * n_items + rows.indices)
+        pick = np.argsort(blocked, axis=1, kind="stable")[:, :k]
+        ids = head[pick]
+        scores = np.where(np.take_along_axis(blocked, pick, axis=1), NO_SCORE, item_scores[ids])
+        return ids, scores.astype(np.float32)
+
+    return rank
+
+
 def scorer_ranker(scorer: Scorer, seen: sp.csr_matrix) -> Ranker:
     """Top-k from full score rows (any scorer): numpy, slower than `factor_ranker`."""
 
@@ -133,8 +156,12 @@ def model_scorer(model: Model) -> Scorer:
 
 def evaluate(model: Model, train: InteractionMatrix, relevant: dict[int, np.ndarray],
              k_values: tuple[int, ...] = K_VALUES, batch: int = 1024) -> dict[str, float]:
-    ranker = factor_ranker(lambda users: model.user_factors[users], model.item_factors,
-                           train.matrix)
+    if model.personalized:
+        ranker = factor_ranker(lambda users: model.user_factors[users], model.item_factors,
+                               train.matrix)
+    else:  # one ranking for everyone: no dot products needed
+        ranker = popular_ranker(model.scores(np.ones((1, model.item_factors.shape[1]),
+                                                     dtype=np.float32))[0], train.matrix)
     return evaluate_ranker(ranker, train.matrix.shape[1], relevant, k_values, batch)
 
 

@@ -27,6 +27,7 @@ from sluice.evaluation import (
     evaluate,
     evaluate_ranker,
     factor_ranker,
+    popular_ranker,
     relevant_items,
 )
 from sluice.matrix import InteractionMatrix
@@ -96,6 +97,10 @@ def bundle_ranker(bundle: ModelBundle, train: InteractionMatrix) -> Ranker:
         return np.vstack([user_vector(int(u)) for u in users])
 
     unknown = np.flatnonzero(~known)
+    if kind == "constant":  # one ranking for everyone (popularity)
+        shared = items @ np.ones(items.shape[1], dtype=np.float32)
+        shared[unknown] = -np.inf
+        return popular_ranker(shared, rows)
     return factor_ranker(vectors, items, rows, unknown if len(unknown) else None)
 
 

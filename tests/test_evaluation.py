@@ -181,3 +181,17 @@ def test_categorical_ids_and_row_order_change_nothing():
                           strict=True))
 
     assert held(leave_last_out_split(history)) == held(leave_last_out_split(categorical))
+
+
+def test_the_popular_ranker_matches_the_numpy_path():
+    history = taste_history(users=80, per_user=10)
+    split = time_split(history, 0.2)
+    train = build(split.train)
+    relevant = relevant_items(train, split.test)
+    model = Popularity().fit(train.matrix)
+    fast = evaluate(model, train, relevant, (5, 10))
+    counts = model.item_factors[:, 0].copy()
+    counts += np.linspace(0, 0.5, len(counts), dtype=np.float32)[::-1]  # ties broken as stable
+    model.item_factors = counts[:, None]
+    slow = evaluate_scorer(model_scorer(model), train.matrix, relevant, (5, 10))
+    assert fast == pytest.approx(slow)
