@@ -16,7 +16,7 @@ def load_new_files() -> dict[str, Any]:
     """Load every raw log segment and landing file not loaded yet."""
     logger = get_run_logger()
     settings = get_settings()
-    report = Ingestor(settings.warehouse_path, settings.raw_dir, settings.landing_dir,
+    report = Ingestor(settings.warehouse_path, settings.raw_location, settings.landing_location,
                       progress=logger.info).run()
     table = report.table_rows(settings.home)
     create_table_artifact(key="ingest-summary", table=table,

@@ -3,6 +3,11 @@
 Each writer process owns its own segment files (no interleaving between processes); concurrent
 appends inside one process share one write + fsync (group commit). Readers consume complete
 lines only, so a line being written is never read half.
+
+A root given as a URL (`memory://raw`, `file:///srv/raw`, `s3://bucket/raw`) goes through fsspec;
+a plain path stays on os/open with fsync. On a filesystem with append (local, memory) each group
+commit is appended to the writer's segment; elsewhere (object stores) each group commit becomes
+one new immutable object, named so that `segments()` still lists in append order.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+# filesystems whose open(..., "ab") really appends; others get one object per group commit
+APPEND_PROTOCOLS = frozenset({"file", "local", "memory"})
 
 SEGMENT_GLOB = "segment-*.jsonl"
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
@@ -38,14 +46,22 @@ class _Waiter:
 class EventLog:
     """Durable appends to `root`; `append` returns only once the bytes are fsync'd."""
 
-    root: Path
+    root: Path | str
     segment_bytes: int = DEFAULT_SEGMENT_BYTES
     writer_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     )
 
+    append_mode: bool | None = None  # URL roots only; None: append where the filesystem can
+
     def __post_init__(self) -> None:
-        self.root = Path(self.root)
+        self.root = location(self.root)
+        self._fs: Any = None
+        if isinstance(self.root, str):
+            self._fs, self._fs_root = _url_to_fs(self.root)
+            if self.append_mode is None:
+                self.append_mode = bool(APPEND_PROTOCOLS & set(_protocols(self._fs)))
+        self._remote_path: str | None = None
         self._cond = threading.Condition()
         self._pending: list[_Waiter] = []
         self._leader = False
@@ -79,6 +95,8 @@ class EventLog:
             raise LogWriteError(f"event log at {self.root} refused the write: {waiter.error}")
 
     def _write(self, data: bytes) -> BaseException | None:
+        if self._fs is not None:
+            return self._write_remote(data)
         try:
             handle = self._segment()
             start = self._size
@@ -110,13 +128,45 @@ class EventLog:
             if self._file is not None:
                 self._file.close()
             self.root.mkdir(parents=True, exist_ok=True)
-            # a new name on every rotation, even within one millisecond, in append order
-            self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
-            name = f"segment-{self._last_ms:013d}-{self.writer_id}.jsonl"
+            name = self._next_name()
             self._file = open(self.root / name, "ab", buffering=0)  # noqa: SIM115
             self._size = os.fstat(self._file.fileno()).st_size  # truncate never cuts older lines
             _fsync_dir(self.root)
         return self._file
+
+    def _next_name(self) -> str:
+        # a new name on every rotation, even within one millisecond, in append order
+        self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
+        return f"segment-{self._last_ms:013d}-{self.writer_id}.jsonl"
+
+    def _write_remote(self, data: bytes) -> BaseException | None:
+        fs = self._fs
+        try:
+            if not self.append_mode:  # one immutable object per group commit
+                fs.makedirs(self._fs_root, exist_ok=True)
+                fs.pipe_file(f"{self._fs_root}/{self._next_name()}", data)
+                return None
+            if self._remote_path is None or self._size >= self.segment_bytes:
+                fs.makedirs(self._fs_root, exist_ok=True)
+                self._remote_path = f"{self._fs_root}/{self._next_name()}"
+                self._size = fs.size(self._remote_path) if fs.exists(self._remote_path) else 0
+            try:
+                with fs.open(self._remote_path, "ab") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    fileno = getattr(handle, "fileno", None)
+                    if fileno is not None:  # fsspec's local files: fsync as the plain path does
+                        try:
+                            os.fsync(fileno())
+                        except (OSError, ValueError, AttributeError):
+                            pass
+            except OSError:
+                self._remote_path = None  # a torn tail is never read: start a fresh segment
+                raise
+            self._size += len(data)
+            return None
+        except OSError as exc:
+            return exc
 
     def close(self) -> None:
         with self._cond:
@@ -133,19 +183,65 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def segments(root: Path) -> list[Path]:
-    """Segments in the order they were started."""
+def is_url(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value
+
+
+def location(value: Path | str) -> Path | str:
+    """A URL stays a string (read through fsspec); anything else is a local Path."""
+    return value if is_url(value) else Path(value)
+
+
+def _url_to_fs(url: str) -> tuple[Any, str]:
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(url)
+    return fs, path.rstrip("/") or path
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+
+
+def file_url(fs: Any, path: str) -> str:
+    """The full URL of `path` on `fs`: the key a URL's files have in the manifest."""
+    return fs.unstrip_protocol(path)
+
+
+def size_of(path: Path | str) -> int:
+    if is_url(path):
+        fs, inner = _url_to_fs(path)
+        return fs.size(inner)
+    return os.stat(path).st_size
+
+
+def segments(root: Path | str) -> list[Path] | list[str]:
+    """Segments in the order they were started (full URLs when `root` is a URL)."""
+    if is_url(root):
+        fs, inner = _url_to_fs(root)
+        fs.invalidate_cache(inner)  # a cached listing would hide new segments
+        if not fs.exists(inner):
+            return []
+        found = fs.glob(f"{inner}/{SEGMENT_GLOB}")
+        return [file_url(fs, p) for p in sorted(found, key=lambda p: p.rsplit("/", 1)[-1])]
     root = Path(root)
     if not root.exists():
         return []
     return sorted(root.glob(SEGMENT_GLOB), key=lambda p: p.name)
 
 
-def read_complete(path: Path, offset: int, max_bytes: int | None = None) -> tuple[bytes, int]:
+def read_complete(path: Path | str, offset: int, max_bytes: int | None = None
+                  ) -> tuple[bytes, int]:
     """Bytes from `offset` up to the last complete line; returns (data, new_offset)."""
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read() if max_bytes is None else handle.read(max_bytes)
+    if is_url(path):
+        fs, inner = _url_to_fs(path)
+        size = fs.size(inner)
+        end = size if max_bytes is None else min(size, offset + max_bytes)
+        data = fs.cat_file(inner, start=offset, end=end) if end > offset else b""
+    else:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read() if max_bytes is None else handle.read(max_bytes)
     end = data.rfind(b"\n")
     if end < 0:
         return b"", offset
@@ -155,16 +251,16 @@ def read_complete(path: Path, offset: int, max_bytes: int | None = None) -> tupl
 class LogFollower:
     """Reads what was appended to every segment since the last call (serving follows the log)."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self.offsets: dict[Path, int] = {}
+    def __init__(self, root: Path | str):
+        self.root = location(root)
+        self.offsets: dict[Path | str, int] = {}
 
     def poll(self) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         for path in segments(self.root):
             offset = self.offsets.get(path, 0)
             try:
-                if path.stat().st_size <= offset:
+                if size_of(path) <= offset:
                     continue
                 data, offset = read_complete(path, offset)
             except FileNotFoundError:

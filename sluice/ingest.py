@@ -3,6 +3,9 @@
 Each file is loaded in one transaction together with its manifest row, so a crash leaves
 either the whole file or nothing; a re-run loads only what is new. Event ids deduplicate
 across files through the (tenant, event_id) primary key.
+
+`raw_dir` and `landing_dir` may be fsspec URLs (`memory://landing`, `s3://bucket/landing`): files
+are then listed and read through fsspec and keyed in the manifest by their full URL.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,12 +206,12 @@ class _Unparsable:
 class Ingestor:
     """Discovers unloaded files and loads each in its own transaction."""
 
-    def __init__(self, warehouse: Path, raw_dir: Path, landing_dir: Path,
+    def __init__(self, warehouse: Path, raw_dir: Path | str, landing_dir: Path | str,
                  default_tenant: str = "default",
                  progress: Callable[[str], None] | None = None):
         self.warehouse = Path(warehouse)
-        self.raw_dir = Path(raw_dir)
-        self.landing_dir = Path(landing_dir)
+        self.raw_dir = eventlog.location(raw_dir)
+        self.landing_dir = eventlog.location(landing_dir)
         self.default_tenant = default_tenant
         self.progress = progress or (lambda message: log.info(message))
 
@@ -233,7 +236,9 @@ class Ingestor:
             con.close()
         return report
 
-    def _landing_files(self) -> list[Path]:
+    def _landing_files(self) -> list[Path] | list[str]:
+        if isinstance(self.landing_dir, str):
+            return _remote_landing_files(self.landing_dir)
         if not self.landing_dir.exists():
             return []
         root = self.landing_dir.resolve()
@@ -248,7 +253,7 @@ class Ingestor:
         return found
 
     # raw log segments grow: load the complete lines past what the manifest consumed
-    def _load_segment(self, con, path: Path, seen: tuple[int, str] | None) -> FileResult:
+    def _load_segment(self, con, path: Path | str, seen: tuple[int, str] | None) -> FileResult:
         result = FileResult(str(path), "raw_log")
         consumed, digest = (0, hashlib.sha256()) if seen is None else (seen[0], None)
         if seen is not None:
@@ -270,10 +275,10 @@ class Ingestor:
                    allow_internal=True)
         return result
 
-    def _load_landing(self, con, path: Path, seen: tuple[int, str] | None) -> FileResult:
+    def _load_landing(self, con, path: Path | str, seen: tuple[int, str] | None) -> FileResult:
         result = FileResult(str(path), "landing")
         checksum = _sha256(path)
-        size = path.stat().st_size
+        size = eventlog.size_of(path)
         if seen is not None:
             if seen == (size, checksum):
                 result.status = "unchanged"
@@ -290,21 +295,21 @@ class Ingestor:
             self._quarantine_whole(con, result, path, size, checksum, str(exc))
         return result
 
-    def _landing_records(self, path: Path
+    def _landing_records(self, path: Path | str
                          ) -> tuple[Iterator[tuple[int, bytes | str, Any]], int]:
         """The file's records and about how many there are."""
-        name = path.name
+        name = _name(path)
         if name.endswith((".jsonl", ".ndjson", ".jsonl.gz")):
             try:
-                opener = gzip.open if name.endswith(".gz") else open
-                with opener(path, "rb") as handle:
+                with _open(path, gzipped=name.endswith(".gz")) as handle:
                     data = handle.read()
             except (OSError, EOFError, zlib.error) as exc:
                 raise _UnreadableFile(f"cannot read {name}: {exc}") from exc
             return _json_lines(data, 1), data.count(b"\n") + (not data.endswith(b"\n"))
         try:
-            frame = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(
-                path, dtype=str, keep_default_na=False, na_values=[""])
+            with _open(path) if isinstance(path, str) else nullcontext(path) as source:
+                frame = pd.read_parquet(source) if name.endswith(".parquet") else pd.read_csv(
+                    source, dtype=str, keep_default_na=False, na_values=[""])
         except Exception as exc:
             raise _UnreadableFile(f"cannot parse {name}: {exc}") from exc
         return self._tabular_records(frame), len(frame)
@@ -413,7 +418,7 @@ class Ingestor:
         result.rows_loaded += inserted
         result.duplicates_skipped += len(batch) - inserted
 
-    def _quarantine_whole(self, con, result: FileResult, path: Path, size: int, checksum: str,
+    def _quarantine_whole(self, con, result: FileResult, path: Path | str, size: int, checksum: str,
                           reason: str) -> None:
         now = datetime.now(UTC).replace(tzinfo=None)
         result.status, result.message, result.rows_quarantined = "unreadable", reason, 1
@@ -447,14 +452,45 @@ class _UnreadableFile(Exception):
     pass
 
 
-def _sha256(path: Path) -> str:
+def _remote_landing_files(url: str) -> list[str]:
+    """Landing files under a URL; hidden path parts skipped (no symlinks on object stores)."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(url)
+    root = root.rstrip("/")
+    fs.invalidate_cache(root)
+    if not fs.exists(root):
+        return []
+    found = []
+    for path in sorted(fs.find(root)):
+        parts = path[len(root):].strip("/").split("/")
+        if any(part.startswith(".") for part in parts) or not path.endswith(LANDING_SUFFIXES):
+            continue
+        found.append(eventlog.file_url(fs, path))
+    return found
+
+
+def _name(path: Path | str) -> str:
+    return path.rsplit("/", 1)[-1] if isinstance(path, str) else path.name
+
+
+def _open(path: Path | str, gzipped: bool = False) -> Any:
+    """A binary reader: plain open (or gzip.open) for local paths, fsspec for URLs."""
+    if isinstance(path, str):
+        import fsspec
+
+        return fsspec.open(path, "rb", compression="gzip" if gzipped else None)
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115
+
+
+def _sha256(path: Path | str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with _open(path) as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _count_lines(path: Path, upto: int) -> int:
+def _count_lines(path: Path | str, upto: int) -> int:
     data, _ = eventlog.read_complete(path, 0, max_bytes=upto)
     return data.count(b"\n")

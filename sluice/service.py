@@ -54,8 +54,8 @@ class Service:
     def __post_init__(self) -> None:
         app = self.settings.app
         self.state = RealtimeState(app.events.anonymous_user_prefix)
-        self.log = EventLog(self.settings.raw_dir)
-        self.follower = LogFollower(self.settings.raw_dir)
+        self.log = EventLog(self.settings.raw_location)
+        self.follower = LogFollower(self.settings.raw_location)
         self._recommenders: dict[str, Recommender] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

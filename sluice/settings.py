@@ -266,6 +266,9 @@ class Settings(BaseSettings):
         validation_alias="MLFLOW_TRACKING_URI",
     )
     mlflow_artifacts: Path | None = None
+    # fsspec URLs (memory://, file://, s3:// with s3fs, ...) for the raw log and landing folder
+    raw_url: str | None = None
+    landing_url: str | None = None
 
     @field_validator("home", "config", mode="after")
     @classmethod
@@ -283,6 +286,16 @@ class Settings(BaseSettings):
     @property
     def landing_dir(self) -> Path:
         return self.home / "landing"
+
+    @property
+    def raw_location(self) -> Path | str:
+        """SLUICE_RAW_URL when set (read and written through fsspec), else `raw_dir`."""
+        return self.raw_url or self.raw_dir
+
+    @property
+    def landing_location(self) -> Path | str:
+        """SLUICE_LANDING_URL when set (read through fsspec), else `landing_dir`."""
+        return self.landing_url or self.landing_dir
 
     @property
     def warehouse_path(self) -> Path:
