@@ -42,11 +42,14 @@ def time_split(frame: pd.DataFrame, holdout_fraction: float) -> Split:
 def leave_last_out_split(frame: pd.DataFrame, leave_out: int = 1) -> Split:
     """Each user's last `leave_out` interactions are the test set, for users with more.
 
-    Ties in time are broken by item id, so the same data always holds out the same rows.
+    Ties in time (bulk imports, ratings saved in one second) are broken by a hash of the
+    (user, item) ids: the same rows whatever the row order, and, unlike the ids' order,
+    unrelated to which items are popular.
     """
-    user, item = lexical_rank(frame["user_id"]), lexical_rank(frame["item_id"])
+    user = value_codes(frame["user_id"])
+    tie = value_hash(frame["user_id"]) ^ (value_hash(frame["item_id"]) * np.uint64(31))
     at = frame["event_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    order = np.lexsort((item, at, user))  # by user, then time, then item
+    order = np.lexsort((tie, at, user))  # by user, then time, then the tie hash
     by_user = user[order]
     starts = np.r_[True, by_user[1:] != by_user[:-1]] if len(order) else np.zeros(0, bool)
     group = np.cumsum(starts) - 1
@@ -58,15 +61,19 @@ def leave_last_out_split(frame: pd.DataFrame, leave_out: int = 1) -> Split:
     return Split(train, test, train["event_at"].max(), "leave_last_out")
 
 
-def lexical_rank(column: pd.Series) -> np.ndarray:
-    """Each value's rank among the sorted distinct values (categorical or not)."""
-    if not isinstance(column.dtype, pd.CategoricalDtype):
-        return pd.factorize(column, sort=True)[0]
-    categories = np.asarray(column.cat.categories.astype(str), dtype=str)
-    rank = np.empty(len(categories), dtype=np.int64)
-    rank[np.argsort(categories, kind="stable")] = np.arange(len(categories))
-    codes = column.cat.codes.to_numpy()
-    return rank[codes] if len(rank) else codes.astype(np.int64)
+def value_codes(column: pd.Series) -> np.ndarray:
+    """Equal values, equal codes (categorical codes as they are, else factorized)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy().astype(np.int64)
+    return pd.factorize(column)[0]
+
+
+def value_hash(column: pd.Series) -> np.ndarray:
+    """A hash of each value's text, computed once per distinct value."""
+    values = column if isinstance(column.dtype, pd.CategoricalDtype) else column.astype("category")
+    categories = np.asarray(values.cat.categories.astype(str), dtype=object)
+    hashes = pd.util.hash_array(categories) if len(categories) else np.zeros(1, np.uint64)
+    return hashes[values.cat.codes.to_numpy().clip(min=0)]
 
 
 def make_split(frame: pd.DataFrame, protocol: str, holdout_fraction: float = 0.1,
