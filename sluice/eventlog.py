@@ -255,7 +255,8 @@ class LogFollower:
         self.root = location(root)
         self.offsets: dict[Path | str, int] = {}
 
-    def poll(self) -> list[dict[str, Any]]:
+    def poll(self, skip: tuple[bytes, ...] = ()) -> list[dict[str, Any]]:
+        """New complete lines as events; lines containing any `skip` marker are not parsed."""
         events: list[dict[str, Any]] = []
         for path in segments(self.root):
             offset = self.offsets.get(path, 0)
@@ -267,6 +268,8 @@ class LogFollower:
                 continue
             self.offsets[path] = offset
             for line in data.splitlines():
+                if skip and any(marker in line for marker in skip):
+                    continue
                 try:
                     events.append(orjson.loads(line))
                 except orjson.JSONDecodeError:

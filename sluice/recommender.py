@@ -219,7 +219,8 @@ class Recommender:
         if req.template == "personalized":
             if key is not None and self.model is not None:
                 add(self._personalized(key, new, want, blocked, req.rules), MODEL_PERSONALIZED)
-            add(self._popular(), MODEL_FALLBACK)
+            if len(slots) < req.num_results:
+                add(self._popular(), MODEL_FALLBACK)
         elif req.template == "popular":
             add(self._popular(), MODEL_NON_PERSONALIZED)
         elif req.template == "similar_items":
@@ -232,7 +233,8 @@ class Recommender:
             recent = list(dict.fromkeys(e.item_id for e in reversed(history)))
             blocked.difference_update(recent)
             add([(item, 0.0) for item in recent], MODEL_PERSONALIZED)
-        if req.fill_with_random or req.template == "filter_based":
+        if (req.fill_with_random or req.template == "filter_based") and (
+                len(slots) < req.num_results):
             add(self._random(req.num_results - len(slots), taken | blocked, passes), FALLBACK)
         version = self.model.version if self.model is not None else None
         return Answer(uuid.uuid4().hex, version, req.template, slots)
@@ -323,16 +325,28 @@ class Recommender:
         return cached[2]
 
     def _similar(self, item_id: str, n: int, rules: list[Rule]) -> list[tuple[str, float]]:
+        """The trained similar-items index first (when the bundle has one), then the nearest
+        items by factor cosine, so filters or a long answer never run the tier dry."""
         if self.model is None or item_id not in self.model.bundle.item_index:
             return []
+        bundle = self.model.bundle
+        row = bundle.item_index[item_id]
+        indexed: list[tuple[str, float]] = []
+        if bundle.similar is not None:
+            start, end = bundle.similar.indptr[row], bundle.similar.indptr[row + 1]
+            neighbours = bundle.similar.indices[start:end]
+            weights = bundle.similar.data[start:end]
+            order = np.argsort(-weights, kind="stable")
+            indexed = [(str(bundle.item_ids[neighbours[j]]), float(weights[j])) for j in order
+                       if neighbours[j] != row]
         unit = self.model.unit_items
-        scores = unit @ unit[self.model.bundle.item_index[item_id]]
+        scores = unit @ unit[row]
         item_rules = [r for r in rules if r.source == "items"]
         if item_rules:
             scores[~self.model.item_mask(item_rules)] = -np.inf
         picks = top_n(scores, n)
-        return list(zip(self.model.bundle.item_ids[picks].tolist(), scores[picks].tolist(),
-                        strict=True))
+        return indexed + list(zip(bundle.item_ids[picks].tolist(), scores[picks].tolist(),
+                                  strict=True))
 
     def catalog(self) -> list[str]:
         """Model items, catalog snapshot and items seen in the log since (cached)."""

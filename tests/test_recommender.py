@@ -191,3 +191,26 @@ def test_fold_in_matches_implicits_own_user_solve(bundle):
     model.cg_steps = 50  # converge the conjugate-gradient solve to the exact one
     theirs = model.recalculate_user(0, sp.csr_matrix(row))
     np.testing.assert_allclose(mine, np.asarray(theirs).ravel(), rtol=1e-3, atol=1e-4)
+
+
+def test_similar_items_come_from_the_trained_index_first(bundle):
+    import dataclasses
+
+    n = len(bundle.item_ids)
+    i3 = bundle.item_index["i3"]
+    picks = [bundle.item_index[i] for i in ("i7", "i40", "i3", "i21")]
+    similar = sp.csr_matrix((np.array([0.9, 0.8, 1.0, 0.7], np.float32),
+                             (np.full(4, i3), picks)), shape=(n, n))
+    indexed = dataclasses.replace(bundle, similar=similar)
+    answer = recommender(indexed).recommend(Request(template="similar_items", item_id="i3",
+                                                    num_results=6))
+    ids = [s.item_id for s in answer.items]
+    assert ids[:3] == ["i7", "i40", "i21"]  # the index, best first, without the item itself
+    assert "i3" not in ids and len(ids) == 6  # factor cosine fills the rest
+    from sluice.filters import parse_conditions
+
+    red = parse_conditions([{"field": "color", "op": "eq", "value": "red"}], {"color"})
+    filtered = recommender(indexed).recommend(Request(template="similar_items", item_id="i3",
+                                                      num_results=3, rules=red))
+    assert [s.item_id for s in filtered.items][:2] == ["i7", "i21"]  # i40 is blue: filtered out
+    assert all(int(s.item_id[1:]) % 2 == 1 for s in filtered.items)
