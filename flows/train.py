@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from sluice.locks import warehouse_lock
@@ -31,7 +32,25 @@ def train_one(tenant: str, algorithm: str | None = None) -> dict[str, Any]:
         result = train_tenant(settings, tenant, progress=logger.info, algorithm=algorithm)
     logger.info("%s v%s %s (%s)", result.model_name, result.version,
                 "is champion" if result.promoted else "stays candidate", result.reason)
+    create_markdown_artifact(key=f"train-{_slug(tenant)}", markdown=_summary(result),
+                             description=f"{result.model_name} v{result.version} against "
+                                         "popularity and the champion")
     return asdict(result)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower())
+
+
+def _summary(result: Any) -> str:
+    keys = ["ndcg_at_10", "recall_at_10", "precision_at_10", "map_at_10", "hit_rate_at_10",
+            "catalog_coverage"]
+    lines = [f"### {result.model_name} v{result.version} ({result.algorithm})",
+             f"**{'promoted to champion' if result.promoted else 'kept as candidate'}**: "
+             f"{result.reason}", "", "| metric | candidate | popularity |", "|---|---:|---:|"]
+    lines += [f"| {k} | {result.metrics.get(k, float('nan')):.4f} | "
+              f"{result.baseline.get(k, float('nan')):.4f} |" for k in keys]
+    return "\n".join(lines)
 
 
 @flow(name="train", flow_run_name="train-{tenant}",

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 
+from sluice.locks import warehouse_lock
 from sluice.settings import get_settings
 from sluice.transform import dbt_build
+from sluice.warehouse import connect
 
 
 @task
@@ -19,9 +22,29 @@ def build_models(select: str | None) -> list[dict[str, Any]]:
     return result.nodes
 
 
+@task(retries=2, retry_delay_seconds=5)
+def publish_sufficiency() -> list[dict[str, Any]]:
+    """Publish marts.data_sufficiency (per tenant: found against needed) as an artifact."""
+    settings = get_settings()
+    with warehouse_lock(settings.warehouse_path):
+        con = connect(settings.warehouse_path, read_only=True)
+        try:
+            rows = con.execute("select * from marts.data_sufficiency order by tenant").df()
+        finally:
+            con.close()
+    table = rows.astype(object).to_dict("records")
+    if table:
+        create_table_artifact(key="data-sufficiency", table=table,
+                              description="Interactions and users with two or more, per tenant, "
+                                          "against the configured minimums")
+    return table
+
+
 @flow(name="transform", flow_run_name="transform-{select}")
 def transform(select: str | None = None) -> dict[str, Any]:
+    """Rebuild the marts with dbt; publish data sufficiency."""
     nodes = build_models(select)
     passed = sum(1 for n in nodes if n["status"] in ("success", "pass"))
     get_run_logger().info("dbt build: %d of %d nodes passed", passed, len(nodes))
-    return {"nodes": len(nodes), "passed": passed}
+    sufficiency = publish_sufficiency()
+    return {"nodes": len(nodes), "passed": passed, "sufficiency": sufficiency}

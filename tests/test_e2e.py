@@ -73,6 +73,22 @@ def test_pipeline_trains_and_promotes_a_champion(trained):
     assert "popularity.ndcg_at_10" in metrics
 
 
+def test_the_pipeline_publishes_artifacts_and_the_report(trained):
+    from pathlib import Path
+
+    from prefect.client.orchestration import get_client
+
+    outcome = trained["outcome"]
+    assert Path(outcome["report"]).exists()
+    (sufficiency,) = outcome["transform"]["sufficiency"]
+    assert sufficiency["tenant"] == "default" and sufficiency["is_sufficient"]
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts()}
+    assert {"ingest-summary", "data-sufficiency", "train-default", "analytics-report"} <= set(
+        artifacts)
+    assert "ndcg_at_10" in artifacts["train-default"].data
+
+
 def test_known_user_gets_personalized_slots(trained, api):
     answer = ask(api, user_id=trained["info"].known_user, num_results=20)
     assert_counts(answer)
