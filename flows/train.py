@@ -9,13 +9,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.retries import RETRY_DELAYS, io_failure
 from sluice.locks import warehouse_lock
 from sluice.settings import get_settings
 from sluice.training import InsufficientDataError, train_tenant
 from sluice.training import tenants as warehouse_tenants
 
 
-@task
+@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=io_failure)
 def list_tenants() -> list[str]:
     """Tenants with training interactions in the marts."""
     warehouse = get_settings().warehouse_path
@@ -23,7 +25,8 @@ def list_tenants() -> list[str]:
         return warehouse_tenants(warehouse)
 
 
-@task
+@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=io_failure)
 def train_one(tenant: str, algorithm: str | None = None) -> dict[str, Any]:
     """Train, evaluate, register and gate one tenant's model."""
     logger = get_run_logger()

@@ -7,13 +7,15 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from flows.retries import RETRY_DELAYS, io_failure
 from sluice.locks import warehouse_lock
 from sluice.settings import get_settings
 from sluice.transform import dbt_build
 from sluice.warehouse import connect
 
 
-@task
+@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=io_failure)
 def build_models(select: str | None) -> list[dict[str, Any]]:
     """Run `dbt build` with vars taken from config/sluice.yaml."""
     settings = get_settings()
