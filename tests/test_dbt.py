@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from sluice.transform import DBT_PROJECT_DIR, TransformError, dbt_build
 from sluice.warehouse import connect
@@ -115,7 +116,7 @@ def test_build_passes_every_model_unit_test_and_data_test(built):
     nodes = built["result"].nodes
     assert built["result"].ok and not built["result"].failures
     kinds = {n["node"].split(".")[0] for n in nodes}
-    assert kinds == {"model", "test", "unit_test"}
+    assert kinds == {"model", "test", "unit_test", "operation"}  # operation: on-run-start
     assert all(n["status"] in ("success", "pass") for n in nodes)
 
 
@@ -227,8 +228,13 @@ def test_docs_generate_works_offline(built):
 DUCKDB_ONLY = re.compile(
     r"json_\w+\s*\(|\bunnest\b|\blist_\w+|\bstrftime\b|\bepoch_ms\b|\btry_cast\b|::|"
     r"\bstruct_\w+|\bstring_agg\b|\bregexp_\w+|\bqualify\b|\bexclude\s*\(|\bilike\b|"
-    r"\bas\s+(varchar|double|text)\b|\bconcat_ws\b|\barg_(max|min)\b|\bcount_if\b",
+    r"\bas\s+(varchar|double|text)\b|\bconcat_ws\b|\barg_(max|min)\b|\bcount_if\b|->",
     re.IGNORECASE)
+# dbt renders a contract's data_type without the project's macros (only var, env_var, target),
+# so each must be spelled one way for every target: these mean the same on DuckDB and
+# PostgreSQL (`double` is not a PostgreSQL type)
+PORTABLE_TYPES = {"bigint", "boolean", "date", "double precision", "integer", "timestamp",
+                  "varchar"}
 
 
 def test_models_use_no_duckdb_only_sql_outside_dispatching_macros():
@@ -242,6 +248,17 @@ def test_models_use_no_duckdb_only_sql_outside_dispatching_macros():
     for path in (DBT_PROJECT_DIR / "macros" / "cross_db").glob("*.sql"):
         text = path.read_text()
         assert "adapter.dispatch(" in text and "default__" in text, path
+
+
+def test_contract_data_types_are_spelled_the_same_on_every_target():
+    types = {}
+    for path in (DBT_PROJECT_DIR / "models").glob("**/*.yml"):
+        for model in yaml.safe_load(path.read_text()).get("models", []):
+            for column in model.get("columns", []):
+                if "data_type" in column:
+                    types[f"{model['name']}.{column['name']}"] = column["data_type"]
+    assert len(types) > 50
+    assert {name: kind for name, kind in types.items() if kind not in PORTABLE_TYPES} == {}
 
 
 def _sql_only(path: Path) -> str:

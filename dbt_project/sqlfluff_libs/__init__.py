@@ -35,7 +35,8 @@ class _Adapter:
 adapter = _Adapter()
 # dbt's cross-database type macros, as they render on DuckDB
 dbt = SimpleNamespace(type_string=lambda: "varchar", type_int=lambda: "integer",
-                      type_bigint=lambda: "bigint")
+                      type_bigint=lambda: "bigint", type_boolean=lambda: "boolean",
+                      type_timestamp=lambda: "timestamp")
 modules = SimpleNamespace(re=re)
 exceptions = SimpleNamespace(raise_compiler_error=_raise_compiler_error)
 

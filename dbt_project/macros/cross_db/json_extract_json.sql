@@ -10,3 +10,7 @@
 {% macro duckdb__json_extract_json(column, key) -%}
     cast(json_extract({{ column }}, '$."{{ key }}"') as varchar)
 {%- endmacro %}
+
+{% macro postgres__json_extract_json(column, key) -%}
+    cast(cast({{ column }} as json) -> {{ sql_string(key) }} as text)
+{%- endmacro %}

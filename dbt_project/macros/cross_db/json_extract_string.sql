@@ -10,3 +10,7 @@
 {% macro duckdb__json_extract_string(column, key) -%}
     json_extract_string({{ column }}, '$."{{ key }}"')
 {%- endmacro %}
+
+{% macro postgres__json_extract_string(column, key) -%}
+    (cast({{ column }} as json) ->> {{ sql_string(key) }})
+{%- endmacro %}

@@ -1,4 +1,5 @@
-{#- 'object', 'array', 'varchar', ... for valid JSON text; null for null or invalid text. -#}
+{#- 'object' or 'array' for valid JSON text of that kind (other kinds are named differently by
+    each engine); null for null or invalid text. -#}
 {% macro json_typeof(column) -%}
     {{ return(adapter.dispatch('json_typeof', 'sluice')(column)) }}
 {%- endmacro %}
@@ -9,4 +10,9 @@
 
 {% macro duckdb__json_typeof(column) -%}
     case when json_valid({{ column }}) then lower(json_type({{ column }})) end
+{%- endmacro %}
+
+{#- sluice_try_json comes from the on-run-start hook (functions.sql) -#}
+{% macro postgres__json_typeof(column) -%}
+    json_typeof({{ target.schema }}.sluice_try_json(cast({{ column }} as text)))
 {%- endmacro %}
