@@ -25,10 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import api_key, server, table, wrk  # noqa: E402
 
 from sluice.bundle import ModelBundle  # noqa: E402
+from sluice.candidates import precompute  # noqa: E402
 from sluice.scoring import BatchScorer, top_n_blocked  # noqa: E402
 
 USERS = 20_000
 FACTORS = 64
+HEAD = 100
 
 LUA = """
 math.randomseed(os.time())
@@ -49,13 +51,15 @@ def synthetic_bundle(items: int, seed: int = 0) -> ModelBundle:
                                shape=(USERS, items))
     user_items.sum_duplicates()
     popular = np.arange(1000)
+    candidates, candidate_scores = precompute(user_factors, item_factors, user_items, HEAD)
     return ModelBundle(
         user_ids=np.array([f"u{i}" for i in range(USERS)]),
         item_ids=np.array([f"i{i}" for i in range(items)]),
         user_factors=user_factors, item_factors=item_factors, user_items=user_items,
         popular=popular, popular_scores=np.linspace(1000, 1, 1000).astype(np.float32),
         meta={"alpha": 2.0, "regularization": 0.1, "cutoff_ms": 0, "algorithm": "als",
-              "tenant": "default"},
+              "tenant": "default", "fold_in": "als"},
+        candidates=candidates, candidate_scores=candidate_scores,
     )
 
 

@@ -1,5 +1,5 @@
 """A trained model's artifacts: `.npz` arrays (never pickle), id maps, catalog and popularity,
-and the similar-items index when one was built.
+the similar-items index and each user's precomputed candidates when they were built.
 
 This is everything serving needs at start-up; it never opens the warehouse.
 """
@@ -31,6 +31,8 @@ class ModelBundle:
     meta: dict[str, Any] = field(default_factory=dict)
     catalog: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> fields
     similar: sp.csr_matrix | None = None  # items x items, each row its nearest neighbours
+    candidates: np.ndarray | None = None  # int32 users x k: each user's top unseen items, -1 pad
+    candidate_scores: np.ndarray | None = None  # float32, same shape
 
     def __post_init__(self) -> None:
         self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
@@ -39,12 +41,15 @@ class ModelBundle:
     def save(self, directory: Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        similar = {}
+        optional: dict[str, np.ndarray] = {}
         if self.similar is not None:
-            similar = {"sim_indptr": self.similar.indptr, "sim_indices": self.similar.indices,
+            optional = {"sim_indptr": self.similar.indptr, "sim_indices": self.similar.indices,
                        "sim_data": self.similar.data.astype(np.float32)}
+        if self.candidates is not None and self.candidate_scores is not None:
+            optional["candidates"] = self.candidates.astype(np.int32)
+            optional["candidate_scores"] = self.candidate_scores.astype(np.float32)
         np.savez(
-            directory / ARRAYS, **similar,
+            directory / ARRAYS, **optional,
             user_ids=self.user_ids.astype(str), item_ids=self.item_ids.astype(str),
             user_factors=self.user_factors.astype(np.float32),
             item_factors=self.item_factors.astype(np.float32),
@@ -83,7 +88,8 @@ class ModelBundle:
             item_factors=np.ascontiguousarray(a["item_factors"], dtype=np.float32),
             user_items=user_items, popular=a["popular"], popular_scores=a["popular_scores"],
             meta=json.loads((directory / META).read_text()), catalog=catalog,
-            similar=similar,
+            similar=similar, candidates=a.get("candidates"),
+            candidate_scores=a.get("candidate_scores"),
         )
 
 

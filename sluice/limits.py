@@ -43,4 +43,6 @@ def json_depth(data: bytes | str, stop_above: int | None = None) -> int:
 
 
 def too_deep(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    if isinstance(data, bytes) and data.count(b"[") + data.count(b"{") <= limit:
+        return False  # a small body cannot nest deeper than it has brackets: no numpy pass
     return json_depth(data, stop_above=limit) > limit

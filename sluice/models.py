@@ -4,11 +4,12 @@ Every model exposes `user_factors`/`item_factors` such that score(u, i) = x_u . 
 serving scores any family the same way; `fold_in` builds a vector for a history the model
 has not seen (a new user, or a known user with new events) without retraining.
 
-Serving folds histories in with `als_fold_in(item_factors, ..., meta alpha, meta
-regularization)` whatever the family, so every factor family's own `fold_in` is that same
-solve with the alpha and regularization it puts in the bundle (`serving_meta`): what is tested
-offline is what serving computes. BPR and LMF carry their biases as factor columns (implicit
-appends them), so the dot product already includes them.
+Serving folds histories in by the bundle's meta `fold_in` (`serving_meta`): "als" is
+`als_fold_in(item_factors, ..., meta alpha, meta regularization)`, the ALS, BPR and LMF
+families' own `fold_in`; "history" is the history itself (item-item); "constant" is one
+vector for everyone (popularity). What is tested offline is what serving computes. BPR and
+LMF carry their biases as factor columns (implicit appends them), so the dot product already
+includes them.
 """
 
 from __future__ import annotations
@@ -210,8 +211,7 @@ class ItemItem(Model):
     That is a dot product once x_u is the user's row of the matrix and y_i column i of the
     similarity matrix, so both are stored dense, which only fits a modest catalog:
     `max_dense_cells` bounds users x items + items x items. The exact fold-in is the history
-    itself (bundle meta fold_in = "history"); serving's ALS solve on these factors is an
-    approximation until it reads that key.
+    itself (bundle meta fold_in = "history"), which serving computes the same way.
     """
 
     fold_in_kind = "history"

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from sluice.bundle import ModelBundle
+from sluice.candidates import CandidateCache, Head, head_of
 from sluice.filters import Rule, allowed
 from sluice.models import als_fold_in, als_gram
-from sluice.realtime import RealtimeState
+from sluice.realtime import Interaction, RealtimeState
 from sluice.scoring import BatchScorer, top_n, top_n_blocked
 
 MODEL_PERSONALIZED = "model_personalized"
@@ -29,6 +30,8 @@ FALLBACK = "fallback"
 SOURCES = (MODEL_PERSONALIZED, MODEL_NON_PERSONALIZED, MODEL_FALLBACK, FALLBACK)
 LOG_POPULAR_SIZE = 1000
 TEMPLATES = ("personalized", "similar_items", "popular", "filter_based", "recently_viewed")
+FOLD_INS = ("als", "history", "constant")  # bundle meta fold_in, set by each model family
+HEAD_SIZE = 100  # the head kept of a ranking computed while serving
 
 
 class RecommendationError(ValueError):
@@ -88,21 +91,51 @@ class Answer:
                 "items": [slot.__dict__ for slot in self.items], **self.counts()}
 
 
-class LoadedModel:
-    """A bundle plus what serving derives from it once (ALS gram, catalog arrays)."""
+class NeedsScan(Exception):  # noqa: N818 - a signal to the caller, not a failure
+    """The answer needs a pass over the whole catalog, and the caller asked for none.
 
-    def __init__(self, bundle: ModelBundle, version: str | None):
+    Raised by `Recommender.recommend(..., scan=False)`: a caller on an event loop answers
+    the common case at once and hands this one to a thread.
+    """
+
+
+class LoadedModel:
+    """A bundle plus what serving derives from it once: the fold-in, heads, catalog arrays."""
+
+    def __init__(self, bundle: ModelBundle, version: str | None, head_cache_size: int = 50_000):
         self.bundle, self.version = bundle, version
         meta = bundle.meta
         self.alpha = float(meta.get("alpha", 1.0))
-        self.gram = als_gram(bundle.item_factors, float(meta.get("regularization", 0.0)))
+        self.fold_in_kind = str(meta.get("fold_in", "als"))
+        if self.fold_in_kind not in FOLD_INS:
+            raise ValueError(f"bundle meta fold_in: unknown {self.fold_in_kind!r}, expected "
+                             f"one of {', '.join(FOLD_INS)}")
+        self.personalized = self.fold_in_kind != "constant"
+        self.gram = (als_gram(bundle.item_factors, float(meta.get("regularization", 0.0)))
+                     if self.fold_in_kind == "als" else None)
         self.cutoff_ms = int(meta.get("cutoff_ms", 0))
         norms = np.linalg.norm(bundle.item_factors, axis=1, keepdims=True)
         self.unit_items = bundle.item_factors / np.maximum(norms, 1e-12)
         self.scorer = BatchScorer(bundle.item_factors)
+        self.heads = CandidateCache(bundle.candidates, bundle.candidate_scores, head_cache_size)
+        self.head_size = max(self.heads.k, HEAD_SIZE)
+        self.popular = list(zip(bundle.item_ids[bundle.popular].tolist(),
+                                bundle.popular_scores.tolist(), strict=True))
         self.field_names = {name for fields in bundle.catalog.values() for name in fields}
         self._masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._mask_lock = threading.Lock()
+
+    def fold_in(self, item_indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """A user vector for a history, computed as the family computes it (meta fold_in)."""
+        if self.fold_in_kind == "history":  # item-item: the vector is the history itself
+            vector = np.zeros(self.bundle.item_factors.shape[1], dtype=np.float32)
+            np.add.at(vector, item_indices, weights.astype(np.float32))
+            return vector
+        if self.fold_in_kind == "constant":  # popularity: one ranking for everyone
+            return np.ones(self.bundle.item_factors.shape[1], dtype=np.float32)
+        assert self.gram is not None
+        return als_fold_in(self.bundle.item_factors, self.gram, item_indices, weights,
+                           self.alpha)
 
     def item_mask(self, rules: list[Rule]) -> np.ndarray:
         """Which model items pass the item-field rules (cached: filters repeat)."""
@@ -139,34 +172,42 @@ class Recommender:
         self._log_popular_cache: tuple[int, float, list[tuple[str, float]]] | None = None
 
     # --- what the user has done -------------------------------------------------------
-    def _seen(self, key: str | None) -> tuple[set[str], list[tuple[int, float]]]:
-        """Item ids the user interacted with, and (item index, weight) pairs to fold in."""
-        seen: set[str] = set()
-        pairs: list[tuple[int, float]] = []
-        if key is None:
-            return seen, pairs
+    def _trained_items(self, key: str | None) -> np.ndarray:
+        """Indices of the items the model was trained on for this user (none if unknown)."""
         model = self.model
-        if model is not None:
-            row = model.bundle.user_index.get(key)
-            if row is not None:
-                ui = model.bundle.user_items
-                start, end = ui.indptr[row], ui.indptr[row + 1]
-                seen.update(model.bundle.item_ids[ui.indices[start:end]].tolist())
-        cutoff = model.cutoff_ms if model is not None else 0
-        for event in self.state.history(self.tenant, key):
-            seen.add(event.item_id)
+        row = model.bundle.user_index.get(key) if model is not None and key else None
+        if row is None:
+            return np.empty(0, dtype=np.int32)
+        ui = model.bundle.user_items  # type: ignore[union-attr]
+        return ui.indices[ui.indptr[row]:ui.indptr[row + 1]]
+
+    def _seen(self, key: str | None, history: list[Interaction]) -> set[str]:
+        """Item ids the user interacted with: in training and in the log."""
+        seen = {event.item_id for event in history}
+        trained = self._trained_items(key)
+        if len(trained):
+            seen.update(self.model.bundle.item_ids[trained].tolist())  # type: ignore[union-attr]
+        return seen
+
+    def _new_pairs(self, history: list[Interaction]) -> list[tuple[int, float]]:
+        """(item index, weight) of the events after the model's cutoff, to fold in."""
+        model = self.model
+        if model is None:
+            return []
+        pairs = []
+        for event in history:
             weight = self.weights.get(event.type)
-            if model is None or weight is None or event.timestamp <= cutoff:
+            if weight is None or event.timestamp <= model.cutoff_ms:
                 continue
             index = model.bundle.item_index.get(event.item_id)
             if index is not None:
                 pairs.append((index, weight))
-        return seen, pairs
+        return pairs
 
-    def _user_vector(self, key: str, new: list[tuple[int, float]]) -> np.ndarray | None:
+    def _user_vector(self, key: str, version: int,
+                     new: list[tuple[int, float]]) -> np.ndarray | None:
         model = self.model
         assert model is not None
-        version = self.state.version(self.tenant, key)
         with self._lock:
             cached = self._vectors.get(key)
             if cached is not None and cached[0] == version:
@@ -186,9 +227,8 @@ class Recommender:
                 weights[i] = weights.get(i, 0.0) + w
             vector = None
             if weights:
-                idx = np.fromiter(weights.keys(), dtype=np.int64)
-                vector = als_fold_in(model.bundle.item_factors, model.gram, idx,
-                                     np.fromiter(weights.values(), dtype=np.float64), model.alpha)
+                vector = model.fold_in(np.fromiter(weights.keys(), dtype=np.int64),
+                                       np.fromiter(weights.values(), dtype=np.float64))
         with self._lock:
             self._vectors[key] = (version, vector)
             if len(self._vectors) > self._cache_size:
@@ -196,48 +236,64 @@ class Recommender:
         return vector
 
     # --- tiers ----------------------------------------------------------------------------
-    def recommend(self, req: Request) -> Answer:
+    def recommend(self, req: Request, scan: bool = True) -> Answer:
+        """The template's chain of tiers; with scan=False, NeedsScan instead of a catalog pass."""
         if req.template not in TEMPLATES:
             raise RecommendationError("template", f"must be one of {', '.join(TEMPLATES)}")
         key = self.state.user_key(self.tenant, req.user_id, req.session_id)
-        seen, new = self._seen(key)
-        blocked = set(req.exclude_ids) | (seen if req.exclude_seen else set())
-        passes = self._filter(req.rules, key)
+        version = self.state.version(self.tenant, key) if key is not None else 0
+        history = self.state.history(self.tenant, key)  # after the version: never newer
+        passes = self._filter(req.rules, history)
+        excluded = set(req.exclude_ids)
+        recent = {event.item_id for event in history} if req.exclude_seen else set()
+        lower: list[set[str]] = []
+
+        def blocked() -> set[str]:
+            """Excluded and seen items: built once, only when a lower tier runs."""
+            if not lower:
+                seen = self._seen(key, history) if req.exclude_seen else set()
+                lower.append(excluded | seen)
+            return lower[0]
+
         slots: list[Slot] = []
         taken: set[str] = set()
 
-        def add(candidates: list[tuple[str, float]], source: str) -> None:
+        def add(candidates: list[tuple[str, float]], source: str, skip: set[str]) -> None:
             for item_id, score in candidates:
                 if len(slots) >= req.num_results:
                     return
-                if item_id in taken or item_id in blocked or not passes(item_id):
+                if item_id in taken or item_id in skip or not passes(item_id):
                     continue
                 taken.add(item_id)
                 slots.append(Slot(item_id, round(float(score), 6), len(slots) + 1, source))
 
-        want = req.num_results + len(blocked)
+        n = req.num_results
+        model = self.model
         if req.template == "personalized":
-            if key is not None and self.model is not None:
-                add(self._personalized(key, new, want, blocked, req.rules), MODEL_PERSONALIZED)
-            if len(slots) < req.num_results:
-                add(self._popular(), MODEL_FALLBACK)
+            if key is not None and model is not None:
+                source = MODEL_PERSONALIZED if model.personalized else MODEL_NON_PERSONALIZED
+                skip = excluded | recent
+                add(self._personalized(key, version, history, n, skip, passes, req, scan),
+                    source, skip)
+            if len(slots) < n:
+                add(self._popular(), MODEL_FALLBACK, blocked())
         elif req.template == "popular":
-            add(self._popular(), MODEL_NON_PERSONALIZED)
+            add(self._popular(), MODEL_NON_PERSONALIZED, blocked())
         elif req.template == "similar_items":
             if not req.item_id:
                 raise RecommendationError("item_id", "required by the similar_items template")
-            blocked.add(req.item_id)
-            add(self._similar(req.item_id, want + 1, req.rules), MODEL_PERSONALIZED)
+            skip = blocked() | {req.item_id}
+            add(self._similar(req.item_id, n, skip, passes, req.rules, scan),
+                MODEL_PERSONALIZED, skip)
         elif req.template == "recently_viewed":
-            history = self.state.history(self.tenant, key)
-            recent = list(dict.fromkeys(e.item_id for e in reversed(history)))
-            blocked.difference_update(recent)
-            add([(item, 0.0) for item in recent], MODEL_PERSONALIZED)
-        if (req.fill_with_random or req.template == "filter_based") and (
-                len(slots) < req.num_results):
-            add(self._random(req.num_results - len(slots), taken | blocked, passes), FALLBACK)
-        version = self.model.version if self.model is not None else None
-        return Answer(uuid.uuid4().hex, version, req.template, slots)
+            recent_first = list(dict.fromkeys(e.item_id for e in reversed(history)))
+            add([(item, 0.0) for item in recent_first], MODEL_PERSONALIZED,
+                blocked() - set(recent_first))
+        if (req.fill_with_random or req.template == "filter_based") and len(slots) < n:
+            add(self._random(n - len(slots), taken | blocked(), passes, scan), FALLBACK,
+                blocked())
+        version_served = model.version if model is not None else None
+        return Answer(uuid.uuid4().hex, version_served, req.template, slots)
 
     def known_fields(self) -> set[str]:
         names = set(self.model.field_names) if self.model is not None else set()
@@ -251,12 +307,12 @@ class Recommender:
             return live
         return self.model.bundle.catalog.get(item_id, {}) if self.model is not None else {}
 
-    def _filter(self, rules: list[Rule], key: str | None):
+    def _filter(self, rules: list[Rule], history: list[Interaction]):
         if not rules:
             return lambda item_id: True
         types: dict[str, set[str]] = {}
         if any(r.source == "interactions" for r in rules):
-            for event in self.state.history(self.tenant, key):
+            for event in history:
                 types.setdefault(event.item_id, set()).add(event.type)
         return lambda item_id: allowed(rules, self.fields(item_id), types.get(item_id, set()))
 
@@ -269,15 +325,19 @@ class Recommender:
         source = MODEL_PERSONALIZED
         if model is not None:
             known = [i for i in given if i in model.bundle.item_index]
-            _, new = self._seen(key)
-            vector = self._user_vector(key, new) if key is not None else None
+            vector = None
+            if key is not None:
+                version = self.state.version(self.tenant, key)
+                new = self._new_pairs(self.state.history(self.tenant, key))
+                vector = self._user_vector(key, version, new)
             if vector is not None and known:
                 idx = np.fromiter((model.bundle.item_index[i] for i in known), dtype=np.int64)
                 values = model.bundle.item_factors[idx] @ vector
                 scored = [(known[j], float(values[j])) for j in np.argsort(-values, kind="stable")]
+                if not model.personalized:
+                    source = MODEL_NON_PERSONALIZED
             else:
-                popularity = dict(zip(model.bundle.item_ids[model.bundle.popular].tolist(),
-                                      model.bundle.popular_scores.tolist(), strict=True))
+                popularity = dict(model.popular)
                 scored = sorted(((i, popularity[i]) for i in known if i in popularity),
                                 key=lambda pair: -pair[1])
                 source = MODEL_FALLBACK
@@ -285,33 +345,82 @@ class Recommender:
         slots = [Slot(i, round(score, 6), n + 1, source) for n, (i, score) in enumerate(scored)]
         slots += [Slot(i, 0.0, len(slots) + n + 1, FALLBACK)
                   for n, i in enumerate(i for i in given if i not in ranked)]
-        version = model.version if model is not None else None
-        return Answer(uuid.uuid4().hex, version, "ranking", slots)
+        version_served = model.version if model is not None else None
+        return Answer(uuid.uuid4().hex, version_served, "ranking", slots)
 
-    def _personalized(self, key: str, new: list[tuple[int, float]], n: int,
-                      blocked: set[str], rules: list[Rule]) -> list[tuple[str, float]]:
-        vector = self._user_vector(key, new)
-        if vector is None:
-            return []
+    def _personalized(self, key: str, version: int, history: list[Interaction], n: int,
+                      skip: set[str], passes, req: Request,
+                      scan: bool) -> list[tuple[str, float]]:
+        """The model's best n for the user, from the head of the user's ranking when it can
+        fill them (kept from training, or from this user's last pass), else from a pass over
+        every item with the filters applied."""
         model = self.model
         assert model is not None
-        bundle = model.bundle
-        scores = model.scorer.score(vector)  # a fresh row: safe to mask in place
-        exclude = [bundle.item_index[i] for i in blocked if i in bundle.item_index]
-        if exclude:
-            scores[exclude] = -np.inf
-        item_rules = [r for r in rules if r.source == "items"]
+        new = self._new_pairs(history)
+        scores = None
+        head = None
+        if req.exclude_seen:
+            if not new:
+                head = model.heads.precomputed(model.bundle.user_index.get(key))
+            if head is None:
+                head = model.heads.get(key, version)
+            if head is None:
+                scores = self._scores(key, version, new, history, scan, exclude_seen=True)
+                if scores is None:
+                    return []
+                head = head_of(scores, model.head_size)
+                model.heads.put(key, version, head)
+            picked = self._from_head(head, n, skip, passes)
+            if len(picked) >= n or head.complete:
+                return picked
+        if scores is None:
+            scores = self._scores(key, version, new, history, scan, req.exclude_seen)
+            if scores is None:
+                return []
+        index = model.bundle.item_index
+        excluded = [index[i] for i in skip if i in index]
+        if excluded:
+            scores[excluded] = -np.inf
+        item_rules = [r for r in req.rules if r.source == "items"]
         if item_rules:
             scores[~model.item_mask(item_rules)] = -np.inf
-        picks = top_n_blocked(scores, n)
-        return list(zip(bundle.item_ids[picks].tolist(), scores[picks].tolist(), strict=True))
+        # interaction rules are not in the mask: room for the user's own items to fail them
+        picks = top_n_blocked(scores, n + (len(history) if req.rules else 0))
+        return list(zip(model.bundle.item_ids[picks].tolist(), scores[picks].tolist(),
+                        strict=True))
+
+    def _scores(self, key: str, version: int, new: list[tuple[int, float]],
+                history: list[Interaction], scan: bool,
+                exclude_seen: bool) -> np.ndarray | None:
+        """Every item's score for the user, seen items at -inf when excluded (a catalog pass)."""
+        if not scan:
+            raise NeedsScan
+        model = self.model
+        assert model is not None
+        vector = self._user_vector(key, version, new)
+        if vector is None:
+            return None
+        scores = model.scorer.score(vector)  # a fresh row: safe to mask in place
+        if exclude_seen:
+            index = model.bundle.item_index
+            scores[self._trained_items(key)] = -np.inf
+            scores[[index[e.item_id] for e in history if e.item_id in index]] = -np.inf
+        return scores
+
+    def _from_head(self, head: Head, n: int, skip: set[str], passes) -> list[tuple[str, float]]:
+        picked: list[tuple[str, float]] = []
+        ids = self.model.bundle.item_ids[head.items].tolist()  # type: ignore[union-attr]
+        for item_id, score in zip(ids, head.scores.tolist(), strict=True):
+            if item_id not in skip and passes(item_id):
+                picked.append((item_id, score))
+                if len(picked) >= n:
+                    break
+        return picked
 
     def _popular(self) -> list[tuple[str, float]]:
         if self.model is None:
             return self._log_popular()
-        bundle = self.model.bundle
-        return list(zip(bundle.item_ids[bundle.popular].tolist(),
-                        bundle.popular_scores.tolist(), strict=True))
+        return self.model.popular
 
     def _log_popular(self) -> list[tuple[str, float]]:
         """Without a model: the items most interacted with in the log, recounted at most once
@@ -324,7 +433,8 @@ class Recommender:
                 self.tenant, LOG_POPULAR_SIZE))
         return cached[2]
 
-    def _similar(self, item_id: str, n: int, rules: list[Rule]) -> list[tuple[str, float]]:
+    def _similar(self, item_id: str, n: int, skip: set[str], passes, rules: list[Rule],
+                 scan: bool) -> list[tuple[str, float]]:
         """The trained similar-items index first (when the bundle has one), then the nearest
         items by factor cosine, so filters or a long answer never run the tier dry."""
         if self.model is None or item_id not in self.model.bundle.item_index:
@@ -339,12 +449,16 @@ class Recommender:
             order = np.argsort(-weights, kind="stable")
             indexed = [(str(bundle.item_ids[neighbours[j]]), float(weights[j])) for j in order
                        if neighbours[j] != row]
+            if sum(1 for i, _ in indexed if i not in skip and passes(i)) >= n:
+                return indexed
+        if not scan:
+            raise NeedsScan
         unit = self.model.unit_items
         scores = unit @ unit[row]
         item_rules = [r for r in rules if r.source == "items"]
         if item_rules:
             scores[~self.model.item_mask(item_rules)] = -np.inf
-        picks = top_n(scores, n)
+        picks = top_n(scores, n + len(skip) + len(indexed) + 1)
         return indexed + list(zip(bundle.item_ids[picks].tolist(), scores[picks].tolist(),
                                   strict=True))
 
@@ -360,7 +474,8 @@ class Recommender:
             self._catalog = (len(live), list(items))
         return self._catalog[1]
 
-    def _random(self, n: int, exclude: set[str], passes) -> list[tuple[str, float]]:
+    def _random(self, n: int, exclude: set[str], passes,
+                scan: bool = True) -> list[tuple[str, float]]:
         """Up to n random catalog items that pass the filters, visited in random order."""
         if n <= 0:
             return []
@@ -371,9 +486,17 @@ class Recommender:
         chosen: set[str] = set()
         # a small draw first (cheap on a large catalog); the whole catalog only if it falls short
         first = min(len(pool), 4 * n + len(exclude) + 16)
-        for order in (self._rng.choice(len(pool), size=first, replace=False),
-                      self._rng.permutation(len(pool))):
-            for i in order:
+        if 4 * first >= len(pool):
+            draws = [self._rng.permutation(len(pool))]
+        else:  # distinct indices in random order without permuting the whole catalog
+            sample = np.unique(self._rng.integers(0, len(pool), size=first))
+            draws = [self._rng.permutation(sample), np.empty(0, dtype=np.int64)]
+        for attempt, order in enumerate(draws):
+            if attempt:
+                if not scan:
+                    raise NeedsScan
+                order = self._rng.permutation(len(pool))
+            for i in order.tolist():
                 item_id = pool[i]
                 if item_id in exclude or item_id in chosen or not passes(item_id):
                     continue
@@ -381,7 +504,4 @@ class Recommender:
                 picked.append((item_id, 0.0))
                 if len(picked) >= n:
                     return picked
-            if first == len(pool):
-                break
-        return picked
         return picked

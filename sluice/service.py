@@ -136,8 +136,8 @@ class Service:
             log.warning(status.error)
             return
         previous = self._recommenders.get(tenant)
-        self._recommenders[tenant] = self._recommender(tenant, LoadedModel(bundle, str(
-            version.version)))
+        self._recommenders[tenant] = self._recommender(tenant, LoadedModel(
+            bundle, str(version.version), self.settings.app.serving.ranking_cache_size))
         if previous is not None and previous.model is not None:
             # requests already holding the old model finish on it; then its scorer stops
             threading.Timer(30.0, previous.model.close).start()
@@ -176,7 +176,9 @@ class Service:
         Raises FilterError / RecommendationError naming the field at fault.
         """
         recommender = self.recommender(tenant)
-        known = recommender.known_fields() | set(self.settings.app.events.item_fields)
+        known: set[str] = set()
+        if filters or filter_name is not None:  # the field names are only needed to check them
+            known = recommender.known_fields() | set(self.settings.app.events.item_fields)
         rules = []
         configured = self.settings.app.templates.get(template)
         if configured is not None:
@@ -197,8 +199,9 @@ class Service:
         fields = {k: v for k, v in fields.items() if v is not None}
         return Request(tenant=tenant, template=template, rules=rules, **fields)
 
-    def recommend(self, request: Request) -> Answer:
-        answer = self.recommender(request.tenant).recommend(request)
+    def recommend(self, request: Request, scan: bool = True) -> Answer:
+        """The answer, logged back; with scan=False, NeedsScan when it needs a catalog pass."""
+        answer = self.recommender(request.tenant).recommend(request, scan=scan)
         self._log_answer(request, answer)
         return answer
 

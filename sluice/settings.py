@@ -141,6 +141,10 @@ class ServingConfig(BaseModel):
     popular_list_size: int = Field(1000, ge=10)
     model_poll_seconds: float = Field(10, gt=0)
     log_poll_seconds: float = Field(0.2, gt=0)
+    # each trained user's best unseen items, computed by the train flow into the bundle so
+    # that most answers read a list instead of scoring every item (0: score every request)
+    precomputed_candidates: int = Field(100, ge=0, le=1000)
+    ranking_cache_size: int = Field(50_000, ge=0)  # users whose computed ranking head is kept
 
 
 class TemplateConfig(BaseModel):

@@ -28,6 +28,7 @@ from mlflow.models import infer_signature
 
 from sluice import gate, registry
 from sluice.bundle import ModelBundle
+from sluice.candidates import precompute
 from sluice.evaluation import K_VALUES, Split, evaluate, make_split, relevant_items
 from sluice.matrix import InteractionMatrix, build, config_params
 from sluice.models import ALS, Model, Popularity, make_model
@@ -226,7 +227,7 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
     final = make_model(model.name, **model.params()).fit(prepared.full.matrix)
     prepared.timings["refit"] = time.perf_counter() - refit_started
     with timer.phase("bundle"):
-        bundle = make_bundle(settings, prepared, final)
+        bundle = make_bundle(settings, prepared, final, say)
     stats = dataset_stats(prepared)
     run = mlflow.active_run()
     assert run is not None, "finish() runs inside an MLflow run"
@@ -249,12 +250,19 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
         dict(prepared.timings))
 
 
-def make_bundle(settings: Settings, prepared: Prepared, final: Model) -> ModelBundle:
+def make_bundle(settings: Settings, prepared: Prepared, final: Model,
+                say: Callable[[str], None] | None = None) -> ModelBundle:
     """Everything serving needs, from the model refit on all data."""
     full, frame = prepared.full, prepared.frame
     size = settings.app.serving.popular_list_size
     popularity = Popularity().fit(full.matrix)
     similar = SimilarItems(settings.app.model.similar_items_neighbours).fit(full.matrix)
+    candidates = candidate_scores = None
+    k = settings.app.serving.precomputed_candidates
+    if final.personalized and k:
+        candidates, candidate_scores = precompute(
+            final.user_factors, final.item_factors, full.matrix, k,
+            progress=progress_every(say, f"[{prepared.tenant}] candidates", full.shape[0]))
     cutoff_ms = int(pd.Timestamp(frame["event_at"].max()).value // 1_000_000)
     return ModelBundle(
         user_ids=full.user_ids, item_ids=full.item_ids,
@@ -265,8 +273,25 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model) -> ModelBu
               "cutoff_ms": cutoff_ms, "trained_at_ms": int(time.time() * 1000),
               **final.serving_meta(), "matrix": settings.app.matrix.model_dump(),
               "stats": dataset_stats(prepared)},
-        catalog=prepared.catalog, similar=similar.matrix,
+        catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
+        candidate_scores=candidate_scores,
     )
+
+
+def progress_every(say: Callable[[str], None] | None, what: str, total: int,
+                   min_total: int = 100_000) -> Callable[[int, int], None] | None:
+    """A progress callback saying `what` at each tenth of a long job (none for short ones)."""
+    if say is None or total < min_total:
+        return None
+    said = [0]
+
+    def progress(done: int, total: int) -> None:
+        tenth = done * 10 // max(total, 1)
+        if tenth > said[0]:
+            said[0] = tenth
+            say(f"{what}: {done:,} of {total:,} users")
+
+    return progress
 
 
 def dataset_stats(prepared: Prepared) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from sluice.filters import (
     parse_conditions,
     parse_expression,
 )
-from sluice.limits import json_depth
+from sluice.limits import json_depth, too_deep
 from sluice.settings import ConfigError, load_app_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -219,6 +219,8 @@ def test_json_depth_is_exact_on_any_json_text(value):
         return
     assert json_depth(text) == depth(value)
     assert json_depth(text.encode()) == depth(value)
+    for limit in (0, 1, 2, 3, 32):  # the bracket-count shortcut never changes the verdict
+        assert too_deep(text.encode(), limit) == (depth(value) > limit)
 
 
 @FUZZ

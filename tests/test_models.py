@@ -24,8 +24,6 @@ from sluice.models import (
     Cosine,
     Model,
     Popularity,
-    als_fold_in,
-    als_gram,
     make_model,
 )
 from sluice.settings import MODEL_ALGORITHMS, ModelConfig
@@ -138,16 +136,21 @@ class ModelContract:
         assert sum(group_of(i) == 0 for i in top) >= 4
 
     def test_serving_fold_in_is_the_models_fold_in(self, fitted, data):
+        from sluice.recommender import LoadedModel
+
         meta = fitted.serving_meta()
         assert {"alpha", "regularization", "fold_in"} <= set(meta)
-        if meta["fold_in"] != "als":
-            pytest.skip(f"{fitted.name} folds in by {meta['fold_in']!r}")
-        row = data[9]
-        served = als_fold_in(fitted.item_factors,
-                             als_gram(fitted.item_factors, meta["regularization"]),
-                             row.indices, row.data, meta["alpha"])
-        np.testing.assert_allclose(served, fitted.fold_in(row.indices, row.data),
-                                   rtol=1e-4, atol=1e-5)
+        popularity = Popularity().fit(data)
+        served = LoadedModel(ModelBundle(
+            user_ids=np.array([f"u{u}" for u in range(data.shape[0])]),
+            item_ids=np.array([f"i{i}" for i in range(data.shape[1])]),
+            user_factors=fitted.user_factors, item_factors=fitted.item_factors,
+            user_items=data, popular=popularity.order,
+            popular_scores=popularity.item_factors[popularity.order, 0], meta=meta), "1")
+        for row in (data[9], data[0]):
+            np.testing.assert_allclose(served.fold_in(row.indices, row.data.astype(np.float64)),
+                                       fitted.fold_in(row.indices, row.data),
+                                       rtol=1e-4, atol=1e-5)
 
     def test_bundle_round_trip_scores_the_same(self, fitted, data, tmp_path):
         popularity = Popularity().fit(data)

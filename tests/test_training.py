@@ -119,6 +119,15 @@ def test_a_run_logs_registers_and_promotes_the_first_champion(tmp_path, store, m
     assert bundle.meta["cutoff_ms"] > 0 and bundle.meta["fold_in"] == "als"
     assert len(bundle.catalog) == 60 and len(bundle.popular) == 20
     assert bundle.similar is not None and bundle.similar.shape == (60, 60)
+    # each user's best unseen items, ready for serving: the user's trained items left out
+    assert bundle.candidates is not None and bundle.candidate_scores is not None
+    assert bundle.candidates.shape == (150, 60) == bundle.candidate_scores.shape
+    u0 = bundle.user_index["u0"]
+    trained = set(bundle.user_items[u0].indices.tolist())
+    unseen = [int(i) for i in bundle.candidates[u0] if i >= 0]
+    assert len(unseen) == 60 - len(trained) and not trained & set(unseen)
+    scores = bundle.item_factors[unseen] @ bundle.user_factors[u0]
+    assert np.all(np.diff(scores) <= 1e-5)  # best first
     stats = json.loads(Path(mlflow.artifacts.download_artifacts(
         run_id=result.run_id, artifact_path="dataset_stats.json",
         dst_path=str(tmp_path / "st"))).read_text())

@@ -2,11 +2,13 @@
 
 Authentication lives in `sluice.auth`; these only take the credential off the request. An
 `AuthError` raised here becomes a 401/403 in the native or the AWS shape (serving/api/errors).
+They are `async def` because they never wait on anything: FastAPI runs a plain `def`
+dependency in its thread pool, a hand-off per dependency per request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -30,11 +32,11 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer",
                      description="the same API key as `Authorization: Bearer KEY`")
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
@@ -54,7 +56,7 @@ def _loopback_only(request: Request) -> Principal:
     return LOOPBACK_ONLY
 
 
-def caller(request: Request,
+async def caller(request: Request,
            api_key: Annotated[str | None, Security(_api_key)] = None,
            bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
            ) -> Principal:
@@ -65,8 +67,8 @@ def caller(request: Request,
     return keys.authenticate(api_key or (bearer.credentials if bearer else None))
 
 
-def requires(action: str) -> Callable[[Principal], Principal]:
-    def check(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+def requires(action: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: Annotated[Principal, Depends(caller)]) -> Principal:
         principal.require(action)
         return principal
 

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from serving.api import answers
 from serving.api.deps import AwsCaller, MetricsDep, ServiceDep
 from serving.api.errors import aws_error
 from serving.api.metrics import field_label
@@ -88,14 +89,18 @@ def _allowed(principal: Principal | None, action: str, tenant: str | None = None
     principal.require(action, tenant)
 
 
-async def _body(request: Request) -> Any:
+async def _body(request: Request) -> dict[str, Any]:
+    """The request's JSON object (every rest-json operation takes one)."""
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise EventError("body", f"larger than {MAX_BODY_BYTES} bytes")
     try:
-        return orjson.loads(raw or b"{}")
+        body = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError as exc:
         raise EventError("body", f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise EventError("body", "expected a JSON object")
+    return body
 
 
 async def _store(service: Service, events: list[dict[str, Any]], metrics) -> JSONResponse:
@@ -116,7 +121,7 @@ async def put_events(request: Request, principal: AwsCaller, service: ServiceDep
         _allowed(principal, "write")
     try:
         body = await _body(request)
-        tracking_id = body.get("trackingId") if isinstance(body, dict) else None
+        tracking_id = body.get("trackingId")
         tenant = service.trackers.tenant(tracking_id) if isinstance(tracking_id, str) else None
         if tracking_id is not None and tenant is None:
             return not_found(f"trackingId: no event tracker {tracking_id!r:.80}")
@@ -184,8 +189,6 @@ async def get_recommendations(request: Request, principal: AwsCaller,
     _allowed(principal, "read")  # the tenant comes later, from campaignArn
     try:
         body = await _body(request)
-        if not isinstance(body, dict):
-            raise EventError("body", "expected a JSON object")
         tenant = _tenant(service, body, principal)
         user, item = body.get("userId"), body.get("itemId")
         if not user and not item:
@@ -201,7 +204,7 @@ async def get_recommendations(request: Request, principal: AwsCaller,
         return invalid(f"{exc.field}: {exc.reason}")
     except LookupError as exc:
         return not_found(str(exc))
-    return JSONResponse(_predicted(service.recommend(req)))
+    return JSONResponse(_predicted(await answers.recommend(service, req)))
 
 
 def _filter_args(body: dict[str, Any]) -> dict[str, Any]:
@@ -226,8 +229,6 @@ async def get_personalized_ranking(request: Request, principal: AwsCaller,
     _allowed(principal, "read")
     try:
         body = await _body(request)
-        if not isinstance(body, dict):
-            raise EventError("body", "expected a JSON object")
         tenant = _tenant(service, body, principal)
         user, items = body.get("userId"), body.get("inputList")
         if not isinstance(user, str) or not user:

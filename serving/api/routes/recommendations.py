@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
+from serving.api import answers
 from serving.api.deps import MetricsDep, Reader, ServiceDep
 from serving.api.errors import responses
 from sluice.auth import Principal
@@ -66,31 +69,38 @@ def _tenant(requested: str | None, principal: Principal) -> str:
     return tenant
 
 
-def _answer(body: RecommendationRequest, principal: Principal, service: ServiceDep,
-            metrics: MetricsDep) -> RecommendationResponse:
+async def _answer(body: RecommendationRequest, principal: Principal, service: ServiceDep,
+                  metrics: MetricsDep) -> Response:
     tenant = _tenant(body.tenant, principal)
     try:
-        answer = service.recommend(service.request(tenant=tenant,
-                                                   **body.model_dump(exclude={"tenant"})))
+        request = service.request(tenant=tenant, **body.model_dump(exclude={"tenant"}))
+        answer = await answers.recommend(service, request)
     except (RecommendationError, FilterError) as exc:
         raise HTTPException(422, [{"field": exc.field, "reason": exc.reason}]) from exc
-    for slot in answer.items:
-        metrics.slots.labels(tenant, slot.recommendation_source).inc()
-    return RecommendationResponse.model_validate(answer.as_dict())
+    for source, count in Counter(slot.recommendation_source for slot in answer.items).items():
+        metrics.slots.labels(tenant, source).inc(count)
+    return json_response(answer.as_dict())
 
 
-@router.post("/recommendations")
-def post_recommendations(body: RecommendationRequest, principal: Reader, service: ServiceDep,
-                         metrics: MetricsDep) -> RecommendationResponse:
+def json_response(content: dict[str, Any]) -> Response:
+    """The answer serialized once by orjson (it matches RecommendationResponse by
+    construction; a response_model round trip would build and validate it again)."""
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+@router.post("/recommendations", response_model=RecommendationResponse)
+async def post_recommendations(body: RecommendationRequest, principal: Reader,
+                               service: ServiceDep, metrics: MetricsDep) -> Response:
     """Recommend for a user, a session or an item, by template."""
-    return _answer(body, principal, service, metrics)
+    return await _answer(body, principal, service, metrics)
 
 
-@router.get("/recommendations")
-def get_recommendations(query: Annotated[RecommendationRequest, Query()], principal: Reader,
-                        service: ServiceDep, metrics: MetricsDep) -> RecommendationResponse:
+@router.get("/recommendations", response_model=RecommendationResponse)
+async def get_recommendations(query: Annotated[RecommendationRequest, Query()],
+                              principal: Reader, service: ServiceDep,
+                              metrics: MetricsDep) -> Response:
     """The same as POST, with query parameters."""
-    return _answer(query, principal, service, metrics)
+    return await _answer(query, principal, service, metrics)
 
 
 class RankRequest(BaseModel):
@@ -100,9 +110,9 @@ class RankRequest(BaseModel):
     items: list[ItemId] = Field(min_length=1, max_length=500)
 
 
-@router.post("/rank")
-def rank(body: RankRequest, principal: Reader, service: ServiceDep) -> RecommendationResponse:
+@router.post("/rank", response_model=RecommendationResponse)
+async def rank(body: RankRequest, principal: Reader, service: ServiceDep) -> Response:
     """Reorder up to 500 items for a user; items the model does not know go last, in order."""
     answer = service.rank(Request(tenant=_tenant(body.tenant, principal), user_id=body.user_id,
                                   session_id=body.session_id), body.items)
-    return RecommendationResponse.model_validate(answer.as_dict())
+    return json_response(answer.as_dict())
