@@ -22,7 +22,7 @@ from sluice import logs
 from sluice.settings import PROJECT_ROOT, get_settings
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -106,7 +106,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         m, b = result["metrics"], result["baseline"]
         print(f"model {result['model_name']} v{result['version']}: ndcg@10 "
               f"{m['ndcg_at_10']:.4f} (popularity {b['ndcg_at_10']:.4f}); {result['reason']}")
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     print(f"starting the API on {base} ...")
     headers = _key_headers("read")
@@ -282,22 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name, help=f"run the `{name}` flow once")
     args = parser.parse_args(argv)
     try:
-        if args.command == "demo":
-            cmd_demo(args)
-        elif args.command == "generate":
-            cmd_generate(args)
-        elif args.command == "serve":
-            cmd_serve(args)
-        elif args.command == "up":
-            cmd_up(args)
-        elif args.command == "trackers":
-            cmd_trackers(args)
-        elif args.command == "filters":
-            cmd_filters(args)
-        elif args.command == "report":
-            cmd_report(args)
-        else:
-            cmd_flow(args.command)
+        commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
+                    "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
+                    "report": cmd_report}
+        commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
             raise

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from flows.cli import _free_port, start_server, wait_ready
+from flows.cli import free_port, start_server, wait_ready
 from sluice.ingest import Ingestor
 from sluice.warehouse import connect
 from tests.utils.auth import WRITE
@@ -95,7 +95,7 @@ def test_metrics_count_events_and_time_requests(server):
 
 def test_kill_9_loses_no_acknowledged_event_and_retries_store_once(tmp_path):
     env = environment(tmp_path)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = start_server(port, env={**os.environ, **env})
     wait_ready(base, process)
