@@ -1,14 +1,17 @@
 """Personalized recommendations under concurrent load on loopback, next to a bare endpoint.
 
-A synthetic champion (N items x 64 factors, 20,000 users) is registered in a temporary MLflow
-store; wrk asks for 25 slots for random known users. The bare FastAPI endpoint returns the
-same JSON shape doing no work. Also times the scoring alone (one user, and batches).
-`python benchmarks/serving.py [--seconds 10] [--items 10000 100000]`
+A synthetic champion (N items x 64 factors, 20,000 users, each user's top 100 unseen items
+precomputed as the train flow does) is registered in a temporary MLflow store; wrk asks for
+25 slots for random known users. The bare FastAPI endpoint returns the same JSON shape doing
+no work, measured before and after. "scan per call" serves the same model without heads, so
+every answer scores the whole catalog. Also times the scoring alone (one user, and batches).
+`python benchmarks/serving.py [--seconds 10] [--items 10000 100000] [--workers 1]`
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads
@@ -22,7 +25,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import api_key, server, table, wrk  # noqa: E402
+from common import ROOT, api_key, server, table, wrk  # noqa: E402
 
 from sluice.bundle import ModelBundle  # noqa: E402
 from sluice.candidates import precompute  # noqa: E402
@@ -100,36 +103,66 @@ def scoring_alone(bundle: ModelBundle) -> dict[str, float]:
             batched, "floor: read factors ms": items.nbytes / 25e9 * 1000}
 
 
+def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | None = None,
+               ) -> dict[str, float]:
+    """wrk against the real app serving `bundle` as champion (config: overrides of sluice.yaml)."""
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        uri = register(bundle, home)
+        env = {"SLUICE_HOME": str(home), "MLFLOW_TRACKING_URI": uri,
+               "SLUICE_LOG_LEVEL": "WARNING"}
+        if config:
+            settings = yaml.safe_load((ROOT / "config" / "sluice.yaml").read_text())
+            for section, values in config.items():
+                settings[section].update(values)
+            (home / "sluice.yaml").write_text(yaml.safe_dump(settings))
+            env["SLUICE_CONFIG"] = str(home / "sluice.yaml")
+        with server("serving.main:app", env=env, ready_path="/ready",
+                    workers=args.workers) as base:
+            key = api_key("read")
+            wrk(base, LUA, 2, args.connections, key=key)  # warm-up
+            return wrk(base, LUA, args.seconds, args.connections, key=key)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers, both servers")
     parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--no-scan-rows", action="store_true",
+                        help="skip the rows that score every item on every call")
     args = parser.parse_args()
-    with server("benchmarks.bare_app:app") as base:
-        bare = wrk(base, LUA, args.seconds, args.connections)
-    rows = [{"endpoint": "bare FastAPI, same JSON", "items": "-", "requests/s": bare["rps"],
-             "p50 ms": bare["p50_ms"], "p99 ms": bare["p99_ms"], "ratio vs bare": 1.0,
-             "non-2xx": int(bare["errors"])}]
-    scoring = []
+
+    def bare_run() -> dict[str, float]:
+        with server("benchmarks.bare_app:app", workers=args.workers) as base:
+            return wrk(base, LUA, args.seconds, args.connections)
+
+    def row(endpoint: str, items: object, result: dict[str, float], bare_rps: float) -> dict:
+        return {"endpoint": endpoint, "items": items, "requests/s": result["rps"],
+                "p50 ms": result["p50_ms"], "p99 ms": result["p99_ms"],
+                "ratio vs bare": result["rps"] / bare_rps, "non-2xx": int(result["errors"])}
+
+    first = bare_run()
+    runs, scoring = [], []
     for items in args.items:
         bundle = synthetic_bundle(items)
         scoring.append({"items": items, **scoring_alone(bundle)})
-        with tempfile.TemporaryDirectory() as tmp:
-            home = Path(tmp)
-            uri = register(bundle, home)
-            env = {"SLUICE_HOME": str(home), "MLFLOW_TRACKING_URI": uri,
-                   "SLUICE_LOG_LEVEL": "WARNING"}
-            with server("serving.main:app", env=env, ready_path="/ready") as base:
-                key = api_key("read")
-                wrk(base, LUA, 2, args.connections, key=key)  # warm-up
-                real = wrk(base, LUA, args.seconds, args.connections, key=key)
-        rows.append({"endpoint": "sluice personalized", "items": items,
-                     "requests/s": real["rps"], "p50 ms": real["p50_ms"],
-                     "p99 ms": real["p99_ms"], "ratio vs bare": real["rps"] / bare["rps"],
-                     "non-2xx": int(real["errors"])})
-    print(f"serving, {args.connections} connections, {args.seconds}s each, {FACTORS} factors, "
-          f"{USERS:,} users, 25 slots")
+        runs.append(("sluice personalized", items, sluice_run(bundle, args)))
+        if not args.no_scan_rows:  # the same answers, every call scoring the whole catalog
+            scan = dataclasses.replace(bundle, candidates=None, candidate_scores=None)
+            runs.append(("  scan per call (no heads)", items, sluice_run(
+                scan, args, {"serving": {"precomputed_candidates": 0,
+                                         "ranking_cache_size": 0}})))
+    last = bare_run()  # the two cores drift: the reference is the mean of before and after
+    bare_rps = (first["rps"] + last["rps"]) / 2
+    rows = [row("bare FastAPI, same JSON (before)", "-", first, bare_rps),
+            row("bare FastAPI, same JSON (after)", "-", last, bare_rps)]
+    rows += [row(endpoint, items, result, bare_rps) for endpoint, items, result in runs]
+    print(f"serving, {args.connections} connections, {args.seconds}s each, {args.workers} "
+          f"worker(s), {FACTORS} factors, {USERS:,} users, 25 slots, heads of {HEAD}")
     print(table(rows, list(rows[0])))
     print()
     print(table(scoring, list(scoring[0])))

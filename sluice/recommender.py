@@ -60,6 +60,27 @@ class Request:
     exclude_seen: bool = True
     exclude_ids: list[str] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
+    context: dict[str, str] = field(default_factory=dict)  # logged with the answer
+
+
+MAX_CONTEXT = 32
+
+
+def parse_context(raw: Any, where: str = "context") -> dict[str, str]:
+    """The request's context (device, page, ...): up to 32 short string values by name.
+
+    It does not change the ranking; it is logged with the answer so that outcomes can be
+    read by context."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) > MAX_CONTEXT:
+        raise RecommendationError(where, f"a map of at most {MAX_CONTEXT} names to strings")
+    for name, value in raw.items():
+        if not isinstance(name, str) or not 0 < len(name) <= 64:
+            raise RecommendationError(where, "names are strings of 1 to 64 characters")
+        if not isinstance(value, str) or len(value) > 1000:
+            raise RecommendationError(f"{where}.{name}", "a string of at most 1000 characters")
+    return dict(raw)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from sluice.recommender import (
     RecommendationError,
     Recommender,
     Request,
+    parse_context,
 )
 from sluice.settings import Settings
 from sluice.trackers import Trackers
@@ -197,6 +198,7 @@ class Service:
                 raise LookupError(f"filterArn: no filter named {filter_name!r}")
             rules += parse_expression(expression, filter_values or {}, known)
         fields = {k: v for k, v in fields.items() if v is not None}
+        fields["context"] = parse_context(fields.get("context"))
         return Request(tenant=tenant, template=template, rules=rules, **fields)
 
     def recommend(self, request: Request, scan: bool = True) -> Answer:
@@ -219,6 +221,8 @@ class Service:
             "fields": {"template": answer.template, "model_version": answer.model_version or "",
                        "action": "impression", **answer.counts()},
         }
+        if request.context:
+            event["fields"]["context"] = request.context
         if request.user_id:
             event["user"] = request.user_id
         if request.session_id:

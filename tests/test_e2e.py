@@ -293,6 +293,31 @@ def test_boto3_filter_arn_with_filter_values(trained, api):
                                     filterArn=arn.replace("genre", "missing"))
 
 
+def _logged(trained, recommendation_id: str) -> dict | None:
+    import json
+
+    for path in sorted((trained["home"] / "raw").rglob("*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            if recommendation_id.encode() in line:
+                return json.loads(line)
+    return None
+
+
+def test_context_is_logged_with_the_answer_and_checked(trained, api):
+    user = trained["info"].known_user
+    native = ask(api, user_id=user, num_results=3, context={"device": "mobile", "page": "home"})
+    logged = _wait_for(lambda: _logged(trained, native["recommendation_id"]), timeout=3)
+    assert logged["fields"]["context"] == {"device": "mobile", "page": "home"}
+    assert [i["id"] for i in logged["items"]] == [s["item_id"] for s in native["items"]]
+    answer = _runtime(api).get_recommendations(campaignArn=CAMPAIGN, userId=user, numResults=2,
+                                               context={"DEVICE": "tablet"})
+    logged = _wait_for(lambda: _logged(trained, answer["recommendationId"]), timeout=3)
+    assert logged["fields"]["context"] == {"DEVICE": "tablet"}
+    bad = httpx.post(f"{api}/v1/recommendations", headers=READ,
+                     json={"user_id": user, "context": {"device": 3}})
+    assert bad.status_code == 422 and "context" in bad.text
+
+
 def test_a_second_pipeline_run_loads_nothing_twice(trained):
     from flows.pipeline import pipeline
 

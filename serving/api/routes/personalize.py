@@ -32,7 +32,7 @@ from sluice.auth import AuthError, Principal
 from sluice.eventlog import LogWriteError
 from sluice.events import EventError
 from sluice.filters import FilterError
-from sluice.recommender import RecommendationError
+from sluice.recommender import RecommendationError, parse_context
 from sluice.recommender import Request as RecommendationRequest
 from sluice.service import Service
 
@@ -77,7 +77,8 @@ _ENTITIES = {kind: _json_body(["datasetArn", kind], datasetArn=_DATASET, **{kind
 _GET_RECOMMENDATIONS = _json_body(
     ["campaignArn"], campaignArn=_CAMPAIGN, userId=_STR, itemId=_STR,
     numResults={"type": "integer"}, filterArn=_STR,
-    filterValues={"type": "object", "additionalProperties": _STR})
+    filterValues={"type": "object", "additionalProperties": _STR},
+    context={"type": "object", "additionalProperties": _STR})
 _GET_RANKING = _json_body(["campaignArn", "userId", "inputList"], campaignArn=_CAMPAIGN,
                           userId=_STR, inputList=_LIST)
 
@@ -199,7 +200,7 @@ async def get_recommendations(request: Request, principal: AwsCaller,
         req = service.request(
             tenant=tenant, user_id=user, item_id=item, num_results=num,
             template="similar_items" if item and not user else "personalized",
-            **_filter_args(body))
+            context=parse_context(body.get("context")), **_filter_args(body))
     except (EventError, FilterError, RecommendationError) as exc:
         return invalid(f"{exc.field}: {exc.reason}")
     except LookupError as exc:

@@ -25,7 +25,7 @@ ItemId = Annotated[str, Field(min_length=1, max_length=256)]
 _TENANT_DOC = "default: the key's tenant (`default` for a key of every tenant)"
 
 
-class RecommendationRequest(BaseModel):
+class RecommendationQuery(BaseModel):
     tenant: str | None = Field(None, pattern=TENANT, description=_TENANT_DOC)
     user_id: str | None = Field(None, min_length=1, max_length=256)
     session_id: str | None = Field(None, min_length=1, max_length=256)
@@ -40,6 +40,12 @@ class RecommendationRequest(BaseModel):
         None, max_length=32,
         description='conditions that must all hold: {"field", "op", "value"}, op in '
                     "eq ne in not_in gt gte lt lte contains is")
+
+
+class RecommendationRequest(RecommendationQuery):
+    context: dict[str, str] | None = Field(
+        None, max_length=32, description="up to 32 names to strings (device, page, ...): "
+        "logged with the answer, so outcomes can be read by context")
 
 
 class Slot(BaseModel):
@@ -69,7 +75,7 @@ def _tenant(requested: str | None, principal: Principal) -> str:
     return tenant
 
 
-async def _answer(body: RecommendationRequest, principal: Principal, service: ServiceDep,
+async def _answer(body: RecommendationQuery, principal: Principal, service: ServiceDep,
                   metrics: MetricsDep) -> Response:
     tenant = _tenant(body.tenant, principal)
     try:
@@ -96,7 +102,7 @@ async def post_recommendations(body: RecommendationRequest, principal: Reader,
 
 
 @router.get("/recommendations", response_model=RecommendationResponse)
-async def get_recommendations(query: Annotated[RecommendationRequest, Query()],
+async def get_recommendations(query: Annotated[RecommendationQuery, Query()],
                               principal: Reader, service: ServiceDep,
                               metrics: MetricsDep) -> Response:
     """The same as POST, with query parameters."""
