@@ -104,7 +104,7 @@ def scoring_alone(bundle: ModelBundle) -> dict[str, float]:
 
 
 def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | None = None,
-               ) -> dict[str, float]:
+               connections: tuple[int, ...] | None = None) -> list[dict[str, float]]:
     """wrk against the real app serving `bundle` as champion (config: overrides of sluice.yaml)."""
     import yaml
 
@@ -123,7 +123,8 @@ def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | Non
                     workers=args.workers) as base:
             key = api_key("read")
             wrk(base, LUA, 2, args.connections, key=key)  # warm-up
-            return wrk(base, LUA, args.seconds, args.connections, key=key)
+            return [wrk(base, LUA, args.seconds, c, key=key)
+                    for c in connections or (args.connections,)]
 
 
 def main() -> None:
@@ -132,31 +133,37 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers, both servers")
     parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--light", type=int, default=4,
+                        help="also measure at this many connections (0: skip)")
     parser.add_argument("--no-scan-rows", action="store_true",
                         help="skip the rows that score every item on every call")
     args = parser.parse_args()
 
-    def bare_run() -> dict[str, float]:
+    def bare_run(connections: tuple[int, ...]) -> list[dict[str, float]]:
         with server("benchmarks.bare_app:app", workers=args.workers) as base:
-            return wrk(base, LUA, args.seconds, args.connections)
+            wrk(base, LUA, 2, args.connections)  # warm-up: every worker started, as for sluice
+            return [wrk(base, LUA, args.seconds, c) for c in connections]
 
     def row(endpoint: str, items: object, result: dict[str, float], bare_rps: float) -> dict:
         return {"endpoint": endpoint, "items": items, "requests/s": result["rps"],
                 "p50 ms": result["p50_ms"], "p99 ms": result["p99_ms"],
                 "ratio vs bare": result["rps"] / bare_rps, "non-2xx": int(result["errors"])}
 
-    first = bare_run()
-    runs, scoring = [], []
+    light = (args.connections, args.light) if args.light else (args.connections,)
+    first, *bare_light = bare_run(light)
+    runs, light_runs, scoring = [], [], []
     for items in args.items:
         bundle = synthetic_bundle(items)
         scoring.append({"items": items, **scoring_alone(bundle)})
-        runs.append(("sluice personalized", items, sluice_run(bundle, args)))
+        full, *light_result = sluice_run(bundle, args, connections=light)
+        runs.append(("sluice personalized", items, full))
+        light_runs += [("sluice personalized", items, r) for r in light_result]
         if not args.no_scan_rows:  # the same answers, every call scoring the whole catalog
             scan = dataclasses.replace(bundle, candidates=None, candidate_scores=None)
             runs.append(("  scan per call (no heads)", items, sluice_run(
                 scan, args, {"serving": {"precomputed_candidates": 0,
-                                         "ranking_cache_size": 0}})))
-    last = bare_run()  # the two cores drift: the reference is the mean of before and after
+                                         "ranking_cache_size": 0}})[0]))
+    (last,) = bare_run((args.connections,))  # the cores drift: the reference is the mean
     bare_rps = (first["rps"] + last["rps"]) / 2
     rows = [row("bare FastAPI, same JSON (before)", "-", first, bare_rps),
             row("bare FastAPI, same JSON (after)", "-", last, bare_rps)]
@@ -164,6 +171,12 @@ def main() -> None:
     print(f"serving, {args.connections} connections, {args.seconds}s each, {args.workers} "
           f"worker(s), {FACTORS} factors, {USERS:,} users, 25 slots, heads of {HEAD}")
     print(table(rows, list(rows[0])))
+    if bare_light:
+        rows = [row("bare FastAPI, same JSON", "-", bare_light[0], bare_light[0]["rps"])]
+        rows += [row(endpoint, items, result, bare_light[0]["rps"])
+                 for endpoint, items, result in light_runs]
+        print(f"\nbelow saturation: {args.light} connections (latency without queueing)")
+        print(table(rows, list(rows[0])))
     print()
     print(table(scoring, list(scoring[0])))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,6 +55,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service = Service(settings)
     check_binding(service, settings.host)
     service.start()
+    # Everything imported and loaded so far (FastAPI, MLflow, the model: ~300k objects) lives
+    # as long as the process; left to the collector, each full collection walks all of it,
+    # a 150 ms stall here every few thousand requests. Frozen, collections walk only what
+    # requests allocate.
+    gc.collect()
+    gc.freeze()
     app.state.service = service
     log.info("serving on %s:%s, ready=%s", settings.host, settings.port, service.ready)
     try:
