@@ -33,6 +33,9 @@ LOG_POPULAR_SIZE = 1000
 TEMPLATES = ("personalized", "similar_items", "popular", "filter_based", "recently_viewed")
 FOLD_INS = ("als", "history", "constant")  # bundle meta fold_in, set by each model family
 HEAD_SIZE = 100  # the head kept of a ranking computed while serving
+# how an answer's model tier was filled: the trained head, a head kept from an earlier pass,
+# or a pass over every item
+PATHS = ("precomputed", "kept", "pass")
 
 
 class _Ids:
@@ -174,6 +177,8 @@ class LoadedModel:
         self.popular = list(zip(bundle.item_ids[bundle.popular].tolist(),
                                 bundle.popular_scores.tolist(), strict=True))
         self.field_names = {name for fields in bundle.catalog.values() for name in fields}
+        self.paths = dict.fromkeys(PATHS, 0)  # how the model tier was filled, since loading
+        self._paths_lock = threading.Lock()
         self._masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._mask_lock = threading.Lock()
 
@@ -188,6 +193,10 @@ class LoadedModel:
         assert self.gram is not None
         return als_fold_in(self.bundle.item_factors, self.gram, item_indices, weights,
                            self.alpha)
+
+    def count(self, path: str) -> None:
+        with self._paths_lock:
+            self.paths[path] += 1
 
     def item_mask(self, rules: list[Rule]) -> np.ndarray:
         """Which model items pass the item-field rules (cached: filters repeat)."""
@@ -414,23 +423,26 @@ class Recommender:
         scores = None
         head = None
         if req.exclude_seen:
+            path = "precomputed"
             if not new:
                 head = model.heads.precomputed(model.bundle.user_index.get(key))
             if head is None:
-                head = model.heads.get(key, version)
+                path, head = "kept", model.heads.get(key, version)
             if head is None:
                 scores = self._scores(key, version, new, history, scan, exclude_seen=True)
                 if scores is None:
                     return []
-                head = head_of(scores, model.head_size)
+                path, head = "pass", head_of(scores, model.head_size)
                 model.heads.put(key, version, head)
             picked = self._from_head(head, n, skip, passes)
             if len(picked) >= n or head.complete:
+                model.count(path)
                 return picked
         if scores is None:
             scores = self._scores(key, version, new, history, scan, req.exclude_seen)
             if scores is None:
                 return []
+        model.count("pass")
         index = model.bundle.item_index
         excluded = [index[i] for i in skip if i in index]
         if excluded:

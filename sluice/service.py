@@ -150,6 +150,11 @@ class Service:
     def _recommender(self, tenant: str, model: LoadedModel | None) -> Recommender:
         return Recommender(tenant, model, self.state, self.settings.app.events.weights)
 
+    def answer_paths(self) -> dict[str, dict[str, int]]:
+        """Per tenant, how the served model's personalized answers were filled since it loaded."""
+        return {tenant: dict(r.model.paths) for tenant, r in list(self._recommenders.items())
+                if r.model is not None}
+
     def recommender(self, tenant: str) -> Recommender:
         found = self._recommenders.get(tenant)
         if found is None:

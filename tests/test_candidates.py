@@ -120,6 +120,7 @@ def test_new_events_need_one_pass_then_its_head_serves_until_the_next(plain, hea
     after = ids(rec.recommend(req))
     assert first not in {i for i, _ in after} and after == ids(full.recommend(req))
     assert ids(rec.recommend(req, scan=False)) == after  # kept: no second pass
+    assert rec.model.paths == {"precomputed": 1, "kept": 1, "pass": 1}
     state.apply([{"event": "interaction", "id": "e2", "tenant": "default", "user": "u8",
                   "item": after[0][0], "type": "click", "timestamp": 11}])
     with pytest.raises(NeedsScan):

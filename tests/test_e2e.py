@@ -115,6 +115,7 @@ def test_metrics_show_sources_fallback_share_and_model_age(trained, api):
     text = httpx.get(f"{api}/metrics").text
     assert 'sluice_recommendation_slots_total{source="model_fallback",tenant="default"}' in text
     assert 'sluice_fallback_share{tenant="default"}' in text
+    assert 'sluice_model_answers{path="precomputed",tenant="default"}' in text
     version = trained["outcome"]["train"][0]["version"]
     assert f'sluice_model_version{{tenant="default"}} {float(version)}' in text
     age = float(text.split('sluice_model_age_seconds{tenant="default"} ')[1].split()[0])

@@ -31,13 +31,21 @@ class Metrics:
         self.data_lag = Gauge("sluice_model_data_lag_seconds", "Seconds since the last event "
                               "the served model was trained on", ["tenant"],
                               registry=self.registry)
+        self.answer_paths = Gauge(
+            "sluice_model_answers", "Personalized answers since the served model loaded, by "
+            "how the model tier was filled: precomputed (the trained head), kept (a head "
+            "computed earlier here), pass (every item scored)", ["tenant", "path"],
+            registry=self.registry)
         self.fallback_share = Gauge("sluice_fallback_share", "Share of slots served from the "
                                     "fallback tiers (model_fallback + fallback) since start",
                                     ["tenant"], registry=self.registry)
 
-    def refresh(self, models: dict) -> None:
-        """Gauges derived at scrape time: model version and age, fallback share."""
+    def refresh(self, models: dict, paths: dict[str, dict[str, int]] | None = None) -> None:
+        """Gauges derived at scrape time: model version and age, fallback share, answer paths."""
         now = time.time()
+        for tenant, by in (paths or {}).items():
+            for path, count in by.items():
+                self.answer_paths.labels(tenant, path).set(count)
         for tenant, status in models.items():
             if status.version:
                 self.model_version.labels(tenant).set(float(status.version))
@@ -104,5 +112,5 @@ def instrument(app: FastAPI) -> None:
         """Prometheus metrics."""
         service = getattr(app.state, "service", None)
         if service is not None:
-            app.state.metrics.refresh(service.models)
+            app.state.metrics.refresh(service.models, service.answer_paths())
         return app.state.metrics.render()
