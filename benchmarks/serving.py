@@ -54,7 +54,7 @@ def synthetic_bundle(items: int, seed: int = 0) -> ModelBundle:
                                shape=(USERS, items))
     user_items.sum_duplicates()
     popular = np.arange(1000)
-    candidates, candidate_scores = precompute(user_factors, item_factors, user_items, HEAD)
+    candidates = precompute(user_factors, item_factors, user_items, HEAD)
     return ModelBundle(
         user_ids=np.array([f"u{i}" for i in range(USERS)]),
         item_ids=np.array([f"i{i}" for i in range(items)]),
@@ -62,7 +62,7 @@ def synthetic_bundle(items: int, seed: int = 0) -> ModelBundle:
         popular=popular, popular_scores=np.linspace(1000, 1, 1000).astype(np.float32),
         meta={"alpha": 2.0, "regularization": 0.1, "cutoff_ms": 0, "algorithm": "als",
               "tenant": "default", "fold_in": "als"},
-        candidates=candidates, candidate_scores=candidate_scores,
+        candidates=candidates,
     )
 
 
@@ -159,7 +159,7 @@ def main() -> None:
         runs.append(("sluice personalized", items, full))
         light_runs += [("sluice personalized", items, r) for r in light_result]
         if not args.no_scan_rows:  # the same answers, every call scoring the whole catalog
-            scan = dataclasses.replace(bundle, candidates=None, candidate_scores=None)
+            scan = dataclasses.replace(bundle, candidates=None)
             runs.append(("  scan per call (no heads)", items, sluice_run(
                 scan, args, {"serving": {"precomputed_candidates": 0,
                                          "ranking_cache_size": 0}})[0]))

@@ -32,7 +32,6 @@ class ModelBundle:
     catalog: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> fields
     similar: sp.csr_matrix | None = None  # items x items, each row its nearest neighbours
     candidates: np.ndarray | None = None  # int32 users x k: each user's top unseen items, -1 pad
-    candidate_scores: np.ndarray | None = None  # float32, same shape
 
     def __post_init__(self) -> None:
         self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
@@ -45,9 +44,8 @@ class ModelBundle:
         if self.similar is not None:
             optional = {"sim_indptr": self.similar.indptr, "sim_indices": self.similar.indices,
                        "sim_data": self.similar.data.astype(np.float32)}
-        if self.candidates is not None and self.candidate_scores is not None:
+        if self.candidates is not None:
             optional["candidates"] = self.candidates.astype(np.int32)
-            optional["candidate_scores"] = self.candidate_scores.astype(np.float32)
         np.savez(
             directory / ARRAYS, **optional,
             user_ids=self.user_ids.astype(str), item_ids=self.item_ids.astype(str),
@@ -89,7 +87,6 @@ class ModelBundle:
             user_items=user_items, popular=a["popular"], popular_scores=a["popular_scores"],
             meta=json.loads((directory / META).read_text()), catalog=catalog,
             similar=similar, candidates=a.get("candidates"),
-            candidate_scores=a.get("candidate_scores"),
         )
 
 

@@ -5,8 +5,9 @@ caps one serving process near a thousand answers a second. Most answers need onl
 few dozen items of a ranking that changes only when the user does something, so the
 ranking's head is kept:
 
-- the training flow writes each trained user's top `k` (their training items left out) into
-  the bundle (`precompute`);
+- the training flow writes each trained user's top `k` item indices (their training items
+  left out) into the bundle (`precompute`); their scores are recomputed from the factors
+  when read (k dot products), which halves what the bundle stores;
 - serving answers from that head while the user has no events after the model's cutoff, and
   keeps the head of every ranking it had to compute (a known user with new events, a new
   visitor) until the user's history changes again (`CandidateCache`).
@@ -39,21 +40,19 @@ class Head:
 
 def precompute(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix,
                k: int, batch: int = 2048,
-               progress: Callable[[int, int], None] | None = None,
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Every user's top-k items by dot product, their `seen` items left out.
+               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Every user's top-k items by dot product, best first, their `seen` items left out.
 
-    Returns (items int32 users x k, padded with NONE; scores float32, -inf where padded).
-    Through implicit's blocked multi-threaded top-k, `batch` users at a time.
+    Returns item indices, int32 users x k, padded with NONE. Through implicit's blocked
+    multi-threaded top-k, `batch` users at a time.
     """
     from implicit.cpu.topk import topk
 
     n_users, n_items = seen.shape
     k = max(0, min(k, n_items))
     items_out = np.full((n_users, k), NONE, dtype=np.int32)
-    scores_out = np.full((n_users, k), -np.inf, dtype=np.float32)
     if k == 0 or n_users == 0:
-        return items_out, scores_out
+        return items_out
     factors = np.ascontiguousarray(item_factors, dtype=np.float32)
     seen = seen.tocsr().astype(np.float32)
     floor = float(np.finfo(np.float32).min)  # what implicit's topk gives a filtered item
@@ -63,10 +62,9 @@ def precompute(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_
         ids, scores = topk(factors, query, k, filter_query_items=seen[start:stop])
         valid = (scores > floor) & np.isfinite(scores) & (ids >= 0)
         items_out[start:stop] = np.where(valid, ids, NONE)
-        scores_out[start:stop] = np.where(valid, scores, -np.inf)
         if progress is not None:
             progress(stop, n_users)
-    return items_out, scores_out
+    return items_out
 
 
 def head_of(scores: np.ndarray, k: int) -> Head:
@@ -85,9 +83,9 @@ class CandidateCache:
     one while the user's history version is the one it was computed at.
     """
 
-    def __init__(self, items: np.ndarray | None, scores: np.ndarray | None,
-                 size: int = 50_000):
-        self.items, self.scores = items, scores
+    def __init__(self, items: np.ndarray | None, user_factors: np.ndarray,
+                 item_factors: np.ndarray, size: int = 50_000):
+        self.items, self.user_factors, self.item_factors = items, user_factors, item_factors
         self.k = int(items.shape[1]) if items is not None else 0
         self._computed: OrderedDict[str, tuple[int, Head]] = OrderedDict()
         self._size = size
@@ -95,11 +93,13 @@ class CandidateCache:
         self.hits = self.misses = 0
 
     def precomputed(self, row: int | None) -> Head | None:
-        if row is None or self.items is None or self.scores is None:
+        if row is None or self.items is None:
             return None
         items = self.items[row]
         count = int(np.count_nonzero(items != NONE))
-        return Head(items[:count], self.scores[row, :count], complete=count < self.k)
+        items = items[:count]
+        scores = self.item_factors[items] @ self.user_factors[row]
+        return Head(items, scores, complete=count < self.k)
 
     def get(self, key: str, version: int) -> Head | None:
         with self._lock:

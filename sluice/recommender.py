@@ -172,7 +172,8 @@ class LoadedModel:
         norms = np.linalg.norm(bundle.item_factors, axis=1, keepdims=True)
         self.unit_items = bundle.item_factors / np.maximum(norms, 1e-12)
         self.scorer = BatchScorer(bundle.item_factors)
-        self.heads = CandidateCache(bundle.candidates, bundle.candidate_scores, head_cache_size)
+        self.heads = CandidateCache(bundle.candidates, bundle.user_factors, bundle.item_factors,
+                                    head_cache_size)
         self.head_size = max(self.heads.k, HEAD_SIZE)
         self.popular = list(zip(bundle.item_ids[bundle.popular].tolist(),
                                 bundle.popular_scores.tolist(), strict=True))

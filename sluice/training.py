@@ -257,10 +257,10 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
     size = settings.app.serving.popular_list_size
     popularity = Popularity().fit(full.matrix)
     similar = SimilarItems(settings.app.model.similar_items_neighbours).fit(full.matrix)
-    candidates = candidate_scores = None
+    candidates = None
     k = settings.app.serving.precomputed_candidates
     if final.personalized and k:
-        candidates, candidate_scores = precompute(
+        candidates = precompute(
             final.user_factors, final.item_factors, full.matrix, k,
             progress=progress_every(say, f"[{prepared.tenant}] candidates", full.shape[0]))
     cutoff_ms = int(pd.Timestamp(frame["event_at"].max()).value // 1_000_000)
@@ -274,7 +274,6 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
               **final.serving_meta(), "matrix": settings.app.matrix.model_dump(),
               "stats": dataset_stats(prepared)},
         catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
-        candidate_scores=candidate_scores,
     )
 
 
