@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import scipy.sparse as sp
 
@@ -66,19 +67,24 @@ def synthetic_bundle(items: int, seed: int = 0) -> ModelBundle:
     )
 
 
-def register(bundle: ModelBundle, home: Path) -> str:
+def register(bundle: ModelBundle, home: Path, champion: bool = True) -> str:
+    """Log and register `bundle` in the store under `home`; returns the version."""
     import mlflow
 
     from sluice import registry
     from sluice.training import log_model
 
-    uri = f"sqlite:///{home}/mlflow.db"
-    client = registry.client(uri)
+    client = registry.client(store(home))
     experiment = registry.experiment(client, "bench", home / "artifacts")
     with mlflow.start_run(experiment_id=experiment):
         version = log_model(bundle, "sluice-default")
-    client.set_registered_model_alias("sluice-default", "champion", version)
-    return uri
+    if champion:
+        client.set_registered_model_alias("sluice-default", "champion", version)
+    return version
+
+
+def store(home: Path) -> str:
+    return f"sqlite:///{home}/mlflow.db"
 
 
 def scoring_alone(bundle: ModelBundle) -> dict[str, float]:
@@ -104,13 +110,24 @@ def scoring_alone(bundle: ModelBundle) -> dict[str, float]:
 
 
 def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | None = None,
-               connections: tuple[int, ...] | None = None) -> list[dict[str, float]]:
-    """wrk against the real app serving `bundle` as champion (config: overrides of sluice.yaml)."""
+               connections: tuple[int, ...] | None = None,
+               swap_to: ModelBundle | None = None) -> list[dict[str, float]]:
+    """wrk against the real app serving `bundle` as champion (config: overrides of sluice.yaml).
+
+    With `swap_to`, that bundle is registered beforehand and made champion half-way through
+    the (first) measured run; the run fails unless the server was answering from it by the end.
+    """
+    import threading
+
     import yaml
+
+    from sluice import registry
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        uri = register(bundle, home)
+        register(bundle, home)
+        later = register(swap_to, home, champion=False) if swap_to is not None else None
+        uri = store(home)
         env = {"SLUICE_HOME": str(home), "MLFLOW_TRACKING_URI": uri,
                "SLUICE_LOG_LEVEL": "WARNING"}
         if config:
@@ -123,8 +140,20 @@ def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | Non
                     workers=args.workers) as base:
             key = api_key("read")
             wrk(base, LUA, 2, args.connections, key=key)  # warm-up
-            return [wrk(base, LUA, args.seconds, c, key=key)
-                    for c in connections or (args.connections,)]
+            if later is not None:
+                timer = threading.Timer(args.seconds / 2, registry.client(uri)
+                                        .set_registered_model_alias,
+                                        ("sluice-default", "champion", later))
+                timer.start()
+            results = [wrk(base, LUA, args.seconds, c, key=key)
+                       for c in connections or (args.connections,)]
+            if later is not None:
+                timer.join()
+                served = {httpx.post(f"{base}/v1/recommendations", json={"user_id": "u1"},
+                                     headers={"X-Api-Key": key}).json()["model_version"]
+                          for _ in range(4 * args.workers)}
+                assert served == {later}, f"still serving {served} after the swap to {later}"
+            return results
 
 
 def main() -> None:
@@ -135,6 +164,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--light", type=int, default=4,
                         help="also measure at this many connections (0: skip)")
+    parser.add_argument("--swap", action="store_true",
+                        help="also a run at the most items whose champion moves half-way")
     parser.add_argument("--no-scan-rows", action="store_true",
                         help="skip the rows that score every item on every call")
     args = parser.parse_args()
@@ -158,6 +189,10 @@ def main() -> None:
         full, *light_result = sluice_run(bundle, args, connections=light)
         runs.append(("sluice personalized", items, full))
         light_runs += [("sluice personalized", items, r) for r in light_result]
+        if args.swap and items == args.items[-1]:  # the champion moves half-way through
+            runs.append(("  champion swapped mid-run", items, sluice_run(
+                bundle, args, {"serving": {"model_poll_seconds": 1}},
+                swap_to=synthetic_bundle(items, seed=1))[0]))
         if not args.no_scan_rows:  # the same answers, every call scoring the whole catalog
             scan = dataclasses.replace(bundle, candidates=None)
             runs.append(("  scan per call (no heads)", items, sluice_run(
