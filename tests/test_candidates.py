@@ -45,7 +45,7 @@ def ids(answer) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def plain() -> ModelBundle:
-    return synthetic_bundle(items=300, users=60, factors=8, seed=4)
+    return synthetic_bundle(items=300, users=60, factors=8, seed=4, heads=0)
 
 
 @pytest.fixture(scope="module")

@@ -10,21 +10,26 @@ import scipy.sparse as sp
 
 from sluice import registry
 from sluice.bundle import ModelBundle
+from sluice.candidates import precompute
 
 
 def synthetic_bundle(items: int = 200, users: int = 50, factors: int = 8,
-                     seed: int = 0) -> ModelBundle:
+                     seed: int = 0, heads: int = 20) -> ModelBundle:
+    """Random factors, three items per user, and each user's precomputed head (as training
+    writes it) unless `heads` is 0."""
     rng = np.random.default_rng(seed)
     rows = np.repeat(np.arange(users), 3)
     cols = rng.integers(0, items, size=users * 3)
     user_items = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
                                shape=(users, items))
     user_items.sum_duplicates()
+    user_factors = rng.normal(size=(users, factors)).astype(np.float32)
+    item_factors = rng.normal(size=(items, factors)).astype(np.float32)
     return ModelBundle(
         user_ids=np.array([f"u{i}" for i in range(users)]),
         item_ids=np.array([f"i{i}" for i in range(items)]),
-        user_factors=rng.normal(size=(users, factors)).astype(np.float32),
-        item_factors=rng.normal(size=(items, factors)).astype(np.float32),
+        user_factors=user_factors, item_factors=item_factors,
+        candidates=precompute(user_factors, item_factors, user_items, heads) if heads else None,
         user_items=user_items, popular=np.arange(min(items, 100)),
         popular_scores=np.linspace(100, 1, min(items, 100)).astype(np.float32),
         meta={"alpha": 2.0, "regularization": 0.1, "cutoff_ms": 0, "tenant": "default"},
