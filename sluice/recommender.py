@@ -319,6 +319,7 @@ class Recommender:
 
         slots: list[Slot] = []
         taken: set[str] = set()
+        paths: list[str] = []  # counted once the answer is complete (NeedsScan reruns it)
 
         def add(candidates: list[tuple[str, float]], source: str, skip: set[str]) -> None:
             for item_id, score in candidates:
@@ -336,8 +337,8 @@ class Recommender:
             if key is not None and model is not None:
                 source = MODEL_PERSONALIZED if model.personalized else MODEL_NON_PERSONALIZED
                 skip = excluded | recent
-                add(self._personalized(key, version, history, n, skip, passes, req, scan),
-                    source, skip)
+                add(self._personalized(key, version, history, n, skip, passes, req, scan,
+                                       paths), source, skip)
             if len(slots) < n:
                 add(self._popular(), MODEL_FALLBACK, blocked())
         elif req.template == "popular":
@@ -356,6 +357,9 @@ class Recommender:
             add(self._random(n - len(slots), taken | blocked(), passes, scan), FALLBACK,
                 blocked())
         version_served = model.version if model is not None else None
+        if model is not None:
+            for path in paths:
+                model.count(path)
         return Answer(new_id(), version_served, req.template, slots)
 
     def known_fields(self) -> set[str]:
@@ -413,11 +417,11 @@ class Recommender:
         return Answer(new_id(), version_served, "ranking", slots)
 
     def _personalized(self, key: str, version: int, history: list[Interaction], n: int,
-                      skip: set[str], passes, req: Request,
-                      scan: bool) -> list[tuple[str, float]]:
+                      skip: set[str], passes, req: Request, scan: bool,
+                      paths: list[str]) -> list[tuple[str, float]]:
         """The model's best n for the user, from the head of the user's ranking when it can
         fill them (kept from training, or from this user's last pass), else from a pass over
-        every item with the filters applied."""
+        every item with the filters applied. Appends to `paths` which of the three it was."""
         model = self.model
         assert model is not None
         new = self._new_pairs(history)
@@ -437,13 +441,13 @@ class Recommender:
                 model.heads.put(key, version, head)
             picked = self._from_head(head, n, skip, passes)
             if len(picked) >= n or head.complete:
-                model.count(path)
+                paths.append(path)
                 return picked
         if scores is None:
             scores = self._scores(key, version, new, history, scan, req.exclude_seen)
             if scores is None:
                 return []
-        model.count("pass")
+        paths.append("pass")
         index = model.bundle.item_index
         excluded = [index[i] for i in skip if i in index]
         if excluded:

@@ -105,6 +105,9 @@ def test_a_known_user_without_new_events_needs_no_catalog_pass(headed):
     red_blue = parse_conditions([{"field": "color", "op": "eq", "value": "green"}], {"color"})
     with pytest.raises(NeedsScan):  # nothing in the head passes: the whole catalog is asked
         rec.recommend(Request(user_id="u3", num_results=5, rules=red_blue), scan=False)
+    assert rec.model.paths == {"precomputed": 1, "kept": 0, "pass": 0}  # only whole answers
+    rec.recommend(Request(user_id="u3", num_results=40))
+    assert rec.model.paths == {"precomputed": 1, "kept": 0, "pass": 1}
 
 
 def test_new_events_need_one_pass_then_its_head_serves_until_the_next(plain, headed):
