@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from sluice.scoring import top_n_blocked
+
 NONE = -1  # pads a row of precomputed candidates when a user has fewer unseen items than k
 
 
@@ -43,24 +45,21 @@ def precompute(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Every user's top-k items by dot product, best first, their `seen` items left out.
 
-    Returns item indices, int32 users x k, padded with NONE. Through implicit's blocked
-    multi-threaded top-k, `batch` users at a time.
+    Returns item indices, int32 users x k, padded with NONE. Ranked as the evaluation ranks
+    (`factor_ranker`: implicit's blocked multi-threaded top-k), `batch` users at a time.
     """
-    from implicit.cpu.topk import topk
+    from sluice.evaluation import NO_SCORE, factor_ranker  # training-time only
 
     n_users, n_items = seen.shape
     k = max(0, min(k, n_items))
     items_out = np.full((n_users, k), NONE, dtype=np.int32)
     if k == 0 or n_users == 0:
         return items_out
-    factors = np.ascontiguousarray(item_factors, dtype=np.float32)
-    seen = seen.tocsr().astype(np.float32)
-    floor = float(np.finfo(np.float32).min)  # what implicit's topk gives a filtered item
+    rank = factor_ranker(lambda users: user_factors[users], item_factors, seen)
     for start in range(0, n_users, batch):
         stop = min(start + batch, n_users)
-        query = np.ascontiguousarray(user_factors[start:stop], dtype=np.float32)
-        ids, scores = topk(factors, query, k, filter_query_items=seen[start:stop])
-        valid = (scores > floor) & np.isfinite(scores) & (ids >= 0)
+        ids, scores = rank(np.arange(start, stop), k)
+        valid = (scores > NO_SCORE) & np.isfinite(scores) & (ids >= 0)
         items_out[start:stop] = np.where(valid, ids, NONE)
         if progress is not None:
             progress(stop, n_users)
@@ -69,8 +68,6 @@ def precompute(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_
 
 def head_of(scores: np.ndarray, k: int) -> Head:
     """The head of a full score row in which seen items are -inf."""
-    from sluice.scoring import top_n_blocked
-
     picks = top_n_blocked(scores, k)  # finite scores only: fewer than k means no more exist
     return Head(picks.astype(np.int32), scores[picks].astype(np.float32),
                 complete=len(picks) < k)
@@ -90,7 +87,6 @@ class CandidateCache:
         self._computed: OrderedDict[str, tuple[int, Head]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
 
     def precomputed(self, row: int | None) -> Head | None:
         if row is None or self.items is None:
@@ -106,9 +102,7 @@ class CandidateCache:
             found = self._computed.get(key)
             if found is not None and found[0] == version:
                 self._computed.move_to_end(key)
-                self.hits += 1
                 return found[1]
-            self.misses += 1
         return None
 
     def put(self, key: str, version: int, head: Head) -> None:

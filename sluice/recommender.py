@@ -559,12 +559,12 @@ class Recommender:
         # a small draw first (cheap on a large catalog); the whole catalog only if it falls short
         first = min(len(pool), 4 * n + len(exclude) + 16)
         if 4 * first >= len(pool):
-            draws = [self._rng.permutation(len(pool))]
-        else:  # distinct indices in random order without permuting the whole catalog
+            orders = [self._rng.permutation(len(pool))]
+        else:  # distinct indices in random order, then the whole catalog if they fall short
             sample = np.unique(self._rng.integers(0, len(pool), size=first))
-            draws = [self._rng.permutation(sample), np.empty(0, dtype=np.int64)]
-        for attempt, order in enumerate(draws):
-            if attempt:
+            orders = [self._rng.permutation(sample), None]
+        for order in orders:
+            if order is None:
                 if not scan:
                     raise NeedsScan
                 order = self._rng.permutation(len(pool))
