@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from flows.cli import free_port
+from cli.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import ROOT, api_key, server, table, wrk  # noqa: E402
 
 from sluice.bundle import ModelBundle  # noqa: E402
-from sluice.candidates import precompute  # noqa: E402
+from sluice.learn.candidates import precompute  # noqa: E402
 from sluice.scoring import BatchScorer, top_n_blocked  # noqa: E402
 
 USERS = 20_000
@@ -71,8 +71,8 @@ def register(bundle: ModelBundle, home: Path, champion: bool = True) -> str:
     """Log and register `bundle` in the store under `home`; returns the version."""
     import mlflow
 
-    from sluice import registry
-    from sluice.training import log_model
+    from sluice.learn import registry
+    from sluice.learn.training import log_model
 
     client = registry.client(store(home))
     experiment = registry.experiment(client, "bench", home / "artifacts")
@@ -121,8 +121,7 @@ def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | Non
 
     import yaml
 
-    from sluice import registry
-
+    from sluice.learn import registry
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         register(bundle, home)

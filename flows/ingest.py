@@ -7,8 +7,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from sluice.ingest import Ingestor, format_table
 from sluice.settings import get_settings
+from sluice.warehouse.ingest import Ingestor, format_table
 
 
 @task(retries=2, retry_delay_seconds=5)

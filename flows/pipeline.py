@@ -10,9 +10,9 @@ from prefect.artifacts import create_link_artifact
 from flows.ingest import ingest
 from flows.train import train
 from flows.transform import transform
-from sluice.locks import warehouse_lock
-from sluice.report import write_report
+from sluice.analytics.report import write_report
 from sluice.settings import get_settings
+from sluice.warehouse.locks import warehouse_lock
 
 
 @task(retries=1, retry_delay_seconds=5)

@@ -10,10 +10,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.retries import RETRY_DELAYS, io_failure
-from sluice.locks import warehouse_lock
+from sluice.learn.training import InsufficientDataError, train_tenant
+from sluice.learn.training import tenants as warehouse_tenants
 from sluice.settings import get_settings
-from sluice.training import InsufficientDataError, train_tenant
-from sluice.training import tenants as warehouse_tenants
+from sluice.warehouse.locks import warehouse_lock
 
 
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,

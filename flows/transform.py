@@ -8,10 +8,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.retries import RETRY_DELAYS, io_failure
-from sluice.locks import warehouse_lock
 from sluice.settings import get_settings
-from sluice.transform import dbt_build
-from sluice.warehouse import connect
+from sluice.warehouse.db import connect
+from sluice.warehouse.locks import warehouse_lock
+from sluice.warehouse.transform import dbt_build
 
 
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,

@@ -7,9 +7,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
+from sluice.learn.training import tenants as warehouse_tenants
+from sluice.learn.tuning import tune_tenant
 from sluice.settings import get_settings
-from sluice.training import tenants as warehouse_tenants
-from sluice.tuning import tune_tenant
 
 
 @task

@@ -1,4 +1,4 @@
-"""The HTTP face of Sluice: a thin FastAPI app over `sluice.service`."""
+"""The HTTP face of Sluice: a thin FastAPI app over `sluice.serve.service`."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""The FastAPI app: routers over one `sluice.service.Service`, built in the lifespan handler."""
+"""The FastAPI app: routers over one `Service` (sluice.serve), built in the lifespan handler."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from serving.api.metrics import Metrics, instrument
 from serving.api.routes import admin, events, health, personalize, recommendations
 from sluice import logs
 from sluice.auth import is_loopback
-from sluice.service import Service
+from sluice.serve.service import Service
 from sluice.settings import get_settings
 
 log = logging.getLogger("sluice")

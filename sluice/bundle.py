@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+NO_CANDIDATE = -1  # pads a row of precomputed candidates when a user has fewer unseen items than k
+
 ARRAYS = "arrays.npz"
 META = "meta.json"
 CATALOG = "catalog.jsonl"

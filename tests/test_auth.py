@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from sluice import auth
 from sluice.auth import AuthError, KeyTable, parse_env_keys
-from sluice.eventlog import segments
+from sluice.intake.eventlog import segments
 from sluice.settings import ApiKeyConfig, AwsKeyConfig, ConfigError, get_settings, load_app_config
 from tests.utils.auth import (
     ADMIN,
@@ -404,7 +404,7 @@ def test_public_bindings_need_real_keys(tmp_path, monkeypatch):
     real = SimpleNamespace(keys=KeyTable.from_settings(shipped, {"SLUICE_API_KEYS":
                                                                  "admin:*:" + "r" * 32}))
     check_binding(real, "0.0.0.0")
-    from flows.cli import main
+    from cli.main import main
 
     monkeypatch.setenv("SLUICE_HOST", "0.0.0.0")
     monkeypatch.setenv("SLUICE_API_KEYS", "")
@@ -413,7 +413,7 @@ def test_public_bindings_need_real_keys(tmp_path, monkeypatch):
 
 
 def test_the_shipped_config_carries_demo_keys_that_the_demo_sends(monkeypatch):
-    from flows.cli import _key_headers
+    from cli.main import _key_headers
 
     monkeypatch.delenv("SLUICE_CONFIG", raising=False)
     monkeypatch.delenv("SLUICE_API_KEYS", raising=False)

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from sluice.bundle import ModelBundle
-from sluice.candidates import NONE, precompute
+from sluice.bundle import NO_CANDIDATE, ModelBundle
 from sluice.filters import parse_conditions
-from sluice.matrix import build
-from sluice.models import Cosine, Popularity
-from sluice.realtime import RealtimeState
-from sluice.recommender import (
+from sluice.learn.candidates import precompute
+from sluice.learn.matrix import build
+from sluice.learn.models import Cosine, Popularity
+from sluice.serve.realtime import RealtimeState
+from sluice.serve.recommender import (
     MODEL_NON_PERSONALIZED,
     MODEL_PERSONALIZED,
     LoadedModel,
@@ -70,7 +70,7 @@ def test_precompute_pads_when_fewer_items_are_unseen_than_k():
     items = precompute(rng.normal(size=(2, 4)).astype(np.float32),
                        rng.normal(size=(3, 4)).astype(np.float32), user_items, 5)
     assert items.shape == (2, 3)  # k is capped at the catalog
-    assert items[0].tolist() == [2, NONE, NONE]
+    assert items[0].tolist() == [2, NO_CANDIDATE, NO_CANDIDATE]
     assert sorted(items[1].tolist()) == [0, 1, 2]
 
 

@@ -1,4 +1,4 @@
-"""The dbt project built for real (sluice.transform.dbt_build) on a small hand-made raw.events."""
+"""The dbt project built for real (`transform.dbt_build`) on a small hand-made raw.events."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import duckdb
 import pytest
 import yaml
 
-from sluice.transform import DBT_PROJECT_DIR, TransformError, dbt_build
-from sluice.warehouse import connect
+from sluice.warehouse.db import connect
+from sluice.warehouse.transform import DBT_PROJECT_DIR, TransformError, dbt_build
 
 DAY = "2026-03-02"
 WEIGHTS = {"click": 1.5, "purchase": 5.0}  # add_to_cart and view are not trained on

@@ -2,7 +2,7 @@
 
 A real ingest of a synthetic history, plus the hand-made events of tests/test_dbt.py and some
 malformed ones, goes into DuckDB; its raw.* tables are copied into a throwaway PostgreSQL 15+
-cluster; `dbt build` (sluice.transform.dbt_build, as the transform flow runs it) then runs on
+cluster; `dbt build` (`transform.dbt_build`, as the transform flow runs it) then runs on
 both, and every staging view, intermediate table and mart must hold the same rows on both.
 """
 
@@ -13,10 +13,10 @@ import json
 import duckdb
 import pytest
 
-from sluice.ingest import Ingestor
-from sluice.synthetic import SyntheticSpec, generate
-from sluice.transform import dbt_build
-from sluice.warehouse import connect
+from sluice.intake.synthetic import SyntheticSpec, generate
+from sluice.warehouse.db import connect
+from sluice.warehouse.ingest import Ingestor
+from sluice.warehouse.transform import dbt_build
 from tests.test_dbt import RAW, _raw, dbt_vars
 from tests.utils.postgres import Postgres, copy_raw_tables, running_postgres, server_bin_dir
 

@@ -12,7 +12,7 @@ import yaml
 
 from flows.deployments import PREFECT_YAML, load
 from sluice.settings import PROJECT_ROOT
-from sluice.warehouse import connect
+from sluice.warehouse.db import connect
 from tests.utils.factories import environment
 
 

@@ -7,9 +7,9 @@ import time
 import httpx
 import pytest
 
-from sluice import registry
-from sluice.recommender import SOURCES
-from sluice.synthetic import SyntheticSpec, generate
+from sluice.intake.synthetic import SyntheticSpec, generate
+from sluice.learn import registry
+from sluice.serve.recommender import SOURCES
 from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, READ, WRITE
 from tests.utils.factories import environment, interaction
 from tests.utils.server import running_server
@@ -349,7 +349,7 @@ def test_a_second_pipeline_run_loads_nothing_twice(trained):
 def test_the_report_shows_every_section_after_the_second_run(trained):
     import re
 
-    from sluice.report import write_report
+    from sluice.analytics.report import write_report
 
     out = write_report(trained["home"] / "warehouse.duckdb", trained["env"]["MLFLOW_TRACKING_URI"],
                        "sluice-default", trained["home"] / "report" / "index.html")

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from sluice.bundle import ModelBundle
-from sluice.evaluation import (
+from sluice.learn.evaluation import (
     NO_SCORE,
     evaluate,
     evaluate_ranker,
@@ -19,9 +19,9 @@ from sluice.evaluation import (
     relevant_items,
     time_split,
 )
-from sluice.gate import bundle_ranker
-from sluice.matrix import build, config_params
-from sluice.models import ALS, Cosine, Popularity
+from sluice.learn.gate import bundle_ranker
+from sluice.learn.matrix import build, config_params
+from sluice.learn.models import ALS, Cosine, Popularity
 from sluice.settings import MatrixConfig
 from tests.utils.marts import taste_history
 

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from sluice import eventlog
-from sluice.eventlog import EventLog, LogFollower, LogWriteError, read_complete, segments
+from sluice.intake import eventlog
+from sluice.intake.eventlog import EventLog, LogFollower, LogWriteError, read_complete, segments
 
 
 def _event(n: int, **extra) -> dict:

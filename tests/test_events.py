@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sluice import events as ev
-from sluice.events import EventError, parse_batch, parse_event, parse_timestamp
+from sluice.intake import events as ev
+from sluice.intake.events import EventError, parse_batch, parse_event, parse_timestamp
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS = 1_700_000_123_456  # 2023-11-14T22:15:23.456Z

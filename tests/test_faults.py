@@ -3,7 +3,7 @@
 (kill -9 under concurrent load is tests/test_intake_server.py.)
 
 The disk faults are injected in-process, honestly but not by the kernel: as root, chmod does
-not stop writes and no small tmpfs can be mounted here, so `open` inside `sluice.eventlog` is
+not stop writes and no small tmpfs can be mounted here, so `open` inside `sluice.intake.eventlog` is
 replaced by one whose files fail like a full disk (a short write, then ENOSPC) or a read-only
 one (EROFS). Everything above that (group commit, truncation of the torn tail, the 503, the
 app) is the real code, driven through the real FastAPI app.
@@ -23,10 +23,10 @@ import httpx
 import orjson
 import pytest
 
-from sluice import eventlog
 from sluice.bundle import ARRAYS
-from sluice.eventlog import segments
-from sluice.service import Service
+from sluice.intake import eventlog
+from sluice.intake.eventlog import segments
+from sluice.serve.service import Service
 from sluice.settings import get_settings
 from tests.utils.auth import ADMIN, READ, WRITE
 from tests.utils.factories import environment, interaction
@@ -137,7 +137,7 @@ def test_missing_artifacts_and_an_unreachable_store_are_reported_not_raised(tmp_
 
 # --- the raw log refusing writes -------------------------------------------------------------
 class FaultyDisk:
-    """What `open` in sluice.eventlog returns: real files that fail as this disk says."""
+    """What `open` in sluice.intake.eventlog returns: real files that fail as this disk says."""
 
     def __init__(self) -> None:
         self.free: int | None = None  # bytes left; None: plenty

@@ -14,8 +14,8 @@ from sluice.filters import (
     parse_conditions,
     parse_expression,
 )
-from sluice.realtime import RealtimeState
-from sluice.recommender import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED, Request
+from sluice.serve.realtime import RealtimeState
+from sluice.serve.recommender import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED, Request
 from tests.test_recommender import bundle, check, recommender  # noqa: F401  (fixture)
 
 ITEM = {"color": "red", "price": 12.5, "tags": ["sale", "new"], "in_stock": True}

@@ -11,9 +11,9 @@ import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from sluice.eventlog import EventLog, LogFollower, read_complete, segments
-from sluice.ingest import Ingestor
+from sluice.intake.eventlog import EventLog, LogFollower, read_complete, segments
 from sluice.settings import Settings
+from sluice.warehouse.ingest import Ingestor
 
 T0 = 1_750_000_000_000
 

@@ -15,8 +15,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sluice import personalize
-from sluice.events import EventError, parse_batch, parse_event
 from sluice.filters import (
     Condition,
     FilterError,
@@ -26,7 +24,9 @@ from sluice.filters import (
     parse_conditions,
     parse_expression,
 )
-from sluice.limits import json_depth, too_deep
+from sluice.intake import personalize
+from sluice.intake.events import EventError, parse_batch, parse_event
+from sluice.intake.limits import json_depth, too_deep
 from sluice.settings import ConfigError, load_app_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

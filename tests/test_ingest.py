@@ -14,10 +14,11 @@ import orjson
 import pandas as pd
 import pytest
 
-from sluice import ingest, tabular
-from sluice.eventlog import EventLog, segments
-from sluice.events import parse_event
-from sluice.ingest import Ingestor
+from sluice.intake import tabular
+from sluice.intake.eventlog import EventLog, segments
+from sluice.intake.events import parse_event
+from sluice.warehouse import ingest
+from sluice.warehouse.ingest import Ingestor
 
 T0 = 1_750_000_000_000
 

@@ -18,15 +18,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sluice.eventlog import EventLog, segments
-from sluice.ingest import Ingestor
+from sluice.intake.eventlog import EventLog, segments
+from sluice.warehouse.ingest import Ingestor
 
 T0 = 1_750_000_000_000
 CHUNK = 2_000
 CHILD = """
 import sys
 from pathlib import Path
-from sluice import ingest
+from sluice.warehouse import ingest
 ingest.CHUNK_LINES = int(sys.argv[2])
 root = Path(sys.argv[1])
 ingest.Ingestor(root / "warehouse.duckdb", root / "raw", root / "landing",

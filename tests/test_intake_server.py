@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
-from flows.cli import free_port, start_server, wait_ready
-from sluice.ingest import Ingestor
-from sluice.warehouse import connect
+from cli.processes import free_port, start_server, wait_ready
+from sluice.warehouse.db import connect
+from sluice.warehouse.ingest import Ingestor
 from tests.utils.auth import WRITE
 from tests.utils.factories import environment, interaction
 from tests.utils.server import running_server
@@ -62,7 +62,7 @@ def test_one_bad_event_rejects_the_request_with_index_field_and_reason(server):
 
 
 def test_nothing_of_a_rejected_request_is_written(server):
-    from sluice.eventlog import segments
+    from sluice.intake.eventlog import segments
 
     def size() -> int:
         return sum(p.stat().st_size for p in segments(server["home"] / "raw"))

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from sluice.eventlog import segments
+from sluice.intake.eventlog import segments
 from tests.utils.auth import ADMIN, READ, WRITE
 from tests.utils.factories import environment, interaction
 from tests.utils.server import running_server
@@ -120,7 +120,7 @@ def test_malformed_json_is_a_4xx_naming_the_body(server):
 def test_answers_logged_back_leave_no_state_behind():
     # every answer is logged as a recommendation event and followed back: kept ids would grow
     # with every read, for ever (benchmarks/soak.py watches resident memory for this)
-    from sluice.realtime import RealtimeState
+    from sluice.serve.realtime import RealtimeState
 
     state = RealtimeState()
     answers = [{"event": "recommendation", "id": f"r{n}", "tenant": "default", "user": "u",

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from sluice.ingest import Ingestor
-from sluice.locks import LockTimeoutError, warehouse_lock
-from sluice.warehouse import connect
+from sluice.warehouse.db import connect
+from sluice.warehouse.ingest import Ingestor
+from sluice.warehouse.locks import LockTimeoutError, warehouse_lock
 
 
 def test_two_ingest_runs_at_once_load_everything_once(tmp_path):
@@ -47,7 +47,7 @@ def test_two_ingest_runs_at_once_load_everything_once(tmp_path):
 def test_a_lock_held_by_another_process_makes_us_wait_then_fail_clearly(tmp_path):
     warehouse = tmp_path / "warehouse.duckdb"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from sluice.locks import warehouse_lock\n"
+        "import sys, time; from sluice.warehouse.locks import warehouse_lock\n"
         f"with warehouse_lock({str(warehouse)!r}):\n"
         "    print('held', flush=True); time.sleep(3)")], stdout=subprocess.PIPE, text=True)
     try:

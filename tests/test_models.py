@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 from sluice.bundle import ModelBundle
-from sluice.models import (
+from sluice.learn.models import (
     ALS,
     BM25,
     BPR,
@@ -26,8 +26,8 @@ from sluice.models import (
     Popularity,
     make_model,
 )
+from sluice.learn.similar import SimilarItems
 from sluice.settings import MODEL_ALGORITHMS, ModelConfig
-from sluice.similar import SimilarItems
 
 GROUPS, PER_GROUP, USERS, PICKS = 3, 20, 180, 8
 
@@ -136,7 +136,7 @@ class ModelContract:
         assert sum(group_of(i) == 0 for i in top) >= 4
 
     def test_serving_fold_in_is_the_models_fold_in(self, fitted, data):
-        from sluice.recommender import LoadedModel
+        from sluice.serve.recommender import LoadedModel
 
         meta = fitted.serving_meta()
         assert {"alpha", "regularization", "fold_in"} <= set(meta)

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from botocore.config import Config
 
-from sluice.eventlog import segments
+from sluice.intake.eventlog import segments
 from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, WRITE
 from tests.utils.factories import environment
 from tests.utils.server import running_server
@@ -23,7 +23,7 @@ ARN = "arn:aws:personalize:us-east-1:000000000000:dataset/{}/ITEMS"
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("personalize")
     env = environment(home)
-    from flows.cli import main
+    from cli.main import main
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLUICE_HOME", str(home))

@@ -8,10 +8,10 @@ import pytest
 import scipy.sparse as sp
 
 from sluice.bundle import ModelBundle
-from sluice.matrix import build
-from sluice.models import ALS, Popularity
-from sluice.realtime import RealtimeState
-from sluice.recommender import (
+from sluice.learn.matrix import build
+from sluice.learn.models import ALS, Popularity
+from sluice.serve.realtime import RealtimeState
+from sluice.serve.recommender import (
     FALLBACK,
     MODEL_FALLBACK,
     MODEL_NON_PERSONALIZED,
@@ -185,7 +185,7 @@ def test_fold_in_matches_implicits_own_user_solve(bundle):
     model.user_factors = bundle.user_factors.copy()
     row = bundle.user_items[bundle.user_index["u4"]]
     ours = LoadedModel(bundle, "1")
-    from sluice.models import als_fold_in
+    from sluice.learn.models import als_fold_in
 
     mine = als_fold_in(bundle.item_factors, ours.gram, row.indices, row.data, alpha=2.0)
     model.cg_steps = 50  # converge the conjugate-gradient solve to the exact one

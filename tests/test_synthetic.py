@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sluice.events import parse_event
-from sluice.synthetic import CATEGORIES, SyntheticSpec, generate
+from sluice.intake.events import parse_event
+from sluice.intake.synthetic import CATEGORIES, SyntheticSpec, generate
 
 SPEC = {"users": 300, "items": 120, "events": 6000, "files": 2}
 

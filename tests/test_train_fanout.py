@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sluice import registry
+from sluice.learn import registry
 from tests.utils.factories import environment
 from tests.utils.marts import taste_history, write_marts
 

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from sluice import registry
 from sluice.bundle import ModelBundle
+from sluice.learn import registry
+from sluice.learn.training import InsufficientDataError, check_sufficiency, train_tenant
+from sluice.learn.tuning import draw, tune_tenant
 from sluice.settings import Settings
-from sluice.training import InsufficientDataError, check_sufficiency, train_tenant
-from sluice.tuning import draw, tune_tenant
 from tests.utils.marts import START, WEIGHTS, taste_history, write_marts
 
 CONFIG = {

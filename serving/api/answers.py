@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi.concurrency import run_in_threadpool
 
-from sluice.recommender import Answer, NeedsScan, Request
-from sluice.service import Service
+from sluice.serve.recommender import Answer, NeedsScan, Request
+from sluice.serve.service import Service
 
 
 async def recommend(service: Service, request: Request) -> Answer:

@@ -24,7 +24,7 @@ from sluice.auth import (
     is_loopback,
     presented_key,
 )
-from sluice.service import Service
+from sluice.serve.service import Service
 
 _api_key = APIKeyHeader(name="X-Api-Key", auto_error=False, scheme_name="ApiKey",
                         description="an API key from config `auth.keys` or SLUICE_API_KEYS")

@@ -2,7 +2,7 @@
 
 A pure ASGI middleware: it refuses on Content-Length alone when that is already too large,
 reads at most the limit otherwise, measures the JSON depth without parsing
-(`sluice.limits.json_depth`), then hands the same bytes on to the route.
+(`sluice.intake.limits.json_depth`), then hands the same bytes on to the route.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.api.errors import PERSONALIZE_PREFIX, aws_error, problem
-from sluice.limits import MAX_JSON_DEPTH, too_deep
+from sluice.intake.limits import MAX_JSON_DEPTH, too_deep
 
 _BIG = 1024 * 1024  # measure bodies above this in a worker thread, off the event loop
 

@@ -8,9 +8,9 @@ import mlflow
 import numpy as np
 import scipy.sparse as sp
 
-from sluice import registry
 from sluice.bundle import ModelBundle
-from sluice.candidates import precompute
+from sluice.learn import registry
+from sluice.learn.candidates import precompute
 
 
 def synthetic_bundle(items: int = 200, users: int = 50, factors: int = 8,
@@ -39,7 +39,7 @@ def synthetic_bundle(items: int = 200, users: int = 50, factors: int = 8,
 
 def register_champion(bundle: ModelBundle, tracking_uri: str, artifacts: Path,
                       name: str = "sluice-default") -> str:
-    from sluice.training import log_model
+    from sluice.learn.training import log_model
 
     client = registry.client(tracking_uri)
     experiment = registry.experiment(client, "tests", artifacts)

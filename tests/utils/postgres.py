@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-# Types both engines read the same way; raw.* is copied with these (see sluice/warehouse.py).
+# Types both engines read the same way; raw.* is copied with these (see sluice/warehouse/db.py).
 PORTABLE_TYPES = {"VARCHAR": "varchar", "TIMESTAMP": "timestamp", "DOUBLE": "double precision",
                   "BIGINT": "bigint", "INTEGER": "integer", "BOOLEAN": "boolean", "DATE": "date"}
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from flows.cli import free_port, start_server, stop_server, wait_ready
+from cli.processes import free_port, start_server, stop_server, wait_ready
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from serving.api.deps import Admin, ServiceDep
 from serving.api.errors import responses
 from serving.api.routes.recommendations import TENANT
-from sluice.trackers import TrackerError
+from sluice.intake.trackers import TrackerError
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=responses(401, 403, 413, 422))
 

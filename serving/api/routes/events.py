@@ -13,8 +13,8 @@ from starlette.requests import ClientDisconnect
 from serving.api.deps import MetricsDep, ServiceDep, Writer
 from serving.api.errors import problem, responses
 from serving.api.metrics import field_label
-from sluice.eventlog import LogWriteError
-from sluice.events import parse_batch
+from sluice.intake.eventlog import LogWriteError
+from sluice.intake.events import parse_batch
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=responses(401, 403, 413, 422, 503))
 

@@ -27,14 +27,14 @@ from serving.api import answers
 from serving.api.deps import AwsCaller, MetricsDep, ServiceDep
 from serving.api.errors import aws_error
 from serving.api.metrics import field_label
-from sluice import personalize
 from sluice.auth import AuthError, Principal
-from sluice.eventlog import LogWriteError
-from sluice.events import EventError
 from sluice.filters import FilterError
-from sluice.recommender import RecommendationError, parse_context
-from sluice.recommender import Request as RecommendationRequest
-from sluice.service import Service
+from sluice.intake import personalize
+from sluice.intake.eventlog import LogWriteError
+from sluice.intake.events import EventError
+from sluice.serve.recommender import RecommendationError, parse_context
+from sluice.serve.recommender import Request as RecommendationRequest
+from sluice.serve.service import Service
 
 router = APIRouter(prefix="/personalize", tags=["personalize"])
 MAX_BODY_BYTES = 1024 * 1024

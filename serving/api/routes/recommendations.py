@@ -14,7 +14,7 @@ from serving.api.deps import MetricsDep, Reader, ServiceDep
 from serving.api.errors import responses
 from sluice.auth import Principal
 from sluice.filters import FilterError
-from sluice.recommender import TEMPLATES, RecommendationError, Request
+from sluice.serve.recommender import TEMPLATES, RecommendationError, Request
 
 router = APIRouter(prefix="/v1", tags=["recommendations"],
                    responses=responses(401, 403, 413, 422))

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from sluice.matrix import InteractionMatrix, build
-from sluice.models import Model
+from sluice.learn.matrix import InteractionMatrix, build
+from sluice.learn.models import Model
 from sluice.scoring import top_k_rows
 
 K_VALUES = (10, 20)

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from sluice.warehouse import connect  # noqa: E402
+from sluice.warehouse.db import connect  # noqa: E402
 
 SOURCES = ["model_personalized", "model_non_personalized", "model_fallback", "fallback"]
 
@@ -120,8 +120,7 @@ def click_through(warehouse: Path) -> Section:
 
 def model_metrics(tracking_uri: str, model_name: str) -> Section:
     try:
-        from sluice import registry
-
+        from sluice.learn import registry
         client = registry.client(tracking_uri)
         versions = client.search_model_versions(f"name = '{model_name}'")
     except Exception as exc:

@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,9 @@ from typing import Any
 
 import httpx
 
+from cli.processes import free_port, start_server, stop_server, wait_ready
 from sluice import logs
 from sluice.settings import PROJECT_ROOT, get_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -37,43 +31,8 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(out)
 
 
-def start_server(port: int, workers: int = 1, env: dict[str, str] | None = None,
-                 output: Any = None) -> subprocess.Popen:
-    """uvicorn serving.main:app on loopback, in its own process (flows never import serving).
-
-    `output`: a file for the server's stdout and stderr (default: this process's).
-    """
-    cmd = [sys.executable, "-m", "uvicorn", "serving.main:app", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
-    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})},
-                            stdout=output, stderr=output)
-
-
-def wait_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the API exited with code {process.returncode}; see its log above")
-        try:
-            r = httpx.get(f"{base}/ready", timeout=2)
-            if r.status_code in (200, 503):
-                return r.json()
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the API did not answer on {base} within {timeout:.0f}s")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
-    from sluice.synthetic import SyntheticSpec, generate
+    from sluice.intake.synthetic import SyntheticSpec, generate
 
     settings = get_settings()
     spec = SyntheticSpec(users=args.users, items=args.items, events=args.events,
@@ -198,7 +157,7 @@ def _wait_http(url: str, timeout: float) -> None:
 
 
 def cmd_trackers(args: argparse.Namespace) -> None:
-    from sluice.trackers import Trackers
+    from sluice.intake.trackers import Trackers
 
     trackers = Trackers(get_settings())
     if args.tracker_command == "create":
@@ -222,7 +181,7 @@ def cmd_filters(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from sluice.report import write_report
+    from sluice.analytics.report import write_report
 
     settings = get_settings()
     out = args.out or settings.home / "report" / "index.html"
@@ -241,7 +200,7 @@ def cmd_flow(name: str) -> None:
     result = {"ingest": ingest, "transform": transform, "train": train, "tune": tune,
               "pipeline": pipeline}[name]()
     if name == "ingest":
-        from sluice.ingest import format_table
+        from sluice.warehouse.ingest import format_table
 
         print(format_table(result.pop("table")))
     print(json.dumps(result, indent=2, default=str))

@@ -19,9 +19,9 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from sluice import registry
+from sluice.learn import registry
+from sluice.learn.training import TrainResult, finish, fit_and_evaluate, prepare
 from sluice.settings import Settings
-from sluice.training import TrainResult, finish, fit_and_evaluate, prepare
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice import registry
 from sluice.auth import KeyTable
 from sluice.bundle import ModelBundle
-from sluice.eventlog import EventLog, LogFollower
 from sluice.filters import NamedFilters, parse_conditions, parse_expression
-from sluice.realtime import RealtimeState
-from sluice.recommender import (
+from sluice.intake.eventlog import EventLog, LogFollower
+from sluice.intake.trackers import Trackers
+from sluice.learn import registry
+from sluice.serve.realtime import RealtimeState
+from sluice.serve.recommender import (
     TEMPLATES,
     Answer,
     LoadedModel,
@@ -31,7 +32,6 @@ from sluice.recommender import (
     parse_context,
 )
 from sluice.settings import Settings
-from sluice.trackers import Trackers
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
+from sluice.bundle import NO_CANDIDATE
 from sluice.scoring import top_n_blocked
-
-NONE = -1  # pads a row of precomputed candidates when a user has fewer unseen items than k
 
 
 @dataclass(frozen=True)
@@ -38,32 +35,6 @@ class Head:
     items: np.ndarray     # int32 item indices
     scores: np.ndarray    # float32
     complete: bool        # True when no other item could follow (the catalog ran out)
-
-
-def precompute(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix,
-               k: int, batch: int = 2048,
-               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Every user's top-k items by dot product, best first, their `seen` items left out.
-
-    Returns item indices, int32 users x k, padded with NONE. Ranked as the evaluation ranks
-    (`factor_ranker`: implicit's blocked multi-threaded top-k), `batch` users at a time.
-    """
-    from sluice.evaluation import NO_SCORE, factor_ranker  # training-time only
-
-    n_users, n_items = seen.shape
-    k = max(0, min(k, n_items))
-    items_out = np.full((n_users, k), NONE, dtype=np.int32)
-    if k == 0 or n_users == 0:
-        return items_out
-    rank = factor_ranker(lambda users: user_factors[users], item_factors, seen)
-    for start in range(0, n_users, batch):
-        stop = min(start + batch, n_users)
-        ids, scores = rank(np.arange(start, stop), k)
-        valid = (scores > NO_SCORE) & np.isfinite(scores) & (ids >= 0)
-        items_out[start:stop] = np.where(valid, ids, NONE)
-        if progress is not None:
-            progress(stop, n_users)
-    return items_out
 
 
 def head_of(scores: np.ndarray, k: int) -> Head:
@@ -92,7 +63,7 @@ class CandidateCache:
         if row is None or self.items is None:
             return None
         items = self.items[row]
-        count = int(np.count_nonzero(items != NONE))
+        count = int(np.count_nonzero(items != NO_CANDIDATE))
         items = items[:count]
         scores = self.item_factors[items] @ self.user_factors[row]
         return Head(items, scores, complete=count < self.k)

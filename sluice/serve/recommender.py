@@ -1,8 +1,8 @@
 """Recommendation answers: templates chain source tiers, every slot says where it came from.
 
 Tier 1 is the template's primary (the model), tier 2 precomputed popular items, tier 3 random
-catalog items (only with fill_with_random). The counts of DESIGN.md are derived from the
-slots, so their relationships hold by construction.
+catalog items (only with fill_with_random). The counts of docs/architecture.md are derived
+from the slots, so their relationships hold by construction.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from sluice.bundle import ModelBundle
-from sluice.candidates import CandidateCache, Head, head_of
 from sluice.filters import Rule, allowed
-from sluice.models import als_fold_in, als_gram
-from sluice.realtime import Interaction, RealtimeState
+from sluice.learn.models import als_fold_in, als_gram
 from sluice.scoring import BatchScorer, top_n, top_n_blocked
+from sluice.serve.candidates import CandidateCache, Head, head_of
+from sluice.serve.realtime import Interaction, RealtimeState
 
 MODEL_PERSONALIZED = "model_personalized"
 MODEL_NON_PERSONALIZED = "model_non_personalized"

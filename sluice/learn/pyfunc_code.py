@@ -2,6 +2,6 @@
 
 import mlflow.models
 
-from sluice.pyfunc import SluiceModel
+from sluice.learn.pyfunc import SluiceModel
 
 mlflow.models.set_model(SluiceModel())

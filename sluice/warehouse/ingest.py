@@ -28,10 +28,10 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from sluice import eventlog, tabular
-from sluice.events import EventError, parse_event
-from sluice.locks import warehouse_lock
-from sluice.warehouse import connect
+from sluice.intake import eventlog, tabular
+from sluice.intake.events import EventError, parse_event
+from sluice.warehouse.db import connect
+from sluice.warehouse.locks import warehouse_lock
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sluice.locks import warehouse_lock
 from sluice.settings import PROJECT_ROOT
+from sluice.warehouse.locks import warehouse_lock
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sluice import registry
 from sluice.bundle import ModelBundle
-from sluice.evaluation import (
+from sluice.learn import registry
+from sluice.learn.evaluation import (
     K_VALUES,
     Ranker,
     evaluate,
@@ -30,8 +30,8 @@ from sluice.evaluation import (
     popular_ranker,
     relevant_items,
 )
-from sluice.matrix import InteractionMatrix
-from sluice.models import Model, als_fold_in, als_gram
+from sluice.learn.matrix import InteractionMatrix
+from sluice.learn.models import Model, als_fold_in, als_gram
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import math
 import re
 from typing import Any
 
-from sluice.events import EventError, parse_event
-from sluice.limits import too_deep
+from sluice.intake.events import EventError, parse_event
+from sluice.intake.limits import too_deep
 
 MAX_EVENTS = 10
 MAX_IMPRESSION = 25

@@ -26,15 +26,15 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 
-from sluice import gate, registry
 from sluice.bundle import ModelBundle
-from sluice.candidates import precompute
-from sluice.evaluation import K_VALUES, Split, evaluate, make_split, relevant_items
-from sluice.matrix import InteractionMatrix, build, config_params
-from sluice.models import ALS, Model, Popularity, make_model
+from sluice.learn import gate, registry
+from sluice.learn.candidates import precompute
+from sluice.learn.evaluation import K_VALUES, Split, evaluate, make_split, relevant_items
+from sluice.learn.matrix import InteractionMatrix, build, config_params
+from sluice.learn.models import ALS, Model, Popularity, make_model
+from sluice.learn.similar import SimilarItems
 from sluice.settings import Settings
-from sluice.similar import SimilarItems
-from sluice.warehouse import connect
+from sluice.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +375,7 @@ def _lift(metrics: dict[str, float], baseline: dict[str, float], key: str) -> fl
 
 def log_model(bundle: ModelBundle, name: str) -> str:
     """Log the bundle as a pyfunc model (signature, input example) and register a version."""
-    from sluice.pyfunc import recommend_frame
+    from sluice.learn.pyfunc import recommend_frame
 
     with tempfile.TemporaryDirectory() as tmp:
         path = bundle.save(Path(tmp) / "bundle")
@@ -383,7 +383,7 @@ def log_model(bundle: ModelBundle, name: str) -> str:
         signature = infer_signature(example, recommend_frame(bundle, example))
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(__file__).with_name("pyfunc_code.py")),
-            code_paths=[str(Path(__file__).parent)], artifacts={"bundle": str(path)},
+            code_paths=[str(Path(__file__).parents[1])], artifacts={"bundle": str(path)},
             signature=signature, input_example=example, registered_model_name=name,
             pip_requirements=[f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
                               f"scipy=={__import__('scipy').__version__}"],

@@ -1,0 +1,1 @@
+"""The `sluice` command line: runs flows, serves the API, manages trackers and filters."""

@@ -1,0 +1,57 @@
+"""Processes the CLI, the tests and the benchmarks start: a free port, the API server, waiting
+for it to be ready, and stopping it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from sluice.settings import PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, workers: int = 1, env: dict[str, str] | None = None,
+                 output: Any = None) -> subprocess.Popen:
+    """uvicorn serving.main:app on loopback, in its own process (flows never import serving).
+
+    `output`: a file for the server's stdout and stderr (default: this process's).
+    """
+    cmd = [sys.executable, "-m", "uvicorn", "serving.main:app", "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
+    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})},
+                            stdout=output, stderr=output)
+
+
+def wait_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API exited with code {process.returncode}; see its log above")
+        try:
+            r = httpx.get(f"{base}/ready", timeout=2)
+            if r.status_code in (200, 503):
+                return r.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the API did not answer on {base} within {timeout:.0f}s")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()

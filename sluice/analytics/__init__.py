@@ -1,0 +1,1 @@
+"""Analytics: reports read from the marts and the registry (never on a serving path)."""

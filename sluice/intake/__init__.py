@@ -1,0 +1,1 @@
+"""Intake: event contracts, the raw event log, Personalize and tabular inputs, trackers."""

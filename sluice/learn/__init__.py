@@ -1,0 +1,1 @@
+"""Learn: matrices, model families, evaluation, the gate, training, tuning and the registry."""

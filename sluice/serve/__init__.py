@@ -1,0 +1,1 @@
+"""Serve: real-time state, candidate heads, recommendation tiers and the serving runtime."""
