@@ -20,9 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from sluice.vocabulary import SOURCES  # noqa: E402
 from sluice.warehouse.db import connect  # noqa: E402
-
-SOURCES = ["model_personalized", "model_non_personalized", "model_fallback", "fallback"]
 
 
 @dataclass

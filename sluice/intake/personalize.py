@@ -14,6 +14,7 @@ from typing import Any
 
 from sluice.intake.events import EventError, parse_event
 from sluice.intake.limits import too_deep
+from sluice.vocabulary import MAX_ID_LENGTH, TENANT_RULE, is_tenant
 
 MAX_EVENTS = 10
 MAX_IMPRESSION = 25
@@ -26,7 +27,8 @@ def snake(name: str) -> str:
     return _CAMEL.sub(r"_\1", name).lower()
 
 
-def _str(obj: dict, key: str, field: str, required: bool, max_len: int = 256) -> str | None:
+def _str(obj: dict, key: str, field: str, required: bool,
+         max_len: int = MAX_ID_LENGTH) -> str | None:
     value = obj.get(key)
     if value is None:
         if required:
@@ -100,7 +102,8 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         impression = raw.get("impression")
         if impression is not None and (
                 not isinstance(impression, list) or not 1 <= len(impression) <= MAX_IMPRESSION
-                or not all(isinstance(i, str) and 1 <= len(i) <= 256 for i in impression)):
+                or not all(isinstance(i, str) and 1 <= len(i) <= MAX_ID_LENGTH
+                           for i in impression)):
             raise EventError(f"{where}.impression", f"a list of 1 to {MAX_IMPRESSION} item ids")
         if item is None and not impression:
             raise EventError(f"{where}.itemId", "required unless the event has an impression")
@@ -144,6 +147,8 @@ def dataset_tenant(arn: Any, field: str = "datasetArn") -> str:
     parts = match.group("resource").split("/")
     if len(parts) < 2 or not parts[1]:
         raise EventError(field, "expected .../<kind>/<dataset group name>[/...]")
+    if not is_tenant(parts[1]):
+        raise EventError(field, f"dataset group name: {TENANT_RULE}")
     return parts[1]
 
 

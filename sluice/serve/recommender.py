@@ -23,14 +23,18 @@ from sluice.learn.models import als_fold_in, als_gram
 from sluice.scoring import BatchScorer, top_n, top_n_blocked
 from sluice.serve.candidates import CandidateCache, Head, head_of
 from sluice.serve.realtime import Interaction, RealtimeState
+from sluice.vocabulary import (
+    DEFAULT_NUM_RESULTS,
+    DEFAULT_TENANT,
+    FALLBACK,
+    MODEL_FALLBACK,
+    MODEL_NON_PERSONALIZED,
+    MODEL_PERSONALIZED,
+    SOURCES,
+    TEMPLATES,
+)
 
-MODEL_PERSONALIZED = "model_personalized"
-MODEL_NON_PERSONALIZED = "model_non_personalized"
-MODEL_FALLBACK = "model_fallback"
-FALLBACK = "fallback"
-SOURCES = (MODEL_PERSONALIZED, MODEL_NON_PERSONALIZED, MODEL_FALLBACK, FALLBACK)
 LOG_POPULAR_SIZE = 1000
-TEMPLATES = ("personalized", "similar_items", "popular", "filter_based", "recently_viewed")
 FOLD_INS = ("als", "history", "constant")  # bundle meta fold_in, set by each model family
 HEAD_SIZE = 100  # the head kept of a ranking computed while serving
 # how an answer's model tier was filled: the trained head, a head kept from an earlier pass,
@@ -75,12 +79,12 @@ class Slot:
 
 @dataclass
 class Request:
-    tenant: str = "default"
+    tenant: str = DEFAULT_TENANT
     user_id: str | None = None
     session_id: str | None = None
     item_id: str | None = None
     template: str = "personalized"
-    num_results: int = 25
+    num_results: int = DEFAULT_NUM_RESULTS
     fill_with_random: bool = True
     exclude_seen: bool = True
     exclude_ids: list[str] = field(default_factory=list)

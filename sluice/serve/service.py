@@ -23,7 +23,6 @@ from sluice.intake.trackers import Trackers
 from sluice.learn import registry
 from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import (
-    TEMPLATES,
     Answer,
     LoadedModel,
     RecommendationError,
@@ -32,6 +31,7 @@ from sluice.serve.recommender import (
     parse_context,
 )
 from sluice.settings import Settings
+from sluice.vocabulary import DEFAULT_TENANT, MIN_NUM_RESULTS, PERSONALIZED, TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class Service:
         return self.state.apply(self.follower.poll(skip=(b'"event":"recommendation"',)))
 
     # --- answers -----------------------------------------------------------------------------
-    def request(self, *, tenant: str = "default", template: str = "personalized",
+    def request(self, *, tenant: str = DEFAULT_TENANT, template: str = PERSONALIZED,
                 filters: list[Any] | None = None, filter_name: str | None = None,
                 filter_values: dict[str, str] | None = None, **fields: Any) -> Request:
         """A Request with the template's chain, defaults and static filters resolved.
@@ -203,8 +203,21 @@ class Service:
                 raise LookupError(f"filterArn: no filter named {filter_name!r}")
             rules += parse_expression(expression, filter_values or {}, known)
         fields = {k: v for k, v in fields.items() if v is not None}
+        fields["num_results"] = self.num_results(fields.get("num_results"))
         fields["context"] = parse_context(fields.get("context"))
         return Request(tenant=tenant, template=template, rules=rules, **fields)
+
+    def num_results(self, value: Any, where: str = "num_results") -> int:
+        """A request's num_results within the config's bounds (serving.default_num_results
+        when it gives none, at most serving.max_num_results)."""
+        serving = self.settings.app.serving
+        if value is None:
+            return serving.default_num_results
+        if isinstance(value, bool) or not isinstance(value, int) or not (
+                MIN_NUM_RESULTS <= value <= serving.max_num_results):
+            raise RecommendationError(
+                where, f"an integer from {MIN_NUM_RESULTS} to {serving.max_num_results}")
+        return value
 
     def recommend(self, request: Request, scan: bool = True) -> Answer:
         """The answer, logged back; with scan=False, NeedsScan when it needs a catalog pass."""

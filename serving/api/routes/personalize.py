@@ -35,6 +35,7 @@ from sluice.intake.events import EventError
 from sluice.serve.recommender import RecommendationError, parse_context
 from sluice.serve.recommender import Request as RecommendationRequest
 from sluice.serve.service import Service
+from sluice.vocabulary import MAX_ID_LENGTH, PERSONALIZED, SIMILAR_ITEMS, TENANT_NAME
 
 router = APIRouter(prefix="/personalize", tags=["personalize"])
 MAX_BODY_BYTES = 1024 * 1024
@@ -58,11 +59,10 @@ def _json_body(required: list[str], **properties: Any) -> dict[str, Any]:
 
 _STR = {"type": "string"}
 _LIST = {"type": "array", "items": _STR}
-_NAME = "[A-Za-z0-9][A-Za-z0-9_.-]{0,20}"
 _DATASET = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
-                                         f"dataset/{_NAME}/(ITEMS|USERS)$"}
+                                         f"dataset/{TENANT_NAME}/(ITEMS|USERS)$"}
 _CAMPAIGN = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
-                                          f"campaign/{_NAME}$"}
+                                          f"campaign/{TENANT_NAME}$"}
 _PUT_EVENTS = _json_body(
     ["trackingId", "sessionId", "eventList"], trackingId=_STR, sessionId=_STR, userId=_STR,
     eventList={"type": "array", "items": {
@@ -194,12 +194,10 @@ async def get_recommendations(request: Request, principal: AwsCaller,
         user, item = body.get("userId"), body.get("itemId")
         if not user and not item:
             raise EventError("userId", "userId or itemId is required")
-        num = body.get("numResults", 25)
-        if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= 500:
-            raise EventError("numResults", "an integer from 1 to 500")
         req = service.request(
-            tenant=tenant, user_id=user, item_id=item, num_results=num,
-            template="similar_items" if item and not user else "personalized",
+            tenant=tenant, user_id=user, item_id=item,
+            num_results=service.num_results(body.get("numResults"), "numResults"),
+            template=SIMILAR_ITEMS if item and not user else PERSONALIZED,
             context=parse_context(body.get("context")), **_filter_args(body))
     except (EventError, FilterError, RecommendationError) as exc:
         return invalid(f"{exc.field}: {exc.reason}")
@@ -235,7 +233,7 @@ async def get_personalized_ranking(request: Request, principal: AwsCaller,
         if not isinstance(user, str) or not user:
             raise EventError("userId", "required")
         if (not isinstance(items, list) or not 1 <= len(items) <= MAX_RANKING_INPUT
-                or not all(isinstance(i, str) and 0 < len(i) <= 256 for i in items)):
+                or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_LENGTH for i in items)):
             raise EventError("inputList", f"a list of 1 to {MAX_RANKING_INPUT} item ids")
     except EventError as exc:
         return invalid(f"{exc.field}: {exc.reason}")

@@ -14,25 +14,34 @@ from serving.api.deps import MetricsDep, Reader, ServiceDep
 from serving.api.errors import responses
 from sluice.auth import Principal
 from sluice.filters import FilterError
-from sluice.serve.recommender import TEMPLATES, RecommendationError, Request
+from sluice.serve.recommender import RecommendationError, Request
+from sluice.vocabulary import (
+    MAX_ID_LENGTH,
+    MAX_NUM_RESULTS,
+    MIN_NUM_RESULTS,
+    PERSONALIZED,
+    TEMPLATES,
+    TENANT_PATTERN,
+)
 
 router = APIRouter(prefix="/v1", tags=["recommendations"],
                    responses=responses(401, 403, 413, 422))
 
 MAX_BODY_BYTES = 256 * 1024
-TENANT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-ItemId = Annotated[str, Field(min_length=1, max_length=256)]
+ItemId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 _TENANT_DOC = "default: the key's tenant (`default` for a key of every tenant)"
 
 
 class RecommendationQuery(BaseModel):
-    tenant: str | None = Field(None, pattern=TENANT, description=_TENANT_DOC)
-    user_id: str | None = Field(None, min_length=1, max_length=256)
-    session_id: str | None = Field(None, min_length=1, max_length=256)
-    item_id: str | None = Field(None, min_length=1, max_length=256)
-    template: str = Field("personalized", max_length=64,
+    tenant: str | None = Field(None, pattern=TENANT_PATTERN, description=_TENANT_DOC)
+    user_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    session_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    item_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    template: str = Field(PERSONALIZED, max_length=64,
                           description=f"{', '.join(TEMPLATES)} or one from config/")
-    num_results: int | None = Field(None, ge=1, le=500, description="default 25")
+    num_results: int | None = Field(
+        None, ge=MIN_NUM_RESULTS, le=MAX_NUM_RESULTS,
+        description="default serving.default_num_results; at most serving.max_num_results")
     fill_with_random: bool | None = Field(None, description="default true")
     exclude_seen: bool = True
     exclude_ids: list[ItemId] = Field(default_factory=list, max_length=500)
@@ -110,9 +119,9 @@ async def get_recommendations(query: Annotated[RecommendationQuery, Query()],
 
 
 class RankRequest(BaseModel):
-    tenant: str | None = Field(None, pattern=TENANT, description=_TENANT_DOC)
-    user_id: str | None = Field(None, min_length=1, max_length=256)
-    session_id: str | None = Field(None, min_length=1, max_length=256)
+    tenant: str | None = Field(None, pattern=TENANT_PATTERN, description=_TENANT_DOC)
+    user_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    session_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
     items: list[ItemId] = Field(min_length=1, max_length=500)
 
 
