@@ -14,6 +14,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sluice.errors import InputError
 from sluice.vocabulary import DEFAULT_TENANT, MAX_ID_LENGTH, TENANT_RULE, is_tenant
 
 PUBLIC_EVENT_TYPES = ("item", "user", "ranking", "interaction")
@@ -33,13 +34,8 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MS_LOW, _MS_HIGH = 10 ** (_MS_DIGITS - 1), 10**_MS_DIGITS
 
 
-class EventError(ValueError):
+class EventError(InputError):
     """An event that breaks the contract; names the field and the reason."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 def parse_timestamp(value: Any, field: str = "timestamp") -> int:

@@ -12,6 +12,7 @@ import math
 import re
 from typing import Any
 
+from sluice.errors import InputError
 from sluice.intake.events import EventError, parse_event
 from sluice.intake.limits import too_deep
 from sluice.vocabulary import MAX_ID_LENGTH, TENANT_RULE, is_tenant
@@ -21,6 +22,10 @@ MAX_IMPRESSION = 25
 MAX_PROPERTIES_DEPTH = 8  # properties are flat (values: scalars or lists); 8 leaves room
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _ARN = re.compile(r"^arn:([a-z\d-]+):personalize:[^:]*:[^:]*:(?P<resource>.+)$")
+
+
+class PersonalizeError(InputError):
+    """A parameter of a Personalize call that is not an event (an ARN, numResults, a filter)."""
 
 
 def snake(name: str) -> str:
@@ -140,15 +145,15 @@ def _checked(event: dict[str, Any], where: str) -> dict[str, Any]:
 def dataset_tenant(arn: Any, field: str = "datasetArn") -> str:
     """`arn:aws:personalize:<region>:<account>:dataset/<dataset group>/<ITEMS|USERS>`."""
     if not isinstance(arn, str) or len(arn) > 256:
-        raise EventError(field, "required: a Personalize ARN")
+        raise PersonalizeError(field, "required: a Personalize ARN")
     match = _ARN.match(arn)
     if not match:
-        raise EventError(field, "not a Personalize ARN (arn:aws:personalize:...)")
+        raise PersonalizeError(field, "not a Personalize ARN (arn:aws:personalize:...)")
     parts = match.group("resource").split("/")
     if len(parts) < 2 or not parts[1]:
-        raise EventError(field, "expected .../<kind>/<dataset group name>[/...]")
+        raise PersonalizeError(field, "expected .../<kind>/<dataset group name>[/...]")
     if not is_tenant(parts[1]):
-        raise EventError(field, f"dataset group name: {TENANT_RULE}")
+        raise PersonalizeError(field, f"dataset group name: {TENANT_RULE}")
     return parts[1]
 
 

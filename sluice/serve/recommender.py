@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from sluice.bundle import ModelBundle
+from sluice.errors import InputError
 from sluice.filters import Rule, allowed
 from sluice.learn.models import als_fold_in, als_gram
 from sluice.scoring import BatchScorer, top_n, top_n_blocked
@@ -63,10 +64,8 @@ class _Ids:
 new_id = _Ids()
 
 
-class RecommendationError(ValueError):
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
+class RecommendationError(InputError):
+    """A recommendation parameter (template, num_results, item_id, context) that is wrong."""
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sluice.auth import KeyTable
 from sluice.bundle import ModelBundle
+from sluice.errors import NotFoundError
 from sluice.filters import NamedFilters, parse_conditions, parse_expression
 from sluice.intake.eventlog import EventLog, LogFollower
 from sluice.intake.trackers import Trackers
@@ -179,7 +180,7 @@ class Service:
                 filter_values: dict[str, str] | None = None, **fields: Any) -> Request:
         """A Request with the template's chain, defaults and static filters resolved.
 
-        Raises FilterError / RecommendationError naming the field at fault.
+        Raises an InputError naming the field at fault (NotFoundError: no such filter).
         """
         recommender = self.recommender(tenant)
         known: set[str] = set()
@@ -200,7 +201,7 @@ class Service:
         if filter_name is not None:
             expression = self.filters.get(filter_name)
             if expression is None:
-                raise LookupError(f"filterArn: no filter named {filter_name!r}")
+                raise NotFoundError("filterArn", f"no filter named {filter_name!r}")
             rules += parse_expression(expression, filter_values or {}, known)
         fields = {k: v for k, v in fields.items() if v is not None}
         fields["num_results"] = self.num_results(fields.get("num_results"))

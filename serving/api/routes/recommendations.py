@@ -6,15 +6,14 @@ from collections import Counter
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from serving.api import answers
 from serving.api.deps import MetricsDep, Reader, ServiceDep
 from serving.api.errors import responses
 from sluice.auth import Principal
-from sluice.filters import FilterError
-from sluice.serve.recommender import RecommendationError, Request
+from sluice.serve.recommender import Request
 from sluice.vocabulary import (
     MAX_ID_LENGTH,
     MAX_NUM_RESULTS,
@@ -87,11 +86,8 @@ def _tenant(requested: str | None, principal: Principal) -> str:
 async def _answer(body: RecommendationQuery, principal: Principal, service: ServiceDep,
                   metrics: MetricsDep) -> Response:
     tenant = _tenant(body.tenant, principal)
-    try:
-        request = service.request(tenant=tenant, **body.model_dump(exclude={"tenant"}))
-        answer = await answers.recommend(service, request)
-    except (RecommendationError, FilterError) as exc:
-        raise HTTPException(422, [{"field": exc.field, "reason": exc.reason}]) from exc
+    request = service.request(tenant=tenant, **body.model_dump(exclude={"tenant"}))
+    answer = await answers.recommend(service, request)
     for source, count in Counter(slot.recommendation_source for slot in answer.items).items():
         metrics.slots.labels(tenant, source).inc(count)
     return json_response(answer.as_dict())
