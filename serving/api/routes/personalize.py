@@ -33,8 +33,7 @@ from sluice.errors import InputError, NotFoundError
 from sluice.intake import personalize
 from sluice.intake.eventlog import LogWriteError
 from sluice.intake.personalize import PersonalizeError
-from sluice.serve.recommender import Request as RecommendationRequest
-from sluice.serve.recommender import parse_context
+from sluice.serve.answers import RecommendationRequest, parse_context
 from sluice.serve.service import Service
 from sluice.vocabulary import (
     DEFAULT_TENANT,

@@ -13,7 +13,7 @@ from serving.api import answers
 from serving.api.deps import MetricsDep, Reader, ServiceDep
 from serving.api.errors import responses
 from sluice.auth import Principal
-from sluice.serve.recommender import Request
+from sluice.serve.answers import RecommendationRequest
 from sluice.vocabulary import (
     MAX_ID_LENGTH,
     MAX_NUM_RESULTS,
@@ -50,7 +50,7 @@ class RecommendationQuery(BaseModel):
                     "eq ne in not_in gt gte lt lte contains is")
 
 
-class RecommendationRequest(RecommendationQuery):
+class RecommendationBody(RecommendationQuery):
     context: dict[str, str] | None = Field(
         None, max_length=32, description="up to 32 names to strings (device, page, ...): "
         "logged with the answer, so outcomes can be read by context")
@@ -100,7 +100,7 @@ def json_response(content: dict[str, Any]) -> Response:
 
 
 @router.post("/recommendations", response_model=RecommendationResponse)
-async def post_recommendations(body: RecommendationRequest, principal: Reader,
+async def post_recommendations(body: RecommendationBody, principal: Reader,
                                service: ServiceDep, metrics: MetricsDep) -> Response:
     """Recommend for a user, a session or an item, by template."""
     return await _answer(body, principal, service, metrics)
@@ -124,6 +124,7 @@ class RankRequest(BaseModel):
 @router.post("/rank", response_model=RecommendationResponse)
 async def rank(body: RankRequest, principal: Reader, service: ServiceDep) -> Response:
     """Reorder up to 500 items for a user; items the model does not know go last, in order."""
-    answer = service.rank(Request(tenant=_tenant(body.tenant, principal), user_id=body.user_id,
-                                  session_id=body.session_id), body.items)
+    request = RecommendationRequest(tenant=_tenant(body.tenant, principal),
+                                    user_id=body.user_id, session_id=body.session_id)
+    answer = service.rank(request, body.items)
     return json_response(answer.as_dict())
