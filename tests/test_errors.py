@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 
 from serving.api.errors import input_error
 from sluice.errors import InputError, NotFoundError
 from sluice.filters import FilterError
 from sluice.intake.events import EventError
 from sluice.intake.personalize import PersonalizeError
-from sluice.serve.recommender import RecommendationError
-from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, READ
+from sluice.serve.answers import RecommendationError
+from tests.utils.auth import READ, boto_client
 from tests.utils.factories import environment
 from tests.utils.server import running_server
 
@@ -58,13 +56,6 @@ def server(tmp_path_factory):
         yield base
 
 
-def runtime(base: str):
-    return boto3.client(
-        "personalize-runtime", endpoint_url=f"{base}/personalize", region_name="us-east-1",
-        aws_access_key_id=AWS_ACCESS_KEY_ID, aws_secret_access_key=AWS_SECRET,
-        config=Config(retries={"max_attempts": 1}))
-
-
 CAMPAIGN = "arn:aws:personalize:us-east-1:000000000000:campaign/default"
 
 
@@ -84,7 +75,7 @@ def test_a_bad_recommendation_parameter_on_both_apis(server):
 
 
 def test_filter_and_lookup_errors_keep_the_aws_shapes(server):
-    client = runtime(server)
+    client = boto_client(server, "personalize-runtime")
     with pytest.raises(client.exceptions.ResourceNotFoundException) as missing:
         client.get_recommendations(
             campaignArn=CAMPAIGN, userId="u1",

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import re
 
-import boto3
 import httpx
 import pydantic
 import pytest
-from botocore.config import Config
 
 from serving.api.routes.admin import NewTracker
 from serving.api.routes.personalize import _CAMPAIGN, _ENTITIES
 from serving.api.routes.recommendations import RankRequest, RecommendationQuery
-from sluice.intake.events import EventError, parse_event
+from sluice.errors import InputError
+from sluice.intake.events import parse_event
 from sluice.intake.personalize import dataset_tenant
 from sluice.intake.trackers import TrackerError, Trackers
 from sluice.settings import AppConfig, Settings
 from sluice.vocabulary import is_tenant
-from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, READ, WRITE
+from tests.utils.auth import READ, WRITE, boto_client
 from tests.utils.factories import environment, now_ms, write_config
 from tests.utils.server import running_server
 
@@ -37,7 +36,7 @@ def _verdicts(name: str, tmp_path) -> dict[str, bool]:
     def accepts(call) -> bool:
         try:
             call()
-        except (EventError, TrackerError, pydantic.ValidationError):
+        except (InputError, TrackerError, pydantic.ValidationError):
             return False
         return True
 
@@ -92,13 +91,6 @@ def server(tmp_path_factory):
         yield base
 
 
-def runtime(base: str):
-    return boto3.client(
-        "personalize-runtime", endpoint_url=f"{base}/personalize", region_name="us-east-1",
-        aws_access_key_id=AWS_ACCESS_KEY_ID, aws_secret_access_key=AWS_SECRET,
-        config=Config(retries={"max_attempts": 1}))
-
-
 def test_config_num_results_bounds_apply_to_native_requests(server):
     answer = httpx.post(f"{server}/v1/recommendations", json={"user_id": "u1"}, headers=READ)
     assert answer.status_code == 200 and answer.json()["total"] == DEFAULT
@@ -113,7 +105,7 @@ def test_config_num_results_bounds_apply_to_native_requests(server):
 
 
 def test_config_num_results_bounds_apply_to_personalize_requests(server):
-    client = runtime(server)
+    client = boto_client(server, "personalize-runtime")
     campaign = ARN.format("campaign", "default")
     assert len(client.get_recommendations(campaignArn=campaign, userId="u1")["itemList"]) == (
         DEFAULT)
