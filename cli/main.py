@@ -1,6 +1,6 @@
 """The `sluice` command line: what the Makefile calls.
 
-    sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up
+    sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up | batch
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from cli import batch as batch_command
 from cli.processes import free_port, start_server, stop_server, wait_ready
 from sluice import logs
 from sluice.settings import PROJECT_ROOT, get_settings
@@ -238,11 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     named_sub.add_parser("list", help="list name -> expression")
     for name in ("ingest", "transform", "train", "tune", "pipeline"):
         sub.add_parser(name, help=f"run the `{name}` flow once")
+    batch_command.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
-                    "report": cmd_report}
+                    "report": cmd_report, "batch": batch_command.run}
         commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):

@@ -25,7 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "sluice.learn": {"sluice", "sluice.warehouse"},
     "sluice.serve": {"sluice", "sluice.intake", "sluice.learn"},
     "sluice.analytics": {"sluice", "sluice.warehouse", "sluice.learn"},
-    "flows": {"sluice", "sluice.intake", "sluice.warehouse", "sluice.learn", "sluice.analytics"},
+    # flows/batch.py runs the serving tiers offline (sluice.serve.batch)
+    "flows": {"sluice", "sluice.intake", "sluice.warehouse", "sluice.learn", "sluice.serve",
+              "sluice.analytics"},
     "serving": {"sluice", "sluice.intake", "sluice.learn", "sluice.serve"},
     "cli": {"sluice", "sluice.intake", "sluice.warehouse", "sluice.learn", "sluice.analytics",
             "flows"},

@@ -28,7 +28,7 @@ from sluice.learn import registry
 from sluice.serve.answer_log import recommendation_event
 from sluice.serve.answers import RecommendationRequest
 from sluice.serve.batch_io import BatchWriter, InputLine, count_lines, read_input
-from sluice.serve.candidates import head_of
+from sluice.serve.candidates import Head, head_of
 from sluice.serve.model import LoadedModel
 from sluice.serve.recommender import Recommender
 from sluice.serve.service import Service
@@ -37,6 +37,7 @@ from sluice.vocabulary import DEFAULT_TENANT, MODEL_PERSONALIZED, PERSONALIZED, 
 
 log = logging.getLogger(__name__)
 BLOCK_FLOATS = 1 << 25  # scores held per block (128 MB of float32): sets the block's rows
+HEAD_MARGIN = 8  # items scored beyond the k kept (see _exact_head)
 Report = Callable[[dict[str, Any]], None]
 
 
@@ -175,11 +176,23 @@ def prefill(rec: Recommender, keys: Iterable[str], k: int) -> int:
         vectors.append(vector)
     if not todo:
         return 0
-    scores = np.stack(vectors).astype(np.float32) @ model.scorer.item_factors.T
-    for row, (key, version, history) in zip(scores, todo, strict=True):
+    factors = model.scorer.item_factors
+    scores = np.stack(vectors).astype(np.float32) @ factors.T
+    for row, vector, (key, version, history) in zip(scores, vectors, todo, strict=True):
         row[rec.users.seen_indices(key, history)] = -np.inf
-        model.heads.put(key, version, head_of(row, k))
+        model.heads.put(key, version, _exact_head(head_of(row, k + HEAD_MARGIN), factors,
+                                                  vector, k))
     return len(todo)
+
+
+def _exact_head(head: Head, factors: np.ndarray, vector: np.ndarray, k: int) -> Head:
+    """The head with the scores a single user's pass computes (a matrix-vector product sums
+    in another order than the block's matrix product: the last digits differ), re-sorted by
+    them; the margin keeps near-ties at the k-th place from changing which items are in."""
+    exact = factors[head.items] @ vector.astype(np.float32)
+    order = np.argsort(-exact, kind="stable")[:k]
+    return Head(head.items[order], exact[order].astype(np.float32),
+                complete=head.complete and len(head.items) <= k)
 
 
 def block_rows(n_items: int) -> int:
