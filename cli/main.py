@@ -130,7 +130,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         procs.append(start_server(settings.port, env=env))
         print(f"Prefect UI      http://127.0.0.1:4200\n"
               f"Sluice API      http://{settings.host}:{settings.port}/docs\n"
-              f"Deployments     ingest (5 min), refresh (2 h), pipeline (nightly), tune (weekly)\n"
+              f"Deployments     ingest (5 min), refresh (2 h), pipeline (nightly), tune (weekly), "
+              f"batch (nightly)\n"
               f"Ctrl-C stops everything.")
         while all(p.poll() is None for p in procs):
             time.sleep(1)
