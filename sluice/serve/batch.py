@@ -127,7 +127,8 @@ def answer_job(rec: Recommender, base: RecommendationRequest, job: BatchJob,
         if base.template == PERSONALIZED and base.exclude_seen:
             prefill(rec, [e.id for e in block if e.id is not None],
                     base.num_results if not base.rules else model.head_size)
-        logged = [_answer_line(rec, base, entry, writer, job_id) for entry in block]
+        logged = [_answer_line(rec, base, entry, writer, job_id, events is not None)
+                  for entry in block]
         writer.flush()
         if events is not None and any(logged):
             events.append([event for event in logged if event is not None])
@@ -137,8 +138,8 @@ def answer_job(rec: Recommender, base: RecommendationRequest, job: BatchJob,
 
 
 def _answer_line(rec: Recommender, base: RecommendationRequest, entry: InputLine,
-                 writer: BatchWriter, job_id: str) -> dict[str, Any] | None:
-    """Writes one line's answer (or its error); returns its recommendation event."""
+                 writer: BatchWriter, job_id: str, log: bool) -> dict[str, Any] | None:
+    """Writes one line's answer (or its error); returns its recommendation event to `log`."""
     if entry.error is None:
         ids = {"item_id": entry.id} if base.template == SIMILAR_ITEMS else {"user_id": entry.id}
         request = dataclasses.replace(base, **ids, context={**base.context, "channel": "batch",
@@ -149,7 +150,7 @@ def _answer_line(rec: Recommender, base: RecommendationRequest, entry: InputLine
             entry.error = f"line {entry.line}: {exc}"
         else:
             writer.answer(entry, answer)
-            return recommendation_event(request, answer)
+            return recommendation_event(request, answer) if log else None
     writer.error(entry)
     return None
 

@@ -112,13 +112,14 @@ class BatchWriter:
                            "scores": [s.score for s in items],
                            "recommendationId": answer.recommendation_id}, None)
         user, item = (None, entry.id) if "itemId" in entry.input else (entry.id, None)
-        for slot in items:
-            self._slot(line=entry.line, user_id=user, input_item_id=item,
-                       position=slot.position, item_id=slot.item_id, score=slot.score,
-                       recommendation_source=slot.recommendation_source,
-                       model_version=answer.model_version,
-                       recommendation_id=answer.recommendation_id)
-            self.by_source[slot.recommendation_source] += 1
+        sources = [s.recommendation_source for s in items]
+        self._slot_columns(len(items), line=entry.line, user_id=user, input_item_id=item,
+                           position=[s.position for s in items],
+                           item_id=[s.item_id for s in items], score=[s.score for s in items],
+                           recommendation_source=sources, model_version=answer.model_version,
+                           recommendation_id=answer.recommendation_id)
+        for source in sources:
+            self.by_source[source] += 1
         counts = answer.counts()
         self.unpersonalized += counts["personalized_count"] == 0
         self._answer(entry, answer.recommendation_id, None, counts)
@@ -128,11 +129,11 @@ class BatchWriter:
         """One item's segment: its users, best first."""
         scores = [round(s, 6) for s in scores]
         self._line(entry, {"usersList": users, "scores": scores}, None)
-        for position, (user, score) in enumerate(zip(users, scores, strict=True), start=1):
-            self._slot(line=entry.line, item_id=entry.id, position=position, user_id=user,
-                       score=score, recommendation_source=source,
-                       model_version=self.model_version)
-            self.by_source[source] += 1
+        self._slot_columns(len(users), line=entry.line, item_id=entry.id,
+                           position=list(range(1, len(users) + 1)), user_id=users,
+                           score=scores, recommendation_source=source,
+                           model_version=self.model_version)
+        self.by_source[source] += len(users)
         self.unpersonalized += not users
         self._answer(entry, None, None, {"personalized_count": len(users),
                                          "model_personalized_count": len(users),
@@ -148,10 +149,12 @@ class BatchWriter:
                           + b"\n")
         self.lines += 1
 
-    def _slot(self, **row: Any) -> None:
+    def _slot_columns(self, count: int, **values: Any) -> None:
+        """`count` slot rows: a list is a column's values, anything else repeats."""
         for name, column in self._slots.items():
-            column.append(row.get(name))
-        self.slots += 1
+            value = values.get(name)
+            column.extend(value if isinstance(value, list) else [value] * count)
+        self.slots += count
 
     def _answer(self, entry: InputLine, rid: str | None, error: str | None,
                 counts: dict[str, int]) -> None:
