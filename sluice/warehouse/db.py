@@ -56,3 +56,12 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     if not read_only:
         con.execute(RAW_DDL)
     return con
+
+
+def checkpoint(path: Path | str) -> None:
+    """Folds the write-ahead log into the file, so the file alone is the whole database."""
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("checkpoint")
+    finally:
+        con.close()

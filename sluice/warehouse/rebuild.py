@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from sluice.intake import eventlog
-from sluice.warehouse.db import connect
+from sluice.warehouse.db import checkpoint, connect
 from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.locks import warehouse_lock
 from sluice.warehouse.transform import dbt_build
@@ -163,15 +163,6 @@ def _swap(new: Path, warehouse: Path, say: Say) -> Path | None:
     say(f"rebuild done: {warehouse} replaced"
         + (f"; the old one is kept as {previous}" if previous else ""))
     return previous
-
-
-def checkpoint(path: Path) -> None:
-    """Folds the write-ahead log into the file, so the file alone is the whole database."""
-    con = duckdb.connect(str(path))
-    try:
-        con.execute("checkpoint")
-    finally:
-        con.close()
 
 
 def _remove(path: Path) -> None:
