@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.main import main
 from sluice.intake.eventlog import EventLog
 from sluice.intake.synthetic import SyntheticSpec, generate
 from sluice.intake.trackers import Trackers
@@ -75,10 +76,11 @@ def test_backup_while_serving_then_restore_into_a_fresh_home(tmp_path, monkeypat
         assert answers(base) == before
 
 
-def test_restore_refuses_a_home_in_use_and_a_newer_backup(tmp_path, monkeypatch):
+def test_restore_refuses_a_home_in_use_and_a_newer_backup(tmp_path, monkeypatch, capsys):
     settings = settings_for(environment(tmp_path / "home"), monkeypatch)
     EventLog(settings.raw_dir).append([interaction("u1", "i1")])
-    backup(settings, tmp_path / "b", say=lambda _: None)
+    assert main(["backup", str(tmp_path / "b")]) == 0
+    assert "backup done" in capsys.readouterr().out
     with pytest.raises(BackupError, match="fresh SLUICE_HOME"):
         restore(settings, tmp_path / "b", say=lambda _: None)
     with pytest.raises(BackupError, match="not empty"):
