@@ -4,6 +4,10 @@ leave the old warehouse as it was."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -11,11 +15,12 @@ import pytest
 
 from sluice.intake.eventlog import EventLog
 from sluice.intake.synthetic import SyntheticSpec, generate
+from sluice.settings import PROJECT_ROOT
 from sluice.warehouse import rebuild as rb
 from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.transform import dbt_build
 from tests.test_dbt import dbt_vars
-from tests.utils.factories import interaction
+from tests.utils.factories import environment, interaction
 
 pytestmark = pytest.mark.slow
 
@@ -71,13 +76,34 @@ def test_a_failure_before_the_swap_leaves_the_old_warehouse(home):
     assert not rb.staging_path(home / "warehouse.duckdb").exists()
 
 
+def test_a_rebuild_killed_during_dbt_leaves_the_old_warehouse(home):
+    """`sluice rebuild` in its own process group, killed -9 (dbt too) while dbt builds."""
+    before = marts(home / "warehouse.duckdb")
+    env = {**os.environ, **environment(home), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "rebuild"], env=env,
+                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("rebuild 2/3: dbt build"):
+                break
+        else:
+            pytest.fail(f"the rebuild ended before dbt ran (exit {proc.wait()})")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert rb.staging_path(home / "warehouse.duckdb").exists()  # the half-built file
+    assert marts(home / "warehouse.duckdb") == before
+
+
 def test_the_rebuilt_marts_equal_the_old_ones_row_for_row(home):
     warehouse = home / "warehouse.duckdb"
     before = marts(warehouse)
     assert sum(map(len, before.values())) > 1000
     with duckdb.connect(str(warehouse), read_only=True) as con:
         (events,) = con.execute("select count(*) from raw.events").fetchone()
-    report = _rebuild(home)
+    report = _rebuild(home)  # after the killed one: its half-built file is cleared first
     assert report.rows_loaded == events > 3_000
     assert marts(warehouse) == before
     assert report.previous is not None and marts(report.previous) == before
