@@ -121,3 +121,11 @@ def test_a_loaded_landing_file_that_is_gone_stops_the_rebuild(home):
             _rebuild(home)
     finally:
         moved.rename(landing)
+
+
+def test_a_corrupt_warehouse_is_rebuilt(home):
+    warehouse = home / "warehouse.duckdb"
+    before = marts(warehouse)
+    warehouse.write_bytes(b"not a warehouse any more" * 1000)
+    _rebuild(home)
+    assert marts(warehouse) == before

@@ -125,7 +125,8 @@ def _keep_load_times(new: Path, old: Path, say: Say) -> None:
         return
     con = connect(new)
     try:
-        con.execute(f"attach '{old}' as old (read_only)")
+        quoted = str(old).replace("'", "''")
+        con.execute(f"attach '{quoted}' as old (read_only)")
         con.execute(
             "update raw.events as e set loaded_at = o.loaded_at from old.raw.events as o "
             "where e.tenant = o.tenant and e.event_id = o.event_id")
@@ -154,9 +155,14 @@ def _swap(new: Path, warehouse: Path, say: Say) -> Path | None:
     checkpoint(new)
     previous = None
     if warehouse.exists():
-        checkpoint(warehouse)  # no WAL of the old file may outlive it and replay on the new
         previous = previous_path(warehouse)
         _remove(previous)
+        try:
+            checkpoint(warehouse)  # no WAL of the old file may outlive it and replay on the new
+        except duckdb.Error as exc:
+            say(f"the old warehouse cannot be checkpointed ({exc}); its WAL is set aside")
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{warehouse}.wal", f"{previous}.wal")
         os.link(warehouse, previous)
     os.replace(new, warehouse)
     _fsync_dir(warehouse.parent)
