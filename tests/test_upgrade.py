@@ -98,3 +98,11 @@ def test_a_config_version_is_recorded_in_the_file(settings):
     assert stored_version(settings, "config") == 2
     # only that line changed
     assert settings.config.read_text() == text.replace("format_version: 1", "format_version: 2")
+
+
+def test_the_command_says_there_is_nothing_to_upgrade(settings, capsys):
+    from cli.main import main
+
+    assert main(["upgrade"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "nothing to upgrade: raw_log 1, warehouse 1, config 1")
