@@ -136,7 +136,7 @@ class EventLog:
             except formats.FormatTooNewError as exc:
                 raise OSError(str(exc)) from None  # refused like any write the log cannot take
             name = self._next_name()
-            self._file = open(self.root / name, "ab", buffering=0)  # noqa: SIM115
+            self._file = open(self.root / name, "ab", buffering=0)
             self._size = os.fstat(self._file.fileno()).st_size  # truncate never cuts older lines
             _fsync_dir(self.root)
         return self._file
