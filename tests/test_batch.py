@@ -92,7 +92,11 @@ def test_batch_answers_are_the_live_answers_slot_by_slot(tenant, flow_run):
 def test_every_user_with_a_filter_and_without_random_fill(tenant, tmp_path):
     red = [{"field": "color", "op": "eq", "value": "red"}]
     job = BatchJob(filters=red, num_results=20, fill_with_random=False, block_size=16)
-    manifest = run_recommendations(get_settings(), job, None, tmp_path)
+    reports: list[dict] = []
+    manifest = run_recommendations(get_settings(), job, None, tmp_path, reports.append)
+    assert [r["done"] for r in reports] == [16, 32, 48, 61]  # one report per block
+    assert all(r["total"] == 61 and r["rate"] > 0 for r in reports)
+    assert reports[0]["left_s"] > 0 and reports[-1]["left_s"] == 0
     lines, slots, _ = read_output(tmp_path)
     assert [line["input"]["userId"] for line in lines][-1] == "newbie"
     assert len(lines) == 61 and manifest["counts"]["errors"] == 0
@@ -151,3 +155,18 @@ def test_wrong_job_parameters_fail_the_job_naming_the_field(tenant, tmp_path):
         run_recommendations(get_settings(), BatchJob(model_version="99"), None, tmp_path / "b")
     with pytest.raises(InputError, match="num_results"):
         run_recommendations(get_settings(), BatchJob(num_results=0), None, tmp_path / "c")
+
+
+def test_input_and_output_through_fsspec_urls(tenant):
+    import fsspec
+
+    with fsspec.open("memory://batch-in/users.jsonl", "w") as handle:
+        handle.write('{"userId": "u4"}\n{"userId": 4.5}\n')
+    manifest = run_recommendations(get_settings(), BatchJob(num_results=3),
+                                   "memory://batch-in/users.jsonl", "memory://batch-out/job")
+    fs = fsspec.filesystem("memory")
+    assert {p.rsplit("/", 1)[-1] for p in fs.ls("/batch-out/job", detail=False)} == {
+        "output.jsonl", "slots.parquet", "answers.parquet", "manifest.json"}
+    lines = [json.loads(line) for line in fs.cat("/batch-out/job/output.jsonl").splitlines()]
+    assert len(lines[0]["output"]["recommendedItems"]) == 3 and lines[1]["error"]
+    assert manifest["counts"]["errors"] == 1
