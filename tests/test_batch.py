@@ -170,3 +170,18 @@ def test_input_and_output_through_fsspec_urls(tenant):
     lines = [json.loads(line) for line in fs.cat("/batch-out/job/output.jsonl").splitlines()]
     assert len(lines[0]["output"]["recommendedItems"]) == 3 and lines[1]["error"]
     assert manifest["counts"]["errors"] == 1
+
+
+def test_a_named_filter_with_values(tenant, tmp_path):
+    from sluice.filters import NamedFilters
+
+    settings = get_settings()
+    NamedFilters(settings.app.filters, settings.home / "filters.json").create(
+        "no-colour", "EXCLUDE ItemID WHERE Items.color IN ($COLOURS)")
+    job = BatchJob(filter_name="no-colour", filter_values={"COLOURS": '"red"'}, num_results=6)
+    run_recommendations(settings, job, tenant["home"] / "landing" / "users.jsonl", tmp_path)
+    _, slots, manifest = read_output(tmp_path)
+    assert len(slots) == 6 * manifest["counts"]["answered"]
+    assert all(int(r["item_id"][1:]) % 2 == 0 for r in slots)  # blue: the even items
+    with pytest.raises(NotFoundError, match="no filter named"):
+        run_recommendations(settings, BatchJob(filter_name="nope"), None, tmp_path / "x")
