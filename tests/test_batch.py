@@ -155,6 +155,8 @@ def test_wrong_job_parameters_fail_the_job_naming_the_field(tenant, tmp_path):
         run_recommendations(get_settings(), BatchJob(model_version="99"), None, tmp_path / "b")
     with pytest.raises(InputError, match="num_results"):
         run_recommendations(get_settings(), BatchJob(num_results=0), None, tmp_path / "c")
+    with pytest.raises(InputError, match="num_results"):
+        run_segments(get_settings(), "default", None, tmp_path / "d", 0)
 
 
 def test_input_and_output_through_fsspec_urls(tenant):

@@ -37,6 +37,7 @@ from sluice.vocabulary import DEFAULT_TENANT, MODEL_PERSONALIZED, PERSONALIZED, 
 
 log = logging.getLogger(__name__)
 BLOCK_FLOATS = 1 << 25  # scores held per block (128 MB of float32): sets the block's rows
+MAX_SEGMENT = 100_000  # users per item in a segment
 HEAD_MARGIN = 8  # items scored beyond the k kept (see _exact_head)
 Report = Callable[[dict[str, Any]], None]
 
@@ -105,8 +106,12 @@ def run_recommendations(settings: Settings, job: BatchJob, source: str | Path | 
     base = service.request(tenant=job.tenant, template=job.template, filters=job.filters,
                            filter_name=job.filter_name, filter_values=job.filter_values,
                            num_results=job.num_results, fill_with_random=job.fill_with_random)
-    return answer_job(rec, base, job, source, out, report, job_id,
-                      events=service.log if job.log_answers else None)
+    try:
+        return answer_job(rec, base, job, source, out, report, job_id,
+                          events=service.log if job.log_answers else None)
+    finally:
+        service.log.close()
+        model.close()
 
 
 def answer_job(rec: Recommender, base: RecommendationRequest, job: BatchJob,
@@ -267,8 +272,14 @@ def run_segments(settings: Settings, tenant: str, source: str | Path | None, out
                  report: Report | None = None, job_id: str | None = None) -> dict[str, Any]:
     """For each item of `source` (None: every item of the model), its top `num_results`
     trained users by model score, users who already interacted with it left out."""
+    if isinstance(num_results, bool) or not isinstance(num_results, int) or not (
+            0 < num_results <= MAX_SEGMENT):
+        raise InputError("num_results", f"an integer from 1 to {MAX_SEGMENT} users per item")
     model = load_model(settings, tenant, model_version)
-    return segment_job(model, tenant, source, out, num_results, report, job_id)
+    try:
+        return segment_job(model, tenant, source, out, num_results, report, job_id)
+    finally:
+        model.close()
 
 
 def segment_job(model: LoadedModel, tenant: str, source: str | Path | None, out: str | Path,
