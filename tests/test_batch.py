@@ -187,3 +187,16 @@ def test_a_named_filter_with_values(tenant, tmp_path):
     assert all(int(r["item_id"][1:]) % 2 == 0 for r in slots)  # blue: the even items
     with pytest.raises(NotFoundError, match="no filter named"):
         run_recommendations(settings, BatchJob(filter_name="nope"), None, tmp_path / "x")
+
+
+def test_the_command_runs_the_flow_and_says_what_it_wrote(tenant, prefect_harness, capsys):
+    from cli.main import main
+
+    assert main(["batch", "--input", "users.jsonl", "--num-results", "4"]) == 0
+    said = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "7 answered, 5 error lines, 28 slots" in said
+    assert main(["batch", "--segments", "--num-results", "3", "--output",
+                 str(tenant["home"] / "segments")]) == 0
+    assert "300 answered, 0 error lines, 900 slots" in capsys.readouterr().out
+    assert main(["batch", "--filter-value", "oops"]) == 1
+    assert "--filter-value: 'oops': write NAME=VALUE" in capsys.readouterr().err
