@@ -101,12 +101,13 @@ def run_recommendations(settings: Settings, job: BatchJob, source: str | Path | 
     manifest. Wrong job parameters raise an InputError; a wrong line is an error line."""
     model = load_model(settings, job.tenant, job.model_version)
     service = Service(settings)
-    service.follow_log()
-    rec = service.install(job.tenant, model)
-    base = service.request(tenant=job.tenant, template=job.template, filters=job.filters,
-                           filter_name=job.filter_name, filter_values=job.filter_values,
-                           num_results=job.num_results, fill_with_random=job.fill_with_random)
     try:
+        service.follow_log()
+        rec = service.install(job.tenant, model)
+        base = service.request(tenant=job.tenant, template=job.template, filters=job.filters,
+                               filter_name=job.filter_name, filter_values=job.filter_values,
+                               num_results=job.num_results,
+                               fill_with_random=job.fill_with_random)
         return answer_job(rec, base, job, source, out, report, job_id,
                           events=service.log if job.log_answers else None)
     finally:
