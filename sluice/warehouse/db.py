@@ -79,10 +79,10 @@ def format_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The warehouse's format version; None when it has no `raw.sluice_meta` yet."""
     try:
         row = con.execute(
-            "select value from raw.sluice_meta where key = 'format_version'").fetchone()
+            "select value from raw.sluice_meta where key = 'format_version'").fetchall()[:1]
     except duckdb.CatalogException:
         return None
-    return None if row is None else int(row[0])
+    return int(row[0][0]) if row else None
 
 
 def set_format_version(con: duckdb.DuckDBPyConnection, version: int) -> None:
@@ -91,7 +91,7 @@ def set_format_version(con: duckdb.DuckDBPyConnection, version: int) -> None:
 
 
 def _has_raw_events(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute("select count(*) from raw.events").fetchone()[0])
+    return bool(con.execute("select count(*) from raw.events").fetchall()[0][0])
 
 
 def checkpoint(path: Path | str) -> None:
