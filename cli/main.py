@@ -1,6 +1,6 @@
 """The `sluice` command line: what the Makefile calls.
 
-    sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up
+    sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up | dbt
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from typing import Any
 
 import httpx
 
-from cli.processes import free_port, start_server, stop_server, wait_ready
+from cli.processes import (
+    PREFECT_PORT,
+    free_port,
+    prefect_under,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 from sluice import logs
 from sluice.settings import PROJECT_ROOT, get_settings
 
@@ -116,18 +123,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_up(args: argparse.Namespace) -> None:
     settings = get_settings()
     procs: list[subprocess.Popen] = []
-    api_url = "http://127.0.0.1:4200/api"
+    api_url = f"http://127.0.0.1:{PREFECT_PORT}/api"
     env = {**os.environ, "PREFECT_API_URL": api_url}
     signal.signal(signal.SIGTERM, _interrupt)  # stop the children on `kill` too, not only Ctrl-C
     try:
         prefect = Path(sys.executable).with_name("prefect")
         procs.append(subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1",
-                                       "--port", "4200"], env=env))
-        _wait_http("http://127.0.0.1:4200/api/health", 120)
+                                       "--port", str(PREFECT_PORT)], env=env))
+        _wait_http(f"{api_url}/health", 120)
         procs.append(subprocess.Popen([sys.executable, "-m", "flows.deployments"], env=env,
                                       cwd=PROJECT_ROOT))
         procs.append(start_server(settings.port, env=env))
-        print(f"Prefect UI      http://127.0.0.1:4200\n"
+        print(f"Prefect UI      http://127.0.0.1:{PREFECT_PORT}\n"
               f"Sluice API      http://{settings.host}:{settings.port}/docs\n"
               f"Deployments     ingest (5 min), refresh (2 h), pipeline (nightly), tune (weekly)\n"
               f"Ctrl-C stops everything.")
@@ -206,10 +213,56 @@ def cmd_flow(name: str) -> None:
     print(json.dumps(result, indent=2, default=str))
 
 
+def cmd_dbt(args: argparse.Namespace) -> int:
+    """dbt on the project, as the transform flow runs it: same warehouse, vars and lock."""
+    from sluice.warehouse.locks import warehouse_lock
+    from sluice.warehouse.transform import DBT_PROJECT_DIR, dbt_invocation
+
+    dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
+    if not dbt_args:
+        raise ValueError("name a dbt command after `--`, e.g. `sluice dbt -- build`")
+    settings = get_settings()
+    argv, env = dbt_invocation(settings.warehouse_path, settings.home / "dbt",
+                               settings.dbt_vars(), dbt_args)
+    with warehouse_lock(settings.warehouse_path, say=print):
+        return subprocess.run(argv, env=env, cwd=DBT_PROJECT_DIR).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     logs.configure()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
+    args = _parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        settings.app  # noqa: B018 -- a config error is one line here, not a flow's traceback
+        prefect_under(settings.home)
+        commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
+                    "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
+                    "report": cmd_report, "dbt": cmd_dbt}
+        code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
+    except Exception as exc:  # one clear line, not a traceback, for the operator
+        if os.environ.get("SLUICE_DEBUG"):
+            raise
+        print(f"sluice {args.command}: {_one_line(exc)}", file=sys.stderr)
+        print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def _one_line(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    from sluice.settings import ConfigError, validation_message
+
+    if isinstance(exc, ValidationError):
+        return f"invalid environment: {validation_message(exc)}"
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("demo", "generate"):
@@ -226,6 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--tenant", default="default")
     report.add_argument("--out", type=Path, default=None,
                         help="default: $SLUICE_HOME/report/index.html")
+    _named_parsers(sub)
+    for name in ("ingest", "transform", "train", "tune", "pipeline"):
+        sub.add_parser(name, help=f"run the `{name}` flow once")
+    dbt = sub.add_parser("dbt", help="dbt on the project with the flow's warehouse, vars, lock",
+                         usage="sluice dbt -- <dbt command and flags>, e.g. sluice dbt -- build")
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _named_parsers(sub: Any) -> None:
     trackers = sub.add_parser("trackers", help="event trackers (one per tenant)")
     tracker_sub = trackers.add_subparsers(dest="tracker_command", required=True)
     tracker_sub.add_parser("create", help="create a tracker; prints its trackingId").add_argument(
@@ -237,21 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("name")
     create.add_argument("expression", help="e.g. 'EXCLUDE ItemID WHERE Items.GENRE IN ($G)'")
     named_sub.add_parser("list", help="list name -> expression")
-    for name in ("ingest", "transform", "train", "tune", "pipeline"):
-        sub.add_parser(name, help=f"run the `{name}` flow once")
-    args = parser.parse_args(argv)
-    try:
-        commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
-                    "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
-                    "report": cmd_report}
-        commands.get(args.command, lambda a: cmd_flow(a.command))(args)
-    except Exception as exc:  # one clear line, not a traceback, for the operator
-        if os.environ.get("SLUICE_DEBUG"):
-            raise
-        print(f"sluice {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

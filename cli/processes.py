@@ -9,11 +9,33 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from sluice.settings import PROJECT_ROOT
+
+PREFECT_PORT = 4200  # where `sluice up` (make up) runs the Prefect server and its UI
+
+
+def prefect_under(home: Path) -> None:
+    """Keep Prefect's state with Sluice's, and send flow runs to a running `make up` server.
+
+    PREFECT_HOME (its settings and the SQLite database of the temporary server a CLI flow
+    starts) goes under SLUICE_HOME, so `make clean` resets it and another home's runs never
+    show. When the `sluice up` server answers on PREFECT_PORT and PREFECT_API_URL is unset,
+    flow runs go to it and appear in its UI. Call before anything imports Prefect.
+    """
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    url = f"http://127.0.0.1:{PREFECT_PORT}/api"
+    try:
+        if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
+            os.environ["PREFECT_API_URL"] = url
+    except httpx.TransportError:
+        pass  # no server: Prefect starts a temporary one for the run
 
 
 def free_port() -> int:

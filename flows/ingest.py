@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from flows.names import run_name
 from sluice.settings import get_settings
 from sluice.warehouse.ingest import Ingestor, format_table
 
@@ -29,7 +30,7 @@ def load_new_files() -> dict[str, Any]:
     return {**report.summary(), "table": table}
 
 
-@flow(name="ingest", flow_run_name="ingest", log_prints=False)
+@flow(name="ingest", flow_run_name=run_name("ingest"), log_prints=False)
 def ingest() -> dict[str, Any]:
     summary = load_new_files()
     get_run_logger().info(
