@@ -1,6 +1,7 @@
 """The `sluice` command line: what the Makefile calls.
 
     sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up | dbt
+    sluice models | promote VERSION | rollback | report | trackers | filters
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from cli import models
+from cli.models import table
 from cli.processes import (
     PREFECT_PORT,
     free_port,
@@ -27,15 +30,6 @@ from cli.processes import (
 )
 from sluice import logs
 from sluice.settings import PROJECT_ROOT, get_settings
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c)
-              for c in columns}
-    line = "  ".join(c.ljust(widths[c]) for c in columns)
-    out = [line, "  ".join("-" * widths[c] for c in columns)]
-    out += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(out)
 
 
 def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
@@ -89,7 +83,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             answer = httpx.post(f"{base}/v1/recommendations", headers=headers,
                                 json={**params, "num_results": 10}, timeout=10).json()
             counts = {k: v for k, v in answer.items() if k.endswith("_count") or k == "total"}
-            print(f"\n{title}: {params}\n" + _table(
+            print(f"\n{title}: {params}\n" + table(
                 answer["items"], ["position", "item_id", "score", "recommendation_source"]))
             print("counts: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     finally:
@@ -207,9 +201,7 @@ def cmd_flow(name: str) -> None:
     result = {"ingest": ingest, "transform": transform, "train": train, "tune": tune,
               "pipeline": pipeline}[name]()
     if name == "ingest":
-        from sluice.warehouse.ingest import format_table
-
-        print(format_table(result.pop("table")))
+        result.pop("table")  # the flow has logged it, once
     print(json.dumps(result, indent=2, default=str))
 
 
@@ -239,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         prefect_under(settings.home)
         commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
-                    "report": cmd_report, "dbt": cmd_dbt}
+                    "report": cmd_report, "dbt": cmd_dbt, **models.COMMANDS}
         code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
@@ -280,6 +272,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=None,
                         help="default: $SLUICE_HOME/report/index.html")
     _named_parsers(sub)
+    models.add_parsers(sub)
     for name in ("ingest", "transform", "train", "tune", "pipeline"):
         sub.add_parser(name, help=f"run the `{name}` flow once")
     dbt = sub.add_parser("dbt", help="dbt on the project with the flow's warehouse, vars, lock",

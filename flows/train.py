@@ -11,6 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.names import run_name
 from flows.retries import RETRY_DELAYS, io_failure
+from sluice.learn import versions
 from sluice.learn.training import InsufficientDataError, train_tenant
 from sluice.learn.training import tenants as warehouse_tenants
 from sluice.settings import get_settings
@@ -39,6 +40,10 @@ def train_one(tenant: str, algorithm: str | None = None) -> dict[str, Any]:
     except InsufficientDataError as exc:
         logger.warning("tenant %s skipped: %s", tenant, exc)
         return {"tenant": tenant, "skipped": str(exc)}
+    deleted = versions.prune(settings.mlflow_tracking_uri, result.model_name,
+                             settings.app.registry.keep_candidates)
+    if deleted:
+        logger.info("retention: deleted %s versions %s", result.model_name, ", ".join(deleted))
     create_markdown_artifact(key=f"train-{_slug(tenant)}", markdown=_summary(result),
                              description=f"{result.model_name} v{result.version} against "
                                          "popularity and the champion")

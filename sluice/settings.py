@@ -115,6 +115,12 @@ class EvaluationConfig(BaseModel):
     gate_min_users: int = Field(20, ge=1)
 
 
+class RegistryConfig(BaseModel):
+    """Retention after each training run (sluice/learn/versions.py)."""
+
+    keep_candidates: int = Field(5, ge=1)  # besides the champion and the one it replaced
+
+
 class TuneConfig(BaseModel):
     """Hyperparameter search for flow `tune`: random draws from a grid, one nested run each."""
 
@@ -225,6 +231,7 @@ class AppConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     trackers: list[TrackerConfig] = Field(default_factory=list)
     templates: dict[str, TemplateConfig] = Field(default_factory=dict)
