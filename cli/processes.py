@@ -52,7 +52,9 @@ def start_server(port: int, workers: int = 1, env: dict[str, str] | None = None,
     """
     cmd = [sys.executable, "-m", "uvicorn", "serving.main:app", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
-    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})},
+    # the app reads its address from these, so what it logs is what uvicorn bound
+    address = {"SLUICE_HOST": "127.0.0.1", "SLUICE_PORT": str(port)}
+    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {}), **address},
                             stdout=output, stderr=output)
 
 
