@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from cli import models
 from cli.models import table
@@ -29,7 +30,7 @@ from cli.processes import (
     wait_ready,
 )
 from sluice import logs
-from sluice.settings import PROJECT_ROOT, get_settings
+from sluice.settings import PROJECT_ROOT, ConfigError, get_settings, validation_message
 
 
 def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
@@ -237,16 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SLUICE_DEBUG"):
             raise
         print(f"sluice {args.command}: {_one_line(exc)}", file=sys.stderr)
-        print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
+        if not isinstance(exc, ConfigError | ValidationError):  # those say all there is
+            print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
         return 1
     return code if isinstance(code, int) else 0
 
 
 def _one_line(exc: Exception) -> str:
-    from pydantic import ValidationError
-
-    from sluice.settings import ConfigError, validation_message
-
     if isinstance(exc, ValidationError):
         return f"invalid environment: {validation_message(exc)}"
     if isinstance(exc, ConfigError):
