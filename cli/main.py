@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from cli.models import table
 from cli.processes import (
     PREFECT_PORT,
     free_port,
+    metrics_folder,
     prefect_under,
     start_server,
     stop_server,
@@ -111,8 +113,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise SystemExit(f"sluice serve: auth is off (no API keys configured), so serving keeps "
                          f"to loopback: SLUICE_HOST={settings.host} refused; configure "
                          f"auth.keys or SLUICE_API_KEYS")
-    uvicorn.run("serving.main:app", host=settings.host, port=settings.port,
-                workers=args.workers, log_level="info")
+    folder = metrics_folder() if args.workers > 1 else None
+    if folder is not None:  # /metrics adds up every worker's values
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    try:
+        uvicorn.run("serving.main:app", host=settings.host, port=settings.port,
+                    workers=args.workers, log_level="info")
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def cmd_up(args: argparse.Namespace) -> None:

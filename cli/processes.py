@@ -4,10 +4,12 @@ for it to be ready, and stopping it."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -53,9 +55,20 @@ def start_server(port: int, workers: int = 1, env: dict[str, str] | None = None,
     cmd = [sys.executable, "-m", "uvicorn", "serving.main:app", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
     # the app reads its address from these, so what it logs is what uvicorn bound
-    address = {"SLUICE_HOST": "127.0.0.1", "SLUICE_PORT": str(port)}
-    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {}), **address},
-                            stdout=output, stderr=output)
+    extra = {"SLUICE_HOST": "127.0.0.1", "SLUICE_PORT": str(port)}
+    metrics_dir = metrics_folder() if workers > 1 else None
+    if metrics_dir is not None:
+        extra["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    process = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {}), **extra},
+                               stdout=output, stderr=output)
+    process.metrics_dir = metrics_dir  # type: ignore[attr-defined]  # removed by stop_server
+    return process
+
+
+def metrics_folder() -> Path:
+    """A fresh folder for one run's multiprocess Prometheus values (stale files would add
+    a previous run's counts to this one's)."""
+    return Path(tempfile.mkdtemp(prefix="sluice-metrics-"))
 
 
 def wait_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> dict[str, Any]:
@@ -79,3 +92,6 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
+    folder = getattr(process, "metrics_dir", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
