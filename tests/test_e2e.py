@@ -357,5 +357,5 @@ def test_the_report_shows_every_section_after_the_second_run(trained):
     titles = re.findall(r"<h2>(.*?)</h2>", page)
     assert titles == ["Events per day by type", "Share of slots by source over time",
                       "Click-through rate", "Model metrics across versions"]
-    assert len(re.findall(r"src='data:image/png;base64,", page)) == 4
+    assert len(re.findall(r"<section class='chart'><svg", page)) == 4
     assert "2 versions of sluice-default" in page

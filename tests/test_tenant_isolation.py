@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import time
 
 import duckdb
@@ -80,3 +83,36 @@ def test_shop_is_answered_from_the_lower_tiers(ran):
     assert answer["items"] and sources <= {"model_fallback", "fallback"}
     assert answer["items"][0]["item_id"] == "lamp"  # the shop's one popular item comes first
     assert default.status_code == 200 and str(default.json()["model_version"]) == "1"
+
+
+def test_the_report_draws_every_chart_in_a_browser(ran):
+    """After the answers above are loaded and transformed, every chart has drawn marks in
+    headless Chromium (Debian's `chromium`, which .ci/run installs)."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    from flows.ingest import ingest
+    from flows.transform import transform
+    from sluice.analytics.report import write_report
+
+    base = ran["base"]
+    for n in range(5):  # answers, one clicked through its recommendation id
+        answer = httpx.post(f"{base}/v1/recommendations", headers=headers("read"),
+                            json={"user_id": f"reader{n}", "num_results": 5}, timeout=10).json()
+        click = {**interaction(f"reader{n}", answer["items"][0]["item_id"]),
+                 "ranking": answer["recommendation_id"]}
+        assert httpx.post(f"{base}/v1/events", json=[click], headers=headers("write"),
+                          timeout=10).status_code == 200
+    time.sleep(1)
+    ingest()
+    transform()
+    out = write_report(ran["home"] / "warehouse.duckdb", ran["env"]["MLFLOW_TRACKING_URI"],
+                       "sluice-default", ran["home"] / "report" / "index.html")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--dump-dom", out.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    charts = re.findall(r"<section class=\"chart\">(.*?)</section>", dom, re.DOTALL)
+    assert len(charts) == 4, dom[:500]
+    marks = [len(re.findall(r'id="mark-\d+"', chart)) for chart in charts]
+    assert all(m > 0 for m in marks), marks
+    assert "v1 als (champion)" in dom
