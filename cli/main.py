@@ -234,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
+    # a busy machine starts the temporary Prefect server in more than its default 20 s
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     args = _parser().parse_args(argv)
     try:
         settings = get_settings()
