@@ -85,16 +85,44 @@ def events_per_day(warehouse: Path) -> Section:
     table.index = pd.to_datetime(table.index)
     # days without any event are gaps in the lines, not slopes drawn across them
     table = table.reindex(pd.date_range(table.index.min(), table.index.max(), freq="D"))
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    for kind in table.columns:
-        _mark(ax.plot(table.index, table[kind], linewidth=1.2, marker=".", markersize=4,
-                      label=kind))
-    ax.legend(fontsize=8)
-    _fit_days(ax, table.index)
-    fig.autofmt_xdate()
-    ax.set_ylabel("events")
-    return Section("Events per day by type", f"{int(frame['events'].sum()):,} events from "
-                   f"{table.index.min():%Y-%m-%d} to {table.index.max():%Y-%m-%d}", _svg(fig))
+    spans = _spans(table.dropna(how="all").index)
+    fig, axes = plt.subplots(1, len(spans), figsize=(9, 3.5), sharey=True, squeeze=False,
+                             width_ratios=[max(3, (b - a).days + 1) for a, b in spans])
+    for ax, (start, end) in zip(axes[0], spans, strict=True):
+        part = table.loc[start:end]
+        for kind in part.columns:
+            _mark(ax.plot(part.index, part[kind], linewidth=1.2, marker=".", markersize=4,
+                          label=kind))
+        _fit_days(ax, part.index)
+        if (end - start).days < 7:  # a short run: one readable tick per day
+            ax.set_xticks(list(part.index), [f"{d:%m-%d}" for d in part.index])
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    axes[0][0].set_ylabel("events")
+    axes[0][0].legend(fontsize=7, loc="upper right")
+    note = (f"{int(frame['events'].sum()):,} events from {table.index.min():%Y-%m-%d} to "
+            f"{table.index.max():%Y-%m-%d}")
+    if len(spans) > 1:  # one axis would squeeze the history into a sliver of its width
+        gaps = ", ".join(f"{a:%Y-%m-%d}..{b:%Y-%m-%d}" for (_, a), (b, _) in zip(
+            spans, spans[1:], strict=False))
+        note += f"; the time axis is broken where no event came ({gaps})"
+    return Section("Events per day by type", note, _svg(fig))
+
+
+GAP = pd.Timedelta(days=14)  # an empty stretch longer than this breaks the time axis
+
+
+def _spans(days: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Runs of days with events, split where no event came for over GAP (at most 3)."""
+    spans = [[days[0], days[0]]]
+    for day in days[1:]:
+        if day - spans[-1][1] > GAP:
+            spans.append([day, day])
+        else:
+            spans[-1][1] = day
+    while len(spans) > 3:  # join the two closest runs
+        i = min(range(len(spans) - 1), key=lambda j: spans[j + 1][0] - spans[j][1])
+        spans[i:i + 2] = [[spans[i][0], spans[i + 1][1]]]
+    return [(a, b) for a, b in spans]
 
 
 def slot_sources(warehouse: Path) -> Section:
