@@ -2,6 +2,7 @@
 
     sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up | dbt
     sluice models | promote VERSION | rollback | report | trackers | filters
+    sluice rebuild | backup DEST | restore SRC | upgrade | doctor   (operating a home)
 """
 
 from __future__ import annotations
@@ -201,6 +202,54 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report written to {path}")
 
 
+def cmd_rebuild(args: argparse.Namespace) -> None:
+    from sluice.warehouse.rebuild import rebuild
+
+    settings = get_settings()
+    rebuild(settings.warehouse_path, settings.raw_location, settings.landing_location,
+            settings.home / "dbt", settings.dbt_vars(), say=print)
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    from sluice.operate.backup import backup
+
+    backup(get_settings(), args.dest, say=print)
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from sluice.operate.backup import restore
+
+    restore(get_settings(), args.src, say=print)
+
+
+def cmd_upgrade(args: argparse.Namespace) -> None:
+    from sluice.operate.upgrade import upgrade
+
+    upgrade(get_settings(), say=print)
+
+
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from sluice.operate.doctor import diagnose, render
+
+    findings = diagnose(get_settings())
+    print(render(findings))
+    if not all(f.ok for f in findings):
+        raise SystemExit(1)
+
+
+def _add_operate_commands(sub: Any) -> dict[str, Any]:
+    """Operating a home: README "Operating Sluice"."""
+    sub.add_parser("rebuild", help="rebuild the warehouse from the raw log and landing folder")
+    sub.add_parser("backup", help="a consistent copy of the home and the MLflow store"
+                   ).add_argument("dest", type=Path, help="a new or empty folder")
+    sub.add_parser("restore", help="a backup into a fresh SLUICE_HOME").add_argument(
+        "src", type=Path, help="a folder `sluice backup` wrote")
+    sub.add_parser("upgrade", help="migrate the home's data formats to this version")
+    sub.add_parser("doctor", help="check the environment and the home; exit 1 on problems")
+    return {"rebuild": cmd_rebuild, "backup": cmd_backup, "restore": cmd_restore,
+            "upgrade": cmd_upgrade, "doctor": cmd_doctor}
+
+
 def cmd_flow(name: str) -> None:
     from flows.ingest import ingest
     from flows.pipeline import pipeline
@@ -232,18 +281,19 @@ def cmd_dbt(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logs.configure()
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
     # a busy machine starts the temporary Prefect server in more than its default 20 s
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    args = _parser().parse_args(argv)
+    parser, operate = _parser()
+    args = parser.parse_args(argv)
     try:
         settings = get_settings()
-        settings.app  # noqa: B018 -- a config error is one line here, not a flow's traceback
+        if args.command != "doctor":  # doctor reports a bad config among its findings
+            settings.app  # noqa: B018 -- a config error is one line here, not a traceback
         prefect_under(settings.home)
         commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
-                    "report": cmd_report, "dbt": cmd_dbt, **models.COMMANDS}
+                    "report": cmd_report, "dbt": cmd_dbt, **models.COMMANDS, **operate}
         code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
@@ -263,7 +313,7 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("demo", "generate"):
@@ -287,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
     dbt = sub.add_parser("dbt", help="dbt on the project with the flow's warehouse, vars, lock",
                          usage="sluice dbt -- <dbt command and flags>, e.g. sluice dbt -- build")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
-    return parser
+    return parser, _add_operate_commands(sub)
 
 
 def _named_parsers(sub: Any) -> None:

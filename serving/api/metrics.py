@@ -19,6 +19,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from sluice.vocabulary import FALLBACK, MODEL_FALLBACK
+
 LATEST = "mostrecent"  # multiprocess mode of the gauges each scrape sets
 
 
@@ -83,7 +85,7 @@ class Metrics:
         for tenant, by in totals.items():
             served = sum(by.values())
             if served:
-                fallback = by.get("model_fallback", 0.0) + by.get("fallback", 0.0)
+                fallback = by.get(MODEL_FALLBACK, 0.0) + by.get(FALLBACK, 0.0)
                 self.fallback_share.labels(tenant).set(fallback / served)
 
     def _registry(self) -> CollectorRegistry:

@@ -17,13 +17,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from sluice.warehouse.db import connect  # noqa: E402
-
-SOURCES = ["model_personalized", "model_non_personalized", "model_fallback", "fallback"]
-
+from sluice.vocabulary import SOURCES
+from sluice.warehouse.db import connect
 
 LAG = ("the marts are rebuilt by `sluice transform` (the `refresh` deployment, every 2 h under "
        "`make up`) after `sluice ingest` loads the raw log (every 5 min)")
