@@ -24,7 +24,7 @@ CONFIG = {
     "model": {"factors": 8, "iterations": 8, "regularization": 0.1, "alpha": 2.0,
               "similar_items_neighbours": 10,
               "bpr": {"factors": 8, "iterations": 100, "learning_rate": 0.05}},
-    "evaluation": {"holdout_fraction": 0.2, "gate_min_users": 10},
+    "evaluation": {"holdout_fraction": 0.2, "min_users": 10, "bootstrap_resamples": 200},
     "serving": {"popular_list_size": 20},
     "tune": {"trials": 2, "grid": {"als": {"factors": [4, 8, 16], "alpha": [2.0]}}},
 }
@@ -151,9 +151,12 @@ def test_the_gate_keeps_the_champion_when_the_candidate_is_worse(tmp_path, store
     assert str(client.get_model_version_by_alias(name, "candidate").version) == worse.version
     version = client.get_model_version(name, worse.version)
     assert version.tags["validation_status"] == "failed"
-    # same data: the champion saw this whole holdout, so its own logged metric decides
-    assert "does not beat champion" in version.tags["gate_reason"]
-    assert "its own run logged" in version.tags["gate_reason"]
+    # same data: the champion saw this holdout, so its configuration is refit on this
+    # training part and both are compared per user on the same users
+    reason = version.tags["gate_reason"]
+    assert "does not beat it" in reason and "interval" in reason
+    assert "was refit on this run's training part" in reason
+    assert f"vs champion v{first.version}" in reason
     assert client.get_run(worse.run_id).data.tags["gate.promoted"] == "false"
 
 
