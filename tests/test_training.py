@@ -231,3 +231,101 @@ def test_tune_refuses_a_grid_of_unknown_parameters(tmp_path, store, monkeypatch)
     write_marts(settings.warehouse_path, taste_history(), "badgrid")
     with pytest.raises(ValueError, match="learning_rate"):
         tune_tenant(settings, "badgrid")
+
+
+def popular_history(users: int = 200, items: int = 100, per_user: int = 10) -> pd.DataFrame:
+    """No tastes, only popularity: every user picks items with chance 1 / rank."""
+    rng = np.random.default_rng(11)
+    chance = 1.0 / np.arange(1, items + 1)
+    rows = []
+    for u in range(users):
+        for item in rng.choice(items, size=per_user, replace=False, p=chance / chance.sum()):
+            at = START + pd.Timedelta(days=float(rng.uniform(0, 30)))
+            rows.append((f"u{u}", f"i{item}", "click", at, 1.0, 1.0))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "interaction_type", "event_at",
+                                       "event_value", "weight"])
+
+
+def test_a_model_that_does_not_beat_popularity_leaves_popularity_served(
+        tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch,
+                            model={"bpr": {"factors": 8, "iterations": 1,
+                                           "learning_rate": 0.0001}})
+    write_marts(settings.warehouse_path, popular_history(), "pop")
+    result = train_tenant(settings, "pop", algorithm="bpr")
+
+    assert not result.promoted
+    assert "does not beat popularity; popularity is served" in result.reason
+    assert f"vs popularity {result.baseline['ndcg_at_10']:.4f}" in result.reason
+    assert result.gate["difference_low"] <= 0
+    client = registry.client(store)
+    name = settings.registered_model_name("pop")
+    champion = client.get_model_version_by_alias(name, registry.CHAMPION)
+    assert str(champion.version) != result.version
+    assert champion.run_id == result.run_id  # registered from the same run
+    assert champion.tags["validation_status"] == "passed"
+    assert "served as the tenant's model" in champion.tags["gate_reason"]
+    candidate = client.get_model_version(name, result.version)
+    assert candidate.tags["validation_status"] == "failed"
+    bundle = ModelBundle.load(Path(mlflow.artifacts.download_artifacts(
+        f"models:/{name}@champion", dst_path=str(tmp_path / "pop"))))
+    assert bundle.meta["algorithm"] == "popularity" and bundle.meta["fold_in"] == "constant"
+
+
+def test_a_retrain_whose_gain_is_inside_the_interval_stays_candidate(
+        tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    write_marts(settings.warehouse_path, taste_history(), "same")
+    first = train_tenant(settings, "same")
+    again = train_tenant(settings, "same", params={"random_state": 7})
+
+    assert first.promoted and not again.promoted
+    low, high = again.gate["difference_low"], again.gate["difference_high"]
+    assert low <= 0 <= high and low < high
+    assert f"{low:+.4f} to {high:+.4f}" in again.reason
+    assert f"vs champion v{first.version}" in again.reason
+    run = registry.client(store).get_run(again.run_id).data
+    assert run.metrics["gate.difference_ci_low"] == pytest.approx(low)
+    assert run.tags["gate.promoted"] == "false"
+
+
+def test_every_metric_has_an_interval_and_the_run_its_lineage(tmp_path, store, monkeypatch):
+    from sluice.learn.tracking import lineage
+
+    settings = settings_for(tmp_path, store, monkeypatch, evaluation={"min_users": 1000})
+    write_marts(settings.warehouse_path, taste_history(), "ci")
+    result = train_tenant(settings, "ci")
+    run = registry.client(store).get_run(result.run_id).data
+    for name in ("ndcg_at_10", "recall_at_20", "catalog_coverage", "novelty",
+                 "intra_list_diversity", "popularity_bias", "popularity.ndcg_at_10"):
+        low, high = run.metrics[f"{name}_ci_low"], run.metrics[f"{name}_ci_high"]
+        assert low <= run.metrics[name] <= high, name
+    assert run.metrics["popularity_bias"] < run.metrics["popularity.popularity_bias"]
+    assert run.metrics["novelty"] > run.metrics["popularity.novelty"]
+    segments = [k for k in run.metrics
+                if k.startswith("ndcg_at_10.history_") and not k.endswith(("_low", "_high"))]
+    assert segments and all(f"{k}_ci_low" in run.metrics for k in segments)
+    assert sum(v for k, v in run.metrics.items() if k.startswith("users.history_")) == (
+        run.metrics["evaluated_users"])
+    # 150 users cannot reach evaluation.min_users 1000: the split with the most users is kept
+    assert run.params["evaluation.protocol_used"] == "per_user"
+    assert "evaluation.min_users (1,000)" in run.tags["evaluation.protocol_note"]
+
+    record = lineage(store, settings.registered_model_name("ci"), result.version)
+    assert record["run_id"] == result.run_id and record["protocol"] == "per_user"
+    assert len(record["mart_digest"]) == 16 and len(record["config_digest"]) == 16
+    assert record["datasets"][0]["digest"] == record["mart_digest"]
+    assert record["code_version"] and "ingest_high_water" in record
+
+
+def test_the_prefect_summary_shows_intervals_and_the_holdout_used():
+    from flows.train import _summary
+    from sluice.learn.training import TrainResult
+
+    metrics = {"ndcg_at_10": 0.31, "ndcg_at_10_ci_low": 0.28, "ndcg_at_10_ci_high": 0.35}
+    result = TrainResult("shop", "sluice-shop", "4", "r", metrics, {"ndcg_at_10": 0.2}, False,
+                         "reason", {"protocol": "per_user", "evaluated_users": 943,
+                                    "test_interactions": 10_000, "protocol_note": "why"})
+    text = _summary(result)
+    assert "| ndcg_at_10 | 0.3100 [0.2800, 0.3500] | 0.2000 |" in text
+    assert "per_user split, 943 users and 10,000 interactions (why)" in text
