@@ -130,10 +130,12 @@ class EvaluationConfig(BaseModel):
 
 
 class TuneConfig(BaseModel):
-    """Hyperparameter search for flow `tune`: random draws from a grid, one nested run each."""
+    """Hyperparameter search for flow `tune`: Optuna (TPE) within a time budget, one nested
+    run per trial; `grid` narrows a parameter to listed values (else the built-in range)."""
 
     algorithm: Algorithm | None = None   # default: model.algorithm
-    trials: int = Field(4, ge=1, le=500)
+    trials: int = Field(40, ge=1, le=5000)
+    time_budget_seconds: float = Field(900.0, gt=0)
     seed: int = 7
     grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
 

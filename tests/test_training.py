@@ -14,7 +14,7 @@ import yaml
 from sluice.bundle import ModelBundle
 from sluice.learn import registry
 from sluice.learn.training import InsufficientDataError, check_sufficiency, train_tenant
-from sluice.learn.tuning import draw, tune_tenant
+from sluice.learn.tuning import DEFAULT_SPACES, suggest, tune_tenant
 from sluice.settings import Settings
 from tests.utils.marts import START, WEIGHTS, taste_history, write_marts
 
@@ -26,7 +26,8 @@ CONFIG = {
               "bpr": {"factors": 8, "iterations": 100, "learning_rate": 0.05}},
     "evaluation": {"holdout_fraction": 0.2, "min_users": 10, "bootstrap_resamples": 200},
     "serving": {"popular_list_size": 20},
-    "tune": {"trials": 2, "grid": {"als": {"factors": [4, 8, 16], "alpha": [2.0]}}},
+    "tune": {"trials": 2, "grid": {"als": {"factors": [4, 8, 16], "alpha": [2.0],
+                                          "iterations": [8]}}},
 }
 
 
@@ -194,10 +195,16 @@ def test_leave_last_out_protocol_and_bpr(tmp_path, store, monkeypatch):
     assert run.params["matrix.weighting"] == "bm25" and run.params["algorithm"] == "bpr"
 
 
-def test_draw_takes_every_combination_or_a_seeded_sample():
-    grid = {"a": [1, 2], "b": [3, 4, 5]}
-    assert len(draw(grid, 10, 0)) == 6
-    assert draw(grid, 3, 0) == draw(grid, 3, 0) and len(draw(grid, 3, 0)) == 3
+def test_the_als_search_is_wide_and_on_log_scales():
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    draws = [suggest(study.ask(), DEFAULT_SPACES["als"]) for _ in range(200)]
+    factors = [d["factors"] for d in draws]
+    assert max(factors) > 256 and min(factors) < 32
+    regs = np.array([d["regularization"] for d in draws])
+    assert 0.2 < (regs < 0.1).mean() < 0.8  # log scale: half the draws below 0.1, not 1%
+    assert suggest(study.ask(), {"k": [3]}) == {"k": 3}
 
 
 def test_tune_runs_nested_trials_and_registers_the_best(tmp_path, store, monkeypatch):
