@@ -145,3 +145,12 @@ def test_per_user_split_holds_out_each_users_latest_fraction():
     last_train = split.train.groupby("user_id", observed=True)["event_at"].max()
     first_test = split.test.groupby("user_id", observed=True)["event_at"].min()
     assert (last_train <= first_test[last_train.index]).all()
+
+
+def test_a_lift_interval_resamples_users_in_pairs():
+    base = np.random.default_rng(2).random(300) + 0.1
+    found = quality.ratio(base * 2.0, base)
+    assert found.mean == pytest.approx(2.0)
+    assert found.low == pytest.approx(2.0) and found.high == pytest.approx(2.0)
+    noisy = quality.ratio(base * 2.0 + np.random.default_rng(3).normal(0, 0.3, 300), base)
+    assert noisy.low < noisy.mean < noisy.high

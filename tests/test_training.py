@@ -307,6 +307,8 @@ def test_every_metric_has_an_interval_and_the_run_its_lineage(tmp_path, store, m
                  "intra_list_diversity", "popularity_bias", "popularity.ndcg_at_10"):
         low, high = run.metrics[f"{name}_ci_low"], run.metrics[f"{name}_ci_high"]
         assert low <= run.metrics[name] <= high, name
+    assert run.metrics["lift_ndcg_at_10_ci_low"] < run.metrics["lift_ndcg_at_10"] < (
+        run.metrics["lift_ndcg_at_10_ci_high"])
     assert run.metrics["popularity_bias"] < run.metrics["popularity.popularity_bias"]
     assert run.metrics["novelty"] > run.metrics["popularity.novelty"]
     segments = [k for k in run.metrics

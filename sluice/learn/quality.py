@@ -74,6 +74,20 @@ def paired(candidate: np.ndarray, other: np.ndarray, resamples: int = RESAMPLES,
                      seed)["d"]
 
 
+def ratio(candidate: np.ndarray, other: np.ndarray, resamples: int = RESAMPLES,
+          confidence: float = CONFIDENCE, seed: int = SEED) -> Interval:
+    """mean(candidate) / mean(other) over the same users, resampled together (a lift)."""
+    pair = np.column_stack([np.asarray(candidate, np.float64), np.asarray(other, np.float64)])
+    n = len(pair)
+    if n == 0 or pair[:, 1].sum() == 0:
+        return Interval(float("nan"), float("nan"), float("nan"))
+    sums = np.vstack([w @ pair for w in _weights(n, resamples, seed)])
+    lifts = sums[:, 0] / np.maximum(sums[:, 1], 1e-300)
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(lifts, [tail, 100 - tail])
+    return Interval(float(pair[:, 0].sum() / pair[:, 1].sum()), float(low), float(high))
+
+
 def coverage_interval(top: np.ndarray, n_items: int, resamples: int = RESAMPLES,
                       confidence: float = CONFIDENCE, seed: int = SEED) -> Interval:
     """Share of the catalog in at least one top list, users resampled."""

@@ -24,7 +24,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from sluice.bundle import ModelBundle
-from sluice.learn import gate, registry
+from sluice.learn import gate, quality, registry
 from sluice.learn.matrix import config_params
 from sluice.settings import PROJECT_ROOT, Settings
 from sluice.warehouse.db import connect
@@ -58,6 +58,7 @@ def log_run(settings: Settings, prepared: Prepared, final: Model, candidate: Fit
     mlflow.log_metrics({
         **metrics, **{f"popularity.{k}": v for k, v in baseline.metrics.items()},
         **{f"lift_{k}": _lift(metrics, baseline.metrics, k) for k in HEADLINE},
+        **lift_intervals(settings, candidate, baseline),
         "fit_seconds": candidate.fit_seconds,
         **{f"dataset.{k}": v for k, v in stats.items() if isinstance(v, int | float)},
     })
@@ -169,6 +170,20 @@ def log_gate(decision: gate.Decision, champion: gate.ChampionScore | None) -> No
                      "gate.reason": decision.reason[:5000],
                      "gate.champion_version": decision.champion_version or "",
                      "gate.champion_note": (champion.note if champion else "")[:5000]})
+
+
+def lift_intervals(settings: Settings, candidate: Fitted, baseline: Fitted) -> dict[str, float]:
+    """`lift_<metric>_ci_low/high`: the ratio to popularity, users resampled in pairs."""
+    if candidate.scored is None or baseline.scored is None:
+        return {}
+    ev = settings.app.evaluation
+    out = {}
+    for key in HEADLINE:
+        found = quality.ratio(candidate.scored.per_user[key], baseline.scored.per_user[key],
+                              ev.bootstrap_resamples, ev.confidence, ev.seed)
+        if np.isfinite(found.low) and np.isfinite(found.high):
+            out[f"lift_{key}_ci_low"], out[f"lift_{key}_ci_high"] = found.low, found.high
+    return out
 
 
 def _lift(metrics: dict[str, float], baseline: dict[str, float], key: str) -> float:
