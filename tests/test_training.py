@@ -277,6 +277,10 @@ def test_a_model_that_does_not_beat_popularity_leaves_popularity_served(
     bundle = ModelBundle.load(Path(mlflow.artifacts.download_artifacts(
         f"models:/{name}@champion", dst_path=str(tmp_path / "pop"))))
     assert bundle.meta["algorithm"] == "popularity" and bundle.meta["fold_in"] == "constant"
+    from sluice.analytics.report import model_quality
+
+    section = model_quality(store, name)
+    assert section.png and f"champion v{champion.version} is popularity" in section.note
 
 
 def test_a_retrain_whose_gain_is_inside_the_interval_stays_candidate(
