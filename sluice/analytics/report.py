@@ -167,7 +167,9 @@ def model_quality(tracking_uri: str, model_name: str) -> Section:
                 value = metrics[key]
                 low, high = metrics.get(f"{key}_ci_low", value), metrics.get(f"{key}_ci_high",
                                                                              value)
-                ax.errorbar([number], [value], yerr=[[value - low], [high - value]], fmt="o")
+                # a percentile interval may sit off its mean by rounding: clamp at zero
+                ax.errorbar([number], [value], fmt="o",
+                            yerr=[[max(value - low, 0.0)], [max(high - value, 0.0)]])
         ax.set_xticks(range(len(versions)), [f"v{v.version}" for v in versions], fontsize=7)
         ax.set_title(key, fontsize=9)
     served = "no champion"

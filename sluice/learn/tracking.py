@@ -57,8 +57,6 @@ def log_run(settings: Settings, prepared: Prepared, final: Model, candidate: Fit
     metrics = candidate.metrics
     mlflow.log_metrics({
         **metrics, **{f"popularity.{k}": v for k, v in baseline.metrics.items()},
-        **{f"lift_{k}": _lift(metrics, baseline.metrics, k) for k in HEADLINE},
-        **lift_intervals(settings, candidate, baseline),
         "fit_seconds": candidate.fit_seconds,
         **{f"dataset.{k}": v for k, v in stats.items() if isinstance(v, int | float)},
     })
@@ -172,12 +170,12 @@ def log_gate(decision: gate.Decision, champion: gate.ChampionScore | None) -> No
                      "gate.champion_note": (champion.note if champion else "")[:5000]})
 
 
-def lift_intervals(settings: Settings, candidate: Fitted, baseline: Fitted) -> dict[str, float]:
-    """`lift_<metric>_ci_low/high`: the ratio to popularity, users resampled in pairs."""
+def lifts(settings: Settings, candidate: Fitted, baseline: Fitted) -> dict[str, float]:
+    """`lift_<metric>` over popularity with `_ci_low/high`, users resampled in pairs."""
+    out = {f"lift_{k}": _lift(candidate.metrics, baseline.metrics, k) for k in HEADLINE}
     if candidate.scored is None or baseline.scored is None:
-        return {}
+        return out
     ev = settings.app.evaluation
-    out = {}
     for key in HEADLINE:
         found = quality.ratio(candidate.scored.per_user[key], baseline.scored.per_user[key],
                               ev.bootstrap_resamples, ev.confidence, ev.seed)

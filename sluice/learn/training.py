@@ -29,7 +29,7 @@ from sluice.learn.evaluation import K_VALUES, Scored, Split, decisive_split, sco
 from sluice.learn.matrix import InteractionMatrix, build
 from sluice.learn.models import ALS, Model, Popularity, make_model
 from sluice.learn.similar import SimilarItems
-from sluice.learn.tracking import log_gate, log_model, log_run
+from sluice.learn.tracking import lifts, log_gate, log_model, log_run
 from sluice.settings import Settings
 from sluice.warehouse.db import connect
 
@@ -238,6 +238,7 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
     with timer.phase("bundle"):
         bundle = make_bundle(settings, prepared, final, say)
     stats = dataset_stats(prepared)
+    candidate.metrics.update(lifts(settings, candidate, baseline))
     run = mlflow.active_run()
     assert run is not None, "finish() runs inside an MLflow run"
     with timer.phase("track"):
