@@ -208,7 +208,6 @@ def cmd_flow(name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logs.configure()
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

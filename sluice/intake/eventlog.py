@@ -129,7 +129,7 @@ class EventLog:
                 self._file.close()
             self.root.mkdir(parents=True, exist_ok=True)
             name = self._next_name()
-            self._file = open(self.root / name, "ab", buffering=0)  # noqa: SIM115
+            self._file = open(self.root / name, "ab", buffering=0)
             self._size = os.fstat(self._file.fileno()).st_size  # truncate never cuts older lines
             _fsync_dir(self.root)
         return self._file
