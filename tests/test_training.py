@@ -300,7 +300,8 @@ def test_a_retrain_whose_gain_is_inside_the_interval_stays_candidate(
     assert run.tags["gate.promoted"] == "false"
 
 
-def test_every_metric_has_an_interval_and_the_run_its_lineage(tmp_path, store, monkeypatch):
+def test_every_metric_has_an_interval_and_the_run_its_lineage(tmp_path, store, monkeypatch,
+                                                               capsys):
     from sluice.learn.tracking import lineage
 
     settings = settings_for(tmp_path, store, monkeypatch, evaluation={"min_users": 1000})
@@ -329,6 +330,11 @@ def test_every_metric_has_an_interval_and_the_run_its_lineage(tmp_path, store, m
     assert len(record["mart_digest"]) == 16 and len(record["config_digest"]) == 16
     assert record["datasets"][0]["digest"] == record["mart_digest"]
     assert record["code_version"] and "ingest_high_water" in record
+    from cli.main import main
+
+    assert main(["models", "show", result.version, "--tenant", "ci"]) in (0, None)
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["mart_digest"] == record["mart_digest"] and shown["version"] == result.version
 
 
 def test_the_prefect_summary_shows_intervals_and_the_holdout_used():
