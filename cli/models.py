@@ -56,6 +56,10 @@ def add_parsers(sub: Any) -> None:
     models = sub.add_parser("models", help="registered versions per tenant: algorithm, metric, "
                                            "data window, alias, age")
     models.add_argument("--tenant", default=None, help="one tenant (default: every tenant)")
+    models_sub = models.add_subparsers(dest="models_command")  # none: list the versions
+    show = models_sub.add_parser("show", help="a version's lineage: data, dbt run, code, gate")
+    show.add_argument("version")
+    show.add_argument("--tenant", default="default")
     promote = sub.add_parser("promote", help="make VERSION the tenant's champion")
     promote.add_argument("version")
     rollback = sub.add_parser("rollback", help="give `champion` back to the one it replaced")

@@ -356,6 +356,7 @@ def test_the_report_shows_every_section_after_the_second_run(trained):
     page = out.read_text()
     titles = re.findall(r"<h2>(.*?)</h2>", page)
     assert titles == ["Events per day by type", "Share of slots by source over time",
-                      "Click-through rate", "Model metrics across versions"]
-    assert len(re.findall(r"<section class='chart'><svg", page)) == 4
+                      "Click-through rate", "Model metrics across versions",
+                      "Model quality per version (95% intervals)"]
+    assert len(re.findall(r"<section class='chart'><svg", page)) == 5
     assert "2 versions of sluice-default" in page
