@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sluice.auth import AuthError
 
 PERSONALIZE_PREFIX = "/personalize"
+RETRY_AFTER_SECONDS = "5"  # a 503 (the event log cannot take writes) says when to retry
 
 
 class Problem(BaseModel):
@@ -40,9 +41,10 @@ def problem(status: int, field: str, reason: str, index: int | None = None,
     return JSONResponse({"detail": [detail]}, status_code=status, headers=headers)
 
 
-def aws_error(code: str, message: str, status: int) -> JSONResponse:
+def aws_error(code: str, message: str, status: int,
+              headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"__type": code, "message": message}, status_code=status,
-                        headers={"x-amzn-ErrorType": code})
+                        headers={"x-amzn-ErrorType": code, **(headers or {})})
 
 
 def field_path(loc: tuple[Any, ...]) -> str:

@@ -14,24 +14,25 @@ boto3 client with a wrong secret is refused.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from serving.api import answers
 from serving.api.deps import AwsCaller, MetricsDep, ServiceDep
-from serving.api.errors import aws_error
+from serving.api.errors import RETRY_AFTER_SECONDS, aws_error
 from serving.api.metrics import field_label
 from sluice.auth import AuthError, Principal
 from sluice.filters import FilterError
 from sluice.intake import personalize
 from sluice.intake.eventlog import LogWriteError
-from sluice.intake.events import EventError
+from sluice.intake.events import EventError, check_id
+from sluice.intake.limits import loads_exact
 from sluice.serve.recommender import RecommendationError, parse_context
 from sluice.serve.recommender import Request as RecommendationRequest
 from sluice.serve.service import Service
@@ -96,8 +97,8 @@ async def _body(request: Request) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise EventError("body", f"larger than {MAX_BODY_BYTES} bytes")
     try:
-        body = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError as exc:
+        body = loads_exact(raw or b"{}")
+    except json.JSONDecodeError as exc:
         raise EventError("body", f"not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise EventError("body", "expected a JSON object")
@@ -108,7 +109,8 @@ async def _store(service: Service, events: list[dict[str, Any]], metrics) -> JSO
     try:
         await run_in_threadpool(service.accept, events)
     except LogWriteError as exc:
-        return aws_error("ServiceUnavailableException", f"events not stored, retry: {exc}", 503)
+        return aws_error("ServiceUnavailableException", f"events not stored, retry: {exc}", 503,
+                         headers={"Retry-After": RETRY_AFTER_SECONDS})
     for event in events:
         metrics.events.labels("accepted", event["event"], event["tenant"], "").inc()
     return JSONResponse({})
@@ -123,7 +125,9 @@ async def put_events(request: Request, principal: AwsCaller, service: ServiceDep
     try:
         body = await _body(request)
         tracking_id = body.get("trackingId")
-        tenant = service.trackers.tenant(tracking_id) if isinstance(tracking_id, str) else None
+        if tracking_id is not None and not isinstance(tracking_id, str):
+            raise EventError("trackingId", f"expected a string, got {type(tracking_id).__name__}")
+        tenant = service.trackers.tenant(tracking_id) if tracking_id is not None else None
         if tracking_id is not None and tenant is None:
             return not_found(f"trackingId: no event tracker {tracking_id!r:.80}")
         if principal is not None and tenant is not None:
@@ -191,7 +195,7 @@ async def get_recommendations(request: Request, principal: AwsCaller,
     try:
         body = await _body(request)
         tenant = _tenant(service, body, principal)
-        user, item = body.get("userId"), body.get("itemId")
+        user, item = check_id(body.get("userId"), "userId"), check_id(body.get("itemId"), "itemId")
         if not user and not item:
             raise EventError("userId", "userId or itemId is required")
         num = body.get("numResults", 25)
@@ -231,9 +235,7 @@ async def get_personalized_ranking(request: Request, principal: AwsCaller,
     try:
         body = await _body(request)
         tenant = _tenant(service, body, principal)
-        user, items = body.get("userId"), body.get("inputList")
-        if not isinstance(user, str) or not user:
-            raise EventError("userId", "required")
+        user, items = check_id(body.get("userId"), "userId", True), body.get("inputList")
         if (not isinstance(items, list) or not 1 <= len(items) <= MAX_RANKING_INPUT
                 or not all(isinstance(i, str) and 0 < len(i) <= 256 for i in items)):
             raise EventError("inputList", f"a list of 1 to {MAX_RANKING_INPUT} item ids")
