@@ -75,18 +75,26 @@ def validate(frame: pd.DataFrame) -> tuple[str, pd.DataFrame, dict[int, str]]:
     kind = detect_kind(list(frame.columns))
     schema = {"interactions": INTERACTIONS, "items": ITEMS, "users": USERS}[kind]
     bad: dict[int, str] = {}
-    try:
-        schema.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
-        for row in cases.itertuples():
-            if pd.isna(row.index):
-                continue
+    good = frame
+    for _ in range(len(schema.columns) + 1):  # a failed coercion hides that column's checks
+        try:
+            return kind, schema.validate(good, lazy=True), bad
+        except pa.errors.SchemaErrors as exc:
+            found = _failed_rows(exc.failure_cases)
+            if not found.keys() - bad.keys():
+                raise  # a failure no row can be blamed for (a missing column)
+            bad.update((row, reason) for row, reason in found.items() if row not in bad)
+            good = frame.drop(index=list(bad))
+    return kind, schema.validate(good), bad
+
+
+def _failed_rows(cases: pd.DataFrame) -> dict[int, str]:
+    bad: dict[int, str] = {}
+    for row in cases.itertuples():
+        if not pd.isna(row.index):
             reason = f"{row.column}: {row.check} (got {row.failure_case!r:.60})"
             bad.setdefault(int(row.index), reason)
-    good = frame.drop(index=list(bad)) if bad else frame
-    good = schema.validate(good)
-    return kind, good, bad
+    return bad
 
 
 def _fields(row: dict[str, Any]) -> dict[str, Any]:
