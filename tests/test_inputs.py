@@ -159,3 +159,15 @@ def _wait_for_answers(home, count: int) -> list[dict]:
             assert len(answers) >= count, f"{len(answers)} of {count} answers logged"
             return answers
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_every_asset_from_this_server(server, page):
+    import re
+
+    html = httpx.get(f"{server['base']}{page}").text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+    urls += re.findall(r"""url:\s*["']([^"']+)["']""", html)  # the OpenAPI document
+    assert urls and not [u for u in urls if "//" in u], urls  # no CDN, no other host
+    for url in urls:
+        assert httpx.get(f"{server['base']}{url}").status_code == 200, url
