@@ -265,10 +265,14 @@ def test_a_tracking_id_that_is_not_a_string_is_invalid_input(server, tracking_id
     assert r.json()["message"].startswith("trackingId")
 
 
-def test_a_wide_integer_in_a_native_event_field_is_refused_not_rounded(server):
-    body = (b'{"event": "item", "id": "wide-1", "item": "i1", "timestamp": 1767225600000, '
-            b'"fields": [{"name": "n", "value": 123456789012345678901234567890}]}')
+@pytest.mark.parametrize(("body", "field"), [
+    (b'{"event": "item", "id": "wide-1", "item": "i1", "timestamp": 1767225600000, '
+     b'"fields": [{"name": "n", "value": 123456789012345678901234567890}]}', "fields.n"),
+    (b'{"event": "interaction", "id": "wide-2", "item": "i1", "user": "u", "type": "rate", '
+     b'"timestamp": 1767225600000, "value": 123456789012345678901234567890}', "value"),
+])
+def test_a_wide_integer_in_a_native_event_field_is_refused_not_rounded(server, body, field):
     r = httpx.post(f"{server['base']}/v1/events", headers={**WRITE, "content-type":
                                                            "application/json"}, content=body)
     assert r.status_code == 422
-    assert r.json()["detail"][0]["field"] == "fields.n"
+    assert r.json()["detail"][0]["field"] == field

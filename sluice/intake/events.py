@@ -277,6 +277,8 @@ def _ranking_item(entry: Any, where: str, internal: bool) -> dict[str, Any]:
 def _number(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise EventError(field, f"expected a number, got {type(value).__name__}")
+    if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+        raise EventError(field, "integers must fit in 64 bits")
     if not math.isfinite(value):
         raise EventError(field, "must be finite")
     return float(value)
