@@ -594,7 +594,7 @@ def test_summary_table_lists_files_then_totals(env, monkeypatch):
     assert text.splitlines()[0].split() == ingest.SUMMARY_COLUMNS
     assert text.splitlines()[-1].split()[:5] == ["total:", "0", "files", "(3", "unchanged)"]
 
-    from flows import cli
+    from cli import main as cli
 
     summary = {**report.summary(), "table": rows}
     monkeypatch.setattr("flows.ingest.ingest", lambda: dict(summary))
