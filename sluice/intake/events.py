@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,15 +39,6 @@ TIMESTAMP_RULE = ("epoch seconds (a number below 10^11) or epoch milliseconds (a
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    reason: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "reason": self.reason}
 
 
 class EventError(ValueError):

@@ -117,19 +117,7 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         event_type = _str(raw, "eventType", f"{where}.eventType", True)
         sent_at = _sent_at(raw.get("sentAt"), f"{where}.sentAt")
         props = _properties(raw.get("properties"), f"{where}.properties", 1024)
-        given = {k: _merged(raw, props, k, where) for k in _LIFTED}
-        item = _str(given, "itemId", f"{where}.itemId", False)
-        recommendation = _str(given, "recommendationId", f"{where}.recommendationId", False, 40)
-        value = given["eventValue"]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise EventError(f"{where}.eventValue", "expected a number")
-        impression = given["impression"]
-        if impression is not None and (
-                not isinstance(impression, list) or not 1 <= len(impression) <= MAX_IMPRESSION
-                or not all(isinstance(i, str) and 1 <= len(i) <= 256 for i in impression)):
-            raise EventError(f"{where}.impression", f"a list of 1 to {MAX_IMPRESSION} item ids")
-        if item is None and not impression:
-            raise EventError(f"{where}.itemId", "required unless the event has an impression")
+        item, value, recommendation, impression = _lifted(raw, props, where)
         fields = _fields(props)
         event_id = _str(raw, "eventId", f"{where}.eventId", False) or _stable_id(
             tracking_id, session, user, event_type, item, sent_at, raw.get("properties"), value)
@@ -150,6 +138,25 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
                 event["value"] = float(value)
             out.append(_checked(event, where))
     return out
+
+
+def _lifted(raw: dict, props: dict[str, Any], where: str) -> tuple[Any, Any, Any, Any]:
+    """(itemId, eventValue, recommendationId, impression), each from the top level or from
+    properties (taken out of them), checked."""
+    given = {k: _merged(raw, props, k, where) for k in _LIFTED}
+    item = _str(given, "itemId", f"{where}.itemId", False)
+    recommendation = _str(given, "recommendationId", f"{where}.recommendationId", False, 40)
+    value = given["eventValue"]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise EventError(f"{where}.eventValue", "expected a number")
+    impression = given["impression"]
+    if impression is not None and (
+            not isinstance(impression, list) or not 1 <= len(impression) <= MAX_IMPRESSION
+            or not all(isinstance(i, str) and 1 <= len(i) <= 256 for i in impression)):
+        raise EventError(f"{where}.impression", f"a list of 1 to {MAX_IMPRESSION} item ids")
+    if item is None and not impression:
+        raise EventError(f"{where}.itemId", "required unless the event has an impression")
+    return item, value, recommendation, impression
 
 
 def _checked(event: dict[str, Any], where: str) -> dict[str, Any]:
