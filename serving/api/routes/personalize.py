@@ -58,6 +58,7 @@ def _json_body(required: list[str], **properties: Any) -> dict[str, Any]:
 
 
 _STR = {"type": "string"}
+_ID = {"type": "string", "minLength": 1, "maxLength": 256}  # the id rule of both APIs
 _LIST = {"type": "array", "items": _STR}
 _NAME = "[A-Za-z0-9][A-Za-z0-9_.-]{0,20}"
 _DATASET = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
@@ -65,23 +66,23 @@ _DATASET = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}
 _CAMPAIGN = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
                                           f"campaign/{_NAME}$"}
 _PUT_EVENTS = _json_body(
-    ["trackingId", "sessionId", "eventList"], trackingId=_STR, sessionId=_STR, userId=_STR,
+    ["trackingId", "sessionId", "eventList"], trackingId=_STR, sessionId=_ID, userId=_ID,
     eventList={"type": "array", "items": {
         "type": "object", "required": ["eventType", "sentAt"],
         "properties": {"eventId": _STR, "eventType": _STR, "eventValue": {"type": "number"},
-                       "itemId": _STR, "sentAt": {"type": "number"}, "properties": _STR,
+                       "itemId": _ID, "sentAt": {"type": "number"}, "properties": _STR,
                        "recommendationId": _STR, "impression": _LIST}}})
 _ENTITIES = {kind: _json_body(["datasetArn", kind], datasetArn=_DATASET, **{kind: {
     "type": "array", "items": {"type": "object", "required": [key],
                                "properties": {key: _STR, "properties": _STR}}}})
     for kind, key in (("items", "itemId"), ("users", "userId"))}
 _GET_RECOMMENDATIONS = _json_body(
-    ["campaignArn"], campaignArn=_CAMPAIGN, userId=_STR, itemId=_STR,
+    ["campaignArn"], campaignArn=_CAMPAIGN, userId=_ID, itemId=_ID,
     numResults={"type": "integer"}, filterArn=_STR,
     filterValues={"type": "object", "additionalProperties": _STR},
     context={"type": "object", "additionalProperties": _STR})
 _GET_RANKING = _json_body(["campaignArn", "userId", "inputList"], campaignArn=_CAMPAIGN,
-                          userId=_STR, inputList=_LIST)
+                          userId=_ID, inputList=_LIST)
 
 
 def _allowed(principal: Principal | None, action: str, tenant: str | None = None) -> None:
