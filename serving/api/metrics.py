@@ -9,6 +9,8 @@ from fastapi import FastAPI, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from sluice.vocabulary import FALLBACK, MODEL_FALLBACK
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -62,7 +64,7 @@ class Metrics:
         for tenant, by in totals.items():
             served = sum(by.values())
             if served:
-                fallback = by.get("model_fallback", 0.0) + by.get("fallback", 0.0)
+                fallback = by.get(MODEL_FALLBACK, 0.0) + by.get(FALLBACK, 0.0)
                 self.fallback_share.labels(tenant).set(fallback / served)
 
     def render(self) -> Response:

@@ -15,18 +15,18 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sluice.errors import InputError
+from sluice.vocabulary import DEFAULT_TENANT, MAX_ID_LENGTH, TENANT_RULE, is_tenant
+
 PUBLIC_EVENT_TYPES = ("item", "user", "ranking", "interaction")
 INTERNAL_EVENT_TYPES = (*PUBLIC_EVENT_TYPES, "recommendation")
 EVENT_ALIASES = {"metadata": "item"}
 
-MAX_ID_LENGTH = 256
 MAX_STRING_LENGTH = 4096
 MAX_FIELD_NAME_LENGTH = 128
 MAX_FIELDS = 128
 MAX_LIST_LENGTH = 1000
 MAX_RANKING_ITEMS = 1000
-DEFAULT_TENANT = "default"
-_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Epoch numbers are read by value, not digit count: below 10^11 they are seconds (10^11 s is
 # the year 5138), at or above it milliseconds (10^11 ms is 1973-03-03). The plausible range
 # starts there because the internal form stores ms and must read back as the same instant;
@@ -41,13 +41,8 @@ _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-class EventError(ValueError):
+class EventError(InputError):
     """An event that breaks the contract; names the field and the reason."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 def parse_timestamp(value: Any, field: str = "timestamp") -> int:
@@ -324,9 +319,8 @@ def _tenant(value: Any, default: str) -> str:
 
 
 def check_tenant(value: Any, field: str = "tenant") -> str:
-    if not isinstance(value, str) or not _TENANT_RE.fullmatch(value):
-        raise EventError(field, f"a tenant is 1-64 letters, digits, '_', '.', '-', starting "
-                                f"alphanumeric, got {value!r:.40}")
+    if not is_tenant(value):
+        raise EventError(field, f"{TENANT_RULE}, got {value!r:.40}")
     return value
 
 

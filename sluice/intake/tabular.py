@@ -17,6 +17,7 @@ from sluice.intake.events import (
     epoch_ms,
     numeric_text,
 )
+from sluice.vocabulary import MAX_ID_LENGTH
 
 INTERACTION_COLUMNS = ("USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE")
 _RESERVED = {
@@ -35,7 +36,7 @@ def _plausible_epoch(values: pd.Series) -> pd.Series:
 
 _TIMESTAMP_CHECK = pa.Check(_plausible_epoch, name=TIMESTAMP_RULE)
 
-_id = pa.Column(str, pa.Check.str_length(1, 256), nullable=False, coerce=True)
+_id = pa.Column(str, pa.Check.str_length(1, MAX_ID_LENGTH), nullable=False, coerce=True)
 
 INTERACTIONS = pa.DataFrameSchema(
     {
