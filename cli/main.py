@@ -305,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         prefect_under(settings.home)
         commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
-                    "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run, **models.COMMANDS,
-                    **operate, "models": _models}
+                    "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
+                    **models.COMMANDS, **operate, "models": _models}
         code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
