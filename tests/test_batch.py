@@ -116,7 +116,8 @@ def test_answers_can_be_logged_for_attribution(tenant, tmp_path):
     logged = [e for e in follower.poll() if e.get("event") == "recommendation"]
     ids = {line["output"]["recommendationId"] for line in lines if line["output"]}
     assert {e["id"] for e in logged} == ids and len(ids) == manifest["counts"]["answered"]
-    assert {e["fields"]["context"]["batch_job"] for e in logged} == {manifest["job"]}
+    assert {e["fields"]["context.batch_job"] for e in logged} == {manifest["job"]}
+    assert {e["fields"]["context.channel"] for e in logged} == {"batch"}
 
 
 def test_segments_rank_users_by_score_without_those_who_interacted(tenant, tmp_path):
