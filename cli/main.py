@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -61,10 +62,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     info = cmd_generate(args)
     print("running flow `pipeline` (ingest -> transform -> train) ...")
     outcome = pipeline()
-    for result in outcome["train"]:
-        m, b = result["metrics"], result["baseline"]
-        print(f"model {result['model_name']} v{result['version']}: ndcg@10 "
-              f"{m['ndcg_at_10']:.4f} (popularity {b['ndcg_at_10']:.4f}); {result['reason']}")
+    for result in outcome.train:
+        m, b = result.metrics, result.baseline
+        print(f"model {result.model_name} v{result.version}: ndcg@10 "
+              f"{m['ndcg_at_10']:.4f} (popularity {b['ndcg_at_10']:.4f}); {result.reason}")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     print(f"starting the API on {base} ...")
@@ -197,13 +198,20 @@ def cmd_flow(name: str) -> None:
     from flows.transform import transform
     from flows.tune import tune
 
-    result = {"ingest": ingest, "transform": transform, "train": train, "tune": tune,
-              "pipeline": pipeline}[name]()
+    result = _plain({"ingest": ingest, "transform": transform, "train": train, "tune": tune,
+                     "pipeline": pipeline}[name]())
     if name == "ingest":
         from sluice.warehouse.ingest import format_table
 
         print(format_table(result.pop("table")))
     print(json.dumps(result, indent=2, default=str))
+
+
+def _plain(result: Any) -> Any:
+    """A flow's typed result as the JSON-ready dicts and lists it prints as."""
+    if isinstance(result, list):
+        return [_plain(item) for item in result]
+    return dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result
 
 
 def main(argv: list[str] | None = None) -> int:

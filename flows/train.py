@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.retries import RETRY_DELAYS, io_failure
-from sluice.learn.training import InsufficientDataError, train_tenant
-from sluice.learn.training import tenants as warehouse_tenants
+from flows.retries import IO_RETRIES
+from flows.tenants import chosen_tenants
+from sluice.learn.training import InsufficientDataError, TrainResult, train_tenant
 from sluice.settings import get_settings
 from sluice.warehouse.locks import warehouse_lock
 
 
-@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=io_failure)
-def list_tenants() -> list[str]:
-    """Tenants with training interactions in the marts."""
-    warehouse = get_settings().warehouse_path
-    with warehouse_lock(warehouse):
-        return warehouse_tenants(warehouse)
-
-
-@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=io_failure)
-def train_one(tenant: str, algorithm: str | None = None) -> dict[str, Any]:
+@task(task_run_name="train-{tenant}", **IO_RETRIES)
+def train_one(tenant: str, algorithm: str | None = None) -> TrainResult:
     """Train, evaluate, register and gate one tenant's model."""
     logger = get_run_logger()
     settings = get_settings()
@@ -38,14 +27,14 @@ def train_one(tenant: str, algorithm: str | None = None) -> dict[str, Any]:
     create_markdown_artifact(key=f"train-{_slug(tenant)}", markdown=_summary(result),
                              description=f"{result.model_name} v{result.version} against "
                                          "popularity and the champion")
-    return asdict(result)
+    return result
 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower())
 
 
-def _summary(result: Any) -> str:
+def _summary(result: TrainResult) -> str:
     keys = ["ndcg_at_10", "recall_at_10", "precision_at_10", "map_at_10", "hit_rate_at_10",
             "catalog_coverage"]
     lines = [f"### {result.model_name} v{result.version} ({result.algorithm})",
@@ -58,18 +47,16 @@ def _summary(result: Any) -> str:
 
 @flow(name="train", flow_run_name="train-{tenant}",
       task_runner=ThreadPoolTaskRunner(max_workers=1))  # one at a time unless on Dask
-def train(tenant: str | None = None, algorithm: str | None = None) -> list[dict[str, Any]]:
+def train(tenant: str | None = None, algorithm: str | None = None) -> list[TrainResult]:
     """Train every tenant (or one) with model.algorithm, or the family named here.
 
     Tenants are independent tasks: with a Dask task runner (`with_task_runner`) they fan out
     over the cluster's workers; with the default runner they run one after another.
     """
-    names = [tenant] if tenant else list_tenants()
-    if not names:
-        raise RuntimeError("no tenant has training interactions: run `sluice ingest` and "
-                           "`sluice transform` first, or send events")
+    names = chosen_tenants(tenant)
     futures = [train_one.submit(name, algorithm) for name in names]
-    results, short = [], []
+    results: list[TrainResult] = []
+    short: list[str] = []
     for name, future in zip(names, futures, strict=True):
         try:
             results.append(future.result())

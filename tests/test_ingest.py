@@ -595,9 +595,10 @@ def test_summary_table_lists_files_then_totals(env, monkeypatch):
     assert text.splitlines()[-1].split()[:5] == ["total:", "0", "files", "(3", "unchanged)"]
 
     from cli import main as cli
+    from flows.ingest import IngestOutcome
 
     summary = {**report.summary(), "table": rows}
-    monkeypatch.setattr("flows.ingest.ingest", lambda: dict(summary))
+    monkeypatch.setattr("flows.ingest.ingest", lambda: IngestOutcome(**summary))
     printed: list[str] = []
     monkeypatch.setattr("builtins.print", lambda *args, **kw: printed.append(" ".join(args)))
     cli.cmd_flow("ingest")
