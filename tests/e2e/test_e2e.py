@@ -12,7 +12,6 @@ from sluice.learn import registry
 from sluice.serve.recommender import SOURCES
 from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, READ, WRITE
 from tests.utils.factories import environment, interaction
-from tests.utils.server import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -32,10 +31,18 @@ def trained(tmp_path_factory, prefect_harness):
         yield {"home": home, "env": env, "info": info, "outcome": outcome}
 
 
+REAL_SERVER = True  # two worker processes that each follow the raw log
+SERVER_WORKERS = 2
+
+
 @pytest.fixture(scope="module")
-def api(trained):
-    with running_server(trained["env"], workers=2) as base:
-        yield base
+def server_env(trained):
+    return trained["env"]
+
+
+@pytest.fixture(scope="module")
+def api(server) -> str:
+    return server["base"]
 
 
 def ask(base: str, **body) -> dict:

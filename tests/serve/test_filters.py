@@ -16,7 +16,7 @@ from sluice.filters import (
 )
 from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED, Request
-from tests.test_recommender import bundle, check, recommender  # noqa: F401  (fixture)
+from tests.serve.test_recommender import bundle, check, recommender  # noqa: F401  (fixture)
 
 ITEM = {"color": "red", "price": 12.5, "tags": ["sale", "new"], "in_stock": True}
 

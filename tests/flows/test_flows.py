@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
-import json
 import os
 from pathlib import Path
 
@@ -62,18 +60,6 @@ def test_train_and_tune_list_tenants_and_retry_alike():
         assert task.retries == len(RETRY_DELAYS), task.name
         assert task.retry_delay_seconds == RETRY_DELAYS, task.name
         assert task.retry_condition_fn is io_failure, task.name
-
-
-def test_the_cli_prints_typed_results_as_the_json_it_printed(monkeypatch, capsys):
-    from cli import main as cli
-    from flows.transform import TransformOutcome
-
-    outcome = TransformOutcome(nodes=3, passed=2, sufficiency=[{"tenant": "default"}])
-    monkeypatch.setattr("flows.transform.transform", lambda: outcome)
-    cli.cmd_flow("transform")
-    printed = json.loads(capsys.readouterr().out)
-    assert printed == {"nodes": 3, "passed": 2, "sufficiency": [{"tenant": "default"}]}
-    assert list(printed) == [f.name for f in dataclasses.fields(TransformOutcome)]
 
 
 def test_a_named_tenant_is_not_looked_up(monkeypatch):
