@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -198,8 +199,9 @@ def cmd_flow(name: str) -> None:
     from flows.transform import transform
     from flows.tune import tune
 
-    result = _plain({"ingest": ingest, "transform": transform, "train": train, "tune": tune,
-                     "pipeline": pipeline}[name]())
+    by_name: dict[str, Callable[[], Any]] = {"ingest": ingest, "transform": transform,
+                                             "train": train, "tune": tune, "pipeline": pipeline}
+    result = _plain(by_name[name]())
     if name == "ingest":
         from sluice.warehouse.ingest import format_table
 
@@ -211,7 +213,9 @@ def _plain(result: Any) -> Any:
     """A flow's typed result as the JSON-ready dicts and lists it prints as."""
     if isinstance(result, list):
         return [_plain(item) for item in result]
-    return dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,8 @@ def _summary(result: TrainResult) -> str:
 
 
 @flow(name="train", flow_run_name="train-{tenant}",
-      task_runner=ThreadPoolTaskRunner(max_workers=1))  # one at a time unless on Dask
+      # one at a time unless on Dask; Prefect's runner generics infer Never from max_workers
+      task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
 def train(tenant: str | None = None, algorithm: str | None = None) -> list[TrainResult]:
     """Train every tenant (or one) with model.algorithm, or the family named here.
 
@@ -80,4 +81,5 @@ def with_task_runner(address: str | None = None, workers: int = 2) -> Any:
     else:
         runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
                                                 "processes": True, "dashboard_address": None})
-    return train.with_options(task_runner=runner)
+    # prefect_dask's runner is typed on its own future class, not Prefect's base one
+    return train.with_options(task_runner=runner)  # type: ignore[arg-type]

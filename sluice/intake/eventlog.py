@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -127,11 +127,12 @@ class EventLog:
         if self._file is None or self._size >= self.segment_bytes:
             if self._file is not None:
                 self._file.close()
-            self.root.mkdir(parents=True, exist_ok=True)
+            root = Path(self.root)  # a local folder: URL roots write through fsspec
+            root.mkdir(parents=True, exist_ok=True)
             name = self._next_name()
-            self._file = open(self.root / name, "ab", buffering=0)  # noqa: SIM115
+            self._file = open(root / name, "ab", buffering=0)  # noqa: SIM115
             self._size = os.fstat(self._file.fileno()).st_size  # truncate never cuts older lines
-            _fsync_dir(self.root)
+            _fsync_dir(root)
         return self._file
 
     def _next_name(self) -> str:
@@ -183,7 +184,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def is_url(value: Any) -> bool:
+def is_url(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and "://" in value
 
 

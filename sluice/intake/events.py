@@ -97,8 +97,9 @@ def _from_iso(text: str, field: str) -> int:
     return ms
 
 
-def _string(obj: dict, key: str, field: str, required: bool, limit: int = MAX_ID_LENGTH):
-    value = obj.get(key)
+def _string(obj: dict, key: str, field: str, required: bool,
+            limit: int = MAX_ID_LENGTH) -> str | None:
+    value: Any = obj.get(key)
     if value.__class__ is str and 0 < len(value) <= limit:  # the common case, checked fast
         return value
     if value is None:

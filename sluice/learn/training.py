@@ -352,7 +352,8 @@ def dataset_input(settings: Settings, prepared: Prepared, stats: dict[str, Any])
     with warnings.catch_warnings():  # MLflow registers its local source twice, then warns
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(settings.warehouse_path.as_uri())
-    return MetaDataset(source,
+    # MLflow's annotations leave `profile` abstract; MetaDataset defines it at run time
+    return MetaDataset(source,  # type: ignore[abstract]
                        name=f"marts.interactions/{prepared.tenant}", digest=digest, schema=schema)
 
 

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ HEAD_SIZE = 100  # the head kept of a ranking computed while serving
 # how an answer's model tier was filled: the trained head, a head kept from an earlier pass,
 # or a pass over every item
 PATHS = ("precomputed", "kept", "pass")
+Passes = Callable[[str], bool]  # whether an item id passes the request's filters
 
 
 class _Ids:
@@ -240,6 +242,7 @@ class Recommender:
         row = model.bundle.user_index.get(key) if model is not None and key else None
         if row is None:
             return np.empty(0, dtype=np.int32)
+        # union-attr: only reached with a model loaded (the caller checked)
         ui = model.bundle.user_items  # type: ignore[union-attr]
         return ui.indices[ui.indptr[row]:ui.indptr[row + 1]]
 
@@ -248,6 +251,7 @@ class Recommender:
         seen = {event.item_id for event in history}
         trained = self._trained_items(key)
         if len(trained):
+            # union-attr: only reached with a model loaded (the caller checked)
             seen.update(self.model.bundle.item_ids[trained].tolist())  # type: ignore[union-attr]
         return seen
 
@@ -374,7 +378,7 @@ class Recommender:
             return live
         return self.model.bundle.catalog.get(item_id, {}) if self.model is not None else {}
 
-    def _filter(self, rules: list[Rule], history: list[Interaction]):
+    def _filter(self, rules: list[Rule], history: list[Interaction]) -> Passes | None:
         """A predicate on item ids for the rules; None when there are none (nothing to call)."""
         if not rules:
             return None
@@ -417,7 +421,7 @@ class Recommender:
         return Answer(new_id(), version_served, "ranking", slots)
 
     def _personalized(self, key: str, version: int, history: list[Interaction], n: int,
-                      skip: set[str], passes, req: Request, scan: bool,
+                      skip: set[str], passes: Passes | None, req: Request, scan: bool,
                       paths: list[str]) -> list[tuple[str, float]]:
         """The model's best n for the user, from the head of the user's ranking when it can
         fill them (kept from training, or from this user's last pass), else from a pass over
@@ -478,8 +482,10 @@ class Recommender:
             scores[[index[e.item_id] for e in history if e.item_id in index]] = -np.inf
         return scores
 
-    def _from_head(self, head: Head, n: int, skip: set[str], passes) -> list[tuple[str, float]]:
+    def _from_head(self, head: Head, n: int, skip: set[str],
+                   passes: Passes | None) -> list[tuple[str, float]]:
         picked: list[tuple[str, float]] = []
+        # union-attr: only reached with a model loaded (the caller checked)
         ids = self.model.bundle.item_ids[head.items].tolist()  # type: ignore[union-attr]
         for item_id, score in zip(ids, head.scores.tolist(), strict=True):
             if item_id not in skip and (passes is None or passes(item_id)):
@@ -504,8 +510,8 @@ class Recommender:
                 self.tenant, LOG_POPULAR_SIZE))
         return cached[2]
 
-    def _similar(self, item_id: str, n: int, skip: set[str], passes, rules: list[Rule],
-                 scan: bool) -> list[tuple[str, float]]:
+    def _similar(self, item_id: str, n: int, skip: set[str], passes: Passes | None,
+                 rules: list[Rule], scan: bool) -> list[tuple[str, float]]:
         """The trained similar-items index first (when the bundle has one), then the nearest
         items by factor cosine, so filters or a long answer never run the tier dry."""
         if self.model is None or item_id not in self.model.bundle.item_index:
@@ -546,7 +552,7 @@ class Recommender:
             self._catalog = (len(live), list(items))
         return self._catalog[1]
 
-    def _random(self, n: int, exclude: set[str], passes,
+    def _random(self, n: int, exclude: set[str], passes: Passes | None,
                 scan: bool = True) -> list[tuple[str, float]]:
         """Up to n random catalog items that pass the filters, visited in random order."""
         if n <= 0:
@@ -559,7 +565,7 @@ class Recommender:
         # a small draw first (cheap on a large catalog); the whole catalog only if it falls short
         first = min(len(pool), 4 * n + len(exclude) + 16)
         if 4 * first >= len(pool):
-            orders = [self._rng.permutation(len(pool))]
+            orders: list[np.ndarray | None] = [self._rng.permutation(len(pool))]
         else:  # distinct indices in random order, then the whole catalog if they fall short
             sample = np.unique(self._rng.integers(0, len(pool), size=first))
             orders = [self._rng.permutation(sample), None]

@@ -26,13 +26,13 @@ from fastapi.responses import JSONResponse
 from serving.api import answers
 from serving.api.deps import AwsCaller, MetricsDep, ServiceDep
 from serving.api.errors import aws_error
-from serving.api.metrics import field_label
+from serving.api.metrics import Metrics, field_label
 from sluice.auth import AuthError, Principal
 from sluice.filters import FilterError
 from sluice.intake import personalize
 from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import EventError
-from sluice.serve.recommender import RecommendationError, parse_context
+from sluice.serve.recommender import Answer, RecommendationError, parse_context
 from sluice.serve.recommender import Request as RecommendationRequest
 from sluice.serve.service import Service
 
@@ -104,7 +104,8 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _store(service: Service, events: list[dict[str, Any]], metrics) -> JSONResponse:
+async def _store(service: Service, events: list[dict[str, Any]],
+                 metrics: Metrics) -> JSONResponse:
     try:
         await run_in_threadpool(service.accept, events)
     except LogWriteError as exc:
@@ -136,7 +137,7 @@ async def put_events(request: Request, principal: AwsCaller, service: ServiceDep
 
 
 async def _put_entities(request: Request, principal: Principal | None, service: Service,
-                        metrics, kind: str) -> JSONResponse:
+                        metrics: Metrics, kind: str) -> JSONResponse:
     _allowed(principal, "write")  # no tenant yet: refuse a missing key before parsing
     try:
         tenant, events = personalize.put_entities(await _body(request), kind,
@@ -177,7 +178,7 @@ def _tenant(service: Service, body: dict[str, Any], principal: Principal | None)
     return tenant
 
 
-def _predicted(answer) -> dict[str, Any]:
+def _predicted(answer: Answer) -> dict[str, Any]:
     return {"recommendationId": answer.recommendation_id,
             "itemList": [{"itemId": s.item_id, "score": s.score,
                           "reason": [s.recommendation_source]} for s in answer.items]}
