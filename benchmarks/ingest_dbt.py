@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sluice.intake.eventlog import EventLog  # noqa: E402
-from sluice.settings import get_settings  # noqa: E402
-from sluice.warehouse.ingest import Ingestor  # noqa: E402
-from sluice.warehouse.transform import dbt_build  # noqa: E402
+from sluice.intake.eventlog import EventLog
+from sluice.settings import get_settings
+from sluice.warehouse.ingest import Ingestor
+from sluice.warehouse.transform import dbt_build
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAY_MS = 86_400_000

@@ -37,7 +37,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import table  # noqa: E402
+from common import table
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = "recbole/dataset_example/ml-100k/"

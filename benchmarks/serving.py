@@ -26,11 +26,11 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import ROOT, api_key, server, table, wrk  # noqa: E402
+from common import ROOT, api_key, server, table, wrk
 
-from sluice.bundle import ModelBundle  # noqa: E402
-from sluice.learn.candidates import precompute  # noqa: E402
-from sluice.scoring import BatchScorer, top_n_blocked  # noqa: E402
+from sluice.bundle import ModelBundle
+from sluice.learn.candidates import precompute
+from sluice.scoring import BatchScorer, top_n_blocked
 
 USERS = 20_000
 FACTORS = 64

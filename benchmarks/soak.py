@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import api_key, server_process, table, wrk  # noqa: E402
+from common import api_key, server_process, table, wrk
 
-from tests.utils.models import register_champion, synthetic_bundle  # noqa: E402
+from tests.utils.models import register_champion, synthetic_bundle
 
 USERS, ITEMS, POOL = 1000, 2000, 10_000
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import table  # noqa: E402
+from common import table
 
 PHASES = ("load", "matrix", "evaluate", "champion", "bundle", "track", "gate")
 

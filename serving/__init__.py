@@ -1,5 +1,3 @@
 """The HTTP face of Sluice: a thin FastAPI app over `sluice.serve.service`."""
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: see sluice/__init__.py
+import sluice  # noqa: F401 - first: it sets OPENBLAS_NUM_THREADS before numpy loads

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from sluice.settings import ApiKeyConfig, AwsKeyConfig, ConfigError, Settings, validation_message
+from sluice.vocabulary import DEFAULT_TENANT
 
 ANY_TENANT = "*"
 GRANTS = {"read": frozenset({"read"}), "write": frozenset({"write"}),
@@ -64,7 +65,7 @@ class Principal:
     @property
     def default_tenant(self) -> str:
         """The tenant of a request that names none."""
-        return "default" if self.tenant == ANY_TENANT else self.tenant
+        return DEFAULT_TENANT if self.tenant == ANY_TENANT else self.tenant
 
     def require(self, action: str, tenant: str | None = None) -> None:
         """Raise AuthError (403) unless this principal may do `action` in `tenant`."""
@@ -274,7 +275,7 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def client_key(settings: Settings, action: str, tenant: str = "default",
+def client_key(settings: Settings, action: str, tenant: str = DEFAULT_TENANT,
                environ: Mapping[str, str] | None = None) -> str | None:
     """A configured key that may do `action` in `tenant`, for local tools (demo, benchmarks).
 

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sluice.errors import InputError
+
 OPS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "contains", "is")
 MAX_CONDITIONS = 32
 MAX_VALUES = 100
 
 
-class FilterError(ValueError):
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
+class FilterError(InputError):
+    """A filter (a condition or a Personalize expression) that cannot be read or applied."""
 
 
 @dataclass(frozen=True)

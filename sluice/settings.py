@@ -10,6 +10,18 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sluice.vocabulary import (
+    DEFAULT_NUM_RESULTS,
+    DEFAULT_TENANT,
+    MAX_ID_LENGTH,
+    MAX_NUM_RESULTS,
+    MIN_NUM_RESULTS,
+    PERSONALIZED,
+    TEMPLATES,
+    TENANT_NAME,
+    TENANT_PATTERN,
+)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "sluice.yaml"
 
@@ -136,8 +148,10 @@ class TuneConfig(BaseModel):
 
 
 class ServingConfig(BaseModel):
-    default_num_results: int = Field(25, ge=1, le=500)
-    max_num_results: int = Field(500, ge=1, le=500)
+    # what a request without num_results gets, and the most one may ask for (a larger one is
+    # refused with 422 naming num_results); both within vocabulary's MAX_NUM_RESULTS
+    default_num_results: int = Field(DEFAULT_NUM_RESULTS, ge=MIN_NUM_RESULTS, le=MAX_NUM_RESULTS)
+    max_num_results: int = Field(MAX_NUM_RESULTS, ge=MIN_NUM_RESULTS, le=MAX_NUM_RESULTS)
     popular_list_size: int = Field(1000, ge=10)
     model_poll_seconds: float = Field(10, gt=0)
     log_poll_seconds: float = Field(0.2, gt=0)
@@ -146,38 +160,44 @@ class ServingConfig(BaseModel):
     precomputed_candidates: int = Field(100, ge=0, le=1000)
     ranking_cache_size: int = Field(50_000, ge=0)  # users whose computed ranking head is kept
 
+    @model_validator(mode="after")
+    def _default_within_max(self) -> ServingConfig:
+        if self.default_num_results > self.max_num_results:
+            raise ValueError(f"default_num_results ({self.default_num_results}) is above "
+                             f"max_num_results ({self.max_num_results})")
+        return self
+
 
 class TemplateConfig(BaseModel):
     """A named template: a built-in chain (`base`) with static filters and defaults."""
 
-    base: str = "personalized"
+    base: str = PERSONALIZED
     filters: list[dict[str, Any]] = Field(default_factory=list)
-    num_results: int | None = Field(None, ge=1, le=500)
+    num_results: int | None = Field(None, ge=MIN_NUM_RESULTS, le=MAX_NUM_RESULTS)
     fill_with_random: bool | None = None
 
     @field_validator("base")
     @classmethod
     def _known_base(cls, value: str) -> str:
-        bases = ("personalized", "similar_items", "popular", "filter_based", "recently_viewed")
-        if value not in bases:
-            raise ValueError(f"base must be one of {', '.join(bases)}")
+        if value not in TEMPLATES:
+            raise ValueError(f"base must be one of {', '.join(TEMPLATES)}")
         return value
 
 
 class TrackerConfig(BaseModel):
-    tracking_id: str = Field(min_length=1, max_length=256)
-    tenant: str = Field("default", min_length=1, max_length=64)
+    tracking_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    tenant: str = Field(DEFAULT_TENANT, pattern=TENANT_PATTERN)
 
 
 Role = Literal["read", "write", "admin"]
-_TENANT_OR_ANY = r"^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$"
+_TENANT_OR_ANY = rf"^(\*|{TENANT_NAME})$"
 
 
 class _Credential(BaseModel):
     """Who a credential is (role, tenant or `*`); `name` labels it in logs instead of the key."""
 
     role: Role
-    tenant: str = Field("default", pattern=_TENANT_OR_ANY)
+    tenant: str = Field(DEFAULT_TENANT, pattern=_TENANT_OR_ANY)
     name: str | None = Field(None, max_length=64)
     demo: bool = False  # a publicly known key: serving keeps to loopback while one is active
 
@@ -219,6 +239,7 @@ class AuthConfig(BaseModel):
 class AppConfig(BaseModel):
     """What config/sluice.yaml holds."""
 
+    format_version: int = Field(1, ge=1)  # sluice/formats.py; absent: 1
     events: EventsConfig = Field(default_factory=EventsConfig)
     sufficiency: SufficiencyConfig = Field(default_factory=SufficiencyConfig)
     matrix: MatrixConfig = Field(default_factory=MatrixConfig)
@@ -245,6 +266,15 @@ class AppConfig(BaseModel):
                     raise FilterError(f"filters.{name}", exc.reason) from None
         except FilterError as exc:
             raise ValueError(f"{exc.field}: {exc.reason}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _templates_within_max(self) -> AppConfig:
+        limit = self.serving.max_num_results
+        over = sorted(n for n, t in self.templates.items() if (t.num_results or 0) > limit)
+        if over:
+            raise ValueError(f"templates {over}: num_results above serving.max_num_results "
+                             f"({limit})")
         return self
 
     @model_validator(mode="after")
@@ -347,12 +377,24 @@ def load_app_config(path: Path) -> AppConfig:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    _check_format(raw, path)
     try:
         return AppConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"config file {path} is invalid: {validation_message(exc)}") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise ConfigError(f"config file {path} is invalid: {exc}") from None
+
+
+def _check_format(raw: dict[str, Any], path: Path) -> None:
+    from sluice.formats import FormatTooNewError, check
+
+    version = raw.get("format_version", 1)
+    if isinstance(version, int) and not isinstance(version, bool):
+        try:
+            check("config", version, f"config file {path}")
+        except FormatTooNewError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi.concurrency import run_in_threadpool
 
-from sluice.serve.recommender import Answer, NeedsScan, Request
+from sluice.serve.answers import Answer, NeedsScan, RecommendationRequest
 from sluice.serve.service import Service
 
 
-async def recommend(service: Service, request: Request) -> Answer:
+async def recommend(service: Service, request: RecommendationRequest) -> Answer:
     """Most answers read a kept ranking head (tens of microseconds): answered in place, they
     skip the thread hand-off. One that must score the whole catalog runs in a thread, so the
     event loop keeps taking requests while it does."""

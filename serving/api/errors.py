@@ -1,5 +1,9 @@
 """One error shape for the native API, `{"detail": [{"field", "reason", "index"?}]}`, and the
-AWS rest-json shape under /personalize; both are declared in the OpenAPI schema."""
+AWS rest-json shape under /personalize; both are declared in the OpenAPI schema.
+
+Every `sluice.errors.InputError` (events, filters, recommendation and Personalize parameters)
+is mapped here, once: the native API answers its status with the field and the reason, the
+Personalize API the AWS error type boto3 raises."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from sluice.auth import AuthError
+from sluice.errors import InputError, NotFoundError
 
 PERSONALIZE_PREFIX = "/personalize"
 
@@ -45,6 +50,22 @@ def aws_error(code: str, message: str, status: int) -> JSONResponse:
                         headers={"x-amzn-ErrorType": code})
 
 
+# (native status, AWS error type, AWS status) by error class, the most specific first
+INPUT_ERRORS: tuple[tuple[type[InputError], int, str, int], ...] = (
+    (NotFoundError, 404, "ResourceNotFoundException", 404),
+    (InputError, 422, "InvalidInputException", 400),
+)
+
+
+def input_error(exc: InputError, path: str) -> JSONResponse:
+    """The response for wrong input: native `{"detail": [...]}` or AWS shape by route."""
+    native, code, status = next((native, code, status) for kind, native, code, status
+                                in INPUT_ERRORS if isinstance(exc, kind))
+    if path.startswith(PERSONALIZE_PREFIX):
+        return aws_error(code, f"{exc.field}: {exc.reason}", status)
+    return problem(native, exc.field, exc.reason)
+
+
 def field_path(loc: tuple[Any, ...]) -> str:
     """`("body", "filters", 0, "field")` -> `filters[0].field`."""
     parts = list(loc[1:] if len(loc) > 1 and loc[0] in ("body", "query") else loc)
@@ -62,6 +83,10 @@ def install(app: FastAPI) -> None:
             return aws_error(exc.code, f"{exc.field}: {exc.reason}", exc.status)
         headers = {"WWW-Authenticate": 'Bearer realm="sluice"'} if exc.status == 401 else None
         return problem(exc.status, exc.field, exc.reason, headers=headers)
+
+    @app.exception_handler(InputError)
+    async def _wrong_input(request: Request, exc: InputError) -> JSONResponse:
+        return input_error(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

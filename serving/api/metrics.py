@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sluice.vocabulary import FALLBACK, MODEL_FALLBACK
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -63,7 +65,7 @@ class Metrics:
         for tenant, sources in totals.items():
             served = sum(sources.values())
             if served:
-                fallback = sources.get("model_fallback", 0.0) + sources.get("fallback", 0.0)
+                fallback = sources.get(MODEL_FALLBACK, 0.0) + sources.get(FALLBACK, 0.0)
                 self.fallback_share.labels(tenant).set(fallback / served)
 
     def render(self) -> Response:

@@ -16,14 +16,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from sluice.warehouse.db import connect  # noqa: E402
-
-SOURCES = ["model_personalized", "model_non_personalized", "model_fallback", "fallback"]
+from sluice.vocabulary import SOURCES
+from sluice.warehouse.db import connect
 
 
 @dataclass

@@ -11,23 +11,21 @@ landing files and the HTTP APIs all go through `parse_event`:
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sluice.errors import InputError
+from sluice.vocabulary import DEFAULT_TENANT, MAX_ID_LENGTH, TENANT_RULE, is_tenant
 
 PUBLIC_EVENT_TYPES = ("item", "user", "ranking", "interaction")
 INTERNAL_EVENT_TYPES = (*PUBLIC_EVENT_TYPES, "recommendation")
 EVENT_ALIASES = {"metadata": "item"}
 
-MAX_ID_LENGTH = 256
 MAX_STRING_LENGTH = 4096
 MAX_FIELD_NAME_LENGTH = 128
 MAX_FIELDS = 128
 MAX_LIST_LENGTH = 1000
 MAX_RANKING_ITEMS = 1000
-DEFAULT_TENANT = "default"
-_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Milliseconds since epoch between 2001-09-09 and 2286: 13 digits; epoch seconds: 10 digits.
 _MS_DIGITS = 13
 _SECONDS_DIGITS = 10
@@ -36,22 +34,8 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MS_LOW, _MS_HIGH = 10 ** (_MS_DIGITS - 1), 10**_MS_DIGITS
 
 
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    reason: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "reason": self.reason}
-
-
-class EventError(ValueError):
+class EventError(InputError):
     """An event that breaks the contract; names the field and the reason."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 def parse_timestamp(value: Any, field: str = "timestamp") -> int:
@@ -290,8 +274,8 @@ def parse_event(
 def _tenant(value: Any, default: str) -> str:
     if value is None:
         return default
-    if not isinstance(value, str) or not _TENANT_RE.fullmatch(value):
-        raise EventError("tenant", "1-64 letters, digits, '_', '.', '-', starting alphanumeric")
+    if not is_tenant(value):
+        raise EventError("tenant", TENANT_RULE)
     return value
 
 

@@ -12,8 +12,10 @@ import math
 import re
 from typing import Any
 
+from sluice.errors import InputError
 from sluice.intake.events import EventError, parse_event
 from sluice.intake.limits import too_deep
+from sluice.vocabulary import MAX_ID_LENGTH, TENANT_RULE, is_tenant
 
 MAX_EVENTS = 10
 MAX_IMPRESSION = 25
@@ -22,11 +24,16 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _ARN = re.compile(r"^arn:([a-z\d-]+):personalize:[^:]*:[^:]*:(?P<resource>.+)$")
 
 
+class PersonalizeError(InputError):
+    """A parameter of a Personalize call that is not an event (an ARN, numResults, a filter)."""
+
+
 def snake(name: str) -> str:
     return _CAMEL.sub(r"_\1", name).lower()
 
 
-def _str(obj: dict, key: str, field: str, required: bool, max_len: int = 256) -> str | None:
+def _str(obj: dict, key: str, field: str, required: bool,
+         max_len: int = MAX_ID_LENGTH) -> str | None:
     value = obj.get(key)
     if value is None:
         if required:
@@ -100,7 +107,8 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         impression = raw.get("impression")
         if impression is not None and (
                 not isinstance(impression, list) or not 1 <= len(impression) <= MAX_IMPRESSION
-                or not all(isinstance(i, str) and 1 <= len(i) <= 256 for i in impression)):
+                or not all(isinstance(i, str) and 1 <= len(i) <= MAX_ID_LENGTH
+                           for i in impression)):
             raise EventError(f"{where}.impression", f"a list of 1 to {MAX_IMPRESSION} item ids")
         if item is None and not impression:
             raise EventError(f"{where}.itemId", "required unless the event has an impression")
@@ -137,13 +145,15 @@ def _checked(event: dict[str, Any], where: str) -> dict[str, Any]:
 def dataset_tenant(arn: Any, field: str = "datasetArn") -> str:
     """`arn:aws:personalize:<region>:<account>:dataset/<dataset group>/<ITEMS|USERS>`."""
     if not isinstance(arn, str) or len(arn) > 256:
-        raise EventError(field, "required: a Personalize ARN")
+        raise PersonalizeError(field, "required: a Personalize ARN")
     match = _ARN.match(arn)
     if not match:
-        raise EventError(field, "not a Personalize ARN (arn:aws:personalize:...)")
+        raise PersonalizeError(field, "not a Personalize ARN (arn:aws:personalize:...)")
     parts = match.group("resource").split("/")
     if len(parts) < 2 or not parts[1]:
-        raise EventError(field, "expected .../<kind>/<dataset group name>[/...]")
+        raise PersonalizeError(field, "expected .../<kind>/<dataset group name>[/...]")
+    if not is_tenant(parts[1]):
+        raise PersonalizeError(field, f"dataset group name: {TENANT_RULE}")
     return parts[1]
 
 

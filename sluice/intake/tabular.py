@@ -9,6 +9,8 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 
+from sluice.vocabulary import MAX_ID_LENGTH
+
 INTERACTION_COLUMNS = ("USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE")
 _RESERVED = {
     "USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "EVENT_ID", "SESSION_ID",
@@ -17,7 +19,7 @@ _RESERVED = {
 
 CATALOG_EPOCH_MS = 10**12  # 2001-09-09, the smallest 13-digit epoch in ms
 
-_id = pa.Column(str, pa.Check.str_length(1, 256), nullable=False, coerce=True)
+_id = pa.Column(str, pa.Check.str_length(1, MAX_ID_LENGTH), nullable=False, coerce=True)
 
 INTERACTIONS = pa.DataFrameSchema(
     {

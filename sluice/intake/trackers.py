@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import uuid
 
 from sluice.settings import Settings
 from sluice.store import JsonStore
-
-_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+from sluice.vocabulary import TENANT_RULE, is_tenant
 
 
 class TrackerError(ValueError):
@@ -42,8 +40,8 @@ class Trackers:
         return set(self.all().values())
 
     def create(self, tenant: str) -> str:
-        if not _TENANT_RE.fullmatch(tenant):
-            raise TrackerError(f"tenant {tenant!r}: 1-64 letters, digits, '_', '.', '-'")
+        if not is_tenant(tenant):
+            raise TrackerError(f"tenant {tenant!r}: {TENANT_RULE}")
         if tenant in self.tenants():
             raise TrackerError(f"tenant {tenant!r} already has an event tracker "
                                "(one tracker per tenant, as in Personalize)")

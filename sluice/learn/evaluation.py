@@ -16,11 +16,9 @@ import scipy.sparse as sp
 
 from sluice.learn.matrix import InteractionMatrix, build
 from sluice.learn.models import Model
-from sluice.scoring import top_k_rows
 
 K_VALUES = (10, 20)
 METRICS = ("precision", "recall", "ndcg", "map", "hit_rate")
-top_k = top_k_rows
 
 
 @dataclass
@@ -95,9 +93,6 @@ def relevant_items(train: InteractionMatrix, test: pd.DataFrame) -> dict[int, np
             for u in np.flatnonzero(np.diff(held.indptr))}
 
 
-Scorer = Callable[[np.ndarray], np.ndarray]
-"""Scores over the training item space for a batch of training user rows."""
-
 Ranker = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 """For a batch of training user rows and a k: the top-k item ids and their scores, best
 first, the user's training items left out; a score at or below NO_SCORE marks no item."""
@@ -144,23 +139,6 @@ def popular_ranker(item_scores: np.ndarray, seen: sp.csr_matrix) -> Ranker:
     return rank
 
 
-def scorer_ranker(scorer: Scorer, seen: sp.csr_matrix) -> Ranker:
-    """Top-k from full score rows (any scorer): numpy, slower than `factor_ranker`."""
-
-    def rank(users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = np.array(scorer(users), dtype=np.float32)
-        rows = seen[users]
-        scores[np.repeat(np.arange(len(users)), np.diff(rows.indptr)), rows.indices] = -np.inf
-        ranked = top_k_rows(scores, k)
-        return ranked, np.take_along_axis(scores, ranked, axis=1)
-
-    return rank
-
-
-def model_scorer(model: Model) -> Scorer:
-    return lambda users: model.scores(model.user_factors[users])
-
-
 def evaluate(model: Model, train: InteractionMatrix, relevant: dict[int, np.ndarray],
              k_values: tuple[int, ...] = K_VALUES, batch: int = 1024) -> dict[str, float]:
     if model.personalized:
@@ -170,12 +148,6 @@ def evaluate(model: Model, train: InteractionMatrix, relevant: dict[int, np.ndar
         ranker = popular_ranker(model.scores(np.ones((1, model.item_factors.shape[1]),
                                                      dtype=np.float32))[0], train.matrix)
     return evaluate_ranker(ranker, train.matrix.shape[1], relevant, k_values, batch)
-
-
-def evaluate_scorer(scorer: Scorer, seen: sp.csr_matrix, relevant: dict[int, np.ndarray],
-                    k_values: tuple[int, ...] = K_VALUES, batch: int = 1024) -> dict[str, float]:
-    return evaluate_ranker(scorer_ranker(scorer, seen), seen.shape[1], relevant, k_values,
-                           batch)
 
 
 def evaluate_ranker(ranker: Ranker, n_items: int, relevant: dict[int, np.ndarray],

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import os
 import warnings
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -25,8 +24,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from sluice.scoring import top_k_rows
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 class Model(abc.ABC):
@@ -115,7 +112,6 @@ class ALS(Model):
         self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self._gram_cache = None
-        self.gram = self._gram()
         return self
 
 
@@ -256,9 +252,6 @@ class ItemItem(Model):
         np.add.at(vector, np.asarray(item_indices, dtype=np.int64),
                   np.asarray(weights, dtype=np.float32))
         return vector
-
-    def scores(self, user_vectors: np.ndarray) -> np.ndarray:
-        return user_vectors @ self.item_factors.T
 
 
 class Cosine(ItemItem):

@@ -12,6 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from sluice.vocabulary import DEFAULT_TENANT
+
 _STATEFUL = frozenset({"item", "interaction", "ranking"})
 
 
@@ -71,7 +73,7 @@ class RealtimeState:
                 kind = event.get("event")
                 if kind not in _STATEFUL:  # answers logged back, users: no state, no id kept
                     continue
-                state = self._tenants[event.get("tenant", "default")]
+                state = self._tenants[event.get("tenant", DEFAULT_TENANT)]
                 event_id = event.get("id")
                 if event_id in state.event_ids:
                     continue

@@ -9,7 +9,7 @@ import pytest
 
 from sluice.intake.synthetic import SyntheticSpec, generate
 from sluice.learn import registry
-from sluice.serve.recommender import SOURCES
+from sluice.vocabulary import SOURCES
 from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, READ, WRITE
 from tests.utils.factories import environment, interaction
 

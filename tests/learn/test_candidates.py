@@ -14,15 +14,11 @@ from sluice.filters import parse_conditions
 from sluice.learn.candidates import precompute
 from sluice.learn.matrix import build
 from sluice.learn.models import Cosine, Popularity
+from sluice.serve.answers import NeedsScan, RecommendationRequest
+from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import RealtimeState
-from sluice.serve.recommender import (
-    MODEL_NON_PERSONALIZED,
-    MODEL_PERSONALIZED,
-    LoadedModel,
-    NeedsScan,
-    Recommender,
-    Request,
-)
+from sluice.serve.recommender import Recommender
+from sluice.vocabulary import MODEL_NON_PERSONALIZED, MODEL_PERSONALIZED
 from tests.utils.models import synthetic_bundle
 
 WEIGHTS = {"click": 1.0, "purchase": 4.0}
@@ -89,7 +85,7 @@ def test_bundle_round_trip_keeps_the_heads(plain, headed):
 def test_heads_answer_exactly_as_a_full_pass(plain, headed, extra):
     fast, full = recommender(headed), recommender(plain)
     for user in plain.user_ids.tolist():
-        req = Request(user_id=user, **{"num_results": 10, **extra})
+        req = RecommendationRequest(user_id=user, **{"num_results": 10, **extra})
         ours, theirs = fast.recommend(req), full.recommend(req)
         assert ids(ours) == ids(theirs), user
         np.testing.assert_allclose([s.score for s in ours.items],
@@ -98,22 +94,23 @@ def test_heads_answer_exactly_as_a_full_pass(plain, headed, extra):
 
 def test_a_known_user_without_new_events_needs_no_catalog_pass(headed):
     rec = recommender(headed)
-    answer = rec.recommend(Request(user_id="u3", num_results=10), scan=False)
+    answer = rec.recommend(RecommendationRequest(user_id="u3", num_results=10), scan=False)
     assert [s.recommendation_source for s in answer.items] == [MODEL_PERSONALIZED] * 10
     with pytest.raises(NeedsScan):  # a head of 12 cannot hold 40 slots
-        rec.recommend(Request(user_id="u3", num_results=40), scan=False)
+        rec.recommend(RecommendationRequest(user_id="u3", num_results=40), scan=False)
     red_blue = parse_conditions([{"field": "color", "op": "eq", "value": "green"}], {"color"})
     with pytest.raises(NeedsScan):  # nothing in the head passes: the whole catalog is asked
-        rec.recommend(Request(user_id="u3", num_results=5, rules=red_blue), scan=False)
+        rec.recommend(
+            RecommendationRequest(user_id="u3", num_results=5, rules=red_blue), scan=False)
     assert rec.model.paths == {"precomputed": 1, "kept": 0, "pass": 0}  # only whole answers
-    rec.recommend(Request(user_id="u3", num_results=40))
+    rec.recommend(RecommendationRequest(user_id="u3", num_results=40))
     assert rec.model.paths == {"precomputed": 1, "kept": 0, "pass": 1}
 
 
 def test_new_events_need_one_pass_then_its_head_serves_until_the_next(plain, headed):
     state = RealtimeState()
     rec, full = recommender(headed, state), recommender(plain, state)
-    req = Request(user_id="u8", num_results=8)
+    req = RecommendationRequest(user_id="u8", num_results=8)
     before = ids(rec.recommend(req, scan=False))
     first = before[0][0]
     state.apply([{"event": "interaction", "id": "e1", "tenant": "default", "user": "u8",
@@ -135,7 +132,7 @@ def test_a_new_visitor_is_scored_once_then_answered_from_the_kept_head(headed):
     state.apply([{"event": "interaction", "id": "v1", "tenant": "default", "session": "s1",
                   "item": "i4", "type": "click", "timestamp": 10}])
     rec = recommender(headed, state)
-    req = Request(session_id="s1", num_results=5)
+    req = RecommendationRequest(session_id="s1", num_results=5)
     with pytest.raises(NeedsScan):
         rec.recommend(req, scan=False)
     answer = rec.recommend(req)
@@ -145,11 +142,12 @@ def test_a_new_visitor_is_scored_once_then_answered_from_the_kept_head(headed):
 
 def test_pre_cutoff_events_outside_training_are_still_excluded(headed):
     state = RealtimeState()  # a view the model never trained on, before its cutoff
-    top = recommender(headed).recommend(Request(user_id="u2", num_results=1)).items[0].item_id
+    top = recommender(headed).recommend(
+        RecommendationRequest(user_id="u2", num_results=1)).items[0].item_id
     state.apply([{"event": "interaction", "id": "v", "tenant": "default", "user": "u2",
                   "item": top, "type": "view", "timestamp": -5}])
-    answer = recommender(headed, state).recommend(Request(user_id="u2", num_results=5),
-                                                  scan=False)
+    answer = recommender(headed, state).recommend(
+        RecommendationRequest(user_id="u2", num_results=5), scan=False)
     assert top not in {s.item_id for s in answer.items}
 
 
@@ -176,7 +174,8 @@ def test_item_item_folds_new_events_in_as_its_own_history():
     state.apply([{"event": "interaction", "id": f"c{n}", "tenant": "default", "session": "s",
                   "item": item, "type": t, "timestamp": 10 + n}
                  for n, (item, t) in enumerate([("i0", "click"), ("i1", "purchase")])])
-    answer = recommender(bundle, state).recommend(Request(session_id="s", num_results=5))
+    answer = recommender(bundle, state).recommend(
+        RecommendationRequest(session_id="s", num_results=5))
     expected_vector = model.fold_in(np.array([bundle.item_index["i0"],
                                               bundle.item_index["i1"]]), np.array([1.0, 4.0]))
     scores = model.scores(expected_vector[None, :])[0]
@@ -196,7 +195,7 @@ def test_a_popularity_champion_labels_its_slots_non_personalized():
     champion = dataclasses.replace(
         bundle, user_factors=popularity.user_factors, item_factors=popularity.item_factors,
         meta={"cutoff_ms": 0, **popularity.serving_meta()})
-    answer = recommender(champion).recommend(Request(user_id="u0", num_results=4))
+    answer = recommender(champion).recommend(RecommendationRequest(user_id="u0", num_results=4))
     assert {s.recommendation_source for s in answer.items} == {MODEL_NON_PERSONALIZED}
     counts = [s.score for s in answer.items]
     assert counts == sorted(counts, reverse=True)

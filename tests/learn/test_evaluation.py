@@ -12,10 +12,8 @@ from sluice.learn.evaluation import (
     NO_SCORE,
     evaluate,
     evaluate_ranker,
-    evaluate_scorer,
     leave_last_out_split,
     make_split,
-    model_scorer,
     relevant_items,
     time_split,
 )
@@ -24,6 +22,7 @@ from sluice.learn.matrix import build, config_params
 from sluice.learn.models import ALS, Cosine, Popularity
 from sluice.settings import MatrixConfig
 from tests.utils.marts import taste_history
+from tests.utils.ranking import evaluate_scorer, model_scorer
 
 DAY = pd.Timedelta(days=1)
 T0 = pd.Timestamp("2024-03-01")

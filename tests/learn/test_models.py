@@ -136,7 +136,7 @@ class ModelContract:
         assert sum(group_of(i) == 0 for i in top) >= 4
 
     def test_serving_fold_in_is_the_models_fold_in(self, fitted, data):
-        from sluice.serve.recommender import LoadedModel
+        from sluice.serve.model import LoadedModel
 
         meta = fitted.serving_meta()
         assert {"alpha", "regularization", "fold_in"} <= set(meta)

@@ -14,8 +14,9 @@ from sluice.filters import (
     parse_conditions,
     parse_expression,
 )
+from sluice.serve.answers import RecommendationRequest
 from sluice.serve.realtime import RealtimeState
-from sluice.serve.recommender import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED, Request
+from sluice.vocabulary import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED
 from tests.serve.test_recommender import bundle, check, recommender  # noqa: F401  (fixture)
 
 ITEM = {"color": "red", "price": 12.5, "tags": ["sale", "new"], "in_stock": True}
@@ -109,18 +110,21 @@ def test_named_filters_are_checked_and_stored(tmp_path):
 
 def test_filters_apply_to_every_tier(bundle):  # noqa: F811
     rules = parse_conditions([{"field": "color", "op": "eq", "value": "red"}], {"color"})
-    answer = recommender(bundle).recommend(Request(user_id="u1", num_results=40, rules=rules))
+    answer = recommender(bundle).recommend(
+        RecommendationRequest(user_id="u1", num_results=40, rules=rules))
     sources = check(answer)
     assert {bundle.catalog[s.item_id]["color"] for s in answer.items} == {"red"}
     assert MODEL_PERSONALIZED in sources and FALLBACK in sources
-    cold = recommender(bundle).recommend(Request(user_id="ghost", num_results=10, rules=rules))
+    cold = recommender(bundle).recommend(
+        RecommendationRequest(user_id="ghost", num_results=10, rules=rules))
     assert check(cold) == [MODEL_FALLBACK] * 10
     assert {bundle.catalog[s.item_id]["color"] for s in cold.items} == {"red"}
 
 
 def test_when_nothing_passes_the_answer_is_short_not_wrong(bundle):  # noqa: F811
     rules = parse_conditions([{"field": "color", "op": "eq", "value": "purple"}], {"color"})
-    answer = recommender(bundle).recommend(Request(user_id="u1", num_results=10, rules=rules))
+    answer = recommender(bundle).recommend(
+        RecommendationRequest(user_id="u1", num_results=10, rules=rules))
     assert answer.items == []
     assert answer.counts()["total"] == 0
 
@@ -133,6 +137,6 @@ def test_exclude_purchased_with_exclude_seen_off(bundle):  # noqa: F811
                   "item": "i13", "type": "click", "timestamp": 5_000}])
     rules = parse_expression('EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase")')
     answer = recommender(bundle, state).recommend(
-        Request(user_id="u1", num_results=50, exclude_seen=False, rules=rules))
+        RecommendationRequest(user_id="u1", num_results=50, exclude_seen=False, rules=rules))
     ids = {s.item_id for s in answer.items}
     assert "i12" not in ids and "i13" in ids

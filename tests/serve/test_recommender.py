@@ -10,17 +10,11 @@ import scipy.sparse as sp
 from sluice.bundle import ModelBundle
 from sluice.learn.matrix import build
 from sluice.learn.models import ALS, Popularity
+from sluice.serve.answers import RecommendationError, RecommendationRequest
+from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import RealtimeState
-from sluice.serve.recommender import (
-    FALLBACK,
-    MODEL_FALLBACK,
-    MODEL_NON_PERSONALIZED,
-    MODEL_PERSONALIZED,
-    LoadedModel,
-    RecommendationError,
-    Recommender,
-    Request,
-)
+from sluice.serve.recommender import Recommender
+from sluice.vocabulary import FALLBACK, MODEL_FALLBACK, MODEL_NON_PERSONALIZED, MODEL_PERSONALIZED
 
 WEIGHTS = {"click": 1.0, "purchase": 4.0}
 
@@ -70,7 +64,7 @@ def check(answer) -> list[str]:
 
 
 def test_known_user_personalized_then_popular_then_random(bundle):
-    answer = recommender(bundle).recommend(Request(user_id="u1", num_results=48))
+    answer = recommender(bundle).recommend(RecommendationRequest(user_id="u1", num_results=48))
     sources = check(answer)
     n_items = len(bundle.item_ids)
     seen = 5
@@ -82,7 +76,7 @@ def test_known_user_personalized_then_popular_then_random(bundle):
 
 
 def test_personalized_slots_follow_the_users_taste(bundle):
-    answer = recommender(bundle).recommend(Request(user_id="u3", num_results=5))
+    answer = recommender(bundle).recommend(RecommendationRequest(user_id="u3", num_results=5))
     group_items = {f"i{i}" for i in range(0, 10)}  # u3 is in group 0
     assert sum(s.item_id in group_items for s in answer.items) >= 4
 
@@ -90,21 +84,21 @@ def test_personalized_slots_follow_the_users_taste(bundle):
 def test_seen_items_are_excluded_unless_asked_not_to(bundle):
     seen = set(bundle.item_ids[bundle.user_items[bundle.user_index["u2"]].indices].tolist())
     ids = {s.item_id for s in recommender(bundle).recommend(
-        Request(user_id="u2", num_results=30)).items}
+        RecommendationRequest(user_id="u2", num_results=30)).items}
     assert not ids & seen
     ids = {s.item_id for s in recommender(bundle).recommend(
-        Request(user_id="u2", num_results=30, exclude_seen=False)).items}
+        RecommendationRequest(user_id="u2", num_results=30, exclude_seen=False)).items}
     assert ids & seen
 
 
 def test_unknown_user_gets_popular_then_random_only_if_asked(bundle):
-    answer = recommender(bundle).recommend(Request(user_id="ghost", num_results=40))
+    answer = recommender(bundle).recommend(RecommendationRequest(user_id="ghost", num_results=40))
     sources = check(answer)
     assert MODEL_PERSONALIZED not in sources
     assert sources[: len(bundle.item_ids)] == [MODEL_FALLBACK] * len(bundle.item_ids)
     assert FALLBACK in sources
     strict = recommender(bundle).recommend(
-        Request(user_id="ghost", num_results=40, fill_with_random=False))
+        RecommendationRequest(user_id="ghost", num_results=40, fill_with_random=False))
     assert FALLBACK not in check(strict)
     assert len(strict.items) == len(bundle.item_ids)
 
@@ -113,23 +107,23 @@ def test_no_model_yet_answers_from_random_items_seen_in_the_log():
     state = RealtimeState()
     state.apply([{"event": "item", "id": f"e{i}", "tenant": "default", "item": f"x{i}",
                   "timestamp": 1_700_000_000_000, "fields": {}} for i in range(5)])
-    answer = recommender(None, state).recommend(Request(user_id="u1", num_results=3))
+    answer = recommender(None, state).recommend(RecommendationRequest(user_id="u1", num_results=3))
     assert check(answer) == [FALLBACK] * 3
     assert answer.model_version is None
 
 
 def test_popular_template_is_non_personalized(bundle):
-    answer = recommender(bundle).recommend(Request(template="popular", num_results=5))
+    answer = recommender(bundle).recommend(RecommendationRequest(template="popular", num_results=5))
     assert check(answer) == [MODEL_NON_PERSONALIZED] * 5
     assert [s.item_id for s in answer.items] == bundle.item_ids[bundle.popular[:5]].tolist()
 
 
 def test_similar_items_needs_an_item_and_excludes_it(bundle):
     with pytest.raises(RecommendationError) as err:
-        recommender(bundle).recommend(Request(template="similar_items"))
+        recommender(bundle).recommend(RecommendationRequest(template="similar_items"))
     assert err.value.field == "item_id"
-    answer = recommender(bundle).recommend(Request(template="similar_items", item_id="i3",
-                                                   num_results=5))
+    answer = recommender(bundle).recommend(
+        RecommendationRequest(template="similar_items", item_id="i3", num_results=5))
     ids = [s.item_id for s in answer.items]
     assert "i3" not in ids
     assert sum(i in {f"i{k}" for k in range(10)} for i in ids) >= 4
@@ -137,18 +131,18 @@ def test_similar_items_needs_an_item_and_excludes_it(bundle):
 
 def test_unknown_template_is_refused(bundle):
     with pytest.raises(RecommendationError) as err:
-        recommender(bundle).recommend(Request(template="nope"))
+        recommender(bundle).recommend(RecommendationRequest(template="nope"))
     assert err.value.field == "template"
 
 
 def test_realtime_events_exclude_items_and_move_the_vector(bundle):
     state = RealtimeState()
     rec = recommender(bundle, state)
-    before = rec.recommend(Request(user_id="u1", num_results=10))
+    before = rec.recommend(RecommendationRequest(user_id="u1", num_results=10))
     top = before.items[0].item_id
     state.apply([{"event": "interaction", "id": "rt1", "tenant": "default", "user": "u1",
                   "item": "i25", "type": "purchase", "timestamp": 2_000}])
-    after = rec.recommend(Request(user_id="u1", num_results=10))
+    after = rec.recommend(RecommendationRequest(user_id="u1", num_results=10))
     assert "i25" not in {s.item_id for s in after.items}
     assert [s.score for s in after.items] != [s.score for s in before.items]
     assert top in {s.item_id for s in after.items} or top == "i25"
@@ -164,7 +158,8 @@ def test_a_session_joined_to_a_user_carries_its_history(bundle):
     ])
     assert [e.item_id for e in state.history("default", "newbie")] == ["i21", "i22"]
     assert state.user_key("default", None, "s9") == "newbie"
-    answer = recommender(bundle, state).recommend(Request(user_id="newbie", num_results=5))
+    answer = recommender(bundle, state).recommend(
+        RecommendationRequest(user_id="newbie", num_results=5))
     assert check(answer) == [MODEL_PERSONALIZED] * 5
     assert not {"i21", "i22"} & {s.item_id for s in answer.items}
 
@@ -202,15 +197,15 @@ def test_similar_items_come_from_the_trained_index_first(bundle):
     similar = sp.csr_matrix((np.array([0.9, 0.8, 1.0, 0.7], np.float32),
                              (np.full(4, i3), picks)), shape=(n, n))
     indexed = dataclasses.replace(bundle, similar=similar)
-    answer = recommender(indexed).recommend(Request(template="similar_items", item_id="i3",
-                                                    num_results=6))
+    answer = recommender(indexed).recommend(
+        RecommendationRequest(template="similar_items", item_id="i3", num_results=6))
     ids = [s.item_id for s in answer.items]
     assert ids[:3] == ["i7", "i40", "i21"]  # the index, best first, without the item itself
     assert "i3" not in ids and len(ids) == 6  # factor cosine fills the rest
     from sluice.filters import parse_conditions
 
     red = parse_conditions([{"field": "color", "op": "eq", "value": "red"}], {"color"})
-    filtered = recommender(indexed).recommend(Request(template="similar_items", item_id="i3",
-                                                      num_results=3, rules=red))
+    filtered = recommender(indexed).recommend(
+        RecommendationRequest(template="similar_items", item_id="i3", num_results=3, rules=red))
     assert [s.item_id for s in filtered.items][:2] == ["i7", "i21"]  # i40 is blue: filtered out
     assert all(int(s.item_id[1:]) % 2 == 1 for s in filtered.items)

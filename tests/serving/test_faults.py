@@ -146,11 +146,11 @@ class FaultyDisk:
 
     def open(self, path: Any, mode: str = "r", buffering: int = -1) -> Any:
         if not set(mode) & set("wax+"):  # reading (the log follower) still works
-            return open(path, mode, buffering=buffering)  # noqa: SIM115
+            return open(path, mode, buffering=buffering)
         if self.read_only:
             self.refused += 1
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
-        return _FaultyFile(open(path, mode, buffering=buffering), self)  # noqa: SIM115
+        return _FaultyFile(open(path, mode, buffering=buffering), self)
 
 
 class _FaultyFile:

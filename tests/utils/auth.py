@@ -33,3 +33,15 @@ def auth_config() -> dict[str, Any]:
     return {"keys": keys, "aws_access_keys": [
         {"name": "aws-test", "access_key_id": AWS_ACCESS_KEY_ID,
          "secret_access_key": AWS_SECRET, "role": "admin", "tenant": "*"}]}
+
+
+def boto_client(base: str, service: str) -> Any:
+    """A real boto3 client (`personalize-events` or `personalize-runtime`) for a test server,
+    signing with the test key pair, without retries."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service, endpoint_url=f"{base}/personalize", region_name="us-east-1",
+        aws_access_key_id=AWS_ACCESS_KEY_ID, aws_secret_access_key=AWS_SECRET,
+        config=Config(retries={"max_attempts": 1}))

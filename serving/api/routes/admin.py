@@ -10,14 +10,15 @@ from pydantic import BaseModel, Field
 
 from serving.api.deps import Admin, ServiceDep
 from serving.api.errors import responses
-from serving.api.routes.recommendations import TENANT
 from sluice.intake.trackers import TrackerError
+from sluice.vocabulary import TENANT_PATTERN
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=responses(401, 403, 413, 422))
 
 
 class NewTracker(BaseModel):
-    tenant: str = Field(pattern=TENANT, description="the dataset group the tracker writes into")
+    tenant: str = Field(pattern=TENANT_PATTERN,
+                        description="the dataset group the tracker writes into")
 
 
 class Tracker(BaseModel):

@@ -15,6 +15,7 @@ from serving.api.errors import problem, responses
 from serving.api.metrics import field_label
 from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import parse_batch
+from sluice.vocabulary import MAX_ID_LENGTH, TENANT_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=responses(401, 403, 413, 422, 503))
 
@@ -22,8 +23,7 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_EVENTS_PER_CALL = 10_000
 RETRY_AFTER_SECONDS = "5"
 
-_ID = {"type": "string", "minLength": 1, "maxLength": 256}
-_TENANT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
 _TIMESTAMP = {"anyOf": [{"type": "integer", "minimum": 10**12, "maximum": 10**13 - 1},
                         {"type": "string", "format": "date-time"}],
               "description": "epoch ms or seconds (number or digits), or ISO-8601"}
@@ -38,7 +38,7 @@ _FIELDS = {"type": "array", "maxItems": 128, "items": {
 def _event(kind: str, *required: str, **properties: Any) -> dict[str, Any]:
     return {"type": "object", "required": ["event", "id", "timestamp", *required],
             "properties": {"event": {"enum": [kind]}, "id": _ID, "timestamp": _TIMESTAMP,
-                           "tenant": {"type": "string", "pattern": _TENANT},
+                           "tenant": {"type": "string", "pattern": TENANT_PATTERN},
                            "fields": _FIELDS, **properties}}
 
 

@@ -4,7 +4,8 @@
     boto3.client("personalize-runtime", endpoint_url="http://HOST:PORT/personalize")
 
 Errors use the AWS rest-json shape (`x-amzn-ErrorType` + `{"message"}`), so boto3 raises
-`InvalidInputException` / `ResourceNotFoundException`.
+`InvalidInputException` / `ResourceNotFoundException`: every `InputError` raised here maps to
+it in serving/api/errors.py.
 
 Credentials: PutEvents is authorised by its trackingId; PutItems, PutUsers and the runtime
 calls by an API key (`X-Api-Key`) of the dataset group's tenant. With `auth.aws_access_keys`
@@ -28,25 +29,23 @@ from serving.api.deps import AwsCaller, MetricsDep, ServiceDep
 from serving.api.errors import aws_error
 from serving.api.metrics import Metrics, field_label
 from sluice.auth import AuthError, Principal
-from sluice.filters import FilterError
+from sluice.errors import InputError, NotFoundError
 from sluice.intake import personalize
 from sluice.intake.eventlog import LogWriteError
-from sluice.intake.events import EventError
-from sluice.serve.recommender import Answer, RecommendationError, parse_context
-from sluice.serve.recommender import Request as RecommendationRequest
+from sluice.intake.personalize import PersonalizeError
+from sluice.serve.answers import Answer, RecommendationRequest, parse_context
 from sluice.serve.service import Service
+from sluice.vocabulary import (
+    DEFAULT_TENANT,
+    MAX_ID_LENGTH,
+    PERSONALIZED,
+    SIMILAR_ITEMS,
+    TENANT_NAME,
+)
 
 router = APIRouter(prefix="/personalize", tags=["personalize"])
 MAX_BODY_BYTES = 1024 * 1024
 MAX_RANKING_INPUT = 500
-
-
-def invalid(message: str) -> JSONResponse:
-    return aws_error("InvalidInputException", message, 400)
-
-
-def not_found(message: str) -> JSONResponse:
-    return aws_error("ResourceNotFoundException", message, 404)
 
 
 def _json_body(required: list[str], **properties: Any) -> dict[str, Any]:
@@ -58,11 +57,10 @@ def _json_body(required: list[str], **properties: Any) -> dict[str, Any]:
 
 _STR = {"type": "string"}
 _LIST = {"type": "array", "items": _STR}
-_NAME = "[A-Za-z0-9][A-Za-z0-9_.-]{0,20}"
 _DATASET = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
-                                         f"dataset/{_NAME}/(ITEMS|USERS)$"}
+                                         f"dataset/{TENANT_NAME}/(ITEMS|USERS)$"}
 _CAMPAIGN = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
-                                          f"campaign/{_NAME}$"}
+                                          f"campaign/{TENANT_NAME}$"}
 _PUT_EVENTS = _json_body(
     ["trackingId", "sessionId", "eventList"], trackingId=_STR, sessionId=_STR, userId=_STR,
     eventList={"type": "array", "items": {
@@ -94,13 +92,13 @@ async def _body(request: Request) -> dict[str, Any]:
     """The request's JSON object (every rest-json operation takes one)."""
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
-        raise EventError("body", f"larger than {MAX_BODY_BYTES} bytes")
+        raise PersonalizeError("body", f"larger than {MAX_BODY_BYTES} bytes")
     try:
         body = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError as exc:
-        raise EventError("body", f"not JSON: {exc}") from None
+        raise PersonalizeError("body", f"not JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise EventError("body", "expected a JSON object")
+        raise PersonalizeError("body", "expected a JSON object")
     return body
 
 
@@ -126,14 +124,20 @@ async def put_events(request: Request, principal: AwsCaller, service: ServiceDep
         tracking_id = body.get("trackingId")
         tenant = service.trackers.tenant(tracking_id) if isinstance(tracking_id, str) else None
         if tracking_id is not None and tenant is None:
-            return not_found(f"trackingId: no event tracker {tracking_id!r:.80}")
+            raise NotFoundError("trackingId", f"no event tracker {tracking_id!r:.80}")
         if principal is not None and tenant is not None:
             principal.require("write", tenant)
-        events = personalize.put_events(body, tenant or "default")
-    except EventError as exc:
-        metrics.events.labels("rejected", "interaction", "unknown", field_label(exc.field)).inc()
-        return invalid(f"{exc.field}: {exc.reason}")
+        events = personalize.put_events(body, tenant or DEFAULT_TENANT)
+    except InputError as exc:
+        _rejected(metrics, "interaction", exc)
+        raise
     return await _store(service, events, metrics)
+
+
+def _rejected(metrics: Metrics, kind: str, exc: InputError) -> None:
+    """Count a refused write (a missing tracker or dataset group is not a rejected event)."""
+    if not isinstance(exc, NotFoundError):
+        metrics.events.labels("rejected", kind, "unknown", field_label(exc.field)).inc()
 
 
 async def _put_entities(request: Request, principal: Principal | None, service: Service,
@@ -142,12 +146,12 @@ async def _put_entities(request: Request, principal: Principal | None, service: 
     try:
         tenant, events = personalize.put_entities(await _body(request), kind,
                                                   int(time.time() * 1000))
-    except EventError as exc:
-        metrics.events.labels("rejected", kind, "unknown", field_label(exc.field)).inc()
-        return invalid(f"{exc.field}: {exc.reason}")
+    except InputError as exc:
+        _rejected(metrics, kind, exc)
+        raise
     _allowed(principal, "write", tenant)
     if not _known(service, tenant):
-        return not_found(f"datasetArn: no dataset group {tenant!r}")
+        raise NotFoundError("datasetArn", f"no dataset group {tenant!r}")
     return await _store(service, events, metrics)
 
 
@@ -174,7 +178,7 @@ def _tenant(service: Service, body: dict[str, Any], principal: Principal | None)
     tenant = personalize.dataset_tenant(body.get(field), field)
     _allowed(principal, "read", tenant)
     if not _known(service, tenant):
-        raise LookupError(f"{field}: no campaign for dataset group {tenant!r}")
+        raise NotFoundError(field, f"no campaign for dataset group {tenant!r}")
     return tenant
 
 
@@ -189,23 +193,16 @@ async def get_recommendations(request: Request, principal: AwsCaller,
                               service: ServiceDep) -> JSONResponse:
     """GetRecommendations: by userId (personalized) or itemId (similar items)."""
     _allowed(principal, "read")  # the tenant comes later, from campaignArn
-    try:
-        body = await _body(request)
-        tenant = _tenant(service, body, principal)
-        user, item = body.get("userId"), body.get("itemId")
-        if not user and not item:
-            raise EventError("userId", "userId or itemId is required")
-        num = body.get("numResults", 25)
-        if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= 500:
-            raise EventError("numResults", "an integer from 1 to 500")
-        req = service.request(
-            tenant=tenant, user_id=user, item_id=item, num_results=num,
-            template="similar_items" if item and not user else "personalized",
-            context=parse_context(body.get("context")), **_filter_args(body))
-    except (EventError, FilterError, RecommendationError) as exc:
-        return invalid(f"{exc.field}: {exc.reason}")
-    except LookupError as exc:
-        return not_found(str(exc))
+    body = await _body(request)
+    tenant = _tenant(service, body, principal)
+    user, item = body.get("userId"), body.get("itemId")
+    if not user and not item:
+        raise PersonalizeError("userId", "userId or itemId is required")
+    req = service.request(
+        tenant=tenant, user_id=user, item_id=item,
+        num_results=service.num_results(body.get("numResults"), "numResults"),
+        template=SIMILAR_ITEMS if item and not user else PERSONALIZED,
+        context=parse_context(body.get("context")), **_filter_args(body))
     return JSONResponse(_predicted(await answers.recommend(service, req)))
 
 
@@ -215,12 +212,13 @@ def _filter_args(body: dict[str, Any]) -> dict[str, Any]:
         return {}
     match = re.match(r"^arn:[a-z\d-]+:personalize:[^:]*:[^:]*:filter/(?P<name>[^/]+)$", str(arn))
     if not match:
-        raise EventError("filterArn", "expected arn:aws:personalize:REGION:ACCOUNT:filter/NAME")
+        raise PersonalizeError("filterArn",
+                               "expected arn:aws:personalize:REGION:ACCOUNT:filter/NAME")
     values = body.get("filterValues") or {}
     if not isinstance(values, dict) or len(values) > 25 or not all(
             isinstance(k, str) and isinstance(v, str) and len(v) <= 1000
             for k, v in values.items()):
-        raise EventError("filterValues", "a map of up to 25 names to strings")
+        raise PersonalizeError("filterValues", "a map of up to 25 names to strings")
     return {"filter_name": match.group("name"), "filter_values": values}
 
 
@@ -229,19 +227,14 @@ async def get_personalized_ranking(request: Request, principal: AwsCaller,
                                    service: ServiceDep) -> JSONResponse:
     """GetPersonalizedRanking: reorder inputList for userId."""
     _allowed(principal, "read")
-    try:
-        body = await _body(request)
-        tenant = _tenant(service, body, principal)
-        user, items = body.get("userId"), body.get("inputList")
-        if not isinstance(user, str) or not user:
-            raise EventError("userId", "required")
-        if (not isinstance(items, list) or not 1 <= len(items) <= MAX_RANKING_INPUT
-                or not all(isinstance(i, str) and 0 < len(i) <= 256 for i in items)):
-            raise EventError("inputList", f"a list of 1 to {MAX_RANKING_INPUT} item ids")
-    except EventError as exc:
-        return invalid(f"{exc.field}: {exc.reason}")
-    except LookupError as exc:
-        return not_found(str(exc))
+    body = await _body(request)
+    tenant = _tenant(service, body, principal)
+    user, items = body.get("userId"), body.get("inputList")
+    if not isinstance(user, str) or not user:
+        raise PersonalizeError("userId", "required")
+    if (not isinstance(items, list) or not 1 <= len(items) <= MAX_RANKING_INPUT
+            or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_LENGTH for i in items)):
+        raise PersonalizeError("inputList", f"a list of 1 to {MAX_RANKING_INPUT} item ids")
     answer = service.rank(RecommendationRequest(tenant=tenant, user_id=user), items)
     predicted = _predicted(answer)
     return JSONResponse({"personalizedRanking": predicted["itemList"],

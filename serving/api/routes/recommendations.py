@@ -6,33 +6,41 @@ from collections import Counter
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from serving.api import answers
 from serving.api.deps import MetricsDep, Reader, ServiceDep
 from serving.api.errors import responses
 from sluice.auth import Principal
-from sluice.filters import FilterError
-from sluice.serve.recommender import TEMPLATES, RecommendationError, Request
+from sluice.serve.answers import RecommendationRequest
+from sluice.vocabulary import (
+    MAX_ID_LENGTH,
+    MAX_NUM_RESULTS,
+    MIN_NUM_RESULTS,
+    PERSONALIZED,
+    TEMPLATES,
+    TENANT_PATTERN,
+)
 
 router = APIRouter(prefix="/v1", tags=["recommendations"],
                    responses=responses(401, 403, 413, 422))
 
 MAX_BODY_BYTES = 256 * 1024
-TENANT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-ItemId = Annotated[str, Field(min_length=1, max_length=256)]
+ItemId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 _TENANT_DOC = "default: the key's tenant (`default` for a key of every tenant)"
 
 
 class RecommendationQuery(BaseModel):
-    tenant: str | None = Field(None, pattern=TENANT, description=_TENANT_DOC)
-    user_id: str | None = Field(None, min_length=1, max_length=256)
-    session_id: str | None = Field(None, min_length=1, max_length=256)
-    item_id: str | None = Field(None, min_length=1, max_length=256)
-    template: str = Field("personalized", max_length=64,
+    tenant: str | None = Field(None, pattern=TENANT_PATTERN, description=_TENANT_DOC)
+    user_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    session_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    item_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    template: str = Field(PERSONALIZED, max_length=64,
                           description=f"{', '.join(TEMPLATES)} or one from config/")
-    num_results: int | None = Field(None, ge=1, le=500, description="default 25")
+    num_results: int | None = Field(
+        None, ge=MIN_NUM_RESULTS, le=MAX_NUM_RESULTS,
+        description="default serving.default_num_results; at most serving.max_num_results")
     fill_with_random: bool | None = Field(None, description="default true")
     exclude_seen: bool = True
     exclude_ids: list[ItemId] = Field(default_factory=list, max_length=500)
@@ -42,7 +50,7 @@ class RecommendationQuery(BaseModel):
                     "eq ne in not_in gt gte lt lte contains is")
 
 
-class RecommendationRequest(RecommendationQuery):
+class RecommendationBody(RecommendationQuery):
     context: dict[str, str] | None = Field(
         None, max_length=32, description="up to 32 names to strings (device, page, ...): "
         "logged with the answer, so outcomes can be read by context")
@@ -78,11 +86,8 @@ def _tenant(requested: str | None, principal: Principal) -> str:
 async def _answer(body: RecommendationQuery, principal: Principal, service: ServiceDep,
                   metrics: MetricsDep) -> Response:
     tenant = _tenant(body.tenant, principal)
-    try:
-        request = service.request(tenant=tenant, **body.model_dump(exclude={"tenant"}))
-        answer = await answers.recommend(service, request)
-    except (RecommendationError, FilterError) as exc:
-        raise HTTPException(422, [{"field": exc.field, "reason": exc.reason}]) from exc
+    request = service.request(tenant=tenant, **body.model_dump(exclude={"tenant"}))
+    answer = await answers.recommend(service, request)
     for source, count in Counter(slot.recommendation_source for slot in answer.items).items():
         metrics.slots.labels(tenant, source).inc(count)
     return json_response(answer.as_dict())
@@ -95,7 +100,7 @@ def json_response(content: dict[str, Any]) -> Response:
 
 
 @router.post("/recommendations", response_model=RecommendationResponse)
-async def post_recommendations(body: RecommendationRequest, principal: Reader,
+async def post_recommendations(body: RecommendationBody, principal: Reader,
                                service: ServiceDep, metrics: MetricsDep) -> Response:
     """Recommend for a user, a session or an item, by template."""
     return await _answer(body, principal, service, metrics)
@@ -110,15 +115,16 @@ async def get_recommendations(query: Annotated[RecommendationQuery, Query()],
 
 
 class RankRequest(BaseModel):
-    tenant: str | None = Field(None, pattern=TENANT, description=_TENANT_DOC)
-    user_id: str | None = Field(None, min_length=1, max_length=256)
-    session_id: str | None = Field(None, min_length=1, max_length=256)
+    tenant: str | None = Field(None, pattern=TENANT_PATTERN, description=_TENANT_DOC)
+    user_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    session_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
     items: list[ItemId] = Field(min_length=1, max_length=500)
 
 
 @router.post("/rank", response_model=RecommendationResponse)
 async def rank(body: RankRequest, principal: Reader, service: ServiceDep) -> Response:
     """Reorder up to 500 items for a user; items the model does not know go last, in order."""
-    answer = service.rank(Request(tenant=_tenant(body.tenant, principal), user_id=body.user_id,
-                                  session_id=body.session_id), body.items)
+    request = RecommendationRequest(tenant=_tenant(body.tenant, principal),
+                                    user_id=body.user_id, session_id=body.session_id)
+    answer = service.rank(request, body.items)
     return json_response(answer.as_dict())

@@ -1,0 +1,18 @@
+"""The one error family for wrong input: every "this field is wrong, because ..." derives from
+`InputError`, so serving maps them all to HTTP in one place (serving/api/errors.py): the native
+API answers 422 `{"detail": [{"field", "reason"}]}`, the Personalize API its AWS shapes.
+"""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """A field of the input is wrong: names the field and the reason (what to send instead)."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+class NotFoundError(InputError):
+    """The input names something that does not exist (a tracker, a filter, a dataset group)."""

@@ -1,0 +1,88 @@
+"""A loaded model: the bundle plus what serving derives from it once (the fold-in, the heads,
+catalog arrays), and the count of how its answers were filled."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from sluice.bundle import ModelBundle
+from sluice.filters import Rule, allowed
+from sluice.learn.models import als_fold_in, als_gram
+from sluice.scoring import BatchScorer
+from sluice.serve.candidates import CandidateCache
+
+FOLD_INS = ("als", "history", "constant")  # bundle meta fold_in, set by each model family
+HEAD_SIZE = 100  # the head kept of a ranking computed while serving
+# how an answer's model tier was filled: the trained head, a head kept from an earlier pass,
+# or a pass over every item
+PATHS = ("precomputed", "kept", "pass")
+_MASKS_KEPT = 256  # item masks by filter, kept because filters repeat
+
+
+class LoadedModel:
+    """A bundle plus what serving derives from it once: the fold-in, heads, catalog arrays."""
+
+    def __init__(self, bundle: ModelBundle, version: str | None, head_cache_size: int = 50_000):
+        self.bundle, self.version = bundle, version
+        meta = bundle.meta
+        self.alpha = float(meta.get("alpha", 1.0))
+        self.fold_in_kind = str(meta.get("fold_in", "als"))
+        if self.fold_in_kind not in FOLD_INS:
+            raise ValueError(f"bundle meta fold_in: unknown {self.fold_in_kind!r}, expected "
+                             f"one of {', '.join(FOLD_INS)}")
+        self.personalized = self.fold_in_kind != "constant"
+        self.gram = (als_gram(bundle.item_factors, float(meta.get("regularization", 0.0)))
+                     if self.fold_in_kind == "als" else None)
+        self.cutoff_ms = int(meta.get("cutoff_ms", 0))
+        norms = np.linalg.norm(bundle.item_factors, axis=1, keepdims=True)
+        self.unit_items = bundle.item_factors / np.maximum(norms, 1e-12)
+        self.scorer = BatchScorer(bundle.item_factors)
+        self.heads = CandidateCache(bundle.candidates, bundle.user_factors, bundle.item_factors,
+                                    head_cache_size)
+        self.head_size = max(self.heads.k, HEAD_SIZE)
+        self.popular = list(zip(bundle.item_ids[bundle.popular].tolist(),
+                                bundle.popular_scores.tolist(), strict=True))
+        self.field_names = {name for fields in bundle.catalog.values() for name in fields}
+        self.paths = dict.fromkeys(PATHS, 0)  # how the model tier was filled, since loading
+        self._paths_lock = threading.Lock()
+        self._masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._mask_lock = threading.Lock()
+
+    def fold_in(self, item_indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """A user vector for a history, computed as the family computes it (meta fold_in)."""
+        if self.fold_in_kind == "history":  # item-item: the vector is the history itself
+            vector = np.zeros(self.bundle.item_factors.shape[1], dtype=np.float32)
+            np.add.at(vector, item_indices, weights.astype(np.float32))
+            return vector
+        if self.fold_in_kind == "constant":  # popularity: one ranking for everyone
+            return np.ones(self.bundle.item_factors.shape[1], dtype=np.float32)
+        assert self.gram is not None
+        return als_fold_in(self.bundle.item_factors, self.gram, item_indices, weights,
+                           self.alpha)
+
+    def count(self, path: str) -> None:
+        with self._paths_lock:
+            self.paths[path] += 1
+
+    def item_mask(self, rules: list[Rule]) -> np.ndarray:
+        """Which model items pass the item-field rules (cached: filters repeat)."""
+        key = tuple(r.key() for r in rules)
+        with self._mask_lock:
+            if key in self._masks:
+                self._masks.move_to_end(key)
+                return self._masks[key]
+        catalog = self.bundle.catalog
+        mask = np.fromiter((allowed(rules, catalog.get(i, {}), set())
+                            for i in self.bundle.item_ids.tolist()), dtype=bool,
+                           count=len(self.bundle.item_ids))
+        with self._mask_lock:
+            self._masks[key] = mask
+            if len(self._masks) > _MASKS_KEPT:
+                self._masks.popitem(last=False)
+        return mask
+
+    def close(self) -> None:
+        self.scorer.close()
