@@ -12,12 +12,14 @@ from sluice.warehouse.locks import warehouse_lock
 
 
 @task(task_run_name="tune-{tenant}", **IO_RETRIES)
-def tune_one(tenant: str, algorithm: str | None, trials: int | None) -> TuneResult:
-    """Search one tenant's hyperparameters and register the best model."""
+def tune_one(tenant: str, algorithm: str | None, trials: int | None,
+             time_budget: float | None = None) -> TuneResult:
+    """Search one tenant's hyperparameters and register the best model through the gate."""
     logger = get_run_logger()
     settings = get_settings()
     with warehouse_lock(settings.warehouse_path, say=logger.info):  # not while dbt rebuilds
-        result = tune_tenant(settings, tenant, algorithm, trials, progress=logger.info)
+        result = tune_tenant(settings, tenant, algorithm, trials, progress=logger.info,
+                             time_budget=time_budget)
     best = result.best
     logger.info("%s v%s (%s %s) %s: %s", best.model_name, best.version, best.algorithm,
                 best.params, "is champion" if best.promoted else "stays candidate", best.reason)
@@ -26,5 +28,6 @@ def tune_one(tenant: str, algorithm: str | None, trials: int | None) -> TuneResu
 
 @flow(name="tune", flow_run_name="tune-{tenant}")
 def tune(tenant: str | None = None, algorithm: str | None = None,
-         trials: int | None = None) -> list[TuneResult]:
-    return [tune_one(name, algorithm, trials) for name in chosen_tenants(tenant)]
+         trials: int | None = None, time_budget: float | None = None) -> list[TuneResult]:
+    """Tune every tenant (or one): at most `trials` within `time_budget` seconds each."""
+    return [tune_one(name, algorithm, trials, time_budget) for name in chosen_tenants(tenant)]
