@@ -46,7 +46,7 @@ def batch(tenant: str = DEFAULT_TENANT, input: str | None = None,
         logger.info("batch %s: %s%s lines, %.0f/s%s", job_id, f"{p['done']:,}", of, p["rate"],
                     left)
         if p["total"]:
-            update_progress_artifact(artifact, 100.0 * p["done"] / p["total"])
+            update_progress_artifact(artifact, 100.0 * p["done"] / p["total"])  # type: ignore[arg-type]
 
     if segments:
         manifest = run_segments(settings, tenant, source, out, num_results or 100,
@@ -68,7 +68,9 @@ def _source(settings: Settings, given: str | None) -> str | None:
     if given is None or is_url(given) or Path(given).is_absolute():
         return given
     landing = settings.landing_location
-    return f"{str(landing).rstrip('/')}/{given}" if is_url(landing) else str(landing / given)
+    if isinstance(landing, str):  # SLUICE_LANDING_URL
+        return f"{landing.rstrip('/')}/{given}"
+    return str(landing / given)
 
 
 def _slug(text: str) -> str:

@@ -147,9 +147,10 @@ def _answer_line(rec: Recommender, base: RecommendationRequest, entry: InputLine
                  writer: BatchWriter, job_id: str, log: bool) -> dict[str, Any] | None:
     """Writes one line's answer (or its error); returns its recommendation event to `log`."""
     if entry.error is None:
-        ids = {"item_id": entry.id} if base.template == SIMILAR_ITEMS else {"user_id": entry.id}
-        request = dataclasses.replace(base, **ids, context={**base.context, "channel": "batch",
-                                                            "batch_job": job_id})
+        similar = base.template == SIMILAR_ITEMS
+        request = dataclasses.replace(
+            base, user_id=None if similar else entry.id, item_id=entry.id if similar else None,
+            context={**base.context, "channel": "batch", "batch_job": job_id})
         try:
             answer = rec.recommend(request)
         except InputError as exc:
@@ -291,6 +292,7 @@ def segment_job(model: LoadedModel, tenant: str, source: str | Path | None, out:
         raise InputError("model_version", f"v{model.version} has no user factors to rank users "
                                           "by: segments need a personalized factor model")
     job_id, started = job_id or new_job_id(), time.time()
+    entries: Iterator[InputLine]
     if source is None:
         ids = bundle.item_ids.tolist()
         entries, total = (InputLine(n, {"itemId": i}, id=i) for n, i in

@@ -166,7 +166,7 @@ class BatchWriter:
     def flush(self) -> None:
         for columns, writer in ((self._slots, self._slots_writer),
                                 (self._answers, self._answers_writer)):
-            if columns and next(iter(columns.values())):
+            if columns and any(len(column) for column in columns.values()):
                 writer.write_table(pa.table(columns, schema=writer.schema))
                 for column in columns.values():
                     column.clear()
