@@ -1,0 +1,84 @@
+"""The attribute index as serving asks it: an item's neighbours by its fields.
+
+A trained item whose fields have not changed since training reads its top-K from the bundle.
+An item that arrived (or changed) after training, through an `item` event or PutItems, is
+vectorised from its live fields with the trained vocabulary and scored against every
+trained item's vector: a sparse product touching only the items that share one of its terms,
+so it answers within the budget of a request without retraining.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sluice.bundle import ModelBundle
+from sluice.learn.attributes import AttributeIndex
+
+Candidates = list[tuple[str, float]]
+DEFAULT_COLD = 5  # interactions below which similar_items puts attribute neighbours first
+_WIDE = 20  # with filters, this many times the answer's size is drawn before filtering
+
+
+class AttributeNeighbours:
+    """Neighbours of trained and new items, and how many interactions an item had."""
+
+    def __init__(self, bundle: ModelBundle):
+        assert bundle.attributes is not None
+        meta = bundle.meta["attributes"]
+        self.index = AttributeIndex.from_arrays(bundle.attributes, meta)
+        self.ids = self.index.item_ids
+        self.row = {it: j for j, it in enumerate(self.ids.tolist())}
+        self.by_term = self.index.vectors.T.tocsr()  # terms x items: a new row's product
+        self.cold_below = int(meta.get("cold_item_interactions", DEFAULT_COLD))
+        self._trained_counts = np.diff(bundle.user_items.tocsc().indptr)
+        self._model_index = bundle.item_index
+
+    @classmethod
+    def of(cls, bundle: ModelBundle) -> AttributeNeighbours | None:
+        """None for a bundle without an index (trained before it existed, or no fields)."""
+        if bundle.attributes is None or "attributes" not in bundle.meta:
+            return None
+        return cls(bundle)
+
+    def trained_interactions(self, item_id: str) -> int:
+        j = self._model_index.get(item_id)
+        return int(self._trained_counts[j]) if j is not None else 0
+
+    def neighbours(self, item_id: str, fields: dict[str, Any] | None, wanted: int,
+                   filtered: bool) -> Candidates:
+        """Most similar first. `fields`: the item's live fields when they arrived or changed
+        after training (None: the trained ones)."""
+        row = self.row.get(item_id)
+        if fields is None and row is not None:
+            kept = self._kept(row)
+            if len(kept) >= wanted * (_WIDE if filtered else 1):
+                return kept
+        if fields is not None:
+            vector = self.index.space.vectorize([fields])
+        elif row is not None:
+            vector = self.index.vectors[row]
+        else:
+            return []
+        return self._scored(vector, row, wanted * (_WIDE if filtered else 1))
+
+    def _kept(self, row: int) -> Candidates:
+        matrix = self.index.neighbours
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        order = np.argsort(-matrix.data[start:end], kind="stable")
+        picks = matrix.indices[start:end][order]
+        return list(zip(self.ids[picks].tolist(), matrix.data[start:end][order].tolist(),
+                        strict=True))
+
+    def _scored(self, vector, row: int | None, n: int) -> Candidates:
+        scores = (vector @ self.by_term).tocsr()  # 1 x items, only items sharing a term
+        items, values = scores.indices, scores.data
+        if row is not None:
+            keep = items != row
+            items, values = items[keep], values[keep]
+        if len(values) > n:
+            top = np.argpartition(-values, n)[:n]
+            items, values = items[top], values[top]
+        order = np.lexsort((items, -values))  # best first, ties by position: deterministic
+        return list(zip(self.ids[items[order]].tolist(), values[order].tolist(), strict=True))
