@@ -12,6 +12,7 @@ vectorises an item that arrives later exactly like training did (`AttributeSpace
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -60,17 +61,33 @@ class AttributeSpace:
             return [str(value).lower()]
         if isinstance(value, int | float):
             edges = self.bins.get(name)
-            return [f"bin{int(np.searchsorted(edges, value, side='right'))}"] if edges else []
+            return [f"bin{bisect.bisect_right(edges, value)}"] if edges else []
         if name in self.text_fields:
             return _WORDS(str(value))
         return [str(value).strip().lower()]
 
+    def row(self, fields: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """One item's vector as (columns, values): what `vectorize` makes of one row, without
+        building a matrix (serving vectorises one new item per request)."""
+        counts: dict[int, int] = {}
+        for term in self.tokens(fields):
+            j = self.column.get(term)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        cols = np.fromiter(counts, np.int64, len(counts))
+        vals = np.fromiter(counts.values(), np.float32, len(counts)) * self.scale[cols]
+        norm = float(np.sqrt(vals @ vals))
+        return cols, vals / norm if norm > 0 else vals
+
     def vectorize(self, rows: list[dict[str, Any]]) -> sp.csr_matrix:
         """L2-normalised weighted TF-IDF rows; terms training never saw are left out."""
+        return self.vectorize_tokens([self.tokens(fields) for fields in rows])
+
+    def vectorize_tokens(self, rows: list[list[str]]) -> sp.csr_matrix:
         indptr, indices, data = [0], [], []
-        for fields in rows:
+        for tokens in rows:
             counts: dict[int, int] = {}
-            for term in self.tokens(fields):
+            for term in tokens:
                 j = self.column.get(term)
                 if j is not None:
                     counts[j] = counts.get(j, 0) + 1
@@ -131,8 +148,12 @@ def default_weights(fields: dict[str, float], item_fields: dict[str, str]) -> di
 
 def build(catalog: dict[str, dict[str, Any]], weights: dict[str, float],
           text_fields: list[str] | None = None, neighbours: int = 50, numeric_bins: int = 10,
-          max_df: float = 0.5) -> AttributeIndex | None:
-    """The index of every catalog item; None when no item has a usable field."""
+          max_df: float = 0.5, max_items_per_value: int = 2000) -> AttributeIndex | None:
+    """The index of every catalog item; None when no item has a usable field.
+
+    Finding neighbours costs, per item, the number of items sharing each of its values: a
+    value held by more than `max_items_per_value` items is left out (besides `max_df`), so
+    that the build grows linearly with the catalog instead of with its square."""
     started = time.perf_counter()
     item_ids = np.array(sorted(catalog), dtype=str)
     rows = [catalog[i] for i in item_ids.tolist()]
@@ -141,9 +162,9 @@ def build(catalog: dict[str, dict[str, Any]], weights: dict[str, float],
                            np.array([], np.float32))
     tokens = [probe.tokens(fields) for fields in rows]
     # a value held by a single item links nothing; a very common one says nothing
+    common = min(int(max_df * len(rows)), max_items_per_value) if len(rows) > 10 else len(rows)
     vectorizer = TfidfVectorizer(analyzer=_identity, norm=None, dtype=np.float32,
-                                 min_df=2 if len(rows) > 2 else 1,
-                                 max_df=max_df if len(rows) > 10 else 1.0)
+                                 min_df=2 if len(rows) > 2 else 1, max_df=max(common, 2))
     try:
         vectorizer.fit(tokens)
     except ValueError:  # no term survived: empty catalog or no configured field
@@ -151,7 +172,7 @@ def build(catalog: dict[str, dict[str, Any]], weights: dict[str, float],
     terms = vectorizer.get_feature_names_out().astype(str)
     space = AttributeSpace(weights, list(text_fields or []), bins, terms,
                            vectorizer.idf_.astype(np.float32))
-    vectors = space.vectorize(rows)
+    vectors = space.vectorize_tokens(tokens)
     # implicit's item-item cosine wants users x items: here terms are the "users"
     index = SimilarItems(neighbours).fit(vectors.T.tocsr())
     return AttributeIndex(space, item_ids, vectors, index.matrix,
@@ -179,7 +200,7 @@ def from_config(app: Any, catalog: dict[str, dict[str, Any]]) -> AttributeIndex 
     """The index as config asks (`attributes`, field defaults from `events.item_fields`)."""
     cfg = app.attributes
     return build(catalog, default_weights(cfg.fields, app.events.item_fields), cfg.text_fields,
-                 cfg.neighbours, cfg.numeric_bins, cfg.max_df)
+                 cfg.neighbours, cfg.numeric_bins, cfg.max_df, cfg.max_items_per_value)
 
 
 def bundle_meta(index: AttributeIndex | None, cold_item_interactions: int) -> dict[str, Any]:

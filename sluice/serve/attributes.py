@@ -56,12 +56,13 @@ class AttributeNeighbours:
             if len(kept) >= wanted * (_WIDE if filtered else 1):
                 return kept
         if fields is not None:
-            vector = self.index.space.vectorize([fields])
+            cols, vals = self.index.space.row(fields)
         elif row is not None:
-            vector = self.index.vectors[row]
+            start, end = self.index.vectors.indptr[row], self.index.vectors.indptr[row + 1]
+            cols, vals = self.index.vectors.indices[start:end], self.index.vectors.data[start:end]
         else:
             return []
-        return self._scored(vector, row, wanted * (_WIDE if filtered else 1))
+        return self._scored(cols, vals, row, wanted * (_WIDE if filtered else 1))
 
     def _kept(self, row: int) -> Candidates:
         matrix = self.index.neighbours
@@ -71,9 +72,19 @@ class AttributeNeighbours:
         return list(zip(self.ids[picks].tolist(), matrix.data[start:end][order].tolist(),
                         strict=True))
 
-    def _scored(self, vector, row: int | None, n: int) -> Candidates:
-        scores = (vector @ self.by_term).tocsr()  # 1 x items, only items sharing a term
-        items, values = scores.indices, scores.data
+    def _scored(self, cols: np.ndarray, vals: np.ndarray, row: int | None,
+                n: int) -> Candidates:
+        """Cosine with every trained item sharing a term: each term's posting list, weighted
+        and summed (touches only those items)."""
+        if len(cols) == 0:
+            return []
+        ptr, by_term = self.by_term.indptr, self.by_term
+        items = np.concatenate([by_term.indices[ptr[j]:ptr[j + 1]] for j in cols.tolist()])
+        weights = np.concatenate([by_term.data[ptr[j]:ptr[j + 1]] * v
+                                  for j, v in zip(cols.tolist(), vals.tolist(), strict=True)])
+        scores = np.bincount(items, weights=weights, minlength=len(self.ids))
+        items = np.flatnonzero(scores)
+        values = scores[items].astype(np.float32)
         if row is not None:
             keep = items != row
             items, values = items[keep], values[keep]
