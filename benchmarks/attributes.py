@@ -79,12 +79,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--interactions", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--max-items-per-value", type=int, default=1000)
     args = parser.parse_args()
     rng = np.random.default_rng(11)
     fields = catalog(args.items, rng)
     matrix = interactions(args.users, args.items, args.interactions, rng)
     collab_s, collab = timed(lambda: SimilarItems(50).fit(matrix))
-    attr_s, index = timed(lambda: build(fields, FIELDS, ["title"], 50, 10, 0.5, 2000))
+    attr_s, index = timed(lambda: build(fields, FIELDS, ["title"], 50, 10, 0.5,
+                                        args.max_items_per_value))
     bundle = ModelBundle(
         user_ids=np.array([f"u{u}" for u in range(args.users)]),
         item_ids=np.array(list(fields)), user_factors=np.zeros((args.users, 8), np.float32),

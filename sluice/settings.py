@@ -126,7 +126,7 @@ class AttributesConfig(BaseModel):
     neighbours: int = Field(50, ge=1, le=1000)
     numeric_bins: int = Field(10, ge=2, le=1000)
     max_df: float = Field(0.5, gt=0, le=1)  # values held by more items than this are dropped
-    max_items_per_value: int = Field(2000, ge=2)  # ... or by more than this many (build cost)
+    max_items_per_value: int = Field(1000, ge=2)  # ... or by more than this many (build cost)
     cold_item_interactions: int = Field(5, ge=0)  # similar_items blends attributes below it
 
     @field_validator("fields")

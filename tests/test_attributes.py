@@ -169,3 +169,18 @@ def test_put_items_then_similar_attributes_within_a_second_from_a_real_server(tm
             "item_id": "brand-new", "template": SIMILAR_ATTRIBUTES, "num_results": 5}).json()
         assert [i["item_id"] for i in native["items"]] == [g["itemId"] for g in got]
         assert native["model_non_personalized_count"] == 5 == native["total"]
+
+
+def test_an_arn_selects_similar_attributes_only_by_its_last_part_and_config_builds_on_it():
+    from sluice.intake.personalize import arn_template
+    from sluice.settings import AppConfig
+
+    names = (SIMILAR_ATTRIBUTES,)
+    assert arn_template("arn:aws:personalize:r:0:campaign/shop/similar_attributes",
+                        names) == SIMILAR_ATTRIBUTES
+    assert arn_template("arn:aws:personalize:r:0:campaign/similar_attributes", names) is None
+    assert arn_template("arn:aws:personalize:r:0:campaign/shop/other", names) is None
+    config = AppConfig.model_validate({"templates": {"alike_in_stock": {
+        "base": SIMILAR_ATTRIBUTES, "filters": [{"field": "in_stock", "op": "is",
+                                                 "value": True}]}}})
+    assert config.templates["alike_in_stock"].base == SIMILAR_ATTRIBUTES

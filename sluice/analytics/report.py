@@ -23,6 +23,10 @@ from matplotlib.ticker import MaxNLocator
 from sluice.vocabulary import SOURCES
 from sluice.warehouse.db import connect
 
+# the attribute index's next-item check (sluice.learn.next_item), beside the model's metrics
+NEXT_ITEM = tuple(f"attributes.next_item_hit_at_10.{source}"
+                  for source in ("attributes", "similar_items", "popularity"))
+
 
 @dataclass
 class Section:
@@ -128,7 +132,8 @@ def model_metrics(tracking_uri: str, model_name: str) -> Section:
     for v in versions:
         metrics = client.get_run(v.run_id).data.metrics if v.run_id else {}
         rows.append({"version": int(v.version), **{k: metrics.get(k) for k in (
-            "ndcg_at_10", "recall_at_10", "precision_at_10", "popularity.ndcg_at_10")}})
+            "ndcg_at_10", "recall_at_10", "precision_at_10", "popularity.ndcg_at_10",
+            *NEXT_ITEM)}})
     if not rows:
         return Section("Model metrics across versions", "no model versions yet", None)
     frame = pd.DataFrame(rows).sort_values("version").set_index("version")

@@ -148,7 +148,7 @@ def default_weights(fields: dict[str, float], item_fields: dict[str, str]) -> di
 
 def build(catalog: dict[str, dict[str, Any]], weights: dict[str, float],
           text_fields: list[str] | None = None, neighbours: int = 50, numeric_bins: int = 10,
-          max_df: float = 0.5, max_items_per_value: int = 2000) -> AttributeIndex | None:
+          max_df: float = 0.5, max_items_per_value: int = 1000) -> AttributeIndex | None:
     """The index of every catalog item; None when no item has a usable field.
 
     Finding neighbours costs, per item, the number of items sharing each of its values: a
