@@ -184,3 +184,39 @@ def test_an_arn_selects_similar_attributes_only_by_its_last_part_and_config_buil
         "base": SIMILAR_ATTRIBUTES, "filters": [{"field": "in_stock", "op": "is",
                                                  "value": True}]}}})
     assert config.templates["alike_in_stock"].base == SIMILAR_ATTRIBUTES
+
+
+def test_the_train_flow_ships_the_index_and_logs_its_check(tmp_path, monkeypatch):
+    import json
+
+    import duckdb
+
+    from sluice.learn import registry
+    from sluice.learn.training import train_tenant
+    from tests.test_training import settings_for
+    from tests.utils.marts import taste_history, write_marts
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = settings_for(tmp_path, store, monkeypatch,
+                            attributes={"fields": {"group": 1.0, "category": 0.5}})
+    write_marts(settings.warehouse_path, taste_history(), "attr")
+    con = duckdb.connect(str(settings.warehouse_path))  # items carry their taste group
+    for (item,) in con.execute("select item_id from marts.items").fetchall():
+        fields = {"group": f"g{int(item[1:]) // 20}", "category": f"c{int(item[1:]) % 3}"}
+        con.execute("update marts.items set fields = ? where item_id = ?",
+                    [json.dumps(fields), item])
+    con.close()
+    result = train_tenant(settings, "attr")
+    run = registry.client(store).get_run(result.run_id).data.metrics
+    assert run["attributes.items"] == 60 and run["attributes.build_seconds"] > 0
+    hit = {s: run[f"attributes.next_item_hit_at_10.{s}"]
+           for s in ("attributes", "similar_items", "popularity")}
+    assert hit["attributes"] > hit["popularity"] + 2 * run[
+        "attributes.next_item_hit_at_10.attributes_se"]
+    champion = registry.download_alias(store, result.model_name, dst=tmp_path / "dl")
+    assert champion is not None
+    bundle = ModelBundle.load(champion.local_path)
+    model = LoadedModel(bundle, result.version)
+    assert model.attributes is not None
+    neighbours = model.attributes.neighbours("i3", None, 10, False)
+    assert {int(i[1:]) // 20 for i, _ in neighbours[:10]} == {0}  # the same taste group
