@@ -1,6 +1,7 @@
 """The `sluice` command line: what the Makefile calls.
 
     sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up
+    sluice rebuild | backup DEST | restore SRC | upgrade | doctor   (operating a home)
 """
 
 from __future__ import annotations
@@ -192,6 +193,54 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report written to {path}")
 
 
+def cmd_rebuild(args: argparse.Namespace) -> None:
+    from sluice.warehouse.rebuild import rebuild
+
+    settings = get_settings()
+    rebuild(settings.warehouse_path, settings.raw_location, settings.landing_location,
+            settings.home / "dbt", settings.dbt_vars(), say=print)
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    from sluice.operate.backup import backup
+
+    backup(get_settings(), args.dest, say=print)
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from sluice.operate.backup import restore
+
+    restore(get_settings(), args.src, say=print)
+
+
+def cmd_upgrade(args: argparse.Namespace) -> None:
+    from sluice.operate.upgrade import upgrade
+
+    upgrade(get_settings(), say=print)
+
+
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from sluice.operate.doctor import diagnose, render
+
+    findings = diagnose(get_settings())
+    print(render(findings))
+    if not all(f.ok for f in findings):
+        raise SystemExit(1)
+
+
+def _add_operate_commands(sub: Any) -> dict[str, Any]:
+    """Operating a home: README "Operating Sluice"."""
+    sub.add_parser("rebuild", help="rebuild the warehouse from the raw log and landing folder")
+    sub.add_parser("backup", help="a consistent copy of the home and the MLflow store"
+                   ).add_argument("dest", type=Path, help="a new or empty folder")
+    sub.add_parser("restore", help="a backup into a fresh SLUICE_HOME").add_argument(
+        "src", type=Path, help="a folder `sluice backup` wrote")
+    sub.add_parser("upgrade", help="migrate the home's data formats to this version")
+    sub.add_parser("doctor", help="check the environment and the home; exit 1 on problems")
+    return {"rebuild": cmd_rebuild, "backup": cmd_backup, "restore": cmd_restore,
+            "upgrade": cmd_upgrade, "doctor": cmd_doctor}
+
+
 def cmd_flow(name: str) -> None:
     from flows.ingest import ingest
     from flows.pipeline import pipeline
@@ -240,11 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     named_sub.add_parser("list", help="list name -> expression")
     for name in ("ingest", "transform", "train", "tune", "pipeline"):
         sub.add_parser(name, help=f"run the `{name}` flow once")
+    operate = _add_operate_commands(sub)
     args = parser.parse_args(argv)
     try:
         commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
-                    "report": cmd_report}
+                    "report": cmd_report, **operate}
         commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):

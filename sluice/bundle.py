@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from sluice import formats
+
 NO_CANDIDATE = -1  # pads a row of precomputed candidates when a user has fewer unseen items than k
 
 ARRAYS = "arrays.npz"
@@ -61,7 +63,9 @@ class ModelBundle:
             popular=self.popular.astype(np.int64),
             popular_scores=self.popular_scores.astype(np.float32),
         )
-        (directory / META).write_text(json.dumps(self.meta, indent=2, sort_keys=True))
+        meta = {**self.meta, "format_version": self.meta.get("format_version",
+                                                             formats.CURRENT["bundle"])}
+        (directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
         with open(directory / CATALOG, "w") as handle:
             for item_id, fields in self.catalog.items():
                 handle.write(json.dumps({"item_id": item_id, "fields": fields}) + "\n")
@@ -70,6 +74,8 @@ class ModelBundle:
     @classmethod
     def load(cls, directory: Path) -> ModelBundle:
         directory = find_bundle(Path(directory))
+        meta = json.loads((directory / META).read_text())
+        formats.check("bundle", meta.get("format_version", 1), directory / META)
         with np.load(directory / ARRAYS, allow_pickle=False) as arrays:
             a = {k: arrays[k] for k in arrays.files}
         n_users, n_items = len(a["user_ids"]), len(a["item_ids"])
@@ -90,7 +96,7 @@ class ModelBundle:
             user_factors=np.ascontiguousarray(a["user_factors"], dtype=np.float32),
             item_factors=np.ascontiguousarray(a["item_factors"], dtype=np.float32),
             user_items=user_items, popular=a["popular"], popular_scores=a["popular_scores"],
-            meta=json.loads((directory / META).read_text()), catalog=catalog,
+            meta=meta, catalog=catalog,
             similar=similar, candidates=a.get("candidates"),
             attributes={k: v for k, v in a.items() if k.startswith("attr_")} or None,
         )

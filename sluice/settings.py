@@ -259,6 +259,7 @@ class AuthConfig(BaseModel):
 class AppConfig(BaseModel):
     """What config/sluice.yaml holds."""
 
+    format_version: int = Field(1, ge=1)  # sluice/formats.py; absent: 1
     events: EventsConfig = Field(default_factory=EventsConfig)
     sufficiency: SufficiencyConfig = Field(default_factory=SufficiencyConfig)
     matrix: MatrixConfig = Field(default_factory=MatrixConfig)
@@ -397,12 +398,24 @@ def load_app_config(path: Path) -> AppConfig:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    _check_format(raw, path)
     try:
         return AppConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"config file {path} is invalid: {validation_message(exc)}") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise ConfigError(f"config file {path} is invalid: {exc}") from None
+
+
+def _check_format(raw: dict[str, Any], path: Path) -> None:
+    from sluice.formats import FormatTooNewError, check
+
+    version = raw.get("format_version", 1)
+    if isinstance(version, int) and not isinstance(version, bool):
+        try:
+            check("config", version, f"config file {path}")
+        except FormatTooNewError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -553,7 +553,7 @@ def test_no_folders_yet(tmp_path):
         tables = {r[0] for r in con.execute(
             "select table_name from information_schema.tables where table_schema = 'raw'"
         ).fetchall()}
-    assert tables == {"events", "quarantine", "manifest"}
+    assert tables == {"events", "quarantine", "manifest", "sluice_meta"}
 
 
 def test_default_tenant_applies_to_landing(env):

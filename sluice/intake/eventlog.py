@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from sluice import formats
+
 # filesystems whose open(..., "ab") really appends; others get one object per group commit
 APPEND_PROTOCOLS = frozenset({"file", "local", "memory"})
 
@@ -128,6 +130,11 @@ class EventLog:
             if self._file is not None:
                 self._file.close()
             self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                formats.ensure_marker(self.root, "raw_log",
+                                      fresh=not any(self.root.glob(SEGMENT_GLOB)))
+            except formats.FormatTooNewError as exc:
+                raise OSError(str(exc)) from None  # refused like any write the log cannot take
             name = self._next_name()
             self._file = open(self.root / name, "ab", buffering=0)
             self._size = os.fstat(self._file.fileno()).st_size  # truncate never cuts older lines
@@ -227,6 +234,7 @@ def segments(root: Path | str) -> list[Path] | list[str]:
     root = Path(root)
     if not root.exists():
         return []
+    formats.check_marker(root, "raw_log")
     return sorted(root.glob(SEGMENT_GLOB), key=lambda p: p.name)
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import duckdb
 
+from sluice import formats
+
 RAW_DDL = """
 create schema if not exists raw;
 
@@ -44,6 +46,11 @@ create table if not exists raw.manifest (
     duplicates_skipped bigint not null,
     loaded_at timestamp not null
 );
+
+create table if not exists raw.sluice_meta (
+    key varchar primary key,            -- format_version: see sluice/formats.py
+    value varchar not null
+);
 """
 
 
@@ -53,6 +60,44 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only)
-    if not read_only:
-        con.execute(RAW_DDL)
+    try:
+        found = format_version(con)
+        if found is not None:
+            formats.check("warehouse", found, path)
+        if not read_only:
+            con.execute(RAW_DDL)
+            if found is None:  # a new warehouse, or one from before versioning (also 1)
+                set_format_version(con, 1 if _has_raw_events(con) else
+                                   formats.CURRENT["warehouse"])
+    except BaseException:
+        con.close()
+        raise
     return con
+
+
+def format_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The warehouse's format version; None when it has no `raw.sluice_meta` yet."""
+    try:
+        row = con.execute(
+            "select value from raw.sluice_meta where key = 'format_version'").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return None if row is None else int(row[0])
+
+
+def set_format_version(con: duckdb.DuckDBPyConnection, version: int) -> None:
+    con.execute("insert or replace into raw.sluice_meta values ('format_version', ?)",
+                [str(version)])
+
+
+def _has_raw_events(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute("select count(*) from raw.events").fetchone()[0])
+
+
+def checkpoint(path: Path | str) -> None:
+    """Folds the write-ahead log into the file, so the file alone is the whole database."""
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("checkpoint")
+    finally:
+        con.close()

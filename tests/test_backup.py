@@ -1,0 +1,92 @@
+"""`backup` while a real server answers, then `restore` into a fresh home with the old one
+gone: serving gives the same answers and ingest loads nothing twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.main import main
+from sluice.intake.eventlog import EventLog
+from sluice.intake.synthetic import SyntheticSpec, generate
+from sluice.intake.trackers import Trackers
+from sluice.operate.backup import BackupError, backup, restore
+from sluice.settings import get_settings
+from sluice.warehouse.ingest import Ingestor
+from tests.utils.auth import READ
+from tests.utils.factories import environment, interaction
+from tests.utils.models import register_champion, synthetic_bundle
+from tests.utils.server import running_server
+
+pytestmark = pytest.mark.slow
+USERS = [f"u{n}" for n in range(1, 8)] + ["never-seen"]
+
+
+def answers(base: str) -> dict[str, list[tuple[str, str]]]:
+    out = {}
+    for user in USERS:
+        r = httpx.post(f"{base}/v1/recommendations", headers=READ, timeout=10,
+                       json={"user_id": user, "num_results": 8})
+        assert r.status_code == 200, r.text
+        out[user] = [(s["item_id"], s["recommendation_source"]) for s in r.json()["items"]]
+    return out
+
+
+def settings_for(env: dict[str, str], monkeypatch):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return get_settings()
+
+
+def ingest(settings):
+    return Ingestor(settings.warehouse_path, settings.raw_dir, settings.landing_dir).run()
+
+
+def test_backup_while_serving_then_restore_into_a_fresh_home(tmp_path, monkeypatch):
+    env = environment(tmp_path / "old")
+    settings = settings_for(env, monkeypatch)
+    register_champion(synthetic_bundle(seed=4), env["MLFLOW_TRACKING_URI"],
+                      settings.artifact_root)
+    generate(settings.landing_dir, SyntheticSpec(users=30, items=20, events=500, files=1))
+    log = EventLog(settings.raw_dir)
+    log.append([interaction(f"u{n % 8}", f"i{n}") for n in range(40)])
+    log.close()
+    assert ingest(settings).rows_loaded > 500
+    tracker = Trackers(settings).create("shop")
+    lines: list[str] = []
+    with running_server(env) as base:
+        before = answers(base)
+        assert sum(src == "model_personalized" for a in before.values() for _, src in a) > 20
+        info = backup(settings, tmp_path / "backup", say=lines.append)
+        assert answers(base) == before  # serving went on through the backup
+    assert [line.split(":")[0] for line in lines[:2]] == ["backup 1/4", "backup 2/4"]
+    assert sum(info["raw_log_offsets"].values()) > 0
+    (tmp_path / "old").rename(tmp_path / "gone")  # nothing may still point into it
+
+    fresh = settings_for(environment(tmp_path / "new"), monkeypatch)
+    restore(fresh, tmp_path / "backup", say=lines.append)
+    again = ingest(fresh)
+    assert again.duplicates_skipped == 0 and again.rows_quarantined == 0
+    assert not [f for f in again.files if f.kind == "landing" and f.status != "unchanged"]
+    assert Trackers(fresh).tenant(tracker) == "shop"
+    with running_server(environment(tmp_path / "new")) as base:
+        assert answers(base) == before
+
+
+def test_restore_refuses_a_home_in_use_and_a_newer_backup(tmp_path, monkeypatch, capsys):
+    settings = settings_for(environment(tmp_path / "home"), monkeypatch)
+    EventLog(settings.raw_dir).append([interaction("u1", "i1")])
+    assert main(["backup", str(tmp_path / "b")]) == 0
+    assert "backup done" in capsys.readouterr().out
+    with pytest.raises(BackupError, match="fresh SLUICE_HOME"):
+        restore(settings, tmp_path / "b", say=lambda _: None)
+    with pytest.raises(BackupError, match="not empty"):
+        backup(settings, tmp_path / "b", say=lambda _: None)
+    meta = tmp_path / "b" / "backup.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "format": 99}))
+    other = settings_for(environment(tmp_path / "other"), monkeypatch)
+    with pytest.raises(BackupError, match="format 99, this Sluice reads up to 1"):
+        restore(other, Path(tmp_path / "b"), say=lambda _: None)

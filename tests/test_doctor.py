@@ -1,0 +1,85 @@
+"""`sluice doctor`: a healthy home passes; each broken part is named with its fix, and the
+command exits non-zero."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+
+import pytest
+
+from cli.main import main
+from cli.processes import free_port
+from sluice import formats
+from sluice.intake.eventlog import EventLog
+from sluice.operate.doctor import LOCK_FILE, diagnose, render
+from sluice.settings import PROJECT_ROOT, get_settings
+from sluice.warehouse.ingest import Ingestor
+from tests.utils.factories import environment, interaction
+from tests.utils.models import register_champion, synthetic_bundle
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    env = environment(tmp_path / "home")
+    for key, value in {**env, "SLUICE_PORT": str(free_port())}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    settings = get_settings()
+    EventLog(settings.raw_dir).append([interaction("u1", "i1")])
+    Ingestor(settings.warehouse_path, settings.raw_dir, settings.landing_dir).run()
+    register_champion(synthetic_bundle(), env["MLFLOW_TRACKING_URI"], settings.artifact_root)
+    return settings
+
+
+def problems(settings, **kwargs) -> dict[str, str]:
+    return {f.check: f"{f.problem} | {f.fix}" for f in diagnose(settings, min_free=0, **kwargs)
+            if not f.ok}
+
+
+def test_a_healthy_home_has_no_problems(settings):
+    findings = diagnose(settings, min_free=0)
+    assert [f.check for f in findings if not f.ok] == []
+    notes = {f.check: f.note for f in findings}
+    assert notes["warehouse"] == "1 raw events" and notes["mlflow"] == "1 registered model(s)"
+    assert render(findings).endswith("no problems found")
+
+
+def test_broken_parts_are_named_with_their_fix(settings, tmp_path, monkeypatch):
+    settings.warehouse_path.write_bytes(b"not a duckdb file" * 100)
+    db = settings.mlflow_tracking_uri.removeprefix("sqlite:///")
+    with open(db, "r+b") as handle:
+        handle.write(b"garbage" * 20)
+    formats.write_marker(settings.raw_dir, "raw_log", 9)
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    with socket.socket() as holder:
+        holder.bind((settings.host, settings.port))
+        holder.listen()
+        found = problems(settings)
+    assert "sluice rebuild" in found["warehouse"]
+    assert "cannot be read" in found["mlflow"] and "sluice restore" in found["mlflow"]
+    assert "raw_log format version 9 is newer than this Sluice reads (1)" in found["formats"]
+    assert "does not answer" in found["prefect"] and "sluice up" in found["prefect"]
+    assert f"port {settings.port}" in found["ports"] and "SLUICE_PORT" in found["ports"]
+    assert "GiB free" in {f.check: f.problem for f in diagnose(settings, min_free=1 << 60)
+                          if not f.ok}["disk"]
+
+
+def test_packages_are_compared_with_the_lock_when_there_is_one(settings, tmp_path):
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    assert "packages" not in problems(settings, root=tmp_path)
+    (tmp_path / LOCK_FILE).write_text(
+        "# a lock\nduckdb==0.0.1 \\\n    --hash=sha256:00\nnot-installed-pkg==1.0\n")
+    found = problems(settings, root=tmp_path)["packages"]
+    assert "2 package(s) differ from requirements.lock" in found
+    assert "duckdb" in found and "not-installed-pkg missing" in found
+    assert found.endswith("| make install")
+
+
+def test_the_command_exits_non_zero_on_a_problem(settings, capsys):
+    settings.warehouse_path.write_bytes(b"broken" * 100)
+    with pytest.raises(SystemExit) as exited:
+        main(["doctor"])
+    assert exited.value.code == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM  warehouse" in out and "fix: sluice rebuild" in out
