@@ -220,3 +220,18 @@ def test_the_train_flow_ships_the_index_and_logs_its_check(tmp_path, monkeypatch
     assert model.attributes is not None
     neighbours = model.attributes.neighbours("i3", None, 10, False)
     assert {int(i[1:]) // 20 for i, _ in neighbours[:10]} == {0}  # the same taste group
+
+
+def test_an_item_whose_fields_change_is_rescored_and_a_repeat_changes_nothing(bundle):
+    state = RealtimeState()
+    rec = Recommender("default", LoadedModel(bundle, "1"), state, WEIGHTS, seed=1)
+    ask = RecommendationRequest(item_id="i0", template=SIMILAR_ATTRIBUTES, num_results=5,
+                                fill_with_random=False)
+    trained = [s.item_id for s in rec.recommend(ask).items]
+    state.apply([{"event": "item", "id": "same", "item": "i0", "timestamp": 1,
+                  "fields": fields_of(0)}])
+    assert [s.item_id for s in rec.recommend(ask).items] == trained
+    state.apply([{"event": "item", "id": "moved", "item": "i0", "timestamp": 2,
+                  "fields": {"brand": "b4"}}])
+    moved = rec.recommend(ask).items
+    assert all(bundle.catalog[s.item_id]["brand"] == "b4" for s in moved)
