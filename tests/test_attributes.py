@@ -235,3 +235,17 @@ def test_an_item_whose_fields_change_is_rescored_and_a_repeat_changes_nothing(bu
                   "fields": {"brand": "b4"}}])
     moved = rec.recommend(ask).items
     assert all(bundle.catalog[s.item_id]["brand"] == "b4" for s in moved)
+
+
+def test_scoring_a_new_item_is_handed_to_a_thread_when_asked(bundle):
+    from sluice.serve.answers import NeedsScan
+
+    state = RealtimeState()
+    rec = Recommender("default", LoadedModel(bundle, "1"), state, WEIGHTS, seed=1)
+    state.apply([{"event": "item", "id": "n", "item": "n1", "timestamp": 1,
+                  "fields": {"brand": "b2"}}])
+    trained = RecommendationRequest(item_id="i0", template=SIMILAR_ATTRIBUTES, num_results=5)
+    assert len(rec.recommend(trained, scan=False).items) == 5  # the kept list: no scan
+    with pytest.raises(NeedsScan):
+        rec.recommend(RecommendationRequest(item_id="n1", template=SIMILAR_ATTRIBUTES),
+                      scan=False)

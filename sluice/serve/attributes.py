@@ -15,6 +15,7 @@ import numpy as np
 
 from sluice.bundle import ModelBundle
 from sluice.learn.attributes import AttributeIndex
+from sluice.serve.answers import NeedsScan
 
 Candidates = list[tuple[str, float]]
 DEFAULT_COLD = 5  # interactions below which similar_items puts attribute neighbours first
@@ -47,14 +48,17 @@ class AttributeNeighbours:
         return int(self._trained_counts[j]) if j is not None else 0
 
     def neighbours(self, item_id: str, fields: dict[str, Any] | None, wanted: int,
-                   filtered: bool) -> Candidates:
+                   filtered: bool, scan: bool = True) -> Candidates:
         """Most similar first. `fields`: the item's live fields when they arrived or changed
-        after training (None: the trained ones)."""
+        after training (None: the trained ones). Scoring (milliseconds on a large catalog)
+        raises NeedsScan when `scan` is false, so that an event loop hands it to a thread."""
         row = self.row.get(item_id)
         if fields is None and row is not None:
             kept = self._kept(row)
             if len(kept) >= wanted * (_WIDE if filtered else 1):
                 return kept
+        if not scan and (fields is not None or row is not None):
+            raise NeedsScan
         if fields is not None:
             cols, vals = self.index.space.row(fields)
         elif row is not None:

@@ -266,7 +266,7 @@ def attribute_candidates(draft: Draft, item_id: str, skip: set[str]) -> Candidat
     if fields is not None and fields == trained:  # an item event repeating what was trained
         fields = None
     return model.attributes.neighbours(item_id, fields, draft.wanted + len(skip) + 1,
-                                       draft.passes is not None)
+                                       draft.passes is not None, draft.scan)
 
 
 # --- similar items: the trained index, then factor cosine ----------------------------------
