@@ -78,11 +78,13 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
 def format_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The warehouse's format version; None when it has no `raw.sluice_meta` yet."""
     try:
-        row = con.execute(
-            "select value from raw.sluice_meta where key = 'format_version'").fetchone()
+        # fetchall: a fetchone leaves the result open, and duckdb 2 then refuses the
+        # connection's next query (con.sql(...) in training failed on any versioned warehouse)
+        rows = con.execute(
+            "select value from raw.sluice_meta where key = 'format_version'").fetchall()
     except duckdb.CatalogException:
         return None
-    return None if row is None else int(row[0])
+    return int(rows[0][0]) if rows else None
 
 
 def set_format_version(con: duckdb.DuckDBPyConnection, version: int) -> None:
@@ -91,7 +93,7 @@ def set_format_version(con: duckdb.DuckDBPyConnection, version: int) -> None:
 
 
 def _has_raw_events(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute("select count(*) from raw.events").fetchone()[0])
+    return bool(con.execute("select count(*) from raw.events").fetchall()[0][0])
 
 
 def checkpoint(path: Path | str) -> None:
