@@ -193,6 +193,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report written to {path}")
 
 
+def cmd_models(args: argparse.Namespace) -> None:
+    """`sluice models show VERSION`: what a version learned from, how it was judged."""
+    from sluice.learn.tracking import lineage
+
+    settings = get_settings()
+    record = lineage(settings.mlflow_tracking_uri, settings.registered_model_name(args.tenant),
+                     args.version)
+    print(json.dumps(record, indent=2, default=str))
+
+
 def cmd_rebuild(args: argparse.Namespace) -> None:
     from sluice.warehouse.rebuild import rebuild
 
@@ -287,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("name")
     create.add_argument("expression", help="e.g. 'EXCLUDE ItemID WHERE Items.GENRE IN ($G)'")
     named_sub.add_parser("list", help="list name -> expression")
+    models = sub.add_parser("models", help="registered model versions")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    show = models_sub.add_parser("show", help="a version's lineage: data, dbt run, code, gate")
+    show.add_argument("version")
+    show.add_argument("--tenant", default="default")
     for name in ("ingest", "transform", "train", "tune", "pipeline"):
         sub.add_parser(name, help=f"run the `{name}` flow once")
     operate = _add_operate_commands(sub)
@@ -294,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
-                    "report": cmd_report, **operate}
+                    "report": cmd_report, "models": cmd_models, **operate}
         commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):

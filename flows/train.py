@@ -46,14 +46,29 @@ def _slug(text: str) -> str:
 
 
 def _summary(result: Any) -> str:
+    """The run against popularity, every figure with its bootstrap interval, and the holdout."""
     keys = ["ndcg_at_10", "recall_at_10", "precision_at_10", "map_at_10", "hit_rate_at_10",
-            "catalog_coverage"]
+            "catalog_coverage", "novelty", "intra_list_diversity", "popularity_bias"]
+    stats = result.stats
     lines = [f"### {result.model_name} v{result.version} ({result.algorithm})",
              f"**{'promoted to champion' if result.promoted else 'kept as candidate'}**: "
-             f"{result.reason}", "", "| metric | candidate | popularity |", "|---|---:|---:|"]
-    lines += [f"| {k} | {result.metrics.get(k, float('nan')):.4f} | "
-              f"{result.baseline.get(k, float('nan')):.4f} |" for k in keys]
+             f"{result.reason}", "",
+             f"Holdout: {stats.get('protocol')} split, {stats.get('evaluated_users', 0):,} users "
+             f"and {stats.get('test_interactions', 0):,} interactions "
+             f"({stats.get('protocol_note', '')}).", "",
+             "| metric | candidate | popularity |", "|---|---:|---:|"]
+    lines += [f"| {k} | {_cell(result.metrics, k)} | {_cell(result.baseline, k)} |"
+              for k in keys]
     return "\n".join(lines)
+
+
+def _cell(metrics: dict[str, float], key: str) -> str:
+    value = metrics.get(key)
+    if value is None:
+        return "n/a"
+    low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+    return f"{value:.4f} [{low:.4f}, {high:.4f}]" if low is not None and high is not None \
+        else f"{value:.4f}"
 
 
 @flow(name="train", flow_run_name="train-{tenant}",

@@ -145,6 +145,48 @@ def model_metrics(tracking_uri: str, model_name: str) -> Section:
     return Section("Model metrics across versions", f"{count} of {model_name}", _png(fig))
 
 
+QUALITY = ("ndcg_at_10", "catalog_coverage", "novelty", "intra_list_diversity",
+           "popularity_bias")
+
+
+def model_quality(tracking_uri: str, model_name: str) -> Section:
+    """Per version: NDCG@10 with its interval, beyond-accuracy measures, and who serves."""
+    title = "Model quality per version (95% intervals)"
+    try:
+        from sluice.learn import registry
+        client = registry.client(tracking_uri)
+        versions = client.search_model_versions(f"name = '{model_name}'")
+        champion = registry.alias_version(client, model_name, registry.CHAMPION)
+        runs = {v.run_id: client.get_run(v.run_id).data for v in versions if v.run_id}
+    except Exception as exc:
+        return Section(title, f"registry unreadable: {exc}", None)
+    if not versions:
+        return Section(title, "no model versions yet", None)
+    versions = sorted(versions, key=lambda v: int(v.version))
+    fig, axes = plt.subplots(1, len(QUALITY), figsize=(14, 3))
+    for ax, key in zip(axes, QUALITY, strict=True):
+        for number, v in enumerate(versions):
+            metrics = runs[v.run_id].metrics if v.run_id in runs else {}
+            if key in metrics:
+                value = metrics[key]
+                low, high = metrics.get(f"{key}_ci_low", value), metrics.get(f"{key}_ci_high",
+                                                                             value)
+                # a percentile interval may sit off its mean by rounding: clamp at zero
+                ax.errorbar([number], [value], fmt="o",
+                            yerr=[[max(value - low, 0.0)], [max(high - value, 0.0)]])
+        ax.set_xticks(range(len(versions)), [f"v{v.version}" for v in versions], fontsize=7)
+        ax.set_title(key, fontsize=9)
+    served = "no champion"
+    if champion is not None:
+        data = runs.get(champion.run_id)
+        algorithm = data.params.get("algorithm") if data else None
+        served = (f"champion v{champion.version}"
+                  + (" is popularity: the personalized candidates did not beat it"
+                     if champion.tags.get("gate_reason", "").startswith("served as") else
+                     f" ({algorithm})" if algorithm else ""))
+    return Section(title, f"{len(versions)} versions of {model_name}; {served}", _png(fig))
+
+
 def render(sections: list[Section], title: str) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              "</title><style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;"
@@ -164,7 +206,7 @@ def render(sections: list[Section], title: str) -> str:
 
 def write_report(warehouse: Path, tracking_uri: str, model_name: str, out: Path) -> Path:
     sections = [events_per_day(warehouse), slot_sources(warehouse), click_through(warehouse),
-                model_metrics(tracking_uri, model_name)]
+                model_metrics(tracking_uri, model_name), model_quality(tracking_uri, model_name)]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(sections, "Sluice analytics"))
     return out
