@@ -249,3 +249,14 @@ def test_scoring_a_new_item_is_handed_to_a_thread_when_asked(bundle):
     with pytest.raises(NeedsScan):
         rec.recommend(RecommendationRequest(item_id="n1", template=SIMILAR_ATTRIBUTES),
                       scan=False)
+
+
+def test_a_bundle_with_a_broken_index_is_refused_whole(bundle):
+    from sluice.bundle import BundleError
+
+    broken = ModelBundle(**{**{k: getattr(bundle, k) for k in (
+        "user_ids", "item_ids", "user_factors", "item_factors", "user_items", "popular",
+        "popular_scores", "meta", "catalog")},
+        "attributes": {**bundle.attributes, "attr_nn_indices": np.full(5, 10**6, np.int32)}})
+    with pytest.raises(BundleError, match="attribute index"):
+        LoadedModel(broken, "1")

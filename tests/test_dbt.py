@@ -181,6 +181,12 @@ def test_data_sufficiency_counts_per_tenant(built):
         ("other", 2, 1, True), ("shop", 9, 3, True)]
 
 
+def test_data_sufficiency_counts_interactions_no_weight_trains_on(built):
+    assert query(built, "select tenant, unweighted_interactions, unweighted_types "
+                        "from marts.data_sufficiency order by 1") == [
+        ("other", 0, None), ("shop", 2, "add_to_cart: 1, zoom: 1")]
+
+
 def test_event_value_threshold_var_drops_low_and_missing_values(built, tmp_path):
     copy = {"warehouse": tmp_path / "warehouse.duckdb"}  # the other tests keep no threshold
     shutil.copy(built["warehouse"], copy["warehouse"])

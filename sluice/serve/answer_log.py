@@ -50,8 +50,8 @@ def _event(request: RecommendationRequest, answer: Answer) -> dict[str, Any]:
         "fields": {"template": answer.template, "model_version": answer.model_version or "",
                    "action": "impression", **answer.counts()},
     }
-    if request.context:
-        event["fields"]["context"] = request.context
+    for name, value in (request.context or {}).items():  # flat: event fields hold no maps
+        event["fields"][f"context.{name}"] = value
     if request.user_id:
         event["user"] = request.user_id
     if request.session_id:

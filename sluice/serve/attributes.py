@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sluice.bundle import ModelBundle
+from sluice.bundle import BundleError, ModelBundle
 from sluice.learn.attributes import AttributeIndex
 from sluice.serve.answers import NeedsScan
 
@@ -28,7 +28,7 @@ class AttributeNeighbours:
     def __init__(self, bundle: ModelBundle):
         assert bundle.attributes is not None
         meta = bundle.meta["attributes"]
-        self.index = AttributeIndex.from_arrays(bundle.attributes, meta)
+        self.index = _checked(bundle.attributes, meta)
         self.ids = self.index.item_ids
         self.row = {it: j for j, it in enumerate(self.ids.tolist())}
         self.by_term = self.index.vectors.T.tocsr()  # terms x items: a new row's product
@@ -97,3 +97,15 @@ class AttributeNeighbours:
             items, values = items[top], values[top]
         order = np.lexsort((items, -values))  # best first, ties by position: deterministic
         return list(zip(self.ids[items[order]].tolist(), values[order].tolist(), strict=True))
+
+
+def _checked(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> AttributeIndex:
+    """The index, or BundleError when its arrays do not fit together (served only whole)."""
+    try:
+        index = AttributeIndex.from_arrays(arrays, meta)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BundleError(f"inconsistent model bundle: the attribute index ({exc!r})") from None
+    finite = np.isfinite(index.vectors.data).all() and np.isfinite(index.neighbours.data).all()
+    if not finite or not np.isfinite(index.space.idf).all():
+        raise BundleError("inconsistent model bundle: the attribute index has non-finite scores")
+    return index
