@@ -85,6 +85,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
             ("a known user", {"user_id": info["known_user"]}),
             ("an anonymous visitor (session only)", {"session_id": info["anonymous_session"]}),
             ("a user never seen", {"user_id": "never-seen-user"}),
+            ("items like i1 by their fields (brand, category, color, price)",
+             {"item_id": "i1", "template": "similar_attributes"}),
         ]
         for title, params in asks:
             answer = httpx.post(f"{base}/v1/recommendations", headers=headers,
