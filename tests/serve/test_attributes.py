@@ -17,7 +17,7 @@ from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import Recommender
 from sluice.vocabulary import FALLBACK, MODEL_NON_PERSONALIZED, SIMILAR_ATTRIBUTES
-from tests.test_recommender import check
+from tests.serve.test_recommender import check
 from tests.utils.auth import READ, boto_client
 from tests.utils.factories import environment
 from tests.utils.models import register_champion, synthetic_bundle
@@ -193,7 +193,7 @@ def test_the_train_flow_ships_the_index_and_logs_its_check(tmp_path, monkeypatch
 
     from sluice.learn import registry
     from sluice.learn.training import train_tenant
-    from tests.test_training import settings_for
+    from tests.learn.test_training import settings_for
     from tests.utils.marts import taste_history, write_marts
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
