@@ -34,9 +34,15 @@ class _Adapter:
 
 adapter = _Adapter()
 # dbt's cross-database type macros, as they render on DuckDB
+def _listagg(measure, delimiter_text="','", order_by_clause=None, limit_num=None):
+    """dbt-duckdb's listagg: string_agg with the order inside the call."""
+    order = f" {order_by_clause}" if order_by_clause else ""
+    return f"string_agg({measure}, {delimiter_text}{order})"
+
+
 dbt = SimpleNamespace(type_string=lambda: "varchar", type_int=lambda: "integer",
                       type_bigint=lambda: "bigint", type_boolean=lambda: "boolean",
-                      type_timestamp=lambda: "timestamp")
+                      type_timestamp=lambda: "timestamp", listagg=_listagg)
 modules = SimpleNamespace(re=re)
 exceptions = SimpleNamespace(raise_compiler_error=_raise_compiler_error)
 

@@ -33,7 +33,7 @@ unweighted as (
         sum(interaction_count) as interaction_count,
         {{ dbt.listagg(
             "interaction_type || ': ' || cast(interaction_count as " ~ dbt.type_string() ~ ")",
-            "', '", "order by interaction_type") }} as types
+            "', '", "order by interaction_type") }} as type_counts
     from unweighted_by_type
     group by tenant
 
@@ -80,7 +80,7 @@ counted as (
             as min_users_with_two_interactions,
         cast(coalesce(unweighted.interaction_count, 0) as {{ bigint }})
             as unweighted_interactions,
-        unweighted.types as unweighted_types
+        unweighted.type_counts as unweighted_types
     from tenants
     left join tenant_interactions on tenants.tenant = tenant_interactions.tenant
     left join unweighted on tenants.tenant = unweighted.tenant
