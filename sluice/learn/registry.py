@@ -52,6 +52,24 @@ def alias_version(c: MlflowClient, name: str, alias: str):
         return None
 
 
+def version_of(c: MlflowClient, name: str, ref: str):
+    """The model version a reference names: a version number ("3") or an alias; None if none."""
+    if ref.isdigit():
+        try:
+            return c.get_model_version(name, ref)
+        except MlflowException:
+            return None
+    return alias_version(c, name, ref)
+
+
+def download_version(tracking_uri: str, name: str, version: str, dst: Path) -> Path:
+    """Version `version` of `name`'s artifacts, downloaded into `dst`."""
+    client(tracking_uri)
+    dst.mkdir(parents=True, exist_ok=True)
+    return Path(mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
+
+
 def download_alias(tracking_uri: str, name: str, alias: str = CHAMPION,
                    dst: Path | None = None) -> Champion | None:
     """The version behind `models:/<name>@<alias>`, downloaded; None when there is none."""

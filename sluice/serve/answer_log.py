@@ -50,6 +50,12 @@ def _event(request: RecommendationRequest, answer: Answer) -> dict[str, Any]:
         "fields": {"template": answer.template, "model_version": answer.model_version or "",
                    "action": "impression", **answer.counts()},
     }
+    if answer.experiment is not None:
+        event["fields"].update(experiment=answer.experiment, arm=answer.arm or "")
+        if answer.arm_share is not None:
+            event["fields"]["arm_share"] = answer.arm_share
+        for slot, logged in zip(answer.items, event["items"], strict=True):
+            logged["arm"] = slot.arm or ""
     if request.context:
         event["fields"]["context"] = request.context
     if request.user_id:
