@@ -55,7 +55,8 @@ def _event(request: RecommendationRequest, answer: Answer) -> dict[str, Any]:
         if answer.arm_share is not None:
             event["fields"]["arm_share"] = answer.arm_share
         for slot, logged in zip(answer.items, event["items"], strict=True):
-            logged["arm"] = slot.arm or ""
+            if slot.arm:
+                logged["arm"] = slot.arm
     if request.context:
         event["fields"]["context"] = request.context
     if request.user_id:
