@@ -45,9 +45,11 @@ class Decision:
                   f"{self.difference:+.4g} (95% CI {self.ci_low:+.4g} to {self.ci_high:+.4g})")
         srm = ("n/a" if self.srm_passed is None else
                f"{'passed' if self.srm_passed else 'FAILED'} (chi-square {self.chi_square:.3g})")
-        measure = "preference share - 0.5" if self.kind == "interleaving" else self.metric
+        interleaved = self.kind == "interleaving"
+        measure = "preference share - 0.5" if interleaved else self.metric
+        counted = "answers won" if interleaved else "units"
         return (f"# Experiment {self.experiment} ({self.tenant}, {self.kind})\n\n"
-                f"| arm | units |\n| --- | --- |\n{rows}\n\n"
+                f"| arm | {counted} |\n| --- | --- |\n{rows}\n\n"
                 f"- {measure}: {self.challenger} vs {self.control}: {effect}\n"
                 f"- sample ratio: {srm}\n"
                 f"- **recommendation: {self.recommendation}** ({self.reason})\n")
@@ -103,13 +105,15 @@ def _interleaving(con: Any, exp: Experiment, min_units: int) -> Decision:
 
 
 def _recommend(d: Decision, min_units: int, zero: float) -> Decision:
-    fewest = min(d.units.values()) if d.units else 0
+    # interleaving: every decided answer is a unit of evidence, whoever won it
+    counted = sum if d.kind == "interleaving" else min
+    fewest = counted(d.units.values()) if d.units else 0
     if d.srm_passed is False:
         d.recommendation = STOP
         d.reason = (f"sample ratio mismatch (chi-square {d.chi_square:.3g}): assignment or "
                     "logging is broken, the effect cannot be trusted")
     elif fewest < min_units:
-        d.reason = f"{fewest} units in the smallest arm, fewer than the {min_units} needed"
+        d.reason = f"{fewest} units (smallest arm), fewer than the {min_units} needed"
     elif d.ci_low is not None and d.ci_low > zero:
         d.recommendation = SHIP
         d.reason = f"{d.challenger} better: the interval excludes zero"
