@@ -1,6 +1,7 @@
 """The `sluice` command line: what the Makefile calls.
 
     sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up
+    sluice experiments create|list|show|stop|decide         (online experiments)
     sluice rebuild | backup DEST | restore SRC | upgrade | doctor   (operating a home)
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from cli import experiments
 from cli.processes import free_port, start_server, stop_server, wait_ready
 from sluice import logs
 from sluice.settings import PROJECT_ROOT, get_settings
@@ -285,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("name")
     create.add_argument("expression", help="e.g. 'EXCLUDE ItemID WHERE Items.GENRE IN ($G)'")
     named_sub.add_parser("list", help="list name -> expression")
+    experiments.add_parser(sub)
     for name in ("ingest", "transform", "train", "tune", "pipeline"):
         sub.add_parser(name, help=f"run the `{name}` flow once")
     operate = _add_operate_commands(sub)
@@ -292,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
-                    "report": cmd_report, **operate}
+                    "report": cmd_report, "experiments": experiments.cmd_experiments,
+                    **operate}
         commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):

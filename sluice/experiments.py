@@ -174,17 +174,18 @@ class Experiments:
         self._checked = -math.inf
         self._all: dict[str, Experiment] = {}
 
-    def all(self) -> dict[str, Experiment]:
+    def all(self, fresh: bool = False) -> dict[str, Experiment]:
+        """Every experiment; re-read at most once a second unless `fresh` (answers ask often,
+        the CLI and admin routes want what another process wrote a moment ago)."""
         with self._lock:
-            if time.monotonic() - self._checked >= REFRESH_SECONDS:
+            if fresh or time.monotonic() - self._checked >= REFRESH_SECONDS:
                 self._all = {k: Experiment.from_dict(json.loads(v))
                              for k, v in self._store.read().items()}
                 self._checked = time.monotonic()
             return self._all
 
     def get(self, experiment_id: str) -> Experiment:
-        self._checked = -math.inf
-        found = self.all().get(experiment_id)
+        found = self.all(fresh=True).get(experiment_id)
         if found is None:
             raise NotFoundError("experiment", f"no experiment {experiment_id!r}: "
                                 "`sluice experiments list` shows them")
@@ -199,8 +200,7 @@ class Experiments:
 
     def create(self, exp: Experiment, model_exists: Callable[[str], bool] | None = None
                ) -> Experiment:
-        self._checked = -math.inf
-        validate(exp, self.all().values(), model_exists)
+        validate(exp, self.all(fresh=True).values(), model_exists)
         self._put(exp)
         return exp
 
@@ -213,5 +213,6 @@ class Experiments:
         return exp
 
     def _put(self, exp: Experiment) -> None:
+        self._store.read()  # what another process wrote is kept by the write that follows
         self._store.put(exp.id, json.dumps(exp.as_dict()))
         self._checked = -math.inf

@@ -17,7 +17,7 @@ from sluice.serve.service import Service
 from sluice.settings import get_settings
 from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.transform import dbt_build
-from tests.utils.auth import READ
+from tests.utils.auth import ADMIN, READ
 from tests.utils.factories import environment
 from tests.utils.models import register_champion, synthetic_bundle
 from tests.utils.server import running_server
@@ -177,16 +177,40 @@ def test_assignment_is_stable_across_workers_and_a_restart(tmp_path):
     client = registry.client(uri)
     client.set_registered_model_alias("sluice-default", registry.CHAMPION, first)
     split = Experiment("split", "default", (Arm("control", "champion", 0.5),
-                                            Arm("treatment", second, 0.5)))
+                                            Arm("treatment", second, 0.5)),
+                       template="personalized")
     Experiments(tmp_path).create(split)
     users = [f"u{i}" for i in range(30)]
     expected = {u: split.assign(u, None).name for u in users}  # this process's hash
     with running_server(env, workers=2) as base:
         before = _arms_served(base, users)
         metrics = httpx.get(f"{base}/metrics").text
+        _admin_routes(base)
     assert {u: arm for u, (arm, _) in before.items()} == expected
     assert {version for arm, version in before.values() if arm == "treatment"} == {second}
     assert {version for arm, version in before.values() if arm == "control"} == {first}
     assert 'sluice_experiment_answers_total{arm="treatment",experiment="split"' in metrics
     with running_server(env, workers=1) as base:
         assert _arms_served(base, users) == before
+
+
+def _admin_routes(base: str) -> None:
+    url = f"{base}/admin/experiments"
+    arms = [{"name": "a", "model": "champion", "share": 0.5},
+            {"name": "b", "model": "champion", "share": 0.4}]
+    bad = httpx.post(url, headers=ADMIN, json={"id": "x", "template": "popular", "arms": arms})
+    assert bad.status_code == 422 and "sum to 0.9" in bad.text
+    arms[1] = {"name": "b", "model": "challenger", "share": 0.5}
+    unknown = httpx.post(url, headers=ADMIN, json={"id": "x", "template": "popular",
+                                                   "arms": arms})
+    assert unknown.status_code == 422 and "'challenger'" in unknown.text
+    arms[1]["model"] = "1"
+    overlap = httpx.post(url, headers=ADMIN, json={"id": "x", "arms": arms})  # every template
+    assert overlap.status_code == 422 and "overlaps experiment 'split'" in overlap.text
+    made = httpx.post(url, headers=ADMIN, json={"id": "x", "template": "popular",
+                                                "start_ms": 4102444800000, "arms": arms})
+    assert made.status_code == 201, made.text
+    assert {e["id"] for e in httpx.get(url, headers=ADMIN).json()} == {"split", "x"}
+    assert httpx.post(f"{url}/x/stop", headers=ADMIN).json()["stopped_ms"] > 0
+    assert httpx.get(f"{url}/missing", headers=ADMIN).status_code == 404
+    assert httpx.get(url, headers=READ).status_code == 403

@@ -62,6 +62,11 @@ def version_of(c: MlflowClient, name: str, ref: str):
     return alias_version(c, name, ref)
 
 
+def ref_exists(tracking_uri: str, name: str, ref: str) -> bool:
+    """Whether `name` has version or alias `ref` (experiments check their arms with it)."""
+    return version_of(client(tracking_uri), name, ref) is not None
+
+
 def download_version(tracking_uri: str, name: str, version: str, dst: Path) -> Path:
     """Version `version` of `name`'s artifacts, downloaded into `dst`."""
     client(tracking_uri)
