@@ -81,7 +81,12 @@ class ItemItemConfig(BaseModel):
     max_dense_cells: int = Field(50_000_000, ge=1)
 
 
-Algorithm = Literal["als", "bpr", "lmf", "cosine", "bm25", "tfidf", "popularity"]
+class EASEConfig(BaseModel):
+    l2: float = Field(500.0, gt=0)
+    max_items: int = Field(20_000, ge=1)   # its item x item solve: items^2 x 8 bytes
+
+
+Algorithm = Literal["als", "bpr", "lmf", "cosine", "bm25", "tfidf", "ease", "popularity"]
 MODEL_ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
 
 
@@ -96,6 +101,7 @@ class ModelConfig(BaseModel):
     bpr: BPRConfig = Field(default_factory=BPRConfig)
     lmf: LMFConfig = Field(default_factory=LMFConfig)
     item_item: ItemItemConfig = Field(default_factory=ItemItemConfig)
+    ease: EASEConfig = Field(default_factory=EASEConfig)
     similar_items_neighbours: int = Field(50, ge=1, le=1000)
 
     def params(self, algorithm: str | None = None) -> dict[str, Any]:
@@ -112,6 +118,8 @@ class ModelConfig(BaseModel):
         if algorithm in ("cosine", "tfidf"):
             return {"neighbours": self.item_item.neighbours,
                     "max_dense_cells": self.item_item.max_dense_cells}
+        if algorithm == "ease":
+            return {**self.ease.model_dump(), "max_dense_cells": self.item_item.max_dense_cells}
         if algorithm == "bm25":
             return {"neighbours": self.item_item.neighbours, "k1": self.item_item.bm25_k1,
                     "b": self.item_item.bm25_b, "max_dense_cells": self.item_item.max_dense_cells}
@@ -122,16 +130,30 @@ class EvaluationConfig(BaseModel):
     holdout_fraction: float = Field(0.1, gt=0, lt=0.9)
     k: int = Field(10, ge=1, le=500)
     gate_metric: str = "ndcg_at_10"
-    protocol: Literal["time", "leave_last_out"] = "time"
+    protocol: Literal["time", "leave_last_out", "per_user"] = "time"
     leave_out: int = Field(1, ge=1, le=100)
-    gate_min_users: int = Field(20, ge=1)
+    min_users: int = Field(200, ge=1)     # fewer evaluated: widen the time window, then per_user
+    widen_to: float = Field(0.3, gt=0, lt=0.9)
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    seed: int = 20261201
+    gate_confidence: float = Field(0.95, gt=0.5, lt=1)
+    gate_min_lift: float | None = Field(None, gt=0)   # promote at this relative lift anyway
+
+
+class RegistryConfig(BaseModel):
+    """Retention after each training run (sluice/learn/versions.py)."""
+
+    keep_candidates: int = Field(5, ge=1)  # besides the champion and the one it replaced
 
 
 class TuneConfig(BaseModel):
-    """Hyperparameter search for flow `tune`: random draws from a grid, one nested run each."""
+    """Hyperparameter search for flow `tune`: Optuna (TPE) within a time budget, one nested
+    run per trial; `grid` narrows a parameter to listed values (else the built-in range)."""
 
     algorithm: Algorithm | None = None   # default: model.algorithm
-    trials: int = Field(4, ge=1, le=500)
+    trials: int = Field(40, ge=1, le=5000)
+    time_budget_seconds: float = Field(900.0, gt=0)
     seed: int = 7
     grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
 
@@ -253,6 +275,7 @@ class AppConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     trackers: list[TrackerConfig] = Field(default_factory=list)
     templates: dict[str, TemplateConfig] = Field(default_factory=dict)

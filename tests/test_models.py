@@ -18,6 +18,7 @@ from sluice.learn.models import (
     ALS,
     BM25,
     BPR,
+    EASE,
     LMF,
     MODELS,
     TFIDF,
@@ -222,6 +223,28 @@ class TestBM25(ModelContract):
 class TestTFIDF(ModelContract):
     def _get_model(self) -> Model:
         return TFIDF(neighbours=20)
+
+
+class TestEASE(ModelContract):
+    def _get_model(self) -> Model:
+        return EASE(l2=10.0)
+
+
+def test_ease_refuses_a_catalog_too_large_for_its_item_solve():
+    with pytest.raises(ValueError, match="model.ease.max_items"):
+        EASE(max_items=10).fit(taste_matrix())
+
+
+def test_ease_weights_have_a_zero_diagonal_and_solve_the_closed_form():
+    data = taste_matrix()
+    model = EASE(l2=10.0).fit(data)
+    weights = model.item_factors.T.astype(np.float64)
+    assert np.allclose(np.diag(weights), 0.0)
+    # off the diagonal, (XtX + l2 I) W = XtX - diag(mu), so (XtX + l2 I) W - XtX is diagonal
+    x = data.toarray().astype(np.float64)
+    gram = x.T @ x
+    residual = (gram + 10.0 * np.eye(len(gram))) @ weights - gram
+    assert np.allclose(residual - np.diag(np.diag(residual)), 0.0, atol=1e-3)
 
 
 class TestPopularity(ModelContract):

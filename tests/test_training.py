@@ -14,7 +14,7 @@ import yaml
 from sluice.bundle import ModelBundle
 from sluice.learn import registry
 from sluice.learn.training import InsufficientDataError, check_sufficiency, train_tenant
-from sluice.learn.tuning import draw, tune_tenant
+from sluice.learn.tuning import DEFAULT_SPACES, suggest, tune_tenant
 from sluice.settings import Settings
 from tests.utils.marts import START, WEIGHTS, taste_history, write_marts
 
@@ -24,9 +24,10 @@ CONFIG = {
     "model": {"factors": 8, "iterations": 8, "regularization": 0.1, "alpha": 2.0,
               "similar_items_neighbours": 10,
               "bpr": {"factors": 8, "iterations": 100, "learning_rate": 0.05}},
-    "evaluation": {"holdout_fraction": 0.2, "gate_min_users": 10},
+    "evaluation": {"holdout_fraction": 0.2, "min_users": 10, "bootstrap_resamples": 200},
     "serving": {"popular_list_size": 20},
-    "tune": {"trials": 2, "grid": {"als": {"factors": [4, 8, 16], "alpha": [2.0]}}},
+    "tune": {"trials": 2, "grid": {"als": {"factors": [4, 8, 16], "alpha": [2.0],
+                                          "iterations": [8]}}},
 }
 
 
@@ -72,6 +73,34 @@ def test_train_flow_fails_on_a_tiny_warehouse_and_registers_nothing(
     assert "20 users with two or more interactions (need 25)" in str(err.value)
     client = registry.client(store)
     assert not client.search_model_versions(f"name = '{settings.registered_model_name('tiny')}'")
+
+
+def test_a_short_tenant_is_skipped_and_the_others_train(
+        tmp_path, store, monkeypatch, prefect_harness):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    write_marts(settings.warehouse_path, taste_history(users=20, per_user=5), "few")
+    write_marts(settings.warehouse_path, taste_history(), "many")
+    from prefect.client.orchestration import get_client
+
+    from flows.train import train
+
+    state = train(return_state=True)
+    assert state.is_completed()
+    (result,) = state.result()
+    assert result["tenant"] == "many" and result["version"] == "1"
+    client = registry.client(store)
+    assert not client.search_model_versions(f"name = '{settings.registered_model_name('few')}'")
+
+    async def skipped_artifact():
+        async with get_client() as prefect:
+            found = await prefect.read_latest_artifacts()
+        return next(a for a in found if a.key == "train-skipped")
+
+    import asyncio
+
+    table = json.loads(asyncio.run(skipped_artifact()).data)
+    assert [row["tenant"] for row in table] == ["few"]
+    assert "100 interactions (need 1,000)" in table[0]["skipped"]
 
 
 def test_a_run_logs_registers_and_promotes_the_first_champion(tmp_path, store, monkeypatch):
@@ -151,9 +180,12 @@ def test_the_gate_keeps_the_champion_when_the_candidate_is_worse(tmp_path, store
     assert str(client.get_model_version_by_alias(name, "candidate").version) == worse.version
     version = client.get_model_version(name, worse.version)
     assert version.tags["validation_status"] == "failed"
-    # same data: the champion saw this whole holdout, so its own logged metric decides
-    assert "does not beat champion" in version.tags["gate_reason"]
-    assert "its own run logged" in version.tags["gate_reason"]
+    # same data: the champion saw this holdout, so its configuration is refit on this
+    # training part and both are compared per user on the same users
+    reason = version.tags["gate_reason"]
+    assert "does not beat it" in reason and "interval" in reason
+    assert "was refit on this run's training part" in reason
+    assert f"vs champion v{first.version}" in reason
     assert client.get_run(worse.run_id).data.tags["gate.promoted"] == "false"
 
 
@@ -167,12 +199,12 @@ def test_the_gate_scores_the_champion_on_the_candidates_holdout(tmp_path, store,
     better = train_tenant(settings, "fresh", algorithm="cosine")
 
     assert first.promoted and better.promoted
-    assert "both scored on this run's holdout" in better.reason
+    assert "the champion scored as its bundle on this run's holdout" in better.reason
     metrics = registry.client(store).get_run(better.run_id).data.metrics
     # the popular champion, trained on the first 20 days only, ranked on the same users
-    assert 0 < metrics["gate.champion_on_holdout"] < better.metrics["ndcg_at_10"]
-    assert metrics["gate.candidate_on_champion_holdout"] == pytest.approx(
-        better.metrics["ndcg_at_10"])
+    assert 0 < metrics["gate.champion"] < better.metrics["ndcg_at_10"]
+    assert metrics["gate.candidate"] == pytest.approx(better.metrics["ndcg_at_10"])
+    assert metrics["gate.difference_ci_low"] > 0
     assert better.gate["champion_version"] == first.version
 
 
@@ -191,10 +223,16 @@ def test_leave_last_out_protocol_and_bpr(tmp_path, store, monkeypatch):
     assert run.params["matrix.weighting"] == "bm25" and run.params["algorithm"] == "bpr"
 
 
-def test_draw_takes_every_combination_or_a_seeded_sample():
-    grid = {"a": [1, 2], "b": [3, 4, 5]}
-    assert len(draw(grid, 10, 0)) == 6
-    assert draw(grid, 3, 0) == draw(grid, 3, 0) and len(draw(grid, 3, 0)) == 3
+def test_the_als_search_is_wide_and_on_log_scales():
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    draws = [suggest(study.ask(), DEFAULT_SPACES["als"]) for _ in range(200)]
+    factors = [d["factors"] for d in draws]
+    assert max(factors) > 256 and min(factors) < 32
+    regs = np.array([d["regularization"] for d in draws])
+    assert 0.2 < (regs < 0.1).mean() < 0.8  # log scale: half the draws below 0.1, not 1%
+    assert suggest(study.ask(), {"k": [3]}) == {"k": 3}
 
 
 def test_tune_runs_nested_trials_and_registers_the_best(tmp_path, store, monkeypatch):
@@ -228,3 +266,113 @@ def test_tune_refuses_a_grid_of_unknown_parameters(tmp_path, store, monkeypatch)
     write_marts(settings.warehouse_path, taste_history(), "badgrid")
     with pytest.raises(ValueError, match="learning_rate"):
         tune_tenant(settings, "badgrid")
+
+
+def popular_history(users: int = 200, items: int = 100, per_user: int = 10) -> pd.DataFrame:
+    """No tastes, only popularity: every user picks items with chance 1 / rank."""
+    rng = np.random.default_rng(11)
+    chance = 1.0 / np.arange(1, items + 1)
+    rows = []
+    for u in range(users):
+        for item in rng.choice(items, size=per_user, replace=False, p=chance / chance.sum()):
+            at = START + pd.Timedelta(days=float(rng.uniform(0, 30)))
+            rows.append((f"u{u}", f"i{item}", "click", at, 1.0, 1.0))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "interaction_type", "event_at",
+                                       "event_value", "weight"])
+
+
+def test_a_model_that_does_not_beat_popularity_leaves_popularity_served(
+        tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch,
+                            model={"bpr": {"factors": 8, "iterations": 1,
+                                           "learning_rate": 0.0001}})
+    write_marts(settings.warehouse_path, popular_history(), "pop")
+    result = train_tenant(settings, "pop", algorithm="bpr")
+
+    assert not result.promoted
+    assert "does not beat popularity; popularity is served" in result.reason
+    assert f"vs popularity {result.baseline['ndcg_at_10']:.4f}" in result.reason
+    assert result.gate["difference_low"] <= 0
+    client = registry.client(store)
+    name = settings.registered_model_name("pop")
+    champion = client.get_model_version_by_alias(name, registry.CHAMPION)
+    assert str(champion.version) != result.version
+    assert champion.run_id == result.run_id  # registered from the same run
+    assert champion.tags["validation_status"] == "passed"
+    assert "served as the tenant's model" in champion.tags["gate_reason"]
+    candidate = client.get_model_version(name, result.version)
+    assert candidate.tags["validation_status"] == "failed"
+    bundle = ModelBundle.load(Path(mlflow.artifacts.download_artifacts(
+        f"models:/{name}@champion", dst_path=str(tmp_path / "pop"))))
+    assert bundle.meta["algorithm"] == "popularity" and bundle.meta["fold_in"] == "constant"
+    from sluice.analytics.report import model_quality
+
+    section = model_quality(store, name)
+    assert section.png and f"champion v{champion.version} is popularity" in section.note
+
+
+def test_a_retrain_whose_gain_is_inside_the_interval_stays_candidate(
+        tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    write_marts(settings.warehouse_path, taste_history(), "same")
+    first = train_tenant(settings, "same")
+    again = train_tenant(settings, "same", params={"random_state": 7})
+
+    assert first.promoted and not again.promoted
+    low, high = again.gate["difference_low"], again.gate["difference_high"]
+    assert low <= 0 <= high and low < high
+    assert f"{low:+.4f} to {high:+.4f}" in again.reason
+    assert f"vs champion v{first.version}" in again.reason
+    run = registry.client(store).get_run(again.run_id).data
+    assert run.metrics["gate.difference_ci_low"] == pytest.approx(low)
+    assert run.tags["gate.promoted"] == "false"
+
+
+def test_every_metric_has_an_interval_and_the_run_its_lineage(tmp_path, store, monkeypatch,
+                                                               capsys):
+    from sluice.learn.tracking import lineage
+
+    settings = settings_for(tmp_path, store, monkeypatch, evaluation={"min_users": 1000})
+    write_marts(settings.warehouse_path, taste_history(), "ci")
+    result = train_tenant(settings, "ci")
+    run = registry.client(store).get_run(result.run_id).data
+    for name in ("ndcg_at_10", "recall_at_20", "catalog_coverage", "novelty",
+                 "intra_list_diversity", "popularity_bias", "popularity.ndcg_at_10"):
+        low, high = run.metrics[f"{name}_ci_low"], run.metrics[f"{name}_ci_high"]
+        assert low <= run.metrics[name] <= high, name
+    assert run.metrics["lift_ndcg_at_10_ci_low"] < run.metrics["lift_ndcg_at_10"] < (
+        run.metrics["lift_ndcg_at_10_ci_high"])
+    assert run.metrics["popularity_bias"] < run.metrics["popularity.popularity_bias"]
+    assert run.metrics["novelty"] > run.metrics["popularity.novelty"]
+    segments = [k for k in run.metrics
+                if k.startswith("ndcg_at_10.history_") and not k.endswith(("_low", "_high"))]
+    assert segments and all(f"{k}_ci_low" in run.metrics for k in segments)
+    assert sum(v for k, v in run.metrics.items() if k.startswith("users.history_")) == (
+        run.metrics["evaluated_users"])
+    # 150 users cannot reach evaluation.min_users 1000: the split with the most users is kept
+    assert run.params["evaluation.protocol_used"] == "per_user"
+    assert "evaluation.min_users (1,000)" in run.tags["evaluation.protocol_note"]
+
+    record = lineage(store, settings.registered_model_name("ci"), result.version)
+    assert record["run_id"] == result.run_id and record["protocol"] == "per_user"
+    assert len(record["mart_digest"]) == 16 and len(record["config_digest"]) == 16
+    assert record["datasets"][0]["digest"] == record["mart_digest"]
+    assert record["code_version"] and "ingest_high_water" in record
+    from cli.main import main
+
+    assert main(["models", "show", result.version, "--tenant", "ci"]) in (0, None)
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["mart_digest"] == record["mart_digest"] and shown["version"] == result.version
+
+
+def test_the_prefect_summary_shows_intervals_and_the_holdout_used():
+    from flows.train import _summary
+    from sluice.learn.training import TrainResult
+
+    metrics = {"ndcg_at_10": 0.31, "ndcg_at_10_ci_low": 0.28, "ndcg_at_10_ci_high": 0.35}
+    result = TrainResult("shop", "sluice-shop", "4", "r", metrics, {"ndcg_at_10": 0.2}, False,
+                         "reason", {"protocol": "per_user", "evaluated_users": 943,
+                                    "test_interactions": 10_000, "protocol_note": "why"})
+    text = _summary(result)
+    assert "| ndcg_at_10 | 0.3100 [0.2800, 0.3500] | 0.2000 |" in text
+    assert "per_user split, 943 users and 10,000 interactions (why)" in text

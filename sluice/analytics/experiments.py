@@ -126,11 +126,10 @@ def _recommend(d: Decision, min_units: int, zero: float) -> Decision:
 
 
 def promote(settings: Any, exp: Experiment, decision: Decision) -> str:
-    """Move the tenant's `champion` alias to the shipped arm's model version; returns it.
-
-    The registry's own promote path is not on main yet: the alias is set directly through the
-    MLflow client, with the experiment and its numbers as a version tag (the reason)."""
-    from sluice.learn import registry
+    """Move the tenant's `champion` to the shipped arm's model version through the registry's
+    promote path (sluice.learn.versions: the version it replaces and the reason are recorded),
+    the experiment and its numbers as the reason; returns the version."""
+    from sluice.learn import registry, versions
 
     arm = next(a for a in exp.arms if a.name == decision.challenger)
     name = settings.registered_model_name(exp.tenant)
@@ -138,9 +137,8 @@ def promote(settings: Any, exp: Experiment, decision: Decision) -> str:
     version = registry.version_of(client, name, arm.model)
     if version is None:
         raise LookupError(f"arm {arm.name}: {name} has no version or alias {arm.model!r}")
-    client.set_model_version_tag(name, str(version.version), "promoted_by",
-                                 f"experiment {exp.id}: {decision.reason}; difference "
-                                 f"{decision.difference:+.4g} [{decision.ci_low:+.4g}, "
-                                 f"{decision.ci_high:+.4g}]")
-    client.set_registered_model_alias(name, registry.CHAMPION, str(version.version))
+    reason = (f"experiment {exp.id}: {decision.reason}; {decision.metric} difference "
+              f"{decision.difference:+.4g} (95% CI {decision.ci_low:+.4g} to "
+              f"{decision.ci_high:+.4g})")
+    versions.move_champion(client, name, str(version.version), reason)
     return str(version.version)

@@ -1,11 +1,15 @@
-"""The champion gate: a candidate takes alias `champion` only if it beats it on the same holdout.
+"""The champion gate: a candidate takes alias `champion` only if it beats, on the same users,
+both popularity (when it is personalized) and the current champion, with confidence.
 
-The current champion's bundle is scored on the candidate's holdout the way serving would use
-it: every evaluated user folded in from their training history, ranking over the items both
-models know. A champion trained after part of that holdout has seen it, so only the holdout
-events after its cutoff are used then (both models re-scored on them); with too few users
-left, or a champion that cannot be loaded, the gate falls back to the metric the champion's
-own run logged, and says so.
+Both comparisons are paired: the per-user difference of the gate metric over the users of
+this run's holdout, bootstrapped (quality.paired). The candidate passes when the interval's
+low end is above zero (at `evaluation.gate_confidence`), or when its relative lift reaches
+`evaluation.gate_min_lift` (when set). The champion is scored on that holdout as serving
+would use its bundle (users folded in from their training history) when it was trained
+before the holdout; when it has seen part of the holdout, its configuration (family and
+parameters) is refit on this run's training part and that is scored instead. A personalized
+candidate that does not beat popularity when there is no champion leaves popularity served
+as the tenant's model (`serve_popularity`).
 """
 
 from __future__ import annotations
@@ -20,18 +24,19 @@ import numpy as np
 import pandas as pd
 
 from sluice.bundle import ModelBundle
-from sluice.learn import registry
+from sluice.learn import registry, versions
 from sluice.learn.evaluation import (
     K_VALUES,
     Ranker,
-    evaluate,
-    evaluate_ranker,
+    Scored,
     factor_ranker,
     popular_ranker,
-    relevant_items,
+    score_model,
+    score_ranker,
 )
 from sluice.learn.matrix import InteractionMatrix
-from sluice.learn.models import Model, als_fold_in, als_gram
+from sluice.learn.models import als_fold_in, als_gram, make_model
+from sluice.learn.quality import CONFIDENCE, RESAMPLES, SEED, Interval, paired
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +47,34 @@ PASSED, FAILED = "passed", "failed"
 class ChampionScore:
     version: str
     run_id: str | None
-    logged: float | None               # the metric its own run logged, on its own holdout
-    on_holdout: float | None           # its bundle on this run's holdout, None when not scored
-    candidate_on_same: float | None    # the candidate on that same (maybe narrowed) holdout
-    users: int                         # evaluated users behind on_holdout
-    note: str                          # how it was scored, or why it was not
+    scored: Scored | None   # the champion on this run's holdout users, None when not scored
+    note: str               # how it was scored, or why it was not
+
+
+@dataclass
+class Rule:
+    """How sure the gate must be: evaluation.gate_confidence, gate_min_lift, bootstrap."""
+
+    confidence: float = CONFIDENCE
+    min_lift: float | None = None
+    resamples: int = RESAMPLES
+    seed: int = SEED
+
+
+@dataclass
+class Comparison:
+    against: str            # "popularity" or "champion vN"
+    candidate: float
+    reference: float
+    difference: Interval    # candidate - reference, per user, paired bootstrap
+    users: int
+    passed: bool
+
+    def line(self, metric: str, confidence: float) -> str:
+        d = self.difference
+        return (f"{metric} {self.candidate:.4f} vs {self.against} {self.reference:.4f}, "
+                f"difference {d.mean:+.4f} ({confidence:.0%} interval {d.low:+.4f} to "
+                f"{d.high:+.4f}, {self.users:,} users)")
 
 
 @dataclass
@@ -57,6 +85,10 @@ class Decision:
     candidate: float
     champion: float | None
     champion_version: str | None
+    difference_low: float | None = None
+    difference_high: float | None = None
+    popularity: float | None = None
+    serve_popularity: bool = False   # no champion and the candidate lost to popularity
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,19 +136,15 @@ def bundle_ranker(bundle: ModelBundle, train: InteractionMatrix) -> Ranker:
     return factor_ranker(vectors, items, rows, unknown if len(unknown) else None)
 
 
-def score_champion(tracking_uri: str, name: str, metric: str, candidate: Model,
-                   train: InteractionMatrix, test: pd.DataFrame,
-                   relevant: dict[int, np.ndarray], candidate_metrics: dict[str, float],
-                   min_users: int, k_values: tuple[int, ...] = K_VALUES) -> ChampionScore | None:
-    """The current champion on this run's holdout; None when there is no champion."""
+def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
+                   test: pd.DataFrame, relevant: dict[int, np.ndarray],
+                   k_values: tuple[int, ...] = K_VALUES) -> ChampionScore | None:
+    """The current champion on this run's holdout users; None when there is no champion."""
     client = registry.client(tracking_uri)
     current = registry.alias_version(client, name, registry.CHAMPION)
     if current is None:
         return None
-    logged = None
-    if current.run_id:
-        logged = client.get_run(current.run_id).data.metrics.get(metric)
-    score = ChampionScore(str(current.version), current.run_id, logged, None, None, 0, "")
+    score = ChampionScore(str(current.version), current.run_id, None, "")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             found = registry.download_alias(tracking_uri, name, registry.CHAMPION, Path(tmp))
@@ -127,53 +155,76 @@ def score_champion(tracking_uri: str, name: str, metric: str, candidate: Model,
         return score
     cutoff_ms = int(bundle.meta.get("cutoff_ms", 0))
     event_ms = test["event_at"].to_numpy(dtype="datetime64[ms]").astype(np.int64)
-    fresh = event_ms > cutoff_ms
-    users_on, candidate_value = relevant, candidate_metrics[metric]
-    if not fresh.all():
-        users_on = relevant_items(train, test[fresh])
-        seen_share = 1.0 - fresh.mean()
-        if len(users_on) < min_users:
-            score.note = (f"it was trained on {seen_share:.0%} of this holdout, and the rest has "
-                          f"{len(users_on)} users (evaluation.gate_min_users is {min_users})")
-            return score
-        candidate_value = evaluate(candidate, train, users_on, k_values)[metric]
-        score.note = (f"on the {1 - seen_share:.0%} of this holdout after its cutoff "
-                      f"({len(users_on)} users)")
-    else:
-        score.note = f"on this run's holdout ({len(users_on)} users)"
-    champion_metrics = evaluate_ranker(bundle_ranker(bundle, train), len(train.item_ids),
-                                       users_on, k_values)
-    if metric not in champion_metrics:
-        score.note = f"{metric} is not a computed metric"
+    seen_share = float((event_ms <= cutoff_ms).mean()) if len(event_ms) else 0.0
+    if seen_share == 0.0:
+        score.scored = score_ranker(bundle_ranker(bundle, train), len(train.item_ids),
+                                    relevant, k_values)
+        score.note = f"its bundle on this run's holdout ({len(relevant):,} users)"
         return score
-    score.on_holdout, score.candidate_on_same = champion_metrics[metric], candidate_value
-    score.users = len(users_on)
+    algorithm, params = bundle.meta.get("algorithm"), dict(bundle.meta.get("params") or {})
+    try:
+        refit = make_model(str(algorithm), **params).fit(train.matrix)
+    except Exception as exc:  # a family or parameters this version no longer knows
+        score.note = (f"it saw {seen_share:.0%} of this holdout and its configuration "
+                      f"({algorithm}) could not be refit ({type(exc).__name__}: {exc})")
+        return score
+    score.scored = score_model(refit, train, relevant, k_values)
+    score.note = (f"it saw {seen_share:.0%} of this holdout, so its configuration ({algorithm} "
+                  f"{params}) was refit on this run's training part")
     return score
 
 
-def decide(metric: str, candidate_metrics: dict[str, float],
-           champion: ChampionScore | None) -> Decision:
-    """Promote when there is no champion, or when the candidate is strictly better."""
-    value = candidate_metrics.get(metric)
+def compare(metric: str, candidate: Scored, reference: Scored, against: str,
+            rule: Rule) -> Comparison:
+    """The paired per-user comparison of `metric` on the users both were scored on."""
+    if not np.array_equal(candidate.users, reference.users):
+        raise ValueError("a gate comparison needs both models scored on the same users")
+    if metric not in candidate.per_user:
+        raise ValueError(f"evaluation.gate_metric: {metric!r} is not a per-user metric, use "
+                         f"one of {', '.join(sorted(candidate.per_user))}")
+    mine, theirs = candidate.per_user[metric], reference.per_user[metric]
+    difference = paired(mine, theirs, rule.resamples, rule.confidence, rule.seed)
+    ours, other = float(mine.mean()), float(theirs.mean())
+    lifted = (rule.min_lift is not None and other > 0 and ours / other - 1 >= rule.min_lift)
+    passed = bool(difference.low > 0 or lifted)
+    return Comparison(against, ours, other, difference, len(mine), passed)
+
+
+def decide(metric: str, candidate: Scored, popularity: Scored | None,
+           champion: ChampionScore | None, rule: Rule | None = None) -> Decision:
+    """Promote only past popularity (personalized candidates: give `popularity`) and then
+    past the champion, each with confidence; the reason states both numbers and the interval.
+    """
+    rule = rule or Rule()
+    value = float(candidate.per_user[metric].mean()) if metric in candidate.per_user else None
     if value is None:
         raise ValueError(f"evaluation.gate_metric: {metric!r} is not a computed metric")
+    version = champion.version if champion else None
+    beats_popularity = ""
+    if popularity is not None:
+        versus = compare(metric, candidate, popularity, "popularity", rule)
+        if not versus.passed:
+            serve = champion is None
+            what = ("popularity is served as the tenant's model" if serve
+                    else f"champion v{version} stays")
+            return Decision(False, f"{versus.line(metric, rule.confidence)}: does not beat "
+                            f"popularity; {what}", metric, value, None, version,
+                            versus.difference.low, versus.difference.high, versus.reference,
+                            serve)
+        beats_popularity = f"; beats popularity ({versus.line(metric, rule.confidence)})"
     if champion is None:
-        return Decision(True, f"no champion yet; {metric}={value:.4f}", metric, value, None, None)
-    if champion.on_holdout is not None and champion.candidate_on_same is not None:
-        mine, theirs = champion.candidate_on_same, champion.on_holdout
-        how = f"both scored {champion.note}"
-    elif champion.logged is not None:
-        mine, theirs = value, champion.logged
-        how = (f"champion not scored here ({champion.note}): compared with the {metric} its "
-               f"own run logged")
-    else:
-        return Decision(True, f"champion v{champion.version} has no {metric} to compare "
-                        f"({champion.note}); {metric}={value:.4f}", metric, value, None,
-                        champion.version)
-    promoted = mine > theirs
-    verdict = "beats" if promoted else "does not beat"
-    reason = (f"{metric} {mine:.4f} {verdict} champion v{champion.version} {theirs:.4f}; {how}")
-    return Decision(promoted, reason, metric, mine, theirs, champion.version)
+        return Decision(True, f"no champion yet; {metric}={value:.4f}{beats_popularity}",
+                        metric, value, None, None)
+    if champion.scored is None:
+        return Decision(True, f"champion v{version} could not be scored ({champion.note}); "
+                        f"{metric}={value:.4f}{beats_popularity}", metric, value, None, version)
+    versus = compare(metric, candidate, champion.scored, f"champion v{version}", rule)
+    verdict = "beats" if versus.passed else "does not beat"
+    lift = f" or lift {rule.min_lift:.0%}" if rule.min_lift is not None else ""
+    reason = (f"{versus.line(metric, rule.confidence)}: {verdict} it (needs the interval above "
+              f"zero{lift}); the champion scored as {champion.note}")
+    return Decision(versus.passed, reason, metric, versus.candidate, versus.reference, version,
+                    versus.difference.low, versus.difference.high)
 
 
 def apply(client: Any, name: str, version: str, decision: Decision) -> None:
@@ -181,7 +232,7 @@ def apply(client: Any, name: str, version: str, decision: Decision) -> None:
     client.set_model_version_tag(name, version, "validation_status",
                                  PASSED if decision.promoted else FAILED)
     client.set_model_version_tag(name, version, "gate_reason", decision.reason[:5000])
-    if decision.promoted:
-        client.set_registered_model_alias(name, registry.CHAMPION, version)
-    log.info("model %s v%s %s: %s", name, version,
-             "promoted" if decision.promoted else "kept out", decision.reason)
+    if decision.promoted:  # recording the champion it replaces, for `sluice rollback`
+        versions.move_champion(client, name, version, decision.reason)
+    log.debug("model %s v%s %s: %s", name, version,  # training reports it, once
+              "promoted" if decision.promoted else "kept out", decision.reason)

@@ -201,17 +201,44 @@ class LMF(_SGDFactorModel):
             num_threads=self.num_threads)
 
 
-class ItemItem(Model):
-    """Item-item nearest neighbours through `implicit`: score(u, i) = sum_j r_uj sim(j, i).
-
-    That is a dot product once x_u is the user's row of the matrix and y_i column i of the
-    similarity matrix, so both are stored dense, which only fits a modest catalog:
-    `max_dense_cells` bounds users x items + items x items. The exact fold-in is the history
-    itself (bundle meta fold_in = "history"), which serving computes the same way.
+class HistoryModel(Model):
+    """Families scored as score(u, i) = sum_j r_uj W[j, i]: x_u is the user's row of the
+    matrix and y_i column i of W, both stored dense, which only fits a modest catalog
+    (`max_dense_cells` bounds users x items + items x items). The exact fold-in is the
+    history itself (bundle meta fold_in = "history"), which serving computes the same way.
     """
 
     fold_in_kind = "history"
     fold_in_alpha = 1.0
+    max_dense_cells: int
+
+    def _check_dense(self, user_items: sp.csr_matrix) -> None:
+        n_users, n_items = user_items.shape
+        cells = n_users * n_items + n_items * n_items
+        if cells > self.max_dense_cells:
+            raise ValueError(
+                f"model.algorithm {self.name!r}: {n_users:,} users x {n_items:,} items need "
+                f"{cells:,} dense cells for dot-product serving, more than "
+                f"model.item_item.max_dense_cells ({self.max_dense_cells:,}); use als, bpr "
+                f"or lmf for a catalog this size")
+
+    def _set_weights(self, user_items: sp.csr_matrix, weights: np.ndarray) -> None:
+        """x_u = the user's row, y_i = column i of `weights` (items x items)."""
+        self.user_factors = np.ascontiguousarray(user_items.toarray(), dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(weights.T, dtype=np.float32)
+        y = self.item_factors.astype(np.float64)
+        self.fold_in_regularization = float(np.trace(y.T @ y) / max(len(y), 1) + 1e-6)
+        self._gram_cache = None
+
+    def fold_in(self, item_indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        vector = np.zeros(self.item_factors.shape[1], dtype=np.float32)
+        np.add.at(vector, np.asarray(item_indices, dtype=np.int64),
+                  np.asarray(weights, dtype=np.float32))
+        return vector
+
+
+class ItemItem(HistoryModel):
+    """Item-item nearest neighbours through `implicit` (W: the similarity matrix)."""
 
     def __init__(self, neighbours: int = 100, max_dense_cells: int = 50_000_000,
                  num_threads: int = 0):
@@ -226,31 +253,49 @@ class ItemItem(Model):
     def _implicit_model(self) -> Any: ...
 
     def fit(self, user_items: sp.csr_matrix) -> ItemItem:
-        n_users, n_items = user_items.shape
-        cells = n_users * n_items + n_items * n_items
-        if cells > self.max_dense_cells:
-            raise ValueError(
-                f"model.algorithm {self.name!r}: {n_users:,} users x {n_items:,} items need "
-                f"{cells:,} dense cells for dot-product serving, more than "
-                f"model.item_item.max_dense_cells ({self.max_dense_cells:,}); use als, bpr "
-                f"or lmf for a catalog this size")
+        self._check_dense(user_items)
         model = self._implicit_model()
         user_items = user_items.tocsr().astype(np.float32)
         with quiet_implicit():
             model.fit(user_items, show_progress=False)
         self.similarity: sp.csr_matrix = model.similarity.tocsr().astype(np.float32)
-        self.user_factors = np.ascontiguousarray(user_items.toarray(), dtype=np.float32)
-        self.item_factors = np.ascontiguousarray(self.similarity.T.toarray(), dtype=np.float32)
-        y = self.item_factors.astype(np.float64)
-        self.fold_in_regularization = float(np.trace(y.T @ y) / max(n_items, 1) + 1e-6)
-        self._gram_cache = None
+        self._set_weights(user_items, self.similarity.toarray())
         return self
 
-    def fold_in(self, item_indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        vector = np.zeros(self.item_factors.shape[1], dtype=np.float32)
-        np.add.at(vector, np.asarray(item_indices, dtype=np.int64),
-                  np.asarray(weights, dtype=np.float32))
-        return vector
+
+class EASE(HistoryModel):
+    """EASE (Steck 2019): W = I - P diag(1 / diag P), P = (XtX + l2 I)^-1, diag W = 0.
+
+    A closed form over the item x item Gram matrix, so `max_items` bounds the catalog (its
+    solve holds items^2 float64 numbers: 20,000 items are 3.2 GB) besides the dense cells.
+    """
+
+    name = "ease"
+
+    def __init__(self, l2: float = 500.0, max_items: int = 20_000,
+                 max_dense_cells: int = 50_000_000):
+        self.l2, self.max_items, self.max_dense_cells = l2, max_items, max_dense_cells
+
+    def params(self) -> dict[str, Any]:
+        return {"l2": self.l2, "max_items": self.max_items,
+                "max_dense_cells": self.max_dense_cells}
+
+    def fit(self, user_items: sp.csr_matrix) -> EASE:
+        n_items = user_items.shape[1]
+        if n_items > self.max_items:
+            raise ValueError(
+                f"model.algorithm 'ease': {n_items:,} items need a {n_items:,} x {n_items:,} "
+                f"solve ({n_items * n_items * 8 / 1e9:.1f} GB), more than model.ease.max_items "
+                f"({self.max_items:,}); use als for a catalog this size")
+        self._check_dense(user_items)
+        x = user_items.tocsr().astype(np.float64)
+        gram = (x.T @ x).toarray()
+        gram[np.diag_indices(n_items)] += self.l2
+        inverse = np.linalg.inv(gram)
+        weights = -inverse / np.diag(inverse)[None, :]
+        weights[np.diag_indices(n_items)] = 0.0
+        self._set_weights(x, weights)
+        return self
 
 
 class Cosine(ItemItem):
@@ -345,7 +390,7 @@ class Popularity(Model):
 
 
 MODELS: dict[str, type[Model]] = {
-    family.name: family for family in (ALS, BPR, LMF, Cosine, BM25, TFIDF, Popularity)}
+    family.name: family for family in (ALS, BPR, LMF, Cosine, BM25, TFIDF, EASE, Popularity)}
 
 
 def make_model(algorithm: str, **params: Any) -> Model:

@@ -9,12 +9,9 @@ decide on `champion`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,21 +21,19 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 
 from sluice.bundle import ModelBundle
-from sluice.learn import gate, registry
+from sluice.learn import gate, quality, registry
 from sluice.learn.candidates import precompute
-from sluice.learn.evaluation import K_VALUES, Split, evaluate, make_split, relevant_items
-from sluice.learn.matrix import InteractionMatrix, build, config_params
+from sluice.learn.evaluation import K_VALUES, Scored, Split, decisive_split, score_model
+from sluice.learn.matrix import InteractionMatrix, build
 from sluice.learn.models import ALS, Model, Popularity, make_model
 from sluice.learn.similar import SimilarItems
+from sluice.learn.tracking import lifts, log_gate, log_model, log_run
 from sluice.settings import Settings
 from sluice.warehouse.db import connect
 
 log = logging.getLogger(__name__)
-
-ID_COLUMNS = ("user_id", "item_id", "interaction_type")
 
 
 class InsufficientDataError(RuntimeError):
@@ -76,12 +71,18 @@ class Prepared:
     timings: dict[str, float] = field(default_factory=dict)
     k_values: tuple[int, ...] = K_VALUES
 
+    def test_counts(self) -> np.ndarray:
+        """Held-out interactions per training user row (for the 'mostly after' segment)."""
+        rows = pd.Index(self.train.user_ids).get_indexer(self.split.test["user_id"].astype(str))
+        return np.bincount(rows[rows >= 0], minlength=len(self.train.user_ids))
+
 
 @dataclass
 class Fitted:
     model: Model
     metrics: dict[str, float]
     fit_seconds: float
+    scored: Scored | None = None
 
 
 class Timer:
@@ -164,9 +165,9 @@ def prepare(settings: Settings, tenant: str, frame: pd.DataFrame | None = None,
     suff, ev, mx = settings.app.sufficiency, settings.app.evaluation, settings.app.matrix
     check_sufficiency(frame, suff.min_interactions, suff.min_users_with_two_interactions)
     with timer.phase("matrix"):
-        split = make_split(frame, ev.protocol, ev.holdout_fraction, ev.leave_out)
-        train = build(split.train, config=mx)
-        relevant = relevant_items(train, split.test)
+        held = decisive_split(frame, ev.protocol, ev.holdout_fraction, ev.leave_out,
+                              ev.min_users, ev.widen_to, mx)
+        split, train, relevant = held.split, held.train, held.relevant
         full = build(frame, config=mx)
     if not relevant:
         raise InsufficientDataError(
@@ -176,13 +177,21 @@ def prepare(settings: Settings, tenant: str, frame: pd.DataFrame | None = None,
     return Prepared(tenant, frame, split, train, relevant, full, catalog, timings, k_values)
 
 
-def fit_and_evaluate(prepared: Prepared, algorithm: str, params: dict[str, Any]) -> Fitted:
-    """Fit on the training part, score the held-out part."""
+def fit_and_evaluate(prepared: Prepared, algorithm: str, params: dict[str, Any],
+                     settings: Settings | None = None) -> Fitted:
+    """Fit on the training part, score the held-out part; with `settings`, every metric
+    also gets its bootstrap interval and the beyond-accuracy measures are added."""
     started = time.perf_counter()
     model = make_model(algorithm, **params).fit(prepared.train.matrix)
     fit_seconds = time.perf_counter() - started
-    metrics = evaluate(model, prepared.train, prepared.relevant, prepared.k_values)
-    return Fitted(model, metrics, fit_seconds)
+    scored = score_model(model, prepared.train, prepared.relevant, prepared.k_values)
+    metrics = scored.means()
+    if settings is not None:
+        ev = settings.app.evaluation
+        found = quality.intervals(scored, prepared.train.matrix, prepared.test_counts(),
+                                  ev.bootstrap_resamples, ev.confidence, ev.seed)
+        metrics.update(quality.as_metrics(found))
+    return Fitted(model, metrics, fit_seconds, scored)
 
 
 def train_tenant(settings: Settings, tenant: str,
@@ -196,14 +205,15 @@ def train_tenant(settings: Settings, tenant: str,
     params = {**settings.app.model.params(algorithm), **(params or {})}
     prepared = prepared or prepare(settings, tenant)
     say(f"[{tenant}] {prepared.split.protocol} holdout from {prepared.split.cutoff}: "
-        f"{len(prepared.relevant):,} users to evaluate")
+        f"{len(prepared.relevant):,} users and {len(prepared.split.test):,} interactions to "
+        f"evaluate ({prepared.split.note})")
     evaluating = time.perf_counter()
-    candidate = fit_and_evaluate(prepared, algorithm, params)
-    baseline = fit_and_evaluate(prepared, "popularity", {})
+    candidate = fit_and_evaluate(prepared, algorithm, params, settings)
+    baseline = fit_and_evaluate(prepared, "popularity", {}, settings)
     prepared.timings["fit"] = candidate.fit_seconds
     prepared.timings["evaluate"] = time.perf_counter() - evaluating - candidate.fit_seconds
-    say(f"[{tenant}] {algorithm} ndcg@10 {candidate.metrics['ndcg_at_10']:.4f} vs popularity "
-        f"{baseline.metrics['ndcg_at_10']:.4f}; refitting on all data")
+    say(f"[{tenant}] {algorithm} ndcg@10 {_with_interval(candidate.metrics, 'ndcg_at_10')} vs "
+        f"popularity {_with_interval(baseline.metrics, 'ndcg_at_10')}; refitting on all data")
     experiment_id = registry.experiment(registry.client(settings.mlflow_tracking_uri),
                                         f"sluice-{tenant}", settings.artifact_root)
     run_name = f"{algorithm}-{tenant}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -219,16 +229,16 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
     metric = settings.app.evaluation.gate_metric
     timer = Timer(prepared.timings)
     with timer.phase("champion"):
-        champion = gate.score_champion(
-            settings.mlflow_tracking_uri, name, metric, model, prepared.train,
-            prepared.split.test, prepared.relevant, candidate.metrics,
-            settings.app.evaluation.gate_min_users, prepared.k_values)
+        champion = gate.score_champion(settings.mlflow_tracking_uri, name, prepared.train,
+                                       prepared.split.test, prepared.relevant,
+                                       prepared.k_values)
     refit_started = time.perf_counter()
     final = make_model(model.name, **model.params()).fit(prepared.full.matrix)
     prepared.timings["refit"] = time.perf_counter() - refit_started
     with timer.phase("bundle"):
         bundle = make_bundle(settings, prepared, final, say)
     stats = dataset_stats(prepared)
+    candidate.metrics.update(lifts(settings, candidate, baseline))
     run = mlflow.active_run()
     assert run is not None, "finish() runs inside an MLflow run"
     with timer.phase("track"):
@@ -237,9 +247,15 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
         client = registry.client(settings.mlflow_tracking_uri)
         client.set_registered_model_alias(name, registry.CANDIDATE, version)
     with timer.phase("gate"):
-        decision = gate.decide(metric, candidate.metrics, champion)
+        assert candidate.scored is not None and baseline.scored is not None
+        decision = gate.decide(metric, candidate.scored,
+                               baseline.scored if model.personalized else None, champion,
+                               gate_rule(settings))
         gate.apply(client, name, version, decision)
         log_gate(decision, champion)
+        if decision.serve_popularity:
+            served = serve_popularity(settings, prepared, name, decision, say)
+            mlflow.set_tag("gate.served_popularity_version", served)
     prepared.timings["total"] = time.perf_counter() - started
     mlflow.log_metrics({f"seconds.{k}": v for k, v in prepared.timings.items()})
     say(f"[{tenant}] {name} v{version}: {decision.reason}")
@@ -248,6 +264,31 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
         decision.promoted, decision.reason, stats, final.name, final.params(),
         {**decision.as_dict(), "champion_note": champion.note if champion else None},
         dict(prepared.timings))
+
+
+def gate_rule(settings: Settings) -> gate.Rule:
+    ev = settings.app.evaluation
+    return gate.Rule(ev.gate_confidence, ev.gate_min_lift, ev.bootstrap_resamples, ev.seed)
+
+
+def serve_popularity(settings: Settings, prepared: Prepared, name: str, decision: gate.Decision,
+                     say: Callable[[str], None]) -> str:
+    """No champion and a candidate that lost to popularity: popularity becomes the tenant's
+    champion (its slots are `model_non_personalized`), registered from the same run."""
+    bundle = make_bundle(settings, prepared, Popularity().fit(prepared.full.matrix))
+    version = log_model(bundle, name, artifact="popularity")
+    client = registry.client(settings.mlflow_tracking_uri)
+    reason = f"served as the tenant's model: the personalized candidate {decision.reason}"
+    gate.apply(client, name, version, gate.Decision(True, reason, decision.metric,
+                                                    decision.popularity or 0.0, None, None))
+    say(f"[{prepared.tenant}] {name} v{version}: popularity {reason}")
+    return version
+
+
+def _with_interval(metrics: dict[str, float], name: str) -> str:
+    low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
+    bounds = f" [{low:.4f}, {high:.4f}]" if low is not None and high is not None else ""
+    return f"{metrics[name]:.4f}{bounds}"
 
 
 def make_bundle(settings: Settings, prepared: Prepared, final: Model,
@@ -303,92 +344,9 @@ def dataset_stats(prepared: Prepared) -> dict[str, Any]:
         "train_interactions": int(len(prepared.split.train)),
         "test_interactions": int(len(prepared.split.test)),
         "evaluated_users": len(prepared.relevant),
+        "protocol": prepared.split.protocol, "protocol_note": prepared.split.note,
         "catalog_items": len(prepared.catalog),
     }
-
-
-def log_run(settings: Settings, prepared: Prepared, final: Model, candidate: Fitted,
-            baseline: Fitted, stats: dict[str, Any]) -> None:
-    """Params, metrics, dataset statistics and the matrix config of the active run."""
-    app = settings.app
-    mlflow.log_params({
-        "algorithm": final.name, **final.params(),
-        **{f"weight.{k}": v for k, v in app.events.weights.items()},
-        "event_value_threshold": app.events.event_value_threshold,
-        **config_params(app.matrix),
-        "evaluation.protocol": app.evaluation.protocol,
-        "holdout_fraction": app.evaluation.holdout_fraction,
-        "evaluation.leave_out": app.evaluation.leave_out,
-        "evaluation.gate_metric": app.evaluation.gate_metric,
-        "holdout_cutoff": str(prepared.split.cutoff),
-    })
-    metrics = candidate.metrics
-    mlflow.log_metrics({
-        **metrics, **{f"popularity.{k}": v for k, v in baseline.metrics.items()},
-        **{f"lift_{k}": _lift(metrics, baseline.metrics, k)
-           for k in ("ndcg_at_10", "recall_at_10", "precision_at_10")},
-        "fit_seconds": candidate.fit_seconds,
-        **{f"dataset.{k}": v for k, v in stats.items() if isinstance(v, int | float)},
-    })
-    mlflow.log_dict(stats, "dataset_stats.json")
-    mlflow.log_dict(app.matrix.model_dump(), "matrix_config.json")
-    mlflow.log_input(dataset_input(settings, prepared, stats), context="training")
-    mlflow.set_tags({"tenant": prepared.tenant, "algorithm": final.name,
-                     "dataset.time_min": stats["time_min"],
-                     "dataset.time_max": stats["time_max"]})
-
-
-def dataset_input(settings: Settings, prepared: Prepared, stats: dict[str, Any]) -> Any:
-    """The mart as an MLflow dataset: source, schema and a digest of its statistics.
-
-    `mlflow.data.from_pandas` profiles every row (11 s per million here); this is constant.
-    """
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-
-    digest = hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()[:8]
-    sample = prepared.frame.head(100)
-    schema = infer_signature(sample.astype({c: str for c in ID_COLUMNS if c in sample})).inputs
-    with warnings.catch_warnings():  # MLflow registers its local source twice, then warns
-        warnings.simplefilter("ignore", UserWarning)
-        source = resolve_dataset_source(settings.warehouse_path.as_uri())
-    return MetaDataset(source,
-                       name=f"marts.interactions/{prepared.tenant}", digest=digest, schema=schema)
-
-
-def log_gate(decision: gate.Decision, champion: gate.ChampionScore | None) -> None:
-    values = {"gate.candidate": decision.candidate}
-    if champion is not None:
-        values.update({k: v for k, v in {
-            "gate.champion_logged": champion.logged, "gate.champion_on_holdout":
-            champion.on_holdout, "gate.candidate_on_champion_holdout": champion.candidate_on_same,
-        }.items() if v is not None})
-    mlflow.log_metrics(values)
-    mlflow.set_tags({"gate.promoted": str(decision.promoted).lower(),
-                     "gate.reason": decision.reason[:5000],
-                     "gate.champion_version": decision.champion_version or ""})
-
-
-def _lift(metrics: dict[str, float], baseline: dict[str, float], key: str) -> float:
-    return metrics[key] / baseline[key] if baseline.get(key) else float("inf")
-
-
-def log_model(bundle: ModelBundle, name: str) -> str:
-    """Log the bundle as a pyfunc model (signature, input example) and register a version."""
-    from sluice.learn.pyfunc import recommend_frame
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = bundle.save(Path(tmp) / "bundle")
-        example = pd.DataFrame({"user_id": [str(bundle.user_ids[0])], "num_results": [10.0]})
-        signature = infer_signature(example, recommend_frame(bundle, example))
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(Path(__file__).with_name("pyfunc_code.py")),
-            code_paths=[str(Path(__file__).parents[1])], artifacts={"bundle": str(path)},
-            signature=signature, input_example=example, registered_model_name=name,
-            pip_requirements=[f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
-                              f"scipy=={__import__('scipy').__version__}"],
-        )
-    return str(info.registered_model_version)
 
 
 __all__ = ["ALS", "InsufficientDataError", "Prepared", "TrainResult", "check_sufficiency",

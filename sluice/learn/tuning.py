@@ -1,14 +1,17 @@
-"""Hyperparameter search: random draws from a grid, each trial a nested MLflow run.
+"""Hyperparameter search: Optuna's TPE sampler within a time budget, each trial a nested run.
 
 Trials are scored on a validation split made inside the training part by the same protocol,
 so the holdout that is reported and gated on never chooses the parameters. The best is then
 fit on the whole training part, scored on the holdout, refit on all data, logged in the
 parent run, registered and put through the same champion gate.
+
+Ranges are wide and on log scales where a parameter's effect is multiplicative (ALS factors
+16-512, regularization 1e-3-10, alpha 0.1-100; EASE l2 1-10^4); `tune.grid` in config
+replaces a parameter's range by a list of values to choose from.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import time
@@ -17,25 +20,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
-import numpy as np
 
 from sluice.learn import registry
-from sluice.learn.training import TrainResult, finish, fit_and_evaluate, prepare
+from sluice.learn.training import Prepared, TrainResult, finish, fit_and_evaluate, prepare
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Used when config/sluice.yaml has no `tune.grid` for the algorithm.
-DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "als": {"factors": [32, 64, 128], "regularization": [0.01, 0.1, 1.0],
-            "alpha": [1.0, 4.0, 16.0], "iterations": [15]},
-    "bpr": {"factors": [32, 64, 128], "learning_rate": [0.01, 0.05, 0.1],
-            "regularization": [0.001, 0.01, 0.1], "iterations": [100]},
-    "lmf": {"factors": [16, 32, 64], "learning_rate": [0.5, 1.0],
-            "regularization": [0.3, 0.6, 1.0], "iterations": [30]},
-    "cosine": {"neighbours": [20, 50, 100, 200]},
-    "tfidf": {"neighbours": [20, 50, 100, 200]},
-    "bm25": {"neighbours": [20, 50, 100, 200], "k1": [0.6, 1.2, 2.0], "b": [0.25, 0.75]},
+# (kind, low, high): "int" and "float" uniform, "int_log" and "log" on a log scale.
+Range = tuple[str, float, float]
+DEFAULT_SPACES: dict[str, dict[str, Range | list[Any]]] = {
+    "als": {"factors": ("int_log", 16, 512), "regularization": ("log", 1e-3, 10.0),
+            "alpha": ("log", 0.1, 100.0), "iterations": ("int", 10, 30)},
+    "bpr": {"factors": ("int_log", 16, 256), "learning_rate": ("log", 1e-3, 0.2),
+            "regularization": ("log", 1e-4, 0.1), "iterations": [100]},
+    "lmf": {"factors": ("int_log", 8, 128), "learning_rate": ("log", 0.1, 2.0),
+            "regularization": ("log", 0.1, 2.0), "iterations": [30]},
+    "cosine": {"neighbours": ("int_log", 10, 500)},
+    "tfidf": {"neighbours": ("int_log", 10, 500)},
+    "bm25": {"neighbours": ("int_log", 10, 500), "k1": ("log", 0.3, 3.0),
+             "b": ("float", 0.0, 1.0)},
+    "ease": {"l2": ("log", 1.0, 1e4)},
     "popularity": {},
 }
 
@@ -55,70 +60,90 @@ class TuneResult:
     parent_run_id: str = ""
 
 
-def draw(grid: dict[str, list[Any]], trials: int, seed: int) -> list[dict[str, Any]]:
-    """Every combination when there are at most `trials`, else `trials` of them at random."""
-    keys = sorted(grid)
-    combos = [dict(zip(keys, values, strict=True))
-              for values in itertools.product(*(grid[k] for k in keys))]
-    if len(combos) <= trials:
-        return combos
-    picks = np.random.default_rng(seed).choice(len(combos), size=trials, replace=False)
-    return [combos[i] for i in sorted(picks)]
-
-
-def search_space(settings: Settings, algorithm: str) -> dict[str, list[Any]]:
-    grid = settings.app.tune.grid.get(algorithm, DEFAULT_GRIDS.get(algorithm, {}))
+def search_space(settings: Settings, algorithm: str) -> dict[str, Range | list[Any]]:
+    """The built-in ranges of `algorithm`, with `tune.grid` lists in place of ranges."""
+    space = {**DEFAULT_SPACES.get(algorithm, {}), **settings.app.tune.grid.get(algorithm, {})}
     known = settings.app.model.params(algorithm)
-    unknown = sorted(set(grid) - set(known))
+    unknown = sorted(set(space) - set(known))
     if unknown:
         raise ValueError(f"tune.grid.{algorithm}: {unknown} are not parameters of "
                          f"{algorithm} (it takes {sorted(known)})")
-    return grid
+    return space
+
+
+def suggest(trial: Any, space: dict[str, Range | list[Any]]) -> dict[str, Any]:
+    """One draw from the space through an Optuna trial."""
+    params: dict[str, Any] = {}
+    for name, spec in sorted(space.items()):
+        if isinstance(spec, list):
+            params[name] = trial.suggest_categorical(name, spec)
+            continue
+        kind, low, high = spec
+        if kind in ("int", "int_log"):
+            params[name] = trial.suggest_int(name, int(low), int(high), log=kind == "int_log")
+        else:
+            params[name] = trial.suggest_float(name, low, high, log=kind == "log")
+    return params
 
 
 def tune_tenant(settings: Settings, tenant: str, algorithm: str | None = None,
-                trials: int | None = None,
-                progress: Callable[[str], None] | None = None) -> TuneResult:
-    """Search, then register the best through the gate; trials are nested runs."""
+                trials: int | None = None, progress: Callable[[str], None] | None = None,
+                time_budget: float | None = None) -> TuneResult:
+    """Search (at most `trials`, within `time_budget` seconds), then register the best
+    through the gate; trials are nested runs."""
     say = progress or log.info
     started = time.perf_counter()
     tune = settings.app.tune
     algorithm = algorithm or tune.algorithm or settings.app.model.algorithm
-    grid = search_space(settings, algorithm)
-    candidates = draw(grid, trials or tune.trials, tune.seed)
-    base = settings.app.model.params(algorithm)
-    metric = settings.app.evaluation.gate_metric
+    space = search_space(settings, algorithm)
     prepared = prepare(settings, tenant)
     validation = prepare(settings, tenant, frame=prepared.split.train, catalog=prepared.catalog)
-    baseline = fit_and_evaluate(prepared, "popularity", {})
+    baseline = fit_and_evaluate(prepared, "popularity", {}, settings)
     experiment_id = registry.experiment(registry.client(settings.mlflow_tracking_uri),
                                         f"sluice-{tenant}", settings.artifact_root)
-    done: list[Trial] = []
-    best: Trial | None = None
     run_name = f"tune-{algorithm}-{tenant}-{time.strftime('%Y%m%d-%H%M%S')}"
+    budget = time_budget or tune.time_budget_seconds
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
-        mlflow.set_tags({"tune": "parent", "tune.algorithm": algorithm,
+        mlflow.set_tags({"tune": "parent", "tune.algorithm": algorithm, "tune.sampler": "tpe",
                          "tune.selected_on": "validation split of the training part"})
-        mlflow.log_dict({"grid": grid, "trials": candidates}, "tune_space.json")
-        for number, overrides in enumerate(candidates):
-            params = {**base, **overrides}
-            with mlflow.start_run(run_name=f"trial-{number}", nested=True) as child:
-                fitted = fit_and_evaluate(validation, algorithm, params)
-                mlflow.log_params({"algorithm": algorithm, **params})
-                mlflow.log_metrics({**fitted.metrics, "fit_seconds": fitted.fit_seconds})
-                mlflow.set_tags({"tune": "trial", "tenant": tenant,
-                                 "evaluated_on": "validation"})
-            trial = Trial(params, fitted.metrics, fitted.fit_seconds, child.info.run_id)
-            done.append(trial)
-            say(f"[{tenant}] trial {number} {json.dumps(overrides)}: validation "
-                f"{metric} {fitted.metrics[metric]:.4f}")
-            if best is None or trial.metrics[metric] > best.metrics[metric]:
-                best = trial
-        assert best is not None, "a search has at least one trial"
-        mlflow.log_params({"tune.trials": len(done),
+        mlflow.log_dict({"space": space, "time_budget_seconds": budget}, "tune_space.json")
+        done = search(settings, validation, algorithm, space, trials or tune.trials, budget, say)
+        best = max(done, key=lambda t: t.metrics[settings.app.evaluation.gate_metric])
+        mlflow.log_params({"tune.trials": len(done), "tune.time_budget_seconds": budget,
                            **{f"tune.best.{k}": v for k, v in best.params.items()}})
         mlflow.log_metrics({f"validation.{k}": v for k, v in best.metrics.items()})
-        candidate = fit_and_evaluate(prepared, algorithm, best.params)
+        candidate = fit_and_evaluate(prepared, algorithm, best.params, settings)
         prepared.timings["fit"] = candidate.fit_seconds
         result = finish(settings, prepared, candidate, baseline, say, started)
     return TuneResult(result, done, parent.info.run_id)
+
+
+def search(settings: Settings, validation: Prepared, algorithm: str,
+           space: dict[str, Range | list[Any]], trials: int, budget: float,
+           say: Callable[[str], None]) -> list[Trial]:
+    """Optuna trials on the validation split, each a nested MLflow run."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = settings.app.model.params(algorithm)
+    metric = settings.app.evaluation.gate_metric
+    done: list[Trial] = []
+
+    def objective(trial: Any) -> float:
+        overrides = suggest(trial, space)
+        params = {**base, **overrides}
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as child:
+            fitted = fit_and_evaluate(validation, algorithm, params)
+            mlflow.log_params({"algorithm": algorithm, **params})
+            mlflow.log_metrics({**fitted.metrics, "fit_seconds": fitted.fit_seconds})
+            mlflow.set_tags({"tune": "trial", "tenant": validation.tenant,
+                             "evaluated_on": "validation"})
+        done.append(Trial(params, fitted.metrics, fitted.fit_seconds, child.info.run_id))
+        say(f"[{validation.tenant}] trial {trial.number} {json.dumps(overrides)}: validation "
+            f"{metric} {fitted.metrics[metric]:.4f}")
+        return fitted.metrics[metric]
+
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=settings.app.tune.seed))
+    study.optimize(objective, n_trials=trials if space else 1, timeout=budget)
+    return done

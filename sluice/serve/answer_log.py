@@ -57,8 +57,8 @@ def _event(request: RecommendationRequest, answer: Answer) -> dict[str, Any]:
         for slot, logged in zip(answer.items, event["items"], strict=True):
             if slot.arm:
                 logged["arm"] = slot.arm
-    if request.context:
-        event["fields"]["context"] = request.context
+    for name, value in (request.context or {}).items():  # flat: event fields hold no maps
+        event["fields"][f"context.{name}"] = value
     if request.user_id:
         event["user"] = request.user_id
     if request.session_id:

@@ -1,0 +1,163 @@
+"""Bootstrap intervals, beyond-accuracy measures, the gate's decision rule and the holdout
+fallback, on hand-made data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from sluice.learn import gate, quality
+from sluice.learn.evaluation import Scored, decisive_split, per_user_split
+from tests.utils.marts import taste_history
+
+
+def scored(ndcg: list[float] | np.ndarray, top: np.ndarray | None = None,
+           n_items: int = 10) -> Scored:
+    ndcg = np.asarray(ndcg, dtype=np.float64)
+    if top is None:
+        top = np.full((len(ndcg), 2), -1)
+    return Scored(np.arange(len(ndcg)), {"ndcg_at_10": ndcg}, top, n_items)
+
+
+def test_a_constant_has_a_zero_width_interval():
+    found = quality.bootstrap({"x": np.full(50, 0.25)})["x"]
+    assert (found.mean, found.low, found.high) == (0.25, 0.25, 0.25)
+
+
+def test_a_mean_of_coin_flips_gets_the_normal_width_and_is_seeded():
+    values = np.tile([0.0, 1.0], 200)  # 400 users, mean 0.5, standard error 0.025
+    found = quality.bootstrap({"x": values}, resamples=2000)["x"]
+    assert found.mean == 0.5
+    assert found.low == pytest.approx(0.5 - 1.96 * 0.025, abs=0.008)
+    assert found.high == pytest.approx(0.5 + 1.96 * 0.025, abs=0.008)
+    again = quality.bootstrap({"x": values}, resamples=2000)["x"]
+    assert (again.low, again.high) == (found.low, found.high)
+    other = quality.bootstrap({"x": values}, resamples=2000, seed=1)["x"]
+    assert (other.low, other.high) != (found.low, found.high)
+
+
+def test_a_narrower_confidence_is_a_narrower_interval():
+    values = np.random.default_rng(0).random(300)
+    wide = quality.bootstrap({"x": values}, confidence=0.99)["x"]
+    narrow = quality.bootstrap({"x": values}, confidence=0.8)["x"]
+    assert wide.low < narrow.low < narrow.high < wide.high
+
+
+def test_paired_differences_cancel_what_users_share():
+    rng = np.random.default_rng(3)
+    base = rng.random(200)  # users differ a lot; the candidate adds 0.01 to every one
+    assert quality.paired(base + 0.01, base).low == pytest.approx(0.01)
+    unpaired = quality.bootstrap({"a": base + 0.01, "b": base})
+    assert unpaired["a"].low < unpaired["b"].high  # the two intervals overlap
+
+
+def test_coverage_interval_brackets_the_share_shown():
+    top = np.array([[0, 1], [2, 3], [0, 1], [4, -1]])
+    assert quality.coverage_interval(top, 10).mean == 0.5
+    # 300 users, lists drawn from a long tail: resampling misses rare items, and the
+    # interval is corrected for that bias so that it holds the observed share
+    rng = np.random.default_rng(4)
+    chance = 1.0 / np.arange(1, 401)
+    top = np.array([rng.choice(400, 10, replace=False, p=chance / chance.sum())
+                    for _ in range(300)])
+    found = quality.coverage_interval(top, 400)
+    assert found.mean == len(np.unique(top)) / 400
+    assert found.low < found.mean < found.high <= 1.0
+
+
+def test_novelty_popularity_bias_and_diversity_by_hand():
+    # 4 users x 10 items: item 0 is had by all four, items 1-9 by user 0 only
+    seen = sp.csr_matrix(np.array([[1] * 10, [1] + [0] * 9, [1] + [0] * 9, [1] + [0] * 9]))
+    lists = Scored(np.array([0, 1]), {}, np.array([[0, -1], [1, 2]]), 10)
+    found = quality.beyond_accuracy(lists, seen)
+    assert found["novelty"][0] == 0.0                       # -log2(4/4)
+    assert found["novelty"][1] == pytest.approx(2.0)        # -log2(1/4) for both
+    assert list(found["popularity_bias"]) == [1.0, 0.0]      # item 0 is the top 10% (1 item)
+    assert np.isnan(found["intra_list_diversity"][0])        # one item: no pair
+    assert found["intra_list_diversity"][1] == pytest.approx(0.0)  # same single user
+
+
+def test_segments_split_users_by_history_and_by_what_came_after():
+    seen = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]]))
+    lists = Scored(np.array([0, 1]), {"ndcg_at_10": np.array([0.0, 1.0])},
+                   np.full((2, 1), -1), 6)
+    masks = quality.segments(lists, seen, test_counts=np.array([3, 1]))
+    assert list(masks["history_1_4"]) == [True, False]
+    assert list(masks["history_5_19"]) == [False, True]
+    assert list(masks["mostly_after_cutoff"]) == [True, False]
+
+
+def test_the_gate_refuses_a_gain_inside_the_interval_and_names_both_numbers():
+    rng = np.random.default_rng(5)
+    champion = rng.random(60)
+    noisy = champion + rng.normal(0.005, 0.2, 60)  # a small gain, much noise
+    decision = gate.decide("ndcg_at_10", scored(noisy), None,
+                           gate.ChampionScore("3", None, scored(champion), "on its holdout"))
+    assert not decision.promoted
+    assert decision.difference_low < 0 < decision.difference_high
+    assert f"{noisy.mean():.4f} vs champion v3 {champion.mean():.4f}" in decision.reason
+    assert "95% interval" in decision.reason and "does not beat it" in decision.reason
+    lifted = gate.decide("ndcg_at_10", scored(champion * 1.2), None,
+                         gate.ChampionScore("3", None, scored(champion), "x"),
+                         gate.Rule(min_lift=0.1))
+    assert lifted.promoted
+
+
+def test_the_gate_refuses_a_model_that_does_not_beat_popularity():
+    popular = np.full(40, 0.3)
+    decision = gate.decide("ndcg_at_10", scored(popular - 0.01), scored(popular), None)
+    assert not decision.promoted and decision.serve_popularity
+    assert "does not beat popularity; popularity is served" in decision.reason
+    better = gate.decide("ndcg_at_10", scored(popular + 0.05), scored(popular), None)
+    assert better.promoted and better.reason.startswith("no champion yet")
+
+
+def test_comparisons_need_the_same_users():
+    with pytest.raises(ValueError, match="same users"):
+        gate.compare("ndcg_at_10", scored([0.1, 0.2]), scored([0.1]), "x", gate.Rule())
+
+
+def test_too_few_users_in_the_time_holdout_switch_to_a_per_user_split():
+    # 300 users over 20 days, then 60 new users alone in the last 10 days: the time
+    # holdout (last 10%, even 30%) is nearly all theirs, and they have no training history
+    early = taste_history(users=300, per_user=6, days=20)
+    late = taste_history(users=60, per_user=12, days=10, start=pd.Timestamp("2024-01-21"),
+                         user_prefix="late")
+    frame = pd.concat([early, late], ignore_index=True)
+    held = decisive_split(frame, "time", 0.1, 1, min_users=200, widen_to=0.3)
+    assert held.split.protocol == "per_user"
+    assert len(held.relevant) >= 200
+    assert "fewer than evaluation.min_users (200)" in held.split.note
+    assert "switched to a per-user temporal split" in held.split.note
+    enough = decisive_split(frame, "time", 0.1, 1, min_users=3, widen_to=0.3)
+    assert enough.split.protocol == "time" and "as configured" in enough.split.note
+
+
+def test_a_wider_window_is_used_when_it_is_enough():
+    frame = taste_history(users=100, per_user=10, days=30)
+    narrow = decisive_split(frame, "time", 0.02, 1, min_users=10_000, widen_to=0.3)
+    assert narrow.split.protocol == "per_user"  # nothing reaches 10,000: the most users
+    users_at_30 = len(decisive_split(frame, "time", 0.3, 1, 1, 0.3).relevant)
+    wide = decisive_split(frame, "time", 0.02, 1, min_users=users_at_30, widen_to=0.3)
+    assert wide.split.protocol == "time" and "widened to the last 30%" in wide.split.note
+    assert len(wide.relevant) == users_at_30
+
+
+def test_per_user_split_holds_out_each_users_latest_fraction():
+    frame = taste_history(users=20, per_user=10)
+    split = per_user_split(frame, 0.2)
+    assert (split.test.groupby("user_id", observed=True).size() == 2).all()
+    last_train = split.train.groupby("user_id", observed=True)["event_at"].max()
+    first_test = split.test.groupby("user_id", observed=True)["event_at"].min()
+    assert (last_train <= first_test[last_train.index]).all()
+
+
+def test_a_lift_interval_resamples_users_in_pairs():
+    base = np.random.default_rng(2).random(300) + 0.1
+    found = quality.ratio(base * 2.0, base)
+    assert found.mean == pytest.approx(2.0)
+    assert found.low == pytest.approx(2.0) and found.high == pytest.approx(2.0)
+    noisy = quality.ratio(base * 2.0 + np.random.default_rng(3).normal(0, 0.3, 300), base)
+    assert noisy.low < noisy.mean < noisy.high
