@@ -26,9 +26,10 @@ up: install  ## Prefect server (UI :4200) + scheduled deployments + the API
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/sqlfluff lint dbt_project/models --dialect duckdb
 
-test: install lint  ## ruff, sqlfluff, then pytest
+test: install lint  ## ruff, mypy, sqlfluff, then pytest
 	$(BIN)/pytest -q
 
 bench: install

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +69,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     info = cmd_generate(args)
     print("running flow `pipeline` (ingest -> transform -> train) ...")
     outcome = pipeline()
-    for result in outcome["train"]:
-        m, b = result["metrics"], result["baseline"]
-        print(f"model {result['model_name']} v{result['version']}: ndcg@10 "
-              f"{m['ndcg_at_10']:.4f} (popularity {b['ndcg_at_10']:.4f}); {result['reason']}")
+    for result in outcome.train:
+        m, b = result.metrics, result.baseline
+        print(f"model {result.model_name} v{result.version}: ndcg@10 "
+              f"{m['ndcg_at_10']:.4f} (popularity {b['ndcg_at_10']:.4f}); {result.reason}")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     print(f"starting the API on {base} ...")
@@ -268,8 +270,9 @@ def cmd_flow(name: str) -> None:
     from flows.transform import transform
     from flows.tune import tune
 
-    result = {"ingest": ingest, "transform": transform, "train": train, "tune": tune,
-              "pipeline": pipeline}[name]()
+    by_name: dict[str, Callable[[], Any]] = {"ingest": ingest, "transform": transform,
+                                             "train": train, "tune": tune, "pipeline": pipeline}
+    result = _plain(by_name[name]())
     if name == "ingest":
         result.pop("table")  # the flow has logged it, once
     print(json.dumps(result, indent=2, default=str))
@@ -288,6 +291,13 @@ def cmd_dbt(args: argparse.Namespace) -> int:
                                settings.dbt_vars(), dbt_args)
     with warehouse_lock(settings.warehouse_path, say=print):
         return subprocess.run(argv, env=env, cwd=DBT_PROJECT_DIR).returncode
+def _plain(result: Any) -> Any:
+    """A flow's typed result as the JSON-ready dicts and lists it prints as."""
+    if isinstance(result, list):
+        return [_plain(item) for item in result]
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

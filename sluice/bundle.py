@@ -99,7 +99,7 @@ class ModelBundle:
     def save(self, directory: Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        optional: dict[str, np.ndarray] = {}
+        optional: dict[str, Any] = {}  # arrays; Any, as numpy types savez(**kw) as its flags
         if self.similar is not None:
             optional = {"sim_indptr": self.similar.indptr, "sim_indices": self.similar.indices,
                        "sim_data": self.similar.data.astype(np.float32)}

@@ -135,7 +135,7 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
                                  "timestamp": sent_at, "tenant": tenant, **who,
                                  "items": [{"id": i} for i in impression]}, where))
         if item is not None:
-            event = {"event": "interaction", "id": event_id, "timestamp": sent_at,
+            event: dict[str, Any] = {"event": "interaction", "id": event_id, "timestamp": sent_at,
                      "tenant": tenant, **who, "item": item, "type": event_type,
                      "fields": fields}
             if ranking:

@@ -92,8 +92,14 @@ def set_format_version(con: duckdb.DuckDBPyConnection, version: int) -> None:
                 [str(version)])
 
 
+def count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """The number a `select count(*) ...` returns (it always returns one row)."""
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _has_raw_events(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute("select count(*) from raw.events").fetchone()[0])
+    return bool(count(con, "select count(*) from raw.events"))
 
 
 def checkpoint(path: Path | str) -> None:

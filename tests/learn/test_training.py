@@ -87,7 +87,7 @@ def test_a_short_tenant_is_skipped_and_the_others_train(
     state = train(return_state=True)
     assert state.is_completed()
     (result,) = state.result()
-    assert result["tenant"] == "many" and result["version"] == "1"
+    assert result.tenant == "many" and result.version == "1"
     client = registry.client(store)
     assert not client.search_model_versions(f"name = '{settings.registered_model_name('few')}'")
 
