@@ -69,7 +69,7 @@ def decide(warehouse: Path, exp: Experiment, min_units: int = 100) -> Decision:
 def _split(con: Any, exp: Experiment, min_units: int) -> Decision:
     control = exp.arms[0].name
     rows = con.execute(
-        "select arm, units, baseline_units, value, baseline_value, difference, ci_low, ci_high "
+        "select arm, units, baseline_units, arm_value, baseline_value, difference, ci_low, ci_high "
         "from marts.experiment_results where tenant = ? and experiment = ? and metric = ? "
         "and baseline_arm = ? order by difference desc", [exp.tenant, exp.id, exp.metric,
                                                           control]).fetchall()

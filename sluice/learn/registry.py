@@ -59,7 +59,7 @@ def alias_version(c: MlflowClient, name: str, alias: str) -> ModelVersion | None
         raise
 
 
-def version_of(c: MlflowClient, name: str, ref: str):
+def version_of(c: MlflowClient, name: str, ref: str) -> ModelVersion | None:
     """The model version a reference names: a version number ("3") or an alias; None if none."""
     if ref.isdigit():
         try:

@@ -8,17 +8,34 @@ with units as (
 
 by_metric as (
 
-    select tenant, experiment, arm, unit_id, 'click_through_rate' as metric,
-        cast(clicks as {{ type_double() }}) as x, cast(slots as {{ type_double() }}) as y
+    select
+        tenant,
+        experiment,
+        arm,
+        unit_id,
+        'click_through_rate' as metric,
+        cast(clicks as {{ type_double() }}) as x,
+        cast(slots as {{ type_double() }}) as y
     from units
     union all
-    select tenant, experiment, arm, unit_id, 'conversion_rate' as metric,
+    select
+        tenant,
+        experiment,
+        arm,
+        unit_id,
+        'conversion_rate' as metric,
         cast(converted_answers as {{ type_double() }}) as x,
         cast(answers as {{ type_double() }}) as y
     from units
     union all
-    select tenant, experiment, arm, unit_id, 'purchases_per_user' as metric,
-        cast(purchases as {{ type_double() }}) as x, cast(1 as {{ type_double() }}) as y
+    select
+        tenant,
+        experiment,
+        arm,
+        unit_id,
+        'purchases_per_user' as metric,
+        cast(purchases as {{ type_double() }}) as x,
+        cast(1 as {{ type_double() }}) as y
     from units
 
 ),

@@ -20,7 +20,7 @@ totals as (
         tenant,
         experiment,
         sum(units) as units,
-        sum(arm_share) as shares,
+        sum(arm_share) as share_total,
         count(*) as arms
     from arms
     group by tenant, experiment
@@ -32,8 +32,8 @@ terms as (
     select
         arms.tenant,
         arms.experiment,
-        power(arms.units - totals.units * arms.arm_share / totals.shares, 2)
-        / (totals.units * arms.arm_share / totals.shares) as term
+        power(arms.units - totals.units * arms.arm_share / totals.share_total, 2)
+        / (totals.units * arms.arm_share / totals.share_total) as term
     from arms
     inner join totals
         on arms.tenant = totals.tenant and arms.experiment = totals.experiment

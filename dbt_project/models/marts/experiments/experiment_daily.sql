@@ -14,7 +14,7 @@ daily as (
         slot_arm as arm,
         served_date,
         count(distinct recommendation_id) as exposures,
-        count(distinct unit_id) as users,
+        count(distinct unit_id) as units,
         count(*) as slots_served,
         sum(case when is_clicked then 1 else 0 end) as clicks,
         sum(case when is_purchased then 1 else 0 end) as purchases,
@@ -32,13 +32,13 @@ final as (
         arm,
         served_date,
         exposures,
-        users,
+        units,
         slots_served,
         clicks,
         purchases,
         cast(clicks as {{ type_double() }}) / slots_served as click_through_rate,
         cast(converted_answers as {{ type_double() }}) / exposures as conversion_rate,
-        cast(purchases as {{ type_double() }}) / users as purchases_per_user
+        cast(purchases as {{ type_double() }}) / units as purchases_per_user
     from daily
 
 )

@@ -48,7 +48,7 @@ totals as (
         baseline_arm,
         sum(won) as wins,
         sum(lost) as losses,
-        sum(tied) as ties,
+        sum(tied) as tied_answers,
         cast(sum(won) as {{ type_double() }}) / nullif(sum(won) + sum(lost), 0)
             as preference_share
     from duels

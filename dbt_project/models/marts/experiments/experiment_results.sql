@@ -4,7 +4,7 @@ with stats as (
 
     select
         *,
-        mean_x / nullif(mean_y, 0) as value
+        mean_x / nullif(mean_y, 0) as arm_value
     from {{ ref('int_experiment_metric_stats') }}
 
 ),
@@ -13,7 +13,7 @@ with_variance as (
 
     select
         *,
-        (var_x - 2 * value * cov_xy + value * value * var_y)
+        (var_x - 2 * arm_value * cov_xy + arm_value * arm_value * var_y)
         / nullif(units * mean_y * mean_y, 0) as value_variance
     from stats
 
@@ -29,9 +29,9 @@ pairs as (
         baseline.arm as baseline_arm,
         arm.units,
         baseline.units as baseline_units,
-        arm.value,
-        baseline.value as baseline_value,
-        arm.value - baseline.value as difference,
+        arm.arm_value,
+        baseline.arm_value as baseline_value,
+        arm.arm_value - baseline.arm_value as difference,
         sqrt(arm.value_variance + baseline.value_variance) as standard_error
     from with_variance as arm
     inner join with_variance as baseline
