@@ -1,7 +1,7 @@
 """The `sluice` command line: what the Makefile calls.
 
     sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up | dbt
-    sluice models | promote VERSION | rollback | report | trackers | filters
+    sluice batch | models | promote VERSION | rollback | report | trackers | filters
     sluice experiments create|list|show|stop|decide         (online experiments)
     sluice rebuild | backup DEST | restore SRC | upgrade | doctor   (operating a home)
 """
@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from cli import batch as batch_command
 from cli import experiments, models
 from cli.models import table
 from cli.processes import (
@@ -85,6 +86,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
             ("a known user", {"user_id": info["known_user"]}),
             ("an anonymous visitor (session only)", {"session_id": info["anonymous_session"]}),
             ("a user never seen", {"user_id": "never-seen-user"}),
+            ("items like i1 by their fields (brand, category, color, price)",
+             {"item_id": "i1", "template": "similar_attributes"}),
         ]
         for title, params in asks:
             answer = httpx.post(f"{base}/v1/recommendations", headers=headers,
@@ -144,7 +147,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         procs.append(start_server(settings.port, env=env))
         print(f"Prefect UI      http://127.0.0.1:{PREFECT_PORT}\n"
               f"Sluice API      http://{settings.host}:{settings.port}/docs\n"
-              f"Deployments     ingest (5 min), refresh (2 h), pipeline (nightly), tune (weekly)\n"
+              f"Deployments     ingest (5 min), refresh (2 h), pipeline (nightly), tune (weekly), "
+              f"batch (nightly)\n"
               f"Ctrl-C stops everything.")
         while all(p.poll() is None for p in procs):
             time.sleep(1)
@@ -314,9 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         prefect_under(settings.home)
         commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
-                    "report": cmd_report, "dbt": cmd_dbt,
-                    "experiments": experiments.cmd_experiments, **models.COMMANDS, **operate,
-                    "models": _models}
+                    "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
+                    "experiments": experiments.cmd_experiments,
+                    **models.COMMANDS, **operate, "models": _models}
         code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
@@ -369,6 +373,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     dbt = sub.add_parser("dbt", help="dbt on the project with the flow's warehouse, vars, lock",
                          usage="sluice dbt -- <dbt command and flags>, e.g. sluice dbt -- build")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    batch_command.add_parser(sub)
     return parser, _add_operate_commands(sub)
 
 

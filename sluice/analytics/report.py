@@ -26,6 +26,9 @@ from sluice.warehouse.db import connect
 
 LAG = ("the marts are rebuilt by `sluice transform` (the `refresh` deployment, every 2 h under "
        "`make up`) after `sluice ingest` loads the raw log (every 5 min)")
+# the attribute index's next-item check (sluice.learn.next_item), beside the model's metrics
+NEXT_ITEM = tuple(f"attributes.next_item_hit_at_10.{source}"
+                  for source in ("attributes", "similar_items", "popularity"))
 
 
 @dataclass
@@ -213,7 +216,7 @@ def model_metrics(tracking_uri: str, model_name: str) -> Section:
         rows.append({"version": int(v.version), "label": f"v{v.version} {algorithm}"
                      f"{' (champion)' if is_champion else ''}", **{k: metrics.get(k) for k in (
                          "ndcg_at_10", "recall_at_10", "precision_at_10",
-                         "popularity.ndcg_at_10")}})
+                         "popularity.ndcg_at_10", *NEXT_ITEM)}})
     if not rows:
         return Section(title, f"no versions of {model_name} yet: `sluice train` registers "
                        "one (the nightly `pipeline` under `make up`)", None)

@@ -196,6 +196,16 @@ def dataset_tenant(arn: Any, field: str = "datasetArn") -> str:
     return parts[1]
 
 
+def arn_template(arn: Any, templates: tuple[str, ...]) -> str | None:
+    """The template a recommender or campaign ARN selects by its last part
+    (`.../recommender/<dataset group>/similar_attributes`), when it names one of `templates`."""
+    if not isinstance(arn, str):
+        return None
+    match = _ARN.match(arn)
+    parts = match.group("resource").split("/") if match else []
+    return parts[-1] if len(parts) >= 3 and parts[-1] in templates else None
+
+
 def put_entities(body: Any, kind: str, now_ms: int) -> tuple[str, list[dict[str, Any]]]:
     """PutItems (kind 'item') or PutUsers (kind 'user'): (tenant, internal events)."""
     if not isinstance(body, dict):

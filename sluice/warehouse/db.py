@@ -93,9 +93,11 @@ def set_format_version(con: duckdb.DuckDBPyConnection, version: int) -> None:
 
 
 def count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    """The number a `select count(*) ...` returns (it always returns one row)."""
-    row = con.execute(sql).fetchone()
-    return int(row[0]) if row else 0
+    """The number a `select count(*) ...` returns (it always returns one row).
+
+    fetchall, not fetchone: a result left unfinished blocks the connection's next query."""
+    rows = con.execute(sql).fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 def _has_raw_events(con: duckdb.DuckDBPyConnection) -> bool:

@@ -215,7 +215,7 @@ class FileLoader:
         """Runs an insert that selects from `table` registered as `name`; rows inserted."""
         self.con.register(name, table)
         try:
-            row = self.con.execute(sql, params).fetchone()
+            rows = self.con.execute(sql, params).fetchall()  # no unfinished result left open
         finally:
             self.con.unregister(name)
-        return int(row[0]) if row else 0
+        return int(rows[0][0]) if rows else 0

@@ -308,7 +308,7 @@ def test_a_model_that_does_not_beat_popularity_leaves_popularity_served(
     from sluice.analytics.report import model_quality
 
     section = model_quality(store, name)
-    assert section.png and f"champion v{champion.version} is popularity" in section.note
+    assert section.svg and f"champion v{champion.version} is popularity" in section.note
 
 
 def test_a_retrain_whose_gain_is_inside_the_interval_stays_candidate(

@@ -41,6 +41,7 @@ from sluice.vocabulary import (
     DEFAULT_TENANT,
     MAX_ID_LENGTH,
     PERSONALIZED,
+    SIMILAR_ATTRIBUTES,
     SIMILAR_ITEMS,
     TENANT_NAME,
 )
@@ -208,9 +209,16 @@ async def get_recommendations(request: Request, principal: AwsCaller,
     req = service.request(
         tenant=tenant, user_id=user, item_id=item,
         num_results=service.num_results(body.get("numResults"), "numResults"),
-        template=SIMILAR_ITEMS if item and not user else PERSONALIZED,
+        template=_template(body, bool(item and not user)),
         context=parse_context(body.get("context")), **_filter_args(body))
     return JSONResponse(_predicted(await answers.recommend(service, req)))
+
+
+def _template(body: dict[str, Any], item_only: bool) -> str:
+    """similar_attributes when the ARN names it, else by the ids given (as Personalize)."""
+    arn = body.get("campaignArn") or body.get("recommenderArn")
+    chosen = personalize.arn_template(arn, (SIMILAR_ATTRIBUTES,))
+    return chosen or (SIMILAR_ITEMS if item_only else PERSONALIZED)
 
 
 def _filter_args(body: dict[str, Any]) -> dict[str, Any]:
