@@ -14,7 +14,7 @@ from sluice.experiments import (
     parse_arms,
     validate,
 )
-from sluice.serve.answer_log import _event
+from sluice.serve.answer_log import recommendation_event as _event
 from sluice.serve.answers import Answer, RecommendationRequest, Slot
 from sluice.serve.arms import team_draft
 from sluice.vocabulary import MODEL_FALLBACK, MODEL_PERSONALIZED
