@@ -111,8 +111,12 @@ def scoring_alone(bundle: ModelBundle) -> dict[str, float]:
 
 def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | None = None,
                connections: tuple[int, ...] | None = None,
-               swap_to: ModelBundle | None = None) -> list[dict[str, float]]:
+               swap_to: ModelBundle | None = None,
+               experiment: ModelBundle | None = None) -> list[dict[str, float]]:
     """wrk against the real app serving `bundle` as champion (config: overrides of sluice.yaml).
+
+    With `experiment`, that bundle is registered as a second version and a 50/50 A/B
+    experiment between it and the champion runs on every template (sluice.experiments).
 
     With `swap_to`, that bundle is registered beforehand and made champion half-way through
     the (first) measured run; the run fails unless the server was answering from it by the end.
@@ -126,6 +130,12 @@ def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | Non
         home = Path(tmp)
         register(bundle, home)
         later = register(swap_to, home, champion=False) if swap_to is not None else None
+        if experiment is not None:
+            from sluice.experiments import Arm, Experiment, Experiments
+
+            arm = register(experiment, home, champion=False)
+            Experiments(home).create(Experiment("bench", "default", (
+                Arm("control", "champion", 0.5), Arm("treatment", arm, 0.5))))
         uri = store(home)
         env = {"SLUICE_HOME": str(home), "MLFLOW_TRACKING_URI": uri,
                "SLUICE_LOG_LEVEL": "WARNING"}
@@ -165,6 +175,8 @@ def main() -> None:
                         help="also measure at this many connections (0: skip)")
     parser.add_argument("--swap", action="store_true",
                         help="also a run at the most items whose champion moves half-way")
+    parser.add_argument("--experiment", action="store_true",
+                        help="also a run with a 50/50 experiment between two versions")
     parser.add_argument("--no-scan-rows", action="store_true",
                         help="skip the rows that score every item on every call")
     args = parser.parse_args()
@@ -192,6 +204,9 @@ def main() -> None:
             runs.append(("  champion swapped mid-run", items, sluice_run(
                 bundle, args, {"serving": {"model_poll_seconds": 1}},
                 swap_to=synthetic_bundle(items, seed=1))[0]))
+        if args.experiment:  # half the users answered by a second version of the model
+            runs.append(("  with a 50/50 experiment", items, sluice_run(
+                bundle, args, experiment=synthetic_bundle(items, seed=1))[0]))
         if not args.no_scan_rows:  # the same answers, every call scoring the whole catalog
             scan = dataclasses.replace(bundle, candidates=None)
             runs.append(("  scan per call (no heads)", items, sluice_run(

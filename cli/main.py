@@ -2,6 +2,7 @@
 
     sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up | dbt
     sluice batch | models | promote VERSION | rollback | report | trackers | filters
+    sluice experiments create|list|show|stop|decide         (online experiments)
     sluice rebuild | backup DEST | restore SRC | upgrade | doctor   (operating a home)
 """
 
@@ -24,7 +25,7 @@ import httpx
 from pydantic import ValidationError
 
 from cli import batch as batch_command
-from cli import models
+from cli import experiments, models
 from cli.models import table
 from cli.processes import (
     PREFECT_PORT,
@@ -318,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
                     "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
+                    "experiments": experiments.cmd_experiments,
                     **models.COMMANDS, **operate, "models": _models}
         code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
@@ -365,6 +367,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
                         help="default: $SLUICE_HOME/report/index.html")
     _named_parsers(sub)
     models.add_parsers(sub)
+    experiments.add_parser(sub)
     for name in ("ingest", "transform", "train", "tune", "pipeline"):
         sub.add_parser(name, help=f"run the `{name}` flow once")
     dbt = sub.add_parser("dbt", help="dbt on the project with the flow's warehouse, vars, lock",

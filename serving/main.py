@@ -13,7 +13,14 @@ from fastapi_offline import FastAPIOffline
 from serving.api import errors
 from serving.api.limits import BodyLimits
 from serving.api.metrics import Metrics, instrument
-from serving.api.routes import admin, events, health, personalize, recommendations
+from serving.api.routes import (
+    admin,
+    events,
+    experiments,
+    health,
+    personalize,
+    recommendations,
+)
 from sluice import logs
 from sluice.auth import is_loopback
 from sluice.serve.service import Service
@@ -88,6 +95,7 @@ def create_app() -> FastAPI:
     app.include_router(recommendations.router)
     app.include_router(personalize.router)
     app.include_router(admin.router)
+    app.include_router(experiments.router)
     return app
 
 

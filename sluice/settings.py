@@ -278,6 +278,13 @@ class AuthConfig(BaseModel):
     aws_access_keys: list[AwsKeyConfig] = Field(default_factory=list)
 
 
+class ExperimentsConfig(BaseModel):
+    """The decision flow over running experiments (flows/experiments.py)."""
+
+    min_units_per_arm: int = Field(100, ge=1)  # fewer: keep running, whatever the interval
+    auto_promote: bool = False  # move `champion` to a challenger whose interval excludes 0
+
+
 class AppConfig(BaseModel):
     """What config/sluice.yaml holds."""
 
@@ -295,6 +302,7 @@ class AppConfig(BaseModel):
     templates: dict[str, TemplateConfig] = Field(default_factory=dict)
     filters: dict[str, str] = Field(default_factory=dict)  # name -> Personalize expression
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    experiments: ExperimentsConfig = Field(default_factory=ExperimentsConfig)
 
     @model_validator(mode="after")
     def _filters_parse(self) -> AppConfig:

@@ -42,6 +42,9 @@ class Metrics:
                                                          "reason"], registry=self.registry)
         self.slots = Counter("sluice_recommendation_slots_total", "Slots served by source",
                              ["tenant", "source"], registry=self.registry)
+        self.experiment_answers = Counter(
+            "sluice_experiment_answers_total", "Answers served within an experiment, by arm",
+            ["tenant", "experiment", "arm"], registry=self.registry)
         self.refused = Counter("sluice_auth_refused_total", "Requests refused by auth",
                                ["status"], registry=self.registry)
         self.model_version = Gauge("sluice_model_version", "Champion version served",

@@ -209,7 +209,7 @@ def _ranking_items(raw: Any, internal: bool) -> list[dict[str, Any]]:
     return items
 
 
-_SLOT_KEYS = frozenset(("id", "score", "position", "source"))
+_SLOT_KEYS = frozenset(("id", "score", "position", "source", "arm"))
 _EXACT_INT = 2**53  # floats hold every int below this, so int(float(n)) == n
 
 
@@ -227,6 +227,11 @@ def _plain_item(entry: Any, internal: bool) -> dict[str, Any] | None:
         return None
     item: dict[str, Any] = {"id": item_id}
     score, source, position = entry.get("score"), entry.get("source"), entry.get("position")
+    arm = entry.get("arm")
+    if arm is not None:  # the experiment arm that placed the slot (sluice.experiments)
+        if not (arm.__class__ is str and len(arm) <= MAX_ID_LENGTH):
+            return None
+        item["arm"] = arm
     if score is not None:
         if score.__class__ is not float or not math.isfinite(score):
             return None
@@ -252,8 +257,9 @@ def _ranking_item(entry: Any, where: str, internal: bool) -> dict[str, Any]:
         if entry.get(key) is not None:
             item[key] = _number(entry[key], f"{where}.{key}")
     if internal:
-        if entry.get("source") is not None:
-            item["source"] = _string(entry, "source", f"{where}.source", False)
+        for key in ("source", "arm"):
+            if entry.get(key) is not None:
+                item[key] = _string(entry, key, f"{where}.{key}", False)
         if entry.get("position") is not None:
             item["position"] = int(_number(entry["position"], f"{where}.position"))
     return item

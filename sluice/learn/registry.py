@@ -59,6 +59,21 @@ def alias_version(c: MlflowClient, name: str, alias: str) -> ModelVersion | None
         raise
 
 
+def version_of(c: MlflowClient, name: str, ref: str) -> ModelVersion | None:
+    """The model version a reference names: a version number ("3") or an alias; None if none."""
+    if ref.isdigit():
+        try:
+            return c.get_model_version(name, ref)
+        except MlflowException:
+            return None
+    return alias_version(c, name, ref)
+
+
+def ref_exists(tracking_uri: str, name: str, ref: str) -> bool:
+    """Whether `name` has version or alias `ref` (experiments check their arms with it)."""
+    return version_of(client(tracking_uri), name, ref) is not None
+
+
 def download_alias(tracking_uri: str, name: str, alias: str = CHAMPION,
                    dst: Path | None = None) -> Champion | None:
     """The version behind `models:/<name>@<alias>`, downloaded; None when there is none."""

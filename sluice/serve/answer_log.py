@@ -50,6 +50,13 @@ def recommendation_event(request: RecommendationRequest, answer: Answer) -> dict
         "fields": {"template": answer.template, "model_version": answer.model_version or "",
                    "action": "impression", **answer.counts()},
     }
+    if answer.experiment is not None:
+        event["fields"].update(experiment=answer.experiment, arm=answer.arm or "")
+        if answer.arm_share is not None:
+            event["fields"]["arm_share"] = answer.arm_share
+        for slot, logged in zip(answer.items, event["items"], strict=True):
+            if slot.arm:
+                logged["arm"] = slot.arm
     for name, value in (request.context or {}).items():  # flat: event fields hold no maps
         event["fields"][f"context.{name}"] = value
     if request.user_id:

@@ -67,6 +67,7 @@ class Slot:
     score: float
     position: int
     recommendation_source: str
+    arm: str | None = None  # the experiment arm that placed the slot (sluice.experiments)
 
 
 @dataclass
@@ -107,6 +108,9 @@ class Answer:
     model_version: str | None
     template: str
     items: list[Slot]
+    experiment: str | None = None
+    arm: str | None = None
+    arm_share: float | None = None
     _counts: dict[str, int] | None = field(default=None, init=False, repr=False)
 
     def counts(self) -> dict[str, int]:
@@ -131,9 +135,17 @@ class Answer:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return {"recommendation_id": self.recommendation_id, "model_version": self.model_version,
-                "template": self.template,
-                "items": [{"item_id": slot.item_id, "score": slot.score,
-                           "position": slot.position,
-                           "recommendation_source": slot.recommendation_source}
-                          for slot in self.items], **self.counts()}
+        found = {"recommendation_id": self.recommendation_id,
+                 "model_version": self.model_version, "template": self.template,
+                 "items": [_slot_dict(slot) for slot in self.items], **self.counts()}
+        if self.experiment is not None:  # additive: answers outside experiments are unchanged
+            found["experiment"], found["arm"] = self.experiment, self.arm
+        return found
+
+
+def _slot_dict(slot: Slot) -> dict[str, Any]:
+    found = {"item_id": slot.item_id, "score": slot.score, "position": slot.position,
+             "recommendation_source": slot.recommendation_source}
+    if slot.arm is not None:
+        found["arm"] = slot.arm
+    return found

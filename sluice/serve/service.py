@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.auth import KeyTable
 from sluice.errors import NotFoundError
+from sluice.experiments import Arm, Experiments
 from sluice.filters import NamedFilters, Rule, parse_conditions, parse_expression
 from sluice.intake.eventlog import EventLog, LogFollower
 from sluice.intake.trackers import Trackers
+from sluice.learn.registry import CHAMPION
 from sluice.serve.answer_log import AnswerLog
 from sluice.serve.answers import (
     Answer,
@@ -24,6 +27,7 @@ from sluice.serve.answers import (
     RecommendationRequest,
     parse_context,
 )
+from sluice.serve.arms import ArmModels, arm_answer
 from sluice.serve.champions import Champions, ModelStatus
 from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import RealtimeState
@@ -53,6 +57,8 @@ class Service:
         self.champions = Champions(self.settings, self.trackers)
         self.keys = KeyTable.from_settings(self.settings)
         self.filters = NamedFilters(app.filters, self.settings.home / "filters.json")
+        self.experiments = Experiments(self.settings.home)
+        self.arms = ArmModels(self.settings, self._recommender)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
@@ -95,6 +101,9 @@ class Service:
             if model is not None:
                 self._swap(tenant, model)
                 self.champions.served(tenant, model)
+        now = int(time.time() * 1000)
+        self.arms.refresh([e for e in self.experiments.all().values()
+                           if e.running(now) or e.start_ms > now])
 
     def _swap(self, tenant: str, model: LoadedModel) -> None:
         previous = self._recommenders.get(tenant)
@@ -187,9 +196,21 @@ class Service:
 
     def recommend(self, request: RecommendationRequest, scan: bool = True) -> Answer:
         """The answer, logged back; with scan=False, NeedsScan when it needs a catalog pass."""
-        answer = self.recommender(request.tenant).recommend(request, scan=scan)
+        answer = None
+        experiment = self.experiments.running(request.tenant, request.template)
+        if experiment is not None:
+            answer = arm_answer(experiment, request, lambda arm: self._arm(request.tenant, arm),
+                                scan)
+        if answer is None:
+            answer = self.recommender(request.tenant).recommend(request, scan=scan)
         self.answers.record(request, answer)
         return answer
+
+    def _arm(self, tenant: str, arm: Arm) -> Recommender | None:
+        if arm.model == CHAMPION:
+            found = self.recommender(tenant)
+            return found if found.model is not None else None
+        return self.arms.get(tenant, arm.model)
 
     def rank(self, request: RecommendationRequest, item_ids: list[str]) -> Answer:
         answer = self.recommender(request.tenant).rank(request, item_ids)

@@ -46,6 +46,7 @@ renamed as (
         {{ json_extract_string('element', 'id') }} as item_id,
         {{ cast_or_null(json_extract_string('element', 'score'), type_double()) }} as score,
         {{ json_extract_string('element', 'source') }} as recommendation_source,
+        nullif({{ json_extract_string('element', 'arm') }}, '') as arm,
         user_id,
         session_id,
         recommended_at

@@ -38,6 +38,9 @@ renamed as (
         session_id,
         {{ json_extract_string('fields', 'template') }} as template,
         {{ json_extract_string('fields', 'model_version') }} as model_version,
+        nullif({{ json_extract_string('fields', 'experiment') }}, '') as experiment,
+        nullif({{ json_extract_string('fields', 'arm') }}, '') as arm,
+        {{ cast_or_null(json_extract_string('fields', 'arm_share'), type_double()) }} as arm_share,
         {% for count in counts -%}
             {{ cast_or_null(json_extract_string('fields', count), dbt.type_int()) }} as {{ count }},
         {% endfor -%}

@@ -61,6 +61,7 @@ class Slot(BaseModel):
     score: float
     position: int
     recommendation_source: str
+    arm: str | None = Field(None, description="the experiment arm that placed the slot")
 
 
 class RecommendationResponse(BaseModel):
@@ -75,6 +76,8 @@ class RecommendationResponse(BaseModel):
     fallback_count: int
     non_personalized_count: int
     total: int
+    experiment: str | None = Field(None, description="the running experiment, if any")
+    arm: str | None = Field(None, description="its arm (`interleaved` for team draft)")
 
 
 def _tenant(requested: str | None, principal: Principal) -> str:
@@ -90,6 +93,8 @@ async def _answer(body: RecommendationQuery, principal: Principal, service: Serv
     answer = await answers.recommend(service, request)
     for source, count in Counter(slot.recommendation_source for slot in answer.items).items():
         metrics.slots.labels(tenant, source).inc(count)
+    if answer.experiment is not None:
+        metrics.experiment_answers.labels(tenant, answer.experiment, answer.arm or "").inc()
     return json_response(answer.as_dict())
 
 

@@ -1,0 +1,64 @@
+"""`sluice experiments create|list|show|stop|decide`: online experiments (sluice.experiments);
+`decide` runs the decision flow once (flows/experiments.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from sluice.experiments import ALL_TEMPLATES, KINDS, METRICS, Experiment, Experiments, parse_arms
+from sluice.intake.events import parse_timestamp
+from sluice.settings import get_settings
+
+
+def add_parser(sub: Any) -> None:
+    experiments = sub.add_parser("experiments", help="online experiments between models")
+    commands = experiments.add_subparsers(dest="experiment_command", required=True)
+    create = commands.add_parser("create", help="start splitting a tenant's traffic")
+    create.add_argument("id")
+    create.add_argument("--tenant", default="default")
+    create.add_argument("--arm", action="append", required=True, dest="arms",
+                        help="NAME=MODEL[:SHARE], MODEL a version or alias; repeat per arm, "
+                             "the first is the control")
+    create.add_argument("--template", default=ALL_TEMPLATES, help="a template, or * (all)")
+    create.add_argument("--kind", choices=KINDS, default="ab")
+    create.add_argument("--metric", choices=METRICS, default="click_through_rate")
+    create.add_argument("--start", help="ISO-8601 or epoch ms; default now")
+    create.add_argument("--end", help="ISO-8601 or epoch ms; default open-ended")
+    commands.add_parser("list", help="every experiment, running or not")
+    commands.add_parser("decide", help="run the decision flow once (reads the result marts)")
+    for name in ("show", "stop"):
+        commands.add_parser(name, help=f"{name} one experiment").add_argument("id")
+
+
+def cmd_experiments(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    store = Experiments(settings.home)
+    if args.experiment_command == "decide":
+        from flows.experiments import experiments
+
+        print(json.dumps(experiments(), indent=2, default=str))
+    elif args.experiment_command == "create":
+        from sluice.learn import registry  # MLflow: loaded only when a command needs it
+
+        now = int(time.time() * 1000)
+        exp = Experiment(
+            id=args.id, tenant=args.tenant, arms=parse_arms(args.arms), template=args.template,
+            kind=args.kind, metric=args.metric,
+            start_ms=parse_timestamp(args.start, "start") if args.start else now,
+            end_ms=parse_timestamp(args.end, "end") if args.end else None)
+        name = settings.registered_model_name(args.tenant)
+        store.create(exp, lambda ref: registry.ref_exists(settings.mlflow_tracking_uri,
+                                                          name, ref))
+        print(json.dumps(exp.as_dict(), indent=2))
+    elif args.experiment_command == "list":
+        now = int(time.time() * 1000)
+        for exp in sorted(store.all().values(), key=lambda e: e.id):
+            arms = ", ".join(f"{a.name}={a.model}:{a.share:g}" for a in exp.arms)
+            state = "running" if exp.running(now) else "not running"
+            print(f"{exp.id}\t{exp.tenant}\t{exp.template}\t{exp.kind}\t{state}\t{arms}")
+    else:
+        found = store.stop(args.id) if args.experiment_command == "stop" else store.get(args.id)
+        print(json.dumps(found.as_dict(), indent=2))

@@ -1,0 +1,48 @@
+"""Flow `experiments`: per running experiment, a decision from the result marts, written as a
+Prefect artifact; with experiments.auto_promote, a shipped challenger becomes `champion`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from sluice.analytics.experiments import SHIP, decide, promote
+from sluice.experiments import Experiments
+from sluice.settings import get_settings
+from sluice.warehouse.locks import warehouse_lock
+
+
+@task
+def decide_one(experiment_id: str) -> dict[str, Any]:
+    logger = get_run_logger()
+    settings = get_settings()
+    exp = Experiments(settings.home).get(experiment_id)
+    config = settings.app.experiments
+    with warehouse_lock(settings.warehouse_path, say=logger.info):
+        decision = decide(settings.warehouse_path, exp, config.min_units_per_arm)
+    found = decision.as_dict()
+    if decision.recommendation == SHIP and config.auto_promote:
+        found["promoted_version"] = promote(settings, exp, decision)
+        logger.info("experiment %s: champion moved to %s v%s", exp.id, decision.challenger,
+                    found["promoted_version"])
+    logger.info("experiment %s: %s (%s)", exp.id, decision.recommendation, decision.reason)
+    create_markdown_artifact(key=_artifact_key(exp.id),
+                             markdown=decision.markdown(),
+                             description=f"{exp.id}: {decision.recommendation}")
+    return found
+
+
+@flow(name="experiments")
+def experiments() -> list[dict[str, Any]]:
+    """Decide on every running experiment (read the marts the last transform built)."""
+    now = int(time.time() * 1000)
+    running = [e.id for e in Experiments(get_settings().home).all().values() if e.running(now)]
+    return [decide_one(experiment_id) for experiment_id in sorted(running)]
+
+
+def _artifact_key(experiment_id: str) -> str:
+    """Prefect artifact keys are lowercase letters, digits and dashes."""
+    return "experiment-" + "".join(c if c.isalnum() else "-" for c in experiment_id.lower())

@@ -1,0 +1,77 @@
+"""Operator routes for online experiments (admin keys): create, list, show, stop."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from serving.api.deps import Admin, ServiceDep
+from serving.api.errors import responses
+from sluice.experiments import ALL_TEMPLATES, Arm, Experiment
+from sluice.learn import registry
+from sluice.vocabulary import TENANT_PATTERN
+
+router = APIRouter(prefix="/admin/experiments", tags=["admin"],
+                   responses=responses(401, 403, 404, 413, 422))
+
+
+class ArmBody(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    model: str = Field(min_length=1, max_length=256,
+                       description="a registered version number or alias (champion, ...)")
+    share: float = Field(gt=0, le=1, description="the share of traffic; shares sum to 1")
+
+
+class ExperimentBody(BaseModel):
+    id: str = Field(min_length=1, max_length=64)
+    tenant: str = Field("default", pattern=TENANT_PATTERN)
+    arms: list[ArmBody] = Field(min_length=2, max_length=16,
+                                description="the first arm is the control")
+    template: str = Field(ALL_TEMPLATES, description="a built-in template, or * (all)")
+    kind: str = Field("ab", description="ab or interleaving")
+    metric: str = Field("click_through_rate", description="click_through_rate, "
+                        "conversion_rate or purchases_per_user: the one that decides")
+    start_ms: int | None = Field(None, ge=0, description="default: now")
+    end_ms: int | None = Field(None, ge=0, description="default: open-ended")
+
+
+@router.get("")
+def list_experiments(principal: Admin, service: ServiceDep) -> list[dict]:
+    """Every experiment of the tenants this key covers, running or not."""
+    found = sorted(service.experiments.all(fresh=True).values(), key=lambda e: e.id)
+    return [e.as_dict() for e in found if principal.covers(e.tenant)]
+
+
+@router.post("", status_code=201)
+async def create_experiment(body: ExperimentBody, principal: Admin,
+                            service: ServiceDep) -> dict:
+    """Start an experiment; 422 names the field at fault (shares, unknown models, overlap)."""
+    principal.require("admin", body.tenant)
+    exp = Experiment(
+        id=body.id, tenant=body.tenant, template=body.template, kind=body.kind,
+        metric=body.metric, arms=tuple(Arm(a.name, a.model, a.share) for a in body.arms),
+        start_ms=int(time.time() * 1000) if body.start_ms is None else body.start_ms,
+        end_ms=body.end_ms)
+    settings = service.settings
+    name = settings.registered_model_name(body.tenant)
+    await run_in_threadpool(service.experiments.create, exp, lambda ref: registry.ref_exists(
+        settings.mlflow_tracking_uri, name, ref))
+    await run_in_threadpool(service.refresh_models)  # load the arms' models now
+    return exp.as_dict()
+
+
+@router.get("/{experiment_id}")
+def show_experiment(experiment_id: str, principal: Admin, service: ServiceDep) -> dict:
+    exp = service.experiments.get(experiment_id)
+    principal.require("admin", exp.tenant)
+    return exp.as_dict()
+
+
+@router.post("/{experiment_id}/stop")
+def stop_experiment(experiment_id: str, principal: Admin, service: ServiceDep) -> dict:
+    """Stop it now: answers leave the experiment; its data stays for the analysis."""
+    principal.require("admin", service.experiments.get(experiment_id).tenant)
+    return service.experiments.stop(experiment_id).as_dict()

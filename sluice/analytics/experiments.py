@@ -1,0 +1,144 @@
+"""Reading an experiment's result marts into a decision: effect with its interval, the
+sample-ratio check, and what to do (keep running, ship the challenger, stop).
+
+The first arm of an experiment is its control, the second its challenger (the one a decision
+may ship); with more arms, the best of the others by difference is the challenger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sluice.experiments import Experiment
+from sluice.warehouse.db import connect
+
+KEEP, SHIP, STOP = "keep running", "ship challenger", "stop"
+
+
+@dataclass
+class Decision:
+    experiment: str
+    tenant: str
+    kind: str
+    metric: str
+    control: str
+    challenger: str
+    units: dict[str, int] = field(default_factory=dict)
+    value: float | None = None  # the challenger's metric (or its preference share)
+    baseline_value: float | None = None
+    difference: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    chi_square: float | None = None
+    srm_passed: bool | None = None
+    recommendation: str = KEEP
+    reason: str = "no data yet"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def markdown(self) -> str:
+        rows = "\n".join(f"| {arm} | {n} |" for arm, n in self.units.items())
+        effect = ("n/a" if self.difference is None else
+                  f"{self.difference:+.4g} (95% CI {self.ci_low:+.4g} to {self.ci_high:+.4g})")
+        srm = ("n/a" if self.srm_passed is None else
+               f"{'passed' if self.srm_passed else 'FAILED'} (chi-square {self.chi_square:.3g})")
+        interleaved = self.kind == "interleaving"
+        measure = "preference share - 0.5" if interleaved else self.metric
+        counted = "answers won" if interleaved else "units"
+        return (f"# Experiment {self.experiment} ({self.tenant}, {self.kind})\n\n"
+                f"| arm | {counted} |\n| --- | --- |\n{rows}\n\n"
+                f"- {measure}: {self.challenger} vs {self.control}: {effect}\n"
+                f"- sample ratio: {srm}\n"
+                f"- **recommendation: {self.recommendation}** ({self.reason})\n")
+
+
+def decide(warehouse: Path, exp: Experiment, min_units: int = 100) -> Decision:
+    """The decision on one experiment from the marts (read only)."""
+    con = connect(warehouse, read_only=True)
+    try:
+        if exp.kind == "interleaving":
+            return _interleaving(con, exp, min_units)
+        return _split(con, exp, min_units)
+    finally:
+        con.close()
+
+
+def _split(con: Any, exp: Experiment, min_units: int) -> Decision:
+    control = exp.arms[0].name
+    rows = con.execute(
+        "select arm, units, baseline_units, arm_value, baseline_value, difference, ci_low, ci_high "
+        "from marts.experiment_results where tenant = ? and experiment = ? and metric = ? "
+        "and baseline_arm = ? order by difference desc", [exp.tenant, exp.id, exp.metric,
+                                                          control]).fetchall()
+    decision = Decision(exp.id, exp.tenant, exp.kind, exp.metric, control,
+                        rows[0][0] if rows else exp.arms[1].name)
+    if not rows:
+        return decision
+    arm, units, baseline_units, *numbers = rows[0]
+    decision.units = {control: baseline_units, **{r[0]: r[1] for r in rows}}
+    (decision.value, decision.baseline_value, decision.difference, decision.ci_low,
+     decision.ci_high) = numbers
+    srm = con.execute("select chi_square, srm_passed from marts.experiment_assignment "
+                      "where tenant = ? and experiment = ?", [exp.tenant, exp.id]).fetchone()
+    if srm is not None:
+        decision.chi_square, decision.srm_passed = float(srm[0]), bool(srm[1])
+    return _recommend(decision, min_units, zero=0.0)
+
+
+def _interleaving(con: Any, exp: Experiment, min_units: int) -> Decision:
+    control, challenger = exp.arms[0].name, exp.arms[1].name
+    decision = Decision(exp.id, exp.tenant, exp.kind, "preference_share", control, challenger)
+    row = con.execute(
+        "select wins, losses, preference_share, ci_low, ci_high from "
+        "marts.experiment_preferences where tenant = ? and experiment = ? and arm = ? and "
+        "baseline_arm = ?", [exp.tenant, exp.id, challenger, control]).fetchone()
+    if row is None or row[2] is None:
+        return decision
+    wins, losses, share, low, high = row
+    decision.units = {challenger: int(wins), control: int(losses)}  # decided answers won
+    decision.value, decision.baseline_value = share, 1 - share
+    decision.difference, decision.ci_low, decision.ci_high = share - 0.5, low - 0.5, high - 0.5
+    return _recommend(decision, min_units, zero=0.0)
+
+
+def _recommend(d: Decision, min_units: int, zero: float) -> Decision:
+    # interleaving: every decided answer is a unit of evidence, whoever won it
+    counted = sum if d.kind == "interleaving" else min
+    fewest = counted(d.units.values()) if d.units else 0
+    if d.srm_passed is False:
+        d.recommendation = STOP
+        d.reason = (f"sample ratio mismatch (chi-square {d.chi_square:.3g}): assignment or "
+                    "logging is broken, the effect cannot be trusted")
+    elif fewest < min_units:
+        d.reason = f"{fewest} units (smallest arm), fewer than the {min_units} needed"
+    elif d.ci_low is not None and d.ci_low > zero:
+        d.recommendation = SHIP
+        d.reason = f"{d.challenger} better: the interval excludes zero"
+    elif d.ci_high is not None and d.ci_high < zero:
+        d.recommendation = STOP
+        d.reason = f"{d.challenger} worse: the interval excludes zero"
+    else:
+        d.reason = "the interval includes zero: no difference shown yet"
+    return d
+
+
+def promote(settings: Any, exp: Experiment, decision: Decision) -> str:
+    """Move the tenant's `champion` to the shipped arm's model version through the registry's
+    promote path (sluice.learn.versions: the version it replaces and the reason are recorded),
+    the experiment and its numbers as the reason; returns the version."""
+    from sluice.learn import registry, versions
+
+    arm = next(a for a in exp.arms if a.name == decision.challenger)
+    name = settings.registered_model_name(exp.tenant)
+    client = registry.client(settings.mlflow_tracking_uri)
+    version = registry.version_of(client, name, arm.model)
+    if version is None:
+        raise LookupError(f"arm {arm.name}: {name} has no version or alias {arm.model!r}")
+    reason = (f"experiment {exp.id}: {decision.reason}; {decision.metric} difference "
+              f"{decision.difference:+.4g} (95% CI {decision.ci_low:+.4g} to "
+              f"{decision.ci_high:+.4g})")
+    versions.move_champion(client, name, str(version.version), reason)
+    return str(version.version)

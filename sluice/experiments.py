@@ -1,0 +1,218 @@
+"""Online experiments: their definitions, validation, durable store and arm assignment.
+
+An experiment splits one tenant's traffic (one template, or all: `*`) between two or more
+arms, each a registered model version or alias. Kind `ab` sends each visitor to one arm by
+share; kind `interleaving` merges two arms into every answer (team draft, sluice.serve).
+
+Assignment rule: the unit hashed is the request's session id when it carries one, else its user
+id. An anonymous session that logs in sends the same session id with the user id, so it keeps
+its arm; a user who only ever sends a user id keeps it across workers, restarts and replicas.
+Definitions live in `$SLUICE_HOME/experiments.json` (sluice.store), so every worker sees one
+created by the CLI or the admin routes within a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sluice.errors import InputError, NotFoundError
+from sluice.store import JsonStore
+from sluice.vocabulary import TEMPLATES, TENANT_RULE, is_tenant
+
+ALL_TEMPLATES = "*"
+KINDS = ("ab", "interleaving")
+METRICS = ("click_through_rate", "conversion_rate", "purchases_per_user")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+INTERLEAVED = "interleaved"  # the answer-level arm of an interleaved answer
+REFRESH_SECONDS = 1.0
+
+
+class ExperimentError(InputError):
+    """An experiment definition that is wrong (field + reason)."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    model: str  # a registered version number ("3") or an alias ("champion", "challenger")
+    share: float
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    tenant: str
+    arms: tuple[Arm, ...]
+    template: str = ALL_TEMPLATES
+    kind: str = "ab"
+    metric: str = "click_through_rate"
+    start_ms: int = 0
+    end_ms: int | None = None
+    stopped_ms: int | None = None
+    _bounds: tuple[float, ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        edges, total = [], 0.0
+        for arm in self.arms:
+            total += arm.share
+            edges.append(total)
+        object.__setattr__(self, "_bounds", tuple(edges))
+
+    def running(self, now_ms: int) -> bool:
+        ends = [t for t in (self.end_ms, self.stopped_ms) if t is not None]
+        return self.start_ms <= now_ms and all(now_ms < t for t in ends)
+
+    def covers(self, template: str) -> bool:
+        return self.template in (ALL_TEMPLATES, template)
+
+    def assign(self, user_id: str | None, session_id: str | None) -> Arm:
+        """The unit's arm: stable for (experiment, unit) in every process (see module doc)."""
+        unit = session_id or user_id or ""
+        digest = hashlib.blake2b(f"{self.id}\x00{unit}".encode("utf-8", "surrogatepass"),
+                                 digest_size=8).digest()
+        point = int.from_bytes(digest, "big") / 2.0**64 * self._bounds[-1]
+        for arm, edge in zip(self.arms, self._bounds, strict=True):
+            if point < edge:
+                return arm
+        return self.arms[-1]
+
+    def as_dict(self) -> dict:
+        found = asdict(self)
+        found.pop("_bounds")
+        return found
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Experiment:
+        arms = tuple(Arm(str(a["name"]), str(a["model"]), float(a["share"])) for a in raw["arms"])
+        return cls(**{**{k: v for k, v in raw.items() if k != "_bounds"}, "arms": arms})
+
+
+def parse_arms(specs: Iterable[str]) -> tuple[Arm, ...]:
+    """Arms from `name=model:share` (CLI form); share defaults to an equal split."""
+    parsed = []
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        model, _, share = rest.partition(":")
+        if not name or not model:
+            raise ExperimentError("arms", f"{spec!r}: write NAME=MODEL[:SHARE], e.g. "
+                                  "control=champion:0.5")
+        try:
+            parsed.append((name, model, float(share) if share else None))
+        except ValueError:
+            raise ExperimentError("arms", f"{spec!r}: the share must be a number") from None
+    equal = 1.0 / len(parsed) if parsed else 0.0
+    return tuple(Arm(n, m, equal if s is None else s) for n, m, s in parsed)
+
+
+def validate(exp: Experiment, others: Iterable[Experiment],
+             model_exists: Callable[[str], bool] | None = None) -> None:
+    """Raises ExperimentError naming the first field at fault."""
+    if not ID_PATTERN.match(exp.id):
+        raise ExperimentError("id", "1-64 letters, digits, '_', '.', '-', starting with a "
+                              "letter or digit")
+    if not is_tenant(exp.tenant):
+        raise ExperimentError("tenant", TENANT_RULE)
+    if exp.template != ALL_TEMPLATES and exp.template not in TEMPLATES:
+        raise ExperimentError("template", f"one of {', '.join(TEMPLATES)} or '*' (all)")
+    if exp.kind not in KINDS:
+        raise ExperimentError("kind", f"one of {', '.join(KINDS)}")
+    if exp.metric not in METRICS:
+        raise ExperimentError("metric", f"one of {', '.join(METRICS)}")
+    _validate_arms(exp, model_exists)
+    if exp.end_ms is not None and exp.end_ms <= exp.start_ms:
+        raise ExperimentError("end", "must be after the start")
+    for other in others:
+        if other.id == exp.id:
+            raise ExperimentError("id", f"experiment {exp.id!r} exists already")
+        if _overlaps(exp, other):
+            raise ExperimentError("template", f"overlaps experiment {other.id!r} on the same "
+                                  "tenant and template: stop it first or pick other traffic")
+
+
+def _validate_arms(exp: Experiment, model_exists: Callable[[str], bool] | None) -> None:
+    if len(exp.arms) < 2:
+        raise ExperimentError("arms", "an experiment needs at least two arms")
+    if exp.kind == "interleaving" and len(exp.arms) != 2:
+        raise ExperimentError("arms", "interleaving merges exactly two arms")
+    names = [a.name for a in exp.arms]
+    if len(set(names)) != len(names) or not all(ID_PATTERN.match(n) for n in names):
+        raise ExperimentError("arms", "arm names must be distinct ids (letters, digits, _.-)")
+    if any(not (a.share > 0) or not math.isfinite(a.share) for a in exp.arms):
+        raise ExperimentError("arms", "every share must be a positive number")
+    if abs(sum(a.share for a in exp.arms) - 1.0) > 1e-6:
+        raise ExperimentError("arms", f"shares sum to {sum(a.share for a in exp.arms):g}, "
+                              "not 1")
+    for arm in exp.arms:
+        if model_exists is not None and not model_exists(arm.model):
+            raise ExperimentError("arms", f"arm {arm.name!r}: no registered version or alias "
+                                  f"{arm.model!r} for tenant {exp.tenant!r}: train or alias "
+                                  "one first")
+
+
+def _overlaps(a: Experiment, b: Experiment) -> bool:
+    if a.tenant != b.tenant or not (a.covers(b.template) or b.covers(a.template)):
+        return False
+    a_end = min((t for t in (a.end_ms, a.stopped_ms) if t is not None), default=math.inf)
+    b_end = min((t for t in (b.end_ms, b.stopped_ms) if t is not None), default=math.inf)
+    return a.start_ms < b_end and b.start_ms < a_end
+
+
+class Experiments:
+    """The experiments of a home; `running` is cheap enough to call on every answer."""
+
+    def __init__(self, home: Path):
+        self._store = JsonStore(Path(home) / "experiments.json")
+        self._lock = threading.Lock()
+        self._checked = -math.inf
+        self._all: dict[str, Experiment] = {}
+
+    def all(self, fresh: bool = False) -> dict[str, Experiment]:
+        """Every experiment; re-read at most once a second unless `fresh` (answers ask often,
+        the CLI and admin routes want what another process wrote a moment ago)."""
+        with self._lock:
+            if fresh or time.monotonic() - self._checked >= REFRESH_SECONDS:
+                self._all = {k: Experiment.from_dict(json.loads(v))
+                             for k, v in self._store.read().items()}
+                self._checked = time.monotonic()
+            return self._all
+
+    def get(self, experiment_id: str) -> Experiment:
+        found = self.all(fresh=True).get(experiment_id)
+        if found is None:
+            raise NotFoundError("experiment", f"no experiment {experiment_id!r}: "
+                                "`sluice experiments list` shows them")
+        return found
+
+    def running(self, tenant: str, template: str, now_ms: int | None = None) -> Experiment | None:
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        for exp in self.all().values():
+            if exp.tenant == tenant and exp.covers(template) and exp.running(now):
+                return exp
+        return None
+
+    def create(self, exp: Experiment, model_exists: Callable[[str], bool] | None = None
+               ) -> Experiment:
+        validate(exp, self.all(fresh=True).values(), model_exists)
+        self._put(exp)
+        return exp
+
+    def stop(self, experiment_id: str, now_ms: int | None = None) -> Experiment:
+        exp = self.get(experiment_id)
+        if exp.stopped_ms is None:
+            stopped = int(time.time() * 1000) if now_ms is None else now_ms
+            exp = Experiment.from_dict({**exp.as_dict(), "stopped_ms": stopped})
+            self._put(exp)
+        return exp
+
+    def _put(self, exp: Experiment) -> None:
+        self._store.read()  # what another process wrote is kept by the write that follows
+        self._store.put(exp.id, json.dumps(exp.as_dict()))
+        self._checked = -math.inf

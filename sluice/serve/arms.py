@@ -1,0 +1,127 @@
+"""Serving experiments: every arm's model loaded (and reloaded when its version or alias
+moves), each answer made by the visitor's arm, or for interleaving merged from both arms by
+team draft with every slot credited to the arm that placed it."""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from collections.abc import Callable
+
+from sluice.bundle import ModelBundle
+from sluice.experiments import INTERLEAVED, Arm, Experiment
+from sluice.learn import registry
+from sluice.serve.answers import Answer, RecommendationRequest, Slot, new_id
+from sluice.serve.model import LoadedModel
+from sluice.serve.recommender import Recommender
+from sluice.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ArmModels:
+    """The recommenders of arms that are not the tenant's champion, by (tenant, model ref)."""
+
+    def __init__(self, settings: Settings, build: Callable[[str, LoadedModel], Recommender]):
+        self.settings, self._build = settings, build
+        self._served: dict[tuple[str, str], Recommender] = {}
+
+    def get(self, tenant: str, ref: str) -> Recommender | None:
+        return self._served.get((tenant, ref))
+
+    def refresh(self, experiments: list[Experiment]) -> None:
+        """Load each arm model that is new or whose reference moved; drop unused ones."""
+        wanted = {(e.tenant, a.model) for e in experiments for a in e.arms
+                  if a.model != registry.CHAMPION}
+        for key in set(self._served) - wanted:
+            self._served.pop(key)
+        for tenant, ref in sorted(wanted):
+            try:
+                self._poll(tenant, ref)
+            except Exception as exc:  # one arm failing to load must not stop the others
+                registry.reset_connections(self.settings.mlflow_tracking_uri)
+                log.warning("experiment arm %s of tenant %s could not be loaded: %s",
+                            ref, tenant, str(exc).splitlines()[0][:300] if str(exc) else exc)
+
+    def _poll(self, tenant: str, ref: str) -> None:
+        name = self.settings.registered_model_name(tenant)
+        c = registry.client(self.settings.mlflow_tracking_uri)
+        version = registry.version_of(c, name, ref)
+        if version is None:
+            return
+        served = self._served.get((tenant, ref))
+        if served is not None and served.model is not None and (
+                served.model.version == str(version.version)):
+            return
+        target = self.settings.home / "serving-models" / name / str(version.version)
+        if not (target / "ready").exists():
+            registry.download_version(self.settings.mlflow_tracking_uri, name,
+                                      str(version.version), target)
+            (target / "ready").touch()
+        try:
+            bundle = ModelBundle.load(target)
+        except Exception:
+            shutil.rmtree(target, ignore_errors=True)  # download again at the next poll
+            raise
+        model = LoadedModel(bundle, str(version.version),
+                            self.settings.app.serving.ranking_cache_size)
+        self._served[(tenant, ref)] = self._build(tenant, model)
+        log.info("experiment arm %s of %s: v%s", ref, name, version.version)
+
+
+def arm_answer(exp: Experiment, request: RecommendationRequest,
+               recommender: Callable[[Arm], Recommender | None], scan: bool) -> Answer | None:
+    """The experiment's answer; None when an arm's model is not loaded (the caller answers
+    outside the experiment, so no answer is credited to an arm that did not make it)."""
+    if exp.kind == "interleaving":
+        first, second = (recommender(arm) for arm in exp.arms)
+        if first is None or second is None:
+            return None
+        a = first.recommend(request, scan=scan)
+        b = second.recommend(request, scan=scan)
+        return team_draft(exp, a, b, request.num_results)
+    arm = exp.assign(request.user_id, request.session_id)
+    found = recommender(arm)
+    if found is None:
+        return None
+    answer = found.recommend(request, scan=scan)
+    answer.experiment, answer.arm, answer.arm_share = exp.id, arm.name, arm.share
+    for slot in answer.items:
+        slot.arm = arm.name
+    return answer
+
+
+def team_draft(exp: Experiment, a: Answer, b: Answer, size: int) -> Answer:
+    """Team-draft interleaving (Radlinski et al. 2008): the arm with fewer picks (a coin
+    breaks ties) adds its best item not yet taken; each slot keeps its source and its arm."""
+    answer_id = new_id()
+    coin = random.Random(f"{exp.id}:{answer_id}")
+    lists = ((exp.arms[0].name, a.items), (exp.arms[1].name, b.items))
+    taken: set[str] = set()
+    picks, cursor = [0, 0], [0, 0]
+    slots: list[Slot] = []
+    while len(slots) < size:
+        order = [0, 1] if picks[0] < picks[1] or (
+            picks[0] == picks[1] and coin.random() < 0.5) else [1, 0]
+        for team in order:
+            slot = _next(lists[team][1], cursor, team, taken)
+            if slot is not None:
+                slots.append(Slot(slot.item_id, slot.score, len(slots) + 1,
+                                  slot.recommendation_source, lists[team][0]))
+                picks[team] += 1
+                break
+        else:
+            break  # both lists exhausted
+    versions = f"{a.model_version or ''}+{b.model_version or ''}"
+    return Answer(answer_id, versions, a.template, slots, experiment=exp.id, arm=INTERLEAVED)
+
+
+def _next(items: list[Slot], cursor: list[int], team: int, taken: set[str]) -> Slot | None:
+    while cursor[team] < len(items):
+        slot = items[cursor[team]]
+        cursor[team] += 1
+        if slot.item_id not in taken:
+            taken.add(slot.item_id)
+            return slot
+    return None

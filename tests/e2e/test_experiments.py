@@ -1,0 +1,216 @@
+"""Experiments end to end: real models in a real MLflow store, a simulated population whose
+hidden tastes favour one model, answers served by the Service, the raw log ingested, dbt built,
+and the decision flow's verdicts: the better arm shipped with an interval excluding zero, an
+A/A test without an effect and with a passing sample-ratio check, interleaving won by the
+better arm. Then assignment across two workers and a restart of a real server."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from sluice.analytics.experiments import KEEP, SHIP, decide
+from sluice.experiments import Arm, Experiment, Experiments
+from sluice.learn import registry
+from sluice.serve.service import Service
+from sluice.settings import get_settings
+from sluice.warehouse.ingest import Ingestor
+from sluice.warehouse.transform import dbt_build
+from tests.utils.auth import ADMIN, READ
+from tests.utils.factories import environment
+from tests.utils.models import register_champion, synthetic_bundle
+from tests.utils.server import running_server
+
+USERS = 600
+SECTIONS = {"sufficiency": {"min_interactions": 1, "min_users_with_two_interactions": 1},
+            "experiments": {"min_units_per_arm": 100, "auto_promote": True}}
+AB = Experiment("ab-test", "ab", (Arm("control", "champion", 0.5),
+                                  Arm("treatment", "challenger", 0.5)), template="personalized")
+AA = Experiment("aa-test", "aa", (Arm("a", "champion", 0.5), Arm("b", "1", 0.5)))
+IL = Experiment("il-test", "il", (Arm("control", "champion", 0.5),
+                                  Arm("treatment", "challenger", 0.5)), kind="interleaving")
+
+
+def _register(tenant: str, uri: str, root) -> tuple[str, str]:
+    """v1 (champion) and v2 (alias challenger) of the tenant's model."""
+    name = f"sluice-{tenant}"
+    first = register_champion(synthetic_bundle(users=USERS, seed=1), uri, root, name)
+    second = register_champion(synthetic_bundle(users=USERS, seed=2), uri, root, name)
+    client = registry.client(uri)
+    client.set_registered_model_alias(name, registry.CHAMPION, first)
+    client.set_registered_model_alias(name, "challenger", second)
+    return first, second
+
+
+def _simulate(service: Service, tenant: str, liked: dict[str, set[str]], rng) -> list[dict]:
+    """Two answers per user; a slot is clicked with p 0.35 when it is to the user's hidden
+    taste (the challenger's top 10), else 0.05; a click is bought with p 0.3."""
+    clicks, n = [], 0
+    for user in sorted(liked):
+        for _ in range(2):
+            answer = service.recommend(service.request(tenant=tenant, user_id=user,
+                                                       num_results=10))
+            for slot in answer.items:
+                if rng.random() < (0.35 if slot.item_id in liked[user] else 0.05):
+                    for kind in ("click", "purchase") if rng.random() < 0.3 else ("click",):
+                        n += 1
+                        clicks.append({"event": "interaction", "id": f"{tenant}-{n}",
+                                       "timestamp": 1_767_225_600_000 + n, "tenant": tenant,
+                                       "user": user, "item": slot.item_id, "type": kind,
+                                       "ranking": answer.recommendation_id})
+    return clicks
+
+
+def _tastes() -> dict[str, set[str]]:
+    truth = synthetic_bundle(users=USERS, seed=2)
+    scores = truth.user_factors @ truth.item_factors.T
+    return {f"u{u}": {f"i{i}" for i in np.argsort(-scores[u])[:10]} for u in range(USERS)}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiments")
+    mp = pytest.MonkeyPatch()
+    for key, value in environment(root, **SECTIONS).items():
+        mp.setenv(key, value)
+    settings = get_settings()
+    versions = {t: _register(t, settings.mlflow_tracking_uri, root / "artifacts")
+                for t in ("ab", "aa", "il")}
+    store = Experiments(settings.home)
+    for exp in (AB, AA, IL):
+        store.create(exp)
+    service = Service(settings)
+    service.start(background=False)
+    rng, liked = np.random.default_rng(5), _tastes()
+    for tenant in ("ab", "aa", "il"):
+        service.accept(_simulate(service, tenant, liked, rng))
+    service.stop()
+    Ingestor(settings.warehouse_path, settings.raw_dir, settings.landing_dir).run()
+    dbt_build(settings.warehouse_path, settings.home / "dbt", settings.dbt_vars())
+    yield settings, versions
+    mp.undo()
+
+
+def test_the_better_arm_is_shipped_with_an_interval_excluding_zero(world):
+    settings, _ = world
+    decision = decide(settings.warehouse_path, AB, 100)
+    assert decision.challenger == "treatment" and decision.control == "control"
+    assert decision.recommendation == SHIP, decision
+    assert 0 < decision.ci_low < decision.difference < decision.ci_high
+    assert decision.srm_passed
+    assert sum(decision.units.values()) == USERS
+    assert min(decision.units.values()) > 0.4 * USERS
+
+
+def test_an_a_a_experiment_shows_no_effect_and_passes_the_ratio_check(world):
+    settings, _ = world
+    decision = decide(settings.warehouse_path, AA, 100)
+    assert decision.recommendation == KEEP, decision
+    assert decision.ci_low < 0 < decision.ci_high
+    assert decision.srm_passed is True and decision.chi_square < 10.828
+
+
+def test_interleaving_prefers_the_better_arm(world):
+    settings, _ = world
+    decision = decide(settings.warehouse_path, IL, 100)
+    assert decision.value > 0.5 and decision.ci_low > 0, decision
+    assert decision.recommendation == SHIP
+
+
+def test_daily_marts_keep_the_counts(world):
+    from sluice.warehouse.db import connect
+
+    settings, _ = world
+    con = connect(settings.warehouse_path, read_only=True)
+    rows = con.execute("select experiment, arm, sum(exposures), sum(slots_served), sum(clicks) "
+                       "from marts.experiment_daily group by all order by all").fetchall()
+    con.close()
+    by = {(e, a): (x, s, c) for e, a, x, s, c in rows}
+    assert set(by) == {("aa-test", "a"), ("aa-test", "b"), ("ab-test", "control"),
+                       ("ab-test", "treatment"), ("il-test", "control"),
+                       ("il-test", "treatment")}
+    assert sum(by[("ab-test", arm)][0] for arm in ("control", "treatment")) == 2 * USERS
+    # interleaving: each answer's 10 slots split between the arms that placed them
+    assert sum(by[("il-test", arm)][1] for arm in ("control", "treatment")) == 20 * USERS
+    assert by[("ab-test", "treatment")][2] > by[("ab-test", "control")][2]
+
+
+def test_the_flow_writes_verdicts_and_promotes_the_shipped_arm(world, prefect_harness):
+    from flows.experiments import experiments
+
+    settings, versions = world
+    found = {d["experiment"]: d for d in experiments()}
+    assert found["aa-test"]["recommendation"] == KEEP
+    assert found["ab-test"]["promoted_version"] == versions["ab"][1]
+    client = registry.client(settings.mlflow_tracking_uri)
+    assert registry.alias_version(client, "sluice-ab", "champion").version == int(
+        versions["ab"][1])
+    assert registry.alias_version(client, "sluice-aa", "champion").version == int(
+        versions["aa"][0])
+
+
+def _arms_served(base: str, users: list[str]) -> dict[str, tuple[str, str]]:
+    """Per user, the (arm, model version) of three answers, each on a new connection (so the
+    two workers share them); the three must agree."""
+    found: dict[str, tuple[str, str]] = {}
+    for user in users:
+        seen = set()
+        for _ in range(3):
+            r = httpx.post(f"{base}/v1/recommendations", headers=READ, timeout=10,
+                           json={"user_id": user, "num_results": 5})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["experiment"] == "split" and {s["arm"] for s in body["items"]} == {
+                body["arm"]}
+            seen.add((body["arm"], body["model_version"]))
+        assert len(seen) == 1, (user, seen)
+        found[user] = seen.pop()
+    return found
+
+
+def test_assignment_is_stable_across_workers_and_a_restart(tmp_path):
+    env = environment(tmp_path, serving={"model_poll_seconds": 0.5})
+    uri = env["MLFLOW_TRACKING_URI"]
+    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
+    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
+    client = registry.client(uri)
+    client.set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    split = Experiment("split", "default", (Arm("control", "champion", 0.5),
+                                            Arm("treatment", second, 0.5)),
+                       template="personalized")
+    Experiments(tmp_path).create(split)
+    users = [f"u{i}" for i in range(30)]
+    expected = {u: split.assign(u, None).name for u in users}  # this process's hash
+    with running_server(env, workers=2) as base:
+        before = _arms_served(base, users)
+        metrics = httpx.get(f"{base}/metrics").text
+        _admin_routes(base)
+    assert {u: arm for u, (arm, _) in before.items()} == expected
+    assert {version for arm, version in before.values() if arm == "treatment"} == {second}
+    assert {version for arm, version in before.values() if arm == "control"} == {first}
+    assert 'sluice_experiment_answers_total{arm="treatment",experiment="split"' in metrics
+    with running_server(env, workers=1) as base:
+        assert _arms_served(base, users) == before
+
+
+def _admin_routes(base: str) -> None:
+    url = f"{base}/admin/experiments"
+    arms = [{"name": "a", "model": "champion", "share": 0.5},
+            {"name": "b", "model": "champion", "share": 0.4}]
+    bad = httpx.post(url, headers=ADMIN, json={"id": "x", "template": "popular", "arms": arms})
+    assert bad.status_code == 422 and "sum to 0.9" in bad.text
+    arms[1] = {"name": "b", "model": "challenger", "share": 0.5}
+    unknown = httpx.post(url, headers=ADMIN, json={"id": "x", "template": "popular",
+                                                   "arms": arms})
+    assert unknown.status_code == 422 and "'challenger'" in unknown.text
+    arms[1]["model"] = "1"
+    overlap = httpx.post(url, headers=ADMIN, json={"id": "x", "arms": arms})  # every template
+    assert overlap.status_code == 422 and "overlaps experiment 'split'" in overlap.text
+    made = httpx.post(url, headers=ADMIN, json={"id": "x", "template": "popular",
+                                                "start_ms": 4102444800000, "arms": arms})
+    assert made.status_code == 201, made.text
+    assert {e["id"] for e in httpx.get(url, headers=ADMIN).json()} == {"split", "x"}
+    assert httpx.post(f"{url}/x/stop", headers=ADMIN).json()["stopped_ms"] > 0
+    assert httpx.get(f"{url}/missing", headers=ADMIN).status_code == 404
+    assert httpx.get(url, headers=READ).status_code == 403

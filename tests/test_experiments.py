@@ -1,0 +1,145 @@
+"""Experiments: validation, stable assignment by share, the durable store, team draft."""
+
+from __future__ import annotations
+
+import pytest
+
+from sluice.errors import NotFoundError
+from sluice.experiments import (
+    INTERLEAVED,
+    Arm,
+    Experiment,
+    ExperimentError,
+    Experiments,
+    parse_arms,
+    validate,
+)
+from sluice.serve.answer_log import recommendation_event as _event
+from sluice.serve.answers import Answer, RecommendationRequest, Slot
+from sluice.serve.arms import team_draft
+from sluice.vocabulary import MODEL_FALLBACK, MODEL_PERSONALIZED
+
+
+def _exp(id="e1", arms=None, **kw) -> Experiment:
+    arms = arms or (Arm("control", "champion", 0.5), Arm("treatment", "challenger", 0.5))
+    return Experiment(id=id, tenant=kw.pop("tenant", "shop"), arms=tuple(arms), **kw)
+
+
+def test_assignment_is_deterministic_and_follows_the_shares():
+    exp = _exp(arms=(Arm("a", "1", 0.2), Arm("b", "2", 0.8)))
+    first = [exp.assign(f"u{i}", None).name for i in range(20_000)]
+    # a fresh object (another worker, a restart) assigns the same
+    again = Experiment.from_dict(exp.as_dict())
+    assert [again.assign(f"u{i}", None).name for i in range(20_000)] == first
+    share = first.count("a") / len(first)
+    assert 0.19 < share < 0.21
+    # the session wins over the user: a session that logs in keeps its arm
+    for n in range(200):
+        anonymous = exp.assign(None, f"s{n}")
+        assert exp.assign(f"user-{n}", f"s{n}") == anonymous
+    # another experiment splits independently of this one
+    other = _exp(id="e2", arms=exp.arms)
+    agree = sum(other.assign(f"u{i}", None).name == first[i] for i in range(20_000))
+    assert agree / 20_000 < 0.75  # 0.2^2 + 0.8^2 = 0.68 when independent
+
+
+@pytest.mark.parametrize(("exp", "field", "reason"), [
+    (_exp(arms=(Arm("a", "1", 0.5), Arm("b", "2", 0.4))), "arms", "sum to 0.9"),
+    (_exp(arms=(Arm("a", "1", 1.0),)), "arms", "at least two"),
+    (_exp(arms=(Arm("a", "1", 0.5), Arm("a", "2", 0.5))), "arms", "distinct"),
+    (_exp(arms=(Arm("a", "1", 1.5), Arm("b", "2", -0.5))), "arms", "positive"),
+    (_exp(kind="interleaving", arms=(Arm("a", "1", 0.4), Arm("b", "2", 0.3),
+                                     Arm("c", "3", 0.3))), "arms", "exactly two"),
+    (_exp(template="nope"), "template", "one of"),
+    (_exp(metric="revenue"), "metric", "one of"),
+    (_exp(tenant="bad tenant"), "tenant", "letters"),
+    (_exp(id="bad id!"), "id", "letters"),
+    (_exp(start_ms=10, end_ms=5), "end", "after the start"),
+])
+def test_invalid_definitions_name_the_field(exp, field, reason):
+    with pytest.raises(ExperimentError) as raised:
+        validate(exp, [])
+    assert raised.value.field == field and reason in raised.value.reason
+
+
+def test_unknown_models_and_overlapping_traffic_are_refused():
+    with pytest.raises(ExperimentError, match="no registered version or alias 'challenger'"):
+        validate(_exp(), [], model_exists=lambda ref: ref == "champion")
+    running = _exp(id="running", template="personalized", start_ms=0)
+    with pytest.raises(ExperimentError, match="overlaps experiment 'running'"):
+        validate(_exp(id="new", template="*", start_ms=5), [running])
+    # other tenant, other template, or after the first ended: no overlap
+    validate(_exp(id="new", tenant="other"), [running])
+    validate(_exp(id="new", template="popular"), [running])
+    ended = _exp(id="ended", template="personalized", start_ms=0, end_ms=100)
+    validate(_exp(id="new", template="personalized", start_ms=100), [ended])
+
+
+def test_parse_arms_from_the_command_line():
+    assert parse_arms(["control=champion", "treatment=challenger"]) == (
+        Arm("control", "champion", 0.5), Arm("treatment", "challenger", 0.5))
+    assert parse_arms(["a=3:0.9", "b=4:0.1"])[1] == Arm("b", "4", 0.1)
+    with pytest.raises(ExperimentError, match="NAME=MODEL"):
+        parse_arms(["champion"])
+
+
+def test_store_is_shared_by_instances_and_stop_ends_the_experiment(tmp_path):
+    writer, reader = Experiments(tmp_path), Experiments(tmp_path)
+    writer.create(_exp(start_ms=0, template="personalized"))
+    found = reader.get("e1")
+    assert found.arms[1] == Arm("treatment", "challenger", 0.5)
+    assert reader.running("shop", "personalized", now_ms=1000) == found
+    assert reader.running("shop", "popular", now_ms=1000) is None
+    with pytest.raises(ExperimentError, match="exists already"):
+        writer.create(_exp(start_ms=0))
+    writer.stop("e1", now_ms=2000)
+    assert Experiments(tmp_path).running("shop", "personalized", now_ms=2001) is None
+    assert Experiments(tmp_path).get("e1").running(1999)
+    with pytest.raises(NotFoundError):
+        reader.get("missing")
+
+
+def _answer(items: list[str], source: str = MODEL_PERSONALIZED) -> Answer:
+    return Answer("x", "1", "personalized",
+                  [Slot(i, 1.0 / (n + 1), n + 1, source) for n, i in enumerate(items)])
+
+
+def test_team_draft_credits_each_slot_and_keeps_the_counts():
+    exp = _exp(kind="interleaving", arms=(Arm("a", "1", 0.5), Arm("b", "2", 0.5)))
+    a = _answer(["i1", "i2", "i3", "i4", "i5", "i6"])
+    b = _answer(["i2", "i7", "i1", "i8", "i9", "i10"], MODEL_FALLBACK)
+    for _ in range(50):
+        merged = team_draft(exp, a, b, 6)
+        ids = [s.item_id for s in merged.items]
+        assert len(ids) == 6 == len(set(ids))
+        assert [s.position for s in merged.items] == list(range(1, 7))
+        by = {arm: [s for s in merged.items if s.arm == arm] for arm in ("a", "b")}
+        assert len(by["a"]) == len(by["b"]) == 3  # team draft: picks stay balanced
+        assert all(s.recommendation_source == MODEL_PERSONALIZED for s in by["a"])
+        assert all(s.recommendation_source == MODEL_FALLBACK for s in by["b"])
+        # each arm's picks are in its own order
+        for arm, ranking in (("a", a), ("b", b)):
+            order = [s.item_id for s in ranking.items]
+            picked = [order.index(s.item_id) for s in by[arm]]
+            assert picked == sorted(picked)
+        counts = merged.counts()
+        assert counts["total"] == 6 and counts["model_fallback_count"] == 3
+        assert merged.experiment == "e1" and merged.arm == INTERLEAVED
+    # a short list: the other arm fills
+    assert len(team_draft(exp, _answer(["i1"]), b, 5).items) == 5
+
+
+def test_answer_and_log_carry_experiment_and_arm_additively():
+    plain = _answer(["i1"])
+    assert "experiment" not in plain.as_dict()
+    assert "arm" not in _event(RecommendationRequest(user_id="u"), plain)["items"][0]
+    tagged = _answer(["i1", "i2"])
+    tagged.experiment, tagged.arm, tagged.arm_share = "e1", "b", 0.5
+    for slot in tagged.items:
+        slot.arm = "b"
+    body = tagged.as_dict()
+    assert body["experiment"] == "e1" and body["items"][1]["arm"] == "b"
+    assert body["items"][0]["recommendation_source"] == MODEL_PERSONALIZED
+    event = _event(RecommendationRequest(user_id="u"), tagged)
+    assert event["fields"]["experiment"] == "e1" and event["fields"]["arm_share"] == 0.5
+    assert [i["arm"] for i in event["items"]] == ["b", "b"]
