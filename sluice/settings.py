@@ -184,6 +184,20 @@ class ServingConfig(BaseModel):
         return self
 
 
+class ExplorationConfig(BaseModel):
+    # the share of the model tier's slots given to items drawn from the model's next
+    # candidates (sluice.serve.exploration); 0 is off, else within 0.05-0.3: below, the
+    # off-policy estimates see too few explored slots to weigh; above, answers get worse
+    share: float = Field(0.0, ge=0.0, le=0.3)
+
+    @field_validator("share")
+    @classmethod
+    def _off_or_in_range(cls, value: float) -> float:
+        if 0 < value < 0.05:
+            raise ValueError("0 (off) or from 0.05 to 0.3")
+        return value
+
+
 class TemplateConfig(BaseModel):
     """A named template: a built-in chain (`base`) with static filters and defaults."""
 
@@ -191,6 +205,7 @@ class TemplateConfig(BaseModel):
     filters: list[dict[str, Any]] = Field(default_factory=list)
     num_results: int | None = Field(None, ge=MIN_NUM_RESULTS, le=MAX_NUM_RESULTS)
     fill_with_random: bool | None = None
+    exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
 
     @field_validator("base")
     @classmethod

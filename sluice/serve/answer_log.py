@@ -46,10 +46,14 @@ def _event(request: RecommendationRequest, answer: Answer) -> dict[str, Any]:
         "event": "recommendation", "id": answer.recommendation_id,
         "timestamp": int(time.time() * 1000), "tenant": request.tenant,
         "items": [{"id": s.item_id, "score": s.score, "position": s.position,
-                   "source": s.recommendation_source} for s in answer.items],
+                   "source": s.recommendation_source, "propensity": s.propensity,
+                   **({"explored": True} if s.explored else {})} for s in answer.items],
         "fields": {"template": answer.template, "model_version": answer.model_version or "",
                    "action": "impression", **answer.counts()},
     }
+    if answer.exploration_pool:
+        event["fields"]["exploration_share"] = request.exploration
+        event["fields"]["exploration_pool"] = answer.exploration_pool
     if request.context:
         event["fields"]["context"] = request.context
     if request.user_id:

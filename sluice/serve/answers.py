@@ -67,6 +67,9 @@ class Slot:
     score: float
     position: int
     recommendation_source: str
+    # the probability that the policy put this item at this position (sluice.serve.exploration)
+    propensity: float = 1.0
+    explored: bool = False  # an exploration draw of the model tier (its source stays the tier's)
 
 
 @dataclass
@@ -82,6 +85,7 @@ class RecommendationRequest:
     exclude_ids: list[str] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     context: dict[str, str] = field(default_factory=dict)  # logged with the answer
+    exploration: float = 0.0  # the template's exploration.share (0: off)
 
 
 def parse_context(raw: Any, where: str = "context") -> dict[str, str]:
@@ -107,6 +111,7 @@ class Answer:
     model_version: str | None
     template: str
     items: list[Slot]
+    exploration_pool: int = 0  # the model tier's exploration pool (0: no exploration)
     _counts: dict[str, int] | None = field(default=None, init=False, repr=False)
 
     def counts(self) -> dict[str, int]:
@@ -135,5 +140,6 @@ class Answer:
                 "template": self.template,
                 "items": [{"item_id": slot.item_id, "score": slot.score,
                            "position": slot.position,
-                           "recommendation_source": slot.recommendation_source}
+                           "recommendation_source": slot.recommendation_source,
+                           "propensity": slot.propensity, "explored": slot.explored}
                           for slot in self.items], **self.counts()}

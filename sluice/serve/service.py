@@ -165,6 +165,7 @@ class Service:
         for key in ("num_results", "fill_with_random"):
             if getattr(configured, key) is not None and fields.get(key) is None:
                 fields[key] = getattr(configured, key)
+        fields["exploration"] = configured.exploration.share
         return configured.base, parse_conditions(configured.filters,
                                                  where=f"templates.{template}.filters")
 
