@@ -19,14 +19,87 @@ releases and has no release since 2023; these estimators are a few lines each.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import duckdb
+import mlflow
 import numpy as np
 import pandas as pd
+
+from sluice.vocabulary import MODEL_NON_PERSONALIZED, MODEL_PERSONALIZED
+from sluice.warehouse.db import connect
+
+if TYPE_CHECKING:
+    from sluice.learn.matrix import InteractionMatrix
+    from sluice.learn.models import Model
 
 MIN_ESS = 100.0
 BOOTSTRAPS = 500
 LEVEL = 0.95
+BATCH = 1024  # users scored at once
+
+
+def log(warehouse: Path, tenant: str, champion_version: str | None, model: Model,
+        train: InteractionMatrix, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """Inside the train run: the candidate's estimates as metrics `off_policy.*` beside the
+    offline ones (a small effective sample is marked, not hidden)."""
+    found = for_candidate(warehouse, tenant, champion_version, model, train)
+    if found is None:
+        return None
+    mlflow.log_metrics({f"off_policy.{k}": float(v) for k, v in found.items()})
+    mark = " (small effective sample)" if found["small_sample"] else ""
+    say(f"[{tenant}] off-policy on champion v{champion_version}'s {found['answers']:,} explored "
+        f"answers: SNIPS CTR {found['snips_ctr']:.4f} [{found['snips_ctr_low']:.4f}, "
+        f"{found['snips_ctr_high']:.4f}], ESS {found['ess']:.0f}{mark}")
+    return found
+
+
+def for_candidate(warehouse: Path, tenant: str, champion_version: str | None, model: Model,
+                  train: InteractionMatrix, min_ess: float = MIN_ESS) -> dict[str, Any] | None:
+    """The candidate's estimates on the explored answers the champion served; None when
+    there is no champion or it served no answer with exploration."""
+    if champion_version is None:
+        return None
+    logged = load_logged(warehouse, tenant, champion_version)
+    if logged.empty:
+        return None
+    return estimate(logged, candidate_targets(model, train, logged), min_ess=min_ess)
+
+
+def load_logged(warehouse: Path, tenant: str, model_version: str) -> pd.DataFrame:
+    """The model-tier slots of the answers `model_version` served with exploration."""
+    con = connect(warehouse, read_only=True)
+    try:
+        return con.execute(
+            "select recommendation_id, user_id, position, item_id, propensity, is_clicked "
+            "from marts.slot_propensities where tenant = ? and model_version = ? "
+            "and exploration_pool > 0 and recommendation_source in (?, ?) "
+            "order by recommendation_id, position",
+            [tenant, model_version, MODEL_PERSONALIZED, MODEL_NON_PERSONALIZED]).df()
+    except duckdb.CatalogException:  # a warehouse built before the mart existed
+        return pd.DataFrame()
+    finally:
+        con.close()
+
+
+def candidate_targets(model: Model, train: InteractionMatrix, logged: pd.DataFrame) -> pd.Series:
+    """The candidate's item at each logged slot's position in its own ranking of the user's
+    unseen items; None where it does not know the user (weighed 0: no estimate there)."""
+    users = pd.Index(train.user_ids).get_indexer(logged["user_id"].astype(str))
+    known = np.unique(users[users >= 0])
+    positions = logged["position"].to_numpy(dtype=np.int64) - 1
+    depth = int(positions.max()) + 1
+    top = np.concatenate([model.recommend(known[s:s + BATCH], train.matrix, n=depth)
+                          for s in range(0, len(known), BATCH)]) if len(known) else (
+        np.empty((0, depth), dtype=np.int64))
+    target = np.full(len(logged), None, dtype=object)
+    seen = users >= 0
+    picks = top[np.searchsorted(known, users[seen]), positions[seen]]
+    target[np.flatnonzero(seen)] = np.where(picks >= 0, train.item_ids[np.maximum(picks, 0)],
+                                            None)
+    return pd.Series(target, index=logged.index)
 
 
 def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ESS,

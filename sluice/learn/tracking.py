@@ -137,6 +137,8 @@ def lineage(tracking_uri: str, name: str, version: str) -> dict[str, Any]:
             "gate_reason": found.tags.get("gate_reason"),
             "datasets": [{"name": i.dataset.name, "digest": i.dataset.digest}
                          for i in run.inputs.dataset_inputs],
+            "off_policy": {k.removeprefix("off_policy."): v for k, v in run.data.metrics.items()
+                           if k.startswith("off_policy.")} or None,
             **{k.removeprefix("lineage."): v for k, v in tags.items()
                if k.startswith("lineage.")}}
 
