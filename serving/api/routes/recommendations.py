@@ -6,7 +6,8 @@ from collections import Counter
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from serving.api import answers
@@ -61,6 +62,8 @@ class Slot(BaseModel):
     score: float
     position: int
     recommendation_source: str
+    propensity: float = Field(description="the probability the policy put this item here")
+    explored: bool = Field(description="an exploration draw of the model tier")
 
 
 class RecommendationResponse(BaseModel):
@@ -112,6 +115,17 @@ async def get_recommendations(query: Annotated[RecommendationQuery, Query()],
                               metrics: MetricsDep) -> Response:
     """The same as POST, with query parameters."""
     return await _answer(query, principal, service, metrics)
+
+
+@router.get("/recommendations/{recommendation_id}")
+async def explain_recommendation(recommendation_id: Annotated[str, Path(max_length=64)],
+                                 principal: Reader, service: ServiceDep) -> Response:
+    """One recent answer explained: per slot its source, the tier's reason (model score and
+    rank, popularity, random draw, exploration with its propensity), the model version and
+    its lineage."""
+    tenant, explained = await run_in_threadpool(service.explain, recommendation_id)
+    principal.require("read", tenant)
+    return json_response(explained)
 
 
 class RankRequest(BaseModel):
