@@ -215,6 +215,24 @@ class TemplateConfig(BaseModel):
         return value
 
 
+class TierShareThreshold(BaseModel):
+    """Where slots come from, per tenant and template ("*": any), over alerts.window_minutes:
+    an alert when the personalized share falls below, or the fallback share (model_fallback
+    + fallback) rises above."""
+
+    tenant: str = "*"
+    template: str = "*"
+    min_personalized_share: float | None = Field(None, ge=0, le=1)
+    max_fallback_share: float | None = Field(None, ge=0, le=1)
+
+
+class AlertsConfig(BaseModel):
+    # the marts are as fresh as the last transform (the refresh deployment: every 2 hours)
+    window_minutes: int = Field(180, ge=1, le=7 * 24 * 60)
+    min_slots: int = Field(100, ge=1)  # fewer slots in the window: too few to judge
+    tier_shares: list[TierShareThreshold] = Field(default_factory=list)
+
+
 class TrackerConfig(BaseModel):
     tracking_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     tenant: str = Field(DEFAULT_TENANT, pattern=TENANT_PATTERN)
@@ -280,6 +298,7 @@ class AppConfig(BaseModel):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     trackers: list[TrackerConfig] = Field(default_factory=list)
     templates: dict[str, TemplateConfig] = Field(default_factory=dict)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     filters: dict[str, str] = Field(default_factory=dict)  # name -> Personalize expression
     auth: AuthConfig = Field(default_factory=AuthConfig)
 

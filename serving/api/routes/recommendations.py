@@ -91,8 +91,10 @@ async def _answer(body: RecommendationQuery, principal: Principal, service: Serv
     tenant = _tenant(body.tenant, principal)
     request = service.request(tenant=tenant, **body.model_dump(exclude={"tenant"}))
     answer = await answers.recommend(service, request)
-    for source, count in Counter(slot.recommendation_source for slot in answer.items).items():
+    sources = Counter(slot.recommendation_source for slot in answer.items)
+    for source, count in sources.items():
         metrics.slots.labels(tenant, source).inc(count)
+    metrics.window.add(tenant, answer.template, sources)
     return json_response(answer.as_dict())
 
 
