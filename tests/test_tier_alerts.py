@@ -4,6 +4,8 @@ the shipped Prometheus rules fire on it, and the tier-alerts flow fails on the m
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -109,3 +111,18 @@ def _write_recommendation_mart(warehouse: Path, answers: list[dict]) -> None:
                         "now()::timestamp)", ["default", a["recommendation_id"], "u3", None,
                                               a["template"], a["model_version"],
                                               *[a[c] for c in columns]])
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus)")
+def test_promtool_accepts_the_shipped_rules():
+    checked = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True,
+                             text=True)
+    assert checked.returncode == 0 and "2 rules found" in checked.stdout, checked.stderr
+
+
+def test_the_rules_read_only_gauges_serving_exports():
+    from serving.api.metrics import Metrics
+
+    exported = {m.name for m in Metrics().registry.collect()}
+    for rule in yaml.safe_load(RULES.read_text())["groups"][0]["rules"]:
+        assert RULE.match(rule["expr"].strip())[1] in exported, rule["alert"]
