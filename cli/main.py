@@ -1,6 +1,7 @@
 """The `sluice` command line: what the Makefile calls.
 
-    sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up
+    sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up | dbt
+    sluice models | promote VERSION | rollback | report | trackers | filters
     sluice rebuild | backup DEST | restore SRC | upgrade | doctor   (operating a home)
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,19 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
-from cli.processes import free_port, start_server, stop_server, wait_ready
+from cli import models
+from cli.models import table
+from cli.processes import (
+    PREFECT_PORT,
+    free_port,
+    metrics_folder,
+    prefect_under,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 from sluice import logs
-from sluice.settings import PROJECT_ROOT, get_settings
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c)
-              for c in columns}
-    line = "  ".join(c.ljust(widths[c]) for c in columns)
-    out = [line, "  ".join("-" * widths[c] for c in columns)]
-    out += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(out)
+from sluice.settings import PROJECT_ROOT, ConfigError, get_settings, validation_message
 
 
 def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,7 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             answer = httpx.post(f"{base}/v1/recommendations", headers=headers,
                                 json={**params, "num_results": 10}, timeout=10).json()
             counts = {k: v for k, v in answer.items() if k.endswith("_count") or k == "total"}
-            print(f"\n{title}: {params}\n" + _table(
+            print(f"\n{title}: {params}\n" + table(
                 answer["items"], ["position", "item_id", "score", "recommendation_source"]))
             print("counts: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     finally:
@@ -110,25 +114,32 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise SystemExit(f"sluice serve: auth is off (no API keys configured), so serving keeps "
                          f"to loopback: SLUICE_HOST={settings.host} refused; configure "
                          f"auth.keys or SLUICE_API_KEYS")
-    uvicorn.run("serving.main:app", host=settings.host, port=settings.port,
-                workers=args.workers, log_level="info")
+    folder = metrics_folder() if args.workers > 1 else None
+    if folder is not None:  # /metrics adds up every worker's values
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    try:
+        uvicorn.run("serving.main:app", host=settings.host, port=settings.port,
+                    workers=args.workers, log_level="info")
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def cmd_up(args: argparse.Namespace) -> None:
     settings = get_settings()
     procs: list[subprocess.Popen] = []
-    api_url = "http://127.0.0.1:4200/api"
+    api_url = f"http://127.0.0.1:{PREFECT_PORT}/api"
     env = {**os.environ, "PREFECT_API_URL": api_url}
     signal.signal(signal.SIGTERM, _interrupt)  # stop the children on `kill` too, not only Ctrl-C
     try:
         prefect = Path(sys.executable).with_name("prefect")
         procs.append(subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1",
-                                       "--port", "4200"], env=env))
-        _wait_http("http://127.0.0.1:4200/api/health", 120)
+                                       "--port", str(PREFECT_PORT)], env=env))
+        _wait_http(f"{api_url}/health", 120)
         procs.append(subprocess.Popen([sys.executable, "-m", "flows.deployments"], env=env,
                                       cwd=PROJECT_ROOT))
         procs.append(start_server(settings.port, env=env))
-        print(f"Prefect UI      http://127.0.0.1:4200\n"
+        print(f"Prefect UI      http://127.0.0.1:{PREFECT_PORT}\n"
               f"Sluice API      http://{settings.host}:{settings.port}/docs\n"
               f"Deployments     ingest (5 min), refresh (2 h), pipeline (nightly), tune (weekly)\n"
               f"Ctrl-C stops everything.")
@@ -191,7 +202,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report written to {path}")
 
 
-def cmd_models(args: argparse.Namespace) -> None:
+def cmd_model_show(args: argparse.Namespace) -> None:
     """`sluice models show VERSION`: what a version learned from, how it was judged."""
     from sluice.learn.tracking import lineage
 
@@ -259,15 +270,69 @@ def cmd_flow(name: str) -> None:
     result = {"ingest": ingest, "transform": transform, "train": train, "tune": tune,
               "pipeline": pipeline}[name]()
     if name == "ingest":
-        from sluice.warehouse.ingest import format_table
-
-        print(format_table(result.pop("table")))
+        result.pop("table")  # the flow has logged it, once
     print(json.dumps(result, indent=2, default=str))
+
+
+def cmd_dbt(args: argparse.Namespace) -> int:
+    """dbt on the project, as the transform flow runs it: same warehouse, vars and lock."""
+    from sluice.warehouse.locks import warehouse_lock
+    from sluice.warehouse.transform import DBT_PROJECT_DIR, dbt_invocation
+
+    dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
+    if not dbt_args:
+        raise ValueError("name a dbt command after `--`, e.g. `sluice dbt -- build`")
+    settings = get_settings()
+    argv, env = dbt_invocation(settings.warehouse_path, settings.home / "dbt",
+                               settings.dbt_vars(), dbt_args)
+    with warehouse_lock(settings.warehouse_path, say=print):
+        return subprocess.run(argv, env=env, cwd=DBT_PROJECT_DIR).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
     logs.configure()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
+    # a busy machine starts the temporary Prefect server in more than its default 20 s
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    parser, operate = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+        if args.command != "doctor":  # doctor reports a bad config among its findings
+            settings.app  # noqa: B018 -- a config error is one line here, not a traceback
+        prefect_under(settings.home)
+        commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
+                    "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
+                    "report": cmd_report, "dbt": cmd_dbt, **models.COMMANDS, **operate,
+                    "models": _models}
+        code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
+    except Exception as exc:  # one clear line, not a traceback, for the operator
+        if os.environ.get("SLUICE_DEBUG"):
+            raise
+        print(f"sluice {args.command}: {_one_line(exc)}", file=sys.stderr)
+        if not isinstance(exc, ConfigError | ValidationError):  # those say all there is
+            print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def _models(args: argparse.Namespace) -> None:
+    """`sluice models` lists the versions; `sluice models show VERSION` gives one's lineage."""
+    if getattr(args, "models_command", None) == "show":
+        cmd_model_show(args)
+    else:
+        models.cmd_models(args)
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return f"invalid environment: {validation_message(exc)}"
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("demo", "generate"):
@@ -284,6 +349,17 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--tenant", default="default")
     report.add_argument("--out", type=Path, default=None,
                         help="default: $SLUICE_HOME/report/index.html")
+    _named_parsers(sub)
+    models.add_parsers(sub)
+    for name in ("ingest", "transform", "train", "tune", "pipeline"):
+        sub.add_parser(name, help=f"run the `{name}` flow once")
+    dbt = sub.add_parser("dbt", help="dbt on the project with the flow's warehouse, vars, lock",
+                         usage="sluice dbt -- <dbt command and flags>, e.g. sluice dbt -- build")
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    return parser, _add_operate_commands(sub)
+
+
+def _named_parsers(sub: Any) -> None:
     trackers = sub.add_parser("trackers", help="event trackers (one per tenant)")
     tracker_sub = trackers.add_subparsers(dest="tracker_command", required=True)
     tracker_sub.add_parser("create", help="create a tracker; prints its trackingId").add_argument(
@@ -295,27 +371,6 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("name")
     create.add_argument("expression", help="e.g. 'EXCLUDE ItemID WHERE Items.GENRE IN ($G)'")
     named_sub.add_parser("list", help="list name -> expression")
-    models = sub.add_parser("models", help="registered model versions")
-    models_sub = models.add_subparsers(dest="models_command", required=True)
-    show = models_sub.add_parser("show", help="a version's lineage: data, dbt run, code, gate")
-    show.add_argument("version")
-    show.add_argument("--tenant", default="default")
-    for name in ("ingest", "transform", "train", "tune", "pipeline"):
-        sub.add_parser(name, help=f"run the `{name}` flow once")
-    operate = _add_operate_commands(sub)
-    args = parser.parse_args(argv)
-    try:
-        commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
-                    "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
-                    "report": cmd_report, "models": cmd_models, **operate}
-        commands.get(args.command, lambda a: cmd_flow(a.command))(args)
-    except Exception as exc:  # one clear line, not a traceback, for the operator
-        if os.environ.get("SLUICE_DEBUG"):
-            raise
-        print(f"sluice {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,16 +4,40 @@ for it to be ready, and stopping it."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from sluice.settings import PROJECT_ROOT
+
+PREFECT_PORT = 4200  # where `sluice up` (make up) runs the Prefect server and its UI
+
+
+def prefect_under(home: Path) -> None:
+    """Keep Prefect's state with Sluice's, and send flow runs to a running `make up` server.
+
+    PREFECT_HOME (its settings and the SQLite database of the temporary server a CLI flow
+    starts) goes under SLUICE_HOME, so `make clean` resets it and another home's runs never
+    show. When the `sluice up` server answers on PREFECT_PORT and PREFECT_API_URL is unset,
+    flow runs go to it and appear in its UI. Call before anything imports Prefect.
+    """
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    url = f"http://127.0.0.1:{PREFECT_PORT}/api"
+    try:
+        if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
+            os.environ["PREFECT_API_URL"] = url
+    except httpx.TransportError:
+        pass  # no server: Prefect starts a temporary one for the run
 
 
 def free_port() -> int:
@@ -30,8 +54,21 @@ def start_server(port: int, workers: int = 1, env: dict[str, str] | None = None,
     """
     cmd = [sys.executable, "-m", "uvicorn", "serving.main:app", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
-    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})},
-                            stdout=output, stderr=output)
+    # the app reads its address from these, so what it logs is what uvicorn bound
+    extra = {"SLUICE_HOST": "127.0.0.1", "SLUICE_PORT": str(port)}
+    metrics_dir = metrics_folder() if workers > 1 else None
+    if metrics_dir is not None:
+        extra["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    process = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {}), **extra},
+                               stdout=output, stderr=output)
+    process.metrics_dir = metrics_dir  # type: ignore[attr-defined]  # removed by stop_server
+    return process
+
+
+def metrics_folder() -> Path:
+    """A fresh folder for one run's multiprocess Prometheus values (stale files would add
+    a previous run's counts to this one's)."""
+    return Path(tempfile.mkdtemp(prefix="sluice-metrics-"))
 
 
 def wait_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> dict[str, Any]:
@@ -55,3 +92,6 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
+    folder = getattr(process, "metrics_dir", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)

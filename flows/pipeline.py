@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact
 
 from flows.ingest import ingest
+from flows.names import run_name
 from flows.train import train
 from flows.transform import transform
 from sluice.analytics.report import write_report
@@ -28,7 +29,7 @@ def analytics_report(tenant: str | None) -> str:
     return str(path)
 
 
-@flow(name="pipeline", flow_run_name="pipeline-{tenant}")
+@flow(name="pipeline", flow_run_name=run_name("pipeline"))
 def pipeline(tenant: str | None = None, report: bool = True) -> dict[str, Any]:
     """The whole batch path: load new events, rebuild the marts, train and gate, report."""
     loaded = ingest()
@@ -42,7 +43,7 @@ def pipeline(tenant: str | None = None, report: bool = True) -> dict[str, Any]:
     return outcome
 
 
-@flow(name="refresh", flow_run_name="refresh-{tenant}")
+@flow(name="refresh", flow_run_name=run_name("refresh"))
 def refresh(tenant: str | None = None) -> dict[str, Any]:
     """Rebuild the marts from what ingest already loaded and retrain, so new items enter."""
     built = transform()

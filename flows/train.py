@@ -6,10 +6,12 @@ from dataclasses import asdict
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.names import run_name
 from flows.retries import RETRY_DELAYS, io_failure
+from sluice.learn import versions
 from sluice.learn.training import InsufficientDataError, train_tenant
 from sluice.learn.training import tenants as warehouse_tenants
 from sluice.settings import get_settings
@@ -28,13 +30,20 @@ def list_tenants() -> list[str]:
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=io_failure)
 def train_one(tenant: str, algorithm: str | None = None) -> dict[str, Any]:
-    """Train, evaluate, register and gate one tenant's model."""
+    """Train, evaluate, register and gate one tenant's model, or skip it when it has too
+    little data (`{"tenant", "skipped"}`): one tenant's shortfall never fails the others."""
     logger = get_run_logger()
     settings = get_settings()
-    with warehouse_lock(settings.warehouse_path, say=logger.info):  # not while dbt rebuilds
-        result = train_tenant(settings, tenant, progress=logger.info, algorithm=algorithm)
-    logger.info("%s v%s %s (%s)", result.model_name, result.version,
-                "is champion" if result.promoted else "stays candidate", result.reason)
+    try:
+        with warehouse_lock(settings.warehouse_path, say=logger.info):  # not while dbt rebuilds
+            result = train_tenant(settings, tenant, progress=logger.info, algorithm=algorithm)
+    except InsufficientDataError as exc:
+        logger.warning("tenant %s skipped: %s", tenant, exc)
+        return {"tenant": tenant, "skipped": str(exc)}
+    deleted = versions.prune(settings.mlflow_tracking_uri, result.model_name,
+                             settings.app.registry.keep_candidates)
+    if deleted:
+        logger.info("retention: deleted %s versions %s", result.model_name, ", ".join(deleted))
     create_markdown_artifact(key=f"train-{_slug(tenant)}", markdown=_summary(result),
                              description=f"{result.model_name} v{result.version} against "
                                          "popularity and the champion")
@@ -71,29 +80,32 @@ def _cell(metrics: dict[str, float], key: str) -> str:
         else f"{value:.4f}"
 
 
-@flow(name="train", flow_run_name="train-{tenant}",
+@flow(name="train", flow_run_name=run_name("train"),
       task_runner=ThreadPoolTaskRunner(max_workers=1))  # one at a time unless on Dask
 def train(tenant: str | None = None, algorithm: str | None = None) -> list[dict[str, Any]]:
     """Train every tenant (or one) with model.algorithm, or the family named here.
 
     Tenants are independent tasks: with a Dask task runner (`with_task_runner`) they fan out
-    over the cluster's workers; with the default runner they run one after another.
+    over the cluster's workers; with the default runner they run one after another. A tenant
+    with too little data is skipped, logged and listed in the `train-skipped` artifact; the
+    flow fails only when no tenant could be trained. Returns the trained tenants' results.
     """
     names = [tenant] if tenant else list_tenants()
     if not names:
         raise RuntimeError("no tenant has training interactions: run `sluice ingest` and "
                            "`sluice transform` first, or send events")
-    futures = [train_one.submit(name, algorithm) for name in names]
-    results, short = [], []
-    for name, future in zip(names, futures, strict=True):
-        try:
-            results.append(future.result())
-        except InsufficientDataError as exc:  # the other tenants still train
-            short.append(f"tenant {name!r}: {exc}")
-    if short:
-        # the flow fails, naming both numbers found and needed; nothing was registered for them
-        raise InsufficientDataError("; ".join(short))
-    return results
+    outcomes = [f.result() for f in [train_one.submit(name, algorithm) for name in names]]
+    trained = [o for o in outcomes if "skipped" not in o]
+    skipped = [o for o in outcomes if "skipped" in o]
+    if skipped:
+        create_table_artifact(key="train-skipped", table=skipped,
+                              description="Tenants not trained this run, and why")
+    if not trained:  # nothing could be done: fail, naming what each tenant lacks
+        raise InsufficientDataError("; ".join(f"tenant {o['tenant']!r}: {o['skipped']}"
+                                              for o in skipped))
+    get_run_logger().info("trained %s; skipped %s", ", ".join(o["tenant"] for o in trained),
+                          ", ".join(o["tenant"] for o in skipped) or "none")
+    return trained
 
 
 def with_task_runner(address: str | None = None, workers: int = 2) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from flows.names import run_name
 from flows.retries import RETRY_DELAYS, io_failure
 from sluice.settings import get_settings
 from sluice.warehouse.db import connect
@@ -17,10 +18,12 @@ from sluice.warehouse.transform import dbt_build
 @task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=io_failure)
 def build_models(select: str | None) -> list[dict[str, Any]]:
-    """Run `dbt build` with vars taken from config/sluice.yaml."""
+    """Run `dbt build` with vars taken from config/sluice.yaml (as `sluice dbt -- build`)."""
     settings = get_settings()
     result = dbt_build(settings.warehouse_path, settings.home / "dbt", settings.dbt_vars(),
                        select=select)
+    for shortfall in result.shortfalls:  # a warning: the other tenants build and train
+        get_run_logger().warning("%s; training skips it until then", shortfall)
     return result.nodes
 
 
@@ -42,11 +45,13 @@ def publish_sufficiency() -> list[dict[str, Any]]:
     return table
 
 
-@flow(name="transform", flow_run_name="transform-{select}")
+@flow(name="transform", flow_run_name=run_name("transform"))
 def transform(select: str | None = None) -> dict[str, Any]:
     """Rebuild the marts with dbt; publish data sufficiency."""
     nodes = build_models(select)
     passed = sum(1 for n in nodes if n["status"] in ("success", "pass"))
-    get_run_logger().info("dbt build: %d of %d nodes passed", passed, len(nodes))
+    warned = sum(1 for n in nodes if n["status"] == "warn")
+    get_run_logger().info("dbt build: %d of %d nodes passed, %d warned", passed, len(nodes),
+                          warned)
     sufficiency = publish_sufficiency()
     return {"nodes": len(nodes), "passed": passed, "sufficiency": sufficiency}

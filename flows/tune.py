@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
+from flows.names import run_name
 from sluice.learn.training import tenants as warehouse_tenants
 from sluice.learn.tuning import tune_tenant
 from sluice.settings import get_settings
@@ -32,7 +33,7 @@ def tune_one(tenant: str, algorithm: str | None, trials: int | None,
             "trials": [asdict(t) for t in result.trials]}
 
 
-@flow(name="tune", flow_run_name="tune-{tenant}")
+@flow(name="tune", flow_run_name=run_name("tune"))
 def tune(tenant: str | None = None, algorithm: str | None = None,
          trials: int | None = None, time_budget: float | None = None) -> list[dict[str, Any]]:
     """Tune every tenant (or one): at most `trials` within `time_budget` seconds each."""

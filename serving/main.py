@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from serving.api import errors
 from serving.api.limits import BodyLimits
@@ -69,9 +70,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.stop()
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
 def create_app() -> FastAPI:
-    app = FastAPI(title="Sluice", version="0.1.0", lifespan=lifespan,
-                  summary="Self-hosted recommendations with per-slot sources")
+    # /docs and /redoc from assets installed with fastapi-offline, never a CDN: a self-hosted
+    # machine without internet access still gets a working page
+    app = FastAPIOffline(title="Sluice", version="0.1.0", lifespan=lifespan,
+                         summary="Self-hosted recommendations with per-slot sources",
+                         static_url=DOCS_ASSETS)
     app.state.metrics = Metrics()
     app.add_middleware(BodyLimits, limits=BODY_LIMITS, default=DEFAULT_BODY_BYTES)
     instrument(app)

@@ -23,6 +23,26 @@ META = "meta.json"
 CATALOG = "catalog.jsonl"
 
 
+class BundleError(ValueError):
+    """A bundle that loads but is not whole (shapes, dtypes, id maps, non-finite values)."""
+
+
+def _require(ok: bool, problem: str) -> None:
+    if not ok:
+        raise BundleError(f"inconsistent model bundle: {problem}")
+
+
+def _finite(values: np.ndarray, name: str) -> None:
+    _require(np.issubdtype(values.dtype, np.floating), f"{name} is {values.dtype}, not float")
+    _require(bool(np.isfinite(values).all()), f"{name} holds NaN or infinite values")
+
+
+def _indices(values: np.ndarray, name: str, low: int, high: int) -> None:
+    _require(np.issubdtype(values.dtype, np.integer), f"{name} is {values.dtype}, not integer")
+    _require(values.size == 0 or (values.min() >= low and values.max() < high),
+             f"{name} points outside {low}..{high - 1}")
+
+
 @dataclass
 class ModelBundle:
     user_ids: np.ndarray              # str, row i of user_factors / user_items
@@ -40,6 +60,41 @@ class ModelBundle:
     def __post_init__(self) -> None:
         self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
         self.item_index = {it: j for j, it in enumerate(self.item_ids.tolist())}
+
+    def check(self) -> ModelBundle:
+        """Raises BundleError unless every array fits the id maps and every score is finite:
+        a model is served only whole (a bad one would answer 500s or null scores)."""
+        users, items = len(self.user_ids), len(self.item_ids)
+        _require(self.user_ids.ndim == 1 and self.item_ids.ndim == 1, "id maps are not 1-D")
+        _require(len(self.user_index) == users and len(self.item_index) == items,
+                 "id maps hold duplicate ids")
+        _require(self.user_factors.ndim == 2 and self.item_factors.ndim == 2,
+                 "factors are not 2-D arrays")
+        _require(self.user_factors.shape[0] == users, f"user_factors has "
+                 f"{self.user_factors.shape[0]} rows for {users} user ids")
+        _require(self.item_factors.shape[0] == items, f"item_factors has "
+                 f"{self.item_factors.shape[0]} rows for {items} item ids")
+        _require(self.user_factors.shape[1] == self.item_factors.shape[1],
+                 f"user factors have {self.user_factors.shape[1]} columns, item factors "
+                 f"{self.item_factors.shape[1]}")
+        _finite(self.user_factors, "user_factors")
+        _finite(self.item_factors, "item_factors")
+        _require(self.user_items.shape == (users, items), "user_items does not match id maps")
+        _indices(self.user_items.indices, "user_items", 0, items)
+        _finite(self.user_items.data, "user_items")
+        _indices(self.popular, "popular", 0, items)
+        _require(self.popular_scores.shape == self.popular.shape,
+                 "popular_scores and popular differ in length")
+        _finite(self.popular_scores, "popular_scores")
+        if self.similar is not None:
+            _require(self.similar.shape == (items, items), "similar does not match item ids")
+            _indices(self.similar.indices, "similar", 0, items)
+            _finite(self.similar.data, "similar")
+        if self.candidates is not None:
+            _require(self.candidates.ndim == 2 and self.candidates.shape[0] == users,
+                     "candidates do not have one row per user")
+            _indices(self.candidates, "candidates", NO_CANDIDATE, items)
+        return self
 
     def save(self, directory: Path) -> Path:
         directory = Path(directory)
@@ -76,12 +131,12 @@ class ModelBundle:
         with np.load(directory / ARRAYS, allow_pickle=False) as arrays:
             a = {k: arrays[k] for k in arrays.files}
         n_users, n_items = len(a["user_ids"]), len(a["item_ids"])
-        user_items = sp.csr_matrix(
+        user_items = _sparse(
             (a["ui_data"], a["ui_indices"], a["ui_indptr"]), shape=(n_users, n_items))
         similar = None
         if "sim_indptr" in a:
-            similar = sp.csr_matrix((a["sim_data"], a["sim_indices"], a["sim_indptr"]),
-                                    shape=(n_items, n_items))
+            similar = _sparse((a["sim_data"], a["sim_indices"], a["sim_indptr"]),
+                              shape=(n_items, n_items))
         catalog: dict[str, dict[str, Any]] = {}
         if (directory / CATALOG).exists():
             with open(directory / CATALOG) as handle:
@@ -95,7 +150,15 @@ class ModelBundle:
             user_items=user_items, popular=a["popular"], popular_scores=a["popular_scores"],
             meta=meta, catalog=catalog,
             similar=similar, candidates=a.get("candidates"),
-        )
+        ).check()
+
+
+def _sparse(parts: tuple, shape: tuple[int, int]) -> sp.csr_matrix:
+    try:
+        return sp.csr_matrix(parts, shape=shape)
+    except ValueError as exc:  # indices beyond the id maps, indptr of the wrong length
+        raise BundleError(f"inconsistent model bundle: a sparse array does not fit the id "
+                          f"maps ({exc})") from None
 
 
 def find_bundle(directory: Path) -> Path:

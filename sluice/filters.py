@@ -11,6 +11,7 @@ Nothing is ever turned into SQL or evaluated as code.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -101,7 +102,18 @@ def _condition(raw: Any, where: str, known_fields: set[str] | None) -> Condition
             raise FilterError(f"{where}.value", "is takes true, false or null")
     elif not isinstance(value, str | int | float | bool):
         raise FilterError(f"{where}.value", f"{op} needs a string, number or bool")
+    for number in value if isinstance(value, list) else [value]:
+        _plain_number(number, f"{where}.value")
     return Condition(name, op, value)
+
+
+def _plain_number(value: Any, where: str) -> Any:
+    """Refuses NaN, Infinity and integers beyond 64 bits, which no stored field can equal."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FilterError(where, f"{value} is not a number: use a finite number")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise FilterError(where, "integers must fit in 64 bits")
+    return value
 
 
 def parse_conditions(raw: Any, known_fields: set[str] | None = None,
@@ -183,9 +195,10 @@ def _literal(token: str, where: str) -> Any:
     if len(token) >= 2 and token[0] == token[-1] and token[0] in "\"'":
         return token[1:-1]
     try:
-        return float(token) if re.search(r"[.eE]", token) else int(token)
+        number = float(token) if re.search(r"[.eE]", token) else int(token)
     except ValueError:
         raise FilterError(where, f"cannot read value {token[:40]!r}") from None
+    return _plain_number(number, where)
 
 
 def _value(text: str, op: str, values: dict[str, str], where: str) -> Any:

@@ -141,6 +141,12 @@ class EvaluationConfig(BaseModel):
     gate_min_lift: float | None = Field(None, gt=0)   # promote at this relative lift anyway
 
 
+class RegistryConfig(BaseModel):
+    """Retention after each training run (sluice/learn/versions.py)."""
+
+    keep_candidates: int = Field(5, ge=1)  # besides the champion and the one it replaced
+
+
 class TuneConfig(BaseModel):
     """Hyperparameter search for flow `tune`: Optuna (TPE) within a time budget, one nested
     run per trial; `grid` narrows a parameter to listed values (else the built-in range)."""
@@ -295,6 +301,7 @@ class AppConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     trackers: list[TrackerConfig] = Field(default_factory=list)
     templates: dict[str, TemplateConfig] = Field(default_factory=dict)

@@ -232,6 +232,7 @@ def test_a_refusing_log_answers_503_and_loses_nothing_acknowledged(faulty_app, f
         "eventList": [{"eventType": "click", "itemId": "x", "sentAt": time.time()}]})
     assert pe.status_code == 503
     assert pe.headers["x-amzn-ErrorType"] == "ServiceUnavailableException"
+    assert pe.headers["retry-after"] == answers[0].headers["retry-after"]
     assert disk.refused > 0
     ids = [e["id"] for e in stored(home)]
     assert not [i for i in ids if i.startswith("during")]  # nothing of a refused call

@@ -253,7 +253,7 @@ def test_integers_the_log_cannot_hold_are_refused(value):
         personalize.put_entities({"datasetArn": "arn:aws:personalize:r:1:dataset/shop/ITEMS",
                                   "items": [{"itemId": "x", "properties": json.dumps(
                                       {"big": value})}]}, "item", 1_767_225_600_000)
-    assert err.value.field == "items[0].properties"
+    assert err.value.field == "items[0].properties.big"  # names the property
 
 
 def test_deep_properties_are_refused_not_recursed_into():

@@ -49,7 +49,7 @@ def test_one_event_an_array_and_json_lines(server):
 
 def test_one_bad_event_rejects_the_request_with_index_field_and_reason(server):
     good = interaction("u1", "i1")
-    bad_time = {**interaction("u1", "i2"), "timestamp": 17000000001}  # 11 digits
+    bad_time = {**interaction("u1", "i2"), "timestamp": 10**17}  # microseconds: after 3000
     bad_field = {**interaction("u1", "i3"), "fields": [{"name": "x", "value": {"nested": 1}}]}
     r = post(server["base"], [good, bad_time, bad_field])
     assert r.status_code == 422

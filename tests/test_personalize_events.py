@@ -157,3 +157,122 @@ def test_put_items_and_users(server):
         events.put_items(datasetArn=ARN.format("shop"), items=[
             {"itemId": "x", "properties": "not json"}])
     assert "items[0].properties" in str(err.value)
+
+
+# --- the Personalize developer guide's own examples -----------------------------------------
+GUIDE_SENT_AT = 1553631760  # the guide's sentAt: epoch seconds
+
+
+def _interaction(home, session: str) -> dict:
+    return next(e for e in logged(home) if e["event"] == "interaction"
+                and e.get("session") == session)
+
+
+def test_the_guides_sdk_form_lands_with_the_item_and_value_in_properties(server):
+    events = client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", userId="user123", sessionId="guide-sdk",
+                      eventList=[{"sentAt": GUIDE_SENT_AT, "eventType": "like", "properties":
+                                  json.dumps({"itemId": "choc-panama", "eventValue": 4,
+                                              "numRatings": 0})}])
+    event = _interaction(server["home"], "guide-sdk")
+    assert (event["item"], event["value"], event["type"]) == ("choc-panama", 4.0, "like")
+    assert event["timestamp"] == GUIDE_SENT_AT * 1000
+    assert event["fields"] == {"num_ratings": 0}
+
+
+def test_the_guides_cli_form_with_string_values_lands_as_numbers(server):
+    events = client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", userId="user123", sessionId="guide-cli",
+                      eventList=[{"sentAt": GUIDE_SENT_AT, "eventType": "like", "properties":
+                                  json.dumps({"itemId": "choc-panama", "eventValue": "4",
+                                              "numRatings": "13"})}])
+    event = _interaction(server["home"], "guide-cli")
+    assert (event["item"], event["value"]) == ("choc-panama", 4.0)
+    assert event["fields"] == {"num_ratings": 13}
+
+
+def test_impression_and_recommendation_id_may_come_in_properties(server):
+    events = client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", sessionId="guide-props", eventList=[
+        {"sentAt": GUIDE_SENT_AT, "eventType": "click", "itemId": "i1", "eventValue": 2.0,
+         "properties": json.dumps({"eventValue": "2", "recommendationId": "rec-1",
+                                   "impression": ["i1", "i2"]})}])
+    event = _interaction(server["home"], "guide-props")
+    assert (event["ranking"], event["value"]) == ("rec-1", 2.0)
+    ranking = next(e for e in logged(server["home"]) if e["event"] == "ranking"
+                   and e.get("session") == "guide-props")
+    assert [i["id"] for i in ranking["items"]] == ["i1", "i2"]
+
+
+@pytest.mark.parametrize(("top", "inner", "field"), [
+    ({"itemId": "a"}, {"itemId": "b"}, "eventList[0].itemId"),
+    ({"itemId": "a", "eventValue": 5}, {"eventValue": "4"}, "eventList[0].eventValue"),
+    ({"itemId": "a", "recommendationId": "r1"}, {"recommendationId": "r2"},
+     "eventList[0].recommendationId"),
+])
+def test_a_value_given_twice_must_agree(server, top, inner, field):
+    events = client(server["base"], "personalize-events")
+    before = len(logged(server["home"]))
+    with pytest.raises(events.exceptions.InvalidInputException) as err:
+        events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
+            {"sentAt": GUIDE_SENT_AT, "eventType": "click", **top,
+             "properties": json.dumps(inner)}])
+    assert field in str(err.value) and "send it once" in str(err.value)
+    assert len(logged(server["home"])) == before
+
+
+def test_put_items_properties_follow_the_same_rule(server):
+    events = client(server["base"], "personalize-events")
+    events.put_items(datasetArn=ARN.format("shop"), items=[
+        {"itemId": "sku-9", "properties": json.dumps({"itemId": "sku-9", "price": "3.5",
+                                                      "zip": "02134"})}])
+    item = next(e for e in logged(server["home"]) if e["event"] == "item"
+                and e["item"] == "sku-9")
+    assert item["fields"] == {"price": 3.5, "zip": "02134"}  # a leading zero stays text
+    with pytest.raises(events.exceptions.InvalidInputException) as err:
+        events.put_items(datasetArn=ARN.format("shop"), items=[
+            {"itemId": "sku-9", "properties": json.dumps({"itemId": "other"})}])
+    assert "items[0].itemId" in str(err.value)
+
+
+@pytest.mark.parametrize(("properties", "field"), [
+    ('{"itemId": "x", "count": 123456789012345678901234567890}', "properties.count"),
+    ('{"itemId": "x", "score": NaN}', "eventList[0].properties"),
+    ('{"itemId": "x", "score": Infinity}', "eventList[0].properties"),
+])
+def test_wide_integers_and_nan_in_properties_are_refused_by_field(server, properties, field):
+    events = client(server["base"], "personalize-events")
+    with pytest.raises(events.exceptions.InvalidInputException) as err:
+        events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
+            {"sentAt": GUIDE_SENT_AT, "eventType": "click", "properties": properties}])
+    assert field in str(err.value)
+
+
+def test_a_dataset_arn_naming_a_parent_directory_is_reported_against_the_arn(server):
+    events = client(server["base"], "personalize-events")
+    with pytest.raises(events.exceptions.InvalidInputException) as err:
+        events.put_items(datasetArn=ARN.format(".."), items=[{"itemId": "x"}])
+    assert str(err.value).split(": ", 1)[1].startswith("datasetArn")
+
+
+@pytest.mark.parametrize("tracking_id", [12345, ["a"], {"a": 1}, True])
+def test_a_tracking_id_that_is_not_a_string_is_invalid_input(server, tracking_id):
+    r = httpx.post(f"{server['base']}/personalize/events", headers=WRITE, json={
+        "trackingId": tracking_id, "sessionId": "s",
+        "eventList": [{"eventType": "click", "itemId": "x", "sentAt": GUIDE_SENT_AT}]})
+    assert r.status_code == 400
+    assert r.headers["x-amzn-ErrorType"] == "InvalidInputException"
+    assert r.json()["message"].startswith("trackingId")
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (b'{"event": "item", "id": "wide-1", "item": "i1", "timestamp": 1767225600000, '
+     b'"fields": [{"name": "n", "value": 123456789012345678901234567890}]}', "fields.n"),
+    (b'{"event": "interaction", "id": "wide-2", "item": "i1", "user": "u", "type": "rate", '
+     b'"timestamp": 1767225600000, "value": 123456789012345678901234567890}', "value"),
+])
+def test_a_wide_integer_in_a_native_event_field_is_refused_not_rounded(server, body, field):
+    r = httpx.post(f"{server['base']}/v1/events", headers={**WRITE, "content-type":
+                                                           "application/json"}, content=body)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["field"] == field

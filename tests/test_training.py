@@ -75,6 +75,34 @@ def test_train_flow_fails_on_a_tiny_warehouse_and_registers_nothing(
     assert not client.search_model_versions(f"name = '{settings.registered_model_name('tiny')}'")
 
 
+def test_a_short_tenant_is_skipped_and_the_others_train(
+        tmp_path, store, monkeypatch, prefect_harness):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    write_marts(settings.warehouse_path, taste_history(users=20, per_user=5), "few")
+    write_marts(settings.warehouse_path, taste_history(), "many")
+    from prefect.client.orchestration import get_client
+
+    from flows.train import train
+
+    state = train(return_state=True)
+    assert state.is_completed()
+    (result,) = state.result()
+    assert result["tenant"] == "many" and result["version"] == "1"
+    client = registry.client(store)
+    assert not client.search_model_versions(f"name = '{settings.registered_model_name('few')}'")
+
+    async def skipped_artifact():
+        async with get_client() as prefect:
+            found = await prefect.read_latest_artifacts()
+        return next(a for a in found if a.key == "train-skipped")
+
+    import asyncio
+
+    table = json.loads(asyncio.run(skipped_artifact()).data)
+    assert [row["tenant"] for row in table] == ["few"]
+    assert "100 interactions (need 1,000)" in table[0]["skipped"]
+
+
 def test_a_run_logs_registers_and_promotes_the_first_champion(tmp_path, store, monkeypatch):
     settings = settings_for(tmp_path, store, monkeypatch,
                             matrix={"half_life_days": 60.0, "use_event_value": True})

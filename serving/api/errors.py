@@ -18,6 +18,7 @@ from sluice.auth import AuthError
 from sluice.errors import InputError, NotFoundError
 
 PERSONALIZE_PREFIX = "/personalize"
+RETRY_AFTER_SECONDS = "5"  # a 503 (the event log cannot take writes) says when to retry
 
 
 class Problem(BaseModel):
@@ -45,9 +46,10 @@ def problem(status: int, field: str, reason: str, index: int | None = None,
     return JSONResponse({"detail": [detail]}, status_code=status, headers=headers)
 
 
-def aws_error(code: str, message: str, status: int) -> JSONResponse:
+def aws_error(code: str, message: str, status: int,
+              headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"__type": code, "message": message}, status_code=status,
-                        headers={"x-amzn-ErrorType": code})
+                        headers={"x-amzn-ErrorType": code, **(headers or {})})
 
 
 # (native status, AWS error type, AWS status) by error class, the most specific first

@@ -1,15 +1,25 @@
-"""Prometheus metrics, one registry per app (so tests can build many apps)."""
+"""Prometheus metrics, one registry per app (so tests can build many apps).
+
+With several workers (`sluice serve --workers N`) the launcher sets PROMETHEUS_MULTIPROC_DIR
+to a fresh folder per run: each worker writes its values there and a scrape, whichever worker
+answers it, reads them all (prometheus-client's multiprocess mode). Counters and histograms
+add up; gauges derived at scrape time take the scraping worker's latest value.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections import Counter as Tally
 from collections import deque
+from collections.abc import Iterable
 
 from fastapi import FastAPI, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from sluice.vocabulary import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED
 
@@ -48,6 +58,13 @@ class SlotWindow:
                 for key, c in by.items() if c.total()}
 
 
+LATEST = "mostrecent"  # multiprocess mode of the gauges each scrape sets
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -55,7 +72,8 @@ class Metrics:
         self.window_shares = Gauge(
             "sluice_window_slot_share", "Share of the slots served over alerts.window_minutes, "
             "by tier: personalized (model_personalized) or fallback (model_fallback + fallback)",
-            ["tenant", "template", "tier"], registry=self.registry)
+            ["tenant", "template", "tier"], registry=self.registry,
+            multiprocess_mode=LATEST)  # with workers: the scraping worker's share of traffic
         self.latency = Histogram(
             "sluice_request_seconds", "Request latency by route", ["method", "route", "status"],
             registry=self.registry,
@@ -68,20 +86,23 @@ class Metrics:
         self.refused = Counter("sluice_auth_refused_total", "Requests refused by auth",
                                ["status"], registry=self.registry)
         self.model_version = Gauge("sluice_model_version", "Champion version served",
-                                   ["tenant"], registry=self.registry)
+                                   ["tenant"], registry=self.registry,
+                                   multiprocess_mode=LATEST)
         self.model_age = Gauge("sluice_model_age_seconds", "Seconds since the served model was "
-                               "trained", ["tenant"], registry=self.registry)
+                               "trained", ["tenant"], registry=self.registry,
+                               multiprocess_mode=LATEST)
         self.data_lag = Gauge("sluice_model_data_lag_seconds", "Seconds since the last event "
                               "the served model was trained on", ["tenant"],
-                              registry=self.registry)
+                              registry=self.registry, multiprocess_mode=LATEST)
         self.answer_paths = Gauge(
             "sluice_model_answers", "Personalized answers since the served model loaded, by "
             "how the model tier was filled: precomputed (the trained head), kept (a head "
             "computed earlier here), pass (every item scored)", ["tenant", "path"],
-            registry=self.registry)
+            registry=self.registry, multiprocess_mode="livesum")
         self.fallback_share = Gauge("sluice_fallback_share", "Share of slots served from the "
                                     "fallback tiers (model_fallback + fallback) since start",
-                                    ["tenant"], registry=self.registry)
+                                    ["tenant"], registry=self.registry,
+                                    multiprocess_mode=LATEST)
 
     def refresh(self, models: dict, paths: dict[str, dict[str, int]] | None = None,
                 window_minutes: int = 60) -> None:
@@ -102,7 +123,9 @@ class Metrics:
             if status.cutoff_ms:
                 self.data_lag.labels(tenant).set(now - status.cutoff_ms / 1000)
         totals: dict[str, dict[str, float]] = {}
-        for metric in self.slots.collect():
+        for metric in self._collect():
+            if metric.name != "sluice_recommendation_slots":
+                continue
             for sample in metric.samples:
                 if sample.name.endswith("_total"):
                     by = totals.setdefault(sample.labels["tenant"], {})
@@ -113,8 +136,19 @@ class Metrics:
                 fallback = by.get(MODEL_FALLBACK, 0.0) + by.get(FALLBACK, 0.0)
                 self.fallback_share.labels(tenant).set(fallback / served)
 
+    def _registry(self) -> CollectorRegistry:
+        """This app's registry, or every worker's values in multiprocess mode."""
+        if not multiprocess():
+            return self.registry
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)
+        return merged
+
+    def _collect(self) -> Iterable[Metric]:
+        return self._registry().collect()
+
     def render(self) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(self._registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})

@@ -1,12 +1,13 @@
 """An HTML analytics report: events, slot sources, click-through and model metrics.
 
 Reads the warehouse (read-only) and the MLflow store; writes one self-contained page with the
-plots embedded as PNG, so it can be mailed, attached to a Prefect artifact or opened offline.
+plots inline as SVG, so it can be mailed, attached to a Prefect artifact or opened offline.
+Every drawn data element carries the id `mark-...` (a browser test counts them); a chart
+without data says why instead, and when the next flow run will fill it.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 from dataclasses import dataclass
@@ -18,17 +19,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
 
 from sluice.vocabulary import SOURCES
 from sluice.warehouse.db import connect
+
+LAG = ("the marts are rebuilt by `sluice transform` (the `refresh` deployment, every 2 h under "
+       "`make up`) after `sluice ingest` loads the raw log (every 5 min)")
 
 
 @dataclass
 class Section:
     title: str
     note: str
-    png: bytes | None
+    svg: str | None
 
 
 def _query(warehouse: Path, sql: str) -> pd.DataFrame:
@@ -41,12 +44,30 @@ def _query(warehouse: Path, sql: str) -> pd.DataFrame:
         con.close()
 
 
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
+def _svg(fig) -> str:
+    """The figure as inline SVG, its data artists tagged `mark-<n>`."""
+    marks = 0
+    for ax in fig.axes:
+        for artist in [*ax.lines, *ax.patches, *ax.collections]:
+            if artist.get_gid() == "mark":
+                marks += 1
+                artist.set_gid(f"mark-{marks}")
+    buffer = io.StringIO()
     fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=90)
+    fig.savefig(buffer, format="svg")
     plt.close(fig)
-    return buffer.getvalue()
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _mark(artists) -> None:  # type: ignore[no-untyped-def]
+    for artist in artists if isinstance(artists, list | tuple) else [artists]:
+        artist.set_gid("mark")
+
+
+def _fit_days(ax, days: pd.DatetimeIndex) -> None:  # type: ignore[no-untyped-def]
+    """The time axis covers the data (half a day either side), not a calendar."""
+    ax.set_xlim(days.min() - pd.Timedelta(hours=12), days.max() + pd.Timedelta(hours=12))
 
 
 def events_per_day(warehouse: Path) -> Section:
@@ -62,29 +83,81 @@ def events_per_day(warehouse: Path) -> Section:
     table.index = pd.to_datetime(table.index)
     # days without any event are gaps in the lines, not slopes drawn across them
     table = table.reindex(pd.date_range(table.index.min(), table.index.max(), freq="D"))
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    table.plot(ax=ax, linewidth=1.2, marker=".", markersize=2)
-    ax.set_ylabel("events")
-    ax.set_xlabel("")
-    return Section("Events per day by type", f"{int(frame['events'].sum()):,} events", _png(fig))
+    spans = _spans(table.dropna(how="all").index)
+    fig, axes = plt.subplots(1, len(spans), figsize=(9, 3.5), sharey=True, squeeze=False,
+                             width_ratios=[max(3, (b - a).days + 1) for a, b in spans])
+    for ax, (start, end) in zip(axes[0], spans, strict=True):
+        part = table.loc[start:end]
+        for kind in part.columns:
+            _mark(ax.plot(part.index, part[kind], linewidth=1.2, marker=".", markersize=4,
+                          label=kind))
+        _fit_days(ax, part.index)
+        if (end - start).days < 7:  # a short run: one readable tick per day
+            ax.set_xticks(list(part.index), [f"{d:%m-%d}" for d in part.index])
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    axes[0][0].set_ylabel("events")
+    axes[0][0].legend(fontsize=7, loc="upper right")
+    note = (f"{int(frame['events'].sum()):,} events from {table.index.min():%Y-%m-%d} to "
+            f"{table.index.max():%Y-%m-%d}")
+    if len(spans) > 1:  # one axis would squeeze the history into a sliver of its width
+        gaps = ", ".join(f"{a:%Y-%m-%d}..{b:%Y-%m-%d}" for (_, a), (b, _) in zip(
+            spans, spans[1:], strict=False))
+        note += f"; the time axis is broken where no event came ({gaps})"
+    return Section("Events per day by type", note, _svg(fig))
+
+
+GAP = pd.Timedelta(days=14)  # an empty stretch longer than this breaks the time axis
+
+
+def _spans(days: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Runs of days with events, split where no event came for over GAP (at most 3)."""
+    spans = [[days[0], days[0]]]
+    for day in days[1:]:
+        if day - spans[-1][1] > GAP:
+            spans.append([day, day])
+        else:
+            spans[-1][1] = day
+    while len(spans) > 3:  # join the two closest runs
+        i = min(range(len(spans) - 1), key=lambda j: spans[j + 1][0] - spans[j][1])
+        spans[i:i + 2] = [[spans[i][0], spans[i + 1][1]]]
+    return [(a, b) for a, b in spans]
 
 
 def slot_sources(warehouse: Path) -> Section:
     frame = _query(warehouse, """
         select served_date as day, recommendation_source as source, sum(slots_served) as slots
         from marts.recommendation_performance group by 1, 2 order by 1""")
+    title = "Share of slots by source over time"
     if frame.empty:
-        return Section("Share of slots by source", "no recommendations served yet", None)
+        return Section(title, _not_in_marts(warehouse), None)
     table = frame.pivot_table(index="day", columns="source", values="slots", fill_value=0)
     table = table.reindex(columns=[s for s in SOURCES if s in table.columns])
+    table.index = pd.to_datetime(table.index)
     share = table.div(table.sum(axis=1), axis=0)
     fig, ax = plt.subplots(figsize=(9, 3.5))
-    share.plot.area(ax=ax, linewidth=0)
+    bottom = pd.Series(0.0, index=share.index)
+    for source in share.columns:  # stacked bars: one day reads as well as a year
+        _mark(list(ax.bar(share.index, share[source], bottom=bottom, width=0.8, label=source)))
+        bottom += share[source]
+    _fit_days(ax, share.index)
+    fig.autofmt_xdate()
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of slots")
-    ax.set_xlabel("")
-    return Section("Share of slots by source over time",
-                   f"{int(frame['slots'].sum()):,} slots served", _png(fig))
+    ax.legend(fontsize=8)
+    return Section(title, f"{int(frame['slots'].sum()):,} slots served from "
+                   f"{share.index.min():%Y-%m-%d} to {share.index.max():%Y-%m-%d}", _svg(fig))
+
+
+def _not_in_marts(warehouse: Path) -> str:
+    """Why there is nothing to draw: the marts lag the answers, they are not the answers."""
+    loaded = _query(warehouse, "select count(*) as n from raw.events "
+                               "where event_type = 'recommendation'")
+    count = int(loaded["n"].iloc[0]) if not loaded.empty else 0
+    if count:
+        return (f"{count:,} served answers are loaded but not in the marts yet: {LAG}; the "
+                "next transform draws them")
+    return (f"no served answers in the warehouse yet; answers served since the last ingest "
+            f"are in the raw log until then: {LAG}")
 
 
 def click_through(warehouse: Path) -> Section:
@@ -96,48 +169,64 @@ def click_through(warehouse: Path) -> Section:
         select position, avg(case when is_clicked then 1.0 else 0.0 end) as ctr
         from marts.ranking_outcomes where position <= 25 group by 1 order by 1""")
     if by_source.empty and by_position.empty:
-        return Section("Click-through rate", "no rankings or recommendations yet", None)
+        return Section("Click-through rate", _not_in_marts(warehouse), None)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
     if not by_source.empty:
         ctr = (by_source["clicks"] / by_source["slots"].where(by_source["slots"] > 0)).fillna(0)
-        left.bar(by_source["source"], ctr)
+        bars = left.bar(by_source["source"], ctr)
+        _mark(list(bars))
+        left.bar_label(bars, labels=[f"{c:.1%}\n{int(k)}/{int(n)}" for c, k, n in zip(
+            ctr, by_source["clicks"], by_source["slots"], strict=True)], fontsize=7)
+        left.set_ylim(0, max(0.05, float(ctr.max()) * 1.4))
         left.tick_params(axis="x", rotation=20)
     else:
         left.text(0.5, 0.5, "no recommendation slots yet", ha="center", va="center")
         left.set_axis_off()
     left.set_title("by source")
     if not by_position.empty:
-        right.plot(by_position["position"], by_position["ctr"], marker="o")
+        _mark(right.plot(by_position["position"], by_position["ctr"], marker="o"))
     else:
         right.text(0.5, 0.5, "no rankings yet", ha="center", va="center")
         right.set_axis_off()
     right.set_title("by position")
     right.set_xlabel("position")
-    return Section("Click-through rate", "clicks attributed by recommendation or ranking id",
-                   _png(fig))
+    return Section("Click-through rate", "clicks attributed by recommendation or ranking id "
+                   "(bars: rate, clicks/slots)", _svg(fig))
 
 
 def model_metrics(tracking_uri: str, model_name: str) -> Section:
+    title = "Model metrics across versions"
     try:
         from sluice.learn import registry
         client = registry.client(tracking_uri)
         versions = client.search_model_versions(f"name = '{model_name}'")
+        champion = registry.alias_version(client, model_name, registry.CHAMPION)
     except Exception as exc:
-        return Section("Model metrics across versions", f"registry unreadable: {exc}", None)
+        return Section(title, f"registry unreadable: {exc}", None)
     rows = []
     for v in versions:
-        metrics = client.get_run(v.run_id).data.metrics if v.run_id else {}
-        rows.append({"version": int(v.version), **{k: metrics.get(k) for k in (
-            "ndcg_at_10", "recall_at_10", "precision_at_10", "popularity.ndcg_at_10")}})
+        run = client.get_run(v.run_id).data if v.run_id else None
+        metrics = run.metrics if run else {}
+        algorithm = run.tags.get("algorithm", "?") if run else "?"
+        is_champion = champion is not None and str(champion.version) == str(v.version)
+        rows.append({"version": int(v.version), "label": f"v{v.version} {algorithm}"
+                     f"{' (champion)' if is_champion else ''}", **{k: metrics.get(k) for k in (
+                         "ndcg_at_10", "recall_at_10", "precision_at_10",
+                         "popularity.ndcg_at_10")}})
     if not rows:
-        return Section("Model metrics across versions", "no model versions yet", None)
-    frame = pd.DataFrame(rows).sort_values("version").set_index("version")
+        return Section(title, f"no versions of {model_name} yet: `sluice train` registers "
+                       "one (the nightly `pipeline` under `make up`)", None)
+    frame = pd.DataFrame(rows).sort_values("version").set_index("label").drop(columns="version")
     fig, ax = plt.subplots(figsize=(9, 3.5))
-    frame.plot(ax=ax, marker="o")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    positions = range(len(frame))
+    for column in frame.columns:
+        _mark(ax.plot(positions, frame[column], marker="o", label=column))
+    ax.set_xticks(list(positions), frame.index, rotation=15, fontsize=8)
+    ax.set_xlim(-0.5, len(frame) - 0.5)
     ax.set_ylabel("holdout metric")
+    ax.legend(fontsize=8)
     count = f"{len(rows)} version{'s' if len(rows) != 1 else ''}"
-    return Section("Model metrics across versions", f"{count} of {model_name}", _png(fig))
+    return Section(title, f"{count} of {model_name}", _svg(fig))
 
 
 QUALITY = ("ndcg_at_10", "catalog_coverage", "novelty", "intra_list_diversity",
@@ -167,8 +256,9 @@ def model_quality(tracking_uri: str, model_name: str) -> Section:
                 low, high = metrics.get(f"{key}_ci_low", value), metrics.get(f"{key}_ci_high",
                                                                              value)
                 # a percentile interval may sit off its mean by rounding: clamp at zero
-                ax.errorbar([number], [value], fmt="o",
-                            yerr=[[max(value - low, 0.0)], [max(high - value, 0.0)]])
+                bars = ax.errorbar([number], [value], fmt="o",
+                                   yerr=[[max(value - low, 0.0)], [max(high - value, 0.0)]])
+                _mark(bars.lines[0])
         ax.set_xticks(range(len(versions)), [f"v{v.version}" for v in versions], fontsize=7)
         ax.set_title(key, fontsize=9)
     served = "no champion"
@@ -179,7 +269,7 @@ def model_quality(tracking_uri: str, model_name: str) -> Section:
                   + (" is popularity: the personalized candidates did not beat it"
                      if champion.tags.get("gate_reason", "").startswith("served as") else
                      f" ({algorithm})" if algorithm else ""))
-    return Section(title, f"{len(versions)} versions of {model_name}; {served}", _png(fig))
+    return Section(title, f"{len(versions)} versions of {model_name}; {served}", _svg(fig))
 
 
 def render(sections: list[Section], title: str) -> str:
@@ -191,10 +281,8 @@ def render(sections: list[Section], title: str) -> str:
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>"
                      f"<p class='note'>{html.escape(section.note)}</p>")
-        if section.png:
-            data = base64.b64encode(section.png).decode()
-            parts.append(f"<img alt='{html.escape(section.title)}' "
-                         f"src='data:image/png;base64,{data}'>")
+        body = section.svg or f"<p class='empty'>{html.escape(section.note)}</p>"
+        parts.append(f"<section class='chart'>{body}</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

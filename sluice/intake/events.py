@@ -11,6 +11,7 @@ landing files and the HTTP APIs all go through `parse_event`:
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,12 +27,18 @@ MAX_FIELD_NAME_LENGTH = 128
 MAX_FIELDS = 128
 MAX_LIST_LENGTH = 1000
 MAX_RANKING_ITEMS = 1000
-# Milliseconds since epoch between 2001-09-09 and 2286: 13 digits; epoch seconds: 10 digits.
-_MS_DIGITS = 13
-_SECONDS_DIGITS = 10
+# Epoch numbers are read by value, not digit count: below 10^11 they are seconds (10^11 s is
+# the year 5138), at or above it milliseconds (10^11 ms is 1973-03-03). The plausible range
+# starts there because the internal form stores ms and must read back as the same instant;
+# it ends at a fixed far-future bound so that a value in microseconds is refused, not misread.
+EPOCH_SECONDS_BELOW = 10**11
+EARLIEST_MS = EPOCH_SECONDS_BELOW  # 1973-03-03T09:46:40Z
+LATEST_MS = 32_503_680_000_000  # 3000-01-01T00:00:00Z (exclusive)
+TIMESTAMP_RULE = ("epoch seconds (a number below 10^11) or epoch milliseconds (at or above "
+                  "it), or ISO-8601, from 1973-03-03T09:46:40Z to before 3000-01-01")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_MS_LOW, _MS_HIGH = 10 ** (_MS_DIGITS - 1), 10**_MS_DIGITS
 
 
 class EventError(InputError):
@@ -39,33 +46,45 @@ class EventError(InputError):
 
 
 def parse_timestamp(value: Any, field: str = "timestamp") -> int:
-    """Milliseconds since epoch from ms or seconds epoch (number or digit string) or ISO-8601."""
-    if value.__class__ is int and _MS_LOW <= value < _MS_HIGH:  # the common case, checked fast
+    """Milliseconds since epoch from an epoch number (or numeric string) or ISO-8601.
+
+    The one timestamp rule of every entry point (native events, PutEvents `sentAt`, tabular
+    TIMESTAMP columns): see TIMESTAMP_RULE.
+    """
+    if value.__class__ is int and EARLIEST_MS <= value < LATEST_MS:  # the common case, fast
         return value
     if isinstance(value, bool) or value is None:
-        raise EventError(field, "required: epoch milliseconds, epoch seconds or ISO-8601")
-    if isinstance(value, int | float):
-        if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
-            raise EventError(field, f"{value!r} is not a whole number of ms or seconds")
-        return _from_epoch_digits(str(int(value)), field)
+        raise EventError(field, f"required: {TIMESTAMP_RULE}")
+    if isinstance(value, int):
+        return epoch_ms(value, field)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise EventError(field, f"{value!r} is not a time: {TIMESTAMP_RULE}")
+        return epoch_ms(value, field)
     if isinstance(value, str):
         text = value.strip()
-        if text.isascii() and text.isdigit():  # int() refuses some unicode digits, e.g. '²'
-            return _from_epoch_digits(text, field)
+        if _DECIMAL.match(text):  # ASCII only: int() would read some unicode digits, e.g. '٣'
+            return epoch_ms(int(text) if text.isdigit() else float(text), field)
         return _from_iso(text, field)
     raise EventError(field, f"expected a number or string, got {type(value).__name__}")
 
 
-def _from_epoch_digits(digits: str, field: str) -> int:
-    if len(digits) == _MS_DIGITS:
-        return int(digits)
-    if len(digits) == _SECONDS_DIGITS:
-        return int(digits) * 1000
-    raise EventError(
-        field,
-        f"{digits} has {len(digits)} digits: use epoch milliseconds (13 digits), "
-        "epoch seconds (10 digits) or ISO-8601",
-    )
+def epoch_ms(value: int | float, field: str = "timestamp") -> int:
+    """An epoch number read by value (seconds below 10^11, else ms) as whole milliseconds."""
+    if value < 0:
+        raise EventError(field, f"{value} is before 1970: {TIMESTAMP_RULE}")
+    ms = value * 1000 if value < EPOCH_SECONDS_BELOW else value
+    ms = int(round(ms)) if isinstance(ms, float) else ms
+    return _in_range(ms, field, repr(value))
+
+
+def _in_range(ms: int, field: str, shown: str) -> int:
+    if ms < EARLIEST_MS:
+        raise EventError(field, f"{shown:.64} is before 1973-03-03T09:46:40Z: {TIMESTAMP_RULE}")
+    if ms >= LATEST_MS:
+        raise EventError(field, f"{shown:.64} is after 3000-01-01 (microseconds? nanoseconds?): "
+                                f"{TIMESTAMP_RULE}")
+    return ms
 
 
 def _from_iso(text: str, field: str) -> int:
@@ -75,13 +94,34 @@ def _from_iso(text: str, field: str) -> int:
         raise EventError(field, f"{text[:64]!r} is not ISO-8601 nor an epoch number") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    ms = (moment - _EPOCH) // timedelta(milliseconds=1)
-    if not 10 ** (_MS_DIGITS - 1) <= ms < 10**_MS_DIGITS:  # must parse again: 13-digit ms
-        raise EventError(field, f"{text[:64]!r} is outside 2001-09-09 .. 2286-11-20")
-    return ms
+    return _in_range((moment - _EPOCH) // timedelta(milliseconds=1), field, repr(text))
 
 
-def _string(obj: dict, key: str, field: str, required: bool, limit: int = MAX_ID_LENGTH):
+def check_id(value: Any, field: str, required: bool = False) -> str | None:
+    """The id rule every API shares (user, session, item ids): a string of 1 to 256 characters.
+
+    Request ids go through it before use, so every answer logged back is an event ingest
+    accepts."""
+    if value is None and not required:
+        return None
+    return _string({"v": value}, "v", field, required=True, allow_numbers=False)
+
+
+# numbers as text without a leading zero (so codes like "02134" stay strings)
+_NUMBER = re.compile(r"^-?(0|[1-9][0-9]{0,17})(\.[0-9]+)?([eE][-+]?[0-9]+)?$")
+
+
+def numeric_text(value: Any) -> Any:
+    """A number written as text ("4", "2.5") as that number; anything else unchanged.
+
+    CSV cells and the Personalize CLI's properties carry every value as a string."""
+    if isinstance(value, str) and _NUMBER.match(value):
+        return float(value) if any(c in value for c in ".eE") else int(value)
+    return value
+
+
+def _string(obj: dict, key: str, field: str, required: bool, limit: int = MAX_ID_LENGTH,
+            allow_numbers: bool = True):
     value = obj.get(key)
     if value.__class__ is str and 0 < len(value) <= limit:  # the common case, checked fast
         return value
@@ -89,7 +129,7 @@ def _string(obj: dict, key: str, field: str, required: bool, limit: int = MAX_ID
         if required:
             raise EventError(field, "required")
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if allow_numbers and isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
         raise EventError(field, f"expected a string, got {type(value).__name__}")
@@ -156,6 +196,8 @@ def parse_fields(raw: Any, field: str = "fields") -> dict[str, Any]:
 
 
 def _ranking_items(raw: Any, internal: bool) -> list[dict[str, Any]]:
+    if internal and raw == []:  # an answer may be empty (a filter that matched nothing)
+        return []
     if not isinstance(raw, list) or not raw:
         raise EventError("items", "required: a non-empty list of {id, fields?, label?}")
     if len(raw) > MAX_RANKING_ITEMS:
@@ -167,7 +209,7 @@ def _ranking_items(raw: Any, internal: bool) -> list[dict[str, Any]]:
     return items
 
 
-_SLOT_KEYS = frozenset(("id", "score", "position", "source"))
+_SLOT_KEYS = frozenset(("id", "score", "position", "source", "propensity", "explored"))
 _EXACT_INT = 2**53  # floats hold every int below this, so int(float(n)) == n
 
 
@@ -197,6 +239,15 @@ def _plain_item(entry: Any, internal: bool) -> dict[str, Any] | None:
         if position.__class__ is not int or not -_EXACT_INT < position < _EXACT_INT:
             return None
         item["position"] = position
+    propensity, explored = entry.get("propensity"), entry.get("explored")
+    if propensity is not None:  # sluice.serve.exploration: the slot's probability
+        if propensity.__class__ is not float or not 0 < propensity <= 1:
+            return None
+        item["propensity"] = propensity
+    if explored is not None:
+        if explored.__class__ is not bool:
+            return None
+        item["explored"] = explored
     return item
 
 
@@ -214,12 +265,22 @@ def _ranking_item(entry: Any, where: str, internal: bool) -> dict[str, Any]:
             item["source"] = _string(entry, "source", f"{where}.source", False)
         if entry.get("position") is not None:
             item["position"] = int(_number(entry["position"], f"{where}.position"))
+        if entry.get("propensity") is not None:
+            item["propensity"] = _number(entry["propensity"], f"{where}.propensity")
+            if not 0 < item["propensity"] <= 1:
+                raise EventError(f"{where}.propensity", "a probability in (0, 1]")
+        if entry.get("explored") is not None:
+            if not isinstance(entry["explored"], bool):
+                raise EventError(f"{where}.explored", "expected true or false")
+            item["explored"] = entry["explored"]
     return item
 
 
 def _number(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise EventError(field, f"expected a number, got {type(value).__name__}")
+    if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+        raise EventError(field, "integers must fit in 64 bits")
     if not math.isfinite(value):
         raise EventError(field, "must be finite")
     return float(value)
@@ -271,10 +332,12 @@ def parse_event(
 
 
 def _tenant(value: Any, default: str) -> str:
-    if value is None:
-        return default
+    return default if value is None else check_tenant(value)
+
+
+def check_tenant(value: Any, field: str = "tenant") -> str:
     if not is_tenant(value):
-        raise EventError("tenant", TENANT_RULE)
+        raise EventError(field, f"{TENANT_RULE}, got {value!r:.40}")
     return value
 
 

@@ -9,7 +9,12 @@ refuses such a text anyway; on valid JSON (and JSON Lines) it is exact.
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 import numpy as np
+import orjson
 
 MAX_JSON_DEPTH = 32
 _CHUNK = 1 << 20
@@ -46,3 +51,20 @@ def too_deep(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
     if isinstance(data, bytes) and data.count(b"[") + data.count(b"{") <= limit:
         return False  # a small body cannot nest deeper than it has brackets: no numpy pass
     return json_depth(data, stop_above=limit) > limit
+
+
+# a whole-number literal of 20+ digits: wider than 64 bits, which orjson reads as a float
+_WIDE_INT = re.compile(rb"(?<![0-9.])[0-9]{20,}(?![0-9.eE])")
+
+
+def loads_exact(data: bytes) -> Any:
+    """JSON as orjson reads it, except that integers wider than 64 bits stay integers (orjson
+    would round them to floats), so validation refuses them naming the field; NaN and
+    Infinity are refused as orjson does. Raises json.JSONDecodeError."""
+    if _WIDE_INT.search(data) is None:
+        return orjson.loads(data)
+    return json.loads(data, parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)

@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from typing import Any
 
 from sluice.errors import InputError
-from sluice.intake.events import EventError, parse_event
+from sluice.intake.events import (
+    TIMESTAMP_RULE,
+    EventError,
+    numeric_text,
+    parse_event,
+    parse_timestamp,
+)
 from sluice.intake.limits import too_deep
 from sluice.vocabulary import MAX_ID_LENGTH, TENANT_RULE, is_tenant
 
 MAX_EVENTS = 10
 MAX_IMPRESSION = 25
 MAX_PROPERTIES_DEPTH = 8  # properties are flat (values: scalars or lists); 8 leaves room
+# event keys that may come at the top level or inside `properties` (the guide's examples)
+_LIFTED = ("itemId", "eventValue", "recommendationId", "impression")
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _ARN = re.compile(r"^arn:([a-z\d-]+):personalize:[^:]*:[^:]*:(?P<resource>.+)$")
 
@@ -47,6 +54,7 @@ def _str(obj: dict, key: str, field: str, required: bool,
 
 
 def _properties(raw: Any, field: str, max_len: int) -> dict[str, Any]:
+    """The `properties` JSON string as a dict keyed as sent (camelCase)."""
     if raw is None:
         return {}
     if not isinstance(raw, str) or not 1 <= len(raw) <= max_len:
@@ -54,26 +62,42 @@ def _properties(raw: Any, field: str, max_len: int) -> dict[str, Any]:
     if too_deep(raw, MAX_PROPERTIES_DEPTH):  # json.loads would recurse until RecursionError
         raise EventError(field, f"nested deeper than {MAX_PROPERTIES_DEPTH} levels")
     try:
-        parsed = json.loads(raw)
+        parsed = json.loads(raw, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise EventError(field, f"not valid JSON: {exc.msg}") from None
+    except ValueError as exc:  # NaN, Infinity: Python's json reads them, JSON has no such number
+        raise EventError(field, str(exc)) from None
     if not isinstance(parsed, dict):
         raise EventError(field, "must be a JSON object")
-    return {snake(k): v for k, v in parsed.items()}
+    return parsed
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number: send finite numbers")
+
+
+def _merged(raw: dict, props: dict[str, Any], key: str, where: str) -> Any:
+    """`key` from the top level or from properties (the guide puts itemId, eventValue, ...
+    there); given in both, the two must agree."""
+    top, inner = raw.get(key), props.pop(key, None)
+    if key == "eventValue":
+        top, inner = numeric_text(top), numeric_text(inner)
+    if top is not None and inner is not None and top != inner:
+        raise EventError(f"{where}.{key}", f"{top!r:.60} at the top level but {inner!r:.60} in "
+                                           "properties: send it once, or the same in both")
+    return top if top is not None else inner
+
+
+def _fields(props: dict[str, Any]) -> dict[str, Any]:
+    """Schema fields (camelCase keys, text or numbers) as snake_case event fields."""
+    return {snake(k): numeric_text(v) for k, v in props.items()}
 
 
 def _sent_at(value: Any, field: str) -> int:
     """botocore sends timestamps as epoch seconds (a number, maybe fractional)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise EventError(field, "required: epoch seconds")
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise EventError(field, f"{value[:40]!r} is not epoch seconds") from None
-    if not math.isfinite(value) or not 1e9 <= value < 1e10:
-        raise EventError(field, f"{value} is not epoch seconds (10 digits)")
-    return int(round(value * 1000))
+    if value is None:
+        raise EventError(field, f"required: {TIMESTAMP_RULE}")
+    return parse_timestamp(value, field)
 
 
 def _stable_id(*parts: Any) -> str:
@@ -98,20 +122,9 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
             raise EventError(where, "expected an object")
         event_type = _str(raw, "eventType", f"{where}.eventType", True)
         sent_at = _sent_at(raw.get("sentAt"), f"{where}.sentAt")
-        item = _str(raw, "itemId", f"{where}.itemId", False)
-        recommendation = _str(raw, "recommendationId", f"{where}.recommendationId", False, 40)
-        fields = _properties(raw.get("properties"), f"{where}.properties", 1024)
-        value = raw.get("eventValue")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise EventError(f"{where}.eventValue", "expected a number")
-        impression = raw.get("impression")
-        if impression is not None and (
-                not isinstance(impression, list) or not 1 <= len(impression) <= MAX_IMPRESSION
-                or not all(isinstance(i, str) and 1 <= len(i) <= MAX_ID_LENGTH
-                           for i in impression)):
-            raise EventError(f"{where}.impression", f"a list of 1 to {MAX_IMPRESSION} item ids")
-        if item is None and not impression:
-            raise EventError(f"{where}.itemId", "required unless the event has an impression")
+        props = _properties(raw.get("properties"), f"{where}.properties", 1024)
+        item, value, recommendation, impression = _lifted(raw, props, where)
+        fields = _fields(props)
         event_id = _str(raw, "eventId", f"{where}.eventId", False) or _stable_id(
             tracking_id, session, user, event_type, item, sent_at, raw.get("properties"), value)
         who = {"session": session} | ({"user": user} if user else {})
@@ -133,13 +146,39 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
     return out
 
 
+def _lifted(raw: dict, props: dict[str, Any], where: str) -> tuple[Any, Any, Any, Any]:
+    """(itemId, eventValue, recommendationId, impression), each from the top level or from
+    properties (taken out of them), checked."""
+    given = {k: _merged(raw, props, k, where) for k in _LIFTED}
+    item = _str(given, "itemId", f"{where}.itemId", False)
+    recommendation = _str(given, "recommendationId", f"{where}.recommendationId", False, 40)
+    value = given["eventValue"]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise EventError(f"{where}.eventValue", "expected a number")
+    impression = given["impression"]
+    if impression is not None and (
+            not isinstance(impression, list) or not 1 <= len(impression) <= MAX_IMPRESSION
+            or not all(isinstance(i, str) and 1 <= len(i) <= MAX_ID_LENGTH
+                       for i in impression)):
+        raise EventError(f"{where}.impression", f"a list of 1 to {MAX_IMPRESSION} item ids")
+    if item is None and not impression:
+        raise EventError(f"{where}.itemId", "required unless the event has an impression")
+    return item, value, recommendation, impression
+
+
 def _checked(event: dict[str, Any], where: str) -> dict[str, Any]:
     try:
         return parse_event(event, event["tenant"])
     except EventError as exc:
-        field = {"fields": "properties", "type": "eventType", "item": "itemId",
-                 "value": "eventValue"}.get(exc.field.split(".")[0], exc.field)
-        raise EventError(f"{where}.{field}", exc.reason) from None
+        raise EventError(f"{where}.{_outer_name(exc.field)}", exc.reason) from None
+
+
+def _outer_name(field: str) -> str:
+    """An internal field name (`fields.num_ratings`) as the request spelled its parameter."""
+    head, dot, rest = field.partition(".")
+    head = {"fields": "properties", "type": "eventType", "item": "itemId",
+            "value": "eventValue", "user": "userId", "items": "impression"}.get(head, head)
+    return head + dot + rest
 
 
 def dataset_tenant(arn: Any, field: str = "datasetArn") -> str:
@@ -172,14 +211,13 @@ def put_entities(body: Any, kind: str, now_ms: int) -> tuple[str, list[dict[str,
         where = f"{key}[{index}]"
         if not isinstance(raw, dict):
             raise EventError(where, "expected an object")
-        entity = _str(raw, id_key, f"{where}.{id_key}", True)
-        fields = _properties(raw.get("properties"), f"{where}.properties", max_props)
+        props = _properties(raw.get("properties"), f"{where}.properties", max_props)
+        entity = _str({id_key: _merged(raw, props, id_key, where)}, id_key, f"{where}.{id_key}",
+                      True)
+        fields = _fields(props)
         # a retried PutItems re-applies the same values, so a per-call id is harmless
         event = {"event": kind, "id": _stable_id(kind, tenant, entity, raw.get("properties"),
                                                  now_ms, index),
                  "timestamp": now_ms, "tenant": tenant, kind: entity, "fields": fields}
-        try:
-            events.append(parse_event(event, tenant))
-        except EventError as exc:
-            raise EventError(f"{where}.properties", exc.reason) from None
+        events.append(_checked(event, where))
     return tenant, events

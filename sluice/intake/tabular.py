@@ -9,6 +9,14 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 
+from sluice.intake.events import (
+    EARLIEST_MS,
+    EPOCH_SECONDS_BELOW,
+    LATEST_MS,
+    TIMESTAMP_RULE,
+    epoch_ms,
+    numeric_text,
+)
 from sluice.vocabulary import MAX_ID_LENGTH
 
 INTERACTION_COLUMNS = ("USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE")
@@ -17,7 +25,16 @@ _RESERVED = {
     "RECOMMENDATION_ID", "TENANT",
 }
 
-CATALOG_EPOCH_MS = 10**12  # 2001-09-09, the smallest 13-digit epoch in ms
+CATALOG_EPOCH_MS = EARLIEST_MS  # the earliest accepted instant: undated rows sort first
+
+
+def _plausible_epoch(values: pd.Series) -> pd.Series:
+    """The timestamp rule of parse_timestamp, by value, over a whole column at once."""
+    ms = values.where(values >= EPOCH_SECONDS_BELOW, values * 1000)
+    return (values >= 0) & (ms >= EARLIEST_MS) & (ms < LATEST_MS)
+
+
+_TIMESTAMP_CHECK = pa.Check(_plausible_epoch, name=TIMESTAMP_RULE)
 
 _id = pa.Column(str, pa.Check.str_length(1, MAX_ID_LENGTH), nullable=False, coerce=True)
 
@@ -25,7 +42,7 @@ INTERACTIONS = pa.DataFrameSchema(
     {
         "USER_ID": _id,
         "ITEM_ID": _id,
-        "TIMESTAMP": pa.Column("int64", pa.Check.in_range(10**9, 10**10 - 1), coerce=True),
+        "TIMESTAMP": pa.Column("int64", _TIMESTAMP_CHECK, coerce=True),
         "EVENT_TYPE": pa.Column(str, pa.Check.str_length(1, 64), coerce=True),
         "EVENT_VALUE": pa.Column(float, nullable=True, coerce=True, required=False),
     },
@@ -49,10 +66,6 @@ def detect_kind(columns: list[str]) -> str:
     )
 
 
-# numbers without a leading zero (so codes like "02134" stay strings)
-_NUMBER = re.compile(r"^-?(0|[1-9][0-9]{0,17})(\.[0-9]+)?([eE][-+]?[0-9]+)?$")
-
-
 def _snake(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
 
@@ -63,18 +76,26 @@ def validate(frame: pd.DataFrame) -> tuple[str, pd.DataFrame, dict[int, str]]:
     kind = detect_kind(list(frame.columns))
     schema = {"interactions": INTERACTIONS, "items": ITEMS, "users": USERS}[kind]
     bad: dict[int, str] = {}
-    try:
-        schema.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
-        for row in cases.itertuples():
-            if pd.isna(row.index):
-                continue
+    good = frame
+    for _ in range(len(schema.columns) + 1):  # a failed coercion hides that column's checks
+        try:
+            return kind, schema.validate(good, lazy=True), bad
+        except pa.errors.SchemaErrors as exc:
+            found = _failed_rows(exc.failure_cases)
+            if not found.keys() - bad.keys():
+                raise  # a failure no row can be blamed for (a missing column)
+            bad.update((row, reason) for row, reason in found.items() if row not in bad)
+            good = frame.drop(index=list(bad))
+    return kind, schema.validate(good), bad
+
+
+def _failed_rows(cases: pd.DataFrame) -> dict[int, str]:
+    bad: dict[int, str] = {}
+    for row in cases.itertuples():
+        if not pd.isna(row.index):
             reason = f"{row.column}: {row.check} (got {row.failure_case!r:.60})"
             bad.setdefault(int(row.index), reason)
-    good = frame.drop(index=list(bad)) if bad else frame
-    good = schema.validate(good)
-    return kind, good, bad
+    return bad
 
 
 def _fields(row: dict[str, Any]) -> dict[str, Any]:
@@ -84,8 +105,8 @@ def _fields(row: dict[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, str) and "|" in value:
             value = [v for v in value.split("|") if v]  # Personalize categorical lists
-        elif isinstance(value, str) and _NUMBER.match(value):
-            value = float(value) if any(c in value for c in ".eE") else int(value)
+        else:
+            value = numeric_text(value)
         out[_snake(key)] = value.item() if hasattr(value, "item") else value
     return out
 
@@ -134,4 +155,4 @@ def _row_time(row: dict[str, Any]) -> int:
     value = _given(row.get("TIMESTAMP")) if value is None else value
     if value is None:
         return CATALOG_EPOCH_MS  # undated catalog rows sort before every interaction
-    return int(value) * 1000 if int(value) < 10**11 else int(value)
+    return epoch_ms(int(value), "TIMESTAMP")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from sluice.bundle import ModelBundle
-from sluice.learn import registry
+from sluice.learn import registry, versions
 from sluice.learn.evaluation import (
     K_VALUES,
     Ranker,
@@ -232,7 +232,7 @@ def apply(client: Any, name: str, version: str, decision: Decision) -> None:
     client.set_model_version_tag(name, version, "validation_status",
                                  PASSED if decision.promoted else FAILED)
     client.set_model_version_tag(name, version, "gate_reason", decision.reason[:5000])
-    if decision.promoted:
-        client.set_registered_model_alias(name, registry.CHAMPION, version)
-    log.info("model %s v%s %s: %s", name, version,
-             "promoted" if decision.promoted else "kept out", decision.reason)
+    if decision.promoted:  # recording the champion it replaces, for `sluice rollback`
+        versions.move_champion(client, name, version, decision.reason)
+    log.debug("model %s v%s %s: %s", name, version,  # training reports it, once
+              "promoted" if decision.promoted else "kept out", decision.reason)

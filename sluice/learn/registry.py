@@ -46,10 +46,16 @@ def experiment(c: MlflowClient, name: str, artifact_root: Path) -> str:
 
 
 def alias_version(c: MlflowClient, name: str, alias: str):
+    """The version behind the alias; None when the model or the alias does not exist. Any
+    other failure (a broken store) is raised as itself, so it is reported for what it is."""
     try:
         return c.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        missing = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+            exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
+        if missing:
+            return None
+        raise
 
 
 def download_alias(tracking_uri: str, name: str, alias: str = CHAMPION,

@@ -54,8 +54,8 @@ def _event(request: RecommendationRequest, answer: Answer) -> dict[str, Any]:
     if answer.exploration_pool:
         event["fields"]["exploration_share"] = request.exploration
         event["fields"]["exploration_pool"] = answer.exploration_pool
-    if request.context:
-        event["fields"]["context"] = request.context
+    for name, value in (request.context or {}).items():  # flat: event fields hold no maps
+        event["fields"][f"context.{name}"] = value
     if request.user_id:
         event["user"] = request.user_id
     if request.session_id:

@@ -78,11 +78,13 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
 def format_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The warehouse's format version; None when it has no `raw.sluice_meta` yet."""
     try:
-        row = con.execute(
-            "select value from raw.sluice_meta where key = 'format_version'").fetchone()
+        # fetchall: a fetchone leaves the result open, and DuckDB 2 then refuses the
+        # connection's next query (`connection has an unfinished result`)
+        rows = con.execute(
+            "select value from raw.sluice_meta where key = 'format_version'").fetchall()
     except duckdb.CatalogException:
         return None
-    return None if row is None else int(row[0])
+    return int(rows[0][0]) if rows else None
 
 
 def set_format_version(con: duckdb.DuckDBPyConnection, version: int) -> None:

@@ -27,6 +27,7 @@ class TransformError(RuntimeError):
 class TransformResult:
     ok: bool
     nodes: list[dict[str, Any]] = field(default_factory=list)
+    shortfalls: list[str] = field(default_factory=list)  # "tenant x needs ..." per short tenant
 
     @property
     def failures(self) -> list[dict[str, Any]]:
@@ -35,6 +36,9 @@ class TransformResult:
 
 RESULT_COMMANDS = ("build", "run", "test")  # the commands that write run_results.json
 SHORTFALL = "data_sufficiency: "  # what tests/assert_tenants_have_sufficient_data.sql logs
+# dbt commands that read the project, so take its target, log path and vars
+DBT_RUNNING = ("build", "run", "test", "seed", "snapshot", "compile", "show", "docs", "parse",
+               "source", "ls", "list", "run-operation", "retry", "clone")
 
 
 def dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
@@ -49,35 +53,46 @@ def _dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
     """`dbt <command>` in a child process (so its DuckDB handle is gone when it returns).
 
     command is build (default), run, test, or e.g. "docs generate" (docs into work_dir/target).
-    Raises TransformError naming each failed model or test and what it said; a data
-    sufficiency failure also says, per tenant, how much data is missing.
+    Raises TransformError naming each failed model or test and what it said. Tenants short
+    of data only warn (`result.shortfalls`): training skips them, the others go on.
     """
-    work_dir.mkdir(parents=True, exist_ok=True)
     target = work_dir / "target"
     (target / "run_results.json").unlink(missing_ok=True)  # never report a previous run's nodes
-    args = [
-        _dbt_executable(), *command.split(), "--project-dir", str(DBT_PROJECT_DIR),
-        "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target),
-        "--log-path", str(work_dir / "logs"), "--vars", json.dumps(dbt_vars),
-    ]
+    args = command.split()
     if select and command in RESULT_COMMANDS:
         args += ["--select", select]
-    env = {**os.environ, "SLUICE_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS":
-           "false"}
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+    argv, env = dbt_invocation(warehouse, work_dir, dbt_vars, args)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
     nodes = _run_results(target / "run_results.json") if command in RESULT_COMMANDS else []
-    result = TransformResult(proc.returncode == 0, nodes)
+    shortfalls = [line.split(SHORTFALL, 1)[1].strip() for line in proc.stdout.splitlines()
+                  if SHORTFALL in line]
+    result = TransformResult(proc.returncode == 0, nodes, sorted(set(shortfalls)))
     if proc.returncode != 0:
         detail = "; ".join(f"{n['node']}: {n['message']}" for n in result.failures)
-        shortfalls = [line.split(SHORTFALL, 1)[1].strip() for line in proc.stdout.splitlines()
-                      if SHORTFALL in line]
-        if shortfalls:
-            detail = f"not enough data to train: {'; '.join(shortfalls)}. {detail}"
-        tail = " | ".join(proc.stdout.strip().splitlines()[-8:])
+        tail = "\n".join(proc.stdout.strip().splitlines()[-8:])
         raise TransformError(
-            f"dbt {command} failed: {detail or tail}. Full log: {work_dir / 'logs'}; "
-            f"re-run it with `cd dbt_project && dbt {command}` to investigate.")
+            f"dbt {command} failed: {detail or tail}\nFull log: {work_dir / 'logs'}; re-run "
+            f"it with `sluice dbt -- {command}` (the same warehouse, vars and lock) to "
+            "investigate.")
     return result
+
+
+def dbt_invocation(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
+                   args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of `dbt <args>` on this project, warehouse and vars.
+
+    The transform flow and `sluice dbt -- <args>` both run dbt through this, so a hand run
+    builds exactly what the flow builds. Run it under `warehouse_lock(warehouse)`.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    argv = [_dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR),
+            "--profiles-dir", str(DBT_PROJECT_DIR)]
+    if args and args[0] in DBT_RUNNING:  # the commands that take these flags
+        argv += ["--target-path", str(work_dir / "target"), "--log-path",
+                 str(work_dir / "logs"), "--vars", json.dumps(dbt_vars)]
+    env = {**os.environ, "SLUICE_WAREHOUSE": str(warehouse),
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    return argv, env
 
 
 def _dbt_executable() -> str:

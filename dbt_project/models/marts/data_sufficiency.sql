@@ -13,6 +13,32 @@ interactions as (
 
 ),
 
+-- interactions whose type has no weight in var `events.weights`: loaded, never trained on
+unweighted_by_type as (
+
+    select
+        tenant,
+        interaction_type,
+        count(*) as interaction_count
+    from {{ ref('stg_sluice__interactions') }}
+    where {{ interaction_weight('interaction_type') }} is null
+    group by tenant, interaction_type
+
+),
+
+unweighted as (
+
+    select
+        tenant,
+        sum(interaction_count) as interaction_count,
+        {{ dbt.listagg(
+            "interaction_type || ': ' || cast(interaction_count as " ~ dbt.type_string() ~ ")",
+            "', '", "order by interaction_type") }} as types
+    from unweighted_by_type
+    group by tenant
+
+),
+
 tenants as (
 
     select distinct tenant from events
@@ -51,9 +77,13 @@ counted as (
             as users_with_two_interactions,
         cast({{ sufficiency['min_interactions'] | int }} as {{ bigint }}) as min_interactions,
         cast({{ sufficiency['min_users_with_two_interactions'] | int }} as {{ bigint }})
-            as min_users_with_two_interactions
+            as min_users_with_two_interactions,
+        cast(coalesce(unweighted.interaction_count, 0) as {{ bigint }})
+            as unweighted_interactions,
+        unweighted.types as unweighted_types
     from tenants
     left join tenant_interactions on tenants.tenant = tenant_interactions.tenant
+    left join unweighted on tenants.tenant = unweighted.tenant
 
 ),
 

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from serving.api.deps import MetricsDep, ServiceDep, Writer
-from serving.api.errors import problem, responses
+from serving.api.errors import RETRY_AFTER_SECONDS, problem, responses
 from serving.api.metrics import field_label
 from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import parse_batch
+from sluice.intake.limits import loads_exact
 from sluice.vocabulary import MAX_ID_LENGTH, TENANT_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=responses(401, 403, 413, 422, 503))
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_EVENTS_PER_CALL = 10_000
-RETRY_AFTER_SECONDS = "5"
 
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
-_TIMESTAMP = {"anyOf": [{"type": "integer", "minimum": 10**12, "maximum": 10**13 - 1},
+_TIMESTAMP = {"anyOf": [{"type": "integer", "minimum": 10**8, "maximum": 32_503_679_999_999},
                         {"type": "string", "format": "date-time"}],
               "description": "epoch ms or seconds (number or digits), or ISO-8601"}
 _FIELDS = {"type": "array", "maxItems": 128, "items": {
@@ -60,17 +60,17 @@ _BODY = {"requestBody": {"required": True, "content": {
 
 def _decode(body: bytes) -> list[Any] | JSONResponse:
     try:
-        parsed = orjson.loads(body)
+        parsed = loads_exact(body)
         return parsed if isinstance(parsed, list) else [parsed]
-    except orjson.JSONDecodeError:
+    except json.JSONDecodeError:
         pass
     events = []
     for number, line in enumerate(body.splitlines()):
         if not line.strip():
             continue
         try:
-            events.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
+            events.append(loads_exact(line))
+        except json.JSONDecodeError as exc:
             return problem(422, "body", f"line {number + 1} is not JSON: {exc}", len(events))
     return events
 

@@ -15,23 +15,25 @@ boto3 client with a wrong secret is refused.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from serving.api import answers
 from serving.api.deps import AwsCaller, MetricsDep, ServiceDep
-from serving.api.errors import aws_error
+from serving.api.errors import RETRY_AFTER_SECONDS, aws_error
 from serving.api.metrics import field_label
 from sluice.auth import AuthError, Principal
 from sluice.errors import InputError, NotFoundError
 from sluice.intake import personalize
 from sluice.intake.eventlog import LogWriteError
+from sluice.intake.events import check_id
+from sluice.intake.limits import loads_exact
 from sluice.intake.personalize import PersonalizeError
 from sluice.serve.answers import RecommendationRequest, parse_context
 from sluice.serve.service import Service
@@ -56,29 +58,30 @@ def _json_body(required: list[str], **properties: Any) -> dict[str, Any]:
 
 
 _STR = {"type": "string"}
+_ID = {"type": "string", "minLength": 1, "maxLength": 256}  # the id rule of both APIs
 _LIST = {"type": "array", "items": _STR}
 _DATASET = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
                                          f"dataset/{TENANT_NAME}/(ITEMS|USERS)$"}
 _CAMPAIGN = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
                                           f"campaign/{TENANT_NAME}$"}
 _PUT_EVENTS = _json_body(
-    ["trackingId", "sessionId", "eventList"], trackingId=_STR, sessionId=_STR, userId=_STR,
+    ["trackingId", "sessionId", "eventList"], trackingId=_STR, sessionId=_ID, userId=_ID,
     eventList={"type": "array", "items": {
         "type": "object", "required": ["eventType", "sentAt"],
         "properties": {"eventId": _STR, "eventType": _STR, "eventValue": {"type": "number"},
-                       "itemId": _STR, "sentAt": {"type": "number"}, "properties": _STR,
+                       "itemId": _ID, "sentAt": {"type": "number"}, "properties": _STR,
                        "recommendationId": _STR, "impression": _LIST}}})
 _ENTITIES = {kind: _json_body(["datasetArn", kind], datasetArn=_DATASET, **{kind: {
     "type": "array", "items": {"type": "object", "required": [key],
                                "properties": {key: _STR, "properties": _STR}}}})
     for kind, key in (("items", "itemId"), ("users", "userId"))}
 _GET_RECOMMENDATIONS = _json_body(
-    ["campaignArn"], campaignArn=_CAMPAIGN, userId=_STR, itemId=_STR,
+    ["campaignArn"], campaignArn=_CAMPAIGN, userId=_ID, itemId=_ID,
     numResults={"type": "integer"}, filterArn=_STR,
     filterValues={"type": "object", "additionalProperties": _STR},
     context={"type": "object", "additionalProperties": _STR})
 _GET_RANKING = _json_body(["campaignArn", "userId", "inputList"], campaignArn=_CAMPAIGN,
-                          userId=_STR, inputList=_LIST)
+                          userId=_ID, inputList=_LIST)
 
 
 def _allowed(principal: Principal | None, action: str, tenant: str | None = None) -> None:
@@ -94,8 +97,8 @@ async def _body(request: Request) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise PersonalizeError("body", f"larger than {MAX_BODY_BYTES} bytes")
     try:
-        body = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError as exc:
+        body = loads_exact(raw or b"{}")
+    except json.JSONDecodeError as exc:
         raise PersonalizeError("body", f"not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise PersonalizeError("body", "expected a JSON object")
@@ -106,7 +109,8 @@ async def _store(service: Service, events: list[dict[str, Any]], metrics) -> JSO
     try:
         await run_in_threadpool(service.accept, events)
     except LogWriteError as exc:
-        return aws_error("ServiceUnavailableException", f"events not stored, retry: {exc}", 503)
+        return aws_error("ServiceUnavailableException", f"events not stored, retry: {exc}", 503,
+                         headers={"Retry-After": RETRY_AFTER_SECONDS})
     for event in events:
         metrics.events.labels("accepted", event["event"], event["tenant"], "").inc()
     return JSONResponse({})
@@ -121,7 +125,10 @@ async def put_events(request: Request, principal: AwsCaller, service: ServiceDep
     try:
         body = await _body(request)
         tracking_id = body.get("trackingId")
-        tenant = service.trackers.tenant(tracking_id) if isinstance(tracking_id, str) else None
+        if tracking_id is not None and not isinstance(tracking_id, str):
+            raise PersonalizeError("trackingId",
+                                   f"expected a string, got {type(tracking_id).__name__}")
+        tenant = service.trackers.tenant(tracking_id) if tracking_id is not None else None
         if tracking_id is not None and tenant is None:
             raise NotFoundError("trackingId", f"no event tracker {tracking_id!r:.80}")
         if principal is not None and tenant is not None:
@@ -194,7 +201,7 @@ async def get_recommendations(request: Request, principal: AwsCaller,
     _allowed(principal, "read")  # the tenant comes later, from campaignArn
     body = await _body(request)
     tenant = _tenant(service, body, principal)
-    user, item = body.get("userId"), body.get("itemId")
+    user, item = check_id(body.get("userId"), "userId"), check_id(body.get("itemId"), "itemId")
     if not user and not item:
         raise PersonalizeError("userId", "userId or itemId is required")
     req = service.request(
@@ -228,9 +235,7 @@ async def get_personalized_ranking(request: Request, principal: AwsCaller,
     _allowed(principal, "read")
     body = await _body(request)
     tenant = _tenant(service, body, principal)
-    user, items = body.get("userId"), body.get("inputList")
-    if not isinstance(user, str) or not user:
-        raise PersonalizeError("userId", "required")
+    user, items = check_id(body.get("userId"), "userId", True), body.get("inputList")
     if (not isinstance(items, list) or not 1 <= len(items) <= MAX_RANKING_INPUT
             or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_LENGTH for i in items)):
         raise PersonalizeError("inputList", f"a list of 1 to {MAX_RANKING_INPUT} item ids")

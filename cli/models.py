@@ -1,0 +1,71 @@
+"""`sluice models | promote | rollback`: the registry, steered from the command line
+(the logic is sluice/learn/versions.py)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sluice.settings import get_settings
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c)
+              for c in columns}
+    line = "  ".join(c.ljust(widths[c]) for c in columns)
+    out = [line, "  ".join("-" * widths[c] for c in columns)]
+    out += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(out)
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from sluice.learn import versions
+
+    settings = get_settings()
+    metric = settings.app.evaluation.gate_metric
+    rows = [v.row() for v in versions.versions(
+        settings.mlflow_tracking_uri, f"{settings.app.model.name}-", metric, args.tenant)]
+    if not rows:
+        print("no registered models yet: run `sluice train` (or `sluice pipeline`)")
+        return
+    print(table(rows, ["tenant", "version", "algorithm", metric, "data window", "alias", "age",
+                        "gate"]))
+
+
+def cmd_promote(args: argparse.Namespace) -> None:
+    from sluice.learn import versions
+
+    settings = get_settings()
+    name = settings.registered_model_name(args.tenant)
+    previous = versions.promote(settings.mlflow_tracking_uri, name, args.version, args.reason)
+    print(f"{name}@champion: v{previous or '-'} -> v{args.version} ({args.reason}); "
+          "serving picks it up at its next registry poll")
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    from sluice.learn import versions
+
+    settings = get_settings()
+    name = settings.registered_model_name(args.tenant)
+    was, now = versions.rollback(settings.mlflow_tracking_uri, name, args.reason)
+    print(f"{name}@champion: v{was} -> v{now} ({args.reason}); "
+          "serving picks it up at its next registry poll")
+
+
+def add_parsers(sub: Any) -> None:
+    models = sub.add_parser("models", help="registered versions per tenant: algorithm, metric, "
+                                           "data window, alias, age")
+    models.add_argument("--tenant", default=None, help="one tenant (default: every tenant)")
+    models_sub = models.add_subparsers(dest="models_command")  # none: list the versions
+    show = models_sub.add_parser("show", help="a version's lineage: data, dbt run, code, gate")
+    show.add_argument("version")
+    show.add_argument("--tenant", default="default")
+    promote = sub.add_parser("promote", help="make VERSION the tenant's champion")
+    promote.add_argument("version")
+    rollback = sub.add_parser("rollback", help="give `champion` back to the one it replaced")
+    for p in (promote, rollback):
+        p.add_argument("--tenant", default="default")
+        p.add_argument("--reason", default="by hand", help="recorded as a tag on the version")
+
+
+COMMANDS = {"models": cmd_models, "promote": cmd_promote, "rollback": cmd_rollback}

@@ -1,0 +1,90 @@
+"""`sluice dbt -- <args>`: the project's dbt as the transform flow runs it (warehouse, vars,
+lock), and the vars of dbt_project.yml equal to the embedded config's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import duckdb
+import yaml
+
+from sluice.settings import DEFAULT_CONFIG, PROJECT_ROOT, get_settings
+from sluice.warehouse.db import connect
+from sluice.warehouse.locks import warehouse_lock
+from sluice.warehouse.transform import DBT_PROJECT_DIR, dbt_build
+from tests.utils.factories import environment
+
+ROWS = [  # tenant, event id, type, user, item, interaction type
+    ("default", "e1", "u1", "i1", "click"), ("default", "e2", "u1", "i2", "purchase"),
+    ("default", "e3", "u2", "i1", "add_to_cart"), ("shop", "e1", "s1", "i9", "purchase"),
+]
+MARTS = ("select tenant, event_id, interaction_type, weight from marts.interactions "
+         "order by 1, 2")
+
+
+def _warehouse(path) -> None:
+    con = connect(path)
+    con.executemany(
+        "insert into raw.events (event_id, tenant, event_type, event_at, user_id, item_id, "
+        "interaction_type, source_file, loaded_at) values (?, ?, 'interaction', "
+        "timestamp '2026-03-02 10:00:00', ?, ?, ?, 'hand-made', now())",
+        [(e, t, u, i, k) for t, e, u, i, k in ROWS])
+    con.close()
+
+
+def _marts(path) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(MARTS).fetchall()
+
+
+def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=PROJECT_ROOT,
+                          env={**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT),
+                               "PREFECT_API_URL": "http://127.0.0.1:9/api"},
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_sluice_dbt_builds_the_flows_marts_after_a_config_change(tmp_path):
+    env = environment(tmp_path, events={"weights": {"purchase": 10.0}})
+    _warehouse(tmp_path / "warehouse.duckdb")
+    by_hand = _sluice(env, "dbt", "--", "build")  # as README writes it
+    assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
+    hand_marts = _marts(tmp_path / "warehouse.duckdb")
+
+    settings = get_settings(home=tmp_path, config=env["SLUICE_CONFIG"])
+    dbt_build(settings.warehouse_path, settings.home / "dbt", settings.dbt_vars(),
+              )  # what the transform flow's task runs
+    assert _marts(tmp_path / "warehouse.duckdb") == hand_marts
+    assert ("default", "e2", "purchase", 10.0) in hand_marts  # the config's weight, not 4
+    assert ("shop", "e1", "purchase", 10.0) in hand_marts
+
+
+def test_sluice_dbt_waits_for_the_warehouse_lock_and_says_so(tmp_path):
+    env = environment(tmp_path)
+    _warehouse(tmp_path / "warehouse.duckdb")
+    with warehouse_lock(tmp_path / "warehouse.duckdb"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "dbt", "--", "ls", "--select", "interactions"],
+            cwd=PROJECT_ROOT, env={**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT),
+                                   "PREFECT_API_URL": "http://127.0.0.1:9/api"},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        first = proc.stdout.readline()
+        assert "waiting for another job to release" in first
+        assert proc.poll() is None  # still waiting while the lock is held
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "sluice.marts.interactions" in out
+
+
+def test_sluice_dbt_without_a_command_says_how_to_call_it(tmp_path):
+    proc = _sluice(environment(tmp_path), "dbt")
+    assert proc.returncode == 1
+    assert "sluice dbt -- build" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dbt_project_vars_equal_the_embedded_config():
+    """A bare `dbt` (without `sluice dbt`) falls back to these: they must not drift."""
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    assert project["vars"] == get_settings(config=DEFAULT_CONFIG).dbt_vars()

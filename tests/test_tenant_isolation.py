@@ -1,0 +1,118 @@
+"""One tenant short of data never stops another: `default` (a synthetic history) and `shop`
+(one event) through the real `pipeline` flow, a real MLflow store and a real server."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+
+import duckdb
+import httpx
+import pytest
+
+from sluice.intake.synthetic import SyntheticSpec, generate
+from sluice.learn import registry
+from tests.utils.auth import headers
+from tests.utils.factories import environment, interaction
+from tests.utils.server import running_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory, prefect_harness):
+    home = tmp_path_factory.mktemp("isolation")
+    env = environment(home)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        generate(home / "landing", SyntheticSpec(users=300, items=100, events=8_000, files=1,
+                                                 seed=5))
+        with running_server(env) as base:  # shop's one event comes in through the API
+            sent = httpx.post(f"{base}/v1/events", json=[interaction("shopper", "lamp")],
+                              headers=headers("write", "shop"), timeout=10)
+            assert sent.status_code == 200, sent.text
+            from flows.pipeline import pipeline
+
+            state = pipeline(return_state=True)
+            yield {"home": home, "env": env, "state": state, "base": base}
+
+
+def test_the_pipeline_completes_and_trains_default_only(ran):
+    state = ran["state"]
+    assert state.is_completed(), state.message
+    outcome = state.result()
+    assert [r["tenant"] for r in outcome["train"]] == ["default"]
+    client = registry.client(ran["env"]["MLFLOW_TRACKING_URI"])
+    assert client.get_model_version_by_alias("sluice-default", "champion") is not None
+    assert not client.search_registered_models("name = 'sluice-shop'")
+
+
+def test_shop_is_reported_short_with_its_numbers(ran):
+    from prefect.client.orchestration import get_client
+
+    with duckdb.connect(str(ran["home"] / "warehouse.duckdb"), read_only=True) as con:
+        row = con.execute("select interactions, missing_interactions, is_sufficient "
+                          "from marts.data_sufficiency where tenant = 'shop'").fetchone()
+    assert row == (1, 999, False)
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts()}
+        (run,) = [r for r in client.read_flow_runs()
+                  if r.id == ran["state"].state_details.flow_run_id]
+    skipped = json.loads(artifacts["train-skipped"].data)
+    assert [s["tenant"] for s in skipped] == ["shop"]
+    assert "1 interactions (need 1,000)" in skipped[0]["skipped"]
+    assert run.name.startswith("pipeline-all-")  # flow, tenant, time; not pipeline-None
+
+
+def test_shop_is_answered_from_the_lower_tiers(ran):
+    base = ran["base"]
+    answer = httpx.post(f"{base}/v1/recommendations", headers=headers("read", "shop"),
+                        json={"user_id": "someone", "num_results": 5}, timeout=10).json()
+    deadline = time.monotonic() + 60
+    while True:  # the server picks the new champion up at its next registry poll
+        default = httpx.post(f"{base}/v1/recommendations", headers=headers("read"),
+                             json={"user_id": "never-seen", "num_results": 5}, timeout=10)
+        if default.json().get("model_version") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    sources = {slot["recommendation_source"] for slot in answer["items"]}
+    assert answer["items"] and sources <= {"model_fallback", "fallback"}
+    assert answer["items"][0]["item_id"] == "lamp"  # the shop's one popular item comes first
+    assert default.status_code == 200 and default.json()["model_version"]
+
+
+def test_the_report_draws_every_chart_in_a_browser(ran):
+    """After the answers above are loaded and transformed, every chart has drawn marks in
+    headless Chromium (Debian's `chromium`, which .ci/run installs)."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    from flows.ingest import ingest
+    from flows.transform import transform
+    from sluice.analytics.report import write_report
+
+    base = ran["base"]
+    for n in range(5):  # answers, one clicked through its recommendation id
+        answer = httpx.post(f"{base}/v1/recommendations", headers=headers("read"),
+                            json={"user_id": f"reader{n}", "num_results": 5}, timeout=10).json()
+        click = {**interaction(f"reader{n}", answer["items"][0]["item_id"]),
+                 "ranking": answer["recommendation_id"]}
+        assert httpx.post(f"{base}/v1/events", json=[click], headers=headers("write"),
+                          timeout=10).status_code == 200
+    time.sleep(1)
+    ingest()
+    transform()
+    out = write_report(ran["home"] / "warehouse.duckdb", ran["env"]["MLFLOW_TRACKING_URI"],
+                       "sluice-default", ran["home"] / "report" / "index.html")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--dump-dom", out.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    charts = re.findall(r"<section class=\"chart\">(.*?)</section>", dom, re.DOTALL)
+    assert len(charts) == 5, dom[:500]
+    marks = [len(re.findall(r'id="mark-\d+"', chart)) for chart in charts]
+    assert all(m > 0 for m in marks), marks
+    assert "(champion)" in dom

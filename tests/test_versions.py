@@ -1,0 +1,101 @@
+"""The registry steered: list, promote, roll back and retention on a real MLflow store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from sluice.learn import registry, versions
+from sluice.settings import PROJECT_ROOT
+from tests.utils.factories import environment
+
+NAME = "sluice-shop"
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+@pytest.fixture
+def store(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+
+
+def register(store: str, root: Path, algorithm: str, ndcg: float, name: str = NAME) -> str:
+    """One version as training makes it: a run with tags and metrics, a logged model."""
+    c = registry.client(store)
+    experiment = registry.experiment(c, name, root / "artifacts")
+    with mlflow.start_run(experiment_id=experiment):
+        mlflow.set_tags({"algorithm": algorithm, "dataset.time_min": "2026-03-01 08:00:00",
+                         "dataset.time_max": "2026-03-04 20:00:00"})
+        mlflow.log_metric("ndcg_at_10", ndcg)
+        info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=[],
+                                       registered_model_name=name)
+    return str(info.registered_model_version)
+
+
+def champion(store: str) -> str:
+    return str(registry.alias_version(registry.client(store), NAME, registry.CHAMPION).version)
+
+
+def test_promote_records_the_reason_and_rollback_walks_back(store, tmp_path):
+    v1, v2, v3 = (register(store, tmp_path, "als", n) for n in (0.1, 0.2, 0.15))
+    c = registry.client(store)
+    versions.move_champion(c, NAME, v1, "no champion yet")  # as the gate does
+    versions.move_champion(c, NAME, v2, "beats v1")
+    assert versions.promote(store, NAME, v3, "ticket 42") == v2
+    assert champion(store) == v3
+    tags = c.get_model_version(NAME, v3).tags
+    assert tags[versions.REASON] == "promoted by hand: ticket 42"
+    assert tags[versions.PREVIOUS] == v2
+    assert versions.rollback(store, NAME, "ctr fell") == (v3, v2)
+    assert champion(store) == v2
+    assert c.get_model_version(NAME, v2).tags[versions.REASON] == "rolled back from v3: ctr fell"
+    assert versions.rollback(store, NAME, "again") == (v2, v1)
+    with pytest.raises(versions.RegistryError, match="no earlier champion recorded"):
+        versions.rollback(store, NAME, "once more")
+    with pytest.raises(versions.RegistryError, match="has no version 9"):
+        versions.promote(store, NAME, "9", "typo")
+
+
+def test_retention_keeps_champion_previous_and_newest_candidates(store, tmp_path):
+    made = [register(store, tmp_path, "als", 0.1 * n) for n in range(1, 9)]
+    c = registry.client(store)
+    versions.move_champion(c, NAME, "4", "gate")
+    versions.move_champion(c, NAME, "6", "gate")
+    locations = {v.version: c.get_logged_model(v.source.removeprefix("models:/")
+                                               ).artifact_location
+                 for v in c.search_model_versions(f"name = '{NAME}'")}
+    deleted = versions.prune(store, NAME, keep_candidates=2)
+    assert sorted(deleted, key=int) == ["1", "2", "3", "5"]
+    left = sorted((str(v.version) for v in c.search_model_versions(f"name = '{NAME}'")), key=int)
+    assert left == ["4", "6", "7", "8"] and len(made) == 8
+    for version, location in locations.items():
+        exists = Path(location.removeprefix("file://")).exists()
+        assert exists == (str(version) in left), (version, location)
+    assert champion(store) == "6"
+
+
+def test_sluice_models_lists_versions_with_algorithm_metric_window_alias(store, tmp_path):
+    env = environment(tmp_path)
+    env["MLFLOW_TRACKING_URI"] = store
+    register(store, tmp_path, "als", 0.25)
+    register(store, tmp_path, "bpr", 0.3)
+    versions.move_champion(registry.client(store), NAME, "2", "gate")
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "models"], cwd=PROJECT_ROOT,
+                          env={**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT),
+                               "PREFECT_API_URL": "http://127.0.0.1:9/api"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["tenant", "version", "algorithm", "ndcg_at_10", "data",
+                                "window", "alias", "age", "gate"]
+    assert lines[2].split()[:6] == ["shop", "2", "bpr", "0.3000", "2026-03-01..2026-03-04",
+                                    "champion"]
+    assert lines[3].split()[:5] == ["shop", "1", "als", "0.2500", "2026-03-01..2026-03-04"]
