@@ -68,3 +68,17 @@ def test_a_share_outside_off_or_5_to_30_percent_is_refused(share):
     with pytest.raises(ValueError, match="exploration.share|share"):
         TemplateConfig(exploration={"share": share})
     assert TemplateConfig(exploration={"share": 0.05}).exploration.share == 0.05
+
+
+def test_ingest_keeps_the_propensity_and_explored_flag_of_each_slot(bundle):  # noqa: F811
+    from sluice.intake.events import EventError, parse_event
+
+    request = RecommendationRequest(user_id="u3", num_results=4, exploration=SHARE)
+    event = _event(request, recommender(bundle).recommend(request))
+    parsed = parse_event(event, allow_internal=True)
+    assert [i["propensity"] for i in parsed["items"]] == [i["propensity"] for i in event["items"]]
+    assert [i.get("explored", False) for i in parsed["items"]] == [
+        i.get("explored", False) for i in event["items"]]
+    event["items"][0]["propensity"] = 1.5
+    with pytest.raises(EventError, match=r"items\[0\].propensity"):
+        parse_event(event, allow_internal=True)
