@@ -119,7 +119,7 @@ async def get_recommendations(query: Annotated[RecommendationQuery, Query()],
     return await _answer(query, principal, service, metrics)
 
 
-@router.get("/recommendations/{recommendation_id}")
+@router.get("/recommendations/{recommendation_id}", responses=responses(404))
 async def explain_recommendation(recommendation_id: Annotated[str, Path(max_length=64)],
                                  principal: Reader, service: ServiceDep) -> Response:
     """One recent answer explained: per slot its source, the tier's reason (model score and
