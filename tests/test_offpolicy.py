@@ -31,9 +31,9 @@ def simulate(seed: int) -> tuple[pd.DataFrame, dict[str, pd.Series], dict[str, f
             chosen = _candidate(ranked, q[u], pick)
             targets[name] += chosen
             truth[name] += [q[u, int(i[1:])] * BIAS[k] for k, i in enumerate(chosen)]
-        for k, slot in enumerate(placed):
-            clicked = rng.random() < q[u, int(slot.item_id[1:])] * BIAS[k]
-            rows.append((f"r{u}", k + 1, slot.item_id, slot.propensity, clicked))
+        for k, (item_id, _, propensity, _) in enumerate(placed):
+            clicked = rng.random() < q[u, int(item_id[1:])] * BIAS[k]
+            rows.append((f"r{u}", k + 1, item_id, propensity, clicked))
     logged = pd.DataFrame(rows, columns=["recommendation_id", "position", "item_id",
                                          "propensity", "is_clicked"])
     return (logged, {k: pd.Series(v) for k, v in targets.items()},

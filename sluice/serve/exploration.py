@@ -18,17 +18,11 @@ shorter than n there is no exploration in that answer (every slot propensity 1, 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 Candidates = list[tuple[str, float]]
 
 
-@dataclass(frozen=True, slots=True)
-class Placed:
-    item_id: str
-    score: float
-    propensity: float
-    explored: bool
+Placed = tuple[str, float, float, bool]  # item id, score, propensity, explored
 
 
 def explore(eligible: Candidates, n: int, share: float, rng: random.Random) -> tuple[
@@ -37,14 +31,10 @@ def explore(eligible: Candidates, n: int, share: float, rng: random.Random) -> t
     and the size of the pool explored from (0: none, then every propensity is 1)."""
     greedy, pool = eligible[:n], eligible[n:2 * n]
     if share <= 0 or not greedy or len(pool) < len(greedy):
-        return [Placed(i, s, 1.0, False) for i, s in greedy], 0
-    explored = [rng.random() < share for _ in greedy]
+        return [(i, s, 1.0, False) for i, s in greedy], 0
+    draw = rng.random
+    explored = [draw() < share for _ in greedy]
     draws = iter(rng.sample(pool, sum(explored)))
-    placed = []
-    for (item_id, score), out in zip(greedy, explored, strict=True):
-        if out:
-            drawn_id, drawn_score = next(draws)
-            placed.append(Placed(drawn_id, drawn_score, share / len(pool), True))
-        else:
-            placed.append(Placed(item_id, score, 1.0 - share, False))
-    return placed, len(pool)
+    kept, drawn = 1.0 - share, share / len(pool)
+    return [(*next(draws), drawn, True) if out else (item_id, score, kept, False)
+            for (item_id, score), out in zip(greedy, explored, strict=True)], len(pool)

@@ -122,8 +122,8 @@ def model_tier(draft: Draft) -> None:
     placed, draft.exploration_pool = explore(
         draft.eligible(_model_candidates(draft, skip), skip), draft.wanted - len(draft.slots),
         draft.req.exploration, draft.rec.rng)
-    for slot in placed:
-        draft.place(slot.item_id, slot.score, source, slot.propensity, slot.explored)
+    for item_id, score, propensity, explored in placed:
+        draft.place(item_id, score, source, propensity, explored)
 
 
 def popular_fallback(draft: Draft) -> None:
@@ -244,10 +244,11 @@ def _scores(draft: Draft, new: list[tuple[int, float]]) -> np.ndarray | None:
 def _from_head(draft: Draft, head: Head, skip: set[str]) -> Candidates:
     picked: Candidates = []
     ids = draft.rec.model.bundle.item_ids[head.items].tolist()  # type: ignore[union-attr]
+    limit, passes = draft.ranked, draft.passes
     for item_id, score in zip(ids, head.scores.tolist(), strict=True):
-        if item_id not in skip and (draft.passes is None or draft.passes(item_id)):
+        if item_id not in skip and (passes is None or passes(item_id)):
             picked.append((item_id, score))
-            if len(picked) >= draft.ranked:
+            if len(picked) >= limit:
                 break
     return picked
 
