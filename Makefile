@@ -5,15 +5,23 @@ BIN := $(VENV)/bin
 export OPENBLAS_NUM_THREADS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo serve up test lint bench clean
+.PHONY: install lock demo serve up test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+# Installs exactly the locked versions (hashes checked); pyproject.toml keeps the ranges for
+# people who install Sluice as a library. `make lock` re-resolves within those ranges.
+$(BIN)/.installed: pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
 
 install: $(BIN)/.installed
+
+lock: install  ## re-resolve requirements.lock: the newest releases within pyproject's ranges
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python $(BIN)/python \
+		--custom-compile-command "make lock" -o requirements.lock -q
 
 demo: install  ## generate a history, run the pipeline flow, serve and query the API
 	$(BIN)/sluice demo
@@ -26,9 +34,10 @@ up: install  ## Prefect server (UI :4200) + scheduled deployments + the API
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/sqlfluff lint dbt_project/models --dialect duckdb
 
-test: install lint  ## ruff, sqlfluff, then pytest
+test: install lint  ## ruff, mypy, sqlfluff, then pytest
 	$(BIN)/pytest -q
 
 bench: install

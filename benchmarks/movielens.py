@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -132,13 +133,13 @@ def main() -> int:
     from flows.tune import tune
 
     started = time.perf_counter()
-    outcome = pipeline()
+    outcome = asdict(pipeline())
     pipeline_seconds = time.perf_counter() - started
     (als,) = outcome["train"]
     stats = als["stats"]
-    results = {name: train(algorithm=name)[0] for name in ("popularity", "cosine", "bpr")}
+    results = {name: asdict(train(algorithm=name)[0]) for name in ("popularity", "cosine", "bpr")}
     started = time.perf_counter()
-    (tuned,) = tune(algorithm="als")
+    tuned = asdict(tune(algorithm="als")[0])
     tune_seconds = time.perf_counter() - started
     best = tuned["best"]
     pop = results["popularity"]["metrics"]["ndcg_at_10"]

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -106,13 +107,13 @@ def one(protocol: str, budget: float, cache: Path, out: Path) -> None:
     from flows.tune import tune
 
     started = time.perf_counter()
-    results = {"ALS (config defaults)": pipeline()["train"][0]}
+    results = {"ALS (config defaults)": asdict(pipeline().train[0])}
     seconds = {"pipeline": time.perf_counter() - started}
     for label, family in (("popularity", "popularity"), ("EASE (l2=500)", "ease")):
-        results[label] = train(algorithm=family)[0]
+        results[label] = asdict(train(algorithm=family)[0])
     for label, family, trials in (("ALS (tuned)", "als", 500), ("EASE (tuned)", "ease", 12)):
         started = time.perf_counter()
-        (tuned,) = tune(algorithm=family, trials=trials, time_budget=budget)
+        tuned = asdict(tune(algorithm=family, trials=trials, time_budget=budget)[0])
         seconds[label] = time.perf_counter() - started
         results[label] = {**tuned["best"], "trials": len(tuned["trials"])}
     out.write_text(json.dumps({"protocol": protocol, "note": note, "seconds": seconds,

@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,7 @@ def run_flow(algorithm: str) -> tuple[dict, float]:
 
     started = time.perf_counter()
     (result,) = train(tenant="default", algorithm=algorithm)
-    return result, time.perf_counter() - started
+    return asdict(result), time.perf_counter() - started
 
 
 def main() -> int:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +68,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     info = cmd_generate(args)
     print("running flow `pipeline` (ingest -> transform -> train) ...")
     outcome = pipeline()
-    for result in outcome["train"]:
-        m, b = result["metrics"], result["baseline"]
-        print(f"model {result['model_name']} v{result['version']}: ndcg@10 "
-              f"{m['ndcg_at_10']:.4f} (popularity {b['ndcg_at_10']:.4f}); {result['reason']}")
+    for result in outcome.train:
+        m, b = result.metrics, result.baseline
+        print(f"model {result.model_name} v{result.version}: ndcg@10 "
+              f"{m['ndcg_at_10']:.4f} (popularity {b['ndcg_at_10']:.4f}); {result.reason}")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     print(f"starting the API on {base} ...")
@@ -82,6 +84,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
             ("a known user", {"user_id": info["known_user"]}),
             ("an anonymous visitor (session only)", {"session_id": info["anonymous_session"]}),
             ("a user never seen", {"user_id": "never-seen-user"}),
+            ("items like i1 by their fields (brand, category, color, price)",
+             {"item_id": "i1", "template": "similar_attributes"}),
         ]
         for title, params in asks:
             answer = httpx.post(f"{base}/v1/recommendations", headers=headers,
@@ -267,8 +271,9 @@ def cmd_flow(name: str) -> None:
     from flows.transform import transform
     from flows.tune import tune
 
-    result = {"ingest": ingest, "transform": transform, "train": train, "tune": tune,
-              "pipeline": pipeline}[name]()
+    by_name: dict[str, Callable[[], Any]] = {"ingest": ingest, "transform": transform,
+                                             "train": train, "tune": tune, "pipeline": pipeline}
+    result = _plain(by_name[name]())
     if name == "ingest":
         result.pop("table")  # the flow has logged it, once
     print(json.dumps(result, indent=2, default=str))
@@ -287,6 +292,13 @@ def cmd_dbt(args: argparse.Namespace) -> int:
                                settings.dbt_vars(), dbt_args)
     with warehouse_lock(settings.warehouse_path, say=print):
         return subprocess.run(argv, env=env, cwd=DBT_PROJECT_DIR).returncode
+def _plain(result: Any) -> Any:
+    """A flow's typed result as the JSON-ready dicts and lists it prints as."""
+    if isinstance(result, list):
+        return [_plain(item) for item in result]
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,8 +15,22 @@ from sluice.warehouse.ingest import Ingestor, format_table
 from sluice.warehouse.unused import not_used
 
 
+@dataclass
+class IngestOutcome:
+    """What one ingest run loaded; `table` is the per-file summary table (with a total row)."""
+
+    files: int
+    rows_loaded: int
+    rows_quarantined: int
+    duplicates_skipped: int
+    unreadable_files: list[str] = field(default_factory=list)
+    changed_files: list[str] = field(default_factory=list)
+    table: list[dict[str, Any]] = field(default_factory=list)
+    not_used: dict[str, Any] = field(default_factory=dict)  # quarantined and unweighted rows
+
+
 @task(retries=2, retry_delay_seconds=5)
-def load_new_files() -> dict[str, Any]:
+def load_new_files() -> IngestOutcome:
     """Load every raw log segment and landing file not loaded yet."""
     logger = get_run_logger()
     settings = get_settings()
@@ -26,16 +41,17 @@ def load_new_files() -> dict[str, Any]:
     create_table_artifact(key="ingest-summary", table=table,
                           description="Files loaded by this ingest run, then the totals")
     logger.info("ingest summary:\n%s", format_table(table))
-    for path in report.summary()["unreadable_files"]:
+    outcome = IngestOutcome(**report.summary(), table=table)
+    for path in outcome.unreadable_files:
         logger.warning("quarantined whole (unreadable): %s", path)
-    for path in report.summary()["changed_files"]:
+    for path in outcome.changed_files:
         logger.warning("changed after loading, not reloaded: %s", path)
-    unused = _report_not_used(not_used(settings.warehouse_path, started,
-                                       settings.app.events.weights), logger)
-    return {**report.summary(), "not_used": unused, "table": table}
+    outcome.not_used = _report_not_used(not_used(settings.warehouse_path, started,
+                                                 settings.app.events.weights), logger)
+    return outcome
 
 
-def _report_not_used(unused: dict[str, Any], logger) -> dict[str, Any]:
+def _report_not_used(unused: dict[str, Any], logger: Any) -> dict[str, Any]:
     """Quarantined rows by reason, and interactions no weight trains on: artifacts and log."""
     if unused["quarantined"]:
         create_table_artifact(key="ingest-quarantined", table=unused["quarantined"],
@@ -56,9 +72,9 @@ def _report_not_used(unused: dict[str, Any], logger) -> dict[str, Any]:
 
 
 @flow(name="ingest", flow_run_name=run_name("ingest"), log_prints=False)
-def ingest() -> dict[str, Any]:
-    summary = load_new_files()
+def ingest() -> IngestOutcome:
+    outcome = load_new_files()
     get_run_logger().info(
-        "ingest: %(files)s files, %(rows_loaded)s rows loaded, %(rows_quarantined)s quarantined,"
-        " %(duplicates_skipped)s duplicates skipped", summary)
-    return summary
+        "ingest: %s files, %s rows loaded, %s quarantined, %s duplicates skipped",
+        outcome.files, outcome.rows_loaded, outcome.rows_quarantined, outcome.duplicates_skipped)
+    return outcome

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact
 
-from flows.ingest import ingest
+from flows.ingest import IngestOutcome, ingest
 from flows.names import run_name
 from flows.train import train
-from flows.transform import transform
+from flows.transform import TransformOutcome, transform
 from sluice.analytics.report import write_report
+from sluice.learn.training import TrainResult
 from sluice.settings import get_settings
 from sluice.warehouse.locks import warehouse_lock
 
@@ -29,23 +30,35 @@ def analytics_report(tenant: str | None) -> str:
     return str(path)
 
 
+@dataclass
+class RefreshOutcome:
+    transform: TransformOutcome
+    train: list[TrainResult]
+
+
+@dataclass
+class PipelineOutcome:
+    ingest: IngestOutcome
+    transform: TransformOutcome
+    train: list[TrainResult]
+    report: str | None = None  # the analytics report's path, when one was written
+
+
 @flow(name="pipeline", flow_run_name=run_name("pipeline"))
-def pipeline(tenant: str | None = None, report: bool = True) -> dict[str, Any]:
+def pipeline(tenant: str | None = None, report: bool = True) -> PipelineOutcome:
     """The whole batch path: load new events, rebuild the marts, train and gate, report."""
     loaded = ingest()
     built = transform()
     trained = train(tenant)
     get_run_logger().info("pipeline done: %s rows loaded, %s dbt nodes, %s models trained",
-                          loaded["rows_loaded"], built["nodes"], len(trained))
-    outcome = {"ingest": loaded, "transform": built, "train": trained}
-    if report:
-        outcome["report"] = analytics_report(tenant)
-    return outcome
+                          loaded.rows_loaded, built.nodes, len(trained))
+    return PipelineOutcome(ingest=loaded, transform=built, train=trained,
+                           report=analytics_report(tenant) if report else None)
 
 
 @flow(name="refresh", flow_run_name=run_name("refresh"))
-def refresh(tenant: str | None = None) -> dict[str, Any]:
+def refresh(tenant: str | None = None) -> RefreshOutcome:
     """Rebuild the marts from what ingest already loaded and retrain, so new items enter."""
     built = transform()
     trained = train(tenant)
-    return {"transform": built, "train": trained}
+    return RefreshOutcome(transform=built, train=trained)

@@ -17,3 +17,8 @@ def io_failure(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:
         return False
     return False
+
+
+# the options of a task that retries on I/O trouble only, after RETRY_DELAYS
+IO_RETRIES: dict[str, Any] = {"retries": len(RETRY_DELAYS), "retry_delay_seconds": RETRY_DELAYS,
+                              "retry_condition_fn": io_failure}

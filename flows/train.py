@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -10,28 +10,26 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.names import run_name
-from flows.retries import RETRY_DELAYS, io_failure
+from flows.retries import IO_RETRIES
+from flows.tenants import chosen_tenants
 from sluice.learn import versions
-from sluice.learn.training import InsufficientDataError, train_tenant
-from sluice.learn.training import tenants as warehouse_tenants
+from sluice.learn.training import InsufficientDataError, TrainResult, train_tenant
 from sluice.settings import get_settings
 from sluice.warehouse.locks import warehouse_lock
 
 
-@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=io_failure)
-def list_tenants() -> list[str]:
-    """Tenants with training interactions in the marts."""
-    warehouse = get_settings().warehouse_path
-    with warehouse_lock(warehouse):
-        return warehouse_tenants(warehouse)
+@dataclass
+class SkippedTenant:
+    """A tenant this run did not train, and why (its numbers against the minimum)."""
+
+    tenant: str
+    skipped: str
 
 
-@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=io_failure)
-def train_one(tenant: str, algorithm: str | None = None) -> dict[str, Any]:
+@task(task_run_name="train-{tenant}", **IO_RETRIES)
+def train_one(tenant: str, algorithm: str | None = None) -> TrainResult | SkippedTenant:
     """Train, evaluate, register and gate one tenant's model, or skip it when it has too
-    little data (`{"tenant", "skipped"}`): one tenant's shortfall never fails the others."""
+    little data: one tenant's shortfall never fails the others."""
     logger = get_run_logger()
     settings = get_settings()
     try:
@@ -39,7 +37,7 @@ def train_one(tenant: str, algorithm: str | None = None) -> dict[str, Any]:
             result = train_tenant(settings, tenant, progress=logger.info, algorithm=algorithm)
     except InsufficientDataError as exc:
         logger.warning("tenant %s skipped: %s", tenant, exc)
-        return {"tenant": tenant, "skipped": str(exc)}
+        return SkippedTenant(tenant, str(exc))
     deleted = versions.prune(settings.mlflow_tracking_uri, result.model_name,
                              settings.app.registry.keep_candidates)
     if deleted:
@@ -47,14 +45,14 @@ def train_one(tenant: str, algorithm: str | None = None) -> dict[str, Any]:
     create_markdown_artifact(key=f"train-{_slug(tenant)}", markdown=_summary(result),
                              description=f"{result.model_name} v{result.version} against "
                                          "popularity and the champion")
-    return asdict(result)
+    return result
 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower())
 
 
-def _summary(result: Any) -> str:
+def _summary(result: TrainResult) -> str:
     """The run against popularity, every figure with its bootstrap interval, and the holdout."""
     keys = ["ndcg_at_10", "recall_at_10", "precision_at_10", "map_at_10", "hit_rate_at_10",
             "catalog_coverage", "novelty", "intra_list_diversity", "popularity_bias"]
@@ -81,8 +79,9 @@ def _cell(metrics: dict[str, float], key: str) -> str:
 
 
 @flow(name="train", flow_run_name=run_name("train"),
-      task_runner=ThreadPoolTaskRunner(max_workers=1))  # one at a time unless on Dask
-def train(tenant: str | None = None, algorithm: str | None = None) -> list[dict[str, Any]]:
+      # one at a time unless on Dask; Prefect's runner generics infer Never from max_workers
+      task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
+def train(tenant: str | None = None, algorithm: str | None = None) -> list[TrainResult]:
     """Train every tenant (or one) with model.algorithm, or the family named here.
 
     Tenants are independent tasks: with a Dask task runner (`with_task_runner`) they fan out
@@ -90,21 +89,18 @@ def train(tenant: str | None = None, algorithm: str | None = None) -> list[dict[
     with too little data is skipped, logged and listed in the `train-skipped` artifact; the
     flow fails only when no tenant could be trained. Returns the trained tenants' results.
     """
-    names = [tenant] if tenant else list_tenants()
-    if not names:
-        raise RuntimeError("no tenant has training interactions: run `sluice ingest` and "
-                           "`sluice transform` first, or send events")
+    names = chosen_tenants(tenant)
     outcomes = [f.result() for f in [train_one.submit(name, algorithm) for name in names]]
-    trained = [o for o in outcomes if "skipped" not in o]
-    skipped = [o for o in outcomes if "skipped" in o]
+    trained = [o for o in outcomes if isinstance(o, TrainResult)]
+    skipped = [o for o in outcomes if isinstance(o, SkippedTenant)]
     if skipped:
-        create_table_artifact(key="train-skipped", table=skipped,
+        create_table_artifact(key="train-skipped", table=[asdict(s) for s in skipped],
                               description="Tenants not trained this run, and why")
     if not trained:  # nothing could be done: fail, naming what each tenant lacks
-        raise InsufficientDataError("; ".join(f"tenant {o['tenant']!r}: {o['skipped']}"
-                                              for o in skipped))
-    get_run_logger().info("trained %s; skipped %s", ", ".join(o["tenant"] for o in trained),
-                          ", ".join(o["tenant"] for o in skipped) or "none")
+        raise InsufficientDataError("; ".join(f"tenant {s.tenant!r}: {s.skipped}"
+                                              for s in skipped))
+    get_run_logger().info("trained %s; skipped %s", ", ".join(r.tenant for r in trained),
+                          ", ".join(s.tenant for s in skipped) or "none")
     return trained
 
 
@@ -120,4 +116,5 @@ def with_task_runner(address: str | None = None, workers: int = 2) -> Any:
     else:
         runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
                                                 "processes": True, "dashboard_address": None})
-    return train.with_options(task_runner=runner)
+    # prefect_dask's runner is typed on its own future class, not Prefect's base one
+    return train.with_options(task_runner=runner)  # type: ignore[arg-type]

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.names import run_name
-from flows.retries import RETRY_DELAYS, io_failure
+from flows.retries import IO_RETRIES
 from sluice.settings import get_settings
 from sluice.warehouse.db import connect
 from sluice.warehouse.locks import warehouse_lock
 from sluice.warehouse.transform import dbt_build
 
 
-@task(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=io_failure)
+@dataclass
+class TransformOutcome:
+    """dbt nodes built and passed, and marts.data_sufficiency's rows (one per tenant)."""
+
+    nodes: int
+    passed: int
+    sufficiency: list[dict[str, Any]]
+
+
+@task(**IO_RETRIES)
 def build_models(select: str | None) -> list[dict[str, Any]]:
     """Run `dbt build` with vars taken from config/sluice.yaml (as `sluice dbt -- build`)."""
     settings = get_settings()
@@ -46,7 +55,7 @@ def publish_sufficiency() -> list[dict[str, Any]]:
 
 
 @flow(name="transform", flow_run_name=run_name("transform"))
-def transform(select: str | None = None) -> dict[str, Any]:
+def transform(select: str | None = None) -> TransformOutcome:
     """Rebuild the marts with dbt; publish data sufficiency."""
     nodes = build_models(select)
     passed = sum(1 for n in nodes if n["status"] in ("success", "pass"))
@@ -54,4 +63,4 @@ def transform(select: str | None = None) -> dict[str, Any]:
     get_run_logger().info("dbt build: %d of %d nodes passed, %d warned", passed, len(nodes),
                           warned)
     sufficiency = publish_sufficiency()
-    return {"nodes": len(nodes), "passed": passed, "sufficiency": sufficiency}
+    return TransformOutcome(nodes=len(nodes), passed=passed, sufficiency=sufficiency)

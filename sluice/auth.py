@@ -107,7 +107,7 @@ def parse_env_keys(text: str) -> list[ApiKeyConfig]:
         if not (sep and sep2 and key):
             raise ConfigError(f"{ENV_KEYS}[{index}]: expected role:tenant:key")
         try:
-            entries.append(ApiKeyConfig(role=role, tenant=tenant, key=key))  # type: ignore[arg-type]
+            entries.append(ApiKeyConfig(role=role, tenant=tenant, key=key))
         except ValidationError as exc:
             raise ConfigError(f"{ENV_KEYS}[{index}]: {validation_message(exc)}") from None
     return entries

@@ -56,6 +56,8 @@ class ModelBundle:
     catalog: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> fields
     similar: sp.csr_matrix | None = None  # items x items, each row its nearest neighbours
     candidates: np.ndarray | None = None  # int32 users x k: each user's top unseen items, -1 pad
+    # the attribute index (sluice.learn.attributes) as its `attr_*` arrays; meta "attributes"
+    attributes: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
@@ -99,12 +101,13 @@ class ModelBundle:
     def save(self, directory: Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        optional: dict[str, np.ndarray] = {}
+        optional: dict[str, Any] = {}  # arrays; Any, as numpy types savez(**kw) as its flags
         if self.similar is not None:
             optional = {"sim_indptr": self.similar.indptr, "sim_indices": self.similar.indices,
                        "sim_data": self.similar.data.astype(np.float32)}
         if self.candidates is not None:
             optional["candidates"] = self.candidates.astype(np.int32)
+        optional.update(self.attributes or {})
         np.savez(
             directory / ARRAYS, **optional,
             user_ids=self.user_ids.astype(str), item_ids=self.item_ids.astype(str),
@@ -150,6 +153,7 @@ class ModelBundle:
             user_items=user_items, popular=a["popular"], popular_scores=a["popular_scores"],
             meta=meta, catalog=catalog,
             similar=similar, candidates=a.get("candidates"),
+            attributes={k: v for k, v in a.items() if k.startswith("attr_")} or None,
         ).check()
 
 

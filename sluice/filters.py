@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sluice.errors import InputError
@@ -59,7 +60,7 @@ class Condition:
                 return want in actual
             return isinstance(actual, str) and str(want) in actual
         try:
-            number = float(actual)  # type: ignore[arg-type]
+            number = float(actual)
         except (TypeError, ValueError):
             return False
         return {"gt": number > want, "gte": number >= want, "lt": number < want,
@@ -171,7 +172,9 @@ def parse_expression(expression: str, values: dict[str, str] | None = None,
 
 
 def _split_top(text: str, sep: str) -> list[str]:
-    parts, depth, quote, current = [], 0, "", []
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, ""
     for ch in text:
         if quote:
             quote = "" if ch == quote else quote
@@ -237,7 +240,7 @@ def allowed(rules: Iterable[Rule], fields: dict[str, Any], interacted_types: set
 class NamedFilters:
     """Personalize-style named filter expressions: config `filters:` plus run-time ones."""
 
-    def __init__(self, configured: dict[str, str], store_path):
+    def __init__(self, configured: dict[str, str], store_path: Path):
         from sluice.store import JsonStore
 
         self._configured = configured

@@ -126,6 +126,26 @@ class ModelConfig(BaseModel):
         return {}
 
 
+class AttributesConfig(BaseModel):
+    """The attribute index (sluice.learn.attributes): items' neighbours by their fields."""
+
+    fields: dict[str, float] = Field(default_factory=dict)  # name -> weight; {}: item_fields
+    text_fields: list[str] = Field(default_factory=list)  # string fields split into words
+    neighbours: int = Field(50, ge=1, le=1000)
+    numeric_bins: int = Field(10, ge=2, le=1000)
+    max_df: float = Field(0.5, gt=0, le=1)  # values held by more items than this are dropped
+    max_items_per_value: int = Field(1000, ge=2)  # ... or by more than this many (build cost)
+    cold_item_interactions: int = Field(5, ge=0)  # similar_items blends attributes below it
+
+    @field_validator("fields")
+    @classmethod
+    def _weights_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if v <= 0}
+        if bad:
+            raise ValueError(f"field weights must be positive, got {bad}")
+        return value
+
+
 class EvaluationConfig(BaseModel):
     holdout_fraction: float = Field(0.1, gt=0, lt=0.9)
     k: int = Field(10, ge=1, le=500)
@@ -299,6 +319,7 @@ class AppConfig(BaseModel):
     sufficiency: SufficiencyConfig = Field(default_factory=SufficiencyConfig)
     matrix: MatrixConfig = Field(default_factory=MatrixConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    attributes: AttributesConfig = Field(default_factory=AttributesConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)

@@ -16,7 +16,9 @@ SIMILAR_ITEMS = "similar_items"
 POPULAR = "popular"
 FILTER_BASED = "filter_based"
 RECENTLY_VIEWED = "recently_viewed"
-TEMPLATES = (PERSONALIZED, SIMILAR_ITEMS, POPULAR, FILTER_BASED, RECENTLY_VIEWED)
+SIMILAR_ATTRIBUTES = "similar_attributes"  # neighbours by item fields: new items have them
+TEMPLATES = (PERSONALIZED, SIMILAR_ITEMS, POPULAR, FILTER_BASED, RECENTLY_VIEWED,
+             SIMILAR_ATTRIBUTES)
 
 # where a recommended slot came from (docs/architecture.md, "tiers, sources and counts")
 MODEL_PERSONALIZED = "model_personalized"

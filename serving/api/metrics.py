@@ -14,12 +14,14 @@ import time
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Iterable
+from typing import Final
 
 from fastapi import FastAPI, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sluice.vocabulary import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED
 
@@ -58,7 +60,7 @@ class SlotWindow:
                 for key, c in by.items() if c.total()}
 
 
-LATEST = "mostrecent"  # multiprocess mode of the gauges each scrape sets
+LATEST: Final = "mostrecent"  # multiprocess mode of the gauges each scrape sets
 
 
 def multiprocess() -> bool:
@@ -128,12 +130,12 @@ class Metrics:
                 continue
             for sample in metric.samples:
                 if sample.name.endswith("_total"):
-                    by = totals.setdefault(sample.labels["tenant"], {})
-                    by[sample.labels["source"]] = sample.value
-        for tenant, by in totals.items():
-            served = sum(by.values())
+                    sources = totals.setdefault(sample.labels["tenant"], {})
+                    sources[sample.labels["source"]] = sample.value
+        for tenant, sources in totals.items():
+            served = sum(sources.values())
             if served:
-                fallback = by.get(MODEL_FALLBACK, 0.0) + by.get(FALLBACK, 0.0)
+                fallback = sources.get(MODEL_FALLBACK, 0.0) + sources.get(FALLBACK, 0.0)
                 self.fallback_share.labels(tenant).set(fallback / served)
 
     def _registry(self) -> CollectorRegistry:
@@ -162,17 +164,17 @@ def field_label(field: str) -> str:
 class Timing:
     """Pure ASGI middleware timing each request by route (BaseHTTPMiddleware costs far more)."""
 
-    def __init__(self, app, metrics: Metrics):  # type: ignore[no-untyped-def]
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
 
-    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         status = [500]
 
-        async def sending(message):  # type: ignore[no-untyped-def]
+        async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)

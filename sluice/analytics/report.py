@@ -19,12 +19,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 from sluice.vocabulary import SOURCES
 from sluice.warehouse.db import connect
 
 LAG = ("the marts are rebuilt by `sluice transform` (the `refresh` deployment, every 2 h under "
        "`make up`) after `sluice ingest` loads the raw log (every 5 min)")
+# the attribute index's next-item check (sluice.learn.next_item), beside the model's metrics
+NEXT_ITEM = tuple(f"attributes.next_item_hit_at_10.{source}"
+                  for source in ("attributes", "similar_items", "popularity"))
 
 
 @dataclass
@@ -44,7 +48,7 @@ def _query(warehouse: Path, sql: str) -> pd.DataFrame:
         con.close()
 
 
-def _svg(fig) -> str:
+def _svg(fig: Figure) -> str:
     """The figure as inline SVG, its data artists tagged `mark-<n>`."""
     marks = 0
     for ax in fig.axes:
@@ -212,7 +216,7 @@ def model_metrics(tracking_uri: str, model_name: str) -> Section:
         rows.append({"version": int(v.version), "label": f"v{v.version} {algorithm}"
                      f"{' (champion)' if is_champion else ''}", **{k: metrics.get(k) for k in (
                          "ndcg_at_10", "recall_at_10", "precision_at_10",
-                         "popularity.ndcg_at_10")}})
+                         "popularity.ndcg_at_10", *NEXT_ITEM)}})
     if not rows:
         return Section(title, f"no versions of {model_name} yet: `sluice train` registers "
                        "one (the nightly `pipeline` under `make up`)", None)
@@ -246,10 +250,10 @@ def model_quality(tracking_uri: str, model_name: str) -> Section:
         return Section(title, f"registry unreadable: {exc}", None)
     if not versions:
         return Section(title, "no model versions yet", None)
-    versions = sorted(versions, key=lambda v: int(v.version))
+    ordered = sorted(versions, key=lambda v: int(v.version))
     fig, axes = plt.subplots(1, len(QUALITY), figsize=(14, 3))
     for ax, key in zip(axes, QUALITY, strict=True):
-        for number, v in enumerate(versions):
+        for number, v in enumerate(ordered):
             metrics = runs[v.run_id].metrics if v.run_id in runs else {}
             if key in metrics:
                 value = metrics[key]
@@ -259,11 +263,11 @@ def model_quality(tracking_uri: str, model_name: str) -> Section:
                 bars = ax.errorbar([number], [value], fmt="o",
                                    yerr=[[max(value - low, 0.0)], [max(high - value, 0.0)]])
                 _mark(bars.lines[0])
-        ax.set_xticks(range(len(versions)), [f"v{v.version}" for v in versions], fontsize=7)
+        ax.set_xticks(range(len(ordered)), [f"v{v.version}" for v in ordered], fontsize=7)
         ax.set_title(key, fontsize=9)
     served = "no champion"
     if champion is not None:
-        data = runs.get(champion.run_id)
+        data = runs.get(champion.run_id or "")  # no run id: no run to read
         algorithm = data.params.get("algorithm") if data else None
         served = (f"champion v{champion.version}"
                   + (" is popularity: the personalized candidates did not beat it"

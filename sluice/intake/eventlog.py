@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -129,16 +129,17 @@ class EventLog:
         if self._file is None or self._size >= self.segment_bytes:
             if self._file is not None:
                 self._file.close()
-            self.root.mkdir(parents=True, exist_ok=True)
+            root = Path(self.root)  # a local folder: URL roots write through fsspec
+            root.mkdir(parents=True, exist_ok=True)
             try:
-                formats.ensure_marker(self.root, "raw_log",
-                                      fresh=not any(self.root.glob(SEGMENT_GLOB)))
+                formats.ensure_marker(root, "raw_log",
+                                      fresh=not any(root.glob(SEGMENT_GLOB)))
             except formats.FormatTooNewError as exc:
                 raise OSError(str(exc)) from None  # refused like any write the log cannot take
             name = self._next_name()
-            self._file = open(self.root / name, "ab", buffering=0)
+            self._file = open(root / name, "ab", buffering=0)
             self._size = os.fstat(self._file.fileno()).st_size  # truncate never cuts older lines
-            _fsync_dir(self.root)
+            _fsync_dir(root)
         return self._file
 
     def _next_name(self) -> str:
@@ -190,7 +191,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def is_url(value: Any) -> bool:
+def is_url(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and "://" in value
 
 

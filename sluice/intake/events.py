@@ -121,8 +121,8 @@ def numeric_text(value: Any) -> Any:
 
 
 def _string(obj: dict, key: str, field: str, required: bool, limit: int = MAX_ID_LENGTH,
-            allow_numbers: bool = True):
-    value = obj.get(key)
+            allow_numbers: bool = True) -> str | None:
+    value: Any = obj.get(key)
     if value.__class__ is str and 0 < len(value) <= limit:  # the common case, checked fast
         return value
     if value is None:

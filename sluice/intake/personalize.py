@@ -135,7 +135,7 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
                                  "timestamp": sent_at, "tenant": tenant, **who,
                                  "items": [{"id": i} for i in impression]}, where))
         if item is not None:
-            event = {"event": "interaction", "id": event_id, "timestamp": sent_at,
+            event: dict[str, Any] = {"event": "interaction", "id": event_id, "timestamp": sent_at,
                      "tenant": tenant, **who, "item": item, "type": event_type,
                      "fields": fields}
             if ranking:
@@ -194,6 +194,16 @@ def dataset_tenant(arn: Any, field: str = "datasetArn") -> str:
     if not is_tenant(parts[1]):
         raise PersonalizeError(field, f"dataset group name: {TENANT_RULE}")
     return parts[1]
+
+
+def arn_template(arn: Any, templates: tuple[str, ...]) -> str | None:
+    """The template a recommender or campaign ARN selects by its last part
+    (`.../recommender/<dataset group>/similar_attributes`), when it names one of `templates`."""
+    if not isinstance(arn, str):
+        return None
+    match = _ARN.match(arn)
+    parts = match.group("resource").split("/") if match else []
+    return parts[-1] if len(parts) >= 3 and parts[-1] in templates else None
 
 
 def put_entities(body: Any, kind: str, now_ms: int) -> tuple[str, list[dict[str, Any]]]:

@@ -157,7 +157,7 @@ def relevant_items(train: InteractionMatrix, test: pd.DataFrame) -> dict[int, np
     held = held - held.multiply(train.matrix > 0)
     held.eliminate_zeros()
     held = held.tocsr()
-    return {u: held.indices[held.indptr[u]:held.indptr[u + 1]]
+    return {int(u): held.indices[held.indptr[u]:held.indptr[u + 1]]
             for u in np.flatnonzero(np.diff(held.indptr))}
 
 

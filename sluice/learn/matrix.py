@@ -27,7 +27,7 @@ class InteractionMatrix:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.matrix.shape  # type: ignore[return-value]
+        return self.matrix.shape
 
 
 def build(frame: pd.DataFrame, user_ids: np.ndarray | None = None,

@@ -35,6 +35,7 @@ class Model(abc.ABC):
     fold_in_kind: ClassVar[str] = "als"   # bundle meta["fold_in"]: how a history becomes x_u
     user_factors: np.ndarray
     item_factors: np.ndarray
+    _gram_cache: np.ndarray | None  # set once fold-in first needs it; None after a fit
 
     @abc.abstractmethod
     def fit(self, user_items: sp.csr_matrix) -> Model: ...
@@ -86,11 +87,11 @@ class ALS(Model):
         self.factors, self.regularization = factors, regularization
         self.iterations, self.alpha, self.random_state = iterations, alpha, random_state
 
-    @property
+    @property  # a property where the base class declares a plain attribute
     def fold_in_alpha(self) -> float:  # type: ignore[override]
         return self.alpha
 
-    @property
+    @property  # a property where the base class declares a plain attribute
     def fold_in_regularization(self) -> float:  # type: ignore[override]
         return self.regularization
 
@@ -132,7 +133,7 @@ class _SGDFactorModel(Model):
         self.regularization, self.iterations = regularization, iterations
         self.random_state, self.num_threads = random_state, num_threads
 
-    @property
+    @property  # a property where the base class declares a plain attribute
     def deterministic(self) -> bool:  # type: ignore[override]
         return self.num_threads == 1  # several threads run hogwild SGD
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 from sluice.bundle import ModelBundle
 from sluice.scoring import top_n
 
 
-class SluiceModel(mlflow.pyfunc.PythonModel):
+class SluiceModel(PythonModel):
     """predict(DataFrame[user_id, num_results]) -> long DataFrame[user_id, rank, item_id, score]."""
 
     def load_context(self, context: Any) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -45,7 +46,7 @@ def experiment(c: MlflowClient, name: str, artifact_root: Path) -> str:
     return c.create_experiment(name, artifact_location=(artifact_root / name).as_uri())
 
 
-def alias_version(c: MlflowClient, name: str, alias: str):
+def alias_version(c: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version behind the alias; None when the model or the alias does not exist. Any
     other failure (a broken store) is raised as itself, so it is reported for what it is."""
     try:

@@ -128,7 +128,7 @@ def lineage(tracking_uri: str, name: str, version: str) -> dict[str, Any]:
     """A registered version's lineage record: its run, what it learned from, its gate."""
     client = registry.client(tracking_uri)
     found = client.get_model_version(name, str(version))
-    run = client.get_run(found.run_id)
+    run = client.get_run(found.run_id)  # type: ignore[arg-type]  # a registered version has a run
     tags = run.data.tags
     return {"name": name, "version": str(found.version), "run_id": found.run_id,
             "algorithm": tags.get("algorithm"), "tenant": tags.get("tenant"),
@@ -136,7 +136,8 @@ def lineage(tracking_uri: str, name: str, version: str) -> dict[str, Any]:
             "protocol_note": tags.get("evaluation.protocol_note"),
             "gate_reason": found.tags.get("gate_reason"),
             "datasets": [{"name": i.dataset.name, "digest": i.dataset.digest}
-                         for i in run.inputs.dataset_inputs],
+                         # every training run logs its input: `inputs` is there
+                         for i in run.inputs.dataset_inputs],  # type: ignore[union-attr]
             "off_policy": {k.removeprefix("off_policy."): v for k, v in run.data.metrics.items()
                            if k.startswith("off_policy.")} or None,
             **{k.removeprefix("lineage."): v for k, v in tags.items()
@@ -156,7 +157,8 @@ def dataset_input(settings: Settings, prepared: Prepared, digest: str) -> Any:
     with warnings.catch_warnings():  # MLflow registers its local source twice, then warns
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(settings.warehouse_path.as_uri())
-    return MetaDataset(source,
+    # MLflow's annotations leave `profile` abstract; MetaDataset defines it at run time
+    return MetaDataset(source,  # type: ignore[abstract]
                        name=f"marts.interactions/{prepared.tenant}", digest=digest, schema=schema)
 
 

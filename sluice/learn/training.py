@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from sluice.bundle import ModelBundle
-from sluice.learn import gate, offpolicy, quality, registry
+from sluice.learn import attributes, gate, offpolicy, quality, registry
 from sluice.learn.candidates import precompute
 from sluice.learn.evaluation import K_VALUES, Scored, Split, decisive_split, score_model
 from sluice.learn.matrix import InteractionMatrix, build
 from sluice.learn.models import ALS, Model, Popularity, make_model
+from sluice.learn.next_item import index_for_run
 from sluice.learn.similar import SimilarItems
 from sluice.learn.tracking import lifts, log_gate, log_model, log_run
 from sluice.settings import Settings
@@ -301,6 +302,7 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
     size = settings.app.serving.popular_list_size
     popularity = Popularity().fit(full.matrix)
     similar = SimilarItems(settings.app.model.similar_items_neighbours).fit(full.matrix)
+    attribute_index = index_for_run(settings, prepared, say)
     candidates = None
     k = settings.app.serving.precomputed_candidates
     if final.personalized and k:
@@ -316,8 +318,10 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
         meta={"tenant": prepared.tenant, "algorithm": final.name, "params": final.params(),
               "cutoff_ms": cutoff_ms, "trained_at_ms": int(time.time() * 1000),
               **final.serving_meta(), "matrix": settings.app.matrix.model_dump(),
-              "stats": dataset_stats(prepared)},
+              "stats": dataset_stats(prepared), **attributes.bundle_meta(
+                  attribute_index, settings.app.attributes.cold_item_interactions)},
         catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
+        attributes=attribute_index.arrays() if attribute_index is not None else None,
     )
 
 

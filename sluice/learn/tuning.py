@@ -56,8 +56,8 @@ class Trial:
 @dataclass
 class TuneResult:
     best: TrainResult
-    trials: list[Trial] = field(default_factory=list)
     parent_run_id: str = ""
+    trials: list[Trial] = field(default_factory=list)
 
 
 def search_space(settings: Settings, algorithm: str) -> dict[str, Range | list[Any]]:
@@ -115,7 +115,7 @@ def tune_tenant(settings: Settings, tenant: str, algorithm: str | None = None,
         candidate = fit_and_evaluate(prepared, algorithm, best.params, settings)
         prepared.timings["fit"] = candidate.fit_seconds
         result = finish(settings, prepared, candidate, baseline, say, started)
-    return TuneResult(result, done, parent.info.run_id)
+    return TuneResult(result, parent_run_id=parent.info.run_id, trials=done)
 
 
 def search(settings: Settings, validation: Prepared, algorithm: str,

@@ -109,7 +109,7 @@ def _copy_log(raw: Path, dst: Path) -> dict[str, int]:
     """Segments up to their last complete line (a line being written is left out)."""
     dst.mkdir(parents=True)
     offsets = {}
-    for segment in eventlog.segments(raw):
+    for segment in map(Path, eventlog.segments(raw)):  # a local folder: Paths already
         offsets[segment.name] = _copy_complete_lines(segment, dst / segment.name)
     for other in sorted(p for p in raw.glob("*") if p.is_file() and p.name not in offsets):
         shutil.copy2(other, dst / other.name)  # e.g. the FORMAT marker
@@ -202,7 +202,7 @@ def read_manifest(src: Path) -> dict[str, Any]:
 
 
 def _refuse_occupied(settings: Settings, mlflow_db: Path) -> None:
-    taken = [p for p in (settings.warehouse_path, mlflow_db) if p.exists()]
+    taken: list[Path | str] = [p for p in (settings.warehouse_path, mlflow_db) if p.exists()]
     taken += eventlog.segments(settings.raw_dir)
     if taken:
         raise BackupError(f"restore goes into a fresh SLUICE_HOME, but {taken[0]} exists: "

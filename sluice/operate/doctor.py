@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name
 from sluice import formats
 from sluice.operate import upgrade
 from sluice.settings import PROJECT_ROOT, Settings
+from sluice.warehouse.db import count
 
 LOCK_FILE = "requirements.lock"
 MIN_FREE_BYTES = 1 << 30
@@ -89,7 +90,7 @@ def _locked(path: Path) -> dict[str, str]:
     """`name==version` lines of a pip-tools/uv lock (hashes and comments skipped)."""
     if not path.exists():
         return {}
-    found = {}
+    found: dict[str, str] = {}
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip().rstrip("\\").strip()
         if not line or line.startswith("-"):
@@ -156,7 +157,7 @@ def _warehouse(settings: Settings) -> Iterator[Finding]:
         yield Finding("warehouse", f"{path} cannot be read: {exc}", _warehouse_fix(path))
         return
     try:
-        rows = con.execute("select count(*) from raw.events").fetchone()[0]
+        rows = count(con, "select count(*) from raw.events")
         yield Finding("warehouse", note=f"{rows:,} raw events")
     except duckdb.Error as exc:
         yield Finding("warehouse", f"{path} cannot be read: {exc}", _warehouse_fix(path))

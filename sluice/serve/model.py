@@ -12,6 +12,7 @@ from sluice.bundle import ModelBundle
 from sluice.filters import Rule, allowed
 from sluice.learn.models import als_fold_in, als_gram
 from sluice.scoring import BatchScorer
+from sluice.serve.attributes import AttributeNeighbours
 from sluice.serve.candidates import CandidateCache
 
 FOLD_INS = ("als", "history", "constant")  # bundle meta fold_in, set by each model family
@@ -45,6 +46,7 @@ class LoadedModel:
         self.head_size = max(self.heads.k, HEAD_SIZE)
         self.popular = list(zip(bundle.item_ids[bundle.popular].tolist(),
                                 bundle.popular_scores.tolist(), strict=True))
+        self.attributes = AttributeNeighbours.of(bundle)  # None: the bundle has no index
         self.field_names = {name for fields in bundle.catalog.values() for name in fields}
         self.paths = dict.fromkeys(PATHS, 0)  # how the model tier was filled, since loading
         self._paths_lock = threading.Lock()

@@ -31,7 +31,7 @@ class TenantState:
     session_user: dict[str, str] = field(default_factory=dict)
     items: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> latest fields
     versions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    event_ids: set[str] = field(default_factory=set)
+    event_ids: set[str | None] = field(default_factory=set)  # as logged: an id, or none
     item_counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     interactions: int = 0
 

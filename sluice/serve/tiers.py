@@ -28,6 +28,7 @@ from sluice.vocabulary import (
     PERSONALIZED,
     POPULAR,
     RECENTLY_VIEWED,
+    SIMILAR_ATTRIBUTES,
     SIMILAR_ITEMS,
 )
 
@@ -137,9 +138,7 @@ def popular_tier(draft: Draft) -> None:
 
 
 def similar_tier(draft: Draft) -> None:
-    item_id = draft.req.item_id
-    if not item_id:
-        raise RecommendationError("item_id", f"required by the {SIMILAR_ITEMS} template")
+    item_id = _item_id(draft, SIMILAR_ITEMS)
     skip = draft.blocked() | {item_id}
     draft.add(_similar_candidates(draft, item_id, skip), MODEL_PERSONALIZED, skip)
 
@@ -167,9 +166,32 @@ def random_fill(draft: Draft) -> None:
         random_tier(draft)
 
 
+def attributes_tier(draft: Draft) -> None:
+    """The item's neighbours by its fields (a new item's from its live fields)."""
+    _attributes_of(draft, _item_id(draft, SIMILAR_ATTRIBUTES))
+
+
+def cold_attributes_tier(draft: Draft) -> None:
+    """similar_items of an item with too few interactions: its attribute neighbours first."""
+    item_id = _item_id(draft, SIMILAR_ITEMS)
+    model = draft.rec.model
+    if model is None or model.attributes is None:
+        return
+    interactions = (model.attributes.trained_interactions(item_id)
+                    + draft.rec.state.tenant(draft.rec.tenant).item_counts.get(item_id, 0))
+    if interactions < model.attributes.cold_below:
+        _attributes_of(draft, item_id)
+
+
+def _attributes_of(draft: Draft, item_id: str) -> None:
+    skip = draft.blocked() | {item_id}
+    draft.add(attribute_candidates(draft, item_id, skip), MODEL_NON_PERSONALIZED, skip)
+
+
 CHAINS: dict[str, tuple[Tier, ...]] = {
     PERSONALIZED: (model_tier, popular_fallback, random_fill),
-    SIMILAR_ITEMS: (similar_tier, random_fill),
+    SIMILAR_ITEMS: (cold_attributes_tier, similar_tier, random_fill),
+    SIMILAR_ATTRIBUTES: (attributes_tier, random_fill),
     POPULAR: (popular_tier, random_fill),
     FILTER_BASED: (random_tier,),
     RECENTLY_VIEWED: (recently_viewed_tier, random_fill),
@@ -251,6 +273,28 @@ def _from_head(draft: Draft, head: Head, skip: set[str]) -> Candidates:
             if len(picked) >= limit:
                 break
     return picked
+
+
+def _item_id(draft: Draft, template: str) -> str:
+    item_id = draft.req.item_id
+    if not item_id:
+        raise RecommendationError("item_id", f"required by the {template} template")
+    return item_id
+
+
+def attribute_candidates(draft: Draft, item_id: str, skip: set[str]) -> Candidates:
+    """Attribute neighbours: the trained ones, or scored from the item's live fields when it
+    arrived or changed after training (the catalog's fields under the live update)."""
+    model = draft.rec.model
+    if model is None or model.attributes is None:
+        return []
+    live = draft.rec.state.tenant(draft.rec.tenant).items.get(item_id)
+    trained = model.bundle.catalog.get(item_id)
+    fields = None if live is None else {**(trained or {}), **live}
+    if fields is not None and fields == trained:  # an item event repeating what was trained
+        fields = None
+    return model.attributes.neighbours(item_id, fields, draft.wanted + len(skip) + 1,
+                                       draft.passes is not None, draft.scan)
 
 
 # --- similar items: the trained index, then factor cosine ----------------------------------

@@ -92,8 +92,16 @@ def set_format_version(con: duckdb.DuckDBPyConnection, version: int) -> None:
                 [str(version)])
 
 
+def count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """The number a `select count(*) ...` returns (it always returns one row).
+
+    fetchall, not fetchone: a result left unfinished blocks the connection's next query."""
+    rows = con.execute(sql).fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
 def _has_raw_events(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute("select count(*) from raw.events").fetchone()[0])
+    return bool(count(con, "select count(*) from raw.events"))
 
 
 def checkpoint(path: Path | str) -> None:

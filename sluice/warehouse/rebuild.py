@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from sluice.intake import eventlog
-from sluice.warehouse.db import checkpoint, connect
+from sluice.warehouse.db import checkpoint, connect, count
 from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.locks import warehouse_lock
 from sluice.warehouse.transform import dbt_build
@@ -143,7 +143,7 @@ def mart_counts(warehouse: Path) -> dict[str, int]:
         tables = [r[0] for r in con.execute(
             "select table_name from information_schema.tables where table_schema = 'marts' "
             "and table_type = 'BASE TABLE' order by table_name").fetchall()]
-        return {t: con.execute(f'select count(*) from marts."{t}"').fetchone()[0]
+        return {t: count(con, f'select count(*) from marts."{t}"')
                 for t in tables}
     finally:
         con.close()

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from serving.api import answers
 from serving.api.deps import AwsCaller, MetricsDep, ServiceDep
 from serving.api.errors import RETRY_AFTER_SECONDS, aws_error
-from serving.api.metrics import field_label
+from serving.api.metrics import Metrics, field_label
 from sluice.auth import AuthError, Principal
 from sluice.errors import InputError, NotFoundError
 from sluice.intake import personalize
@@ -35,12 +35,13 @@ from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import check_id
 from sluice.intake.limits import loads_exact
 from sluice.intake.personalize import PersonalizeError
-from sluice.serve.answers import RecommendationRequest, parse_context
+from sluice.serve.answers import Answer, RecommendationRequest, parse_context
 from sluice.serve.service import Service
 from sluice.vocabulary import (
     DEFAULT_TENANT,
     MAX_ID_LENGTH,
     PERSONALIZED,
+    SIMILAR_ATTRIBUTES,
     SIMILAR_ITEMS,
     TENANT_NAME,
 )
@@ -105,7 +106,8 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _store(service: Service, events: list[dict[str, Any]], metrics) -> JSONResponse:
+async def _store(service: Service, events: list[dict[str, Any]],
+                 metrics: Metrics) -> JSONResponse:
     try:
         await run_in_threadpool(service.accept, events)
     except LogWriteError as exc:
@@ -140,14 +142,14 @@ async def put_events(request: Request, principal: AwsCaller, service: ServiceDep
     return await _store(service, events, metrics)
 
 
-def _rejected(metrics, kind: str, exc: InputError) -> None:
+def _rejected(metrics: Metrics, kind: str, exc: InputError) -> None:
     """Count a refused write (a missing tracker or dataset group is not a rejected event)."""
     if not isinstance(exc, NotFoundError):
         metrics.events.labels("rejected", kind, "unknown", field_label(exc.field)).inc()
 
 
 async def _put_entities(request: Request, principal: Principal | None, service: Service,
-                        metrics, kind: str) -> JSONResponse:
+                        metrics: Metrics, kind: str) -> JSONResponse:
     _allowed(principal, "write")  # no tenant yet: refuse a missing key before parsing
     try:
         tenant, events = personalize.put_entities(await _body(request), kind,
@@ -188,7 +190,7 @@ def _tenant(service: Service, body: dict[str, Any], principal: Principal | None)
     return tenant
 
 
-def _predicted(answer) -> dict[str, Any]:
+def _predicted(answer: Answer) -> dict[str, Any]:
     return {"recommendationId": answer.recommendation_id,
             "itemList": [{"itemId": s.item_id, "score": s.score,
                           "reason": [s.recommendation_source]} for s in answer.items]}
@@ -207,9 +209,16 @@ async def get_recommendations(request: Request, principal: AwsCaller,
     req = service.request(
         tenant=tenant, user_id=user, item_id=item,
         num_results=service.num_results(body.get("numResults"), "numResults"),
-        template=SIMILAR_ITEMS if item and not user else PERSONALIZED,
+        template=_template(body, bool(item and not user)),
         context=parse_context(body.get("context")), **_filter_args(body))
     return JSONResponse(_predicted(await answers.recommend(service, req)))
+
+
+def _template(body: dict[str, Any], item_only: bool) -> str:
+    """similar_attributes when the ARN names it, else by the ids given (as Personalize)."""
+    arn = body.get("campaignArn") or body.get("recommenderArn")
+    chosen = personalize.arn_template(arn, (SIMILAR_ATTRIBUTES,))
+    return chosen or (SIMILAR_ITEMS if item_only else PERSONALIZED)
 
 
 def _filter_args(body: dict[str, Any]) -> dict[str, Any]:

@@ -26,8 +26,8 @@ CHUNK = 2_000
 CHILD = """
 import sys
 from pathlib import Path
-from sluice.warehouse import ingest
-ingest.CHUNK_LINES = int(sys.argv[2])
+from sluice.warehouse import ingest, loading
+loading.CHUNK_LINES = int(sys.argv[2])
 root = Path(sys.argv[1])
 ingest.Ingestor(root / "warehouse.duckdb", root / "raw", root / "landing",
                 progress=lambda message: print(message, flush=True)).run()

@@ -1,27 +1,18 @@
-"""Input limits on a real server: body sizes per route, JSON depth before parsing, field bounds.
+"""Input limits, in process: body sizes per route, JSON depth before parsing, field bounds.
 
 Every refusal is a 4xx naming the field, and nothing of a refused call is written. (Landing
-files: links out of the landing folder are skipped, tests/test_ingest.py.)
+files: links out of the landing folder are skipped, tests/warehouse/test_ingest.py.)
 """
 
 from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 
 from sluice.intake.eventlog import segments
 from tests.utils.auth import ADMIN, READ, WRITE
-from tests.utils.factories import environment, interaction
-from tests.utils.server import running_server
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("limits")
-    with running_server(environment(home)) as base:
-        yield {"base": base, "home": home}
+from tests.utils.factories import interaction
 
 
 def log_size(home) -> int:
@@ -41,8 +32,8 @@ def nested(depth: int) -> bytes:
 ])
 def test_bodies_over_the_route_limit_are_refused_before_parsing(server, path, limit, headers):
     body = b'{"user_id": "' + b"x" * limit + b'"}'
-    r = httpx.post(server["base"] + path, content=body, timeout=10,
-                   headers={**headers, "content-type": "application/json"})
+    r = server["http"].post(path, content=body,
+                            headers={**headers, "content-type": "application/json"})
     assert r.status_code == 413
     if path.startswith("/personalize"):
         assert r.headers["x-amzn-ErrorType"] == "InvalidInputException"
@@ -54,7 +45,7 @@ def test_bodies_over_the_route_limit_are_refused_before_parsing(server, path, li
         for _ in range(limit // 65536 + 2):
             yield b" " * 65536
 
-    streamed = httpx.post(server["base"] + path, content=chunks(), timeout=10, headers=headers)
+    streamed = server["http"].post(path, content=chunks(), headers=headers)
     assert streamed.status_code == 413
 
 
@@ -68,18 +59,18 @@ def test_bodies_over_the_route_limit_are_refused_before_parsing(server, path, li
 def test_deeply_nested_json_is_refused_early(server, path, headers, status):
     before = log_size(server["home"])
     body = b'{"events": ' + nested(40) + b"}"
-    r = httpx.post(server["base"] + path, content=body, headers=headers, timeout=10)
+    r = server["http"].post(path, content=body, headers=headers)
     assert r.status_code == status
     assert "nested deeper than 32" in r.text
     assert log_size(server["home"]) == before
     # nesting within the limit goes on to the parser (and is refused there, as a 4xx)
-    shallow = httpx.post(server["base"] + path, content=nested(30), headers=headers, timeout=10)
+    shallow = server["http"].post(path, content=nested(30), headers=headers)
     assert 400 <= shallow.status_code < 500
 
 
 def test_deep_nesting_inside_strings_does_not_count(server):
     event = {**interaction("u", "i"), "fields": {"note": "[" * 100}}
-    r = httpx.post(f"{server['base']}/v1/events", json=event, headers=WRITE, timeout=10)
+    r = server["http"].post("/v1/events", json=event, headers=WRITE)
     assert r.status_code == 200
 
 
@@ -93,7 +84,7 @@ def test_deep_nesting_inside_strings_does_not_count(server):
     ({"user_id": "u", "template": "t" * 65}, "template"),
 ])
 def test_recommendation_fields_have_bounds_named_in_the_answer(server, body, field):
-    r = httpx.post(f"{server['base']}/v1/recommendations", json=body, headers=READ, timeout=10)
+    r = server["http"].post("/v1/recommendations", json=body, headers=READ)
     assert r.status_code == 422
     assert r.json()["detail"][0]["field"] == field
     assert r.json()["detail"][0]["reason"]
@@ -101,19 +92,18 @@ def test_recommendation_fields_have_bounds_named_in_the_answer(server, body, fie
 
 def test_rank_items_are_bounded(server):
     for items, field in ((["x"] * 501, "items"), ([], "items"), (["x" * 257], "items[0]")):
-        r = httpx.post(f"{server['base']}/v1/rank", json={"user_id": "u", "items": items},
-                       headers=READ, timeout=10)
+        r = server["http"].post("/v1/rank", json={"user_id": "u", "items": items},
+                                headers=READ)
         assert r.status_code == 422 and r.json()["detail"][0]["field"] == field
 
 
 def test_malformed_json_is_a_4xx_naming_the_body(server):
     for path, headers in (("/v1/recommendations", READ), ("/v1/events", WRITE)):
-        r = httpx.post(server["base"] + path, content=b'{"user_id": ', headers={
-            **headers, "content-type": "application/json"}, timeout=10)
+        r = server["http"].post(path, content=b'{"user_id": ', headers={
+            **headers, "content-type": "application/json"})
         assert r.status_code == 422
         assert r.json()["detail"][0]["field"] == "body"
-    aws = httpx.post(f"{server['base']}/personalize/events", content=b"{nope", headers=WRITE,
-                     timeout=10)
+    aws = server["http"].post("/personalize/events", content=b"{nope", headers=WRITE)
     assert aws.status_code == 400 and aws.json()["message"].startswith("body: not JSON")
 
 

@@ -1,6 +1,6 @@
 """The same dbt project on PostgreSQL, chosen by profiles.yml alone (SLUICE_DBT_TARGET=postgres).
 
-A real ingest of a synthetic history, plus the hand-made events of tests/test_dbt.py and some
+A real ingest of a synthetic history, plus the hand-made events of test_dbt.py and some
 malformed ones, goes into DuckDB; its raw.* tables are copied into a throwaway PostgreSQL 15+
 cluster; `dbt build` (`transform.dbt_build`, as the transform flow runs it) then runs on
 both, and every staging view, intermediate table and mart must hold the same rows on both.
@@ -17,8 +17,8 @@ from sluice.intake.synthetic import SyntheticSpec, generate
 from sluice.warehouse.db import connect
 from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.transform import dbt_build
-from tests.test_dbt import RAW, _raw, dbt_vars
 from tests.utils.postgres import Postgres, copy_raw_tables, running_postgres, server_bin_dir
+from tests.warehouse.test_dbt import RAW, _raw, dbt_vars
 
 BIN_DIR = server_bin_dir()
 pytestmark = pytest.mark.skipif(

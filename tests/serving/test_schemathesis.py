@@ -16,19 +16,25 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from tests.utils.auth import ADMIN
 from tests.utils.factories import environment
 from tests.utils.models import register_champion, synthetic_bundle
-from tests.utils.server import running_server
 
 EXAMPLES = {GenerationMode.POSITIVE: 20, GenerationMode.NEGATIVE: 10}
 
 
+REAL_SERVER = True  # fuzzed over real HTTP, through uvicorn's own parsing
+
+
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory):
+def server_env(tmp_path_factory):
     home = tmp_path_factory.mktemp("schemathesis")
     env = environment(home)
     # a champion, so that /ready is 200 and the model tiers are fuzzed too
     register_champion(synthetic_bundle(), env["MLFLOW_TRACKING_URI"], home / "artifacts")
-    with running_server(env) as base:
-        yield schemathesis.openapi.from_url(f"{base}/openapi.json")
+    return env
+
+
+@pytest.fixture(scope="module")
+def api_schema(server):
+    return schemathesis.openapi.from_url(f"{server['base']}/openapi.json")
 
 
 def _operations(schema) -> list:

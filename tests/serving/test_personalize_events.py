@@ -14,24 +14,29 @@ from botocore.config import Config
 from sluice.intake.eventlog import segments
 from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, WRITE
 from tests.utils.factories import environment
-from tests.utils.server import running_server
 
 ARN = "arn:aws:personalize:us-east-1:000000000000:dataset/{}/ITEMS"
 
 
+REAL_SERVER = True  # the real boto3 clients call it over HTTP
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server_env(tmp_path_factory):
+    """A home with a tracker for tenant "shop", created by the CLI before the server starts."""
     home = tmp_path_factory.mktemp("personalize")
-    env = environment(home)
     from cli.main import main
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLUICE_HOME", str(home))
         assert main(["trackers", "create", "shop"]) == 0
-    shop_id = next(k for k, v in json.loads((home / "trackers.json").read_text()).items()
-                   if v == "shop")
-    with running_server(env) as base:
-        yield {"base": base, "home": home, "shop_id": shop_id}
+    return environment(home)
+
+
+@pytest.fixture(scope="module")
+def shop_id(server) -> str:
+    trackers = json.loads((server["home"] / "trackers.json").read_text())
+    return next(k for k, v in trackers.items() if v == "shop")
 
 
 def client(base: str, service: str):
@@ -73,9 +78,9 @@ def test_put_events_lands_as_internal_interactions(server):
     assert found["pe-2"]["ranking"] == "pe-2:impression"
 
 
-def test_a_created_tracker_writes_into_its_tenant(server):
+def test_a_created_tracker_writes_into_its_tenant(server, shop_id):
     events = client(server["base"], "personalize-events")
-    events.put_events(trackingId=server["shop_id"], sessionId="s", eventList=[
+    events.put_events(trackingId=shop_id, sessionId="s", eventList=[
         {"eventId": "shop-1", "eventType": "click", "itemId": "x", "sentAt": time.time()}])
     found = {e["id"]: e for e in logged(server["home"])}
     assert found["shop-1"]["tenant"] == "shop"

@@ -18,7 +18,7 @@ import pytest
 from tests.utils.models import register_champion, synthetic_bundle
 from tests.utils.server import running_server
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.M | re.S)
 
 

@@ -17,7 +17,7 @@ import pytest
 from sluice.intake import tabular
 from sluice.intake.eventlog import EventLog, segments
 from sluice.intake.events import parse_event
-from sluice.warehouse import ingest
+from sluice.warehouse import ingest, loading
 from sluice.warehouse.ingest import Ingestor
 
 T0 = 1_750_000_000_000
@@ -324,17 +324,17 @@ def test_crash_mid_file_leaves_nothing_then_rerun_loads_once(env, monkeypatch):
     b_events = [_ev(n) for n in range(100, 110)]
     b = _write_jsonl(env.landing / "b.jsonl", b_events, raw_lines={2: "garbage"})
     _write_jsonl(env.landing / "c.jsonl", [_ev(200)])
-    monkeypatch.setattr(ingest, "CHUNK_LINES", 3)
-    real_flush = Ingestor._flush
+    monkeypatch.setattr(loading, "CHUNK_LINES", 3)
+    real_flush = loading.FileLoader._flush
     calls = {"n": 0}
 
-    def crashing_flush(self, con, batch, result):
+    def crashing_flush(self, batch, result):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("simulated crash")
-        return real_flush(self, con, batch, result)
+        return real_flush(self, batch, result)
 
-    monkeypatch.setattr(Ingestor, "_flush", crashing_flush)
+    monkeypatch.setattr(loading.FileLoader, "_flush", crashing_flush)
     with pytest.raises(RuntimeError, match="simulated crash"):
         env.run()
     assert calls["n"] == 2
@@ -344,7 +344,7 @@ def test_crash_mid_file_leaves_nothing_then_rerun_loads_once(env, monkeypatch):
     assert env.count("raw.quarantine", "source_file = ?", [source]) == 0
     assert env.count() == 3  # what was committed before stays
 
-    monkeypatch.setattr(Ingestor, "_flush", real_flush)
+    monkeypatch.setattr(loading.FileLoader, "_flush", real_flush)
     report = env.run()
     files = _by_path(report)
     assert files["a.jsonl"].status == "unchanged"
@@ -358,7 +358,7 @@ def test_crash_mid_file_leaves_nothing_then_rerun_loads_once(env, monkeypatch):
 
 
 def test_chunked_load_counts_match(env, monkeypatch):
-    monkeypatch.setattr(ingest, "CHUNK_LINES", 4)
+    monkeypatch.setattr(loading, "CHUNK_LINES", 4)
     messages: list[str] = []
     _write_jsonl(env.landing / "a.jsonl", [_ev(n) for n in range(10)] + [_ev(3)])
     report = env.run(progress=messages.append)
@@ -594,10 +594,12 @@ def test_summary_table_lists_files_then_totals(env, monkeypatch):
     assert text.splitlines()[0].split() == ingest.SUMMARY_COLUMNS
     assert text.splitlines()[-1].split()[:5] == ["total:", "0", "files", "(3", "unchanged)"]
 
+    import flows.pipeline  # noqa: F401  (imported now, it keeps the real flows it imports)
     from cli import main as cli
+    from flows.ingest import IngestOutcome
 
     summary = {**report.summary(), "table": rows}
-    monkeypatch.setattr("flows.ingest.ingest", lambda: dict(summary))
+    monkeypatch.setattr("flows.ingest.ingest", lambda: IngestOutcome(**summary))
     printed: list[str] = []
     monkeypatch.setattr("builtins.print", lambda *args, **kw: printed.append(" ".join(args)))
     cli.cmd_flow("ingest")

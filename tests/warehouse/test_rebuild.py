@@ -19,8 +19,8 @@ from sluice.settings import PROJECT_ROOT
 from sluice.warehouse import rebuild as rb
 from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.transform import dbt_build
-from tests.test_dbt import dbt_vars
 from tests.utils.factories import environment, interaction
+from tests.warehouse.test_dbt import dbt_vars
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,6 @@ from sluice.learn import registry
 from sluice.vocabulary import SOURCES
 from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, READ, WRITE
 from tests.utils.factories import environment, interaction
-from tests.utils.server import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +32,18 @@ def trained(tmp_path_factory, prefect_harness):
         yield {"home": home, "env": env, "info": info, "outcome": outcome}
 
 
+REAL_SERVER = True  # two worker processes that each follow the raw log
+SERVER_WORKERS = 2
+
+
 @pytest.fixture(scope="module")
-def api(trained):
-    with running_server(trained["env"], workers=2) as base:
-        yield base
+def server_env(trained):
+    return trained["env"]
+
+
+@pytest.fixture(scope="module")
+def api(server) -> str:
+    return server["base"]
 
 
 def ask(base: str, **body) -> dict:
@@ -62,15 +69,15 @@ def assert_counts(answer: dict) -> None:
 
 
 def test_pipeline_trains_and_promotes_a_champion(trained):
-    (result,) = trained["outcome"]["train"]
-    assert trained["outcome"]["ingest"]["rows_loaded"] == trained["info"].events
-    assert result["promoted"] is True
+    (result,) = trained["outcome"].train
+    assert trained["outcome"].ingest.rows_loaded == trained["info"].events
+    assert result.promoted is True
     client = registry.client(trained["env"]["MLFLOW_TRACKING_URI"])
     champion = client.get_model_version_by_alias("sluice-default", "champion")
-    assert str(champion.version) == result["version"]
+    assert str(champion.version) == result.version
     assert champion.tags["validation_status"] == "passed"
     metrics = client.get_run(champion.run_id).data.metrics
-    assert metrics["ndcg_at_10"] == pytest.approx(result["metrics"]["ndcg_at_10"])
+    assert metrics["ndcg_at_10"] == pytest.approx(result.metrics["ndcg_at_10"])
     assert "popularity.ndcg_at_10" in metrics
 
 
@@ -80,8 +87,8 @@ def test_the_pipeline_publishes_artifacts_and_the_report(trained):
     from prefect.client.orchestration import get_client
 
     outcome = trained["outcome"]
-    assert Path(outcome["report"]).exists()
-    (sufficiency,) = outcome["transform"]["sufficiency"]
+    assert Path(outcome.report).exists()
+    (sufficiency,) = outcome.transform.sufficiency
     assert sufficiency["tenant"] == "default" and sufficiency["is_sufficient"]
     with get_client(sync_client=True) as client:
         artifacts = {a.key: a for a in client.read_artifacts()}
@@ -94,7 +101,7 @@ def test_known_user_gets_personalized_slots(trained, api):
     answer = ask(api, user_id=trained["info"].known_user, num_results=20)
     assert_counts(answer)
     assert answer["model_personalized_count"] == 20
-    assert answer["model_version"] == trained["outcome"]["train"][0]["version"]
+    assert answer["model_version"] == trained["outcome"].train[0].version
 
 
 def test_unknown_user_gets_popular_fallback(api):
@@ -117,7 +124,7 @@ def test_metrics_show_sources_fallback_share_and_model_age(trained, api):
     assert 'sluice_recommendation_slots_total{source="model_fallback",tenant="default"}' in text
     assert 'sluice_fallback_share{tenant="default"}' in text
     assert 'sluice_model_answers{path="precomputed",tenant="default"}' in text
-    version = trained["outcome"]["train"][0]["version"]
+    version = trained["outcome"].train[0].version
     assert f'sluice_model_version{{tenant="default"}} {float(version)}' in text
     age = float(text.split('sluice_model_age_seconds{tenant="default"} ')[1].split()[0])
     assert 0 <= age < 3600
@@ -340,13 +347,13 @@ def test_a_second_pipeline_run_loads_nothing_twice(trained):
     finally:
         con.close()
     assert from_landing == trained["info"].events  # the landing files were not loaded twice
-    assert again["ingest"]["rows_loaded"] == from_log  # only what the API wrote since
-    (result,) = again["train"]
+    assert again.ingest.rows_loaded == from_log  # only what the API wrote since
+    (result,) = again.train
     client = registry.client(trained["env"]["MLFLOW_TRACKING_URI"])
     candidate = client.get_model_version_by_alias("sluice-default", "candidate")
-    assert str(candidate.version) == result["version"]
+    assert str(candidate.version) == result.version
     champion = client.get_model_version_by_alias("sluice-default", "champion")
-    assert (str(champion.version) == result["version"]) == result["promoted"]
+    assert (str(champion.version) == result.version) == result.promoted
 
 
 def test_the_report_shows_every_section_after_the_second_run(trained):

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from sluice.bundle import BundleError, ModelBundle
-from tests.test_faults import _service, seed_log
+from tests.serving.test_faults import _service, seed_log
 from tests.utils.models import register_champion, synthetic_bundle
 
 

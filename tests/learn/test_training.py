@@ -87,7 +87,7 @@ def test_a_short_tenant_is_skipped_and_the_others_train(
     state = train(return_state=True)
     assert state.is_completed()
     (result,) = state.result()
-    assert result["tenant"] == "many" and result["version"] == "1"
+    assert result.tenant == "many" and result.version == "1"
     client = registry.client(store)
     assert not client.search_model_versions(f"name = '{settings.registered_model_name('few')}'")
 
@@ -308,7 +308,7 @@ def test_a_model_that_does_not_beat_popularity_leaves_popularity_served(
     from sluice.analytics.report import model_quality
 
     section = model_quality(store, name)
-    assert section.png and f"champion v{champion.version} is popularity" in section.note
+    assert section.svg and f"champion v{champion.version} is popularity" in section.note
 
 
 def test_a_retrain_whose_gain_is_inside_the_interval_stays_candidate(

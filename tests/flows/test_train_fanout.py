@@ -19,7 +19,7 @@ def test_two_tenants_train_on_a_local_dask_cluster(tmp_path, prefect_harness):
         from flows.train import with_task_runner
 
         results = with_task_runner(workers=2)()
-    assert sorted(r["tenant"] for r in results) == ["books", "shop"]
+    assert sorted(r.tenant for r in results) == ["books", "shop"]
     client = registry.client(env["MLFLOW_TRACKING_URI"])
     for tenant in ("books", "shop"):
         champion = client.get_model_version_by_alias(f"sluice-{tenant}", "champion")

@@ -1,4 +1,4 @@
-"""The native intake on a real server: whole-request validation, limits, metrics, kill -9."""
+"""The native intake: whole-request validation, limits, metrics (in process); kill -9 (real)."""
 
 from __future__ import annotations
 
@@ -8,57 +8,48 @@ import threading
 import time
 
 import httpx
-import pytest
 
 from cli.processes import free_port, start_server, wait_ready
 from sluice.warehouse.db import connect
 from sluice.warehouse.ingest import Ingestor
 from tests.utils.auth import WRITE
 from tests.utils.factories import environment, interaction
-from tests.utils.server import running_server
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("intake")
-    with running_server(environment(home)) as base:
-        yield {"base": base, "home": home}
-
-
-def post(base: str, content, headers: dict | None = None) -> httpx.Response:
+def post(http: httpx.Client, content, headers: dict | None = None) -> httpx.Response:
     headers = {**WRITE, **(headers or {})}
     if isinstance(content, bytes | str):
-        return httpx.post(f"{base}/v1/events", content=content, timeout=30, headers=headers)
-    return httpx.post(f"{base}/v1/events", json=content, timeout=30, headers=headers)
+        return http.post("/v1/events", content=content, headers=headers)
+    return http.post("/v1/events", json=content, headers=headers)
 
 
 def test_one_event_an_array_and_json_lines(server):
     one = interaction("u1", "i1")
-    assert post(server["base"], one).json() == {"accepted": 1}
-    assert post(server["base"], [interaction("u1", "i2"), interaction("u1", "i3")]).json() == {
+    assert post(server["http"], one).json() == {"accepted": 1}
+    assert post(server["http"], [interaction("u1", "i2"), interaction("u1", "i3")]).json() == {
         "accepted": 2}
     import orjson
 
     lines = b"\n".join(orjson.dumps(interaction("u2", f"i{n}")) for n in range(3)) + b"\n"
-    r = post(server["base"], lines, headers={"content-type": "application/x-ndjson"})
+    r = post(server["http"], lines, headers={"content-type": "application/x-ndjson"})
     assert r.json() == {"accepted": 3}
     metadata = {"event": "metadata", "id": "m1", "item": "i9", "timestamp": "2026-01-01T00:00:00Z",
                 "fields": [{"name": "color", "value": "red"}]}
-    assert post(server["base"], metadata).status_code == 200
+    assert post(server["http"], metadata).status_code == 200
 
 
 def test_one_bad_event_rejects_the_request_with_index_field_and_reason(server):
     good = interaction("u1", "i1")
     bad_time = {**interaction("u1", "i2"), "timestamp": 10**17}  # microseconds: after 3000
     bad_field = {**interaction("u1", "i3"), "fields": [{"name": "x", "value": {"nested": 1}}]}
-    r = post(server["base"], [good, bad_time, bad_field])
+    r = post(server["http"], [good, bad_time, bad_field])
     assert r.status_code == 422
     detail = r.json()["detail"]
     assert [(d["index"], d["field"]) for d in detail] == [(1, "timestamp"), (2, "fields.x")]
     assert all(d["reason"] for d in detail)
     ranking_only = {"event": "ranking", "id": "r", "timestamp": 1767225600000, "user": "u",
                     "items": []}
-    assert post(server["base"], ranking_only).json()["detail"][0]["field"] == "items"
+    assert post(server["http"], ranking_only).json()["detail"][0]["field"] == "items"
 
 
 def test_nothing_of_a_rejected_request_is_written(server):
@@ -69,25 +60,25 @@ def test_nothing_of_a_rejected_request_is_written(server):
 
     time.sleep(0.2)  # let answer logging settle
     before = size()
-    assert post(server["base"], [interaction("u", "ok"), {"event": "nope"}]).status_code == 422
-    assert post(server["base"], b"{not json").status_code == 422
-    assert post(server["base"], b"").status_code == 422
+    assert post(server["http"], [interaction("u", "ok"), {"event": "nope"}]).status_code == 422
+    assert post(server["http"], b"{not json").status_code == 422
+    assert post(server["http"], b"").status_code == 422
     assert size() == before
 
 
 def test_limits_are_enforced(server):
     too_many = [interaction("u", "i")] * 10_001
-    r = post(server["base"], too_many)
+    r = post(server["http"], too_many)
     assert r.status_code == 413
     assert "10000" in r.json()["detail"][0]["reason"]
     huge = b"x" * (16 * 1024 * 1024 + 1)
-    assert post(server["base"], huge).status_code == 413
+    assert post(server["http"], huge).status_code == 413
 
 
 def test_metrics_count_events_and_time_requests(server):
-    post(server["base"], [interaction("m", "i1")])
-    post(server["base"], [{"event": "interaction"}])
-    text = httpx.get(f"{server['base']}/metrics").text
+    post(server["http"], [interaction("m", "i1")])
+    post(server["http"], [{"event": "interaction"}])
+    text = server["http"].get("/metrics").text
     assert 'sluice_events_total{event_type="interaction",outcome="accepted",reason=""' in text
     assert 'outcome="rejected"' in text
     assert 'sluice_request_seconds_bucket{le="0.005",method="POST",route="/v1/events"' in text

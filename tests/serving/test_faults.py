@@ -1,6 +1,6 @@
 """Faults: a broken model store or artifacts at start-up, and a raw log that refuses writes.
 
-(kill -9 under concurrent load is tests/test_intake_server.py.)
+(kill -9 under concurrent load is tests/serving/test_intake_server.py.)
 
 The disk faults are injected in-process, honestly but not by the kernel: as root, chmod does
 not stop writes and no small tmpfs can be mounted here, so `open` inside `sluice.intake.eventlog` is

@@ -40,13 +40,12 @@ DATASET = "arn:aws:personalize:us-east-1:000000000000:dataset/{}/ITEMS"
 CAMPAIGN = "arn:aws:personalize:us-east-1:000000000000:campaign/{}"
 
 
+REAL_SERVER = True  # boto3 signs real HTTP requests, and the server's own log is read
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("auth")
-    env = {**environment(home), "SLUICE_LOG_LEVEL": "DEBUG"}
-    log_path = home / "server.log"
-    with open(log_path, "wb") as output, running_server(env, output=output) as base:
-        yield {"base": base, "home": home, "log": log_path}
+def server_env(tmp_path_factory):
+    return {**environment(tmp_path_factory.mktemp("auth")), "SLUICE_LOG_LEVEL": "DEBUG"}
 
 
 def logged(home) -> list[dict]:

@@ -17,7 +17,7 @@ from sluice.filters import (
 from sluice.serve.answers import RecommendationRequest
 from sluice.serve.realtime import RealtimeState
 from sluice.vocabulary import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED
-from tests.test_recommender import bundle, check, recommender  # noqa: F401  (fixture)
+from tests.serve.test_recommender import bundle, check, recommender  # noqa: F401  (fixture)
 
 ITEM = {"color": "red", "price": 12.5, "tags": ["sale", "new"], "in_stock": True}
 

@@ -1,0 +1,111 @@
+"""The attribute index as serving asks it: an item's neighbours by its fields.
+
+A trained item whose fields have not changed since training reads its top-K from the bundle.
+An item that arrived (or changed) after training, through an `item` event or PutItems, is
+vectorised from its live fields with the trained vocabulary and scored against every
+trained item's vector: a sparse product touching only the items that share one of its terms,
+so it answers within the budget of a request without retraining.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sluice.bundle import BundleError, ModelBundle
+from sluice.learn.attributes import AttributeIndex
+from sluice.serve.answers import NeedsScan
+
+Candidates = list[tuple[str, float]]
+DEFAULT_COLD = 5  # interactions below which similar_items puts attribute neighbours first
+_WIDE = 20  # with filters, this many times the answer's size is drawn before filtering
+
+
+class AttributeNeighbours:
+    """Neighbours of trained and new items, and how many interactions an item had."""
+
+    def __init__(self, bundle: ModelBundle):
+        assert bundle.attributes is not None
+        meta = bundle.meta["attributes"]
+        self.index = _checked(bundle.attributes, meta)
+        self.ids = self.index.item_ids
+        self.row = {it: j for j, it in enumerate(self.ids.tolist())}
+        self.by_term = self.index.vectors.T.tocsr()  # terms x items: a new row's product
+        self.cold_below = int(meta.get("cold_item_interactions", DEFAULT_COLD))
+        self._trained_counts = np.diff(bundle.user_items.tocsc().indptr)
+        self._model_index = bundle.item_index
+
+    @classmethod
+    def of(cls, bundle: ModelBundle) -> AttributeNeighbours | None:
+        """None for a bundle without an index (trained before it existed, or no fields)."""
+        if bundle.attributes is None or "attributes" not in bundle.meta:
+            return None
+        return cls(bundle)
+
+    def trained_interactions(self, item_id: str) -> int:
+        j = self._model_index.get(item_id)
+        return int(self._trained_counts[j]) if j is not None else 0
+
+    def neighbours(self, item_id: str, fields: dict[str, Any] | None, wanted: int,
+                   filtered: bool, scan: bool = True) -> Candidates:
+        """Most similar first. `fields`: the item's live fields when they arrived or changed
+        after training (None: the trained ones). Scoring (milliseconds on a large catalog)
+        raises NeedsScan when `scan` is false, so that an event loop hands it to a thread."""
+        row = self.row.get(item_id)
+        if fields is None and row is not None:
+            kept = self._kept(row)
+            if len(kept) >= wanted * (_WIDE if filtered else 1):
+                return kept
+        if not scan and (fields is not None or row is not None):
+            raise NeedsScan
+        if fields is not None:
+            cols, vals = self.index.space.row(fields)
+        elif row is not None:
+            start, end = self.index.vectors.indptr[row], self.index.vectors.indptr[row + 1]
+            cols, vals = self.index.vectors.indices[start:end], self.index.vectors.data[start:end]
+        else:
+            return []
+        return self._scored(cols, vals, row, wanted * (_WIDE if filtered else 1))
+
+    def _kept(self, row: int) -> Candidates:
+        matrix = self.index.neighbours
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        order = np.argsort(-matrix.data[start:end], kind="stable")
+        picks = matrix.indices[start:end][order]
+        return list(zip(self.ids[picks].tolist(), matrix.data[start:end][order].tolist(),
+                        strict=True))
+
+    def _scored(self, cols: np.ndarray, vals: np.ndarray, row: int | None,
+                n: int) -> Candidates:
+        """Cosine with every trained item sharing a term: each term's posting list, weighted
+        and summed (touches only those items)."""
+        if len(cols) == 0:
+            return []
+        ptr, by_term = self.by_term.indptr, self.by_term
+        items = np.concatenate([by_term.indices[ptr[j]:ptr[j + 1]] for j in cols.tolist()])
+        weights = np.concatenate([by_term.data[ptr[j]:ptr[j + 1]] * v
+                                  for j, v in zip(cols.tolist(), vals.tolist(), strict=True)])
+        scores = np.bincount(items, weights=weights, minlength=len(self.ids))
+        items = np.flatnonzero(scores)
+        values = scores[items].astype(np.float32)
+        if row is not None:
+            keep = items != row
+            items, values = items[keep], values[keep]
+        if len(values) > n:
+            top = np.argpartition(-values, n)[:n]
+            items, values = items[top], values[top]
+        order = np.lexsort((items, -values))  # best first, ties by position: deterministic
+        return list(zip(self.ids[items[order]].tolist(), values[order].tolist(), strict=True))
+
+
+def _checked(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> AttributeIndex:
+    """The index, or BundleError when its arrays do not fit together (served only whole)."""
+    try:
+        index = AttributeIndex.from_arrays(arrays, meta)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BundleError(f"inconsistent model bundle: the attribute index ({exc!r})") from None
+    finite = np.isfinite(index.vectors.data).all() and np.isfinite(index.neighbours.data).all()
+    if not finite or not np.isfinite(index.space.idf).all():
+        raise BundleError("inconsistent model bundle: the attribute index has non-finite scores")
+    return index

@@ -1,0 +1,175 @@
+"""What ingest reads: the new tail of a raw log segment and the records of a landing file.
+
+A record is (line number, original text, parsed JSON object or `Unparsable`); the loader turns
+each into an event or a quarantine row. Paths are local `Path`s or fsspec URLs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from sluice.intake import eventlog, tabular
+
+LANDING_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".csv", ".parquet")
+
+Record = tuple[int, bytes | str, Any]
+
+
+@dataclass
+class Unparsable:
+    reason: str
+
+
+class UnreadableFile(Exception):
+    """A landing file that cannot be read or parsed at all: it is quarantined whole."""
+
+
+class SegmentChanged(Exception):
+    """The part of a raw log segment already loaded was rewritten since."""
+
+
+@dataclass
+class SegmentTail:
+    """The complete lines of a segment past what was loaded, and the manifest values after."""
+
+    records: Iterator[Record]
+    lines: int
+    end: int
+    checksum: str
+
+
+def json_lines(data: bytes, first_line: int) -> Iterator[Record]:
+    """(line number, line, parsed JSON or Unparsable) for each non-blank line."""
+    loads, error = orjson.loads, orjson.JSONDecodeError
+    for number, line in enumerate(data.splitlines(), first_line):
+        try:
+            yield number, line, loads(line)
+        except error as exc:
+            if line.strip():
+                yield number, line, Unparsable(f"line is not JSON: {exc}")
+
+
+# raw log segments grow: the manifest row says how far (and with what checksum) it was read
+def segment_tail(path: Path | str, seen: tuple[int, str] | None) -> SegmentTail | None:
+    """The new complete lines of a segment, or None when there are none."""
+    consumed, digest = 0, hashlib.sha256()
+    if seen is not None:
+        consumed = seen[0]
+        prefix, _ = eventlog.read_complete(path, 0, max_bytes=consumed)
+        digest = hashlib.sha256(prefix)
+        if len(prefix) != consumed or digest.hexdigest() != seen[1]:
+            raise SegmentChanged(str(path))
+    data, end = eventlog.read_complete(path, consumed)
+    if not data:
+        return None
+    digest.update(data)
+    first_line = 1 + (0 if consumed == 0 else _count_lines(path, consumed))
+    return SegmentTail(json_lines(data, first_line), data.count(b"\n"), end, digest.hexdigest())
+
+
+def landing_files(landing_dir: Path | str) -> list[Path] | list[str]:
+    """Landing files to consider, sorted; hidden path parts and symlinks skipped."""
+    if isinstance(landing_dir, str):
+        return _remote_landing_files(landing_dir)
+    if not landing_dir.exists():
+        return []
+    root = landing_dir.resolve()
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue  # a link could point outside the landing folder
+        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+        if hidden or not path.name.endswith(LANDING_SUFFIXES):
+            continue
+        found.append(path)
+    return found
+
+
+def _remote_landing_files(url: str) -> list[str]:
+    """Landing files under a URL; hidden path parts skipped (no symlinks on object stores)."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(url)
+    root = root.rstrip("/")
+    fs.invalidate_cache(root)
+    if not fs.exists(root):
+        return []
+    found = []
+    for path in sorted(fs.find(root)):
+        parts = path[len(root):].strip("/").split("/")
+        if any(part.startswith(".") for part in parts) or not path.endswith(LANDING_SUFFIXES):
+            continue
+        found.append(eventlog.file_url(fs, path))
+    return found
+
+
+def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Record], int]:
+    """The file's records and about how many there are; UnreadableFile if it cannot be read."""
+    name = _name(path)
+    if name.endswith((".jsonl", ".ndjson", ".jsonl.gz")):
+        try:
+            with _open(path, gzipped=name.endswith(".gz")) as handle:
+                data = handle.read()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UnreadableFile(f"cannot read {name}: {exc}") from exc
+        return json_lines(data, 1), data.count(b"\n") + (not data.endswith(b"\n"))
+    try:
+        with _open(path) if isinstance(path, str) else nullcontext(path) as source:
+            frame = pd.read_parquet(source) if name.endswith(".parquet") else pd.read_csv(
+                source, dtype=str, keep_default_na=False, na_values=[""])
+    except Exception as exc:
+        raise UnreadableFile(f"cannot parse {name}: {exc}") from exc
+    return _tabular_records(frame, default_tenant), len(frame)
+
+
+def _tabular_records(frame: pd.DataFrame, default_tenant: str) -> Iterator[Record]:
+    try:
+        kind, good, bad = tabular.validate(frame)
+    except ValueError as exc:
+        raise UnreadableFile(str(exc)) from exc
+    originals = frame.to_dict("index")
+    for index, reason in sorted(bad.items()):
+        yield index + 2, orjson.dumps(originals[index], default=str).decode(), Unparsable(
+            reason)
+    for index, row in zip(good.index, good.to_dict("records"), strict=True):
+        text = orjson.dumps(originals[index], default=str).decode()
+        try:
+            yield index + 2, text, tabular.row_to_event(kind, row, default_tenant)
+        except (TypeError, ValueError) as exc:
+            yield index + 2, text, Unparsable(f"row cannot be read: {exc}")
+
+
+def sha256(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with _open(path) as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _name(path: Path | str) -> str:
+    return path.rsplit("/", 1)[-1] if isinstance(path, str) else path.name
+
+
+def _open(path: Path | str, gzipped: bool = False) -> Any:
+    """A binary reader: plain open (or gzip.open) for local paths, fsspec for URLs."""
+    if isinstance(path, str):
+        import fsspec
+
+        return fsspec.open(path, "rb", compression="gzip" if gzipped else None)
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115
+
+
+def _count_lines(path: Path | str, upto: int) -> int:
+    data, _ = eventlog.read_complete(path, 0, max_bytes=upto)
+    return data.count(b"\n")
