@@ -20,7 +20,7 @@ from tests.utils.factories import environment
 from tests.utils.models import register_champion, synthetic_bundle
 from tests.utils.server import running_server
 
-RULES = Path(__file__).resolve().parent.parent / "docs" / "prometheus" / "sluice-alerts.yml"
+RULES = Path(__file__).resolve().parents[2] / "docs" / "prometheus" / "sluice-alerts.yml"
 ALERTS = {"window_minutes": 60, "min_slots": 10, "tier_shares": [
     {"tenant": "*", "template": "personalized", "min_personalized_share": 0.5,
      "max_fallback_share": 0.3}]}

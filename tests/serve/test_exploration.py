@@ -11,7 +11,7 @@ from sluice.serve.answer_log import _event
 from sluice.serve.answers import RecommendationRequest
 from sluice.settings import TemplateConfig
 from sluice.vocabulary import MODEL_PERSONALIZED
-from tests.test_recommender import bundle, check, recommender  # noqa: F401  (the fixture)
+from tests.serve.test_recommender import bundle, check, recommender  # noqa: F401  (the fixture)
 
 SHARE = 0.3
 
