@@ -1,7 +1,7 @@
 """The `sluice` command line: what the Makefile calls.
 
     sluice demo | serve | ingest | transform | train | tune | pipeline | generate | up | dbt
-    sluice models | promote VERSION | rollback | report | trackers | filters
+    sluice batch | models | promote VERSION | rollback | report | trackers | filters
     sluice rebuild | backup DEST | restore SRC | upgrade | doctor   (operating a home)
 """
 
@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from cli import batch as batch_command
 from cli import models
 from cli.models import table
 from cli.processes import (
@@ -145,7 +146,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         procs.append(start_server(settings.port, env=env))
         print(f"Prefect UI      http://127.0.0.1:{PREFECT_PORT}\n"
               f"Sluice API      http://{settings.host}:{settings.port}/docs\n"
-              f"Deployments     ingest (5 min), refresh (2 h), pipeline (nightly), tune (weekly)\n"
+              f"Deployments     ingest (5 min), refresh (2 h), pipeline (nightly), tune (weekly), "
+              f"batch (nightly)\n"
               f"Ctrl-C stops everything.")
         while all(p.poll() is None for p in procs):
             time.sleep(1)
@@ -315,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         prefect_under(settings.home)
         commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
-                    "report": cmd_report, "dbt": cmd_dbt, **models.COMMANDS, **operate,
-                    "models": _models}
+                    "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
+                    **models.COMMANDS, **operate, "models": _models}
         code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
@@ -368,6 +370,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     dbt = sub.add_parser("dbt", help="dbt on the project with the flow's warehouse, vars, lock",
                          usage="sluice dbt -- <dbt command and flags>, e.g. sluice dbt -- build")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    batch_command.add_parser(sub)
     return parser, _add_operate_commands(sub)
 
 

@@ -73,6 +73,22 @@ def download_alias(tracking_uri: str, name: str, alias: str = CHAMPION,
     return Champion(name, str(version.version), version.run_id, Path(path))
 
 
+def download_version(tracking_uri: str, name: str, version: str, dst: Path) -> Path:
+    """Version `version` of `name`, downloaded into `dst`; NotFoundError when there is none."""
+    from sluice.errors import NotFoundError
+
+    c = client(tracking_uri)
+    try:
+        c.get_model_version(name, version)
+    except MlflowException as exc:
+        raise NotFoundError("model_version", f"{name} has no version {version!r}: list them in "
+                                             "the MLflow UI, or leave it out for the champion"
+                            ) from exc
+    dst.mkdir(parents=True, exist_ok=True)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
+                                                    dst_path=str(dst)))
+
+
 def reset_connections(tracking_uri: str) -> None:
     """Drop MLflow's pooled database connections for `tracking_uri`.
 

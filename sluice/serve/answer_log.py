@@ -22,7 +22,7 @@ class AnswerLog:
 
     def record(self, request: RecommendationRequest, answer: Answer) -> None:
         try:
-            self._queue.put_nowait(_event(request, answer))
+            self._queue.put_nowait(recommendation_event(request, answer))
         except queue.Full:
             log.warning("recommendation log queue full: answer %s not logged",
                         answer.recommendation_id)
@@ -41,7 +41,7 @@ class AnswerLog:
                 log.warning("could not log %d recommendation events: %s", len(batch), exc)
 
 
-def _event(request: RecommendationRequest, answer: Answer) -> dict[str, Any]:
+def recommendation_event(request: RecommendationRequest, answer: Answer) -> dict[str, Any]:
     event: dict[str, Any] = {
         "event": "recommendation", "id": answer.recommendation_id,
         "timestamp": int(time.time() * 1000), "tenant": request.tenant,

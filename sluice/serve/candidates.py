@@ -76,6 +76,11 @@ class CandidateCache:
                 return found[1]
         return None
 
+    def resize(self, size: int) -> None:
+        """Keep at most `size` computed heads from now on (a batch job keeps one block)."""
+        with self._lock:
+            self._size = max(size, 1)
+
     def put(self, key: str, version: int, head: Head) -> None:
         with self._lock:
             self._computed[key] = (version, head)

@@ -108,6 +108,11 @@ class Service:
     def _recommender(self, tenant: str, model: LoadedModel | None) -> Recommender:
         return Recommender(tenant, model, self.state, self.settings.app.events.weights)
 
+    def install(self, tenant: str, model: LoadedModel) -> Recommender:
+        """Answer `tenant` from `model` (a batch job's chosen version), not the polled one."""
+        self._recommenders[tenant] = found = self._recommender(tenant, model)
+        return found
+
     def answer_paths(self) -> dict[str, dict[str, int]]:
         """Per tenant, how the served model's personalized answers were filled since it loaded."""
         return {tenant: dict(r.model.paths) for tenant, r in list(self._recommenders.items())

@@ -257,9 +257,7 @@ def _scores(draft: Draft, new: list[tuple[int, float]]) -> np.ndarray | None:
         return None
     scores = model.scorer.score(vector)  # a fresh row: safe to mask in place
     if draft.req.exclude_seen:
-        index = model.bundle.item_index
-        scores[users.trained_items(key)] = -np.inf
-        scores[[index[e.item_id] for e in draft.history if e.item_id in index]] = -np.inf
+        scores[users.seen_indices(key, draft.history)] = -np.inf
     return scores
 
 

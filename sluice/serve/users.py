@@ -30,6 +30,13 @@ class UserVectors:
         ui = model.bundle.user_items  # type: ignore[union-attr]
         return ui.indices[ui.indptr[row]:ui.indptr[row + 1]]
 
+    def seen_indices(self, key: str | None, history: list[Interaction]) -> np.ndarray:
+        """Indices of the model's items the user interacted with: in training and in the log
+        (what a catalog pass leaves out)."""
+        index = self.model.bundle.item_index  # type: ignore[union-attr]
+        logged = [index[e.item_id] for e in history if e.item_id in index]
+        return np.concatenate([self.trained_items(key), np.asarray(logged, dtype=np.int32)])
+
     def seen(self, key: str | None, history: list[Interaction]) -> set[str]:
         """Item ids the user interacted with: in training and in the log."""
         seen = {event.item_id for event in history}

@@ -370,3 +370,27 @@ def test_the_report_shows_every_section_after_the_second_run(trained):
                       "Model quality per version (95% intervals)"]
     assert len(re.findall(r"<section class='chart'><svg", page)) == 5
     assert "2 versions of sluice-default" in page
+
+
+def test_the_batch_flow_answers_a_file_of_users_as_the_api_does(trained, api, tmp_path):
+    """The demo tenant's champion (trained heads and all), a file of known, new and unknown
+    users and malformed lines: the flow's answers are the live API's, slot by slot."""
+    import json
+    from pathlib import Path
+
+    from flows.batch import batch
+    from tests.utils.batch import assert_same_as_live, read_output
+
+    info = trained["info"]
+    users = [info.known_user, info.stitched_user, "u5", "u17", "never-seen-user"]
+    source = tmp_path / "users.jsonl"
+    source.write_text("\n".join([json.dumps({"userId": u}) for u in users]
+                                + ["{oops", '{"userId": null}', '"u3"']) + "\n")
+    result = batch(input=str(source), num_results=10)
+    lines, slots, manifest = read_output(Path(result["output"]))
+    assert manifest["counts"] == {**manifest["counts"], "lines": 8, "answered": 5, "errors": 3,
+                                  "slots": 50}
+    assert [bool(line["error"]) for line in lines] == [False] * 5 + [True] * 3
+    assert manifest["counts"]["by_source"]["model_personalized"] >= 40  # four known users
+    assert manifest["lineage"]["model_version"] == trained["outcome"].train[0].version
+    assert assert_same_as_live(api, slots, users, 10) == 50

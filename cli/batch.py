@@ -1,0 +1,67 @@
+"""`sluice batch`: run the `batch` flow once (recommendations or segments into exports/)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sluice.errors import InputError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("batch", help="batch recommendations (or --segments) into "
+                                     "$SLUICE_HOME/exports/<job>/")
+    p.add_argument("--input", default=None,
+                   help="JSON Lines of {\"userId\"} (or {\"itemId\"}): a landing-folder name, a "
+                        "path or an fsspec URL; default: every user (every item with --segments)")
+    p.add_argument("--tenant", default="default")
+    p.add_argument("--template", default="personalized")
+    p.add_argument("--num-results", type=int, default=None)
+    p.add_argument("--filters", default=None,
+                   help="native conditions as JSON, e.g. '[{\"field\": \"color\", \"op\": \"eq\", "
+                        "\"value\": \"red\"}]'")
+    p.add_argument("--filter-name", default=None, help="a named (Personalize) filter")
+    p.add_argument("--filter-value", action="append", default=[], metavar="NAME=VALUE",
+                   help="a $NAME of the named filter (repeat for each)")
+    p.add_argument("--no-fill-with-random", dest="fill_with_random", action="store_false",
+                   default=None)
+    p.add_argument("--model-version", default=None, help="default: the champion")
+    p.add_argument("--segments", action="store_true",
+                   help="for each item, its top --num-results users (default 100)")
+    p.add_argument("--log-answers", action="store_true",
+                   help="log answers as recommendation events (for click attribution)")
+    p.add_argument("--output", default=None, help="a folder or fsspec URL")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from flows.batch import batch
+
+    result = batch(tenant=args.tenant, input=args.input, template=args.template,
+                   num_results=args.num_results, filters=_filters(args.filters),
+                   filter_name=args.filter_name, filter_values=_values(args.filter_value),
+                   fill_with_random=args.fill_with_random, model_version=args.model_version,
+                   segments=args.segments, log_answers=args.log_answers, output=args.output)
+    counts = result["counts"]
+    print(f"{result['output']}: {counts['answered']:,} answered, {counts['errors']:,} error "
+          f"lines, {counts['slots']:,} slots (model v{result['lineage']['model_version']})")
+    return result
+
+
+def _filters(raw: str | None) -> list[dict[str, Any]] | None:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputError("--filters", f"not JSON ({exc}): a list of conditions") from exc
+
+
+def _values(pairs: list[str]) -> dict[str, str] | None:
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InputError("--filter-value", f"{pair!r}: write NAME=VALUE")
+        values[name] = value
+    return values or None

@@ -1,0 +1,89 @@
+"""Flow `batch`: recommendations for a file of users (or items, or every user), or segments
+(for each item, its most likely users), written to $SLUICE_HOME/exports/<job>/ (see
+`sluice.serve.batch`, which answers with the serving tiers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+
+from sluice.intake.eventlog import is_url
+from sluice.serve.batch import BatchJob, new_job_id, run_recommendations, run_segments
+from sluice.settings import Settings, get_settings
+from sluice.vocabulary import DEFAULT_TENANT, PERSONALIZED
+
+
+@flow(name="batch", flow_run_name="batch-{tenant}")
+def batch(tenant: str = DEFAULT_TENANT, input: str | None = None,
+          template: str = PERSONALIZED, num_results: int | None = None,
+          filters: list[dict[str, Any]] | None = None, filter_name: str | None = None,
+          filter_values: dict[str, str] | None = None, fill_with_random: bool | None = None,
+          model_version: str | None = None, segments: bool = False,
+          log_answers: bool = False, output: str | None = None) -> dict[str, Any]:
+    """Answer `input` (a JSON Lines file in the landing folder, a path or an fsspec URL; none:
+    every user, or every item for segments) and return the job's manifest.
+
+    Lines that cannot be answered become error lines in the output; the job reports how many.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    job_id = new_job_id()
+    out = output or str(settings.home / "exports" / job_id)
+    source = _source(settings, input)
+    artifact = create_progress_artifact(0.0, key=f"batch-{_slug(tenant)}",
+                                        description=f"batch job {job_id}")
+
+    def report(p: dict[str, Any]) -> None:
+        left = f", {p['left_s']:.0f}s left" if p["left_s"] is not None else ""
+        of = f"/{p['total']:,}" if p["total"] else ""
+        logger.info("batch %s: %s%s lines, %.0f/s%s", job_id, f"{p['done']:,}", of, p["rate"],
+                    left)
+        if p["total"]:
+            update_progress_artifact(artifact, 100.0 * p["done"] / p["total"])  # type: ignore[arg-type]
+
+    if segments:
+        manifest = run_segments(settings, tenant, source, out, num_results or 100,
+                                model_version, report, job_id)
+    else:
+        job = BatchJob(tenant, template, num_results, filters, filter_name, filter_values,
+                       fill_with_random, model_version, log_answers)
+        manifest = run_recommendations(settings, job, source, out, report, job_id)
+    counts = manifest["counts"]
+    logger.info("batch %s: %d lines answered, %d error lines, %d slots -> %s", job_id,
+                counts["answered"], counts["errors"], counts["slots"], out)
+    create_markdown_artifact(key=f"batch-{_slug(tenant)}-summary", markdown=_summary(manifest),
+                             description=f"batch job {job_id}")
+    return {**manifest, "output": out}
+
+
+def _source(settings: Settings, given: str | None) -> str | None:
+    """A relative name is a file in the landing folder (local or SLUICE_LANDING_URL)."""
+    if given is None or is_url(given) or Path(given).is_absolute():
+        return given
+    landing = settings.landing_location
+    if isinstance(landing, str):  # SLUICE_LANDING_URL
+        return f"{landing.rstrip('/')}/{given}"
+    return str(landing / given)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower())
+
+
+def _summary(manifest: dict[str, Any]) -> str:
+    counts, lineage = manifest["counts"], manifest["lineage"]
+    rows = [("lines", counts["lines"]), ("answered", counts["answered"]),
+            ("error lines", counts["errors"]), ("slots", counts["slots"]),
+            ("answers without a personalized slot", counts["without_personalized"]),
+            *counts["by_source"].items(), ("model version", lineage["model_version"]),
+            ("data high-water (ms)", lineage["data_high_water_ms"]),
+            ("seconds", manifest["timings"]["seconds"])]
+    return "\n".join([f"### batch {manifest['kind']} {manifest['job']} ({manifest['tenant']})",
+                      "", "| | |", "|---|---:|", *[f"| {k} | {v} |" for k, v in rows]])

@@ -1,0 +1,339 @@
+"""Batch recommendations and segments: the serving tiers run offline over a file of users (or
+items, or every user), answer for answer what the API would say at the same moment.
+
+A job builds what a serving worker builds (a `Service` that has read the raw log, the model of
+the requested version) and asks the same `Recommender` for every line. What makes it fast is
+done before the tiers run: each block of users is scored with one matrix product and the head
+of each ranking is handed to the model's head cache, exactly as a serving pass would have kept
+it, so the model tier reads it instead of scoring users one by one. Output streams through
+`BatchWriter`, one block at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sluice.bundle import ModelBundle
+from sluice.errors import InputError, NotFoundError
+from sluice.learn import registry
+from sluice.serve.answer_log import recommendation_event
+from sluice.serve.answers import RecommendationRequest
+from sluice.serve.batch_io import BatchWriter, InputLine, count_lines, read_input
+from sluice.serve.candidates import Head, head_of
+from sluice.serve.model import LoadedModel
+from sluice.serve.recommender import Recommender
+from sluice.serve.service import Service
+from sluice.settings import Settings
+from sluice.vocabulary import DEFAULT_TENANT, MODEL_PERSONALIZED, PERSONALIZED, SIMILAR_ITEMS
+
+log = logging.getLogger(__name__)
+BLOCK_FLOATS = 1 << 25  # scores held per block (128 MB of float32): sets the block's rows
+MAX_SEGMENT = 100_000  # users per item in a segment
+HEAD_MARGIN = 8  # items scored beyond the k kept (see _exact_head)
+Report = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class BatchJob:
+    """What to answer: the parameters of a recommendation request, for every line."""
+
+    tenant: str = DEFAULT_TENANT
+    template: str = PERSONALIZED
+    num_results: int | None = None
+    filters: list[Any] | None = None          # native conditions
+    filter_name: str | None = None            # a named (Personalize) filter ...
+    filter_values: dict[str, str] | None = None  # ... and its $PLACEHOLDER values
+    fill_with_random: bool | None = None
+    model_version: str | None = None          # None: the champion
+    log_answers: bool = False                 # log answers as recommendation events
+    block_size: int | None = None             # users per block (None: from the catalog size)
+
+
+class Progress:
+    """Rate and time left after each block, handed to `report` (the flow logs it and updates
+    a Prefect progress artifact; the CLI prints it)."""
+
+    def __init__(self, total: int | None, report: Report | None):
+        self.total, self.report, self.done = total, report, 0
+        self.started = time.monotonic()
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if self.total and rate else None
+        if self.report is not None:
+            self.report({"done": self.done, "total": self.total, "rate": rate,
+                         "elapsed_s": elapsed, "left_s": left})
+
+
+def load_model(settings: Settings, tenant: str, version: str | None = None) -> LoadedModel:
+    """The tenant's registered model `version` (default: the champion), in the folder serving
+    downloads it to."""
+    name = settings.registered_model_name(tenant)
+    client = registry.client(settings.mlflow_tracking_uri)
+    if version is None:
+        found = registry.alias_version(client, name, registry.CHAMPION)
+        if found is None:
+            raise NotFoundError("model_version", f"no models:/{name}@champion yet: run "
+                                                 "`sluice train` first, or name a version")
+        version = str(found.version)
+    target = settings.home / "serving-models" / name / str(version)
+    if not (target / "ready").exists():
+        registry.download_version(settings.mlflow_tracking_uri, name, str(version), target)
+        (target / "ready").touch()
+    return LoadedModel(ModelBundle.load(target), str(version), head_cache_size=1)
+
+
+def run_recommendations(settings: Settings, job: BatchJob, source: str | Path | None,
+                        out: str | Path, report: Report | None = None,
+                        job_id: str | None = None) -> dict[str, Any]:
+    """Answer every line of `source` (None: every user of the tenant) into `out`; returns the
+    manifest. Wrong job parameters raise an InputError; a wrong line is an error line."""
+    model = load_model(settings, job.tenant, job.model_version)
+    service = Service(settings)
+    try:
+        service.follow_log()
+        rec = service.install(job.tenant, model)
+        base = service.request(tenant=job.tenant, template=job.template, filters=job.filters,
+                               filter_name=job.filter_name, filter_values=job.filter_values,
+                               num_results=job.num_results,
+                               fill_with_random=job.fill_with_random)
+        return answer_job(rec, base, job, source, out, report, job_id,
+                          events=service.log if job.log_answers else None)
+    finally:
+        service.log.close()
+        model.close()
+
+
+def answer_job(rec: Recommender, base: RecommendationRequest, job: BatchJob,
+               source: str | Path | None, out: str | Path, report: Report | None = None,
+               job_id: str | None = None, events: Any = None) -> dict[str, Any]:
+    """The job over a ready recommender (the benchmark calls this directly)."""
+    job_id = job_id or new_job_id()
+    model = rec.model
+    assert model is not None
+    started = time.time()
+    key = "itemId" if base.template == SIMILAR_ITEMS else "userId"
+    entries, total = _entries(rec, source, key)
+    size = job.block_size or block_rows(len(model.bundle.item_ids))
+    model.heads.resize(size)  # holds one block: what prefill computed is read before eviction
+    writer = BatchWriter(out, "recommendations", model.version)
+    progress = Progress(total, report)
+    for block in _blocks(entries, size):
+        if base.template == PERSONALIZED and base.exclude_seen:
+            prefill(rec, [e.id for e in block if e.id is not None],
+                    base.num_results if not base.rules else model.head_size)
+        logged = [_answer_line(rec, base, entry, writer, job_id, events is not None)
+                  for entry in block]
+        writer.flush()
+        if events is not None and any(logged):
+            events.append([event for event in logged if event is not None])
+        progress.advance(len(block))
+    return writer.close(_manifest(job_id, "recommendations", rec, base, job, source, started,
+                                  progress))
+
+
+def _answer_line(rec: Recommender, base: RecommendationRequest, entry: InputLine,
+                 writer: BatchWriter, job_id: str, log: bool) -> dict[str, Any] | None:
+    """Writes one line's answer (or its error); returns its recommendation event to `log`."""
+    if entry.error is None:
+        similar = base.template == SIMILAR_ITEMS
+        request = dataclasses.replace(
+            base, user_id=None if similar else entry.id, item_id=entry.id if similar else None,
+            context={**base.context, "channel": "batch", "batch_job": job_id})
+        try:
+            answer = rec.recommend(request)
+        except InputError as exc:
+            entry.error = f"line {entry.line}: {exc}"
+        else:
+            writer.answer(entry, answer)
+            return recommendation_event(request, answer) if log else None
+    writer.error(entry)
+    return None
+
+
+def prefill(rec: Recommender, keys: Iterable[str], k: int) -> int:
+    """Scores the users of a block with one matrix product and keeps the head of each ranking
+    in the model's head cache, as a serving pass would (seen items left out), so the model
+    tier reads it. Users the tier answers otherwise (a trained head, no vector) are skipped.
+    Returns how many users were scored."""
+    model, state, tenant = rec.model, rec.state, rec.tenant
+    assert model is not None
+    todo: list[tuple[str, int, Any]] = []
+    vectors = []
+    for key in dict.fromkeys(keys):
+        history = state.history(tenant, key)
+        version = state.version(tenant, key)
+        new = rec.users.new_pairs(history)
+        if not new and model.heads.items is not None and key in model.bundle.user_index:
+            continue  # the tier answers from the trained head
+        vector = rec.users.vector(key, version, new)
+        if vector is None:
+            continue  # nobody to personalize for: the lower tiers answer
+        todo.append((key, version, history))
+        vectors.append(vector)
+    if not todo:
+        return 0
+    factors = model.scorer.item_factors
+    scores = np.stack(vectors).astype(np.float32) @ factors.T
+    for row, vector, (key, version, history) in zip(scores, vectors, todo, strict=True):
+        row[rec.users.seen_indices(key, history)] = -np.inf
+        model.heads.put(key, version, _exact_head(head_of(row, k + HEAD_MARGIN), factors,
+                                                  vector, k))
+    return len(todo)
+
+
+def _exact_head(head: Head, factors: np.ndarray, vector: np.ndarray, k: int) -> Head:
+    """The head with the scores a single user's pass computes (a matrix-vector product sums
+    in another order than the block's matrix product: the last digits differ), re-sorted by
+    them; the margin keeps near-ties at the k-th place from changing which items are in."""
+    exact = factors[head.items] @ vector.astype(np.float32)
+    order = np.argsort(-exact, kind="stable")[:k]
+    return Head(head.items[order], exact[order].astype(np.float32),
+                complete=head.complete and len(head.items) <= k)
+
+
+def block_rows(n_items: int) -> int:
+    return int(min(4096, max(64, BLOCK_FLOATS // max(n_items, 1))))
+
+
+def new_job_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+
+
+def _entries(rec: Recommender, source: str | Path | None,
+             key: str) -> tuple[Iterator[InputLine], int]:
+    if source is not None:
+        return read_input(source, key), count_lines(source)
+    if key != "userId":
+        raise InputError("input", f"the {SIMILAR_ITEMS} template needs an input file of itemId")
+    users = all_users(rec)
+    return (InputLine(n, {"userId": u}, id=u) for n, u in enumerate(users, start=1)), len(users)
+
+
+def all_users(rec: Recommender) -> list[str]:
+    """The model's trained users, then users first seen in the raw log since (not anonymous
+    visitors: a campaign needs someone to send to)."""
+    users: dict[str, None] = {}
+    if rec.model is not None:
+        users.update(dict.fromkeys(rec.model.bundle.user_ids.tolist()))
+    prefix = rec.state.anonymous_prefix
+    users.update(dict.fromkeys(k for k in list(rec.state.tenant(rec.tenant).histories)
+                               if not k.startswith(prefix)))
+    return list(users)
+
+
+def _blocks(entries: Iterator[InputLine], size: int) -> Iterator[list[InputLine]]:
+    block: list[InputLine] = []
+    for entry in entries:
+        block.append(entry)
+        if len(block) >= size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def lineage(model: LoadedModel, state_events: int) -> dict[str, Any]:
+    meta = model.bundle.meta
+    return {"model_version": model.version, "algorithm": meta.get("algorithm"),
+            "data_high_water_ms": meta.get("cutoff_ms"), "trained_at_ms": meta.get("trained_at_ms"),
+            "raw_log_events_applied": state_events}
+
+
+def _manifest(job_id: str, kind: str, rec: Recommender, base: RecommendationRequest,
+              job: BatchJob, source: str | Path | None, started: float,
+              progress: Progress) -> dict[str, Any]:
+    finished = time.time()
+    assert rec.model is not None
+    return {"job": job_id, "kind": kind, "tenant": rec.tenant,
+            "input": str(source) if source is not None else "all users",
+            "parameters": {"template": job.template, "num_results": base.num_results,
+                           "fill_with_random": base.fill_with_random, "filters": job.filters,
+                           "filter_name": job.filter_name, "filter_values": job.filter_values,
+                           "log_answers": job.log_answers},
+            "lineage": lineage(rec.model, rec.state.applied),
+            "timings": {"started_at": started, "finished_at": finished,
+                        "seconds": round(finished - started, 3),
+                        "per_second": round(progress.done / max(finished - started, 1e-9), 1)}}
+
+
+# --- segments: for each item, the users most likely to engage ------------------------------
+def run_segments(settings: Settings, tenant: str, source: str | Path | None, out: str | Path,
+                 num_results: int = 100, model_version: str | None = None,
+                 report: Report | None = None, job_id: str | None = None) -> dict[str, Any]:
+    """For each item of `source` (None: every item of the model), its top `num_results`
+    trained users by model score, users who already interacted with it left out."""
+    if isinstance(num_results, bool) or not isinstance(num_results, int) or not (
+            0 < num_results <= MAX_SEGMENT):
+        raise InputError("num_results", f"an integer from 1 to {MAX_SEGMENT} users per item")
+    model = load_model(settings, tenant, model_version)
+    try:
+        return segment_job(model, tenant, source, out, num_results, report, job_id)
+    finally:
+        model.close()
+
+
+def segment_job(model: LoadedModel, tenant: str, source: str | Path | None, out: str | Path,
+                num_results: int, report: Report | None = None,
+                job_id: str | None = None) -> dict[str, Any]:
+    bundle = model.bundle
+    if not model.personalized or bundle.user_factors.shape[1] != bundle.item_factors.shape[1]:
+        raise InputError("model_version", f"v{model.version} has no user factors to rank users "
+                                          "by: segments need a personalized factor model")
+    job_id, started = job_id or new_job_id(), time.time()
+    entries: Iterator[InputLine]
+    if source is None:
+        ids = bundle.item_ids.tolist()
+        entries, total = (InputLine(n, {"itemId": i}, id=i) for n, i in
+                          enumerate(ids, start=1)), len(ids)
+    else:
+        entries, total = read_input(source, "itemId"), count_lines(source)
+    interacted = bundle.user_items.tocsc()
+    writer = BatchWriter(out, "segments", model.version)
+    progress = Progress(total, report)
+    for block in _blocks(entries, block_rows(len(bundle.user_ids))):
+        _segment_block(model, interacted, block, writer, num_results)
+        writer.flush()
+        progress.advance(len(block))
+    finished = time.time()
+    return writer.close({
+        "job": job_id, "kind": "segments", "tenant": tenant,
+        "input": str(source) if source is not None else "all items",
+        "parameters": {"num_results": num_results}, "lineage": lineage(model, 0),
+        "timings": {"started_at": started, "finished_at": finished,
+                    "seconds": round(finished - started, 3)}})
+
+
+def _segment_block(model: LoadedModel, interacted: Any, block: list[InputLine],
+                   writer: BatchWriter, n: int) -> None:
+    bundle = model.bundle
+    for entry in block:
+        if entry.error is None and entry.id not in bundle.item_index:
+            entry.error = (f"line {entry.line}: itemId {entry.id!r} is not in model "
+                           f"v{model.version}")
+    good = [e for e in block if e.error is None]
+    rows = [bundle.item_index[e.id] for e in good]
+    scores = (bundle.item_factors[rows] @ bundle.user_factors.T if rows
+              else np.empty((0, len(bundle.user_ids)), dtype=np.float32))
+    found = {}
+    for entry, item, row in zip(good, rows, scores, strict=True):
+        row[interacted.indices[interacted.indptr[item]:interacted.indptr[item + 1]]] = -np.inf
+        found[entry.line] = head_of(row, n)
+    for entry in block:
+        if entry.error is not None:
+            writer.error(entry)
+            continue
+        head = found[entry.line]
+        writer.segment(entry, bundle.user_ids[head.items].tolist(),
+                       head.scores.tolist(), MODEL_PERSONALIZED)
