@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from sluice.serve.answer_log import _event
+from sluice.serve.answer_log import recommendation_event as _event
 from sluice.serve.answers import RecommendationRequest
 from sluice.settings import TemplateConfig
 from sluice.vocabulary import MODEL_PERSONALIZED
