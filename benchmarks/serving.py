@@ -39,10 +39,13 @@ HEAD = 100
 LUA = """
 math.randomseed(os.time())
 request = function()
-  local body = string.format('{"user_id":"u%d","num_results":25}', math.random(0, USERS - 1))
+  local body = string.format('{"user_id":"u%d","num_results":25TEMPLATE}',
+                             math.random(0, USERS - 1))
   return wrk.format("POST", "/v1/recommendations", HEADERS, body)
 end
 """.replace("USERS", str(USERS))
+EXPLORE_LUA = LUA.replace("TEMPLATE", ',"template":"explore"')
+LUA = LUA.replace("TEMPLATE", "")
 
 
 def synthetic_bundle(items: int, seed: int = 0) -> ModelBundle:
@@ -112,7 +115,8 @@ def scoring_alone(bundle: ModelBundle) -> dict[str, float]:
 def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | None = None,
                connections: tuple[int, ...] | None = None,
                swap_to: ModelBundle | None = None,
-               experiment: ModelBundle | None = None) -> list[dict[str, float]]:
+               experiment: ModelBundle | None = None,
+               lua: str = LUA) -> list[dict[str, float]]:
     """wrk against the real app serving `bundle` as champion (config: overrides of sluice.yaml).
 
     With `experiment`, that bundle is registered as a second version and a 50/50 A/B
@@ -148,13 +152,13 @@ def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | Non
         with server("serving.main:app", env=env, ready_path="/ready",
                     workers=args.workers) as base:
             key = api_key("read")
-            wrk(base, LUA, 2, args.connections, key=key)  # warm-up
+            wrk(base, lua, 2, args.connections, key=key)  # warm-up
             if later is not None:
                 timer = threading.Timer(args.seconds / 2, registry.client(uri)
                                         .set_registered_model_alias,
                                         ("sluice-default", "champion", later))
                 timer.start()
-            results = [wrk(base, LUA, args.seconds, c, key=key)
+            results = [wrk(base, lua, args.seconds, c, key=key)
                        for c in connections or (args.connections,)]
             if later is not None:
                 timer.join()
@@ -177,6 +181,9 @@ def main() -> None:
                         help="also a run at the most items whose champion moves half-way")
     parser.add_argument("--experiment", action="store_true",
                         help="also a run with a 50/50 experiment between two versions")
+    parser.add_argument("--exploration", type=float, default=0.0,
+                        help="also a run at the fewest items with a template exploring this "
+                             "share of the model's slots (0: skip)")
     parser.add_argument("--no-scan-rows", action="store_true",
                         help="skip the rows that score every item on every call")
     args = parser.parse_args()
@@ -200,6 +207,10 @@ def main() -> None:
         full, *light_result = sluice_run(bundle, args, connections=light)
         runs.append(("sluice personalized", items, full))
         light_runs += [("sluice personalized", items, r) for r in light_result]
+        if args.exploration and items == args.items[0]:  # the same model, exploring
+            runs.append((f"  exploration share {args.exploration}", items, sluice_run(
+                bundle, args, {"templates": {"explore": {"base": "personalized", "exploration": {
+                    "share": args.exploration}}}}, lua=EXPLORE_LUA)[0]))
         if args.swap and items == args.items[-1]:  # the champion moves half-way through
             runs.append(("  champion swapped mid-run", items, sluice_run(
                 bundle, args, {"serving": {"model_poll_seconds": 1}},

@@ -210,6 +210,20 @@ class ServingConfig(BaseModel):
         return self
 
 
+class ExplorationConfig(BaseModel):
+    # the share of the model tier's slots given to items drawn from the model's next
+    # candidates (sluice.serve.exploration); 0 is off, else within 0.05-0.3: below, the
+    # off-policy estimates see too few explored slots to weigh; above, answers get worse
+    share: float = Field(0.0, ge=0.0, le=0.3)
+
+    @field_validator("share")
+    @classmethod
+    def _off_or_in_range(cls, value: float) -> float:
+        if 0 < value < 0.05:
+            raise ValueError("0 (off) or from 0.05 to 0.3")
+        return value
+
+
 class TemplateConfig(BaseModel):
     """A named template: a built-in chain (`base`) with static filters and defaults."""
 
@@ -217,6 +231,7 @@ class TemplateConfig(BaseModel):
     filters: list[dict[str, Any]] = Field(default_factory=list)
     num_results: int | None = Field(None, ge=MIN_NUM_RESULTS, le=MAX_NUM_RESULTS)
     fill_with_random: bool | None = None
+    exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
 
     @field_validator("base")
     @classmethod
@@ -224,6 +239,24 @@ class TemplateConfig(BaseModel):
         if value not in TEMPLATES:
             raise ValueError(f"base must be one of {', '.join(TEMPLATES)}")
         return value
+
+
+class TierShareThreshold(BaseModel):
+    """Where slots come from, per tenant and template ("*": any), over alerts.window_minutes:
+    an alert when the personalized share falls below, or the fallback share (model_fallback
+    + fallback) rises above."""
+
+    tenant: str = "*"
+    template: str = "*"
+    min_personalized_share: float | None = Field(None, ge=0, le=1)
+    max_fallback_share: float | None = Field(None, ge=0, le=1)
+
+
+class AlertsConfig(BaseModel):
+    # the marts are as fresh as the last transform (the refresh deployment: every 2 hours)
+    window_minutes: int = Field(180, ge=1, le=7 * 24 * 60)
+    min_slots: int = Field(100, ge=1)  # fewer slots in the window: too few to judge
+    tier_shares: list[TierShareThreshold] = Field(default_factory=list)
 
 
 class TrackerConfig(BaseModel):
@@ -300,6 +333,7 @@ class AppConfig(BaseModel):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     trackers: list[TrackerConfig] = Field(default_factory=list)
     templates: dict[str, TemplateConfig] = Field(default_factory=dict)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     filters: dict[str, str] = Field(default_factory=dict)  # name -> Personalize expression
     auth: AuthConfig = Field(default_factory=AuthConfig)
     experiments: ExperimentsConfig = Field(default_factory=ExperimentsConfig)

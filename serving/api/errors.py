@@ -33,8 +33,8 @@ class Problems(BaseModel):
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {401: "no valid API key", 403: "the key may not do this (role or tenant)",
-                 404: "no such resource", 413: "the body is too large",
-                 422: "invalid input, naming the field",
+                 404: "no such resource, naming the field",
+                 413: "the body is too large", 422: "invalid input, naming the field",
                  503: "the event log cannot take writes now; retry"}
     return {s: {"model": Problems, "description": described[s]} for s in statuses}
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter as Tally
+from collections import deque
 from collections.abc import Iterable
 from typing import Final
 
@@ -21,7 +23,42 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sluice.vocabulary import FALLBACK, MODEL_FALLBACK
+from sluice.vocabulary import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED
+
+
+class SlotWindow:
+    """Slots served per tenant, template and source, in minute buckets: the tier shares
+    over the last `alerts.window_minutes` (what the tier-share alerting rules read)."""
+
+    KEEP = 7 * 24 * 60  # buckets at most: the longest window config allows
+
+    def __init__(self) -> None:
+        self._buckets: deque[tuple[int, Tally[tuple[str, str, str]]]] = deque()
+
+    def add(self, tenant: str, template: str, sources: Tally[str]) -> None:
+        minute = int(time.time() // 60)
+        if not self._buckets or self._buckets[-1][0] != minute:
+            self._buckets.append((minute, Tally()))
+            if len(self._buckets) > self.KEEP:
+                self._buckets.popleft()
+        bucket = self._buckets[-1][1]
+        for source, count in sources.items():
+            bucket[tenant, template, source] += count
+
+    def shares(self, window_minutes: int) -> dict[tuple[str, str], dict[str, float]]:
+        """Per (tenant, template): personalized and fallback shares of the window's slots."""
+        oldest = int(time.time() // 60) - window_minutes
+        totals: Tally[tuple[str, str, str]] = Tally()
+        for minute, bucket in list(self._buckets):
+            if minute > oldest:
+                totals.update(bucket)
+        by: dict[tuple[str, str], Tally[str]] = {}
+        for (tenant, template, source), count in totals.items():
+            by.setdefault((tenant, template), Tally())[source] += count
+        return {key: {"personalized": c[MODEL_PERSONALIZED] / c.total(),
+                      "fallback": (c[MODEL_FALLBACK] + c[FALLBACK]) / c.total()}
+                for key, c in by.items() if c.total()}
+
 
 LATEST: Final = "mostrecent"  # multiprocess mode of the gauges each scrape sets
 
@@ -33,6 +70,12 @@ def multiprocess() -> bool:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.window = SlotWindow()
+        self.window_shares = Gauge(
+            "sluice_window_slot_share", "Share of the slots served over alerts.window_minutes, "
+            "by tier: personalized (model_personalized) or fallback (model_fallback + fallback)",
+            ["tenant", "template", "tier"], registry=self.registry,
+            multiprocess_mode=LATEST)  # with workers: the scraping worker's share of traffic
         self.latency = Histogram(
             "sluice_request_seconds", "Request latency by route", ["method", "route", "status"],
             registry=self.registry,
@@ -66,9 +109,14 @@ class Metrics:
                                     ["tenant"], registry=self.registry,
                                     multiprocess_mode=LATEST)
 
-    def refresh(self, models: dict, paths: dict[str, dict[str, int]] | None = None) -> None:
-        """Gauges derived at scrape time: model version and age, fallback share, answer paths."""
+    def refresh(self, models: dict, paths: dict[str, dict[str, int]] | None = None,
+                window_minutes: int = 60) -> None:
+        """Gauges derived at scrape time: model version and age, fallback share, answer paths,
+        the window's tier shares."""
         now = time.time()
+        for (tenant, template), shares in self.window.shares(window_minutes).items():
+            for tier, share in shares.items():
+                self.window_shares.labels(tenant, template, tier).set(share)
         for tenant, by in (paths or {}).items():
             for path, count in by.items():
                 self.answer_paths.labels(tenant, path).set(count)
@@ -151,5 +199,6 @@ def instrument(app: FastAPI) -> None:
         """Prometheus metrics."""
         service = getattr(app.state, "service", None)
         if service is not None:
-            app.state.metrics.refresh(service.models, service.answer_paths())
+            app.state.metrics.refresh(service.models, service.answer_paths(),
+                                      service.settings.app.alerts.window_minutes)
         return app.state.metrics.render()

@@ -209,7 +209,7 @@ def _ranking_items(raw: Any, internal: bool) -> list[dict[str, Any]]:
     return items
 
 
-_SLOT_KEYS = frozenset(("id", "score", "position", "source", "arm"))
+_SLOT_KEYS = frozenset(("id", "score", "position", "source", "arm", "propensity", "explored"))
 _EXACT_INT = 2**53  # floats hold every int below this, so int(float(n)) == n
 
 
@@ -244,6 +244,15 @@ def _plain_item(entry: Any, internal: bool) -> dict[str, Any] | None:
         if position.__class__ is not int or not -_EXACT_INT < position < _EXACT_INT:
             return None
         item["position"] = position
+    propensity, explored = entry.get("propensity"), entry.get("explored")
+    if propensity is not None:  # sluice.serve.exploration: the slot's probability
+        if propensity.__class__ is not float or not 0 < propensity <= 1:
+            return None
+        item["propensity"] = propensity
+    if explored is not None:
+        if explored.__class__ is not bool:
+            return None
+        item["explored"] = explored
     return item
 
 
@@ -262,6 +271,14 @@ def _ranking_item(entry: Any, where: str, internal: bool) -> dict[str, Any]:
                 item[key] = _string(entry, key, f"{where}.{key}", False)
         if entry.get("position") is not None:
             item["position"] = int(_number(entry["position"], f"{where}.position"))
+        if entry.get("propensity") is not None:
+            item["propensity"] = _number(entry["propensity"], f"{where}.propensity")
+            if not 0 < item["propensity"] <= 1:
+                raise EventError(f"{where}.propensity", "a probability in (0, 1]")
+        if entry.get("explored") is not None:
+            if not isinstance(entry["explored"], bool):
+                raise EventError(f"{where}.explored", "expected true or false")
+            item["explored"] = entry["explored"]
     return item
 
 

@@ -138,6 +138,8 @@ def lineage(tracking_uri: str, name: str, version: str) -> dict[str, Any]:
             "datasets": [{"name": i.dataset.name, "digest": i.dataset.digest}
                          # every training run logs its input: `inputs` is there
                          for i in run.inputs.dataset_inputs],  # type: ignore[union-attr]
+            "off_policy": {k.removeprefix("off_policy."): v for k, v in run.data.metrics.items()
+                           if k.startswith("off_policy.")} or None,
             **{k.removeprefix("lineage."): v for k, v in tags.items()
                if k.startswith("lineage.")}}
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from sluice.bundle import ModelBundle
-from sluice.learn import attributes, gate, quality, registry
+from sluice.learn import attributes, gate, offpolicy, quality, registry
 from sluice.learn.candidates import precompute
 from sluice.learn.evaluation import K_VALUES, Scored, Split, decisive_split, score_model
 from sluice.learn.matrix import InteractionMatrix, build
@@ -233,6 +233,9 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
         champion = gate.score_champion(settings.mlflow_tracking_uri, name, prepared.train,
                                        prepared.split.test, prepared.relevant,
                                        prepared.k_values)
+    with timer.phase("off_policy"):
+        offpolicy.log(settings.warehouse_path, prepared.tenant,
+                      champion.version if champion else None, model, prepared.train, say)
     refit_started = time.perf_counter()
     final = make_model(model.name, **model.params()).fit(prepared.full.matrix)
     prepared.timings["refit"] = time.perf_counter() - refit_started

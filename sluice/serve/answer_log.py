@@ -46,7 +46,8 @@ def recommendation_event(request: RecommendationRequest, answer: Answer) -> dict
         "event": "recommendation", "id": answer.recommendation_id,
         "timestamp": int(time.time() * 1000), "tenant": request.tenant,
         "items": [{"id": s.item_id, "score": s.score, "position": s.position,
-                   "source": s.recommendation_source} for s in answer.items],
+                   "source": s.recommendation_source, "propensity": s.propensity,
+                   **({"explored": True} if s.explored else {})} for s in answer.items],
         "fields": {"template": answer.template, "model_version": answer.model_version or "",
                    "action": "impression", **answer.counts()},
     }
@@ -57,6 +58,9 @@ def recommendation_event(request: RecommendationRequest, answer: Answer) -> dict
         for slot, logged in zip(answer.items, event["items"], strict=True):
             if slot.arm:
                 logged["arm"] = slot.arm
+    if answer.exploration_pool:
+        event["fields"]["exploration_share"] = request.exploration
+        event["fields"]["exploration_pool"] = answer.exploration_pool
     for name, value in (request.context or {}).items():  # flat: event fields hold no maps
         event["fields"][f"context.{name}"] = value
     if request.user_id:

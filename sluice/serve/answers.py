@@ -67,6 +67,9 @@ class Slot:
     score: float
     position: int
     recommendation_source: str
+    # the probability that the policy put this item at this position (sluice.serve.exploration)
+    propensity: float = 1.0
+    explored: bool = False  # an exploration draw of the model tier (its source stays the tier's)
     arm: str | None = None  # the experiment arm that placed the slot (sluice.experiments)
 
 
@@ -83,6 +86,7 @@ class RecommendationRequest:
     exclude_ids: list[str] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     context: dict[str, str] = field(default_factory=dict)  # logged with the answer
+    exploration: float = 0.0  # the template's exploration.share (0: off)
 
 
 def parse_context(raw: Any, where: str = "context") -> dict[str, str]:
@@ -108,6 +112,7 @@ class Answer:
     model_version: str | None
     template: str
     items: list[Slot]
+    exploration_pool: int = 0  # the model tier's exploration pool (0: no exploration)
     experiment: str | None = None
     arm: str | None = None
     arm_share: float | None = None
@@ -145,7 +150,8 @@ class Answer:
 
 def _slot_dict(slot: Slot) -> dict[str, Any]:
     found = {"item_id": slot.item_id, "score": slot.score, "position": slot.position,
-             "recommendation_source": slot.recommendation_source}
+             "recommendation_source": slot.recommendation_source,
+             "propensity": slot.propensity, "explored": slot.explored}
     if slot.arm is not None:
         found["arm"] = slot.arm
     return found

@@ -108,7 +108,7 @@ def team_draft(exp: Experiment, a: Answer, b: Answer, size: int) -> Answer:
             slot = _next(lists[team][1], cursor, team, taken)
             if slot is not None:
                 slots.append(Slot(slot.item_id, slot.score, len(slots) + 1,
-                                  slot.recommendation_source, lists[team][0]))
+                                  slot.recommendation_source, arm=lists[team][0]))
                 picks[team] += 1
                 break
         else:

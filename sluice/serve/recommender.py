@@ -3,6 +3,7 @@ and every slot says where it came from (sluice.serve.answers)."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ class Recommender:
         self.tenant, self.model, self.state, self.weights = tenant, model, state, weights
         self.users = UserVectors(model, weights, cache_size)
         self.catalog = Catalog(tenant, model, state, seed)
+        self.rng = random.Random(seed)  # the exploration draws
 
     def recommend(self, req: RecommendationRequest, scan: bool = True) -> Answer:
         """The template's chain of tiers; with scan=False, NeedsScan instead of a catalog pass."""
@@ -48,7 +50,7 @@ class Recommender:
             for path in draft.paths:
                 model.count(path)
         return Answer(new_id(), model.version if model is not None else None, req.template,
-                      draft.slots)
+                      draft.slots, draft.exploration_pool)
 
     def known_fields(self) -> set[str]:
         names = set(self.model.field_names) if self.model is not None else set()

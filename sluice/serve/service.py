@@ -29,6 +29,7 @@ from sluice.serve.answers import (
 )
 from sluice.serve.arms import ArmModels, arm_answer
 from sluice.serve.champions import Champions, ModelStatus
+from sluice.serve.explain import RecentAnswers, explain
 from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import Recommender
@@ -53,6 +54,8 @@ class Service:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.answers = AnswerLog(self.log)
+        self.recent = RecentAnswers()
+        self._lineages: dict[tuple[str, str], dict[str, Any]] = {}
         self.trackers = Trackers(self.settings)
         self.champions = Champions(self.settings, self.trackers)
         self.keys = KeyTable.from_settings(self.settings)
@@ -179,6 +182,7 @@ class Service:
         for key in ("num_results", "fill_with_random"):
             if getattr(configured, key) is not None and fields.get(key) is None:
                 fields[key] = getattr(configured, key)
+        fields["exploration"] = configured.exploration.share
         return configured.base, parse_conditions(configured.filters,
                                                  where=f"templates.{template}.filters")
 
@@ -204,6 +208,7 @@ class Service:
         if answer is None:
             answer = self.recommender(request.tenant).recommend(request, scan=scan)
         self.answers.record(request, answer)
+        self.recent.put(request.tenant, answer)
         return answer
 
     def _arm(self, tenant: str, arm: Arm) -> Recommender | None:
@@ -215,7 +220,28 @@ class Service:
     def rank(self, request: RecommendationRequest, item_ids: list[str]) -> Answer:
         answer = self.recommender(request.tenant).rank(request, item_ids)
         self.answers.record(request, answer)
+        self.recent.put(request.tenant, answer)
         return answer
+
+    def explain(self, recommendation_id: str) -> tuple[str, dict[str, Any]]:
+        """The tenant of a recent answer and, per slot, where it came from and why."""
+        tenant, answer = self.recent.get(recommendation_id)
+        return tenant, explain(tenant, answer, self._lineage(tenant, answer.model_version))
+
+    def _lineage(self, tenant: str, version: str | None) -> dict[str, Any] | None:
+        if version is None:
+            return None
+        found = self._lineages.get((tenant, version))
+        if found is None:
+            from sluice.learn.tracking import lineage  # MLflow, only when asked
+
+            try:
+                found = lineage(self.settings.mlflow_tracking_uri,
+                                self.settings.registered_model_name(tenant), version)
+            except Exception as exc:  # the answer is still explained without it
+                return {"error": f"lineage unavailable: {exc}"[:300]}
+            self._lineages[(tenant, version)] = found
+        return found
 
     # --- loops -------------------------------------------------------------------------------
     def _follow_loop(self) -> None:

@@ -7,7 +7,7 @@ cannot fill fall to the next tier of the template's list. Tier 1 is the template
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from sluice.scoring import top_n, top_n_blocked
 from sluice.serve.answers import NeedsScan, RecommendationError, RecommendationRequest, Slot
 from sluice.serve.candidates import Head, head_of
 from sluice.serve.catalog import Passes
+from sluice.serve.exploration import explore
 from sluice.serve.realtime import Interaction
 from sluice.vocabulary import (
     FALLBACK,
@@ -51,11 +52,17 @@ class Draft:
     slots: list[Slot] = field(default_factory=list)
     taken: set[str] = field(default_factory=set)
     paths: list[str] = field(default_factory=list)  # counted once the answer is complete
+    exploration_pool: int = 0  # the pool the model tier explored from (0: no exploration)
     _blocked: set[str] | None = None
 
     @property
     def wanted(self) -> int:
         return self.req.num_results
+
+    @property
+    def ranked(self) -> int:
+        """How many of the model's candidates the tier needs: twice n when it explores."""
+        return self.wanted * (2 if self.req.exploration > 0 else 1)
 
     @property
     def short(self) -> bool:
@@ -77,16 +84,27 @@ class Draft:
             self._blocked = self.excluded | seen
         return self._blocked
 
-    def add(self, candidates: Candidates, source: str, skip: set[str]) -> None:
-        for item_id, score in candidates:
+    def add(self, candidates: Candidates, source: str, skip: set[str],
+            propensity: float = 1.0) -> None:
+        for item_id, score in self._eligible(candidates, skip):  # lazy: stops when full
             if len(self.slots) >= self.wanted:
                 return
-            if item_id in self.taken or item_id in skip or (
-                    self.passes is not None and not self.passes(item_id)):
-                continue
-            self.taken.add(item_id)
-            self.slots.append(Slot(item_id, round(float(score), 6), len(self.slots) + 1,
-                                   source))
+            self.place(item_id, score, source, propensity)
+
+    def eligible(self, candidates: Candidates, skip: set[str]) -> Candidates:
+        """The candidates not yet taken, not skipped and passing the filters, in order."""
+        return list(self._eligible(candidates, skip))
+
+    def _eligible(self, candidates: Candidates, skip: set[str]) -> Iterator[tuple[str, float]]:
+        return ((item_id, score) for item_id, score in candidates
+                if item_id not in self.taken and item_id not in skip
+                and (self.passes is None or self.passes(item_id)))
+
+    def place(self, item_id: str, score: float, source: str, propensity: float,
+              explored: bool = False) -> None:
+        self.taken.add(item_id)
+        self.slots.append(Slot(item_id, round(float(score), 6), len(self.slots) + 1, source,
+                               propensity, explored))
 
 
 Tier = Callable[[Draft], None]
@@ -99,7 +117,14 @@ def model_tier(draft: Draft) -> None:
         return
     source = MODEL_PERSONALIZED if model.personalized else MODEL_NON_PERSONALIZED
     skip = draft.excluded | draft.recent()
-    draft.add(_model_candidates(draft, skip), source, skip)
+    if draft.req.exploration <= 0:
+        draft.add(_model_candidates(draft, skip), source, skip)
+        return
+    placed, draft.exploration_pool = explore(
+        draft.eligible(_model_candidates(draft, skip), skip), draft.wanted - len(draft.slots),
+        draft.req.exploration, draft.rec.rng)
+    for item_id, score, propensity, explored in placed:
+        draft.place(item_id, score, source, propensity, explored)
 
 
 def popular_fallback(draft: Draft) -> None:
@@ -128,9 +153,11 @@ def recently_viewed_tier(draft: Draft) -> None:
 def random_tier(draft: Draft) -> None:
     """Random catalog items for the slots still empty (the primary of filter_based)."""
     if draft.short:
-        draft.add(draft.rec.catalog.random(draft.wanted - len(draft.slots),
-                                           draft.taken | draft.blocked(), draft.passes,
-                                           draft.scan), FALLBACK, draft.blocked())
+        catalog = draft.rec.catalog
+        # a uniform draw: 1 / catalog size is the propensity before filters (a lower bound)
+        draft.add(catalog.random(draft.wanted - len(draft.slots), draft.taken | draft.blocked(),
+                                 draft.passes, draft.scan), FALLBACK, draft.blocked(),
+                  1.0 / max(1, len(catalog.items())))
 
 
 def random_fill(draft: Draft) -> None:
@@ -193,7 +220,7 @@ def _model_candidates(draft: Draft, skip: set[str]) -> Candidates:
             path, head = "pass", head_of(scores, model.head_size)
             model.heads.put(draft.key, draft.version, head)
         picked = _from_head(draft, head, skip)
-        if len(picked) >= draft.wanted or head.complete:
+        if len(picked) >= draft.ranked or head.complete:
             draft.paths.append(path)
             return picked
     if scores is None:
@@ -215,7 +242,7 @@ def _top_of_pass(draft: Draft, scores: np.ndarray, skip: set[str]) -> Candidates
     if item_rules:
         scores[~model.item_mask(item_rules)] = -np.inf
     # interaction rules are not in the mask: room for the user's own items to fail them
-    picks = top_n_blocked(scores, draft.wanted + (len(draft.history) if req.rules else 0))
+    picks = top_n_blocked(scores, draft.ranked + (len(draft.history) if req.rules else 0))
     return list(zip(model.bundle.item_ids[picks].tolist(), scores[picks].tolist(), strict=True))
 
 
@@ -237,10 +264,11 @@ def _scores(draft: Draft, new: list[tuple[int, float]]) -> np.ndarray | None:
 def _from_head(draft: Draft, head: Head, skip: set[str]) -> Candidates:
     picked: Candidates = []
     ids = draft.rec.model.bundle.item_ids[head.items].tolist()  # type: ignore[union-attr]
+    limit, passes = draft.ranked, draft.passes
     for item_id, score in zip(ids, head.scores.tolist(), strict=True):
-        if item_id not in skip and (draft.passes is None or draft.passes(item_id)):
+        if item_id not in skip and (passes is None or passes(item_id)):
             picked.append((item_id, score))
-            if len(picked) >= draft.wanted:
+            if len(picked) >= limit:
                 break
     return picked
 

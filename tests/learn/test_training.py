@@ -376,3 +376,41 @@ def test_the_prefect_summary_shows_intervals_and_the_holdout_used():
     text = _summary(result)
     assert "| ndcg_at_10 | 0.3100 [0.2800, 0.3500] | 0.2000 |" in text
     assert "per_user split, 943 users and 10,000 interactions (why)" in text
+
+
+def test_a_retrain_logs_off_policy_estimates_on_the_champions_explored_answers(
+        tmp_path, store, monkeypatch, capsys):
+    import duckdb
+
+    settings = settings_for(tmp_path, store, monkeypatch)
+    history = taste_history()
+    write_marts(settings.warehouse_path, history, "ope")
+    first = train_tenant(settings, "ope")
+    rng = np.random.default_rng(0)
+    items = sorted(set(history["item_id"]))
+    rows = [("ope", f"r{u}", f"u{u}", "personalized", first.version, k, items[rng.integers(
+        len(items))], "model_personalized", 0.8 if k % 2 else 0.05, k % 2 == 0, 0.2, 4,
+        bool(rng.random() < 0.1)) for u in range(150) for k in range(1, 6)]
+    with duckdb.connect(str(settings.warehouse_path)) as con:  # what dbt builds, by hand
+        con.execute("create table marts.slot_propensities (tenant varchar, recommendation_id "
+                    "varchar, user_id varchar, template varchar, model_version varchar, "
+                    "position integer, item_id varchar, recommendation_source varchar, "
+                    "propensity double, explored boolean, exploration_share double, "
+                    "exploration_pool integer, is_clicked boolean)")
+        con.executemany(f"insert into marts.slot_propensities values ({', '.join('?' * 13)})",
+                        rows)
+    second = train_tenant(settings, "ope")
+    metrics = registry.client(store).get_run(second.run_id).data.metrics
+    assert metrics["off_policy.answers"] == 150 and metrics["off_policy.slots"] == 750
+    assert metrics["off_policy.snips_ctr_low"] <= metrics["off_policy.snips_ctr"] <= (
+        metrics["off_policy.snips_ctr_high"])
+    # random logged items rarely match the candidate: a small sample, marked and still shown
+    assert metrics["off_policy.small_sample"] == float(metrics["off_policy.ess"] < 100)
+    from cli.main import main
+
+    capsys.readouterr()
+    assert main(["models", "show", second.version, "--tenant", "ope"]) in (0, None)
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["off_policy"]["ess"] == metrics["off_policy.ess"]
+    first_metrics = registry.client(store).get_run(first.run_id).data.metrics
+    assert not any(k.startswith("off_policy.") for k in first_metrics)  # no champion before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -282,3 +283,45 @@ def _sql_only(path: Path) -> str:
     expressions, where the dispatching macros are called."""
     text = re.sub(r"\{#.*?#\}|\{\{.*?\}\}|\{%.*?%\}", "", path.read_text(), flags=re.DOTALL)
     return re.sub(r"--[^\n]*", "", text)
+
+
+def _explored_answer(explored_propensity: float) -> tuple:
+    items = [{"id": "i1", "score": 0.9, "position": 1, "source": "model_personalized",
+              "propensity": 0.8},
+             {"id": "i7", "score": 0.4, "position": 2, "source": "model_personalized",
+              "propensity": explored_propensity, "explored": True},
+             {"id": "i3", "score": 0.1, "position": 3, "source": "model_fallback",
+              "propensity": 1.0}]
+    fields = {**_counts(2, 0, 1, 0), "exploration_share": 0.2, "exploration_pool": 4}
+    return _raw("q7", "recommendation", "13:00:00", user="u1", items=items, fields=fields)
+
+
+def _build_propensities(tmp_path: Path, raw: list[tuple]):
+    # the mart, what it reads and only the tests of those (not of marts off this path)
+    os.environ["DBT_INDIRECT_SELECTION"] = "cautious"
+    warehouse = tmp_path / "warehouse.duckdb"
+    con = connect(warehouse)
+    con.executemany(f"insert into raw.events values ({', '.join('?' * 14)})", raw)
+    con.close()
+    try:
+        dbt_build(warehouse, tmp_path / "dbt", dbt_vars(), select="+slot_propensities")
+    finally:
+        del os.environ["DBT_INDIRECT_SELECTION"]
+    return warehouse
+
+
+def test_propensities_reach_the_slot_propensities_mart(tmp_path):
+    click = _raw("c7", "interaction", "13:01:00", user="u1", item="i7", kind="click",
+                 ranking="q7")
+    warehouse = _build_propensities(tmp_path, [_explored_answer(0.05), click])
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute("select position, propensity, explored, exploration_pool, is_clicked "
+                           "from marts.slot_propensities order by position").fetchall()
+    assert rows == [(1, 0.8, False, 4, False), (2, 0.05, True, 4, True),
+                    (3, 1.0, False, 4, False)]
+
+
+def test_propensities_that_do_not_sum_to_one_per_position_fail_the_build(tmp_path):
+    # share 0.2 over a pool of 4: an explored slot has 0.05; 0.1 would make 1.2 at position 2
+    with pytest.raises(TransformError, match="slot_propensities"):
+        _build_propensities(tmp_path, [_explored_answer(0.1)])

@@ -35,7 +35,9 @@ shown_items as (
         ranked_at as shown_at,
         'ranking' as shown_in,
         label,
-        cast(null as {{ dbt.type_string() }}) as recommendation_source
+        cast(null as {{ dbt.type_string() }}) as recommendation_source,
+        cast(null as {{ type_double() }}) as propensity,
+        cast(null as boolean) as explored
     from ranking_items
     union all
     select
@@ -48,7 +50,9 @@ shown_items as (
         recommended_at as shown_at,
         'recommendation' as shown_in,
         cast(null as {{ type_double() }}) as label,
-        recommendation_source
+        recommendation_source,
+        propensity,
+        explored
     from recommendation_items
 
 ),
@@ -78,6 +82,8 @@ final as (
         ) }} as user_id,
         shown_items.shown_in,
         shown_items.recommendation_source,
+        shown_items.propensity,
+        shown_items.explored,
         shown_items.label,
         coalesce(outcomes.is_clicked, false) as is_clicked,
         coalesce(outcomes.is_purchased, false) as is_purchased,

@@ -47,6 +47,12 @@ renamed as (
         {{ cast_or_null(json_extract_string('element', 'score'), type_double()) }} as score,
         {{ json_extract_string('element', 'source') }} as recommendation_source,
         nullif({{ json_extract_string('element', 'arm') }}, '') as arm,
+        -- answers logged before propensities were deterministic in their model tier
+        coalesce(
+            {{ cast_or_null(json_extract_string('element', 'propensity'), type_double()) }},
+            1.0
+        ) as propensity,
+        coalesce({{ json_extract_string('element', 'explored') }} = 'true', false) as explored,
         user_id,
         session_id,
         recommended_at

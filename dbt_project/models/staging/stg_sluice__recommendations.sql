@@ -44,6 +44,14 @@ renamed as (
         {% for count in counts -%}
             {{ cast_or_null(json_extract_string('fields', count), dbt.type_int()) }} as {{ count }},
         {% endfor -%}
+        coalesce(
+            {{ cast_or_null(json_extract_string('fields', 'exploration_share'), type_double()) }},
+            0
+        ) as exploration_share,
+        coalesce(
+            {{ cast_or_null(json_extract_string('fields', 'exploration_pool'), dbt.type_int()) }},
+            0
+        ) as exploration_pool,
         event_at as recommended_at,
         loaded_at
     from cleaned

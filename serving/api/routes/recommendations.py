@@ -6,7 +6,8 @@ from collections import Counter
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from serving.api import answers
@@ -62,6 +63,8 @@ class Slot(BaseModel):
     position: int
     recommendation_source: str
     arm: str | None = Field(None, description="the experiment arm that placed the slot")
+    propensity: float = Field(description="the probability the policy put this item here")
+    explored: bool = Field(description="an exploration draw of the model tier")
 
 
 class RecommendationResponse(BaseModel):
@@ -91,10 +94,12 @@ async def _answer(body: RecommendationQuery, principal: Principal, service: Serv
     tenant = _tenant(body.tenant, principal)
     request = service.request(tenant=tenant, **body.model_dump(exclude={"tenant"}))
     answer = await answers.recommend(service, request)
-    for source, count in Counter(slot.recommendation_source for slot in answer.items).items():
+    sources = Counter(slot.recommendation_source for slot in answer.items)
+    for source, count in sources.items():
         metrics.slots.labels(tenant, source).inc(count)
     if answer.experiment is not None:
         metrics.experiment_answers.labels(tenant, answer.experiment, answer.arm or "").inc()
+    metrics.window.add(tenant, answer.template, sources)
     return json_response(answer.as_dict())
 
 
@@ -117,6 +122,17 @@ async def get_recommendations(query: Annotated[RecommendationQuery, Query()],
                               metrics: MetricsDep) -> Response:
     """The same as POST, with query parameters."""
     return await _answer(query, principal, service, metrics)
+
+
+@router.get("/recommendations/{recommendation_id}", responses=responses(404))
+async def explain_recommendation(recommendation_id: Annotated[str, Path(max_length=64)],
+                                 principal: Reader, service: ServiceDep) -> Response:
+    """One recent answer explained: per slot its source, the tier's reason (model score and
+    rank, popularity, random draw, exploration with its propensity), the model version and
+    its lineage."""
+    tenant, explained = await run_in_threadpool(service.explain, recommendation_id)
+    principal.require("read", tenant)
+    return json_response(explained)
 
 
 class RankRequest(BaseModel):

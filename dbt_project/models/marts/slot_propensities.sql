@@ -1,0 +1,41 @@
+-- One row per slot of a served answer with the probability the policy gave it and whether it
+-- was clicked: what sluice.learn.offpolicy weighs candidates by.
+with impressions as (
+
+    select * from {{ ref('int_impressions') }}
+    where shown_in = 'recommendation'
+
+),
+
+recommendations as (
+
+    select * from {{ ref('stg_sluice__recommendations') }}
+
+),
+
+final as (
+
+    select
+        impressions.tenant,
+        impressions.ranking_id as recommendation_id,
+        impressions.user_id,
+        recommendations.template,
+        recommendations.model_version,
+        impressions.position,
+        impressions.item_id,
+        impressions.recommendation_source,
+        impressions.propensity,
+        impressions.explored,
+        recommendations.exploration_share,
+        recommendations.exploration_pool,
+        impressions.is_clicked,
+        impressions.shown_at
+    from impressions
+    inner join recommendations
+        on
+            impressions.tenant = recommendations.tenant
+            and impressions.ranking_id = recommendations.recommendation_id
+
+)
+
+select * from final

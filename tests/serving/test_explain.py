@@ -1,0 +1,53 @@
+"""GET /v1/recommendations/{id} on a real server: per slot its source, the tier's reason and
+propensity, the model version and its lineage; a template with exploration serves it."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from tests.utils.auth import READ
+from tests.utils.factories import environment
+from tests.utils.models import register_champion, synthetic_bundle
+from tests.utils.server import running_server
+
+TEMPLATES = {"explore": {"base": "personalized", "exploration": {"share": 0.3}}}
+
+
+def test_an_answer_is_explained_slot_by_slot_with_its_lineage(tmp_path):
+    env = environment(tmp_path, serving={"model_poll_seconds": 0.5}, templates=TEMPLATES)
+    version = register_champion(synthetic_bundle(seed=1), env["MLFLOW_TRACKING_URI"],
+                                tmp_path / "artifacts")
+    with running_server(env) as base, httpx.Client(headers=READ, timeout=30) as http:
+        deadline = time.monotonic() + 30
+        while http.get(f"{base}/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the champion was not picked up"
+            time.sleep(0.2)
+        explored = None
+        for _ in range(20):  # 5 slots at 0.3 each: an explored slot comes quickly
+            answer = http.post(f"{base}/v1/recommendations", json={
+                "user_id": "u3", "num_results": 5, "template": "explore"}).json()
+            assert answer["model_personalized_count"] == 5 == answer["total"]
+            if any(i["explored"] for i in answer["items"]):
+                explored = answer
+                break
+        assert explored is not None, "no slot explored in 20 answers at share 0.3"
+        shown = http.get(f"{base}/v1/recommendations/{explored['recommendation_id']}")
+        assert shown.status_code == 200, shown.text
+        body = shown.json()
+        assert body["model_version"] == version and body["lineage"]["version"] == version
+        assert body["exploration_pool"] == 5
+        for slot, reason in zip(explored["items"], body["items"], strict=True):
+            assert reason["item_id"] == slot["item_id"]
+            why = reason["reason"]
+            assert why["propensity"] == slot["propensity"]
+            if slot["explored"]:
+                assert why["why"].startswith("exploration") and why["propensity"] == 0.3 / 5
+            else:
+                assert why["model_rank"] == slot["position"] and why["propensity"] == 0.7
+        plain = http.get(f"{base}/v1/recommendations", params={"user_id": "u3"}).json()
+        assert {i["propensity"] for i in plain["items"]} == {1.0}
+        missing = http.get(f"{base}/v1/recommendations/{'0' * 32}")
+        assert missing.status_code == 404
+        assert missing.json()["detail"][0]["field"] == "recommendation_id"
