@@ -45,7 +45,7 @@ def test_the_pipeline_completes_and_trains_default_only(ran):
     state = ran["state"]
     assert state.is_completed(), state.message
     outcome = state.result()
-    assert [r["tenant"] for r in outcome["train"]] == ["default"]
+    assert [r.tenant for r in outcome.train] == ["default"]
     client = registry.client(ran["env"]["MLFLOW_TRACKING_URI"])
     assert client.get_model_version_by_alias("sluice-default", "champion") is not None
     assert not client.search_registered_models("name = 'sluice-shop'")

@@ -55,7 +55,7 @@ def test_the_ingest_flow_returns_and_logs_what_was_not_used(tmp_path, prefect_ha
         from flows.ingest import ingest
 
         summary = ingest()
-    unused = summary["not_used"]
+    unused = summary.not_used
     assert [(g["field"], g["rows"]) for g in unused["quarantined"]] == [("TIMESTAMP", 2)]
     assert {(r["tenant"], r["interaction_type"]) for r in unused["unweighted"]} == {
         ("default", "view"), ("shop", "view")}
