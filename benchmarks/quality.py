@@ -22,14 +22,12 @@ seeded), lifts resampled in pairs with popularity.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,21 +39,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import table  # noqa: E402
-from movielens import fetch_wheel  # noqa: E402
+from movielens import fetch_wheel, read_movielens  # noqa: E402
 
-DATA = "recbole/dataset_example/ml-100k/"
 PROTOCOLS = {"leave_last_out": {"protocol": "leave_last_out", "leave_out": 1},
              "per_user": {"protocol": "per_user", "holdout_fraction": 0.2},
              "time": {"protocol": "time", "holdout_fraction": 0.1}}
-
-
-def read_movielens(wheel: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    with zipfile.ZipFile(wheel) as archive:
-        ratings = pd.read_csv(io.BytesIO(archive.read(DATA + "ml-100k.inter")), sep="\t")
-        movies = pd.read_csv(io.BytesIO(archive.read(DATA + "ml-100k.item")), sep="\t")
-    ratings.columns = ["user_id", "item_id", "rating", "timestamp"]
-    movies.columns = ["item_id", "title", "year", "genres"]
-    return ratings, movies
 
 
 def personalize_csv(ratings: pd.DataFrame, movies: pd.DataFrame, landing: Path) -> str:
