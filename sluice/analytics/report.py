@@ -13,6 +13,7 @@ import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -198,18 +199,26 @@ def click_through(warehouse: Path) -> Section:
                    "(bars: rate, clicks/slots)", _svg(fig))
 
 
+def _registered(tracking_uri: str, model_name: str) -> tuple[list[Any], Any, dict[str, Any]]:
+    """The model's versions, its champion (or None) and each version's run data by run id."""
+    from sluice.learn import registry
+
+    client = registry.client(tracking_uri)
+    versions = client.search_model_versions(f"name = '{model_name}'")
+    champion = registry.alias_version(client, model_name, registry.CHAMPION)
+    runs = {v.run_id: client.get_run(v.run_id).data for v in versions if v.run_id}
+    return list(versions), champion, runs
+
+
 def model_metrics(tracking_uri: str, model_name: str) -> Section:
     title = "Model metrics across versions"
     try:
-        from sluice.learn import registry
-        client = registry.client(tracking_uri)
-        versions = client.search_model_versions(f"name = '{model_name}'")
-        champion = registry.alias_version(client, model_name, registry.CHAMPION)
+        versions, champion, runs = _registered(tracking_uri, model_name)
     except Exception as exc:
         return Section(title, f"registry unreadable: {exc}", None)
     rows = []
     for v in versions:
-        run = client.get_run(v.run_id).data if v.run_id else None
+        run = runs.get(v.run_id)
         metrics = run.metrics if run else {}
         algorithm = run.tags.get("algorithm", "?") if run else "?"
         is_champion = champion is not None and str(champion.version) == str(v.version)
@@ -241,11 +250,7 @@ def model_quality(tracking_uri: str, model_name: str) -> Section:
     """Per version: NDCG@10 with its interval, beyond-accuracy measures, and who serves."""
     title = "Model quality per version (95% intervals)"
     try:
-        from sluice.learn import registry
-        client = registry.client(tracking_uri)
-        versions = client.search_model_versions(f"name = '{model_name}'")
-        champion = registry.alias_version(client, model_name, registry.CHAMPION)
-        runs = {v.run_id: client.get_run(v.run_id).data for v in versions if v.run_id}
+        versions, champion, runs = _registered(tracking_uri, model_name)
     except Exception as exc:
         return Section(title, f"registry unreadable: {exc}", None)
     if not versions:

@@ -139,7 +139,7 @@ class EventLog:
             name = self._next_name()
             self._file = open(root / name, "ab", buffering=0)
             self._size = os.fstat(self._file.fileno()).st_size  # truncate never cuts older lines
-            _fsync_dir(root)
+            fsync_dir(root)
         return self._file
 
     def _next_name(self) -> str:
@@ -183,7 +183,8 @@ class EventLog:
                 self._file = None
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Makes a rename or a new file in `path` durable (the folder's entry, not the file)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -165,7 +165,7 @@ def _swap(new: Path, warehouse: Path, say: Say) -> Path | None:
                 os.replace(f"{warehouse}.wal", f"{previous}.wal")
         os.link(warehouse, previous)
     os.replace(new, warehouse)
-    _fsync_dir(warehouse.parent)
+    eventlog.fsync_dir(warehouse.parent)
     say(f"rebuild done: {warehouse} replaced"
         + (f"; the old one is kept as {previous}" if previous else ""))
     return previous
@@ -177,9 +177,3 @@ def _remove(path: Path) -> None:
             stale.unlink()
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
