@@ -152,8 +152,8 @@ def _wait_for(predicate, timeout: float = 10.0):
 
 
 def test_an_interaction_changes_the_next_answer_of_every_worker(trained, api):
-    # serving folds the log in every `serving.log_poll_seconds` (well under a second); the deadline here
-    # is generous because CI machines are loaded: how fast it happens is benchmarks' business
+    # serving folds the log in every `serving.log_poll_seconds` (well under a second); the
+    # deadline here is generous because CI machines are loaded: speed is benchmarks' business
     user = trained["info"].known_user
     before = ask(api, user_id=user, num_results=10)
     top = before["items"][0]["item_id"]
