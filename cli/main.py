@@ -25,88 +25,16 @@ import httpx
 from pydantic import ValidationError
 
 from cli import batch as batch_command
-from cli import experiments, models
-from cli.models import table
+from cli import demo, experiments, models, operate
 from cli.processes import (
     PREFECT_PORT,
-    free_port,
     metrics_folder,
     prefect_under,
     start_server,
     stop_server,
-    wait_ready,
 )
 from sluice import logs
 from sluice.settings import PROJECT_ROOT, ConfigError, get_settings, validation_message
-
-
-def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
-    from sluice.intake.synthetic import SyntheticSpec, generate
-
-    settings = get_settings()
-    spec = SyntheticSpec(users=args.users, items=args.items, events=args.events,
-                         seed=args.seed)
-    marker = settings.landing_dir / f".synthetic-seed{spec.seed}.json"
-    if marker.exists() and not args.force:
-        info = json.loads(marker.read_text())
-        print(f"synthetic history already in {settings.landing_dir} (seed {spec.seed})")
-        return info
-    print(f"generating {spec.events:,} events for {spec.users:,} users and {spec.items:,} items"
-          f" over {spec.days} days ...")
-    result = generate(settings.landing_dir, spec)
-    info = {"known_user": result.known_user, "anonymous_session": result.anonymous_session,
-            "stitched_user": result.stitched_user, "events": result.events,
-            "files": [str(p) for p in result.paths]}
-    marker.write_text(json.dumps(info))
-    print(f"wrote {result.events:,} events to {len(result.paths)} files in "
-          f"{settings.landing_dir}")
-    return info
-
-
-def cmd_demo(args: argparse.Namespace) -> None:
-    from flows.pipeline import pipeline
-
-    started = time.monotonic()
-    info = cmd_generate(args)
-    print("running flow `pipeline` (ingest -> transform -> train) ...")
-    outcome = pipeline()
-    for result in outcome.train:
-        m, b = result.metrics, result.baseline
-        print(f"model {result.model_name} v{result.version}: ndcg@10 "
-              f"{m['ndcg_at_10']:.4f} (popularity {b['ndcg_at_10']:.4f}); {result.reason}")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    print(f"starting the API on {base} ...")
-    headers = _key_headers("read")
-    server = start_server(port)
-    try:
-        readiness = wait_ready(base, server)
-        print(f"ready: {readiness['ready']}")
-        asks = [
-            ("a known user", {"user_id": info["known_user"]}),
-            ("an anonymous visitor (session only)", {"session_id": info["anonymous_session"]}),
-            ("a user never seen", {"user_id": "never-seen-user"}),
-            ("items like i1 by their fields (brand, category, color, price)",
-             {"item_id": "i1", "template": "similar_attributes"}),
-        ]
-        for title, params in asks:
-            answer = httpx.post(f"{base}/v1/recommendations", headers=headers,
-                                json={**params, "num_results": 10}, timeout=10).json()
-            counts = {k: v for k, v in answer.items() if k.endswith("_count") or k == "total"}
-            print(f"\n{title}: {params}\n" + table(
-                answer["items"], ["position", "item_id", "score", "recommendation_source"]))
-            print("counts: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    finally:
-        stop_server(server)
-    print(f"\ndemo finished in {time.monotonic() - started:.0f}s")
-
-
-def _key_headers(action: str) -> dict[str, str]:
-    """Headers with a configured key that may do `action` (the demo keys of config/)."""
-    from sluice.auth import client_key
-
-    key = client_key(get_settings(), action)
-    return {"X-Api-Key": key} if key else {}
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -219,54 +147,6 @@ def cmd_model_show(args: argparse.Namespace) -> None:
     print(json.dumps(record, indent=2, default=str))
 
 
-def cmd_rebuild(args: argparse.Namespace) -> None:
-    from sluice.warehouse.rebuild import rebuild
-
-    settings = get_settings()
-    rebuild(settings.warehouse_path, settings.raw_location, settings.landing_location,
-            settings.home / "dbt", settings.dbt_vars(), say=print)
-
-
-def cmd_backup(args: argparse.Namespace) -> None:
-    from sluice.operate.backup import backup
-
-    backup(get_settings(), args.dest, say=print)
-
-
-def cmd_restore(args: argparse.Namespace) -> None:
-    from sluice.operate.backup import restore
-
-    restore(get_settings(), args.src, say=print)
-
-
-def cmd_upgrade(args: argparse.Namespace) -> None:
-    from sluice.operate.upgrade import upgrade
-
-    upgrade(get_settings(), say=print)
-
-
-def cmd_doctor(args: argparse.Namespace) -> None:
-    from sluice.operate.doctor import diagnose, render
-
-    findings = diagnose(get_settings())
-    print(render(findings))
-    if not all(f.ok for f in findings):
-        raise SystemExit(1)
-
-
-def _add_operate_commands(sub: Any) -> dict[str, Any]:
-    """Operating a home: README "Operating Sluice"."""
-    sub.add_parser("rebuild", help="rebuild the warehouse from the raw log and landing folder")
-    sub.add_parser("backup", help="a consistent copy of the home and the MLflow store"
-                   ).add_argument("dest", type=Path, help="a new or empty folder")
-    sub.add_parser("restore", help="a backup into a fresh SLUICE_HOME").add_argument(
-        "src", type=Path, help="a folder `sluice backup` wrote")
-    sub.add_parser("upgrade", help="migrate the home's data formats to this version")
-    sub.add_parser("doctor", help="check the environment and the home; exit 1 on problems")
-    return {"rebuild": cmd_rebuild, "backup": cmd_backup, "restore": cmd_restore,
-            "upgrade": cmd_upgrade, "doctor": cmd_doctor}
-
-
 def cmd_flow(name: str) -> None:
     from flows.ingest import ingest
     from flows.pipeline import pipeline
@@ -309,18 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
     # a busy machine starts the temporary Prefect server in more than its default 20 s
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    parser, operate = _parser()
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
         if args.command != "doctor":  # doctor reports a bad config among its findings
             settings.app  # noqa: B018 -- a config error is one line here, not a traceback
         prefect_under(settings.home)
-        commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
+        commands = {"demo": demo.cmd_demo, "generate": demo.cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
                     "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
                     "experiments": experiments.cmd_experiments,
-                    **models.COMMANDS, **operate, "models": _models}
+                    **models.COMMANDS, **operate.COMMANDS, "models": _models}
         code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
@@ -348,7 +228,7 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("demo", "generate"):
@@ -374,7 +254,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
                          usage="sluice dbt -- <dbt command and flags>, e.g. sluice dbt -- build")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
     batch_command.add_parser(sub)
-    return parser, _add_operate_commands(sub)
+    operate.add_parsers(sub)
+    return parser
 
 
 def _named_parsers(sub: Any) -> None:

@@ -409,14 +409,14 @@ def test_public_bindings_need_real_keys(tmp_path, monkeypatch):
 
 
 def test_the_shipped_config_carries_demo_keys_that_the_demo_sends(monkeypatch):
-    from cli.main import _key_headers
+    from cli.demo import key_headers as demo_key_headers
 
     monkeypatch.delenv("SLUICE_CONFIG", raising=False)
     monkeypatch.delenv("SLUICE_API_KEYS", raising=False)
     shipped = get_settings().app.auth
     assert shipped.keys and all(k.demo and (k.name or "").startswith("demo") for k in shipped.keys)
-    assert _key_headers("read") == {"X-Api-Key": "demo-read-key-not-secret"}
-    assert _key_headers("write") == {"X-Api-Key": "demo-write-key-not-secret"}
+    assert demo_key_headers("read") == {"X-Api-Key": "demo-read-key-not-secret"}
+    assert demo_key_headers("write") == {"X-Api-Key": "demo-write-key-not-secret"}
 
 
 def test_boto3_sends_an_api_key_where_no_access_keys_are_configured(tmp_path):
