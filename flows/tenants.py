@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from flows.retries import IO_RETRIES
-from sluice.learn.dataset import tenants as warehouse_tenants
+from sluice.learn.training import tenants as warehouse_tenants
 from sluice.settings import get_settings
 from sluice.warehouse.locks import warehouse_lock
 

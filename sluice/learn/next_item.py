@@ -22,7 +22,7 @@ from sluice.learn.matrix import InteractionMatrix
 from sluice.learn.similar import SimilarItems
 
 if TYPE_CHECKING:
-    from sluice.learn.dataset import Prepared
+    from sluice.learn.training import Prepared
     from sluice.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,8 @@ from sluice.settings import PROJECT_ROOT, Settings
 from sluice.warehouse.db import connect
 
 if TYPE_CHECKING:
-    from sluice.learn.dataset import Prepared
     from sluice.learn.models import Model
-    from sluice.learn.training import Fitted
+    from sluice.learn.training import Fitted, Prepared
 
 ID_COLUMNS = ("user_id", "item_id", "interaction_type")
 HEADLINE = ("ndcg_at_10", "recall_at_10", "precision_at_10")

@@ -22,8 +22,7 @@ from typing import Any
 import mlflow
 
 from sluice.learn import registry
-from sluice.learn.dataset import Prepared, prepare
-from sluice.learn.training import TrainResult, finish, fit_and_evaluate
+from sluice.learn.training import Prepared, TrainResult, finish, fit_and_evaluate, prepare
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
