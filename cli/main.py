@@ -25,7 +25,7 @@ import httpx
 from pydantic import ValidationError
 
 from cli import batch as batch_command
-from cli import demo, experiments, models, operate
+from cli import demo, experiments, models
 from cli.processes import (
     PREFECT_PORT,
     metrics_folder,
@@ -147,6 +147,54 @@ def cmd_model_show(args: argparse.Namespace) -> None:
     print(json.dumps(record, indent=2, default=str))
 
 
+def cmd_rebuild(args: argparse.Namespace) -> None:
+    from sluice.warehouse.rebuild import rebuild
+
+    settings = get_settings()
+    rebuild(settings.warehouse_path, settings.raw_location, settings.landing_location,
+            settings.home / "dbt", settings.dbt_vars(), say=print)
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    from sluice.operate.backup import backup
+
+    backup(get_settings(), args.dest, say=print)
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from sluice.operate.backup import restore
+
+    restore(get_settings(), args.src, say=print)
+
+
+def cmd_upgrade(args: argparse.Namespace) -> None:
+    from sluice.operate.upgrade import upgrade
+
+    upgrade(get_settings(), say=print)
+
+
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from sluice.operate.doctor import diagnose, render
+
+    findings = diagnose(get_settings())
+    print(render(findings))
+    if not all(f.ok for f in findings):
+        raise SystemExit(1)
+
+
+def _add_operate_commands(sub: Any) -> dict[str, Any]:
+    """Operating a home: README "Operating Sluice"."""
+    sub.add_parser("rebuild", help="rebuild the warehouse from the raw log and landing folder")
+    sub.add_parser("backup", help="a consistent copy of the home and the MLflow store"
+                   ).add_argument("dest", type=Path, help="a new or empty folder")
+    sub.add_parser("restore", help="a backup into a fresh SLUICE_HOME").add_argument(
+        "src", type=Path, help="a folder `sluice backup` wrote")
+    sub.add_parser("upgrade", help="migrate the home's data formats to this version")
+    sub.add_parser("doctor", help="check the environment and the home; exit 1 on problems")
+    return {"rebuild": cmd_rebuild, "backup": cmd_backup, "restore": cmd_restore,
+            "upgrade": cmd_upgrade, "doctor": cmd_doctor}
+
+
 def cmd_flow(name: str) -> None:
     from flows.ingest import ingest
     from flows.pipeline import pipeline
@@ -189,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
     # a busy machine starts the temporary Prefect server in more than its default 20 s
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    parser = _parser()
+    parser, operate = _parser()
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
@@ -200,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
                     "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
                     "experiments": experiments.cmd_experiments,
-                    **models.COMMANDS, **operate.COMMANDS, "models": _models}
+                    **models.COMMANDS, **operate, "models": _models}
         code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
@@ -228,7 +276,7 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("demo", "generate"):
@@ -254,8 +302,7 @@ def _parser() -> argparse.ArgumentParser:
                          usage="sluice dbt -- <dbt command and flags>, e.g. sluice dbt -- build")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
     batch_command.add_parser(sub)
-    operate.add_parsers(sub)
-    return parser
+    return parser, _add_operate_commands(sub)
 
 
 def _named_parsers(sub: Any) -> None:
