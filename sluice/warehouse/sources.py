@@ -97,9 +97,13 @@ def landing_files(landing_dir: Path | str) -> list[Path] | list[str]:
 
 def _remote_landing_files(url: str) -> list[str]:
     """Landing files under a URL; hidden path parts skipped (no symlinks on object stores)."""
-    if (folder := eventlog.remote_folder(url)) is None:
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(url)
+    root = root.rstrip("/")
+    fs.invalidate_cache(root)
+    if not fs.exists(root):
         return []
-    fs, root = folder
     found = []
     for path in sorted(fs.find(root)):
         parts = path[len(root):].strip("/").split("/")
