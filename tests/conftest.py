@@ -54,7 +54,9 @@ def server(request, server_env) -> Iterator[dict[str, Any]]:
     from fastapi.testclient import TestClient
 
     from serving.main import app
-    from tests.utils.factories import environ
 
-    with environ(server_env), TestClient(app) as http:
-        yield {"base": str(http.base_url), "http": http, "home": home}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in server_env.items():
+            patch.setenv(name, value)
+        with TestClient(app) as http:
+            yield {"base": str(http.base_url), "http": http, "home": home}
