@@ -208,14 +208,6 @@ def _url_to_fs(url: str) -> tuple[Any, str]:
     return fs, path.rstrip("/") or path
 
 
-def remote_folder(url: str) -> tuple[Any, str] | None:
-    """The filesystem and inner path of a folder URL, listed afresh (a cached listing would
-    hide new files); None when it does not exist."""
-    fs, inner = _url_to_fs(url)
-    fs.invalidate_cache(inner)
-    return (fs, inner) if fs.exists(inner) else None
-
-
 def _protocols(fs: Any) -> tuple[str, ...]:
     return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
 
@@ -235,9 +227,10 @@ def size_of(path: Path | str) -> int:
 def segments(root: Path | str) -> list[Path] | list[str]:
     """Segments in the order they were started (full URLs when `root` is a URL)."""
     if is_url(root):
-        if (folder := remote_folder(root)) is None:
+        fs, inner = _url_to_fs(root)
+        fs.invalidate_cache(inner)  # a cached listing would hide new segments
+        if not fs.exists(inner):
             return []
-        fs, inner = folder
         found = fs.glob(f"{inner}/{SEGMENT_GLOB}")
         return [file_url(fs, p) for p in sorted(found, key=lambda p: p.rsplit("/", 1)[-1])]
     root = Path(root)
