@@ -54,17 +54,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-@dataclass
-class _World:
-    """The hidden tastes a history is drawn from."""
-
-    item_cat: np.ndarray  # each item's category
-    affinity: np.ndarray  # users x items
-    base_weight: np.ndarray  # per item, from a long-tailed popularity
-    user_p: np.ndarray  # how likely each user starts the next session
-
-
-def _world(spec: SyntheticSpec, rng: np.random.Generator) -> _World:
+def generate(out_dir: Path, spec: SyntheticSpec | None = None) -> SyntheticResult:
+    spec = spec or SyntheticSpec()
+    rng = np.random.default_rng(spec.seed)
     dim = 8
     n_cat = len(CATEGORIES)
     centroids = rng.normal(size=(n_cat, dim))
@@ -74,94 +66,81 @@ def _world(spec: SyntheticSpec, rng: np.random.Generator) -> _World:
     prefs = [rng.choice(n_cat, size=rng.integers(1, 4), replace=False) for _ in range(spec.users)]
     user_vec = np.stack([centroids[p].mean(axis=0) for p in prefs])
     user_vec += 0.3 * rng.normal(size=user_vec.shape)
-    affinity = (user_vec @ item_vec.T) / np.sqrt(dim)
+    affinity = (user_vec @ item_vec.T) / np.sqrt(dim)  # users x items
     activity = rng.pareto(1.5, spec.users) + 0.5
-    return _World(item_cat, affinity, np.log1p(item_pop), activity / activity.sum())
 
+    events: list[dict] = []
+    counts = {"item": 0, "user": 0, "ranking": 0, "interaction": 0}
+    t0 = spec.start_ms
+    for i in range(spec.items):
+        events.append(_item_event(rng, i, int(item_cat[i]), t0 - DAY_MS))
+    for u in range(0, spec.users, 2):
+        events.append({"event": "user", "id": f"user-event-{u}", "user": f"u{u}",
+                       "timestamp": str(t0 - DAY_MS),
+                       "fields": [{"name": "country", "value": ["us", "de", "fr", "jp"][u % 4]}]})
+    counts["item"], counts["user"] = spec.items, len(events) - spec.items
 
-def generate(out_dir: Path, spec: SyntheticSpec | None = None) -> SyntheticResult:
-    spec = spec or SyntheticSpec()
-    rng = np.random.default_rng(spec.seed)
-    world = _world(spec, rng)
-    before = spec.start_ms - DAY_MS  # the catalog and user profiles exist a day before
-    events = [_item_event(rng, i, int(world.item_cat[i]), before) for i in range(spec.items)]
-    events += [{"event": "user", "id": f"user-event-{u}", "user": f"u{u}",
-                "timestamp": str(before),
-                "fields": [{"name": "country", "value": ["us", "de", "fr", "jp"][u % 4]}]}
-               for u in range(0, spec.users, 2)]
-    counts = {"item": spec.items, "user": len(events) - spec.items, "ranking": 0,
-              "interaction": 0}
+    base_weight = np.log1p(item_pop)
+    interactions = 0
     per_user_interactions = np.zeros(spec.users, dtype=np.int64)
     anonymous_sessions: list[tuple[str, int]] = []
     stitched: list[str] = []
     session_no = 0
+    user_p = activity / activity.sum()
     while len(events) < spec.events:
         session_no += 1
-        u, clicks, anonymous_only, login_after = _session(rng, spec, world, session_no, events,
-                                                          counts)
+        u = int(rng.choice(spec.users, p=user_p))
+        session = f"s{session_no}"
+        mode = rng.random()
+        anonymous_only = mode < spec.anonymous_only_share
+        login_after = (int(rng.integers(1, 3))
+                       if mode < spec.anonymous_only_share + spec.anonymous_login_share else 0)
+        start = t0 + int(rng.random() * spec.days * DAY_MS)
+        scores = 0.7 * base_weight + 2.5 * affinity[u]
+        p = np.exp(scores - scores.max())
+        p /= p.sum()
+        session_clicks = 0
+        for r in range(int(rng.integers(1, 5))):
+            ts = start + r * 60_000
+            known = not anonymous_only and r >= login_after
+            who = {"session": session} | ({"user": f"u{u}"} if known else {})
+            shown = rng.choice(spec.items, size=spec.shown_per_ranking, replace=False, p=p)
+            ranking_id = f"r{session_no}-{r}"
+            events.append({"event": "ranking", "id": ranking_id, "timestamp": ts, **who,
+                           "items": [{"id": f"i{i}"} for i in shown]})
+            counts["ranking"] += 1
+            position_bias = 1.0 / np.log2(np.arange(2, len(shown) + 2))
+            click_p = _sigmoid(3.0 * affinity[u, shown] - 1.5) * position_bias * 0.6
+            clicked = shown[rng.random(len(shown)) < click_p]
+            for k, i in enumerate(clicked):
+                base = {"timestamp": ts + 1_000 * (k + 1), "ranking": ranking_id, **who,
+                        "item": f"i{i}"}
+                events.append({"event": "interaction", "id": f"c{session_no}-{r}-{k}",
+                               "type": "click", **base})
+                interactions += 1
+                if rng.random() < 0.25 * _sigmoid(2.0 * affinity[u, i]):
+                    price = round(float(5 + 200 * rng.random()), 2)
+                    events.append({"event": "interaction", "id": f"p{session_no}-{r}-{k}",
+                                   "type": "purchase", **base,
+                                   "fields": [{"name": "price", "value": price}]})
+                    interactions += 1
+                session_clicks += 1
         if anonymous_only:
-            anonymous_sessions.append((f"s{session_no}", clicks))
+            anonymous_sessions.append((session, session_clicks))
         else:
-            per_user_interactions[u] += clicks
-            if login_after and clicks:
+            per_user_interactions[u] += session_clicks
+            if login_after and session_clicks:
                 stitched.append(f"u{u}")
+    counts["interaction"] = interactions
 
     paths = _write(out_dir, events, spec)
     best_anon = max(anonymous_sessions, key=lambda s: s[1])[0] if anonymous_sessions else "s1"
     return SyntheticResult(
         paths=paths, events=len(events), users=spec.users, items=spec.items,
-        interactions=counts["interaction"],
-        known_user=f"u{int(per_user_interactions.argmax())}",
+        interactions=interactions, known_user=f"u{int(per_user_interactions.argmax())}",
         anonymous_session=best_anon, stitched_user=stitched[0] if stitched else "u0",
         counts=counts,
     )
-
-
-def _session(rng: np.random.Generator, spec: SyntheticSpec, world: _World, number: int,
-             events: list[dict], counts: dict[str, int]) -> tuple[int, int, bool, int]:
-    """One visit of 1-4 rankings, its events appended: a user, or a visitor who stays
-    anonymous or logs in part-way. Returns (user, clicks, anonymous only, login ranking)."""
-    u = int(rng.choice(spec.users, p=world.user_p))
-    mode = rng.random()
-    anonymous_only = mode < spec.anonymous_only_share
-    login_after = (int(rng.integers(1, 3))
-                   if mode < spec.anonymous_only_share + spec.anonymous_login_share else 0)
-    start = spec.start_ms + int(rng.random() * spec.days * DAY_MS)
-    scores = 0.7 * world.base_weight + 2.5 * world.affinity[u]
-    p = np.exp(scores - scores.max())
-    p /= p.sum()
-    clicks = 0
-    for r in range(int(rng.integers(1, 5))):
-        known = not anonymous_only and r >= login_after
-        who = {"session": f"s{number}"} | ({"user": f"u{u}"} if known else {})
-        clicks += _ranking(rng, spec, world.affinity[u], f"{number}-{r}", start + r * 60_000,
-                           who, p, events, counts)
-    return u, clicks, anonymous_only, login_after
-
-
-def _ranking(rng: np.random.Generator, spec: SyntheticSpec, affinity: np.ndarray, key: str,
-             ts: int, who: dict[str, str], p: np.ndarray, events: list[dict],
-             counts: dict[str, int]) -> int:
-    """A ranking drawn by `p`, clicked with position bias and bought now and then; its events
-    appended. Returns how many items were clicked."""
-    shown = rng.choice(spec.items, size=spec.shown_per_ranking, replace=False, p=p)
-    ranking_id = f"r{key}"
-    events.append({"event": "ranking", "id": ranking_id, "timestamp": ts, **who,
-                   "items": [{"id": f"i{i}"} for i in shown]})
-    counts["ranking"] += 1
-    position_bias = 1.0 / np.log2(np.arange(2, len(shown) + 2))
-    click_p = _sigmoid(3.0 * affinity[shown] - 1.5) * position_bias * 0.6
-    clicked = shown[rng.random(len(shown)) < click_p]
-    for k, i in enumerate(clicked):
-        base = {"timestamp": ts + 1_000 * (k + 1), "ranking": ranking_id, **who, "item": f"i{i}"}
-        events.append({"event": "interaction", "id": f"c{key}-{k}", "type": "click", **base})
-        counts["interaction"] += 1
-        if rng.random() < 0.25 * _sigmoid(2.0 * affinity[i]):
-            price = round(float(5 + 200 * rng.random()), 2)
-            events.append({"event": "interaction", "id": f"p{key}-{k}", "type": "purchase",
-                           **base, "fields": [{"name": "price", "value": price}]})
-            counts["interaction"] += 1
-    return len(clicked)
 
 
 def _item_event(rng: np.random.Generator, i: int, cat: int, ts: int) -> dict:
