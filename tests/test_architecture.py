@@ -114,6 +114,8 @@ SIZED = ("sluice", "serving", "flows", "cli", "benchmarks")
 # past the size written here, and when one gets back under its limit (then drop it from here).
 OVERSIZED: dict[str, int] = {
     "sluice/learn/models.py": 406,  # being split by model family on another branch
+    # the experiments branch draws its hidden population out of it; split the session loop after
+    "sluice/intake/synthetic.py:generate": 87,
     "benchmarks/serving.py:sluice_run": 55,  # serving benchmarks gain rows on two branches:
     "benchmarks/serving.py:main": 70,  # split once they have landed, not under them
 }
