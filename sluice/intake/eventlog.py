@@ -244,10 +244,10 @@ def segment_sizes(root: Path | str) -> list[tuple[Path | str, int]]:
         fs, inner = _url_to_fs(root)
         fs.invalidate_cache(inner)  # a cached listing would hide new segments
         try:  # a missing prefix is an empty log; a missing bucket is a mistake to name
-            found = fs.glob(f"{inner}/{SEGMENT_GLOB}", detail=True)
+            listed = fs.glob(f"{inner}/{SEGMENT_GLOB}", detail=True)
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"raw log {root} cannot be listed: {exc}") from exc
-        ordered = sorted(found.items(), key=lambda kv: kv[0].rsplit("/", 1)[-1])
+        ordered = sorted(listed.items(), key=lambda kv: kv[0].rsplit("/", 1)[-1])
         return [(file_url(fs, path), int(info["size"])) for path, info in ordered]
     root = Path(root)
     if not root.exists():
