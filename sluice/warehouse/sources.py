@@ -107,10 +107,12 @@ def _remote_landing_files(url: str) -> list[str]:
     fs, root = url_to_fs(url)
     root = root.rstrip("/")
     fs.invalidate_cache(root)
-    if not fs.exists(root):
-        return []
+    try:  # a missing prefix holds no files; a missing bucket is a mistake to name
+        listed = fs.find(root)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"landing folder {url} cannot be listed: {exc}") from exc
     found = []
-    for path in sorted(fs.find(root)):
+    for path in sorted(listed):
         parts = path[len(root):].strip("/").split("/")
         if any(part.startswith(".") for part in parts) or not path.endswith(LANDING_SUFFIXES):
             continue

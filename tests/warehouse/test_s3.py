@@ -192,6 +192,13 @@ def test_ingest_from_s3_loads_exactly_once(s3, bucket, tmp_path):
     assert _count(warehouse, "select count(*) from raw.events where event_id = 'e98'") == 0
 
 
+def test_ingest_names_a_missing_bucket(bucket, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    with pytest.raises(FileNotFoundError, match="s3://sluice-no-such-bucket/landing"):
+        Ingestor(warehouse, f"s3://{bucket}/raw", "s3://sluice-no-such-bucket/landing").run()
+    assert Ingestor(warehouse, f"s3://{bucket}/raw", f"s3://{bucket}/landing").run().files == []
+
+
 def test_ingest_reports_a_raw_object_rewritten_after_loading(s3, bucket, tmp_path):
     raw = f"s3://{bucket}/raw"
     EventLog(raw).append([_ev(1), _ev(2)])
