@@ -22,6 +22,7 @@ from sluice.settings.access import (  # noqa: F401 (re-exported)
     _Credential,
 )
 from sluice.settings.learning import (  # noqa: F401 (re-exported)
+    MODEL_ALGORITHMS,
     AttributesConfig,
     BPRConfig,
     EASEConfig,
