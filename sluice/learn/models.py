@@ -80,6 +80,10 @@ class ALS(Model):
         self.device = device
 
     @property  # a property where the base class declares a plain attribute
+    def deterministic(self) -> bool:  # type: ignore[override]
+        return self.device == "cpu"  # nothing promises that the CUDA solver is
+
+    @property  # a property where the base class declares a plain attribute
     def fold_in_alpha(self) -> float:  # type: ignore[override]
         return self.alpha
 
