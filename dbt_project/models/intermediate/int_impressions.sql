@@ -14,23 +14,25 @@
 with
 {%- if is_incremental() %}
 
-identified_sessions as (
+    identified_sessions as (
 
-    {{ identified_sessions(since) }}
+        {{ identified_sessions(since) }}
 
-),
+    ),
 
-changed_lists as (
+    changed_lists as (
 
-    {{ changed_lists(since, 'identified_sessions') }}
+        {{ changed_lists(since, 'identified_sessions') }}
 
-),
+    ),
 {%- endif %}
 
 ranking_items as (
 
     select * from {{ ref('stg_sluice__ranking_items') }} as shown
-    {% if is_incremental() %}where {{ in_changed_list('shown', 'changed_lists') }}{% endif %}
+    {% if is_incremental() -%}
+        where {{ in_changed_list('shown', 'changed_lists') }}
+    {%- endif %}
 
 ),
 
@@ -38,12 +40,12 @@ recommendation_items as (
 
     select * from {{ ref('stg_sluice__recommendation_items') }} as shown
     {% if is_incremental() -%}
-    where exists (
-        select 1 from changed_lists
-        where
-            changed_lists.tenant = shown.tenant
-            and changed_lists.ranking_id = shown.recommendation_id
-    )
+        where exists (
+            select 1 from changed_lists
+            where
+                changed_lists.tenant = shown.tenant
+                and changed_lists.ranking_id = shown.recommendation_id
+        )
     {%- endif %}
 
 ),
@@ -59,7 +61,9 @@ interactions as (
     select * from {{ ref('int_interactions_stitched') }} as interactions
     where
         ranking_id is not null
-        {% if is_incremental() %}and {{ in_changed_list('interactions', 'changed_lists') }}{% endif %}
+        {% if is_incremental() -%}
+            and {{ in_changed_list('interactions', 'changed_lists') }}
+        {%- endif %}
 
 ),
 

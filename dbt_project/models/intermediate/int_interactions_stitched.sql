@@ -12,20 +12,20 @@
 with
 {%- if is_incremental() %}
 
-identified_sessions as (
+    identified_sessions as (
 
-    {{ identified_sessions(since) }}
+        {{ identified_sessions(since) }}
 
-),
+    ),
 {%- endif %}
 
 interactions as (
 
     select * from {{ ref('stg_sluice__interactions') }} as interactions
     {% if is_incremental() -%}
-    where
-        interactions.loaded_at > {{ since }}
-        or {{ in_identified_session('interactions', 'identified_sessions') }}
+        where
+            interactions.loaded_at > {{ since }}  -- noqa: RF03
+            or {{ in_identified_session('interactions', 'identified_sessions') }}
     {%- endif %}
 
 ),

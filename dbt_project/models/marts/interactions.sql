@@ -13,30 +13,30 @@
 with
 {%- if is_incremental() %}
 
-identified_sessions as (
+    identified_sessions as (
 
-    {{ identified_sessions(since) }}
+        {{ identified_sessions(since) }}
 
-),
+    ),
 {%- endif %}
 
 interactions as (
 
     select * from {{ ref('int_interactions_stitched') }} as interactions
     where
-        user_id is not null
-        and item_id is not null
+        interactions.user_id is not null  -- noqa: RF03
+        and interactions.item_id is not null
         {% if is_incremental() -%}
-        and (
-            loaded_at > {{ since }}
-            -- rows without a user of their own: stitched now or anonymous until now
-            or (interactions.is_stitched or interactions.is_anonymous) and exists (
-                select 1 from identified_sessions
-                where
-                    identified_sessions.tenant = interactions.tenant
-                    and identified_sessions.session_id = interactions.session_id
+            and (
+                interactions.loaded_at > {{ since }}  -- noqa: RF03
+                -- rows without a user of their own: stitched now or anonymous until now
+                or (interactions.is_stitched or interactions.is_anonymous) and exists (
+                    select 1 from identified_sessions
+                    where
+                        identified_sessions.tenant = interactions.tenant
+                        and identified_sessions.session_id = interactions.session_id
+                )
             )
-        )
         {%- endif %}
 
 ),

@@ -13,20 +13,20 @@
 with
 {%- if is_incremental() %}
 
-identified_sessions as (
+    identified_sessions as (
 
-    {{ identified_sessions(since) }}
+        {{ identified_sessions(since) }}
 
-),
+    ),
 {%- endif %}
 
 {%- if is_incremental() %}
 
-changed_lists as (
+    changed_lists as (
 
-    {{ changed_lists(since, 'identified_sessions') }}
+        {{ changed_lists(since, 'identified_sessions') }}
 
-),
+    ),
 {%- endif %}
 
 impressions as (
@@ -34,7 +34,9 @@ impressions as (
     select * from {{ ref('int_impressions') }} as impressions
     where
         shown_in = 'ranking'
-        {% if is_incremental() %}and {{ in_changed_list('impressions', 'changed_lists') }}{% endif %}
+        {% if is_incremental() -%}
+            and {{ in_changed_list('impressions', 'changed_lists') }}
+        {%- endif %}
 
 ),
 

@@ -12,20 +12,20 @@
 with
 {%- if is_incremental() %}
 
-identified_sessions as (
+    identified_sessions as (
 
-    {{ identified_sessions(since) }}
+        {{ identified_sessions(since) }}
 
-),
+    ),
 {%- endif %}
 
 recommendations as (
 
     select * from {{ ref('stg_sluice__recommendations') }} as recommendations
     {% if is_incremental() -%}
-    where
-        recommendations.loaded_at > {{ since }}
-        or {{ in_identified_session('recommendations', 'identified_sessions') }}
+        where
+            recommendations.loaded_at > {{ since }}  -- noqa: RF03
+            or {{ in_identified_session('recommendations', 'identified_sessions') }}
     {%- endif %}
 
 ),

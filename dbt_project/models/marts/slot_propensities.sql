@@ -15,20 +15,20 @@
 with
 {%- if is_incremental() %}
 
-identified_sessions as (
+    identified_sessions as (
 
-    {{ identified_sessions(since) }}
+        {{ identified_sessions(since) }}
 
-),
+    ),
 {%- endif %}
 
 {%- if is_incremental() %}
 
-changed_lists as (
+    changed_lists as (
 
-    {{ changed_lists(since, 'identified_sessions') }}
+        {{ changed_lists(since, 'identified_sessions') }}
 
-),
+    ),
 {%- endif %}
 
 impressions as (
@@ -36,7 +36,9 @@ impressions as (
     select * from {{ ref('int_impressions') }} as impressions
     where
         shown_in = 'recommendation'
-        {% if is_incremental() %}and {{ in_changed_list('impressions', 'changed_lists') }}{% endif %}
+        {% if is_incremental() -%}
+            and {{ in_changed_list('impressions', 'changed_lists') }}
+        {%- endif %}
 
 ),
 
@@ -44,12 +46,12 @@ recommendations as (
 
     select * from {{ ref('stg_sluice__recommendations') }} as recommendations
     {% if is_incremental() -%}
-    where exists (
-        select 1 from changed_lists
-        where
-            changed_lists.tenant = recommendations.tenant
-            and changed_lists.ranking_id = recommendations.recommendation_id
-    )
+        where exists (
+            select 1 from changed_lists
+            where
+                changed_lists.tenant = recommendations.tenant
+                and changed_lists.ranking_id = recommendations.recommendation_id
+        )
     {%- endif %}
 
 ),
