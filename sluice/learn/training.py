@@ -24,7 +24,7 @@ import pandas as pd
 
 from sluice.bundle import ModelBundle
 from sluice.learn import attributes, gate, offpolicy, quality, registry
-from sluice.learn.candidates import precompute
+from sluice.learn.candidates import item_index, precompute
 from sluice.learn.evaluation import K_VALUES, Scored, Split, decisive_split, score_model
 from sluice.learn.matrix import InteractionMatrix, build
 from sluice.learn.models import ALS, Model, Popularity, make_model
@@ -322,6 +322,7 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
                   attribute_index, settings.app.attributes.cold_item_interactions)},
         catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
         attributes=attribute_index.arrays() if attribute_index is not None else None,
+        ann=item_index(final, settings.app.serving.ann, say),
     )
 
 
