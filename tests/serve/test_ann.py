@@ -61,7 +61,7 @@ def top(rec: Recommender, user: str, **extra) -> list[str]:
     return [s.item_id for s in answer.items]
 
 
-def test_recall_at_25_against_the_exact_pass(catalog, state):
+def test_recall_at_25_against_the_exact_pass(catalog, state, record_property):
     ann, exact = recommenders(catalog, state)
     assert ann.model.ann is not None and exact.model.ann is None  # below min_items: no index
     recalls = []
@@ -70,10 +70,11 @@ def test_recall_at_25_against_the_exact_pass(catalog, state):
         assert len(ours) == len(theirs) == 25
         recalls.append(len(set(ours) & set(theirs)) / 25)
     recall = float(np.mean(recalls))
-    print(f"recall@25 against the exact pass: {recall:.3f} over {USERS} users "
-          f"(min {min(recalls):.2f}; {len(catalog.item_ids):,} items, probes "
-          f"{ann.model.ann_probes} of {ann.model.ann.lists} lists)")
-    assert recall >= 0.9
+    measured = (f"recall@25 against the exact pass: {recall:.3f} over {USERS} users "
+                f"(min {min(recalls):.2f}; {len(catalog.item_ids):,} items, probes "
+                f"{ann.model.ann_probes} of {ann.model.ann.lists} lists)")
+    record_property("recall_at_25", recall)  # in the JUnit report: --junitxml
+    assert recall >= 0.9, measured  # 0.97 when written (20,000 items, probes 48 of 312)
     assert ann.model.paths["ann"] == USERS and ann.model.paths["pass"] == 0
     assert exact.model.paths["pass"] == USERS and exact.model.paths["ann"] == 0
 
