@@ -5,7 +5,9 @@ top 25 measured here), with filters and exclusions holding and the same slot sou
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 
@@ -167,6 +169,9 @@ def test_the_train_flow_builds_the_index_and_serving_answers_from_it(tmp_path, m
                                                        per_user=12))
     result = train_tenant(settings, "default")
     assert result.promoted, result.reason
+    needs = mlflow.pyfunc.get_model_dependencies(
+        f"models:/{settings.registered_model_name('default')}@champion")
+    assert "faiss-cpu==" in Path(needs).read_text()  # the pyfunc face loads the index too
     service = Service(settings)
     service.start(background=False)
     try:
