@@ -11,7 +11,7 @@ with the index off (`serving.ann.min_items` above the catalog); the index row se
 that smaller `--items` runs use the index too. In process, before the
 servers: the index build time, and recall@25 of the index's answers against the exact
 scan's for `--recall-users` users.
-`python benchmarks/ann.py [--items 1000000] [--seconds 10] [--workers 1] [--no-scan]`
+`python benchmarks/ann.py [--items 1000000] [--seconds 10] [--workers 1 2] [--no-scan]`
 """
 
 from __future__ import annotations
@@ -100,25 +100,8 @@ def recall_in_process(bundle: ModelBundle, events: list[dict], users: int) -> di
             "answer via exact scan ms": times["exact"] / users * 1000}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers, both servers")
-    parser.add_argument("--recall-users", type=int, default=300)
-    parser.add_argument("--no-scan", action="store_true", help="skip the exact scan row")
-    args = parser.parse_args()
-
-    started = time.perf_counter()
-    bundle = clustered_bundle(args.items)
-    made = time.perf_counter() - started
-    started = time.perf_counter()
-    bundle.ann = ItemIndex.build(bundle.item_factors)
-    built = time.perf_counter() - started
-    events = clicks_since_training(args.items)
-    recall = recall_in_process(bundle, events, args.recall_users)
-
+def served(bundle: ModelBundle, events: list[dict], args: argparse.Namespace) -> None:
+    """wrk against the bare endpoint, the index and the exact scan, with `args.workers`."""
     def bare() -> dict[str, float]:
         with server("benchmarks.bare_app:app", workers=args.workers) as base:
             wrk(base, LUA, 2, args.connections)  # warm-up: every worker started
@@ -140,8 +123,34 @@ def main() -> None:
                             ("bare FastAPI (after)", last)]]
     print(f"{args.items:,} items x {FACTORS} factors, {USERS:,} users each with a click since "
           f"training, {args.connections} connections, {args.seconds}s each, {args.workers} "
-          f"worker(s), 25 slots, no heads")
-    print(table(rows, list(rows[0])))
+          f"worker(s), 25 slots, no heads; load average {os.getloadavg()[0]:.1f}")
+    print(table(rows, list(rows[0])), flush=True)
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="uvicorn workers, both servers (a run for each)")
+    parser.add_argument("--recall-users", type=int, default=300)
+    parser.add_argument("--no-scan", action="store_true", help="skip the exact scan row")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    bundle = clustered_bundle(args.items)
+    made = time.perf_counter() - started
+    started = time.perf_counter()
+    bundle.ann = ItemIndex.build(bundle.item_factors)
+    built = time.perf_counter() - started
+    events = clicks_since_training(args.items)
+    recall = recall_in_process(bundle, events, args.recall_users)
+    print(f"index built in {built:.1f} s; recall@25 {recall['recall@25']:.3f}", flush=True)
+
+    for workers in args.workers:
+        served(bundle, events, argparse.Namespace(**{**vars(args), "workers": workers}))
     print()
     build = {"items": args.items, "lists": bundle.ann.lists, "probes": AnnConfig().probes,
              "synthetic model s": made, "index build s": built, **recall,
