@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from sluice.ann import ItemIndex
 from sluice.bundle import NO_CANDIDATE
 from sluice.learn.evaluation import NO_SCORE, factor_ranker
-from sluice.learn.models import Model
+from sluice.learn.model_base import Model
 from sluice.settings.serving import AnnConfig
 
 
