@@ -15,7 +15,7 @@ import pandas as pd
 
 from sluice.bundle import ModelBundle
 from sluice.learn import attributes
-from sluice.learn.candidates import precompute
+from sluice.learn.candidates import item_index, precompute
 from sluice.learn.models import Model, Popularity
 from sluice.learn.next_item import index_for_run
 from sluice.learn.similar import SimilarItems
@@ -52,6 +52,7 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
                   attribute_index, settings.app.attributes.cold_item_interactions)},
         catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
         attributes=attribute_index.arrays() if attribute_index is not None else None,
+        ann=item_index(final, settings.app.serving.ann, say),
     )
 
 

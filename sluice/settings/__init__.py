@@ -40,6 +40,7 @@ from sluice.settings.learning import (  # noqa: F401 (re-exported)
 )
 from sluice.settings.serving import (  # noqa: F401 (re-exported)
     AlertsConfig,
+    AnnConfig,
     ExperimentsConfig,
     ExplorationConfig,
     ServingConfig,
