@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.settings import PROJECT_ROOT
-from sluice.warehouse.locks import warehouse_lock
+from sluice.warehouse.engine import Warehouse, as_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,16 @@ DBT_RUNNING = ("build", "run", "test", "seed", "snapshot", "compile", "show", "d
                "source", "ls", "list", "run-operation", "retry", "clone")
 
 
-def dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
+def dbt_build(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, Any],
               select: str | None = None, command: str = "build") -> TransformResult:
-    """`dbt <command>` holding the warehouse lock; see `_dbt_build`."""
-    with warehouse_lock(warehouse):
+    """`dbt <command>` holding the warehouse lock; see `_dbt_build`. A path is the DuckDB
+    file there."""
+    warehouse = as_warehouse(warehouse)
+    with warehouse.lock():
         return _dbt_build(warehouse, work_dir, dbt_vars, select, command)
 
 
-def _dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
+def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
                select: str | None = None, command: str = "build") -> TransformResult:
     """`dbt <command>` in a child process (so its DuckDB handle is gone when it returns).
 
@@ -77,12 +79,13 @@ def _dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
     return result
 
 
-def dbt_invocation(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
+def dbt_invocation(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, Any],
                    args: list[str]) -> tuple[list[str], dict[str, str]]:
     """The argv and environment of `dbt <args>` on this project, warehouse and vars.
 
     The transform flow and `sluice dbt -- <args>` both run dbt through this, so a hand run
-    builds exactly what the flow builds. Run it under `warehouse_lock(warehouse)`.
+    builds exactly what the flow builds. Run it under the warehouse's lock. The warehouse
+    reaches dbt through the environment profiles.yml reads (a password never in argv).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     argv = [_dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR),
@@ -90,7 +93,7 @@ def dbt_invocation(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
     if args and args[0] in DBT_RUNNING:  # the commands that take these flags
         argv += ["--target-path", str(work_dir / "target"), "--log-path",
                  str(work_dir / "logs"), "--vars", json.dumps(dbt_vars)]
-    env = {**os.environ, "SLUICE_WAREHOUSE": str(warehouse),
+    env = {**os.environ, **as_warehouse(warehouse).dbt_env(),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     return argv, env
 
