@@ -70,13 +70,13 @@ class PostgresWarehouse(Warehouse):
     engine = "postgres"
 
     def __init__(self, dsn: str) -> None:
-        from psycopg2.extensions import parse_dsn
+        from psycopg2.extensions import parse_dsn  # type: ignore[import-untyped]
 
         self.dsn = dsn
         self.parts = parse_dsn(dsn)  # raises ProgrammingError naming what is wrong
 
     def connect(self) -> Any:
-        import psycopg2
+        import psycopg2  # type: ignore[import-untyped]  # comes with dbt-postgres, no stubs
 
         return psycopg2.connect(self.dsn)
 
@@ -103,7 +103,7 @@ class PostgresWarehouse(Warehouse):
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
-        import psycopg2.errors
+        import psycopg2.errors  # type: ignore[import-untyped]
 
         con = self.connect()
         try:
