@@ -5,6 +5,7 @@ SLUICE_LANDING_URL) goes through the real `pipeline` flow (ingest -> dbt -> trai
 twice: in a home on the embedded DuckDB file, and in a home with `warehouse.engine: postgres`
 on a throwaway server (tests/conftest.py `postgres_server`). Every mart must hold the same
 rows, and each tenant's champion the same metrics, popularity baseline and gate decision.
+The whole module takes about 5 minutes (two dbt builds and two trainings on 2 cores).
 """
 
 from __future__ import annotations
@@ -106,4 +107,8 @@ def test_the_same_champion_with_the_same_metrics_on_both_engines(runs):
         logged_postgres = _logged(pg_env, on_postgres.run_id)
         assert logged_postgres.keys() == logged_duckdb.keys()
         assert len(logged_postgres) > 30 and math.isfinite(logged_postgres["ndcg_at_10"])
-        assert logged_postgres == logged_duckdb
+        # the same numbers; a standard error may differ in its last bit (numpy sums the same
+        # values in the order the engine returned the users)
+        assert logged_postgres == pytest.approx(logged_duckdb, rel=1e-12, abs=0)
+        gated = {k: v for k, v in logged_postgres.items() if not k.startswith("attributes.")}
+        assert gated == {k: logged_duckdb[k] for k in gated}  # the model's own: bit for bit
