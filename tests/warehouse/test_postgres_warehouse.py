@@ -49,7 +49,8 @@ def _inputs(root: Path) -> int:
     """A synthetic history, a raw log segment, a file with refused lines (one holding a NUL
     byte, which PostgreSQL text cannot store), an unreadable file, and a duplicate; returns
     how many distinct events they hold."""
-    history = generate(root / "landing", SyntheticSpec(users=60, items=30, events=1500, files=2, seed=3))
+    history = generate(root / "landing",
+                       SyntheticSpec(users=60, items=30, events=1500, files=2, seed=3))
     log = EventLog(root / "raw")
     log.append([{"event": "interaction", "id": f"r{n}", "timestamp": T0 + n, "user": f"u{n}",
                  "item": "i1", "type": "click"} for n in range(20)])
@@ -178,3 +179,23 @@ def test_one_setting_selects_the_engine_and_the_dsn_password_is_never_shown(tmp_
     with pytest.raises(DuckDBOnlyError, match="sluice rebuild works on the DuckDB warehouse "
                                               "only, and warehouse.engine is postgres"):
         duckdb_path(settings, "sluice rebuild")
+
+
+def test_doctor_checks_the_postgres_warehouse_it_is_configured_with(tmp_path, monkeypatch, pg):
+    from sluice.operate.doctor import _warehouse
+
+    config = write_config(tmp_path / "pg.yaml", warehouse={"engine": "postgres"})
+    monkeypatch.setenv("SLUICE_WAREHOUSE_DSN", pg.dsn)
+    settings = Settings(home=tmp_path, config=config)
+    (empty,) = _warehouse(settings)
+    assert empty.ok and empty.note == f"{pg.uri()}: none yet (`sluice ingest` creates it)"
+    generate(tmp_path / "landing", SyntheticSpec(users=20, items=10, events=100, files=1))
+    loaded = Ingestor(pg, tmp_path / "raw", tmp_path / "landing").run().rows_loaded
+    (found,) = _warehouse(settings)
+    assert found.ok and found.note == f"{pg.uri()}: {loaded:,} raw events"
+    monkeypatch.setenv("SLUICE_WAREHOUSE_DSN",  # nothing listens on port 1
+                       f"postgresql://postgres@127.0.0.1:1/{pg.parts['dbname']}")
+    (down,) = _warehouse(Settings(home=tmp_path, config=config))
+    assert not down.ok and "cannot be reached" in down.problem and "SLUICE_WAREHOUSE_DSN" in \
+        down.fix
+    assert not (tmp_path / "warehouse.duckdb").exists()
