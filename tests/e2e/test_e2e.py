@@ -389,10 +389,56 @@ def test_the_batch_flow_answers_a_file_of_users_as_the_api_does(trained, api, tm
     source.write_text("\n".join([json.dumps({"userId": u}) for u in users]
                                 + ["{oops", '{"userId": null}', '"u3"']) + "\n")
     result = batch(input=str(source), num_results=10)
-    lines, slots, manifest = read_output(Path(result["output"]))
+    lines, slots, manifest = read_output(Path(result.output))
+    assert result.counts == manifest["counts"] and result.job in result.output
     assert manifest["counts"] == {**manifest["counts"], "lines": 8, "answered": 5, "errors": 3,
                                   "slots": 50}
     assert [bool(line["error"]) for line in lines] == [False] * 5 + [True] * 3
     assert manifest["counts"]["by_source"]["model_personalized"] >= 40  # four known users
     assert manifest["lineage"]["model_version"] == trained["outcome"].train[0].version
     assert assert_same_as_live(api, slots, users, 10) == 50
+
+
+def test_clicks_on_batch_logged_answers_are_attributed_by_dbt(trained, api, tmp_path):
+    """A batch job with --log-answers logs its answers as recommendation events; a click that
+    names one of them is attributed to its slot by the warehouse, as for a live answer."""
+    import json
+    from pathlib import Path
+
+    import duckdb
+
+    from flows.batch import batch
+    from flows.ingest import ingest
+    from flows.transform import transform
+    from tests.utils.batch import read_output
+
+    user = trained["info"].known_user
+    source = tmp_path / "one.jsonl"
+    source.write_text(json.dumps({"userId": user}) + "\n")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in trained["env"].items():
+            mp.setenv(key, value)
+        result = batch(input=str(source), num_results=5, log_answers=True)
+        _, slots, _ = read_output(Path(result.output))
+        (answer_id,) = {s["recommendation_id"] for s in slots}
+        clicked = slots[1]
+        sent = httpx.post(f"{api}/v1/events", headers=WRITE, timeout=10, json=[
+            interaction(user, clicked["item_id"], "click", ranking=answer_id)])
+        assert sent.status_code == 200, sent.text
+        ingest()
+        transform()
+    con = duckdb.connect(str(trained["home"] / "warehouse.duckdb"), read_only=True)
+    try:
+        (schema,) = {r[0] for r in con.execute(
+            "select table_schema from information_schema.tables "
+            "where table_name = 'int_impressions'").fetchall()}
+        rows = con.execute(
+            f"select item_id, position, recommendation_source, is_clicked "
+            f"from {schema}.int_impressions where ranking_id = ? order by position",
+            [answer_id]).fetchall()
+    finally:
+        con.close()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (s["item_id"], s["position"], s["recommendation_source"])
+        for s in sorted(slots, key=lambda s: s["position"])]
+    assert [r[0] for r in rows if r[3]] == [clicked["item_id"]]
