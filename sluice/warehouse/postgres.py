@@ -70,10 +70,16 @@ class PostgresWarehouse(Warehouse):
     engine = "postgres"
 
     def __init__(self, dsn: str) -> None:
+        from psycopg2 import ProgrammingError  # type: ignore[import-untyped]
         from psycopg2.extensions import parse_dsn  # type: ignore[import-untyped]
 
         self.dsn = dsn
-        self.parts = parse_dsn(dsn)  # raises ProgrammingError naming what is wrong
+        try:
+            self.parts = parse_dsn(dsn)
+        except ProgrammingError:  # its message quotes the DSN, password and all
+            raise ValueError(
+                "SLUICE_WAREHOUSE_DSN is not a PostgreSQL DSN: write it as "
+                "postgresql://USER:PASSWORD@HOST:PORT/DB or as key=value pairs") from None
 
     def connect(self) -> Any:
         import psycopg2  # type: ignore[import-untyped]  # comes with dbt-postgres, no stubs

@@ -176,6 +176,10 @@ def test_one_setting_selects_the_engine_and_the_dsn_password_is_never_shown(tmp_
         "SLUICE_DBT_TARGET": "postgres", "SLUICE_PG_HOST": "db.example",
         "SLUICE_PG_PORT": "6543", "SLUICE_PG_USER": "sluice", "SLUICE_PG_PASSWORD": "s3cret-pw",
         "SLUICE_PG_DBNAME": "shop"}
+    monkeypatch.setenv("SLUICE_WAREHOUSE_DSN", "host=db password=s3cret-pw 'unclosed")
+    with pytest.raises(ValueError, match="is not a PostgreSQL DSN") as refused:
+        from_settings(Settings(home=tmp_path, config=config))
+    assert "s3cret-pw" not in str(refused.value) and refused.value.__cause__ is None
     with pytest.raises(DuckDBOnlyError, match="sluice rebuild works on the DuckDB warehouse "
                                               "only, and warehouse.engine is postgres"):
         duckdb_path(settings, "sluice rebuild")
