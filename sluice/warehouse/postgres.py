@@ -82,7 +82,7 @@ class PostgresWarehouse(Warehouse):
                 "postgresql://USER:PASSWORD@HOST:PORT/DB or as key=value pairs") from None
 
     def connect(self) -> Any:
-        import psycopg2  # type: ignore[import-untyped]  # comes with dbt-postgres, no stubs
+        import psycopg2  # comes with dbt-postgres, no stubs
 
         return psycopg2.connect(self.dsn)
 
