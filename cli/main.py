@@ -275,19 +275,25 @@ def _add_operate_commands(sub: Any) -> dict[str, Any]:
             "upgrade": cmd_upgrade, "doctor": cmd_doctor}
 
 
-def cmd_flow(name: str) -> None:
+def cmd_flow(name: str, **options: Any) -> None:
+    """Run a flow once (options: its parameters, e.g. transform's full_refresh)."""
     from flows.ingest import ingest
     from flows.pipeline import pipeline
     from flows.train import train
     from flows.transform import transform
     from flows.tune import tune
 
-    by_name: dict[str, Callable[[], Any]] = {"ingest": ingest, "transform": transform,
-                                             "train": train, "tune": tune, "pipeline": pipeline}
-    result = _plain(by_name[name]())
+    by_name: dict[str, Callable[..., Any]] = {"ingest": ingest, "transform": transform,
+                                              "train": train, "tune": tune, "pipeline": pipeline}
+    result = _plain(by_name[name](**options))
     if name == "ingest":
         result.pop("table")  # the flow has logged it, once
     print(json.dumps(result, indent=2, default=str))
+
+
+def _flow_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow parameters given on the command line (`sluice transform --full-refresh`)."""
+    return {"full_refresh": True} if getattr(args, "full_refresh", False) else {}
 
 
 def cmd_dbt(args: argparse.Namespace) -> int:
@@ -329,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                     "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
                     "experiments": experiments.cmd_experiments,
                     **models.COMMANDS, **operate, "models": _models}
-        code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
+        code = commands.get(args.command,
+                            lambda a: cmd_flow(a.command, **_flow_options(a)))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
             raise
@@ -376,8 +383,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     _named_parsers(sub)
     models.add_parsers(sub)
     experiments.add_parser(sub)
-    for name in ("ingest", "transform", "train", "tune", "pipeline"):
+    for name in ("ingest", "train", "tune", "pipeline"):
         sub.add_parser(name, help=f"run the `{name}` flow once")
+    sub.add_parser("transform", help="run the `transform` flow once").add_argument(
+        "--full-refresh", action="store_true",
+        help="rebuild the incremental models from the whole history, not only new events")
     dbt = sub.add_parser("dbt", help="dbt on the project with the flow's warehouse, vars, lock",
                          usage="sluice dbt -- <dbt command and flags>, e.g. sluice dbt -- build")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
