@@ -129,10 +129,11 @@ def cmd_filters(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from sluice.analytics.report import write_report
+    from sluice.warehouse.engine import from_settings
 
     settings = get_settings()
     out = args.out or settings.home / "report" / "index.html"
-    path = write_report(settings.warehouse_path, settings.mlflow_tracking_uri,
+    path = write_report(from_settings(settings), settings.mlflow_tracking_uri,
                         settings.registered_model_name(args.tenant), out)
     print(f"report written to {path}")
 
@@ -148,17 +149,21 @@ def cmd_model_show(args: argparse.Namespace) -> None:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> None:
+    from sluice.warehouse.engine import duckdb_path
     from sluice.warehouse.rebuild import rebuild
 
     settings = get_settings()
-    rebuild(settings.warehouse_path, settings.raw_location, settings.landing_location,
-            settings.home / "dbt", settings.dbt_vars(), say=print)
+    rebuild(duckdb_path(settings, "sluice rebuild"), settings.raw_location,
+            settings.landing_location, settings.home / "dbt", settings.dbt_vars(), say=print)
 
 
 def cmd_backup(args: argparse.Namespace) -> None:
     from sluice.operate.backup import backup
+    from sluice.warehouse.engine import duckdb_path
 
-    backup(get_settings(), args.dest, say=print)
+    settings = get_settings()
+    duckdb_path(settings, "sluice backup")
+    backup(settings, args.dest, say=print)
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
@@ -169,8 +174,11 @@ def cmd_restore(args: argparse.Namespace) -> None:
 
 def cmd_upgrade(args: argparse.Namespace) -> None:
     from sluice.operate.upgrade import upgrade
+    from sluice.warehouse.engine import duckdb_path
 
-    upgrade(get_settings(), say=print)
+    settings = get_settings()
+    duckdb_path(settings, "sluice upgrade")
+    upgrade(settings, say=print)
 
 
 def cmd_doctor(args: argparse.Namespace) -> None:
@@ -218,16 +226,16 @@ def _flow_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_dbt(args: argparse.Namespace) -> int:
     """dbt on the project, as the transform flow runs it: same warehouse, vars and lock."""
-    from sluice.warehouse.locks import warehouse_lock
+    from sluice.warehouse.engine import from_settings
     from sluice.warehouse.transform import DBT_PROJECT_DIR, dbt_invocation
 
     dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
     if not dbt_args:
         raise ValueError("name a dbt command after `--`, e.g. `sluice dbt -- build`")
     settings = get_settings()
-    argv, env = dbt_invocation(settings.warehouse_path, settings.home / "dbt",
-                               settings.dbt_vars(), dbt_args)
-    with warehouse_lock(settings.warehouse_path, say=print):
+    warehouse = from_settings(settings)
+    argv, env = dbt_invocation(warehouse, settings.home / "dbt", settings.dbt_vars(), dbt_args)
+    with warehouse.lock(say=print):
         return subprocess.run(argv, env=env, cwd=DBT_PROJECT_DIR).returncode
 def _plain(result: Any) -> Any:
     """A flow's typed result as the JSON-ready dicts and lists it prints as."""

@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from sluice.analytics.experiments import SHIP, decide, promote
 from sluice.experiments import Experiments
 from sluice.settings import get_settings
+from sluice.warehouse.engine import duckdb_path
 from sluice.warehouse.locks import warehouse_lock
 
 
@@ -21,8 +22,9 @@ def decide_one(experiment_id: str) -> dict[str, Any]:
     settings = get_settings()
     exp = Experiments(settings.home).get(experiment_id)
     config = settings.app.experiments
-    with warehouse_lock(settings.warehouse_path, say=logger.info):
-        decision = decide(settings.warehouse_path, exp, config.min_units_per_arm)
+    warehouse = duckdb_path(settings, "the experiment decision")
+    with warehouse_lock(warehouse, say=logger.info):
+        decision = decide(warehouse, exp, config.min_units_per_arm)
     found = decision.as_dict()
     if decision.recommendation == SHIP and config.auto_promote:
         found["promoted_version"] = promote(settings, exp, decision)

@@ -1,4 +1,4 @@
-"""Flow `ingest`: raw event log + landing files -> DuckDB raw tables, exactly once."""
+"""Flow `ingest`: raw event log + landing files -> the warehouse's raw tables, exactly once."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.names import run_name
 from sluice.settings import get_settings
+from sluice.warehouse.engine import from_settings
 from sluice.warehouse.ingest import Ingestor, format_table
 from sluice.warehouse.unused import not_used
 
@@ -35,7 +36,8 @@ def load_new_files() -> IngestOutcome:
     logger = get_run_logger()
     settings = get_settings()
     started = datetime.now(UTC)
-    report = Ingestor(settings.warehouse_path, settings.raw_location, settings.landing_location,
+    warehouse = from_settings(settings)
+    report = Ingestor(warehouse, settings.raw_location, settings.landing_location,
                       progress=logger.info).run()
     table = report.table_rows(settings.home)
     create_table_artifact(key="ingest-summary", table=table,
@@ -46,7 +48,7 @@ def load_new_files() -> IngestOutcome:
         logger.warning("quarantined whole (unreadable): %s", path)
     for path in outcome.changed_files:
         logger.warning("changed after loading, not reloaded: %s", path)
-    outcome.not_used = _report_not_used(not_used(settings.warehouse_path, started,
+    outcome.not_used = _report_not_used(not_used(warehouse, started,
                                                  settings.app.events.weights), logger)
     return outcome
 

@@ -14,7 +14,7 @@ from flows.transform import TransformOutcome, transform
 from sluice.analytics.report import write_report
 from sluice.learn.training import TrainResult
 from sluice.settings import get_settings
-from sluice.warehouse.locks import warehouse_lock
+from sluice.warehouse.engine import from_settings
 
 
 @task(retries=1, retry_delay_seconds=5)
@@ -22,8 +22,9 @@ def analytics_report(tenant: str | None) -> str:
     """Write the HTML analytics report and link it as an artifact."""
     settings = get_settings()
     name = settings.registered_model_name(tenant or "default")
-    with warehouse_lock(settings.warehouse_path):
-        path = write_report(settings.warehouse_path, settings.mlflow_tracking_uri, name,
+    warehouse = from_settings(settings)
+    with warehouse.lock():
+        path = write_report(warehouse, settings.mlflow_tracking_uri, name,
                             settings.home / "report" / "index.html")
     create_link_artifact(key="analytics-report", link=path.as_uri(),
                          description="Events, slot sources, click-through, model metrics")

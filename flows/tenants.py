@@ -7,14 +7,14 @@ from prefect import task
 from flows.retries import IO_RETRIES
 from sluice.learn.training import tenants as warehouse_tenants
 from sluice.settings import get_settings
-from sluice.warehouse.locks import warehouse_lock
+from sluice.warehouse.engine import from_settings
 
 
 @task(**IO_RETRIES)
 def list_tenants() -> list[str]:
     """Tenants with training interactions in the marts."""
-    warehouse = get_settings().warehouse_path
-    with warehouse_lock(warehouse):  # not while dbt rebuilds the marts
+    warehouse = from_settings(get_settings())
+    with warehouse.lock():  # not while dbt rebuilds the marts
         return warehouse_tenants(warehouse)
 
 

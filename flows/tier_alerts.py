@@ -9,6 +9,7 @@ from prefect.artifacts import create_table_artifact
 
 from sluice.analytics.tier_shares import breaches, shares
 from sluice.settings import get_settings
+from sluice.warehouse.engine import duckdb_path
 
 
 class TierShareAlert(RuntimeError):
@@ -19,7 +20,7 @@ class TierShareAlert(RuntimeError):
 def check_tier_shares() -> list[str]:
     settings = get_settings()
     alerts = settings.app.alerts
-    frame = shares(settings.warehouse_path, alerts.window_minutes)
+    frame = shares(duckdb_path(settings, "the tier-alerts flow"), alerts.window_minutes)
     rows = frame.round(4).astype(object).to_dict("records")
     if rows:
         create_table_artifact(key="tier-shares", table=rows, description=(

@@ -15,7 +15,7 @@ from flows.tenants import chosen_tenants
 from sluice.learn import versions
 from sluice.learn.training import InsufficientDataError, TrainResult, train_tenant
 from sluice.settings import get_settings
-from sluice.warehouse.locks import warehouse_lock
+from sluice.warehouse.engine import from_settings
 
 
 @dataclass
@@ -33,7 +33,7 @@ def train_one(tenant: str, algorithm: str | None = None) -> TrainResult | Skippe
     logger = get_run_logger()
     settings = get_settings()
     try:
-        with warehouse_lock(settings.warehouse_path, say=logger.info):  # not while dbt rebuilds
+        with from_settings(settings).lock(say=logger.info):  # not while dbt rebuilds
             result = train_tenant(settings, tenant, progress=logger.info, algorithm=algorithm)
     except InsufficientDataError as exc:
         logger.warning("tenant %s skipped: %s", tenant, exc)

@@ -11,8 +11,7 @@ from prefect.artifacts import create_table_artifact
 from flows.names import run_name
 from flows.retries import IO_RETRIES
 from sluice.settings import get_settings
-from sluice.warehouse.db import connect
-from sluice.warehouse.locks import warehouse_lock
+from sluice.warehouse.engine import from_settings
 from sluice.warehouse.transform import dbt_build
 
 
@@ -30,7 +29,7 @@ def build_models(select: str | None, full_refresh: bool = False) -> list[dict[st
     """Run `dbt build` with vars taken from config/sluice.yaml (as `sluice dbt -- build`);
     incremental models take only new events unless full_refresh."""
     settings = get_settings()
-    result = dbt_build(settings.warehouse_path, settings.home / "dbt", settings.dbt_vars(),
+    result = dbt_build(from_settings(settings), settings.home / "dbt", settings.dbt_vars(),
                        select=select, full_refresh=full_refresh)
     for shortfall in result.shortfalls:  # a warning: the other tenants build and train
         get_run_logger().warning("%s; training skips it until then", shortfall)
@@ -40,13 +39,9 @@ def build_models(select: str | None, full_refresh: bool = False) -> list[dict[st
 @task(retries=2, retry_delay_seconds=5)
 def publish_sufficiency() -> list[dict[str, Any]]:
     """Publish marts.data_sufficiency (per tenant: found against needed) as an artifact."""
-    settings = get_settings()
-    with warehouse_lock(settings.warehouse_path):
-        con = connect(settings.warehouse_path, read_only=True)
-        try:
-            rows = con.execute("select * from marts.data_sufficiency order by tenant").df()
-        finally:
-            con.close()
+    warehouse = from_settings(get_settings())
+    with warehouse.lock():
+        rows = warehouse.frame("select * from marts.data_sufficiency order by tenant")
     table = rows.astype(object).to_dict("records")
     if table:
         create_table_artifact(key="data-sufficiency", table=table,

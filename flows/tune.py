@@ -9,7 +9,7 @@ from flows.retries import IO_RETRIES
 from flows.tenants import chosen_tenants
 from sluice.learn.tuning import TuneResult, tune_tenant
 from sluice.settings import get_settings
-from sluice.warehouse.locks import warehouse_lock
+from sluice.warehouse.engine import from_settings
 
 
 @task(task_run_name="tune-{tenant}", **IO_RETRIES)
@@ -18,7 +18,7 @@ def tune_one(tenant: str, algorithm: str | None, trials: int | None,
     """Search one tenant's hyperparameters and register the best model through the gate."""
     logger = get_run_logger()
     settings = get_settings()
-    with warehouse_lock(settings.warehouse_path, say=logger.info):  # not while dbt rebuilds
+    with from_settings(settings).lock(say=logger.info):  # not while dbt rebuilds
         result = tune_tenant(settings, tenant, algorithm, trials, progress=logger.info,
                              time_budget=time_budget)
     best = result.best

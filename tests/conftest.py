@@ -22,6 +22,22 @@ def prefect_harness():
         yield
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (tests/utils/postgres.py); each test
+    takes a database of its own on it (`.database(name)`). Skips where no server binaries are
+    installed (`apt-get install postgresql`; .ci/run installs them)."""
+    from tests.utils.postgres import running_postgres, server_bin_dir
+
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) under "
+                    "/usr/lib/postgresql/*/bin or on PATH; install them with "
+                    "`apt-get install postgresql`")
+    with running_postgres(bin_dir) as server:
+        yield server
+
+
 @pytest.fixture(scope="module")
 def server_env(tmp_path_factory, request) -> dict[str, str]:
     """The API's environment: a fresh home with the test config. A module that needs more

@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sluice.vocabulary import SOURCES
-from sluice.warehouse.db import connect
+from sluice.warehouse.engine import Warehouse, as_warehouse
 
 LAG = ("the marts are rebuilt by `sluice transform` (the `refresh` deployment, every 2 h under "
        "`make up`) after `sluice ingest` loads the raw log (every 5 min)")
@@ -39,14 +39,11 @@ class Section:
     svg: str | None
 
 
-def _query(warehouse: Path, sql: str) -> pd.DataFrame:
-    con = connect(warehouse, read_only=True)
+def _query(warehouse: Warehouse | Path, sql: str) -> pd.DataFrame:
     try:
-        return con.execute(sql).df()
+        return as_warehouse(warehouse).frame(sql)
     except Exception:  # a mart that does not exist yet: that section says so
         return pd.DataFrame()
-    finally:
-        con.close()
 
 
 def _svg(fig: Figure) -> str:
@@ -75,7 +72,7 @@ def _fit_days(ax, days: pd.DatetimeIndex) -> None:  # type: ignore[no-untyped-de
     ax.set_xlim(days.min() - pd.Timedelta(hours=12), days.max() + pd.Timedelta(hours=12))
 
 
-def events_per_day(warehouse: Path) -> Section:
+def events_per_day(warehouse: Warehouse | Path) -> Section:
     frame = _query(warehouse, """
         select cast(event_at as date) as day,
                case when event_type = 'interaction' then interaction_type else event_type end
@@ -128,7 +125,7 @@ def _spans(days: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     return [(a, b) for a, b in spans]
 
 
-def slot_sources(warehouse: Path) -> Section:
+def slot_sources(warehouse: Warehouse | Path) -> Section:
     frame = _query(warehouse, """
         select served_date as day, recommendation_source as source, sum(slots_served) as slots
         from marts.recommendation_performance group by 1, 2 order by 1""")
@@ -153,7 +150,7 @@ def slot_sources(warehouse: Path) -> Section:
                    f"{share.index.min():%Y-%m-%d} to {share.index.max():%Y-%m-%d}", _svg(fig))
 
 
-def _not_in_marts(warehouse: Path) -> str:
+def _not_in_marts(warehouse: Warehouse | Path) -> str:
     """Why there is nothing to draw: the marts lag the answers, they are not the answers."""
     loaded = _query(warehouse, "select count(*) as n from raw.events "
                                "where event_type = 'recommendation'")
@@ -165,7 +162,7 @@ def _not_in_marts(warehouse: Path) -> str:
             f"are in the raw log until then: {LAG}")
 
 
-def click_through(warehouse: Path) -> Section:
+def click_through(warehouse: Warehouse | Path) -> Section:
     by_source = _query(warehouse, """
         select recommendation_source as source, sum(clicks) as clicks,
                sum(slots_served) as slots
@@ -296,7 +293,8 @@ def render(sections: list[Section], title: str) -> str:
     return "\n".join(parts)
 
 
-def write_report(warehouse: Path, tracking_uri: str, model_name: str, out: Path) -> Path:
+def write_report(warehouse: Warehouse | Path, tracking_uri: str, model_name: str,
+                 out: Path) -> Path:
     sections = [events_per_day(warehouse), slot_sources(warehouse), click_through(warehouse),
                 model_metrics(tracking_uri, model_name), model_quality(tracking_uri, model_name)]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,9 @@ def positions_from_end(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     user = value_codes(frame["user_id"])
     tie = value_hash(frame["user_id"]) ^ (value_hash(frame["item_id"]) * np.uint64(31))
     at = frame["event_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    order = np.lexsort((tie, at, user))  # by user, then time, then the tie hash
+    # by user, then time, then the tie hash, then (one item twice at one instant: a click and
+    # a purchase) what the row weighs, so no tie is left to the row order an engine returns
+    order = np.lexsort((*_same_pair_keys(frame), tie, at, user))
     by_user = user[order]
     starts = np.r_[True, by_user[1:] != by_user[:-1]] if len(order) else np.zeros(0, bool)
     group = np.cumsum(starts) - 1
@@ -78,6 +80,17 @@ def positions_from_end(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     from_end[order] = sizes[group] - 1 - (np.arange(len(order)) - np.flatnonzero(starts)[group])
     count[order] = sizes[group]
     return from_end, count
+
+
+def _same_pair_keys(frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """The interaction type's hash and the weight: what tells apart the rows of one (user,
+    item) at one instant (rows equal in these are interchangeable for training)."""
+    keys = []
+    if "weight" in frame:
+        keys.append(frame["weight"].to_numpy(dtype=np.float64))
+    if "interaction_type" in frame:
+        keys.append(value_hash(frame["interaction_type"].astype(str)))
+    return tuple(keys)
 
 
 def value_codes(column: pd.Series) -> np.ndarray:

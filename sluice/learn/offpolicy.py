@@ -23,13 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import mlflow
 import numpy as np
 import pandas as pd
 
 from sluice.vocabulary import MODEL_NON_PERSONALIZED, MODEL_PERSONALIZED
-from sluice.warehouse.db import connect
+from sluice.warehouse.engine import MissingTable, Warehouse, as_warehouse
 
 if TYPE_CHECKING:
     from sluice.learn.matrix import InteractionMatrix
@@ -41,7 +40,7 @@ LEVEL = 0.95
 BATCH = 1024  # users scored at once
 
 
-def log(warehouse: Path, tenant: str, champion_version: str | None, model: Model,
+def log(warehouse: Warehouse | Path, tenant: str, champion_version: str | None, model: Model,
         train: InteractionMatrix, say: Callable[[str], None]) -> dict[str, Any] | None:
     """Inside the train run: the candidate's estimates as metrics `off_policy.*` beside the
     offline ones (a small effective sample is marked, not hidden)."""
@@ -56,8 +55,9 @@ def log(warehouse: Path, tenant: str, champion_version: str | None, model: Model
     return found
 
 
-def for_candidate(warehouse: Path, tenant: str, champion_version: str | None, model: Model,
-                  train: InteractionMatrix, min_ess: float = MIN_ESS) -> dict[str, Any] | None:
+def for_candidate(warehouse: Warehouse | Path, tenant: str, champion_version: str | None,
+                  model: Model, train: InteractionMatrix,
+                  min_ess: float = MIN_ESS) -> dict[str, Any] | None:
     """The candidate's estimates on the explored answers the champion served; None when
     there is no champion or it served no answer with exploration."""
     if champion_version is None:
@@ -68,20 +68,17 @@ def for_candidate(warehouse: Path, tenant: str, champion_version: str | None, mo
     return estimate(logged, candidate_targets(model, train, logged), min_ess=min_ess)
 
 
-def load_logged(warehouse: Path, tenant: str, model_version: str) -> pd.DataFrame:
+def load_logged(warehouse: Warehouse | Path, tenant: str, model_version: str) -> pd.DataFrame:
     """The model-tier slots of the answers `model_version` served with exploration."""
-    con = connect(warehouse, read_only=True)
     try:
-        return con.execute(
+        return as_warehouse(warehouse).frame(
             "select recommendation_id, user_id, position, item_id, propensity, is_clicked "
             "from marts.slot_propensities where tenant = ? and model_version = ? "
             "and exploration_pool > 0 and recommendation_source in (?, ?) "
             "order by recommendation_id, position",
-            [tenant, model_version, MODEL_PERSONALIZED, MODEL_NON_PERSONALIZED]).df()
-    except duckdb.CatalogException:  # a warehouse built before the mart existed
+            [tenant, model_version, MODEL_PERSONALIZED, MODEL_NON_PERSONALIZED])
+    except MissingTable:  # a warehouse built before the mart existed
         return pd.DataFrame()
-    finally:
-        con.close()
 
 
 def candidate_targets(model: Model, train: InteractionMatrix, logged: pd.DataFrame) -> pd.Series:

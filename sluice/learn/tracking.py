@@ -27,7 +27,7 @@ from sluice.bundle import ModelBundle
 from sluice.learn import gate, quality, registry
 from sluice.learn.matrix import config_params
 from sluice.settings import PROJECT_ROOT, Settings
-from sluice.warehouse.db import connect
+from sluice.warehouse.engine import Warehouse, from_settings
 
 if TYPE_CHECKING:
     from sluice.learn.model_base import Model
@@ -84,7 +84,7 @@ def lineage_tags(settings: Settings, prepared: Prepared) -> dict[str, str]:
             "lineage.config_digest": hashlib.sha256(
                 settings.app.model_dump_json().encode()).hexdigest()[:16],
             "lineage.code_version": code_version()}
-    tags.update(_ingest_mark(settings.warehouse_path))
+    tags.update(_ingest_mark(from_settings(settings)))
     tags.update(_dbt_invocation(settings.home / "dbt" / "target" / "run_results.json"))
     return tags
 
@@ -102,14 +102,9 @@ def code_version() -> str:
     return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def _ingest_mark(warehouse: Path) -> dict[str, str]:
+def _ingest_mark(warehouse: Warehouse) -> dict[str, str]:
     try:
-        con = connect(warehouse, read_only=True)
-        try:
-            files, mark = con.execute(
-                "select count(*), max(loaded_at) from raw.manifest").fetchall()[0]
-        finally:
-            con.close()
+        files, mark = warehouse.rows("select count(*), max(loaded_at) from raw.manifest")[0]
     except Exception as exc:  # marts built elsewhere (tests, a copied warehouse)
         return {"lineage.ingest_high_water": f"unknown ({type(exc).__name__})"}
     return {"lineage.ingest_high_water": str(mark), "lineage.ingest_files": str(files)}
@@ -154,9 +149,15 @@ def dataset_input(settings: Settings, prepared: Prepared, digest: str) -> Any:
 
     sample = prepared.frame.head(100)
     schema = infer_signature(sample.astype({c: str for c in ID_COLUMNS if c in sample})).inputs
-    with warnings.catch_warnings():  # MLflow registers its local source twice, then warns
-        warnings.simplefilter("ignore", UserWarning)
-        source = resolve_dataset_source(settings.warehouse_path.as_uri())
+    uri = from_settings(settings).uri()
+    if uri.startswith("file:"):
+        with warnings.catch_warnings():  # MLflow registers its local source twice, then warns
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(uri)
+    else:  # MLflow resolves no postgresql:// source: the server (no password) goes in a tag
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+
+        source = CodeDatasetSource(tags={"warehouse": uri})
     # MLflow's annotations leave `profile` abstract; MetaDataset defines it at run time
     return MetaDataset(source,  # type: ignore[abstract]
                        name=f"marts.interactions/{prepared.tenant}", digest=digest, schema=schema)

@@ -29,7 +29,7 @@ from sluice.learn.matrix import InteractionMatrix, build
 from sluice.learn.models import ALS, Model, Popularity, make_model
 from sluice.learn.tracking import lifts, log_gate, log_model, log_run
 from sluice.settings import Settings
-from sluice.warehouse.db import connect
+from sluice.warehouse.engine import Warehouse, as_warehouse, from_settings
 
 log = logging.getLogger(__name__)
 
@@ -98,39 +98,27 @@ class Timer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
-def tenants(warehouse: Path) -> list[str]:
-    con = connect(warehouse, read_only=True)
-    try:
-        return [r[0] for r in con.execute(
-            "select distinct tenant from marts.interactions order by 1").fetchall()]
-    finally:
-        con.close()
+def tenants(warehouse: Warehouse | Path) -> list[str]:
+    return [r[0] for r in as_warehouse(warehouse).rows(
+        "select distinct tenant from marts.interactions order by 1")]
 
 
-def load_interactions(warehouse: Path, tenant: str) -> pd.DataFrame:
+def load_interactions(warehouse: Warehouse | Path, tenant: str) -> pd.DataFrame:
     """The tenant's interactions mart; ids and types come categorical (arrow dictionaries),
     which makes building the matrices a lookup in the small category arrays."""
-    con = connect(warehouse, read_only=True)
-    try:
-        table = con.sql(
-            "select user_id, item_id, interaction_type, event_at, event_value, "
-            "weight::double as weight from marts.interactions where tenant = ?",
-            params=[tenant]).to_arrow_table()
-    finally:
-        con.close()
+    table = as_warehouse(warehouse).arrow(
+        "select user_id, item_id, interaction_type, event_at, event_value, "
+        "cast(weight as double precision) as weight from marts.interactions where tenant = ?",
+        [tenant])
     for name in ("user_id", "item_id", "interaction_type"):
         column = table.schema.get_field_index(name)
         table = table.set_column(column, name, table[name].dictionary_encode())
     return table.to_pandas()
 
 
-def load_catalog(warehouse: Path, tenant: str) -> dict[str, dict[str, Any]]:
-    con = connect(warehouse, read_only=True)
-    try:
-        rows = con.execute(
-            "select item_id, fields from marts.items where tenant = ?", [tenant]).fetchall()
-    finally:
-        con.close()
+def load_catalog(warehouse: Warehouse | Path, tenant: str) -> dict[str, dict[str, Any]]:
+    rows = as_warehouse(warehouse).rows(
+        "select item_id, fields from marts.items where tenant = ?", [tenant])
     return {item_id: json.loads(fields) if fields else {} for item_id, fields in rows}
 
 
@@ -157,9 +145,9 @@ def prepare(settings: Settings, tenant: str, frame: pd.DataFrame | None = None,
     timer = Timer(timings)
     with timer.phase("load"):
         if frame is None:
-            frame = load_interactions(settings.warehouse_path, tenant)
+            frame = load_interactions(from_settings(settings), tenant)
         if catalog is None:
-            catalog = load_catalog(settings.warehouse_path, tenant)
+            catalog = load_catalog(from_settings(settings), tenant)
     suff, ev, mx = settings.app.sufficiency, settings.app.evaluation, settings.app.matrix
     check_sufficiency(frame, suff.min_interactions, suff.min_users_with_two_interactions)
     with timer.phase("matrix"):
@@ -231,7 +219,7 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
                                        prepared.split.test, prepared.relevant,
                                        prepared.k_values)
     with timer.phase("off_policy"):
-        offpolicy.log(settings.warehouse_path, prepared.tenant,
+        offpolicy.log(from_settings(settings), prepared.tenant,
                       champion.version if champion else None, model, prepared.train, say)
     refit_started = time.perf_counter()
     final = make_model(model.name, **model.params()).fit(prepared.full.matrix)

@@ -26,8 +26,9 @@ from packaging.utils import canonicalize_name
 
 from sluice import formats
 from sluice.operate import upgrade
-from sluice.settings import PROJECT_ROOT, Settings
+from sluice.settings import PROJECT_ROOT, ConfigError, Settings
 from sluice.warehouse.db import count
+from sluice.warehouse.engine import MissingTable, from_settings
 
 LOCK_FILE = "requirements.lock"
 MIN_FREE_BYTES = 1 << 30
@@ -143,6 +144,13 @@ def _existing(path: Path) -> Path:
 
 
 def _warehouse(settings: Settings) -> Iterator[Finding]:
+    try:
+        postgres = settings.app.warehouse.engine == "postgres"
+    except ConfigError:  # the config's own check reports it
+        postgres = False
+    if postgres:
+        yield from _postgres_warehouse(settings)
+        return
     path = settings.warehouse_path
     if not path.exists():
         yield Finding("warehouse", note="none yet (`sluice ingest` creates it)")
@@ -165,6 +173,28 @@ def _warehouse(settings: Settings) -> Iterator[Finding]:
         yield Finding("warehouse", f"{path} cannot be read: {exc}", _warehouse_fix(path))
     finally:
         con.close()
+
+
+def _postgres_warehouse(settings: Settings) -> Iterator[Finding]:
+    """The server at SLUICE_WAREHOUSE_DSN answers, and how many raw events it holds."""
+    try:
+        warehouse = from_settings(settings)
+    except (ConfigError, ValueError) as exc:  # no DSN, or one that does not parse
+        yield Finding("warehouse", str(exc).splitlines()[0],
+                      "export SLUICE_WAREHOUSE_DSN=postgresql://USER:PASSWORD@HOST:5432/DB")
+        return
+    try:
+        rows = warehouse.rows("select count(*) from raw.events")[0][0]
+    except MissingTable:
+        yield Finding("warehouse", note=f"{warehouse.uri()}: none yet (`sluice ingest` "
+                                        "creates it)")
+    except Exception as exc:  # the driver's errors: server down, auth, network
+        yield Finding("warehouse", f"{warehouse.uri()} cannot be reached: "
+                                   f"{str(exc).strip().splitlines()[0]}",
+                      "start the server or fix SLUICE_WAREHOUSE_DSN (host, port, user, "
+                      "password, database)")
+    else:
+        yield Finding("warehouse", note=f"{warehouse.uri()}: {rows:,} raw events")
 
 
 def _warehouse_fix(path: Path) -> str:

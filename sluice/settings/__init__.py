@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sluice.settings.access import (  # noqa: F401 (re-exported)
@@ -52,10 +59,19 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "sluice.yaml"
 
 
+class WarehouseConfig(BaseModel):
+    """Which warehouse the batch path uses: the DuckDB file under SLUICE_HOME (default), or
+    the PostgreSQL server whose DSN is in SLUICE_WAREHOUSE_DSN (never in this file: it may
+    hold a password)."""
+
+    engine: Literal["duckdb", "postgres"] = "duckdb"
+
+
 class AppConfig(BaseModel):
     """What config/sluice.yaml holds."""
 
     format_version: int = Field(1, ge=1)  # sluice/formats.py; absent: 1
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     sufficiency: SufficiencyConfig = Field(default_factory=SufficiencyConfig)
     matrix: MatrixConfig = Field(default_factory=MatrixConfig)
@@ -125,6 +141,8 @@ class Settings(BaseSettings):
     # fsspec URLs (memory://, file://, s3:// with s3fs, ...) for the raw log and landing folder
     raw_url: str | None = None
     landing_url: str | None = None
+    # the PostgreSQL warehouse's DSN, when warehouse.engine is postgres; a secret (not shown)
+    warehouse_dsn: SecretStr | None = None
 
     @field_validator("home", "config", mode="after")
     @classmethod
@@ -156,6 +174,13 @@ class Settings(BaseSettings):
     @property
     def warehouse_path(self) -> Path:
         return self.home / "warehouse.duckdb"
+
+    def require_warehouse_dsn(self) -> str:
+        if self.warehouse_dsn is None or not self.warehouse_dsn.get_secret_value().strip():
+            raise ConfigError("warehouse.engine is postgres but SLUICE_WAREHOUSE_DSN is not set: "
+                              "set it to the server's DSN, e.g. "
+                              "postgresql://sluice@db.example:5432/sluice")
+        return self.warehouse_dsn.get_secret_value()
 
     @property
     def artifact_root(self) -> Path | str:

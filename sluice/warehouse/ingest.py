@@ -1,4 +1,4 @@
-"""Load the raw event log and landing files into DuckDB `raw.*`, exactly once.
+"""Load the raw event log and landing files into the warehouse's `raw.*`, exactly once.
 
 Each file is loaded in one transaction together with its manifest row, so a crash leaves
 either the whole file or nothing; a re-run loads only what is new. Event ids deduplicate
@@ -19,10 +19,9 @@ from pathlib import Path
 
 from sluice.intake import eventlog
 from sluice.warehouse import sources
-from sluice.warehouse.db import connect
+from sluice.warehouse.engine import Warehouse, as_warehouse
 from sluice.warehouse.ingest_report import SUMMARY_COLUMNS, FileResult, IngestReport, format_table
 from sluice.warehouse.loading import FileLoader
-from sluice.warehouse.locks import warehouse_lock
 from sluice.warehouse.sources import LANDING_SUFFIXES
 
 __all__ = ["LANDING_SUFFIXES", "SUMMARY_COLUMNS", "FileResult", "IngestReport", "Ingestor",
@@ -36,37 +35,30 @@ Seen = tuple[int, str] | None  # (size, checksum) from the manifest, None if nev
 class Ingestor:
     """Discovers unloaded files and loads each in its own transaction."""
 
-    def __init__(self, warehouse: Path, raw_dir: Path | str, landing_dir: Path | str,
+    def __init__(self, warehouse: Warehouse | Path, raw_dir: Path | str, landing_dir: Path | str,
                  default_tenant: str = "default",
                  progress: Callable[[str], None] | None = None):
-        self.warehouse = Path(warehouse)
+        self.warehouse = as_warehouse(warehouse)  # a path: the DuckDB file there
         self.raw_dir = eventlog.location(raw_dir)
         self.landing_dir = eventlog.location(landing_dir)
         self.default_tenant = default_tenant
         self.progress = progress or (lambda message: log.info(message))
 
     def run(self) -> IngestReport:
-        with warehouse_lock(self.warehouse, say=self.progress):
+        with self.warehouse.lock(say=self.progress):
             return self._run()
 
     def _run(self) -> IngestReport:
         report = IngestReport()
-        con = connect(self.warehouse)
-        try:
-            manifest = {
-                row[0]: (row[1], row[2])
-                for row in con.execute("select path, size_bytes, checksum from raw.manifest")
-                .fetchall()
-            }
-            loader = FileLoader(con, self.default_tenant, self.progress)
+        with self.warehouse.writer() as writer:
+            manifest = writer.manifest()
+            loader = FileLoader(writer, self.default_tenant, self.progress)
             for path, size in eventlog.segment_sizes(self.raw_dir):
                 # an object's size from the listing spares a request; a local file may grow
                 known = size if eventlog.is_url(path) else None
                 report.files.append(_load_segment(loader, path, manifest.get(str(path)), known))
             for path in sources.landing_files(self.landing_dir):
                 report.files.append(self._load_landing(loader, path, manifest.get(str(path))))
-        finally:
-            con.close()
         return report
 
     def _load_landing(self, loader: FileLoader, path: Path | str, seen: Seen) -> FileResult:

@@ -1,5 +1,8 @@
 """The load step of ingest: one file's records and its manifest row in one transaction.
 
+The loader parses and validates; a `RawWriter` (one per engine: `DuckDBWriter` here, the
+PostgreSQL one in `sluice.warehouse.postgres`) writes.
+
 Records are parsed and validated in chunks of CHUNK_LINES; events go to `raw.events` (the
 (tenant, event_id) key skips duplicates), refused records to `raw.quarantine`. A crash or an
 error rolls the whole file back, so a re-run loads it once.
@@ -10,8 +13,9 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -90,15 +94,95 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("begin transaction")
-    try:
-        yield
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+class RawWriter(ABC):
+    """What the loader needs of a warehouse connection: a transaction, the three raw tables."""
+
+    @abstractmethod
+    def manifest(self) -> dict[str, tuple[int, str]]:
+        """path -> (size_bytes, checksum) of every file loaded so far."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Everything inside commits together or not at all."""
+
+    @abstractmethod
+    def insert_events(self, events: pa.Table, source_file: str, loaded_at: datetime) -> int:
+        """Inserts the rows whose (tenant, event_id) is new; returns how many."""
+
+    @abstractmethod
+    def insert_quarantine(self, refused: pa.Table, source_file: str,
+                          quarantined_at: datetime) -> None:
+        """Adds refused records (line_number, record, reason)."""
+
+    @abstractmethod
+    def quarantine_file(self, source_file: str, reason: str, quarantined_at: datetime) -> None:
+        """One quarantine row for a file that could not be read at all."""
+
+    @abstractmethod
+    def record_file(self, result: FileResult, size: int, checksum: str,
+                    loaded_at: datetime) -> None:
+        """The manifest row: size and checksum as given, the counts added to any earlier."""
+
+
+class DuckDBWriter(RawWriter):
+    """raw.* in the DuckDB file: arrow batches registered and inserted in one statement."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def manifest(self) -> dict[str, tuple[int, str]]:
+        return {row[0]: (row[1], row[2]) for row in self.con.execute(
+            "select path, size_bytes, checksum from raw.manifest").fetchall()}
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.con.execute("begin transaction")
+        try:
+            yield
+            self.con.execute("commit")
+        except BaseException:
+            self.con.execute("rollback")
+            raise
+
+    def insert_events(self, events: pa.Table, source_file: str, loaded_at: datetime) -> int:
+        return self._insert_from(
+            events, "_ingest_batch",
+            f"insert or ignore into raw.events ({', '.join(_EVENT_SCHEMA.names)}, "
+            f"source_file, loaded_at) select *, ?, ? from _ingest_batch",
+            [source_file, loaded_at])
+
+    def insert_quarantine(self, refused: pa.Table, source_file: str,
+                          quarantined_at: datetime) -> None:
+        self._insert_from(
+            refused, "_ingest_quarantine",
+            "insert into raw.quarantine (source_file, line_number, record, reason, "
+            "quarantined_at) select ?, line_number, record, reason, ? from _ingest_quarantine",
+            [source_file, quarantined_at])
+
+    def quarantine_file(self, source_file: str, reason: str, quarantined_at: datetime) -> None:
+        self.con.execute("insert into raw.quarantine values (?, null, null, ?, ?)",
+                         [source_file, reason, quarantined_at])
+
+    def record_file(self, result: FileResult, size: int, checksum: str,
+                    loaded_at: datetime) -> None:
+        self.con.execute(
+            "insert or replace into raw.manifest values (?, ?, ?, "
+            "coalesce((select rows_loaded from raw.manifest where path = ?), 0) + ?, "
+            "coalesce((select rows_quarantined from raw.manifest where path = ?), 0) + ?,"
+            " coalesce((select duplicates_skipped from raw.manifest where path = ?), 0)"
+            " + ?, ?)",
+            [result.path, size, checksum, result.path, result.rows_loaded, result.path,
+             result.rows_quarantined, result.path, result.duplicates_skipped, loaded_at],
+        )
+
+    def _insert_from(self, table: pa.Table, name: str, sql: str, params: list[Any]) -> int:
+        """Runs an insert that selects from `table` registered as `name`; rows inserted."""
+        self.con.register(name, table)
+        try:
+            rows = self.con.execute(sql, params).fetchall()  # no unfinished result left open
+        finally:
+            self.con.unregister(name)
+        return int(rows[0][0]) if rows else 0
 
 
 @contextmanager
@@ -117,9 +201,9 @@ def _without_cyclic_gc() -> Iterator[None]:
 class FileLoader:
     """Loads files into the warehouse on one connection, each file in its own transaction."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, default_tenant: str,
+    def __init__(self, writer: RawWriter, default_tenant: str,
                  progress: Callable[[str], None]) -> None:
-        self.con = con
+        self.writer = writer
         self.default_tenant = default_tenant
         self.progress = progress
 
@@ -129,18 +213,10 @@ class FileLoader:
         now = _now()
         started = time.perf_counter()
         try:
-            with _transaction(self.con):
+            with self.writer.transaction():
                 with _without_cyclic_gc():
                     processed = self._insert(result, records, total, now, allow_internal)
-                self.con.execute(
-                    "insert or replace into raw.manifest values (?, ?, ?, "
-                    "coalesce((select rows_loaded from raw.manifest where path = ?), 0) + ?, "
-                    "coalesce((select rows_quarantined from raw.manifest where path = ?), 0) + ?,"
-                    " coalesce((select duplicates_skipped from raw.manifest where path = ?), 0)"
-                    " + ?, ?)",
-                    [result.path, size, checksum, result.path, result.rows_loaded, result.path,
-                     result.rows_quarantined, result.path, result.duplicates_skipped, now],
-                )
+                self.writer.record_file(result, size, checksum, now)
         finally:
             result.seconds = round(time.perf_counter() - started, 3)
         if processed >= CHUNK_LINES:
@@ -154,11 +230,9 @@ class FileLoader:
         """An unreadable file: one quarantine row and its manifest row, so it is not retried."""
         now = _now()
         result.status, result.message, result.rows_quarantined = "unreadable", reason, 1
-        with _transaction(self.con):
-            self.con.execute("insert into raw.quarantine values (?, null, null, ?, ?)",
-                             [result.path, reason, now])
-            self.con.execute("insert or replace into raw.manifest values (?, ?, ?, 0, 1, 0, ?)",
-                             [result.path, size, checksum, now])
+        with self.writer.transaction():
+            self.writer.quarantine_file(result.path, reason, now)
+            self.writer.record_file(result, size, checksum, now)
         log.warning("landing file %s quarantined whole: %s", result.path, reason)
 
     def _insert(self, result: FileResult, records: Iterator[Record], total: int, now: datetime,
@@ -195,27 +269,10 @@ class FileLoader:
         result.duplicates_skipped += batch.in_file_duplicates
         if batch.quarantine:
             refused = batch.quarantine_table()
-            self._insert_from(
-                refused, "_ingest_quarantine",
-                "insert into raw.quarantine (source_file, line_number, record, reason, "
-                "quarantined_at) select ?, line_number, record, reason, ? from _ingest_quarantine",
-                [result.path, batch.loaded_at])
+            self.writer.insert_quarantine(refused, result.path, batch.loaded_at)
             result.rows_quarantined += refused.num_rows
         if not batch:
             return
-        inserted = self._insert_from(
-            batch.events_table(), "_ingest_batch",
-            f"insert or ignore into raw.events ({', '.join(_EVENT_SCHEMA.names)}, "
-            f"source_file, loaded_at) select *, ?, ? from _ingest_batch",
-            [result.path, batch.loaded_at])
+        inserted = self.writer.insert_events(batch.events_table(), result.path, batch.loaded_at)
         result.rows_loaded += inserted
         result.duplicates_skipped += len(batch) - inserted
-
-    def _insert_from(self, table: pa.Table, name: str, sql: str, params: list[Any]) -> int:
-        """Runs an insert that selects from `table` registered as `name`; rows inserted."""
-        self.con.register(name, table)
-        try:
-            rows = self.con.execute(sql, params).fetchall()  # no unfinished result left open
-        finally:
-            self.con.unregister(name)
-        return int(rows[0][0]) if rows else 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.settings import PROJECT_ROOT
-from sluice.warehouse.locks import warehouse_lock
+from sluice.warehouse.engine import DuckDBWarehouse, Warehouse, as_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,17 @@ BUILDING = ("build", "run")
 BUILT_WITH = "incremental_built_with.txt"
 
 
-def dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
+def dbt_build(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, Any],
               select: str | None = None, command: str = "build",
               full_refresh: bool = False) -> TransformResult:
-    """`dbt <command>` holding the warehouse lock; see `_dbt_build`."""
-    with warehouse_lock(warehouse):
+    """`dbt <command>` holding the warehouse lock; see `_dbt_build`. A path is the DuckDB
+    file there."""
+    warehouse = as_warehouse(warehouse)
+    with warehouse.lock():
         return _dbt_build(warehouse, work_dir, dbt_vars, select, command, full_refresh)
 
 
-def _dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
+def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
                select: str | None = None, command: str = "build",
                full_refresh: bool = False) -> TransformResult:
     """`dbt <command>` in a child process (so its DuckDB handle is gone when it returns).
@@ -93,14 +95,18 @@ def _dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
     return result
 
 
-def build_fingerprint(warehouse: Path, dbt_vars: dict[str, Any]) -> str:
+def build_fingerprint(warehouse: Warehouse | Path, dbt_vars: dict[str, Any]) -> str:
     """A digest of what incremental models' rows depend on besides the events: the models and
     macros, the vars (weights, thresholds, the anonymous prefix, item fields) and the
-    warehouse the build writes (target and file)."""
+    warehouse the build writes (target and file, or server and database; never a password)."""
+    warehouse = as_warehouse(warehouse)
     digest = hashlib.sha256()
-    target = [os.environ.get(name) for name in ("SLUICE_DBT_TARGET", "SLUICE_PG_HOST",
-                                                "SLUICE_PG_PORT", "SLUICE_PG_DBNAME")]
-    digest.update(json.dumps([target, str(Path(warehouse).resolve()), dbt_vars],
+    env = {**os.environ, **warehouse.dbt_env()}
+    target = [env.get(name) for name in ("SLUICE_DBT_TARGET", "SLUICE_PG_HOST",
+                                         "SLUICE_PG_PORT", "SLUICE_PG_DBNAME")]
+    where = str(warehouse.path.resolve()) if isinstance(warehouse, DuckDBWarehouse) \
+        else warehouse.uri()
+    digest.update(json.dumps([target, where, dbt_vars],
                              sort_keys=True, default=str).encode())
     files = [DBT_PROJECT_DIR / "dbt_project.yml",
              *sorted(DBT_PROJECT_DIR.glob("models/**/*.sql")),
@@ -114,12 +120,13 @@ def _read(path: Path) -> str | None:
     return path.read_text() if path.exists() else None
 
 
-def dbt_invocation(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
+def dbt_invocation(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, Any],
                    args: list[str]) -> tuple[list[str], dict[str, str]]:
     """The argv and environment of `dbt <args>` on this project, warehouse and vars.
 
     The transform flow and `sluice dbt -- <args>` both run dbt through this, so a hand run
-    builds exactly what the flow builds. Run it under `warehouse_lock(warehouse)`.
+    builds exactly what the flow builds. Run it under the warehouse's lock. The warehouse
+    reaches dbt through the environment profiles.yml reads (a password never in argv).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     argv = [_dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR),
@@ -127,7 +134,7 @@ def dbt_invocation(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
     if args and args[0] in DBT_RUNNING:  # the commands that take these flags
         argv += ["--target-path", str(work_dir / "target"), "--log-path",
                  str(work_dir / "logs"), "--vars", json.dumps(dbt_vars)]
-    env = {**os.environ, "SLUICE_WAREHOUSE": str(warehouse),
+    env = {**os.environ, **as_warehouse(warehouse).dbt_env(),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     return argv, env
 

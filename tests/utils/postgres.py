@@ -39,6 +39,20 @@ class Postgres:
         return psycopg2.connect(host=self.host, port=self.port, user=self.user,
                                 dbname=self.dbname)
 
+    def dsn(self) -> str:
+        """What SLUICE_WAREHOUSE_DSN holds to reach this database."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
+
+    def database(self, name: str) -> Postgres:
+        """A new, empty database on the same server (one per test keeps tests apart)."""
+        admin = self.connect()
+        try:
+            admin.autocommit = True  # create database runs outside a transaction
+            admin.cursor().execute(f'create database "{name}"')
+        finally:
+            admin.close()
+        return Postgres(self.host, self.port, self.user, name)
+
 
 def server_bin_dir() -> Path | None:
     """The newest PostgreSQL server binaries on this machine (Debian layout or PATH)."""
@@ -84,13 +98,7 @@ def running_postgres(bin_dir: Path, dbname: str = "sluice") -> Iterator[Postgres
                    "-c synchronous_commit=off -c full_page_writes=off")
         pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w",
            "-t", "60", "start")
-        admin = Postgres("127.0.0.1", port, "postgres", "postgres").connect()
-        try:
-            admin.autocommit = True  # create database runs outside a transaction
-            admin.cursor().execute(f'create database "{dbname}"')
-        finally:
-            admin.close()
-        yield Postgres("127.0.0.1", port, "postgres", dbname)
+        yield Postgres("127.0.0.1", port, "postgres", "postgres").database(dbname)
     finally:
         if (data / "postmaster.pid").exists():
             pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop",

@@ -17,7 +17,7 @@ from sluice.intake.synthetic import SyntheticSpec, generate
 from sluice.warehouse.db import connect
 from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.transform import dbt_build
-from tests.utils.postgres import Postgres, copy_raw_tables, running_postgres, server_bin_dir
+from tests.utils.postgres import Postgres, copy_raw_tables, server_bin_dir
 from tests.warehouse.test_dbt import RAW, _raw, dbt_vars
 
 BIN_DIR = server_bin_dir()
@@ -49,9 +49,8 @@ BROKEN_JSON = [("m6", "{not json"), ("m7", "[1, 2")]  # (event_id, fields) of us
 
 
 @pytest.fixture(scope="module")
-def postgres():
-    with running_postgres(BIN_DIR) as server:
-        yield server
+def postgres(postgres_server):
+    return postgres_server.database("dbt_parity")
 
 
 @pytest.fixture(scope="module")

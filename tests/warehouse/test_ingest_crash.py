@@ -2,7 +2,8 @@
 
 Ingest runs in a child process on several raw log segments and a landing file; the child is
 SIGKILLed as soon as it reports progress inside a file after at least one file was committed,
-so the kill lands mid-transaction. DuckDB then recovers from its WAL.
+so the kill lands mid-transaction. DuckDB then recovers from its WAL; PostgreSQL aborts the
+transaction of the session that went away (the same test on the PostgreSQL warehouse).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from sluice.intake.eventlog import EventLog, segments
+from sluice.warehouse.engine import DuckDBWarehouse, Warehouse
 from sluice.warehouse.ingest import Ingestor
+from sluice.warehouse.postgres import PostgresWarehouse
 
 T0 = 1_750_000_000_000
 CHUNK = 2_000
@@ -27,9 +29,11 @@ CHILD = """
 import sys
 from pathlib import Path
 from sluice.warehouse import ingest, loading
+from sluice.warehouse.postgres import PostgresWarehouse
 loading.CHUNK_LINES = int(sys.argv[2])
 root = Path(sys.argv[1])
-ingest.Ingestor(root / "warehouse.duckdb", root / "raw", root / "landing",
+warehouse = PostgresWarehouse(sys.argv[3]) if sys.argv[3] else root / "warehouse.duckdb"
+ingest.Ingestor(warehouse, root / "raw", root / "landing",
                 progress=lambda message: print(message, flush=True)).run()
 print("FINISHED", flush=True)
 """
@@ -64,10 +68,10 @@ def _write_inputs(root: Path, per_file: int) -> dict[str, int]:
             "duplicates": 10}
 
 
-def _kill_mid_file(root: Path) -> list[str]:
+def _kill_mid_file(root: Path, dsn: str) -> list[str]:
     """Runs ingest in a child and SIGKILLs it inside a file; returns the progress it printed."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(CHUNK)],
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(CHUNK), dsn],
                              stdout=subprocess.PIPE, text=True, env=env)
     seen: list[str] = []
     try:
@@ -83,12 +87,11 @@ def _kill_mid_file(root: Path) -> list[str]:
     return seen
 
 
-def _rows(warehouse: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(sql).fetchall()
+def _rows(warehouse: Warehouse, sql: str) -> list[tuple]:
+    return [tuple(row) for row in warehouse.rows(sql)]
 
 
-def _assert_only_whole_files(warehouse: Path) -> None:
+def _assert_only_whole_files(warehouse: Warehouse) -> None:
     """Every file with rows has its manifest row, and the manifest counts match the rows."""
     per_file = dict(_rows(warehouse, "select source_file, count(*) from raw.events group by 1"))
     manifest = dict(_rows(warehouse, "select path, rows_loaded from raw.manifest"))
@@ -98,21 +101,26 @@ def _assert_only_whole_files(warehouse: Path) -> None:
     assert quarantined <= set(manifest)
 
 
-@pytest.fixture
-def killed(tmp_path) -> tuple[Path, dict[str, int], list[str]]:
+@pytest.fixture(params=["duckdb", "postgres"])
+def killed(request, tmp_path) -> tuple[Path, Warehouse, dict[str, int], list[str]]:
     """Inputs big enough that the kill lands inside a file; bigger again if it did not."""
     for attempt, per_file in enumerate((10_000, 40_000, 160_000)):
         root = tmp_path / f"attempt{attempt}"
         expected = _write_inputs(root, per_file)
-        progress = _kill_mid_file(root)
+        if request.param == "postgres":
+            server = request.getfixturevalue("postgres_server")
+            dsn = server.database(f"crash_{os.getpid()}_{id(root)}_{attempt}").dsn()
+            warehouse: Warehouse = PostgresWarehouse(dsn)
+        else:
+            dsn, warehouse = "", DuckDBWarehouse(root / "warehouse.duckdb")
+        progress = _kill_mid_file(root, dsn)
         if "FINISHED" not in progress:
-            return root, expected, progress
+            return root, warehouse, expected, progress
     pytest.fail("ingest always finished before it could be killed")
 
 
 def test_kill_9_mid_file_leaves_no_partial_file_and_rerun_loads_exactly_once(killed):
-    root, expected, progress = killed
-    warehouse = root / "warehouse.duckdb"
+    root, warehouse, expected, progress = killed
     inputs = [str(p) for p in segments(root / "raw")] + [str(root / "landing" / "bulk.jsonl")]
 
     _assert_only_whole_files(warehouse)
