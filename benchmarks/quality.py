@@ -3,6 +3,7 @@ schema, trained, tuned and gated by the real flows, every figure with its interv
 
     python benchmarks/quality.py                       # both protocols, 240 s of ALS tuning
     python benchmarks/quality.py --protocols per_user --budget 60
+    python benchmarks/quality.py --http only           # only the answers read through the API
 
 MovieLens-100k ships inside the `recbole` wheel (recbole/dataset_example/ml-100k/), fetched
 with `pip download --no-deps recbole` into ~/.cache/sluice and read as a zip (recbole is
@@ -17,6 +18,12 @@ for popularity and EASE, then `tune` for ALS (Optuna within --budget seconds) an
 each through the same gate. Scores are the runs' own: every item ranked, the user's training
 items excluded; intervals are the runs' bootstrap intervals over users (95%, 1,000 resamples,
 seeded), lifts resampled in pairs with popularity.
+
+Through the HTTP API (`--http`, on by default; benchmarks/quality_http.py), per protocol in
+another fresh SLUICE_HOME: the same split made here, only the training part landed, the
+`pipeline` flow's champion served by a real uvicorn and asked for 10 slots for every
+evaluated user; those answers are scored with the same metric code, beside the served bundle
+scored offline on the same users (they must agree) and popularity.
 """
 
 from __future__ import annotations
