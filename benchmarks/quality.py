@@ -183,7 +183,8 @@ def report_http(found: dict) -> None:
         return f"{i['mean']:.{digits}f} [{i['low']:.{digits}f}, {i['high']:.{digits}f}]"
 
     print(f"\n### {found['protocol']} through the HTTP API: champion v{found['champion']} "
-          f"({found['algorithm']}), {found['users']:,} users asked, "
+          f"({found['algorithm']}), {found.get('asked', 0):,} users asked, {found['users']:,} "
+          f"scored (a held-out item the training part has), "
           f"{found['calls_per_second']:.0f} answers/s; answers came from model versions "
           f"{', '.join(found['answer_versions'])}; slots by source {found['sources']}")
     print(f"pipeline on the training part: {found['pipeline']['reason']}")

@@ -153,5 +153,6 @@ def run(ratings: pd.DataFrame, movies: pd.DataFrame, protocol_settings: dict[str
     found = score(train_index, frame, served, bundle)
     return {**found, "champion": version, "algorithm": bundle.meta.get("algorithm"),
             "answer_versions": versions, "calls_per_second": len(users) / seconds,
+            "asked": len(users),
             "pipeline": {"promoted": trained.promoted, "reason": trained.reason,
                          "ndcg_at_10": trained.metrics.get("ndcg_at_10")}}
