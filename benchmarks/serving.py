@@ -116,8 +116,10 @@ def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | Non
                connections: tuple[int, ...] | None = None,
                swap_to: ModelBundle | None = None,
                experiment: ModelBundle | None = None,
-               lua: str = LUA) -> list[dict[str, float]]:
+               lua: str = LUA, events: list[dict] | None = None) -> list[dict[str, float]]:
     """wrk against the real app serving `bundle` as champion (config: overrides of sluice.yaml).
+
+    `events` are written to the raw log before the server starts (it follows them in).
 
     With `experiment`, that bundle is registered as a second version and a 50/50 A/B
     experiment between it and the champion runs on every template (sluice.experiments).
@@ -140,6 +142,12 @@ def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | Non
             arm = register(experiment, home, champion=False)
             Experiments(home).create(Experiment("bench", "default", (
                 Arm("control", "champion", 0.5), Arm("treatment", arm, 0.5))))
+        if events:
+            from sluice.intake.eventlog import EventLog
+
+            log = EventLog(home / "raw")
+            log.append(events)
+            log.close()
         uri = store(home)
         env = {"SLUICE_HOME": str(home), "MLFLOW_TRACKING_URI": uri,
                "SLUICE_LOG_LEVEL": "WARNING"}

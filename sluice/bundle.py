@@ -1,5 +1,6 @@
 """A trained model's artifacts: `.npz` arrays (never pickle), id maps, catalog and popularity,
-the similar-items index and each user's precomputed candidates when they were built.
+the similar-items index, each user's precomputed candidates and the approximate
+nearest-neighbour index of the item factors (`ann_index`, for large catalogs) when built.
 
 This is everything serving needs at start-up; it never opens the warehouse.
 """
@@ -15,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sluice import formats
+from sluice.ann import ItemIndex
 
 NO_CANDIDATE = -1  # pads a row of precomputed candidates when a user has fewer unseen items than k
 
@@ -58,6 +60,7 @@ class ModelBundle:
     candidates: np.ndarray | None = None  # int32 users x k: each user's top unseen items, -1 pad
     # the attribute index (sluice.learn.attributes) as its `attr_*` arrays; meta "attributes"
     attributes: dict[str, np.ndarray] | None = None
+    ann: ItemIndex | None = None  # candidates by inner product, for catalog passes at scale
 
     def __post_init__(self) -> None:
         self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
@@ -96,6 +99,11 @@ class ModelBundle:
             _require(self.candidates.ndim == 2 and self.candidates.shape[0] == users,
                      "candidates do not have one row per user")
             _indices(self.candidates, "candidates", NO_CANDIDATE, items)
+        if self.ann is not None:
+            _require(self.ann.items == items, f"ann_index holds {self.ann.items} items for "
+                     f"{items} item ids")
+            _require(self.ann.dims == self.item_factors.shape[1], f"ann_index has "
+                     f"{self.ann.dims} dimensions for {self.item_factors.shape[1]} factors")
         return self
 
     def save(self, directory: Path) -> Path:
@@ -107,6 +115,8 @@ class ModelBundle:
                        "sim_data": self.similar.data.astype(np.float32)}
         if self.candidates is not None:
             optional["candidates"] = self.candidates.astype(np.int32)
+        if self.ann is not None:
+            optional["ann_index"] = self.ann.to_bytes()
         optional.update(self.attributes or {})
         np.savez(
             directory / ARRAYS, **optional,
@@ -154,7 +164,19 @@ class ModelBundle:
             meta=meta, catalog=catalog,
             similar=similar, candidates=a.get("candidates"),
             attributes={k: v for k, v in a.items() if k.startswith("attr_")} or None,
+            ann=_ann_index(a.get("ann_index")),
         ).check()
+
+
+def _ann_index(data: np.ndarray | None) -> ItemIndex | None:
+    if data is None:  # bundles of small catalogs, and those trained before the index
+        return None
+    _require(data.dtype == np.uint8 and data.ndim == 1, "ann_index is not a byte array")
+    try:
+        return ItemIndex.from_bytes(data)
+    except RuntimeError as exc:  # faiss refuses a truncated or foreign blob
+        raise BundleError(f"inconsistent model bundle: ann_index does not read as an index "
+                          f"({str(exc).strip().splitlines()[-1][:200]})") from None
 
 
 def _sparse(parts: tuple, shape: tuple[int, int]) -> sp.csr_matrix:

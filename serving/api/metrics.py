@@ -102,7 +102,8 @@ class Metrics:
         self.answer_paths = Gauge(
             "sluice_model_answers", "Personalized answers since the served model loaded, by "
             "how the model tier was filled: precomputed (the trained head), kept (a head "
-            "computed earlier here), pass (every item scored)", ["tenant", "path"],
+            "computed earlier here), ann (the approximate index's candidates scored), pass "
+            "(every item scored)", ["tenant", "path"],
             registry=self.registry, multiprocess_mode="livesum")
         self.fallback_share = Gauge("sluice_fallback_share", "Share of slots served from the "
                                     "fallback tiers (model_fallback + fallback) since start",

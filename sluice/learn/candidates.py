@@ -1,18 +1,23 @@
 """Each trained user's best unseen items, precomputed into the bundle so that serving can
-answer from them without a catalog pass (see `sluice.serve.candidates`, which reads them).
+answer from them without a catalog pass (see `sluice.serve.candidates`, which reads them),
+and for large catalogs the index that makes a catalog pass cheap (`item_index`).
 
 Only item indices are stored; serving recomputes their k scores from the factors.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
+from sluice.ann import ItemIndex
 from sluice.bundle import NO_CANDIDATE
 from sluice.learn.evaluation import NO_SCORE, factor_ranker
+from sluice.learn.model_base import Model
+from sluice.settings.serving import AnnConfig
 
 
 def precompute(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix,
@@ -37,3 +42,19 @@ def precompute(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_
         if progress is not None:
             progress(stop, n_users)
     return items_out
+
+
+def item_index(model: Model, ann: AnnConfig,
+               say: Callable[[str], None] | None = None) -> ItemIndex | None:
+    """The approximate nearest-neighbour index of a factor model's items (`sluice.ann`), for
+    a catalog of at least `ann.min_items`; None otherwise. The item-item families' vectors
+    are rows of the whole catalog and popularity ranks one list, so they never get one."""
+    items = model.item_factors.shape[0]
+    if not model.personalized or model.fold_in_kind != "als" or items < ann.min_items:
+        return None
+    started = time.perf_counter()
+    index = ItemIndex.build(model.item_factors, ann.lists)
+    if say is not None:
+        say(f"ann index: {items:,} items in {index.lists:,} lists, "
+            f"{time.perf_counter() - started:.1f} s")
+    return index

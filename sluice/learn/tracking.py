@@ -30,7 +30,7 @@ from sluice.settings import PROJECT_ROOT, Settings
 from sluice.warehouse.db import connect
 
 if TYPE_CHECKING:
-    from sluice.learn.models import Model
+    from sluice.learn.model_base import Model
     from sluice.learn.training import Fitted, Prepared
 
 ID_COLUMNS = ("user_id", "item_id", "interaction_type")
@@ -192,6 +192,15 @@ def _lift(metrics: dict[str, float], baseline: dict[str, float], key: str) -> fl
     return metrics[key] / baseline[key] if baseline.get(key) else float("inf")
 
 
+def _requirements(bundle: ModelBundle) -> list[str]:
+    """What loading the pyfunc model needs: faiss too when the bundle carries its ANN index."""
+    from importlib.metadata import version
+
+    needed = [f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
+              f"scipy=={version('scipy')}"]
+    return needed + ([f"faiss-cpu=={version('faiss-cpu')}"] if bundle.ann is not None else [])
+
+
 def log_model(bundle: ModelBundle, name: str, artifact: str = "model") -> str:
     """Log the bundle as a pyfunc model (signature, input example) and register a version."""
     from sluice.learn.pyfunc import recommend_frame
@@ -205,7 +214,6 @@ def log_model(bundle: ModelBundle, name: str, artifact: str = "model") -> str:
             name=artifact, python_model=str(here.with_name("pyfunc_code.py")),
             code_paths=[str(here.parents[1])], artifacts={"bundle": str(path)},
             signature=signature, input_example=example, registered_model_name=name,
-            pip_requirements=[f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
-                              f"scipy=={__import__('scipy').__version__}"],
+            pip_requirements=_requirements(bundle),
         )
     return str(info.registered_model_version)

@@ -64,8 +64,9 @@ class ArmModels:
         except Exception:
             shutil.rmtree(target, ignore_errors=True)  # download again at the next poll
             raise
-        model = LoadedModel(bundle, str(version.version),
-                            self.settings.app.serving.ranking_cache_size)
+        serving = self.settings.app.serving
+        model = LoadedModel(bundle, str(version.version), serving.ranking_cache_size,
+                            serving.ann)
         self._served[(tenant, ref)] = self._build(tenant, model)
         log.info("experiment arm %s of %s: v%s", ref, name, version.version)
 

@@ -91,7 +91,8 @@ def load_model(settings: Settings, tenant: str, version: str | None = None) -> L
     if not (target / "ready").exists():
         registry.download_version(settings.mlflow_tracking_uri, name, str(version), target)
         (target / "ready").touch()
-    return LoadedModel(ModelBundle.load(target), str(version), head_cache_size=1)
+    return LoadedModel(ModelBundle.load(target), str(version), head_cache_size=1,
+                       ann_config=settings.app.serving.ann)
 
 
 def run_recommendations(settings: Settings, job: BatchJob, source: str | Path | None,

@@ -63,7 +63,8 @@ class Champions:
             status.error = f"champion of {name} could not be loaded: {type(exc).__name__}: {reason}"
             log.warning(status.error)
             return None
-        return LoadedModel(bundle, version, self.settings.app.serving.ranking_cache_size)
+        serving = self.settings.app.serving
+        return LoadedModel(bundle, version, serving.ranking_cache_size, serving.ann)
 
     def served(self, tenant: str, model: LoadedModel) -> None:
         """Readiness reports the model once it answers."""

@@ -8,26 +8,36 @@ from collections import OrderedDict
 
 import numpy as np
 
+from sluice import ann
 from sluice.bundle import ModelBundle
 from sluice.filters import Rule, allowed
-from sluice.learn.models import als_fold_in, als_gram
+from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.scoring import BatchScorer
 from sluice.serve.attributes import AttributeNeighbours
 from sluice.serve.candidates import CandidateCache
+from sluice.settings.serving import AnnConfig
 
 FOLD_INS = ("als", "history", "constant")  # bundle meta fold_in, set by each model family
 HEAD_SIZE = 100  # the head kept of a ranking computed while serving
 # how an answer's model tier was filled: the trained head, a head kept from an earlier pass,
-# or a pass over every item
-PATHS = ("precomputed", "kept", "pass")
+# a pass over the approximate index's candidates (large catalogs), or a pass over every item
+PATHS = ("precomputed", "kept", "ann", "pass")
 _MASKS_KEPT = 256  # item masks by filter, kept because filters repeat
 
 
 class LoadedModel:
     """A bundle plus what serving derives from it once: the fold-in, heads, catalog arrays."""
 
-    def __init__(self, bundle: ModelBundle, version: str | None, head_cache_size: int = 50_000):
+    def __init__(self, bundle: ModelBundle, version: str | None, head_cache_size: int = 50_000,
+                 ann_config: AnnConfig | None = None):
         self.bundle, self.version = bundle, version
+        ann_config = ann_config or AnnConfig()
+        # the index replaces catalog passes at serving's size threshold, whatever training's
+        self.ann = (bundle.ann if bundle.ann is not None
+                    and len(bundle.item_ids) >= ann_config.min_items else None)
+        self.ann_probes = ann_config.probes
+        if self.ann is not None:
+            ann.single_threaded()
         meta = bundle.meta
         self.alpha = float(meta.get("alpha", 1.0))
         self.fold_in_kind = str(meta.get("fold_in", "als"))

@@ -19,6 +19,7 @@ from sluice.serve.candidates import Head, head_of
 from sluice.serve.catalog import Passes
 from sluice.serve.exploration import explore
 from sluice.serve.realtime import Interaction
+from sluice.serve.retrieval import ann_head, ann_top
 from sluice.vocabulary import (
     FALLBACK,
     FILTER_BASED,
@@ -201,8 +202,9 @@ CHAINS: dict[str, tuple[Tier, ...]] = {
 # --- the model tier: from a ranking head when it can fill the answer, else a catalog pass ---
 def _model_candidates(draft: Draft, skip: set[str]) -> Candidates:
     """The model's best n for the user, from the head of the user's ranking when it can
-    fill them (kept from training, or from this user's last pass), else from a pass over
-    every item with the filters applied. Appends to `draft.paths` which of the three it was."""
+    fill them (kept from training, or from this user's last pass), else from a pass with the
+    filters applied: over the approximate index's candidates for a large catalog (when it
+    has the bundle's index), over every item otherwise. Appends to `draft.paths` which it was."""
     model, req = draft.rec.model, draft.req
     assert model is not None and draft.key is not None
     new = draft.rec.users.new_pairs(draft.history)
@@ -214,19 +216,27 @@ def _model_candidates(draft: Draft, skip: set[str]) -> Candidates:
         if head is None:
             path, head = "kept", model.heads.get(draft.key, draft.version)
         if head is None:
-            scores = _scores(draft, new)
-            if scores is None:
+            vector = _vector(draft, new)
+            if vector is None:
                 return []
-            path, head = "pass", head_of(scores, model.head_size)
+            path, head = "ann", ann_head(draft, vector)
+            if head is None:
+                scores = _scores(draft, vector)
+                path, head = "pass", head_of(scores, model.head_size)
             model.heads.put(draft.key, draft.version, head)
         picked = _from_head(draft, head, skip)
         if len(picked) >= draft.ranked or head.complete:
             draft.paths.append(path)
             return picked
     if scores is None:
-        scores = _scores(draft, new)
-        if scores is None:
+        vector = _vector(draft, new)
+        if vector is None:
             return []
+        found = ann_top(draft, vector, skip)
+        if found is not None:
+            draft.paths.append("ann")
+            return found
+        scores = _scores(draft, vector)
     draft.paths.append("pass")
     return _top_of_pass(draft, scores, skip)
 
@@ -246,18 +256,22 @@ def _top_of_pass(draft: Draft, scores: np.ndarray, skip: set[str]) -> Candidates
     return list(zip(model.bundle.item_ids[picks].tolist(), scores[picks].tolist(), strict=True))
 
 
-def _scores(draft: Draft, new: list[tuple[int, float]]) -> np.ndarray | None:
-    """Every item's score for the user, seen items at -inf when excluded (a catalog pass)."""
+def _vector(draft: Draft, new: list[tuple[int, float]]) -> np.ndarray | None:
+    """The user's vector for a pass (NeedsScan first on the event loop: a pass runs in a
+    thread); None when there is no history to build it from."""
     if not draft.scan:
         raise NeedsScan
-    model, users, key = draft.rec.model, draft.rec.users, draft.key
-    assert model is not None and key is not None
-    vector = users.vector(key, draft.version, new)
-    if vector is None:
-        return None
+    assert draft.key is not None
+    return draft.rec.users.vector(draft.key, draft.version, new)
+
+
+def _scores(draft: Draft, vector: np.ndarray) -> np.ndarray:
+    """Every item's score for the user, seen items at -inf when excluded (a catalog pass)."""
+    model, users = draft.rec.model, draft.rec.users
+    assert model is not None
     scores = model.scorer.score(vector)  # a fresh row: safe to mask in place
     if draft.req.exclude_seen:
-        scores[users.seen_indices(key, draft.history)] = -np.inf
+        scores[users.seen_indices(draft.key, draft.history)] = -np.inf
     return scores
 
 

@@ -15,6 +15,18 @@ from sluice.vocabulary import (
 )
 
 
+class AnnConfig(BaseModel):
+    """Catalog passes by an approximate nearest-neighbour index (sluice.ann) at scale."""
+
+    # the train flow builds the index into the bundle of a catalog of at least this many
+    # items, and serving uses it for such a catalog instead of scoring every item: below,
+    # an exact pass (about a millisecond per 100,000 items x 64 factors) is cheap enough
+    min_items: int = Field(250_000, ge=1)
+    lists: int = Field(0, ge=0)  # inverted lists (k-means cells); 0: about 4 sqrt(items)
+    # lists scanned per query: more finds more of the true top items (recall) for more time
+    probes: int = Field(48, ge=1)
+
+
 class ServingConfig(BaseModel):
     # what a request without num_results gets, and the most one may ask for (a larger one is
     # refused with 422 naming num_results); both within vocabulary's MAX_NUM_RESULTS
@@ -27,6 +39,7 @@ class ServingConfig(BaseModel):
     # that most answers read a list instead of scoring every item (0: score every request)
     precomputed_candidates: int = Field(100, ge=0, le=1000)
     ranking_cache_size: int = Field(50_000, ge=0)  # users whose computed ranking head is kept
+    ann: AnnConfig = Field(default_factory=AnnConfig)
 
     @model_validator(mode="after")
     def _default_within_max(self) -> ServingConfig:

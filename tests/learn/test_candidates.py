@@ -102,9 +102,10 @@ def test_a_known_user_without_new_events_needs_no_catalog_pass(headed):
     with pytest.raises(NeedsScan):  # nothing in the head passes: the whole catalog is asked
         rec.recommend(
             RecommendationRequest(user_id="u3", num_results=5, rules=red_blue), scan=False)
-    assert rec.model.paths == {"precomputed": 1, "kept": 0, "pass": 0}  # only whole answers
+    # only whole answers are counted
+    assert rec.model.paths == {"precomputed": 1, "kept": 0, "ann": 0, "pass": 0}
     rec.recommend(RecommendationRequest(user_id="u3", num_results=40))
-    assert rec.model.paths == {"precomputed": 1, "kept": 0, "pass": 1}
+    assert rec.model.paths == {"precomputed": 1, "kept": 0, "ann": 0, "pass": 1}
 
 
 def test_new_events_need_one_pass_then_its_head_serves_until_the_next(plain, headed):
@@ -120,7 +121,7 @@ def test_new_events_need_one_pass_then_its_head_serves_until_the_next(plain, hea
     after = ids(rec.recommend(req))
     assert first not in {i for i, _ in after} and after == ids(full.recommend(req))
     assert ids(rec.recommend(req, scan=False)) == after  # kept: no second pass
-    assert rec.model.paths == {"precomputed": 1, "kept": 1, "pass": 1}
+    assert rec.model.paths == {"precomputed": 1, "kept": 1, "ann": 0, "pass": 1}
     state.apply([{"event": "interaction", "id": "e2", "tenant": "default", "user": "u8",
                   "item": after[0][0], "type": "click", "timestamp": 11}])
     with pytest.raises(NeedsScan):

@@ -37,6 +37,34 @@ def synthetic_bundle(items: int = 200, users: int = 50, factors: int = 8,
     )
 
 
+def clustered_bundle(items: int = 20_000, users: int = 300, factors: int = 32,
+                     seed: int = 0) -> ModelBundle:
+    """Factors shaped like a trained model's (items in taste clusters, norms spread as
+    popularity spreads them), no heads, a field `shelf` held by one item in 200 and
+    `color` by half: a catalog for the approximate index (`sluice.ann`)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(64, factors)).astype(np.float32)
+    taste = rng.integers(0, len(centres), items)
+    item_factors = (centres[taste] * 0.1 + rng.normal(scale=0.05, size=(items, factors)))
+    item_factors *= rng.lognormal(0, 0.4, (items, 1))
+    user_factors = centres[rng.integers(0, len(centres), users)] + rng.normal(
+        scale=0.5, size=(users, factors))
+    rows = np.repeat(np.arange(users), 5)
+    user_items = sp.csr_matrix((np.ones(len(rows), np.float32),
+                                (rows, rng.integers(0, items, len(rows)))), shape=(users, items))
+    user_items.sum_duplicates()
+    return ModelBundle(
+        user_ids=np.array([f"u{i}" for i in range(users)]),
+        item_ids=np.array([f"i{i}" for i in range(items)]),
+        user_factors=user_factors.astype(np.float32),
+        item_factors=item_factors.astype(np.float32), user_items=user_items,
+        popular=np.arange(100), popular_scores=np.linspace(100, 1, 100).astype(np.float32),
+        meta={"alpha": 2.0, "regularization": 0.1, "cutoff_ms": 0, "tenant": "default"},
+        catalog={f"i{i}": {"color": "red" if i % 2 else "blue", "shelf": "top" if i % 200 == 0
+                           else "low"} for i in range(items)},
+    )
+
+
 def register_champion(bundle: ModelBundle, tracking_uri: str, artifacts: Path,
                       name: str = "sluice-default") -> str:
     from sluice.learn.training import log_model

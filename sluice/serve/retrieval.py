@@ -1,0 +1,100 @@
+"""Catalog passes through the bundle's approximate index (`sluice.ann`), for large catalogs.
+
+The index names candidates; their scores come from the factors, exactly as a full pass
+scores them, and the candidates are ranked by those scores. Exclusions (seen and excluded
+items) and filters are applied to the candidates, and when they leave too few, more are
+fetched from more lists; when even `MAX_FETCH` candidates cannot fill the answer (a rare
+filter, a user who has seen most of what is near), the caller scores every item instead.
+The answer's slots and sources are the same as a full pass's; only which items are
+considered differs (`serving.ann.probes` sets how many are, `tests/serve/test_ann.py`
+measures the recall of the top 25 against the exact pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sluice.serve.candidates import Head
+from sluice.serve.model import LoadedModel
+
+if TYPE_CHECKING:
+    from sluice.serve.tiers import Candidates, Draft
+
+OVER_FETCH = 4  # candidates asked first: this many times the items wanted, plus the blocked
+GROWTH = 4  # each refill asks this many times more candidates from twice the lists
+MAX_FETCH = 8192  # candidates beyond the blocked ones, at most, before a full pass instead
+
+
+def ann_head(draft: Draft, vector: np.ndarray) -> Head | None:
+    """The head of the user's ranking (seen items left out) from the index's candidates;
+    None without an index, or when it cannot supply a whole head."""
+    model = draft.rec.model
+    if model is None or model.ann is None:
+        return None
+    seen = draft.rec.users.seen_indices(draft.key, draft.history)
+    found = search(model, vector, seen, model.head_size, None)
+    if found is None:
+        return None
+    rows, scores = found
+    # never `complete`: items the index did not name may follow (the caller then searches
+    # again with the filters, and scans when that falls short)
+    return Head(rows.astype(np.int32), scores, complete=False)
+
+
+def ann_top(draft: Draft, vector: np.ndarray, skip: set[str]) -> Candidates | None:
+    """The model tier's candidates passing exclusions and filters, best first, from the
+    index; None without an index, or when it cannot supply enough of them."""
+    model = draft.rec.model
+    if model is None or model.ann is None:
+        return None
+    bundle = model.bundle
+    index = bundle.item_index
+    blocked = np.fromiter((index[i] for i in skip if i in index), dtype=np.int64)
+    if draft.req.exclude_seen:
+        blocked = np.concatenate([blocked, draft.rec.users.seen_indices(draft.key,
+                                                                        draft.history)])
+    passes, ids = draft.passes, bundle.item_ids
+    check = None if passes is None else (lambda row: passes(str(ids[row])))
+    found = search(model, vector, blocked, draft.ranked, check)
+    if found is None:
+        return None
+    rows, scores = found
+    return list(zip(ids[rows].tolist(), scores.tolist(), strict=True))
+
+
+def search(model: LoadedModel, vector: np.ndarray, blocked: np.ndarray, want: int,
+           check: Callable[[int], bool] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows and exact scores of the `want` best items the index names that are not
+    `blocked` and pass `check`, best first; None when it cannot name that many."""
+    assert model.ann is not None
+    items = len(model.bundle.item_ids)
+    blocked = np.unique(blocked)
+    count, probes = OVER_FETCH * want + len(blocked), model.ann_probes
+    while True:
+        rows = model.ann.search(vector, min(count, items), probes)
+        rows = rows[~np.isin(rows, blocked)]
+        scores = model.bundle.item_factors[rows] @ vector
+        order = np.argsort(-scores, kind="stable")
+        rows, scores = rows[order], scores[order]
+        if check is not None:
+            rows, scores = _passing(rows, scores, want, check)
+        if len(rows) >= want:
+            return rows[:want], scores[:want].astype(np.float32)
+        if count - len(blocked) >= MAX_FETCH or count >= items:
+            return None
+        count, probes = count * GROWTH, probes * 2
+
+
+def _passing(rows: np.ndarray, scores: np.ndarray, want: int,
+             check: Callable[[int], bool]) -> tuple[np.ndarray, np.ndarray]:
+    """The first `want` rows passing `check`, in order (checked lazily: filters cost)."""
+    keep: list[int] = []
+    for position, row in enumerate(rows.tolist()):
+        if check(row):
+            keep.append(position)
+            if len(keep) >= want:
+                break
+    return rows[keep], scores[keep]
