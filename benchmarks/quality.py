@@ -3,6 +3,7 @@ schema, trained, tuned and gated by the real flows, every figure with its interv
 
     python benchmarks/quality.py                       # both protocols, 240 s of ALS tuning
     python benchmarks/quality.py --protocols per_user --budget 60
+    python benchmarks/quality.py --http only           # only the answers read through the API
 
 MovieLens-100k ships inside the `recbole` wheel (recbole/dataset_example/ml-100k/), fetched
 with `pip download --no-deps recbole` into ~/.cache/sluice and read as a zip (recbole is
@@ -17,6 +18,12 @@ for popularity and EASE, then `tune` for ALS (Optuna within --budget seconds) an
 each through the same gate. Scores are the runs' own: every item ranked, the user's training
 items excluded; intervals are the runs' bootstrap intervals over users (95%, 1,000 resamples,
 seeded), lifts resampled in pairs with popularity.
+
+Through the HTTP API (`--http`, on by default; benchmarks/quality_http.py), per protocol in
+another fresh SLUICE_HOME: the same split made here, only the training part landed, the
+`pipeline` flow's champion served by a real uvicorn and asked for 10 slots for every
+evaluated user; those answers are scored with the same metric code, beside the served bundle
+scored offline on the same users (they must agree) and popularity.
 """
 
 from __future__ import annotations
@@ -78,11 +85,9 @@ def write_config(path: Path, protocol: str) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
-def one(protocol: str, budget: float, cache: Path, out: Path) -> None:
-    """Everything for one protocol, in this process; results as JSON in `out`."""
-    ratings, movies = read_movielens(fetch_wheel(cache))
-    home = Path(tempfile.mkdtemp(prefix=f"sluice-quality-{protocol}-"))
-    note = personalize_csv(ratings, movies, home / "landing")
+def fresh_home(protocol: str, kind: str) -> Path:
+    """A new SLUICE_HOME with the benchmark's config, made this process's environment."""
+    home = Path(tempfile.mkdtemp(prefix=f"sluice-quality-{kind}-{protocol}-"))
     write_config(home / "sluice.yaml", protocol)
     os.environ.update({
         "SLUICE_HOME": str(home), "SLUICE_CONFIG": str(home / "sluice.yaml"),
@@ -90,6 +95,28 @@ def one(protocol: str, budget: float, cache: Path, out: Path) -> None:
         "PREFECT_HOME": str(home / "prefect"), "PREFECT_LOGGING_LEVEL": "WARNING",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "OPENBLAS_NUM_THREADS": "1",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600"})  # a busy machine
+    return home
+
+
+def one_http(protocol: str, cache: Path, out: Path) -> None:
+    """The champion of the training part, asked through a real uvicorn (quality_http)."""
+    import quality_http
+
+    ratings, movies = read_movielens(fetch_wheel(cache))
+    home = fresh_home(protocol, "http")
+    found = quality_http.run(ratings, movies, PROTOCOLS[protocol], home, personalize_csv)
+    out.write_text(json.dumps({"protocol": protocol, **found}, default=_plain))
+
+
+def _plain(value: object) -> object:
+    return asdict(value) if hasattr(value, "__dataclass_fields__") else str(value)
+
+
+def one(protocol: str, budget: float, cache: Path, out: Path) -> None:
+    """Everything for one protocol, in this process; results as JSON in `out`."""
+    ratings, movies = read_movielens(fetch_wheel(cache))
+    home = fresh_home(protocol, "flows")
+    note = personalize_csv(ratings, movies, home / "landing")
     from flows.pipeline import pipeline
     from flows.train import train
     from flows.tune import tune
@@ -151,26 +178,58 @@ def report(found: dict) -> None:
     print("gate, ALS (tuned): " + results["ALS (tuned)"]["reason"])
 
 
+def report_http(found: dict) -> None:
+    def show(i: dict, digits: int = 4) -> str:
+        return f"{i['mean']:.{digits}f} [{i['low']:.{digits}f}, {i['high']:.{digits}f}]"
+
+    print(f"\n### {found['protocol']} through the HTTP API: champion v{found['champion']} "
+          f"({found['algorithm']}), {found.get('asked', 0):,} users asked, {found['users']:,} "
+          f"scored (a held-out item the training part has), "
+          f"{found['calls_per_second']:.0f} answers/s; answers came from model versions "
+          f"{', '.join(found['answer_versions'])}; slots by source {found['sources']}")
+    print(f"pipeline on the training part: {found['pipeline']['reason']}")
+    print(table([{"NDCG@10 online (API)": show(found["online"]),
+                  "offline, same bundle and users": show(found["offline"]),
+                  "online - offline": show(found["difference"]),
+                  "identical top-10 lists": f"{found['identical_lists']:.1%}",
+                  "popularity": show(found["popularity"]),
+                  "online x popularity": show(found["lift"], 2),
+                  "Recall@10 online": show(found["online_recall"], 3)}],
+                ["NDCG@10 online (API)", "offline, same bundle and users", "online - offline",
+                 "identical top-10 lists", "popularity", "online x popularity",
+                 "Recall@10 online"]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocols", nargs="+", default=["leave_last_out", "per_user"],
                         choices=sorted(PROTOCOLS))
     parser.add_argument("--budget", type=float, default=240.0, help="seconds of tuning each")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "sluice")
+    parser.add_argument("--http", choices=("also", "only", "no"), default="also",
+                        help="also (or only) score the served champion through the HTTP API")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--one-http", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:
-        one(args.one, args.budget, args.cache, args.out)
+    if args.one or args.one_http:
+        if args.one:
+            one(args.one, args.budget, args.cache, args.out)
+        else:
+            one_http(args.one_http, args.cache, args.out)
         return 0
     print(f"MovieLens-100k from {fetch_wheel(args.cache).name}, Personalize CSV in the "
           f"landing folder; tuning budget {args.budget:.0f} s per family")
+    runs = [("--one", report)] if args.http == "no" else [("--one-http", report_http)]
+    if args.http == "also":
+        runs.insert(0, ("--one", report))
     for protocol in args.protocols:
-        with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            subprocess.run([sys.executable, __file__, "--one", protocol, "--budget",
-                            str(args.budget), "--cache", str(args.cache), "--out", out.name],
-                           check=True, cwd=ROOT)
-            report(json.loads(Path(out.name).read_text()))
+        for flag, show in runs:
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                subprocess.run([sys.executable, __file__, flag, protocol, "--budget",
+                                str(args.budget), "--cache", str(args.cache), "--out",
+                                out.name], check=True, cwd=ROOT)
+                show(json.loads(Path(out.name).read_text()))
     return 0
 
 

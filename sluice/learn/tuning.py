@@ -6,8 +6,8 @@ fit on the whole training part, scored on the holdout, refit on all data, logged
 parent run, registered and put through the same champion gate.
 
 Ranges are wide and on log scales where a parameter's effect is multiplicative (ALS factors
-16-512, regularization 1e-3-10, alpha 0.1-100; EASE l2 1-10^4); `tune.grid` in config
-replaces a parameter's range by a list of values to choose from.
+16-512, regularization 0.01-100 with the shipped 10 well inside, alpha 0.1-100; EASE l2
+1-10^4); `tune.grid` in config replaces a parameter's range by a list of values to choose from.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # (kind, low, high): "int" and "float" uniform, "int_log" and "log" on a log scale.
 Range = tuple[str, float, float]
 DEFAULT_SPACES: dict[str, dict[str, Range | list[Any]]] = {
-    "als": {"factors": ("int_log", 16, 512), "regularization": ("log", 1e-3, 10.0),
+    "als": {"factors": ("int_log", 16, 512), "regularization": ("log", 1e-2, 100.0),
             "alpha": ("log", 0.1, 100.0), "iterations": ("int", 10, 30)},
     "bpr": {"factors": ("int_log", 16, 256), "learning_rate": ("log", 1e-3, 0.2),
             "regularization": ("log", 1e-4, 0.1), "iterations": [100]},

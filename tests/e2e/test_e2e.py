@@ -101,6 +101,29 @@ def test_known_user_gets_personalized_slots(trained, api):
     assert answer["model_version"] == trained["outcome"].train[0].version
 
 
+def test_answers_through_the_api_are_what_offline_evaluation_scores(trained, api, tmp_path):
+    """The champion's own top 10 for trained users (user factors against item factors,
+    training items left out, as the evaluation ranks) is what the API answers, slot by slot,
+    so figures measured offline hold for what is served (before any new event arrives)."""
+    import numpy as np
+
+    from sluice.bundle import ModelBundle
+
+    champion = registry.download_alias(trained["env"]["MLFLOW_TRACKING_URI"], "sluice-default",
+                                       registry.CHAMPION, tmp_path)
+    bundle = ModelBundle.load(champion.local_path)
+    assert bundle.meta["algorithm"] == "als"
+    users = [u for u in sorted(bundle.user_ids) if not u.startswith("session:")][:40]
+    for user in users:
+        row = bundle.user_index[user]
+        scores = bundle.item_factors @ bundle.user_factors[row]
+        scores[bundle.user_items[row].indices] = -np.inf
+        offline = bundle.item_ids[np.argsort(-scores, kind="stable")[:10]].tolist()
+        answer = ask(api, user_id=user, num_results=10)
+        assert [s["item_id"] for s in answer["items"]] == offline, user
+        assert answer["model_personalized_count"] == 10
+
+
 def test_unknown_user_gets_popular_fallback(api):
     answer = ask(api, user_id="nobody-ever", num_results=15)
     assert_counts(answer)

@@ -200,6 +200,19 @@ def test_event_value_threshold_var_drops_low_and_missing_values(built, tmp_path)
                     ("shop", "e11", 4.0), ("shop", "e3", 30.0), ("shop", "e4", 3.0)]
 
 
+def test_unit_tests_pass_whatever_types_the_config_weighs(built, tmp_path):
+    # a deployment weighing only its own types (MovieLens: `rating`) must still build
+    copy = {"warehouse": tmp_path / "warehouse.duckdb"}
+    shutil.copy(built["warehouse"], copy["warehouse"])
+    found = dbt_vars()
+    found["events"]["weights"] = {"zoom": 1.0}
+    result = dbt_build(copy["warehouse"], tmp_path / "dbt", found, select="data_sufficiency")
+    assert result.ok and any(n["node"].startswith("unit_test.") for n in result.nodes)
+    assert query(copy, "select tenant, unweighted_types from marts.data_sufficiency "
+                       "order by 1") == [("other", "click: 2"),
+                                         ("shop", "add_to_cart: 1, click: 6, purchase: 3")]
+
+
 def test_insufficient_data_warns_saying_how_much_is_missing_and_builds_on(built, tmp_path):
     copy = {"warehouse": tmp_path / "warehouse.duckdb"}  # the other tests keep the minimums low
     shutil.copy(built["warehouse"], copy["warehouse"])
