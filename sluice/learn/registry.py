@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +108,32 @@ def download_version(tracking_uri: str, name: str, version: str, dst: Path) -> P
     dst.mkdir(parents=True, exist_ok=True)
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
                                                     dst_path=str(dst)))
+
+
+def local_copy(tracking_uri: str, name: str, version: str, root: Path) -> Path:
+    """Version `version` of `name` under `root/name/version`, downloaded once.
+
+    The download goes to a private folder first and is renamed into place whole, so the
+    processes that share `root` (the workers of one server, a batch job) never read a copy
+    that another one is still writing.
+    """
+    target = root / name / str(version)
+    if (target / "ready").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+    try:
+        download_version(tracking_uri, name, str(version), scratch)
+        (scratch / "ready").touch()
+        try:
+            os.rename(scratch, target)
+        except OSError:  # another process renamed its copy into place first, or a torn one
+            if not (target / "ready").exists():  # is left from before: replace that
+                shutil.rmtree(target, ignore_errors=True)
+                os.rename(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
 
 
 def reset_connections(tracking_uri: str) -> None:

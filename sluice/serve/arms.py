@@ -54,11 +54,8 @@ class ArmModels:
         if served is not None and served.model is not None and (
                 served.model.version == str(version.version)):
             return
-        target = self.settings.home / "serving-models" / name / str(version.version)
-        if not (target / "ready").exists():
-            registry.download_version(self.settings.mlflow_tracking_uri, name,
-                                      str(version.version), target)
-            (target / "ready").touch()
+        target = registry.local_copy(self.settings.mlflow_tracking_uri, name,
+                                     str(version.version), self.settings.home / "serving-models")
         try:
             bundle = ModelBundle.load(target)
         except Exception:

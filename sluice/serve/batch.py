@@ -87,10 +87,8 @@ def load_model(settings: Settings, tenant: str, version: str | None = None) -> L
             raise NotFoundError("model_version", f"no models:/{name}@champion yet: run "
                                                  "`sluice train` first, or name a version")
         version = str(found.version)
-    target = settings.home / "serving-models" / name / str(version)
-    if not (target / "ready").exists():
-        registry.download_version(settings.mlflow_tracking_uri, name, str(version), target)
-        (target / "ready").touch()
+    target = registry.local_copy(settings.mlflow_tracking_uri, name, str(version),
+                                 settings.home / "serving-models")
     return LoadedModel(ModelBundle.load(target), str(version), head_cache_size=1,
                        ann_config=settings.app.serving.ann)
 

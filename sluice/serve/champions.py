@@ -83,11 +83,8 @@ class Champions:
             return None
         if str(version.version) == status.version:
             return None
-        target = self.settings.home / "serving-models" / name / str(version.version)
-        if not (target / "ready").exists():
-            registry.download_alias(self.settings.mlflow_tracking_uri, name,
-                                    registry.CHAMPION, dst=target)
-            (target / "ready").touch()
+        target = registry.local_copy(self.settings.mlflow_tracking_uri, name,
+                                     str(version.version), self.settings.home / "serving-models")
         try:
             return ModelBundle.load(target), str(version.version)
         except Exception:
