@@ -11,7 +11,7 @@ from flows.ingest import IngestOutcome, ingest
 from flows.names import run_name
 from flows.train import train
 from flows.transform import TransformOutcome, transform
-from sluice.analytics.report import write_report
+from sluice.analytics.report import tenant_experiments, write_report
 from sluice.learn.training import TrainResult
 from sluice.settings import get_settings
 from sluice.warehouse.locks import warehouse_lock
@@ -24,9 +24,11 @@ def analytics_report(tenant: str | None) -> str:
     name = settings.registered_model_name(tenant or "default")
     with warehouse_lock(settings.warehouse_path):
         path = write_report(settings.warehouse_path, settings.mlflow_tracking_uri, name,
-                            settings.home / "report" / "index.html")
+                            settings.home / "report" / "index.html",
+                            *tenant_experiments(settings, tenant or "default"))
     create_link_artifact(key="analytics-report", link=path.as_uri(),
-                         description="Events, slot sources, click-through, model metrics")
+                         description="Events, slot sources, click-through, model metrics, "
+                         "experiments, off-policy estimates")
     return str(path)
 
 
