@@ -1,17 +1,27 @@
 """Explaining one answer: per slot its source, the tier's reason and the propensity, with the
-model version and its lineage. Answers are kept in memory, the last RECENT of this process:
-with several workers, an answer is found by the worker that served it (the raw log keeps
-every answer for good, as the `recommendation` event dbt reads)."""
+model version and its lineage.
+
+The last RECENT answers of this process are kept in memory (the common case: an answer asked
+about soon after it was served, by the worker that served it). Any other answer is read back
+from the raw log, which keeps every answer for good as the `recommendation` event dbt reads:
+whichever worker, replica or process lifetime served it. That search scans the segments
+newest first (a byte search, no parse), so an old answer in a large log costs a pass over the
+newer segments; serving never opens the warehouse for it.
+"""
 
 from __future__ import annotations
 
+import mmap
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
-from sluice.errors import NotFoundError
+import orjson
+
+from sluice.intake.eventlog import read_complete, segments
 from sluice.serve.answers import Answer, Slot
-from sluice.vocabulary import FALLBACK, MODEL_FALLBACK
+from sluice.vocabulary import DEFAULT_TENANT, FALLBACK, MODEL_FALLBACK
 
 RECENT = 10_000
 
@@ -30,14 +40,60 @@ class RecentAnswers:
             if len(self._answers) > self.capacity:
                 self._answers.popitem(last=False)
 
-    def get(self, recommendation_id: str) -> tuple[str, Answer]:
+    def get(self, recommendation_id: str) -> tuple[str, Answer] | None:
         with self._lock:
-            found = self._answers.get(recommendation_id)
-        if found is None:
-            raise NotFoundError("recommendation_id", f"not among the last {self.capacity:,} "
-                                "answers of this serving process; read older ones from "
-                                "marts.slot_propensities")
-        return found
+            return self._answers.get(recommendation_id)
+
+
+def logged_answer(root: Path | str, recommendation_id: str) -> tuple[str, Answer] | None:
+    """The answer as the raw log at `root` holds it (its tenant too), or None when no
+    `recommendation` event has that id (sluice.serve.answer_log writes them)."""
+    needle = b'"event":"recommendation","id":' + orjson.dumps(recommendation_id) + b","
+    for path in reversed(segments(root)):
+        try:
+            line = _line_with(path, needle)
+        except FileNotFoundError:  # a segment removed while listed: the next one
+            continue
+        if line is not None:
+            event = orjson.loads(line)
+            return str(event.get("tenant") or DEFAULT_TENANT), _from_event(event)
+    return None
+
+
+def _line_with(path: Path | str, needle: bytes) -> bytes | None:
+    """The last complete line of the segment that holds `needle`."""
+    if isinstance(path, Path):  # local: mapped, not read into memory
+        with open(path, "rb") as handle:
+            if handle.seek(0, 2) == 0:
+                return None
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return _around(data, needle)
+    data, _ = read_complete(path, 0)
+    return _around(data, needle)
+
+
+def _around(data: Any, needle: bytes) -> bytes | None:
+    at = data.rfind(needle)
+    if at < 0:
+        return None
+    end = data.find(b"\n", at)
+    if end < 0:  # a torn last line: not a logged answer yet
+        return None
+    return bytes(data[data.rfind(b"\n", 0, at) + 1:end])
+
+
+def _from_event(event: dict[str, Any]) -> Answer:
+    fields = event.get("fields") or {}
+    slots = [Slot(item_id=str(i["id"]), score=float(i.get("score") or 0.0),
+                  position=int(i["position"]), recommendation_source=str(i["source"]),
+                  propensity=float(i.get("propensity", 1.0)), explored=bool(i.get("explored")),
+                  arm=i.get("arm")) for i in event.get("items") or []]
+    return Answer(recommendation_id=str(event["id"]),
+                  model_version=fields.get("model_version") or None,
+                  template=str(fields.get("template", "")), items=slots,
+                  exploration_pool=int(fields.get("exploration_pool") or 0),
+                  experiment=fields.get("experiment"), arm=fields.get("arm") or None,
+                  arm_share=fields.get("arm_share"))
 
 
 def reason(slot: Slot) -> dict[str, Any]:
