@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from sluice.experiments import INTERLEAVED
 from sluice.intake.eventlog import read_complete, segments
 from sluice.serve.answers import Answer, Slot
 from sluice.vocabulary import DEFAULT_TENANT, FALLBACK, MODEL_FALLBACK
@@ -110,10 +111,18 @@ def reason(slot: Slot) -> dict[str, Any]:
             "model_rank": slot.position, "propensity": slot.propensity}
 
 
+def drafted(slot: Slot) -> dict[str, Any]:
+    """An interleaved slot: its position is team draft's, not its arm's rank."""
+    return {"tier": "interleaving", "why": f"team draft: placed by arm {slot.arm}, its next "
+            "item not yet taken", "score": slot.score, "propensity": slot.propensity}
+
+
 def explain(tenant: str, answer: Answer, lineage: dict[str, Any] | None) -> dict[str, Any]:
+    why = drafted if answer.arm == INTERLEAVED else reason
     return {"recommendation_id": answer.recommendation_id, "tenant": tenant,
             "template": answer.template, "model_version": answer.model_version,
             "lineage": lineage, "exploration_pool": answer.exploration_pool,
+            "experiment": answer.experiment, "arm": answer.arm,
             "items": [{"item_id": s.item_id, "position": s.position,
-                       "recommendation_source": s.recommendation_source,
-                       "explored": s.explored, "reason": reason(s)} for s in answer.items]}
+                       "recommendation_source": s.recommendation_source, "arm": s.arm,
+                       "explored": s.explored, "reason": why(s)} for s in answer.items]}

@@ -176,3 +176,23 @@ def test_answer_and_log_carry_experiment_and_arm_additively():
     event = _event(RecommendationRequest(user_id="u"), tagged)
     assert event["fields"]["experiment"] == "e1" and event["fields"]["arm_share"] == 0.5
     assert [i["arm"] for i in event["items"]] == ["b", "b"]
+
+
+def test_an_interleaved_answer_is_read_back_from_the_log_and_explained_by_team_draft(tmp_path):
+    from sluice.intake.eventlog import EventLog
+    from sluice.serve.explain import explain, logged_answer
+
+    exp = _exp(kind="interleaving", arms=(Arm("a", "1", 0.5), Arm("b", "2", 0.5)))
+    merged = team_draft(exp, _answer(["i1", "i2", "i3"]), _answer(["i3", "i4", "i5"]), 4)
+    log = EventLog(tmp_path / "raw")
+    request = RecommendationRequest(tenant="shop", user_id="u1")
+    log.append([_event(request, _answer(["i9"])), _event(request, merged),
+                _event(request, _answer(["i8"]))])
+    log.close()
+    tenant, found = logged_answer(tmp_path / "raw", merged.recommendation_id)
+    assert tenant == "shop" and found.arm == INTERLEAVED
+    shown = explain(tenant, found, None)
+    assert [(i["item_id"], i["arm"], i["reason"]["propensity"]) for i in shown["items"]] == [
+        (s.item_id, s.arm, s.propensity) for s in merged.items]
+    assert all(i["reason"]["why"].startswith("team draft: placed by arm") for i in shown["items"])
+    assert logged_answer(tmp_path / "raw", "never-served") is None
