@@ -92,10 +92,11 @@ def _arm_rows(warehouse: Path, exp: Experiment) -> pd.DataFrame:
     for part in (totals, values):
         if not part.empty:
             frame = frame.join(part.set_index("arm"))
+    for column in ("answers", "slots", "clicks", "units", "arm_value", "ci_low", "ci_high"):
+        if column not in frame:  # no mart yet, or no row of this experiment in it
+            frame[column] = float("nan")
     for column in ("answers", "slots", "clicks", "units"):
-        frame[column] = frame.get(column, pd.Series(dtype=float)).fillna(0).astype(int)
-    for column in ("arm_value", "ci_low", "ci_high"):
-        frame[column] = frame.get(column, pd.Series(dtype=float))
+        frame[column] = frame[column].fillna(0).astype(int)
     if exp.kind == "interleaving":  # every unit sees both arms: rates over the slots placed
         frame["units"] = "both"
         rate = frame["clicks"] / frame["slots"].where(frame["slots"] > 0)

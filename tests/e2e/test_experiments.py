@@ -227,9 +227,11 @@ def test_the_report_draws_each_experiment_with_its_decision(world, tmp_path):
 
     settings, _ = world
     pages = {}
+    quiet = Experiment("quiet", "ab", AB.arms, template="similar_items")  # never served
     for exp in (AB, IL):
         out = write_report(settings.warehouse_path, settings.mlflow_tracking_uri,
-                           f"sluice-{exp.tenant}", tmp_path / f"{exp.tenant}.html", [exp], 100)
+                           f"sluice-{exp.tenant}", tmp_path / f"{exp.tenant}.html",
+                           [exp, quiet] if exp is AB else [exp], 100)
         pages[exp.tenant] = out
         page = out.read_text()
         section = page[page.index(f"<h2>Experiment {exp.id} ({exp.kind}, running)</h2>"):]
@@ -240,6 +242,10 @@ def test_the_report_draws_each_experiment_with_its_decision(world, tmp_path):
     assert "sample ratio</td><td>passed (chi-square" in pages["ab"].read_text()
     assert "answers won</td><td>treatment " in pages["il"].read_text()
     assert "no version has off-policy estimates yet" in pages["ab"].read_text()
+    unserved = pages["ab"].read_text().split("<h2>Experiment quiet (ab, running)</h2>")[1]
+    assert unserved.startswith("\n<p class='note'>tenant ab, template similar_items: no "
+                               "answers of this experiment in the marts yet")
+    assert "<td>challenger</td><td>0.5</td><td>0</td><td>0</td>" in unserved
     browser = shutil.which("chromium")
     if browser is None:
         pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
