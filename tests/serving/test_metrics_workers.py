@@ -53,9 +53,13 @@ def test_metrics_count_every_workers_requests(tmp_path):
 
 
 def _shares(text: str) -> dict[str, float]:
-    return {tier: float(v) for tier, v in re.findall(
-        r'^sluice_window_slot_share\{[^}]*template="personalized",tier="(\w+)"\} (\S+)$', text,
-        re.MULTILINE)}
+    found = {}
+    for labels, value in re.findall(r"^sluice_window_slot_share\{(.*)\} (\S+)$", text,
+                                    re.MULTILINE):
+        named = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if named["template"] == "personalized":
+            found[named["tier"]] = float(value)
+    return found
 
 
 def test_the_window_tier_shares_are_the_whole_servers_with_two_workers(tmp_path):
