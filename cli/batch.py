@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.errors import InputError
+
+if TYPE_CHECKING:
+    from flows.batch import BatchOutcome
 
 
 def add_parser(sub: Any) -> None:
@@ -34,7 +37,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--output", default=None, help="a folder or fsspec URL")
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> BatchOutcome:
     from flows.batch import batch
 
     result = batch(tenant=args.tenant, input=args.input, template=args.template,
@@ -42,9 +45,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    filter_name=args.filter_name, filter_values=_values(args.filter_value),
                    fill_with_random=args.fill_with_random, model_version=args.model_version,
                    segments=args.segments, log_answers=args.log_answers, output=args.output)
-    counts = result["counts"]
-    print(f"{result['output']}: {counts['answered']:,} answered, {counts['errors']:,} error "
-          f"lines, {counts['slots']:,} slots (model v{result['lineage']['model_version']})")
+    counts = result.counts
+    print(f"{result.output}: {counts['answered']:,} answered, {counts['errors']:,} error "
+          f"lines, {counts['slots']:,} slots (model v{result.model_version})")
     return result
 
 

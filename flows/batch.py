@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +15,38 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from flows.names import run_name
 from sluice.intake.eventlog import is_url
 from sluice.serve.batch import BatchJob, new_job_id, run_recommendations, run_segments
 from sluice.settings import Settings, get_settings
 from sluice.vocabulary import DEFAULT_TENANT, PERSONALIZED
 
 
-@flow(name="batch", flow_run_name="batch-{tenant}")
+@dataclass
+class BatchOutcome:
+    """What a batch job wrote: its folder (or URL) and the manifest written beside the output."""
+
+    job: str
+    output: str
+    manifest: dict[str, Any]
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        """lines, answered, errors, slots, without_personalized, by_source."""
+        return dict(self.manifest["counts"])
+
+    @property
+    def model_version(self) -> str | None:
+        return self.manifest["lineage"]["model_version"]
+
+
+@flow(name="batch", flow_run_name=run_name("batch"))
 def batch(tenant: str = DEFAULT_TENANT, input: str | None = None,
           template: str = PERSONALIZED, num_results: int | None = None,
           filters: list[dict[str, Any]] | None = None, filter_name: str | None = None,
           filter_values: dict[str, str] | None = None, fill_with_random: bool | None = None,
           model_version: str | None = None, segments: bool = False,
-          log_answers: bool = False, output: str | None = None) -> dict[str, Any]:
+          log_answers: bool = False, output: str | None = None) -> BatchOutcome:
     """Answer `input` (a JSON Lines file in the landing folder, a path or an fsspec URL; none:
     every user, or every item for segments) and return the job's manifest.
 
@@ -60,7 +80,7 @@ def batch(tenant: str = DEFAULT_TENANT, input: str | None = None,
                 counts["answered"], counts["errors"], counts["slots"], out)
     create_markdown_artifact(key=f"batch-{_slug(tenant)}-summary", markdown=_summary(manifest),
                              description=f"batch job {job_id}")
-    return {**manifest, "output": out}
+    return BatchOutcome(job=job_id, output=out, manifest=manifest)
 
 
 def _source(settings: Settings, given: str | None) -> str | None:

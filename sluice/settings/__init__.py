@@ -18,10 +18,13 @@ from sluice.settings.access import (  # noqa: F401 (re-exported)
     ApiKeyConfig,
     AuthConfig,
     AwsKeyConfig,
+    Role,
     TrackerConfig,
     _Credential,
 )
 from sluice.settings.learning import (  # noqa: F401 (re-exported)
+    MODEL_ALGORITHMS,
+    Algorithm,
     AttributesConfig,
     BPRConfig,
     EASEConfig,

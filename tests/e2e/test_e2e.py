@@ -393,7 +393,8 @@ def test_the_batch_flow_answers_a_file_of_users_as_the_api_does(trained, api, tm
     source.write_text("\n".join([json.dumps({"userId": u}) for u in users]
                                 + ["{oops", '{"userId": null}', '"u3"']) + "\n")
     result = batch(input=str(source), num_results=10)
-    lines, slots, manifest = read_output(Path(result["output"]))
+    lines, slots, manifest = read_output(Path(result.output))
+    assert result.counts == manifest["counts"] and result.job in result.output
     assert manifest["counts"] == {**manifest["counts"], "lines": 8, "answered": 5, "errors": 3,
                                   "slots": 50}
     assert [bool(line["error"]) for line in lines] == [False] * 5 + [True] * 3

@@ -54,8 +54,8 @@ def flow_run(tenant, prefect_harness):
 
 
 def test_the_flow_answers_good_lines_and_writes_bad_ones_as_error_lines(tenant, flow_run):
-    out = tenant["home"] / "exports" / flow_run["job"]
-    assert flow_run["output"] == str(out)
+    out = tenant["home"] / "exports" / flow_run.job
+    assert flow_run.output == str(out)
     lines, slots, manifest = read_output(out)
     assert [line["input"] for line in lines] == INPUT[:5] + INPUT[5:]  # blank line skipped
     errors = {n: line["error"] for n, line in enumerate(lines) if line["error"]}
@@ -83,7 +83,7 @@ def test_the_flow_answers_good_lines_and_writes_bad_ones_as_error_lines(tenant, 
 
 
 def test_batch_answers_are_the_live_answers_slot_by_slot(tenant, flow_run):
-    _, slots, _ = read_output(tenant["home"] / "exports" / flow_run["job"])
+    _, slots, _ = read_output(tenant["home"] / "exports" / flow_run.job)
     with running_server(tenant["env"]) as base:
         compared = assert_same_as_live(base, slots, [*GOOD, "12"], 12)
     assert compared == 7 * 12
