@@ -61,6 +61,11 @@ def mark(artists) -> None:  # type: ignore[no-untyped-def]
         artist.set_gid("mark")
 
 
+def fit_days(ax, days: pd.DatetimeIndex) -> None:  # type: ignore[no-untyped-def]
+    """The time axis covers the data (half a day either side), not a calendar."""
+    ax.set_xlim(days.min() - pd.Timedelta(hours=12), days.max() + pd.Timedelta(hours=12))
+
+
 def table(header: list[str], rows: list[list[object]]) -> str:
     """A plain HTML table, every cell escaped."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)

@@ -13,7 +13,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from sluice.analytics.charts import LAG, Section, mark, query, registered, svg, table
+from sluice.analytics.charts import LAG, Section, fit_days, mark, query, registered, svg, table
 from sluice.analytics.experiments import Decision, decide
 from sluice.experiments import Experiment
 
@@ -63,7 +63,7 @@ def _experiment(warehouse: Path, exp: Experiment, min_units: int, now: int) -> S
         note = (f"tenant {exp.tenant}, template {exp.template}: no answers of this experiment "
                 f"in the marts yet; {LAG}")
         return Section(title, note, None, table(header, rows))
-    summary = table(["", ""], _summary(decision))
+    summary = table(["decision", "value"], _summary(decision))
     return Section(title, f"tenant {exp.tenant}, template {exp.template}, started "
                    f"{_day(exp.start_ms)}; left: {_measure(exp)} per arm with its 95% interval, "
                    "right: per day", _plot(exp, arms, daily), table(header, rows) + summary)
@@ -110,7 +110,7 @@ def _arm_rows(warehouse: Path, exp: Experiment) -> pd.DataFrame:
 
 def _summary(decision: Decision | None) -> list[list[Any]]:
     if decision is None:
-        return [["decision", f"none: the result marts are not built yet; {LAG}"]]
+        return [["recommendation", f"none: the result marts are not built yet; {LAG}"]]
     effect = ("n/a" if decision.difference is None else
               f"{decision.difference:+.4f} [{decision.ci_low:+.4f}, {decision.ci_high:+.4f}]")
     rows = [[f"{decision.challenger} vs {decision.control}"
@@ -121,7 +121,7 @@ def _summary(decision: Decision | None) -> list[list[Any]]:
         rows.append(["sample ratio", "n/a" if decision.srm_passed is None else
                      f"{'passed' if decision.srm_passed else 'FAILED'} (chi-square "
                      f"{decision.chi_square:.3g}, fails above 10.83 for two arms)"])
-    rows.append(["decision", f"{decision.recommendation}: {decision.reason}"])
+    rows.append(["recommendation", f"{decision.recommendation}: {decision.reason}"])
     return rows
 
 
@@ -137,9 +137,13 @@ def _plot(exp: Experiment, arms: pd.DataFrame, daily: pd.DataFrame) -> str:
     left.set_xlim(-0.5, len(drawn) - 0.5)
     left.set_title(f"{_rate(exp)} per arm (95% CI)", fontsize=9)
     if not daily.empty:
+        days = pd.DatetimeIndex(pd.to_datetime(daily["served_date"]).unique()).sort_values()
         for arm, part in daily.groupby("arm"):
             mark(right.plot(pd.to_datetime(part["served_date"]), part["value"], marker="o",
                             label=str(arm)))
+        fit_days(right, days)
+        if len(days) < 8:  # a short run: one readable tick per day
+            right.set_xticks(list(days), [f"{d:%m-%d}" for d in days])
         right.legend(fontsize=7)
         right.tick_params(axis="x", labelrotation=30, labelsize=7)
     right.set_title(f"{_rate(exp)} per day", fontsize=9)

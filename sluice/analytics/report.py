@@ -17,18 +17,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from sluice.analytics.charts import LAG, Section, mark, query, registered, svg
+from sluice.analytics.charts import LAG, Section, fit_days, mark, query, registered, svg
 from sluice.experiments import Experiment
 from sluice.vocabulary import SOURCES
 
 # the attribute index's next-item check (sluice.learn.next_item), beside the model's metrics
 NEXT_ITEM = tuple(f"attributes.next_item_hit_at_10.{source}"
                   for source in ("attributes", "similar_items", "popularity"))
-
-
-def _fit_days(ax, days: pd.DatetimeIndex) -> None:  # type: ignore[no-untyped-def]
-    """The time axis covers the data (half a day either side), not a calendar."""
-    ax.set_xlim(days.min() - pd.Timedelta(hours=12), days.max() + pd.Timedelta(hours=12))
 
 
 def events_per_day(warehouse: Path) -> Section:
@@ -52,7 +47,7 @@ def events_per_day(warehouse: Path) -> Section:
         for kind in part.columns:
             mark(ax.plot(part.index, part[kind], linewidth=1.2, marker=".", markersize=4,
                           label=kind))
-        _fit_days(ax, part.index)
+        fit_days(ax, part.index)
         if (end - start).days < 7:  # a short run: one readable tick per day
             ax.set_xticks(list(part.index), [f"{d:%m-%d}" for d in part.index])
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
@@ -100,7 +95,7 @@ def slot_sources(warehouse: Path) -> Section:
     for source in share.columns:  # stacked bars: one day reads as well as a year
         mark(list(ax.bar(share.index, share[source], bottom=bottom, width=0.8, label=source)))
         bottom += share[source]
-    _fit_days(ax, share.index)
+    fit_days(ax, share.index)
     fig.autofmt_xdate()
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of slots")

@@ -243,7 +243,7 @@ def test_the_report_draws_each_experiment_with_its_decision(world, tmp_path):
     assert "answers won</td><td>treatment " in pages["il"].read_text()
     assert "no version has off-policy estimates yet" in pages["ab"].read_text()
     unserved = pages["ab"].read_text().split("<h2>Experiment quiet (ab, running)</h2>")[1]
-    assert unserved.startswith("\n<p class='note'>tenant ab, template similar_items: no "
+    assert unserved.startswith("<p class='note'>tenant ab, template similar_items: no "
                                "answers of this experiment in the marts yet")
     assert "<td>challenger</td><td>0.5</td><td>0</td><td>0</td>" in unserved
     browser = shutil.which("chromium")
