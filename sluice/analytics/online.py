@@ -152,7 +152,7 @@ def _plot(exp: Experiment, arms: pd.DataFrame, daily: pd.DataFrame) -> str:
 
 def off_policy(tracking_uri: str, model_name: str) -> Section:
     """Per version with estimates: IPS and SNIPS click-through with their intervals."""
-    title = "Off-policy estimates per version (on the champion's explored answers)"
+    title = "Off-policy estimates per version (on the explored answers of the champion)"
     try:
         versions, _, runs = registered(tracking_uri, model_name)
     except Exception as exc:

@@ -370,7 +370,7 @@ def test_the_report_shows_every_section_after_the_second_run(trained):
     assert titles == ["Events per day by type", "Share of slots by source over time",
                       "Click-through rate", "Model metrics across versions",
                       "Model quality per version (95% intervals)", "Experiments",
-                      "Off-policy estimates per version (on the champion's explored answers)"]
+                      "Off-policy estimates per version (on the explored answers of the champion)"]
     assert len(re.findall(r"<section class='chart'><svg", page)) == 5
     # the two without data say why and what fills them
     assert "no experiments for this tenant: `sluice experiments create`" in page
