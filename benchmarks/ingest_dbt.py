@@ -36,10 +36,14 @@ SOURCES = ["model_personalized", "model_non_personalized", "model_fallback", "fa
 BATCH = 20_000
 
 
-def write_history(raw_dir: Path, events: int, seed: int = 7) -> dict[str, int]:
-    """About `events` internal-format events appended to the raw log; returns what was written."""
+def write_history(raw_dir: Path, events: int, seed: int = 7, start_ms: int = START_MS,
+                  first_session: int = 0, catalog: bool = True,
+                  users: int | None = None) -> dict[str, int]:
+    """About `events` internal-format events appended to the raw log; returns what was written
+    (`sessions`: the last session number used). A later slice of the same history: a later
+    start_ms, first_session past the earlier slice's, catalog=False and the same users."""
     rng = np.random.default_rng(seed)
-    users, items = max(events // 40, 10), max(events // 100, 20)
+    users, items = users or max(events // 40, 10), max(events // 100, 20)
     log = EventLog(raw_dir)
     written = {"events": 0, "invalid": 0, "replayed": 0}
     batch: list[dict] = []
@@ -54,30 +58,31 @@ def write_history(raw_dir: Path, events: int, seed: int = 7) -> dict[str, int]:
         written["events"] += len(batch)
         batch.clear()
 
-    for i in range(items):
+    for i in range(items if catalog else 0):
         emit({"event": "item", "id": f"item-{i}", "timestamp": START_MS - DAY_MS,
               "tenant": "default", "item": f"i{i}",
               "fields": {"category": f"c{i % 20}", "brand": f"b{i % 60}",
                          "price": round(5 + (i * 7.3) % 200, 2), "tags": [f"t{i % 40}"]}})
-    for u in range(0, users, 2):
+    for u in range(0, users if catalog else 0, 2):
         emit({"event": "user", "id": f"user-{u}", "timestamp": START_MS - DAY_MS,
               "tenant": "default", "user": f"u{u}", "fields": {"country": "de"}})
     popular = np.minimum(rng.pareto(1.2, events) * items / 20, items - 10).astype(np.int64)
     draws = iter(popular)
-    session = 0
+    session = first_session
     while written["events"] + len(batch) < events:
         session += 1
-        _session(rng, session, users, draws, emit, written)
+        _session(rng, session, users, draws, emit, written, start_ms)
     flush()
     log.close()
-    return written
+    return written | {"sessions": session}
 
 
-def _session(rng, session: int, users: int, draws, emit, written: dict[str, int]) -> None:
+def _session(rng, session: int, users: int, draws, emit, written: dict[str, int],
+             start_ms: int = START_MS) -> None:
     user = f"u{int(rng.integers(users))}"
     mode = rng.random()
     login_after = 0 if mode > 0.2 else (99 if mode < 0.05 else int(rng.integers(1, 3)))
-    start = START_MS + int(rng.random() * 60 * DAY_MS)
+    start = start_ms + int(rng.random() * 60 * DAY_MS)
     for r in range(int(rng.integers(1, 5))):
         ts = start + r * 60_000
         who = {"session": f"s{session}"} | ({"user": user} if r >= login_after else {})

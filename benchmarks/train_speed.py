@@ -33,11 +33,9 @@ from common import table
 PHASES = ("load", "matrix", "evaluate", "champion", "bundle", "track", "gate")
 
 
-def write_warehouse(path: Path, interactions: int, seed: int = 7) -> dict[str, int]:
-    """A synthetic interactions mart: about 50 interactions per user, 1 item per 200."""
-    import duckdb
-
-    rng = np.random.default_rng(seed)
+def synthetic(interactions: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(user, item) positions: about 50 interactions per user, 1 item per 200, users in 20
+    taste groups, Zipf-like popularity inside a group."""
     users, items, groups = max(interactions // 50, 100), max(interactions // 200, 100), 20
     activity = rng.lognormal(0.0, 1.0, users)
     user = rng.choice(users, size=interactions, p=activity / activity.sum())
@@ -45,7 +43,18 @@ def write_warehouse(path: Path, interactions: int, seed: int = 7) -> dict[str, i
     rank = np.minimum(rng.zipf(1.3, size=interactions) - 1, per_group - 1)
     own = rng.random(interactions) < 0.8  # mostly the user's own taste group
     group = np.where(own, user % groups, rng.integers(0, groups, interactions))
-    item = group * per_group + rank
+    del own
+    group *= per_group
+    group += rank
+    return user, group
+
+
+def write_warehouse(path: Path, interactions: int, seed: int = 7) -> dict[str, int]:
+    """A synthetic interactions mart (`synthetic`) over 90 days, one event in ten a purchase."""
+    import duckdb
+
+    rng = np.random.default_rng(seed)
+    user, item = synthetic(interactions, rng)
     start = np.datetime64("2026-01-01T00:00:00", "ms").astype(np.int64)
     at = start + rng.integers(0, 90 * 86_400_000, interactions)
     kind = np.where(rng.random(interactions) < 0.1, "purchase", "click")

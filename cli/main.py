@@ -25,88 +25,16 @@ import httpx
 from pydantic import ValidationError
 
 from cli import batch as batch_command
-from cli import experiments, models
-from cli.models import table
+from cli import demo, experiments, models
 from cli.processes import (
     PREFECT_PORT,
-    free_port,
     metrics_folder,
     prefect_under,
     start_server,
     stop_server,
-    wait_ready,
 )
 from sluice import logs
 from sluice.settings import PROJECT_ROOT, ConfigError, get_settings, validation_message
-
-
-def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
-    from sluice.intake.synthetic import SyntheticSpec, generate
-
-    settings = get_settings()
-    spec = SyntheticSpec(users=args.users, items=args.items, events=args.events,
-                         seed=args.seed)
-    marker = settings.landing_dir / f".synthetic-seed{spec.seed}.json"
-    if marker.exists() and not args.force:
-        info = json.loads(marker.read_text())
-        print(f"synthetic history already in {settings.landing_dir} (seed {spec.seed})")
-        return info
-    print(f"generating {spec.events:,} events for {spec.users:,} users and {spec.items:,} items"
-          f" over {spec.days} days ...")
-    result = generate(settings.landing_dir, spec)
-    info = {"known_user": result.known_user, "anonymous_session": result.anonymous_session,
-            "stitched_user": result.stitched_user, "events": result.events,
-            "files": [str(p) for p in result.paths]}
-    marker.write_text(json.dumps(info))
-    print(f"wrote {result.events:,} events to {len(result.paths)} files in "
-          f"{settings.landing_dir}")
-    return info
-
-
-def cmd_demo(args: argparse.Namespace) -> None:
-    from flows.pipeline import pipeline
-
-    started = time.monotonic()
-    info = cmd_generate(args)
-    print("running flow `pipeline` (ingest -> transform -> train) ...")
-    outcome = pipeline()
-    for result in outcome.train:
-        m, b = result.metrics, result.baseline
-        print(f"model {result.model_name} v{result.version}: ndcg@10 "
-              f"{m['ndcg_at_10']:.4f} (popularity {b['ndcg_at_10']:.4f}); {result.reason}")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    print(f"starting the API on {base} ...")
-    headers = _key_headers("read")
-    server = start_server(port)
-    try:
-        readiness = wait_ready(base, server)
-        print(f"ready: {readiness['ready']}")
-        asks = [
-            ("a known user", {"user_id": info["known_user"]}),
-            ("an anonymous visitor (session only)", {"session_id": info["anonymous_session"]}),
-            ("a user never seen", {"user_id": "never-seen-user"}),
-            ("items like i1 by their fields (brand, category, color, price)",
-             {"item_id": "i1", "template": "similar_attributes"}),
-        ]
-        for title, params in asks:
-            answer = httpx.post(f"{base}/v1/recommendations", headers=headers,
-                                json={**params, "num_results": 10}, timeout=10).json()
-            counts = {k: v for k, v in answer.items() if k.endswith("_count") or k == "total"}
-            print(f"\n{title}: {params}\n" + table(
-                answer["items"], ["position", "item_id", "score", "recommendation_source"]))
-            print("counts: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    finally:
-        stop_server(server)
-    print(f"\ndemo finished in {time.monotonic() - started:.0f}s")
-
-
-def _key_headers(action: str) -> dict[str, str]:
-    """Headers with a configured key that may do `action` (the demo keys of config/)."""
-    from sluice.auth import client_key
-
-    key = client_key(get_settings(), action)
-    return {"X-Api-Key": key} if key else {}
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -268,19 +196,25 @@ def _add_operate_commands(sub: Any) -> dict[str, Any]:
             "upgrade": cmd_upgrade, "doctor": cmd_doctor}
 
 
-def cmd_flow(name: str) -> None:
+def cmd_flow(name: str, **options: Any) -> None:
+    """Run a flow once (options: its parameters, e.g. transform's full_refresh)."""
     from flows.ingest import ingest
     from flows.pipeline import pipeline
     from flows.train import train
     from flows.transform import transform
     from flows.tune import tune
 
-    by_name: dict[str, Callable[[], Any]] = {"ingest": ingest, "transform": transform,
-                                             "train": train, "tune": tune, "pipeline": pipeline}
-    result = _plain(by_name[name]())
+    by_name: dict[str, Callable[..., Any]] = {"ingest": ingest, "transform": transform,
+                                              "train": train, "tune": tune, "pipeline": pipeline}
+    result = _plain(by_name[name](**options))
     if name == "ingest":
         result.pop("table")  # the flow has logged it, once
     print(json.dumps(result, indent=2, default=str))
+
+
+def _flow_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow parameters given on the command line (`sluice transform --full-refresh`)."""
+    return {"full_refresh": True} if getattr(args, "full_refresh", False) else {}
 
 
 def cmd_dbt(args: argparse.Namespace) -> int:
@@ -317,12 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "doctor":  # doctor reports a bad config among its findings
             settings.app  # noqa: B018 -- a config error is one line here, not a traceback
         prefect_under(settings.home)
-        commands = {"demo": cmd_demo, "generate": cmd_generate, "serve": cmd_serve,
+        commands = {"demo": demo.cmd_demo, "generate": demo.cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
                     "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
                     "experiments": experiments.cmd_experiments,
                     **models.COMMANDS, **operate, "models": _models}
-        code = commands.get(args.command, lambda a: cmd_flow(a.command))(args)
+        code = commands.get(args.command,
+                            lambda a: cmd_flow(a.command, **_flow_options(a)))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
             raise
@@ -369,8 +304,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     _named_parsers(sub)
     models.add_parsers(sub)
     experiments.add_parser(sub)
-    for name in ("ingest", "transform", "train", "tune", "pipeline"):
+    for name in ("ingest", "train", "tune", "pipeline"):
         sub.add_parser(name, help=f"run the `{name}` flow once")
+    sub.add_parser("transform", help="run the `transform` flow once").add_argument(
+        "--full-refresh", action="store_true",
+        help="rebuild the incremental models from the whole history, not only new events")
     dbt = sub.add_parser("dbt", help="dbt on the project with the flow's warehouse, vars, lock",
                          usage="sluice dbt -- <dbt command and flags>, e.g. sluice dbt -- build")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)

@@ -26,11 +26,12 @@ class TransformOutcome:
 
 
 @task(**IO_RETRIES)
-def build_models(select: str | None) -> list[dict[str, Any]]:
-    """Run `dbt build` with vars taken from config/sluice.yaml (as `sluice dbt -- build`)."""
+def build_models(select: str | None, full_refresh: bool = False) -> list[dict[str, Any]]:
+    """Run `dbt build` with vars taken from config/sluice.yaml (as `sluice dbt -- build`);
+    incremental models take only new events unless full_refresh."""
     settings = get_settings()
     result = dbt_build(settings.warehouse_path, settings.home / "dbt", settings.dbt_vars(),
-                       select=select)
+                       select=select, full_refresh=full_refresh)
     for shortfall in result.shortfalls:  # a warning: the other tenants build and train
         get_run_logger().warning("%s; training skips it until then", shortfall)
     return result.nodes
@@ -55,9 +56,10 @@ def publish_sufficiency() -> list[dict[str, Any]]:
 
 
 @flow(name="transform", flow_run_name=run_name("transform"))
-def transform(select: str | None = None) -> TransformOutcome:
-    """Rebuild the marts with dbt; publish data sufficiency."""
-    nodes = build_models(select)
+def transform(select: str | None = None, full_refresh: bool = False) -> TransformOutcome:
+    """Bring the marts up to date with dbt (full_refresh: rebuild every incremental model from
+    the whole history); publish data sufficiency."""
+    nodes = build_models(select, full_refresh)
     passed = sum(1 for n in nodes if n["status"] in ("success", "pass"))
     warned = sum(1 for n in nodes if n["status"] == "warn")
     get_run_logger().info("dbt build: %d of %d nodes passed, %d warned", passed, len(nodes),

@@ -60,3 +60,26 @@ def server(request, server_env) -> Iterator[dict[str, Any]]:
             patch.setenv(name, value)
         with TestClient(app) as http:
             yield {"base": str(http.base_url), "http": http, "home": home}
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 API (moto's server mode) on loopback for the session; a bucket per test
+    through `s3.new_bucket()`. See tests/utils/s3.py."""
+    from tests.utils.s3 import running_s3
+
+    with running_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3, monkeypatch) -> dict[str, str]:
+    """This process pointed at the S3 server the way users point Sluice at S3 or MinIO."""
+    from tests.utils.s3 import forget_s3fs_clients
+
+    env = s3.env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    forget_s3fs_clients()
+    yield env
+    forget_s3fs_clients()

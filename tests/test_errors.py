@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
 from serving.api.errors import input_error
@@ -15,8 +14,6 @@ from sluice.intake.events import EventError
 from sluice.intake.personalize import PersonalizeError
 from sluice.serve.answers import RecommendationError
 from tests.utils.auth import READ, boto_client
-from tests.utils.factories import environment
-from tests.utils.server import running_server
 
 KINDS = (InputError, EventError, FilterError, RecommendationError, PersonalizeError)
 
@@ -49,33 +46,28 @@ def test_personalize_parameters_are_not_event_errors():
     assert not issubclass(RecommendationError, EventError)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("errors")
-    with running_server(environment(home)) as base:
-        yield base
-
-
+REAL_SERVER = True  # the real boto3 client calls it over HTTP (conftest's `server`)
 CAMPAIGN = "arn:aws:personalize:us-east-1:000000000000:campaign/default"
 
 
 def test_a_bad_recommendation_parameter_on_both_apis(server):
     """The same RecommendationError (context value too long) through both routes."""
     context = {"device": "x" * 1001}
-    native = httpx.post(f"{server}/v1/recommendations", headers=READ,
-                        json={"user_id": "u1", "context": context})
+    http = server["http"]
+    native = http.post("/v1/recommendations", headers=READ,
+                       json={"user_id": "u1", "context": context})
     assert native.status_code == 422
     assert native.json()["detail"][0]["field"] == "context.device"
     # botocore would refuse it before sending: the call goes out as it would from elsewhere
-    aws = httpx.post(f"{server}/personalize/recommendations", headers=READ,
-                     json={"campaignArn": CAMPAIGN, "userId": "u1", "context": context})
+    aws = http.post("/personalize/recommendations", headers=READ,
+                    json={"campaignArn": CAMPAIGN, "userId": "u1", "context": context})
     assert (aws.status_code, aws.headers["x-amzn-ErrorType"]) == (400, "InvalidInputException")
     assert aws.json() == {"__type": "InvalidInputException",
                           "message": "context.device: a string of at most 1000 characters"}
 
 
 def test_filter_and_lookup_errors_keep_the_aws_shapes(server):
-    client = boto_client(server, "personalize-runtime")
+    client = boto_client(server["base"], "personalize-runtime")
     with pytest.raises(client.exceptions.ResourceNotFoundException) as missing:
         client.get_recommendations(
             campaignArn=CAMPAIGN, userId="u1",
@@ -84,7 +76,7 @@ def test_filter_and_lookup_errors_keep_the_aws_shapes(server):
         "filterArn: no filter named 'nothing-here'")
     with pytest.raises(client.exceptions.InvalidInputException, match="filterArn: expected"):
         client.get_recommendations(campaignArn=CAMPAIGN, userId="u1", filterArn="not-an-arn")
-    native = httpx.post(f"{server}/v1/recommendations", headers=READ,
-                        json={"user_id": "u1", "filters": [{"field": "x", "op": "bad"}]})
+    native = server["http"].post("/v1/recommendations", headers=READ,
+                                 json={"user_id": "u1", "filters": [{"field": "x", "op": "bad"}]})
     assert native.status_code == 422
     assert native.json()["detail"][0]["field"].startswith("filters[0]")

@@ -217,3 +217,10 @@ def test_artifact_root_for_a_server_and_explicit(clean_env, tmp_path):
     assert Settings().artifact_root == (tmp_path / "home" / "mlflow-artifacts").resolve()
     clean_env.setenv("SLUICE_MLFLOW_ARTIFACTS", str(tmp_path / "arts"))
     assert Settings().artifact_root == (tmp_path / "arts").resolve()
+
+
+def test_artifact_root_as_a_url_stays_a_url(clean_env, tmp_path):
+    clean_env.setenv("SLUICE_MLFLOW_ARTIFACTS", "s3://bucket/mlflow/")
+    assert Settings().artifact_root == "s3://bucket/mlflow"  # MLflow writes there itself
+    clean_env.setenv("SLUICE_MLFLOW_ARTIFACTS", "~/arts")
+    assert Settings().artifact_root == (Path.home() / "arts").resolve()

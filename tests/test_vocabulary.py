@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pydantic
 import pytest
 
@@ -20,7 +19,6 @@ from sluice.settings import AppConfig, Settings
 from sluice.vocabulary import is_tenant
 from tests.utils.auth import READ, WRITE, boto_client
 from tests.utils.factories import environment, now_ms, write_config
-from tests.utils.server import running_server
 
 NAMES = {
     "default": True, "shop": True, "a": True, "7": True, "shop_eu.v2-b": True,
@@ -79,33 +77,40 @@ def test_one_tenant_rule_everywhere(name, tmp_path):
 DEFAULT, MAXIMUM = 7, 30
 
 
+REAL_SERVER = True  # the real boto3 client calls it over HTTP (conftest's `server`)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("vocabulary")
-    env = environment(home, serving={"default_num_results": DEFAULT,
-                                     "max_num_results": MAXIMUM})
-    with running_server(env) as base:
-        items = [{"event": "item", "id": f"item-{i}", "timestamp": now_ms(), "item": f"i{i}"}
-                 for i in range(60)]
-        assert httpx.post(f"{base}/v1/events", json=items, headers=WRITE).status_code == 200
-        yield base
+def server_env(tmp_path_factory):
+    return environment(tmp_path_factory.mktemp("vocabulary"),
+                       serving={"default_num_results": DEFAULT, "max_num_results": MAXIMUM})
 
 
-def test_config_num_results_bounds_apply_to_native_requests(server):
-    answer = httpx.post(f"{server}/v1/recommendations", json={"user_id": "u1"}, headers=READ)
+@pytest.fixture(scope="module")
+def api(server):
+    """The server, with a catalog of 60 items (more than the maximum, so answers fill up)."""
+    items = [{"event": "item", "id": f"item-{i}", "timestamp": now_ms(), "item": f"i{i}"}
+             for i in range(60)]
+    assert server["http"].post("/v1/events", json=items, headers=WRITE).status_code == 200
+    return server
+
+
+def test_config_num_results_bounds_apply_to_native_requests(api):
+    http = api["http"]
+    answer = http.post("/v1/recommendations", json={"user_id": "u1"}, headers=READ)
     assert answer.status_code == 200 and answer.json()["total"] == DEFAULT
-    most = httpx.post(f"{server}/v1/recommendations", headers=READ,
-                      json={"user_id": "u1", "num_results": MAXIMUM})
+    most = http.post("/v1/recommendations", headers=READ,
+                     json={"user_id": "u1", "num_results": MAXIMUM})
     assert most.status_code == 200 and most.json()["total"] == MAXIMUM
-    over = httpx.get(f"{server}/v1/recommendations", headers=READ,
-                     params={"user_id": "u1", "num_results": MAXIMUM + 1})
+    over = http.get("/v1/recommendations", headers=READ,
+                    params={"user_id": "u1", "num_results": MAXIMUM + 1})
     assert over.status_code == 422
     assert over.json() == {"detail": [{"field": "num_results",
                                        "reason": f"an integer from 1 to {MAXIMUM}"}]}
 
 
-def test_config_num_results_bounds_apply_to_personalize_requests(server):
-    client = boto_client(server, "personalize-runtime")
+def test_config_num_results_bounds_apply_to_personalize_requests(api):
+    client = boto_client(api["base"], "personalize-runtime")
     campaign = ARN.format("campaign", "default")
     assert len(client.get_recommendations(campaignArn=campaign, userId="u1")["itemList"]) == (
         DEFAULT)

@@ -55,6 +55,12 @@ _env.globals.update(
     exceptions=exceptions,
     # every macro here returns text, so rendering the returned value is enough
     **{"return": lambda value: value},
+    # macros/incremental.sql: as sqlfluff's dbt builtins render models (the incremental
+    # branch, no database behind it, so the watermark is its default)
+    ref=lambda name: name,
+    is_incremental=lambda: True,
+    execute=False,
+    this="this_model",
 )
 _source = "\n".join(p.read_text() for p in sorted((_PROJECT / "macros").rglob("*.sql")))
 _macros = _env.from_string(_source).module

@@ -151,11 +151,11 @@ class EventLog:
         fs = self._fs
         try:
             if not self.append_mode:  # one immutable object per group commit
-                fs.makedirs(self._fs_root, exist_ok=True)
+                self._make_root()
                 fs.pipe_file(f"{self._fs_root}/{self._next_name()}", data)
                 return None
             if self._remote_path is None or self._size >= self.segment_bytes:
-                fs.makedirs(self._fs_root, exist_ok=True)
+                self._make_root()
                 self._remote_path = f"{self._fs_root}/{self._next_name()}"
                 self._size = fs.size(self._remote_path) if fs.exists(self._remote_path) else 0
             try:
@@ -173,8 +173,16 @@ class EventLog:
                 raise
             self._size += len(data)
             return None
-        except OSError as exc:
+        except Exception as exc:
+            # a store's client raises its own kinds (botocore: no credentials, endpoint
+            # unreachable): each one is a refused write, never a waiter left hanging
             return exc
+
+    def _make_root(self) -> None:
+        # an object store has no folders to make; s3fs would ask for the bucket itself (and
+        # try to create it), which a key limited to a prefix may not be allowed to do
+        if APPEND_PROTOCOLS & set(_protocols(self._fs)):
+            self._fs.makedirs(self._fs_root, exist_ok=True)
 
     def close(self) -> None:
         with self._cond:
@@ -226,26 +234,41 @@ def size_of(path: Path | str) -> int:
 
 def segments(root: Path | str) -> list[Path] | list[str]:
     """Segments in the order they were started (full URLs when `root` is a URL)."""
+    return [path for path, _ in segment_sizes(root)]  # type: ignore[return-value]
+
+
+def segment_sizes(root: Path | str) -> list[tuple[Path | str, int]]:
+    """(segment, size) in the order segments were started. On a URL one listing gives every
+    size, so following a bucket costs one LIST per poll rather than one HEAD per object."""
     if is_url(root):
         fs, inner = _url_to_fs(root)
         fs.invalidate_cache(inner)  # a cached listing would hide new segments
-        if not fs.exists(inner):
-            return []
-        found = fs.glob(f"{inner}/{SEGMENT_GLOB}")
-        return [file_url(fs, p) for p in sorted(found, key=lambda p: p.rsplit("/", 1)[-1])]
+        try:  # a missing prefix is an empty log; a missing bucket is a mistake to name
+            listed = fs.glob(f"{inner}/{SEGMENT_GLOB}", detail=True)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"raw log {root} cannot be listed: {exc}") from exc
+        ordered = sorted(listed.items(), key=lambda kv: kv[0].rsplit("/", 1)[-1])
+        return [(file_url(fs, path), int(info["size"])) for path, info in ordered]
     root = Path(root)
     if not root.exists():
         return []
     formats.check_marker(root, "raw_log")
-    return sorted(root.glob(SEGMENT_GLOB), key=lambda p: p.name)
+    found: list[tuple[Path | str, int]] = []
+    for path in sorted(root.glob(SEGMENT_GLOB), key=lambda p: p.name):
+        try:
+            found.append((path, path.stat().st_size))
+        except FileNotFoundError:
+            continue  # removed since the listing (a restore): nothing to read there
+    return found
 
 
-def read_complete(path: Path | str, offset: int, max_bytes: int | None = None
-                  ) -> tuple[bytes, int]:
-    """Bytes from `offset` up to the last complete line; returns (data, new_offset)."""
+def read_complete(path: Path | str, offset: int, max_bytes: int | None = None,
+                  size: int | None = None) -> tuple[bytes, int]:
+    """Bytes from `offset` up to the last complete line; returns (data, new_offset).
+    `size`: the object's size when a listing already gave it (a URL is then not asked)."""
     if is_url(path):
         fs, inner = _url_to_fs(path)
-        size = fs.size(inner)
+        size = fs.size(inner) if size is None else size
         end = size if max_bytes is None else min(size, offset + max_bytes)
         data = fs.cat_file(inner, start=offset, end=end) if end > offset else b""
     else:
@@ -268,12 +291,12 @@ class LogFollower:
     def poll(self, skip: tuple[bytes, ...] = ()) -> list[dict[str, Any]]:
         """New complete lines as events; lines containing any `skip` marker are not parsed."""
         events: list[dict[str, Any]] = []
-        for path in segments(self.root):
+        for path, size in segment_sizes(self.root):
             offset = self.offsets.get(path, 0)
+            if size <= offset:
+                continue
             try:
-                if size_of(path) <= offset:
-                    continue
-                data, offset = read_complete(path, offset)
+                data, offset = read_complete(path, offset, size=size if is_url(path) else None)
             except FileNotFoundError:
                 continue
             self.offsets[path] = offset

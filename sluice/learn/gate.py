@@ -35,7 +35,8 @@ from sluice.learn.evaluation import (
     score_ranker,
 )
 from sluice.learn.matrix import InteractionMatrix
-from sluice.learn.models import als_fold_in, als_gram, make_model
+from sluice.learn.model_base import als_fold_in, als_gram
+from sluice.learn.models import make_model
 from sluice.learn.quality import CONFIDENCE, RESAMPLES, SEED, Interval, paired
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from sluice.warehouse.db import connect
 
 if TYPE_CHECKING:
     from sluice.learn.matrix import InteractionMatrix
-    from sluice.learn.models import Model
+    from sluice.learn.model_base import Model
 
 MIN_ESS = 100.0
 BOOTSTRAPS = 500

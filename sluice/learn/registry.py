@@ -38,10 +38,14 @@ def client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def experiment(c: MlflowClient, name: str, artifact_root: Path) -> str:
+def experiment(c: MlflowClient, name: str, artifact_root: Path | str) -> str:
+    """The experiment's id, created with its artifacts under `artifact_root`: a folder, or a
+    URL such as s3://bucket/prefix that MLflow's artifact stores write to themselves."""
     found = c.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
+    if isinstance(artifact_root, str):
+        return c.create_experiment(name, artifact_location=f"{artifact_root}/{name}")
     artifact_root.mkdir(parents=True, exist_ok=True)
     return c.create_experiment(name, artifact_location=(artifact_root / name).as_uri())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from sluice.learn.models import quiet_implicit
+from sluice.learn.history_models import quiet_implicit
 
 
 class SimilarItems:

@@ -30,7 +30,7 @@ from sluice.settings import PROJECT_ROOT, Settings
 from sluice.warehouse.db import connect
 
 if TYPE_CHECKING:
-    from sluice.learn.models import Model
+    from sluice.learn.model_base import Model
     from sluice.learn.training import Fitted, Prepared
 
 ID_COLUMNS = ("user_id", "item_id", "interaction_type")

@@ -22,14 +22,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from sluice.bundle import ModelBundle
-from sluice.learn import attributes, gate, offpolicy, quality, registry
-from sluice.learn.candidates import precompute
+from sluice.learn import gate, offpolicy, quality, registry
+from sluice.learn.bundling import dataset_stats, make_bundle
 from sluice.learn.evaluation import K_VALUES, Scored, Split, decisive_split, score_model
 from sluice.learn.matrix import InteractionMatrix, build
 from sluice.learn.models import ALS, Model, Popularity, make_model
-from sluice.learn.next_item import index_for_run
-from sluice.learn.similar import SimilarItems
 from sluice.learn.tracking import lifts, log_gate, log_model, log_run
 from sluice.settings import Settings
 from sluice.warehouse.db import connect
@@ -293,67 +290,6 @@ def _with_interval(metrics: dict[str, float], name: str) -> str:
     low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
     bounds = f" [{low:.4f}, {high:.4f}]" if low is not None and high is not None else ""
     return f"{metrics[name]:.4f}{bounds}"
-
-
-def make_bundle(settings: Settings, prepared: Prepared, final: Model,
-                say: Callable[[str], None] | None = None) -> ModelBundle:
-    """Everything serving needs, from the model refit on all data."""
-    full, frame = prepared.full, prepared.frame
-    size = settings.app.serving.popular_list_size
-    popularity = Popularity().fit(full.matrix)
-    similar = SimilarItems(settings.app.model.similar_items_neighbours).fit(full.matrix)
-    attribute_index = index_for_run(settings, prepared, say)
-    candidates = None
-    k = settings.app.serving.precomputed_candidates
-    if final.personalized and k:
-        candidates = precompute(
-            final.user_factors, final.item_factors, full.matrix, k,
-            progress=progress_every(say, f"[{prepared.tenant}] candidates", full.shape[0]))
-    cutoff_ms = int(pd.Timestamp(frame["event_at"].max()).value // 1_000_000)
-    return ModelBundle(
-        user_ids=full.user_ids, item_ids=full.item_ids,
-        user_factors=final.user_factors, item_factors=final.item_factors,
-        user_items=full.matrix, popular=popularity.order[:size],
-        popular_scores=popularity.item_factors[:, 0][popularity.order][:size],
-        meta={"tenant": prepared.tenant, "algorithm": final.name, "params": final.params(),
-              "cutoff_ms": cutoff_ms, "trained_at_ms": int(time.time() * 1000),
-              **final.serving_meta(), "matrix": settings.app.matrix.model_dump(),
-              "stats": dataset_stats(prepared), **attributes.bundle_meta(
-                  attribute_index, settings.app.attributes.cold_item_interactions)},
-        catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
-        attributes=attribute_index.arrays() if attribute_index is not None else None,
-    )
-
-
-def progress_every(say: Callable[[str], None] | None, what: str, total: int,
-                   min_total: int = 100_000) -> Callable[[int, int], None] | None:
-    """A progress callback saying `what` at each tenth of a long job (none for short ones)."""
-    if say is None or total < min_total:
-        return None
-    said = [0]
-
-    def progress(done: int, total: int) -> None:
-        tenth = done * 10 // max(total, 1)
-        if tenth > said[0]:
-            said[0] = tenth
-            say(f"{what}: {done:,} of {total:,} users")
-
-    return progress
-
-
-def dataset_stats(prepared: Prepared) -> dict[str, Any]:
-    full, frame = prepared.full, prepared.frame
-    return {
-        "users": int(full.shape[0]), "items": int(full.shape[1]),
-        "interactions": int(len(frame)), "cells": int(full.matrix.nnz),
-        "density": float(full.matrix.nnz / max(full.shape[0] * full.shape[1], 1)),
-        "time_min": str(frame["event_at"].min()), "time_max": str(frame["event_at"].max()),
-        "train_interactions": int(len(prepared.split.train)),
-        "test_interactions": int(len(prepared.split.test)),
-        "evaluated_users": len(prepared.relevant),
-        "protocol": prepared.split.protocol, "protocol_note": prepared.split.note,
-        "catalog_items": len(prepared.catalog),
-    }
 
 
 __all__ = ["ALS", "InsufficientDataError", "Prepared", "TrainResult", "check_sufficiency",

@@ -54,10 +54,14 @@ def _tracking_db(settings: Settings) -> Path:
     return Path(uri.removeprefix("sqlite:///")).resolve()
 
 
-def _local(settings: Settings) -> None:
-    if settings.raw_url or settings.landing_url:
-        raise BackupError("SLUICE_RAW_URL / SLUICE_LANDING_URL point at an object store: "
-                          "snapshot the bucket with its own versioning instead")
+def _local(settings: Settings) -> Path:
+    """The artifact folder, once every part is known to be local."""
+    artifacts = settings.artifact_root
+    if settings.raw_url or settings.landing_url or not isinstance(artifacts, Path):
+        raise BackupError("SLUICE_RAW_URL / SLUICE_LANDING_URL / SLUICE_MLFLOW_ARTIFACTS point "
+                          "at an object store: snapshot the bucket with its own versioning "
+                          "instead")
+    return artifacts
 
 
 def sources(settings: Settings) -> dict[str, str]:
@@ -69,7 +73,7 @@ def sources(settings: Settings) -> dict[str, str]:
 
 
 def backup(settings: Settings, dest: Path, say: Say = print) -> dict[str, Any]:
-    _local(settings)
+    artifacts = _local(settings)
     dest = Path(dest).resolve()
     if dest.exists() and any(dest.iterdir()):
         raise BackupError(f"{dest} is not empty: give a new folder for the backup")
@@ -95,7 +99,7 @@ def backup(settings: Settings, dest: Path, say: Say = print) -> dict[str, Any]:
     shutil.copy2(settings.config, partial / "config" / "sluice.yaml")
     say("backup 4/4: MLflow store (SQLite online backup) and artifacts")
     _sqlite_copy(Path(where["mlflow_db"]), partial / "mlflow" / "mlflow.db")
-    _copy_tree(settings.artifact_root, partial / "mlflow" / "artifacts")
+    _copy_tree(artifacts, partial / "mlflow" / "artifacts")
     info["finished_at"] = datetime.now(UTC).isoformat()
     (partial / MANIFEST).write_text(json.dumps(info, indent=2))
     if dest.exists():
@@ -166,7 +170,7 @@ def _sqlite_copy(src: Path, dst: Path) -> None:
 
 
 def restore(settings: Settings, src: Path, say: Say = print) -> dict[str, Any]:
-    _local(settings)
+    artifacts = _local(settings)
     src = Path(src).resolve()
     info = read_manifest(src)
     here = sources(settings)
@@ -184,7 +188,7 @@ def restore(settings: Settings, src: Path, say: Say = print) -> dict[str, Any]:
     _restore_config(settings, src / "config" / "sluice.yaml", say)
     say("restore 4/4: MLflow store and artifacts")
     _sqlite_copy(src / "mlflow" / "mlflow.db", Path(here["mlflow_db"]))
-    _merge_tree(src / "mlflow" / "artifacts", settings.artifact_root)
+    _merge_tree(src / "mlflow" / "artifacts", artifacts)
     _rewrite_sqlite(Path(here["mlflow_db"]), info["sources"]["artifacts"], here["artifacts"])
     say(f"restore done: {settings.home} holds the backup of {info['finished_at']}")
     return info

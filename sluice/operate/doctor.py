@@ -110,7 +110,9 @@ def _declared(path: Path) -> dict[str, str]:
 
 
 def _folders(settings: Settings) -> Iterator[Finding]:
-    folders = [settings.home, settings.artifact_root]
+    folders = [settings.home]
+    if isinstance(settings.artifact_root, Path):  # a bucket is MLflow's to reach, not a folder
+        folders.append(settings.artifact_root)
     if settings.mlflow_tracking_uri.startswith("sqlite:///"):
         folders.append(Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent)
     for folder in dict.fromkeys(folders):

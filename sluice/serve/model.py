@@ -10,7 +10,7 @@ import numpy as np
 
 from sluice.bundle import ModelBundle
 from sluice.filters import Rule, allowed
-from sluice.learn.models import als_fold_in, als_gram
+from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.scoring import BatchScorer
 from sluice.serve.attributes import AttributeNeighbours
 from sluice.serve.candidates import CandidateCache

@@ -13,20 +13,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.auth import KeyTable
 from sluice.errors import NotFoundError
+from sluice.auth import KeyTable
 from sluice.experiments import Arm, Experiments
-from sluice.filters import NamedFilters, Rule, parse_conditions, parse_expression
+from sluice.filters import NamedFilters
 from sluice.intake.eventlog import EventLog, LogFollower
 from sluice.intake.trackers import Trackers
 from sluice.learn.registry import CHAMPION
+from sluice.serve import resolve
 from sluice.serve.answer_log import AnswerLog
-from sluice.serve.answers import (
-    Answer,
-    RecommendationError,
-    RecommendationRequest,
-    parse_context,
-)
+from sluice.serve.answers import Answer, RecommendationRequest
 from sluice.serve.arms import ArmModels, arm_answer
 from sluice.serve.champions import Champions, ModelStatus
 from sluice.serve.explain import RecentAnswers, explain, logged_answer
@@ -34,7 +30,7 @@ from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import Recommender
 from sluice.settings import Settings
-from sluice.vocabulary import DEFAULT_TENANT, MIN_NUM_RESULTS, PERSONALIZED, TEMPLATES
+from sluice.vocabulary import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 OLD_MODEL_GRACE_SECONDS = 30.0  # requests already holding a swapped-out model finish on it
@@ -146,57 +142,15 @@ class Service:
         return self.state.apply(self.follower.poll(skip=(b'"event":"recommendation"',)))
 
     # --- answers -----------------------------------------------------------------------------
-    def request(self, *, tenant: str = DEFAULT_TENANT, template: str = PERSONALIZED,
-                filters: list[Any] | None = None, filter_name: str | None = None,
-                filter_values: dict[str, str] | None = None,
-                **fields: Any) -> RecommendationRequest:
-        """A request with the template's chain, defaults and static filters resolved.
-
-        Raises an InputError naming the field at fault (NotFoundError: no such filter).
-        """
-        known: set[str] = set()
-        if filters or filter_name is not None:  # the field names are only needed to check them
-            known = (self.recommender(tenant).known_fields()
-                     | set(self.settings.app.events.item_fields))
-        template, rules = self._template(template, fields)
-        rules += parse_conditions(filters, known)
-        if filter_name is not None:
-            expression = self.filters.get(filter_name)
-            if expression is None:
-                raise NotFoundError("filterArn", f"no filter named {filter_name!r}")
-            rules += parse_expression(expression, filter_values or {}, known)
-        fields = {k: v for k, v in fields.items() if v is not None}
-        fields["num_results"] = self.num_results(fields.get("num_results"))
-        fields["context"] = parse_context(fields.get("context"))
-        return RecommendationRequest(tenant=tenant, template=template, rules=rules, **fields)
-
-    def _template(self, template: str, fields: dict[str, Any]) -> tuple[str, list[Rule]]:
-        """The built-in template a name stands for and its static filters; a configured
-        template's defaults fill the `fields` the request left out."""
-        configured = self.settings.app.templates.get(template)
-        if configured is None:
-            if template not in TEMPLATES:
-                names = [*TEMPLATES, *self.settings.app.templates]
-                raise RecommendationError("template", f"must be one of {', '.join(names)}")
-            return template, []
-        for key in ("num_results", "fill_with_random"):
-            if getattr(configured, key) is not None and fields.get(key) is None:
-                fields[key] = getattr(configured, key)
-        fields["exploration"] = configured.exploration.share
-        return configured.base, parse_conditions(configured.filters,
-                                                 where=f"templates.{template}.filters")
+    def request(self, *, tenant: str = DEFAULT_TENANT, **given: Any) -> RecommendationRequest:
+        """A request with the template's chain, defaults and static filters resolved
+        (`sluice.serve.resolve`); raises an InputError naming the field at fault."""
+        return resolve.request(self.settings.app, self.filters,
+                               lambda: self.recommender(tenant).known_fields(),
+                               tenant=tenant, **given)
 
     def num_results(self, value: Any, where: str = "num_results") -> int:
-        """A request's num_results within the config's bounds (serving.default_num_results
-        when it gives none, at most serving.max_num_results)."""
-        serving = self.settings.app.serving
-        if value is None:
-            return serving.default_num_results
-        if isinstance(value, bool) or not isinstance(value, int) or not (
-                MIN_NUM_RESULTS <= value <= serving.max_num_results):
-            raise RecommendationError(
-                where, f"an integer from {MIN_NUM_RESULTS} to {serving.max_num_results}")
-        return value
+        return resolve.num_results(self.settings.app.serving, value, where)
 
     def recommend(self, request: RecommendationRequest, scan: bool = True) -> Answer:
         """The answer, logged back; with scan=False, NeedsScan when it needs a catalog pass."""

@@ -118,7 +118,9 @@ class Settings(BaseSettings):
         default=f"sqlite:///{PROJECT_ROOT / 'mlflow' / 'mlflow.db'}",
         validation_alias="MLFLOW_TRACKING_URI",
     )
-    mlflow_artifacts: Path | None = None
+    # a folder, or a URL MLflow writes to itself (s3://bucket/prefix, with boto3's credentials
+    # and AWS_ENDPOINT_URL / MLFLOW_S3_ENDPOINT_URL for MinIO or another S3 API)
+    mlflow_artifacts: str | None = None
     # fsspec URLs (memory://, file://, s3:// with s3fs, ...) for the raw log and landing folder
     raw_url: str | None = None
     landing_url: str | None = None
@@ -155,10 +157,13 @@ class Settings(BaseSettings):
         return self.home / "warehouse.duckdb"
 
     @property
-    def artifact_root(self) -> Path:
-        """Where MLflow artifacts go: beside a SQLite store, else under SLUICE_HOME."""
-        if self.mlflow_artifacts is not None:
-            return self.mlflow_artifacts.expanduser().resolve()
+    def artifact_root(self) -> Path | str:
+        """Where MLflow artifacts go: SLUICE_MLFLOW_ARTIFACTS (a folder, or a URL kept as a
+        string), else beside a SQLite store, else under SLUICE_HOME."""
+        if self.mlflow_artifacts:
+            if "://" in self.mlflow_artifacts:
+                return self.mlflow_artifacts.rstrip("/")
+            return Path(self.mlflow_artifacts).expanduser().resolve()
         uri = self.mlflow_tracking_uri
         if uri.startswith("sqlite:///"):
             return Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"

@@ -69,6 +69,7 @@ class EASEConfig(BaseModel):
 
 Algorithm = Literal["als", "bpr", "lmf", "cosine", "bm25", "tfidf", "ease", "popularity"]
 MODEL_ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
+GPU_ALGORITHMS = ("als", "bpr")  # the families implicit has CUDA versions of
 
 
 class ModelConfig(BaseModel):
@@ -79,6 +80,9 @@ class ModelConfig(BaseModel):
     iterations: int = Field(15, ge=1, le=500)
     alpha: float = Field(2.0, gt=0)
     random_state: int = 42
+    # where ALS and BPR train: cpu, gpu (implicit's CUDA models; an error without CUDA) or
+    # auto (the GPU when implicit finds one, else the CPU); the bundle always holds CPU arrays
+    device: Literal["cpu", "gpu", "auto"] = "cpu"
     bpr: BPRConfig = Field(default_factory=BPRConfig)
     lmf: LMFConfig = Field(default_factory=LMFConfig)
     item_item: ItemItemConfig = Field(default_factory=ItemItemConfig)
@@ -88,7 +92,9 @@ class ModelConfig(BaseModel):
     def params(self, algorithm: str | None = None) -> dict[str, Any]:
         """The constructor parameters of `algorithm` (default: the configured one)."""
         algorithm = algorithm or self.algorithm
-        seed = {"random_state": self.random_state}
+        seed: dict[str, Any] = {"random_state": self.random_state}
+        if algorithm in GPU_ALGORITHMS:
+            seed["device"] = self.device
         if algorithm == "als":
             return {"factors": self.factors, "regularization": self.regularization,
                     "iterations": self.iterations, "alpha": self.alpha, **seed}

@@ -59,8 +59,10 @@ class Ingestor:
                 .fetchall()
             }
             loader = FileLoader(con, self.default_tenant, self.progress)
-            for path in eventlog.segments(self.raw_dir):
-                report.files.append(_load_segment(loader, path, manifest.get(str(path))))
+            for path, size in eventlog.segment_sizes(self.raw_dir):
+                # an object's size from the listing spares a request; a local file may grow
+                known = size if eventlog.is_url(path) else None
+                report.files.append(_load_segment(loader, path, manifest.get(str(path)), known))
             for path in sources.landing_files(self.landing_dir):
                 report.files.append(self._load_landing(loader, path, manifest.get(str(path))))
         finally:
@@ -88,11 +90,12 @@ class Ingestor:
         return result
 
 
-def _load_segment(loader: FileLoader, path: Path | str, seen: Seen) -> FileResult:
+def _load_segment(loader: FileLoader, path: Path | str, seen: Seen,
+                  size: int | None) -> FileResult:
     """Loads the complete lines a raw log segment gained since the last run."""
     result = FileResult(str(path), "raw_log")
     try:
-        tail = sources.segment_tail(path, seen)
+        tail = sources.segment_tail(path, seen, size)
     except sources.SegmentChanged:
         result.status = "changed_after_loading"
         result.message = "the part already loaded was rewritten; it is not reloaded"

@@ -60,21 +60,26 @@ def json_lines(data: bytes, first_line: int) -> Iterator[Record]:
 
 
 # raw log segments grow: the manifest row says how far (and with what checksum) it was read
-def segment_tail(path: Path | str, seen: tuple[int, str] | None) -> SegmentTail | None:
-    """The new complete lines of a segment, or None when there are none."""
-    consumed, digest = 0, hashlib.sha256()
+def segment_tail(path: Path | str, seen: tuple[int, str] | None,
+                 size: int | None = None) -> SegmentTail | None:
+    """The new complete lines of a segment, or None when there are none. `size`: what a
+    listing said (an object store's segment is then not asked for it again)."""
+    consumed, digest, lines_before = 0, hashlib.sha256(), 0
     if seen is not None:
         consumed = seen[0]
-        prefix, _ = eventlog.read_complete(path, 0, max_bytes=consumed)
+        prefix, _ = eventlog.read_complete(path, 0, max_bytes=consumed, size=size)
         digest = hashlib.sha256(prefix)
         if len(prefix) != consumed or digest.hexdigest() != seen[1]:
             raise SegmentChanged(str(path))
-    data, end = eventlog.read_complete(path, consumed)
+        lines_before = prefix.count(b"\n")
+    if size is not None and size <= consumed:
+        return None
+    data, end = eventlog.read_complete(path, consumed, size=size)
     if not data:
         return None
     digest.update(data)
-    first_line = 1 + (0 if consumed == 0 else _count_lines(path, consumed))
-    return SegmentTail(json_lines(data, first_line), data.count(b"\n"), end, digest.hexdigest())
+    return SegmentTail(json_lines(data, 1 + lines_before), data.count(b"\n"), end,
+                       digest.hexdigest())
 
 
 def landing_files(landing_dir: Path | str) -> list[Path] | list[str]:
@@ -102,10 +107,12 @@ def _remote_landing_files(url: str) -> list[str]:
     fs, root = url_to_fs(url)
     root = root.rstrip("/")
     fs.invalidate_cache(root)
-    if not fs.exists(root):
-        return []
+    try:  # a missing prefix holds no files; a missing bucket is a mistake to name
+        listed = fs.find(root)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"landing folder {url} cannot be listed: {exc}") from exc
     found = []
-    for path in sorted(fs.find(root)):
+    for path in sorted(listed):
         parts = path[len(root):].strip("/").split("/")
         if any(part.startswith(".") for part in parts) or not path.endswith(LANDING_SUFFIXES):
             continue
@@ -168,8 +175,3 @@ def _open(path: Path | str, gzipped: bool = False) -> Any:
 
         return fsspec.open(path, "rb", compression="gzip" if gzipped else None)
     return gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115
-
-
-def _count_lines(path: Path | str, upto: int) -> int:
-    data, _ = eventlog.read_complete(path, 0, max_bytes=upto)
-    return data.count(b"\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -39,20 +40,29 @@ SHORTFALL = "data_sufficiency: "  # what tests/assert_tenants_have_sufficient_da
 # dbt commands that read the project, so take its target, log path and vars
 DBT_RUNNING = ("build", "run", "test", "seed", "snapshot", "compile", "show", "docs", "parse",
                "source", "ls", "list", "run-operation", "retry", "clone")
+# dbt commands that build models, so take --full-refresh
+BUILDING = ("build", "run")
+# what the incremental models were last built with (see build_fingerprint), in the work dir
+BUILT_WITH = "incremental_built_with.txt"
 
 
 def dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
-              select: str | None = None, command: str = "build") -> TransformResult:
+              select: str | None = None, command: str = "build",
+              full_refresh: bool = False) -> TransformResult:
     """`dbt <command>` holding the warehouse lock; see `_dbt_build`."""
     with warehouse_lock(warehouse):
-        return _dbt_build(warehouse, work_dir, dbt_vars, select, command)
+        return _dbt_build(warehouse, work_dir, dbt_vars, select, command, full_refresh)
 
 
 def _dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
-               select: str | None = None, command: str = "build") -> TransformResult:
+               select: str | None = None, command: str = "build",
+               full_refresh: bool = False) -> TransformResult:
     """`dbt <command>` in a child process (so its DuckDB handle is gone when it returns).
 
     command is build (default), run, test, or e.g. "docs generate" (docs into work_dir/target).
+    Incremental models take only what is new unless full_refresh, or unless the project, the
+    vars or the warehouse differ from their last whole build (`build_fingerprint`): their kept
+    rows would then be stale, so they are rebuilt from the whole history.
     Raises TransformError naming each failed model or test and what it said. Tenants short
     of data only warn (`result.shortfalls`): training skips them, the others go on.
     """
@@ -61,6 +71,10 @@ def _dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
     args = command.split()
     if select and command in RESULT_COMMANDS:
         args += ["--select", select]
+    fingerprint = build_fingerprint(warehouse, dbt_vars)
+    built_with = work_dir / BUILT_WITH
+    if args[0] in BUILDING and (full_refresh or _read(built_with) != fingerprint):
+        args.append("--full-refresh")
     argv, env = dbt_invocation(warehouse, work_dir, dbt_vars, args)
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
     nodes = _run_results(target / "run_results.json") if command in RESULT_COMMANDS else []
@@ -74,7 +88,30 @@ def _dbt_build(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],
             f"dbt {command} failed: {detail or tail}\nFull log: {work_dir / 'logs'}; re-run "
             f"it with `sluice dbt -- {command}` (the same warehouse, vars and lock) to "
             "investigate.")
+    if args[0] in BUILDING and not select:  # a selection leaves other models as they were
+        built_with.write_text(fingerprint)
     return result
+
+
+def build_fingerprint(warehouse: Path, dbt_vars: dict[str, Any]) -> str:
+    """A digest of what incremental models' rows depend on besides the events: the models and
+    macros, the vars (weights, thresholds, the anonymous prefix, item fields) and the
+    warehouse the build writes (target and file)."""
+    digest = hashlib.sha256()
+    target = [os.environ.get(name) for name in ("SLUICE_DBT_TARGET", "SLUICE_PG_HOST",
+                                                "SLUICE_PG_PORT", "SLUICE_PG_DBNAME")]
+    digest.update(json.dumps([target, str(Path(warehouse).resolve()), dbt_vars],
+                             sort_keys=True, default=str).encode())
+    files = [DBT_PROJECT_DIR / "dbt_project.yml",
+             *sorted(DBT_PROJECT_DIR.glob("models/**/*.sql")),
+             *sorted(DBT_PROJECT_DIR.glob("macros/**/*.sql"))]
+    for path in files:
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
 
 
 def dbt_invocation(warehouse: Path, work_dir: Path, dbt_vars: dict[str, Any],

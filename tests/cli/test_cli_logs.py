@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-from sluice.settings import PROJECT_ROOT
+from tests.utils.cli import sluice
 from tests.utils.factories import environment
 from tests.utils.server import running_server
 
 
-def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=PROJECT_ROOT,
-                          env={**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT),
-                               "PREFECT_API_URL": "http://127.0.0.1:9/api"},
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_a_config_error_is_one_line_before_any_flow_starts(tmp_path):
     env = environment(tmp_path, model={"algorithm": "item_item"})
-    proc = _sluice(env, "train")
+    proc = sluice(env, "train")
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -30,7 +19,7 @@ def test_a_config_error_is_one_line_before_any_flow_starts(tmp_path):
 
 def test_a_config_error_shows_its_traceback_with_sluice_debug(tmp_path):
     env = environment(tmp_path, model={"algorithm": "item_item"})
-    proc = _sluice({**env, "SLUICE_DEBUG": "1"}, "train")
+    proc = sluice({**env, "SLUICE_DEBUG": "1"}, "train")
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
 
 

@@ -3,9 +3,7 @@ lock), and the vars of dbt_project.yml equal to the embedded config's."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import duckdb
 import yaml
@@ -14,6 +12,7 @@ from sluice.settings import DEFAULT_CONFIG, PROJECT_ROOT, get_settings
 from sluice.warehouse.db import connect
 from sluice.warehouse.locks import warehouse_lock
 from sluice.warehouse.transform import DBT_PROJECT_DIR, dbt_build
+from tests.utils.cli import SLUICE, cli_env, sluice
 from tests.utils.factories import environment
 
 ROWS = [  # tenant, event id, type, user, item, interaction type
@@ -39,17 +38,10 @@ def _marts(path) -> list[tuple]:
         return con.execute(MARTS).fetchall()
 
 
-def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=PROJECT_ROOT,
-                          env={**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT),
-                               "PREFECT_API_URL": "http://127.0.0.1:9/api"},
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_sluice_dbt_builds_the_flows_marts_after_a_config_change(tmp_path):
     env = environment(tmp_path, events={"weights": {"purchase": 10.0}})
     _warehouse(tmp_path / "warehouse.duckdb")
-    by_hand = _sluice(env, "dbt", "--", "build")  # as README writes it
+    by_hand = sluice(env, "dbt", "--", "build", timeout=600)  # as README writes it
     assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
     hand_marts = _marts(tmp_path / "warehouse.duckdb")
 
@@ -66,10 +58,8 @@ def test_sluice_dbt_waits_for_the_warehouse_lock_and_says_so(tmp_path):
     _warehouse(tmp_path / "warehouse.duckdb")
     with warehouse_lock(tmp_path / "warehouse.duckdb"):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "dbt", "--", "ls", "--select", "interactions"],
-            cwd=PROJECT_ROOT, env={**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT),
-                                   "PREFECT_API_URL": "http://127.0.0.1:9/api"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [*SLUICE, "dbt", "--", "ls", "--select", "interactions"], cwd=PROJECT_ROOT,
+            env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         first = proc.stdout.readline()
         assert "waiting for another job to release" in first
         assert proc.poll() is None  # still waiting while the lock is held
@@ -79,7 +69,7 @@ def test_sluice_dbt_waits_for_the_warehouse_lock_and_says_so(tmp_path):
 
 
 def test_sluice_dbt_without_a_command_says_how_to_call_it(tmp_path):
-    proc = _sluice(environment(tmp_path), "dbt")
+    proc = sluice(environment(tmp_path), "dbt", timeout=600)
     assert proc.returncode == 1
     assert "sluice dbt -- build" in proc.stderr and "Traceback" not in proc.stderr
 

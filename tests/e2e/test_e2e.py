@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 from sluice.intake.events import parse_event
-from sluice.intake.synthetic import SyntheticSpec, generate
+from sluice.intake.synthetic import SyntheticSpec
 from sluice.learn import registry
 from sluice.vocabulary import SOURCES
-from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, READ, WRITE
-from tests.utils.factories import environment, interaction
+from tests.utils.auth import READ, WRITE, boto_client
+from tests.utils.factories import environ, interaction, synthetic_home
 
 pytestmark = pytest.mark.slow
 
@@ -20,12 +20,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, prefect_harness):
     home = tmp_path_factory.mktemp("e2e")
-    env = environment(home)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        info = generate(home / "landing", SyntheticSpec(users=400, items=150, events=12_000,
-                                                        files=2, seed=11))
+    env, info = synthetic_home(home, SyntheticSpec(users=400, items=150, events=12_000, files=2,
+                                                   seed=11))
+    with environ(env):
         from flows.pipeline import pipeline
 
         outcome = pipeline()
@@ -209,19 +206,11 @@ def test_logging_in_joins_the_session_history_to_the_user(trained, api):
     assert _wait_for(joined) is not None
 
 
-def _runtime(base: str):
-    import boto3
-
-    return boto3.client("personalize-runtime", endpoint_url=f"{base}/personalize",
-                        region_name="us-east-1", aws_access_key_id=AWS_ACCESS_KEY_ID,
-                        aws_secret_access_key=AWS_SECRET)
-
-
 CAMPAIGN = "arn:aws:personalize:us-east-1:000000000000:campaign/default"
 
 
 def test_boto3_get_recommendations_carries_sources(trained, api):
-    runtime = _runtime(api)
+    runtime = boto_client(api, "personalize-runtime")
     answer = runtime.get_recommendations(campaignArn=CAMPAIGN, userId=trained["info"].known_user,
                                          numResults=7)
     assert len(answer["itemList"]) == 7
@@ -242,8 +231,8 @@ def test_personalized_ranking_orders_known_items_and_keeps_unknown_last(trained,
     user = trained["info"].known_user
     top = [s["item_id"] for s in ask(api, user_id=user, num_results=3)["items"]]
     given = ["unknown-b", top[2], "unknown-a", top[0], top[1]]
-    ranked = _runtime(api).get_personalized_ranking(campaignArn=CAMPAIGN, userId=user,
-                                                    inputList=given)
+    runtime = boto_client(api, "personalize-runtime")
+    ranked = runtime.get_personalized_ranking(campaignArn=CAMPAIGN, userId=user, inputList=given)
     order = [i["itemId"] for i in ranked["personalizedRanking"]]
     assert order == [top[0], top[1], top[2], "unknown-b", "unknown-a"]
     native = httpx.post(f"{api}/v1/rank", json={"user_id": user, "items": given},
@@ -289,7 +278,7 @@ def test_request_filters_and_configured_templates(trained, api):
 
 def test_boto3_filter_arn_with_filter_values(trained, api):
     catalog = _catalog(trained)
-    runtime = _runtime(api)
+    runtime = boto_client(api, "personalize-runtime")
     arn = "arn:aws:personalize:us-east-1:000000000000:filter/genre"
     answer = runtime.get_recommendations(
         campaignArn=CAMPAIGN, userId=trained["info"].known_user, numResults=10,
@@ -322,8 +311,9 @@ def test_context_is_logged_with_the_answer_and_checked(trained, api):
         "mobile", "home")
     parse_event(logged, allow_internal=True)  # flat fields: ingest takes it, not quarantines
     assert [i["id"] for i in logged["items"]] == [s["item_id"] for s in native["items"]]
-    answer = _runtime(api).get_recommendations(campaignArn=CAMPAIGN, userId=user, numResults=2,
-                                               context={"DEVICE": "tablet"})
+    runtime = boto_client(api, "personalize-runtime")
+    answer = runtime.get_recommendations(campaignArn=CAMPAIGN, userId=user, numResults=2,
+                                         context={"DEVICE": "tablet"})
     logged = _wait_for(lambda: _logged(trained, answer["recommendationId"]), timeout=10)
     assert logged["fields"]["context.DEVICE"] == "tablet"
     bad = httpx.post(f"{api}/v1/recommendations", headers=READ,
@@ -334,9 +324,7 @@ def test_context_is_logged_with_the_answer_and_checked(trained, api):
 def test_a_second_pipeline_run_loads_nothing_twice(trained):
     from flows.pipeline import pipeline
 
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in trained["env"].items():
-            mp.setenv(key, value)
+    with environ(trained["env"]):
         again = pipeline()
     import duckdb
 
@@ -401,3 +389,48 @@ def test_the_batch_flow_answers_a_file_of_users_as_the_api_does(trained, api, tm
     assert manifest["counts"]["by_source"]["model_personalized"] >= 40  # four known users
     assert manifest["lineage"]["model_version"] == trained["outcome"].train[0].version
     assert assert_same_as_live(api, slots, users, 10) == 50
+
+
+def test_clicks_on_batch_logged_answers_are_attributed_by_dbt(trained, api, tmp_path):
+    """A batch job with --log-answers logs its answers as recommendation events; a click that
+    names one of them is attributed to its slot by the warehouse, as for a live answer."""
+    import json
+    from pathlib import Path
+
+    import duckdb
+
+    from flows.batch import batch
+    from flows.ingest import ingest
+    from flows.transform import transform
+    from tests.utils.batch import read_output
+
+    user = trained["info"].known_user
+    source = tmp_path / "one.jsonl"
+    source.write_text(json.dumps({"userId": user}) + "\n")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in trained["env"].items():
+            mp.setenv(key, value)
+        result = batch(input=str(source), num_results=5, log_answers=True)
+        _, slots, _ = read_output(Path(result.output))
+        (answer_id,) = {s["recommendation_id"] for s in slots}
+        clicked = slots[1]
+        sent = httpx.post(f"{api}/v1/events", headers=WRITE, timeout=10, json=[
+            interaction(user, clicked["item_id"], "click", ranking=answer_id)])
+        assert sent.status_code == 200, sent.text
+        ingest()
+        transform()
+    con = duckdb.connect(str(trained["home"] / "warehouse.duckdb"), read_only=True)
+    try:
+        (schema,) = {r[0] for r in con.execute(
+            "select table_schema from information_schema.tables "
+            "where table_name = 'int_impressions'").fetchall()}
+        rows = con.execute(
+            f"select item_id, position, recommendation_source, is_clicked "
+            f"from {schema}.int_impressions where ranking_id = ? order by position",
+            [answer_id]).fetchall()
+    finally:
+        con.close()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (s["item_id"], s["position"], s["recommendation_source"])
+        for s in sorted(slots, key=lambda s: s["position"])]
+    assert [r[0] for r in rows if r[3]] == [clicked["item_id"]]

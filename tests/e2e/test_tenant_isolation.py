@@ -13,10 +13,10 @@ import duckdb
 import httpx
 import pytest
 
-from sluice.intake.synthetic import SyntheticSpec, generate
+from sluice.intake.synthetic import SyntheticSpec
 from sluice.learn import registry
 from tests.utils.auth import headers
-from tests.utils.factories import environment, interaction
+from tests.utils.factories import environ, interaction, synthetic_home
 from tests.utils.server import running_server
 
 pytestmark = pytest.mark.slow
@@ -25,12 +25,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory, prefect_harness):
     home = tmp_path_factory.mktemp("isolation")
-    env = environment(home)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        generate(home / "landing", SyntheticSpec(users=300, items=100, events=8_000, files=1,
-                                                 seed=5))
+    env, _ = synthetic_home(home, SyntheticSpec(users=300, items=100, events=8_000, files=1,
+                                                seed=5))
+    with environ(env):
         with running_server(env) as base:  # shop's one event comes in through the API
             sent = httpx.post(f"{base}/v1/events", json=[interaction("shopper", "lamp")],
                               headers=headers("write", "shop"), timeout=10)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from sluice.learn import registry
-from tests.utils.factories import environment
+from tests.utils.factories import environ, environment
 from tests.utils.marts import taste_history, write_marts
 
 
@@ -13,9 +11,7 @@ def test_two_tenants_train_on_a_local_dask_cluster(tmp_path, prefect_harness):
     env = environment(tmp_path)
     write_marts(tmp_path / "warehouse.duckdb", taste_history(seed=1), tenant="shop")
     write_marts(tmp_path / "warehouse.duckdb", taste_history(seed=2), tenant="books")
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)  # the worker processes inherit these
+    with environ(env):  # the worker processes inherit these
         from flows.train import with_task_runner
 
         results = with_task_runner(workers=2)()

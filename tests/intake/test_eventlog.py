@@ -148,10 +148,14 @@ def test_segments_rotate_when_small(tmp_path):
     assert _read_all(tmp_path) == written  # order across segments is append order
 
 
+def _rotating_within_one_millisecond(tmp_path, monkeypatch) -> EventLog:
+    """A log whose clock stands still and whose segments fill up after one padded event."""
+    monkeypatch.setattr(eventlog, "time", SimpleNamespace(time=lambda: 1_700_000_000.0))
+    return EventLog(tmp_path, segment_bytes=100)
+
+
 def test_rotation_inside_one_millisecond_keeps_segments_apart(tmp_path, monkeypatch):
-    frozen = SimpleNamespace(time=lambda: 1_700_000_000.0)
-    monkeypatch.setattr(eventlog, "time", frozen)
-    log = EventLog(tmp_path, segment_bytes=100)
+    log = _rotating_within_one_millisecond(tmp_path, monkeypatch)
     written = [_event(n, pad="y" * 40) for n in range(6)]
     for event in written:
         log.append([event])
@@ -161,9 +165,7 @@ def test_rotation_inside_one_millisecond_keeps_segments_apart(tmp_path, monkeypa
 
 
 def test_failed_write_after_rotation_keeps_acknowledged_events(tmp_path, monkeypatch):
-    frozen = SimpleNamespace(time=lambda: 1_700_000_000.0)
-    monkeypatch.setattr(eventlog, "time", frozen)
-    log = EventLog(tmp_path, segment_bytes=100)
+    log = _rotating_within_one_millisecond(tmp_path, monkeypatch)
     acknowledged = [_event(n, pad="z" * 40) for n in range(3)]
     for event in acknowledged:
         log.append([event])

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 
 from sluice.learn import registry, versions
-from sluice.settings import PROJECT_ROOT
+from tests.utils.cli import sluice
 from tests.utils.factories import environment
 
 NAME = "sluice-shop"
@@ -88,10 +85,7 @@ def test_sluice_models_lists_versions_with_algorithm_metric_window_alias(store, 
     register(store, tmp_path, "als", 0.25)
     register(store, tmp_path, "bpr", 0.3)
     versions.move_champion(registry.client(store), NAME, "2", "gate")
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "models"], cwd=PROJECT_ROOT,
-                          env={**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT),
-                               "PREFECT_API_URL": "http://127.0.0.1:9/api"},
-                          capture_output=True, text=True, timeout=300)
+    proc = sluice(env, "models")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["tenant", "version", "algorithm", "ndcg_at_10", "data",

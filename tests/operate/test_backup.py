@@ -90,3 +90,13 @@ def test_restore_refuses_a_home_in_use_and_a_newer_backup(tmp_path, monkeypatch,
     other = settings_for(environment(tmp_path / "other"), monkeypatch)
     with pytest.raises(BackupError, match="format 99, this Sluice reads up to 1"):
         restore(other, Path(tmp_path / "b"), say=lambda _: None)
+
+
+def test_backup_refuses_artifacts_in_a_bucket(tmp_path, monkeypatch):
+    from sluice.settings import Settings
+
+    monkeypatch.setenv("SLUICE_MLFLOW_ARTIFACTS", "s3://bucket/mlflow")
+    settings = Settings(home=tmp_path / "home",
+                        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(BackupError, match="SLUICE_MLFLOW_ARTIFACTS"):
+        backup(settings, tmp_path / "backup", say=lambda _: None)

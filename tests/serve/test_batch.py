@@ -14,7 +14,7 @@ from sluice.serve.batch import BatchJob, run_recommendations, run_segments
 from sluice.settings import get_settings
 from sluice.vocabulary import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED
 from tests.utils.batch import assert_same_as_live, read_output, slots_by_user
-from tests.utils.factories import environment, interaction
+from tests.utils.factories import environ, environment, interaction
 from tests.utils.models import register_champion, synthetic_bundle
 from tests.utils.server import running_server
 
@@ -29,9 +29,7 @@ def tenant(tmp_path_factory):
     events in the raw log for a trained user and a newcomer, and an input file."""
     home = tmp_path_factory.mktemp("batch")
     env = environment(home)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
+    with environ(env):
         bundle = synthetic_bundle(items=300, users=60, heads=0, seed=3)
         version = register_champion(bundle, env["MLFLOW_TRACKING_URI"], home / "artifacts")
         log = EventLog(home / "raw")

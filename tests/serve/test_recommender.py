@@ -180,7 +180,7 @@ def test_fold_in_matches_implicits_own_user_solve(bundle):
     model.user_factors = bundle.user_factors.copy()
     row = bundle.user_items[bundle.user_index["u4"]]
     ours = LoadedModel(bundle, "1")
-    from sluice.learn.models import als_fold_in
+    from sluice.learn.model_base import als_fold_in
 
     mine = als_fold_in(bundle.item_factors, ours.gram, row.indices, row.data, alpha=2.0)
     model.cg_steps = 50  # converge the conjugate-gradient solve to the exact one

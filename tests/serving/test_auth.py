@@ -8,13 +8,11 @@ import json
 import time
 from types import SimpleNamespace
 
-import boto3
 import httpx
 import orjson
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -30,6 +28,7 @@ from tests.utils.auth import (
     READ,
     TENANTS,
     WRITE,
+    boto_client,
 )
 from tests.utils.auth import headers as key_headers
 from tests.utils.auth import key as key_of
@@ -287,9 +286,7 @@ def test_a_key_reads_neither_recommendations_nor_history_of_another_tenant(serve
 
 
 def boto(server, service: str, secret: str = AWS_SECRET, key_id: str = AWS_ACCESS_KEY_ID):
-    return boto3.client(service, endpoint_url=f"{server['base']}/personalize",
-                        region_name="us-east-1", aws_access_key_id=key_id,
-                        aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+    return boto_client(server["base"], service, key_id=key_id, secret=secret)
 
 
 def test_boto3_with_a_wrong_secret_or_unknown_key_is_refused(server):
@@ -412,23 +409,21 @@ def test_public_bindings_need_real_keys(tmp_path, monkeypatch):
 
 
 def test_the_shipped_config_carries_demo_keys_that_the_demo_sends(monkeypatch):
-    from cli.main import _key_headers
+    from cli.demo import key_headers as demo_key_headers
 
     monkeypatch.delenv("SLUICE_CONFIG", raising=False)
     monkeypatch.delenv("SLUICE_API_KEYS", raising=False)
     shipped = get_settings().app.auth
     assert shipped.keys and all(k.demo and (k.name or "").startswith("demo") for k in shipped.keys)
-    assert _key_headers("read") == {"X-Api-Key": "demo-read-key-not-secret"}
-    assert _key_headers("write") == {"X-Api-Key": "demo-write-key-not-secret"}
+    assert demo_key_headers("read") == {"X-Api-Key": "demo-read-key-not-secret"}
+    assert demo_key_headers("write") == {"X-Api-Key": "demo-write-key-not-secret"}
 
 
 def test_boto3_sends_an_api_key_where_no_access_keys_are_configured(tmp_path):
     env = environment(tmp_path, auth={"aws_access_keys": []})
     with running_server(env) as base:
         httpx.post(f"{base}/admin/trackers", headers=ADMIN, json={"tenant": "shop"})
-        runtime = boto3.client("personalize-runtime", endpoint_url=f"{base}/personalize",
-                               region_name="us-east-1", aws_access_key_id="anything",
-                               aws_secret_access_key="anything")
+        runtime = boto_client(base, "personalize-runtime", key_id="anything", secret="anything")
         with pytest.raises(ClientError) as err:
             runtime.get_recommendations(campaignArn=CAMPAIGN.format("shop"), userId="u")
         assert err.value.response["Error"]["Code"] == "MissingAuthenticationTokenException"

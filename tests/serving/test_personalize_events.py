@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import time
 
-import boto3
 import httpx
 import orjson
 import pytest
-from botocore.config import Config
 
 from sluice.intake.eventlog import segments
-from tests.utils.auth import AWS_ACCESS_KEY_ID, AWS_SECRET, WRITE
+from tests.utils.auth import WRITE, boto_client
 from tests.utils.factories import environment
 
 ARN = "arn:aws:personalize:us-east-1:000000000000:dataset/{}/ITEMS"
@@ -39,20 +37,13 @@ def shop_id(server) -> str:
     return next(k for k, v in trackers.items() if v == "shop")
 
 
-def client(base: str, service: str):
-    return boto3.client(
-        service, endpoint_url=f"{base}/personalize", region_name="us-east-1",
-        aws_access_key_id=AWS_ACCESS_KEY_ID, aws_secret_access_key=AWS_SECRET,
-        config=Config(retries={"max_attempts": 1}))
-
-
 def logged(home) -> list[dict]:
     return [orjson.loads(line) for path in segments(home / "raw")
             for line in path.read_bytes().splitlines()]
 
 
 def test_put_events_lands_as_internal_interactions(server):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     sent_at = time.time()
     events.put_events(
         trackingId="demo-tracking-id", userId="alice", sessionId="sess-1",
@@ -79,7 +70,7 @@ def test_put_events_lands_as_internal_interactions(server):
 
 
 def test_a_created_tracker_writes_into_its_tenant(server, shop_id):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     events.put_events(trackingId=shop_id, sessionId="s", eventList=[
         {"eventId": "shop-1", "eventType": "click", "itemId": "x", "sentAt": time.time()}])
     found = {e["id"]: e for e in logged(server["home"])}
@@ -87,7 +78,7 @@ def test_a_created_tracker_writes_into_its_tenant(server, shop_id):
 
 
 def test_unknown_tracker_is_resource_not_found(server):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     with pytest.raises(events.exceptions.ResourceNotFoundException) as err:
         events.put_events(trackingId="nope", sessionId="s", eventList=[
             {"eventType": "click", "itemId": "x", "sentAt": time.time()}])
@@ -104,7 +95,7 @@ def test_unknown_tracker_is_resource_not_found(server):
       "properties": json.dumps({"nested": {"a": 1}})}, "eventList[0].properties"),
 ])
 def test_invalid_input_names_the_field_and_writes_nothing(server, event, field):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     event = {**event, "sentAt": time.time()}
     before = len(logged(server["home"]))
     with pytest.raises(events.exceptions.InvalidInputException) as err:
@@ -114,7 +105,7 @@ def test_invalid_input_names_the_field_and_writes_nothing(server, event, field):
 
 
 def test_a_bad_event_rejects_the_whole_call(server):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     before = len(logged(server["home"]))
     with pytest.raises(events.exceptions.InvalidInputException) as err:
         events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
@@ -135,7 +126,7 @@ def test_what_botocore_would_send_unchecked_is_still_refused(server):
 
 
 def test_retried_events_without_ids_get_the_same_id(server):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     call = {"trackingId": "demo-tracking-id", "sessionId": "retry", "eventList": [
         {"eventType": "click", "itemId": "i7", "sentAt": 1_767_225_600.25}]}
     events.put_events(**call)
@@ -145,7 +136,7 @@ def test_retried_events_without_ids_get_the_same_id(server):
 
 
 def test_put_items_and_users(server):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     events.put_items(datasetArn=ARN.format("shop"), items=[
         {"itemId": "sku-1", "properties": json.dumps({"genreName": ["a", "b"], "price": 9.5})}])
     events.put_users(datasetArn=ARN.format("shop").replace("ITEMS", "USERS"), users=[
@@ -174,7 +165,7 @@ def _interaction(home, session: str) -> dict:
 
 
 def test_the_guides_sdk_form_lands_with_the_item_and_value_in_properties(server):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     events.put_events(trackingId="demo-tracking-id", userId="user123", sessionId="guide-sdk",
                       eventList=[{"sentAt": GUIDE_SENT_AT, "eventType": "like", "properties":
                                   json.dumps({"itemId": "choc-panama", "eventValue": 4,
@@ -186,7 +177,7 @@ def test_the_guides_sdk_form_lands_with_the_item_and_value_in_properties(server)
 
 
 def test_the_guides_cli_form_with_string_values_lands_as_numbers(server):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     events.put_events(trackingId="demo-tracking-id", userId="user123", sessionId="guide-cli",
                       eventList=[{"sentAt": GUIDE_SENT_AT, "eventType": "like", "properties":
                                   json.dumps({"itemId": "choc-panama", "eventValue": "4",
@@ -197,7 +188,7 @@ def test_the_guides_cli_form_with_string_values_lands_as_numbers(server):
 
 
 def test_impression_and_recommendation_id_may_come_in_properties(server):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     events.put_events(trackingId="demo-tracking-id", sessionId="guide-props", eventList=[
         {"sentAt": GUIDE_SENT_AT, "eventType": "click", "itemId": "i1", "eventValue": 2.0,
          "properties": json.dumps({"eventValue": "2", "recommendationId": "rec-1",
@@ -216,7 +207,7 @@ def test_impression_and_recommendation_id_may_come_in_properties(server):
      "eventList[0].recommendationId"),
 ])
 def test_a_value_given_twice_must_agree(server, top, inner, field):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     before = len(logged(server["home"]))
     with pytest.raises(events.exceptions.InvalidInputException) as err:
         events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
@@ -227,7 +218,7 @@ def test_a_value_given_twice_must_agree(server, top, inner, field):
 
 
 def test_put_items_properties_follow_the_same_rule(server):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     events.put_items(datasetArn=ARN.format("shop"), items=[
         {"itemId": "sku-9", "properties": json.dumps({"itemId": "sku-9", "price": "3.5",
                                                       "zip": "02134"})}])
@@ -246,7 +237,7 @@ def test_put_items_properties_follow_the_same_rule(server):
     ('{"itemId": "x", "score": Infinity}', "eventList[0].properties"),
 ])
 def test_wide_integers_and_nan_in_properties_are_refused_by_field(server, properties, field):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     with pytest.raises(events.exceptions.InvalidInputException) as err:
         events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
             {"sentAt": GUIDE_SENT_AT, "eventType": "click", "properties": properties}])
@@ -254,7 +245,7 @@ def test_wide_integers_and_nan_in_properties_are_refused_by_field(server, proper
 
 
 def test_a_dataset_arn_naming_a_parent_directory_is_reported_against_the_arn(server):
-    events = client(server["base"], "personalize-events")
+    events = boto_client(server["base"], "personalize-events")
     with pytest.raises(events.exceptions.InvalidInputException) as err:
         events.put_items(datasetArn=ARN.format(".."), items=[{"itemId": "x"}])
     assert str(err.value).split(": ", 1)[1].startswith("datasetArn")

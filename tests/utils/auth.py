@@ -35,13 +35,14 @@ def auth_config() -> dict[str, Any]:
          "secret_access_key": AWS_SECRET, "role": "admin", "tenant": "*"}]}
 
 
-def boto_client(base: str, service: str) -> Any:
+def boto_client(base: str, service: str, key_id: str = AWS_ACCESS_KEY_ID,
+                secret: str = AWS_SECRET) -> Any:
     """A real boto3 client (`personalize-events` or `personalize-runtime`) for a test server,
-    signing with the test key pair, without retries."""
+    signing with the test key pair (or the one given), without retries."""
     import boto3
     from botocore.config import Config
 
     return boto3.client(
         service, endpoint_url=f"{base}/personalize", region_name="us-east-1",
-        aws_access_key_id=AWS_ACCESS_KEY_ID, aws_secret_access_key=AWS_SECRET,
+        aws_access_key_id=key_id, aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 1}))

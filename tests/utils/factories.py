@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from sluice.intake.synthetic import SyntheticResult, SyntheticSpec, generate
 from sluice.settings import DEFAULT_CONFIG
 from tests.utils.auth import auth_config
 
@@ -52,3 +56,17 @@ def environment(home: Path, **sections: Any) -> dict[str, str]:
     return {"SLUICE_HOME": str(home),
             "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
             "SLUICE_CONFIG": str(write_config(home / "sluice.yaml", **sections))}
+
+
+@contextmanager
+def environ(env: dict[str, str]) -> Iterator[None]:
+    """`env` in os.environ for the block, restored after (monkeypatch for module fixtures)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        yield
+
+
+def synthetic_home(home: Path, spec: SyntheticSpec) -> tuple[dict[str, str], SyntheticResult]:
+    """A home's environment (see `environment`) and a synthetic history in its landing folder."""
+    return environment(home), generate(home / "landing", spec)

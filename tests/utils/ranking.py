@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sluice.learn.evaluation import K_VALUES, Ranker, evaluate_ranker
-from sluice.learn.models import Model
+from sluice.learn.model_base import Model
 from sluice.scoring import top_k_rows
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # score rows for a batch of training user rows

@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import duckdb
-import pytest
 
 from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.unused import not_used
-from tests.utils.factories import environment
+from tests.utils.factories import environ, environment
 
 CSV = """USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,TENANT
 u1,i1,1700000000,click,default
@@ -49,9 +48,7 @@ def test_quarantined_rows_by_reason_and_unweighted_types_per_tenant(tmp_path):
 def test_the_ingest_flow_returns_and_logs_what_was_not_used(tmp_path, prefect_harness):
     env = environment(tmp_path)
     _landing(tmp_path)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
+    with environ(env):
         from flows.ingest import ingest
 
         summary = ingest()

@@ -1,5 +1,12 @@
 {#- Per experiment, arm and metric: the moments of the per-unit numerator x and denominator y
-    that the delta method needs (a ratio metric sum(x) / sum(y) over units). -#}
+    that the delta method needs (a ratio metric sum(x) / sum(y) over units). Each metric of
+    sluice.experiments.METRICS is declared once below with its per-unit numerator and
+    denominator. -#}
+{%- set metrics = [
+    ('click_through_rate', 'clicks', 'slots'),
+    ('conversion_rate', 'converted_answers', 'answers'),
+    ('purchases_per_user', 'purchases', '1'),
+] %}
 with units as (
 
     select * from {{ ref('int_experiment_units') }}
@@ -8,35 +15,20 @@ with units as (
 
 by_metric as (
 
-    select
-        tenant,
-        experiment,
-        arm,
-        unit_id,
-        'click_through_rate' as metric,
-        cast(clicks as {{ type_double() }}) as x,
-        cast(slots as {{ type_double() }}) as y
-    from units
-    union all
-    select
-        tenant,
-        experiment,
-        arm,
-        unit_id,
-        'conversion_rate' as metric,
-        cast(converted_answers as {{ type_double() }}) as x,
-        cast(answers as {{ type_double() }}) as y
-    from units
-    union all
-    select
-        tenant,
-        experiment,
-        arm,
-        unit_id,
-        'purchases_per_user' as metric,
-        cast(purchases as {{ type_double() }}) as x,
-        cast(1 as {{ type_double() }}) as y
-    from units
+    {% for metric, numerator, denominator in metrics -%}
+        {%- if not loop.first %}
+            union all
+        {% endif %}
+        select
+            tenant,
+            experiment,
+            arm,
+            unit_id,
+            '{{ metric }}' as metric,
+            cast({{ numerator }} as {{ type_double() }}) as x,
+            cast({{ denominator }} as {{ type_double() }}) as y
+        from units
+    {%- endfor %}
 
 ),
 

@@ -1,6 +1,8 @@
 {#- One row per slot of every answer served within an experiment, with its outcome. The unit
     is what assignment hashed (sluice.experiments): the session the answer carried, else its
-    user. -#}
+    user. The slots and their outcomes are int_impressions' (every served slot is there);
+    only the experiment's labels come from the answer and, for the slot's own arm
+    (interleaving), from its item row. -#}
 with recommendations as (
 
     select * from {{ ref('stg_sluice__recommendations') }}
@@ -31,21 +33,21 @@ final as (
         recommendations.recommendation_id,
         coalesce(recommendations.session_id, recommendations.user_id) as unit_id,
         cast(recommendations.recommended_at as date) as served_date,
-        recommendation_items.position,
-        recommendation_items.item_id,
+        impressions.position,
+        impressions.item_id,
         coalesce(recommendation_items.arm, recommendations.arm) as slot_arm,
-        coalesce(impressions.is_clicked, false) as is_clicked,
-        coalesce(impressions.is_purchased, false) as is_purchased
+        impressions.is_clicked,
+        impressions.is_purchased
     from recommendations
+    inner join impressions
+        on
+            recommendations.tenant = impressions.tenant
+            and recommendations.recommendation_id = impressions.ranking_id
     inner join recommendation_items
         on
-            recommendations.tenant = recommendation_items.tenant
-            and recommendations.recommendation_id = recommendation_items.recommendation_id
-    left join impressions
-        on
-            recommendation_items.tenant = impressions.tenant
-            and recommendation_items.recommendation_id = impressions.ranking_id
-            and recommendation_items.position = impressions.position
+            impressions.tenant = recommendation_items.tenant
+            and impressions.ranking_id = recommendation_items.recommendation_id
+            and impressions.position = recommendation_items.position
 
 )
 

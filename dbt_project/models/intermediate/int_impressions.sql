@@ -1,12 +1,52 @@
-with ranking_items as (
+{#- Incremental: every slot of a shown list that changed since the watermark (loaded, clicked
+    or bought, or its anonymous session identified since: macros/incremental.sql) is recomputed
+    with all of the list's interactions, and replaces the list's rows. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['tenant', 'ranking_id'],
+) }}
+{%- set since = watermark() %}
+-- what macros/incremental.sql reads when the run is incremental
+-- depends_on: {{ ref('stg_sluice__events') }}
+-- depends_on: {{ ref('stg_sluice__interactions') }}
 
-    select * from {{ ref('stg_sluice__ranking_items') }}
+with
+{%- if is_incremental() %}
+
+    identified_sessions as (
+
+        {{ identified_sessions(since) }}
+
+    ),
+
+    changed_lists as (
+
+        {{ changed_lists(since, 'identified_sessions') }}
+
+    ),
+{%- endif %}
+
+ranking_items as (
+
+    select * from {{ ref('stg_sluice__ranking_items') }} as shown
+    {% if is_incremental() -%}
+        where {{ in_changed_list('shown', 'changed_lists') }}
+    {%- endif %}
 
 ),
 
 recommendation_items as (
 
-    select * from {{ ref('stg_sluice__recommendation_items') }}
+    select * from {{ ref('stg_sluice__recommendation_items') }} as shown
+    {% if is_incremental() -%}
+        where exists (
+            select 1 from changed_lists
+            where
+                changed_lists.tenant = shown.tenant
+                and changed_lists.ranking_id = shown.recommendation_id
+        )
+    {%- endif %}
 
 ),
 
@@ -18,8 +58,12 @@ session_identities as (
 
 interactions as (
 
-    select * from {{ ref('int_interactions_stitched') }}
-    where ranking_id is not null
+    select * from {{ ref('int_interactions_stitched') }} as interactions
+    where
+        ranking_id is not null
+        {% if is_incremental() -%}
+            and {{ in_changed_list('interactions', 'changed_lists') }}
+        {%- endif %}
 
 ),
 
@@ -37,7 +81,8 @@ shown_items as (
         label,
         cast(null as {{ dbt.type_string() }}) as recommendation_source,
         cast(null as {{ type_double() }}) as propensity,
-        cast(null as boolean) as explored
+        cast(null as boolean) as explored,
+        loaded_at
     from ranking_items
     union all
     select
@@ -52,7 +97,8 @@ shown_items as (
         cast(null as {{ type_double() }}) as label,
         recommendation_source,
         propensity,
-        explored
+        explored,
+        loaded_at
     from recommendation_items
 
 ),
@@ -87,7 +133,8 @@ final as (
         shown_items.label,
         coalesce(outcomes.is_clicked, false) as is_clicked,
         coalesce(outcomes.is_purchased, false) as is_purchased,
-        shown_items.shown_at
+        shown_items.shown_at,
+        shown_items.loaded_at
     from shown_items
     left join session_identities
         on

@@ -1,6 +1,32 @@
-with interactions as (
+{#- Incremental: interactions loaded since the watermark, and the anonymous ones of sessions
+    identified since (macros/incremental.sql), are (re)stitched and replace their rows. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['tenant', 'event_id'],
+) }}
+{%- set since = watermark() %}
+-- what macros/incremental.sql reads when the run is incremental
+-- depends_on: {{ ref('stg_sluice__events') }}
 
-    select * from {{ ref('stg_sluice__interactions') }}
+with
+{%- if is_incremental() %}
+
+    identified_sessions as (
+
+        {{ identified_sessions(since) }}
+
+    ),
+{%- endif %}
+
+interactions as (
+
+    select * from {{ ref('stg_sluice__interactions') }} as interactions
+    {% if is_incremental() -%}
+        where
+            interactions.loaded_at > {{ since }}  -- noqa: RF03
+            or {{ in_identified_session('interactions', 'identified_sessions') }}
+    {%- endif %}
 
 ),
 
@@ -38,6 +64,7 @@ stitched as (
         deduplicated.event_value,
         deduplicated.fields,
         deduplicated.event_at,
+        deduplicated.loaded_at,
         deduplicated.user_id is null
         and session_identities.user_id is not null as is_stitched,
         deduplicated.user_id is null

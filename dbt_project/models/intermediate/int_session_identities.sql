@@ -1,3 +1,14 @@
+{#- Incremental: a run reads only the identified events loaded since its watermark and the
+    rows it already holds for their sessions; the earliest of both is the earliest of the
+    whole history, so a late event that happened before the session's known login wins as it
+    would in a full refresh. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['tenant', 'session_id'],
+) }}
+{%- set since = watermark() %}
+
 with interactions as (
 
     select
@@ -5,7 +16,8 @@ with interactions as (
         event_id,
         user_id,
         session_id,
-        event_at
+        event_at,
+        loaded_at
     from {{ ref('stg_sluice__interactions') }}
 
 ),
@@ -17,7 +29,8 @@ rankings as (
         ranking_id as event_id,
         user_id,
         session_id,
-        ranked_at as event_at
+        ranked_at as event_at,
+        loaded_at
     from {{ ref('stg_sluice__rankings') }}
 
 ),
@@ -29,7 +42,8 @@ recommendations as (
         recommendation_id as event_id,
         user_id,
         session_id,
-        recommended_at as event_at
+        recommended_at as event_at,
+        loaded_at
     from {{ ref('stg_sluice__recommendations') }}
 
 ),
@@ -44,19 +58,48 @@ session_events as (
 
 ),
 
+new_identified as (
+
+    select * from session_events
+    where
+        user_id is not null
+        and session_id is not null
+        {% if is_incremental() %}and loaded_at > {{ since }}{% endif %}
+
+),
+
 identified_events as (
 
+    select * from new_identified
+    {% if is_incremental() %}
+        union all
+        select
+            known.tenant,
+            known.identified_by as event_id,
+            known.user_id,
+            known.session_id,
+            known.identified_at as event_at,
+            known.loaded_at
+        from {{ this }} as known
+        where exists (
+            select 1 from new_identified
+            where
+                new_identified.tenant = known.tenant
+                and new_identified.session_id = known.session_id
+        )
+    {% endif %}
+
+),
+
+ordered as (
+
     select
-        tenant,
-        session_id,
-        user_id,
-        event_at,
+        *,
         row_number() over (
             partition by tenant, session_id
             order by event_at, event_id
         ) as identified_order
-    from session_events
-    where user_id is not null and session_id is not null
+    from identified_events
 
 ),
 
@@ -66,8 +109,10 @@ final as (
         tenant,
         session_id,
         user_id,
-        event_at as identified_at
-    from identified_events
+        event_at as identified_at,
+        event_id as identified_by,
+        loaded_at
+    from ordered
     where identified_order = 1
 
 )

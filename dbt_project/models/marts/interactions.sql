@@ -1,9 +1,43 @@
-{%- set threshold = var('events')['event_value_threshold'] -%}
+{#- Incremental: the interactions loaded since the watermark and those of sessions identified
+    since (macros/incremental.sql), as int_interactions_stitched recomputed them. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['tenant', 'event_id'],
+) }}
+{%- set since = watermark() %}
+-- what macros/incremental.sql reads when the run is incremental
+-- depends_on: {{ ref('stg_sluice__events') }}
+{% set threshold = var('events')['event_value_threshold'] %}
 
-with interactions as (
+with
+{%- if is_incremental() %}
 
-    select * from {{ ref('int_interactions_stitched') }}
-    where user_id is not null and item_id is not null
+    identified_sessions as (
+
+        {{ identified_sessions(since) }}
+
+    ),
+{%- endif %}
+
+interactions as (
+
+    select * from {{ ref('int_interactions_stitched') }} as interactions
+    where
+        interactions.user_id is not null  -- noqa: RF03
+        and interactions.item_id is not null
+        {% if is_incremental() -%}
+            and (
+                interactions.loaded_at > {{ since }}  -- noqa: RF03
+                -- rows without a user of their own: stitched now or anonymous until now
+                or (interactions.is_stitched or interactions.is_anonymous) and exists (
+                    select 1 from identified_sessions
+                    where
+                        identified_sessions.tenant = interactions.tenant
+                        and identified_sessions.session_id = interactions.session_id
+                )
+            )
+        {%- endif %}
 
 ),
 
@@ -17,6 +51,7 @@ weighted as (
         interaction_type,
         event_at,
         event_value,
+        loaded_at,
         {{ interaction_weight('interaction_type') }} as weight
     from interactions
 

@@ -1,7 +1,42 @@
-with impressions as (
+{#- Incremental: the rankings int_impressions recomputed (changed_lists in
+    macros/incremental.sql) replace their rows. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['tenant', 'ranking_id'],
+) }}
+{%- set since = watermark() %}
+-- what macros/incremental.sql reads when the run is incremental
+-- depends_on: {{ ref('stg_sluice__events') }}
+-- depends_on: {{ ref('stg_sluice__interactions') }}
 
-    select * from {{ ref('int_impressions') }}
-    where shown_in = 'ranking'
+with
+{%- if is_incremental() %}
+
+    identified_sessions as (
+
+        {{ identified_sessions(since) }}
+
+    ),
+{%- endif %}
+
+{%- if is_incremental() %}
+
+    changed_lists as (
+
+        {{ changed_lists(since, 'identified_sessions') }}
+
+    ),
+{%- endif %}
+
+impressions as (
+
+    select * from {{ ref('int_impressions') }} as impressions
+    where
+        shown_in = 'ranking'
+        {% if is_incremental() -%}
+            and {{ in_changed_list('impressions', 'changed_lists') }}
+        {%- endif %}
 
 ),
 
@@ -16,7 +51,8 @@ final as (
         is_clicked,
         is_purchased,
         label,
-        shown_at
+        shown_at,
+        loaded_at
     from impressions
 
 )

@@ -1,6 +1,32 @@
-with recommendations as (
+{#- Incremental: answers loaded since the watermark, and the anonymous ones of sessions
+    identified since (macros/incremental.sql), replace their rows. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['tenant', 'recommendation_id'],
+) }}
+{%- set since = watermark() %}
+-- what macros/incremental.sql reads when the run is incremental
+-- depends_on: {{ ref('stg_sluice__events') }}
 
-    select * from {{ ref('stg_sluice__recommendations') }}
+with
+{%- if is_incremental() %}
+
+    identified_sessions as (
+
+        {{ identified_sessions(since) }}
+
+    ),
+{%- endif %}
+
+recommendations as (
+
+    select * from {{ ref('stg_sluice__recommendations') }} as recommendations
+    {% if is_incremental() -%}
+        where
+            recommendations.loaded_at > {{ since }}  -- noqa: RF03
+            or {{ in_identified_session('recommendations', 'identified_sessions') }}
+    {%- endif %}
 
 ),
 
@@ -28,7 +54,8 @@ final as (
         recommendations.model_fallback_count,
         recommendations.fallback_count,
         recommendations.total,
-        recommendations.recommended_at
+        recommendations.recommended_at,
+        recommendations.loaded_at
     from recommendations
     left join session_identities
         on

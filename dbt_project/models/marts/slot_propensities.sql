@@ -1,15 +1,58 @@
 -- One row per slot of a served answer with the probability the policy gave it and whether it
 -- was clicked: what sluice.learn.offpolicy weighs candidates by.
-with impressions as (
+{#- Incremental: the answers int_impressions recomputed (changed_lists in
+    macros/incremental.sql) replace their rows. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['tenant', 'recommendation_id'],
+) }}
+{%- set since = watermark() %}
+-- what macros/incremental.sql reads when the run is incremental
+-- depends_on: {{ ref('stg_sluice__events') }}
+-- depends_on: {{ ref('stg_sluice__interactions') }}
 
-    select * from {{ ref('int_impressions') }}
-    where shown_in = 'recommendation'
+with
+{%- if is_incremental() %}
+
+    identified_sessions as (
+
+        {{ identified_sessions(since) }}
+
+    ),
+{%- endif %}
+
+{%- if is_incremental() %}
+
+    changed_lists as (
+
+        {{ changed_lists(since, 'identified_sessions') }}
+
+    ),
+{%- endif %}
+
+impressions as (
+
+    select * from {{ ref('int_impressions') }} as impressions
+    where
+        shown_in = 'recommendation'
+        {% if is_incremental() -%}
+            and {{ in_changed_list('impressions', 'changed_lists') }}
+        {%- endif %}
 
 ),
 
 recommendations as (
 
-    select * from {{ ref('stg_sluice__recommendations') }}
+    select * from {{ ref('stg_sluice__recommendations') }} as recommendations
+    {% if is_incremental() -%}
+        where exists (
+            select 1 from changed_lists
+            where
+                changed_lists.tenant = recommendations.tenant
+                and changed_lists.ranking_id = recommendations.recommendation_id
+        )
+    {%- endif %}
 
 ),
 
@@ -29,7 +72,8 @@ final as (
         recommendations.exploration_share,
         recommendations.exploration_pool,
         impressions.is_clicked,
-        impressions.shown_at
+        impressions.shown_at,
+        impressions.loaded_at
     from impressions
     inner join recommendations
         on

@@ -1,7 +1,14 @@
+{#- Incremental, appended: a raw event never changes once loaded, so each is unnested once,
+    when it is new (loaded after the watermark). -#}
+{{ config(materialized='incremental', incremental_strategy='append') }}
+{%- set since = watermark() %}
+
 with source as (
 
     select * from {{ source('sluice', 'events') }}
-    where event_type = 'ranking'
+    where
+        event_type = 'ranking'
+        {% if is_incremental() %}and loaded_at > {{ since }}{% endif %}
 
 ),
 
@@ -13,7 +20,8 @@ rankings as (
         user_id,
         session_id,
         items,
-        event_at as ranked_at
+        event_at as ranked_at,
+        loaded_at
     from source
     where {{ json_typeof('items') }} = 'array'
 
@@ -27,6 +35,7 @@ unnested as (
         rankings.user_id,
         rankings.session_id,
         rankings.ranked_at,
+        rankings.loaded_at,
         shown.element,
         shown.position
     from rankings
@@ -45,7 +54,8 @@ renamed as (
         {{ json_extract_json('element', 'fields') }} as fields,
         user_id,
         session_id,
-        ranked_at
+        ranked_at,
+        loaded_at
     from unnested
     where {{ json_extract_string('element', 'id') }} is not null
 

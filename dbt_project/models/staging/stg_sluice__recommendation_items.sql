@@ -1,7 +1,14 @@
+{#- Incremental, appended: a raw event never changes once loaded, so each is unnested once,
+    when it is new (loaded after the watermark). -#}
+{{ config(materialized='incremental', incremental_strategy='append') }}
+{%- set since = watermark() %}
+
 with source as (
 
     select * from {{ source('sluice', 'events') }}
-    where event_type = 'recommendation'
+    where
+        event_type = 'recommendation'
+        {% if is_incremental() %}and loaded_at > {{ since }}{% endif %}
 
 ),
 
@@ -13,7 +20,8 @@ recommendations as (
         user_id,
         session_id,
         items,
-        event_at as recommended_at
+        event_at as recommended_at,
+        loaded_at
     from source
     where {{ json_typeof('items') }} = 'array'
 
@@ -27,6 +35,7 @@ unnested as (
         recommendations.user_id,
         recommendations.session_id,
         recommendations.recommended_at,
+        recommendations.loaded_at,
         slots.element,
         slots.position as element_number
     from recommendations
@@ -55,7 +64,8 @@ renamed as (
         coalesce({{ json_extract_string('element', 'explored') }} = 'true', false) as explored,
         user_id,
         session_id,
-        recommended_at
+        recommended_at,
+        loaded_at
     from unnested
     where {{ json_extract_string('element', 'id') }} is not null
 
