@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.errors import NotFoundError
 from sluice.auth import KeyTable
+from sluice.errors import NotFoundError
 from sluice.experiments import Arm, Experiments
 from sluice.filters import NamedFilters
 from sluice.intake.eventlog import EventLog, LogFollower
