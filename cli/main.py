@@ -128,13 +128,14 @@ def cmd_filters(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from sluice.analytics.report import write_report
+    from sluice.analytics.report import tenant_experiments, write_report
     from sluice.warehouse.engine import from_settings
 
     settings = get_settings()
     out = args.out or settings.home / "report" / "index.html"
     path = write_report(from_settings(settings), settings.mlflow_tracking_uri,
-                        settings.registered_model_name(args.tenant), out)
+                        settings.registered_model_name(args.tenant), out,
+                        *tenant_experiments(settings, args.tenant))
     print(f"report written to {path}")
 
 

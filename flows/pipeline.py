@@ -11,7 +11,7 @@ from flows.ingest import IngestOutcome, ingest
 from flows.names import run_name
 from flows.train import train
 from flows.transform import TransformOutcome, transform
-from sluice.analytics.report import write_report
+from sluice.analytics.report import tenant_experiments, write_report
 from sluice.learn.training import TrainResult
 from sluice.settings import get_settings
 from sluice.warehouse.engine import from_settings
@@ -25,9 +25,11 @@ def analytics_report(tenant: str | None) -> str:
     warehouse = from_settings(settings)
     with warehouse.lock():
         path = write_report(warehouse, settings.mlflow_tracking_uri, name,
-                            settings.home / "report" / "index.html")
+                            settings.home / "report" / "index.html",
+                            *tenant_experiments(settings, tenant or "default"))
     create_link_artifact(key="analytics-report", link=path.as_uri(),
-                         description="Events, slot sources, click-through, model metrics")
+                         description="Events, slot sources, click-through, model metrics, "
+                         "experiments, off-policy estimates")
     return str(path)
 
 

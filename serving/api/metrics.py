@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections import Counter as Tally
 from collections import deque
@@ -27,40 +28,44 @@ from sluice.vocabulary import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED
 
 
 class SlotWindow:
-    """Slots served per tenant, template and source, in minute buckets: the tier shares
-    over the last `alerts.window_minutes` (what the tier-share alerting rules read)."""
+    """Slots served per tenant, template and source, in minute buckets: this worker's slots
+    over the last `alerts.window_minutes`, by tier (what the tier-share gauge is made of)."""
 
     KEEP = 7 * 24 * 60  # buckets at most: the longest window config allows
 
     def __init__(self) -> None:
         self._buckets: deque[tuple[int, Tally[tuple[str, str, str]]]] = deque()
+        self._lock = threading.Lock()  # the publishing thread reads while answers add
 
     def add(self, tenant: str, template: str, sources: Tally[str]) -> None:
         minute = int(time.time() // 60)
-        if not self._buckets or self._buckets[-1][0] != minute:
-            self._buckets.append((minute, Tally()))
-            if len(self._buckets) > self.KEEP:
-                self._buckets.popleft()
-        bucket = self._buckets[-1][1]
-        for source, count in sources.items():
-            bucket[tenant, template, source] += count
+        with self._lock:
+            if not self._buckets or self._buckets[-1][0] != minute:
+                self._buckets.append((minute, Tally()))
+                if len(self._buckets) > self.KEEP:
+                    self._buckets.popleft()
+            bucket = self._buckets[-1][1]
+            for source, count in sources.items():
+                bucket[tenant, template, source] += count
 
-    def shares(self, window_minutes: int) -> dict[tuple[str, str], dict[str, float]]:
-        """Per (tenant, template): personalized and fallback shares of the window's slots."""
+    def counts(self, window_minutes: int) -> dict[tuple[str, str], dict[str, float]]:
+        """Per (tenant, template): the window's slots by tier (personalized, fallback, all)."""
         oldest = int(time.time() // 60) - window_minutes
         totals: Tally[tuple[str, str, str]] = Tally()
-        for minute, bucket in list(self._buckets):
-            if minute > oldest:
-                totals.update(bucket)
+        with self._lock:
+            for minute, bucket in self._buckets:
+                if minute > oldest:
+                    totals.update(bucket)
         by: dict[tuple[str, str], Tally[str]] = {}
         for (tenant, template, source), count in totals.items():
             by.setdefault((tenant, template), Tally())[source] += count
-        return {key: {"personalized": c[MODEL_PERSONALIZED] / c.total(),
-                      "fallback": (c[MODEL_FALLBACK] + c[FALLBACK]) / c.total()}
-                for key, c in by.items() if c.total()}
+        return {key: {"personalized": c[MODEL_PERSONALIZED],
+                      "fallback": c[MODEL_FALLBACK] + c[FALLBACK], "all": c.total()}
+                for key, c in by.items()}
 
 
 LATEST: Final = "mostrecent"  # multiprocess mode of the gauges each scrape sets
+PUBLISH_SECONDS = 5.0  # how stale another worker's window slots may be at a scrape
 
 
 def multiprocess() -> bool:
@@ -71,11 +76,19 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.window = SlotWindow()
+        self.window_minutes = 60  # alerts.window_minutes, set by the first answer counted
+        self._publisher: threading.Thread | None = None
+        # every worker publishes its window's slots; livesum adds the live workers' up, so
+        # the share that the scraping worker derives from them is the whole server's
+        self.window_slots = Gauge(
+            "sluice_window_slots", "Slots served over alerts.window_minutes by tier: "
+            "personalized (model_personalized), fallback (model_fallback + fallback), all",
+            ["tenant", "template", "tier"], registry=self.registry, multiprocess_mode="livesum")
         self.window_shares = Gauge(
             "sluice_window_slot_share", "Share of the slots served over alerts.window_minutes, "
             "by tier: personalized (model_personalized) or fallback (model_fallback + fallback)",
             ["tenant", "template", "tier"], registry=self.registry,
-            multiprocess_mode=LATEST)  # with workers: the scraping worker's share of traffic
+            multiprocess_mode=LATEST)  # set at each scrape from every worker's window_slots
         self.latency = Histogram(
             "sluice_request_seconds", "Request latency by route", ["method", "route", "status"],
             registry=self.registry,
@@ -110,14 +123,50 @@ class Metrics:
                                     ["tenant"], registry=self.registry,
                                     multiprocess_mode=LATEST)
 
+    def count_window(self, tenant: str, template: str, sources: Tally[str],
+                     window_minutes: int) -> None:
+        """One answer's slots into the window; a thread publishes the window every
+        PUBLISH_SECONDS (busy or idle, so expired minutes drop out of the sum too)."""
+        self.window.add(tenant, template, sources)
+        self.window_minutes = window_minutes
+        if self._publisher is None:
+            self._publisher = threading.Thread(target=self._publish_loop, daemon=True,
+                                               name="window-slots")
+            self._publisher.start()
+
+    def publish_window(self) -> None:
+        for (tenant, template), tiers in self.window.counts(self.window_minutes).items():
+            for tier, count in tiers.items():
+                self.window_slots.labels(tenant, template, tier).set(count)
+
+    def _publish_loop(self) -> None:
+        while True:
+            time.sleep(PUBLISH_SECONDS)
+            self.publish_window()
+
+    def _window_shares(self) -> None:
+        """The tier shares from every live worker's published window slots."""
+        self.publish_window()
+        by: dict[tuple[str, str], dict[str, float]] = {}
+        for metric in self._collect():
+            if metric.name == "sluice_window_slots":
+                for sample in metric.samples:
+                    labels = sample.labels
+                    by.setdefault((labels["tenant"], labels["template"]), {})[
+                        labels["tier"]] = sample.value
+        for (tenant, template), tiers in by.items():
+            if tiers.get("all"):
+                for tier in ("personalized", "fallback"):
+                    self.window_shares.labels(tenant, template, tier).set(
+                        tiers.get(tier, 0.0) / tiers["all"])
+
     def refresh(self, models: dict, paths: dict[str, dict[str, int]] | None = None,
                 window_minutes: int = 60) -> None:
         """Gauges derived at scrape time: model version and age, fallback share, answer paths,
         the window's tier shares."""
         now = time.time()
-        for (tenant, template), shares in self.window.shares(window_minutes).items():
-            for tier, share in shares.items():
-                self.window_shares.labels(tenant, template, tier).set(share)
+        self.window_minutes = window_minutes
+        self._window_shares()
         for tenant, by in (paths or {}).items():
             for path, count in by.items():
                 self.answer_paths.labels(tenant, path).set(count)

@@ -9,71 +9,26 @@ without data says why instead, and when the next flow run will fill it.
 from __future__ import annotations
 
 import html
-import io
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.figure import Figure
 
+from sluice.analytics.charts import LAG, Section, fit_days, mark, query, registered, svg
+from sluice.experiments import Experiment
 from sluice.vocabulary import SOURCES
-from sluice.warehouse.engine import Warehouse, as_warehouse
+from sluice.warehouse.engine import Warehouse
 
-LAG = ("the marts are rebuilt by `sluice transform` (the `refresh` deployment, every 2 h under "
-       "`make up`) after `sluice ingest` loads the raw log (every 5 min)")
 # the attribute index's next-item check (sluice.learn.next_item), beside the model's metrics
 NEXT_ITEM = tuple(f"attributes.next_item_hit_at_10.{source}"
                   for source in ("attributes", "similar_items", "popularity"))
 
 
-@dataclass
-class Section:
-    title: str
-    note: str
-    svg: str | None
-
-
-def _query(warehouse: Warehouse | Path, sql: str) -> pd.DataFrame:
-    try:
-        return as_warehouse(warehouse).frame(sql)
-    except Exception:  # a mart that does not exist yet: that section says so
-        return pd.DataFrame()
-
-
-def _svg(fig: Figure) -> str:
-    """The figure as inline SVG, its data artists tagged `mark-<n>`."""
-    marks = 0
-    for ax in fig.axes:
-        for artist in [*ax.lines, *ax.patches, *ax.collections]:
-            if artist.get_gid() == "mark":
-                marks += 1
-                artist.set_gid(f"mark-{marks}")
-    buffer = io.StringIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="svg")
-    plt.close(fig)
-    text = buffer.getvalue()
-    return text[text.index("<svg"):]
-
-
-def _mark(artists) -> None:  # type: ignore[no-untyped-def]
-    for artist in artists if isinstance(artists, list | tuple) else [artists]:
-        artist.set_gid("mark")
-
-
-def _fit_days(ax, days: pd.DatetimeIndex) -> None:  # type: ignore[no-untyped-def]
-    """The time axis covers the data (half a day either side), not a calendar."""
-    ax.set_xlim(days.min() - pd.Timedelta(hours=12), days.max() + pd.Timedelta(hours=12))
-
-
 def events_per_day(warehouse: Warehouse | Path) -> Section:
-    frame = _query(warehouse, """
+    frame = query(warehouse, """
         select cast(event_at as date) as day,
                case when event_type = 'interaction' then interaction_type else event_type end
                    as kind,
@@ -91,9 +46,9 @@ def events_per_day(warehouse: Warehouse | Path) -> Section:
     for ax, (start, end) in zip(axes[0], spans, strict=True):
         part = table.loc[start:end]
         for kind in part.columns:
-            _mark(ax.plot(part.index, part[kind], linewidth=1.2, marker=".", markersize=4,
+            mark(ax.plot(part.index, part[kind], linewidth=1.2, marker=".", markersize=4,
                           label=kind))
-        _fit_days(ax, part.index)
+        fit_days(ax, part.index)
         if (end - start).days < 7:  # a short run: one readable tick per day
             ax.set_xticks(list(part.index), [f"{d:%m-%d}" for d in part.index])
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
@@ -105,7 +60,7 @@ def events_per_day(warehouse: Warehouse | Path) -> Section:
         gaps = ", ".join(f"{a:%Y-%m-%d}..{b:%Y-%m-%d}" for (_, a), (b, _) in zip(
             spans, spans[1:], strict=False))
         note += f"; the time axis is broken where no event came ({gaps})"
-    return Section("Events per day by type", note, _svg(fig))
+    return Section("Events per day by type", note, svg(fig))
 
 
 GAP = pd.Timedelta(days=14)  # an empty stretch longer than this breaks the time axis
@@ -126,7 +81,7 @@ def _spans(days: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
 
 
 def slot_sources(warehouse: Warehouse | Path) -> Section:
-    frame = _query(warehouse, """
+    frame = query(warehouse, """
         select served_date as day, recommendation_source as source, sum(slots_served) as slots
         from marts.recommendation_performance group by 1, 2 order by 1""")
     title = "Share of slots by source over time"
@@ -139,20 +94,20 @@ def slot_sources(warehouse: Warehouse | Path) -> Section:
     fig, ax = plt.subplots(figsize=(9, 3.5))
     bottom = pd.Series(0.0, index=share.index)
     for source in share.columns:  # stacked bars: one day reads as well as a year
-        _mark(list(ax.bar(share.index, share[source], bottom=bottom, width=0.8, label=source)))
+        mark(list(ax.bar(share.index, share[source], bottom=bottom, width=0.8, label=source)))
         bottom += share[source]
-    _fit_days(ax, share.index)
+    fit_days(ax, share.index)
     fig.autofmt_xdate()
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of slots")
     ax.legend(fontsize=8)
     return Section(title, f"{int(frame['slots'].sum()):,} slots served from "
-                   f"{share.index.min():%Y-%m-%d} to {share.index.max():%Y-%m-%d}", _svg(fig))
+                   f"{share.index.min():%Y-%m-%d} to {share.index.max():%Y-%m-%d}", svg(fig))
 
 
 def _not_in_marts(warehouse: Warehouse | Path) -> str:
     """Why there is nothing to draw: the marts lag the answers, they are not the answers."""
-    loaded = _query(warehouse, "select count(*) as n from raw.events "
+    loaded = query(warehouse, "select count(*) as n from raw.events "
                                "where event_type = 'recommendation'")
     count = int(loaded["n"].iloc[0]) if not loaded.empty else 0
     if count:
@@ -163,11 +118,11 @@ def _not_in_marts(warehouse: Warehouse | Path) -> str:
 
 
 def click_through(warehouse: Warehouse | Path) -> Section:
-    by_source = _query(warehouse, """
+    by_source = query(warehouse, """
         select recommendation_source as source, sum(clicks) as clicks,
                sum(slots_served) as slots
         from marts.recommendation_performance group by 1""")
-    by_position = _query(warehouse, """
+    by_position = query(warehouse, """
         select position, avg(case when is_clicked then 1.0 else 0.0 end) as ctr
         from marts.ranking_outcomes where position <= 25 group by 1 order by 1""")
     if by_source.empty and by_position.empty:
@@ -176,7 +131,7 @@ def click_through(warehouse: Warehouse | Path) -> Section:
     if not by_source.empty:
         ctr = (by_source["clicks"] / by_source["slots"].where(by_source["slots"] > 0)).fillna(0)
         bars = left.bar(by_source["source"], ctr)
-        _mark(list(bars))
+        mark(list(bars))
         left.bar_label(bars, labels=[f"{c:.1%}\n{int(k)}/{int(n)}" for c, k, n in zip(
             ctr, by_source["clicks"], by_source["slots"], strict=True)], fontsize=7)
         left.set_ylim(0, max(0.05, float(ctr.max()) * 1.4))
@@ -186,31 +141,20 @@ def click_through(warehouse: Warehouse | Path) -> Section:
         left.set_axis_off()
     left.set_title("by source")
     if not by_position.empty:
-        _mark(right.plot(by_position["position"], by_position["ctr"], marker="o"))
+        mark(right.plot(by_position["position"], by_position["ctr"], marker="o"))
     else:
         right.text(0.5, 0.5, "no rankings yet", ha="center", va="center")
         right.set_axis_off()
     right.set_title("by position")
     right.set_xlabel("position")
     return Section("Click-through rate", "clicks attributed by recommendation or ranking id "
-                   "(bars: rate, clicks/slots)", _svg(fig))
-
-
-def _registered(tracking_uri: str, model_name: str) -> tuple[list[Any], Any, dict[str, Any]]:
-    """The model's versions, its champion (or None) and each version's run data by run id."""
-    from sluice.learn import registry
-
-    client = registry.client(tracking_uri)
-    versions = client.search_model_versions(f"name = '{model_name}'")
-    champion = registry.alias_version(client, model_name, registry.CHAMPION)
-    runs = {v.run_id: client.get_run(v.run_id).data for v in versions if v.run_id}
-    return list(versions), champion, runs
+                   "(bars: rate, clicks/slots)", svg(fig))
 
 
 def model_metrics(tracking_uri: str, model_name: str) -> Section:
     title = "Model metrics across versions"
     try:
-        versions, champion, runs = _registered(tracking_uri, model_name)
+        versions, champion, runs = registered(tracking_uri, model_name)
     except Exception as exc:
         return Section(title, f"registry unreadable: {exc}", None)
     rows = []
@@ -230,13 +174,13 @@ def model_metrics(tracking_uri: str, model_name: str) -> Section:
     fig, ax = plt.subplots(figsize=(9, 3.5))
     positions = range(len(frame))
     for column in frame.columns:
-        _mark(ax.plot(positions, frame[column], marker="o", label=column))
+        mark(ax.plot(positions, frame[column], marker="o", label=column))
     ax.set_xticks(list(positions), frame.index, rotation=15, fontsize=8)
     ax.set_xlim(-0.5, len(frame) - 0.5)
     ax.set_ylabel("holdout metric")
     ax.legend(fontsize=8)
     count = f"{len(rows)} version{'s' if len(rows) != 1 else ''}"
-    return Section(title, f"{count} of {model_name}", _svg(fig))
+    return Section(title, f"{count} of {model_name}", svg(fig))
 
 
 QUALITY = ("ndcg_at_10", "catalog_coverage", "novelty", "intra_list_diversity",
@@ -247,7 +191,7 @@ def model_quality(tracking_uri: str, model_name: str) -> Section:
     """Per version: NDCG@10 with its interval, beyond-accuracy measures, and who serves."""
     title = "Model quality per version (95% intervals)"
     try:
-        versions, champion, runs = _registered(tracking_uri, model_name)
+        versions, champion, runs = registered(tracking_uri, model_name)
     except Exception as exc:
         return Section(title, f"registry unreadable: {exc}", None)
     if not versions:
@@ -264,7 +208,7 @@ def model_quality(tracking_uri: str, model_name: str) -> Section:
                 # a percentile interval may sit off its mean by rounding: clamp at zero
                 bars = ax.errorbar([number], [value], fmt="o",
                                    yerr=[[max(value - low, 0.0)], [max(high - value, 0.0)]])
-                _mark(bars.lines[0])
+                mark(bars.lines[0])
         ax.set_xticks(range(len(ordered)), [f"v{v.version}" for v in ordered], fontsize=7)
         ax.set_title(key, fontsize=9)
     served = "no champion"
@@ -275,28 +219,46 @@ def model_quality(tracking_uri: str, model_name: str) -> Section:
                   + (" is popularity: the personalized candidates did not beat it"
                      if champion.tags.get("gate_reason", "").startswith("served as") else
                      f" ({algorithm})" if algorithm else ""))
-    return Section(title, f"{len(versions)} versions of {model_name}; {served}", _svg(fig))
+    return Section(title, f"{len(versions)} versions of {model_name}; {served}", svg(fig))
 
 
 def render(sections: list[Section], title: str) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              "</title><style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;"
-             "color:#222}h2{border-bottom:1px solid #ddd}.note{color:#666}</style></head><body>",
+             "color:#222}h2{border-bottom:1px solid #ddd}.note{color:#666}table{border-collapse:"
+             "collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;"
+             "text-align:right}</style></head><body>",
              f"<h1>{html.escape(title)}</h1><p class='note'>generated "
              f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>"]
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>"
                      f"<p class='note'>{html.escape(section.note)}</p>")
-        body = section.svg or f"<p class='empty'>{html.escape(section.note)}</p>"
+        body = (section.svg or "") + (section.table or "") or (
+            f"<p class='empty'>{html.escape(section.note)}</p>")
         parts.append(f"<section class='chart'>{body}</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_report(warehouse: Warehouse | Path, tracking_uri: str, model_name: str,
-                 out: Path) -> Path:
+def write_report(warehouse: Warehouse | Path, tracking_uri: str, model_name: str, out: Path,
+                 experiments: Iterable[Experiment] = (), min_units: int = 100) -> Path:
+    """The report of one tenant (its model `model_name`); `experiments` are the tenant's
+    (sluice.experiments.Experiments), each drawn with its decision (`min_units` per arm)."""
+    from sluice.analytics import online
+
     sections = [events_per_day(warehouse), slot_sources(warehouse), click_through(warehouse),
-                model_metrics(tracking_uri, model_name), model_quality(tracking_uri, model_name)]
+                model_metrics(tracking_uri, model_name), model_quality(tracking_uri, model_name),
+                *online.experiment_sections(warehouse, list(experiments), min_units),
+                online.off_policy(tracking_uri, model_name)]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(sections, "Sluice analytics"))
     return out
+
+
+def tenant_experiments(settings: Any, tenant: str) -> tuple[list[Experiment], int]:
+    """The tenant's experiments and the units per arm a decision needs (write_report's last
+    two arguments)."""
+    from sluice.experiments import Experiments
+
+    found = [e for e in Experiments(settings.home).all(fresh=True).values() if e.tenant == tenant]
+    return found, settings.app.experiments.min_units_per_arm

@@ -54,9 +54,34 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def generate(out_dir: Path, spec: SyntheticSpec | None = None) -> SyntheticResult:
+@dataclass
+class Population:
+    """The hidden model behind a history: what a simulation needs to make the same users
+    react to answers the history never showed (users `u<n>`, items `i<n>`)."""
+
+    item_cat: np.ndarray
+    item_pop: np.ndarray
+    affinity: np.ndarray  # users x items: the hidden taste
+    activity: np.ndarray
+
+    def click_probability(self, user: int, items: np.ndarray) -> np.ndarray:
+        """P(click) of `items` shown in this order to `user`: the generator's own rule, taste
+        times a position bias."""
+        position_bias = 1.0 / np.log2(np.arange(2, len(items) + 2))
+        return _sigmoid(3.0 * self.affinity[user, items] - 1.5) * position_bias * 0.6
+
+    def purchase_probability(self, user: int, item: int) -> float:
+        """P(purchase | click), the generator's rule."""
+        return float(0.25 * _sigmoid(2.0 * self.affinity[user, item]))
+
+
+def population(spec: SyntheticSpec | None = None) -> Population:
+    """The hidden tastes of the history `generate(spec)` writes (same seed, same users)."""
     spec = spec or SyntheticSpec()
-    rng = np.random.default_rng(spec.seed)
+    return _population(np.random.default_rng(spec.seed), spec)
+
+
+def _population(rng: np.random.Generator, spec: SyntheticSpec) -> Population:
     dim = 8
     n_cat = len(CATEGORIES)
     centroids = rng.normal(size=(n_cat, dim))
@@ -68,6 +93,15 @@ def generate(out_dir: Path, spec: SyntheticSpec | None = None) -> SyntheticResul
     user_vec += 0.3 * rng.normal(size=user_vec.shape)
     affinity = (user_vec @ item_vec.T) / np.sqrt(dim)  # users x items
     activity = rng.pareto(1.5, spec.users) + 0.5
+    return Population(item_cat, item_pop, affinity, activity)
+
+
+def generate(out_dir: Path, spec: SyntheticSpec | None = None) -> SyntheticResult:
+    spec = spec or SyntheticSpec()
+    rng = np.random.default_rng(spec.seed)  # the population's draws, then the history's
+    hidden = _population(rng, spec)
+    item_cat, item_pop, affinity, activity = (hidden.item_cat, hidden.item_pop,
+                                              hidden.affinity, hidden.activity)
 
     events: list[dict] = []
     counts = {"item": 0, "user": 0, "ranking": 0, "interaction": 0}
@@ -109,8 +143,7 @@ def generate(out_dir: Path, spec: SyntheticSpec | None = None) -> SyntheticResul
             events.append({"event": "ranking", "id": ranking_id, "timestamp": ts, **who,
                            "items": [{"id": f"i{i}"} for i in shown]})
             counts["ranking"] += 1
-            position_bias = 1.0 / np.log2(np.arange(2, len(shown) + 2))
-            click_p = _sigmoid(3.0 * affinity[u, shown] - 1.5) * position_bias * 0.6
+            click_p = hidden.click_probability(u, shown)
             clicked = shown[rng.random(len(shown)) < click_p]
             for k, i in enumerate(clicked):
                 base = {"timestamp": ts + 1_000 * (k + 1), "ranking": ranking_id, **who,
@@ -118,7 +151,7 @@ def generate(out_dir: Path, spec: SyntheticSpec | None = None) -> SyntheticResul
                 events.append({"event": "interaction", "id": f"c{session_no}-{r}-{k}",
                                "type": "click", **base})
                 interactions += 1
-                if rng.random() < 0.25 * _sigmoid(2.0 * affinity[u, i]):
+                if rng.random() < hidden.purchase_probability(u, int(i)):
                     price = round(float(5 + 200 * rng.random()), 2)
                     events.append({"event": "interaction", "id": f"p{session_no}-{r}-{k}",
                                    "type": "purchase", **base,

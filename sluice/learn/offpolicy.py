@@ -13,6 +13,10 @@ The exploration of sluice.serve.exploration supports, at position k, the champio
 and its pool: a candidate that puts an item elsewhere is weighed 0 there (IPS reads it as no
 click); `match_rate` says how much of the log matches the candidate at all.
 
+Interleaved answers (experiments of kind interleaving) are not read: their model_version names
+both arms' versions (`3+4`), never the champion's alone, and their propensities are team
+draft's (sluice.serve.arms), a policy that mixes two models rather than the champion's.
+
 Written in numpy rather than with `obp`: obp needs torch and matplotlib, is pinned to old
 releases and has no release since 2023; these estimators are a few lines each.
 """

@@ -90,23 +90,30 @@ def arm_answer(exp: Experiment, request: RecommendationRequest,
     return answer
 
 
-def team_draft(exp: Experiment, a: Answer, b: Answer, size: int) -> Answer:
+def team_draft(exp: Experiment, a: Answer, b: Answer, size: int,
+               coin: Callable[[], float] | None = None) -> Answer:
     """Team-draft interleaving (Radlinski et al. 2008): the arm with fewer picks (a coin
-    breaks ties) adds its best item not yet taken; each slot keeps its source and its arm."""
+    breaks ties) adds its best item not yet taken; each slot keeps its source and its arm,
+    and as propensity the probability over the coin flips that this item lands at this
+    position (draft_propensities) times its propensity within its arm's answer."""
     answer_id = new_id()
-    coin = random.Random(f"{exp.id}:{answer_id}")
-    lists = ((exp.arms[0].name, a.items), (exp.arms[1].name, b.items))
+    flip = coin or random.Random(f"{exp.id}:{answer_id}").random
+    lists = (a.items, b.items)
+    chance = draft_propensities([s.item_id for s in a.items], [s.item_id for s in b.items],
+                                size)
     taken: set[str] = set()
     picks, cursor = [0, 0], [0, 0]
     slots: list[Slot] = []
     while len(slots) < size:
         order = [0, 1] if picks[0] < picks[1] or (
-            picks[0] == picks[1] and coin.random() < 0.5) else [1, 0]
+            picks[0] == picks[1] and flip() < 0.5) else [1, 0]
         for team in order:
-            slot = _next(lists[team][1], cursor, team, taken)
+            slot = _next(lists[team], cursor, team, taken)
             if slot is not None:
-                slots.append(Slot(slot.item_id, slot.score, len(slots) + 1,
-                                  slot.recommendation_source, arm=lists[team][0]))
+                position = len(slots) + 1
+                slots.append(Slot(slot.item_id, slot.score, position,
+                                  slot.recommendation_source, arm=exp.arms[team].name,
+                                  propensity=chance[position, slot.item_id] * slot.propensity))
                 picks[team] += 1
                 break
         else:
@@ -123,3 +130,37 @@ def _next(items: list[Slot], cursor: list[int], team: int, taken: set[str]) -> S
             taken.add(slot.item_id)
             return slot
     return None
+
+
+def draft_propensities(a: list[str], b: list[str], size: int) -> dict[tuple[int, str], float]:
+    """P(item at position) over team draft's coin flips, for the arms' rankings `a` and `b`.
+
+    Exact, by following every state the draft can be in: (cursor in a, cursor in b, picks
+    of a, picks of b) and its probability, one slot at a time; the items taken are those
+    before the cursors, so the state says everything. At most size^2 states per slot.
+    (An arm's own exploration makes its ranking random too: team_draft multiplies by the
+    slot's propensity within its arm, exact for the explored slot's own draw only.)"""
+    lists = (a, b)
+    states: dict[tuple[int, int, int, int], float] = {(0, 0, 0, 0): 1.0}
+    found: dict[tuple[int, str], float] = {}
+    for position in range(1, size + 1):
+        following: dict[tuple[int, int, int, int], float] = {}
+        for (ca, cb, pa, pb), mass in states.items():
+            orders = ([((0, 1), mass)] if pa < pb else [((1, 0), mass)] if pa > pb else
+                      [((0, 1), mass / 2), ((1, 0), mass / 2)])
+            taken = set(a[:ca]) | set(b[:cb])
+            for order, share in orders:
+                for team in order:
+                    cursor = ca if team == 0 else cb
+                    ids = lists[team]
+                    while cursor < len(ids) and ids[cursor] in taken:
+                        cursor += 1
+                    if cursor < len(ids):
+                        item = ids[cursor]
+                        found[position, item] = found.get((position, item), 0.0) + share
+                        key = ((cursor + 1, cb, pa + 1, pb) if team == 0 else
+                               (ca, cursor + 1, pa, pb + 1))
+                        following[key] = following.get(key, 0.0) + share
+                        break
+        states = following
+    return found

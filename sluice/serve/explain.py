@@ -1,17 +1,28 @@
 """Explaining one answer: per slot its source, the tier's reason and the propensity, with the
-model version and its lineage. Answers are kept in memory, the last RECENT of this process:
-with several workers, an answer is found by the worker that served it (the raw log keeps
-every answer for good, as the `recommendation` event dbt reads)."""
+model version and its lineage.
+
+The last RECENT answers of this process are kept in memory (the common case: an answer asked
+about soon after it was served, by the worker that served it). Any other answer is read back
+from the raw log, which keeps every answer for good as the `recommendation` event dbt reads:
+whichever worker, replica or process lifetime served it. That search scans the segments
+newest first (a byte search, no parse), so an old answer in a large log costs a pass over the
+newer segments; serving never opens the warehouse for it.
+"""
 
 from __future__ import annotations
 
+import mmap
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
-from sluice.errors import NotFoundError
+import orjson
+
+from sluice.experiments import INTERLEAVED
+from sluice.intake.eventlog import read_complete, segments
 from sluice.serve.answers import Answer, Slot
-from sluice.vocabulary import FALLBACK, MODEL_FALLBACK
+from sluice.vocabulary import DEFAULT_TENANT, FALLBACK, MODEL_FALLBACK
 
 RECENT = 10_000
 
@@ -30,14 +41,61 @@ class RecentAnswers:
             if len(self._answers) > self.capacity:
                 self._answers.popitem(last=False)
 
-    def get(self, recommendation_id: str) -> tuple[str, Answer]:
+    def get(self, recommendation_id: str) -> tuple[str, Answer] | None:
         with self._lock:
-            found = self._answers.get(recommendation_id)
-        if found is None:
-            raise NotFoundError("recommendation_id", f"not among the last {self.capacity:,} "
-                                "answers of this serving process; read older ones from "
-                                "marts.slot_propensities")
-        return found
+            return self._answers.get(recommendation_id)
+
+
+def logged_answer(root: Path | str, recommendation_id: str) -> tuple[str, Answer] | None:
+    """The answer as the raw log at `root` holds it (its tenant too), or None when no
+    `recommendation` event has that id (sluice.serve.answer_log writes them)."""
+    needle = b'"event":"recommendation","id":' + orjson.dumps(recommendation_id) + b","
+    listed: list[Path | str] = list(segments(root))
+    for path in reversed(listed):
+        try:
+            line = _line_with(path, needle)
+        except FileNotFoundError:  # a segment removed while listed: the next one
+            continue
+        if line is not None:
+            event = orjson.loads(line)
+            return str(event.get("tenant") or DEFAULT_TENANT), _from_event(event)
+    return None
+
+
+def _line_with(path: Path | str, needle: bytes) -> bytes | None:
+    """The last complete line of the segment that holds `needle`."""
+    if isinstance(path, Path):  # local: mapped, not read into memory
+        with open(path, "rb") as handle:
+            if handle.seek(0, 2) == 0:
+                return None
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return _around(data, needle)
+    read, _ = read_complete(path, 0)
+    return _around(read, needle)
+
+
+def _around(data: Any, needle: bytes) -> bytes | None:
+    at = data.rfind(needle)
+    if at < 0:
+        return None
+    end = data.find(b"\n", at)
+    if end < 0:  # a torn last line: not a logged answer yet
+        return None
+    return bytes(data[data.rfind(b"\n", 0, at) + 1:end])
+
+
+def _from_event(event: dict[str, Any]) -> Answer:
+    fields = event.get("fields") or {}
+    slots = [Slot(item_id=str(i["id"]), score=float(i.get("score") or 0.0),
+                  position=int(i["position"]), recommendation_source=str(i["source"]),
+                  propensity=float(i.get("propensity", 1.0)), explored=bool(i.get("explored")),
+                  arm=i.get("arm")) for i in event.get("items") or []]
+    return Answer(recommendation_id=str(event["id"]),
+                  model_version=fields.get("model_version") or None,
+                  template=str(fields.get("template", "")), items=slots,
+                  exploration_pool=int(fields.get("exploration_pool") or 0),
+                  experiment=fields.get("experiment"), arm=fields.get("arm") or None,
+                  arm_share=fields.get("arm_share"))
 
 
 def reason(slot: Slot) -> dict[str, Any]:
@@ -54,10 +112,18 @@ def reason(slot: Slot) -> dict[str, Any]:
             "model_rank": slot.position, "propensity": slot.propensity}
 
 
+def drafted(slot: Slot) -> dict[str, Any]:
+    """An interleaved slot: its position is team draft's, not its arm's rank."""
+    return {"tier": "interleaving", "why": f"team draft: placed by arm {slot.arm}, its next "
+            "item not yet taken", "score": slot.score, "propensity": slot.propensity}
+
+
 def explain(tenant: str, answer: Answer, lineage: dict[str, Any] | None) -> dict[str, Any]:
+    why = drafted if answer.arm == INTERLEAVED else reason
     return {"recommendation_id": answer.recommendation_id, "tenant": tenant,
             "template": answer.template, "model_version": answer.model_version,
             "lineage": lineage, "exploration_pool": answer.exploration_pool,
+            "experiment": answer.experiment, "arm": answer.arm,
             "items": [{"item_id": s.item_id, "position": s.position,
-                       "recommendation_source": s.recommendation_source,
-                       "explored": s.explored, "reason": reason(s)} for s in answer.items]}
+                       "recommendation_source": s.recommendation_source, "arm": s.arm,
+                       "explored": s.explored, "reason": why(s)} for s in answer.items]}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.auth import KeyTable
+from sluice.errors import NotFoundError
 from sluice.experiments import Arm, Experiments
 from sluice.filters import NamedFilters
 from sluice.intake.eventlog import EventLog, LogFollower
@@ -24,7 +25,7 @@ from sluice.serve.answer_log import AnswerLog
 from sluice.serve.answers import Answer, RecommendationRequest
 from sluice.serve.arms import ArmModels, arm_answer
 from sluice.serve.champions import Champions, ModelStatus
-from sluice.serve.explain import RecentAnswers, explain
+from sluice.serve.explain import RecentAnswers, explain, logged_answer
 from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import Recommender
@@ -177,8 +178,17 @@ class Service:
         return answer
 
     def explain(self, recommendation_id: str) -> tuple[str, dict[str, Any]]:
-        """The tenant of a recent answer and, per slot, where it came from and why."""
-        tenant, answer = self.recent.get(recommendation_id)
+        """The tenant of a logged answer and, per slot, where it came from and why (this
+        process's recent answers first, then the raw log: any worker's, any time)."""
+        found = self.recent.get(recommendation_id)
+        if found is None:
+            self.answers.drain()  # an answer of this process still queued for the log
+            found = logged_answer(self.settings.raw_location, recommendation_id)
+        if found is None:
+            raise NotFoundError("recommendation_id", f"no answer {recommendation_id!r} was "
+                                "logged by any worker: use the `recommendation_id` of an answer "
+                                "(one served in the last second may still be queued: retry)")
+        tenant, answer = found
         return tenant, explain(tenant, answer, self._lineage(tenant, answer.model_version))
 
     def _lineage(self, tenant: str, version: str | None) -> dict[str, Any] | None:

@@ -380,8 +380,12 @@ def test_the_report_shows_every_section_after_the_second_run(trained):
     titles = re.findall(r"<h2>(.*?)</h2>", page)
     assert titles == ["Events per day by type", "Share of slots by source over time",
                       "Click-through rate", "Model metrics across versions",
-                      "Model quality per version (95% intervals)"]
+                      "Model quality per version (95% intervals)", "Experiments",
+                      "Off-policy estimates per version (on the explored answers of the champion)"]
     assert len(re.findall(r"<section class='chart'><svg", page)) == 5
+    # the two without data say why and what fills them
+    assert "no experiments for this tenant: `sluice experiments create`" in page
+    assert "no version has off-policy estimates yet" in page
     assert "2 versions of sluice-default" in page
 
 

@@ -214,3 +214,46 @@ def _admin_routes(base: str) -> None:
     assert httpx.post(f"{url}/x/stop", headers=ADMIN).json()["stopped_ms"] > 0
     assert httpx.get(f"{url}/missing", headers=ADMIN).status_code == 404
     assert httpx.get(url, headers=READ).status_code == 403
+
+
+def test_the_report_draws_each_experiment_with_its_decision(world, tmp_path):
+    """Per tenant: the experiment's arms, units, metric per arm with its interval, SRM or
+    preference, and the decision, drawn in headless Chromium when Debian's is installed."""
+    import re
+    import shutil
+    import subprocess
+
+    from sluice.analytics.report import write_report
+
+    settings, _ = world
+    pages = {}
+    quiet = Experiment("quiet", "ab", AB.arms, template="similar_items")  # never served
+    for exp in (AB, IL):
+        out = write_report(settings.warehouse_path, settings.mlflow_tracking_uri,
+                           f"sluice-{exp.tenant}", tmp_path / f"{exp.tenant}.html",
+                           [exp, quiet] if exp is AB else [exp], 100)
+        pages[exp.tenant] = out
+        page = out.read_text()
+        section = page[page.index(f"<h2>Experiment {exp.id} ({exp.kind}, running)</h2>"):]
+        assert f"{SHIP}: treatment better: the interval excludes zero" in section
+        for arm in ("control", "treatment"):  # a value with its interval per arm
+            assert re.search(rf"<td>{arm}</td>.*?\d\.\d{{4}} \[\d\.\d{{4}}, \d\.\d{{4}}\]",
+                             section), arm
+    assert "sample ratio</td><td>passed (chi-square" in pages["ab"].read_text()
+    assert "answers won</td><td>treatment " in pages["il"].read_text()
+    assert "no version has off-policy estimates yet" in pages["ab"].read_text()
+    unserved = pages["ab"].read_text().split("<h2>Experiment quiet (ab, running)</h2>")[1]
+    assert unserved.startswith("<p class='note'>tenant ab, template similar_items: no "
+                               "answers of this experiment in the marts yet")
+    assert "<td>challenger</td><td>0.5</td><td>0</td><td>0</td>" in unserved
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--dump-dom", pages["ab"].as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    charts = dict(re.findall(r"<h2>(.*?)</h2>.*?<section class=\"chart\">(.*?)</section>", dom,
+                             re.DOTALL))
+    drawn = charts["Experiment ab-test (ab, running)"]
+    assert len(re.findall(r'id="mark-\d+"', drawn)) >= 4  # two arms, two daily lines
+    assert "<table>" in drawn

@@ -109,7 +109,9 @@ def test_the_report_draws_every_chart_in_a_browser(ran):
                           "--dump-dom", out.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
     charts = re.findall(r"<section class=\"chart\">(.*?)</section>", dom, re.DOTALL)
-    assert len(charts) == 5, dom[:500]
+    assert len(charts) == 7, dom[:500]
     marks = [len(re.findall(r'id="mark-\d+"', chart)) for chart in charts]
-    assert all(m > 0 for m in marks), marks
+    assert all(m > 0 for m in marks[:5]), marks
+    # no experiment and no explored answers: those two say so instead of drawing
+    assert [c.startswith('<p class="empty">') for c in charts[5:]] == [True, True], charts[5:]
     assert "(champion)" in dom

@@ -415,3 +415,11 @@ def test_a_retrain_logs_off_policy_estimates_on_the_champions_explored_answers(
     assert shown["off_policy"]["ess"] == metrics["off_policy.ess"]
     first_metrics = registry.client(store).get_run(first.run_id).data.metrics
     assert not any(k.startswith("off_policy.") for k in first_metrics)  # no champion before
+    from sluice.analytics.online import off_policy
+
+    section = off_policy(store, "sluice-ope")  # the report: only the version with estimates
+    assert section.svg and section.table.count("<tr>") == 2  # header and one version
+    assert f"<td>v{second.version}</td><td>150</td><td>750</td>" in section.table
+    assert f"<td>{metrics['off_policy.ess']:.0f}</td>" in section.table
+    assert ("small (below the minimum ESS)" in section.table) == bool(
+        metrics["off_policy.small_sample"])

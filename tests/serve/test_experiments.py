@@ -16,7 +16,7 @@ from sluice.experiments import (
 )
 from sluice.serve.answer_log import recommendation_event as _event
 from sluice.serve.answers import Answer, RecommendationRequest, Slot
-from sluice.serve.arms import team_draft
+from sluice.serve.arms import draft_propensities, team_draft
 from sluice.vocabulary import MODEL_FALLBACK, MODEL_PERSONALIZED
 
 
@@ -129,6 +129,39 @@ def test_team_draft_credits_each_slot_and_keeps_the_counts():
     assert len(team_draft(exp, _answer(["i1"]), b, 5).items) == 5
 
 
+@pytest.mark.parametrize(("first", "second", "size"), [
+    (["i1", "i2", "i3", "i4", "i5", "i6"], ["i2", "i7", "i1", "i8", "i9", "i10"], 6),
+    (["i1", "i2", "i3"], ["i1", "i2", "i3"], 3),  # the same ranking: the coin never matters
+    (["i1"], ["i2", "i1", "i3", "i4", "i5"], 5),  # one arm runs out: the other fills
+    (["i1", "i2", "i3", "i4", "i5"], ["i5", "i4", "i3", "i2", "i1"], 5),
+])
+def test_team_draft_propensities_are_the_chance_over_every_coin_sequence(first, second, size):
+    """Every sequence of coin outcomes played (each equally likely): how often each item
+    lands at each position is the propensity every slot carries, and per position the
+    propensities of the items that can land there sum to one."""
+    import itertools
+    from collections import Counter
+
+    exp = _exp(kind="interleaving", arms=(Arm("a", "1", 0.5), Arm("b", "2", 0.5)))
+    a, b = _answer(first), _answer(second, MODEL_FALLBACK)
+    flips = (size + 1) // 2  # at most one coin per pair of slots
+    chance = draft_propensities(first, second, size)
+    seen: Counter[tuple[int, str]] = Counter()
+    for outcome in itertools.product((0.0, 0.9), repeat=flips):
+        merged = team_draft(exp, a, b, size, coin=iter(outcome).__next__)
+        for slot in merged.items:
+            seen[slot.position, slot.item_id] += 1
+            assert slot.propensity == pytest.approx(chance[slot.position, slot.item_id])
+    expected = {key: n / 2 ** flips for key, n in seen.items()}
+    assert chance == pytest.approx(expected)
+    by_position: Counter[int] = Counter()
+    for (position, _), p in expected.items():
+        by_position[position] += p
+    assert all(total == pytest.approx(1.0) for total in by_position.values())
+    if first == second:
+        assert set(expected.values()) == {1.0}
+
+
 def test_answer_and_log_carry_experiment_and_arm_additively():
     plain = _answer(["i1"])
     assert "experiment" not in plain.as_dict()
@@ -143,3 +176,23 @@ def test_answer_and_log_carry_experiment_and_arm_additively():
     event = _event(RecommendationRequest(user_id="u"), tagged)
     assert event["fields"]["experiment"] == "e1" and event["fields"]["arm_share"] == 0.5
     assert [i["arm"] for i in event["items"]] == ["b", "b"]
+
+
+def test_an_interleaved_answer_is_read_back_from_the_log_and_explained_by_team_draft(tmp_path):
+    from sluice.intake.eventlog import EventLog
+    from sluice.serve.explain import explain, logged_answer
+
+    exp = _exp(kind="interleaving", arms=(Arm("a", "1", 0.5), Arm("b", "2", 0.5)))
+    merged = team_draft(exp, _answer(["i1", "i2", "i3"]), _answer(["i3", "i4", "i5"]), 4)
+    log = EventLog(tmp_path / "raw")
+    request = RecommendationRequest(tenant="shop", user_id="u1")
+    log.append([_event(request, _answer(["i9"])), _event(request, merged),
+                _event(request, _answer(["i8"]))])
+    log.close()
+    tenant, found = logged_answer(tmp_path / "raw", merged.recommendation_id)
+    assert tenant == "shop" and found.arm == INTERLEAVED
+    shown = explain(tenant, found, None)
+    assert [(i["item_id"], i["arm"], i["reason"]["propensity"]) for i in shown["items"]] == [
+        (s.item_id, s.arm, s.propensity) for s in merged.items]
+    assert all(i["reason"]["why"].startswith("team draft: placed by arm") for i in shown["items"])
+    assert logged_answer(tmp_path / "raw", "never-served") is None

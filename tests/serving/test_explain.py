@@ -51,3 +51,36 @@ def test_an_answer_is_explained_slot_by_slot_with_its_lineage(tmp_path):
         missing = http.get(f"{base}/v1/recommendations/{'0' * 32}")
         assert missing.status_code == 404
         assert missing.json()["detail"][0]["field"] == "recommendation_id"
+
+
+def test_any_logged_answer_is_explained_by_any_worker_and_after_a_restart(tmp_path):
+    """Two workers: every answer is explained whichever worker is asked; after a restart
+    (processes with nothing in memory) the raw log still explains them; an id never served
+    is a 404 naming the field and what to do."""
+    env = environment(tmp_path, serving={"model_poll_seconds": 0.5})
+    register_champion(synthetic_bundle(seed=1), env["MLFLOW_TRACKING_URI"],
+                      tmp_path / "artifacts")
+    served = []
+    with running_server(env, workers=2) as base, httpx.Client(headers=READ, timeout=30) as http:
+        for n in range(8):
+            served.append(http.post(f"{base}/v1/recommendations",
+                                    json={"user_id": f"u{n}", "num_results": 4}).json())
+        for answer in served:  # a new connection each: the kernel spreads them over workers
+            shown = httpx.get(f"{base}/v1/recommendations/{answer['recommendation_id']}",
+                              headers=READ, timeout=30)
+            assert shown.status_code == 200, shown.text
+            assert [i["item_id"] for i in shown.json()["items"]] == [
+                i["item_id"] for i in answer["items"]]
+    with running_server(env) as base, httpx.Client(headers=READ, timeout=30) as http:
+        for answer in served[:3]:
+            body = http.get(f"{base}/v1/recommendations/{answer['recommendation_id']}").json()
+            assert body["model_version"] == answer["model_version"]
+            assert [(i["recommendation_source"], i["reason"]["propensity"]) for i in
+                    body["items"]] == [(i["recommendation_source"], i["propensity"])
+                                       for i in answer["items"]]
+            assert body["tenant"] == "default" and body["lineage"]["version"]
+        missing = http.get(f"{base}/v1/recommendations/never-served")
+        assert missing.status_code == 404
+        detail = missing.json()["detail"][0]
+        assert detail["field"] == "recommendation_id" and "logged by any worker" in detail[
+            "reason"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from cli.processes import free_port, stop_server, wait_ready
 from sluice.settings import PROJECT_ROOT
@@ -49,3 +50,51 @@ def test_metrics_count_every_workers_requests(tmp_path):
     assert [_accepted(text) for text in scrapes] == [SENT] * 6
     assert [_answers(text) for text in scrapes] == [SENT] * 6
     assert "sluice_recommendation_slots_total" in scrapes[0]
+
+
+def _shares(text: str) -> dict[str, float]:
+    found = {}
+    for labels, value in re.findall(r"^sluice_window_slot_share\{(.*)\} (\S+)$", text,
+                                    re.MULTILINE):
+        named = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if named["template"] == "personalized":
+            found[named["tier"]] = float(value)
+    return found
+
+
+def test_the_window_tier_shares_are_the_whole_servers_with_two_workers(tmp_path):
+    """Known users get personalized slots, strangers popular ones, spread over two workers:
+    every scrape, whichever worker answers it, shows the shares of all the slots served (each
+    worker publishes its window within PUBLISH_SECONDS; a per-worker share would differ)."""
+    import time
+
+    from tests.utils.models import register_champion, synthetic_bundle
+
+    env_vars = environment(tmp_path, serving={"model_poll_seconds": 0.5})
+    register_champion(synthetic_bundle(seed=1), env_vars["MLFLOW_TRACKING_URI"],
+                      tmp_path / "artifacts")
+    port = free_port()
+    env = {**os.environ, **env_vars, "SLUICE_PORT": str(port),
+           "PYTHONPATH": str(PROJECT_ROOT), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--workers", "2"],
+                              cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server, timeout=90)
+        answers = [httpx.post(f"{base}/v1/recommendations", headers=READ, timeout=10, json={
+            "user_id": f"u{n}" if n % 3 else f"stranger{n}", "num_results": 5}).json()
+            for n in range(SENT)]
+        served = sum(a["total"] for a in answers)
+        expected = {"personalized": sum(a["model_personalized_count"] for a in answers) / served,
+                    "fallback": sum(a["model_fallback_count"] + a["fallback_count"]
+                                    for a in answers) / served}
+        assert 0 < expected["personalized"] < 1 and 0 < expected["fallback"] < 1
+        deadline = time.monotonic() + 60  # both workers publish within PUBLISH_SECONDS
+        while _shares(httpx.get(f"{base}/metrics", timeout=10).text) != pytest.approx(expected):
+            assert time.monotonic() < deadline, "the shares never matched all slots served"
+            time.sleep(0.5)
+        scrapes = [_shares(httpx.get(f"{base}/metrics", timeout=10).text) for _ in range(6)]
+    finally:
+        stop_server(server)
+    assert scrapes == [pytest.approx(expected)] * 6

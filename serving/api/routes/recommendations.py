@@ -99,7 +99,8 @@ async def _answer(body: RecommendationQuery, principal: Principal, service: Serv
         metrics.slots.labels(tenant, source).inc(count)
     if answer.experiment is not None:
         metrics.experiment_answers.labels(tenant, answer.experiment, answer.arm or "").inc()
-    metrics.window.add(tenant, answer.template, sources)
+    metrics.count_window(tenant, answer.template, sources,
+                         service.settings.app.alerts.window_minutes)
     return json_response(answer.as_dict())
 
 

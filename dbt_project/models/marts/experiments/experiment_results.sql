@@ -1,21 +1,9 @@
 {#- Per experiment, metric and ordered pair of arms: each arm's ratio, the difference and its
-    95% interval by the delta method over units (users or sessions, as assigned). -#}
-with stats as (
+    95% interval by the delta method over units (users or sessions, as assigned); the arms'
+    values and variances come from experiment_arms. -#}
+with with_variance as (
 
-    select
-        *,
-        mean_x / nullif(mean_y, 0) as arm_value
-    from {{ ref('int_experiment_metric_stats') }}
-
-),
-
-with_variance as (
-
-    select
-        *,
-        (var_x - 2 * arm_value * cov_xy + arm_value * arm_value * var_y)
-        / nullif(units * mean_y * mean_y, 0) as value_variance
-    from stats
+    select * from {{ ref('experiment_arms') }}
 
 ),
 
