@@ -112,6 +112,38 @@ def scoring_alone(bundle: ModelBundle) -> dict[str, float]:
             batched, "floor: read factors ms": items.nbytes / 25e9 * 1000}
 
 
+def _home(home: Path, bundle: ModelBundle, config: dict | None, swap_to: ModelBundle | None,
+          experiment: ModelBundle | None, events: list[dict] | None
+          ) -> tuple[dict[str, str], str | None]:
+    """A Sluice home serving `bundle` (see sluice_run): the server's environment, and the
+    version to swap to half-way (None without `swap_to`)."""
+    import yaml
+
+    register(bundle, home)
+    later = register(swap_to, home, champion=False) if swap_to is not None else None
+    if experiment is not None:
+        from sluice.experiments import Arm, Experiment, Experiments
+
+        arm = register(experiment, home, champion=False)
+        Experiments(home).create(Experiment("bench", "default", (
+            Arm("control", "champion", 0.5), Arm("treatment", arm, 0.5))))
+    if events:
+        from sluice.intake.eventlog import EventLog
+
+        log = EventLog(home / "raw")
+        log.append(events)
+        log.close()
+    env = {"SLUICE_HOME": str(home), "MLFLOW_TRACKING_URI": store(home),
+           "SLUICE_LOG_LEVEL": "WARNING"}
+    if config:
+        settings = yaml.safe_load((ROOT / "config" / "sluice.yaml").read_text())
+        for section, values in config.items():
+            settings[section].update(values)
+        (home / "sluice.yaml").write_text(yaml.safe_dump(settings))
+        env["SLUICE_CONFIG"] = str(home / "sluice.yaml")
+    return env, later
+
+
 def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | None = None,
                connections: tuple[int, ...] | None = None,
                swap_to: ModelBundle | None = None,
@@ -129,34 +161,11 @@ def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | Non
     """
     import threading
 
-    import yaml
-
     from sluice.learn import registry
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        register(bundle, home)
-        later = register(swap_to, home, champion=False) if swap_to is not None else None
-        if experiment is not None:
-            from sluice.experiments import Arm, Experiment, Experiments
-
-            arm = register(experiment, home, champion=False)
-            Experiments(home).create(Experiment("bench", "default", (
-                Arm("control", "champion", 0.5), Arm("treatment", arm, 0.5))))
-        if events:
-            from sluice.intake.eventlog import EventLog
-
-            log = EventLog(home / "raw")
-            log.append(events)
-            log.close()
-        uri = store(home)
-        env = {"SLUICE_HOME": str(home), "MLFLOW_TRACKING_URI": uri,
-               "SLUICE_LOG_LEVEL": "WARNING"}
-        if config:
-            settings = yaml.safe_load((ROOT / "config" / "sluice.yaml").read_text())
-            for section, values in config.items():
-                settings[section].update(values)
-            (home / "sluice.yaml").write_text(yaml.safe_dump(settings))
-            env["SLUICE_CONFIG"] = str(home / "sluice.yaml")
+        env, later = _home(home, bundle, config, swap_to, experiment, events)
+        uri = env["MLFLOW_TRACKING_URI"]
         with server("serving.main:app", env=env, ready_path="/ready",
                     workers=args.workers) as base:
             key = api_key("read")
@@ -177,7 +186,7 @@ def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | Non
             return results
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
@@ -194,7 +203,33 @@ def main() -> None:
                              "share of the model's slots (0: skip)")
     parser.add_argument("--no-scan-rows", action="store_true",
                         help="skip the rows that score every item on every call")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _variants(bundle: ModelBundle, items: int, args: argparse.Namespace) -> list[tuple]:
+    """The rows beside plain serving at `items` that the arguments ask for."""
+    runs: list[tuple] = []
+    if args.exploration and items == args.items[0]:  # the same model, exploring
+        runs.append((f"  exploration share {args.exploration}", items, sluice_run(
+            bundle, args, {"templates": {"explore": {"base": "personalized", "exploration": {
+                "share": args.exploration}}}}, lua=EXPLORE_LUA)[0]))
+    if args.swap and items == args.items[-1]:  # the champion moves half-way through
+        runs.append(("  champion swapped mid-run", items, sluice_run(
+            bundle, args, {"serving": {"model_poll_seconds": 1}},
+            swap_to=synthetic_bundle(items, seed=1))[0]))
+    if args.experiment:  # half the users answered by a second version of the model
+        runs.append(("  with a 50/50 experiment", items, sluice_run(
+            bundle, args, experiment=synthetic_bundle(items, seed=1))[0]))
+    if not args.no_scan_rows:  # the same answers, every call scoring the whole catalog
+        scan = dataclasses.replace(bundle, candidates=None)
+        runs.append(("  scan per call (no heads)", items, sluice_run(
+            scan, args, {"serving": {"precomputed_candidates": 0,
+                                     "ranking_cache_size": 0}})[0]))
+    return runs
+
+
+def main() -> None:
+    args = _arguments()
 
     def bare_run(connections: tuple[int, ...]) -> list[dict[str, float]]:
         with server("benchmarks.bare_app:app", workers=args.workers) as base:
@@ -215,22 +250,7 @@ def main() -> None:
         full, *light_result = sluice_run(bundle, args, connections=light)
         runs.append(("sluice personalized", items, full))
         light_runs += [("sluice personalized", items, r) for r in light_result]
-        if args.exploration and items == args.items[0]:  # the same model, exploring
-            runs.append((f"  exploration share {args.exploration}", items, sluice_run(
-                bundle, args, {"templates": {"explore": {"base": "personalized", "exploration": {
-                    "share": args.exploration}}}}, lua=EXPLORE_LUA)[0]))
-        if args.swap and items == args.items[-1]:  # the champion moves half-way through
-            runs.append(("  champion swapped mid-run", items, sluice_run(
-                bundle, args, {"serving": {"model_poll_seconds": 1}},
-                swap_to=synthetic_bundle(items, seed=1))[0]))
-        if args.experiment:  # half the users answered by a second version of the model
-            runs.append(("  with a 50/50 experiment", items, sluice_run(
-                bundle, args, experiment=synthetic_bundle(items, seed=1))[0]))
-        if not args.no_scan_rows:  # the same answers, every call scoring the whole catalog
-            scan = dataclasses.replace(bundle, candidates=None)
-            runs.append(("  scan per call (no heads)", items, sluice_run(
-                scan, args, {"serving": {"precomputed_candidates": 0,
-                                         "ranking_cache_size": 0}})[0]))
+        runs += _variants(bundle, items, args)
     (last,) = bare_run((args.connections,))  # the cores drift: the reference is the mean
     bare_rps = (first["rps"] + last["rps"]) / 2
     rows = [row("bare FastAPI, same JSON (before)", "-", first, bare_rps),

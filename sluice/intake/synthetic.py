@@ -100,80 +100,94 @@ def generate(out_dir: Path, spec: SyntheticSpec | None = None) -> SyntheticResul
     spec = spec or SyntheticSpec()
     rng = np.random.default_rng(spec.seed)  # the population's draws, then the history's
     hidden = _population(rng, spec)
-    item_cat, item_pop, affinity, activity = (hidden.item_cat, hidden.item_pop,
-                                              hidden.affinity, hidden.activity)
+    history = _History(spec, hidden, _catalog_events(rng, spec, hidden.item_cat))
+    while len(history.events) < spec.events:
+        history.session(rng)
+    paths = _write(out_dir, history.events, spec)
+    sessions = history.anonymous_sessions
+    best_anon = max(sessions, key=lambda s: s[1])[0] if sessions else "s1"
+    return SyntheticResult(
+        paths=paths, events=len(history.events), users=spec.users, items=spec.items,
+        interactions=history.counts["interaction"],
+        known_user=f"u{int(history.per_user.argmax())}", anonymous_session=best_anon,
+        stitched_user=history.stitched[0] if history.stitched else "u0", counts=history.counts,
+    )
 
-    events: list[dict] = []
-    counts = {"item": 0, "user": 0, "ranking": 0, "interaction": 0}
+
+def _catalog_events(rng: np.random.Generator, spec: SyntheticSpec,
+                    item_cat: np.ndarray) -> list[dict]:
+    """One item event per item, and a user event for every other user, the day before."""
     t0 = spec.start_ms
-    for i in range(spec.items):
-        events.append(_item_event(rng, i, int(item_cat[i]), t0 - DAY_MS))
+    events = [_item_event(rng, i, int(item_cat[i]), t0 - DAY_MS) for i in range(spec.items)]
     for u in range(0, spec.users, 2):
         events.append({"event": "user", "id": f"user-event-{u}", "user": f"u{u}",
                        "timestamp": str(t0 - DAY_MS),
                        "fields": [{"name": "country", "value": ["us", "de", "fr", "jp"][u % 4]}]})
-    counts["item"], counts["user"] = spec.items, len(events) - spec.items
+    return events
 
-    base_weight = np.log1p(item_pop)
-    interactions = 0
-    per_user_interactions = np.zeros(spec.users, dtype=np.int64)
-    anonymous_sessions: list[tuple[str, int]] = []
-    stitched: list[str] = []
-    session_no = 0
-    user_p = activity / activity.sum()
-    while len(events) < spec.events:
-        session_no += 1
-        u = int(rng.choice(spec.users, p=user_p))
-        session = f"s{session_no}"
+
+class _History:
+    """The events of a history as sessions are drawn, and what the result reports of them."""
+
+    def __init__(self, spec: SyntheticSpec, hidden: Population, catalog: list[dict]) -> None:
+        self.spec, self.hidden, self.events = spec, hidden, catalog
+        self.counts = {"item": spec.items, "user": len(catalog) - spec.items, "ranking": 0,
+                       "interaction": 0}
+        self.base_weight = np.log1p(hidden.item_pop)
+        self.user_p = hidden.activity / hidden.activity.sum()
+        self.per_user = np.zeros(spec.users, dtype=np.int64)
+        self.anonymous_sessions: list[tuple[str, int]] = []
+        self.stitched: list[str] = []
+        self.sessions = 0
+
+    def session(self, rng: np.random.Generator) -> None:
+        """One session of 1-4 rankings by one user, anonymous for a while or throughout."""
+        spec = self.spec
+        self.sessions += 1
+        u = int(rng.choice(spec.users, p=self.user_p))
+        session = f"s{self.sessions}"
         mode = rng.random()
         anonymous_only = mode < spec.anonymous_only_share
         login_after = (int(rng.integers(1, 3))
                        if mode < spec.anonymous_only_share + spec.anonymous_login_share else 0)
-        start = t0 + int(rng.random() * spec.days * DAY_MS)
-        scores = 0.7 * base_weight + 2.5 * affinity[u]
+        start = spec.start_ms + int(rng.random() * spec.days * DAY_MS)
+        scores = 0.7 * self.base_weight + 2.5 * self.hidden.affinity[u]
         p = np.exp(scores - scores.max())
         p /= p.sum()
-        session_clicks = 0
+        clicks = 0
         for r in range(int(rng.integers(1, 5))):
-            ts = start + r * 60_000
             known = not anonymous_only and r >= login_after
             who = {"session": session} | ({"user": f"u{u}"} if known else {})
-            shown = rng.choice(spec.items, size=spec.shown_per_ranking, replace=False, p=p)
-            ranking_id = f"r{session_no}-{r}"
-            events.append({"event": "ranking", "id": ranking_id, "timestamp": ts, **who,
-                           "items": [{"id": f"i{i}"} for i in shown]})
-            counts["ranking"] += 1
-            click_p = hidden.click_probability(u, shown)
-            clicked = shown[rng.random(len(shown)) < click_p]
-            for k, i in enumerate(clicked):
-                base = {"timestamp": ts + 1_000 * (k + 1), "ranking": ranking_id, **who,
-                        "item": f"i{i}"}
-                events.append({"event": "interaction", "id": f"c{session_no}-{r}-{k}",
-                               "type": "click", **base})
-                interactions += 1
-                if rng.random() < hidden.purchase_probability(u, int(i)):
-                    price = round(float(5 + 200 * rng.random()), 2)
-                    events.append({"event": "interaction", "id": f"p{session_no}-{r}-{k}",
-                                   "type": "purchase", **base,
-                                   "fields": [{"name": "price", "value": price}]})
-                    interactions += 1
-                session_clicks += 1
+            clicks += self._ranking(rng, u, f"r{self.sessions}-{r}", start + r * 60_000, who, p)
         if anonymous_only:
-            anonymous_sessions.append((session, session_clicks))
+            self.anonymous_sessions.append((session, clicks))
         else:
-            per_user_interactions[u] += session_clicks
-            if login_after and session_clicks:
-                stitched.append(f"u{u}")
-    counts["interaction"] = interactions
+            self.per_user[u] += clicks
+            if login_after and clicks:
+                self.stitched.append(f"u{u}")
 
-    paths = _write(out_dir, events, spec)
-    best_anon = max(anonymous_sessions, key=lambda s: s[1])[0] if anonymous_sessions else "s1"
-    return SyntheticResult(
-        paths=paths, events=len(events), users=spec.users, items=spec.items,
-        interactions=interactions, known_user=f"u{int(per_user_interactions.argmax())}",
-        anonymous_session=best_anon, stitched_user=stitched[0] if stitched else "u0",
-        counts=counts,
-    )
+    def _ranking(self, rng: np.random.Generator, u: int, ranking_id: str, ts: int,
+                 who: dict, p: np.ndarray) -> int:
+        """A shown list, the clicks the user's tastes draw on it and their purchases."""
+        shown = rng.choice(self.spec.items, size=self.spec.shown_per_ranking, replace=False, p=p)
+        self.events.append({"event": "ranking", "id": ranking_id, "timestamp": ts, **who,
+                            "items": [{"id": f"i{i}"} for i in shown]})
+        self.counts["ranking"] += 1
+        clicked = shown[rng.random(len(shown)) < self.hidden.click_probability(u, shown)]
+        tag = ranking_id[1:]
+        for k, i in enumerate(clicked):
+            base = {"timestamp": ts + 1_000 * (k + 1), "ranking": ranking_id, **who,
+                    "item": f"i{i}"}
+            self.events.append({"event": "interaction", "id": f"c{tag}-{k}", "type": "click",
+                                **base})
+            self.counts["interaction"] += 1
+            if rng.random() < self.hidden.purchase_probability(u, int(i)):
+                price = round(float(5 + 200 * rng.random()), 2)
+                self.events.append({"event": "interaction", "id": f"p{tag}-{k}",
+                                    "type": "purchase", **base,
+                                    "fields": [{"name": "price", "value": price}]})
+                self.counts["interaction"] += 1
+        return len(clicked)
 
 
 def _item_event(rng: np.random.Generator, i: int, cat: int, ts: int) -> dict:
