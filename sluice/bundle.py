@@ -61,6 +61,9 @@ class ModelBundle:
     # the attribute index (sluice.learn.attributes) as its `attr_*` arrays; meta "attributes"
     attributes: dict[str, np.ndarray] | None = None
     ann: ItemIndex | None = None  # candidates by inner product, for catalog passes at scale
+    # per cell of user_items (same order): its recency-boosted part (sluice.learn.matrix), so
+    # that folding in new events re-weighs the trained ones; None without matrix.recency_boost
+    recent: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
@@ -87,6 +90,10 @@ class ModelBundle:
         _require(self.user_items.shape == (users, items), "user_items does not match id maps")
         _indices(self.user_items.indices, "user_items", 0, items)
         _finite(self.user_items.data, "user_items")
+        if self.recent is not None:
+            _require(self.recent.shape == self.user_items.data.shape,
+                     "ui_recent does not have one value per user_items cell")
+            _finite(self.recent, "ui_recent")
         _indices(self.popular, "popular", 0, items)
         _require(self.popular_scores.shape == self.popular.shape,
                  "popular_scores and popular differ in length")
@@ -117,6 +124,8 @@ class ModelBundle:
             optional["candidates"] = self.candidates.astype(np.int32)
         if self.ann is not None:
             optional["ann_index"] = self.ann.to_bytes()
+        if self.recent is not None:
+            optional["ui_recent"] = self.recent.astype(np.float32)
         optional.update(self.attributes or {})
         np.savez(
             directory / ARRAYS, **optional,
@@ -164,7 +173,7 @@ class ModelBundle:
             meta=meta, catalog=catalog,
             similar=similar, candidates=a.get("candidates"),
             attributes={k: v for k, v in a.items() if k.startswith("attr_")} or None,
-            ann=_ann_index(a.get("ann_index")),
+            ann=_ann_index(a.get("ann_index")), recent=a.get("ui_recent"),
         ).check()
 
 

@@ -52,7 +52,7 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
                   attribute_index, settings.app.attributes.cold_item_interactions)},
         catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
         attributes=attribute_index.arrays() if attribute_index is not None else None,
-        ann=item_index(final, settings.app.serving.ann, say),
+        ann=item_index(final, settings.app.serving.ann, say), recent=full.recent,
     )
 
 

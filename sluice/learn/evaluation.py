@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from sluice.learn.matrix import InteractionMatrix, build
+from sluice.learn.matrix import InteractionMatrix, build, positions_from_end
 from sluice.learn.models import Model
 
 K_VALUES = (10, 20)
@@ -61,51 +61,6 @@ def per_user_split(frame: pd.DataFrame, fraction: float) -> Split:
     held = (from_end < np.maximum(1, np.floor(sizes * fraction))) & (sizes > 1)
     train, test = frame[~held], frame[held]
     return Split(train, test, train["event_at"].max(), "per_user")
-
-
-def positions_from_end(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: how many of its user's interactions come after it, and the user's count."""
-    user = value_codes(frame["user_id"])
-    tie = value_hash(frame["user_id"]) ^ (value_hash(frame["item_id"]) * np.uint64(31))
-    at = frame["event_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    # by user, then time, then the tie hash, then (one item twice at one instant: a click and
-    # a purchase) what the row weighs, so no tie is left to the row order an engine returns
-    order = np.lexsort((*_same_pair_keys(frame), tie, at, user))
-    by_user = user[order]
-    starts = np.r_[True, by_user[1:] != by_user[:-1]] if len(order) else np.zeros(0, bool)
-    group = np.cumsum(starts) - 1
-    sizes = np.bincount(group) if len(order) else np.zeros(0, np.int64)
-    from_end = np.zeros(len(frame), dtype=np.int64)
-    count = np.zeros(len(frame), dtype=np.int64)
-    from_end[order] = sizes[group] - 1 - (np.arange(len(order)) - np.flatnonzero(starts)[group])
-    count[order] = sizes[group]
-    return from_end, count
-
-
-def _same_pair_keys(frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
-    """The interaction type's hash and the weight: what tells apart the rows of one (user,
-    item) at one instant (rows equal in these are interchangeable for training)."""
-    keys = []
-    if "weight" in frame:
-        keys.append(frame["weight"].to_numpy(dtype=np.float64))
-    if "interaction_type" in frame:
-        keys.append(value_hash(frame["interaction_type"].astype(str)))
-    return tuple(keys)
-
-
-def value_codes(column: pd.Series) -> np.ndarray:
-    """Equal values, equal codes (categorical codes as they are, else factorized)."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy().astype(np.int64)
-    return pd.factorize(column)[0]
-
-
-def value_hash(column: pd.Series) -> np.ndarray:
-    """A hash of each value's text, computed once per distinct value."""
-    values = column if isinstance(column.dtype, pd.CategoricalDtype) else column.astype("category")
-    categories = np.asarray(values.cat.categories.astype(str), dtype=object)
-    hashes = pd.util.hash_array(categories) if len(categories) else np.zeros(1, np.uint64)
-    return hashes[values.cat.codes.to_numpy().clip(min=0)]
 
 
 PROTOCOLS = ("time", "leave_last_out", "per_user")

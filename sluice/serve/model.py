@@ -15,6 +15,7 @@ from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.scoring import BatchScorer
 from sluice.serve.attributes import AttributeNeighbours
 from sluice.serve.candidates import CandidateCache
+from sluice.settings import MatrixConfig
 from sluice.settings.serving import AnnConfig
 
 FOLD_INS = ("als", "history", "constant")  # bundle meta fold_in, set by each model family
@@ -48,6 +49,10 @@ class LoadedModel:
         self.gram = (als_gram(bundle.item_factors, float(meta.get("regularization", 0.0)))
                      if self.fold_in_kind == "als" else None)
         self.cutoff_ms = int(meta.get("cutoff_ms", 0))
+        # how training weighed a history (the recency boost): new events are weighed the same;
+        # a bundle from before the boost existed was trained without one
+        self.matrix = MatrixConfig.model_validate({"recency_boost": 0.0,
+                                                   **(meta.get("matrix") or {})})
         norms = np.linalg.norm(bundle.item_factors, axis=1, keepdims=True)
         self.unit_items = bundle.item_factors / np.maximum(norms, 1e-12)
         self.scorer = BatchScorer(bundle.item_factors)

@@ -1,5 +1,9 @@
 """What a user has done, as the model sees it: the items trained on, the events since the
-model's cutoff, and the user's vector (trained, or folded in from both), kept per version."""
+model's cutoff, and the user's vector (trained, or folded in from both), kept per version.
+
+With `matrix.recency_boost` a fold-in weighs the history as training would weigh it whole:
+the new events boosted by their rank from the latest, the trained cells' boosted parts
+decayed by as many ranks as there are new events (`sluice.learn.matrix.shifted_weights`)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from sluice.learn.matrix import boosted, shifted_weights
 from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import Interaction
 
@@ -46,12 +51,13 @@ class UserVectors:
         return seen
 
     def new_pairs(self, history: list[Interaction]) -> list[tuple[int, float]]:
-        """(item index, weight) of the events after the model's cutoff, to fold in."""
+        """(item index, weight) of the events after the model's cutoff, oldest first, to fold
+        in (events on items the model does not know are left out, and not counted)."""
         model = self.model
         if model is None:
             return []
         pairs = []
-        for event in history:
+        for event in sorted(history, key=lambda e: e.timestamp):
             weight = self.weights.get(event.type)
             if weight is None or event.timestamp <= model.cutoff_ms:
                 continue
@@ -82,13 +88,22 @@ class UserVectors:
             return model.bundle.user_factors[row]
         weights: dict[int, float] = {}
         if row is not None:
-            ui = model.bundle.user_items
-            for i, w in zip(ui.indices[ui.indptr[row]:ui.indptr[row + 1]],
-                            ui.data[ui.indptr[row]:ui.indptr[row + 1]], strict=True):
+            for i, w in zip(*self._trained_row(row, len(new)), strict=True):
                 weights[int(i)] = float(w)
-        for i, w in new:
-            weights[i] = weights.get(i, 0.0) + w
+        added = boosted(np.array([w for _, w in new], dtype=np.float64), model.matrix)
+        for (i, _), w in zip(new, added, strict=True):
+            weights[i] = weights.get(i, 0.0) + float(w)
         if not weights:
             return None
         return model.fold_in(np.fromiter(weights.keys(), dtype=np.int64),
                              np.fromiter(weights.values(), dtype=np.float64))
+
+    def _trained_row(self, row: int, later: int) -> tuple[np.ndarray, np.ndarray]:
+        """A trained user's item indices and cell weights, as `later` new events leave them."""
+        bundle = self.model.bundle  # type: ignore[union-attr]
+        cells = slice(bundle.user_items.indptr[row], bundle.user_items.indptr[row + 1])
+        weights = bundle.user_items.data[cells].astype(np.float64)
+        if bundle.recent is not None:
+            weights = shifted_weights(weights, bundle.recent[cells].astype(np.float64), later,
+                                      self.model.matrix)  # type: ignore[union-attr]
+        return bundle.user_items.indices[cells], weights

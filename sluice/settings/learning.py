@@ -35,6 +35,10 @@ class MatrixConfig(BaseModel):
     use_event_value: bool = False
     event_value_types: list[str] = Field(default_factory=list)
     half_life_days: float | None = Field(None, gt=0)
+    # each user's latest events weigh more, by position in their own history: an event's
+    # weight x (1 + recency_boost * 0.5 ** (events after it / recency_half_life)); 0: off
+    recency_boost: float = Field(32.0, ge=0)
+    recency_half_life: float = Field(5.0, gt=0)
     weighting: Literal["none", "bm25", "tfidf"] = "none"
     bm25_k1: float = Field(100.0, gt=0)
     bm25_b: float = Field(0.8, ge=0, le=1)
@@ -76,9 +80,9 @@ class ModelConfig(BaseModel):
     name: str = "sluice"
     algorithm: Algorithm = "als"
     factors: int = Field(64, ge=2, le=1024)
-    regularization: float = Field(0.05, ge=0)
+    regularization: float = Field(10.0, ge=0)   # as config/sluice.yaml ships them
     iterations: int = Field(15, ge=1, le=500)
-    alpha: float = Field(2.0, gt=0)
+    alpha: float = Field(0.125, gt=0)
     random_state: int = 42
     # where ALS and BPR train: cpu, gpu (implicit's CUDA models; an error without CUDA) or
     # auto (the GPU when implicit finds one, else the CPU); the bundle always holds CPU arrays

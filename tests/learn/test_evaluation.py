@@ -27,6 +27,7 @@ from tests.utils.ranking import evaluate_scorer, model_scorer
 
 DAY = pd.Timedelta(days=1)
 T0 = pd.Timestamp("2024-03-01")
+NO_BOOST = {"recency_boost": 0.0}  # the recency boost (on by default) has its own tests
 
 
 def frame(rows) -> pd.DataFrame:
@@ -45,20 +46,21 @@ def test_id_maps_are_arrays_and_weights_sum():
 def test_event_value_multiplies_the_configured_types_only():
     rows = frame([("a", "x", "purchase", T0, 3.0, 4.0), ("a", "y", "click", T0, 2.0, 1.0),
                   ("a", "z", "purchase", T0, None, 4.0)])
-    every = build(rows, config=MatrixConfig(use_event_value=True)).matrix.toarray()
+    every = build(rows, config=MatrixConfig(use_event_value=True, **NO_BOOST)).matrix.toarray()
     assert every.tolist() == [[12.0, 2.0, 4.0]]  # a missing value keeps the type weight
-    some = build(rows, config=MatrixConfig(use_event_value=True,
-                                           event_value_types=["purchase"])).matrix.toarray()
+    some = build(rows, config=MatrixConfig(use_event_value=True, event_value_types=["purchase"],
+                                           **NO_BOOST)).matrix.toarray()
     assert some.tolist() == [[12.0, 1.0, 4.0]]
-    assert build(rows, config=MatrixConfig()).matrix.toarray().tolist() == [[4.0, 1.0, 4.0]]
+    assert build(rows, config=MatrixConfig(**NO_BOOST)).matrix.toarray().tolist() == [
+        [4.0, 1.0, 4.0]]
 
 
 def test_half_life_decay_halves_per_half_life_before_the_latest_event():
     rows = frame([("a", "x", "click", T0, None, 1.0), ("a", "y", "click", T0 + 10 * DAY, None, 1.0),
                   ("a", "z", "click", T0 + 20 * DAY, None, 1.0)])
-    decayed = build(rows, config=MatrixConfig(half_life_days=10.0)).matrix.toarray()
+    decayed = build(rows, config=MatrixConfig(half_life_days=10.0, **NO_BOOST)).matrix.toarray()
     np.testing.assert_allclose(decayed, [[0.25, 0.5, 1.0]], rtol=1e-6)
-    later = build(rows, config=MatrixConfig(half_life_days=10.0),
+    later = build(rows, config=MatrixConfig(half_life_days=10.0, **NO_BOOST),
                   reference=T0 + 30 * DAY).matrix.toarray()
     np.testing.assert_allclose(later, [[0.125, 0.25, 0.5]], rtol=1e-6)
 
