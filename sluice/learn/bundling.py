@@ -40,20 +40,30 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
             final.user_factors, final.item_factors, full.matrix, k,
             progress=progress_every(say, f"[{prepared.tenant}] candidates", full.shape[0]))
     cutoff_ms = int(pd.Timestamp(frame["event_at"].max()).value // 1_000_000)
+    trained = full.for_model(final.name)  # with the recency boost if the family has it
+    boosted = trained is not full
     return ModelBundle(
         user_ids=full.user_ids, item_ids=full.item_ids,
         user_factors=final.user_factors, item_factors=final.item_factors,
-        user_items=full.matrix, popular=popularity.order[:size],
+        user_items=trained.matrix, popular=popularity.order[:size],
         popular_scores=popularity.item_factors[:, 0][popularity.order][:size],
         meta={"tenant": prepared.tenant, "algorithm": final.name, "params": final.params(),
               "cutoff_ms": cutoff_ms, "trained_at_ms": int(time.time() * 1000),
-              **final.serving_meta(), "matrix": settings.app.matrix.model_dump(),
+              **final.serving_meta(), "matrix": matrix_meta(settings, boosted),
               "stats": dataset_stats(prepared), **attributes.bundle_meta(
                   attribute_index, settings.app.attributes.cold_item_interactions)},
         catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
         attributes=attribute_index.arrays() if attribute_index is not None else None,
-        ann=item_index(final, settings.app.serving.ann, say), recent=full.recent,
+        ann=item_index(final, settings.app.serving.ann, say),
+        recent=trained.recent if boosted else None,
     )
+
+
+def matrix_meta(settings: Settings, boosted: bool) -> dict[str, Any]:
+    """The matrix config as this bundle's model was trained: serving boosts new events by
+    the recency boost only where the family had it."""
+    return {**settings.app.matrix.model_dump(),
+            **({} if boosted else {"recency_boost": 0.0})}
 
 
 def progress_every(say: Callable[[str], None] | None, what: str, total: int,

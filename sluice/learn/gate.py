@@ -99,7 +99,8 @@ def bundle_ranker(bundle: ModelBundle, train: InteractionMatrix) -> Ranker:
     """Top-k over `train`'s items for `train`'s user rows, by a bundle trained elsewhere.
 
     Users are folded in from their `train` history as serving would (bundle meta fold_in,
-    alpha, regularization); items the bundle does not know are never recommended.
+    alpha, regularization, its family's recency boost); items the bundle does not know are
+    never recommended.
     """
     to_bundle = pd.Index(bundle.item_ids).get_indexer(train.item_ids)
     known = to_bundle >= 0
@@ -110,7 +111,7 @@ def bundle_ranker(bundle: ModelBundle, train: InteractionMatrix) -> Ranker:
     gram = (als_gram(bundle.item_factors, float(meta.get("regularization", 0.0)))
             if kind == "als" else None)
     alpha = float(meta.get("alpha", 1.0))
-    rows = train.matrix.tocsr()
+    rows = train.for_model(str(meta.get("algorithm"))).matrix.tocsr()  # as it was trained
 
     def user_vector(u: int) -> np.ndarray:
         start, end = rows.indptr[u], rows.indptr[u + 1]
@@ -164,7 +165,8 @@ def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
         return score
     algorithm, params = bundle.meta.get("algorithm"), dict(bundle.meta.get("params") or {})
     try:
-        refit = make_model(str(algorithm), **params).fit(train.matrix)
+        refit = make_model(str(algorithm), **params).fit(
+            train.for_model(str(algorithm)).matrix)
     except Exception as exc:  # a family or parameters this version no longer knows
         score.note = (f"it saw {seen_share:.0%} of this holdout and its configuration "
                       f"({algorithm}) could not be refit ({type(exc).__name__}: {exc})")

@@ -6,15 +6,16 @@ position in the user's own history, and re-weight the summed matrix with BM25 or
 (implicit's functions, items as documents and users as terms).
 
 The recency boost multiplies an event's weight by 1 + boost * 0.5 ** (rank / half_life),
-rank 0 being the user's latest event. Its boosted part is kept per cell (`recent`): m later
-events multiply every rank's decay by the same 0.5 ** (m / half_life), so serving folds a
-user's new events in exactly as a retraining on the longer history would weigh them
-(`shifted_weights`).
+rank 0 being the user's latest event, for the families in `recency_models` only (ALS: the
+history families and the item-item indexes read the plain matrix, `for_model`). Its boosted
+part is kept per cell (`recent`): m later events multiply every rank's decay by the same
+0.5 ** (m / half_life), so serving folds a user's new events in exactly as a retraining on
+the longer history would weigh them (`shifted_weights`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,16 +29,31 @@ MIN_WEIGHT = 1e-6  # BM25/TF-IDF can reach zero for a user on every item; the ce
 
 @dataclass
 class InteractionMatrix:
-    matrix: sp.csr_matrix   # users x items, summed weights
+    matrix: sp.csr_matrix   # users x items, summed weights (the boost not added)
     user_ids: np.ndarray
     item_ids: np.ndarray
-    # per stored cell of `matrix` (same order): the sum of its events' weight x decay, of
-    # which `matrix` holds boost x this on top of the plain weights; None without the boost
+    # per stored cell of `matrix` (same order): the sum of its events' weight x decay, the
+    # part that `boost` multiplies for the `boosted_models`; None without the boost
     recent: np.ndarray | None = None
+    boost: float = 0.0
+    boosted_models: tuple[str, ...] = ()
+    _boosted: InteractionMatrix | None = field(default=None, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.matrix.shape
+
+    def for_model(self, algorithm: str) -> InteractionMatrix:
+        """What `algorithm` trains on: the recency boost added if it is one of the boosted
+        families (kept once made: every fit of a run shares it), else this matrix."""
+        if self.recent is None or self.boost <= 0 or algorithm not in self.boosted_models:
+            return self
+        if self._boosted is None:
+            matrix = self.matrix.copy()
+            matrix.data = matrix.data + np.float32(self.boost) * self.recent
+            self._boosted = InteractionMatrix(matrix, self.user_ids, self.item_ids,
+                                              self.recent, self.boost)  # boosts no further
+        return self._boosted
 
 
 def build(frame: pd.DataFrame, user_ids: np.ndarray | None = None,
@@ -46,7 +62,7 @@ def build(frame: pd.DataFrame, user_ids: np.ndarray | None = None,
     """Sum `weight` per (user_id, item_id); unknown ids are dropped when maps are given."""
     decay = None
     if config is not None:
-        if config.recency_boost > 0 and len(frame):
+        if config.recency_boost > 0 and config.weighting == "none" and len(frame):
             frame = frame.assign(_decay=recency_decay(frame, config.recency_half_life))
         frame = confidence(frame, config, reference)
         decay = frame.pop("_decay").to_numpy() if "_decay" in frame else None
@@ -56,13 +72,14 @@ def build(frame: pd.DataFrame, user_ids: np.ndarray | None = None,
     weights = frame["weight"].to_numpy(dtype=np.float64)[keep]
     shape, cells = (len(user_ids), len(item_ids)), (users[keep], items[keep])
     matrix = _summed(weights, cells, shape)
-    recent = None
-    if decay is not None:  # same cells, so the same structure: the data arrays line up
-        recent = _summed(weights * decay[keep], cells, shape).data.astype(np.float32)
-        matrix.data += np.float32(config.recency_boost) * recent  # type: ignore[union-attr]
     if config is not None and config.weighting != "none":
-        matrix, recent = reweight(matrix, config), None  # BM25 re-weights cells: no exact part
-    return InteractionMatrix(matrix, user_ids, item_ids, recent)
+        return InteractionMatrix(reweight(matrix, config), user_ids, item_ids)  # no boost
+    if decay is None:
+        return InteractionMatrix(matrix, user_ids, item_ids)
+    assert config is not None  # same cells, so the same structure: the data arrays line up
+    recent = _summed(weights * decay[keep], cells, shape).data.astype(np.float32)
+    return InteractionMatrix(matrix, user_ids, item_ids, recent, config.recency_boost,
+                             tuple(config.recency_models))
 
 
 def _summed(weights: np.ndarray, cells: tuple[np.ndarray, np.ndarray],

@@ -168,7 +168,7 @@ def fit_and_evaluate(prepared: Prepared, algorithm: str, params: dict[str, Any],
     """Fit on the training part, score the held-out part; with `settings`, every metric
     also gets its bootstrap interval and the beyond-accuracy measures are added."""
     started = time.perf_counter()
-    model = make_model(algorithm, **params).fit(prepared.train.matrix)
+    model = make_model(algorithm, **params).fit(prepared.train.for_model(algorithm).matrix)
     fit_seconds = time.perf_counter() - started
     scored = score_model(model, prepared.train, prepared.relevant, prepared.k_values)
     metrics = scored.means()
@@ -222,7 +222,8 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
         offpolicy.log(from_settings(settings), prepared.tenant,
                       champion.version if champion else None, model, prepared.train, say)
     refit_started = time.perf_counter()
-    final = make_model(model.name, **model.params()).fit(prepared.full.matrix)
+    final = make_model(model.name, **model.params()).fit(
+        prepared.full.for_model(model.name).matrix)
     prepared.timings["refit"] = time.perf_counter() - refit_started
     with timer.phase("bundle"):
         bundle = make_bundle(settings, prepared, final, say)

@@ -36,12 +36,22 @@ class MatrixConfig(BaseModel):
     event_value_types: list[str] = Field(default_factory=list)
     half_life_days: float | None = Field(None, gt=0)
     # each user's latest events weigh more, by position in their own history: an event's
-    # weight x (1 + recency_boost * 0.5 ** (events after it / recency_half_life)); 0: off
+    # weight x (1 + recency_boost * 0.5 ** (events after it / recency_half_life)), for the
+    # families in recency_models and with weighting none; 0: off
     recency_boost: float = Field(32.0, ge=0)
     recency_half_life: float = Field(5.0, gt=0)
+    recency_models: list[str] = Field(default_factory=lambda: ["als"])
     weighting: Literal["none", "bm25", "tfidf"] = "none"
     bm25_k1: float = Field(100.0, gt=0)
     bm25_b: float = Field(0.8, ge=0, le=1)
+
+    @field_validator("recency_models")
+    @classmethod
+    def _known_models(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(MODEL_ALGORITHMS))
+        if unknown:
+            raise ValueError(f"unknown algorithms {unknown}, use {list(MODEL_ALGORITHMS)}")
+        return value
 
 
 class BPRConfig(BaseModel):

@@ -27,7 +27,7 @@ def test_each_users_latest_events_weigh_more_by_rank_not_by_date():
     # what counts, so b's old film weighs like a's second latest
     history = rows(("a", "x", 0, 1.0), ("a", "y", 1, 1.0), ("a", "z", 2, 1.0),
                    ("b", "x", 0, 2.0), ("b", "y", 525_600, 2.0))
-    built = build(history, config=BOOST)
+    built = build(history, config=BOOST).for_model("als")
     decay = [0.5, 0.5 ** 0.5, 1.0]  # 0.5 ** (events after it / 2)
     np.testing.assert_allclose(built.matrix.toarray(), [
         [1 + 4 * decay[0], 1 + 4 * decay[1], 1 + 4 * decay[2]],
@@ -43,7 +43,7 @@ def test_each_users_latest_events_weigh_more_by_rank_not_by_date():
 
 def test_one_item_twice_sums_each_events_own_boost():
     built = build(rows(("a", "x", 0, 1.0), ("a", "y", 1, 1.0), ("a", "x", 2, 1.0)),
-                  config=BOOST)
+                  config=BOOST).for_model("als")
     # x: the oldest (two after it) and the latest event; y: one after it
     np.testing.assert_allclose(built.matrix.toarray(),
                                [[(1 + 4 * 0.5) + (1 + 4), 1 + 4 * 0.5 ** 0.5]], rtol=1e-6)
@@ -52,8 +52,8 @@ def test_one_item_twice_sums_each_events_own_boost():
 def test_new_events_reweigh_a_trained_row_as_training_on_the_longer_history_would():
     history = taste_history(users=30, per_user=8)
     first = history.groupby("user_id").head(5)  # each user's first five events, in time order
-    whole = build(history, config=BOOST)
-    trained = build(first, whole.user_ids, whole.item_ids, config=BOOST)
+    whole = build(history, config=BOOST).for_model("als")
+    trained = build(first, whole.user_ids, whole.item_ids, config=BOOST).for_model("als")
     for row in range(len(whole.user_ids)):
         cells = slice(trained.matrix.indptr[row], trained.matrix.indptr[row + 1])
         later = history[history["user_id"] == whole.user_ids[row]].iloc[5:]
@@ -69,10 +69,28 @@ def test_new_events_reweigh_a_trained_row_as_training_on_the_longer_history_woul
         np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
+def test_only_the_boosted_families_train_on_the_boost():
+    built = build(taste_history(users=20, per_user=6), config=BOOST)
+    plain = build(taste_history(users=20, per_user=6), config=MatrixConfig(recency_boost=0.0))
+    # every other reader (EASE, item-item, popularity, the similar-items index) gets the
+    # plain weights; ALS, the configured family, the boosted ones, made once
+    assert built.for_model("ease") is built and built.for_model("cosine") is built
+    np.testing.assert_allclose(built.matrix.toarray(), plain.matrix.toarray())
+    als = built.for_model("als")
+    assert als is built.for_model("als") and als.for_model("als") is als
+    assert (als.matrix.data > built.matrix.data).all()
+    wider = build(taste_history(users=20, per_user=6),
+                  config=MatrixConfig(recency_boost=4.0, recency_models=["als", "ease"]))
+    assert wider.for_model("ease") is not wider
+    with pytest.raises(ValueError, match="unknown algorithms"):
+        MatrixConfig(recency_models=["als", "svd"])
+
+
 def test_bm25_reweighting_keeps_no_boosted_part():
     built = build(taste_history(users=40, per_user=6),
                   config=MatrixConfig(recency_boost=4.0, weighting="bm25"))
-    assert built.recent is None and (built.matrix.data > 0).all()
+    assert built.recent is None and built.for_model("als") is built
+    assert (built.matrix.data > 0).all()
 
 
 def test_the_boost_is_configured_within_range():

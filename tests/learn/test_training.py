@@ -146,6 +146,9 @@ def test_a_run_logs_registers_and_promotes_the_first_champion(tmp_path, store, m
     bundle = ModelBundle.load(local)  # np.load(allow_pickle=False) inside
     assert bundle.meta["alpha"] == 2.0 and bundle.meta["regularization"] == 0.1
     assert bundle.meta["cutoff_ms"] > 0 and bundle.meta["fold_in"] == "als"
+    # ALS trained on the recency-boosted matrix (the default): serving gets its boosted part
+    assert bundle.meta["matrix"]["recency_boost"] == 32.0
+    assert bundle.recent is not None and bundle.recent.shape == bundle.user_items.data.shape
     assert len(bundle.catalog) == 60 and len(bundle.popular) == 20
     assert bundle.similar is not None and bundle.similar.shape == (60, 60)
     # each user's best unseen items, ready for serving: the user's trained items left out
@@ -206,6 +209,12 @@ def test_the_gate_scores_the_champion_on_the_candidates_holdout(tmp_path, store,
     assert metrics["gate.candidate"] == pytest.approx(better.metrics["ndcg_at_10"])
     assert metrics["gate.difference_ci_low"] > 0
     assert better.gate["champion_version"] == first.version
+    # item-item reads the plain matrix: its bundle has no boost for serving to apply
+    local = mlflow.artifacts.download_artifacts(
+        f"models:/{settings.registered_model_name('fresh')}@champion",
+        dst_path=str(tmp_path / "dl"))
+    bundle = ModelBundle.load(Path(local))
+    assert bundle.meta["matrix"]["recency_boost"] == 0.0 and bundle.recent is None
 
 
 def test_leave_last_out_protocol_and_bpr(tmp_path, store, monkeypatch):

@@ -30,7 +30,7 @@ def served(tmp_path_factory):
     history = taste_history(users=60, per_user=10)
     cutoff = history["event_at"].iloc[int(len(history) * 0.8)]
     trained_part = history[history["event_at"] <= cutoff]
-    trained = build(trained_part, config=BOOST)
+    trained = build(trained_part, config=BOOST).for_model("als")
     model = ALS(factors=8, iterations=10, regularization=REG, alpha=ALPHA).fit(trained.matrix)
     popularity = Popularity().fit(trained.matrix)
     bundle = ModelBundle(
@@ -49,7 +49,8 @@ def served(tmp_path_factory):
 
 def retrained_vector(model: LoadedModel, frame: pd.DataFrame, user: str) -> np.ndarray:
     """The ALS solve on `user`'s row of a matrix built from the whole history."""
-    whole = build(frame, np.array([user]), model.bundle.item_ids, config=BOOST).matrix
+    whole = build(frame, np.array([user]), model.bundle.item_ids,
+                  config=BOOST).for_model("als").matrix
     gram = als_gram(model.bundle.item_factors, REG)
     return als_fold_in(model.bundle.item_factors, gram, whole.indices, whole.data, ALPHA)
 
