@@ -192,8 +192,11 @@ class Service:
         return tenant, explain(tenant, answer, self._lineage(tenant, answer.model_version))
 
     def _lineage(self, tenant: str, version: str | None) -> dict[str, Any] | None:
+        """What the version learned from; for an interleaved answer ("3+4"), each arm's."""
         if version is None:
             return None
+        if "+" in version:
+            return {"versions": {v: self._lineage(tenant, v) for v in version.split("+") if v}}
         found = self._lineages.get((tenant, version))
         if found is None:
             from sluice.learn.tracking import lineage  # MLflow, only when asked
