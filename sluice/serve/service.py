@@ -155,7 +155,8 @@ class Service:
     def recommend(self, request: RecommendationRequest, scan: bool = True) -> Answer:
         """The answer, logged back; with scan=False, NeedsScan when it needs a catalog pass."""
         answer = None
-        experiment = self.experiments.running(request.tenant, request.template)
+        experiment = self.experiments.running(request.tenant, request.template,
+                                              name=request.template_name)
         if experiment is not None:
             answer = arm_answer(experiment, request, lambda arm: self._arm(request.tenant, arm),
                                 scan)
