@@ -49,8 +49,9 @@ class InteractionMatrix:
         if self.recent is None or self.boost <= 0 or algorithm not in self.boosted_models:
             return self
         if self._boosted is None:
-            matrix = self.matrix.copy()
-            matrix.data = matrix.data + np.float32(self.boost) * self.recent
+            data = self.matrix.data + np.float32(self.boost) * self.recent
+            matrix = sp.csr_matrix((data, self.matrix.indices, self.matrix.indptr),
+                                   shape=self.matrix.shape, copy=False)  # structure shared
             self._boosted = InteractionMatrix(matrix, self.user_ids, self.item_ids,
                                               self.recent, self.boost)  # boosts no further
         return self._boosted
