@@ -16,6 +16,7 @@ import pandas as pd
 from sluice.bundle import ModelBundle
 from sluice.learn import attributes
 from sluice.learn.candidates import item_index, precompute
+from sluice.learn.matrix import trained_boost
 from sluice.learn.models import Model, Popularity
 from sluice.learn.next_item import index_for_run
 from sluice.learn.similar import SimilarItems
@@ -40,8 +41,10 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
             final.user_factors, final.item_factors, full.matrix, k,
             progress=progress_every(say, f"[{prepared.tenant}] candidates", full.shape[0]))
     cutoff_ms = int(pd.Timestamp(frame["event_at"].max()).value // 1_000_000)
-    trained = full.for_model(final.name)  # with the recency boost if the family has it
+    # with the recency boost if the family has it (the tuned one if tuning chose it)
+    trained = full.for_model(final.name, trained_boost(final))
     boosted = trained is not full
+    boost = trained.boost if boosted else 0.0
     return ModelBundle(
         user_ids=full.user_ids, item_ids=full.item_ids,
         user_factors=final.user_factors, item_factors=final.item_factors,
@@ -49,7 +52,7 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
         popular_scores=popularity.item_factors[:, 0][popularity.order][:size],
         meta={"tenant": prepared.tenant, "algorithm": final.name, "params": final.params(),
               "cutoff_ms": cutoff_ms, "trained_at_ms": int(time.time() * 1000),
-              **final.serving_meta(), "matrix": matrix_meta(settings, boosted),
+              **final.serving_meta(), "matrix": matrix_meta(settings, boost),
               "stats": dataset_stats(prepared), **attributes.bundle_meta(
                   attribute_index, settings.app.attributes.cold_item_interactions)},
         catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
@@ -59,11 +62,10 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
     )
 
 
-def matrix_meta(settings: Settings, boosted: bool) -> dict[str, Any]:
+def matrix_meta(settings: Settings, boost: float) -> dict[str, Any]:
     """The matrix config as this bundle's model was trained: serving boosts new events by
-    the recency boost only where the family had it."""
-    return {**settings.app.matrix.model_dump(),
-            **({} if boosted else {"recency_boost": 0.0})}
+    the recency boost the model had (0 for the families without it)."""
+    return {**settings.app.matrix.model_dump(), "recency_boost": boost}
 
 
 def progress_every(say: Callable[[str], None] | None, what: str, total: int,

@@ -34,7 +34,7 @@ from sluice.learn.evaluation import (
     score_model,
     score_ranker,
 )
-from sluice.learn.matrix import InteractionMatrix
+from sluice.learn.matrix import InteractionMatrix, trained_boost
 from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.learn.models import make_model
 from sluice.learn.quality import CONFIDENCE, RESAMPLES, SEED, Interval, paired
@@ -111,7 +111,8 @@ def bundle_ranker(bundle: ModelBundle, train: InteractionMatrix) -> Ranker:
     gram = (als_gram(bundle.item_factors, float(meta.get("regularization", 0.0)))
             if kind == "als" else None)
     alpha = float(meta.get("alpha", 1.0))
-    rows = train.for_model(str(meta.get("algorithm"))).matrix.tocsr()  # as it was trained
+    boost = float((meta.get("matrix") or {}).get("recency_boost", 0.0))  # as it was trained
+    rows = train.for_model(str(meta.get("algorithm")), boost).matrix.tocsr()
 
     def user_vector(u: int) -> np.ndarray:
         start, end = rows.indptr[u], rows.indptr[u + 1]
@@ -165,8 +166,8 @@ def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
         return score
     algorithm, params = bundle.meta.get("algorithm"), dict(bundle.meta.get("params") or {})
     try:
-        refit = make_model(str(algorithm), **params).fit(
-            train.for_model(str(algorithm)).matrix)
+        refit = make_model(str(algorithm), **params)
+        refit.fit(train.for_model(str(algorithm), trained_boost(refit)).matrix)
     except Exception as exc:  # a family or parameters this version no longer knows
         score.note = (f"it saw {seen_share:.0%} of this holdout and its configuration "
                       f"({algorithm}) could not be refit ({type(exc).__name__}: {exc})")

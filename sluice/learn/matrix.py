@@ -37,24 +37,27 @@ class InteractionMatrix:
     recent: np.ndarray | None = None
     boost: float = 0.0
     boosted_models: tuple[str, ...] = ()
-    _boosted: InteractionMatrix | None = field(default=None, repr=False, compare=False)
+    _boosted: dict[float, InteractionMatrix] = field(default_factory=dict, repr=False,
+                                                     compare=False)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.matrix.shape
 
-    def for_model(self, algorithm: str) -> InteractionMatrix:
-        """What `algorithm` trains on: the recency boost added if it is one of the boosted
-        families (kept once made: every fit of a run shares it), else this matrix."""
-        if self.recent is None or self.boost <= 0 or algorithm not in self.boosted_models:
+    def for_model(self, algorithm: str, boost: float | None = None) -> InteractionMatrix:
+        """What `algorithm` trains on: the recency boost (`boost`, default the configured
+        one) added if it is one of the boosted families, else this matrix. Kept once made:
+        every fit of a run shares it; its `boost` says what was added."""
+        boost = self.boost if boost is None else float(boost)
+        if self.recent is None or boost <= 0 or algorithm not in self.boosted_models:
             return self
-        if self._boosted is None:
-            data = self.matrix.data + np.float32(self.boost) * self.recent
+        if boost not in self._boosted:
+            data = self.matrix.data + np.float32(boost) * self.recent
             matrix = sp.csr_matrix((data, self.matrix.indices, self.matrix.indptr),
                                    shape=self.matrix.shape, copy=False)  # structure shared
-            self._boosted = InteractionMatrix(matrix, self.user_ids, self.item_ids,
-                                              self.recent, self.boost)  # boosts no further
-        return self._boosted
+            self._boosted[boost] = InteractionMatrix(
+                matrix, self.user_ids, self.item_ids, self.recent, boost)  # boosts no further
+        return self._boosted[boost]
 
 
 def build(frame: pd.DataFrame, user_ids: np.ndarray | None = None,
@@ -88,6 +91,11 @@ def _summed(weights: np.ndarray, cells: tuple[np.ndarray, np.ndarray],
     matrix = sp.csr_matrix((weights.astype(np.float32), cells), shape=shape, dtype=np.float32)
     matrix.sum_duplicates()
     return matrix
+
+
+def trained_boost(model: Any) -> float | None:
+    """The recency boost a model was made to train on (tuned), None for the configured one."""
+    return getattr(model, "recency_boost", None)
 
 
 def recency_decay(frame: pd.DataFrame, half_life: float) -> np.ndarray:

@@ -74,10 +74,14 @@ class ALS(Model):
     name = "als"
 
     def __init__(self, factors: int = 64, regularization: float = 0.05, iterations: int = 15,
-                 alpha: float = 2.0, random_state: int = 42, device: str = "cpu"):
+                 alpha: float = 2.0, random_state: int = 42, device: str = "cpu",
+                 recency_boost: float | None = None):
         self.factors, self.regularization = factors, regularization
         self.iterations, self.alpha, self.random_state = iterations, alpha, random_state
         self.device = device
+        # the matrix's recency boost this model trains on (None: matrix.recency_boost); the
+        # caller applies it (InteractionMatrix.for_model), so that tuning can choose it
+        self.recency_boost = recency_boost
 
     @property  # a property where the base class declares a plain attribute
     def deterministic(self) -> bool:  # type: ignore[override]
@@ -92,9 +96,10 @@ class ALS(Model):
         return self.regularization
 
     def params(self) -> dict[str, Any]:
+        boost = {} if self.recency_boost is None else {"recency_boost": self.recency_boost}
         return {"factors": self.factors, "regularization": self.regularization,
                 "iterations": self.iterations, "alpha": self.alpha,
-                "random_state": self.random_state, "device": self.device}
+                "random_state": self.random_state, "device": self.device, **boost}
 
     def fit(self, user_items: sp.csr_matrix, callback: IterationCallback | None = None) -> ALS:
         """Fit; `callback(iteration, seconds, loss)` after each iteration (benchmarks)."""

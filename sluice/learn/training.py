@@ -25,7 +25,7 @@ import pandas as pd
 from sluice.learn import gate, offpolicy, quality, registry
 from sluice.learn.bundling import dataset_stats, make_bundle
 from sluice.learn.evaluation import K_VALUES, Scored, Split, decisive_split, score_model
-from sluice.learn.matrix import InteractionMatrix, build
+from sluice.learn.matrix import InteractionMatrix, build, trained_boost
 from sluice.learn.models import ALS, Model, Popularity, make_model
 from sluice.learn.tracking import lifts, log_gate, log_model, log_run
 from sluice.settings import Settings
@@ -168,7 +168,8 @@ def fit_and_evaluate(prepared: Prepared, algorithm: str, params: dict[str, Any],
     """Fit on the training part, score the held-out part; with `settings`, every metric
     also gets its bootstrap interval and the beyond-accuracy measures are added."""
     started = time.perf_counter()
-    model = make_model(algorithm, **params).fit(prepared.train.for_model(algorithm).matrix)
+    model = make_model(algorithm, **params)
+    model.fit(prepared.train.for_model(algorithm, trained_boost(model)).matrix)
     fit_seconds = time.perf_counter() - started
     scored = score_model(model, prepared.train, prepared.relevant, prepared.k_values)
     metrics = scored.means()
@@ -222,8 +223,8 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
         offpolicy.log(from_settings(settings), prepared.tenant,
                       champion.version if champion else None, model, prepared.train, say)
     refit_started = time.perf_counter()
-    final = make_model(model.name, **model.params()).fit(
-        prepared.full.for_model(model.name).matrix)
+    final = make_model(model.name, **model.params())
+    final.fit(prepared.full.for_model(model.name, trained_boost(final)).matrix)
     prepared.timings["refit"] = time.perf_counter() - refit_started
     with timer.phase("bundle"):
         bundle = make_bundle(settings, prepared, final, say)

@@ -6,8 +6,9 @@ fit on the whole training part, scored on the holdout, refit on all data, logged
 parent run, registered and put through the same champion gate.
 
 Ranges are wide and on log scales where a parameter's effect is multiplicative (ALS factors
-16-512, regularization 0.01-100 with the shipped 10 well inside, alpha 0.1-100; EASE l2
-1-10^4); `tune.grid` in config replaces a parameter's range by a list of values to choose from.
+16-512, regularization 0.01-100 with the shipped 10 well inside, alpha 0.1-100, and the
+matrix's `recency_boost` 1-100 when ALS trains on it; EASE l2 1-10^4); `tune.grid` in config
+replaces a parameter's range by a list of values to choose from.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ DEFAULT_SPACES: dict[str, dict[str, Range | list[Any]]] = {
 }
 
 
+BOOST_TUNABLE = ("als",)  # families whose parameters carry the recency boost they train on
+
+
 @dataclass
 class Trial:
     params: dict[str, Any]
@@ -61,14 +65,27 @@ class TuneResult:
 
 
 def search_space(settings: Settings, algorithm: str) -> dict[str, Range | list[Any]]:
-    """The built-in ranges of `algorithm`, with `tune.grid` lists in place of ranges."""
-    space = {**DEFAULT_SPACES.get(algorithm, {}), **settings.app.tune.grid.get(algorithm, {})}
-    known = settings.app.model.params(algorithm)
+    """The built-in ranges of `algorithm`, with `tune.grid` lists in place of ranges; ALS
+    also searches the matrix's recency boost when it trains on one."""
+    boosts = boost_space(settings, algorithm)
+    space = {**DEFAULT_SPACES.get(algorithm, {}), **boosts,
+             **settings.app.tune.grid.get(algorithm, {})}
+    known = {**settings.app.model.params(algorithm), **boosts}
     unknown = sorted(set(space) - set(known))
     if unknown:
         raise ValueError(f"tune.grid.{algorithm}: {unknown} are not parameters of "
                          f"{algorithm} (it takes {sorted(known)})")
     return space
+
+
+def boost_space(settings: Settings, algorithm: str) -> dict[str, Range | list[Any]]:
+    """`recency_boost` on a log scale around the configured one, for a family that takes it
+    as a parameter and trains on the boost (none when the boost is off)."""
+    matrix = settings.app.matrix
+    if (algorithm not in BOOST_TUNABLE or algorithm not in matrix.recency_models
+            or matrix.recency_boost <= 0 or matrix.weighting != "none"):
+        return {}
+    return {"recency_boost": ("log", 1.0, 100.0)}
 
 
 def suggest(trial: Any, space: dict[str, Range | list[Any]]) -> dict[str, Any]:

@@ -86,6 +86,15 @@ def test_only_the_boosted_families_train_on_the_boost():
         MatrixConfig(recency_models=["als", "svd"])
 
 
+def test_a_tuned_boost_trains_on_its_own_weights():
+    built = build(taste_history(users=20, per_user=6), config=BOOST)
+    tuned = built.for_model("als", 1.0)
+    assert tuned.boost == 1.0 and tuned is built.for_model("als", 1.0)
+    np.testing.assert_allclose(tuned.matrix.data, built.matrix.data + built.recent, rtol=1e-6)
+    assert built.for_model("als", 0.0) is built  # a boost of 0 is the plain matrix
+    assert built.for_model("als").boost == BOOST.recency_boost
+
+
 def test_bm25_reweighting_keeps_no_boosted_part():
     built = build(taste_history(users=40, per_user=6),
                   config=MatrixConfig(recency_boost=4.0, weighting="bm25"))

@@ -14,7 +14,7 @@ import yaml
 from sluice.bundle import ModelBundle
 from sluice.learn import registry
 from sluice.learn.training import InsufficientDataError, check_sufficiency, train_tenant
-from sluice.learn.tuning import DEFAULT_SPACES, suggest, tune_tenant
+from sluice.learn.tuning import DEFAULT_SPACES, search_space, suggest, tune_tenant
 from sluice.settings import Settings
 from tests.utils.marts import START, WEIGHTS, taste_history, write_marts
 
@@ -268,6 +268,26 @@ def test_tune_runs_nested_trials_and_registers_the_best(tmp_path, store, monkeyp
     assert version.run_id == outcome.parent_run_id
     assert version.tags["validation_status"] == "passed"
     assert np.isfinite(parent.metrics["ndcg_at_10"])
+    # the recency boost was searched with the rest, and the registered bundle trained on
+    # the chosen one: serving folds new events in with it
+    assert all(1.0 <= trial.params["recency_boost"] <= 100.0 for trial in outcome.trials)
+    local = mlflow.artifacts.download_artifacts(f"models:/{name}/{outcome.best.version}",
+                                                dst_path=str(tmp_path / "dl"))
+    bundle = ModelBundle.load(Path(local))
+    assert bundle.meta["matrix"]["recency_boost"] == pytest.approx(
+        outcome.best.params["recency_boost"])
+    assert bundle.meta["params"]["recency_boost"] == outcome.best.params["recency_boost"]
+
+
+def test_the_recency_boost_is_searched_only_where_it_applies(tmp_path, store, monkeypatch):
+    on = settings_for(tmp_path / "on", store, monkeypatch)
+    assert search_space(on, "als")["recency_boost"] == ("log", 1.0, 100.0)
+    assert "recency_boost" not in search_space(on, "ease")  # EASE reads the plain matrix
+    off = settings_for(tmp_path / "off", store, monkeypatch, matrix={"recency_boost": 0.0})
+    assert "recency_boost" not in search_space(off, "als")
+    grid = settings_for(tmp_path / "grid", store, monkeypatch,
+                        tune={"grid": {"als": {"recency_boost": [8.0, 32.0]}}})
+    assert search_space(grid, "als")["recency_boost"] == [8.0, 32.0]
 
 
 def test_tune_refuses_a_grid_of_unknown_parameters(tmp_path, store, monkeypatch):
