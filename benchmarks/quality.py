@@ -144,7 +144,7 @@ def interval(m: dict, key: str, digits: int = 4) -> str:
 
 
 def params(result: dict) -> str:
-    keep = ("factors", "regularization", "alpha", "iterations", "l2")
+    keep = ("factors", "regularization", "alpha", "iterations", "l2", "recency_boost")
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in result["params"].items() if k in keep)
 
