@@ -79,7 +79,7 @@ def search_space(settings: Settings, algorithm: str) -> dict[str, Range | list[A
 
 
 def boost_space(settings: Settings, algorithm: str) -> dict[str, Range | list[Any]]:
-    """`recency_boost` on a log scale around the configured one, for a family that takes it
+    """`recency_boost` on a log scale, 1-100 (32 shipped), for a family that takes it
     as a parameter and trains on the boost (none when the boost is off)."""
     matrix = settings.app.matrix
     if (algorithm not in BOOST_TUNABLE or algorithm not in matrix.recency_models
