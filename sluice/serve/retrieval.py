@@ -6,7 +6,7 @@ items) and filters are applied to the candidates, and when they leave too few, m
 fetched from more lists; when even `MAX_FETCH` candidates cannot fill the answer (a rare
 filter, a user who has seen most of what is near), the caller scores every item instead.
 The answer's slots and sources are the same as a full pass's; only which items are
-considered differs (`serving.ann.probes` sets how many are, `tests/serve/test_ann.py`
+considered differs (`serving.ann.ef_search` or `probes` sets how many are, `tests/serve/test_ann.py`
 measures the recall of the top 25 against the exact pass).
 """
 
@@ -23,7 +23,10 @@ from sluice.serve.model import LoadedModel
 if TYPE_CHECKING:
     from sluice.serve.tiers import Candidates, Draft
 
-OVER_FETCH = 4  # candidates asked first: this many times the items wanted, plus the blocked
+# candidates asked first under filters: this many times the items wanted, plus the blocked.
+# Without filters the wanted plus the blocked are enough: the index ranks what it finds by
+# the exact inner product, so more candidates would only rank below them
+OVER_FETCH = 4
 GROWTH = 4  # each refill asks this many times more candidates from twice the lists
 MAX_FETCH = 8192  # candidates beyond the blocked ones, at most, before a full pass instead
 
@@ -72,9 +75,10 @@ def search(model: LoadedModel, vector: np.ndarray, blocked: np.ndarray, want: in
     assert model.ann is not None
     items = len(model.bundle.item_ids)
     blocked = np.unique(blocked)
-    count, probes = OVER_FETCH * want + len(blocked), model.ann_probes
+    count = (want if check is None else OVER_FETCH * want) + len(blocked)
+    breadth = model.ann_breadth
     while True:
-        rows = model.ann.search(vector, min(count, items), probes)
+        rows = model.ann.search(vector, min(count, items), breadth)
         rows = rows[~np.isin(rows, blocked)]
         scores = model.bundle.item_factors[rows] @ vector
         order = np.argsort(-scores, kind="stable")
@@ -85,7 +89,7 @@ def search(model: LoadedModel, vector: np.ndarray, blocked: np.ndarray, want: in
             return rows[:want], scores[:want].astype(np.float32)
         if count - len(blocked) >= MAX_FETCH or count >= items:
             return None
-        count, probes = count * GROWTH, probes * 2
+        count, breadth = count * GROWTH, breadth * 2
 
 
 def _passing(rows: np.ndarray, scores: np.ndarray, want: int,
