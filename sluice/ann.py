@@ -53,6 +53,7 @@ class ItemIndex:
     def __init__(self, index: Any):
         self.index = index
         self.kind = "ivf" if isinstance(index, _faiss().IndexIVF) else "hnsw"
+        self._params: dict[int, Any] = {}  # search parameters by breadth: made once each
 
     @classmethod
     def build(cls, item_factors: np.ndarray, kind: str = "hnsw", lists: int = 0,
@@ -97,15 +98,21 @@ class ItemIndex:
         """Item rows of up to `count` best items found, best first. `breadth` is how widely
         it looks: lists probed (inverted file; fewer items when those lists hold fewer) or
         the graph search's efSearch (at least `count` whatever it is)."""
-        faiss = _faiss()
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-        if self.kind == "ivf":
-            params = faiss.SearchParametersIVF(nprobe=max(1, min(breadth, self.index.nlist)))
-        else:
-            params = faiss.SearchParametersHNSW(efSearch=max(breadth, count))
-        _, found = self.index.search(query, count, params=params)
+        _, found = self.index.search(query, count, params=self._search_params(breadth, count))
         rows = found[0]
         return rows[rows >= 0]
+
+    def _search_params(self, breadth: int, count: int) -> Any:
+        breadth = (max(1, min(breadth, self.index.nlist)) if self.kind == "ivf"
+                   else max(breadth, count))
+        params = self._params.get(breadth)
+        if params is None:  # read-only once made: threads may share it (a race makes two)
+            faiss = _faiss()
+            params = (faiss.SearchParametersIVF(nprobe=breadth) if self.kind == "ivf"
+                      else faiss.SearchParametersHNSW(efSearch=breadth))
+            self._params = {**self._params, breadth: params} if len(self._params) < 64 else {}
+        return params
 
 
 def _inverted_file(vectors: np.ndarray, lists: int) -> Any:

@@ -74,7 +74,7 @@ def test_recall_at_25_against_the_exact_pass(catalog, state, record_property):
     recall = float(np.mean(recalls))
     measured = (f"recall@25 against the exact pass: {recall:.3f} over {USERS} users "
                 f"(min {min(recalls):.2f}; {len(catalog.item_ids):,} items, probes "
-                f"{ann.model.ann_probes} of {ann.model.ann.lists} lists)")
+                f"{ann.model.ann.describe()}, breadth {ann.model.ann_breadth})")
     record_property("recall_at_25", recall)  # in the JUnit report: --junitxml
     assert recall >= 0.9, measured  # 0.97 when written (20,000 items, probes 48 of 312)
     assert ann.model.paths["ann"] == USERS and ann.model.paths["pass"] == 0
