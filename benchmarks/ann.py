@@ -156,6 +156,8 @@ def main() -> None:
     parser.add_argument("--ef-search", type=int, nargs="+", default=[AnnConfig().ef_search],
                         help="hnsw: efSearch values measured in process; wrk serves the first")
     parser.add_argument("--no-scan", action="store_true", help="skip the exact scan row")
+    parser.add_argument("--no-serve", action="store_true",
+                        help="in process only: builds, recall and time per answer, no wrk")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -172,7 +174,8 @@ def main() -> None:
     recall = recall_in_process(bundle, indexes, events, args.recall_users, args.ef_search)
     bundle.ann = indexes[args.kinds[0]]
 
-    for n, workers in enumerate(args.workers):  # the exact scan once: it only shows the gap
+    # the exact scan served once: it only shows the gap
+    for n, workers in enumerate([] if args.no_serve else args.workers):
         served(bundle, events, argparse.Namespace(**{**vars(args), "workers": workers,
                                                      "no_scan": args.no_scan or n > 0}))
     print()
