@@ -8,16 +8,17 @@ exact ranking of the candidates it found.
 Two kinds, both under the inner-product metric (score = x_u . y_i is what the models rank
 by; BPR and LMF keep their biases as factor columns, so the index sees them too):
 
-- `hnsw` (the default): faiss's graph index (`IndexHNSWFlat`, METRIC_INNER_PRODUCT). A query
+- `hnsw`: faiss's graph index (`IndexHNSWFlat`, METRIC_INNER_PRODUCT). A query
   walks the graph from its entry point toward better-scoring items, keeping the `ef_search`
   best it has met; it visits a few thousand items at a million. The graph's links are drawn
   by inner product too: the usual reduction of inner product to a metric (one extra
   coordinate per item) measured far worse recall on factors shaped like a trained model's
   (benchmarks/README.md, 2026-12-02 session 5). Building it is parallel, so two builds of the
   same factors may link a few items differently.
-- `ivf`: faiss's inverted file (`IndexIVFFlat`): k-means splits the items into `lists`, a
-  query scans the `probes` lists whose centroids score best. Seeded: the same factors give
-  the same index. Bundles trained before the graph index hold this kind and still serve.
+- `ivf` (the default): faiss's inverted file (`IndexIVFFlat`): k-means splits the items
+  into `lists`, a query scans the `probes` lists whose centroids score best. Seeded: the
+  same factors give the same index. At a million items it measured better recall and less
+  time per answer than the graph at the defaults (benchmarks/README.md, session 5).
 
 It is stored as faiss's own serialization, a uint8 array in the bundle's `.npz` (never
 pickle), and checked at load like every array; the kind is read back from it.
@@ -56,7 +57,7 @@ class ItemIndex:
         self._params: dict[int, Any] = {}  # search parameters by breadth: made once each
 
     @classmethod
-    def build(cls, item_factors: np.ndarray, kind: str = "hnsw", lists: int = 0,
+    def build(cls, item_factors: np.ndarray, kind: str = "ivf", lists: int = 0,
               links: int = 32, ef_construction: int = 80) -> ItemIndex:
         """`lists` for the inverted file; `links` (HNSW's M) and `ef_construction` for the
         graph. Ids are row numbers: item j is id j."""

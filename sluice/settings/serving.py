@@ -22,9 +22,10 @@ class AnnConfig(BaseModel):
     # items, and serving uses it for such a catalog instead of scoring every item: below,
     # an exact pass (about a millisecond per 100,000 items x 64 factors) is cheap enough
     min_items: int = Field(250_000, ge=1)
-    # the kind the train flow builds: hnsw (a graph) or ivf (an inverted file); serving
-    # reads the kind from the bundle, so bundles of either kind serve whatever this says
-    kind: Literal["hnsw", "ivf"] = "hnsw"
+    # the kind the train flow builds: ivf (an inverted file) or hnsw (a graph; at 1M items it
+    # measured worse recall and time per answer than ivf, benchmarks/README.md session 5);
+    # serving reads the kind from the bundle, so bundles of either kind serve either way
+    kind: Literal["hnsw", "ivf"] = "ivf"
     # hnsw: links per item (faiss's M) and the breadth of the build's and the queries'
     # searches (efConstruction, efSearch): more is better recall for more build or query time
     m: int = Field(32, ge=4, le=128)

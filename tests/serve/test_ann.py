@@ -34,8 +34,8 @@ USERS = 200  # users asked, each with two events since training
 @pytest.fixture(scope="module", params=["hnsw", "ivf"])
 def catalog(tmp_path_factory, request) -> ModelBundle:
     """20,000 items x 32 factors with the index, through the .npz round trip serving loads:
-    the graph (the default) and the inverted file (what bundles trained before the graph
-    hold; the same faiss serialization, so they load and serve as these do)."""
+    the graph, and the inverted file (the default, and what bundles trained before the graph
+    hold: the same faiss serialization, so old ones load and serve as these do)."""
     bundle = clustered_bundle()
     bundle.ann = ItemIndex.build(bundle.item_factors, request.param)
     loaded = ModelBundle.load(bundle.save(tmp_path_factory.mktemp("ann")))
@@ -163,9 +163,9 @@ def test_the_index_round_trips_and_a_bad_one_is_refused_at_load(tmp_path, catalo
         ModelBundle.load(path)
     same = ModelBundle.load(dataclasses.replace(small).save(tmp_path / "good"))
     assert same.ann is not None and same.ann.items == 300 and same.ann.dims == 8
-    assert same.ann.kind == "hnsw"  # the default kind, read back from faiss's serialization
-    small.ann = ItemIndex.build(small.item_factors, "ivf")
-    assert ModelBundle.load(small.save(tmp_path / "ivf")).ann.kind == "ivf"
+    assert same.ann.kind == "ivf"  # the default kind, read back from faiss's serialization
+    small.ann = ItemIndex.build(small.item_factors, "hnsw")
+    assert ModelBundle.load(small.save(tmp_path / "hnsw")).ann.kind == "hnsw"
     with pytest.raises(ValueError, match="ann index kind 'flat': expected one of hnsw, ivf"):
         ItemIndex.build(small.item_factors, "flat")
 
@@ -174,8 +174,8 @@ def test_the_train_flow_builds_the_index_and_serving_answers_from_it(tmp_path, m
     sections = {"model": {"factors": 16, "iterations": 8, "alpha": 2.0},
                 "evaluation": {"min_users": 10, "bootstrap_resamples": 100},
                 "sufficiency": {"min_interactions": 1000, "min_users_with_two_interactions": 25},
-                "serving": {"ann": {"min_items": 1000, "m": 8, "ef_construction": 32,
-                                     "ef_search": 48}}}
+                "serving": {"ann": {"min_items": 1000, "kind": "hnsw", "m": 8,
+                                    "ef_construction": 32, "ef_search": 48}}}
     env = environment(tmp_path, **sections)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
