@@ -15,8 +15,9 @@ wrk runs short rounds against each in turn (the order rotates every round), so e
 variant's ratio is taken against plain serving measured seconds apart. Two throughputs per
 round: answers per wall second (what a client sees, moved by whatever else the cores run) and
 answers per CPU second of the server process (/proc: what the variant costs, far less moved by
-neighbours). The summary per variant: the geometric mean ratio over rounds with a 95%
-t-interval (on the log ratios), the median and the range.
+neighbours). The summary per variant: the median ratio over rounds with a 95% bootstrap
+interval, the geometric mean and the range. Before the HTTP rounds, the same three in this
+process: the server's own CPU per answer without HTTP (see in_process).
 `python benchmarks/serving_variants.py [--rounds 8] [--seconds 5] [--items 10000]`
 """
 
@@ -29,17 +30,17 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import api_key, server_process, table, wrk
 
-from benchmarks.serving import LUA, _home, register, synthetic_bundle
+from benchmarks.serving import LUA, USERS, _home, register, synthetic_bundle
 from sluice.experiments import Arm, Experiment, Experiments
 
 VARIANTS = ("plain", "exploration", "experiment")
@@ -100,22 +101,66 @@ def rounds(base: str, pid: int, key: str, args: argparse.Namespace) -> list[dict
     return measured
 
 
-def summary(measured: list[dict[str, float]]) -> list[dict]:
-    """Per variant and throughput: its ratio to plain serving in the same round."""
-    rows = []
+SUMMARY = ("variant", "answers per", "rounds", "median ratio to plain", "95% interval",
+           "geometric mean", "min", "max", "within 10%")
+THROUGHPUTS = (("wall s", ""), ("CPU s", " per CPU s"))
+
+
+def summary(measured: list[dict[str, float]], columns: tuple = THROUGHPUTS,
+            inverse: bool = False) -> list[dict]:
+    """Per variant and throughput: its ratio to plain serving in the same round, the median
+    over rounds with a 95% bootstrap interval (a round that a neighbour's burst or a stall
+    hit is an outlier, not a trend). `inverse`: the figures are costs per answer, so the
+    throughput ratio is plain's over the variant's."""
+    rows, rng = [], np.random.default_rng(0)
     for name in VARIANTS[1:]:
-        for unit, suffix in (("wall s", ""), ("CPU s", " per CPU s")):
-            logs = np.log([m[name + suffix] / m["plain" + suffix] for m in measured])
-            half = stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
-            low, mid, high = np.exp([logs.mean() - half, logs.mean(), logs.mean() + half])
-            rows.append({"variant": name, "answers per": unit, "rounds": len(logs),
-                         "ratio to plain (geometric mean)": float(mid),
+        for unit, suffix in columns:
+            ratios = np.array([m[name + suffix] / m["plain" + suffix] for m in measured])
+            ratios = 1 / ratios if inverse else ratios
+            medians = np.median(rng.choice(ratios, (1000, len(ratios))), axis=1)
+            low, high = np.percentile(medians, [2.5, 97.5])
+            rows.append({"variant": name, "answers per": unit, "rounds": len(ratios),
+                         "median ratio to plain": float(np.median(ratios)),
                          "95% interval": f"[{low:.3f}, {high:.3f}]",
-                         "median": float(np.exp(np.median(logs))),
-                         "min": float(np.exp(logs.min())), "max": float(np.exp(logs.max())),
+                         "geometric mean": float(np.exp(np.log(ratios).mean())),
+                         "min": float(ratios.min()), "max": float(ratios.max()),
                          "within 10%": "yes" if low >= 0.9 else
                          ("no" if high < 0.9 else "undecided")})
     return rows
+
+
+def in_process(env: dict[str, str], args: argparse.Namespace) -> list[dict[str, float]]:
+    """Per round and variant: the server's own work per answer (resolve, recommend, queue
+    for the log) in this process, in thread CPU microseconds: no HTTP, no wrk beside it. The
+    log queue is written out between batches, outside the timing, as serving's writer
+    thread does (a queue left to grow would tax whichever variant ran later)."""
+    from sluice.serve.service import Service
+    from sluice.settings import get_settings
+
+    os.environ.update(env)
+    service = Service(get_settings())
+    service.start(background=False)
+    fields = {"plain": {}, "exploration": {"template": "explore"},
+              "experiment": {"tenant": "abtest"}}
+    rng = np.random.default_rng(0)
+    measured = []
+    try:
+        for r in range(-1, args.in_process_rounds):  # round -1 warms every path up
+            found = {}
+            for name in VARIANTS[r % 3:] + VARIANTS[:r % 3]:
+                requests = [service.request(user_id=f"u{user}", num_results=25,
+                                            **fields[name])
+                            for user in rng.integers(0, USERS, 500)]
+                started = time.thread_time()
+                for request in requests:
+                    service.recommend(request)
+                found[name] = (time.thread_time() - started) / len(requests) * 1e6
+                service.answers.drain()
+            if r >= 0:
+                measured.append(found)
+    finally:
+        service.stop()
+    return measured
 
 
 def main() -> None:
@@ -125,6 +170,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--exploration", type=float, default=0.1)
+    parser.add_argument("--in-process-rounds", type=int, default=40)
+    parser.add_argument("--no-http", action="store_true", help="only the in-process rounds")
     args = parser.parse_args()
     bundle = synthetic_bundle(args.items)
     config = {"templates": {
@@ -137,6 +184,14 @@ def main() -> None:
                           name="sluice-abtest")
         Experiments(home).create(Experiment("bench", "abtest", (
             Arm("control", "champion", 0.5), Arm("treatment", second, 0.5))))
+        work = in_process(env, args)
+        print(f"in process, {args.in_process_rounds} rounds of 500 answers per variant "
+              "(requests resolved beforehand): thread CPU microseconds per answer; median "
+              + ", ".join(f"{n} {statistics.median(w[n] for w in work):.1f}" for n in VARIANTS))
+        print(table(summary(work, (("CPU us (in process)", ""),), inverse=True),
+                    list(SUMMARY)))
+        if args.no_http:
+            return
         with server_process("serving.main:app", env=env, ready_path="/ready") as (base, proc):
             key = api_key("admin")  # a key of every tenant
             check(base, key)
@@ -146,9 +201,8 @@ def main() -> None:
           f"{args.exploration}; plain serving: median "
           f"{statistics.median(m['plain'] for m in measured):,.0f} req/s")
     print(table(measured, [c for n in VARIANTS for c in (n, f"{n} per CPU s", f"{n} p99 ms")]))
-    rows = summary(measured)
     print()
-    print(table(rows, list(rows[0])))
+    print(table(summary(measured), list(SUMMARY)))
 
 
 if __name__ == "__main__":
