@@ -11,14 +11,7 @@
 {% set threshold = var('events')['event_value_threshold'] %}
 
 with
-{%- if is_incremental() %}
-
-    identified_sessions as (
-
-        {{ identified_sessions(since) }}
-
-    ),
-{%- endif %}
+{{- incremental_ctes(since) }}
 
 interactions as (
 

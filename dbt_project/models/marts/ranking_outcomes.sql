@@ -11,23 +11,7 @@
 -- depends_on: {{ ref('stg_sluice__interactions') }}
 
 with
-{%- if is_incremental() %}
-
-    identified_sessions as (
-
-        {{ identified_sessions(since) }}
-
-    ),
-{%- endif %}
-
-{%- if is_incremental() %}
-
-    changed_lists as (
-
-        {{ changed_lists(since, 'identified_sessions') }}
-
-    ),
-{%- endif %}
+{{- incremental_ctes(since, lists=true) }}
 
 impressions as (
 
