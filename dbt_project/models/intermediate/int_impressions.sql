@@ -42,7 +42,7 @@ interactions as (
 
     select * from {{ ref('int_interactions_stitched') }} as interactions
     where
-        ranking_id is not null
+        interactions.ranking_id is not null  -- noqa: RF03
         {% if is_incremental() -%}
             and {{ in_changed_list('interactions', 'changed_lists') }}
         {%- endif %}

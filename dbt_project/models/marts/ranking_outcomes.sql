@@ -17,7 +17,7 @@ impressions as (
 
     select * from {{ ref('int_impressions') }} as impressions
     where
-        shown_in = 'ranking'
+        shown_in = 'ranking'  -- noqa: RF03
         {% if is_incremental() -%}
             and {{ in_changed_list('impressions', 'changed_lists') }}
         {%- endif %}

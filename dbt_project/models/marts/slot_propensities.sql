@@ -19,7 +19,7 @@ impressions as (
 
     select * from {{ ref('int_impressions') }} as impressions
     where
-        shown_in = 'recommendation'
+        shown_in = 'recommendation'  -- noqa: RF03
         {% if is_incremental() -%}
             and {{ in_changed_list('impressions', 'changed_lists') }}
         {%- endif %}
