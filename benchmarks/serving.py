@@ -18,6 +18,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -70,8 +72,10 @@ def synthetic_bundle(items: int, seed: int = 0) -> ModelBundle:
     )
 
 
-def register(bundle: ModelBundle, home: Path, champion: bool = True) -> str:
-    """Log and register `bundle` in the store under `home`; returns the version."""
+def register(bundle: ModelBundle, home: Path, champion: bool = True,
+             name: str = "sluice-default") -> str:
+    """Log and register `bundle` as model `name` in the store under `home`; returns the
+    version."""
     import mlflow
 
     from sluice.learn import registry
@@ -80,9 +84,9 @@ def register(bundle: ModelBundle, home: Path, champion: bool = True) -> str:
     client = registry.client(store(home))
     experiment = registry.experiment(client, "bench", home / "artifacts")
     with mlflow.start_run(experiment_id=experiment):
-        version = log_model(bundle, "sluice-default")
+        version = log_model(bundle, name)
     if champion:
-        client.set_registered_model_alias("sluice-default", "champion", version)
+        client.set_registered_model_alias(name, "champion", version)
     return version
 
 
@@ -144,6 +148,23 @@ def _home(home: Path, bundle: ModelBundle, config: dict | None, swap_to: ModelBu
     return env, later
 
 
+@contextmanager
+def sluice_server(bundle: ModelBundle, args: argparse.Namespace, config: dict | None = None,
+                  swap_to: ModelBundle | None = None, experiment: ModelBundle | None = None,
+                  events: list[dict] | None = None) -> Iterator[tuple[str, str, str | None, str]]:
+    """The real app serving `bundle` as champion (config: overrides of sluice.yaml), warmed
+    up: its base URL, a read key, the version to swap to (see sluice_run) and the store's URI.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        env, later = _home(home, bundle, config, swap_to, experiment, events)
+        with server("serving.main:app", env=env, ready_path="/ready",
+                    workers=args.workers) as base:
+            key = api_key("read")
+            wrk(base, LUA, 2, args.connections, key=key)  # warm-up
+            yield base, key, later, env["MLFLOW_TRACKING_URI"]
+
+
 def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | None = None,
                connections: tuple[int, ...] | None = None,
                swap_to: ModelBundle | None = None,
@@ -162,28 +183,22 @@ def sluice_run(bundle: ModelBundle, args: argparse.Namespace, config: dict | Non
     import threading
 
     from sluice.learn import registry
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        env, later = _home(home, bundle, config, swap_to, experiment, events)
-        uri = env["MLFLOW_TRACKING_URI"]
-        with server("serving.main:app", env=env, ready_path="/ready",
-                    workers=args.workers) as base:
-            key = api_key("read")
-            wrk(base, lua, 2, args.connections, key=key)  # warm-up
-            if later is not None:
-                timer = threading.Timer(args.seconds / 2, registry.client(uri)
-                                        .set_registered_model_alias,
-                                        ("sluice-default", "champion", later))
-                timer.start()
-            results = [wrk(base, lua, args.seconds, c, key=key)
-                       for c in connections or (args.connections,)]
-            if later is not None:
-                timer.join()
-                served = {httpx.post(f"{base}/v1/recommendations", json={"user_id": "u1"},
-                                     headers={"X-Api-Key": key}).json()["model_version"]
-                          for _ in range(4 * args.workers)}
-                assert served == {later}, f"still serving {served} after the swap to {later}"
-            return results
+    with sluice_server(bundle, args, config, swap_to, experiment, events) as (
+            base, key, later, uri):
+        if later is not None:
+            timer = threading.Timer(args.seconds / 2, registry.client(uri)
+                                    .set_registered_model_alias,
+                                    ("sluice-default", "champion", later))
+            timer.start()
+        results = [wrk(base, lua, args.seconds, c, key=key)
+                   for c in connections or (args.connections,)]
+        if later is not None:
+            timer.join()
+            served = {httpx.post(f"{base}/v1/recommendations", json={"user_id": "u1"},
+                                 headers={"X-Api-Key": key}).json()["model_version"]
+                      for _ in range(4 * args.workers)}
+            assert served == {later}, f"still serving {served} after the swap to {later}"
+        return results
 
 
 def _arguments() -> argparse.Namespace:

@@ -11,6 +11,7 @@ from typing import Any
 from sluice.experiments import ALL_TEMPLATES, KINDS, METRICS, Experiment, Experiments, parse_arms
 from sluice.intake.events import parse_timestamp
 from sluice.settings import get_settings
+from sluice.vocabulary import TEMPLATES
 
 
 def add_parser(sub: Any) -> None:
@@ -22,7 +23,8 @@ def add_parser(sub: Any) -> None:
     create.add_argument("--arm", action="append", required=True, dest="arms",
                         help="NAME=MODEL[:SHARE], MODEL a version or alias; repeat per arm, "
                              "the first is the control")
-    create.add_argument("--template", default=ALL_TEMPLATES, help="a template, or * (all)")
+    create.add_argument("--template", default=ALL_TEMPLATES,
+                        help="a built-in or configured template, or * (all)")
     create.add_argument("--kind", choices=KINDS, default="ab")
     create.add_argument("--metric", choices=METRICS, default="click_through_rate")
     create.add_argument("--start", help="ISO-8601 or epoch ms; default now")
@@ -51,7 +53,8 @@ def cmd_experiments(args: argparse.Namespace) -> None:
             end_ms=parse_timestamp(args.end, "end") if args.end else None)
         name = settings.registered_model_name(args.tenant)
         store.create(exp, lambda ref: registry.ref_exists(settings.mlflow_tracking_uri,
-                                                          name, ref))
+                                                          name, ref),
+                     templates=[*TEMPLATES, *settings.app.templates])
         print(json.dumps(exp.as_dict(), indent=2))
     elif args.experiment_command == "list":
         now = int(time.time() * 1000)

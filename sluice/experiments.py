@@ -1,8 +1,10 @@
 """Online experiments: their definitions, validation, durable store and arm assignment.
 
 An experiment splits one tenant's traffic (one template, or all: `*`) between two or more
-arms, each a registered model version or alias. Kind `ab` sends each visitor to one arm by
-share; kind `interleaving` merges two arms into every answer (team draft, sluice.serve).
+arms, each a registered model version or alias. A template is a built-in one (it then covers
+the configured templates built on it too) or one the config defines (then only requests naming
+it, and it wins over one on its base). Kind `ab` sends each visitor to one arm by share; kind
+`interleaving` merges two arms into every answer (team draft, sluice.serve).
 
 Assignment rule: the unit hashed is the request's session id when it carries one, else its user
 id. An anonymous session that logs in sends the same session id with the user id, so it keeps
@@ -113,15 +115,19 @@ def parse_arms(specs: Iterable[str]) -> tuple[Arm, ...]:
 
 
 def validate(exp: Experiment, others: Iterable[Experiment],
-             model_exists: Callable[[str], bool] | None = None) -> None:
-    """Raises ExperimentError naming the first field at fault."""
+             model_exists: Callable[[str], bool] | None = None,
+             templates: Iterable[str] = TEMPLATES) -> None:
+    """Raises ExperimentError naming the first field at fault. `templates`: the names an
+    experiment may split (the built-in ones, and those the config defines)."""
     if not ID_PATTERN.match(exp.id):
         raise ExperimentError("id", "1-64 letters, digits, '_', '.', '-', starting with a "
                               "letter or digit")
     if not is_tenant(exp.tenant):
         raise ExperimentError("tenant", TENANT_RULE)
-    if exp.template != ALL_TEMPLATES and exp.template not in TEMPLATES:
-        raise ExperimentError("template", f"one of {', '.join(TEMPLATES)} or '*' (all)")
+    templates = tuple(templates)
+    if exp.template != ALL_TEMPLATES and exp.template not in templates:
+        raise ExperimentError("template", f"no template {exp.template!r}: one of "
+                              f"{', '.join(templates)} or '*' (all)")
     if exp.kind not in KINDS:
         raise ExperimentError("kind", f"one of {', '.join(KINDS)}")
     if exp.metric not in METRICS:
@@ -191,16 +197,23 @@ class Experiments:
                                 "`sluice experiments list` shows them")
         return found
 
-    def running(self, tenant: str, template: str, now_ms: int | None = None) -> Experiment | None:
+    def running(self, tenant: str, template: str, now_ms: int | None = None,
+                name: str | None = None) -> Experiment | None:
+        """The experiment splitting this traffic: `template` is the built-in template the
+        request resolved to, `name` the configured template it named (if any). The most
+        specific wins: one on that configured template, else one on its built-in template
+        (or all)."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        for exp in self.all().values():
-            if exp.tenant == tenant and exp.covers(template) and exp.running(now):
+        found = [exp for exp in self.all().values() if exp.tenant == tenant and exp.running(now)
+                 and (exp.covers(template) or (name is not None and exp.template == name))]
+        for exp in found:
+            if exp.template == name:
                 return exp
-        return None
+        return found[0] if found else None
 
-    def create(self, exp: Experiment, model_exists: Callable[[str], bool] | None = None
-               ) -> Experiment:
-        validate(exp, self.all(fresh=True).values(), model_exists)
+    def create(self, exp: Experiment, model_exists: Callable[[str], bool] | None = None,
+               templates: Iterable[str] = TEMPLATES) -> Experiment:
+        validate(exp, self.all(fresh=True).values(), model_exists, templates)
         self._put(exp)
         return exp
 

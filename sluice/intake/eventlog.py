@@ -12,6 +12,7 @@ one new immutable object, named so that `segments()` still lists in append order
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -226,20 +228,42 @@ def file_url(fs: Any, path: str) -> str:
 
 
 def size_of(path: Path | str) -> int:
+    return stat_of(path)[0]
+
+
+def stat_of(path: Path | str) -> tuple[int, float]:
+    """(size, modification time in epoch seconds) of a file or object."""
     if is_url(path):
         fs, inner = _url_to_fs(path)
-        return fs.size(inner)
-    return os.stat(path).st_size
+        info = fs.info(inner)
+        return int(info["size"]), modified_at(info)
+    found = os.stat(path)
+    return found.st_size, found.st_mtime
+
+
+def modified_at(info: dict[str, Any]) -> float:
+    """An fsspec entry's modification time in epoch seconds (s3fs: `LastModified`, local:
+    `mtime`); +inf when the store gives none, so that nothing is skipped on a guess."""
+    value = info.get("LastModified", info.get("mtime", info.get("last_modified")))
+    if isinstance(value, datetime):
+        return value.timestamp()  # s3fs: an aware datetime
+    return float(value) if isinstance(value, int | float) else math.inf
 
 
 def segments(root: Path | str) -> list[Path] | list[str]:
     """Segments in the order they were started (full URLs when `root` is a URL)."""
-    return [path for path, _ in segment_sizes(root)]  # type: ignore[return-value]
+    return [path for path, _, _ in segment_listing(root)]  # type: ignore[return-value]
 
 
 def segment_sizes(root: Path | str) -> list[tuple[Path | str, int]]:
-    """(segment, size) in the order segments were started. On a URL one listing gives every
-    size, so following a bucket costs one LIST per poll rather than one HEAD per object."""
+    """(segment, size) in the order segments were started (see segment_listing)."""
+    return [(path, size) for path, size, _ in segment_listing(root)]
+
+
+def segment_listing(root: Path | str) -> list[tuple[Path | str, int, float]]:
+    """(segment, size, modification time) in the order segments were started. On a URL one
+    listing gives every size, so following a bucket costs one LIST per poll rather than one
+    HEAD per object."""
     if is_url(root):
         fs, inner = _url_to_fs(root)
         fs.invalidate_cache(inner)  # a cached listing would hide new segments
@@ -248,17 +272,19 @@ def segment_sizes(root: Path | str) -> list[tuple[Path | str, int]]:
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"raw log {root} cannot be listed: {exc}") from exc
         ordered = sorted(listed.items(), key=lambda kv: kv[0].rsplit("/", 1)[-1])
-        return [(file_url(fs, path), int(info["size"])) for path, info in ordered]
+        return [(file_url(fs, path), int(info["size"]), modified_at(info))
+                for path, info in ordered]
     root = Path(root)
     if not root.exists():
         return []
     formats.check_marker(root, "raw_log")
-    found: list[tuple[Path | str, int]] = []
+    found: list[tuple[Path | str, int, float]] = []
     for path in sorted(root.glob(SEGMENT_GLOB), key=lambda p: p.name):
         try:
-            found.append((path, path.stat().st_size))
+            stat = path.stat()
         except FileNotFoundError:
             continue  # removed since the listing (a restore): nothing to read there
+        found.append((path, stat.st_size, stat.st_mtime))
     return found
 
 

@@ -79,7 +79,8 @@ class RecommendationRequest:
     user_id: str | None = None
     session_id: str | None = None
     item_id: str | None = None
-    template: str = PERSONALIZED
+    template: str = PERSONALIZED  # the built-in template whose chain answers
+    template_name: str | None = None  # the configured template the request named, if any
     num_results: int = DEFAULT_NUM_RESULTS
     fill_with_random: bool = True
     exclude_seen: bool = True

@@ -31,6 +31,7 @@ def request(app: AppConfig, named: NamedFilters, item_fields: Callable[[], set[s
     known: set[str] = set()
     if filters or filter_name is not None:  # the field names are only needed to check them
         known = item_fields() | set(app.events.item_fields)
+    name = template if template in app.templates else None
     template, rules = template_rules(app, template, fields)
     rules += parse_conditions(filters, known)
     if filter_name is not None:
@@ -41,7 +42,8 @@ def request(app: AppConfig, named: NamedFilters, item_fields: Callable[[], set[s
     fields = {k: v for k, v in fields.items() if v is not None}
     fields["num_results"] = num_results(app.serving, fields.get("num_results"))
     fields["context"] = parse_context(fields.get("context"))
-    return RecommendationRequest(tenant=tenant, template=template, rules=rules, **fields)
+    return RecommendationRequest(tenant=tenant, template=template, template_name=name,
+                                 rules=rules, **fields)
 
 
 def template_rules(app: AppConfig, template: str,

@@ -155,7 +155,8 @@ class Service:
     def recommend(self, request: RecommendationRequest, scan: bool = True) -> Answer:
         """The answer, logged back; with scan=False, NeedsScan when it needs a catalog pass."""
         answer = None
-        experiment = self.experiments.running(request.tenant, request.template)
+        experiment = self.experiments.running(request.tenant, request.template,
+                                              name=request.template_name)
         if experiment is not None:
             answer = arm_answer(experiment, request, lambda arm: self._arm(request.tenant, arm),
                                 scan)
@@ -192,8 +193,11 @@ class Service:
         return tenant, explain(tenant, answer, self._lineage(tenant, answer.model_version))
 
     def _lineage(self, tenant: str, version: str | None) -> dict[str, Any] | None:
+        """What the version learned from; for an interleaved answer ("3+4"), each arm's."""
         if version is None:
             return None
+        if "+" in version:
+            return {"versions": {v: self._lineage(tenant, v) for v in version.split("+") if v}}
         found = self._lineages.get((tenant, version))
         if found is None:
             from sluice.learn.tracking import lineage  # MLflow, only when asked

@@ -21,7 +21,7 @@ from sluice.intake import eventlog
 from sluice.warehouse import sources
 from sluice.warehouse.engine import Warehouse, as_warehouse
 from sluice.warehouse.ingest_report import SUMMARY_COLUMNS, FileResult, IngestReport, format_table
-from sluice.warehouse.loading import FileLoader
+from sluice.warehouse.loading import FileLoader, Loaded
 from sluice.warehouse.sources import LANDING_SUFFIXES
 
 __all__ = ["LANDING_SUFFIXES", "SUMMARY_COLUMNS", "FileResult", "IngestReport", "Ingestor",
@@ -29,7 +29,14 @@ __all__ = ["LANDING_SUFFIXES", "SUMMARY_COLUMNS", "FileResult", "IngestReport", 
 
 log = logging.getLogger(__name__)
 
-Seen = tuple[int, str] | None  # (size, checksum) from the manifest, None if never loaded
+Seen = Loaded | None  # the file's manifest row, None if never loaded
+
+# A file whose size is what was loaded and which was last modified before it was loaded has
+# not changed since: it is not read again (a sealed segment, an old landing file), so a run
+# reads what is new rather than the whole history. Object stores give modification times in
+# whole seconds (S3's LastModified), so an object modified within the second before its load
+# is read once more to make sure; a local file's time is exact.
+URL_TIME_SLACK_S = 1.0
 
 
 class Ingestor:
@@ -53,20 +60,27 @@ class Ingestor:
         with self.warehouse.writer() as writer:
             manifest = writer.manifest()
             loader = FileLoader(writer, self.default_tenant, self.progress)
-            for path, size in eventlog.segment_sizes(self.raw_dir):
+            for path, size, modified in eventlog.segment_listing(self.raw_dir):
+                seen = manifest.get(str(path))
+                if unchanged_since_load(path, seen, size, modified):
+                    report.files.append(FileResult(str(path), "raw_log", status="unchanged"))
+                    continue
                 # an object's size from the listing spares a request; a local file may grow
                 known = size if eventlog.is_url(path) else None
-                report.files.append(_load_segment(loader, path, manifest.get(str(path)), known))
+                report.files.append(_load_segment(loader, path, seen, known))
             for path in sources.landing_files(self.landing_dir):
                 report.files.append(self._load_landing(loader, path, manifest.get(str(path))))
         return report
 
     def _load_landing(self, loader: FileLoader, path: Path | str, seen: Seen) -> FileResult:
         result = FileResult(str(path), "landing")
+        size, modified = eventlog.stat_of(path)
+        if unchanged_since_load(path, seen, size, modified):
+            result.status = "unchanged"
+            return result
         checksum = sources.sha256(path)
-        size = eventlog.size_of(path)
         if seen is not None:
-            if seen == (size, checksum):
+            if (seen.size, seen.checksum) == (size, checksum):
                 result.status = "unchanged"
             else:
                 result.status = "changed_after_loading"
@@ -82,12 +96,19 @@ class Ingestor:
         return result
 
 
+def unchanged_since_load(path: Path | str, seen: Seen, size: int, modified: float) -> bool:
+    """True when the file cannot have changed since its manifest row was written (see
+    URL_TIME_SLACK_S): the same size, modified before it was loaded."""
+    slack = URL_TIME_SLACK_S if eventlog.is_url(path) else 0.0
+    return seen is not None and size == seen.size and modified < seen.loaded_at - slack
+
+
 def _load_segment(loader: FileLoader, path: Path | str, seen: Seen,
                   size: int | None) -> FileResult:
     """Loads the complete lines a raw log segment gained since the last run."""
     result = FileResult(str(path), "raw_log")
     try:
-        tail = sources.segment_tail(path, seen, size)
+        tail = sources.segment_tail(path, None if seen is None else seen[:2], size)
     except sources.SegmentChanged:
         result.status = "changed_after_loading"
         result.message = "the part already loaded was rewritten; it is not reloaded"

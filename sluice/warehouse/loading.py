@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import orjson
@@ -94,12 +94,25 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+class Loaded(NamedTuple):
+    """A file's manifest row: the bytes consumed, their sha256, and when (epoch seconds)."""
+
+    size: int
+    checksum: str
+    loaded_at: float
+
+    @classmethod
+    def of(cls, size: int, checksum: str, loaded_at: datetime) -> Loaded:
+        """From a manifest row (loaded_at: a naive UTC timestamp, as `_now` writes it)."""
+        return cls(size, checksum, loaded_at.replace(tzinfo=UTC).timestamp())
+
+
 class RawWriter(ABC):
     """What the loader needs of a warehouse connection: a transaction, the three raw tables."""
 
     @abstractmethod
-    def manifest(self) -> dict[str, tuple[int, str]]:
-        """path -> (size_bytes, checksum) of every file loaded so far."""
+    def manifest(self) -> dict[str, Loaded]:
+        """path -> (size_bytes, checksum, loaded_at) of every file loaded so far."""
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
@@ -130,9 +143,9 @@ class DuckDBWriter(RawWriter):
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
 
-    def manifest(self) -> dict[str, tuple[int, str]]:
-        return {row[0]: (row[1], row[2]) for row in self.con.execute(
-            "select path, size_bytes, checksum from raw.manifest").fetchall()}
+    def manifest(self) -> dict[str, Loaded]:
+        return {row[0]: Loaded.of(*row[1:]) for row in self.con.execute(
+            "select path, size_bytes, checksum, loaded_at from raw.manifest").fetchall()}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

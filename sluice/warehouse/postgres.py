@@ -22,7 +22,7 @@ import pyarrow.csv as pa_csv
 from sluice import formats
 from sluice.warehouse.engine import LOCK_TIMEOUT, MissingTable, Say, Warehouse
 from sluice.warehouse.ingest_report import FileResult
-from sluice.warehouse.loading import RawWriter
+from sluice.warehouse.loading import Loaded, RawWriter
 from sluice.warehouse.locks import wait_for_lock
 
 # the raw schema of sluice/warehouse/db.py in PostgreSQL's words (double -> double precision)
@@ -190,11 +190,11 @@ class PostgresWriter(RawWriter):
                        "on conflict (key) do nothing", [str(formats.CURRENT["warehouse"])])
         self.con.commit()
 
-    def manifest(self) -> dict[str, tuple[int, str]]:
-        self.cursor.execute("select path, size_bytes, checksum from raw.manifest")
+    def manifest(self) -> dict[str, Loaded]:
+        self.cursor.execute("select path, size_bytes, checksum, loaded_at from raw.manifest")
         rows = self.cursor.fetchall()
         self.con.commit()
-        return {row[0]: (row[1], row[2]) for row in rows}
+        return {row[0]: Loaded.of(*row[1:]) for row in rows}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -6,6 +6,8 @@ better arm. Then assignment across two workers and a restart of a real server.""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import numpy as np
 import pytest
@@ -170,7 +172,8 @@ def _arms_served(base: str, users: list[str]) -> dict[str, tuple[str, str]]:
 
 
 def test_assignment_is_stable_across_workers_and_a_restart(tmp_path):
-    env = environment(tmp_path, serving={"model_poll_seconds": 0.5})
+    env = environment(tmp_path, serving={"model_poll_seconds": 0.5}, templates={"blue": {
+        "base": "personalized", "filters": [{"field": "color", "op": "eq", "value": "blue"}]}})
     uri = env["MLFLOW_TRACKING_URI"]
     first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
     second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
@@ -212,6 +215,20 @@ def _admin_routes(base: str) -> None:
     assert made.status_code == 201, made.text
     assert {e["id"] for e in httpx.get(url, headers=ADMIN).json()} == {"split", "x"}
     assert httpx.post(f"{url}/x/stop", headers=ADMIN).json()["stopped_ms"] > 0
+    # a configured template: its own experiment beside the one on its base template
+    narrow = httpx.post(url, headers=ADMIN, json={"id": "narrow", "template": "blue",
+                                                  "arms": arms})
+    assert narrow.status_code == 201, narrow.text
+    deadline = time.monotonic() + 10  # every worker re-reads the definitions within a second
+    while True:
+        answers = [httpx.post(f"{base}/v1/recommendations", headers=READ, timeout=10, json={
+            "user_id": f"u{n}", "num_results": 5, "template": "blue"}).json() for n in range(6)]
+        if {a["experiment"] for a in answers} == {"narrow"} or time.monotonic() > deadline:
+            break
+    assert {a["experiment"] for a in answers} == {"narrow"}, answers
+    assert httpx.post(f"{url}/narrow/stop", headers=ADMIN).status_code == 200
+    assert httpx.post(url, headers=ADMIN, json={"id": "y", "template": "green", "arms": arms}
+                      ).json()["detail"][0]["reason"].startswith("no template 'green'")
     assert httpx.get(f"{url}/missing", headers=ADMIN).status_code == 404
     assert httpx.get(url, headers=READ).status_code == 403
 

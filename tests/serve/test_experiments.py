@@ -99,6 +99,24 @@ def test_store_is_shared_by_instances_and_stop_ends_the_experiment(tmp_path):
         reader.get("missing")
 
 
+def test_an_experiment_on_a_configured_template_wins_over_one_on_its_base(tmp_path):
+    store = Experiments(tmp_path)
+    with pytest.raises(ExperimentError, match="in_stock") as raised:  # not a configured name
+        store.create(_exp(id="narrow", template="in_stock"))
+    assert raised.value.field == "template"
+    templates = ("personalized", "popular", "in_stock")
+    store.create(_exp(id="narrow", template="in_stock", start_ms=0), templates=templates)
+    store.create(_exp(id="broad", template="personalized", start_ms=0), templates=templates)
+    # a request naming the configured template (base personalized): the narrow experiment
+    assert store.running("shop", "personalized", now_ms=1, name="in_stock").id == "narrow"
+    # a request for the base template itself, or another configured one: the broad one
+    assert store.running("shop", "personalized", now_ms=1).id == "broad"
+    assert store.running("shop", "personalized", now_ms=1, name="sale").id == "broad"
+    store.stop("broad", now_ms=2)
+    assert store.running("shop", "personalized", now_ms=3) is None
+    assert store.running("shop", "personalized", now_ms=3, name="in_stock").id == "narrow"
+
+
 def _answer(items: list[str], source: str = MODEL_PERSONALIZED) -> Answer:
     return Answer("x", "1", "personalized",
                   [Slot(i, 1.0 / (n + 1), n + 1, source) for n, i in enumerate(items)])

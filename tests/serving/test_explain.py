@@ -84,3 +84,29 @@ def test_any_logged_answer_is_explained_by_any_worker_and_after_a_restart(tmp_pa
         detail = missing.json()["detail"][0]
         assert detail["field"] == "recommendation_id" and "logged by any worker" in detail[
             "reason"]
+
+
+def test_an_interleaved_answer_is_explained_with_each_arms_lineage(tmp_path):
+    """An interleaved answer names two versions ("1+2"): its explanation carries the
+    lineage of each, and every slot the arm that placed it."""
+    from sluice.experiments import Arm, Experiment, Experiments
+
+    env = environment(tmp_path, serving={"model_poll_seconds": 0.5})
+    uri = env["MLFLOW_TRACKING_URI"]
+    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
+    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
+    Experiments(tmp_path).create(Experiment("il", "default", (
+        Arm("a", first, 0.5), Arm("b", second, 0.5)), kind="interleaving"))
+    with running_server(env) as base, httpx.Client(headers=READ, timeout=30) as http:
+        deadline = time.monotonic() + 30
+        while (answer := http.post(f"{base}/v1/recommendations", json={
+                "user_id": "u3", "num_results": 6}).json()).get("arm") != "interleaved":
+            assert time.monotonic() < deadline, f"no interleaved answer: {answer}"
+            time.sleep(0.2)
+        body = http.get(f"{base}/v1/recommendations/{answer['recommendation_id']}").json()
+    assert body["model_version"] == f"{first}+{second}"
+    lineages = body["lineage"]["versions"]
+    assert set(lineages) == {first, second}
+    assert all(lineages[v]["version"] == v and "error" not in lineages[v] for v in lineages)
+    assert {i["arm"] for i in body["items"]} <= {"a", "b"}
+    assert all(i["reason"]["tier"] == "interleaving" for i in body["items"])

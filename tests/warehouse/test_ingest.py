@@ -19,6 +19,7 @@ from sluice.intake.eventlog import EventLog, segments
 from sluice.intake.events import parse_event
 from sluice.warehouse import ingest, loading
 from sluice.warehouse.ingest import Ingestor
+from tests.utils.reads import file_reads
 
 T0 = 1_750_000_000_000
 
@@ -305,6 +306,33 @@ def test_raw_segment_rewritten_after_loading(env):
     result = _by_path(env.run())[segment.name]
     assert result.status == "changed_after_loading"
     assert env.ids() == ["e1", "e2"]
+
+
+def test_a_run_reads_only_what_changed_since_the_last(env, monkeypatch):
+    """Sealed segments and old landing files are not read again (a run costs what is new,
+    not the whole history); one touched since its load is read and checked."""
+    log = EventLog(env.raw)
+    log.append([parse_event(_ev(1)), parse_event(_ev(2))])
+    log.close()
+    old = _write_jsonl(env.landing / "old.jsonl", [_ev(3)])
+    (segment,) = segments(env.raw)
+    an_hour_ago = datetime.now(UTC).timestamp() - 3600
+    for path in (segment, old):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    assert env.run().rows_loaded == 3
+    opened = file_reads(monkeypatch)
+    _write_jsonl(env.landing / "new.jsonl", [_ev(4)])
+    again = env.run()
+    assert again.rows_loaded == 1 and env.count() == 4
+    assert str(segment) not in opened and env.landing_path("old.jsonl") not in opened
+    assert env.landing_path("new.jsonl") in opened
+    assert {f.status for f in again.files if f.path != env.landing_path("new.jsonl")} == {
+        "unchanged"}
+    # touched after its load (same size, same bytes): read, checked, still unchanged
+    os.utime(old)
+    opened.clear()
+    assert env.run().rows_loaded == 0
+    assert opened == [env.landing_path("old.jsonl")] * 2  # hashed once (sha256 opens it)
 
 
 def test_raw_log_and_landing_share_dedup(env):

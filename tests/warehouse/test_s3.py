@@ -193,6 +193,27 @@ def test_ingest_from_s3_loads_exactly_once(s3, bucket, tmp_path):
     assert _count(warehouse, "select count(*) from raw.events where event_id = 'e98'") == 0
 
 
+def test_a_second_ingest_reads_no_object_loaded_before(s3, bucket, tmp_path, monkeypatch):
+    """Objects older than their load (S3's LastModified has whole seconds) are not fetched
+    again: a run lists the bucket and reads what is new, not the history."""
+    import time
+
+    from tests.utils.reads import file_reads
+
+    _put_landing(s3, bucket)
+    raw, landing = f"s3://{bucket}/raw", f"s3://{bucket}/landing"
+    EventLog(raw).append([_ev(10), _ev(11)])
+    time.sleep(2.1)  # past the second of LastModified's resolution
+    warehouse = tmp_path / "w.duckdb"
+    assert Ingestor(warehouse, raw, landing).run().rows_loaded == 7
+    opened = file_reads(monkeypatch)
+    EventLog(raw).append([_ev(12)])
+    again = Ingestor(warehouse, raw, landing).run()
+    assert again.rows_loaded == 1
+    assert len(set(opened)) == 1 and opened[0] == segments(raw)[-1]
+    assert sum(f.status == "unchanged" for f in again.files) == 5
+
+
 def test_ingest_names_a_missing_bucket(bucket, tmp_path):
     warehouse = tmp_path / "w.duckdb"
     with pytest.raises(FileNotFoundError, match="s3://sluice-no-such-bucket/landing"):

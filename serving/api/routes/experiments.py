@@ -12,7 +12,7 @@ from serving.api.deps import Admin, ServiceDep
 from serving.api.errors import responses
 from sluice.experiments import ALL_TEMPLATES, Arm, Experiment
 from sluice.learn import registry
-from sluice.vocabulary import TENANT_PATTERN
+from sluice.vocabulary import TEMPLATES, TENANT_PATTERN
 
 router = APIRouter(prefix="/admin/experiments", tags=["admin"],
                    responses=responses(401, 403, 404, 413, 422))
@@ -30,7 +30,8 @@ class ExperimentBody(BaseModel):
     tenant: str = Field("default", pattern=TENANT_PATTERN)
     arms: list[ArmBody] = Field(min_length=2, max_length=16,
                                 description="the first arm is the control")
-    template: str = Field(ALL_TEMPLATES, description="a built-in template, or * (all)")
+    template: str = Field(ALL_TEMPLATES,
+                          description="a built-in or configured template, or * (all)")
     kind: str = Field("ab", description="ab or interleaving")
     metric: str = Field("click_through_rate", description="click_through_rate, "
                         "conversion_rate or purchases_per_user: the one that decides")
@@ -58,7 +59,7 @@ async def create_experiment(body: ExperimentBody, principal: Admin,
     settings = service.settings
     name = settings.registered_model_name(body.tenant)
     await run_in_threadpool(service.experiments.create, exp, lambda ref: registry.ref_exists(
-        settings.mlflow_tracking_uri, name, ref))
+        settings.mlflow_tracking_uri, name, ref), [*TEMPLATES, *settings.app.templates])
     await run_in_threadpool(service.refresh_models)  # load the arms' models now
     return exp.as_dict()
 
