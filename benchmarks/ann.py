@@ -2,21 +2,24 @@
 
 A synthetic champion (N items x 64 factors shaped like a trained model's: items in taste
 clusters, norms spread as popularity spreads them; 20,000 users) gets the index the train
-flow builds (`sluice.ann`, `serving.ann` defaults). Every user has a click since training in
+flow builds (`sluice.ann`, `serving.ann` defaults; `--kinds hnsw ivf` builds and measures
+both in process, and serves the first). Every user has a click since training in
 the raw log, so no precomputed head applies, and `ranking_cache_size: 0` keeps no head
 either: every answer folds the user in and makes a catalog pass (the case of a new event
 before every answer). wrk asks for 25 slots for random users; the bare FastAPI endpoint
 returning the same JSON is measured before and after. "exact scan" serves the same model
 with the index off (`serving.ann.min_items` above the catalog); the index row sets it to 1, so
 that smaller `--items` runs use the index too. In process, before the
-servers: the index build time, and recall@25 of the index's answers against the exact
+servers: each index's build time, and recall@25 of the index's answers against the exact
 scan's for `--recall-users` users.
-`python benchmarks/ann.py [--items 1000000] [--seconds 10] [--workers 1 2] [--no-scan]`
+`python benchmarks/ann.py [--items 1000000] [--seconds 10] [--workers 1 2] [--kinds hnsw ivf]
+[--no-scan]`
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads
@@ -33,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import server, table, wrk
 
 from benchmarks.serving import FACTORS, LUA, USERS, sluice_run
-from sluice.ann import ItemIndex
+from sluice.ann import KINDS, ItemIndex
 from sluice.bundle import ModelBundle
 from sluice.serve.answers import RecommendationRequest
 from sluice.serve.model import LoadedModel
@@ -76,28 +79,39 @@ def clicks_since_training(items: int, seed: int = 1) -> list[dict]:
             for u in range(USERS)]
 
 
-def recall_in_process(bundle: ModelBundle, events: list[dict], users: int) -> dict[str, float]:
-    """recall@25 of the index's answers against the exact scan's, and each one's time."""
+def recall_in_process(bundle: ModelBundle, indexes: dict[str, ItemIndex], events: list[dict],
+                      users: int, ef_search: list[int]) -> dict[str, dict[str, float]]:
+    """For each index (the graph at each efSearch): recall@25 of its answers against the
+    exact scan's, and the time of one answer through it (the exact scan's beside it,
+    measured in the same loop)."""
     state = RealtimeState()
     state.apply(events)
-    ann, exact = (Recommender("default", LoadedModel(bundle, "1", 0, config), state, WEIGHTS)
-                  for config in (AnnConfig(min_items=1),
-                                 AnnConfig(min_items=len(bundle.item_ids) + 1)))
-    recalls, times = [], {"ann": 0.0, "exact": 0.0}
+    exact = Recommender("default", LoadedModel(bundle, "1", 0, AnnConfig(
+        min_items=len(bundle.item_ids) + 1)), state, WEIGHTS)
+    recs = {f"{kind} {ef}" if kind == "hnsw" else kind: Recommender(
+        "default", LoadedModel(dataclasses.replace(bundle, ann=index), "1", 0,
+                               AnnConfig(min_items=1, ef_search=ef)), state, WEIGHTS)
+        for kind, index in indexes.items() for ef in (ef_search if kind == "hnsw" else [8])}
+    recalls: dict[str, list[float]] = {kind: [] for kind in recs}
+    times = dict.fromkeys([*recs, "exact"], 0.0)
     for u in range(users):
         req = RecommendationRequest(user_id=f"u{u}", num_results=25)
         answers = {}
-        for name, rec in (("ann", ann), ("exact", exact)):
+        for name, rec in (*recs.items(), ("exact", exact)):
             started = time.perf_counter()
             answers[name] = {s.item_id for s in rec.recommend(req).items}
             times[name] += time.perf_counter() - started
-        recalls.append(len(answers["ann"] & answers["exact"]) / 25)
-    assert ann.model.paths["ann"] == users and exact.model.paths["pass"] == users
-    for rec in (ann, exact):
+        for kind in recs:
+            recalls[kind].append(len(answers[kind] & answers["exact"]) / 25)
+    assert exact.model.paths["pass"] == users
+    for rec in (*recs.values(), exact):
+        assert rec is exact or rec.model.paths["ann"] == users
         rec.model.close()
-    return {"recall@25": float(np.mean(recalls)), "min recall@25": float(np.min(recalls)),
-            "answer via index ms": times["ann"] / users * 1000,
-            "answer via exact scan ms": times["exact"] / users * 1000}
+    return {kind: {"recall@25": float(np.mean(recalls[kind])),
+                   "min recall@25": float(np.min(recalls[kind])),
+                   "answer via index ms": times[kind] / users * 1000,
+                   "answer via exact scan ms": times["exact"] / users * 1000,
+                   "breadth": recs[kind].model.ann_breadth} for kind in recs}
 
 
 def served(bundle: ModelBundle, events: list[dict], args: argparse.Namespace) -> None:
@@ -109,8 +123,9 @@ def served(bundle: ModelBundle, events: list[dict], args: argparse.Namespace) ->
 
     no_heads = {"ranking_cache_size": 0, "precomputed_candidates": 0}
     first = bare()
-    runs = [("sluice, index", sluice_run(bundle, args, {"serving": {
-        **no_heads, "ann": {"min_items": 1}}}, events=events)[0])]  # whatever the size
+    index = {"min_items": 1, "ef_search": args.ef_search[0]}  # min_items 1: whatever the size
+    runs = [(f"sluice, {bundle.ann.kind} index", sluice_run(
+        bundle, args, {"serving": {**no_heads, "ann": index}}, events=events)[0])]
     if not args.no_scan:
         runs.append(("sluice, exact scan", sluice_run(bundle, args, {"serving": {
             **no_heads, "ann": {"min_items": args.items + 1}}}, events=events)[0]))
@@ -136,28 +151,40 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="uvicorn workers, both servers (a run for each)")
     parser.add_argument("--recall-users", type=int, default=300)
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=[AnnConfig().kind],
+                        help="indexes built and measured in process; wrk serves the first")
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[AnnConfig().ef_search],
+                        help="hnsw: efSearch values measured in process; wrk serves the first")
     parser.add_argument("--no-scan", action="store_true", help="skip the exact scan row")
+    parser.add_argument("--no-serve", action="store_true",
+                        help="in process only: builds, recall and time per answer, no wrk")
     args = parser.parse_args()
 
     started = time.perf_counter()
     bundle = clustered_bundle(args.items)
     made = time.perf_counter() - started
-    started = time.perf_counter()
-    bundle.ann = ItemIndex.build(bundle.item_factors)
-    built = time.perf_counter() - started
+    config, indexes, built = AnnConfig(), {}, {}
+    for kind in args.kinds:
+        started = time.perf_counter()
+        indexes[kind] = ItemIndex.build(bundle.item_factors, kind, config.lists, config.m,
+                                        config.ef_construction)
+        built[kind] = time.perf_counter() - started
+        print(f"{kind} index built in {built[kind]:.1f} s", flush=True)
     events = clicks_since_training(args.items)
-    recall = recall_in_process(bundle, events, args.recall_users)
-    print(f"index built in {built:.1f} s; recall@25 {recall['recall@25']:.3f}", flush=True)
+    recall = recall_in_process(bundle, indexes, events, args.recall_users, args.ef_search)
+    bundle.ann = indexes[args.kinds[0]]
 
-    for n, workers in enumerate(args.workers):  # the exact scan once: it only shows the gap
+    # the exact scan served once: it only shows the gap
+    for n, workers in enumerate([] if args.no_serve else args.workers):
         served(bundle, events, argparse.Namespace(**{**vars(args), "workers": workers,
                                                      "no_scan": args.no_scan or n > 0}))
     print()
-    build = {"items": args.items, "lists": bundle.ann.lists, "probes": AnnConfig().probes,
-             "synthetic model s": made, "index build s": built, **recall,
-             "peak RSS of this process GiB":
-                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
-    print(table([build], list(build)))
+    rows = [{"items": args.items, "index": indexes[name.split()[0]].describe(), **values,
+             "index build s": built[name.split()[0]]} for name, values in recall.items()]
+    print(table(rows, list(rows[0])))
+    print(f"synthetic model {made:.1f} s; peak RSS of this process "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB; "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -58,10 +58,14 @@ def timed_build(settings, home: Path, full_refresh: bool) -> dict:
     seconds, cpu_s = time.perf_counter() - started, _cpu_seconds() - cpu
     models = sum(n["seconds"] for n in result.nodes if n["node"].startswith("model."))
     tests = sum(n["seconds"] for n in result.nodes if n["node"].startswith("test."))
-    slowest = sorted(result.nodes, key=lambda n: -n["seconds"])[:4]
     return {"build_s": seconds, "cpu_s": cpu_s, "models_s": models, "tests_s": tests,
-            "slowest": ", ".join(f"{n['node'].split('.')[2]} {n['seconds']:.1f}s"
-                                 for n in slowest)}
+            "slowest": _slowest(result.nodes, "model.", 8) + "; tests: "
+            + _slowest(result.nodes, "test.", 4)}
+
+
+def _slowest(nodes: list[dict], kind: str, count: int) -> str:
+    picked = sorted((n for n in nodes if n["node"].startswith(kind)), key=lambda n: -n["seconds"])
+    return ", ".join(f"{n['node'].split('.')[2]} {n['seconds']:.1f}s" for n in picked[:count])
 
 
 def mart_counts(warehouse: Path) -> dict[str, int]:

@@ -5,13 +5,23 @@ least `serving.ann.min_items` items; serving asks it for a few hundred candidate
 those exactly from the factors (`sluice.serve.retrieval`), so the ranking it returns is the
 exact ranking of the candidates it found.
 
-The index is faiss's inverted file of flat vectors under the inner-product metric
-(`IndexIVFFlat`, METRIC_INNER_PRODUCT): k-means splits the items into `lists`, a query scans
-the `probes` lists whose centroids score best. Inner product is what the models rank by
-(score = x_u . y_i; BPR and LMF keep their biases as factor columns, so the index sees them
-too), and an inverted file ranks the items it scans exactly, unlike a graph index, whose
-routing assumes a metric. It is stored as faiss's own serialization, a uint8 array in the
-bundle's `.npz` (never pickle), and checked at load like every array.
+Two kinds, both under the inner-product metric (score = x_u . y_i is what the models rank
+by; BPR and LMF keep their biases as factor columns, so the index sees them too):
+
+- `hnsw`: faiss's graph index (`IndexHNSWFlat`, METRIC_INNER_PRODUCT). A query
+  walks the graph from its entry point toward better-scoring items, keeping the `ef_search`
+  best it has met; it visits a few thousand items at a million. The graph's links are drawn
+  by inner product too: the usual reduction of inner product to a metric (one extra
+  coordinate per item) measured far worse recall on factors shaped like a trained model's
+  (benchmarks/README.md, 2026-12-02 session 5). Building it is parallel, so two builds of the
+  same factors may link a few items differently.
+- `ivf` (the default): faiss's inverted file (`IndexIVFFlat`): k-means splits the items
+  into `lists`, a query scans the `probes` lists whose centroids score best. Seeded: the
+  same factors give the same index. At a million items it measured better recall and less
+  time per answer than the graph at the defaults (benchmarks/README.md, session 5).
+
+It is stored as faiss's own serialization, a uint8 array in the bundle's `.npz` (never
+pickle), and checked at load like every array; the kind is read back from it.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import numpy as np
 SEED = 7  # the k-means sample and initialisation: the same factors give the same index
 POINTS_PER_LIST = 64  # k-means trains on this many items per list (faiss warns below 39)
 KMEANS_ITERATIONS = 10
+KINDS = ("hnsw", "ivf")
 
 
 def _faiss() -> Any:
@@ -38,24 +49,27 @@ def default_lists(items: int) -> int:
 
 
 class ItemIndex:
-    """An inverted-file index of item factors (row j is item j); see the module docstring."""
+    """An index of item factors (row j is item j), of either kind; see the module docstring."""
 
     def __init__(self, index: Any):
         self.index = index
+        self.kind = "ivf" if isinstance(index, _faiss().IndexIVF) else "hnsw"
+        self._params: dict[int, Any] = {}  # search parameters by breadth: made once each
 
     @classmethod
-    def build(cls, item_factors: np.ndarray, lists: int = 0) -> ItemIndex:
-        faiss = _faiss()
+    def build(cls, item_factors: np.ndarray, kind: str = "ivf", lists: int = 0,
+              links: int = 32, ef_construction: int = 80) -> ItemIndex:
+        """`lists` for the inverted file; `links` (HNSW's M) and `ef_construction` for the
+        graph. Ids are row numbers: item j is id j."""
+        if kind not in KINDS:
+            raise ValueError(f"ann index kind {kind!r}: expected one of {', '.join(KINDS)}")
         vectors = np.ascontiguousarray(item_factors, dtype=np.float32)
-        items, dims = vectors.shape
-        lists = min(lists or default_lists(items), items)
-        quantizer = faiss.IndexFlatIP(dims)
-        index = faiss.IndexIVFFlat(quantizer, dims, lists, faiss.METRIC_INNER_PRODUCT)
-        index.cp.niter, index.cp.seed = KMEANS_ITERATIONS, SEED
-        sample = min(items, lists * POINTS_PER_LIST)
-        rows = np.random.default_rng(SEED).choice(items, sample, replace=False)
-        index.train(vectors[np.sort(rows)])
-        index.add(vectors)  # ids are row numbers: item j is id j
+        if kind == "ivf":
+            return cls(_inverted_file(vectors, lists))
+        faiss = _faiss()
+        index = faiss.IndexHNSWFlat(vectors.shape[1], links, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.add(vectors)
         return cls(index)
 
     @classmethod
@@ -74,19 +88,46 @@ class ItemIndex:
     def dims(self) -> int:
         return int(self.index.d)
 
-    @property
-    def lists(self) -> int:
-        return int(self.index.nlist)
+    def describe(self) -> str:
+        """What it is, for logs and benchmark tables."""
+        if self.kind == "ivf":
+            return f"inverted file of {self.index.nlist:,} lists"
+        return f"HNSW graph, M {self.index.hnsw.nb_neighbors(1)}, " \
+               f"efConstruction {self.index.hnsw.efConstruction}"
 
-    def search(self, vector: np.ndarray, count: int, probes: int) -> np.ndarray:
-        """Item rows of up to `count` best items among the `probes` best lists, best first
-        (fewer when those lists hold fewer items)."""
-        faiss = _faiss()
+    def search(self, vector: np.ndarray, count: int, breadth: int) -> np.ndarray:
+        """Item rows of up to `count` best items found, best first. `breadth` is how widely
+        it looks: lists probed (inverted file; fewer items when those lists hold fewer) or
+        the graph search's efSearch (at least `count` whatever it is)."""
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-        params = faiss.SearchParametersIVF(nprobe=max(1, min(probes, self.lists)))
-        _, found = self.index.search(query, count, params=params)
+        _, found = self.index.search(query, count, params=self._search_params(breadth, count))
         rows = found[0]
         return rows[rows >= 0]
+
+    def _search_params(self, breadth: int, count: int) -> Any:
+        breadth = (max(1, min(breadth, self.index.nlist)) if self.kind == "ivf"
+                   else max(breadth, count))
+        params = self._params.get(breadth)
+        if params is None:  # read-only once made: threads may share it (a race makes two)
+            faiss = _faiss()
+            params = (faiss.SearchParametersIVF(nprobe=breadth) if self.kind == "ivf"
+                      else faiss.SearchParametersHNSW(efSearch=breadth))
+            self._params = {**self._params, breadth: params} if len(self._params) < 64 else {}
+        return params
+
+
+def _inverted_file(vectors: np.ndarray, lists: int) -> Any:
+    faiss = _faiss()
+    items, dims = vectors.shape
+    lists = min(lists or default_lists(items), items)
+    quantizer = faiss.IndexFlatIP(dims)
+    index = faiss.IndexIVFFlat(quantizer, dims, lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter, index.cp.seed = KMEANS_ITERATIONS, SEED
+    sample = min(items, lists * POINTS_PER_LIST)
+    rows = np.random.default_rng(SEED).choice(items, sample, replace=False)
+    index.train(vectors[np.sort(rows)])
+    index.add(vectors)
+    return index
 
 
 def single_threaded() -> None:

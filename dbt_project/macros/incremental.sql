@@ -25,6 +25,30 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The CTEs an incremental run reads what changed from, none on a full refresh:
+    identified_sessions (identified_sessions below), and changed_lists (changed_lists below)
+    when `lists`. Each ends in a comma: the model's own CTEs follow. A model calling this keeps
+    `-- depends_on:` comments for the refs made here (dbt cannot see refs in a branch it did not
+    take when it parsed the model). -#}
+{% macro incremental_ctes(since, lists=false) -%}
+    {%- if is_incremental() %}
+
+    identified_sessions as (
+
+        {{ identified_sessions(since) }}
+
+    ),
+        {%- if lists %}
+
+    changed_lists as (
+
+        {{ changed_lists(since, 'identified_sessions') }}
+
+    ),
+        {%- endif %}
+    {%- endif %}
+{%- endmacro %}
+
 {#- (tenant, session_id) of the sessions that got an event with a user since `since`: their
     identity (int_session_identities) may be new or earlier than before. -#}
 {% macro identified_sessions(since) -%}
@@ -40,15 +64,16 @@
 {%- endmacro %}
 
 {#- True for a row of `alias` without a user of its own whose session is in `sessions` (a CTE
-    of identified_sessions). -#}
+    of identified_sessions). An uncorrelated IN: DuckDB turns a correlated EXISTS into a
+    DISTINCT over every row of `alias` first (a second of CPU per million rows). -#}
 {% macro in_identified_session(alias, sessions) -%}
     (
         {{ alias }}.user_id is null
-        and exists (
-            select 1 from {{ sessions }}
-            where
-                {{ sessions }}.tenant = {{ alias }}.tenant
-                and {{ sessions }}.session_id = {{ alias }}.session_id
+        and ({{ alias }}.tenant, {{ alias }}.session_id) in (
+            select
+                {{ sessions }}.tenant,
+                {{ sessions }}.session_id
+            from {{ sessions }}
         )
     )
 {%- endmacro %}
@@ -72,11 +97,67 @@
     where loaded_at > {{ since }} and ranking_id is not null
 {%- endmacro %}
 
-{#- True when the row of `alias` (with tenant and ranking_id) is in `lists` (a CTE of
-    changed_lists). -#}
-{% macro in_changed_list(alias, lists) -%}
-    exists (
-        select 1 from {{ lists }}
-        where {{ lists }}.tenant = {{ alias }}.tenant and {{ lists }}.ranking_id = {{ alias }}.ranking_id
+{#- True when the row of `alias` (with tenant and the list's id in `id_column`) is in `lists`
+    (a CTE of changed_lists); uncorrelated, as in_identified_session. -#}
+{% macro in_changed_list(alias, lists, id_column='ranking_id') -%}
+    ({{ alias }}.tenant, {{ alias }}.{{ id_column }}) in (
+        select
+            {{ lists }}.tenant,
+            {{ lists }}.ranking_id
+        from {{ lists }}
     )
+{%- endmacro %}
+
+{#- The data tests of an incremental model, in an incremental `dbt build`, check only the rows
+    loaded since the last whole build that passed its tests: every test takes
+    `where: __loaded_this_build__` (dbt_project.yml), which this turns into
+    `loaded_at > <that build's latest raw load>` when sluice.warehouse.transform passes it
+    (SLUICE_DBT_TESTED_SINCE) and the tested model is incremental, or has meta
+    `rows_fixed_at_load` (raw.events and the staging views over it: one row per raw event,
+    never changed once loaded); otherwise (a full refresh, a first build, a hand-run `dbt build`
+    or `dbt test`, the tables rebuilt whole) it tests every row.
+
+    Why the filtered tests still hold for the whole table:
+    - uniqueness: each unique test's columns include the model's unique_key (for the appended
+      unnested lists, the raw event's key: raw.events' primary key, each event appended once).
+      delete+insert removes every kept row whose key the run writes, so a duplicate is never a
+      kept row against a new one: both are kept rows (tested by the build that wrote them) or
+      both were written now, and then both carry loaded_at > since unless the run rewrote an
+      older key (a restitched anonymous row, a list re-scored for a late click: every row of a
+      list carries the list's loaded_at, so such a pair is untested as a whole). The run's SQL
+      cannot write such a pair: it picks one row per key (row_number) or unnests one raw event
+      per list, and joins only on keys that are unique by construction or tested. The raw
+      events and their staging views are unique on raw.events' primary key.
+    - relationships: the parents (views over raw.events, whose rows are never deleted, and
+      users, rebuilt in full from the same interactions) keep every key they had.
+    - row checks (not_null, accepted values, expressions): a kept row is tested when it is
+      written; a row rewritten with an older loaded_at comes from the same SQL over inputs that
+      were tested. A full refresh (`sluice transform --full-refresh`, or any project change)
+      tests every row again. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where') -%}
+    {%- if where == '__loaded_this_build__' -%}
+        {%- set where = loaded_this_build() | trim -%}
+    {%- endif -%}
+    {%- if where -%}
+        {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') dbt_subquery') -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The condition on a test's model for the rows this build loaded, or nothing: see above.
+    Read only when the test runs (a value read while parsing would force dbt to parse again). -#}
+{% macro loaded_this_build() -%}
+    {%- if execute and not flags.FULL_REFRESH -%}
+        {%- set since = env_var('SLUICE_DBT_TESTED_SINCE', '') -%}
+        {#- a model's test names the model; a source's test only depends on the source -#}
+        {%- set tested = graph.nodes.get(model.get('attached_node') or '')
+            or graph.sources.get((model.depends_on.nodes or [''])[0]) -%}
+        {%- if since and tested and (tested.config.materialized == 'incremental'
+                                     or (tested.config.meta or {}).get('rows_fixed_at_load')
+                                     or (tested.meta or {}).get('rows_fixed_at_load')) -%}
+            loaded_at > cast('{{ since }}' as {{ dbt.type_timestamp() }})
+        {%- endif -%}
+    {%- endif -%}
 {%- endmacro %}

@@ -53,8 +53,8 @@ def item_index(model: Model, ann: AnnConfig,
     if not model.personalized or model.fold_in_kind != "als" or items < ann.min_items:
         return None
     started = time.perf_counter()
-    index = ItemIndex.build(model.item_factors, ann.lists)
+    index = ItemIndex.build(model.item_factors, ann.kind, ann.lists, ann.m, ann.ef_construction)
     if say is not None:
-        say(f"ann index: {items:,} items in {index.lists:,} lists, "
+        say(f"ann index: {items:,} items, {index.describe()}, "
             f"{time.perf_counter() - started:.1f} s")
     return index

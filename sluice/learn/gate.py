@@ -165,6 +165,8 @@ def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
         score.note = f"its bundle on this run's holdout ({len(relevant):,} users)"
         return score
     algorithm, params = bundle.meta.get("algorithm"), dict(bundle.meta.get("params") or {})
+    if "device" in params:  # where it trained is no part of its configuration: a champion
+        params["device"] = "auto"  # trained on a GPU is refit here on the CPU, or the GPU
     try:
         refit = make_model(str(algorithm), **params)
         refit.fit(train.for_model(str(algorithm), trained_boost(refit)).matrix)

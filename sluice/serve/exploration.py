@@ -33,8 +33,9 @@ def explore(eligible: Candidates, n: int, share: float, rng: random.Random) -> t
     if share <= 0 or not greedy or len(pool) < len(greedy):
         return [(i, s, 1.0, False) for i, s in greedy], 0
     draw = rng.random
-    explored = [draw() < share for _ in greedy]
-    draws = iter(rng.sample(pool, sum(explored)))
+    positions = [k for k in range(len(greedy)) if draw() < share]
     kept, drawn = 1.0 - share, share / len(pool)
-    return [(*next(draws), drawn, True) if out else (item_id, score, kept, False)
-            for (item_id, score), out in zip(greedy, explored, strict=True)], len(pool)
+    placed: list[Placed] = [(item_id, score, kept, False) for item_id, score in greedy]
+    for k, (item_id, score) in zip(positions, rng.sample(pool, len(positions)), strict=True):
+        placed[k] = (item_id, score, drawn, True)  # the greedy item there is not served
+    return placed, len(pool)

@@ -36,7 +36,9 @@ class LoadedModel:
         # the index replaces catalog passes at serving's size threshold, whatever training's
         self.ann = (bundle.ann if bundle.ann is not None
                     and len(bundle.item_ids) >= ann_config.min_items else None)
-        self.ann_probes = ann_config.probes
+        # how widely a search looks, by the bundle's kind of index (sluice.ann.search)
+        self.ann_breadth = (ann_config.probes if self.ann is not None and self.ann.kind == "ivf"
+                            else ann_config.ef_search)
         if self.ann is not None:
             ann.single_threaded()
         meta = bundle.meta

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -22,8 +22,17 @@ class AnnConfig(BaseModel):
     # items, and serving uses it for such a catalog instead of scoring every item: below,
     # an exact pass (about a millisecond per 100,000 items x 64 factors) is cheap enough
     min_items: int = Field(250_000, ge=1)
-    lists: int = Field(0, ge=0)  # inverted lists (k-means cells); 0: about 4 sqrt(items)
-    # lists scanned per query: more finds more of the true top items (recall) for more time
+    # the kind the train flow builds: ivf (an inverted file) or hnsw (a graph; at 1M items it
+    # measured worse recall and time per answer than ivf, benchmarks/README.md session 5);
+    # serving reads the kind from the bundle, so bundles of either kind serve either way
+    kind: Literal["hnsw", "ivf"] = "ivf"
+    # hnsw: links per item (faiss's M) and the breadth of the build's and the queries'
+    # searches (efConstruction, efSearch): more is better recall for more build or query time
+    m: int = Field(32, ge=4, le=128)
+    ef_construction: int = Field(80, ge=8, le=1000)
+    ef_search: int = Field(128, ge=8, le=4096)
+    lists: int = Field(0, ge=0)  # ivf: inverted lists (k-means cells); 0: about 4 sqrt(items)
+    # ivf: lists scanned per query: more finds more of the true top items for more time
     probes: int = Field(48, ge=1)
 
 

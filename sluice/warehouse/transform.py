@@ -44,6 +44,10 @@ DBT_RUNNING = ("build", "run", "test", "seed", "snapshot", "compile", "show", "d
 BUILDING = ("build", "run")
 # what the incremental models were last built with (see build_fingerprint), in the work dir
 BUILT_WITH = "incremental_built_with.txt"
+# the latest raw load the last whole `dbt build` that passed had read, in the work dir: the
+# next incremental build tests only rows loaded after it (macros/incremental.sql)
+TESTED_UP_TO = "incremental_tested_up_to.txt"
+TESTED_SINCE_ENV = "SLUICE_DBT_TESTED_SINCE"
 
 
 def dbt_build(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, Any],
@@ -64,7 +68,8 @@ def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
     command is build (default), run, test, or e.g. "docs generate" (docs into work_dir/target).
     Incremental models take only what is new unless full_refresh, or unless the project, the
     vars or the warehouse differ from their last whole build (`build_fingerprint`): their kept
-    rows would then be stale, so they are rebuilt from the whole history.
+    rows would then be stale, so they are rebuilt from the whole history. An incremental
+    `build` tests only the rows loaded since the last whole build that passed (TESTED_UP_TO).
     Raises TransformError naming each failed model or test and what it said. Tenants short
     of data only warn (`result.shortfalls`): training skips them, the others go on.
     """
@@ -74,10 +79,14 @@ def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
     if select and command in RESULT_COMMANDS:
         args += ["--select", select]
     fingerprint = build_fingerprint(warehouse, dbt_vars)
-    built_with = work_dir / BUILT_WITH
-    if args[0] in BUILDING and (full_refresh or _read(built_with) != fingerprint):
+    built_with, tested_up_to = work_dir / BUILT_WITH, work_dir / TESTED_UP_TO
+    refresh = full_refresh or _read(built_with) != fingerprint
+    if args[0] in BUILDING and refresh:
         args.append("--full-refresh")
     argv, env = dbt_invocation(warehouse, work_dir, dbt_vars, args)
+    since = _read(tested_up_to)
+    if args[0] == "build" and not refresh and since:
+        env[TESTED_SINCE_ENV] = since  # not a var: a changed var makes dbt parse everything
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
     nodes = _run_results(target / "run_results.json") if command in RESULT_COMMANDS else []
     shortfalls = [line.split(SHORTFALL, 1)[1].strip() for line in proc.stdout.splitlines()
@@ -92,7 +101,22 @@ def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
             "investigate.")
     if args[0] in BUILDING and not select:  # a selection leaves other models as they were
         built_with.write_text(fingerprint)
+        if args[0] == "build":  # every test passed on every row loaded so far
+            _write_or_remove(tested_up_to, _latest_load(warehouse))
     return result
+
+
+def _latest_load(warehouse: Warehouse) -> str | None:
+    """When the latest raw load was stamped (loads wait for the lock the caller holds)."""
+    ((latest,),) = warehouse.rows("select max(loaded_at) from raw.events")
+    return None if latest is None else str(latest)
+
+
+def _write_or_remove(path: Path, text: str | None) -> None:
+    if text is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(text)
 
 
 def build_fingerprint(warehouse: Warehouse | Path, dbt_vars: dict[str, Any]) -> str:

@@ -178,3 +178,23 @@ def test_training_with_device_gpu_stops_before_registering_and_auto_trains(
 
 def test_lmf_has_no_gpu_version():
     assert "device" not in LMF().params()
+
+
+@NO_CUDA
+def test_a_champion_trained_on_a_gpu_is_refit_by_the_gate_on_the_cpu(tmp_path, monkeypatch):
+    """The gate refits the champion's configuration when it saw the holdout; a champion
+    trained with device gpu must not be unscorable on a machine without one."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = settings_for(tmp_path / "home", store, monkeypatch, "gpu")
+    write_marts(settings.warehouse_path, taste_history(), "shop")
+    with monkeypatch.context() as cuda:  # CUDA "found" for the first training only
+        stand_in_gpu(cuda, "als", "AlternatingLeastSquares", AlternatingLeastSquares)
+        first = train_tenant(settings, "shop")
+    assert first.promoted and first.params["device"] == "gpu"
+    settings = settings_for(tmp_path / "home", store, monkeypatch, "cpu")
+    second = train_tenant(settings, "shop")
+    assert second.params["device"] == "cpu"
+    assert "was refit on this run's training part" in second.reason, second.reason
+    assert "could not be refit" not in second.reason

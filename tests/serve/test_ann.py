@@ -31,12 +31,16 @@ WEIGHTS = {"click": 1.0, "purchase": 4.0}
 USERS = 200  # users asked, each with two events since training
 
 
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory) -> ModelBundle:
-    """20,000 items x 32 factors with the index, through the .npz round trip serving loads."""
+@pytest.fixture(scope="module", params=["hnsw", "ivf"])
+def catalog(tmp_path_factory, request) -> ModelBundle:
+    """20,000 items x 32 factors with the index, through the .npz round trip serving loads:
+    the graph, and the inverted file (the default, and what bundles trained before the graph
+    hold: the same faiss serialization, so old ones load and serve as these do)."""
     bundle = clustered_bundle()
-    bundle.ann = ItemIndex.build(bundle.item_factors)
-    return ModelBundle.load(bundle.save(tmp_path_factory.mktemp("ann")))
+    bundle.ann = ItemIndex.build(bundle.item_factors, request.param)
+    loaded = ModelBundle.load(bundle.save(tmp_path_factory.mktemp("ann")))
+    assert loaded.ann is not None and loaded.ann.kind == request.param
+    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +78,10 @@ def test_recall_at_25_against_the_exact_pass(catalog, state, record_property):
     recall = float(np.mean(recalls))
     measured = (f"recall@25 against the exact pass: {recall:.3f} over {USERS} users "
                 f"(min {min(recalls):.2f}; {len(catalog.item_ids):,} items, probes "
-                f"{ann.model.ann_probes} of {ann.model.ann.lists} lists)")
+                f"{ann.model.ann.describe()}, breadth {ann.model.ann_breadth})")
     record_property("recall_at_25", recall)  # in the JUnit report: --junitxml
-    assert recall >= 0.9, measured  # 0.97 when written (20,000 items, probes 48 of 312)
+    # when written: 0.97 for the graph (efSearch 128), 0.97 for the inverted file (48 of 312)
+    assert recall >= 0.95, measured
     assert ann.model.paths["ann"] == USERS and ann.model.paths["pass"] == 0
     assert exact.model.paths["pass"] == USERS and exact.model.paths["ann"] == 0
 
@@ -119,7 +124,11 @@ def test_filters_hold_with_the_index(catalog, state, condition, passing):
         assert len(ours) == 25 and all(passing(int(i[1:])) for i in ours)
         recalls.append(len(set(ours) & set(top(exact, f"u{u}", rules=rules))) / 25)
     assert np.mean(recalls) >= 0.8
-    assert ann.model.paths["ann"] == len(recalls) and ann.model.paths["pass"] == 0
+    # the inverted file refills from more lists; a graph's first candidates fill the common
+    # filter, and leave the rare one to the exact pass (its deeper results are unreliable)
+    scanned = len(recalls) if catalog.ann.kind == "hnsw" and condition["field"] == "shelf" else 0
+    assert ann.model.paths["ann"] == len(recalls) - scanned
+    assert ann.model.paths["pass"] == scanned
 
 
 def test_a_filter_the_index_cannot_fill_falls_back_to_the_exact_pass(catalog, state):
@@ -154,13 +163,19 @@ def test_the_index_round_trips_and_a_bad_one_is_refused_at_load(tmp_path, catalo
         ModelBundle.load(path)
     same = ModelBundle.load(dataclasses.replace(small).save(tmp_path / "good"))
     assert same.ann is not None and same.ann.items == 300 and same.ann.dims == 8
+    assert same.ann.kind == "ivf"  # the default kind, read back from faiss's serialization
+    small.ann = ItemIndex.build(small.item_factors, "hnsw")
+    assert ModelBundle.load(small.save(tmp_path / "hnsw")).ann.kind == "hnsw"
+    with pytest.raises(ValueError, match="ann index kind 'flat': expected one of hnsw, ivf"):
+        ItemIndex.build(small.item_factors, "flat")
 
 
 def test_the_train_flow_builds_the_index_and_serving_answers_from_it(tmp_path, monkeypatch):
     sections = {"model": {"factors": 16, "iterations": 8, "alpha": 2.0},
                 "evaluation": {"min_users": 10, "bootstrap_resamples": 100},
                 "sufficiency": {"min_interactions": 1000, "min_users_with_two_interactions": 25},
-                "serving": {"ann": {"min_items": 1000, "lists": 24, "probes": 4}}}
+                "serving": {"ann": {"min_items": 1000, "kind": "hnsw", "m": 8,
+                                    "ef_construction": 32, "ef_search": 48}}}
     env = environment(tmp_path, **sections)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -178,7 +193,8 @@ def test_the_train_flow_builds_the_index_and_serving_answers_from_it(tmp_path, m
         model = service.recommender("default").model
         assert model is not None and model.ann is not None
         assert model.ann.items == len(model.bundle.item_ids) > 1000
-        assert model.ann.lists == 24
+        assert model.ann.kind == "hnsw" and model.ann_breadth == 48
+        assert model.ann.describe() == "HNSW graph, M 8, efConstruction 32"
         # u0 likes group 0 (items i0-i199): new clicks there, since training
         service.accept([interaction("u0", f"i{i}") for i in (1, 2, 3)])
         red = service.request(user_id="u0", num_results=10)

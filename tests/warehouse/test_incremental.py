@@ -12,6 +12,7 @@ rows (EXCEPT ALL, both ways).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 from sluice.intake.synthetic import SyntheticSpec, generate
 from sluice.warehouse.db import connect
 from sluice.warehouse.ingest import Ingestor
-from sluice.warehouse.transform import dbt_build
+from sluice.warehouse.transform import TransformError, dbt_build
 from tests.warehouse.test_dbt import _counts, _raw, _slots, dbt_vars
 
 SCHEMAS = ("staging", "intermediate", "marts")
@@ -116,12 +117,13 @@ def halves(tmp_path_factory) -> dict:
     second_loaded = _ingest(root, warehouse)
     _insert(warehouse, SECOND)
     second = dbt_build(warehouse, root / "dbt", dbt_vars())
-    compiled = _compiled(root)  # the refresh below writes its own
+    compiled, tested = _compiled(root), _tests(root)  # the refresh below writes its own
     incremental = root / "incremental.duckdb"
     shutil.copy(warehouse, incremental)
     full = dbt_build(warehouse, root / "dbt", dbt_vars(), full_refresh=True)
     return {"root": root, "full": warehouse, "incremental": incremental, "first": first,
             "second": second, "refresh": full, "after_first": after_first, "compiled": compiled,
+            "tested": {"second": tested, "refresh": _tests(root)},
             "loaded": (first_loaded, second_loaded)}
 
 
@@ -130,6 +132,24 @@ def _compiled(root: Path) -> dict[str, str]:
     results = json.loads((root / "dbt" / "target" / "run_results.json").read_text())
     return {r["unique_id"].split(".")[2]: r.get("compiled_code") or ""
             for r in results["results"] if r["unique_id"].startswith("model.")}
+
+
+def _tests(root: Path) -> dict[str, tuple[str, str]]:
+    """Each data test of the last build: (what it tests: "incremental", "table" or "view" and
+    its schema, or "source"), and the SQL it ran."""
+    target = root / "dbt" / "target"
+    manifest = json.loads((target / "manifest.json").read_text())
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    tested = {}
+    for result in results:
+        test = manifest["nodes"].get(result["unique_id"], {})
+        if not test.get("test_metadata"):  # a model, or a singular test
+            continue
+        node = manifest["nodes"].get(test.get("attached_node") or "")
+        kind = "source" if node is None else (
+            f"{node['config']['materialized']} {node['schema']}")
+        tested[result["unique_id"]] = (kind, result.get("compiled_code") or "")
+    return tested
 
 
 def test_both_halves_were_ingested_and_every_build_passed(halves):
@@ -221,3 +241,42 @@ def test_late_outcomes_reach_answers_shown_before(halves):
     assert query(warehouse, "select cast(first_seen_at as varchar) from marts.users "
                             "where tenant = 'shop' and user_id = 'u2'") == [
         ("2026-03-01 07:00:00",)]
+
+
+# what macros/incremental.sql's get_where_subquery makes of a test's model
+NEW_ROWS = re.compile(r"\(select \* from \S+ where loaded_at > cast\('2\d{3}-[^']+' "
+                      r"as timestamp\)\)")
+
+
+def test_an_incremental_build_tests_only_the_rows_it_loaded(halves):
+    second, refresh = halves["tested"]["second"], halves["tested"]["refresh"]
+    # rows that never change once written (the raw events, the staging views over them) and
+    # the incremental models: their tests read what this build loaded
+    loaded = [sql for kind, sql in second.values()
+              if kind.startswith("incremental") or kind in ("source", "view staging")]
+    assert len(loaded) >= 60 and all(NEW_ROWS.search(sql) for sql in loaded)
+    # tables are rebuilt whole, so they are tested whole; a full refresh tests every row
+    whole = [sql for kind, sql in second.values() if kind.startswith("table")]
+    assert len(whole) >= 30 and not any("loaded_at >" in sql for sql in whole)
+    assert len(refresh) == len(second)
+    assert not any("loaded_at >" in sql for _, sql in refresh.values())
+
+
+def test_a_bad_new_row_still_fails_an_incremental_build(halves):
+    warehouse, work_dir = halves["full"], halves["root"] / "dbt"
+    kept = halves["root"] / "kept.duckdb"
+    shutil.copy(warehouse, kept)
+    bad = _slots("model_personalized", "model_personalized")
+    bad[1]["propensity"] = 1.5  # outside (0, 1]: the staging and mart expressions refuse it
+    _insert(warehouse, [_raw("bad1", "recommendation", "15:00:00", user="u5", items=bad,
+                             fields=_counts(2, 0, 0, 0))])
+    try:
+        with pytest.raises(TransformError) as failed:
+            dbt_build(warehouse, work_dir, dbt_vars())
+    finally:
+        shutil.copy(kept, warehouse)
+    assert "expression_is_true_stg_sluice__recommendation_items" in str(failed.value)
+    results = json.loads((work_dir / "target" / "run_results.json").read_text())["results"]
+    caught = [r for r in results if r["status"] == "fail"]
+    # caught by the tests of the incremental build, filtered to the new rows
+    assert caught and all(NEW_ROWS.search(r["compiled_code"]) for r in caught)

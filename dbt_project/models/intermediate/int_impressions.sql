@@ -12,20 +12,7 @@
 -- depends_on: {{ ref('stg_sluice__interactions') }}
 
 with
-{%- if is_incremental() %}
-
-    identified_sessions as (
-
-        {{ identified_sessions(since) }}
-
-    ),
-
-    changed_lists as (
-
-        {{ changed_lists(since, 'identified_sessions') }}
-
-    ),
-{%- endif %}
+{{- incremental_ctes(since, lists=true) }}
 
 ranking_items as (
 
@@ -40,12 +27,7 @@ recommendation_items as (
 
     select * from {{ ref('stg_sluice__recommendation_items') }} as shown
     {% if is_incremental() -%}
-        where exists (
-            select 1 from changed_lists
-            where
-                changed_lists.tenant = shown.tenant
-                and changed_lists.ranking_id = shown.recommendation_id
-        )
+        where {{ in_changed_list('shown', 'changed_lists', 'recommendation_id') }}
     {%- endif %}
 
 ),
@@ -60,7 +42,7 @@ interactions as (
 
     select * from {{ ref('int_interactions_stitched') }} as interactions
     where
-        ranking_id is not null
+        interactions.ranking_id is not null  -- noqa: RF03
         {% if is_incremental() -%}
             and {{ in_changed_list('interactions', 'changed_lists') }}
         {%- endif %}

@@ -10,14 +10,7 @@
 -- depends_on: {{ ref('stg_sluice__events') }}
 
 with
-{%- if is_incremental() %}
-
-    identified_sessions as (
-
-        {{ identified_sessions(since) }}
-
-    ),
-{%- endif %}
+{{- incremental_ctes(since) }}
 
 interactions as (
 

@@ -8,6 +8,12 @@
     unique_key=['tenant', 'session_id'],
 ) }}
 {%- set since = watermark() %}
+{#- the events that tie a session to a user; each source filters its own rows, as DuckDB does
+    not push a filter over a union of CTEs into their scans -#}
+{%- set identified_since -%}
+    user_id is not null and session_id is not null
+    {%- if is_incremental() %} and loaded_at > {{ since }}{% endif %}
+{%- endset %}
 
 with interactions as (
 
@@ -19,6 +25,7 @@ with interactions as (
         event_at,
         loaded_at
     from {{ ref('stg_sluice__interactions') }}
+    where {{ identified_since }}
 
 ),
 
@@ -32,6 +39,7 @@ rankings as (
         ranked_at as event_at,
         loaded_at
     from {{ ref('stg_sluice__rankings') }}
+    where {{ identified_since }}
 
 ),
 
@@ -45,26 +53,17 @@ recommendations as (
         recommended_at as event_at,
         loaded_at
     from {{ ref('stg_sluice__recommendations') }}
+    where {{ identified_since }}
 
 ),
 
-session_events as (
+new_identified as (
 
     select * from interactions
     union all
     select * from rankings
     union all
     select * from recommendations
-
-),
-
-new_identified as (
-
-    select * from session_events
-    where
-        user_id is not null
-        and session_id is not null
-        {% if is_incremental() %}and loaded_at > {{ since }}{% endif %}
 
 ),
 
@@ -81,11 +80,11 @@ identified_events as (
             known.identified_at as event_at,
             known.loaded_at
         from {{ this }} as known
-        where exists (
-            select 1 from new_identified
-            where
-                new_identified.tenant = known.tenant
-                and new_identified.session_id = known.session_id
+        where (known.tenant, known.session_id) in (
+            select
+                new_identified.tenant,
+                new_identified.session_id
+            from new_identified
         )
     {% endif %}
 

@@ -11,14 +11,7 @@
 {% set threshold = var('events')['event_value_threshold'] %}
 
 with
-{%- if is_incremental() %}
-
-    identified_sessions as (
-
-        {{ identified_sessions(since) }}
-
-    ),
-{%- endif %}
+{{- incremental_ctes(since) }}
 
 interactions as (
 
@@ -30,11 +23,12 @@ interactions as (
             and (
                 interactions.loaded_at > {{ since }}  -- noqa: RF03
                 -- rows without a user of their own: stitched now or anonymous until now
-                or (interactions.is_stitched or interactions.is_anonymous) and exists (
-                    select 1 from identified_sessions
-                    where
-                        identified_sessions.tenant = interactions.tenant
-                        and identified_sessions.session_id = interactions.session_id
+                or (interactions.is_stitched or interactions.is_anonymous)
+                and (interactions.tenant, interactions.session_id) in (
+                    select
+                        identified_sessions.tenant,
+                        identified_sessions.session_id
+                    from identified_sessions
                 )
             )
         {%- endif %}

@@ -11,29 +11,13 @@
 -- depends_on: {{ ref('stg_sluice__interactions') }}
 
 with
-{%- if is_incremental() %}
-
-    identified_sessions as (
-
-        {{ identified_sessions(since) }}
-
-    ),
-{%- endif %}
-
-{%- if is_incremental() %}
-
-    changed_lists as (
-
-        {{ changed_lists(since, 'identified_sessions') }}
-
-    ),
-{%- endif %}
+{{- incremental_ctes(since, lists=true) }}
 
 impressions as (
 
     select * from {{ ref('int_impressions') }} as impressions
     where
-        shown_in = 'ranking'
+        shown_in = 'ranking'  -- noqa: RF03
         {% if is_incremental() -%}
             and {{ in_changed_list('impressions', 'changed_lists') }}
         {%- endif %}

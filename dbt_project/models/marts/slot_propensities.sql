@@ -13,29 +13,13 @@
 -- depends_on: {{ ref('stg_sluice__interactions') }}
 
 with
-{%- if is_incremental() %}
-
-    identified_sessions as (
-
-        {{ identified_sessions(since) }}
-
-    ),
-{%- endif %}
-
-{%- if is_incremental() %}
-
-    changed_lists as (
-
-        {{ changed_lists(since, 'identified_sessions') }}
-
-    ),
-{%- endif %}
+{{- incremental_ctes(since, lists=true) }}
 
 impressions as (
 
     select * from {{ ref('int_impressions') }} as impressions
     where
-        shown_in = 'recommendation'
+        shown_in = 'recommendation'  -- noqa: RF03
         {% if is_incremental() -%}
             and {{ in_changed_list('impressions', 'changed_lists') }}
         {%- endif %}
@@ -46,12 +30,7 @@ recommendations as (
 
     select * from {{ ref('stg_sluice__recommendations') }} as recommendations
     {% if is_incremental() -%}
-        where exists (
-            select 1 from changed_lists
-            where
-                changed_lists.tenant = recommendations.tenant
-                and changed_lists.ranking_id = recommendations.recommendation_id
-        )
+        where {{ in_changed_list('recommendations', 'changed_lists', 'recommendation_id') }}
     {%- endif %}
 
 ),
