@@ -29,7 +29,21 @@ def _answers(text: str) -> float:
         re.MULTILINE))
 
 
+def _slots(text: str) -> float:
+    return sum(float(v) for v in re.findall(
+        r'^sluice_recommendation_slots_total\{[^}]*\} (\S+)$', text, re.MULTILINE))
+
+
 def test_metrics_count_every_workers_requests(tmp_path):
+    from sluice.intake.eventlog import EventLog
+    from sluice.intake.events import parse_event
+
+    # an item in the catalog before the server starts: every answer has a slot to fill, so
+    # the slot counter is asserted whichever worker had followed which event
+    log = EventLog(tmp_path / "raw")
+    log.append([parse_event({"event": "item", "id": "item-0", "item": "i0",
+                             "timestamp": 1_750_000_000_000, "fields": []})])
+    log.close()
     port = free_port()
     env = {**os.environ, **environment(tmp_path), "SLUICE_PORT": str(port),
            "PYTHONPATH": str(PROJECT_ROOT), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
@@ -39,17 +53,21 @@ def test_metrics_count_every_workers_requests(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, server, timeout=90)
+        served = 0
         for n in range(SENT):  # a new connection each: the workers share them out
             assert httpx.post(f"{base}/v1/events", json=[interaction(f"u{n}", "i1")],
                               headers=WRITE, timeout=10).status_code == 200
-            assert httpx.post(f"{base}/v1/recommendations", json={"user_id": f"u{n}"},
-                              headers=READ, timeout=10).status_code == 200
+            answer = httpx.post(f"{base}/v1/recommendations", json={"user_id": f"u{n}"},
+                                headers=READ, timeout=10)
+            assert answer.status_code == 200
+            served += len(answer.json()["items"])
         scrapes = [httpx.get(f"{base}/metrics", timeout=10).text for _ in range(6)]
     finally:
         stop_server(server)
     assert [_accepted(text) for text in scrapes] == [SENT] * 6
     assert [_answers(text) for text in scrapes] == [SENT] * 6
-    assert "sluice_recommendation_slots_total" in scrapes[0]
+    assert served >= SENT  # i0 at least, in every answer
+    assert [_slots(text) for text in scrapes] == [served] * 6
 
 
 def _shares(text: str) -> dict[str, float]:
