@@ -6,6 +6,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -16,6 +18,23 @@ from tests.utils.auth import READ, WRITE
 from tests.utils.factories import environment, interaction
 
 SENT = 24
+
+
+@contextmanager
+def two_workers(env_vars: dict[str, str]) -> Iterator[str]:
+    """`sluice serve --workers 2` on a free port with this environment: its base URL."""
+    port = free_port()
+    env = {**os.environ, **env_vars, "SLUICE_PORT": str(port),
+           "PYTHONPATH": str(PROJECT_ROOT), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--workers", "2"],
+                              cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server, timeout=90)
+        yield base
+    finally:
+        stop_server(server)
 
 
 def _accepted(text: str) -> float:
@@ -44,15 +63,7 @@ def test_metrics_count_every_workers_requests(tmp_path):
     log.append([parse_event({"event": "item", "id": "item-0", "item": "i0",
                              "timestamp": 1_750_000_000_000, "fields": []})])
     log.close()
-    port = free_port()
-    env = {**os.environ, **environment(tmp_path), "SLUICE_PORT": str(port),
-           "PYTHONPATH": str(PROJECT_ROOT), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
-    server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--workers", "2"],
-                              cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, server, timeout=90)
+    with two_workers(environment(tmp_path)) as base:
         served = 0
         for n in range(SENT):  # a new connection each: the workers share them out
             assert httpx.post(f"{base}/v1/events", json=[interaction(f"u{n}", "i1")],
@@ -62,8 +73,6 @@ def test_metrics_count_every_workers_requests(tmp_path):
             assert answer.status_code == 200
             served += len(answer.json()["items"])
         scrapes = [httpx.get(f"{base}/metrics", timeout=10).text for _ in range(6)]
-    finally:
-        stop_server(server)
     assert [_accepted(text) for text in scrapes] == [SENT] * 6
     assert [_answers(text) for text in scrapes] == [SENT] * 6
     assert served >= SENT  # i0 at least, in every answer
@@ -91,15 +100,7 @@ def test_the_window_tier_shares_are_the_whole_servers_with_two_workers(tmp_path)
     env_vars = environment(tmp_path, serving={"model_poll_seconds": 0.5})
     register_champion(synthetic_bundle(seed=1), env_vars["MLFLOW_TRACKING_URI"],
                       tmp_path / "artifacts")
-    port = free_port()
-    env = {**os.environ, **env_vars, "SLUICE_PORT": str(port),
-           "PYTHONPATH": str(PROJECT_ROOT), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
-    server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--workers", "2"],
-                              cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, server, timeout=90)
+    with two_workers(env_vars) as base:
         answers = [httpx.post(f"{base}/v1/recommendations", headers=READ, timeout=10, json={
             "user_id": f"u{n}" if n % 3 else f"stranger{n}", "num_results": 5}).json()
             for n in range(SENT)]
@@ -113,6 +114,4 @@ def test_the_window_tier_shares_are_the_whole_servers_with_two_workers(tmp_path)
             assert time.monotonic() < deadline, "the shares never matched all slots served"
             time.sleep(0.5)
         scrapes = [_shares(httpx.get(f"{base}/metrics", timeout=10).text) for _ in range(6)]
-    finally:
-        stop_server(server)
     assert scrapes == [pytest.approx(expected)] * 6
