@@ -43,14 +43,21 @@ from common import api_key, server_process, table, wrk
 from benchmarks.serving import LUA, USERS, _home, register, synthetic_bundle
 from sluice.experiments import Arm, Experiment, Experiments
 
-VARIANTS = ("plain", "exploration", "experiment")
+# what each variant's requests add to plain serving's (the set-up in main makes them mean it)
+FIELDS: dict[str, dict[str, str]] = {"plain": {}, "exploration": {"template": "explore"},
+                                     "experiment": {"tenant": "abtest"}}
+VARIANTS = tuple(FIELDS)
 
 
-def lua_for(field: str | None = None, value: str = "") -> str:
-    """The benchmark's request script, with one more request field (None: none)."""
-    if field is None:
-        return LUA
-    return LUA.replace('"num_results":25', f'"num_results":25,"{field}":"{value}"')
+def lua_for(fields: dict[str, str]) -> str:
+    """The benchmark's request script, with these request fields added."""
+    extra = "".join(f',"{name}":"{value}"' for name, value in fields.items())
+    return LUA.replace('"num_results":25', '"num_results":25' + extra)
+
+
+def rotation(r: int) -> tuple[str, ...]:
+    """The variants in round r's order: each goes first, second and last in turn."""
+    return VARIANTS[r % 3:] + VARIANTS[:r % 3]
 
 
 def check(base: str, key: str) -> None:
@@ -59,9 +66,10 @@ def check(base: str, key: str) -> None:
         return [httpx.post(f"{base}/v1/recommendations", headers={"X-Api-Key": key},
                            json={"user_id": f"u{u}", "num_results": 25, **fields}
                            ).raise_for_status().json() for u in range(40)]
-    arms = {slot.get("arm") for a in ask(tenant="abtest") for slot in a["items"]}
-    explored = sum(slot["explored"] for a in ask(template="explore") for slot in a["items"])
-    plain = sum(slot["explored"] for a in ask() for slot in a["items"])
+    arms = {slot.get("arm") for a in ask(**FIELDS["experiment"]) for slot in a["items"]}
+    explored = sum(slot["explored"] for a in ask(**FIELDS["exploration"])
+                   for slot in a["items"])
+    plain = sum(slot["explored"] for a in ask(**FIELDS["plain"]) for slot in a["items"])
     if arms != {"control", "treatment"} or not explored or plain:
         raise SystemExit(f"variants not as set up: arms {arms}, explored slots {explored} "
                          f"with exploration, {plain} without")
@@ -76,13 +84,12 @@ def cpu_seconds(pid: int) -> float:
 def rounds(base: str, pid: int, key: str, args: argparse.Namespace) -> list[dict[str, float]]:
     """Per round and variant: answers per wall second and per server CPU second, p99; the
     order rotates each round."""
-    scripts = {"plain": lua_for(), "exploration": lua_for("template", "explore"),
-               "experiment": lua_for("tenant", "abtest")}
+    scripts = {name: lua_for(fields) for name, fields in FIELDS.items()}
     for name in VARIANTS:  # warm every template's path once
         wrk(base, scripts[name], 2, args.connections, key=key)
     measured = []
     for r in range(args.rounds):
-        order = VARIANTS[r % 3:] + VARIANTS[:r % 3]
+        order = rotation(r)
         found = {}
         for name in order:
             cpu = cpu_seconds(pid)
@@ -140,16 +147,14 @@ def in_process(env: dict[str, str], args: argparse.Namespace) -> list[dict[str, 
     os.environ.update(env)
     service = Service(get_settings())
     service.start(background=False)
-    fields = {"plain": {}, "exploration": {"template": "explore"},
-              "experiment": {"tenant": "abtest"}}
     rng = np.random.default_rng(0)
     measured = []
     try:
         for r in range(-1, args.in_process_rounds):  # round -1 warms every path up
             found = {}
-            for name in VARIANTS[r % 3:] + VARIANTS[:r % 3]:
+            for name in rotation(r):
                 requests = [service.request(user_id=f"u{user}", num_results=25,
-                                            **fields[name])
+                                            **FIELDS[name])
                             for user in rng.integers(0, USERS, 500)]
                 started = time.thread_time()
                 for request in requests:
