@@ -204,12 +204,15 @@ class Experiments:
         specific wins: one on that configured template, else one on its built-in template
         (or all)."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        found = [exp for exp in self.all().values() if exp.tenant == tenant and exp.running(now)
-                 and (exp.covers(template) or (name is not None and exp.template == name))]
-        for exp in found:
-            if exp.template == name:
+        broad = None
+        for exp in self.all().values():
+            if exp.tenant != tenant or not exp.running(now):
+                continue
+            if name is not None and exp.template == name:
                 return exp
-        return found[0] if found else None
+            if broad is None and exp.covers(template):
+                broad = exp
+        return broad
 
     def create(self, exp: Experiment, model_exists: Callable[[str], bool] | None = None,
                templates: Iterable[str] = TEMPLATES) -> Experiment:
