@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,12 @@ BUILT_WITH = "incremental_built_with.txt"
 # next incremental build tests only rows loaded after it (macros/incremental.sql)
 TESTED_UP_TO = "incremental_tested_up_to.txt"
 TESTED_SINCE_ENV = "SLUICE_DBT_TESTED_SINCE"
+# the fingerprint and engine versions of the last whole `dbt build` that passed, unit tests
+# included, in the work dir. A unit test runs the model's SQL on the fixed rows it declares,
+# so with the same project, vars and engines its result cannot change: an incremental build
+# then leaves the unit tests out (dbt's own advice: run them in development and CI, not on
+# every production build), and a full refresh, a changed project or an upgrade runs them.
+UNIT_TESTED_WITH = "unit_tested_with.txt"
 
 
 def dbt_build(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, Any],
@@ -69,7 +76,8 @@ def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
     Incremental models take only what is new unless full_refresh, or unless the project, the
     vars or the warehouse differ from their last whole build (`build_fingerprint`): their kept
     rows would then be stale, so they are rebuilt from the whole history. An incremental
-    `build` tests only the rows loaded since the last whole build that passed (TESTED_UP_TO).
+    `build` tests only the rows loaded since the last whole build that passed (TESTED_UP_TO),
+    and runs no unit test when that build passed them with the same project (UNIT_TESTED_WITH).
     Raises TransformError naming each failed model or test and what it said. Tenants short
     of data only warn (`result.shortfalls`): training skips them, the others go on.
     """
@@ -79,12 +87,14 @@ def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
     if select and command in RESULT_COMMANDS:
         args += ["--select", select]
     fingerprint = build_fingerprint(warehouse, dbt_vars)
-    built_with, tested_up_to = work_dir / BUILT_WITH, work_dir / TESTED_UP_TO
-    refresh = full_refresh or _read(built_with) != fingerprint
+    refresh = full_refresh or _read(work_dir / BUILT_WITH) != fingerprint
+    unit_tested_with = f"{fingerprint} {_engine_versions()}"
     if args[0] in BUILDING and refresh:
         args.append("--full-refresh")
+    elif args[0] == "build" and _read(work_dir / UNIT_TESTED_WITH) == unit_tested_with:
+        args += ["--exclude-resource-type", "unit_test"]  # see UNIT_TESTED_WITH
     argv, env = dbt_invocation(warehouse, work_dir, dbt_vars, args)
-    since = _read(tested_up_to)
+    since = _read(work_dir / TESTED_UP_TO)
     if args[0] == "build" and not refresh and since:
         env[TESTED_SINCE_ENV] = since  # not a var: a changed var makes dbt parse everything
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
@@ -100,10 +110,23 @@ def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
             f"it with `sluice dbt -- {command}` (the same warehouse, vars and lock) to "
             "investigate.")
     if args[0] in BUILDING and not select:  # a selection leaves other models as they were
-        built_with.write_text(fingerprint)
+        (work_dir / BUILT_WITH).write_text(fingerprint)
         if args[0] == "build":  # every test passed on every row loaded so far
-            _write_or_remove(tested_up_to, _latest_load(warehouse))
+            _write_or_remove(work_dir / TESTED_UP_TO, _latest_load(warehouse))
+            (work_dir / UNIT_TESTED_WITH).write_text(unit_tested_with)
     return result
+
+
+def _engine_versions() -> str:
+    """dbt's, its adapters' and DuckDB's versions: what a unit test's result depends on
+    besides the project and the vars."""
+    found = []
+    for package in ("dbt-core", "dbt-duckdb", "dbt-postgres", "duckdb"):
+        try:
+            found.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return " ".join(found)
 
 
 def _latest_load(warehouse: Warehouse) -> str | None:

@@ -23,7 +23,7 @@ import pytest
 from sluice.intake.synthetic import SyntheticSpec, generate
 from sluice.warehouse.db import connect
 from sluice.warehouse.ingest import Ingestor
-from sluice.warehouse.transform import TransformError, dbt_build
+from sluice.warehouse.transform import UNIT_TESTED_WITH, TransformError, dbt_build
 from tests.warehouse.test_dbt import _counts, _raw, _slots, dbt_vars
 
 SCHEMAS = ("staging", "intermediate", "marts")
@@ -241,6 +241,26 @@ def test_late_outcomes_reach_answers_shown_before(halves):
     assert query(warehouse, "select cast(first_seen_at as varchar) from marts.users "
                             "where tenant = 'shop' and user_id = 'u2'") == [
         ("2026-03-01 07:00:00",)]
+
+
+def _unit_tests(result) -> list[str]:
+    return sorted(n["node"] for n in result.nodes if n["node"].startswith("unit_test."))
+
+
+def test_unit_tests_run_when_the_project_or_the_engines_change_not_on_a_refresh(halves):
+    # the first build and the full refresh run them; the incremental build, with the project,
+    # vars and engines they passed with, leaves them out
+    assert len(_unit_tests(halves["first"])) >= 7
+    assert _unit_tests(halves["refresh"]) == _unit_tests(halves["first"])
+    assert _unit_tests(halves["second"]) == []
+    # another dbt or DuckDB than the one they passed with: they run again
+    marker = halves["root"] / "dbt" / UNIT_TESTED_WITH
+    passed_with = marker.read_text()
+    assert "dbt-core==" in passed_with and "duckdb==" in passed_with
+    marker.write_text(passed_with.replace("dbt-core==", "dbt-core==0.0.0+"))
+    again = dbt_build(halves["full"], halves["root"] / "dbt", dbt_vars())
+    assert _unit_tests(again) == _unit_tests(halves["first"])
+    assert marker.read_text() == passed_with
 
 
 # what macros/incremental.sql's get_where_subquery makes of a test's model
