@@ -50,6 +50,9 @@ FIRST = [
     # hs2 is known as u2 from 10:00 on; a late event will show it was u9 from 09:00
     _raw("a2", "interaction", "10:00:00", user="u2", session="hs2", item="i2", kind="click"),
     _raw("a3", "interaction", "10:30:00", session="hs2", item="i3", kind="purchase", value=9.0),
+    # anonymous lists nothing will name: only their session's identity changes them
+    _raw("r2", "ranking", "09:58:00", session="hs1", items=[{"id": "i2"}]),
+    _raw("r3", "ranking", "10:20:00", session="hs2", items=[{"id": "i1"}]),
     # an answer served to the anonymous hs3, and two experiment answers
     _raw("q1", "recommendation", "13:00:00", session="hs3",
          items=_slots("model_personalized", "fallback"), fields=_counts(1, 0, 0, 1)),
@@ -194,8 +197,11 @@ def test_the_second_build_was_incremental(halves):
     # each incremental model ran its incremental branch: it reads what changed since its
     # watermark, not the whole history
     compiled = halves["compiled"]
-    for model in ("int_impressions", "ranking_outcomes", "slot_propensities"):
-        assert "changed_lists as" in compiled[model], model
+    assert "changed_lists as" in compiled["int_impressions"]
+    # the marts copied from it take the lists it updated since their own watermark
+    for model in ("ranking_outcomes", "slot_propensities"):
+        assert "list_updated_at > cast('20" in compiled[model], model
+        assert "changed_lists" not in compiled[model], model
     for model in ("int_interactions_stitched", "interactions", "recommendation_events"):
         assert "identified_sessions as" in compiled[model], model
     for model in ("int_session_identities", "stg_sluice__ranking_items",
@@ -214,6 +220,9 @@ def test_a_session_that_logs_in_later_moves_its_earlier_rows_to_the_user(halves)
     users = [u for (u,) in query(warehouse, "select user_id from marts.users "
                                             "where tenant = 'shop'")]
     assert "anon:hs1" not in users and "u1" in users
+    # a list no interaction names moves with its session (list_updated_at: the login's load)
+    assert query(warehouse, "select user_id from marts.ranking_outcomes "
+                            "where tenant = 'shop' and ranking_id = 'r2'") == [("u1",)]
 
 
 def test_a_late_earlier_login_takes_the_session_over(halves):
@@ -224,6 +233,8 @@ def test_a_late_earlier_login_takes_the_session_over(halves):
     assert query(warehouse, "select event_id, user_id from marts.interactions where "
                             "tenant = 'shop' and event_id in ('a2', 'a3', 'a5') order by 1") == [
         ("a2", "u2"), ("a3", "u9"), ("a5", "u9")]
+    assert query(warehouse, "select user_id from marts.ranking_outcomes "
+                            "where tenant = 'shop' and ranking_id = 'r3'") == [("u9",)]
 
 
 def test_late_outcomes_reach_answers_shown_before(halves):

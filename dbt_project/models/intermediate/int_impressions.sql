@@ -1,6 +1,8 @@
 {#- Incremental: every slot of a shown list that changed since the watermark (loaded, clicked
     or bought, or its anonymous session identified since: macros/incremental.sql) is recomputed
-    with all of the list's interactions, and replaces the list's rows. -#}
+    with all of the list's interactions, and replaces the list's rows. list_updated_at (the
+    latest load among the list and what it is recomputed from) tells the marts copied from
+    this model which lists to copy again, without finding the changed lists a second time. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
@@ -98,6 +100,18 @@ outcomes as (
 
 ),
 
+-- the latest load of an interaction naming the list, whichever item it names
+list_interactions as (
+
+    select
+        tenant,
+        ranking_id,
+        max(loaded_at) as loaded_at
+    from interactions
+    group by tenant, ranking_id
+
+),
+
 final as (
 
     select
@@ -116,7 +130,18 @@ final as (
         coalesce(outcomes.is_clicked, false) as is_clicked,
         coalesce(outcomes.is_purchased, false) as is_purchased,
         shown_items.shown_at,
-        shown_items.loaded_at
+        shown_items.loaded_at,
+        -- the same for every row of a list (a list has one user or session): its own load,
+        -- its interactions' and, when anonymous, its session identity's
+        greatest(
+            shown_items.loaded_at,
+            coalesce(list_interactions.loaded_at, shown_items.loaded_at),
+            case
+                when shown_items.user_id is null
+                    then coalesce(session_identities.loaded_at, shown_items.loaded_at)
+                else shown_items.loaded_at
+            end
+        ) as list_updated_at
     from shown_items
     left join session_identities
         on
@@ -127,6 +152,10 @@ final as (
             shown_items.tenant = outcomes.tenant
             and shown_items.ranking_id = outcomes.ranking_id
             and shown_items.item_id = outcomes.item_id
+    left join list_interactions
+        on
+            shown_items.tenant = list_interactions.tenant
+            and shown_items.ranking_id = list_interactions.ranking_id
 
 )
 

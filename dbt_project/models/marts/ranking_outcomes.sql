@@ -1,25 +1,19 @@
-{#- Incremental: the rankings int_impressions recomputed (changed_lists in
-    macros/incremental.sql) replace their rows. -#}
+{#- Incremental: the rankings int_impressions updated since the watermark (list_updated_at)
+    replace their rows. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key=['tenant', 'ranking_id'],
 ) }}
 {%- set since = watermark() %}
--- what macros/incremental.sql reads when the run is incremental
--- depends_on: {{ ref('stg_sluice__events') }}
--- depends_on: {{ ref('stg_sluice__interactions') }}
 
-with
-{{- incremental_ctes(since, lists=true) }}
+with impressions as (
 
-impressions as (
-
-    select * from {{ ref('int_impressions') }} as impressions
+    select * from {{ ref('int_impressions') }}
     where
-        shown_in = 'ranking'  -- noqa: RF03
+        shown_in = 'ranking'
         {% if is_incremental() -%}
-            and {{ in_changed_list('impressions', 'changed_lists') }}
+            and {{ updated_list_since(since) }}
         {%- endif %}
 
 ),

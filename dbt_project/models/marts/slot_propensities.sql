@@ -1,27 +1,21 @@
 -- One row per slot of a served answer with the probability the policy gave it and whether it
 -- was clicked: what sluice.learn.offpolicy weighs candidates by.
-{#- Incremental: the answers int_impressions recomputed (changed_lists in
-    macros/incremental.sql) replace their rows. -#}
+{#- Incremental: the answers int_impressions updated since the watermark (list_updated_at)
+    replace their rows. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key=['tenant', 'recommendation_id'],
 ) }}
 {%- set since = watermark() %}
--- what macros/incremental.sql reads when the run is incremental
--- depends_on: {{ ref('stg_sluice__events') }}
--- depends_on: {{ ref('stg_sluice__interactions') }}
 
-with
-{{- incremental_ctes(since, lists=true) }}
+with impressions as (
 
-impressions as (
-
-    select * from {{ ref('int_impressions') }} as impressions
+    select * from {{ ref('int_impressions') }}
     where
-        shown_in = 'recommendation'  -- noqa: RF03
+        shown_in = 'recommendation'
         {% if is_incremental() -%}
-            and {{ in_changed_list('impressions', 'changed_lists') }}
+            and {{ updated_list_since(since) }}
         {%- endif %}
 
 ),
@@ -30,7 +24,12 @@ recommendations as (
 
     select * from {{ ref('stg_sluice__recommendations') }} as recommendations
     {% if is_incremental() -%}
-        where {{ in_changed_list('recommendations', 'changed_lists', 'recommendation_id') }}
+        where (recommendations.tenant, recommendations.recommendation_id) in (
+            select
+                impressions.tenant,
+                impressions.ranking_id
+            from impressions
+        )
     {%- endif %}
 
 ),
