@@ -22,9 +22,9 @@ with impressions as (
 
 recommendations as (
 
-    select * from {{ ref('stg_sluice__recommendations') }} as recommendations
+    select * from {{ ref('stg_sluice__recommendations') }}
     {% if is_incremental() -%}
-        where (recommendations.tenant, recommendations.recommendation_id) in (
+        where (tenant, recommendation_id) in (
             select
                 impressions.tenant,
                 impressions.ranking_id
