@@ -165,11 +165,11 @@ def calibrate(index: ItemIndex, item_factors: np.ndarray, queries: np.ndarray,
     factors = np.ascontiguousarray(item_factors, dtype=np.float32)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     at = min(RECALL_AT, len(factors))
-    truth = _exact_top(factors, queries, at)
+    truth = exact_top(factors, queries, at)
     count = min(max(candidates, at), len(factors))
     chosen = None
     for breadth in index.breadths(count):
-        recalls = [len(set(_rescored(factors, query, index.search(query, count, breadth), at))
+        recalls = [len(set(rescored(factors, query, index.search(query, count, breadth), at))
                        & set(best.tolist())) / at for query, best in zip(queries, truth,
                                                                           strict=True)]
         chosen = Calibration(breadth, float(np.mean(recalls)), float(np.min(recalls)),
@@ -180,7 +180,8 @@ def calibrate(index: ItemIndex, item_factors: np.ndarray, queries: np.ndarray,
     return chosen
 
 
-def _exact_top(factors: np.ndarray, queries: np.ndarray, at: int) -> np.ndarray:
+def exact_top(factors: np.ndarray, queries: np.ndarray, at: int) -> np.ndarray:
+    """Each query's `at` best rows by inner product over every item (unordered)."""
     tops = []
     for start in range(0, len(queries), EXACT_BLOCK):
         scores = queries[start:start + EXACT_BLOCK] @ factors.T
@@ -188,7 +189,8 @@ def _exact_top(factors: np.ndarray, queries: np.ndarray, at: int) -> np.ndarray:
     return np.concatenate(tops) if tops else np.empty((0, at), dtype=np.int64)
 
 
-def _rescored(factors: np.ndarray, query: np.ndarray, rows: np.ndarray, at: int) -> list[int]:
+def rescored(factors: np.ndarray, query: np.ndarray, rows: np.ndarray, at: int) -> list[int]:
+    """The `at` best of `rows` by their exact scores, as serving ranks the index's finds."""
     scores = factors[rows] @ query
     return rows[np.argsort(-scores, kind="stable")[:at]].tolist()
 
