@@ -46,7 +46,7 @@ KINDS = ("hnsw", "ivf")
 LEGACY_BREADTH = {"ivf": 48, "hnsw": 128}  # bundles built before calibration: former defaults
 RECALL_AT = 25  # calibration's recall is of the top 25, the answer size the aims are set at
 STEP = 1.5  # calibration tries breadths growing by this factor
-EXACT_BLOCK = 32  # queries scored against every item at once while calibrating (memory)
+EXACT_BLOCK = 16  # queries scored against every item at once while calibrating: 16 x items floats
 
 
 @dataclass(frozen=True)
