@@ -36,8 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import server, table, wrk
 
 from benchmarks.serving import FACTORS, LUA, USERS, sluice_run
-from sluice.ann import KINDS, ItemIndex
-from sluice.bundle import ModelBundle
+from sluice.ann import KINDS, Calibration, ItemIndex, calibrate
+from sluice.bundle import HEAD_SIZE, ModelBundle
+from sluice.learn.candidates import fold_ins
+from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.serve.answers import RecommendationRequest
 from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import RealtimeState
@@ -79,19 +81,33 @@ def clicks_since_training(items: int, seed: int = 1) -> list[dict]:
             for u in range(USERS)]
 
 
-def recall_in_process(bundle: ModelBundle, indexes: dict[str, ItemIndex], events: list[dict],
-                      users: int, ef_search: list[int]) -> dict[str, dict[str, float]]:
-    """For each index (the graph at each efSearch): recall@25 of its answers against the
-    exact scan's, and the time of one answer through it (the exact scan's beside it,
-    measured in the same loop)."""
+def calibrated(bundle: ModelBundle, index: ItemIndex) -> tuple[ModelBundle, Calibration]:
+    """The bundle with `index` calibrated as the train flow calibrates it (fold-ins of a
+    sample of the users' trained histories, `serving.ann.recall_target`)."""
+    meta = bundle.meta
+    gram = als_gram(bundle.item_factors, meta["regularization"])
+    queries = fold_ins(lambda rows, weights: als_fold_in(
+        bundle.item_factors, gram, rows, weights, meta["alpha"]), bundle.user_items)
+    calibration = calibrate(index, bundle.item_factors, queries, AnnConfig().recall_target,
+                            HEAD_SIZE)
+    return dataclasses.replace(bundle, ann=index, meta={**meta, "ann": calibration.meta()}), \
+        calibration
+
+
+def recall_in_process(bundles: dict[str, ModelBundle], events: list[dict],
+                      users: int, breadths: list[int]) -> dict[str, dict[str, float]]:
+    """For each index (at its calibrated breadth, and at each of `breadths`): recall@25 of
+    its answers against the exact scan's, and the time of one answer through it (the exact
+    scan's beside it, measured in the same loop)."""
     state = RealtimeState()
     state.apply(events)
+    bundle = next(iter(bundles.values()))
     exact = Recommender("default", LoadedModel(bundle, "1", 0, AnnConfig(
         min_items=len(bundle.item_ids) + 1)), state, WEIGHTS)
-    recs = {f"{kind} {ef}" if kind == "hnsw" else kind: Recommender(
-        "default", LoadedModel(dataclasses.replace(bundle, ann=index), "1", 0,
-                               AnnConfig(min_items=1, ef_search=ef)), state, WEIGHTS)
-        for kind, index in indexes.items() for ef in (ef_search if kind == "hnsw" else [8])}
+    recs = {f"{kind} {breadth or 'calibrated'}": Recommender(
+        "default", LoadedModel(with_index, "1", 0, AnnConfig(
+            min_items=1, probes=breadth, ef_search=breadth)), state, WEIGHTS)
+        for kind, with_index in bundles.items() for breadth in [0, *breadths]}
     recalls: dict[str, list[float]] = {kind: [] for kind in recs}
     times = dict.fromkeys([*recs, "exact"], 0.0)
     for u in range(users):
@@ -123,7 +139,7 @@ def served(bundle: ModelBundle, events: list[dict], args: argparse.Namespace) ->
 
     no_heads = {"ranking_cache_size": 0, "precomputed_candidates": 0}
     first = bare()
-    index = {"min_items": 1, "ef_search": args.ef_search[0]}  # min_items 1: whatever the size
+    index = {"min_items": 1}  # whatever the size; the bundle's calibrated breadth
     runs = [(f"sluice, {bundle.ann.kind} index", sluice_run(
         bundle, args, {"serving": {**no_heads, "ann": index}}, events=events)[0])]
     if not args.no_scan:
@@ -153,8 +169,9 @@ def main() -> None:
     parser.add_argument("--recall-users", type=int, default=300)
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=[AnnConfig().kind],
                         help="indexes built and measured in process; wrk serves the first")
-    parser.add_argument("--ef-search", type=int, nargs="+", default=[AnnConfig().ef_search],
-                        help="hnsw: efSearch values measured in process; wrk serves the first")
+    parser.add_argument("--breadths", type=int, nargs="*", default=[],
+                        help="fixed breadths (probes, efSearch) measured in process besides "
+                             "the calibrated one; wrk serves the calibrated one")
     parser.add_argument("--no-scan", action="store_true", help="skip the exact scan row")
     parser.add_argument("--no-serve", action="store_true",
                         help="in process only: builds, recall and time per answer, no wrk")
@@ -163,23 +180,26 @@ def main() -> None:
     started = time.perf_counter()
     bundle = clustered_bundle(args.items)
     made = time.perf_counter() - started
-    config, indexes, built = AnnConfig(), {}, {}
+    config, bundles, built = AnnConfig(), {}, {}
     for kind in args.kinds:
         started = time.perf_counter()
-        indexes[kind] = ItemIndex.build(bundle.item_factors, kind, config.lists, config.m,
-                                        config.ef_construction)
+        index = ItemIndex.build(bundle.item_factors, kind, config.lists, config.m,
+                                config.ef_construction)
         built[kind] = time.perf_counter() - started
-        print(f"{kind} index built in {built[kind]:.1f} s", flush=True)
+        started = time.perf_counter()
+        bundles[kind], calibration = calibrated(bundle, index)
+        print(f"{kind} index built in {built[kind]:.1f} s, calibrated in "
+              f"{time.perf_counter() - started:.1f} s: {calibration.meta()}", flush=True)
     events = clicks_since_training(args.items)
-    recall = recall_in_process(bundle, indexes, events, args.recall_users, args.ef_search)
-    bundle.ann = indexes[args.kinds[0]]
+    recall = recall_in_process(bundles, events, args.recall_users, args.breadths)
+    bundle = bundles[args.kinds[0]]
 
     # the exact scan served once: it only shows the gap
     for n, workers in enumerate([] if args.no_serve else args.workers):
         served(bundle, events, argparse.Namespace(**{**vars(args), "workers": workers,
                                                      "no_scan": args.no_scan or n > 0}))
     print()
-    rows = [{"items": args.items, "index": indexes[name.split()[0]].describe(), **values,
+    rows = [{"items": args.items, "index": bundles[name.split()[0]].ann.describe(), **values,
              "index build s": built[name.split()[0]]} for name, values in recall.items()]
     print(table(rows, list(rows[0])))
     print(f"synthetic model {made:.1f} s; peak RSS of this process "

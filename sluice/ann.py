@@ -20,6 +20,13 @@ by; BPR and LMF keep their biases as factor columns, so the index sees them too)
   same factors give the same index. At a million items it measured better recall and less
   time per answer than the graph at the defaults (benchmarks/README.md, session 5).
 
+How widely a query looks (probes, efSearch) is calibrated when the index is built
+(`calibrate`): the narrowest breadth whose recall@25 against the exact scan reaches
+`serving.ann.recall_target` on a sample of queries like serving's (fold-ins of trained users'
+histories). The bundle's meta carries it (`ann`, with the recall measured); serving's
+`serving.ann.probes` / `ef_search` above 0 override it, and bundles from before calibration
+search with the former defaults (`LEGACY_BREADTH`).
+
 It is stored as faiss's own serialization, a uint8 array in the bundle's `.npz` (never
 pickle), and checked at load like every array; the kind is read back from it.
 """
@@ -27,6 +34,7 @@ pickle), and checked at load like every array; the kind is read back from it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +43,31 @@ SEED = 7  # the k-means sample and initialisation: the same factors give the sam
 POINTS_PER_LIST = 64  # k-means trains on this many items per list (faiss warns below 39)
 KMEANS_ITERATIONS = 10
 KINDS = ("hnsw", "ivf")
+LEGACY_BREADTH = {"ivf": 48, "hnsw": 128}  # bundles built before calibration: former defaults
+RECALL_AT = 25  # calibration's recall is of the top 25, the answer size the aims are set at
+STEP = 1.5  # calibration tries breadths growing by this factor
+EXACT_BLOCK = 16  # queries scored against every item at once while calibrating: 16 x items floats
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The breadth `calibrate` chose and what it measured there."""
+
+    breadth: int
+    recall: float  # mean recall@25 of the sample's queries against the exact scan
+    worst: float  # the lowest query's
+    queries: int
+    target: float
+
+    @property
+    def met(self) -> bool:
+        return self.recall >= self.target
+
+    def meta(self) -> dict[str, Any]:
+        """For the bundle's meta and the run's log."""
+        return {"breadth": self.breadth, "recall_at_25": round(self.recall, 4),
+                "worst_recall_at_25": round(self.worst, 4), "queries": self.queries,
+                "recall_target": self.target}
 
 
 def _faiss() -> Any:
@@ -88,6 +121,14 @@ class ItemIndex:
     def dims(self) -> int:
         return int(self.index.d)
 
+    def breadths(self, candidates: int) -> list[int]:
+        """What calibration tries, narrowest first: up to every list, or efSearch 4096."""
+        first, last = (8, int(self.index.nlist)) if self.kind == "ivf" else (candidates, 4096)
+        steps = [min(first, last)]
+        while steps[-1] < last:
+            steps.append(min(last, max(steps[-1] + 1, int(steps[-1] * STEP))))
+        return steps
+
     def describe(self) -> str:
         """What it is, for logs and benchmark tables."""
         if self.kind == "ivf":
@@ -114,6 +155,44 @@ class ItemIndex:
                       else faiss.SearchParametersHNSW(efSearch=breadth))
             self._params = {**self._params, breadth: params} if len(self._params) < 64 else {}
         return params
+
+
+def calibrate(index: ItemIndex, item_factors: np.ndarray, queries: np.ndarray,
+              target: float, candidates: int) -> Calibration:
+    """Sets the index's breadth to the narrowest whose mean recall@25 over `queries` reaches
+    `target`: each query's `candidates` found items, scored exactly (as serving does), against
+    its exact top 25 over every item. When none does, the widest tried is kept."""
+    factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    at = min(RECALL_AT, len(factors))
+    truth = exact_top(factors, queries, at)
+    count = min(max(candidates, at), len(factors))
+    chosen = None
+    for breadth in index.breadths(count):
+        recalls = [len(set(rescored(factors, query, index.search(query, count, breadth), at))
+                       & set(best.tolist())) / at for query, best in zip(queries, truth,
+                                                                          strict=True)]
+        chosen = Calibration(breadth, float(np.mean(recalls)), float(np.min(recalls)),
+                             len(queries), target)
+        if chosen.met:
+            break
+    assert chosen is not None  # breadths() is never empty
+    return chosen
+
+
+def exact_top(factors: np.ndarray, queries: np.ndarray, at: int) -> np.ndarray:
+    """Each query's `at` best rows by inner product over every item (unordered)."""
+    tops = []
+    for start in range(0, len(queries), EXACT_BLOCK):
+        scores = queries[start:start + EXACT_BLOCK] @ factors.T
+        tops.append(np.argpartition(-scores, at - 1, axis=1)[:, :at])
+    return np.concatenate(tops) if tops else np.empty((0, at), dtype=np.int64)
+
+
+def rescored(factors: np.ndarray, query: np.ndarray, rows: np.ndarray, at: int) -> list[int]:
+    """The `at` best of `rows` by their exact scores, as serving ranks the index's finds."""
+    scores = factors[rows] @ query
+    return rows[np.argsort(-scores, kind="stable")[:at]].tolist()
 
 
 def _inverted_file(vectors: np.ndarray, lists: int) -> Any:

@@ -18,6 +18,9 @@ import scipy.sparse as sp
 from sluice import formats
 from sluice.ann import ItemIndex
 
+# the head kept of a ranking computed while serving (at least; the precomputed k if larger):
+# also how many candidates serving asks the ann index for, which its calibration asks too
+HEAD_SIZE = 100
 NO_CANDIDATE = -1  # pads a row of precomputed candidates when a user has fewer unseen items than k
 
 ARRAYS = "arrays.npz"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from sluice.bundle import ModelBundle
+from sluice.bundle import HEAD_SIZE, ModelBundle
 from sluice.learn import attributes
 from sluice.learn.candidates import item_index, precompute
 from sluice.learn.matrix import trained_boost
@@ -45,6 +45,7 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
     trained = full.for_model(final.name, trained_boost(final))
     boosted = trained is not full
     boost = trained.boost if boosted else 0.0
+    ann = item_index(final, trained.matrix, settings.app.serving.ann, max(k, HEAD_SIZE), say)
     return ModelBundle(
         user_ids=full.user_ids, item_ids=full.item_ids,
         user_factors=final.user_factors, item_factors=final.item_factors,
@@ -54,10 +55,11 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
               "cutoff_ms": cutoff_ms, "trained_at_ms": int(time.time() * 1000),
               **final.serving_meta(), "matrix": matrix_meta(settings, boost),
               "stats": dataset_stats(prepared), **attributes.bundle_meta(
-                  attribute_index, settings.app.attributes.cold_item_interactions)},
+                  attribute_index, settings.app.attributes.cold_item_interactions),
+              **({"ann": ann[1].meta()} if ann is not None else {})},
         catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
         attributes=attribute_index.arrays() if attribute_index is not None else None,
-        ann=item_index(final, settings.app.serving.ann, say),
+        ann=ann[0] if ann is not None else None,
         recent=trained.recent if boosted else None,
     )
 

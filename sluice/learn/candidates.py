@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from sluice.ann import ItemIndex
+from sluice.ann import Calibration, ItemIndex, calibrate
 from sluice.bundle import NO_CANDIDATE
 from sluice.learn.evaluation import NO_SCORE, factor_ranker
 from sluice.learn.model_base import Model
@@ -44,17 +44,43 @@ def precompute(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_
     return items_out
 
 
-def item_index(model: Model, ann: AnnConfig,
-               say: Callable[[str], None] | None = None) -> ItemIndex | None:
+CALIBRATION_USERS = 200  # trained users whose histories' fold-ins calibrate the index
+
+
+def item_index(model: Model, user_items: sp.csr_matrix, ann: AnnConfig, candidates: int,
+               say: Callable[[str], None] | None = None,
+               ) -> tuple[ItemIndex, Calibration] | None:
     """The approximate nearest-neighbour index of a factor model's items (`sluice.ann`), for
-    a catalog of at least `ann.min_items`; None otherwise. The item-item families' vectors
-    are rows of the whole catalog and popularity ranks one list, so they never get one."""
+    a catalog of at least `ann.min_items`, with its breadth calibrated to `ann.recall_target`
+    on fold-ins of a sample of `user_items`' histories (what serving searches with for a user
+    with new events), asking `candidates` items as serving does; None for a smaller catalog.
+    The item-item families' vectors are rows of the whole catalog and popularity ranks one
+    list, so they never get one."""
     items = model.item_factors.shape[0]
     if not model.personalized or model.fold_in_kind != "als" or items < ann.min_items:
         return None
     started = time.perf_counter()
     index = ItemIndex.build(model.item_factors, ann.kind, ann.lists, ann.m, ann.ef_construction)
+    built = time.perf_counter() - started
+    calibration = calibrate(index, model.item_factors, fold_ins(model.fold_in, user_items),
+                            ann.recall_target, candidates)
     if say is not None:
-        say(f"ann index: {items:,} items, {index.describe()}, "
-            f"{time.perf_counter() - started:.1f} s")
-    return index
+        say(f"ann index: {items:,} items, {index.describe()}, built in {built:.1f} s; "
+            f"breadth {calibration.breadth}: recall@25 {calibration.recall:.3f} (worst "
+            f"{calibration.worst:.2f}) on {calibration.queries} users against the exact scan"
+            + ("" if calibration.met else f", short of the target {ann.recall_target}: "
+               "raise serving.ann.m and ef_construction, then retrain"))
+    return index, calibration
+
+
+def fold_ins(fold_in: Callable[[np.ndarray, np.ndarray], np.ndarray],
+             user_items: sp.csr_matrix, users: int = CALIBRATION_USERS,
+             seed: int = 7) -> np.ndarray:
+    """`fold_in` (a model's) of up to `users` trained histories (seeded): the vectors
+    serving computes for those users once they have a new event."""
+    rows = np.flatnonzero(np.diff(user_items.indptr) > 0)
+    if not len(rows):
+        raise ValueError("no user has a history to calibrate the ann index with")
+    chosen = np.sort(np.random.default_rng(seed).choice(rows, min(users, len(rows)),
+                                                        replace=False))
+    return np.stack([fold_in(user_items[u].indices, user_items[u].data) for u in chosen])

@@ -206,6 +206,9 @@ def log_model(bundle: ModelBundle, name: str, artifact: str = "model") -> str:
     """Log the bundle as a pyfunc model (signature, input example) and register a version."""
     from sluice.learn.pyfunc import recommend_frame
 
+    calibration = bundle.meta.get("ann")
+    if calibration:  # the index's search breadth and the recall it measured there
+        mlflow.log_metrics({f"ann.{key}": value for key, value in calibration.items()})
     with tempfile.TemporaryDirectory() as tmp:
         path = bundle.save(Path(tmp) / "bundle")
         example = pd.DataFrame({"user_id": [str(bundle.user_ids[0])], "num_results": [10.0]})

@@ -9,7 +9,7 @@ from collections import OrderedDict
 import numpy as np
 
 from sluice import ann
-from sluice.bundle import ModelBundle
+from sluice.bundle import HEAD_SIZE, ModelBundle
 from sluice.filters import Rule, allowed
 from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.scoring import BatchScorer
@@ -19,11 +19,21 @@ from sluice.settings import MatrixConfig
 from sluice.settings.serving import AnnConfig
 
 FOLD_INS = ("als", "history", "constant")  # bundle meta fold_in, set by each model family
-HEAD_SIZE = 100  # the head kept of a ranking computed while serving
 # how an answer's model tier was filled: the trained head, a head kept from an earlier pass,
 # a pass over the approximate index's candidates (large catalogs), or a pass over every item
 PATHS = ("precomputed", "kept", "ann", "pass")
 _MASKS_KEPT = 256  # item masks by filter, kept because filters repeat
+
+
+def ann_breadth(bundle: ModelBundle, config: AnnConfig) -> int:
+    """How widely an index search looks (sluice.ann): serving's fixed breadth for the
+    bundle's kind if set, else the one calibrated into the bundle, else (a bundle from before
+    calibration) the former default."""
+    if bundle.ann is None:
+        return 0
+    fixed = config.probes if bundle.ann.kind == "ivf" else config.ef_search
+    calibrated = (bundle.meta.get("ann") or {}).get("breadth")
+    return int(fixed or calibrated or ann.LEGACY_BREADTH[bundle.ann.kind])
 
 
 class LoadedModel:
@@ -36,9 +46,7 @@ class LoadedModel:
         # the index replaces catalog passes at serving's size threshold, whatever training's
         self.ann = (bundle.ann if bundle.ann is not None
                     and len(bundle.item_ids) >= ann_config.min_items else None)
-        # how widely a search looks, by the bundle's kind of index (sluice.ann.search)
-        self.ann_breadth = (ann_config.probes if self.ann is not None and self.ann.kind == "ivf"
-                            else ann_config.ef_search)
+        self.ann_breadth = ann_breadth(bundle, ann_config)
         if self.ann is not None:
             ann.single_threaded()
         meta = bundle.meta

@@ -10,8 +10,9 @@ so its deeper results are unreliable (a third to a half of the true top 1,000 to
 20,000 items, measured), and a filter its first candidates cannot satisfy goes to the
 exact pass at once.
 The answer's slots and sources are the same as a full pass's; only which items are
-considered differs (`serving.ann.ef_search` or `probes` sets how many are, `tests/serve/test_ann.py`
-measures the recall of the top 25 against the exact pass).
+considered differs (the breadth the train flow calibrated into the bundle, or
+`serving.ann.probes` / `ef_search`, sets how many are; `tests/serve/test_ann.py` measures the
+recall of the top 25 against the exact pass).
 """
 
 from __future__ import annotations

@@ -26,14 +26,18 @@ class AnnConfig(BaseModel):
     # measured worse recall and time per answer than ivf, benchmarks/README.md session 5);
     # serving reads the kind from the bundle, so bundles of either kind serve either way
     kind: Literal["hnsw", "ivf"] = "ivf"
-    # hnsw: links per item (faiss's M) and the breadth of the build's and the queries'
-    # searches (efConstruction, efSearch): more is better recall for more build or query time
+    # hnsw: links per item (faiss's M) and the breadth of the build's searches
+    # (efConstruction): more is better recall for more build time
     m: int = Field(32, ge=4, le=128)
     ef_construction: int = Field(80, ge=8, le=1000)
-    ef_search: int = Field(128, ge=8, le=4096)
     lists: int = Field(0, ge=0)  # ivf: inverted lists (k-means cells); 0: about 4 sqrt(items)
-    # ivf: lists scanned per query: more finds more of the true top items for more time
-    probes: int = Field(48, ge=1)
+    # the train flow calibrates how widely a query looks (ivf: lists probed; hnsw: efSearch)
+    # to the narrowest breadth whose recall@25 against the exact scan reaches this, on a
+    # sample of fold-ins of trained users' histories; the bundle records both
+    recall_target: float = Field(0.95, gt=0, le=1)
+    # serving: a fixed breadth instead of the bundle's calibrated one (0: calibrated)
+    ef_search: int = Field(0, ge=0, le=4096)
+    probes: int = Field(0, ge=0)
 
 
 class ServingConfig(BaseModel):

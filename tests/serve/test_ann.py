@@ -11,12 +11,14 @@ import mlflow
 import numpy as np
 import pytest
 
-from sluice.ann import ItemIndex
-from sluice.bundle import BundleError, ModelBundle
+from sluice.ann import LEGACY_BREADTH, Calibration, ItemIndex, calibrate
+from sluice.bundle import HEAD_SIZE, BundleError, ModelBundle
 from sluice.filters import parse_conditions
+from sluice.learn.candidates import fold_ins
+from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.learn.training import train_tenant
 from sluice.serve.answers import NeedsScan, RecommendationRequest
-from sluice.serve.model import LoadedModel
+from sluice.serve.model import LoadedModel, ann_breadth
 from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import Recommender
 from sluice.serve.service import Service
@@ -31,13 +33,24 @@ WEIGHTS = {"click": 1.0, "purchase": 4.0}
 USERS = 200  # users asked, each with two events since training
 
 
+def calibrated(bundle: ModelBundle, target: float = 0.95) -> Calibration:
+    """Calibrates the bundle's index as the train flow does: fold-ins of trained histories."""
+    assert bundle.ann is not None
+    gram = als_gram(bundle.item_factors, bundle.meta["regularization"])
+    queries = fold_ins(lambda rows, weights: als_fold_in(
+        bundle.item_factors, gram, rows, weights, bundle.meta["alpha"]), bundle.user_items)
+    return calibrate(bundle.ann, bundle.item_factors, queries, target, HEAD_SIZE)
+
+
 @pytest.fixture(scope="module", params=["hnsw", "ivf"])
 def catalog(tmp_path_factory, request) -> ModelBundle:
-    """20,000 items x 32 factors with the index, through the .npz round trip serving loads:
-    the graph, and the inverted file (the default, and what bundles trained before the graph
-    hold: the same faiss serialization, so old ones load and serve as these do)."""
+    """20,000 items x 32 factors with the index calibrated as the train flow calibrates it,
+    through the .npz round trip serving loads: the graph, and the inverted file (the
+    default, and what bundles trained before the graph hold: the same faiss serialization,
+    so old ones load and serve as these do)."""
     bundle = clustered_bundle()
     bundle.ann = ItemIndex.build(bundle.item_factors, request.param)
+    bundle.meta["ann"] = calibrated(bundle).meta()
     loaded = ModelBundle.load(bundle.save(tmp_path_factory.mktemp("ann")))
     assert loaded.ann is not None and loaded.ann.kind == request.param
     return loaded
@@ -80,10 +93,48 @@ def test_recall_at_25_against_the_exact_pass(catalog, state, record_property):
                 f"(min {min(recalls):.2f}; {len(catalog.item_ids):,} items, probes "
                 f"{ann.model.ann.describe()}, breadth {ann.model.ann_breadth})")
     record_property("recall_at_25", recall)  # in the JUnit report: --junitxml
-    # when written: 0.97 for the graph (efSearch 128), 0.97 for the inverted file (48 of 312)
+    # the breadth calibrated to 0.95 on trained histories holds for these new events too
+    assert ann.model.ann_breadth == catalog.meta["ann"]["breadth"]
     assert recall >= 0.95, measured
     assert ann.model.paths["ann"] == USERS and ann.model.paths["pass"] == 0
     assert exact.model.paths["pass"] == USERS and exact.model.paths["ann"] == 0
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_calibration_picks_the_narrowest_breadth_reaching_the_target(kind):
+    bundle = clustered_bundle(items=5_000, users=200, seed=4)
+    bundle.ann = index = ItemIndex.build(bundle.item_factors, kind)
+    chosen = calibrated(bundle, 0.95)
+    assert chosen.met and chosen.queries == 200 and chosen.worst <= chosen.recall
+
+    def recall_at(breadth: int) -> float:  # measured apart: exact scores of the found rows
+        queries = fold_ins(lambda rows, weights: als_fold_in(
+            bundle.item_factors, als_gram(bundle.item_factors, 0.1), rows, weights, 2.0),
+            bundle.user_items)
+        factors, hits = bundle.item_factors, []
+        for query in queries:
+            truth = set(np.argsort(-(factors @ query), kind="stable")[:25].tolist())
+            found = index.search(query, HEAD_SIZE, breadth)
+            ranked = found[np.argsort(-(factors[found] @ query), kind="stable")][:25]
+            hits.append(len(truth & set(ranked.tolist())) / 25)
+        return float(np.mean(hits))
+
+    assert recall_at(chosen.breadth) == pytest.approx(chosen.recall, abs=0.01)
+    assert recall_at(chosen.breadth) >= 0.95 - 0.01
+    steps = index.breadths(HEAD_SIZE)
+    if chosen.breadth != steps[0]:  # the step before fell short
+        assert recall_at(steps[steps.index(chosen.breadth) - 1]) < 0.95
+    stricter = calibrated(bundle, 0.999)
+    assert stricter.breadth >= chosen.breadth and stricter.recall >= chosen.recall
+
+
+def test_serving_breadth_is_fixed_calibrated_or_the_former_default(catalog):
+    kind = catalog.ann.kind
+    assert ann_breadth(catalog, AnnConfig()) == catalog.meta["ann"]["breadth"]
+    assert ann_breadth(catalog, AnnConfig(probes=7, ef_search=9)) == (7 if kind == "ivf" else 9)
+    older = dataclasses.replace(catalog, meta={k: v for k, v in catalog.meta.items()
+                                               if k != "ann"})  # trained before calibration
+    assert ann_breadth(older, AnnConfig()) == LEGACY_BREADTH[kind]
 
 
 def test_index_answers_score_exactly_and_keep_their_head(catalog, state):
@@ -175,7 +226,7 @@ def test_the_train_flow_builds_the_index_and_serving_answers_from_it(tmp_path, m
                 "evaluation": {"min_users": 10, "bootstrap_resamples": 100},
                 "sufficiency": {"min_interactions": 1000, "min_users_with_two_interactions": 25},
                 "serving": {"ann": {"min_items": 1000, "kind": "hnsw", "m": 8,
-                                    "ef_construction": 32, "ef_search": 48}}}
+                                    "ef_construction": 32}}}
     env = environment(tmp_path, **sections)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -193,7 +244,14 @@ def test_the_train_flow_builds_the_index_and_serving_answers_from_it(tmp_path, m
         model = service.recommender("default").model
         assert model is not None and model.ann is not None
         assert model.ann.items == len(model.bundle.item_ids) > 1000
-        assert model.ann.kind == "hnsw" and model.ann_breadth == 48
+        calibration = model.bundle.meta["ann"]  # calibrated by the train flow, and logged
+        assert model.ann.kind == "hnsw" and model.ann_breadth == calibration["breadth"]
+        assert calibration["recall_target"] == 0.95 and calibration["queries"] == 200
+        name = settings.registered_model_name("default")
+        run = mlflow.get_run(mlflow.MlflowClient().get_model_version_by_alias(
+            name, "champion").run_id)
+        assert run.data.metrics["ann.breadth"] == calibration["breadth"]
+        assert run.data.metrics["ann.recall_at_25"] == calibration["recall_at_25"] >= 0.95
         assert model.ann.describe() == "HNSW graph, M 8, efConstruction 32"
         # u0 likes group 0 (items i0-i199): new clicks there, since training
         service.accept([interaction("u0", f"i{i}") for i in (1, 2, 3)])
