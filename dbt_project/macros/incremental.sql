@@ -109,14 +109,14 @@
 {%- endmacro %}
 
 {#- True for a row of int_impressions whose list it updated since `since`, the watermark of a
-    mart copied from it (ranking_outcomes, slot_propensities): list_updated_at is the latest
+    mart copied from it (ranking_outcomes, slot_propensities): shown_list_updated_at is the latest
     load among what the list's rows are computed from, the same in every build, so a list
     whose rows changed has one later than everything the mart saw when it last ran. A mart's
     watermark (its latest list loaded) can be older than that: it then copies some lists again,
     which replacing rows by key makes harmless. One timestamp column to filter: the changed
     lists are not looked for again in the raw events, nor joined against the whole table. -#}
 {% macro updated_list_since(since) -%}
-    list_updated_at > {{ since }}
+    shown_list_updated_at > {{ since }}
 {%- endmacro %}
 
 {#- The data tests of an incremental model, in an incremental `dbt build`, check only the rows

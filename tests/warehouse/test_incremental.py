@@ -200,7 +200,7 @@ def test_the_second_build_was_incremental(halves):
     assert "changed_lists as" in compiled["int_impressions"]
     # the marts copied from it take the lists it updated since their own watermark
     for model in ("ranking_outcomes", "slot_propensities"):
-        assert "list_updated_at > cast('20" in compiled[model], model
+        assert "shown_list_updated_at > cast('20" in compiled[model], model
         assert "changed_lists" not in compiled[model], model
     for model in ("int_interactions_stitched", "interactions", "recommendation_events"):
         assert "identified_sessions as" in compiled[model], model
@@ -220,7 +220,7 @@ def test_a_session_that_logs_in_later_moves_its_earlier_rows_to_the_user(halves)
     users = [u for (u,) in query(warehouse, "select user_id from marts.users "
                                             "where tenant = 'shop'")]
     assert "anon:hs1" not in users and "u1" in users
-    # a list no interaction names moves with its session (list_updated_at: the login's load)
+    # a list no interaction names moves with its session (shown_list_updated_at: the login's load)
     assert query(warehouse, "select user_id from marts.ranking_outcomes "
                             "where tenant = 'shop' and ranking_id = 'r2'") == [("u1",)]
 

@@ -1,6 +1,6 @@
 {#- Incremental: every slot of a shown list that changed since the watermark (loaded, clicked
     or bought, or its anonymous session identified since: macros/incremental.sql) is recomputed
-    with all of the list's interactions, and replaces the list's rows. list_updated_at (the
+    with all of the list's interactions, and replaces the list's rows. shown_list_updated_at (the
     latest load among the list and what it is recomputed from) tells the marts copied from
     this model which lists to copy again, without finding the changed lists a second time. -#}
 {{ config(
@@ -101,7 +101,7 @@ outcomes as (
 ),
 
 -- the latest load of an interaction naming the list, whichever item it names
-list_interactions as (
+interactions_per_list as (
 
     select
         tenant,
@@ -135,13 +135,13 @@ final as (
         -- its interactions' and, when anonymous, its session identity's
         greatest(
             shown_items.loaded_at,
-            coalesce(list_interactions.loaded_at, shown_items.loaded_at),
+            coalesce(interactions_per_list.loaded_at, shown_items.loaded_at),
             case
                 when shown_items.user_id is null
                     then coalesce(session_identities.loaded_at, shown_items.loaded_at)
                 else shown_items.loaded_at
             end
-        ) as list_updated_at
+        ) as shown_list_updated_at
     from shown_items
     left join session_identities
         on
@@ -152,10 +152,10 @@ final as (
             shown_items.tenant = outcomes.tenant
             and shown_items.ranking_id = outcomes.ranking_id
             and shown_items.item_id = outcomes.item_id
-    left join list_interactions
+    left join interactions_per_list
         on
-            shown_items.tenant = list_interactions.tenant
-            and shown_items.ranking_id = list_interactions.ranking_id
+            shown_items.tenant = interactions_per_list.tenant
+            and shown_items.ranking_id = interactions_per_list.ranking_id
 
 )
 

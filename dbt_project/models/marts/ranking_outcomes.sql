@@ -1,4 +1,4 @@
-{#- Incremental: the rankings int_impressions updated since the watermark (list_updated_at)
+{#- Incremental: the rankings int_impressions updated since the watermark (shown_list_updated_at)
     replace their rows. -#}
 {{ config(
     materialized='incremental',

@@ -1,6 +1,6 @@
 -- One row per slot of a served answer with the probability the policy gave it and whether it
 -- was clicked: what sluice.learn.offpolicy weighs candidates by.
-{#- Incremental: the answers int_impressions updated since the watermark (list_updated_at)
+{#- Incremental: the answers int_impressions updated since the watermark (shown_list_updated_at)
     replace their rows. -#}
 {{ config(
     materialized='incremental',
