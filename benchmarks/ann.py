@@ -13,7 +13,7 @@ that smaller `--items` runs use the index too. In process, before the
 servers: each index's build time, and recall@25 of the index's answers against the exact
 scan's for `--recall-users` users.
 `python benchmarks/ann.py [--items 1000000] [--seconds 10] [--workers 1 2] [--kinds hnsw ivf]
-[--no-scan]`
+[--breadths 48 96] [--no-scan] [--no-serve]`
 """
 
 from __future__ import annotations
@@ -36,15 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import server, table, wrk
 
 from benchmarks.serving import FACTORS, LUA, USERS, sluice_run
-from sluice.ann import KINDS, Calibration, ItemIndex, calibrate
-from sluice.bundle import HEAD_SIZE, ModelBundle
-from sluice.learn.candidates import fold_ins
-from sluice.learn.model_base import als_fold_in, als_gram
+from sluice.ann import KINDS, Calibration, ItemIndex
+from sluice.bundle import ModelBundle
 from sluice.serve.answers import RecommendationRequest
 from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import Recommender
 from sluice.settings.serving import AnnConfig
+from tests.utils.models import calibrate_bundle
 
 WEIGHTS = {"click": 1.0}
 
@@ -84,13 +83,9 @@ def clicks_since_training(items: int, seed: int = 1) -> list[dict]:
 def calibrated(bundle: ModelBundle, index: ItemIndex) -> tuple[ModelBundle, Calibration]:
     """The bundle with `index` calibrated as the train flow calibrates it (fold-ins of a
     sample of the users' trained histories, `serving.ann.recall_target`)."""
-    meta = bundle.meta
-    gram = als_gram(bundle.item_factors, meta["regularization"])
-    queries = fold_ins(lambda rows, weights: als_fold_in(
-        bundle.item_factors, gram, rows, weights, meta["alpha"]), bundle.user_items)
-    calibration = calibrate(index, bundle.item_factors, queries, AnnConfig().recall_target,
-                            HEAD_SIZE)
-    return dataclasses.replace(bundle, ann=index, meta={**meta, "ann": calibration.meta()}), \
+    with_index = dataclasses.replace(bundle, ann=index)
+    calibration = calibrate_bundle(with_index)
+    return dataclasses.replace(with_index, meta={**bundle.meta, "ann": calibration.meta()}), \
         calibration
 
 

@@ -1,10 +1,10 @@
 """Recall and time of faiss index layouts for a catalog pass, in process, at a million items.
 
 The synthetic factors of `benchmarks/ann.py` (taste clusters, log-normal norms); queries are
-fold-ins of trained histories (`sluice.learn.candidates.fold_ins`), the vectors serving
-searches with for a user with new events. For each layout (faiss `index_factory` strings,
-under inner product) and each number of cells probed: the mean recall@25 of the top 25 of
-`--candidates` found items, scored exactly as serving scores them, against the exact top 25
+fold-ins of trained histories (as `sluice.learn.candidates.fold_ins` takes them), the vectors
+serving searches with for a user with new events. For each layout (faiss `index_factory`
+strings, under inner product) and each number of cells probed: the mean recall@25 of the top
+25 of `--candidates` found items, scored exactly as serving scores them, against the exact top 25
 over every item, and the time of one search (one query at a time, one OpenMP thread).
 `python benchmarks/ann_indexes.py [--items 1000000] [--layouts IVF4000,Flat IVF4000,SQ8]
 [--probes 48 96 192 384] [--candidates 100 400]`
@@ -28,8 +28,7 @@ from common import table
 
 from benchmarks.ann import clustered_bundle
 from sluice.ann import RECALL_AT, exact_top, rescored
-from sluice.learn.candidates import fold_ins
-from sluice.learn.model_base import als_fold_in, als_gram
+from tests.utils.models import bundle_fold_ins
 
 LAYOUTS = ["IVF4000,Flat", "IVF4000,SQ8", "IVF4000,PQ64x4fsr", "IVF4000,PQ32x4fsr"]
 
@@ -46,11 +45,8 @@ def main() -> None:
 
     faiss.omp_set_num_threads(1)
     bundle = clustered_bundle(args.items)
-    factors, meta = bundle.item_factors, bundle.meta
-    gram = als_gram(factors, meta["regularization"])
-    queries = fold_ins(lambda rows, weights: als_fold_in(factors, gram, rows, weights,
-                                                         meta["alpha"]),
-                       bundle.user_items, args.queries).astype(np.float32)
+    factors = bundle.item_factors
+    queries = bundle_fold_ins(bundle, args.queries).astype(np.float32)
     truth = [set(row.tolist()) for row in exact_top(factors, queries, RECALL_AT)]
     sample = factors[np.sort(np.random.default_rng(7).choice(
         len(factors), min(len(factors), 4000 * 64), replace=False))]

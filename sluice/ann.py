@@ -159,7 +159,7 @@ class ItemIndex:
 
 def calibrate(index: ItemIndex, item_factors: np.ndarray, queries: np.ndarray,
               target: float, candidates: int) -> Calibration:
-    """Sets the index's breadth to the narrowest whose mean recall@25 over `queries` reaches
+    """The narrowest breadth of the index whose mean recall@25 over `queries` reaches
     `target`: each query's `candidates` found items, scored exactly (as serving does), against
     its exact top 25 over every item. When none does, the widest tried is kept."""
     factors = np.ascontiguousarray(item_factors, dtype=np.float32)

@@ -11,11 +11,9 @@ import mlflow
 import numpy as np
 import pytest
 
-from sluice.ann import LEGACY_BREADTH, Calibration, ItemIndex, calibrate
+from sluice.ann import LEGACY_BREADTH, ItemIndex
 from sluice.bundle import HEAD_SIZE, BundleError, ModelBundle
 from sluice.filters import parse_conditions
-from sluice.learn.candidates import fold_ins
-from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.learn.training import train_tenant
 from sluice.serve.answers import NeedsScan, RecommendationRequest
 from sluice.serve.model import LoadedModel, ann_breadth
@@ -27,19 +25,10 @@ from sluice.settings.serving import AnnConfig
 from sluice.vocabulary import MODEL_PERSONALIZED
 from tests.utils.factories import environment, interaction
 from tests.utils.marts import taste_history, write_marts
-from tests.utils.models import clustered_bundle, synthetic_bundle
+from tests.utils.models import bundle_fold_ins, calibrate_bundle, clustered_bundle, synthetic_bundle
 
 WEIGHTS = {"click": 1.0, "purchase": 4.0}
 USERS = 200  # users asked, each with two events since training
-
-
-def calibrated(bundle: ModelBundle, target: float = 0.95) -> Calibration:
-    """Calibrates the bundle's index as the train flow does: fold-ins of trained histories."""
-    assert bundle.ann is not None
-    gram = als_gram(bundle.item_factors, bundle.meta["regularization"])
-    queries = fold_ins(lambda rows, weights: als_fold_in(
-        bundle.item_factors, gram, rows, weights, bundle.meta["alpha"]), bundle.user_items)
-    return calibrate(bundle.ann, bundle.item_factors, queries, target, HEAD_SIZE)
 
 
 @pytest.fixture(scope="module", params=["hnsw", "ivf"])
@@ -50,7 +39,7 @@ def catalog(tmp_path_factory, request) -> ModelBundle:
     so old ones load and serve as these do)."""
     bundle = clustered_bundle()
     bundle.ann = ItemIndex.build(bundle.item_factors, request.param)
-    bundle.meta["ann"] = calibrated(bundle).meta()
+    bundle.meta["ann"] = calibrate_bundle(bundle).meta()
     loaded = ModelBundle.load(bundle.save(tmp_path_factory.mktemp("ann")))
     assert loaded.ann is not None and loaded.ann.kind == request.param
     return loaded
@@ -104,13 +93,11 @@ def test_recall_at_25_against_the_exact_pass(catalog, state, record_property):
 def test_calibration_picks_the_narrowest_breadth_reaching_the_target(kind):
     bundle = clustered_bundle(items=5_000, users=200, seed=4)
     bundle.ann = index = ItemIndex.build(bundle.item_factors, kind)
-    chosen = calibrated(bundle, 0.95)
+    chosen = calibrate_bundle(bundle, 0.95)
     assert chosen.met and chosen.queries == 200 and chosen.worst <= chosen.recall
+    queries = bundle_fold_ins(bundle)
 
     def recall_at(breadth: int) -> float:  # measured apart: exact scores of the found rows
-        queries = fold_ins(lambda rows, weights: als_fold_in(
-            bundle.item_factors, als_gram(bundle.item_factors, 0.1), rows, weights, 2.0),
-            bundle.user_items)
         factors, hits = bundle.item_factors, []
         for query in queries:
             truth = set(np.argsort(-(factors @ query), kind="stable")[:25].tolist())
@@ -124,7 +111,7 @@ def test_calibration_picks_the_narrowest_breadth_reaching_the_target(kind):
     steps = index.breadths(HEAD_SIZE)
     if chosen.breadth != steps[0]:  # the step before fell short
         assert recall_at(steps[steps.index(chosen.breadth) - 1]) < 0.95
-    stricter = calibrated(bundle, 0.999)
+    stricter = calibrate_bundle(bundle, 0.999)
     assert stricter.breadth >= chosen.breadth and stricter.recall >= chosen.recall
 
 

@@ -8,9 +8,12 @@ import mlflow
 import numpy as np
 import scipy.sparse as sp
 
-from sluice.bundle import ModelBundle
+from sluice.ann import Calibration, calibrate
+from sluice.bundle import HEAD_SIZE, ModelBundle
 from sluice.learn import registry
-from sluice.learn.candidates import precompute
+from sluice.learn.candidates import CALIBRATION_USERS, fold_ins, precompute
+from sluice.learn.model_base import als_fold_in, als_gram
+from sluice.settings.serving import AnnConfig
 
 
 def synthetic_bundle(items: int = 200, users: int = 50, factors: int = 8,
@@ -63,6 +66,24 @@ def clustered_bundle(items: int = 20_000, users: int = 300, factors: int = 32,
         catalog={f"i{i}": {"color": "red" if i % 2 else "blue", "shelf": "top" if i % 200 == 0
                            else "low"} for i in range(items)},
     )
+
+
+def bundle_fold_ins(bundle: ModelBundle, users: int = CALIBRATION_USERS) -> np.ndarray:
+    """The ALS fold-ins of the bundle's trained histories that the train flow's calibration
+    takes from its model (`sluice.learn.candidates.fold_ins`), for bundles made without it."""
+    factors, meta = bundle.item_factors, bundle.meta
+    gram = als_gram(factors, float(meta["regularization"]))
+    return fold_ins(lambda rows, weights: als_fold_in(factors, gram, rows, weights,
+                                                      float(meta["alpha"])),
+                    bundle.user_items, users)
+
+
+def calibrate_bundle(bundle: ModelBundle,
+                     target: float = AnnConfig().recall_target) -> Calibration:
+    """Calibrates the bundle's index as the train flow calibrates a model's."""
+    assert bundle.ann is not None
+    return calibrate(bundle.ann, bundle.item_factors, bundle_fold_ins(bundle), target,
+                     HEAD_SIZE)
 
 
 def register_champion(bundle: ModelBundle, tracking_uri: str, artifacts: Path,
