@@ -98,7 +98,8 @@
 {%- endmacro %}
 
 {#- True when the row of `alias` (with tenant and the list's id in `id_column`) is in `lists`
-    (a CTE of changed_lists); uncorrelated, as in_identified_session. -#}
+    (a CTE with tenant and ranking_id: changed_lists, or int_impressions' rows); uncorrelated,
+    as in_identified_session. -#}
 {% macro in_changed_list(alias, lists, id_column='ranking_id') -%}
     ({{ alias }}.tenant, {{ alias }}.{{ id_column }}) in (
         select

@@ -22,14 +22,9 @@ with impressions as (
 
 recommendations as (
 
-    select * from {{ ref('stg_sluice__recommendations') }}
+    select * from {{ ref('stg_sluice__recommendations') }} as recommendations
     {% if is_incremental() -%}
-        where (tenant, recommendation_id) in (
-            select
-                impressions.tenant,
-                impressions.ranking_id
-            from impressions
-        )
+        where {{ in_changed_list('recommendations', 'impressions', 'recommendation_id') }}
     {%- endif %}
 
 ),
