@@ -13,7 +13,7 @@ that smaller `--items` runs use the index too. In process, before the
 servers: each index's build time, and recall@25 of the index's answers against the exact
 scan's for `--recall-users` users.
 `python benchmarks/ann.py [--items 1000000] [--seconds 10] [--workers 1 2] [--kinds hnsw ivf]
-[--breadths 48 96] [--no-scan] [--no-serve]`
+[--codes sq8 flat] [--breadths 48 96] [--no-scan] [--no-serve]`
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import server, table, wrk
 
 from benchmarks.serving import FACTORS, LUA, USERS, sluice_run
-from sluice.ann import KINDS, Calibration, ItemIndex
+from sluice.ann import CODES, KINDS, Calibration, ItemIndex
 from sluice.bundle import ModelBundle
 from sluice.serve.answers import RecommendationRequest
 from sluice.serve.model import LoadedModel
@@ -93,7 +93,7 @@ def recall_in_process(bundles: dict[str, ModelBundle], events: list[dict],
                       users: int, breadths: list[int]) -> dict[str, dict[str, float]]:
     """For each index (at its calibrated breadth, and at each of `breadths`): recall@25 of
     its answers against the exact scan's, and the time of one answer through it (the exact
-    scan's beside it, measured in the same loop)."""
+    scan's beside it, each timed over all the users in a loop of its own)."""
     state = RealtimeState()
     state.apply(events)
     bundle = next(iter(bundles.values()))
@@ -103,17 +103,17 @@ def recall_in_process(bundles: dict[str, ModelBundle], events: list[dict],
         "default", LoadedModel(with_index, "1", 0, AnnConfig(
             min_items=1, probes=breadth, ef_search=breadth)), state, WEIGHTS)
         for kind, with_index in bundles.items() for breadth in [0, *breadths]}
-    recalls: dict[str, list[float]] = {kind: [] for kind in recs}
-    times = dict.fromkeys([*recs, "exact"], 0.0)
-    for u in range(users):
-        req = RecommendationRequest(user_id=f"u{u}", num_results=25)
-        answers = {}
-        for name, rec in (*recs.items(), ("exact", exact)):
-            started = time.perf_counter()
-            answers[name] = {s.item_id for s in rec.recommend(req).items}
-            times[name] += time.perf_counter() - started
-        for kind in recs:
-            recalls[kind].append(len(answers[kind] & answers["exact"]) / 25)
+    requests = [RecommendationRequest(user_id=f"u{u}", num_results=25) for u in range(users)]
+    answers: dict[str, list[set[str]]] = {}
+    times = {}
+    # each recommender's answers in a loop of their own: an exact scan reads every factor
+    # (256 MB at 1M x 64) and would leave the next index answer's lists out of the caches
+    for name, rec in (("exact", exact), *recs.items()):
+        started = time.perf_counter()
+        answers[name] = [{s.item_id for s in rec.recommend(req).items} for req in requests]
+        times[name] = time.perf_counter() - started
+    recalls = {kind: [len(got & truth) / 25 for got, truth in zip(
+        answers[kind], answers["exact"], strict=True)] for kind in recs}
     assert exact.model.paths["pass"] == users
     for rec in (*recs.values(), exact):
         assert rec is exact or rec.model.paths["ann"] == users
@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--recall-users", type=int, default=300)
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=[AnnConfig().kind],
                         help="indexes built and measured in process; wrk serves the first")
+    parser.add_argument("--codes", nargs="+", choices=CODES, default=[AnnConfig().codes],
+                        help="how the inverted file's lists hold items; wrk serves the first")
     parser.add_argument("--breadths", type=int, nargs="*", default=[],
                         help="fixed breadths (probes, efSearch) measured in process besides "
                              "the calibrated one; wrk serves the calibrated one")
@@ -176,18 +178,20 @@ def main() -> None:
     bundle = clustered_bundle(args.items)
     made = time.perf_counter() - started
     config, bundles, built = AnnConfig(), {}, {}
-    for kind in args.kinds:
+    for kind, codes in [(k, c) for k in args.kinds for c in (args.codes if k == "ivf" else
+                                                              ["flat"])]:
+        name = f"{kind}/{codes}"
         started = time.perf_counter()
         index = ItemIndex.build(bundle.item_factors, kind, config.lists, config.m,
-                                config.ef_construction)
-        built[kind] = time.perf_counter() - started
+                                config.ef_construction, codes)
+        built[name] = time.perf_counter() - started
         started = time.perf_counter()
-        bundles[kind], calibration = calibrated(bundle, index)
-        print(f"{kind} index built in {built[kind]:.1f} s, calibrated in "
+        bundles[name], calibration = calibrated(bundle, index)
+        print(f"{name} index built in {built[name]:.1f} s, calibrated in "
               f"{time.perf_counter() - started:.1f} s: {calibration.meta()}", flush=True)
     events = clicks_since_training(args.items)
     recall = recall_in_process(bundles, events, args.recall_users, args.breadths)
-    bundle = bundles[args.kinds[0]]
+    bundle = next(iter(bundles.values()))
 
     # the exact scan served once: it only shows the gap
     for n, workers in enumerate([] if args.no_serve else args.workers):

@@ -15,10 +15,16 @@ by; BPR and LMF keep their biases as factor columns, so the index sees them too)
   coordinate per item) measured far worse recall on factors shaped like a trained model's
   (benchmarks/README.md, 2026-12-02 session 5). Building it is parallel, so two builds of the
   same factors may link a few items differently.
-- `ivf` (the default): faiss's inverted file (`IndexIVFFlat`): k-means splits the items
-  into `lists`, a query scans the `probes` lists whose centroids score best. Seeded: the
-  same factors give the same index. At a million items it measured better recall and less
-  time per answer than the graph at the defaults (benchmarks/README.md, session 5).
+- `ivf` (the default): faiss's inverted file: k-means splits the items into `lists`, a
+  query scans the `probes` lists whose centroids score best. Seeded: the same factors give
+  the same index. At a million items it measured better recall and less time per answer than
+  the graph at the defaults (benchmarks/README.md, session 5). Its lists hold each item as
+  `codes`: `sq8` (the default; `IndexIVFScalarQuantizer`, one byte a factor, a quarter of
+  the factors' memory) or `flat` (`IndexIVFFlat`, a float32 copy of the factors). The scan's
+  scores only choose candidates, and serving scores those exactly from the factors, so 8-bit
+  codes cost no recall where the candidates asked for reach past the top 25 (measured equal
+  at 1M items, benchmarks/README.md session 7) and scan faster: the scan at a million items is
+  bound by reading the lists from memory.
 
 How widely a query looks (probes, efSearch) is calibrated when the index is built
 (`calibrate`): the narrowest breadth whose recall@25 against the exact scan reaches
@@ -43,6 +49,7 @@ SEED = 7  # the k-means sample and initialisation: the same factors give the sam
 POINTS_PER_LIST = 64  # k-means trains on this many items per list (faiss warns below 39)
 KMEANS_ITERATIONS = 10
 KINDS = ("hnsw", "ivf")
+CODES = ("flat", "sq8")  # how an inverted file's lists hold each item
 LEGACY_BREADTH = {"ivf": 48, "hnsw": 128}  # bundles built before calibration: former defaults
 RECALL_AT = 25  # calibration's recall is of the top 25, the answer size the aims are set at
 STEP = 1.5  # calibration tries breadths growing by this factor
@@ -91,14 +98,16 @@ class ItemIndex:
 
     @classmethod
     def build(cls, item_factors: np.ndarray, kind: str = "ivf", lists: int = 0,
-              links: int = 32, ef_construction: int = 80) -> ItemIndex:
-        """`lists` for the inverted file; `links` (HNSW's M) and `ef_construction` for the
-        graph. Ids are row numbers: item j is id j."""
+              links: int = 32, ef_construction: int = 80, codes: str = "sq8") -> ItemIndex:
+        """`lists` and `codes` for the inverted file; `links` (HNSW's M) and
+        `ef_construction` for the graph. Ids are row numbers: item j is id j."""
         if kind not in KINDS:
             raise ValueError(f"ann index kind {kind!r}: expected one of {', '.join(KINDS)}")
+        if codes not in CODES:
+            raise ValueError(f"ann index codes {codes!r}: expected one of {', '.join(CODES)}")
         vectors = np.ascontiguousarray(item_factors, dtype=np.float32)
         if kind == "ivf":
-            return cls(_inverted_file(vectors, lists))
+            return cls(_inverted_file(vectors, lists, codes))
         faiss = _faiss()
         index = faiss.IndexHNSWFlat(vectors.shape[1], links, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef_construction
@@ -121,6 +130,11 @@ class ItemIndex:
     def dims(self) -> int:
         return int(self.index.d)
 
+    @property
+    def codes(self) -> str:
+        """How an inverted file's lists hold each item (`CODES`); "flat" for a graph."""
+        return "sq8" if isinstance(self.index, _faiss().IndexIVFScalarQuantizer) else "flat"
+
     def breadths(self, candidates: int) -> list[int]:
         """What calibration tries, narrowest first: up to every list, or efSearch 4096."""
         first, last = (8, int(self.index.nlist)) if self.kind == "ivf" else (candidates, 4096)
@@ -132,7 +146,7 @@ class ItemIndex:
     def describe(self) -> str:
         """What it is, for logs and benchmark tables."""
         if self.kind == "ivf":
-            return f"inverted file of {self.index.nlist:,} lists"
+            return f"inverted file of {self.index.nlist:,} lists, {self.codes} codes"
         return f"HNSW graph, M {self.index.hnsw.nb_neighbors(1)}, " \
                f"efConstruction {self.index.hnsw.efConstruction}"
 
@@ -195,12 +209,18 @@ def rescored(factors: np.ndarray, query: np.ndarray, rows: np.ndarray, at: int) 
     return rows[np.argsort(-scores, kind="stable")[:at]].tolist()
 
 
-def _inverted_file(vectors: np.ndarray, lists: int) -> Any:
+def _inverted_file(vectors: np.ndarray, lists: int, codes: str) -> Any:
     faiss = _faiss()
     items, dims = vectors.shape
     lists = min(lists or default_lists(items), items)
     quantizer = faiss.IndexFlatIP(dims)
-    index = faiss.IndexIVFFlat(quantizer, dims, lists, faiss.METRIC_INNER_PRODUCT)
+    if codes == "sq8":  # one range per factor, learnt from the sample; codes of the vectors
+        # themselves, not of their residuals to the centroid: measured as fast or faster
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dims, lists,
+                                              faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT, False)
+    else:
+        index = faiss.IndexIVFFlat(quantizer, dims, lists, faiss.METRIC_INNER_PRODUCT)
     index.cp.niter, index.cp.seed = KMEANS_ITERATIONS, SEED
     sample = min(items, lists * POINTS_PER_LIST)
     rows = np.random.default_rng(SEED).choice(items, sample, replace=False)

@@ -60,7 +60,8 @@ def item_index(model: Model, user_items: sp.csr_matrix, ann: AnnConfig, candidat
     if not model.personalized or model.fold_in_kind != "als" or items < ann.min_items:
         return None
     started = time.perf_counter()
-    index = ItemIndex.build(model.item_factors, ann.kind, ann.lists, ann.m, ann.ef_construction)
+    index = ItemIndex.build(model.item_factors, ann.kind, ann.lists, ann.m, ann.ef_construction,
+                            ann.codes)
     built = time.perf_counter() - started
     calibration = calibrate(index, model.item_factors, fold_ins(model.fold_in, user_items),
                             ann.recall_target, candidates)
@@ -69,7 +70,8 @@ def item_index(model: Model, user_items: sp.csr_matrix, ann: AnnConfig, candidat
             f"breadth {calibration.breadth}: recall@25 {calibration.recall:.3f} (worst "
             f"{calibration.worst:.2f}) on {calibration.queries} users against the exact scan"
             + ("" if calibration.met else f", short of the target {ann.recall_target}: "
-               "raise serving.ann.m and ef_construction, then retrain"))
+               + ("raise serving.ann.m and ef_construction" if index.kind == "hnsw"
+                  else "set serving.ann.codes: flat") + ", then retrain"))
     return index, calibration
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sluice.bundle import HEAD_SIZE
 from sluice.serve.candidates import Head
 from sluice.serve.model import LoadedModel
 
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 OVER_FETCH = 4
 GROWTH = 4  # each refill asks this many times more candidates from twice the lists
 MAX_FETCH = 8192  # candidates beyond the blocked ones, at most, before a full pass instead
+# candidates asked at least: the index's own scores (8-bit codes, sluice.ann) only choose
+# them, so a margin past the answer keeps its exact top from being cut at the border; the
+# train flow's calibration measures recall with as many (HEAD_SIZE)
+AT_LEAST = HEAD_SIZE
 
 
 def ann_head(draft: Draft, vector: np.ndarray) -> Head | None:
@@ -82,7 +87,7 @@ def search(model: LoadedModel, vector: np.ndarray, blocked: np.ndarray, want: in
     # a set, not np.isin: a few hundred rows against a few dozen blocked items, where
     # np.unique and np.isin cost more than the graph search itself (profiled at 1M items)
     skip = set(blocked.tolist())
-    count = (want if check is None else OVER_FETCH * want) + len(skip)
+    count = max(AT_LEAST, want if check is None else OVER_FETCH * want) + len(skip)
     breadth = model.ann_breadth
     while True:
         found = model.ann.search(vector, min(count, items), breadth)

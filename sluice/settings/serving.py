@@ -31,6 +31,9 @@ class AnnConfig(BaseModel):
     m: int = Field(32, ge=4, le=128)
     ef_construction: int = Field(80, ge=8, le=1000)
     lists: int = Field(0, ge=0)  # ivf: inverted lists (k-means cells); 0: about 4 sqrt(items)
+    # ivf: how the lists hold each item: sq8 (a byte a factor, a quarter of the memory and a
+    # faster scan; candidates are scored exactly afterwards) or flat (float32)
+    codes: Literal["flat", "sq8"] = "sq8"
     # the train flow calibrates how widely a query looks (ivf: lists probed; hnsw: efSearch)
     # to the narrowest breadth whose recall@25 against the exact scan reaches this, on a
     # sample of fold-ins of trained users' histories; the bundle records both
