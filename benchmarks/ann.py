@@ -2,8 +2,8 @@
 
 A synthetic champion (N items x 64 factors shaped like a trained model's: items in taste
 clusters, norms spread as popularity spreads them; 20,000 users) gets the index the train
-flow builds (`sluice.ann`, `serving.ann` defaults; `--kinds hnsw ivf` builds and measures
-both in process, and serves the first). Every user has a click since training in
+flow builds (`sluice.ann`, `serving.ann` defaults; `--kinds hnsw ivf` and `--codes sq8 flat`
+build, measure in process and serve one index of each). Every user has a click since training in
 the raw log, so no precomputed head applies, and `ranking_cache_size: 0` keeps no head
 either: every answer folds the user in and makes a catalog pass (the case of a new event
 before every answer). wrk asks for 25 slots for random users; the bare FastAPI endpoint
@@ -125,8 +125,9 @@ def recall_in_process(bundles: dict[str, ModelBundle], events: list[dict],
                    "breadth": recs[kind].model.ann_breadth} for kind in recs}
 
 
-def served(bundle: ModelBundle, events: list[dict], args: argparse.Namespace) -> None:
-    """wrk against the bare endpoint, the index and the exact scan, with `args.workers`."""
+def served(bundles: dict[str, ModelBundle], events: list[dict],
+           args: argparse.Namespace) -> None:
+    """wrk against the bare endpoint, each index and the exact scan, with `args.workers`."""
     def bare() -> dict[str, float]:
         with server("benchmarks.bare_app:app", workers=args.workers) as base:
             wrk(base, LUA, 2, args.connections)  # warm-up: every worker started
@@ -135,9 +136,11 @@ def served(bundle: ModelBundle, events: list[dict], args: argparse.Namespace) ->
     no_heads = {"ranking_cache_size": 0, "precomputed_candidates": 0}
     first = bare()
     index = {"min_items": 1}  # whatever the size; the bundle's calibrated breadth
-    runs = [(f"sluice, {bundle.ann.kind} index", sluice_run(
-        bundle, args, {"serving": {**no_heads, "ann": index}}, events=events)[0])]
+    runs = [(f"sluice, {name} index", sluice_run(
+        bundle, args, {"serving": {**no_heads, "ann": index}}, events=events)[0])
+        for name, bundle in bundles.items()]
     if not args.no_scan:
+        bundle = next(iter(bundles.values()))
         runs.append(("sluice, exact scan", sluice_run(bundle, args, {"serving": {
             **no_heads, "ann": {"min_items": args.items + 1}}}, events=events)[0]))
     last = bare()
@@ -163,9 +166,9 @@ def main() -> None:
                         help="uvicorn workers, both servers (a run for each)")
     parser.add_argument("--recall-users", type=int, default=300)
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=[AnnConfig().kind],
-                        help="indexes built and measured in process; wrk serves the first")
+                        help="indexes built, measured in process and served")
     parser.add_argument("--codes", nargs="+", choices=CODES, default=[AnnConfig().codes],
-                        help="how the inverted file's lists hold items; wrk serves the first")
+                        help="how the inverted file's lists hold items (an index of each)")
     parser.add_argument("--breadths", type=int, nargs="*", default=[],
                         help="fixed breadths (probes, efSearch) measured in process besides "
                              "the calibrated one; wrk serves the calibrated one")
@@ -191,12 +194,11 @@ def main() -> None:
               f"{time.perf_counter() - started:.1f} s: {calibration.meta()}", flush=True)
     events = clicks_since_training(args.items)
     recall = recall_in_process(bundles, events, args.recall_users, args.breadths)
-    bundle = next(iter(bundles.values()))
 
     # the exact scan served once: it only shows the gap
     for n, workers in enumerate([] if args.no_serve else args.workers):
-        served(bundle, events, argparse.Namespace(**{**vars(args), "workers": workers,
-                                                     "no_scan": args.no_scan or n > 0}))
+        served(bundles, events, argparse.Namespace(**{**vars(args), "workers": workers,
+                                                      "no_scan": args.no_scan or n > 0}))
     print()
     rows = [{"items": args.items, "index": bundles[name.split()[0]].ann.describe(), **values,
              "index build s": built[name.split()[0]]} for name, values in recall.items()]
