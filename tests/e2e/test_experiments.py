@@ -219,7 +219,7 @@ def _admin_routes(base: str) -> None:
     narrow = httpx.post(url, headers=ADMIN, json={"id": "narrow", "template": "blue",
                                                   "arms": arms})
     assert narrow.status_code == 201, narrow.text
-    deadline = time.monotonic() + 10  # every worker re-reads the definitions within a second
+    deadline = time.monotonic() + 30  # each worker re-reads the definitions within a second
     while True:
         answers = [httpx.post(f"{base}/v1/recommendations", headers=READ, timeout=10, json={
             "user_id": f"u{n}", "num_results": 5, "template": "blue"}).json() for n in range(6)]
