@@ -36,7 +36,7 @@ USERS = 200  # users asked, each with two events since training
 def catalog(tmp_path_factory, request) -> ModelBundle:
     """20,000 items x 32 factors with the index calibrated as the train flow calibrates it,
     through the .npz round trip serving loads: the graph, the inverted file of 8-bit codes
-    (the default) and of float32 copies (what bundles trained before session 7 hold: the same
+    (the default) and of float32 copies (what bundles built before the codes hold: the same
     faiss serialization, so old ones load and serve as these do)."""
     kind, codes = request.param
     bundle = clustered_bundle()
