@@ -8,7 +8,8 @@ one copy), once with the same arrays rewritten by plain `np.savez` (as bundles w
 before: read into each worker as copies). After wrk has warmed every worker with answers
 that fold users in and search the index (every user has a click since training), each
 worker's memory is read from `/proc/<pid>/smaps_rollup`: RSS, its private anonymous part,
-and PSS (shared pages divided among the processes mapping them).
+PSS (shared pages divided among the processes mapping them) and the peak RSS (VmHWM, which
+includes what loading the model needed for a moment).
 `python benchmarks/serving_memory.py [--items 1000000] [--workers 2] [--seconds 10]`
 """
 
@@ -45,8 +46,10 @@ def _memory_mib(pid: int) -> dict[str, float]:
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, value, *_ = line.split()
         fields[name.rstrip(":")] = int(value) / 1024
+    peak = next(int(line.split()[1]) / 1024 for line in Path(f"/proc/{pid}/status")
+                .read_text().splitlines() if line.startswith("VmHWM:"))
     return {"rss MiB": fields["Rss"], "private anon MiB": fields["Anonymous"],
-            "pss MiB": fields["Pss"]}
+            "pss MiB": fields["Pss"], "peak rss MiB": peak}
 
 
 def measure(bundle: ModelBundle, layout: str, args: argparse.Namespace) -> list[dict]:

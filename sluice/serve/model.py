@@ -65,7 +65,8 @@ class LoadedModel:
                                                    **(meta.get("matrix") or {})})
         # each item's factor norm, for similarity by cosine (a vector, not a normalized copy
         # of the factors: at a million items that copy was as large as the factors)
-        self.item_norms = np.maximum(np.linalg.norm(bundle.item_factors, axis=1),
+        factors = bundle.item_factors  # einsum: no squared copy of every factor on the way
+        self.item_norms = np.maximum(np.sqrt(np.einsum("ij,ij->i", factors, factors)),
                                      np.float32(1e-12)).astype(np.float32)
         self.scorer = BatchScorer(bundle.item_factors)
         self.heads = CandidateCache(bundle.candidates, bundle.user_factors, bundle.item_factors,
