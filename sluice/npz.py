@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
 import struct
 import zipfile
 from collections.abc import Collection, Mapping
@@ -33,8 +34,13 @@ _ZIP64_EXTRA = 20  # what zipfile appends to a local header written with force_z
 
 
 def save(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """`np.savez(path, **arrays)`, with every array's bytes at a multiple of `ALIGN`."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    """`np.savez(path, **arrays)`, with every array's bytes at a multiple of `ALIGN`.
+    Written beside `path` and renamed over it: a process that mapped the file it replaces
+    keeps reading that one (truncating a mapped file in place would crash its readers)."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED,
+                         allowZip64=True) as zf:
         for key, value in arrays.items():
             name = f"{key}.npy"
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
@@ -45,6 +51,7 @@ def save(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
             info.extra = struct.pack("<HH", _PAD_ID, pad) + bytes(pad)
             with zf.open(info, "w", force_zip64=True) as member:
                 npy.write_array(member, np.asanyarray(value), allow_pickle=False)
+    os.replace(partial, path)
 
 
 def load(path: Path, mapped: Collection[str] = ()) -> dict[str, np.ndarray]:

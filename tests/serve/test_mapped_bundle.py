@@ -64,6 +64,20 @@ def test_a_loaded_bundle_maps_its_factors_read_only(tmp_path):
     assert not npz.is_mapped(loaded.popular_scores)  # small arrays are read as before
 
 
+def test_saving_over_a_mapped_bundle_leaves_its_readers_whole(tmp_path):
+    """A new file replaces the mapped one by rename: arrays mapped before keep their values."""
+    first, second = synthetic_bundle(items=300, users=40, seed=1), synthetic_bundle(
+        items=300, users=40, seed=2)
+    directory = first.save(tmp_path / "b")
+    loaded = ModelBundle.load(directory)
+    assert npz.is_mapped(loaded.item_factors)
+    second.save(directory)
+    assert np.array_equal(loaded.item_factors, first.item_factors)  # the old file's pages
+    assert np.array_equal(ModelBundle.load(directory).item_factors, second.item_factors)
+    assert sorted(p.name for p in directory.iterdir()) == ["arrays.npz", "catalog.jsonl",
+                                                           "meta.json"]
+
+
 def test_a_bundle_written_by_plain_savez_still_loads_as_copies(tmp_path):
     """Bundles written before the aligned writer: members start anywhere, read as copies."""
     bundle = synthetic_bundle(items=300, users=40)
