@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
+from sluice.intake.eventlog import read_complete, segments
 from sluice.intake.events import parse_event
 from sluice.intake.synthetic import SyntheticSpec
 from sluice.learn import registry
 from sluice.vocabulary import SOURCES
 from tests.utils.auth import READ, WRITE, boto_client
 from tests.utils.factories import environ, interaction, synthetic_home
+from tests.utils.waits import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -162,15 +162,6 @@ def test_tiers_fill_in_order_when_the_catalog_runs_short(trained, api):
     assert no_random["fallback_count"] == 0
 
 
-def _wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
-
-
 def test_an_interaction_changes_the_next_answer_of_every_worker(trained, api):
     # serving folds the log in every `serving.log_poll_seconds` (well under a second); the
     # deadline here is generous because CI machines are loaded: speed is benchmarks' business
@@ -181,21 +172,18 @@ def test_an_interaction_changes_the_next_answer_of_every_worker(trained, api):
                       headers=WRITE)
     assert sent.status_code == 200, sent.text
 
-    def changed():
-        after = ask(api, user_id=user, num_results=10)
-        ids = [s["item_id"] for s in after["items"]]
-        return after if top not in ids else None
+    def ids(answer: dict) -> list[str]:
+        return [s["item_id"] for s in answer["items"]]
 
-    after = _wait_for(changed)
-    assert after is not None, "the purchased item is still recommended after 10 s"
+    after = wait_until(lambda: ask(api, user_id=user, num_results=10),
+                       f"the purchased item {top} to leave the answer", interval=0.05,
+                       until=lambda answer: top not in ids(answer))
     assert after["model_personalized_count"] == 10
 
     # two workers: not only the one that took the write must know it
-    def every_worker_knows():
-        later = [ask(api, user_id=user, num_results=10) for _ in range(8)]
-        return all(top not in [s["item_id"] for s in a["items"]] for a in later)
-
-    assert _wait_for(every_worker_knows), "a worker still recommends the purchased item"
+    wait_until(lambda: [ids(ask(api, user_id=user, num_results=10)) for _ in range(8)],
+               f"every worker to stop recommending the purchased item {top}", interval=0.05,
+               until=lambda later: all(top not in answer for answer in later))
 
 
 def test_a_new_user_with_a_few_events_gets_personalized_slots(trained, api):
@@ -204,12 +192,9 @@ def test_a_new_user_with_a_few_events_gets_personalized_slots(trained, api):
     assert httpx.post(f"{api}/v1/events", json=events, timeout=10,
                       headers=WRITE).status_code == 200
 
-    def personalized():
-        answer = ask(api, user_id="brand-new-user", num_results=10)
-        return answer if answer["model_personalized_count"] == 10 else None
-
-    answer = _wait_for(personalized)
-    assert answer is not None
+    answer = wait_until(lambda: ask(api, user_id="brand-new-user", num_results=10),
+                        "10 personalized slots for the new user", interval=0.05,
+                        until=lambda answer: answer["model_personalized_count"] == 10)
     assert not set(items) & {s["item_id"] for s in answer["items"]}
 
 
@@ -221,12 +206,9 @@ def test_logging_in_joins_the_session_history_to_the_user(trained, api):
     assert httpx.post(f"{api}/v1/events", json=events, timeout=10,
                       headers=WRITE).status_code == 200
 
-    def joined():
-        answer = ask(api, user_id=user, num_results=20)
-        ids = {s["item_id"] for s in answer["items"]}
-        return answer if not ids & set(items) else None
-
-    assert _wait_for(joined) is not None
+    wait_until(lambda: {s["item_id"] for s in ask(api, user_id=user, num_results=20)["items"]},
+               f"the session's items {items} to leave the logged-in user's answer",
+               interval=0.05, until=lambda ids: not ids & set(items))
 
 
 CAMPAIGN = "arn:aws:personalize:us-east-1:000000000000:campaign/default"
@@ -319,8 +301,8 @@ def test_boto3_filter_arn_with_filter_values(trained, api):
 def _logged(trained, recommendation_id: str) -> dict | None:
     import json
 
-    for path in sorted((trained["home"] / "raw").rglob("*.jsonl")):
-        for line in path.read_bytes().splitlines():
+    for path in segments(trained["home"] / "raw"):
+        for line in read_complete(path, 0)[0].splitlines():  # not a line being written
             if recommendation_id.encode() in line:
                 return json.loads(line)
     return None
@@ -329,7 +311,8 @@ def _logged(trained, recommendation_id: str) -> dict | None:
 def test_context_is_logged_with_the_answer_and_checked(trained, api):
     user = trained["info"].known_user
     native = ask(api, user_id=user, num_results=3, context={"device": "mobile", "page": "home"})
-    logged = _wait_for(lambda: _logged(trained, native["recommendation_id"]), timeout=10)
+    logged = wait_until(lambda: _logged(trained, native["recommendation_id"]),
+                        "the native answer in the raw log", interval=0.05)
     assert (logged["fields"]["context.device"], logged["fields"]["context.page"]) == (
         "mobile", "home")
     parse_event(logged, allow_internal=True)  # flat fields: ingest takes it, not quarantines
@@ -337,7 +320,8 @@ def test_context_is_logged_with_the_answer_and_checked(trained, api):
     runtime = boto_client(api, "personalize-runtime")
     answer = runtime.get_recommendations(campaignArn=CAMPAIGN, userId=user, numResults=2,
                                          context={"DEVICE": "tablet"})
-    logged = _wait_for(lambda: _logged(trained, answer["recommendationId"]), timeout=10)
+    logged = wait_until(lambda: _logged(trained, answer["recommendationId"]),
+                        "the boto3 answer in the raw log", interval=0.05)
     assert logged["fields"]["context.DEVICE"] == "tablet"
     bad = httpx.post(f"{api}/v1/recommendations", headers=READ,
                      json={"user_id": user, "context": {"device": 3}})

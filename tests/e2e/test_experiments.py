@@ -6,8 +6,6 @@ better arm. Then assignment across two workers and a restart of a real server.""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from tests.utils.auth import ADMIN, READ
 from tests.utils.factories import environment
 from tests.utils.models import register_champion, synthetic_bundle
 from tests.utils.server import running_server
+from tests.utils.waits import wait_until
 
 USERS = 600
 SECTIONS = {"sufficiency": {"min_interactions": 1, "min_users_with_two_interactions": 1},
@@ -219,15 +218,12 @@ def _admin_routes(base: str) -> None:
     narrow = httpx.post(url, headers=ADMIN, json={"id": "narrow", "template": "blue",
                                                   "arms": arms})
     assert narrow.status_code == 201, narrow.text
-    deadline = time.monotonic() + 30  # each worker re-reads the definitions within a second
-    while True:
-        answers = [httpx.post(f"{base}/v1/recommendations", headers=READ, timeout=10, json={
-            "user_id": f"u{n}", "num_results": 5, "template": "blue"}).json() for n in range(6)]
-        # an answer outside any experiment has no "experiment" field: a worker that has not
-        # re-read the definitions yet answers that way, so wait for it, do not fail on it
-        if {a.get("experiment") for a in answers} == {"narrow"} or time.monotonic() > deadline:
-            break
-    assert {a.get("experiment") for a in answers} == {"narrow"}, answers
+    # each worker re-reads the definitions within a second; an answer outside any experiment
+    # has no "experiment" field: a worker that has not re-read them yet answers that way
+    wait_until(lambda: [httpx.post(f"{base}/v1/recommendations", headers=READ, timeout=10, json={
+        "user_id": f"u{n}", "num_results": 5, "template": "blue"}).json() for n in range(6)],
+        "every worker to answer template 'blue' within experiment 'narrow'",
+        until=lambda answers: {a.get("experiment") for a in answers} == {"narrow"})
     assert httpx.post(f"{url}/narrow/stop", headers=ADMIN).status_code == 200
     assert httpx.post(url, headers=ADMIN, json={"id": "y", "template": "green", "arms": arms}
                       ).json()["detail"][0]["reason"].startswith("no template 'green'")

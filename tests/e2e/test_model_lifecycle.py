@@ -11,6 +11,7 @@ from tests.utils.auth import READ
 from tests.utils.factories import environment
 from tests.utils.models import register_champion, synthetic_bundle
 from tests.utils.server import running_server
+from tests.utils.waits import wait_until
 
 
 def test_not_ready_until_a_champion_then_swaps_without_failures(tmp_path):
@@ -26,10 +27,8 @@ def test_not_ready_until_a_champion_then_swaps_without_failures(tmp_path):
         assert empty["total"] == 0 and empty["model_version"] is None
 
         first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
-        deadline = time.monotonic() + 15
-        while httpx.get(f"{base}/ready").status_code != 200:
-            assert time.monotonic() < deadline, "the first champion was not picked up"
-            time.sleep(0.2)
+        wait_until(lambda: httpx.get(f"{base}/ready"), "the first champion to be picked up",
+                   until=lambda r: r.status_code == 200)
 
         # one list per client thread: requests of different threads overlap, so only the order
         # within one thread (each request starts after the previous one answered) is meaningful
@@ -52,13 +51,14 @@ def test_not_ready_until_a_champion_then_swaps_without_failures(tmp_path):
         threads = [threading.Thread(target=load, args=(mine,)) for mine in per_thread]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        # every client answered by the first champion before the second is registered
+        wait_until(lambda: ([len(mine) for mine in per_thread], failures[-1:]),
+                   "an answer on every client thread (answers, last failure)",
+                   until=lambda seen: all(seen[0]))
         second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
-        deadline = time.monotonic() + 15
-        while not seen_versions or seen_versions[-1] != second:
-            assert time.monotonic() < deadline, "the new champion was not swapped in"
-            time.sleep(0.1)
-        time.sleep(0.5)
+        wait_until(lambda: seen_versions[-1:], f"answers from the new champion {second}",
+                   until=lambda last: last == [second])
+        time.sleep(0.5)  # the load goes on after the swap: no client goes back to the old one
         stop.set()
         for t in threads:
             t.join()

@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 
 import duckdb
 import httpx
@@ -15,9 +14,11 @@ import pytest
 
 from sluice.intake.synthetic import SyntheticSpec
 from sluice.learn import registry
+from sluice.serve.explain import logged_answer
 from tests.utils.auth import headers
 from tests.utils.factories import environ, interaction, synthetic_home
 from tests.utils.server import running_server
+from tests.utils.waits import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -69,17 +70,16 @@ def test_shop_is_answered_from_the_lower_tiers(ran):
     base = ran["base"]
     answer = httpx.post(f"{base}/v1/recommendations", headers=headers("read", "shop"),
                         json={"user_id": "someone", "num_results": 5}, timeout=10).json()
-    deadline = time.monotonic() + 60
-    while True:  # the server picks the new champion up at its next registry poll
-        default = httpx.post(f"{base}/v1/recommendations", headers=headers("read"),
-                             json={"user_id": "never-seen", "num_results": 5}, timeout=10)
-        if default.json().get("model_version") or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+    # the server picks the new champion up at its next registry poll
+    default = wait_until(lambda: httpx.post(
+        f"{base}/v1/recommendations", headers=headers("read"),
+        json={"user_id": "never-seen", "num_results": 5}, timeout=10),
+        "default's answers from its new champion", timeout=60, interval=1,
+        until=lambda r: r.status_code == 200 and r.json().get("model_version"))
     sources = {slot["recommendation_source"] for slot in answer["items"]}
     assert answer["items"] and sources <= {"model_fallback", "fallback"}
     assert answer["items"][0]["item_id"] == "lamp"  # the shop's one popular item comes first
-    assert default.status_code == 200 and default.json()["model_version"]
+    assert default.json()["model_version"]
 
 
 def test_the_report_draws_every_chart_in_a_browser(ran):
@@ -93,14 +93,18 @@ def test_the_report_draws_every_chart_in_a_browser(ran):
     from sluice.analytics.report import write_report
 
     base = ran["base"]
+    served = []
     for n in range(5):  # answers, one clicked through its recommendation id
         answer = httpx.post(f"{base}/v1/recommendations", headers=headers("read"),
                             json={"user_id": f"reader{n}", "num_results": 5}, timeout=10).json()
+        served.append(answer["recommendation_id"])
         click = {**interaction(f"reader{n}", answer["items"][0]["item_id"]),
                  "ranking": answer["recommendation_id"]}
         assert httpx.post(f"{base}/v1/events", json=[click], headers=headers("write"),
                           timeout=10).status_code == 200
-    time.sleep(1)
+    # the server writes its answers back in the background: ingest once they are in the log
+    wait_until(lambda: [i for i in served if logged_answer(ran["home"] / "raw", i) is None],
+               "the answers in the raw log (still missing)", until=lambda missing: not missing)
     ingest()
     transform()
     out = write_report(ran["home"] / "warehouse.duckdb", ran["env"]["MLFLOW_TRACKING_URI"],

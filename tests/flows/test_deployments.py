@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 
-import pytest
 import yaml
 
 from flows.deployments import PREFECT_YAML, load
 from sluice.settings import PROJECT_ROOT
 from sluice.warehouse.db import connect
 from tests.utils.factories import environment
+from tests.utils.waits import wait_until
 
 
 def test_every_deployment_loads_with_its_schedule_and_limit():
@@ -42,20 +42,19 @@ def test_a_run_triggered_through_the_api_completes(tmp_path, prefect_harness):
     runner = subprocess.Popen([sys.executable, "-m", "flows.deployments"], cwd=PROJECT_ROOT,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        import time
-
         from prefect.client.orchestration import get_client
 
-        deadline = time.monotonic() + 90
-        while True:  # the runner registers the deployments when it starts
+        def registered() -> tuple[bool, str]:
             with get_client(sync_client=True) as client:
                 try:
                     client.read_deployment_by_name("ingest/ingest")
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        pytest.fail("the runner did not register the deployments")
-            time.sleep(1)
+                    return True, ""
+                except Exception as exc:  # not registered yet
+                    return False, repr(exc)[:300]
+
+        # the runner registers the deployments when it starts
+        wait_until(registered, "the runner to register deployment ingest/ingest (found, error)",
+                   until=lambda found: found[0], timeout=90, interval=1)
         run = run_deployment("ingest/ingest", timeout=120)
         assert run.state.is_completed(), run.state
     finally:

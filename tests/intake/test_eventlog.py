@@ -12,6 +12,7 @@ import pytest
 
 from sluice.intake import eventlog
 from sluice.intake.eventlog import EventLog, LogFollower, LogWriteError, read_complete, segments
+from tests.utils.waits import wait_until
 
 
 def _event(n: int, **extra) -> dict:
@@ -303,7 +304,7 @@ def test_failure_reaches_every_waiter_of_the_group(tmp_path, monkeypatch):
     def slow_then_fail(fd):
         calls["n"] += 1
         if calls["n"] == 1:
-            gate.wait(5)  # the leader holds the write while others queue up
+            gate.wait(30)  # the leader holds the write while others queue up
             return real(fd)
         if calls["n"] == 2:
             raise OSError(errno.EIO, "simulated")
@@ -321,17 +322,17 @@ def test_failure_reaches_every_waiter_of_the_group(tmp_path, monkeypatch):
 
     leader = threading.Thread(target=writer, args=(1,))
     leader.start()
-    while calls["n"] == 0:
-        threading.Event().wait(0.001)
+    wait_until(lambda: calls["n"], "the leader's fsync", interval=0.001)
     followers = [threading.Thread(target=writer, args=(n,)) for n in range(2, 6)]
     for f in followers:
         f.start()
-    threading.Event().wait(0.2)
+    wait_until(lambda: len(log._pending), "the 4 followers queued behind the leader",
+               until=lambda queued: queued == 4, interval=0.01)
     gate.set()
     for t in [leader, *followers]:
         t.join(timeout=10)
-    assert results[1] == "ok"
-    assert len(results) == 5
+    # the leader's write succeeds; the followers' one group write fails for all of them
+    assert results == {1: "ok", 2: "error", 3: "error", 4: "error", 5: "error"}
     stored = {e["id"] for e in _read_all(root)}
     for n, outcome in results.items():
         assert (f"e{n}" in stored) == (outcome == "ok")  # acknowledged exactly when stored

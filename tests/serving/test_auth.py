@@ -18,7 +18,6 @@ from botocore.exceptions import ClientError
 
 from sluice import auth
 from sluice.auth import AuthError, KeyTable, parse_env_keys
-from sluice.intake.eventlog import segments
 from sluice.settings import ApiKeyConfig, AwsKeyConfig, ConfigError, get_settings, load_app_config
 from tests.utils.auth import (
     ADMIN,
@@ -34,6 +33,7 @@ from tests.utils.auth import headers as key_headers
 from tests.utils.auth import key as key_of
 from tests.utils.factories import environment, interaction, write_config
 from tests.utils.server import running_server
+from tests.utils.waits import log_lines
 
 DATASET = "arn:aws:personalize:us-east-1:000000000000:dataset/{}/ITEMS"
 CAMPAIGN = "arn:aws:personalize:us-east-1:000000000000:campaign/{}"
@@ -48,8 +48,8 @@ def server_env(tmp_path_factory):
 
 
 def logged(home) -> list[dict]:
-    return [orjson.loads(line) for path in segments(home / "raw")
-            for line in path.read_bytes().splitlines()]
+    # complete lines only: the server may be writing an answer back at this moment
+    return [orjson.loads(line) for line in log_lines(home)]
 
 
 def call(server, method: str, path: str, headers=None, **kwargs) -> httpx.Response:

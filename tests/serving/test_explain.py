@@ -3,14 +3,13 @@ propensity, the model version and its lineage; a template with exploration serve
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from tests.utils.auth import READ
 from tests.utils.factories import environment
 from tests.utils.models import register_champion, synthetic_bundle
 from tests.utils.server import running_server
+from tests.utils.waits import wait_until
 
 TEMPLATES = {"explore": {"base": "personalized", "exploration": {"share": 0.3}}}
 
@@ -20,10 +19,8 @@ def test_an_answer_is_explained_slot_by_slot_with_its_lineage(tmp_path):
     version = register_champion(synthetic_bundle(seed=1), env["MLFLOW_TRACKING_URI"],
                                 tmp_path / "artifacts")
     with running_server(env) as base, httpx.Client(headers=READ, timeout=30) as http:
-        deadline = time.monotonic() + 30
-        while http.get(f"{base}/ready").status_code != 200:
-            assert time.monotonic() < deadline, "the champion was not picked up"
-            time.sleep(0.2)
+        wait_until(lambda: http.get(f"{base}/ready"), "the champion to be picked up",
+                   until=lambda r: r.status_code == 200)
         explored = None
         for _ in range(20):  # 5 slots at 0.3 each: an explored slot comes quickly
             answer = http.post(f"{base}/v1/recommendations", json={
@@ -66,8 +63,11 @@ def test_any_logged_answer_is_explained_by_any_worker_and_after_a_restart(tmp_pa
             served.append(http.post(f"{base}/v1/recommendations",
                                     json={"user_id": f"u{n}", "num_results": 4}).json())
         for answer in served:  # a new connection each: the kernel spreads them over workers
-            shown = httpx.get(f"{base}/v1/recommendations/{answer['recommendation_id']}",
-                              headers=READ, timeout=30)
+            # the worker that served it writes it back in the background (a 404 until then)
+            shown = wait_until(lambda a=answer: httpx.get(
+                f"{base}/v1/recommendations/{a['recommendation_id']}", headers=READ, timeout=30),
+                f"answer {answer['recommendation_id']} to be explained",
+                until=lambda r: r.status_code != 404)
             assert shown.status_code == 200, shown.text
             assert [i["item_id"] for i in shown.json()["items"]] == [
                 i["item_id"] for i in answer["items"]]
@@ -98,11 +98,9 @@ def test_an_interleaved_answer_is_explained_with_each_arms_lineage(tmp_path):
     Experiments(tmp_path).create(Experiment("il", "default", (
         Arm("a", first, 0.5), Arm("b", second, 0.5)), kind="interleaving"))
     with running_server(env) as base, httpx.Client(headers=READ, timeout=30) as http:
-        deadline = time.monotonic() + 30
-        while (answer := http.post(f"{base}/v1/recommendations", json={
-                "user_id": "u3", "num_results": 6}).json()).get("arm") != "interleaved":
-            assert time.monotonic() < deadline, f"no interleaved answer: {answer}"
-            time.sleep(0.2)
+        answer = wait_until(lambda: http.post(f"{base}/v1/recommendations", json={
+            "user_id": "u3", "num_results": 6}).json(), "an interleaved answer",
+            until=lambda a: a.get("arm") == "interleaved", interval=0.2)
         body = http.get(f"{base}/v1/recommendations/{answer['recommendation_id']}").json()
     assert body["model_version"] == f"{first}+{second}"
     lineages = body["lineage"]["versions"]

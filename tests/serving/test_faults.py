@@ -45,14 +45,6 @@ def seed_log(home: Path) -> None:
     log.close()
 
 
-def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-    return result
-
-
 # --- the model store and artifacts -----------------------------------------------------------
 def test_a_corrupt_model_store_serves_fallbacks_then_recovers(tmp_path):
     home = tmp_path / "home"

@@ -4,7 +4,6 @@ empty answers. Never a 5xx; every answer that serving logs is an event ingest ac
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import orjson
@@ -12,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sluice.intake.eventlog import segments
 from sluice.warehouse.ingest import Ingestor
 from tests.utils.auth import READ, WRITE
 from tests.utils.factories import environment
 from tests.utils.models import register_champion, synthetic_bundle
 from tests.utils.server import running_server
+from tests.utils.waits import log_lines, wait_until
 
 CAMPAIGN = "arn:aws:personalize:us-east-1:000000000000:campaign/default"
 DATASET = "arn:aws:personalize:us-east-1:000000000000:dataset/default/ITEMS"
@@ -117,12 +116,10 @@ ids = st.text(min_size=1, max_size=256) | st.sampled_from(["u1", " ", "u" * 256,
 
 
 def _answers_logged(home) -> list[dict]:
-    return [orjson.loads(line) for path in segments(home / "raw")
-            for line in path.read_bytes().splitlines() if b'"recommendation"' in line]
+    return [orjson.loads(line) for line in log_lines(home) if b'"recommendation"' in line]
 
 
 def test_every_logged_answer_is_an_event_ingest_accepts(server, tmp_path):
-    before = len(_answers_logged(server["home"]))
     sent = []
 
     @FEW
@@ -146,21 +143,15 @@ def test_every_logged_answer_is_an_event_ingest_accepts(server, tmp_path):
             sent.append(r.json()["recommendationId"])
 
     ask()
-    assert any(not a["items"] for a in _wait_for_answers(server["home"], before + len(sent)))
+    wanted = set(sent)
+    logged = wait_until(lambda: [a for a in _answers_logged(server["home"]) if a["id"] in wanted],
+                        f"the {len(wanted)} answers in the raw log",
+                        until=lambda found: len(found) == len(wanted))
+    assert any(not a["items"] for a in logged)
     report = Ingestor(tmp_path / "warehouse.duckdb", server["home"] / "raw",
                       tmp_path / "landing").run()
     assert report.rows_quarantined == 0, report.as_dict() if hasattr(report, "as_dict") else ""
     assert report.rows_loaded >= len(sent)
-
-
-def _wait_for_answers(home, count: int) -> list[dict]:
-    deadline = time.monotonic() + 20
-    while True:
-        answers = _answers_logged(home)
-        if len(answers) >= count or time.monotonic() > deadline:
-            assert len(answers) >= count, f"{len(answers)} of {count} answers logged"
-            return answers
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

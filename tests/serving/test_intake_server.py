@@ -8,12 +8,14 @@ import threading
 import time
 
 import httpx
+import orjson
 
 from cli.processes import free_port, start_server, wait_ready
 from sluice.warehouse.db import connect
 from sluice.warehouse.ingest import Ingestor
 from tests.utils.auth import WRITE
 from tests.utils.factories import environment, interaction
+from tests.utils.waits import answers_logged, log_lines, wait_until
 
 
 def post(http: httpx.Client, content, headers: dict | None = None) -> httpx.Response:
@@ -53,17 +55,15 @@ def test_one_bad_event_rejects_the_request_with_index_field_and_reason(server):
 
 
 def test_nothing_of_a_rejected_request_is_written(server):
-    from sluice.intake.eventlog import segments
-
-    def size() -> int:
-        return sum(p.stat().st_size for p in segments(server["home"] / "raw"))
-
-    time.sleep(0.2)  # let answer logging settle
-    before = size()
+    answers_logged(server["http"], server["home"])  # earlier answers are written back first
+    before = log_lines(server["home"])
     assert post(server["http"], [interaction("u", "ok"), {"event": "nope"}]).status_code == 422
     assert post(server["http"], b"{not json").status_code == 422
     assert post(server["http"], b"").status_code == 422
-    assert size() == before
+    marker = answers_logged(server["http"], server["home"])  # the answer logger has run since
+    time.sleep(0.2)  # and anything written some other way has a moment more to show
+    added = log_lines(server["home"])[len(before):]
+    assert [orjson.loads(line)["id"] for line in added] == [marker], added
 
 
 def test_limits_are_enforced(server):
@@ -114,7 +114,8 @@ def test_kill_9_loses_no_acknowledged_event_and_retries_store_once(tmp_path):
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    wait_until(lambda: len(acked), "200 acknowledged events before the kill",
+               until=lambda n: n >= 200)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     stop.set()

@@ -16,6 +16,7 @@ from cli.processes import free_port, stop_server, wait_ready
 from sluice.settings import PROJECT_ROOT
 from tests.utils.auth import READ, WRITE
 from tests.utils.factories import environment, interaction
+from tests.utils.waits import wait_until
 
 SENT = 24
 
@@ -93,8 +94,6 @@ def test_the_window_tier_shares_are_the_whole_servers_with_two_workers(tmp_path)
     """Known users get personalized slots, strangers popular ones, spread over two workers:
     every scrape, whichever worker answers it, shows the shares of all the slots served (each
     worker publishes its window within PUBLISH_SECONDS; a per-worker share would differ)."""
-    import time
-
     from tests.utils.models import register_champion, synthetic_bundle
 
     env_vars = environment(tmp_path, serving={"model_poll_seconds": 0.5})
@@ -109,9 +108,9 @@ def test_the_window_tier_shares_are_the_whole_servers_with_two_workers(tmp_path)
                     "fallback": sum(a["model_fallback_count"] + a["fallback_count"]
                                     for a in answers) / served}
         assert 0 < expected["personalized"] < 1 and 0 < expected["fallback"] < 1
-        deadline = time.monotonic() + 60  # both workers publish within PUBLISH_SECONDS
-        while _shares(httpx.get(f"{base}/metrics", timeout=10).text) != pytest.approx(expected):
-            assert time.monotonic() < deadline, "the shares never matched all slots served"
-            time.sleep(0.5)
+        # both workers publish within PUBLISH_SECONDS
+        wait_until(lambda: _shares(httpx.get(f"{base}/metrics", timeout=10).text),
+                   f"the window shares of all slots served, {expected}", timeout=60,
+                   interval=0.5, until=lambda shares: shares == pytest.approx(expected))
         scrapes = [_shares(httpx.get(f"{base}/metrics", timeout=10).text) for _ in range(6)]
     assert scrapes == [pytest.approx(expected)] * 6

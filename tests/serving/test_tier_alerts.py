@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import duckdb
@@ -19,6 +18,7 @@ from tests.utils.auth import READ, WRITE
 from tests.utils.factories import environment
 from tests.utils.models import register_champion, synthetic_bundle
 from tests.utils.server import running_server
+from tests.utils.waits import wait_until
 
 RULES = Path(__file__).resolve().parents[2] / "docs" / "prometheus" / "sluice-alerts.yml"
 ALERTS = {"window_minutes": 60, "min_slots": 10, "tier_shares": [
@@ -57,10 +57,8 @@ def test_personalized_slots_collapse_and_the_gauge_the_rules_and_the_flow_fire(
     register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
     rules = yaml.safe_load(RULES.read_text())
     with running_server(env) as base, httpx.Client(timeout=30) as http:
-        deadline = time.monotonic() + 30
-        while http.get(f"{base}/ready").status_code != 200:
-            assert time.monotonic() < deadline, "the champion was not picked up"
-            time.sleep(0.2)
+        wait_until(lambda: http.get(f"{base}/ready"), "the champion to be picked up",
+                   until=lambda r: r.status_code == 200)
         for _ in range(5):
             assert http.post(f"{base}/v1/recommendations", headers=READ, json={
                 "user_id": "u3", "num_results": 5}).json()["model_personalized_count"] == 5
