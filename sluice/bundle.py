@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from sluice import formats
+from sluice import formats, npz
 from sluice.ann import ItemIndex
 
 # the head kept of a ranking computed while serving (at least; the precomputed k if larger):
@@ -26,6 +26,9 @@ NO_CANDIDATE = -1  # pads a row of precomputed candidates when a user has fewer 
 ARRAYS = "arrays.npz"
 META = "meta.json"
 CATALOG = "catalog.jsonl"
+# the arrays that grow with users and items, mapped read-only from the file where it allows
+# (bundles written by `save`; sluice.npz): a server's workers share one copy of their pages
+MAPPED = ("user_factors", "item_factors", "candidates")
 
 
 class BundleError(ValueError):
@@ -130,8 +133,8 @@ class ModelBundle:
         if self.recent is not None:
             optional["ui_recent"] = self.recent.astype(np.float32)
         optional.update(self.attributes or {})
-        np.savez(
-            directory / ARRAYS, **optional,
+        npz.save(directory / ARRAYS, dict(
+            **optional,
             user_ids=self.user_ids.astype(str), item_ids=self.item_ids.astype(str),
             user_factors=self.user_factors.astype(np.float32),
             item_factors=self.item_factors.astype(np.float32),
@@ -139,7 +142,7 @@ class ModelBundle:
             ui_data=self.user_items.data.astype(np.float32),
             popular=self.popular.astype(np.int64),
             popular_scores=self.popular_scores.astype(np.float32),
-        )
+        ))
         meta = {**self.meta, "format_version": self.meta.get("format_version",
                                                              formats.CURRENT["bundle"])}
         (directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -153,8 +156,7 @@ class ModelBundle:
         directory = find_bundle(Path(directory))
         meta = json.loads((directory / META).read_text())
         formats.check("bundle", meta.get("format_version", 1), directory / META)
-        with np.load(directory / ARRAYS, allow_pickle=False) as arrays:
-            a = {k: arrays[k] for k in arrays.files}
+        a = npz.load(directory / ARRAYS, MAPPED)
         n_users, n_items = len(a["user_ids"]), len(a["item_ids"])
         user_items = _sparse(
             (a["ui_data"], a["ui_indices"], a["ui_indptr"]), shape=(n_users, n_items))

@@ -79,10 +79,18 @@ class Model(abc.ABC):
         self._gram_cache = None
 
 
+GRAM_BLOCK = 65_536  # rows converted to float64 at a time: 32 MB at 64 factors
+
+
 def als_gram(item_factors: np.ndarray, regularization: float) -> np.ndarray:
-    """YtY + regularization * I, shared by every fold-in."""
-    y = item_factors.astype(np.float64)
-    return y.T @ y + regularization * np.eye(y.shape[1])
+    """YtY + regularization * I, shared by every fold-in. Summed over blocks of rows, so
+    that a million items never need a float64 copy of every factor (512 MB at 64 factors)."""
+    dims = item_factors.shape[1]
+    gram = regularization * np.eye(dims)
+    for start in range(0, len(item_factors), GRAM_BLOCK):
+        y = item_factors[start:start + GRAM_BLOCK].astype(np.float64)
+        gram += y.T @ y
+    return gram
 
 
 def als_fold_in(item_factors: np.ndarray, gram: np.ndarray, item_indices: np.ndarray,

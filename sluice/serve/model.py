@@ -63,8 +63,11 @@ class LoadedModel:
         # a bundle from before the boost existed was trained without one
         self.matrix = MatrixConfig.model_validate({"recency_boost": 0.0,
                                                    **(meta.get("matrix") or {})})
-        norms = np.linalg.norm(bundle.item_factors, axis=1, keepdims=True)
-        self.unit_items = bundle.item_factors / np.maximum(norms, 1e-12)
+        # each item's factor norm, for similarity by cosine (a vector, not a normalized copy
+        # of the factors: at a million items that copy was as large as the factors)
+        factors = bundle.item_factors  # einsum: no squared copy of every factor on the way
+        self.item_norms = np.maximum(np.sqrt(np.einsum("ij,ij->i", factors, factors)),
+                                     np.float32(1e-12)).astype(np.float32)
         self.scorer = BatchScorer(bundle.item_factors)
         self.heads = CandidateCache(bundle.candidates, bundle.user_factors, bundle.item_factors,
                                     head_cache_size)
@@ -89,6 +92,11 @@ class LoadedModel:
         assert self.gram is not None
         return als_fold_in(self.bundle.item_factors, self.gram, item_indices, weights,
                            self.alpha)
+
+    def cosines(self, row: int) -> np.ndarray:
+        """Every item's cosine similarity by factors to item `row`."""
+        factors = self.bundle.item_factors
+        return (factors @ factors[row]) / (self.item_norms * self.item_norms[row])
 
     def count(self, path: str) -> None:
         with self._paths_lock:

@@ -324,7 +324,7 @@ def _similar_candidates(draft: Draft, item_id: str, skip: set[str]) -> Candidate
         return indexed
     if not draft.scan:
         raise NeedsScan
-    scores = model.unit_items @ model.unit_items[row]
+    scores = model.cosines(row)
     item_rules = [r for r in draft.req.rules if r.source == "items"]
     if item_rules:
         scores[~model.item_mask(item_rules)] = -np.inf
