@@ -39,19 +39,23 @@ def save(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     keeps reading that one (truncating a mapped file in place would crash its readers)."""
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED,
-                         allowZip64=True) as zf:
-        for key, value in arrays.items():
-            name = f"{key}.npy"
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_STORED
-            assert zf.fp is not None
-            start = zf.fp.tell() + _LOCAL_HEADER.size + len(name.encode()) + 4 + _ZIP64_EXTRA
-            pad = -start % ALIGN
-            info.extra = struct.pack("<HH", _PAD_ID, pad) + bytes(pad)
-            with zf.open(info, "w", force_zip64=True) as member:
-                npy.write_array(member, np.asanyarray(value), allow_pickle=False)
-    os.replace(partial, path)
+    try:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED,
+                             allowZip64=True) as zf:
+            for key, value in arrays.items():
+                name = f"{key}.npy"
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_STORED
+                assert zf.fp is not None
+                start = (zf.fp.tell() + _LOCAL_HEADER.size + len(name.encode()) + 4
+                         + _ZIP64_EXTRA)
+                pad = -start % ALIGN
+                info.extra = struct.pack("<HH", _PAD_ID, pad) + bytes(pad)
+                with zf.open(info, "w", force_zip64=True) as member:
+                    npy.write_array(member, np.asanyarray(value), allow_pickle=False)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)  # a failed write leaves nothing beside the bundle
 
 
 def load(path: Path, mapped: Collection[str] = ()) -> dict[str, np.ndarray]:

@@ -52,6 +52,15 @@ def test_every_array_is_read_back_exactly_mapped_or_not(tmp_path, seed):
         assert zf.testzip() is None  # CRCs intact with the padding fields
 
 
+def test_a_failed_write_leaves_the_previous_file_and_nothing_else(tmp_path):
+    path = tmp_path / "arrays.npz"
+    npz.save(path, {"a": np.arange(5)})
+    with pytest.raises(ValueError, match="pickle"):  # object arrays are refused mid-write
+        npz.save(path, {"b": np.arange(3), "c": np.array([{}, None], dtype=object)})
+    assert [p.name for p in tmp_path.iterdir()] == ["arrays.npz"]
+    assert np.array_equal(npz.load(path, {"a"})["a"], np.arange(5))
+
+
 def test_a_loaded_bundle_maps_its_factors_read_only(tmp_path):
     bundle = synthetic_bundle(items=300, users=40)
     loaded = ModelBundle.load(bundle.save(tmp_path / "b"))
