@@ -5,14 +5,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from sluice.intake.eventlog import read_complete, segments
 from sluice.intake.events import parse_event
 from sluice.intake.synthetic import SyntheticSpec
 from sluice.learn import registry
 from sluice.vocabulary import SOURCES
 from tests.utils.auth import READ, WRITE, boto_client
 from tests.utils.factories import environ, interaction, synthetic_home
-from tests.utils.waits import wait_until
+from tests.utils.waits import log_lines, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -301,10 +300,9 @@ def test_boto3_filter_arn_with_filter_values(trained, api):
 def _logged(trained, recommendation_id: str) -> dict | None:
     import json
 
-    for path in segments(trained["home"] / "raw"):
-        for line in read_complete(path, 0)[0].splitlines():  # not a line being written
-            if recommendation_id.encode() in line:
-                return json.loads(line)
+    for line in log_lines(trained["home"]):  # complete lines: not one being written
+        if recommendation_id.encode() in line:
+            return json.loads(line)
     return None
 
 

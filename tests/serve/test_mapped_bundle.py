@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sluice import npz
-from sluice.bundle import MAPPED, ModelBundle
+from sluice.bundle import ARRAYS, MAPPED, ModelBundle
 from sluice.serve.model import LoadedModel
 from tests.utils.models import synthetic_bundle
 
@@ -29,6 +29,15 @@ def _kinds_of_arrays(seed: int) -> dict[str, np.ndarray]:
         "bytes": rng.integers(0, 255, int(rng.integers(1, 300)), dtype=np.uint8),
         "doubles": rng.normal(size=(3, int(rng.integers(1, 40)))),
     }
+
+
+def _as_plain_savez(directory: Path) -> Path:
+    """The bundle at `directory` with its arrays rewritten by plain np.savez, as bundles were
+    written before the aligned writer (members start anywhere)."""
+    with np.load(directory / ARRAYS, allow_pickle=False) as plain:
+        arrays = {k: plain[k] for k in plain.files}
+    np.savez(directory / ARRAYS, **arrays)
+    return directory
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -90,11 +99,7 @@ def test_saving_over_a_mapped_bundle_leaves_its_readers_whole(tmp_path):
 def test_a_bundle_written_by_plain_savez_still_loads_as_copies(tmp_path):
     """Bundles written before the aligned writer: members start anywhere, read as copies."""
     bundle = synthetic_bundle(items=300, users=40)
-    directory = bundle.save(tmp_path / "b")
-    with np.load(directory / "arrays.npz", allow_pickle=False) as plain:
-        arrays = {k: plain[k] for k in plain.files}
-    np.savez(directory / "arrays.npz", **arrays)
-    loaded = ModelBundle.load(directory)
+    loaded = ModelBundle.load(_as_plain_savez(bundle.save(tmp_path / "b")))
     assert np.array_equal(loaded.item_factors, bundle.item_factors)
     assert np.array_equal(loaded.candidates, bundle.candidates)
     assert loaded.item_factors.flags.writeable  # a copy, as np.load makes it
@@ -142,10 +147,7 @@ def test_loading_a_large_model_does_not_copy_its_factors(tmp_path):
     bundle.user_items.resize((40, items))
     bundle.catalog = {}
     mapped = bundle.save(tmp_path / "mapped")
-    copied = bundle.save(tmp_path / "copied")
-    with np.load(copied / "arrays.npz", allow_pickle=False) as plain:
-        arrays = {k: plain[k] for k in plain.files}
-    np.savez(copied / "arrays.npz", **arrays)
+    copied = _as_plain_savez(bundle.save(tmp_path / "copied"))
     factor_kib = items * factors * 4 // 1024
     saved = _private_growth_kib(copied) - _private_growth_kib(mapped)
     assert saved >= 0.9 * factor_kib, f"mapping saved {saved} KiB of {factor_kib} KiB"

@@ -4,7 +4,8 @@ its outcome, never by sleeping a fixed time: a loaded CI machine is slow, not wr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -49,3 +50,20 @@ def log_lines(home: Any) -> list[bytes]:
 
     return [line for path in segments(home / "raw")
             for line in read_complete(path, 0)[0].splitlines()]
+
+
+@contextmanager
+def nothing_logged(http: Any, home: Any) -> Iterator[None]:
+    """Asserts that the block writes nothing to the raw log of a one-worker server: the
+    answers before it are waited for (`answers_logged`), and after it a marker answer must be
+    the only line added. An answer of the block would be logged before the marker; anything
+    written some other way gets a moment more to show."""
+    import orjson
+
+    answers_logged(http, home)
+    before = log_lines(home)
+    yield
+    marker = answers_logged(http, home)
+    time.sleep(0.2)
+    added = log_lines(home)[len(before):]
+    assert [orjson.loads(line)["id"] for line in added] == [marker], added
