@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from sluice import formats, npz
 from sluice.ann import ItemIndex
-from sluice.ids import id_map, stored_order
+from sluice.ids import SortedMap, id_map, stored_order
 
 # the head kept of a ranking computed while serving (at least; the precomputed k if larger):
 # also how many candidates serving asks the ann index for, which its calibration asks too
@@ -141,9 +141,12 @@ class ModelBundle:
         if self.recent is not None:
             optional["ui_recent"] = self.recent.astype(np.float32)
         optional.update(self.attributes or {})
-        for name, ids in (("user_order", self.user_ids), ("item_order", self.item_ids)):
-            order = stored_order(ids.astype(str))
-            if order is not None:  # large maps: sluice.ids.SortedMap, nothing built at load
+        for name, ids, index in (("user_order", self.user_ids, self.user_index),
+                                 ("item_order", self.item_ids, self.item_index)):
+            # large maps: sluice.ids.SortedMap, so nothing is built at load
+            order = (index.order if isinstance(index, SortedMap) and index.ids is ids
+                     else stored_order(ids))
+            if order is not None:
                 optional[name] = order
         npz.save(directory / ARRAYS, dict(
             **optional,

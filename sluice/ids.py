@@ -56,12 +56,16 @@ class SortedMap:
 
     def __init__(self, ids: np.ndarray, order: np.ndarray):
         self.ids, self.order = ids, order
+        # the ids' fixed width: a longer key cannot match, and searching for one would make
+        # numpy widen (copy) the whole array first
+        self._width = ids.dtype.itemsize // 4 if ids.dtype.kind == "U" else None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def get(self, key: object, default: int | None = None) -> int | None:
-        if not isinstance(key, str) or not len(self.ids):
+        if (not isinstance(key, str) or not len(self.ids)
+                or (self._width is not None and len(key) > self._width)):
             return default
         pos = int(np.searchsorted(self.ids, key, sorter=self.order))
         if pos == len(self.ids):
@@ -80,15 +84,18 @@ class SortedMap:
 
     def rows(self, keys: Iterable[str]) -> np.ndarray:
         keys = list(keys)
-        wanted = np.asarray(keys, dtype=str)
-        if not len(wanted) or not len(self.ids):
-            return np.full(len(wanted), -1, dtype=np.int64)
+        if not keys or not len(self.ids):
+            return np.full(len(keys), -1, dtype=np.int64)
+        # as the ids' dtype (keys too long are cut, then refused below): no widened copy
+        wanted = np.asarray(keys, dtype=self.ids.dtype)
         pos = np.minimum(np.searchsorted(self.ids, wanted, sorter=self.order),
                          len(self.ids) - 1)
         rows = self.order[pos].astype(np.int64)
         found = np.where(self.ids[rows] == wanted, rows, -1)
-        # numpy's strings drop trailing NULs: "a\x00" would have matched "a"
-        found[[j for j, key in enumerate(keys) if key.endswith("\x00")]] = -1
+        # cut to the width, or a trailing NUL (numpy's strings drop them): not the same id
+        width = self._width or 0
+        found[[j for j, key in enumerate(keys)
+               if key.endswith("\x00") or (width and len(key) > width)]] = -1
         return found
 
     def problem(self) -> str | None:

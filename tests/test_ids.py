@@ -167,3 +167,13 @@ def test_serving_answers_the_same_through_either_map(tmp_path, monkeypatch):
     assert sum(len(a) for a in through_dicts) > 400  # the requests were answered
     ranked = [item for item, _, _ in through_dicts[-1]]
     assert {"i9", "i2", "i250", "i17"} <= set(ranked) and "i300" not in ranked[:4]
+
+
+def test_ids_held_as_python_objects_are_found_too():
+    """Training hands the bundle ids as they came from the warehouse (object arrays)."""
+    values = _ids(500).astype(object)
+    truth = {v: j for j, v in enumerate(values.tolist())}
+    index = ids.SortedMap(values, ids.sort_order(values))
+    keys = [*list(truth)[:100], "aa", "z" * 41, "\x00"]
+    assert [index.get(k) for k in keys] == [truth.get(k) for k in keys]
+    assert index.rows(keys).tolist() == [truth.get(k, -1) for k in keys]
