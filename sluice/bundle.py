@@ -26,6 +26,8 @@ NO_CANDIDATE = -1  # pads a row of precomputed candidates when a user has fewer 
 
 ARRAYS = "arrays.npz"
 META = "meta.json"
+ANN = "ann.faiss"  # the approximate index, mapped at load (formerly `ann_index` in ARRAYS)
+ANN_FORMAT = 2  # bundle format version from which the index is ANN: older code must refuse
 CATALOG = "catalog.jsonl"
 # the arrays that grow with users and items, mapped read-only from the file where it allows
 # (bundles written by `save`; sluice.npz): a server's workers share one copy of their pages.
@@ -121,9 +123,9 @@ class ModelBundle:
                      "candidates do not have one row per user")
             _indices(self.candidates, "candidates", NO_CANDIDATE, items)
         if self.ann is not None:
-            _require(self.ann.items == items, f"ann_index holds {self.ann.items} items for "
+            _require(self.ann.items == items, f"the ann index holds {self.ann.items} items for "
                      f"{items} item ids")
-            _require(self.ann.dims == self.item_factors.shape[1], f"ann_index has "
+            _require(self.ann.dims == self.item_factors.shape[1], f"the ann index has "
                      f"{self.ann.dims} dimensions for {self.item_factors.shape[1]} factors")
         return self
 
@@ -136,8 +138,6 @@ class ModelBundle:
                        "sim_data": self.similar.data.astype(np.float32)}
         if self.candidates is not None:
             optional["candidates"] = self.candidates.astype(np.int32)
-        if self.ann is not None:
-            optional["ann_index"] = self.ann.to_bytes()
         if self.recent is not None:
             optional["ui_recent"] = self.recent.astype(np.float32)
         optional.update(self.attributes or {})
@@ -158,8 +158,13 @@ class ModelBundle:
             popular=self.popular.astype(np.int64),
             popular_scores=self.popular_scores.astype(np.float32),
         ))
-        meta = {**self.meta, "format_version": self.meta.get("format_version",
-                                                             formats.CURRENT["bundle"])}
+        version = int(self.meta.get("format_version", formats.CURRENT["bundle"]))
+        if self.ann is not None:  # an older Sluice would serve it without its index
+            self.ann.write(directory / ANN)
+            version = max(version, ANN_FORMAT)
+        else:
+            (directory / ANN).unlink(missing_ok=True)
+        meta = {**self.meta, "format_version": version}
         (directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
         with open(directory / CATALOG, "w") as handle:
             for item_id, fields in self.catalog.items():
@@ -193,19 +198,22 @@ class ModelBundle:
             meta=meta, catalog=catalog,
             similar=similar, candidates=a.get("candidates"),
             attributes={k: v for k, v in a.items() if k.startswith("attr_")} or None,
-            ann=_ann_index(a.get("ann_index")), recent=a.get("ui_recent"),
+            ann=_ann_index(directory / ANN, a.get("ann_index")), recent=a.get("ui_recent"),
             user_order=a.get("user_order"), item_order=a.get("item_order"),
         ).check()
 
 
-def _ann_index(data: np.ndarray | None) -> ItemIndex | None:
-    if data is None:  # bundles of small catalogs, and those trained before the index
+def _ann_index(path: Path, data: np.ndarray | None) -> ItemIndex | None:
+    """The index file (mapped), or the serialized index of bundles written before it."""
+    if data is not None:
+        _require(data.dtype == np.uint8 and data.ndim == 1, "ann_index is not a byte array")
+    elif not path.exists():  # bundles of small catalogs, and those trained before the index
         return None
-    _require(data.dtype == np.uint8 and data.ndim == 1, "ann_index is not a byte array")
     try:
-        return ItemIndex.from_bytes(data)
+        return ItemIndex.from_bytes(data) if data is not None else ItemIndex.read(path)
     except RuntimeError as exc:  # faiss refuses a truncated or foreign blob
-        raise BundleError(f"inconsistent model bundle: ann_index does not read as an index "
+        name = "ann_index" if data is not None else ANN
+        raise BundleError(f"inconsistent model bundle: {name} does not read as an index "
                           f"({str(exc).strip().splitlines()[-1][:200]})") from None
 
 
