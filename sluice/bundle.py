@@ -47,7 +47,12 @@ def _require(ok: bool, problem: str) -> None:
 
 def _finite(values: np.ndarray, name: str) -> None:
     _require(np.issubdtype(values.dtype, np.floating), f"{name} is {values.dtype}, not float")
-    _require(bool(np.isfinite(values).all()), f"{name} holds NaN or infinite values")
+    # a finite sum means every value is finite (a NaN or an infinity carries into it), and it
+    # makes no mask as large as the array; only a sum that overflows looks value by value
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, said below
+        total = values.sum(dtype=np.float64)
+    if not np.isfinite(total):
+        _require(bool(np.isfinite(values).all()), f"{name} holds NaN or infinite values")
 
 
 def _indices(values: np.ndarray, name: str, low: int, high: int) -> None:
