@@ -216,7 +216,7 @@ def parse_event(
     if kind in ("item", "interaction"):
         event["item"] = check_string(raw, "item", "item", True)
     if kind == "interaction":
-        event["type"] = check_string(raw, "type", "type", True, limit=64)
+        event["type"] = check_string(raw, "type", "type", True)  # Personalize's eventType: 256
         ranking = check_string(raw, "ranking", "ranking", False)
         if ranking is not None:
             event["ranking"] = ranking

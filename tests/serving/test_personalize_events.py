@@ -8,6 +8,7 @@ import time
 import httpx
 import orjson
 import pytest
+from botocore.exceptions import ClientError
 
 from sluice.intake.eventlog import segments
 from tests.utils.auth import WRITE, boto_client
@@ -272,3 +273,105 @@ def test_a_wide_integer_in_a_native_event_field_is_refused_not_rounded(server, b
                                                            "application/json"}, content=body)
     assert r.status_code == 422
     assert r.json()["detail"][0]["field"] == field
+
+
+# --- botocore's model, member by member (an adversarial review with the real clients) -------
+def test_two_identical_events_of_one_call_are_both_kept(server):
+    # no eventId: the ids Sluice derives must tell them apart (ingest keeps one per id),
+    # while a retried call still gets the same ids (test_retried_events_without_ids...)
+    events = boto_client(server["base"], "personalize-events")
+    click = {"eventType": "click", "itemId": "twice", "sentAt": GUIDE_SENT_AT}
+    events.put_events(trackingId="demo-tracking-id", sessionId="twice", eventList=[click, click])
+    ids = [e["id"] for e in logged(server["home"]) if e.get("session") == "twice"]
+    assert len(ids) == 2 and len(set(ids)) == 2
+
+
+def test_metric_attribution_is_kept_as_a_field(server):
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
+        {"eventId": "attributed-1", "eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT,
+         "metricAttribution": {"eventAttributionSource": "email campaign 12"}}])
+    found = {e["id"]: e for e in logged(server["home"])}
+    assert found["attributed-1"]["fields"] == {"event_attribution_source": "email campaign 12"}
+
+
+@pytest.mark.parametrize("source", ["   ", "a" * 1025, "caf\u00e9", "tab\there"])
+def test_an_attribution_source_outside_the_model_is_refused(server, source):
+    events = boto_client(server["base"], "personalize-events")
+    before = len(logged(server["home"]))
+    with pytest.raises(events.exceptions.InvalidInputException) as err:
+        events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
+            {"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT,
+             "metricAttribution": {"eventAttributionSource": source}}])
+    assert "eventList[0].metricAttribution.eventAttributionSource" in str(err.value)
+    assert len(logged(server["home"])) == before
+
+
+def test_an_event_type_as_long_as_the_model_allows_is_accepted(server):
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
+        {"eventId": "long-type", "eventType": "t" * 256, "itemId": "i1", "sentAt": GUIDE_SENT_AT}])
+    assert {e["id"]: e for e in logged(server["home"])}["long-type"]["type"] == "t" * 256
+    with pytest.raises(events.exceptions.InvalidInputException, match="eventList.0..eventType"):
+        events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
+            {"eventType": "t" * 257, "itemId": "i1", "sentAt": GUIDE_SENT_AT}])
+
+
+def test_the_properties_of_an_event_without_an_item_are_kept(server):
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", sessionId="seen-only", eventList=[
+        {"eventType": "view", "sentAt": GUIDE_SENT_AT, "impression": ["i1", "i2"],
+         "properties": json.dumps({"device": "tv"})}])
+    ranking = next(e for e in logged(server["home"]) if e.get("session") == "seen-only")
+    assert ranking["event"] == "ranking" and ranking["fields"] == {"device": "tv"}
+
+
+def test_a_tracking_id_longer_than_the_model_allows_is_invalid_input(server):
+    events = boto_client(server["base"], "personalize-events")
+    with pytest.raises(events.exceptions.InvalidInputException, match="trackingId: length"):
+        events.put_events(trackingId="t" * 257, sessionId="s", eventList=[
+            {"eventType": "click", "itemId": "x", "sentAt": GUIDE_SENT_AT}])
+
+
+@pytest.mark.parametrize(("call", "arn"), [
+    ("put_items", ARN.format("shop").replace("ITEMS", "USERS")),
+    ("put_users", ARN.format("shop")),
+    ("put_items", "arn:aws:personalize:us-east-1:000000000000:dataset/shop"),
+])
+def test_put_items_and_users_need_the_arn_of_their_own_dataset(server, call, arn):
+    events = boto_client(server["base"], "personalize-events")
+    entries = {"items": [{"itemId": "x"}]} if call == "put_items" else {"users": [{"userId": "x"}]}
+    before = len(logged(server["home"]))
+    with pytest.raises(events.exceptions.InvalidInputException, match="datasetArn: expected"):
+        getattr(events, call)(datasetArn=arn, **entries)
+    assert len(logged(server["home"])) == before
+
+
+def test_operations_sluice_does_not_serve_are_refused_by_name(server):
+    events = boto_client(server["base"], "personalize-events")
+    runtime = boto_client(server["base"], "personalize-runtime")
+    calls = {
+        "PutActions": lambda: events.put_actions(
+            datasetArn=ARN.format("shop").replace("ITEMS", "ACTIONS"), actions=[{"actionId": "a"}]),
+        "PutActionInteractions": lambda: events.put_action_interactions(
+            trackingId="demo-tracking-id", actionInteractions=[
+                {"actionId": "a", "sessionId": "s", "timestamp": GUIDE_SENT_AT, "eventType": "x"}]),
+        "GetActionRecommendations": lambda: runtime.get_action_recommendations(
+            campaignArn="arn:aws:personalize:us-east-1:000000000000:campaign/default", userId="u"),
+    }
+    for operation, call in calls.items():
+        with pytest.raises(ClientError) as err:
+            call()
+        error = err.value.response["Error"]
+        assert error["Code"] == "InvalidInputException"
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert error["Message"].startswith(f"{operation}: not supported")
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "nothing"), ("GET", "events"),
+                                              ("PUT", "recommendations")])
+def test_any_other_path_or_method_answers_in_the_aws_shape(server, method, path):
+    r = httpx.request(method, f"{server['base']}/personalize/{path}", headers=WRITE, json={})
+    assert r.status_code == 404
+    assert r.headers["x-amzn-ErrorType"] == "UnknownOperationException"
+    assert r.json()["message"].startswith(f"no Personalize operation {method} /personalize/{path}")

@@ -16,7 +16,6 @@ boto3 client with a wrong secret is refused.
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
@@ -35,7 +34,8 @@ from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import check_id
 from sluice.intake.limits import loads_exact
 from sluice.intake.personalize import PersonalizeError
-from sluice.serve.answers import Answer, RecommendationRequest, parse_context
+from sluice.serve import personalize as runtime
+from sluice.serve.answers import Answer
 from sluice.serve.service import Service
 from sluice.vocabulary import (
     DEFAULT_TENANT,
@@ -126,10 +126,7 @@ async def put_events(request: Request, principal: AwsCaller, service: ServiceDep
         _allowed(principal, "write")
     try:
         body = await _body(request)
-        tracking_id = body.get("trackingId")
-        if tracking_id is not None and not isinstance(tracking_id, str):
-            raise PersonalizeError("trackingId",
-                                   f"expected a string, got {type(tracking_id).__name__}")
+        tracking_id = personalize.tracking_id(body)
         tenant = service.trackers.tenant(tracking_id) if tracking_id is not None else None
         if tracking_id is not None and tenant is None:
             raise NotFoundError("trackingId", f"no event tracker {tracking_id!r:.80}")
@@ -182,18 +179,35 @@ def _known(service: Service, tenant: str) -> bool:
 
 
 def _tenant(service: Service, body: dict[str, Any], principal: Principal | None) -> str:
-    field = "campaignArn" if body.get("campaignArn") else "recommenderArn"
-    tenant = personalize.dataset_tenant(body.get(field), field)
+    field, tenant = runtime.campaign_tenant(body)
     _allowed(principal, "read", tenant)
     if not _known(service, tenant):
         raise NotFoundError(field, f"no campaign for dataset group {tenant!r}")
     return tenant
 
 
-def _predicted(answer: Answer) -> dict[str, Any]:
-    return {"recommendationId": answer.recommendation_id,
-            "itemList": [{"itemId": s.item_id, "score": s.score,
-                          "reason": [s.recommendation_source]} for s in answer.items]}
+def _predicted(answer: Answer, service: Service, tenant: str,
+               columns: list[str] | None) -> dict[str, Any]:
+    """The answer as botocore's ItemList, with each item's `metadata` when columns were asked."""
+    items: list[dict[str, Any]] = [
+        {"itemId": s.item_id, "score": s.score, "reason": [s.recommendation_source]}
+        for s in answer.items]
+    if columns is not None:
+        fields = service.recommender(tenant).fields
+        for item in items:
+            item["metadata"] = runtime.metadata(fields(item["itemId"]), columns)
+    return {"recommendationId": answer.recommendation_id, "itemList": items}
+
+
+def _runtime_parts(service: Service, body: dict[str, Any], tenant: str) -> dict[str, Any]:
+    """What GetRecommendations and GetPersonalizedRanking share: context, the named filter
+    and the metadata columns, checked."""
+    runtime.refuse_promotions(body.get("promotions"))
+    recommender = service.recommender(tenant)
+    columns = runtime.metadata_columns(body.get("metadataColumns"), lambda: (
+        recommender.known_fields() | set(service.settings.app.events.item_fields)))
+    return {"context": runtime.context(body.get("context")), "columns": columns,
+            **runtime.filter_args(body)}
 
 
 @router.post("/recommendations", openapi_extra=_GET_RECOMMENDATIONS)
@@ -206,12 +220,14 @@ async def get_recommendations(request: Request, principal: AwsCaller,
     user, item = check_id(body.get("userId"), "userId"), check_id(body.get("itemId"), "itemId")
     if not user and not item:
         raise PersonalizeError("userId", "userId or itemId is required")
+    parts = _runtime_parts(service, body, tenant)
+    columns = parts.pop("columns")
     req = service.request(
         tenant=tenant, user_id=user, item_id=item,
         num_results=service.num_results(body.get("numResults"), "numResults"),
-        template=_template(body, bool(item and not user)),
-        context=parse_context(body.get("context")), **_filter_args(body))
-    return JSONResponse(_predicted(await answers.recommend(service, req)))
+        template=_template(body, bool(item and not user)), **parts)
+    answer = await answers.recommend(service, req)
+    return JSONResponse(_predicted(answer, service, tenant, columns))
 
 
 def _template(body: dict[str, Any], item_only: bool) -> str:
@@ -221,26 +237,10 @@ def _template(body: dict[str, Any], item_only: bool) -> str:
     return chosen or (SIMILAR_ITEMS if item_only else PERSONALIZED)
 
 
-def _filter_args(body: dict[str, Any]) -> dict[str, Any]:
-    arn = body.get("filterArn")
-    if not arn:
-        return {}
-    match = re.match(r"^arn:[a-z\d-]+:personalize:[^:]*:[^:]*:filter/(?P<name>[^/]+)$", str(arn))
-    if not match:
-        raise PersonalizeError("filterArn",
-                               "expected arn:aws:personalize:REGION:ACCOUNT:filter/NAME")
-    values = body.get("filterValues") or {}
-    if not isinstance(values, dict) or len(values) > 25 or not all(
-            isinstance(k, str) and isinstance(v, str) and len(v) <= 1000
-            for k, v in values.items()):
-        raise PersonalizeError("filterValues", "a map of up to 25 names to strings")
-    return {"filter_name": match.group("name"), "filter_values": values}
-
-
 @router.post("/personalize-ranking", openapi_extra=_GET_RANKING)
 async def get_personalized_ranking(request: Request, principal: AwsCaller,
                                    service: ServiceDep) -> JSONResponse:
-    """GetPersonalizedRanking: reorder inputList for userId."""
+    """GetPersonalizedRanking: reorder inputList for userId (the filter's items left out)."""
     _allowed(principal, "read")
     body = await _body(request)
     tenant = _tenant(service, body, principal)
@@ -248,7 +248,30 @@ async def get_personalized_ranking(request: Request, principal: AwsCaller,
     if (not isinstance(items, list) or not 1 <= len(items) <= MAX_RANKING_INPUT
             or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_LENGTH for i in items)):
         raise PersonalizeError("inputList", f"a list of 1 to {MAX_RANKING_INPUT} item ids")
-    answer = service.rank(RecommendationRequest(tenant=tenant, user_id=user), items)
-    predicted = _predicted(answer)
+    parts = _runtime_parts(service, body, tenant)
+    columns = parts.pop("columns")
+    answer = service.rank(service.request(tenant=tenant, user_id=user, **parts), items)
+    predicted = _predicted(answer, service, tenant, columns)
     return JSONResponse({"personalizedRanking": predicted["itemList"],
                          "recommendationId": predicted["recommendationId"]})
+
+
+# operations of botocore's models that Sluice does not serve: refused by name, so a boto3
+# client gets an error it parses (not a bare 404) that says what to use instead
+_UNSUPPORTED = {
+    "actions": "PutActions", "action-interactions": "PutActionInteractions",
+    "action-recommendations": "GetActionRecommendations"}
+_SERVED = ("PutEvents (POST /events), PutItems (/items), PutUsers (/users), GetRecommendations "
+           "(/recommendations), GetPersonalizedRanking (/personalize-ranking)")
+
+
+@router.api_route("/{path:path}", include_in_schema=False,
+                  methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+async def unknown_operation(path: str, request: Request) -> JSONResponse:
+    """Any other path or method under /personalize, in the AWS error shape."""
+    operation = _UNSUPPORTED.get(path.strip("/"))
+    if operation is not None and request.method == "POST":
+        return aws_error("InvalidInputException", f"{operation}: not supported by Sluice, which "
+                         f"has no Actions datasets; it serves {_SERVED}", 400)
+    return aws_error("UnknownOperationException", f"no Personalize operation "
+                     f"{request.method} /personalize/{path:.80}; Sluice serves {_SERVED}", 404)
