@@ -36,7 +36,7 @@ PUBLIC_EVENT_TYPES = ("item", "user", "ranking", "interaction")
 INTERNAL_EVENT_TYPES = (*PUBLIC_EVENT_TYPES, "recommendation")
 EVENT_ALIASES = {"metadata": "item"}
 
-MAX_STRING_LENGTH = 4096
+MAX_STRING_LENGTH = 20_000  # Personalize's textual item fields (descriptions) hold 20,000
 MAX_FIELD_NAME_LENGTH = 128
 MAX_FIELDS = 128
 MAX_LIST_LENGTH = 1000

@@ -375,3 +375,31 @@ def test_any_other_path_or_method_answers_in_the_aws_shape(server, method, path)
     assert r.status_code == 404
     assert r.headers["x-amzn-ErrorType"] == "UnknownOperationException"
     assert r.json()["message"].startswith(f"no Personalize operation {method} /personalize/{path}")
+
+
+def test_an_item_description_as_long_as_personalize_takes_is_accepted(server):
+    # Personalize's textual item fields hold 20,000 characters
+    events = boto_client(server["base"], "personalize-events")
+    text = "a long description " * 1052  # 19,988 characters
+    events.put_items(datasetArn=ARN.format("shop"), items=[
+        {"itemId": "described", "properties": json.dumps({"description": text})}])
+    item = next(e for e in logged(server["home"]) if e["event"] == "item"
+                and e["item"] == "described")
+    assert item["fields"]["description"] == text
+    with pytest.raises(events.exceptions.InvalidInputException,
+                       match=r"items\[0\]\.properties\.description"):
+        events.put_items(datasetArn=ARN.format("shop"), items=[
+            {"itemId": "described", "properties": json.dumps({"description": "x" * 20_001})}])
+
+
+def test_ten_items_whose_properties_botocore_escapes_to_megabytes_are_accepted(server):
+    # 10 x 28,000 characters outside the BMP (within the model's 32,000): botocore writes
+    # each as two \uXXXX escapes, 12 bytes, so the body is about 3.4 MB
+    events = boto_client(server["base"], "personalize-events")
+    properties = json.dumps({f"note{n}": "\U0001F600" * 4000 for n in range(7)},
+                            ensure_ascii=False)
+    assert len(properties) <= 32_000
+    events.put_items(datasetArn=ARN.format("shop"), items=[
+        {"itemId": f"emoji-{n}", "properties": properties} for n in range(10)])
+    stored = {e["item"] for e in logged(server["home"]) if e["event"] == "item"}
+    assert {f"emoji-{n}" for n in range(10)} <= stored

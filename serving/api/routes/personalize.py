@@ -48,6 +48,9 @@ from sluice.vocabulary import (
 
 router = APIRouter(prefix="/personalize", tags=["personalize"])
 MAX_BODY_BYTES = 1024 * 1024
+# PutItems/PutUsers: 10 entries of up to 32,000 characters of properties, each character up
+# to 12 bytes once botocore escapes it (one outside the BMP is two \uXXXX escapes)
+MAX_ENTITIES_BODY_BYTES = 4 * 1024 * 1024
 MAX_RANKING_INPUT = 500
 
 
@@ -92,11 +95,11 @@ def _allowed(principal: Principal | None, action: str, tenant: str | None = None
     principal.require(action, tenant)
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def _body(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
     """The request's JSON object (every rest-json operation takes one)."""
     raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise PersonalizeError("body", f"larger than {MAX_BODY_BYTES} bytes")
+    if len(raw) > limit:
+        raise PersonalizeError("body", f"larger than {limit} bytes")
     try:
         body = loads_exact(raw or b"{}")
     except json.JSONDecodeError as exc:
@@ -149,8 +152,8 @@ async def _put_entities(request: Request, principal: Principal | None, service: 
                         metrics: Metrics, kind: str) -> JSONResponse:
     _allowed(principal, "write")  # no tenant yet: refuse a missing key before parsing
     try:
-        tenant, events = personalize.put_entities(await _body(request), kind,
-                                                  int(time.time() * 1000))
+        body = await _body(request, MAX_ENTITIES_BODY_BYTES)
+        tenant, events = personalize.put_entities(body, kind, int(time.time() * 1000))
     except InputError as exc:
         _rejected(metrics, kind, exc)
         raise
