@@ -165,11 +165,11 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         item, value, recommendation, impression = _lifted(raw, props, where)
         fields = _fields(props)
         source = _attributed(raw, fields, where)
-        # the index tells two identical events of one call apart; a retried call (botocore
-        # resends the same body) gets the same ids again
+        # from the content: a retried call (botocore resends the same body) gets the same ids,
+        # and two identical events are stored once, as Personalize keeps one of them
         event_id = _str(raw, "eventId", f"{where}.eventId", False) or _stable_id(
             tracking, session, user, event_type, item, sent_at, raw.get("properties"), value,
-            source, index)
+            source)
         who = {"session": session} | ({"user": user} if user else {})
         ranking = recommendation
         if impression:

@@ -276,14 +276,19 @@ def test_a_wide_integer_in_a_native_event_field_is_refused_not_rounded(server, b
 
 
 # --- botocore's model, member by member (an adversarial review with the real clients) -------
-def test_two_identical_events_of_one_call_are_both_kept(server):
-    # no eventId: the ids Sluice derives must tell them apart (ingest keeps one per id),
-    # while a retried call still gets the same ids (test_retried_events_without_ids...)
+def test_two_identical_events_are_stored_once_as_personalize_keeps_one(server):
+    # the guide: "If you record two events with exactly the same timestamp and identical
+    # properties, Amazon Personalize keeps only one of the events"; without eventId the id
+    # Sluice derives from the content is the same, so ingest keeps one
     events = boto_client(server["base"], "personalize-events")
     click = {"eventType": "click", "itemId": "twice", "sentAt": GUIDE_SENT_AT}
     events.put_events(trackingId="demo-tracking-id", sessionId="twice", eventList=[click, click])
     ids = [e["id"] for e in logged(server["home"]) if e.get("session") == "twice"]
-    assert len(ids) == 2 and len(set(ids)) == 2
+    assert len(ids) == 2 and len(set(ids)) == 1
+    other = {**click, "metricAttribution": {"eventAttributionSource": "email"}}
+    events.put_events(trackingId="demo-tracking-id", sessionId="twice", eventList=[other])
+    ids = [e["id"] for e in logged(server["home"]) if e.get("session") == "twice"]
+    assert len(set(ids)) == 2  # a different attribution is a different event
 
 
 def test_metric_attribution_is_kept_as_a_field(server):
