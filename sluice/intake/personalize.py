@@ -31,6 +31,8 @@ ATTRIBUTION_FIELD = "event_attribution_source"  # metricAttribution, kept as an 
 MAX_PROPERTIES_DEPTH = 8  # properties are flat (values: scalars or lists); 8 leaves room
 # event keys that may come at the top level or inside `properties` (the guide's examples)
 _LIFTED = ("itemId", "eventValue", "recommendationId", "impression")
+# PutEvents parameters, never schema fields: in properties only as the same value
+_PARAMETERS = ("userId", "sessionId", "eventType", "eventId")
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _ARN = re.compile(r"^arn:([a-z\d-]+):personalize:[^:]*:[^:]*:(?P<resource>.+)$")
 
@@ -162,6 +164,8 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         event_type = _str(raw, "eventType", f"{where}.eventType", True)
         sent_at = _sent_at(raw.get("sentAt"), f"{where}.sentAt")
         props = _properties(raw.get("properties"), f"{where}.properties", 1024)
+        _parameters_agree(props, {"userId": user, "sessionId": session,
+                                  "eventType": event_type, "eventId": raw.get("eventId")}, where)
         item, value, recommendation, impression = _lifted(raw, props, where)
         fields = _fields(props)
         source = _attributed(raw, fields, where)
@@ -190,6 +194,15 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
                 event["value"] = float(value)
             out.append(_checked(event, where))
     return out
+
+
+def _parameters_agree(props: dict[str, Any], given: dict[str, Any], where: str) -> None:
+    """userId, sessionId, eventType and eventId in properties (taken out of them) must repeat
+    the parameter: a different value would be kept as a field that names no one."""
+    for key in _PARAMETERS:
+        if key in props and props.pop(key) != given[key]:
+            raise EventError(f"{where}.properties.{key}", f"differs from the {key} parameter "
+                             f"({given[key]!r:.60}): give it once, as the parameter")
 
 
 def _lifted(raw: dict, props: dict[str, Any], where: str) -> tuple[Any, Any, Any, Any]:

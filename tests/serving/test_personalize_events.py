@@ -408,3 +408,17 @@ def test_ten_items_whose_properties_botocore_escapes_to_megabytes_are_accepted(s
         {"itemId": f"emoji-{n}", "properties": properties} for n in range(10)])
     stored = {e["item"] for e in logged(server["home"]) if e["event"] == "item"}
     assert {f"emoji-{n}" for n in range(10)} <= stored
+
+
+def test_a_parameter_repeated_in_properties_must_agree(server):
+    events = boto_client(server["base"], "personalize-events")
+    with pytest.raises(events.exceptions.InvalidInputException,
+                       match=r"eventList\[0\]\.properties\.userId: differs"):
+        events.put_events(trackingId="demo-tracking-id", userId="alice", sessionId="s",
+                          eventList=[{"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT,
+                                      "properties": json.dumps({"userId": "mallory"})}])
+    events.put_events(trackingId="demo-tracking-id", userId="alice", sessionId="same-user",
+                      eventList=[{"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT,
+                                  "properties": json.dumps({"userId": "alice", "rating": 2})}])
+    event = _interaction(server["home"], "same-user")
+    assert (event["user"], event["fields"]) == ("alice", {"rating": 2})
