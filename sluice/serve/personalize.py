@@ -17,6 +17,7 @@ MAX_FILTER_VALUES = 25
 MAX_FILTER_VALUE = 1000
 MAX_METADATA_COLUMNS = 10  # the Personalize guide's limit (the model's list allows 99)
 MAX_COLUMN_NAME = 150
+MAX_CONTEXT, MAX_CONTEXT_NAME = 150, 150  # botocore's Context map and AttributeName
 _FILTER_ARN = re.compile(r"^arn:[a-z\d-]+:personalize:[^:]*:[^:]*:filter/(?P<name>[^/]+)$")
 # botocore's patterns for these names are not anchored (a Smithy pattern matches anywhere in
 # the value): a name is valid when some character of it is a letter, a digit or `_`
@@ -62,9 +63,9 @@ def filter_args(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def context(raw: Any) -> dict[str, str]:
-    """The request's context: names as botocore's model allows them, within Sluice's limits
-    on what it logs with the answer (`parse_context`)."""
-    parsed = parse_context(raw)
+    """The request's context as botocore's model allows it: 150 names of up to 150
+    characters, to strings of up to 1,000 (logged with the answer as `context.<name>`)."""
+    parsed = parse_context(raw, max_names=MAX_CONTEXT, max_name=MAX_CONTEXT_NAME)
     for name in parsed:
         if not _NAME_PATTERN.search(name):
             raise PersonalizeError("context", f"names need a letter, digit or _, got {name!r:.60}")

@@ -111,3 +111,24 @@ def test_a_request_without_a_campaign_names_both_arns(runtime):
     _, code, message = _refused(lambda: runtime.get_recommendations(userId="u1"))
     assert code == "InvalidInputException"
     assert message == "campaignArn: required: campaignArn or recommenderArn"
+
+
+def test_a_context_as_large_as_the_model_allows_is_logged_and_ingested(runtime, server,
+                                                                        tmp_path):
+    from sluice.warehouse.ingest import Ingestor
+
+    context = {f"{n:03d}" + "K" * 147: "v" * 1000 for n in range(150)}  # 150 names of 150
+    answer = runtime.get_recommendations(campaignArn=CAMPAIGN, userId="u1", numResults=2,
+                                         context=context)
+    marker = b'"id":' + json.dumps(answer["recommendationId"]).encode()
+    line = wait_until(lambda: next((line for line in log_lines(server["home"])
+                                    if marker in line), None), "the answer in the raw log")
+    logged = {k[len("context."):]: v for k, v in json.loads(line)["fields"].items()
+              if k.startswith("context.")}
+    assert logged == context
+    report = Ingestor(tmp_path / "warehouse.duckdb", server["home"] / "raw",
+                      tmp_path / "landing").run()
+    assert report.rows_quarantined == 0
+    status, code, message = _refused(lambda: runtime.get_recommendations(
+        campaignArn=CAMPAIGN, userId="u1", context={**context, "one_more": "v"}))
+    assert (status, code) == (400, "InvalidInputException") and message.startswith("context:")

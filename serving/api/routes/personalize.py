@@ -35,7 +35,7 @@ from sluice.intake.events import check_id
 from sluice.intake.limits import loads_exact
 from sluice.intake.personalize import PersonalizeError
 from sluice.serve import personalize as runtime
-from sluice.serve.answers import Answer
+from sluice.serve.answers import Answer, RecommendationRequest
 from sluice.serve.service import Service
 from sluice.vocabulary import (
     DEFAULT_TENANT,
@@ -202,15 +202,18 @@ def _predicted(answer: Answer, service: Service, tenant: str,
     return {"recommendationId": answer.recommendation_id, "itemList": items}
 
 
-def _runtime_parts(service: Service, body: dict[str, Any], tenant: str) -> dict[str, Any]:
-    """What GetRecommendations and GetPersonalizedRanking share: context, the named filter
-    and the metadata columns, checked."""
+def _request(service: Service, body: dict[str, Any], tenant: str,
+             **given: Any) -> tuple[RecommendationRequest, list[str] | None]:
+    """The request, with what GetRecommendations and GetPersonalizedRanking share checked:
+    the named filter, the context and the metadata columns to return (the second value)."""
     runtime.refuse_promotions(body.get("promotions"))
     recommender = service.recommender(tenant)
     columns = runtime.metadata_columns(body.get("metadataColumns"), lambda: (
         recommender.known_fields() | set(service.settings.app.events.item_fields)))
-    return {"context": runtime.context(body.get("context")), "columns": columns,
-            **runtime.filter_args(body)}
+    context = runtime.context(body.get("context"))
+    req = service.request(tenant=tenant, **given, **runtime.filter_args(body))
+    req.context = context  # Personalize's limits, wider than the native API's resolve checks
+    return req, columns
 
 
 @router.post("/recommendations", openapi_extra=_GET_RECOMMENDATIONS)
@@ -223,12 +226,10 @@ async def get_recommendations(request: Request, principal: AwsCaller,
     user, item = check_id(body.get("userId"), "userId"), check_id(body.get("itemId"), "itemId")
     if not user and not item:
         raise PersonalizeError("userId", "userId or itemId is required")
-    parts = _runtime_parts(service, body, tenant)
-    columns = parts.pop("columns")
-    req = service.request(
-        tenant=tenant, user_id=user, item_id=item,
+    req, columns = _request(
+        service, body, tenant, user_id=user, item_id=item,
         num_results=service.num_results(body.get("numResults"), "numResults"),
-        template=_template(body, bool(item and not user)), **parts)
+        template=_template(body, bool(item and not user)))
     answer = await answers.recommend(service, req)
     return JSONResponse(_predicted(answer, service, tenant, columns))
 
@@ -251,9 +252,8 @@ async def get_personalized_ranking(request: Request, principal: AwsCaller,
     if (not isinstance(items, list) or not 1 <= len(items) <= MAX_RANKING_INPUT
             or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_LENGTH for i in items)):
         raise PersonalizeError("inputList", f"a list of 1 to {MAX_RANKING_INPUT} item ids")
-    parts = _runtime_parts(service, body, tenant)
-    columns = parts.pop("columns")
-    answer = service.rank(service.request(tenant=tenant, user_id=user, **parts), items)
+    req, columns = _request(service, body, tenant, user_id=user)
+    answer = service.rank(req, items)
     predicted = _predicted(answer, service, tenant, columns)
     return JSONResponse({"personalizedRanking": predicted["itemList"],
                          "recommendationId": predicted["recommendationId"]})
