@@ -64,28 +64,36 @@ def _json_body(required: list[str], **properties: Any) -> dict[str, Any]:
 _STR = {"type": "string"}
 _ID = {"type": "string", "minLength": 1, "maxLength": 256}  # the id rule of both APIs
 _LIST = {"type": "array", "items": _STR}
-_DATASET = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
-                                         f"dataset/{TENANT_NAME}/(ITEMS|USERS)$"}
+_DATASET = {kind: {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:"
+                                                f"[0-9]{{12}}:dataset/{TENANT_NAME}/{kind}$"}
+            for kind in ("ITEMS", "USERS")}
 _CAMPAIGN = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
                                           f"campaign/{TENANT_NAME}$"}
+_RECOMMENDER = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:"
+                                             f"[0-9]{{12}}:recommender/{TENANT_NAME}$"}
+_MAP = {"type": "object", "additionalProperties": _STR}
 _PUT_EVENTS = _json_body(
     ["trackingId", "sessionId", "eventList"], trackingId=_STR, sessionId=_ID, userId=_ID,
     eventList={"type": "array", "items": {
         "type": "object", "required": ["eventType", "sentAt"],
         "properties": {"eventId": _STR, "eventType": _STR, "eventValue": {"type": "number"},
                        "itemId": _ID, "sentAt": {"type": "number"}, "properties": _STR,
-                       "recommendationId": _STR, "impression": _LIST}}})
-_ENTITIES = {kind: _json_body(["datasetArn", kind], datasetArn=_DATASET, **{kind: {
+                       "recommendationId": _STR, "impression": _LIST,
+                       "metricAttribution": {"type": "object", "required": [
+                           "eventAttributionSource"], "properties": {
+                               "eventAttributionSource": _STR}}}}})
+_ENTITIES = {kind: _json_body(["datasetArn", kind], datasetArn=_DATASET[kind.upper()], **{kind: {
     "type": "array", "items": {"type": "object", "required": [key],
                                "properties": {key: _STR, "properties": _STR}}}})
     for kind, key in (("items", "itemId"), ("users", "userId"))}
-_GET_RECOMMENDATIONS = _json_body(
-    ["campaignArn"], campaignArn=_CAMPAIGN, userId=_ID, itemId=_ID,
-    numResults={"type": "integer"}, filterArn=_STR,
-    filterValues={"type": "object", "additionalProperties": _STR},
-    context={"type": "object", "additionalProperties": _STR})
+_SHARED = {"context": _MAP, "filterArn": _STR, "filterValues": _MAP, "metadataColumns": {
+    "type": "object", "properties": {"ITEMS": _LIST}, "additionalProperties": False}}
+_GET_RECOMMENDATIONS = _json_body(  # campaignArn or recommenderArn
+    [], campaignArn=_CAMPAIGN, recommenderArn=_RECOMMENDER, userId=_ID, itemId=_ID,
+    numResults={"type": "integer"}, **_SHARED,
+    promotions={"type": "array", "maxItems": 0, "description": "not supported: refused"})
 _GET_RANKING = _json_body(["campaignArn", "userId", "inputList"], campaignArn=_CAMPAIGN,
-                          userId=_ID, inputList=_LIST)
+                          userId=_ID, inputList=_LIST, **_SHARED)
 
 
 def _allowed(principal: Principal | None, action: str, tenant: str | None = None) -> None:
