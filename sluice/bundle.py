@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from sluice import formats, npz
 from sluice.ann import ItemIndex
+from sluice.ids import SortedMap, id_map, stored_order
 
 # the head kept of a ranking computed while serving (at least; the precomputed k if larger):
 # also how many candidates serving asks the ann index for, which its calibration asks too
@@ -27,8 +28,10 @@ ARRAYS = "arrays.npz"
 META = "meta.json"
 CATALOG = "catalog.jsonl"
 # the arrays that grow with users and items, mapped read-only from the file where it allows
-# (bundles written by `save`; sluice.npz): a server's workers share one copy of their pages
-MAPPED = ("user_factors", "item_factors", "candidates")
+# (bundles written by `save`; sluice.npz): a server's workers share one copy of their pages.
+# `*_order`: the permutation sorting the ids, saved for large id maps (sluice.ids)
+MAPPED = ("user_factors", "item_factors", "candidates", "user_ids", "item_ids", "user_order",
+          "item_order")
 
 
 class BundleError(ValueError):
@@ -70,18 +73,23 @@ class ModelBundle:
     # per cell of user_items (same order): its recency-boosted part (sluice.learn.matrix), so
     # that folding in new events re-weighs the trained ones; None without matrix.recency_boost
     recent: np.ndarray | None = None
+    # the permutations sorting user_ids and item_ids (sluice.ids), as loaded; None: computed
+    user_order: np.ndarray | None = None
+    item_order: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
-        self.item_index = {it: j for j, it in enumerate(self.item_ids.tolist())}
+        # id -> row: a dict for small maps, a binary search over the (mapped) ids for large
+        self.user_index = id_map(self.user_ids, self.user_order)
+        self.item_index = id_map(self.item_ids, self.item_order)
 
     def check(self) -> ModelBundle:
         """Raises BundleError unless every array fits the id maps and every score is finite:
         a model is served only whole (a bad one would answer 500s or null scores)."""
         users, items = len(self.user_ids), len(self.item_ids)
         _require(self.user_ids.ndim == 1 and self.item_ids.ndim == 1, "id maps are not 1-D")
-        _require(len(self.user_index) == users and len(self.item_index) == items,
-                 "id maps hold duplicate ids")
+        for index in (self.user_index, self.item_index):
+            problem = index.problem()
+            _require(problem is None, str(problem))
         _require(self.user_factors.ndim == 2 and self.item_factors.ndim == 2,
                  "factors are not 2-D arrays")
         _require(self.user_factors.shape[0] == users, f"user_factors has "
@@ -133,6 +141,13 @@ class ModelBundle:
         if self.recent is not None:
             optional["ui_recent"] = self.recent.astype(np.float32)
         optional.update(self.attributes or {})
+        for name, ids, index in (("user_order", self.user_ids, self.user_index),
+                                 ("item_order", self.item_ids, self.item_index)):
+            # large maps: sluice.ids.SortedMap, so nothing is built at load
+            order = (index.order if isinstance(index, SortedMap) and index.ids is ids
+                     else stored_order(ids))
+            if order is not None:
+                optional[name] = order
         npz.save(directory / ARRAYS, dict(
             **optional,
             user_ids=self.user_ids.astype(str), item_ids=self.item_ids.astype(str),
@@ -179,6 +194,7 @@ class ModelBundle:
             similar=similar, candidates=a.get("candidates"),
             attributes={k: v for k, v in a.items() if k.startswith("attr_")} or None,
             ann=_ann_index(a.get("ann_index")), recent=a.get("ui_recent"),
+            user_order=a.get("user_order"), item_order=a.get("item_order"),
         ).check()
 
 
