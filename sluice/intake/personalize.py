@@ -94,9 +94,17 @@ def _merged(raw: dict, props: dict[str, Any], key: str, where: str) -> Any:
     return top if top is not None else inner
 
 
-def _fields(props: dict[str, Any]) -> dict[str, Any]:
-    """Schema fields (camelCase keys, text or numbers) as snake_case event fields."""
-    return {snake(k): numeric_text(v) for k, v in props.items()}
+def _fields(props: dict[str, Any], where: str, entity: bool = False) -> dict[str, Any]:
+    """Schema fields (camelCase keys, text or numbers) as snake_case event fields.
+
+    A null (an optional schema field without a value) is left out of an event; an item or a
+    user is refused one, since Sluice merges their fields by name and cannot clear one."""
+    if entity:
+        for key, value in props.items():
+            if value is None:
+                raise EventError(f"{where}.properties.{key}", "null: Sluice keeps the latest "
+                                 "value of each field, so a null cannot clear one; leave it out")
+    return {snake(k): numeric_text(v) for k, v in props.items() if v is not None}
 
 
 def _sent_at(value: Any, field: str) -> int:
@@ -167,7 +175,7 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         _parameters_agree(props, {"userId": user, "sessionId": session,
                                   "eventType": event_type, "eventId": raw.get("eventId")}, where)
         item, value, recommendation, impression = _lifted(raw, props, where)
-        fields = _fields(props)
+        fields = _fields(props, where)
         source = _attributed(raw, fields, where)
         # from the content: a retried call (botocore resends the same body) gets the same ids,
         # and two identical events are stored once, as Personalize keeps one of them
@@ -287,7 +295,7 @@ def put_entities(body: Any, kind: str, now_ms: int) -> tuple[str, list[dict[str,
         props = _properties(raw.get("properties"), f"{where}.properties", max_props)
         entity = _str({id_key: _merged(raw, props, id_key, where)}, id_key, f"{where}.{id_key}",
                       True)
-        fields = _fields(props)
+        fields = _fields(props, where, entity=True)
         # a retried PutItems re-applies the same values, so a per-call id is harmless
         event = {"event": kind, "id": _stable_id(kind, tenant, entity, raw.get("properties"),
                                                  now_ms, index),

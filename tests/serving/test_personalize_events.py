@@ -422,3 +422,17 @@ def test_a_parameter_repeated_in_properties_must_agree(server):
                                   "properties": json.dumps({"userId": "alice", "rating": 2})}])
     event = _interaction(server["home"], "same-user")
     assert (event["user"], event["fields"]) == ("alice", {"rating": 2})
+
+
+def test_a_null_property_of_an_event_is_a_field_without_a_value(server):
+    # an optional schema field the application has no value for, as JSON serializers write it
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", sessionId="null-field", eventList=[
+        {"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT,
+         "properties": json.dumps({"device": None, "rating": 2})}])
+    assert _interaction(server["home"], "null-field")["fields"] == {"rating": 2}
+    # an item's fields are merged by name: a null could not clear one, so it is refused
+    with pytest.raises(events.exceptions.InvalidInputException,
+                       match=r"items\[0\]\.properties\.genre: null"):
+        events.put_items(datasetArn=ARN.format("shop"), items=[
+            {"itemId": "sku-null", "properties": json.dumps({"genre": None})}])
