@@ -178,10 +178,11 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         fields = _fields(props, where)
         source = _attributed(raw, fields, where)
         # from the content: a retried call (botocore resends the same body) gets the same ids,
-        # and two identical events are stored once, as Personalize keeps one of them
+        # and two identical events are stored once, as Personalize keeps one of them (the
+        # attribution only when given, so the ids of events without one stay as they were)
         event_id = _str(raw, "eventId", f"{where}.eventId", False) or _stable_id(
             tracking, session, user, event_type, item, sent_at, raw.get("properties"), value,
-            source)
+            *([source] if source is not None else []))
         who = {"session": session} | ({"user": user} if user else {})
         ranking = recommendation
         if impression:
