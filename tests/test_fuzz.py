@@ -259,7 +259,7 @@ def test_integers_the_log_cannot_hold_are_refused(value):
 def test_deep_properties_are_refused_not_recursed_into():
     deep = "[" * 20_000 + "]" * 20_000
     with pytest.raises(EventError, match="nested deeper"):
-        personalize.put_entities({"datasetArn": "arn:aws:personalize:r:1:dataset/shop/ITEMS",
+        personalize.put_entities({"datasetArn": "arn:aws:personalize:r:1:dataset/shop/USERS",
                                   "users": [{"userId": "u", "properties": deep[:24_000]}]},
                                  "user", 1_767_225_600_000)
 

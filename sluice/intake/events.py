@@ -36,9 +36,13 @@ PUBLIC_EVENT_TYPES = ("item", "user", "ranking", "interaction")
 INTERNAL_EVENT_TYPES = (*PUBLIC_EVENT_TYPES, "recommendation")
 EVENT_ALIASES = {"metadata": "item"}
 
-MAX_STRING_LENGTH = 4096
+MAX_STRING_LENGTH = 20_000  # Personalize's textual item fields (descriptions) hold 20,000
 MAX_FIELD_NAME_LENGTH = 128
 MAX_FIELDS = 128
+# an answer logged back (`recommendation`, internal) carries its counts and the request's
+# context as `context.<name>` fields: Personalize's context holds 150 names of 150 characters
+MAX_ANSWER_FIELDS = MAX_FIELDS + 150
+MAX_ANSWER_FIELD_NAME_LENGTH = len("context.") + 150
 MAX_LIST_LENGTH = 1000
 MAX_RANKING_ITEMS = 1000
 
@@ -73,7 +77,8 @@ def _field_value(value: Any, field: str) -> Any:
     raise EventError(field, f"value must be bool, string, number or list of those, got {kind}")
 
 
-def parse_fields(raw: Any, field: str = "fields") -> dict[str, Any]:
+def parse_fields(raw: Any, field: str = "fields", max_fields: int = MAX_FIELDS,
+                 max_name: int = MAX_FIELD_NAME_LENGTH) -> dict[str, Any]:
     """Metarank `[{"name","value"}]` (or a plain mapping) to a name -> value dict."""
     if raw is None:
         return {}
@@ -87,13 +92,13 @@ def parse_fields(raw: Any, field: str = "fields") -> dict[str, Any]:
             pairs.append((entry["name"], entry["value"]))
     else:
         raise EventError(field, "expected a list of {name, value} or an object")
-    if len(pairs) > MAX_FIELDS:
-        raise EventError(field, f"at most {MAX_FIELDS} fields per event")
+    if len(pairs) > max_fields:
+        raise EventError(field, f"at most {max_fields} fields per event")
     out: dict[str, Any] = {}
     for name, value in pairs:
-        if not isinstance(name, str) or not name or len(name) > MAX_FIELD_NAME_LENGTH:
+        if not isinstance(name, str) or not name or len(name) > max_name:
             raise EventError(field, f"field names are non-empty strings of at most "
-                                    f"{MAX_FIELD_NAME_LENGTH} characters, got {name!r:.40}")
+                                    f"{max_name} characters, got {name!r:.40}")
         out[name] = _field_value(value, f"{field}.{name}")
     return out
 
@@ -216,7 +221,7 @@ def parse_event(
     if kind in ("item", "interaction"):
         event["item"] = check_string(raw, "item", "item", True)
     if kind == "interaction":
-        event["type"] = check_string(raw, "type", "type", True, limit=64)
+        event["type"] = check_string(raw, "type", "type", True)  # Personalize's eventType: 256
         ranking = check_string(raw, "ranking", "ranking", False)
         if ranking is not None:
             event["ranking"] = ranking
@@ -224,7 +229,9 @@ def parse_event(
             event["value"] = check_number(raw["value"], "value")
     if kind in ("ranking", "recommendation"):
         event["items"] = _ranking_items(raw.get("items"), internal=kind == "recommendation")
-    fields = parse_fields(raw.get("fields"))
+    fields = (parse_fields(raw.get("fields"), max_fields=MAX_ANSWER_FIELDS,
+                           max_name=MAX_ANSWER_FIELD_NAME_LENGTH) if kind == "recommendation"
+              else parse_fields(raw.get("fields")))
     if fields:
         event["fields"] = fields
     return event

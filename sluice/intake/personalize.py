@@ -24,9 +24,15 @@ from sluice.vocabulary import MAX_ID_LENGTH, TENANT_RULE, is_tenant
 
 MAX_EVENTS = 10
 MAX_IMPRESSION = 25
+MAX_ATTRIBUTION_SOURCE = 1024
+# botocore's EventAttributionSource: printable ASCII with at least one non-space character
+_ATTRIBUTION = re.compile(r"^[\x20-\x7E]*[\x21-\x7E]+[\x20-\x7E]*$")
+ATTRIBUTION_FIELD = "event_attribution_source"  # metricAttribution, kept as an event field
 MAX_PROPERTIES_DEPTH = 8  # properties are flat (values: scalars or lists); 8 leaves room
 # event keys that may come at the top level or inside `properties` (the guide's examples)
 _LIFTED = ("itemId", "eventValue", "recommendationId", "impression")
+# PutEvents parameters, never schema fields: in properties only as the same value
+_PARAMETERS = ("userId", "sessionId", "eventType", "eventId")
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _ARN = re.compile(r"^arn:([a-z\d-]+):personalize:[^:]*:[^:]*:(?P<resource>.+)$")
 
@@ -88,9 +94,17 @@ def _merged(raw: dict, props: dict[str, Any], key: str, where: str) -> Any:
     return top if top is not None else inner
 
 
-def _fields(props: dict[str, Any]) -> dict[str, Any]:
-    """Schema fields (camelCase keys, text or numbers) as snake_case event fields."""
-    return {snake(k): numeric_text(v) for k, v in props.items()}
+def _fields(props: dict[str, Any], where: str, entity: bool = False) -> dict[str, Any]:
+    """Schema fields (camelCase keys, text or numbers) as snake_case event fields.
+
+    A null (an optional schema field without a value) is left out of an event; an item or a
+    user is refused one, since Sluice merges their fields by name and cannot clear one."""
+    if entity:
+        for key, value in props.items():
+            if value is None:
+                raise EventError(f"{where}.properties.{key}", "null: Sluice keeps the latest "
+                                 "value of each field, so a null cannot clear one; leave it out")
+    return {snake(k): numeric_text(v) for k, v in props.items() if v is not None}
 
 
 def _sent_at(value: Any, field: str) -> int:
@@ -105,11 +119,46 @@ def _stable_id(*parts: Any) -> str:
     return "pe-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def tracking_id(body: dict[str, Any]) -> str | None:
+    """PutEvents' trackingId, checked before it is looked up (a number or a 300-character
+    string is invalid input, not an unknown tracker)."""
+    return _str(body, "trackingId", "trackingId", False)
+
+
+def _attribution(raw: Any, where: str) -> str | None:
+    """`metricAttribution.eventAttributionSource` (botocore's shape), kept as a field."""
+    if raw is None:
+        return None
+    field = f"{where}.metricAttribution"
+    if not isinstance(raw, dict) or set(raw) - {"eventAttributionSource"}:
+        raise EventError(field, "expected an object {eventAttributionSource}")
+    source = raw.get("eventAttributionSource")
+    if not isinstance(source, str) or not _ATTRIBUTION.match(source):
+        raise EventError(f"{field}.eventAttributionSource", "required: printable ASCII with "
+                         "at least one character other than a space")
+    if len(source) > MAX_ATTRIBUTION_SOURCE:
+        raise EventError(f"{field}.eventAttributionSource",
+                         f"longer than {MAX_ATTRIBUTION_SOURCE} characters")
+    return source
+
+
+def _attributed(raw: dict, fields: dict[str, Any], where: str) -> str | None:
+    """metricAttribution's source into `fields` (agreeing with properties if given there)."""
+    source = _attribution(raw.get("metricAttribution"), where)
+    if source is not None:
+        if fields.get(ATTRIBUTION_FIELD, source) != source:
+            raise EventError(f"{where}.metricAttribution.eventAttributionSource",
+                             "differs from eventAttributionSource in properties: send it once, "
+                             "or the same in both")
+        fields[ATTRIBUTION_FIELD] = source
+    return source
+
+
 def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
     """A PutEvents body as internal events; explicit impressions become a ranking event."""
     if not isinstance(body, dict):
         raise EventError("body", "expected a JSON object")
-    tracking_id = _str(body, "trackingId", "trackingId", True)
+    tracking = _str(body, "trackingId", "trackingId", True)
     session = _str(body, "sessionId", "sessionId", True)
     user = _str(body, "userId", "userId", False)
     events_in = body.get("eventList")
@@ -123,17 +172,27 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         event_type = _str(raw, "eventType", f"{where}.eventType", True)
         sent_at = _sent_at(raw.get("sentAt"), f"{where}.sentAt")
         props = _properties(raw.get("properties"), f"{where}.properties", 1024)
+        _parameters_agree(props, {"userId": user, "sessionId": session,
+                                  "eventType": event_type, "eventId": raw.get("eventId")}, where)
         item, value, recommendation, impression = _lifted(raw, props, where)
-        fields = _fields(props)
+        fields = _fields(props, where)
+        source = _attributed(raw, fields, where)
+        # from the content: a retried call (botocore resends the same body) gets the same ids,
+        # and two identical events are stored once, as Personalize keeps one of them (the
+        # attribution only when given, so the ids of events without one stay as they were)
         event_id = _str(raw, "eventId", f"{where}.eventId", False) or _stable_id(
-            tracking_id, session, user, event_type, item, sent_at, raw.get("properties"), value)
+            tracking, session, user, event_type, item, sent_at, raw.get("properties"), value,
+            *([source] if source is not None else []))
         who = {"session": session} | ({"user": user} if user else {})
         ranking = recommendation
         if impression:
             ranking = ranking or f"{event_id}:impression"
             out.append(_checked({"event": "ranking", "id": f"{event_id}:impression",
                                  "timestamp": sent_at, "tenant": tenant, **who,
-                                 "items": [{"id": i} for i in impression]}, where))
+                                 "items": [{"id": i} for i in impression],
+                                 # an event without an item keeps its fields here
+                                 **({"fields": fields} if fields and item is None else {})},
+                                where))
         if item is not None:
             event: dict[str, Any] = {"event": "interaction", "id": event_id, "timestamp": sent_at,
                      "tenant": tenant, **who, "item": item, "type": event_type,
@@ -144,6 +203,15 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
                 event["value"] = float(value)
             out.append(_checked(event, where))
     return out
+
+
+def _parameters_agree(props: dict[str, Any], given: dict[str, Any], where: str) -> None:
+    """userId, sessionId, eventType and eventId in properties (taken out of them) must repeat
+    the parameter: a different value would be kept as a field that names no one."""
+    for key in _PARAMETERS:
+        if key in props and props.pop(key) != given[key]:
+            raise EventError(f"{where}.properties.{key}", f"differs from the {key} parameter "
+                             f"({given[key]!r:.60}): give it once, as the parameter")
 
 
 def _lifted(raw: dict, props: dict[str, Any], where: str) -> tuple[Any, Any, Any, Any]:
@@ -181,8 +249,9 @@ def _outer_name(field: str) -> str:
     return head + dot + rest
 
 
-def dataset_tenant(arn: Any, field: str = "datasetArn") -> str:
-    """`arn:aws:personalize:<region>:<account>:dataset/<dataset group>/<ITEMS|USERS>`."""
+def dataset_tenant(arn: Any, field: str = "datasetArn", dataset: str | None = None) -> str:
+    """`arn:aws:personalize:<region>:<account>:dataset/<dataset group>/<ITEMS|USERS>`; with
+    `dataset` (ITEMS, USERS) the ARN must name that dataset, as PutItems/PutUsers need."""
     if not isinstance(arn, str) or len(arn) > 256:
         raise PersonalizeError(field, "required: a Personalize ARN")
     match = _ARN.match(arn)
@@ -193,6 +262,9 @@ def dataset_tenant(arn: Any, field: str = "datasetArn") -> str:
         raise PersonalizeError(field, "expected .../<kind>/<dataset group name>[/...]")
     if not is_tenant(parts[1]):
         raise PersonalizeError(field, f"dataset group name: {TENANT_RULE}")
+    if dataset is not None and (parts[0] != "dataset" or parts[2:] != [dataset]):
+        raise PersonalizeError(field, f"expected the {dataset} dataset of a dataset group, "
+                               f"arn:aws:personalize:REGION:ACCOUNT:dataset/GROUP/{dataset}")
     return parts[1]
 
 
@@ -210,9 +282,9 @@ def put_entities(body: Any, kind: str, now_ms: int) -> tuple[str, list[dict[str,
     """PutItems (kind 'item') or PutUsers (kind 'user'): (tenant, internal events)."""
     if not isinstance(body, dict):
         raise EventError("body", "expected a JSON object")
-    tenant = dataset_tenant(body.get("datasetArn"))
     key, id_key, max_props = ("items", "itemId", 32000) if kind == "item" else (
         "users", "userId", 24000)
+    tenant = dataset_tenant(body.get("datasetArn"), dataset=key.upper())
     entries = body.get(key)
     if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_EVENTS:
         raise EventError(key, f"a list of 1 to {MAX_EVENTS} {key}")
@@ -224,7 +296,7 @@ def put_entities(body: Any, kind: str, now_ms: int) -> tuple[str, list[dict[str,
         props = _properties(raw.get("properties"), f"{where}.properties", max_props)
         entity = _str({id_key: _merged(raw, props, id_key, where)}, id_key, f"{where}.{id_key}",
                       True)
-        fields = _fields(props)
+        fields = _fields(props, where, entity=True)
         # a retried PutItems re-applies the same values, so a per-call id is harmless
         event = {"event": kind, "id": _stable_id(kind, tenant, entity, raw.get("properties"),
                                                  now_ms, index),

@@ -26,6 +26,7 @@ from sluice.vocabulary import (
 )
 
 MAX_CONTEXT = 32
+MAX_CONTEXT_NAME = 64
 
 
 class RecommendationError(InputError):
@@ -90,18 +91,20 @@ class RecommendationRequest:
     exploration: float = 0.0  # the template's exploration.share (0: off)
 
 
-def parse_context(raw: Any, where: str = "context") -> dict[str, str]:
-    """The request's context (device, page, ...): up to 32 short string values by name.
+def parse_context(raw: Any, where: str = "context", max_names: int = MAX_CONTEXT,
+                  max_name: int = MAX_CONTEXT_NAME) -> dict[str, str]:
+    """The request's context (device, page, ...): up to 32 short string values by name
+    (Personalize's GetRecommendations: 150 names of 150 characters).
 
     It does not change the ranking; it is logged with the answer so that outcomes can be
     read by context."""
     if raw is None:
         return {}
-    if not isinstance(raw, dict) or len(raw) > MAX_CONTEXT:
-        raise RecommendationError(where, f"a map of at most {MAX_CONTEXT} names to strings")
+    if not isinstance(raw, dict) or len(raw) > max_names:
+        raise RecommendationError(where, f"a map of at most {max_names} names to strings")
     for name, value in raw.items():
-        if not isinstance(name, str) or not 0 < len(name) <= 64:
-            raise RecommendationError(where, "names are strings of 1 to 64 characters")
+        if not isinstance(name, str) or not 0 < len(name) <= max_name:
+            raise RecommendationError(where, f"names are strings of 1 to {max_name} characters")
         if not isinstance(value, str) or len(value) > 1000:
             raise RecommendationError(f"{where}.{name}", "a string of at most 1000 characters")
     return dict(raw)

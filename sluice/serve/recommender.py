@@ -75,8 +75,13 @@ class Recommender:
         return lambda item_id: allowed(rules, self.fields(item_id), types.get(item_id, set()))
 
     def rank(self, req: RecommendationRequest, item_ids: list[str]) -> Answer:
-        """Reorder `item_ids` for the user; items the model cannot score keep their order, last."""
+        """Reorder `item_ids` for the user; items the model cannot score keep their order, last.
+        Items the request's filter rules out are left out (as Personalize does)."""
         given = list(dict.fromkeys(item_ids))
+        if req.rules:
+            key = self.state.user_key(self.tenant, req.user_id, req.session_id)
+            passes = self._filter(req.rules, self.state.history(self.tenant, key))
+            given = [i for i in given if passes is None or passes(i)]
         scored, source = self._ranked(req, given) if self.model is not None else ([], "")
         ranked = {i for i, _ in scored}
         slots = [Slot(i, round(score, 6), n + 1, source) for n, (i, score) in enumerate(scored)]

@@ -4,6 +4,7 @@ empty answers. Never a 5xx; every answer that serving logs is an event ingest ac
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import orjson
@@ -135,7 +136,8 @@ def test_every_logged_answer_is_an_event_ingest_accepts(server, tmp_path):
             r = _post(server, "/v1/recommendations", body)
             assert r.status_code == 200, r.text
             sent.append(r.json()["recommendation_id"])
-        else:
+        else:  # botocore's model: a context name holds a letter, a digit or _
+            context = {k: v for k, v in context.items() if re.search(r"[A-Za-z0-9_]", k)}
             body = {"campaignArn": CAMPAIGN, "userId": user, "numResults": 3,
                     "context": context}
             r = _post(server, "/personalize/recommendations", body)
@@ -156,8 +158,6 @@ def test_every_logged_answer_is_an_event_ingest_accepts(server, tmp_path):
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_docs_pages_load_every_asset_from_this_server(server, page):
-    import re
-
     html = httpx.get(f"{server['base']}{page}").text
     urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
     urls += re.findall(r"""url:\s*["']([^"']+)["']""", html)  # the OpenAPI document

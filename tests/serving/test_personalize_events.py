@@ -8,6 +8,7 @@ import time
 import httpx
 import orjson
 import pytest
+from botocore.exceptions import ClientError
 
 from sluice.intake.eventlog import segments
 from tests.utils.auth import WRITE, boto_client
@@ -272,3 +273,175 @@ def test_a_wide_integer_in_a_native_event_field_is_refused_not_rounded(server, b
                                                            "application/json"}, content=body)
     assert r.status_code == 422
     assert r.json()["detail"][0]["field"] == field
+
+
+# --- botocore's model, member by member (an adversarial review with the real clients) -------
+def test_two_identical_events_are_stored_once_as_personalize_keeps_one(server):
+    # the guide: "If you record two events with exactly the same timestamp and identical
+    # properties, Amazon Personalize keeps only one of the events"; without eventId the id
+    # Sluice derives from the content is the same, so ingest keeps one
+    events = boto_client(server["base"], "personalize-events")
+    click = {"eventType": "click", "itemId": "twice", "sentAt": GUIDE_SENT_AT}
+    events.put_events(trackingId="demo-tracking-id", sessionId="twice", eventList=[click, click])
+    ids = [e["id"] for e in logged(server["home"]) if e.get("session") == "twice"]
+    assert len(ids) == 2 and len(set(ids)) == 1
+    other = {**click, "metricAttribution": {"eventAttributionSource": "email"}}
+    events.put_events(trackingId="demo-tracking-id", sessionId="twice", eventList=[other])
+    ids = [e["id"] for e in logged(server["home"]) if e.get("session") == "twice"]
+    assert len(set(ids)) == 2  # a different attribution is a different event
+
+
+def test_metric_attribution_is_kept_as_a_field(server):
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
+        {"eventId": "attributed-1", "eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT,
+         "metricAttribution": {"eventAttributionSource": "email campaign 12"}}])
+    found = {e["id"]: e for e in logged(server["home"])}
+    assert found["attributed-1"]["fields"] == {"event_attribution_source": "email campaign 12"}
+
+
+@pytest.mark.parametrize("source", ["   ", "a" * 1025, "caf\u00e9", "tab\there"])
+def test_an_attribution_source_outside_the_model_is_refused(server, source):
+    events = boto_client(server["base"], "personalize-events")
+    before = len(logged(server["home"]))
+    with pytest.raises(events.exceptions.InvalidInputException) as err:
+        events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
+            {"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT,
+             "metricAttribution": {"eventAttributionSource": source}}])
+    assert "eventList[0].metricAttribution.eventAttributionSource" in str(err.value)
+    assert len(logged(server["home"])) == before
+
+
+def test_an_event_type_as_long_as_the_model_allows_is_accepted(server):
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
+        {"eventId": "long-type", "eventType": "t" * 256, "itemId": "i1", "sentAt": GUIDE_SENT_AT}])
+    assert {e["id"]: e for e in logged(server["home"])}["long-type"]["type"] == "t" * 256
+    with pytest.raises(events.exceptions.InvalidInputException, match="eventList.0..eventType"):
+        events.put_events(trackingId="demo-tracking-id", sessionId="s", eventList=[
+            {"eventType": "t" * 257, "itemId": "i1", "sentAt": GUIDE_SENT_AT}])
+
+
+def test_the_properties_of_an_event_without_an_item_are_kept(server):
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", sessionId="seen-only", eventList=[
+        {"eventType": "view", "sentAt": GUIDE_SENT_AT, "impression": ["i1", "i2"],
+         "properties": json.dumps({"device": "tv"})}])
+    ranking = next(e for e in logged(server["home"]) if e.get("session") == "seen-only")
+    assert ranking["event"] == "ranking" and ranking["fields"] == {"device": "tv"}
+
+
+def test_a_tracking_id_longer_than_the_model_allows_is_invalid_input(server):
+    events = boto_client(server["base"], "personalize-events")
+    with pytest.raises(events.exceptions.InvalidInputException, match="trackingId: length"):
+        events.put_events(trackingId="t" * 257, sessionId="s", eventList=[
+            {"eventType": "click", "itemId": "x", "sentAt": GUIDE_SENT_AT}])
+
+
+@pytest.mark.parametrize(("call", "arn"), [
+    ("put_items", ARN.format("shop").replace("ITEMS", "USERS")),
+    ("put_users", ARN.format("shop")),
+    ("put_items", "arn:aws:personalize:us-east-1:000000000000:dataset/shop"),
+])
+def test_put_items_and_users_need_the_arn_of_their_own_dataset(server, call, arn):
+    events = boto_client(server["base"], "personalize-events")
+    entries = {"items": [{"itemId": "x"}]} if call == "put_items" else {"users": [{"userId": "x"}]}
+    before = len(logged(server["home"]))
+    with pytest.raises(events.exceptions.InvalidInputException, match="datasetArn: expected"):
+        getattr(events, call)(datasetArn=arn, **entries)
+    assert len(logged(server["home"])) == before
+
+
+def test_operations_sluice_does_not_serve_are_refused_by_name(server):
+    events = boto_client(server["base"], "personalize-events")
+    runtime = boto_client(server["base"], "personalize-runtime")
+    calls = {
+        "PutActions": lambda: events.put_actions(
+            datasetArn=ARN.format("shop").replace("ITEMS", "ACTIONS"), actions=[{"actionId": "a"}]),
+        "PutActionInteractions": lambda: events.put_action_interactions(
+            trackingId="demo-tracking-id", actionInteractions=[
+                {"actionId": "a", "sessionId": "s", "timestamp": GUIDE_SENT_AT, "eventType": "x"}]),
+        "GetActionRecommendations": lambda: runtime.get_action_recommendations(
+            campaignArn="arn:aws:personalize:us-east-1:000000000000:campaign/default", userId="u"),
+    }
+    for operation, call in calls.items():
+        with pytest.raises(ClientError) as err:
+            call()
+        error = err.value.response["Error"]
+        assert error["Code"] == "InvalidInputException"
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert error["Message"].startswith(f"{operation}: not supported")
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "nothing"), ("GET", "events"),
+                                              ("PUT", "recommendations")])
+def test_any_other_path_or_method_answers_in_the_aws_shape(server, method, path):
+    r = httpx.request(method, f"{server['base']}/personalize/{path}", headers=WRITE, json={})
+    assert r.status_code == 404
+    assert r.headers["x-amzn-ErrorType"] == "UnknownOperationException"
+    assert r.json()["message"].startswith(f"no Personalize operation {method} /personalize/{path}")
+
+
+def test_an_item_description_as_long_as_personalize_takes_is_accepted(server):
+    # Personalize's textual item fields hold 20,000 characters
+    events = boto_client(server["base"], "personalize-events")
+    text = "a long description " * 1052  # 19,988 characters
+    events.put_items(datasetArn=ARN.format("shop"), items=[
+        {"itemId": "described", "properties": json.dumps({"description": text})}])
+    item = next(e for e in logged(server["home"]) if e["event"] == "item"
+                and e["item"] == "described")
+    assert item["fields"]["description"] == text
+    with pytest.raises(events.exceptions.InvalidInputException,
+                       match=r"items\[0\]\.properties\.description"):
+        events.put_items(datasetArn=ARN.format("shop"), items=[
+            {"itemId": "described", "properties": json.dumps({"description": "x" * 20_001})}])
+
+
+def test_ten_items_whose_properties_botocore_escapes_to_megabytes_are_accepted(server):
+    # 10 x 28,000 characters outside the BMP (within the model's 32,000): botocore writes
+    # each as two \uXXXX escapes, 12 bytes, so the body is about 3.4 MB
+    events = boto_client(server["base"], "personalize-events")
+    properties = json.dumps({f"note{n}": "\U0001F600" * 4000 for n in range(7)},
+                            ensure_ascii=False)
+    assert len(properties) <= 32_000
+    events.put_items(datasetArn=ARN.format("shop"), items=[
+        {"itemId": f"emoji-{n}", "properties": properties} for n in range(10)])
+    stored = {e["item"] for e in logged(server["home"]) if e["event"] == "item"}
+    assert {f"emoji-{n}" for n in range(10)} <= stored
+
+
+def test_a_parameter_repeated_in_properties_must_agree(server):
+    events = boto_client(server["base"], "personalize-events")
+    with pytest.raises(events.exceptions.InvalidInputException,
+                       match=r"eventList\[0\]\.properties\.userId: differs"):
+        events.put_events(trackingId="demo-tracking-id", userId="alice", sessionId="s",
+                          eventList=[{"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT,
+                                      "properties": json.dumps({"userId": "mallory"})}])
+    events.put_events(trackingId="demo-tracking-id", userId="alice", sessionId="same-user",
+                      eventList=[{"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT,
+                                  "properties": json.dumps({"userId": "alice", "rating": 2})}])
+    event = _interaction(server["home"], "same-user")
+    assert (event["user"], event["fields"]) == ("alice", {"rating": 2})
+
+
+def test_a_null_property_of_an_event_is_a_field_without_a_value(server):
+    # an optional schema field the application has no value for, as JSON serializers write it
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", sessionId="null-field", eventList=[
+        {"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT,
+         "properties": json.dumps({"device": None, "rating": 2})}])
+    assert _interaction(server["home"], "null-field")["fields"] == {"rating": 2}
+    # an item's fields are merged by name: a null could not clear one, so it is refused
+    with pytest.raises(events.exceptions.InvalidInputException,
+                       match=r"items\[0\]\.properties\.genre: null"):
+        events.put_items(datasetArn=ARN.format("shop"), items=[
+            {"itemId": "sku-null", "properties": json.dumps({"genre": None})}])
+
+
+def test_derived_ids_of_events_without_attribution_are_those_of_earlier_releases():
+    # a call retried across an upgrade must get the id it got before, or it is stored twice
+    from sluice.intake import personalize
+
+    events = personalize.put_events({"trackingId": "t", "sessionId": "s", "eventList": [
+        {"eventType": "click", "itemId": "i7", "sentAt": 1_767_225_600.25}]}, "default")
+    assert events[0]["id"] == "pe-c97658255efbfb18c44f63991b9b6f5d"

@@ -16,7 +16,6 @@ boto3 client with a wrong secret is refused.
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
@@ -35,7 +34,8 @@ from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import check_id
 from sluice.intake.limits import loads_exact
 from sluice.intake.personalize import PersonalizeError
-from sluice.serve.answers import Answer, RecommendationRequest, parse_context
+from sluice.serve import personalize as runtime
+from sluice.serve.answers import Answer, RecommendationRequest
 from sluice.serve.service import Service
 from sluice.vocabulary import (
     DEFAULT_TENANT,
@@ -48,6 +48,9 @@ from sluice.vocabulary import (
 
 router = APIRouter(prefix="/personalize", tags=["personalize"])
 MAX_BODY_BYTES = 1024 * 1024
+# PutItems/PutUsers: 10 entries of up to 32,000 characters of properties, each character up
+# to 12 bytes once botocore escapes it (one outside the BMP is two \uXXXX escapes)
+MAX_ENTITIES_BODY_BYTES = 4 * 1024 * 1024
 MAX_RANKING_INPUT = 500
 
 
@@ -61,28 +64,36 @@ def _json_body(required: list[str], **properties: Any) -> dict[str, Any]:
 _STR = {"type": "string"}
 _ID = {"type": "string", "minLength": 1, "maxLength": 256}  # the id rule of both APIs
 _LIST = {"type": "array", "items": _STR}
-_DATASET = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
-                                         f"dataset/{TENANT_NAME}/(ITEMS|USERS)$"}
+_DATASET = {kind: {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:"
+                                                f"[0-9]{{12}}:dataset/{TENANT_NAME}/{kind}$"}
+            for kind in ("ITEMS", "USERS")}
 _CAMPAIGN = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
                                           f"campaign/{TENANT_NAME}$"}
+_RECOMMENDER = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:"
+                                             f"[0-9]{{12}}:recommender/{TENANT_NAME}$"}
+_MAP = {"type": "object", "additionalProperties": _STR}
 _PUT_EVENTS = _json_body(
     ["trackingId", "sessionId", "eventList"], trackingId=_STR, sessionId=_ID, userId=_ID,
     eventList={"type": "array", "items": {
         "type": "object", "required": ["eventType", "sentAt"],
         "properties": {"eventId": _STR, "eventType": _STR, "eventValue": {"type": "number"},
                        "itemId": _ID, "sentAt": {"type": "number"}, "properties": _STR,
-                       "recommendationId": _STR, "impression": _LIST}}})
-_ENTITIES = {kind: _json_body(["datasetArn", kind], datasetArn=_DATASET, **{kind: {
+                       "recommendationId": _STR, "impression": _LIST,
+                       "metricAttribution": {"type": "object", "required": [
+                           "eventAttributionSource"], "properties": {
+                               "eventAttributionSource": _STR}}}}})
+_ENTITIES = {kind: _json_body(["datasetArn", kind], datasetArn=_DATASET[kind.upper()], **{kind: {
     "type": "array", "items": {"type": "object", "required": [key],
                                "properties": {key: _STR, "properties": _STR}}}})
     for kind, key in (("items", "itemId"), ("users", "userId"))}
-_GET_RECOMMENDATIONS = _json_body(
-    ["campaignArn"], campaignArn=_CAMPAIGN, userId=_ID, itemId=_ID,
-    numResults={"type": "integer"}, filterArn=_STR,
-    filterValues={"type": "object", "additionalProperties": _STR},
-    context={"type": "object", "additionalProperties": _STR})
+_SHARED = {"context": _MAP, "filterArn": _STR, "filterValues": _MAP, "metadataColumns": {
+    "type": "object", "properties": {"ITEMS": _LIST}, "additionalProperties": False}}
+_GET_RECOMMENDATIONS = _json_body(  # campaignArn or recommenderArn
+    [], campaignArn=_CAMPAIGN, recommenderArn=_RECOMMENDER, userId=_ID, itemId=_ID,
+    numResults={"type": "integer"}, **_SHARED,
+    promotions={"type": "array", "maxItems": 0, "description": "not supported: refused"})
 _GET_RANKING = _json_body(["campaignArn", "userId", "inputList"], campaignArn=_CAMPAIGN,
-                          userId=_ID, inputList=_LIST)
+                          userId=_ID, inputList=_LIST, **_SHARED)
 
 
 def _allowed(principal: Principal | None, action: str, tenant: str | None = None) -> None:
@@ -92,11 +103,11 @@ def _allowed(principal: Principal | None, action: str, tenant: str | None = None
     principal.require(action, tenant)
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def _body(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
     """The request's JSON object (every rest-json operation takes one)."""
     raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise PersonalizeError("body", f"larger than {MAX_BODY_BYTES} bytes")
+    if len(raw) > limit:
+        raise PersonalizeError("body", f"larger than {limit} bytes")
     try:
         body = loads_exact(raw or b"{}")
     except json.JSONDecodeError as exc:
@@ -126,10 +137,7 @@ async def put_events(request: Request, principal: AwsCaller, service: ServiceDep
         _allowed(principal, "write")
     try:
         body = await _body(request)
-        tracking_id = body.get("trackingId")
-        if tracking_id is not None and not isinstance(tracking_id, str):
-            raise PersonalizeError("trackingId",
-                                   f"expected a string, got {type(tracking_id).__name__}")
+        tracking_id = personalize.tracking_id(body)
         tenant = service.trackers.tenant(tracking_id) if tracking_id is not None else None
         if tracking_id is not None and tenant is None:
             raise NotFoundError("trackingId", f"no event tracker {tracking_id!r:.80}")
@@ -152,8 +160,8 @@ async def _put_entities(request: Request, principal: Principal | None, service: 
                         metrics: Metrics, kind: str) -> JSONResponse:
     _allowed(principal, "write")  # no tenant yet: refuse a missing key before parsing
     try:
-        tenant, events = personalize.put_entities(await _body(request), kind,
-                                                  int(time.time() * 1000))
+        body = await _body(request, MAX_ENTITIES_BODY_BYTES)
+        tenant, events = personalize.put_entities(body, kind, int(time.time() * 1000))
     except InputError as exc:
         _rejected(metrics, kind, exc)
         raise
@@ -182,18 +190,38 @@ def _known(service: Service, tenant: str) -> bool:
 
 
 def _tenant(service: Service, body: dict[str, Any], principal: Principal | None) -> str:
-    field = "campaignArn" if body.get("campaignArn") else "recommenderArn"
-    tenant = personalize.dataset_tenant(body.get(field), field)
+    field, tenant = runtime.campaign_tenant(body)
     _allowed(principal, "read", tenant)
     if not _known(service, tenant):
         raise NotFoundError(field, f"no campaign for dataset group {tenant!r}")
     return tenant
 
 
-def _predicted(answer: Answer) -> dict[str, Any]:
-    return {"recommendationId": answer.recommendation_id,
-            "itemList": [{"itemId": s.item_id, "score": s.score,
-                          "reason": [s.recommendation_source]} for s in answer.items]}
+def _predicted(answer: Answer, service: Service, tenant: str,
+               columns: list[str] | None) -> dict[str, Any]:
+    """The answer as botocore's ItemList, with each item's `metadata` when columns were asked."""
+    items: list[dict[str, Any]] = [
+        {"itemId": s.item_id, "score": s.score, "reason": [s.recommendation_source]}
+        for s in answer.items]
+    if columns is not None:
+        fields = service.recommender(tenant).fields
+        for item in items:
+            item["metadata"] = runtime.metadata(fields(item["itemId"]), columns)
+    return {"recommendationId": answer.recommendation_id, "itemList": items}
+
+
+def _request(service: Service, body: dict[str, Any], tenant: str,
+             **given: Any) -> tuple[RecommendationRequest, list[str] | None]:
+    """The request, with what GetRecommendations and GetPersonalizedRanking share checked:
+    the named filter, the context and the metadata columns to return (the second value)."""
+    runtime.refuse_promotions(body.get("promotions"))
+    recommender = service.recommender(tenant)
+    columns = runtime.metadata_columns(body.get("metadataColumns"), lambda: (
+        recommender.known_fields() | set(service.settings.app.events.item_fields)))
+    context = runtime.context(body.get("context"))
+    req = service.request(tenant=tenant, **given, **runtime.filter_args(body))
+    req.context = context  # Personalize's limits, wider than the native API's resolve checks
+    return req, columns
 
 
 @router.post("/recommendations", openapi_extra=_GET_RECOMMENDATIONS)
@@ -206,12 +234,12 @@ async def get_recommendations(request: Request, principal: AwsCaller,
     user, item = check_id(body.get("userId"), "userId"), check_id(body.get("itemId"), "itemId")
     if not user and not item:
         raise PersonalizeError("userId", "userId or itemId is required")
-    req = service.request(
-        tenant=tenant, user_id=user, item_id=item,
+    req, columns = _request(
+        service, body, tenant, user_id=user, item_id=item,
         num_results=service.num_results(body.get("numResults"), "numResults"),
-        template=_template(body, bool(item and not user)),
-        context=parse_context(body.get("context")), **_filter_args(body))
-    return JSONResponse(_predicted(await answers.recommend(service, req)))
+        template=_template(body, bool(item and not user)))
+    answer = await answers.recommend(service, req)
+    return JSONResponse(_predicted(answer, service, tenant, columns))
 
 
 def _template(body: dict[str, Any], item_only: bool) -> str:
@@ -221,26 +249,10 @@ def _template(body: dict[str, Any], item_only: bool) -> str:
     return chosen or (SIMILAR_ITEMS if item_only else PERSONALIZED)
 
 
-def _filter_args(body: dict[str, Any]) -> dict[str, Any]:
-    arn = body.get("filterArn")
-    if not arn:
-        return {}
-    match = re.match(r"^arn:[a-z\d-]+:personalize:[^:]*:[^:]*:filter/(?P<name>[^/]+)$", str(arn))
-    if not match:
-        raise PersonalizeError("filterArn",
-                               "expected arn:aws:personalize:REGION:ACCOUNT:filter/NAME")
-    values = body.get("filterValues") or {}
-    if not isinstance(values, dict) or len(values) > 25 or not all(
-            isinstance(k, str) and isinstance(v, str) and len(v) <= 1000
-            for k, v in values.items()):
-        raise PersonalizeError("filterValues", "a map of up to 25 names to strings")
-    return {"filter_name": match.group("name"), "filter_values": values}
-
-
 @router.post("/personalize-ranking", openapi_extra=_GET_RANKING)
 async def get_personalized_ranking(request: Request, principal: AwsCaller,
                                    service: ServiceDep) -> JSONResponse:
-    """GetPersonalizedRanking: reorder inputList for userId."""
+    """GetPersonalizedRanking: reorder inputList for userId (the filter's items left out)."""
     _allowed(principal, "read")
     body = await _body(request)
     tenant = _tenant(service, body, principal)
@@ -248,7 +260,29 @@ async def get_personalized_ranking(request: Request, principal: AwsCaller,
     if (not isinstance(items, list) or not 1 <= len(items) <= MAX_RANKING_INPUT
             or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_LENGTH for i in items)):
         raise PersonalizeError("inputList", f"a list of 1 to {MAX_RANKING_INPUT} item ids")
-    answer = service.rank(RecommendationRequest(tenant=tenant, user_id=user), items)
-    predicted = _predicted(answer)
+    req, columns = _request(service, body, tenant, user_id=user)
+    answer = service.rank(req, items)
+    predicted = _predicted(answer, service, tenant, columns)
     return JSONResponse({"personalizedRanking": predicted["itemList"],
                          "recommendationId": predicted["recommendationId"]})
+
+
+# operations of botocore's models that Sluice does not serve: refused by name, so a boto3
+# client gets an error it parses (not a bare 404) that says what to use instead
+_UNSUPPORTED = {
+    "actions": "PutActions", "action-interactions": "PutActionInteractions",
+    "action-recommendations": "GetActionRecommendations"}
+_SERVED = ("PutEvents (POST /events), PutItems (/items), PutUsers (/users), GetRecommendations "
+           "(/recommendations), GetPersonalizedRanking (/personalize-ranking)")
+
+
+@router.api_route("/{path:path}", include_in_schema=False,
+                  methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+async def unknown_operation(path: str, request: Request) -> JSONResponse:
+    """Any other path or method under /personalize, in the AWS error shape."""
+    operation = _UNSUPPORTED.get(path.strip("/"))
+    if operation is not None and request.method == "POST":
+        return aws_error("InvalidInputException", f"{operation}: not supported by Sluice, which "
+                         f"has no Actions datasets; it serves {_SERVED}", 400)
+    return aws_error("UnknownOperationException", f"no Personalize operation "
+                     f"{request.method} /personalize/{path:.80}; Sluice serves {_SERVED}", 404)

@@ -1,0 +1,122 @@
+"""Personalize runtime parameters (GetRecommendations, GetPersonalizedRanking), checked against
+botocore's `personalize-runtime` model: which ARN names the campaign, the named filter and its
+values, the context, the item metadata columns to return, and what Sluice refuses on purpose
+(promotions). Each refusal is a `PersonalizeError` naming the parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from sluice.intake.personalize import PersonalizeError, dataset_tenant, snake
+from sluice.serve.answers import parse_context
+
+MAX_FILTER_VALUES = 25
+MAX_FILTER_VALUE = 1000
+MAX_METADATA_COLUMNS = 10  # the Personalize guide's limit (the model's list allows 99)
+MAX_COLUMN_NAME = 150
+MAX_CONTEXT, MAX_CONTEXT_NAME = 150, 150  # botocore's Context map and AttributeName
+_FILTER_ARN = re.compile(r"^arn:[a-z\d-]+:personalize:[^:]*:[^:]*:filter/(?P<name>[^/]+)$")
+# botocore's patterns for these names are not anchored (a Smithy pattern matches anywhere in
+# the value): a name is valid when some character of it is a letter, a digit or `_`
+_NAME_PATTERN = re.compile(r"[A-Za-z\d_]")
+MAX_FILTER_VALUE_NAME = 50
+
+
+def campaign_tenant(body: dict[str, Any]) -> tuple[str, str]:
+    """(the ARN parameter given, the tenant it names): exactly one of campaignArn and
+    recommenderArn, as Personalize takes one or the other."""
+    given = [name for name in ("campaignArn", "recommenderArn") if body.get(name) is not None]
+    if not given:
+        raise PersonalizeError("campaignArn", "required: campaignArn or recommenderArn")
+    if len(given) > 1:
+        raise PersonalizeError("recommenderArn", "give campaignArn or recommenderArn, not both")
+    return given[0], dataset_tenant(body[given[0]], given[0])
+
+
+def filter_args(body: dict[str, Any]) -> dict[str, Any]:
+    """`filterArn` and `filterValues` as the request's named filter (none when not given)."""
+    arn, values = body.get("filterArn"), body.get("filterValues")
+    if arn is None:
+        if values:  # values without a filter would be silently unused
+            raise PersonalizeError("filterValues", "given without filterArn: name the filter "
+                                   "whose placeholders they fill")
+        return {}
+    match = _FILTER_ARN.match(arn) if isinstance(arn, str) and len(arn) <= 256 else None
+    if not match:
+        raise PersonalizeError("filterArn",
+                               "expected arn:aws:personalize:REGION:ACCOUNT:filter/NAME")
+    values = {} if values is None else values
+    if not isinstance(values, dict) or len(values) > MAX_FILTER_VALUES:
+        raise PersonalizeError("filterValues",
+                               f"a map of up to {MAX_FILTER_VALUES} names to strings")
+    for name, value in values.items():
+        if not _NAME_PATTERN.search(name) or len(name) > MAX_FILTER_VALUE_NAME:
+            raise PersonalizeError("filterValues", f"names of at most {MAX_FILTER_VALUE_NAME} "
+                                   f"characters with a letter, digit or _, got {name!r:.60}")
+        if not isinstance(value, str) or len(value) > MAX_FILTER_VALUE:
+            raise PersonalizeError(f"filterValues.{name}",
+                                   f"a string of at most {MAX_FILTER_VALUE} characters")
+    return {"filter_name": match.group("name"), "filter_values": values}
+
+
+def context(raw: Any) -> dict[str, str]:
+    """The request's context as botocore's model allows it: 150 names of up to 150
+    characters, to strings of up to 1,000 (logged with the answer as `context.<name>`)."""
+    parsed = parse_context(raw, max_names=MAX_CONTEXT, max_name=MAX_CONTEXT_NAME)
+    for name in parsed:
+        if not _NAME_PATTERN.search(name):
+            raise PersonalizeError("context", f"names need a letter, digit or _, got {name!r:.60}")
+    return parsed
+
+
+def refuse_promotions(raw: Any) -> None:
+    """Promotions are not served: refused by name rather than answered without them."""
+    if raw:
+        raise PersonalizeError("promotions", "not supported by Sluice: send the request "
+                               "without promotions (a filterArn can include or exclude items)")
+
+
+def metadata_columns(raw: Any, known: Callable[[], set[str]]) -> list[str] | None:
+    """`{"ITEMS": [column, ...]}`: the item fields to return with each item (None: none asked).
+
+    `known` gives the tenant's item field names; a column that is none of them is refused."""
+    if raw is None or raw == {}:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"ITEMS"}:
+        raise PersonalizeError("metadataColumns", 'expected {"ITEMS": [column names]}: item '
+                               "metadata is the only kind Sluice returns")
+    columns = raw["ITEMS"]
+    if not isinstance(columns, list) or len(columns) > MAX_METADATA_COLUMNS:
+        raise PersonalizeError("metadataColumns.ITEMS",
+                               f"a list of at most {MAX_METADATA_COLUMNS} column names")
+    fields = None
+    for index, column in enumerate(columns):
+        where = f"metadataColumns.ITEMS[{index}]"
+        if not isinstance(column, str) or not 0 < len(column) <= MAX_COLUMN_NAME:
+            raise PersonalizeError(where, f"a column name of 1 to {MAX_COLUMN_NAME} characters")
+        fields = known() if fields is None else fields
+        if snake(column) not in fields and column not in fields:
+            raise PersonalizeError(where, f"no item field {column!r:.60} in this dataset group")
+    return columns
+
+
+def metadata(fields: dict[str, Any], columns: list[str]) -> dict[str, str]:
+    """An item's values of `columns` as Personalize returns them: text (lists joined by `|`,
+    as in a Personalize items CSV); a column the item has no value for is left out."""
+    out = {}
+    for column in columns:
+        value = fields.get(snake(column), fields.get(column))
+        if value is not None:
+            out[column] = _text(value)
+    return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return "|".join(_text(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
