@@ -19,6 +19,7 @@ import orjson
 import pandas as pd
 
 from sluice.intake import eventlog, tabular
+from sluice.intake.events import EventError
 
 LANDING_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".csv", ".parquet")
 
@@ -83,9 +84,20 @@ def segment_tail(path: Path | str, seen: tuple[int, str] | None,
 
 
 def landing_files(landing_dir: Path | str) -> list[Path] | list[str]:
-    """Landing files to consider, sorted; hidden path parts and symlinks skipped."""
-    if isinstance(landing_dir, str):
-        return _remote_landing_files(landing_dir)
+    """Landing files to read, sorted; hidden path parts and symlinks skipped."""
+    return landing_listing(landing_dir)[0]
+
+
+def landing_listing(landing_dir: Path | str) -> tuple[list[Any], list[Any]]:
+    """(files to read, other files that are not read: a name without a LANDING_SUFFIXES
+    ending, such as MovieLens' u.data), each sorted; hidden path parts and symlinks skipped."""
+    found = _remote_landing_files(landing_dir) if isinstance(landing_dir, str) \
+        else _local_landing_files(landing_dir)
+    readable = [path for path in found if _name(path).endswith(LANDING_SUFFIXES)]
+    return readable, [path for path in found if not _name(path).endswith(LANDING_SUFFIXES)]
+
+
+def _local_landing_files(landing_dir: Path) -> list[Path]:
     if not landing_dir.exists():
         return []
     root = landing_dir.resolve()
@@ -93,15 +105,13 @@ def landing_files(landing_dir: Path | str) -> list[Path] | list[str]:
     for path in sorted(root.rglob("*")):
         if path.is_symlink() or not path.is_file():
             continue  # a link could point outside the landing folder
-        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-        if hidden or not path.name.endswith(LANDING_SUFFIXES):
-            continue
-        found.append(path)
+        if not any(part.startswith(".") for part in path.relative_to(root).parts):
+            found.append(path)
     return found
 
 
 def _remote_landing_files(url: str) -> list[str]:
-    """Landing files under a URL; hidden path parts skipped (no symlinks on object stores)."""
+    """Files under a URL; hidden path parts skipped (no symlinks on object stores)."""
     from fsspec.core import url_to_fs
 
     fs, root = url_to_fs(url)
@@ -114,9 +124,8 @@ def _remote_landing_files(url: str) -> list[str]:
     found = []
     for path in sorted(listed):
         parts = path[len(root):].strip("/").split("/")
-        if any(part.startswith(".") for part in parts) or not path.endswith(LANDING_SUFFIXES):
-            continue
-        found.append(eventlog.file_url(fs, path))
+        if not any(part.startswith(".") for part in parts):
+            found.append(eventlog.file_url(fs, path))
     return found
 
 
@@ -152,6 +161,8 @@ def _tabular_records(frame: pd.DataFrame, default_tenant: str) -> Iterator[Recor
         text = orjson.dumps(originals[index], default=str).decode()
         try:
             yield index + 2, text, tabular.row_to_event(kind, row, default_tenant)
+        except EventError as exc:  # a column the rule refuses: named, as pandera's are
+            yield index + 2, text, Unparsable(str(exc))
         except (TypeError, ValueError) as exc:
             yield index + 2, text, Unparsable(f"row cannot be read: {exc}")
 

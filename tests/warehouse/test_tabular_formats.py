@@ -1,0 +1,146 @@
+"""Bulk files as users have them: Personalize's dataset CSVs, Parquet written by pandas, and
+the MovieLens layouts that are not Personalize's, loaded into a real DuckDB warehouse.
+
+Every TIMESTAMP column follows the one timestamp rule (epoch seconds or milliseconds by value,
+fractions allowed, ISO-8601, a Parquet timestamp column); a file that is not one of the three
+datasets is refused whole, naming the columns it has; nothing is half-loaded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.warehouse.test_ingest import Env, _by_path
+
+MS_2023 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+
+
+@pytest.fixture
+def env(tmp_path) -> Env:
+    return Env(tmp_path)
+
+
+def _times(env: Env, source: str) -> dict[str, int]:
+    """item -> event_at in epoch ms (event_at is naive UTC)."""
+    return {item: (at - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
+            for item, at in env.rows("select item_id, event_at from raw.events "
+                                     "where source_file like ?", [f"%{source}"])}
+
+
+def test_csv_timestamps_follow_the_one_rule(env):
+    (env.landing / "times.csv").write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n"
+        "u1,seconds,1700000000,click\n"
+        "u1,millis,1700000000123,click\n"
+        "u1,fraction,1700000000.5,click\n"
+        "u1,whole-float,1700000001.0,click\n"
+        "u1,iso,2023-11-14T22:13:20Z,click\n"
+        "u1,iso-offset,2023-11-15T00:13:20.250+02:00,click\n"
+        "u1,iso-naive,2023-11-14 22:13:20,click\n")
+    result = _by_path(env.run())["times.csv"]
+    assert (result.rows_loaded, result.rows_quarantined) == (7, 0)
+    assert _times(env, "times.csv") == {
+        "seconds": MS_2023, "millis": MS_2023 + 123, "fraction": MS_2023 + 500,
+        "whole-float": MS_2023 + 1000, "iso": MS_2023, "iso-offset": MS_2023 + 250,
+        "iso-naive": MS_2023}
+
+
+def test_csv_timestamps_refused_name_the_column_and_the_rule(env):
+    (env.landing / "bad.csv").write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n"
+        "u1,ok,1700000000,click\n"
+        "u1,word,soon,click\n"
+        "u1,micros,1700000000000000,click\n"
+        "u1,empty,,click\n"
+        "u1,old,1970-01-02T00:00:00Z,click\n")
+    result = _by_path(env.run())["bad.csv"]
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 4)
+    reasons = dict(env.rows("select line_number, reason from raw.quarantine"))
+    assert sorted(reasons) == [3, 4, 5, 6]
+    assert all(r.startswith("TIMESTAMP") and "1973-03-03" in r for r in reasons.values())
+    assert "'soon'" in reasons[3] and "microseconds" in reasons[4]
+
+
+def test_parquet_timestamp_columns_are_instants(env):
+    stamps = pd.to_datetime(["2023-11-14T22:13:20.250Z", "2023-11-15T00:13:20+02:00"],
+                            utc=True, format="ISO8601")
+    pd.DataFrame({"USER_ID": ["p1", "p1"], "ITEM_ID": ["aware", "aware-2"],
+                  "TIMESTAMP": stamps, "EVENT_TYPE": "click"}).to_parquet(
+        env.landing / "aware.parquet")
+    pd.DataFrame({"USER_ID": ["p2"], "ITEM_ID": ["naive"],
+                  "TIMESTAMP": [pd.Timestamp("2023-11-14 22:13:20")],
+                  "EVENT_TYPE": "click"}).to_parquet(env.landing / "naive.parquet")
+    pd.DataFrame({"USER_ID": ["p3"], "ITEM_ID": ["float"], "TIMESTAMP": [1700000000.25],
+                  "EVENT_TYPE": "click"}).to_parquet(env.landing / "float.parquet")
+    report = env.run()
+    assert (report.rows_loaded, report.rows_quarantined) == (4, 0)
+    assert _times(env, ".parquet") == {"aware": MS_2023 + 250, "aware-2": MS_2023,
+                                       "naive": MS_2023, "float": MS_2023 + 250}
+
+
+def test_items_creation_timestamp_follows_the_rule_and_names_itself(env):
+    (env.landing / "items.csv").write_text(
+        "ITEM_ID,GENRES,CREATION_TIMESTAMP\n"
+        "i1,Action|Adventure,1700000000.0\n"      # as pandas writes a column with gaps
+        "i2,Comedy,2023-11-14T22:13:20Z\n"
+        "i3,Drama,yesterday\n")
+    result = _by_path(env.run())["items.csv"]
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 1)
+    assert _times(env, "items.csv") == {"i1": MS_2023, "i2": MS_2023}
+    [(line, reason)] = env.rows("select line_number, reason from raw.quarantine")
+    assert line == 4 and reason.startswith("CREATION_TIMESTAMP:") and "yesterday" in reason
+
+
+def test_interactions_without_event_type_are_interactions(env):
+    """Personalize requires USER_ID, ITEM_ID, TIMESTAMP only; EVENT_TYPE is optional."""
+    (env.landing / "interactions.csv").write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP,EVENT_VALUE\nu1,i1,1700000000,4\nu2,i1,1700000001,\n")
+    result = _by_path(env.run())["interactions.csv"]
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 0)
+    assert env.rows("select event_type, user_id, item_id, interaction_type, event_value "
+                    "from raw.events order by user_id") == [
+        ("interaction", "u1", "i1", "interaction", 4.0),
+        ("interaction", "u2", "i1", "interaction", None)]
+
+
+def test_interactions_without_timestamp_refused_whole_naming_it(env):
+    (env.landing / "no-time.csv").write_text("USER_ID,ITEM_ID,EVENT_TYPE\nu1,i1,click\n")
+    result = _by_path(env.run())["no-time.csv"]
+    assert result.status == "unreadable" and result.rows_loaded == 0
+    assert "needs TIMESTAMP" in result.message and "USER_ID, ITEM_ID, EVENT_TYPE" in \
+        result.message
+    assert env.count() == 0
+
+
+def test_movielens_ratings_csv_refused_whole_naming_its_columns(env):
+    """ml-latest-small's ratings.csv is not a Personalize dataset: said so, with its header."""
+    (env.landing / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n")
+    result = _by_path(env.run())["ratings.csv"]
+    assert result.status == "unreadable" and env.count() == 0
+    assert "USER_ID, ITEM_ID, TIMESTAMP" in result.message
+    assert "columns found: userId, movieId, rating, timestamp" in result.message
+
+
+def test_movielens_native_layouts_are_listed_as_not_read(env):
+    """u.data (tab-separated), ml-1m's ratings.dat (`::`) and RecBole's atomic files have no
+    ending ingest reads: the run names each of them instead of passing over them silently."""
+    (env.landing / "u.data").write_text("196\t242\t3\t881250949\n")
+    (env.landing / "ml-1m").mkdir()
+    (env.landing / "ml-1m" / "ratings.dat").write_text("1::1193::5::978300760\n")
+    (env.landing / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n")
+    (env.landing / ".hidden.dat").write_text("not listed\n")
+    (env.landing / "ok.csv").write_text("USER_ID,ITEM_ID,TIMESTAMP\nu1,i1,1700000000\n")
+    report = env.run()
+    expected = [env.landing_path(name) for name in ("ml-1m/ratings.dat", "ml-100k.inter",
+                                                     "u.data")]
+    assert sorted(report.not_read) == sorted(expected)
+    assert sorted(report.summary()["not_read_files"]) == sorted(expected)
+    assert [Path(f.path).name for f in report.files] == ["ok.csv"]
+    assert report.rows_loaded == env.count() == 1
+    assert env.count("raw.manifest", "path like '%u.data'") == 0
