@@ -165,6 +165,8 @@ def _ranking_item(entry: Any, where: str, internal: bool) -> dict[str, Any]:
     item: dict[str, Any] = {"id": check_string(entry, "id", f"{where}.id", True)}
     if entry.get("fields") is not None:
         item["fields"] = parse_fields(entry["fields"], f"{where}.fields")
+    if entry.get("relevancy") is not None:  # Metarank's score of the item in the ranking
+        _relevancy_field(item, check_number(entry["relevancy"], f"{where}.relevancy"), where)
     for key in ("label", "score") if internal else ("label",):
         if entry.get(key) is not None:
             item[key] = check_number(entry[key], f"{where}.{key}")
@@ -183,6 +185,15 @@ def _ranking_item(entry: Any, where: str, internal: bool) -> dict[str, Any]:
                 raise EventError(f"{where}.explored", "expected true or false")
             item["explored"] = entry["explored"]
     return item
+
+
+def _relevancy_field(item: dict[str, Any], value: float, where: str) -> None:
+    """Metarank's `{"id", "relevancy"}` kept as the item's field `relevancy`, the form its
+    later releases write (`fields: [{"name": "relevancy", ...}]`); given both, they agree."""
+    fields = item.setdefault("fields", {})
+    if fields.get("relevancy", value) != value:
+        raise EventError(f"{where}.relevancy", "differs from the item's field `relevancy`")
+    fields["relevancy"] = value
 
 
 def parse_event(
