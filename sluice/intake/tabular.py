@@ -24,6 +24,7 @@ from sluice.intake.events import (
     TIMESTAMP_RULE,
     EventError,
     numeric_text,
+    parse_event,
     parse_timestamp,
 )
 from sluice.vocabulary import MAX_ID_LENGTH
@@ -34,7 +35,7 @@ INTERACTION_COLUMNS = ("USER_ID", "ITEM_ID", "TIMESTAMP")  # as Personalize requ
 UNTYPED_EVENT_TYPE = "interaction"
 _RESERVED = {
     "USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "EVENT_ID", "SESSION_ID",
-    "RECOMMENDATION_ID", "TENANT",
+    "RECOMMENDATION_ID", "TENANT", "IMPRESSION",
 }
 
 CATALOG_EPOCH_MS = EARLIEST_MS  # the earliest accepted instant: undated rows sort first
@@ -207,6 +208,25 @@ def row_to_event(kind: str, row: dict[str, Any], default_tenant: str) -> dict[st
         digest = hashlib.sha1(repr(sorted(row.items())).encode(), usedforsecurity=False)
         event["id"] = f"{kind[:-1]}-{digest.hexdigest()[:20]}"
     return event
+
+
+def row_to_events(kind: str, row: dict[str, Any], default_tenant: str) -> list[dict[str, Any]]:
+    """The row's event, after the ranking event of its IMPRESSION (Personalize's reserved
+    column: the item ids shown, `a|b|c`), as PutEvents turns an event's `impression` into one:
+    id `<event id>:impression`, named by the interaction unless RECOMMENDATION_ID names one."""
+    event = row_to_event(kind, row, default_tenant)
+    shown = _given(row.get("IMPRESSION")) if kind == "interactions" else None
+    if shown is None:
+        return [event]
+    ranking = {"event": "ranking", "id": f"{event['id']}:impression",
+               "timestamp": event["timestamp"], "tenant": event["tenant"],
+               "user": event["user"], "items": [{"id": i} for i in str(shown).split("|") if i]}
+    if "session" in event:
+        ranking["session"] = event["session"]
+    event.setdefault("ranking", ranking["id"])
+    for one in (ranking, event):  # both or neither: a refusal quarantines the row whole
+        parse_event(one, default_tenant)
+    return [ranking, event]
 
 
 def _given(value: Any) -> Any:

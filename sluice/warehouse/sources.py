@@ -160,11 +160,14 @@ def _tabular_records(frame: pd.DataFrame, default_tenant: str) -> Iterator[Recor
     for index, row in zip(good.index, good.to_dict("records"), strict=True):
         text = orjson.dumps(originals[index], default=str).decode()
         try:
-            yield index + 2, text, tabular.row_to_event(kind, row, default_tenant)
+            events = tabular.row_to_events(kind, row, default_tenant)
         except EventError as exc:  # a column the rule refuses: named, as pandera's are
             yield index + 2, text, Unparsable(str(exc))
         except (TypeError, ValueError) as exc:
             yield index + 2, text, Unparsable(f"row cannot be read: {exc}")
+        else:
+            for event in events:
+                yield index + 2, text, event
 
 
 def sha256(path: Path | str) -> str:

@@ -144,3 +144,28 @@ def test_movielens_native_layouts_are_listed_as_not_read(env):
     assert [Path(f.path).name for f in report.files] == ["ok.csv"]
     assert report.rows_loaded == env.count() == 1
     assert env.count("raw.manifest", "path like '%u.data'") == 0
+
+
+def test_impression_column_becomes_the_ranking_putevents_would_record(env):
+    """IMPRESSION is Personalize's reserved column of the item ids shown (`a|b|c`): as with
+    PutEvents' `impression`, a ranking event the interaction names, not a plain field."""
+    (env.landing / "impressions.csv").write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,IMPRESSION,RECOMMENDATION_ID,SESSION_ID,DEVICE\n"
+        "u1,i2,1700000000,click,i1|i2|i3,,s1,tablet\n"
+        "u2,i5,1700000001,click,i4|i5,rec-9,,phone\n"
+        "u3,i6,1700000002,click,,,,phone\n")
+    result = _by_path(env.run())["impressions.csv"]
+    assert (result.rows_loaded, result.rows_quarantined) == (5, 0)
+    rankings = env.rows("select event_id, user_id, session_id, items from raw.events "
+                        "where event_type = 'ranking' order by user_id")
+    clicks = env.rows("select event_id, user_id, ranking_id, fields from raw.events "
+                      "where event_type = 'interaction' order by user_id")
+    assert [(r[1], r[2], r[3]) for r in rankings] == [
+        ("u1", "s1", '[{"id":"i1"},{"id":"i2"},{"id":"i3"}]'),
+        ("u2", None, '[{"id":"i4"},{"id":"i5"}]')]
+    assert rankings[0][0] == f"{clicks[0][0]}:impression" == clicks[0][2]
+    assert rankings[1][0] == f"{clicks[1][0]}:impression" and clicks[1][2] == "rec-9"
+    assert clicks[2][2] is None
+    assert [c[3] for c in clicks] == ['{"device":"tablet"}', '{"device":"phone"}',
+                                      '{"device":"phone"}']
+    assert env.run().rows_loaded == 0
