@@ -86,6 +86,17 @@ def detect_kind(columns: list[str]) -> str:
     )
 
 
+def _unique_columns(columns: list[Any]) -> None:
+    """Column names are read in any case: two that differ only so are one column twice."""
+    seen: dict[str, str] = {}
+    for column in columns:
+        key = str(column).strip().upper()
+        if key in seen:
+            raise ValueError(f"columns {seen[key]!r} and {str(column)!r} are the same column "
+                             f"(names are read in any case): keep one")
+        seen[key] = str(column)
+
+
 def _shown(columns: list[str]) -> str:
     return ", ".join(str(c)[:40] for c in columns[:20]) + (", ..." if len(columns) > 20 else "")
 
@@ -97,6 +108,7 @@ def _snake(name: str) -> str:
 def validate(frame: pd.DataFrame) -> tuple[str, pd.DataFrame, dict[int, str]]:
     """Returns (kind, valid rows, {row index: reason}) for the rows pandera refuses."""
     kind = detect_kind([str(c).strip() for c in frame.columns])
+    _unique_columns(list(frame.columns))
     frame = frame.rename(columns={c: str(c).strip().upper() for c in frame.columns})
     schema = {"interactions": INTERACTIONS, "items": ITEMS, "users": USERS}[kind]
     bad: dict[int, str] = {}

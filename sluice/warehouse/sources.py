@@ -143,9 +143,24 @@ def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Rec
         with _open(path) if isinstance(path, str) else nullcontext(path) as source:
             frame = pd.read_parquet(source) if name.endswith(".parquet") else pd.read_csv(
                 source, dtype=str, keep_default_na=False, na_values=[""])
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"cannot parse {name}: {_not_utf8(path)}") from exc
     except Exception as exc:
         raise UnreadableFile(f"cannot parse {name}: {exc}") from exc
     return _tabular_records(frame, default_tenant), len(frame)
+
+
+def _not_utf8(path: Path | str) -> str:
+    """Where a CSV stops being UTF-8 (pandas names a byte of its buffer, not of the file)."""
+    with _open(path) as handle:
+        data = handle.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return (f"line {line} is not UTF-8 (byte {data[exc.start]:#04x} at offset "
+                f"{exc.start}): save the file as UTF-8")
+    return "not UTF-8: save the file as UTF-8"
 
 
 def _tabular_records(frame: pd.DataFrame, default_tenant: str) -> Iterator[Record]:

@@ -169,3 +169,20 @@ def test_impression_column_becomes_the_ranking_putevents_would_record(env):
     assert [c[3] for c in clicks] == ['{"device":"tablet"}', '{"device":"phone"}',
                                       '{"device":"phone"}']
     assert env.run().rows_loaded == 0
+
+
+def test_a_column_given_twice_in_another_case_is_refused_whole(env):
+    (env.landing / "twice.csv").write_text("USER_ID,ITEM_ID,TIMESTAMP,user_id\nu,i,1700000000,v\n")
+    result = _by_path(env.run())["twice.csv"]
+    assert result.status == "unreadable" and env.count() == 0
+    assert "'USER_ID' and 'user_id' are the same column" in result.message
+
+
+def test_a_csv_that_is_not_utf8_is_refused_naming_the_line(env):
+    """MovieLens-100k's own u.item is Latin-1: a CSV made from it without re-encoding."""
+    (env.landing / "items.csv").write_bytes(
+        "ITEM_ID,TITLE\n1,Toy Story (1995)\n2,Les Misérables (1995)\n".encode("latin-1"))
+    result = _by_path(env.run())["items.csv"]
+    assert result.status == "unreadable" and env.count() == 0
+    assert "line 3 is not UTF-8 (byte 0xe9" in result.message
+    assert "save the file as UTF-8" in result.message
