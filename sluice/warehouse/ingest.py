@@ -69,12 +69,9 @@ class Ingestor:
                 known = size if eventlog.is_url(path) else None
                 report.files.append(_load_segment(loader, path, seen, known))
             readable, not_read = sources.landing_listing(self.landing_dir)
-            report.not_read = [str(path) for path in not_read]
+            report.not_read = [str(path) for path in not_read]  # the flow warns of each
             for path in readable:
                 report.files.append(self._load_landing(loader, path, manifest.get(str(path))))
-        for path in report.not_read:
-            log.warning("landing file %s is not read: only %s files are", path,
-                        ", ".join(LANDING_SUFFIXES))
         return report
 
     def _load_landing(self, loader: FileLoader, path: Path | str, seen: Seen) -> FileResult:

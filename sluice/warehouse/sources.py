@@ -6,6 +6,7 @@ each into an event or a quarantine row. Paths are local `Path`s or fsspec URLs.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import zlib
@@ -138,6 +139,7 @@ def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Rec
                 data = handle.read()
         except (OSError, EOFError, zlib.error) as exc:
             raise UnreadableFile(f"cannot read {name}: {exc}") from exc
+        data = data.removeprefix(codecs.BOM_UTF8)  # as Windows tools save UTF-8 (RFC 8259 §8.1)
         return json_lines(data, 1), data.count(b"\n") + (not data.endswith(b"\n"))
     try:
         with _open(path) if isinstance(path, str) else nullcontext(path) as source:

@@ -1,5 +1,6 @@
-"""Bulk files as users have them: Personalize's dataset CSVs, Parquet written by pandas, and
-the MovieLens layouts that are not Personalize's, loaded into a real DuckDB warehouse.
+"""Landing files as users have them: Personalize's dataset CSVs, Parquet written by pandas,
+the MovieLens layouts that are not Personalize's, JSON Lines from Windows tools, loaded into a
+real DuckDB warehouse.
 
 Every TIMESTAMP column follows the one timestamp rule (epoch seconds or milliseconds by value,
 fractions allowed, ISO-8601, a Parquet timestamp column); a file that is not one of the three
@@ -186,3 +187,14 @@ def test_a_csv_that_is_not_utf8_is_refused_naming_the_line(env):
     assert result.status == "unreadable" and env.count() == 0
     assert "line 3 is not UTF-8 (byte 0xe9" in result.message
     assert "save the file as UTF-8" in result.message
+
+
+def test_json_lines_saved_with_a_byte_order_mark_load_whole(env):
+    """Windows tools save UTF-8 with a BOM; JSON readers may ignore it (RFC 8259 §8.1)."""
+    lines = "".join(
+        f'{{"event": "interaction", "id": "e{n}", "timestamp": "1599391467000", '
+        f'"user": "u", "item": "i{n}", "type": "click"}}\r\n' for n in range(2))
+    (env.landing / "events.jsonl").write_bytes(b"\xef\xbb\xbf" + lines.encode())
+    result = _by_path(env.run())["events.jsonl"]
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 0)
+    assert env.ids() == ["e0", "e1"]
