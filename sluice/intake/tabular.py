@@ -109,7 +109,8 @@ def validate(frame: pd.DataFrame) -> tuple[str, pd.DataFrame, dict[int, str]]:
     """Returns (kind, valid rows, {row index: reason}) for the rows pandera refuses."""
     kind = detect_kind([str(c).strip() for c in frame.columns])
     _unique_columns(list(frame.columns))
-    frame = frame.rename(columns={c: str(c).strip().upper() for c in frame.columns})
+    frame = _whole_number_ids(
+        frame.rename(columns={c: str(c).strip().upper() for c in frame.columns}))
     schema = {"interactions": INTERACTIONS, "items": ITEMS, "users": USERS}[kind]
     bad: dict[int, str] = {}
     if kind == "interactions":
@@ -125,6 +126,23 @@ def validate(frame: pd.DataFrame) -> tuple[str, pd.DataFrame, dict[int, str]]:
             bad.update((row, reason) for row, reason in found.items() if row not in bad)
             good = frame.drop(index=list(bad))
     return kind, schema.validate(good), bad
+
+
+_ID_COLUMNS = ("USER_ID", "ITEM_ID", "SESSION_ID", "EVENT_ID", "RECOMMENDATION_ID")
+
+
+def _whole_number_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """An id column of floats holding whole numbers (pandas writes an integer column with a
+    gap so, e.g. to Parquet) as those integers: user 196 is "196", never "196.0"."""
+    for name in _ID_COLUMNS:
+        column = frame.get(name)
+        if column is None or not pd.api.types.is_float_dtype(column):
+            continue
+        known = column.dropna()
+        if (known == known.round()).all() and (known.abs() < 2**53).all():
+            frame = frame.assign(**{name: column.astype("Int64").astype(object).where(
+                column.notna(), None).map(lambda v: None if v is None else str(v))})
+    return frame
 
 
 def _with_epoch_timestamps(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, str]]:

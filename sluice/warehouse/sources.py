@@ -149,7 +149,12 @@ def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Rec
         raise UnreadableFile(f"cannot parse {name}: {_not_utf8(path)}") from exc
     except Exception as exc:
         raise UnreadableFile(f"cannot parse {name}: {exc}") from exc
-    return _tabular_records(frame, default_tenant), len(frame)
+    # a Parquet file keeps the index pandas wrote: a named one is a column (set_index), an
+    # unnamed one is positions of some other frame (repeated after a concat): rows by position
+    named = any(level is not None for level in frame.index.names)
+    frame = frame.reset_index(drop=not named)
+    first = 1 if name.endswith(".parquet") else 2  # a CSV's line 1 is its header
+    return _tabular_records(frame, default_tenant, first), len(frame)
 
 
 def _not_utf8(path: Path | str) -> str:
@@ -165,26 +170,29 @@ def _not_utf8(path: Path | str) -> str:
     return "not UTF-8: save the file as UTF-8"
 
 
-def _tabular_records(frame: pd.DataFrame, default_tenant: str) -> Iterator[Record]:
+def _tabular_records(frame: pd.DataFrame, default_tenant: str,
+                     first: int = 2) -> Iterator[Record]:
+    """Refused rows, then events; numbered `first` + the row's position (CSV lines, or
+    Parquet rows counted from 1)."""
     try:
         kind, good, bad = tabular.validate(frame)
     except ValueError as exc:
         raise UnreadableFile(str(exc)) from exc
     originals = frame.to_dict("index")
     for index, reason in sorted(bad.items()):
-        yield index + 2, orjson.dumps(originals[index], default=str).decode(), Unparsable(
+        yield index + first, orjson.dumps(originals[index], default=str).decode(), Unparsable(
             reason)
     for index, row in zip(good.index, good.to_dict("records"), strict=True):
         text = orjson.dumps(originals[index], default=str).decode()
         try:
             events = tabular.row_to_events(kind, row, default_tenant)
         except EventError as exc:  # a column the rule refuses: named, as pandera's are
-            yield index + 2, text, Unparsable(str(exc))
+            yield index + first, text, Unparsable(str(exc))
         except (TypeError, ValueError) as exc:
-            yield index + 2, text, Unparsable(f"row cannot be read: {exc}")
+            yield index + first, text, Unparsable(f"row cannot be read: {exc}")
         else:
             for event in events:
-                yield index + 2, text, event
+                yield index + first, text, event
 
 
 def sha256(path: Path | str) -> str:

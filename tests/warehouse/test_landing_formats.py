@@ -198,3 +198,33 @@ def test_json_lines_saved_with_a_byte_order_mark_load_whole(env):
     result = _by_path(env.run())["events.jsonl"]
     assert (result.rows_loaded, result.rows_quarantined) == (2, 0)
     assert env.ids() == ["e0", "e1"]
+
+
+def _movielens_frame() -> pd.DataFrame:
+    """Three ratings as pandas holds them when a user id is missing: ids become floats."""
+    return pd.DataFrame({"USER_ID": [196.0, None, 7.0], "ITEM_ID": [242, 1, 3],
+                         "TIMESTAMP": [881250949, 881250950, 881250951],
+                         "EVENT_TYPE": "rating"})
+
+
+def test_parquet_float_ids_are_the_integers_pandas_meant(env):
+    _movielens_frame().to_parquet(env.landing / "gaps.parquet")
+    result = _by_path(env.run())["gaps.parquet"]
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 1)
+    assert env.rows("select user_id, item_id from raw.events order by item_id") == [
+        ("196", "242"), ("7", "3")]
+    [(row, reason)] = env.rows("select line_number, reason from raw.quarantine")
+    assert row == 2 and reason.startswith("USER_ID")  # Parquet rows are counted from 1
+
+
+def test_parquet_with_a_repeated_or_named_index_loads_by_row(env):
+    """pandas writes its index into Parquet: after a concat it repeats, after set_index it is
+    a column. Neither stops the run (a repeated index made every ingest fail)."""
+    frame = _movielens_frame().dropna()
+    pd.concat([frame, frame.assign(ITEM_ID=[5, 6])]).to_parquet(env.landing / "concat.parquet")
+    frame.assign(ITEM_ID=[8, 9]).set_index("USER_ID").to_parquet(env.landing / "named.parquet")
+    report = env.run()
+    assert {Path(f.path).name: (f.status, f.rows_loaded) for f in report.files} == {
+        "concat.parquet": ("loaded", 4), "named.parquet": ("loaded", 2)}
+    assert sorted(env.rows("select user_id, item_id from raw.events")) == [
+        ("196", "242"), ("196", "5"), ("196", "8"), ("7", "3"), ("7", "6"), ("7", "9")]
