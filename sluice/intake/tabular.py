@@ -115,17 +115,27 @@ def validate(frame: pd.DataFrame) -> tuple[str, pd.DataFrame, dict[int, str]]:
     bad: dict[int, str] = {}
     if kind == "interactions":
         frame, bad = _with_epoch_timestamps(frame)
+    bad = _list_ids(frame) | bad
     good = frame.drop(index=list(bad))
     for _ in range(len(schema.columns) + 1):  # a failed coercion hides that column's checks
+        if good.empty:
+            return kind, good, bad  # every row refused, each with its reason
         try:
             return kind, schema.validate(good, lazy=True), bad
         except pa.errors.SchemaErrors as exc:
             found = _failed_rows(exc.failure_cases)
-            if not found.keys() - bad.keys():
-                raise  # a failure no row can be blamed for (a missing column)
+            if not found.keys() - bad.keys():  # a failure no row can be blamed for
+                raise ValueError(_column_failures(exc.failure_cases)) from None
             bad.update((row, reason) for row, reason in found.items() if row not in bad)
             good = frame.drop(index=list(bad))
     return kind, schema.validate(good), bad
+
+
+def _column_failures(cases: pd.DataFrame) -> str:
+    """What a file's columns break, when no row is to blame (e.g. a column of lists)."""
+    failures = {f"{row.column}: {row.check} (got {row.failure_case!r:.60})"
+                for row in cases.itertuples() if pd.isna(row.index)}
+    return "; ".join(sorted(failures)) or "the file does not fit its dataset's schema"
 
 
 _ID_COLUMNS = ("USER_ID", "ITEM_ID", "SESSION_ID", "EVENT_ID", "RECOMMENDATION_ID")
@@ -143,6 +153,19 @@ def _whole_number_ids(frame: pd.DataFrame) -> pd.DataFrame:
             frame = frame.assign(**{name: column.astype("Int64").astype(object).where(
                 column.notna(), None).map(lambda v: None if v is None else str(v))})
     return frame
+
+
+def _list_ids(frame: pd.DataFrame) -> dict[int, str]:
+    """Rows whose id is a list (a Parquet list column): refused, not written as "['a']"."""
+    bad: dict[int, str] = {}
+    for name in _ID_COLUMNS:
+        column = frame.get(name)
+        if column is not None and column.dtype == object:
+            for index, value in column.items():
+                if isinstance(value, list | tuple | np.ndarray | dict):
+                    bad.setdefault(int(index), f"{name}: expected a string, got "
+                                               f"{type(value).__name__}")
+    return bad
 
 
 def _with_epoch_timestamps(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, str]]:
@@ -200,7 +223,9 @@ def _fields(row: dict[str, Any]) -> dict[str, Any]:
     for key, value in row.items():
         if key in _RESERVED or value is None or (isinstance(value, float) and pd.isna(value)):
             continue
-        if isinstance(value, str) and "|" in value:
+        if isinstance(value, np.ndarray | list | tuple):  # a Parquet list column
+            value = [v.item() if hasattr(v, "item") else v for v in value]
+        elif isinstance(value, str) and "|" in value:
             value = [v for v in value.split("|") if v]  # Personalize categorical lists
         else:
             value = numeric_text(value)

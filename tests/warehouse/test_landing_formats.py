@@ -228,3 +228,36 @@ def test_parquet_with_a_repeated_or_named_index_loads_by_row(env):
         "concat.parquet": ("loaded", 4), "named.parquet": ("loaded", 2)}
     assert sorted(env.rows("select user_id, item_id from raw.events")) == [
         ("196", "242"), ("196", "5"), ("196", "8"), ("7", "3"), ("7", "6"), ("7", "9")]
+
+
+def test_parquet_list_and_boolean_columns_are_list_and_boolean_fields(env):
+    pd.DataFrame({"ITEM_ID": ["i1", "i2"], "GENRES": [["drama", "war"], ["comedy"]],
+                  "IN_STOCK": [True, False], "PRICE": [9.5, None]}).to_parquet(
+        env.landing / "items.parquet")
+    result = _by_path(env.run())["items.parquet"]
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 0)
+    assert env.rows("select item_id, fields from raw.events order by item_id") == [
+        ("i1", '{"genres":["drama","war"],"in_stock":true,"price":9.5}'),
+        ("i2", '{"genres":["comedy"],"in_stock":false}')]
+
+
+def test_parquet_columns_of_the_wrong_shape_are_refused_and_the_run_goes_on(env):
+    """A column of lists where an id or EVENT_VALUE goes: refused with the column named,
+    never a traceback that stops every file's ingest."""
+    pd.DataFrame({"USER_ID": [["a"], ["b", "c"]], "ITEM_ID": ["i1", "i2"],
+                  "TIMESTAMP": [1700000000, 1700000001]}).to_parquet(env.landing / "ids.parquet")
+    pd.DataFrame({"USER_ID": ["u1", "u2"], "ITEM_ID": ["i1", "i2"],
+                  "TIMESTAMP": [1700000000, 1700000001],
+                  "EVENT_VALUE": [[1.0, 2.0], [3.0]]}).to_parquet(env.landing / "values.parquet")
+    (env.landing / "z.csv").write_text("USER_ID,ITEM_ID,TIMESTAMP\nu9,i9,1700000009\n")
+    by_path = _by_path(env.run())
+    assert (by_path["ids.parquet"].rows_loaded, by_path["ids.parquet"].rows_quarantined) == (
+        0, 2)
+    assert env.rows("select line_number, reason from raw.quarantine where source_file like "
+                    "'%ids.parquet' order by 1") == [
+        (1, "USER_ID: expected a string, got ndarray"),
+        (2, "USER_ID: expected a string, got ndarray")]
+    assert by_path["values.parquet"].status == "unreadable"
+    assert by_path["values.parquet"].message.startswith("EVENT_VALUE:")
+    assert by_path["z.csv"].rows_loaded == 1
+    assert env.rows("select user_id from raw.events") == [("u9",)]
