@@ -41,6 +41,7 @@ MAX_FIELD_NAME_LENGTH = 128
 MAX_FIELDS = 128
 MAX_LIST_LENGTH = 1000
 MAX_RANKING_ITEMS = 1000
+MAX_TYPE_LENGTH = 256  # an interaction's type: Personalize's eventType allows 256 characters
 
 
 def _field_value(value: Any, field: str) -> Any:
@@ -227,7 +228,7 @@ def parse_event(
     if kind in ("item", "interaction"):
         event["item"] = check_string(raw, "item", "item", True)
     if kind == "interaction":
-        event["type"] = check_string(raw, "type", "type", True, limit=64)
+        event["type"] = check_string(raw, "type", "type", True, limit=MAX_TYPE_LENGTH)
         ranking = check_string(raw, "ranking", "ranking", False)
         if ranking is not None:
             event["ranking"] = ranking

@@ -261,3 +261,13 @@ def test_parquet_columns_of_the_wrong_shape_are_refused_and_the_run_goes_on(env)
     assert by_path["values.parquet"].message.startswith("EVENT_VALUE:")
     assert by_path["z.csv"].rows_loaded == 1
     assert env.rows("select user_id from raw.events") == [("u9",)]
+
+
+def test_event_type_up_to_256_characters_as_personalize_allows(env):
+    (env.landing / "types.csv").write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n"
+        f"u1,i1,1700000000,{'t' * 256}\nu1,i2,1700000000,{'t' * 257}\n")
+    result = _by_path(env.run())["types.csv"]
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
+    [(reason,)] = env.rows("select reason from raw.quarantine")
+    assert reason.startswith("EVENT_TYPE: str_length(1, 256)")
