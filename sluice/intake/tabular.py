@@ -74,17 +74,17 @@ def detect_kind(columns: list[str]) -> str:
     if {"USER_ID", "ITEM_ID"} <= upper:
         missing = [c for c in INTERACTION_COLUMNS if c not in upper]
         if missing:
-            raise ValueError(f"an interactions file (USER_ID and ITEM_ID) needs "
-                             f"{', '.join(missing)} too; columns found: {_shown(columns)}")
+            raise ValueError(f"missing columns: an interactions file (USER_ID and ITEM_ID) "
+                             f"needs {', '.join(missing)} too; found {_shown(columns)}")
         return "interactions"
     if "ITEM_ID" in upper:
         return "items"
     if "USER_ID" in upper:
         return "users"
     raise ValueError(
-        "unrecognised columns: an interactions file needs USER_ID, ITEM_ID, TIMESTAMP "
-        "(EVENT_TYPE, EVENT_VALUE optional); an items file ITEM_ID; a users file USER_ID; "
-        f"columns found: {_shown(columns)}"
+        f"unrecognised columns: found {_shown(columns)}; an interactions file needs USER_ID, "
+        "ITEM_ID, TIMESTAMP (EVENT_TYPE, EVENT_VALUE optional), an items file ITEM_ID, a "
+        "users file USER_ID"
     )
 
 
