@@ -45,6 +45,7 @@ MAX_ANSWER_FIELDS = MAX_FIELDS + 150
 MAX_ANSWER_FIELD_NAME_LENGTH = len("context.") + 150
 MAX_LIST_LENGTH = 1000
 MAX_RANKING_ITEMS = 1000
+MAX_TYPE_LENGTH = 256  # an interaction's type: Personalize's eventType allows 256 characters
 
 
 def _field_value(value: Any, field: str) -> Any:
@@ -170,6 +171,8 @@ def _ranking_item(entry: Any, where: str, internal: bool) -> dict[str, Any]:
     item: dict[str, Any] = {"id": check_string(entry, "id", f"{where}.id", True)}
     if entry.get("fields") is not None:
         item["fields"] = parse_fields(entry["fields"], f"{where}.fields")
+    if entry.get("relevancy") is not None:  # Metarank's score of the item in the ranking
+        _relevancy_field(item, check_number(entry["relevancy"], f"{where}.relevancy"), where)
     for key in ("label", "score") if internal else ("label",):
         if entry.get(key) is not None:
             item[key] = check_number(entry[key], f"{where}.{key}")
@@ -188,6 +191,15 @@ def _ranking_item(entry: Any, where: str, internal: bool) -> dict[str, Any]:
                 raise EventError(f"{where}.explored", "expected true or false")
             item["explored"] = entry["explored"]
     return item
+
+
+def _relevancy_field(item: dict[str, Any], value: float, where: str) -> None:
+    """Metarank's `{"id", "relevancy"}` kept as the item's field `relevancy`, the form its
+    later releases write (`fields: [{"name": "relevancy", ...}]`); given both, they agree."""
+    fields = item.setdefault("fields", {})
+    if fields.get("relevancy", value) != value:
+        raise EventError(f"{where}.relevancy", "differs from the item's field `relevancy`")
+    fields["relevancy"] = value
 
 
 def parse_event(
@@ -221,7 +233,7 @@ def parse_event(
     if kind in ("item", "interaction"):
         event["item"] = check_string(raw, "item", "item", True)
     if kind == "interaction":
-        event["type"] = check_string(raw, "type", "type", True)  # Personalize's eventType: 256
+        event["type"] = check_string(raw, "type", "type", True, limit=MAX_TYPE_LENGTH)
         ranking = check_string(raw, "ranking", "ranking", False)
         if ranking is not None:
             event["ranking"] = ranking

@@ -79,7 +79,7 @@ def _from_iso(text: str, field: str) -> int:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise EventError(field, f"{text[:64]!r} is not ISO-8601 nor an epoch number") from None
+        raise EventError(field, f"{text[:64]!r} is not a time: {TIMESTAMP_RULE}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return _in_range((moment - _EPOCH) // timedelta(milliseconds=1), field, repr(text))

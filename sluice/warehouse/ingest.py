@@ -68,7 +68,9 @@ class Ingestor:
                 # an object's size from the listing spares a request; a local file may grow
                 known = size if eventlog.is_url(path) else None
                 report.files.append(_load_segment(loader, path, seen, known))
-            for path in sources.landing_files(self.landing_dir):
+            readable, not_read = sources.landing_listing(self.landing_dir)
+            report.not_read = [str(path) for path in not_read]  # the flow warns of each
+            for path in readable:
                 report.files.append(self._load_landing(loader, path, manifest.get(str(path))))
         return report
 

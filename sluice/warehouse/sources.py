@@ -6,6 +6,7 @@ each into an event or a quarantine row. Paths are local `Path`s or fsspec URLs.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import zlib
@@ -19,6 +20,7 @@ import orjson
 import pandas as pd
 
 from sluice.intake import eventlog, tabular
+from sluice.intake.events import EventError
 
 LANDING_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".csv", ".parquet")
 
@@ -83,9 +85,20 @@ def segment_tail(path: Path | str, seen: tuple[int, str] | None,
 
 
 def landing_files(landing_dir: Path | str) -> list[Path] | list[str]:
-    """Landing files to consider, sorted; hidden path parts and symlinks skipped."""
-    if isinstance(landing_dir, str):
-        return _remote_landing_files(landing_dir)
+    """Landing files to read, sorted; hidden path parts and symlinks skipped."""
+    return landing_listing(landing_dir)[0]
+
+
+def landing_listing(landing_dir: Path | str) -> tuple[list[Any], list[Any]]:
+    """(files to read, other files that are not read: a name without a LANDING_SUFFIXES
+    ending, such as MovieLens' u.data), each sorted; hidden path parts and symlinks skipped."""
+    found = _remote_landing_files(landing_dir) if isinstance(landing_dir, str) \
+        else _local_landing_files(landing_dir)
+    readable = [path for path in found if _name(path).endswith(LANDING_SUFFIXES)]
+    return readable, [path for path in found if not _name(path).endswith(LANDING_SUFFIXES)]
+
+
+def _local_landing_files(landing_dir: Path) -> list[Path]:
     if not landing_dir.exists():
         return []
     root = landing_dir.resolve()
@@ -93,15 +106,13 @@ def landing_files(landing_dir: Path | str) -> list[Path] | list[str]:
     for path in sorted(root.rglob("*")):
         if path.is_symlink() or not path.is_file():
             continue  # a link could point outside the landing folder
-        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-        if hidden or not path.name.endswith(LANDING_SUFFIXES):
-            continue
-        found.append(path)
+        if not any(part.startswith(".") for part in path.relative_to(root).parts):
+            found.append(path)
     return found
 
 
 def _remote_landing_files(url: str) -> list[str]:
-    """Landing files under a URL; hidden path parts skipped (no symlinks on object stores)."""
+    """Files under a URL; hidden path parts skipped (no symlinks on object stores)."""
     from fsspec.core import url_to_fs
 
     fs, root = url_to_fs(url)
@@ -114,9 +125,8 @@ def _remote_landing_files(url: str) -> list[str]:
     found = []
     for path in sorted(listed):
         parts = path[len(root):].strip("/").split("/")
-        if any(part.startswith(".") for part in parts) or not path.endswith(LANDING_SUFFIXES):
-            continue
-        found.append(eventlog.file_url(fs, path))
+        if not any(part.startswith(".") for part in parts):
+            found.append(eventlog.file_url(fs, path))
     return found
 
 
@@ -129,31 +139,60 @@ def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Rec
                 data = handle.read()
         except (OSError, EOFError, zlib.error) as exc:
             raise UnreadableFile(f"cannot read {name}: {exc}") from exc
+        data = data.removeprefix(codecs.BOM_UTF8)  # as Windows tools save UTF-8 (RFC 8259 §8.1)
         return json_lines(data, 1), data.count(b"\n") + (not data.endswith(b"\n"))
     try:
         with _open(path) if isinstance(path, str) else nullcontext(path) as source:
             frame = pd.read_parquet(source) if name.endswith(".parquet") else pd.read_csv(
                 source, dtype=str, keep_default_na=False, na_values=[""])
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"cannot parse {name}: {_not_utf8(path)}") from exc
     except Exception as exc:
         raise UnreadableFile(f"cannot parse {name}: {exc}") from exc
-    return _tabular_records(frame, default_tenant), len(frame)
+    # a Parquet file keeps the index pandas wrote: a named one is a column (set_index), an
+    # unnamed one is positions of some other frame (repeated after a concat): rows by position
+    named = any(level is not None for level in frame.index.names)
+    frame = frame.reset_index(drop=not named)
+    first = 1 if name.endswith(".parquet") else 2  # a CSV's line 1 is its header
+    return _tabular_records(frame, default_tenant, first), len(frame)
 
 
-def _tabular_records(frame: pd.DataFrame, default_tenant: str) -> Iterator[Record]:
+def _not_utf8(path: Path | str) -> str:
+    """Where a CSV stops being UTF-8 (pandas names a byte of its buffer, not of the file)."""
+    with _open(path) as handle:
+        data = handle.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return (f"line {line} is not UTF-8 (byte {data[exc.start]:#04x} at offset "
+                f"{exc.start}): save the file as UTF-8")
+    return "not UTF-8: save the file as UTF-8"
+
+
+def _tabular_records(frame: pd.DataFrame, default_tenant: str,
+                     first: int = 2) -> Iterator[Record]:
+    """Refused rows, then events; numbered `first` + the row's position (CSV lines, or
+    Parquet rows counted from 1)."""
     try:
         kind, good, bad = tabular.validate(frame)
     except ValueError as exc:
         raise UnreadableFile(str(exc)) from exc
     originals = frame.to_dict("index")
     for index, reason in sorted(bad.items()):
-        yield index + 2, orjson.dumps(originals[index], default=str).decode(), Unparsable(
+        yield index + first, orjson.dumps(originals[index], default=str).decode(), Unparsable(
             reason)
     for index, row in zip(good.index, good.to_dict("records"), strict=True):
         text = orjson.dumps(originals[index], default=str).decode()
         try:
-            yield index + 2, text, tabular.row_to_event(kind, row, default_tenant)
+            events = tabular.row_to_events(kind, row, default_tenant)
+        except EventError as exc:  # a column the rule refuses: named, as pandera's are
+            yield index + first, text, Unparsable(str(exc))
         except (TypeError, ValueError) as exc:
-            yield index + 2, text, Unparsable(f"row cannot be read: {exc}")
+            yield index + first, text, Unparsable(f"row cannot be read: {exc}")
+        else:
+            for event in events:
+                yield index + first, text, event
 
 
 def sha256(path: Path | str) -> str:

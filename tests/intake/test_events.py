@@ -434,3 +434,21 @@ def test_fast_item_path_leaves_bad_entries_to_the_full_checks(entry):
     assert ev._plain_item(entry, internal=True) is None
     with pytest.raises(EventError):
         ev._ranking_item(entry, "items[0]", internal=True)
+
+
+def test_an_interaction_type_has_personalizes_256_characters_in_every_entry_point():
+    """PutEvents' eventType is 1 to 256 characters (botocore's model): the native event and
+    PutEvents read the same type under one limit."""
+    from sluice.intake.personalize import put_events
+
+    native = {"event": "interaction", "id": "e", "timestamp": 1700000000000, "user": "u",
+              "item": "i"}
+    assert parse_event({**native, "type": "t" * 256})["type"] == "t" * 256
+    with pytest.raises(EventError, match="^type: longer than 256"):
+        parse_event({**native, "type": "t" * 257})
+    body = {"trackingId": "t", "sessionId": "s", "eventList": [
+        {"eventType": "v" * 256, "sentAt": 1700000000, "itemId": "i"}]}
+    assert put_events(body, "default")[0]["type"] == "v" * 256
+    body["eventList"][0]["eventType"] = "v" * 257
+    with pytest.raises(EventError, match=r"^eventList\[0\]\.eventType: length must be 1 to"):
+        put_events(body, "default")

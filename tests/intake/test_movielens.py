@@ -53,3 +53,23 @@ def test_movielens_100k_in_the_personalize_schema_loads_with_nothing_quarantined
         first, last = con.execute(
             "select min(event_at), max(event_at) from raw.events").fetchone()
     assert (first.year, first.month, last.year, last.month) == (1997, 9, 1998, 4)
+
+
+def test_movielens_100k_without_event_type_loads_as_interactions_exactly_once(tmp_path):
+    """Personalize's interactions schema requires only USER_ID, ITEM_ID and TIMESTAMP (its
+    getting-started tutorial imports MovieLens so): every row is an interaction of type
+    `interaction`, none is mistaken for a catalog row, and a second ingest adds nothing."""
+    rows = [line.split("\t") for line in _movielens_inter().splitlines()[1:] if line]
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "interactions.csv").write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP\n" + "".join(f"{u},{i},{t}\n" for u, i, _, t in rows))
+    ingest = Ingestor(tmp_path / "warehouse.duckdb", tmp_path / "raw", landing)
+    report = ingest.run()
+    assert (report.rows_quarantined, report.rows_loaded) == (0, 100_000)
+    assert ingest.run().rows_loaded == 0
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        kinds = con.execute("select event_type, interaction_type, count(*), "
+                            "count(distinct user_id), count(distinct item_id) "
+                            "from raw.events group by all").fetchall()
+    assert kinds == [("interaction", "interaction", 100_000, 943, 1682)]

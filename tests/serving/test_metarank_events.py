@@ -1,0 +1,78 @@
+"""Metarank's events as its documentation writes them, sent verbatim to a real server and
+dropped into the landing folder: accepted, loaded exactly once, nothing dropped.
+
+tests/fixtures/metarank/docs-events.jsonl holds events shaped as the examples of Metarank's
+event schema page and quickstart, with values of our own: item, user, ranking with per-item
+`relevancy`, interaction; string, number, boolean, string list and number list fields;
+`fields: []`; the `event` key first or last; timestamps as millisecond strings, millisecond
+numbers and ISO-8601; one per line.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import orjson
+
+from sluice.warehouse.db import connect
+from sluice.warehouse.ingest import Ingestor
+from tests.utils.auth import WRITE
+
+REAL_SERVER = True  # a real uvicorn takes them over HTTP (conftest's `server`)
+EVENTS = Path(__file__).parents[1] / "fixtures" / "metarank" / "docs-events.jsonl"
+
+
+def _ingest(home: Path):
+    return Ingestor(home / "warehouse.duckdb", home / "raw", home / "landing").run()
+
+
+def test_metarank_documented_events_are_kept_exactly_once(server):
+    http, home = server["http"], server["home"]
+    lines = EVENTS.read_bytes()
+    events = [orjson.loads(line) for line in lines.splitlines()]
+    headers = {**WRITE, "content-type": "application/x-ndjson"}
+    assert http.post("/v1/events", content=lines, headers=headers).json() == {
+        "accepted": len(events)}
+    assert http.post("/v1/events", json=events, headers=WRITE).json() == {
+        "accepted": len(events)}  # sent again as an array: the same ids
+    (home / "landing").mkdir(exist_ok=True)
+    shutil.copy(EVENTS, home / "landing" / "metarank.jsonl")
+
+    report = _ingest(home)
+    assert (report.rows_loaded, report.rows_quarantined) == (len(events), 0)
+    assert report.duplicates_skipped == 2 * len(events)
+    assert _ingest(home).rows_loaded == 0
+    with connect(home / "warehouse.duckdb", read_only=True) as con:
+        kinds = dict(con.execute("select event_type, count(*) from raw.events "
+                                 "group by all").fetchall())
+        [items] = con.execute("select items from raw.events where event_id = "
+                              "'5d0c1a52-7a43-4c3e-9b5f-1f0e6c2b9a03'").fetchone()
+        [fields] = con.execute("select fields from raw.events where event_id = "
+                               "'5d0c1a52-7a43-4c3e-9b5f-1f0e6c2b9a01'").fetchone()
+        [iso] = con.execute("select epoch_ms(event_at) from raw.events "
+                            "where event_id = 'iso1'").fetchone()
+    assert kinds == {"item": 2, "user": 1, "ranking": 2, "interaction": 4}
+    assert orjson.loads(items) == [{"id": "item3", "fields": {"relevancy": 2.0}},
+                                   {"id": "item1", "fields": {"relevancy": 1.0}},
+                                   {"id": "item2", "fields": {"relevancy": 0.5}}]
+    assert orjson.loads(fields) == {"title": "A striped scarf", "color": ["red", "grey"],
+                                    "in_stock": True}
+    assert iso == 1655896899000  # 2022-06-22T11:21:39Z
+
+
+def test_metarank_events_refused_name_index_field_and_reason(server):
+    bad = [
+        {"event": "ranking", "id": "r", "timestamp": "1599391467000", "user": "u",
+         "items": [{"id": "a", "relevancy": "high"}]},
+        {"event": "item", "id": "m", "timestamp": "1599391467000", "item": "i",
+         "fields": [{"name": "mixed", "value": [1, "a"]}]},
+        {"event": "interaction", "id": "t", "timestamp": "yesterday", "user": "u",
+         "type": "click", "item": "i"},
+    ]
+    answer = server["http"].post("/v1/events", json=bad, headers=WRITE)
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert [(d["index"], d["field"]) for d in detail] == [
+        (0, "items[0].relevancy"), (1, "fields.mixed"), (2, "timestamp")]
+    assert "expected a number" in detail[0]["reason"] and "ISO-8601" in detail[2]["reason"]
