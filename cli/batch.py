@@ -38,8 +38,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> BatchOutcome:
+    from cli.processes import quiet_flow_tracebacks
     from flows.batch import batch
 
+    quiet_flow_tracebacks()
     result = batch(tenant=args.tenant, input=args.input, template=args.template,
                    num_results=args.num_results, filters=_filters(args.filters),
                    filter_name=args.filter_name, filter_values=_values(args.filter_value),

@@ -39,8 +39,10 @@ def cmd_experiments(args: argparse.Namespace) -> None:
     settings = get_settings()
     store = Experiments(settings.home)
     if args.experiment_command == "decide":
+        from cli.processes import quiet_flow_tracebacks
         from flows.experiments import experiments
 
+        quiet_flow_tracebacks()
         print(json.dumps(experiments(), indent=2, default=str))
     elif args.experiment_command == "create":
         from sluice.learn import registry  # MLflow: loaded only when a command needs it

@@ -30,6 +30,7 @@ from cli.processes import (
     PREFECT_PORT,
     metrics_folder,
     prefect_under,
+    quiet_flow_tracebacks,
     start_server,
     stop_server,
 )
@@ -212,6 +213,7 @@ def cmd_flow(name: str, **options: Any) -> None:
     from flows.transform import transform
     from flows.tune import tune
 
+    quiet_flow_tracebacks()
     by_name: dict[str, Callable[..., Any]] = {"ingest": ingest, "transform": transform,
                                               "train": train, "tune": tune, "pipeline": pipeline}
     result = _plain(by_name[name](**options))

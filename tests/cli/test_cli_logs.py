@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+from sluice.settings import PROJECT_ROOT
 from tests.utils.cli import sluice
 from tests.utils.factories import environment
 from tests.utils.server import running_server
@@ -31,3 +36,22 @@ def test_the_api_logs_the_port_it_is_bound_to(tmp_path):
     text = log.read_text()
     assert f"serving on 127.0.0.1:{port}," in text
     assert text.count("serving on ") == 1
+
+
+def test_a_flow_failing_on_the_operators_input_prints_no_traceback(tmp_path, prefect_harness):
+    """`sluice batch` before any training: Prefect's engine logs the failure, but the
+    terminal shows its lines without the engine's traceback, and the reason once as ours."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, **environment(tmp_path), "PYTHONPATH": str(PROJECT_ROOT),
+           "PREFECT_API_URL": PREFECT_API_URL.value()}
+    run = [sys.executable, "-m", "cli.main", "batch", "--tenant", "shop"]
+    proc = subprocess.run(run, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert ("sluice batch: NotFoundError: model_version: no models:/sluice-shop@champion yet: "
+            "run `sluice train` first") in proc.stderr
+    debug = subprocess.run(run, cwd=PROJECT_ROOT, env={**env, "SLUICE_DEBUG": "1"},
+                           capture_output=True, text=True, timeout=300)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
