@@ -294,18 +294,29 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def positive_int(text: str) -> int:
+    """An option that counts something: a whole number of at least 1 (argparse names it)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("demo", "generate"):
         p = sub.add_parser(name, help=f"{name} (synthetic history on the embedded defaults)")
-        p.add_argument("--users", type=int, default=5_000)
-        p.add_argument("--items", type=int, default=2_000)
-        p.add_argument("--events", type=int, default=200_000)
+        p.add_argument("--users", type=positive_int, default=5_000)
+        p.add_argument("--items", type=positive_int, default=2_000)
+        p.add_argument("--events", type=positive_int, default=200_000)
         p.add_argument("--seed", type=int, default=7)
         p.add_argument("--force", action="store_true", help="regenerate even if present")
     serve = sub.add_parser("serve", help="run the API in the foreground on SLUICE_PORT")
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=positive_int, default=1)
     sub.add_parser("up", help="Prefect server + deployments + API")
     report = sub.add_parser("report", help="write the HTML analytics report")
     report.add_argument("--tenant", default="default")

@@ -17,3 +17,20 @@ def test_the_cli_prints_typed_results_as_the_json_it_printed(monkeypatch, capsys
     printed = json.loads(capsys.readouterr().out)
     assert printed == {"nodes": 3, "passed": 2, "sufficiency": [{"tenant": "default"}]}
     assert list(printed) == [f.name for f in dataclasses.fields(TransformOutcome)]
+
+
+def test_a_count_option_below_one_is_refused_naming_it(capsys):
+    import pytest
+
+    from cli import main as cli
+
+    for argv, option in ((["generate", "--users", "0"], "--users"),
+                         (["demo", "--events", "-1"], "--events"),
+                         (["generate", "--items", "many"], "--items"),
+                         (["serve", "--workers", "0"], "--workers")):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 2
+        error = capsys.readouterr().err.splitlines()[-1]
+        assert error.startswith(f"sluice {argv[0]}: error: argument {option}: "), error
+        assert "below 1" in error or "not a whole number" in error
