@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from cli import batch as batch_command
 from cli import demo, experiments, models
+from cli.demo import positive_int
 from cli.processes import (
     PREFECT_PORT,
     metrics_folder,
@@ -292,17 +293,6 @@ def _one_line(exc: Exception) -> str:
     if isinstance(exc, ConfigError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-def positive_int(text: str) -> int:
-    """An option that counts something: a whole number of at least 1 (argparse names it)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is below 1")
-    return value
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
