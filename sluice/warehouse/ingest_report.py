@@ -14,7 +14,7 @@ class FileResult:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     duplicates_skipped: int = 0
-    status: str = "loaded"  # loaded | unchanged | changed_after_loading | unreadable
+    status: str = "loaded"  # loaded | unchanged | changed_after_loading | unreadable | ignored
     message: str = ""
     seconds: float = 0.0
 
@@ -63,6 +63,7 @@ class IngestReport:
             "duplicates_skipped": self.duplicates_skipped,
             "unreadable_files": [f.path for f in self.files if f.status == "unreadable"],
             "changed_files": [f.path for f in self.files if f.status == "changed_after_loading"],
+            "ignored_files": [f.path for f in self.files if f.status == "ignored"],
         }
 
 
