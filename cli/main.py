@@ -36,7 +36,9 @@ from cli.processes import (
     stop_server,
 )
 from sluice import logs
+from sluice.errors import InputError
 from sluice.settings import PROJECT_ROOT, ConfigError, get_settings, validation_message
+from sluice.store import StoreError
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -273,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SLUICE_DEBUG"):
             raise
         print(f"sluice {args.command}: {_one_line(exc)}", file=sys.stderr)
-        if not isinstance(exc, ConfigError | ValidationError):  # those say all there is
+        if not isinstance(exc, ConfigError | ValidationError | InputError | StoreError):
+            # those name the field or file and say what to do: all there is
             print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
         return 1
     return code if isinstance(code, int) else 0

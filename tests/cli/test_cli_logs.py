@@ -55,3 +55,16 @@ def test_a_flow_failing_on_the_operators_input_prints_no_traceback(tmp_path, pre
     debug = subprocess.run(run, cwd=PROJECT_ROOT, env={**env, "SLUICE_DEBUG": "1"},
                            capture_output=True, text=True, timeout=300)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_an_input_error_is_one_line_that_names_the_field_and_what_to_do(tmp_path):
+    env = environment(tmp_path)
+    proc = sluice(env, "experiments", "show", "nope")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "sluice experiments: NotFoundError: experiment: no experiment 'nope': "
+        "`sluice experiments list` shows them"]
+    (tmp_path / "trackers.json").write_text("garbage")
+    proc = sluice(env, "trackers", "list")
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "trackers.json is not valid JSON" in proc.stderr
