@@ -68,3 +68,25 @@ def test_an_input_error_is_one_line_that_names_the_field_and_what_to_do(tmp_path
     proc = sluice(env, "trackers", "list")
     assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert "trackers.json is not valid JSON" in proc.stderr
+
+
+def test_a_report_over_a_warehouse_that_cannot_be_read_fails_instead_of_saying_no_data(
+        tmp_path):
+    from sluice.warehouse.db import connect
+
+    env = environment(tmp_path)
+    proc = sluice(env, "report")  # not built yet: each section says what fills it
+    assert proc.returncode == 0, proc.stderr
+    warehouse = tmp_path / "warehouse.duckdb"
+    con = connect(warehouse)
+    con.execute("create table raw.padding as select range as n from range(100000)")
+    con.close()
+    with open(warehouse, "r+b") as handle:  # a disk that lost the file's tail
+        handle.truncate(4096)
+    (tmp_path / "report" / "index.html").unlink()
+    proc = sluice(env, "report")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"sluice report: ReportError: the warehouse file://{warehouse} "
+                                  "cannot be read ("), proc.stderr
+    assert "`sluice doctor` says how to fix it" in proc.stderr
+    assert not (tmp_path / "report" / "index.html").exists()
