@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from cli.options import tenant_name
 from sluice.errors import InputError
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--input", default=None,
                    help="JSON Lines of {\"userId\"} (or {\"itemId\"}): a landing-folder name, a "
                         "path or an fsspec URL; default: every user (every item with --segments)")
-    p.add_argument("--tenant", default="default")
+    p.add_argument("--tenant", type=tenant_name, default="default")
     p.add_argument("--template", default="personalized")
     p.add_argument("--num-results", type=int, default=None)
     p.add_argument("--filters", default=None,

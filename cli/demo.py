@@ -82,14 +82,3 @@ def key_headers(action: str) -> dict[str, str]:
 
     key = client_key(get_settings(), action)
     return {"X-Api-Key": key} if key else {}
-
-
-def positive_int(text: str) -> int:
-    """An option that counts something: a whole number of at least 1 (argparse names it)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is below 1")
-    return value

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from cli import batch as batch_command
 from cli import demo, experiments, models
-from cli.demo import positive_int
+from cli.options import positive_int, tenant_name
 from cli.processes import (
     PREFECT_PORT,
     metrics_folder,
@@ -312,7 +312,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     serve.add_argument("--workers", type=positive_int, default=1)
     sub.add_parser("up", help="Prefect server + deployments + API")
     report = sub.add_parser("report", help="write the HTML analytics report")
-    report.add_argument("--tenant", default="default")
+    report.add_argument("--tenant", type=tenant_name, default="default")
     report.add_argument("--out", type=Path, default=None,
                         help="default: $SLUICE_HOME/report/index.html")
     _named_parsers(sub)
