@@ -33,14 +33,18 @@ histories). The bundle's meta carries it (`ann`, with the recall measured); serv
 `serving.ann.probes` / `ef_search` above 0 override it, and bundles from before calibration
 search with the former defaults (`LEGACY_BREADTH`).
 
-It is stored as faiss's own serialization, a uint8 array in the bundle's `.npz` (never
-pickle), and checked at load like every array; the kind is read back from it.
+It is stored as faiss's own file, `ann.faiss` beside the bundle's `.npz` (never pickle), and
+read with its lists (or the graph's vectors) memory-mapped, so a server's workers share them;
+bundles written before held faiss's serialization as a uint8 array in the `.npz`, read as a
+copy. Either is checked at load like every array; the kind is read back from it.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -113,6 +117,24 @@ class ItemIndex:
         index.hnsw.efConstruction = ef_construction
         index.add(vectors)
         return cls(index)
+
+    @classmethod
+    def read(cls, path: Path) -> ItemIndex:
+        """An index written by `write`, its lists (or graph's vectors) mapped read-only from
+        the file (faiss's IO_FLAG_MMAP_IFC) rather than copied: a server's workers, loading
+        one download of the model, share them."""
+        faiss = _faiss()
+        return cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC))
+
+    def write(self, path: Path) -> None:
+        """Written beside `path` and renamed in, so a process that mapped the file it
+        replaces keeps reading the old one."""
+        partial = path.with_name(f"{path.name}.partial")
+        try:
+            _faiss().write_index(self.index, str(partial))
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
 
     @classmethod
     def from_bytes(cls, data: np.ndarray) -> ItemIndex:

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from sluice import formats, npz
 from sluice.ann import ItemIndex
+from sluice.ids import SortedMap, id_map, stored_order
 
 # the head kept of a ranking computed while serving (at least; the precomputed k if larger):
 # also how many candidates serving asks the ann index for, which its calibration asks too
@@ -25,10 +26,14 @@ NO_CANDIDATE = -1  # pads a row of precomputed candidates when a user has fewer 
 
 ARRAYS = "arrays.npz"
 META = "meta.json"
+ANN = "ann.faiss"  # the approximate index, mapped at load (formerly `ann_index` in ARRAYS)
+ANN_FORMAT = 2  # bundle format version from which the index is ANN: older code must refuse
 CATALOG = "catalog.jsonl"
 # the arrays that grow with users and items, mapped read-only from the file where it allows
-# (bundles written by `save`; sluice.npz): a server's workers share one copy of their pages
-MAPPED = ("user_factors", "item_factors", "candidates")
+# (bundles written by `save`; sluice.npz): a server's workers share one copy of their pages.
+# `*_order`: the permutation sorting the ids, saved for large id maps (sluice.ids)
+MAPPED = ("user_factors", "item_factors", "candidates", "user_ids", "item_ids", "user_order",
+          "item_order")
 
 
 class BundleError(ValueError):
@@ -42,7 +47,12 @@ def _require(ok: bool, problem: str) -> None:
 
 def _finite(values: np.ndarray, name: str) -> None:
     _require(np.issubdtype(values.dtype, np.floating), f"{name} is {values.dtype}, not float")
-    _require(bool(np.isfinite(values).all()), f"{name} holds NaN or infinite values")
+    # a finite sum means every value is finite (a NaN or an infinity carries into it), and it
+    # makes no mask as large as the array; only a sum that overflows looks value by value
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, said below
+        total = values.sum(dtype=np.float64)
+    if not np.isfinite(total):
+        _require(bool(np.isfinite(values).all()), f"{name} holds NaN or infinite values")
 
 
 def _indices(values: np.ndarray, name: str, low: int, high: int) -> None:
@@ -70,18 +80,23 @@ class ModelBundle:
     # per cell of user_items (same order): its recency-boosted part (sluice.learn.matrix), so
     # that folding in new events re-weighs the trained ones; None without matrix.recency_boost
     recent: np.ndarray | None = None
+    # the permutations sorting user_ids and item_ids (sluice.ids), as loaded; None: computed
+    user_order: np.ndarray | None = None
+    item_order: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
-        self.item_index = {it: j for j, it in enumerate(self.item_ids.tolist())}
+        # id -> row: a dict for small maps, a binary search over the (mapped) ids for large
+        self.user_index = id_map(self.user_ids, self.user_order)
+        self.item_index = id_map(self.item_ids, self.item_order)
 
     def check(self) -> ModelBundle:
         """Raises BundleError unless every array fits the id maps and every score is finite:
         a model is served only whole (a bad one would answer 500s or null scores)."""
         users, items = len(self.user_ids), len(self.item_ids)
         _require(self.user_ids.ndim == 1 and self.item_ids.ndim == 1, "id maps are not 1-D")
-        _require(len(self.user_index) == users and len(self.item_index) == items,
-                 "id maps hold duplicate ids")
+        for index in (self.user_index, self.item_index):
+            problem = index.problem()
+            _require(problem is None, str(problem))
         _require(self.user_factors.ndim == 2 and self.item_factors.ndim == 2,
                  "factors are not 2-D arrays")
         _require(self.user_factors.shape[0] == users, f"user_factors has "
@@ -113,9 +128,9 @@ class ModelBundle:
                      "candidates do not have one row per user")
             _indices(self.candidates, "candidates", NO_CANDIDATE, items)
         if self.ann is not None:
-            _require(self.ann.items == items, f"ann_index holds {self.ann.items} items for "
+            _require(self.ann.items == items, f"the ann index holds {self.ann.items} items for "
                      f"{items} item ids")
-            _require(self.ann.dims == self.item_factors.shape[1], f"ann_index has "
+            _require(self.ann.dims == self.item_factors.shape[1], f"the ann index has "
                      f"{self.ann.dims} dimensions for {self.item_factors.shape[1]} factors")
         return self
 
@@ -128,11 +143,16 @@ class ModelBundle:
                        "sim_data": self.similar.data.astype(np.float32)}
         if self.candidates is not None:
             optional["candidates"] = self.candidates.astype(np.int32)
-        if self.ann is not None:
-            optional["ann_index"] = self.ann.to_bytes()
         if self.recent is not None:
             optional["ui_recent"] = self.recent.astype(np.float32)
         optional.update(self.attributes or {})
+        for name, ids, index in (("user_order", self.user_ids, self.user_index),
+                                 ("item_order", self.item_ids, self.item_index)):
+            # large maps: sluice.ids.SortedMap, so nothing is built at load
+            order = (index.order if isinstance(index, SortedMap) and index.ids is ids
+                     else stored_order(ids))
+            if order is not None:
+                optional[name] = order
         npz.save(directory / ARRAYS, dict(
             **optional,
             user_ids=self.user_ids.astype(str), item_ids=self.item_ids.astype(str),
@@ -143,8 +163,13 @@ class ModelBundle:
             popular=self.popular.astype(np.int64),
             popular_scores=self.popular_scores.astype(np.float32),
         ))
-        meta = {**self.meta, "format_version": self.meta.get("format_version",
-                                                             formats.CURRENT["bundle"])}
+        version = int(self.meta.get("format_version", formats.CURRENT["bundle"]))
+        if self.ann is not None:  # an older Sluice would serve it without its index
+            self.ann.write(directory / ANN)
+            version = max(version, ANN_FORMAT)
+        else:
+            (directory / ANN).unlink(missing_ok=True)
+        meta = {**self.meta, "format_version": version}
         (directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
         with open(directory / CATALOG, "w") as handle:
             for item_id, fields in self.catalog.items():
@@ -178,18 +203,22 @@ class ModelBundle:
             meta=meta, catalog=catalog,
             similar=similar, candidates=a.get("candidates"),
             attributes={k: v for k, v in a.items() if k.startswith("attr_")} or None,
-            ann=_ann_index(a.get("ann_index")), recent=a.get("ui_recent"),
+            ann=_ann_index(directory / ANN, a.get("ann_index")), recent=a.get("ui_recent"),
+            user_order=a.get("user_order"), item_order=a.get("item_order"),
         ).check()
 
 
-def _ann_index(data: np.ndarray | None) -> ItemIndex | None:
-    if data is None:  # bundles of small catalogs, and those trained before the index
+def _ann_index(path: Path, data: np.ndarray | None) -> ItemIndex | None:
+    """The index file (mapped), or the serialized index of bundles written before it."""
+    if data is not None:
+        _require(data.dtype == np.uint8 and data.ndim == 1, "ann_index is not a byte array")
+    elif not path.exists():  # bundles of small catalogs, and those trained before the index
         return None
-    _require(data.dtype == np.uint8 and data.ndim == 1, "ann_index is not a byte array")
     try:
-        return ItemIndex.from_bytes(data)
+        return ItemIndex.from_bytes(data) if data is not None else ItemIndex.read(path)
     except RuntimeError as exc:  # faiss refuses a truncated or foreign blob
-        raise BundleError(f"inconsistent model bundle: ann_index does not read as an index "
+        name = "ann_index" if data is not None else ANN
+        raise BundleError(f"inconsistent model bundle: {name} does not read as an index "
                           f"({str(exc).strip().splitlines()[-1][:200]})") from None
 
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 # the version of each format this code writes, and the newest it reads
-CURRENT: dict[str, int] = {"raw_log": 1, "warehouse": 1, "bundle": 1, "config": 1}
+CURRENT: dict[str, int] = {"raw_log": 1, "warehouse": 1, "bundle": 2, "config": 1}
 MARKER = "FORMAT.json"  # beside the raw log segments
 
 

@@ -2,7 +2,8 @@
 refused with one line naming both versions.
 
 tests/fixtures/formats/v<N>/ holds what Sluice wrote in format version N: a raw log folder, a
-model bundle, the warehouse's raw schema as DDL + rows, and a config. They are never
+model bundle, the warehouse's raw schema as DDL + rows, and a config (v2: the bundle only, the
+one format at version 2). They are never
 regenerated: a change of format must still read them here, or ship a migration that
 `sluice upgrade` runs (sluice/operate/upgrade.py) and a test that reads them after it.
 """
@@ -26,6 +27,7 @@ from sluice.warehouse.db import connect, format_version
 from sluice.warehouse.ingest import Ingestor
 
 V1 = Path(__file__).parent / "fixtures" / "formats" / "v1"
+V2 = Path(__file__).parent / "fixtures" / "formats" / "v2"  # kinds whose format moved to 2
 TOO_NEW = "format version 2 is newer than this Sluice reads (1)"
 
 
@@ -118,11 +120,25 @@ def test_a_newer_warehouse_is_refused(home):
 
 
 def test_a_newer_bundle_is_refused(tmp_path):
-    shutil.copytree(V1 / "bundle", tmp_path / "bundle")
+    shutil.copytree(V2 / "bundle", tmp_path / "bundle")
     meta = tmp_path / "bundle" / "meta.json"
-    meta.write_text(json.dumps({**json.loads(meta.read_text()), "format_version": 2}))
-    with pytest.raises(formats.FormatTooNewError, match="bundle " + re.escape(TOO_NEW)):
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "format_version": 3}))
+    with pytest.raises(formats.FormatTooNewError,
+                       match=re.escape("bundle format version 3 is newer than this Sluice "
+                                       "reads (2)")):
         ModelBundle.load(tmp_path / "bundle")
+
+
+def test_the_v2_bundle_loads_its_index_from_its_own_file():
+    """Version 2: the approximate index is `ann.faiss` beside the arrays (mapped at load)."""
+    bundle = ModelBundle.load(V2 / "bundle")
+    assert bundle.meta["format_version"] == 2 and bundle.ann is not None
+    assert (bundle.ann.kind, bundle.ann.items, bundle.ann.dims) == ("ivf", 60, 4)
+    query = bundle.user_factors[1]
+    exact = np.argsort(-(bundle.item_factors @ query), kind="stable")[:10]
+    found = bundle.ann.search(query, 60, 1_000)  # every list probed: every item found
+    ranked = found[np.argsort(-(bundle.item_factors[found] @ query), kind="stable")][:10]
+    assert ranked.tolist() == exact.tolist()
 
 
 def test_a_newer_config_is_refused(tmp_path):

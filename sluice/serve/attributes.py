@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sluice.bundle import BundleError, ModelBundle
+from sluice.ids import id_map
 from sluice.learn.attributes import AttributeIndex
 from sluice.serve.answers import NeedsScan
 
@@ -30,7 +31,7 @@ class AttributeNeighbours:
         meta = bundle.meta["attributes"]
         self.index = _checked(bundle.attributes, meta)
         self.ids = self.index.item_ids
-        self.row = {it: j for j, it in enumerate(self.ids.tolist())}
+        self.row = id_map(self.ids)  # a dict, or a binary search at a million items
         self.by_term = self.index.vectors.T.tocsr()  # terms x items: a new row's product
         self.cold_below = int(meta.get("cold_item_interactions", DEFAULT_COLD))
         self._trained_counts = np.diff(bundle.user_items.tocsc().indptr)

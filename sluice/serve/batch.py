@@ -317,12 +317,13 @@ def segment_job(model: LoadedModel, tenant: str, source: str | Path | None, out:
 def _segment_block(model: LoadedModel, interacted: Any, block: list[InputLine],
                    writer: BatchWriter, n: int) -> None:
     bundle = model.bundle
-    for entry in block:
-        if entry.error is None and entry.id not in bundle.item_index:
+    found_rows = bundle.item_index.rows(e.id or "" for e in block).tolist()
+    for entry, row in zip(block, found_rows, strict=True):
+        if entry.error is None and row < 0:
             entry.error = (f"line {entry.line}: itemId {entry.id!r} is not in model "
                            f"v{model.version}")
     good = [e for e in block if e.error is None]
-    rows = [bundle.item_index[e.id] for e in good]
+    rows = [row for e, row in zip(block, found_rows, strict=True) if e.error is None]
     scores = (bundle.item_factors[rows] @ bundle.user_factors.T if rows
               else np.empty((0, len(bundle.user_ids)), dtype=np.float32))
     found = {}

@@ -90,7 +90,8 @@ class Recommender:
         """The items the model can score, best first, and the source of their slots."""
         model = self.model
         assert model is not None
-        known = [i for i in given if i in model.bundle.item_index]
+        rows = model.bundle.item_index.rows(given)
+        known = [i for i, row in zip(given, rows.tolist(), strict=True) if row >= 0]
         key = self.state.user_key(self.tenant, req.user_id, req.session_id)
         vector = None
         if key is not None:
@@ -101,7 +102,6 @@ class Recommender:
             popularity = dict(model.popular)
             return sorted(((i, popularity[i]) for i in known if i in popularity),
                           key=lambda pair: -pair[1]), MODEL_FALLBACK
-        idx = np.fromiter((model.bundle.item_index[i] for i in known), dtype=np.int64)
-        values = model.bundle.item_factors[idx] @ vector
+        values = model.bundle.item_factors[rows[rows >= 0]] @ vector
         scored = [(known[j], float(values[j])) for j in np.argsort(-values, kind="stable")]
         return scored, MODEL_PERSONALIZED if model.personalized else MODEL_NON_PERSONALIZED

@@ -64,8 +64,8 @@ def ann_top(draft: Draft, vector: np.ndarray, skip: set[str]) -> Candidates | No
     if model is None or model.ann is None:
         return None
     bundle = model.bundle
-    index = bundle.item_index
-    blocked = np.fromiter((index[i] for i in skip if i in index), dtype=np.int64)
+    blocked = bundle.item_index.rows(skip)
+    blocked = blocked[blocked >= 0]
     if draft.req.exclude_seen:
         blocked = np.concatenate([blocked, draft.rec.users.seen_indices(draft.key,
                                                                         draft.history)])

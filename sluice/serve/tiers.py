@@ -244,10 +244,8 @@ def _model_candidates(draft: Draft, skip: set[str]) -> Candidates:
 def _top_of_pass(draft: Draft, scores: np.ndarray, skip: set[str]) -> Candidates:
     model, req = draft.rec.model, draft.req
     assert model is not None
-    index = model.bundle.item_index
-    excluded = [index[i] for i in skip if i in index]
-    if excluded:
-        scores[excluded] = -np.inf
+    excluded = model.bundle.item_index.rows(skip)
+    scores[excluded[excluded >= 0]] = -np.inf
     item_rules = [r for r in req.rules if r.source == "items"]
     if item_rules:
         scores[~model.item_mask(item_rules)] = -np.inf

@@ -39,8 +39,8 @@ class UserVectors:
         """Indices of the model's items the user interacted with: in training and in the log
         (what a catalog pass leaves out)."""
         index = self.model.bundle.item_index  # type: ignore[union-attr]
-        logged = [index[e.item_id] for e in history if e.item_id in index]
-        return np.concatenate([self.trained_items(key), np.asarray(logged, dtype=np.int32)])
+        rows = index.rows(e.item_id for e in history)
+        return np.concatenate([self.trained_items(key), rows[rows >= 0].astype(np.int32)])
 
     def seen(self, key: str | None, history: list[Interaction]) -> set[str]:
         """Item ids the user interacted with: in training and in the log."""

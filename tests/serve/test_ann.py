@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sluice.ann import LEGACY_BREADTH, ItemIndex, rescored
-from sluice.bundle import HEAD_SIZE, BundleError, ModelBundle
+from sluice.bundle import ANN, ARRAYS, HEAD_SIZE, BundleError, ModelBundle
 from sluice.filters import parse_conditions
 from sluice.learn.training import train_tenant
 from sluice.serve.answers import NeedsScan, RecommendationRequest
@@ -25,7 +25,13 @@ from sluice.settings.serving import AnnConfig
 from sluice.vocabulary import MODEL_PERSONALIZED
 from tests.utils.factories import environment, interaction
 from tests.utils.marts import taste_history, write_marts
-from tests.utils.models import bundle_fold_ins, calibrate_bundle, clustered_bundle, synthetic_bundle
+from tests.utils.models import (
+    bundle_fold_ins,
+    calibrate_bundle,
+    clustered_bundle,
+    index_in_arrays,
+    synthetic_bundle,
+)
 
 WEIGHTS = {"click": 1.0, "purchase": 4.0}
 USERS = 200  # users asked, each with two events since training
@@ -192,15 +198,16 @@ def test_the_index_round_trips_and_a_bad_one_is_refused_at_load(tmp_path, catalo
     assert ModelBundle.load(old.save(tmp_path / "old")).ann is None
     small = synthetic_bundle(items=300)
     small.ann = ItemIndex.build(small.item_factors[:-5])
-    with pytest.raises(BundleError, match="ann_index holds 295 items for 300"):
+    with pytest.raises(BundleError, match="the ann index holds 295 items for 300"):
         ModelBundle.load(small.save(tmp_path / "short"))
     small.ann = ItemIndex.build(small.item_factors)
     path = small.save(tmp_path / "torn")
-    arrays = dict(np.load(path / "arrays.npz"))
-    arrays["ann_index"] = arrays["ann_index"][:1000]
-    np.savez(path / "arrays.npz", **arrays)
-    with pytest.raises(BundleError, match="ann_index does not read as an index"):
+    (path / ANN).write_bytes((path / ANN).read_bytes()[:1000])
+    with pytest.raises(BundleError, match="ann.faiss does not read as an index"):
         ModelBundle.load(path)
+    index_in_arrays(small.save(tmp_path / "torn-before"), cut=1000)
+    with pytest.raises(BundleError, match="ann_index does not read as an index"):
+        ModelBundle.load(tmp_path / "torn-before")
     same = ModelBundle.load(dataclasses.replace(small).save(tmp_path / "good"))
     assert same.ann is not None and same.ann.items == 300 and same.ann.dims == 8
     assert (same.ann.kind, same.ann.codes) == ("ivf", "sq8")  # the defaults, read back
@@ -210,6 +217,36 @@ def test_the_index_round_trips_and_a_bad_one_is_refused_at_load(tmp_path, catalo
         ItemIndex.build(small.item_factors, "flat")
     with pytest.raises(ValueError, match="ann index codes 'pq': expected one of flat, sq8"):
         ItemIndex.build(small.item_factors, codes="pq")
+
+
+def test_a_bundle_holding_its_index_in_the_arrays_still_serves_it(tmp_path, catalog, state):
+    """Format 1 (the index inside arrays.npz) loads the same index, read as a copy, and a
+    bundle saved again gets its own ann.faiss and format 2."""
+    before = ModelBundle.load(index_in_arrays(catalog.save(tmp_path / "v1")))
+    assert before.meta["format_version"] == 1 and before.ann is not None
+    assert (before.ann.kind, before.ann.items) == (catalog.ann.kind, catalog.ann.items)
+    ours, theirs = recommenders(before, state)[0], recommenders(catalog, state)[0]
+    assert [top(ours, f"u{u}") for u in range(20)] == [top(theirs, f"u{u}") for u in range(20)]
+    again = before.save(tmp_path / "again")
+    assert (again / ANN).exists() and ModelBundle.load(again).meta["format_version"] == 2
+    with np.load(again / ARRAYS) as arrays:
+        assert "ann_index" not in arrays.files
+
+
+def test_saving_keeps_the_index_file_in_step_with_the_bundle(tmp_path):
+    bundle = synthetic_bundle(items=300)
+    bundle.ann = ItemIndex.build(bundle.item_factors)
+    directory = bundle.save(tmp_path / "b")
+    reader = ModelBundle.load(directory)  # maps the file that the next save replaces
+    bundle.ann = ItemIndex.build(bundle.item_factors, "hnsw")
+    bundle.save(directory)
+    assert reader.ann.kind == "ivf" and len(reader.ann.search(bundle.item_factors[0], 5, 8))
+    assert ModelBundle.load(directory).ann.kind == "hnsw"
+    bundle.ann = None  # a model saved without an index leaves no stale one behind
+    bundle.save(directory)
+    assert ModelBundle.load(directory).ann is None
+    assert sorted(p.name for p in directory.iterdir()) == ["arrays.npz", "catalog.jsonl",
+                                                           "meta.json"]
 
 
 def test_8bit_codes_find_what_float_copies_find_in_a_quarter_of_the_memory():

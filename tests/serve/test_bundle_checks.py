@@ -110,3 +110,19 @@ def test_a_registry_error_is_reported_as_itself(tmp_path):
         assert service.models["default"].version == version  # still serving what it had
     finally:
         service.stop()
+
+
+def test_finite_checks_see_each_value_whatever_the_sum():
+    """The check sums in float64 instead of masking every value: opposite infinities (whose
+    sum is NaN) and a lone NaN are refused, the largest finite float32 values are not."""
+    bundle = synthetic_bundle()
+    bundle.item_factors[:] = np.finfo(np.float32).max  # finite; a float32 sum would overflow
+    bundle.item_factors[0, 0] = np.finfo(np.float32).min
+    assert bundle.check() is bundle
+    bundle.item_factors[1, 0], bundle.item_factors[2, 0] = np.inf, -np.inf
+    with pytest.raises(BundleError, match="item_factors holds NaN or infinite"):
+        bundle.check()
+    bundle.item_factors[1, 0] = bundle.item_factors[2, 0] = 1.0
+    bundle.user_factors[-1, -1] = np.nan
+    with pytest.raises(BundleError, match="user_factors holds NaN or infinite"):
+        bundle.check()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import scipy.sparse as sp
 
-from sluice.ann import Calibration, calibrate
-from sluice.bundle import HEAD_SIZE, ModelBundle
+from sluice import npz
+from sluice.ann import Calibration, ItemIndex, calibrate
+from sluice.bundle import ANN, ARRAYS, HEAD_SIZE, ModelBundle
 from sluice.learn import registry
 from sluice.learn.candidates import CALIBRATION_USERS, fold_ins, precompute
 from sluice.learn.model_base import als_fold_in, als_gram
@@ -96,3 +98,16 @@ def register_champion(bundle: ModelBundle, tracking_uri: str, artifacts: Path,
         version = log_model(bundle, name)
     client.set_registered_model_alias(name, registry.CHAMPION, version)
     return version
+
+
+def index_in_arrays(directory: Path, cut: int | None = None) -> Path:
+    """The bundle at `directory` as format 1 wrote it: the index serialized into the arrays
+    (`ann_index`, its first `cut` bytes if given), no ann.faiss."""
+    with np.load(directory / ARRAYS, allow_pickle=False) as plain:
+        arrays = {k: plain[k] for k in plain.files}
+    arrays["ann_index"] = ItemIndex.read(directory / ANN).to_bytes()[:cut]
+    npz.save(directory / ARRAYS, arrays)
+    (directory / ANN).unlink()
+    meta = json.loads((directory / "meta.json").read_text())
+    (directory / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
+    return directory
