@@ -44,18 +44,26 @@ def prefect_under(home: Path) -> None:
         pass  # no server: Prefect starts a temporary one for the run
 
 
+# what Prefect's engine logs of a failed run, which the command's own last line says once
+_ENGINE_FAILURE = ("Encountered exception during execution", "Finished in state Failed(",
+                   "Task run failed with exception")
+
+
 class _WithoutTraceback(logging.Filter):
-    """Keeps a record's message and drops its traceback (on the handler it filters only)."""
+    """Drops tracebacks, and the engine's repeats of a failure's reason, from the terminal
+    (the handler it filters only: the Prefect API's log keeps both)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.exc_info = record.exc_text = record.stack_info = None
-        return True
+        return not (record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
+                    and record.getMessage().startswith(_ENGINE_FAILURE))
 
 
 def quiet_flow_tracebacks() -> None:
     """A flow that fails on the operator's input (no champion yet, a wrong option, marts not
-    built) prints its one line, not Prefect's traceback of the engine: the terminal's handler
-    drops tracebacks unless SLUICE_DEBUG is set; the Prefect API's log (the UI) keeps them.
+    built) prints its one line, not Prefect's traceback of the engine nor its repeats of the
+    reason: the terminal's handler drops them unless SLUICE_DEBUG is set; the Prefect API's
+    log (the UI) keeps them.
     Call after Prefect is imported (it sets its logging up then)."""
     if os.environ.get("SLUICE_DEBUG"):
         return

@@ -97,7 +97,7 @@ class DuckDBWarehouse(Warehouse):
     @contextmanager
     def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if not self.path.exists():
-            raise MissingTable(f"{self.path} does not exist yet{NEXT_STEP}")
+            raise MissingTable(f"{self.path} does not exist{NEXT_STEP}")
         con = db.connect(self.path, read_only=True)
         try:
             yield con

@@ -52,6 +52,7 @@ def test_a_flow_failing_on_the_operators_input_prints_no_traceback(tmp_path, pre
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert ("sluice batch: NotFoundError: model_version: no models:/sluice-shop@champion yet: "
             "run `sluice train` first") in proc.stderr
+    assert proc.stderr.count("no models:/sluice-shop@champion yet") == 1, proc.stderr
     debug = subprocess.run(run, cwd=PROJECT_ROOT, env={**env, "SLUICE_DEBUG": "1"},
                            capture_output=True, text=True, timeout=300)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
