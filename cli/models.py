@@ -26,7 +26,11 @@ def cmd_models(args: argparse.Namespace) -> None:
     metric = settings.app.evaluation.gate_metric
     rows = [v.row() for v in versions.versions(
         settings.mlflow_tracking_uri, f"{settings.app.model.name}-", metric, args.tenant)]
-    if not rows:
+    if not rows and args.tenant:
+        print(f"no registered versions for tenant {args.tenant!r} "
+              f"({settings.registered_model_name(args.tenant)}): `sluice models` lists every "
+              "tenant's; `sluice train` registers one once the tenant has enough data")
+    elif not rows:
         print("no registered models yet: run `sluice train` (or `sluice pipeline`)")
         return
     print(table(rows, ["tenant", "version", "algorithm", metric, "data window", "alias", "age",

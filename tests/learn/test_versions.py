@@ -105,3 +105,13 @@ def test_sluice_models_show_of_a_version_that_is_not_there_says_where_to_look(st
         assert proc.stderr.splitlines()[0] == (
             f"sluice models: RegistryError: {NAME} has no version {version}: `sluice models` "
             "lists them"), proc.stderr
+
+
+def test_sluice_models_of_a_tenant_without_versions_names_it(store, tmp_path):
+    env = environment(tmp_path)
+    env["MLFLOW_TRACKING_URI"] = store
+    register(store, tmp_path, "als", 0.25)
+    proc = sluice(env, "models", "--tenant", "nope")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("no registered versions for tenant 'nope' (sluice-nope): "
+                                  "`sluice models` lists every tenant's")
