@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from cli.options import tenant_name
 from sluice.errors import InputError
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--input", default=None,
                    help="JSON Lines of {\"userId\"} (or {\"itemId\"}): a landing-folder name, a "
                         "path or an fsspec URL; default: every user (every item with --segments)")
-    p.add_argument("--tenant", default="default")
+    p.add_argument("--tenant", type=tenant_name, default="default")
     p.add_argument("--template", default="personalized")
     p.add_argument("--num-results", type=int, default=None)
     p.add_argument("--filters", default=None,
@@ -38,8 +39,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> BatchOutcome:
+    from cli.processes import quiet_flow_tracebacks
     from flows.batch import batch
 
+    quiet_flow_tracebacks()
     result = batch(tenant=args.tenant, input=args.input, template=args.template,
                    num_results=args.num_results, filters=_filters(args.filters),
                    filter_name=args.filter_name, filter_values=_values(args.filter_value),

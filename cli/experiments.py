@@ -8,6 +8,7 @@ import json
 import time
 from typing import Any
 
+from cli.options import tenant_name
 from sluice.experiments import ALL_TEMPLATES, KINDS, METRICS, Experiment, Experiments, parse_arms
 from sluice.intake.events import parse_timestamp
 from sluice.settings import get_settings
@@ -19,7 +20,7 @@ def add_parser(sub: Any) -> None:
     commands = experiments.add_subparsers(dest="experiment_command", required=True)
     create = commands.add_parser("create", help="start splitting a tenant's traffic")
     create.add_argument("id")
-    create.add_argument("--tenant", default="default")
+    create.add_argument("--tenant", type=tenant_name, default="default")
     create.add_argument("--arm", action="append", required=True, dest="arms",
                         help="NAME=MODEL[:SHARE], MODEL a version or alias; repeat per arm, "
                              "the first is the control")
@@ -39,8 +40,10 @@ def cmd_experiments(args: argparse.Namespace) -> None:
     settings = get_settings()
     store = Experiments(settings.home)
     if args.experiment_command == "decide":
+        from cli.processes import quiet_flow_tracebacks
         from flows.experiments import experiments
 
+        quiet_flow_tracebacks()
         print(json.dumps(experiments(), indent=2, default=str))
     elif args.experiment_command == "create":
         from sluice.learn import registry  # MLflow: loaded only when a command needs it

@@ -26,15 +26,19 @@ from pydantic import ValidationError
 
 from cli import batch as batch_command
 from cli import demo, experiments, models
+from cli.options import positive_int, tenant_name
 from cli.processes import (
     PREFECT_PORT,
     metrics_folder,
     prefect_under,
+    quiet_flow_tracebacks,
     start_server,
     stop_server,
 )
 from sluice import logs
+from sluice.errors import InputError
 from sluice.settings import PROJECT_ROOT, ConfigError, get_settings, validation_message
+from sluice.store import StoreError
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -212,6 +216,7 @@ def cmd_flow(name: str, **options: Any) -> None:
     from flows.transform import transform
     from flows.tune import tune
 
+    quiet_flow_tracebacks()
     by_name: dict[str, Callable[..., Any]] = {"ingest": ingest, "transform": transform,
                                               "train": train, "tune": tune, "pipeline": pipeline}
     result = _plain(by_name[name](**options))
@@ -270,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SLUICE_DEBUG"):
             raise
         print(f"sluice {args.command}: {_one_line(exc)}", file=sys.stderr)
-        if not isinstance(exc, ConfigError | ValidationError):  # those say all there is
+        if not isinstance(exc, ConfigError | ValidationError | InputError | StoreError):
+            # those name the field or file and say what to do: all there is
             print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
         return 1
     return code if isinstance(code, int) else 0
@@ -297,16 +303,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("demo", "generate"):
         p = sub.add_parser(name, help=f"{name} (synthetic history on the embedded defaults)")
-        p.add_argument("--users", type=int, default=5_000)
-        p.add_argument("--items", type=int, default=2_000)
-        p.add_argument("--events", type=int, default=200_000)
+        p.add_argument("--users", type=positive_int, default=5_000)
+        p.add_argument("--items", type=positive_int, default=2_000)
+        p.add_argument("--events", type=positive_int, default=200_000)
         p.add_argument("--seed", type=int, default=7)
         p.add_argument("--force", action="store_true", help="regenerate even if present")
     serve = sub.add_parser("serve", help="run the API in the foreground on SLUICE_PORT")
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=positive_int, default=1)
     sub.add_parser("up", help="Prefect server + deployments + API")
     report = sub.add_parser("report", help="write the HTML analytics report")
-    report.add_argument("--tenant", default="default")
+    report.add_argument("--tenant", type=tenant_name, default="default")
     report.add_argument("--out", type=Path, default=None,
                         help="default: $SLUICE_HOME/report/index.html")
     _named_parsers(sub)

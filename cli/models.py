@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cli.options import tenant_name
 from sluice.settings import get_settings
 
 
@@ -25,7 +26,11 @@ def cmd_models(args: argparse.Namespace) -> None:
     metric = settings.app.evaluation.gate_metric
     rows = [v.row() for v in versions.versions(
         settings.mlflow_tracking_uri, f"{settings.app.model.name}-", metric, args.tenant)]
-    if not rows:
+    if not rows and args.tenant:
+        print(f"no registered versions for tenant {args.tenant!r} "
+              f"({settings.registered_model_name(args.tenant)}): `sluice models` lists every "
+              "tenant's; `sluice train` registers one once the tenant has enough data")
+    elif not rows:
         print("no registered models yet: run `sluice train` (or `sluice pipeline`)")
         return
     print(table(rows, ["tenant", "version", "algorithm", metric, "data window", "alias", "age",
@@ -55,16 +60,17 @@ def cmd_rollback(args: argparse.Namespace) -> None:
 def add_parsers(sub: Any) -> None:
     models = sub.add_parser("models", help="registered versions per tenant: algorithm, metric, "
                                            "data window, alias, age")
-    models.add_argument("--tenant", default=None, help="one tenant (default: every tenant)")
+    models.add_argument("--tenant", type=tenant_name, default=None,
+                        help="one tenant (default: every tenant)")
     models_sub = models.add_subparsers(dest="models_command")  # none: list the versions
     show = models_sub.add_parser("show", help="a version's lineage: data, dbt run, code, gate")
     show.add_argument("version")
-    show.add_argument("--tenant", default="default")
+    show.add_argument("--tenant", type=tenant_name, default="default")
     promote = sub.add_parser("promote", help="make VERSION the tenant's champion")
     promote.add_argument("version")
     rollback = sub.add_parser("rollback", help="give `champion` back to the one it replaced")
     for p in (promote, rollback):
-        p.add_argument("--tenant", default="default")
+        p.add_argument("--tenant", type=tenant_name, default="default")
         p.add_argument("--reason", default="by hand", help="recorded as a tag on the version")
 
 

@@ -3,6 +3,7 @@ for it to be ready, and stopping it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -30,6 +31,9 @@ def prefect_under(home: Path) -> None:
     flow runs go to it and appear in its UI. Call before anything imports Prefect.
     """
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    # Prefect creates its home without parents: in a SLUICE_HOME not made yet its temporary
+    # server could not open its database and every flow timed out in tracebacks
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     if os.environ.get("PREFECT_API_URL"):
         return
     url = f"http://127.0.0.1:{PREFECT_PORT}/api"
@@ -38,6 +42,37 @@ def prefect_under(home: Path) -> None:
             os.environ["PREFECT_API_URL"] = url
     except httpx.TransportError:
         pass  # no server: Prefect starts a temporary one for the run
+
+
+# what Prefect's engine logs of a failed run, which the command's own last line says once
+_ENGINE_FAILURE = ("Encountered exception during execution", "Finished in state Failed(",
+                   "Task run failed with exception")
+
+
+class _WithoutTraceback(logging.Filter):
+    """Drops tracebacks, and the engine's repeats of a failure's reason, from the terminal
+    (the handler it filters only: the Prefect API's log keeps both)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = record.exc_text = record.stack_info = None
+        return not (record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
+                    and record.getMessage().startswith(_ENGINE_FAILURE))
+
+
+def quiet_flow_tracebacks() -> None:
+    """A flow that fails on the operator's input (no champion yet, a wrong option, marts not
+    built) prints its one line, not Prefect's traceback of the engine nor its repeats of the
+    reason: the terminal's handler drops them unless SLUICE_DEBUG is set; the Prefect API's
+    log (the UI) keeps them.
+    Call after Prefect is imported (it sets its logging up then)."""
+    if os.environ.get("SLUICE_DEBUG"):
+        return
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(f, _WithoutTraceback) for f in handler.filters):
+            handler.addFilter(_WithoutTraceback())
 
 
 def free_port() -> int:

@@ -37,12 +37,32 @@ def decide_one(experiment_id: str) -> dict[str, Any]:
     return found
 
 
+class DecisionFailed(RuntimeError):
+    """Some experiments could not be decided; every other one was (and promoted)."""
+
+
 @flow(name="experiments")
 def experiments() -> list[dict[str, Any]]:
-    """Decide on every running experiment (read the marts the last transform built)."""
+    """Decide on every running experiment (read the marts the last transform built). One
+    that fails (its tenant's registry, a promotion) is logged and named when the flow fails
+    at the end; the others are decided, promoted and published all the same."""
     now = int(time.time() * 1000)
-    running = [e.id for e in Experiments(get_settings().home).all().values() if e.running(now)]
-    return [decide_one(experiment_id) for experiment_id in sorted(running)]
+    store = Experiments(get_settings().home)
+    running = sorted(e.id for e in store.all().values() if e.running(now))
+    decided, failed = [], []
+    for experiment_id in running:
+        state = decide_one(experiment_id, return_state=True)
+        if state.is_completed():
+            decided.append(state.result())
+        else:
+            exc = state.result(raise_on_failure=False)
+            failed.append(f"{experiment_id} (tenant {store.get(experiment_id).tenant}): "
+                          f"{type(exc).__name__}: {exc}")
+    if failed:
+        raise DecisionFailed(f"{len(failed)} of {len(running)} experiments not decided: "
+                             + "; ".join(failed) + "; decided: "
+                             + (", ".join(d["experiment"] for d in decided) or "none"))
+    return decided
 
 
 def _artifact_key(experiment_id: str) -> str:

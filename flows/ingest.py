@@ -12,7 +12,8 @@ from prefect.artifacts import create_table_artifact
 from flows.names import run_name
 from sluice.settings import get_settings
 from sluice.warehouse.engine import from_settings
-from sluice.warehouse.ingest import LANDING_SUFFIXES, Ingestor, format_table
+from sluice.warehouse.ingest import Ingestor, format_table
+from sluice.warehouse.sources import IGNORED
 from sluice.warehouse.unused import not_used
 
 
@@ -26,7 +27,7 @@ class IngestOutcome:
     duplicates_skipped: int
     unreadable_files: list[str] = field(default_factory=list)
     changed_files: list[str] = field(default_factory=list)
-    not_read_files: list[str] = field(default_factory=list)  # no ending ingest reads
+    ignored_files: list[str] = field(default_factory=list)  # names no reader takes
     table: list[dict[str, Any]] = field(default_factory=list)
     not_used: dict[str, Any] = field(default_factory=dict)  # quarantined and unweighted rows
 
@@ -49,8 +50,8 @@ def load_new_files() -> IngestOutcome:
         logger.warning("quarantined whole (unreadable): %s", path)
     for path in outcome.changed_files:
         logger.warning("changed after loading, not reloaded: %s", path)
-    for path in outcome.not_read_files:
-        logger.warning("not read (ingest reads %s files): %s", ", ".join(LANDING_SUFFIXES), path)
+    for path in outcome.ignored_files:
+        logger.warning("%s %s", path, IGNORED)
     outcome.not_used = _report_not_used(not_used(warehouse, started,
                                                  settings.app.events.weights), logger)
     return outcome

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import threading
@@ -26,8 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sluice.errors import InputError, NotFoundError
-from sluice.store import JsonStore
+from sluice.store import JsonStore, StoreError
 from sluice.vocabulary import TEMPLATES, TENANT_RULE, is_tenant
+
+log = logging.getLogger(__name__)
 
 ALL_TEMPLATES = "*"
 KINDS = ("ab", "interleaving")
@@ -179,15 +182,24 @@ class Experiments:
         self._lock = threading.Lock()
         self._checked = -math.inf
         self._all: dict[str, Experiment] = {}
+        self._broken = ""  # the store's last parse error, logged once
 
     def all(self, fresh: bool = False) -> dict[str, Experiment]:
         """Every experiment; re-read at most once a second unless `fresh` (answers ask often,
         the CLI and admin routes want what another process wrote a moment ago)."""
         with self._lock:
             if fresh or time.monotonic() - self._checked >= REFRESH_SECONDS:
-                self._all = {k: Experiment.from_dict(json.loads(v))
-                             for k, v in self._store.read().items()}
                 self._checked = time.monotonic()
+                try:
+                    stored = self._store.read()
+                except StoreError as exc:  # answers go on outside experiments, said once
+                    if fresh:
+                        raise
+                    if str(exc) != self._broken:
+                        self._broken = str(exc)
+                        log.warning("experiments not applied: %s", exc)
+                    return self._all
+                self._all = {k: Experiment.from_dict(json.loads(v)) for k, v in stored.items()}
             return self._all
 
     def get(self, experiment_id: str) -> Experiment:

@@ -83,8 +83,11 @@ def _condition(raw: Any, where: str, known_fields: set[str] | None) -> Condition
     if not isinstance(raw, dict):
         raise FilterError(where, "expected {field, op, value}")
     name, op = raw.get("field"), raw.get("op", "eq")
-    if not isinstance(name, str) or not name:
-        raise FilterError(f"{where}.field", "required")
+    if name is None or name == "":
+        raise FilterError(f"{where}.field", "required: the item field the condition tests")
+    if not isinstance(name, str):
+        raise FilterError(f"{where}.field", f"must be a string (an item field's name), not "
+                                            f"{type(name).__name__}")
     if known_fields is not None and name not in known_fields:
         raise FilterError(f"{where}.field", f"unknown item field {name!r:.64}")
     if op not in OPS:

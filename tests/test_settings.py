@@ -8,7 +8,14 @@ import pytest
 import yaml
 
 from sluice import settings as settings_module
-from sluice.settings import AppConfig, ConfigError, Settings, get_settings, load_app_config
+from sluice.settings import (
+    DEFAULT_CONFIG,
+    AppConfig,
+    ConfigError,
+    Settings,
+    get_settings,
+    load_app_config,
+)
 
 ENV_VARS = ("SLUICE_HOME", "SLUICE_PORT", "SLUICE_HOST", "SLUICE_CONFIG",
             "SLUICE_MLFLOW_ARTIFACTS", "MLFLOW_TRACKING_URI")
@@ -141,6 +148,30 @@ def test_invalid_yaml(tmp_path):
         load_app_config(path)
     assert "not valid YAML" in str(info.value)
     assert str(path) in str(info.value)
+    assert "\n" not in str(info.value) and "line 2" in str(info.value)
+
+
+@pytest.mark.parametrize("data, named", [
+    ({"suficiency": {"min_interactions": 5}},
+     "suficiency: unknown key (did you mean sufficiency?)"),
+    ({"sufficiency": {"min_interaction": 5}},
+     "sufficiency.min_interaction: unknown key (did you mean min_interactions?)"),
+    ({"serving": {"ann": {"recall_targt": 0.9}}}, "serving.ann.recall_targt: unknown key"),
+    ({"templates": {"t": {"base": "popular", "filter": []}}}, "templates.t.filter: unknown key"),
+    ({"trackers": [{"tenant": "shop", "tracking_id": "t-1", "tracking": "x"}]},
+     "trackers.0.tracking: unknown key"),
+])
+def test_a_key_no_setting_reads_is_refused_by_name(tmp_path, data, named):
+    with pytest.raises(ConfigError) as info:
+        load_app_config(_write_config(tmp_path / "typo.yaml", data))
+    assert named in str(info.value)
+
+
+def test_the_shipped_config_and_the_format_fixtures_hold_no_unknown_key():
+    from sluice.settings.keys import unknown_keys
+
+    for path in [DEFAULT_CONFIG, *Path(__file__).parent.glob("fixtures/formats/**/*.yaml")]:
+        assert unknown_keys(AppConfig, yaml.safe_load(path.read_text())) == [], path
 
 
 def test_top_level_must_be_a_mapping(tmp_path):

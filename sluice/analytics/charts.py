@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sluice.warehouse.engine import Warehouse, as_warehouse
+from sluice.warehouse.engine import MissingTable, Warehouse, as_warehouse
 
 LAG = ("the marts are rebuilt by `sluice transform` (the `refresh` deployment, every 2 h under "
        "`make up`) after `sluice ingest` loads the raw log (every 5 min)")
@@ -29,6 +29,24 @@ class Section:
     note: str
     svg: str | None
     table: str | None = None  # an HTML table drawn under the chart (numbers to read)
+
+
+class ReportError(RuntimeError):
+    """The warehouse is there but cannot be read: a report would say "no data" and be wrong."""
+
+
+def readable(warehouse: Warehouse | Path) -> None:
+    """A warehouse not built yet is fine (each section says so); one that does not open or
+    read (a truncated file, a server refusing) stops the report with the reason."""
+    found = as_warehouse(warehouse)
+    try:
+        found.rows("select count(*) from raw.events")
+    except MissingTable:
+        return
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ReportError(f"the warehouse {found} cannot be read ({reason}): `sluice doctor` "
+                          "says how to fix it") from exc
 
 
 def query(warehouse: Warehouse | Path, sql: str, params: list | None = None) -> pd.DataFrame:

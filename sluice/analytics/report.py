@@ -17,7 +17,16 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from sluice.analytics.charts import LAG, Section, fit_days, mark, query, registered, svg
+from sluice.analytics.charts import (
+    LAG,
+    Section,
+    fit_days,
+    mark,
+    query,
+    readable,
+    registered,
+    svg,
+)
 from sluice.experiments import Experiment
 from sluice.vocabulary import SOURCES
 from sluice.warehouse.engine import Warehouse
@@ -246,6 +255,7 @@ def write_report(warehouse: Warehouse | Path, tracking_uri: str, model_name: str
     (sluice.experiments.Experiments), each drawn with its decision (`min_units` per arm)."""
     from sluice.analytics import online
 
+    readable(warehouse)
     sections = [events_per_day(warehouse), slot_sources(warehouse), click_through(warehouse),
                 model_metrics(tracking_uri, model_name), model_quality(tracking_uri, model_name),
                 *online.experiment_sections(warehouse, list(experiments), min_units),

@@ -102,8 +102,8 @@ def download_version(tracking_uri: str, name: str, version: str, dst: Path) -> P
     try:
         c.get_model_version(name, version)
     except MlflowException as exc:
-        raise NotFoundError("model_version", f"{name} has no version {version!r}: list them in "
-                                             "the MLflow UI, or leave it out for the champion"
+        raise NotFoundError("model_version", f"{name} has no version {version!r}: `sluice models` "
+                                             "lists them, or leave it out for the champion"
                             ) from exc
     dst.mkdir(parents=True, exist_ok=True)
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",

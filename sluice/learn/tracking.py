@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from sluice.bundle import ModelBundle
 from sluice.learn import gate, quality, registry
 from sluice.learn.matrix import config_params
+from sluice.learn.versions import RegistryError
 from sluice.settings import PROJECT_ROOT, Settings
 from sluice.warehouse.engine import Warehouse, from_settings
 
@@ -122,7 +124,11 @@ def _dbt_invocation(path: Path) -> dict[str, str]:
 def lineage(tracking_uri: str, name: str, version: str) -> dict[str, Any]:
     """A registered version's lineage record: its run, what it learned from, its gate."""
     client = registry.client(tracking_uri)
-    found = client.get_model_version(name, str(version))
+    try:
+        found = client.get_model_version(name, str(version))
+    except MlflowException as exc:  # no such version, or not a number
+        raise RegistryError(f"{name} has no version {version}: `sluice models` lists them"
+                            ) from exc
     run = client.get_run(found.run_id)  # type: ignore[arg-type]  # a registered version has a run
     tags = run.data.tags
     return {"name": name, "version": str(found.version), "run_id": found.run_id,

@@ -50,12 +50,24 @@ class Finding:
 def diagnose(settings: Settings, root: Path = PROJECT_ROOT,
              min_free: int = MIN_FREE_BYTES) -> list[Finding]:
     checks: list[Callable[[], Iterator[Finding]]] = [
+        lambda: _config(settings),
         lambda: _python(root), lambda: _packages(root), lambda: _folders(settings),
         lambda: _disk(settings, min_free), lambda: _warehouse(settings),
         lambda: _mlflow(settings), lambda: _formats(settings), lambda: _prefect(),
         lambda: _ports(settings),
     ]
     return [finding for check in checks for finding in check()]
+
+
+def _config(settings: Settings) -> Iterator[Finding]:
+    """The config file loads: every key known, every value in range (what each flow needs)."""
+    try:
+        settings.app  # noqa: B018 -- loading is the check
+    except ConfigError as exc:
+        yield Finding("config", str(exc), f"edit {settings.config} (or point SLUICE_CONFIG "
+                                          "at a valid one)")
+    else:
+        yield Finding("config", note=str(settings.config))
 
 
 def _python(root: Path) -> Iterator[Finding]:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
+from sluice.errors import InputError
 from sluice.serve.answers import Answer
 from sluice.vocabulary import MAX_ID_LENGTH, SOURCES
 
@@ -53,8 +54,7 @@ class InputLine:
 def read_input(location: str | Path, key: str) -> Iterator[InputLine]:
     """The non-blank lines of a JSON Lines file (a path or any fsspec URL), each checked for
     `key` ("userId" or "itemId")."""
-    fs, path = url_to_fs(str(location))
-    with fs.open(path, "rb") as handle:
+    with _open_input(location) as handle:
         for number, raw in enumerate(handle, start=1):
             if raw.strip():
                 yield parse_line(number, raw, key)
@@ -62,9 +62,17 @@ def read_input(location: str | Path, key: str) -> Iterator[InputLine]:
 
 def count_lines(location: str | Path) -> int:
     """Non-blank lines (read once more, so that progress can say how long is left)."""
-    fs, path = url_to_fs(str(location))
-    with fs.open(path, "rb") as handle:
+    with _open_input(location) as handle:
         return sum(1 for raw in handle if raw.strip())
+
+
+def _open_input(location: str | Path) -> Any:
+    fs, path = url_to_fs(str(location))
+    try:
+        return fs.open(path, "rb")
+    except FileNotFoundError:
+        raise InputError("input", f"{location} not found: give a file in the landing folder, a "
+                                  "path or an fsspec URL") from None
 
 
 def parse_line(number: int, raw: bytes, key: str) -> InputLine:

@@ -29,6 +29,7 @@ from sluice.settings.access import (  # noqa: F401 (re-exported)
     TrackerConfig,
     _Credential,
 )
+from sluice.settings.keys import unknown_keys
 from sluice.settings.learning import (  # noqa: F401 (re-exported)
     MODEL_ALGORITHMS,
     Algorithm,
@@ -224,16 +225,28 @@ def load_app_config(path: Path) -> AppConfig:
     try:
         raw = yaml.safe_load(text) or {}
     except (yaml.YAMLError, RecursionError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid YAML: {_one_line(exc)}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     _check_format(raw, path)
+    unknown = unknown_keys(AppConfig, raw)
+    if unknown:
+        raise ConfigError(f"config file {path} is invalid: {'; '.join(unknown)}")
     try:
         return AppConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"config file {path} is invalid: {validation_message(exc)}") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise ConfigError(f"config file {path} is invalid: {exc}") from None
+
+
+def _one_line(exc: Exception) -> str:
+    """A YAML error's lines (what, where, the line quoted with a caret) as one line."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(exc).split())
 
 
 def _check_format(raw: dict[str, Any], path: Path) -> None:

@@ -34,6 +34,11 @@ class MissingTable(LookupError):
     """A query named a table or view the warehouse does not have (yet): run `sluice transform`."""
 
 
+# what a MissingTable says to do: the warehouse has not been built that far yet
+NEXT_STEP = ("; the warehouse is not built that far yet: run `sluice ingest`, then "
+             "`sluice transform` (or `sluice pipeline` for both and training)")
+
+
 class Warehouse(ABC):
     """Where raw.* and the dbt models live; see the module docstring."""
 
@@ -91,11 +96,13 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not self.path.exists():
+            raise MissingTable(f"{self.path} does not exist{NEXT_STEP}")
         con = db.connect(self.path, read_only=True)
         try:
             yield con
         except duckdb.CatalogException as exc:
-            raise MissingTable(str(exc)) from exc
+            raise MissingTable(f"{str(exc).splitlines()[0]}{NEXT_STEP}") from exc
         finally:
             con.close()
 

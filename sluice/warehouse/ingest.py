@@ -68,10 +68,11 @@ class Ingestor:
                 # an object's size from the listing spares a request; a local file may grow
                 known = size if eventlog.is_url(path) else None
                 report.files.append(_load_segment(loader, path, seen, known))
-            readable, not_read = sources.landing_listing(self.landing_dir)
-            report.not_read = [str(path) for path in not_read]  # the flow warns of each
-            for path in readable:
+            landing, ignored = sources.landing_listing(self.landing_dir)
+            for path in landing:
                 report.files.append(self._load_landing(loader, path, manifest.get(str(path))))
+            report.files.extend(FileResult(str(path), "landing", status="ignored",
+                                           message=sources.IGNORED) for path in ignored)
         return report
 
     def _load_landing(self, loader: FileLoader, path: Path | str, seen: Seen) -> FileResult:

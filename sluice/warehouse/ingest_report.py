@@ -14,7 +14,7 @@ class FileResult:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     duplicates_skipped: int = 0
-    status: str = "loaded"  # loaded | unchanged | changed_after_loading | unreadable
+    status: str = "loaded"  # loaded | unchanged | changed_after_loading | unreadable | ignored
     message: str = ""
     seconds: float = 0.0
 
@@ -22,8 +22,6 @@ class FileResult:
 @dataclass
 class IngestReport:
     files: list[FileResult] = field(default_factory=list)
-    # landing files whose name has none of the endings ingest reads (sources.LANDING_SUFFIXES)
-    not_read: list[str] = field(default_factory=list)
 
     @property
     def rows_loaded(self) -> int:
@@ -65,7 +63,7 @@ class IngestReport:
             "duplicates_skipped": self.duplicates_skipped,
             "unreadable_files": [f.path for f in self.files if f.status == "unreadable"],
             "changed_files": [f.path for f in self.files if f.status == "changed_after_loading"],
-            "not_read_files": [str(path) for path in self.not_read],
+            "ignored_files": [f.path for f in self.files if f.status == "ignored"],
         }
 
 

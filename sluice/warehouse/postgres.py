@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from sluice import formats
-from sluice.warehouse.engine import LOCK_TIMEOUT, MissingTable, Say, Warehouse
+from sluice.warehouse.engine import LOCK_TIMEOUT, NEXT_STEP, MissingTable, Say, Warehouse
 from sluice.warehouse.ingest_report import FileResult
 from sluice.warehouse.loading import Loaded, RawWriter
 from sluice.warehouse.locks import wait_for_lock
@@ -116,7 +116,7 @@ class PostgresWarehouse(Warehouse):
             with con.cursor() as cursor:
                 yield cursor
         except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName) as exc:
-            raise MissingTable(str(exc).strip()) from exc
+            raise MissingTable(f"{str(exc).strip().splitlines()[0]}{NEXT_STEP}") from exc
         finally:
             con.close()
 

@@ -84,35 +84,41 @@ def segment_tail(path: Path | str, seen: tuple[int, str] | None,
                        digest.hexdigest())
 
 
+# a file being written by its uploader: skipped without a word until renamed, like hidden ones
+IN_PROGRESS_SUFFIXES = (".tmp", ".partial")
+# what ingest says of a file in the landing folder that no reader takes (`events.json`,
+# `export.CSV`): it would otherwise wait there, never loaded, in silence
+IGNORED = ("not loaded: a landing file's name ends in " + ", ".join(LANDING_SUFFIXES)
+           + "; rename a data file to one (a file never loaded may be renamed)")
+
+
 def landing_files(landing_dir: Path | str) -> list[Path] | list[str]:
-    """Landing files to read, sorted; hidden path parts and symlinks skipped."""
+    """Landing files to consider, sorted; hidden path parts and symlinks skipped."""
     return landing_listing(landing_dir)[0]
 
 
 def landing_listing(landing_dir: Path | str) -> tuple[list[Any], list[Any]]:
-    """(files to read, other files that are not read: a name without a LANDING_SUFFIXES
-    ending, such as MovieLens' u.data), each sorted; hidden path parts and symlinks skipped."""
-    found = _remote_landing_files(landing_dir) if isinstance(landing_dir, str) \
-        else _local_landing_files(landing_dir)
-    readable = [path for path in found if _name(path).endswith(LANDING_SUFFIXES)]
-    return readable, [path for path in found if not _name(path).endswith(LANDING_SUFFIXES)]
-
-
-def _local_landing_files(landing_dir: Path) -> list[Path]:
+    """(landing files to consider, visible files whose name no reader takes), each sorted;
+    hidden path parts and symlinks are neither."""
+    if isinstance(landing_dir, str):
+        return _remote_landing_files(landing_dir)
     if not landing_dir.exists():
-        return []
+        return [], []
     root = landing_dir.resolve()
-    found = []
+    found: list[Path] = []
+    ignored: list[Path] = []
     for path in sorted(root.rglob("*")):
         if path.is_symlink() or not path.is_file():
             continue  # a link could point outside the landing folder
-        if not any(part.startswith(".") for part in path.relative_to(root).parts):
-            found.append(path)
-    return found
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if not path.name.endswith(IN_PROGRESS_SUFFIXES):
+            (found if path.name.endswith(LANDING_SUFFIXES) else ignored).append(path)
+    return found, ignored
 
 
-def _remote_landing_files(url: str) -> list[str]:
-    """Files under a URL; hidden path parts skipped (no symlinks on object stores)."""
+def _remote_landing_files(url: str) -> tuple[list[str], list[str]]:
+    """Landing files under a URL; hidden path parts skipped (no symlinks on object stores)."""
     from fsspec.core import url_to_fs
 
     fs, root = url_to_fs(url)
@@ -122,12 +128,16 @@ def _remote_landing_files(url: str) -> list[str]:
         listed = fs.find(root)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"landing folder {url} cannot be listed: {exc}") from exc
-    found = []
+    found: list[str] = []
+    ignored: list[str] = []
     for path in sorted(listed):
         parts = path[len(root):].strip("/").split("/")
-        if not any(part.startswith(".") for part in parts):
-            found.append(eventlog.file_url(fs, path))
-    return found
+        if any(part.startswith(".") for part in parts):
+            continue
+        if not path.endswith(IN_PROGRESS_SUFFIXES):
+            (found if path.endswith(LANDING_SUFFIXES) else ignored).append(
+                eventlog.file_url(fs, path))
+    return found, ignored
 
 
 def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Record], int]:

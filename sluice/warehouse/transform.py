@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.settings import PROJECT_ROOT
-from sluice.warehouse.engine import DuckDBWarehouse, Warehouse, as_warehouse
+from sluice.warehouse.engine import DuckDBWarehouse, MissingTable, Warehouse, as_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,18 @@ def dbt_build(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, A
     file there."""
     warehouse = as_warehouse(warehouse)
     with warehouse.lock():
+        _require_ingested(warehouse)
         return _dbt_build(warehouse, work_dir, dbt_vars, select, command, full_refresh)
+
+
+def _require_ingested(warehouse: Warehouse) -> None:
+    """A warehouse that ingest never wrote has no raw.* for dbt to read: say what to run,
+    not the catalog errors of every source test."""
+    try:
+        warehouse.rows("select 1 from raw.events limit 1")
+    except MissingTable as exc:
+        raise TransformError(f"nothing to transform: {warehouse} has no raw.events yet; run "
+                             "`sluice ingest` first (or `sluice pipeline`)") from exc
 
 
 def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+from sluice.settings import PROJECT_ROOT
 from tests.utils.cli import sluice
 from tests.utils.factories import environment
 from tests.utils.server import running_server
@@ -31,3 +36,58 @@ def test_the_api_logs_the_port_it_is_bound_to(tmp_path):
     text = log.read_text()
     assert f"serving on 127.0.0.1:{port}," in text
     assert text.count("serving on ") == 1
+
+
+def test_a_flow_failing_on_the_operators_input_prints_no_traceback(tmp_path, prefect_harness):
+    """`sluice batch` before any training: Prefect's engine logs the failure, but the
+    terminal shows its lines without the engine's traceback, and the reason once as ours."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, **environment(tmp_path), "PYTHONPATH": str(PROJECT_ROOT),
+           "PREFECT_API_URL": PREFECT_API_URL.value()}
+    run = [sys.executable, "-m", "cli.main", "batch", "--tenant", "shop"]
+    proc = subprocess.run(run, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert ("sluice batch: NotFoundError: model_version: no models:/sluice-shop@champion yet: "
+            "run `sluice train` first") in proc.stderr
+    assert proc.stderr.count("no models:/sluice-shop@champion yet") == 1, proc.stderr
+    debug = subprocess.run(run, cwd=PROJECT_ROOT, env={**env, "SLUICE_DEBUG": "1"},
+                           capture_output=True, text=True, timeout=300)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_an_input_error_is_one_line_that_names_the_field_and_what_to_do(tmp_path):
+    env = environment(tmp_path)
+    proc = sluice(env, "experiments", "show", "nope")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "sluice experiments: NotFoundError: experiment: no experiment 'nope': "
+        "`sluice experiments list` shows them"]
+    (tmp_path / "trackers.json").write_text("garbage")
+    proc = sluice(env, "trackers", "list")
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "trackers.json is not valid JSON" in proc.stderr
+
+
+def test_a_report_over_a_warehouse_that_cannot_be_read_fails_instead_of_saying_no_data(
+        tmp_path):
+    from sluice.warehouse.db import connect
+
+    env = environment(tmp_path)
+    proc = sluice(env, "report")  # not built yet: each section says what fills it
+    assert proc.returncode == 0, proc.stderr
+    warehouse = tmp_path / "warehouse.duckdb"
+    con = connect(warehouse)
+    con.execute("create table raw.padding as select range as n from range(100000)")
+    con.close()
+    with open(warehouse, "r+b") as handle:  # a disk that lost the file's tail
+        handle.truncate(4096)
+    (tmp_path / "report" / "index.html").unlink()
+    proc = sluice(env, "report")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"sluice report: ReportError: the warehouse file://{warehouse} "
+                                  "cannot be read ("), proc.stderr
+    assert "`sluice doctor` says how to fix it" in proc.stderr
+    assert not (tmp_path / "report" / "index.html").exists()

@@ -17,3 +17,36 @@ def test_the_cli_prints_typed_results_as_the_json_it_printed(monkeypatch, capsys
     printed = json.loads(capsys.readouterr().out)
     assert printed == {"nodes": 3, "passed": 2, "sufficiency": [{"tenant": "default"}]}
     assert list(printed) == [f.name for f in dataclasses.fields(TransformOutcome)]
+
+
+def test_a_count_option_below_one_is_refused_naming_it(capsys):
+    import pytest
+
+    from cli import main as cli
+
+    for argv, option in ((["generate", "--users", "0"], "--users"),
+                         (["demo", "--events", "-1"], "--events"),
+                         (["generate", "--items", "many"], "--items"),
+                         (["serve", "--workers", "0"], "--workers")):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 2
+        error = capsys.readouterr().err.splitlines()[-1]
+        assert error.startswith(f"sluice {argv[0]}: error: argument {option}: "), error
+        assert "below 1" in error or "not a whole number" in error
+
+
+def test_a_tenant_option_that_is_no_tenant_name_is_refused_naming_it(capsys):
+    import pytest
+
+    from cli import main as cli
+
+    for argv in (["models", "--tenant", "bad tenant"], ["promote", "1", "--tenant", "a b"],
+                 ["rollback", "--tenant=-x"], ["report", "--tenant", "shop/eu"],
+                 ["batch", "--tenant", "x" * 65],
+                 ["experiments", "create", "e1", "--tenant", "a b", "--arm", "a=champion"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 2
+        error = capsys.readouterr().err.splitlines()[-1]
+        assert "error: argument --tenant: " in error and "is not a tenant name: 1-64" in error

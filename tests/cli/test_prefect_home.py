@@ -64,3 +64,20 @@ def test_without_a_server_flow_runs_use_a_temporary_one(tmp_path, monkeypatch):
     prefect_under(tmp_path)
     assert "PREFECT_API_URL" not in os.environ
     assert os.environ["PREFECT_HOME"] == str(tmp_path / "elsewhere")
+
+
+def test_a_flow_in_a_home_not_made_yet_says_what_to_run_in_one_line(tmp_path):
+    """A fresh SLUICE_HOME: Prefect's temporary server starts (its home made with parents),
+    and train, with no warehouse yet, says to ingest and transform, without a traceback."""
+    env = {**os.environ, **environment(tmp_path / "config"), "PYTHONPATH": str(PROJECT_ROOT),
+           "SLUICE_HOME": str(tmp_path / "new" / "home"),
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60"}
+    for name in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL"):
+        env.pop(name, None)
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "train"], cwd=PROJECT_ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = [line for line in proc.stderr.splitlines() if line.startswith("sluice train: ")]
+    assert len(last) == 1, proc.stderr[-2000:]
+    assert "run `sluice ingest`, then `sluice transform`" in last[0]

@@ -52,6 +52,23 @@ def test_tune_searches_under_the_warehouse_lock_and_returns_a_typed_result(
     assert result.best.params["factors"] in (4, 8)
 
 
+def test_tune_skips_a_tenant_short_of_data_and_tunes_the_others(
+        tmp_path, monkeypatch, prefect_harness):
+    """"a-new" sorts first and has a handful of events: it is skipped, "tuned" is tuned."""
+    for key, value in environment(tmp_path, tune=TUNE).items():
+        monkeypatch.setenv(key, value)
+    warehouse = tmp_path / "warehouse.duckdb"
+    write_marts(warehouse, taste_history(users=3, per_user=2), "a-new")
+    write_marts(warehouse, taste_history(), "tuned")
+    import flows.tune
+    from sluice.learn.training import InsufficientDataError
+
+    (result,) = flows.tune.tune()
+    assert result.best.tenant == "tuned" and len(result.trials) == 2
+    with pytest.raises(InsufficientDataError, match="tenant 'a-new': not enough data"):
+        flows.tune.tune(tenant="a-new")  # nothing could be tuned: that fails, saying why
+
+
 def test_train_and_tune_list_tenants_and_retry_alike():
     from flows import tenants, train, tune
 

@@ -93,3 +93,25 @@ def test_sluice_models_lists_versions_with_algorithm_metric_window_alias(store, 
     assert lines[2].split()[:6] == ["shop", "2", "bpr", "0.3000", "2026-03-01..2026-03-04",
                                     "champion"]
     assert lines[3].split()[:5] == ["shop", "1", "als", "0.2500", "2026-03-01..2026-03-04"]
+
+
+def test_sluice_models_show_of_a_version_that_is_not_there_says_where_to_look(store, tmp_path):
+    env = environment(tmp_path)
+    env["MLFLOW_TRACKING_URI"] = store
+    register(store, tmp_path, "als", 0.25)
+    for version in ("9", "abc"):
+        proc = sluice(env, "models", "show", version, "--tenant", "shop")
+        assert proc.returncode == 1
+        assert proc.stderr.splitlines()[0] == (
+            f"sluice models: RegistryError: {NAME} has no version {version}: `sluice models` "
+            "lists them"), proc.stderr
+
+
+def test_sluice_models_of_a_tenant_without_versions_names_it(store, tmp_path):
+    env = environment(tmp_path)
+    env["MLFLOW_TRACKING_URI"] = store
+    register(store, tmp_path, "als", 0.25)
+    proc = sluice(env, "models", "--tenant", "nope")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("no registered versions for tenant 'nope' (sluice-nope): "
+                                  "`sluice models` lists every tenant's")

@@ -65,6 +65,15 @@ def test_broken_parts_are_named_with_their_fix(settings, tmp_path, monkeypatch):
                           if not f.ok}["disk"]
 
 
+def test_a_config_that_does_not_load_is_a_problem_naming_the_key(settings, tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text("sufficiency:\n  min_interaction: 5\n")
+    found = problems(settings.model_copy(update={"config": config}))
+    assert "sufficiency.min_interaction: unknown key (did you mean min_interactions?)" in (
+        found["config"])
+    assert f"edit {config}" in found["config"]
+
+
 def test_packages_are_compared_with_the_lock_when_there_is_one(settings, tmp_path):
     shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     assert "packages" not in problems(settings, root=tmp_path)

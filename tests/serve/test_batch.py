@@ -158,6 +158,16 @@ def test_wrong_job_parameters_fail_the_job_naming_the_field(tenant, tmp_path):
         run_segments(get_settings(), "default", None, tmp_path / "d", 0)
 
 
+def test_an_input_file_that_is_not_there_fails_the_job_naming_input(tenant, tmp_path):
+    missing = tenant["home"] / "landing" / "missing.jsonl"
+    with pytest.raises(InputError) as failure:
+        run_recommendations(get_settings(), BatchJob(), missing, tmp_path / "a")
+    assert failure.value.field == "input" and f"{missing} not found" in failure.value.reason
+    with pytest.raises(InputError, match="input"):
+        run_segments(get_settings(), "default", missing, tmp_path / "b", 10)
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+
+
 def test_input_and_output_through_fsspec_urls(tenant):
     import fsspec
 

@@ -140,3 +140,13 @@ def test_exclude_purchased_with_exclude_seen_off(bundle):  # noqa: F811
         RecommendationRequest(user_id="u1", num_results=50, exclude_seen=False, rules=rules))
     ids = {s.item_id for s in answer.items}
     assert "i12" not in ids and "i13" in ids
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    ({"op": "eq", "value": 1}, "required: the item field the condition tests"),
+    ({"field": 1, "op": "eq", "value": 1}, "must be a string (an item field's name), not int"),
+])
+def test_a_field_that_is_not_a_name_says_why(raw, reason):
+    with pytest.raises(FilterError) as err:
+        parse_conditions([raw], set(ITEM))
+    assert (err.value.field, err.value.reason) == ("filters[0].field", reason)

@@ -338,3 +338,17 @@ def test_propensities_that_do_not_sum_to_one_per_position_fail_the_build(tmp_pat
     # share 0.2 over a pool of 4: an explored slot has 0.05; 0.1 would make 1.2 at position 2
     with pytest.raises(TransformError, match="slot_propensities"):
         _build_propensities(tmp_path, [_explored_answer(0.1)])
+
+
+@pytest.mark.parametrize("made_by", [None, "dbt"])
+def test_a_warehouse_ingest_never_wrote_says_to_ingest_first(tmp_path, made_by):
+    """No file yet, or one dbt made without raw.*: one line naming the command, not a
+    catalog error per source test."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    if made_by:
+        duckdb.connect(str(warehouse)).close()
+    with pytest.raises(TransformError) as failure:
+        dbt_build(warehouse, tmp_path / "dbt", dbt_vars())
+    message = str(failure.value)
+    assert "has no raw.events yet; run `sluice ingest` first" in message
+    assert "\n" not in message and "Catalog Error" not in message

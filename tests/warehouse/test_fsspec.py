@@ -121,7 +121,9 @@ def test_ingest_memory_landing_and_raw_exactly_once(tmp_path):
     report = Ingestor(warehouse, "memory://raw", "memory://landing").run()
     by_path = {f.path: f for f in report.files}
     assert set(by_path) == {"memory:///landing/a.jsonl", "memory:///landing/sub/b.jsonl.gz",
-                            "memory:///landing/c.csv", *segments("memory://raw")}
+                            "memory:///landing/c.csv", "memory:///landing/notes.txt",
+                            *segments("memory://raw")}
+    assert report.summary()["ignored_files"] == ["memory:///landing/notes.txt"]
     assert by_path["memory:///landing/a.jsonl"].rows_loaded == 2
     assert by_path["memory:///landing/a.jsonl"].rows_quarantined == 1
     assert by_path["memory:///landing/c.csv"].rows_loaded == 2
@@ -133,7 +135,7 @@ def test_ingest_memory_landing_and_raw_exactly_once(tmp_path):
 
     again = Ingestor(warehouse, "memory://raw", "memory://landing").run()
     assert again.rows_loaded == 0
-    assert {f.status for f in again.files} == {"unchanged"}
+    assert {f.status for f in again.files} == {"unchanged", "ignored"}  # notes.txt, each run
 
     # the log grows: only the new lines load; a rewritten landing file is reported
     EventLog("memory://raw").append([_ev(12)])

@@ -191,6 +191,26 @@ def test_duplicate_ids_across_files_load_once(env):
     assert source == [(env.landing_path("a.jsonl"),)]
 
 
+def test_a_landing_file_no_reader_takes_is_reported_each_run_not_skipped_in_silence(env):
+    _write_jsonl(env.landing / "a.jsonl", [_ev(1)])
+    _write_jsonl(env.landing / "b.json", [_ev(2)])
+    _write_jsonl(env.landing / "export" / "C.JSONL", [_ev(3)])
+    _write_jsonl(env.landing / ".partial.json", [_ev(4)])  # hidden: an upload in progress
+    _write_jsonl(env.landing / "d.jsonl.tmp", [_ev(5)])  # so is this
+    for _ in range(2):  # ignored again until renamed: never loaded, never forgotten
+        report = env.run()
+        ignored = report.summary()["ignored_files"]
+        assert ignored == [str((env.landing / n).resolve()) for n in ("b.json", "export/C.JSONL")]
+        rows = {r["file"].rsplit("/", 1)[-1]: r for r in report.table_rows()}
+        assert rows["b.json"]["status"] == "ignored" and ".partial.json" not in rows
+        assert all("rename a data file" in f.message for f in report.files if f.status == "ignored")
+    assert env.ids() == ["e1"]
+    (env.landing / "b.json").rename(env.landing / "b.jsonl")
+    assert env.run().summary()["ignored_files"] == [str((env.landing / "export/C.JSONL"
+                                                         ).resolve())]
+    assert env.ids() == ["e1", "e2"]
+
+
 def test_landing_file_changed_after_loading_is_reported_not_reloaded(env):
     path = _write_jsonl(env.landing / "a.jsonl", [_ev(1), _ev(2)])
     env.run()
@@ -564,13 +584,16 @@ def test_symlinks_in_landing_are_ignored(env, tmp_path):
 
 
 def test_tmp_hidden_and_other_files_ignored(env):
+    """Uploads in progress (hidden, .tmp, .partial) are skipped in silence; any other name no
+    reader takes is reported as ignored (never loaded)."""
     (env.landing / ".staging").mkdir()
     for name in (".hidden.jsonl", "part.jsonl.tmp", "part.tmp", "notes.txt", "data.json",
                  "x.jsonl.partial", ".staging/upload.jsonl"):
         _write_jsonl(env.landing / name, [_ev(len(name))])
     _write_jsonl(env.landing / "real.jsonl", [_ev(1)])
     report = env.run()
-    assert [Path(f.path).name for f in report.files] == ["real.jsonl"]
+    assert [(Path(f.path).name, f.status) for f in report.files] == [
+        ("real.jsonl", "loaded"), ("data.json", "ignored"), ("notes.txt", "ignored")]
     assert env.ids() == ["e1"]
 
 

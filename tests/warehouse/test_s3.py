@@ -172,7 +172,8 @@ def test_ingest_from_s3_loads_exactly_once(s3, bucket, tmp_path):
     by_path = {f.path: f for f in report.files}
     url = f"s3://{bucket}/landing"
     assert set(by_path) == {f"{url}/a.jsonl", f"{url}/2026/b.jsonl.gz", f"{url}/c.csv",
-                            f"{url}/d.parquet", *segments(raw)}
+                            f"{url}/d.parquet", f"{url}/notes.txt", *segments(raw)}
+    assert report.summary()["ignored_files"] == [f"{url}/notes.txt"]
     assert by_path[f"{url}/a.jsonl"].rows_quarantined == 1
     assert by_path[f"{url}/c.csv"].rows_quarantined == 1
     assert report.rows_loaded == 2 + 1 + 1 + 1 + 3
@@ -181,7 +182,8 @@ def test_ingest_from_s3_loads_exactly_once(s3, bucket, tmp_path):
                              f"'s3://{bucket}/%'") == 6
 
     again = Ingestor(warehouse, raw, landing).run()
-    assert again.rows_loaded == 0 and {f.status for f in again.files} == {"unchanged"}
+    assert again.rows_loaded == 0
+    assert {f.status for f in again.files} == {"unchanged", "ignored"}  # notes.txt, each run
 
     # new commits load alone; a landing file rewritten in place is reported, not reloaded
     EventLog(raw).append([_ev(13), _ev(14)])
