@@ -255,3 +255,12 @@ def test_artifact_root_as_a_url_stays_a_url(clean_env, tmp_path):
     assert Settings().artifact_root == "s3://bucket/mlflow"  # MLflow writes there itself
     clean_env.setenv("SLUICE_MLFLOW_ARTIFACTS", "~/arts")
     assert Settings().artifact_root == (Path.home() / "arts").resolve()
+
+
+def test_the_shipped_config_trains_on_interactions_files_without_event_type():
+    """A Personalize interactions file may leave EVENT_TYPE out; its rows get one type, which
+    the shipped weights must name, or such a file would load and never be trained on."""
+    from sluice.intake.tabular import UNTYPED_EVENT_TYPE
+
+    weights = load_app_config(settings_module.DEFAULT_CONFIG).events.weights
+    assert weights[UNTYPED_EVENT_TYPE] == 1.0

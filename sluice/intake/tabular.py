@@ -32,7 +32,7 @@ from sluice.vocabulary import MAX_ID_LENGTH
 
 INTERACTION_COLUMNS = ("USER_ID", "ITEM_ID", "TIMESTAMP")  # as Personalize requires them
 # the type of an interaction from a file without EVENT_TYPE (Personalize makes it optional):
-# trained on once `events.weights` gives it a weight, like any other type
+# weighed by `events.weights` like any other type (the shipped config gives it 1.0)
 UNTYPED_EVENT_TYPE = "interaction"
 _RESERVED = {
     "USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "EVENT_ID", "SESSION_ID",
