@@ -153,14 +153,9 @@ def _private_growth_kib(directory: Path, script: str = GROWTH, *args: str) -> in
     return int(done.stdout.split()[-1])
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_loading_a_large_model_does_not_copy_its_factors(tmp_path):
-    """200,000 items x 64 factors (50 MB): loading reads every factor (the bundle's checks),
-    the model derives what it needs and scores every item, yet a process's private memory
-    grows by at least the factors' size less than when the same bundle is read as copies
-    (as from a file written by plain np.savez): the factors stay in the shared page cache."""
-    rng = np.random.default_rng(3)
-    items, factors = 200_000, 64
+def _large_bundle(items: int, factors: int, seed: int) -> ModelBundle:
+    """40 users and `items` items of random factors, no heads, no catalog."""
+    rng = np.random.default_rng(seed)
     bundle = synthetic_bundle(items=300, users=40, heads=0)
     bundle.item_ids = np.array([f"i{n}" for n in range(items)])
     bundle.item_factors = rng.normal(size=(items, factors)).astype(np.float32)
@@ -168,6 +163,17 @@ def test_loading_a_large_model_does_not_copy_its_factors(tmp_path):
     bundle.user_items = bundle.user_items.copy()
     bundle.user_items.resize((40, items))
     bundle.catalog = {}
+    return bundle
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_loading_a_large_model_does_not_copy_its_factors(tmp_path):
+    """200,000 items x 64 factors (50 MB): loading reads every factor (the bundle's checks),
+    the model derives what it needs and scores every item, yet a process's private memory
+    grows by at least the factors' size less than when the same bundle is read as copies
+    (as from a file written by plain np.savez): the factors stay in the shared page cache."""
+    items, factors = 200_000, 64
+    bundle = _large_bundle(items, factors, seed=3)
     mapped = bundle.save(tmp_path / "mapped")
     copied = _as_plain_savez(bundle.save(tmp_path / "copied"))
     factor_kib = items * factors * 4 // 1024
@@ -181,15 +187,8 @@ def test_the_index_is_mapped_from_its_file_not_copied(tmp_path):
     process reading the bundle's ann.faiss as serving does and searching every list grows by
     at least 90% of the codes less than one reading the same file as a copy (faiss's plain
     read_index), and a loaded bundle's index answers as that copy does."""
-    rng = np.random.default_rng(4)
     items, factors = 100_000, 64
-    bundle = synthetic_bundle(items=300, users=40, heads=0)
-    bundle.item_ids = np.array([f"i{n}" for n in range(items)])
-    bundle.item_factors = rng.normal(size=(items, factors)).astype(np.float32)
-    bundle.user_factors = rng.normal(size=(40, factors)).astype(np.float32)
-    bundle.user_items = bundle.user_items.copy()
-    bundle.user_items.resize((40, items))
-    bundle.catalog = {}
+    bundle = _large_bundle(items, factors, seed=4)
     bundle.ann = ItemIndex.build(bundle.item_factors, lists=256)
     directory = bundle.save(tmp_path / "b")
     codes_kib = items * factors // 1024
