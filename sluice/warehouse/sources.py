@@ -172,8 +172,10 @@ def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Rec
     # unnamed one is positions of some other frame (repeated after a concat): rows by position
     named = any(level is not None for level in frame.index.names)
     frame = frame.reset_index(drop=not named)
-    first = 1 if name.endswith(".parquet") else 2  # a CSV's line 1 is its header
-    return _tabular_records(frame, default_tenant, first, lines), len(frame)
+    if name.endswith(".parquet"):  # typed columns: a boolean column is already one
+        return _tabular_records(frame, default_tenant, 1), len(frame)
+    # a CSV's line 1 is its header
+    return _tabular_records(frame, default_tenant, 2, lines, text=True), len(frame)
 
 
 def csv_record_lines(data: bytes, records: int) -> list[int] | None:
@@ -210,9 +212,10 @@ def _not_utf8(path: Path | str) -> str:
 
 
 def _tabular_records(frame: pd.DataFrame, default_tenant: str, first: int = 2,
-                     lines: list[int] | None = None) -> Iterator[Record]:
+                     lines: list[int] | None = None, text: bool = False) -> Iterator[Record]:
     """Refused rows, then events; numbered by `lines` (a CSV record's own line) when given,
-    else `first` + the row's position (CSV lines, or Parquet rows counted from 1)."""
+    else `first` + the row's position (CSV lines, or Parquet rows counted from 1). `text`: the
+    cells were read as text (a CSV), whose columns of true and false are booleans."""
     if lines is not None:
         first = 0
         frame = frame.set_axis(pd.Index(lines))  # rows named by their lines from here on
@@ -220,6 +223,7 @@ def _tabular_records(frame: pd.DataFrame, default_tenant: str, first: int = 2,
         kind, good, bad = tabular.validate(frame)
     except ValueError as exc:
         raise UnreadableFile(str(exc)) from exc
+    booleans = tabular.boolean_columns(frame) if text else frozenset()
     originals = frame.to_dict("index")
     for index, reason in sorted(bad.items()):
         yield index + first, orjson.dumps(originals[index], default=str).decode(), Unparsable(
@@ -227,7 +231,7 @@ def _tabular_records(frame: pd.DataFrame, default_tenant: str, first: int = 2,
     for index, row in zip(good.index, good.to_dict("records"), strict=True):
         text = orjson.dumps(originals[index], default=str).decode()
         try:
-            events = tabular.row_to_events(kind, row, default_tenant)
+            events = tabular.row_to_events(kind, row, default_tenant, booleans)
         except EventError as exc:  # a column the rule refuses: named, as pandera's are
             yield index + first, text, Unparsable(str(exc))
         except (TypeError, ValueError) as exc:
