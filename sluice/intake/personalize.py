@@ -186,10 +186,13 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         who = {"session": session} | ({"user": user} if user else {})
         ranking = recommendation
         if impression:
+            # the items shown; with a recommendationId, of the list that id names: one shown
+            # list in the marts (the answer Sluice logged under it, else this impression)
             ranking = ranking or f"{event_id}:impression"
             out.append(_checked({"event": "ranking", "id": f"{event_id}:impression",
                                  "timestamp": sent_at, "tenant": tenant, **who,
                                  "items": [{"id": i} for i in impression],
+                                 **({"ranking": recommendation} if recommendation else {}),
                                  # an event without an item keeps its fields here
                                  **({"fields": fields} if fields and item is None else {})},
                                 where))

@@ -295,7 +295,8 @@ def row_to_events(kind: str, row: dict[str, Any], default_tenant: str,
                   booleans: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The row's event, after the ranking event of its IMPRESSION (Personalize's reserved
     column: the item ids shown, `a|b|c`), as PutEvents turns an event's `impression` into one:
-    id `<event id>:impression`, named by the interaction unless RECOMMENDATION_ID names one."""
+    id `<event id>:impression`, named by the interaction unless RECOMMENDATION_ID names one;
+    then the ranking records the impression of that list (its `ranking`)."""
     event = row_to_event(kind, row, default_tenant, booleans)
     shown = _given(row.get("IMPRESSION")) if kind == "interactions" else None
     if shown is None:
@@ -305,6 +306,8 @@ def row_to_events(kind: str, row: dict[str, Any], default_tenant: str,
                "user": event["user"], "items": [{"id": i} for i in str(shown).split("|") if i]}
     if "session" in event:
         ranking["session"] = event["session"]
+    if "ranking" in event:  # RECOMMENDATION_ID: the list whose items IMPRESSION lists
+        ranking["ranking"] = event["ranking"]
     event.setdefault("ranking", ranking["id"])
     for one in (ranking, event):  # both or neither: a refusal quarantines the row whole
         parse_event(one, default_tenant)

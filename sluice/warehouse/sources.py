@@ -9,8 +9,8 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
-import io
 import hashlib
+import io
 import zlib
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -175,7 +175,7 @@ def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Rec
     if name.endswith(".parquet"):  # typed columns: a boolean column is already one
         return _tabular_records(frame, default_tenant, 1), len(frame)
     # a CSV's line 1 is its header
-    return _tabular_records(frame, default_tenant, 2, lines, text=True), len(frame)
+    return _tabular_records(frame, default_tenant, 2, lines, as_text=True), len(frame)
 
 
 def csv_record_lines(data: bytes, records: int) -> list[int] | None:
@@ -212,9 +212,9 @@ def _not_utf8(path: Path | str) -> str:
 
 
 def _tabular_records(frame: pd.DataFrame, default_tenant: str, first: int = 2,
-                     lines: list[int] | None = None, text: bool = False) -> Iterator[Record]:
+                     lines: list[int] | None = None, as_text: bool = False) -> Iterator[Record]:
     """Refused rows, then events; numbered by `lines` (a CSV record's own line) when given,
-    else `first` + the row's position (CSV lines, or Parquet rows counted from 1). `text`: the
+    else `first` + the row's position (CSV lines, or Parquet rows counted from 1). `as_text`: the
     cells were read as text (a CSV), whose columns of true and false are booleans."""
     if lines is not None:
         first = 0
@@ -223,7 +223,7 @@ def _tabular_records(frame: pd.DataFrame, default_tenant: str, first: int = 2,
         kind, good, bad = tabular.validate(frame)
     except ValueError as exc:
         raise UnreadableFile(str(exc)) from exc
-    booleans = tabular.boolean_columns(frame) if text else frozenset()
+    booleans = tabular.boolean_columns(frame) if as_text else frozenset()
     originals = frame.to_dict("index")
     for index, reason in sorted(bad.items()):
         yield index + first, orjson.dumps(originals[index], default=str).decode(), Unparsable(
