@@ -132,12 +132,17 @@ def cmd_filters(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from sluice.analytics.report import tenant_experiments, write_report
+    from sluice.analytics.charts import readable
+    from sluice.analytics.report import check_tenant, tenant_experiments, write_report
     from sluice.warehouse.engine import from_settings
 
     settings = get_settings()
+    warehouse = from_settings(settings)
+    readable(warehouse)
+    check_tenant(warehouse, settings.mlflow_tracking_uri, settings.registered_model_name(""),
+                 args.tenant)
     out = args.out or settings.home / "report" / "index.html"
-    path = write_report(from_settings(settings), settings.mlflow_tracking_uri,
+    path = write_report(warehouse, settings.mlflow_tracking_uri,
                         settings.registered_model_name(args.tenant), out,
                         *tenant_experiments(settings, args.tenant))
     print(f"report written to {path}")
