@@ -29,7 +29,7 @@ from sluice.analytics.charts import (
 )
 from sluice.errors import NotFoundError
 from sluice.experiments import Experiment
-from sluice.vocabulary import SOURCES
+from sluice.vocabulary import DEFAULT_TENANT, SOURCES
 from sluice.warehouse.engine import MissingTable, Warehouse, as_warehouse
 
 # the attribute index's next-item check (sluice.learn.next_item), beside the model's metrics
@@ -284,10 +284,10 @@ def known_tenants(warehouse: Warehouse | Path, tracking_uri: str, model_prefix: 
 def check_tenant(warehouse: Warehouse | Path, tracking_uri: str, model_prefix: str,
                  tenant: str) -> None:
     """A report of a tenant with no events and no model would be empty: refuse it, naming
-    the tenants there are."""
+    the tenants there are (a fresh home's default tenant is let through)."""
     known = known_tenants(warehouse, tracking_uri, model_prefix)
-    if tenant in known:
-        return
+    if tenant in known or (not known and tenant == DEFAULT_TENANT):
+        return  # a fresh home's report: each section says which run fills it
     if not known:
         raise NotFoundError("--tenant", f"no tenant has events or a model yet, {tenant!r} "
                                         "neither: run `sluice ingest` (or send events) first")

@@ -39,8 +39,9 @@ def test_a_report_of_an_unknown_tenant_names_it_and_the_known_ones(home, capsys)
     assert out.exists()
 
 
-def test_a_report_in_an_empty_home_says_to_ingest_first(home, capsys):
-    assert main(["report"]) == 1
+def test_a_fresh_home_reports_its_default_tenant_but_no_other(home, capsys):
+    assert main(["report", "--tenant", "shop"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no tenant has events or a model yet" in err[0]
+    assert len(err) == 1 and "no tenant has events or a model yet, 'shop' neither" in err[0]
     assert "sluice ingest" in err[0] and not (home / "report").exists()
+    assert main(["report"]) == 0  # each section says which run fills it
