@@ -91,3 +91,21 @@ def test_a_report_over_a_warehouse_that_cannot_be_read_fails_instead_of_saying_n
                                   "cannot be read ("), proc.stderr
     assert "`sluice doctor` says how to fix it" in proc.stderr
     assert not (tmp_path / "report" / "index.html").exists()
+
+
+def test_an_unreadable_landing_file_is_logged_once_with_its_reason_and_what_to_do(
+        tmp_path, prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    (tmp_path / "landing").mkdir()
+    bad = tmp_path / "landing" / "bad.jsonl.gz"
+    bad.write_bytes(b"not gzip")
+    env = {**os.environ, **environment(tmp_path), "PYTHONPATH": str(PROJECT_ROOT),
+           "PREFECT_API_URL": PREFECT_API_URL.value()}
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "ingest"], cwd=PROJECT_ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = [line for line in (proc.stdout + proc.stderr).splitlines()
+            if "WARNING" in line.upper() and str(bad) in line]
+    assert len(said) == 1, said
+    assert "Not a gzipped file" in said[0] and "under a new name" in said[0]
