@@ -66,14 +66,13 @@ def run(args: argparse.Namespace) -> BatchOutcome | list[BatchOutcome]:
 
 
 def _check(options: dict[str, Any], several: bool, model_version: str | None) -> None:
-    from sluice.settings import get_settings
+    from flows.batch_options import check_options
 
     if several and model_version is not None:
         raise InputError("--model-version", "a version is one tenant's: give one --tenant, "
                                             "or leave it out (each tenant's champion)")
-    settings = get_settings()
     try:
-        _check_options(settings, options)
+        check_options(options)
     except InputError as exc:  # named as the operator typed it
         field = next((option + exc.field[len(prefix):] for prefix, option in _OPTIONS
                       if exc.field.startswith(prefix)), exc.field)
@@ -84,21 +83,6 @@ def _check(options: dict[str, Any], several: bool, model_version: str | None) ->
 _OPTIONS = (("template", "--template"), ("num_results", "--num-results"),
             ("filters", "--filters"), ("filterArn", "--filter-name"),
             ("filter", "--filter-value"), ("input", "--input"))
-
-
-def _check_options(settings: Any, options: dict[str, Any]) -> None:
-    from sluice.filters import NamedFilters
-    from sluice.serve.batch_io import check_input, input_location
-    from sluice.serve.resolve import check_batch
-
-    check_batch(settings.app, NamedFilters(settings.app.filters, settings.home / "filters.json"),
-                template=options["template"], filters=options["filters"],
-                filter_name=options["filter_name"], filter_values=options["filter_values"],
-                count=options["num_results"], fill_with_random=options["fill_with_random"],
-                segments=options["segments"])
-    source = input_location(settings.landing_location, options["input"])
-    if source is not None:
-        check_input(source)
 
 
 def _say(result: BatchOutcome) -> None:

@@ -131,13 +131,11 @@ def cmd_filters(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from sluice.analytics.charts import readable
     from sluice.analytics.report import check_tenant, tenant_experiments, write_report
     from sluice.warehouse.engine import from_settings
 
     settings = get_settings()
     warehouse = from_settings(settings)
-    readable(warehouse)
     check_tenant(warehouse, settings.mlflow_tracking_uri, settings.registered_model_name(""),
                  args.tenant)
     out = args.out or settings.home / "report" / "index.html"

@@ -16,8 +16,9 @@ from prefect.artifacts import (
 
 from flows.names import run_name
 from flows.tenants import fail_if_any, settle
-from sluice.serve.batch import BatchJob, new_job_id, run_recommendations, run_segments
+from sluice.serve.batch import BatchJob, new_job_id, run_recommendations
 from sluice.serve.batch_io import input_location
+from sluice.serve.segments import run_segments
 from sluice.settings import get_settings
 from sluice.vocabulary import DEFAULT_TENANT, PERSONALIZED
 

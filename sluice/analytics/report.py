@@ -284,7 +284,9 @@ def known_tenants(warehouse: Warehouse | Path, tracking_uri: str, model_prefix: 
 def check_tenant(warehouse: Warehouse | Path, tracking_uri: str, model_prefix: str,
                  tenant: str) -> None:
     """A report of a tenant with no events and no model would be empty: refuse it, naming
-    the tenants there are (a fresh home's default tenant is let through)."""
+    the tenants there are (a fresh home's default tenant is let through). A warehouse that
+    cannot be read stops it first, with the reason."""
+    readable(warehouse)
     known = known_tenants(warehouse, tracking_uri, model_prefix)
     if tenant in known or (not known and tenant == DEFAULT_TENANT):
         return  # a fresh home's report: each section says which run fills it

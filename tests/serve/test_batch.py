@@ -10,7 +10,8 @@ import pytest
 
 from sluice.errors import InputError, NotFoundError
 from sluice.intake.eventlog import EventLog, LogFollower
-from sluice.serve.batch import BatchJob, run_recommendations, run_segments
+from sluice.serve.batch import BatchJob, run_recommendations
+from sluice.serve.segments import run_segments
 from sluice.settings import get_settings
 from sluice.vocabulary import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED
 from tests.utils.batch import assert_same_as_live, read_output, slots_by_user
