@@ -28,7 +28,6 @@ from cli import batch as batch_command
 from cli import demo, experiments, models
 from cli.options import positive_int, tenant_name
 from cli.processes import (
-    PREFECT_PORT,
     metrics_folder,
     prefect_under,
     quiet_flow_tracebacks,
@@ -66,18 +65,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_up(args: argparse.Namespace) -> None:
     settings = get_settings()
     procs: list[subprocess.Popen] = []
-    api_url = f"http://127.0.0.1:{PREFECT_PORT}/api"
+    api_url = f"http://127.0.0.1:{settings.prefect_port}/api"
     env = {**os.environ, "PREFECT_API_URL": api_url}
     signal.signal(signal.SIGTERM, _interrupt)  # stop the children on `kill` too, not only Ctrl-C
     try:
         prefect = Path(sys.executable).with_name("prefect")
         procs.append(subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1",
-                                       "--port", str(PREFECT_PORT)], env=env))
+                                       "--port", str(settings.prefect_port)], env=env))
         _wait_http(f"{api_url}/health", 120)
         procs.append(subprocess.Popen([sys.executable, "-m", "flows.deployments"], env=env,
                                       cwd=PROJECT_ROOT))
         procs.append(start_server(settings.port, env=env))
-        print(f"Prefect UI      http://127.0.0.1:{PREFECT_PORT}\n"
+        print(f"Prefect UI      http://127.0.0.1:{settings.prefect_port}\n"
               f"Sluice API      http://{settings.host}:{settings.port}/docs\n"
               f"Deployments     ingest (5 min), refresh (2 h), pipeline (nightly), tune (weekly), "
               f"batch (nightly)\n"
@@ -132,12 +131,15 @@ def cmd_filters(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from sluice.analytics.report import tenant_experiments, write_report
+    from sluice.analytics.report import check_tenant, tenant_experiments, write_report
     from sluice.warehouse.engine import from_settings
 
     settings = get_settings()
+    warehouse = from_settings(settings)
+    check_tenant(warehouse, settings.mlflow_tracking_uri, settings.registered_model_name(""),
+                 args.tenant)
     out = args.out or settings.home / "report" / "index.html"
-    path = write_report(from_settings(settings), settings.mlflow_tracking_uri,
+    path = write_report(warehouse, settings.mlflow_tracking_uri,
                         settings.registered_model_name(args.tenant), out,
                         *tenant_experiments(settings, args.tenant))
     print(f"report written to {path}")
@@ -263,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = get_settings()
         if args.command != "doctor":  # doctor reports a bad config among its findings
             settings.app  # noqa: B018 -- a config error is one line here, not a traceback
-        prefect_under(settings.home)
+        prefect_under(settings.home, settings.prefect_port)
         commands = {"demo": demo.cmd_demo, "generate": demo.cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
                     "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,

@@ -19,15 +19,14 @@ import httpx
 
 from sluice.settings import PROJECT_ROOT
 
-PREFECT_PORT = 4200  # where `sluice up` (make up) runs the Prefect server and its UI
 
-
-def prefect_under(home: Path) -> None:
+def prefect_under(home: Path, port: int) -> None:
     """Keep Prefect's state with Sluice's, and send flow runs to a running `make up` server.
 
     PREFECT_HOME (its settings and the SQLite database of the temporary server a CLI flow
     starts) goes under SLUICE_HOME, so `make clean` resets it and another home's runs never
-    show. When the `sluice up` server answers on PREFECT_PORT and PREFECT_API_URL is unset,
+    show. When the `sluice up` server answers on `port` (SLUICE_PREFECT_PORT, default 4200)
+    and PREFECT_API_URL is unset,
     flow runs go to it and appear in its UI. Call before anything imports Prefect.
     """
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
@@ -36,7 +35,7 @@ def prefect_under(home: Path) -> None:
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     if os.environ.get("PREFECT_API_URL"):
         return
-    url = f"http://127.0.0.1:{PREFECT_PORT}/api"
+    url = f"http://127.0.0.1:{port}/api"
     try:
         if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
             os.environ["PREFECT_API_URL"] = url

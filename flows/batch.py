@@ -5,10 +5,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -16,9 +15,11 @@ from prefect.artifacts import (
 )
 
 from flows.names import run_name
-from sluice.intake.eventlog import is_url
-from sluice.serve.batch import BatchJob, new_job_id, run_recommendations, run_segments
-from sluice.settings import Settings, get_settings
+from flows.tenants import fail_if_any, settle
+from sluice.serve.batch import BatchJob, new_job_id, run_recommendations
+from sluice.serve.batch_io import input_location
+from sluice.serve.segments import run_segments
+from sluice.settings import get_settings
 from sluice.vocabulary import DEFAULT_TENANT, PERSONALIZED
 
 
@@ -51,12 +52,53 @@ def batch(tenant: str = DEFAULT_TENANT, input: str | None = None,
     every user, or every item for segments) and return the job's manifest.
 
     Lines that cannot be answered become error lines in the output; the job reports how many.
+    A tenant without a champion is answered from its popular and random tiers, as the API
+    answers it (segments need a model: they fail, naming the tenant).
     """
+    job_id = new_job_id()
+    out = output or str(get_settings().home / "exports" / job_id)
+    return _job(tenant, job_id, out, input, template=template, num_results=num_results,
+                filters=filters, filter_name=filter_name, filter_values=filter_values,
+                fill_with_random=fill_with_random, model_version=model_version,
+                segments=segments, log_answers=log_answers)
+
+
+@flow(name="batch-tenants", flow_run_name=run_name("batch"))
+def batch_tenants(tenants: list[str], input: str | None = None,
+                  template: str = PERSONALIZED, num_results: int | None = None,
+                  filters: list[dict[str, Any]] | None = None, filter_name: str | None = None,
+                  filter_values: dict[str, str] | None = None,
+                  fill_with_random: bool | None = None, segments: bool = False,
+                  log_answers: bool = False, output: str | None = None) -> list[BatchOutcome]:
+    """The same job for each tenant, into `<output or exports/<job>>/<tenant>/`. One tenant's
+    failure does not stop the others: each is answered, then the run fails naming the
+    failed tenants and why."""
+    job_id = new_job_id()
+    root = (output or str(get_settings().home / "exports" / job_id)).rstrip("/")
+    options = {"template": template, "num_results": num_results, "filters": filters,
+               "filter_name": filter_name, "filter_values": filter_values,
+               "fill_with_random": fill_with_random, "segments": segments,
+               "log_answers": log_answers}
+    outcomes, failed = settle([(name, tenant_batch(name, job_id, f"{root}/{name}", input,
+                                                   options, return_state=True))
+                               for name in dict.fromkeys(tenants)])
+    fail_if_any(failed, [o.manifest["tenant"] for o in outcomes], "answered")
+    return outcomes
+
+
+@task(task_run_name="batch-{tenant}")
+def tenant_batch(tenant: str, job_id: str, out: str, input: str | None,
+                 options: dict[str, Any]) -> BatchOutcome:
+    """One tenant's part of `batch_tenants`."""
+    return _job(tenant, job_id, out, input, **options)
+
+
+def _job(tenant: str, job_id: str, out: str, input: str | None, *, segments: bool = False,
+         num_results: int | None = None, model_version: str | None = None,
+         **request: Any) -> BatchOutcome:
     logger = get_run_logger()
     settings = get_settings()
-    job_id = new_job_id()
-    out = output or str(settings.home / "exports" / job_id)
-    source = _source(settings, input)
+    source = input_location(settings.landing_location, input)
     artifact = create_progress_artifact(0.0, key=f"batch-{_slug(tenant)}",
                                         description=f"batch job {job_id}")
 
@@ -72,25 +114,17 @@ def batch(tenant: str = DEFAULT_TENANT, input: str | None = None,
         manifest = run_segments(settings, tenant, source, out, num_results or 100,
                                 model_version, report, job_id)
     else:
-        job = BatchJob(tenant, template, num_results, filters, filter_name, filter_values,
-                       fill_with_random, model_version, log_answers)
+        job = BatchJob(tenant, num_results=num_results, model_version=model_version, **request)
         manifest = run_recommendations(settings, job, source, out, report, job_id)
     counts = manifest["counts"]
+    if manifest["lineage"].get("note"):  # no champion: the popular tier answered
+        logger.warning("tenant %s: %s; `sluice train` gives it a model once it has enough "
+                       "data", tenant, manifest["lineage"]["note"])
     logger.info("batch %s: %d lines answered, %d error lines, %d slots -> %s", job_id,
                 counts["answered"], counts["errors"], counts["slots"], out)
     create_markdown_artifact(key=f"batch-{_slug(tenant)}-summary", markdown=_summary(manifest),
                              description=f"batch job {job_id}")
     return BatchOutcome(job=job_id, output=out, manifest=manifest)
-
-
-def _source(settings: Settings, given: str | None) -> str | None:
-    """A relative name is a file in the landing folder (local or SLUICE_LANDING_URL)."""
-    if given is None or is_url(given) or Path(given).is_absolute():
-        return given
-    landing = settings.landing_location
-    if isinstance(landing, str):  # SLUICE_LANDING_URL
-        return f"{landing.rstrip('/')}/{given}"
-    return str(landing / given)
 
 
 def _slug(text: str) -> str:

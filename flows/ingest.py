@@ -40,25 +40,23 @@ def load_new_files() -> IngestOutcome:
     started = datetime.now(UTC)
     warehouse = from_settings(settings)
     report = Ingestor(warehouse, settings.raw_location, settings.landing_location,
-                      progress=logger.info).run()
+                      progress=logger.info, warn=logger.warning).run()  # warns once a file
     table = report.table_rows(settings.home)
     create_table_artifact(key="ingest-summary", table=table,
                           description="Files loaded by this ingest run, then the totals")
     logger.info("ingest summary:\n%s", format_table(table))
     outcome = IngestOutcome(**report.summary(), table=table)
-    for path in outcome.unreadable_files:
-        logger.warning("quarantined whole (unreadable): %s", path)
-    for path in outcome.changed_files:
-        logger.warning("changed after loading, not reloaded: %s", path)
     for path in outcome.ignored_files:
         logger.warning("%s %s", path, IGNORED)
     outcome.not_used = _report_not_used(not_used(warehouse, started,
-                                                 settings.app.events.weights), logger)
+                                                 settings.app.events.weights), logger,
+                                        said=set(outcome.unreadable_files))
     return outcome
 
 
-def _report_not_used(unused: dict[str, Any], logger: Any) -> dict[str, Any]:
-    """Quarantined rows by reason, and interactions no weight trains on: artifacts and log."""
+def _report_not_used(unused: dict[str, Any], logger: Any, said: set[str]) -> dict[str, Any]:
+    """Quarantined rows by reason, and interactions no weight trains on: artifacts and log
+    (a file quarantined whole, `said`, was logged by the ingest itself)."""
     if unused["quarantined"]:
         create_table_artifact(key="ingest-quarantined", table=unused["quarantined"],
                               description="Rows quarantined by this run, by file and field; "
@@ -67,7 +65,7 @@ def _report_not_used(unused: dict[str, Any], logger: Any) -> dict[str, Any]:
         create_table_artifact(key="ingest-unweighted", table=unused["unweighted"],
                               description="Interactions loaded by this run whose type has no "
                                           "weight in events.weights: never trained on")
-    for row in unused["quarantined"]:
+    for row in (r for r in unused["quarantined"] if r["source_file"] not in said):
         logger.warning("quarantined %(rows)s rows of %(source_file)s on %(field)s, e.g. "
                        "%(example)s; read them with: %(read_with)s", row)
     for row in unused["unweighted"]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import task
+from prefect.states import State
 
 from flows.retries import IO_RETRIES
 from sluice.learn.training import tenants as warehouse_tenants
@@ -25,3 +28,26 @@ def chosen_tenants(tenant: str | None) -> list[str]:
         raise RuntimeError("no tenant has training interactions: run `sluice ingest` and "
                            "`sluice transform` first, or send events")
     return names
+
+
+class TenantsFailed(RuntimeError):
+    """Tenants that failed for a reason other than too little data, after the others ran."""
+
+
+def settle(states: list[tuple[str, State]]) -> tuple[list[Any], list[str]]:
+    """Each tenant's result, and for each failed one `tenant 'T': Error: reason` (first line):
+    one tenant's failure never keeps the others from finishing."""
+    results, failed = [], []
+    for tenant, state in states:
+        try:
+            results.append(state.result())
+        except Exception as exc:
+            reason = (str(exc).strip().splitlines() or [""])[0][:300]
+            failed.append(f"tenant {tenant!r}: {type(exc).__name__}: {reason}")
+    return results, failed
+
+
+def fail_if_any(failed: list[str], done: list[str], verb: str) -> None:
+    """Fail the run in one line naming the failed tenants, once the others are done."""
+    if failed:
+        raise TenantsFailed(f"{'; '.join(failed)} ({verb}: {', '.join(done) or 'none'})")

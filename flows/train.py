@@ -11,7 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.names import run_name
 from flows.retries import IO_RETRIES
-from flows.tenants import chosen_tenants
+from flows.tenants import chosen_tenants, fail_if_any, settle
 from sluice.learn import versions
 from sluice.learn.training import InsufficientDataError, TrainResult, train_tenant
 from sluice.settings import get_settings
@@ -87,15 +87,21 @@ def train(tenant: str | None = None, algorithm: str | None = None) -> list[Train
     Tenants are independent tasks: with a Dask task runner (`with_task_runner`) they fan out
     over the cluster's workers; with the default runner they run one after another. A tenant
     with too little data is skipped, logged and listed in the `train-skipped` artifact; the
-    flow fails only when no tenant could be trained. Returns the trained tenants' results.
+    flow fails only when no tenant could be trained. A tenant failing otherwise fails the
+    run, in one line naming it and the reason, after every other tenant has trained and
+    registered. Returns the trained tenants' results.
     """
     names = chosen_tenants(tenant)
-    outcomes = [f.result() for f in [train_one.submit(name, algorithm) for name in names]]
+    futures = [(name, train_one.submit(name, algorithm)) for name in names]
+    for _, future in futures:
+        future.wait()
+    outcomes, failed = settle([(name, future.state) for name, future in futures])
     trained = [o for o in outcomes if isinstance(o, TrainResult)]
     skipped = [o for o in outcomes if isinstance(o, SkippedTenant)]
     if skipped:
         create_table_artifact(key="train-skipped", table=[asdict(s) for s in skipped],
                               description="Tenants not trained this run, and why")
+    fail_if_any(failed, [r.tenant for r in trained], "trained and registered")
     if not trained:  # nothing could be done: fail, naming what each tenant lacks
         raise InsufficientDataError("; ".join(f"tenant {s.tenant!r}: {s.skipped}"
                                               for s in skipped))

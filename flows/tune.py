@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger, task
 
 from flows.names import run_name
 from flows.retries import IO_RETRIES
-from flows.tenants import chosen_tenants
+from flows.tenants import chosen_tenants, fail_if_any, settle
 from flows.train import SkippedTenant
 from sluice.learn.training import InsufficientDataError
 from sluice.learn.tuning import TuneResult, tune_tenant
@@ -39,10 +39,14 @@ def tune(tenant: str | None = None, algorithm: str | None = None,
          trials: int | None = None, time_budget: float | None = None) -> list[TuneResult]:
     """Tune every tenant (or one): at most `trials` within `time_budget` seconds each. A
     tenant with too little data is skipped and logged; the flow fails only when no tenant
-    could be tuned. Returns the tuned tenants' results."""
-    outcomes = [tune_one(name, algorithm, trials, time_budget) for name in chosen_tenants(tenant)]
+    could be tuned. A tenant failing otherwise fails the run, naming it, after the others
+    are tuned. Returns the tuned tenants' results."""
+    outcomes, failed = settle([(name, tune_one(name, algorithm, trials, time_budget,
+                                               return_state=True))
+                               for name in chosen_tenants(tenant)])
     tuned = [o for o in outcomes if isinstance(o, TuneResult)]
     skipped = [o for o in outcomes if isinstance(o, SkippedTenant)]
+    fail_if_any(failed, [r.best.tenant for r in tuned], "tuned and registered")
     if not tuned:  # nothing could be done: fail, naming what each tenant lacks
         raise InsufficientDataError("; ".join(f"tenant {s.tenant!r}: {s.skipped}"
                                               for s in skipped))

@@ -27,9 +27,10 @@ from sluice.analytics.charts import (
     registered,
     svg,
 )
+from sluice.errors import NotFoundError
 from sluice.experiments import Experiment
-from sluice.vocabulary import SOURCES
-from sluice.warehouse.engine import Warehouse
+from sluice.vocabulary import DEFAULT_TENANT, SOURCES
+from sluice.warehouse.engine import MissingTable, Warehouse, as_warehouse
 
 # the attribute index's next-item check (sluice.learn.next_item), beside the model's metrics
 NEXT_ITEM = tuple(f"attributes.next_item_hit_at_10.{source}"
@@ -263,6 +264,37 @@ def write_report(warehouse: Warehouse | Path, tracking_uri: str, model_name: str
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(sections, "Sluice analytics"))
     return out
+
+
+def known_tenants(warehouse: Warehouse | Path, tracking_uri: str, model_prefix: str) -> list[str]:
+    """Tenants with events in the warehouse or a registered model (`<model_prefix><tenant>`)."""
+    from sluice.learn import registry
+
+    try:
+        found = {row[0] for row in as_warehouse(warehouse).rows(
+            "select distinct tenant from raw.events")}
+    except MissingTable:  # nothing ingested yet
+        found = set()
+    client = registry.client(tracking_uri)
+    found.update(m.name.removeprefix(model_prefix) for m in
+                 client.search_registered_models(f"name LIKE '{model_prefix}%'"))
+    return sorted(found)
+
+
+def check_tenant(warehouse: Warehouse | Path, tracking_uri: str, model_prefix: str,
+                 tenant: str) -> None:
+    """A report of a tenant with no events and no model would be empty: refuse it, naming
+    the tenants there are (a fresh home's default tenant is let through). A warehouse that
+    cannot be read stops it first, with the reason."""
+    readable(warehouse)
+    known = known_tenants(warehouse, tracking_uri, model_prefix)
+    if tenant in known or (not known and tenant == DEFAULT_TENANT):
+        return  # a fresh home's report: each section says which run fills it
+    if not known:
+        raise NotFoundError("--tenant", f"no tenant has events or a model yet, {tenant!r} "
+                                        "neither: run `sluice ingest` (or send events) first")
+    raise NotFoundError("--tenant", f"{tenant!r} has no events and no model: known tenants "
+                                    f"are {', '.join(known)}")
 
 
 def tenant_experiments(settings: Any, tenant: str) -> tuple[list[Experiment], int]:

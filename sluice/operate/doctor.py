@@ -32,7 +32,6 @@ from sluice.warehouse.engine import MissingTable, from_settings
 
 LOCK_FILE = "requirements.lock"
 MIN_FREE_BYTES = 1 << 30
-PREFECT_PORT = 4200  # what `sluice up` starts the Prefect server on
 
 
 @dataclass
@@ -272,16 +271,33 @@ def _prefect() -> Iterator[Finding]:
 
 def _ports(settings: Settings) -> Iterator[Finding]:
     wanted = {settings.port: "SLUICE_PORT"}
+    answering = []
     if not os.environ.get("PREFECT_API_URL"):
-        wanted[PREFECT_PORT] = "the Prefect server of `sluice up`"
+        wanted[settings.prefect_port] = "the Prefect server of `sluice up`"
     for port, who in wanted.items():
-        if _taken(settings.host if who == "SLUICE_PORT" else "127.0.0.1", port):
-            fix = ("stop what holds it, or set SLUICE_PORT to a free port"
-                   if who == "SLUICE_PORT" else f"stop what holds port {port}")
-            yield Finding("ports", f"port {port} ({who}) is taken (by Sluice itself if it is "
-                          "already serving: then ignore this)", fix)
-            return
-    yield Finding("ports", note=", ".join(str(p) for p in wanted) + " free")
+        if not _taken(settings.host if who == "SLUICE_PORT" else "127.0.0.1", port):
+            continue
+        if who != "SLUICE_PORT" and _prefect_answers(port):
+            answering.append(port)  # `sluice up` runs: CLI flows go to it (cli.processes)
+            continue
+        fix = ("stop what holds it, or set SLUICE_PORT to a free port" if who == "SLUICE_PORT"
+               else f"stop what holds port {port}, or set SLUICE_PREFECT_PORT to a free port")
+        yield Finding("ports", f"port {port} ({who}) is taken (by Sluice itself if it is "
+                      "already serving: then ignore this)", fix)
+        return
+    free = [str(p) for p in wanted if p not in answering]
+    note = ", ".join(free) + " free" if free else ""
+    if answering:
+        note += f"{'; ' if note else ''}the Prefect server of `sluice up` answers on " \
+                f"{answering[0]} (flows run there)"
+    yield Finding("ports", note=note)
+
+
+def _prefect_answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _taken(host: str, port: int) -> bool:

@@ -33,11 +33,10 @@ from sluice.serve.model import LoadedModel
 from sluice.serve.recommender import Recommender
 from sluice.serve.service import Service
 from sluice.settings import Settings
-from sluice.vocabulary import DEFAULT_TENANT, MODEL_PERSONALIZED, PERSONALIZED, SIMILAR_ITEMS
+from sluice.vocabulary import DEFAULT_TENANT, PERSONALIZED, SIMILAR_ITEMS
 
 log = logging.getLogger(__name__)
 BLOCK_FLOATS = 1 << 25  # scores held per block (128 MB of float32): sets the block's rows
-MAX_SEGMENT = 100_000  # users per item in a segment
 HEAD_MARGIN = 8  # items scored beyond the k kept (see _exact_head)
 Report = Callable[[dict[str, Any]], None]
 
@@ -76,16 +75,32 @@ class Progress:
                          "elapsed_s": elapsed, "left_s": left})
 
 
-def load_model(settings: Settings, tenant: str, version: str | None = None) -> LoadedModel:
-    """The tenant's registered model `version` (default: the champion), in the folder serving
-    downloads it to."""
+def no_champion(tenant: str, settings: Settings) -> str:
+    name = settings.registered_model_name(tenant)
+    return (f"tenant {tenant!r} has no champion model (models:/{name}@champion): training "
+            "skipped it (too little data) or has not run; segments rank users by a model's "
+            f"scores: run `sluice train` once it has enough data, `sluice models --tenant "
+            f"{tenant}` lists its versions")
+
+
+def _unknown(tenant: str, settings: Settings, service: Service) -> str:
+    """A tenant with neither a model nor events would get empty answers: say which exist."""
+    known = sorted({*service.tenants(), *service.state.tenants()} - {tenant})
+    return (f"{tenant!r} has no model and no events in the raw log: known tenants are "
+            f"{', '.join(known) or 'none yet (send events first)'}")
+
+
+def champion_or_version(settings: Settings, tenant: str,
+                        version: str | None = None) -> LoadedModel | None:
+    """The tenant's registered model `version`, or its champion; None when no version is
+    named and there is no champion (serving answers such a tenant from its popular and
+    random tiers, and so does a batch job)."""
     name = settings.registered_model_name(tenant)
     client = registry.client(settings.mlflow_tracking_uri)
     if version is None:
         found = registry.alias_version(client, name, registry.CHAMPION)
         if found is None:
-            raise NotFoundError("model_version", f"no models:/{name}@champion yet: run "
-                                                 "`sluice train` first, or name a version")
+            return None
         version = str(found.version)
     target = registry.local_copy(settings.mlflow_tracking_uri, name, str(version),
                                  settings.home / "serving-models")
@@ -97,11 +112,15 @@ def run_recommendations(settings: Settings, job: BatchJob, source: str | Path | 
                         out: str | Path, report: Report | None = None,
                         job_id: str | None = None) -> dict[str, Any]:
     """Answer every line of `source` (None: every user of the tenant) into `out`; returns the
-    manifest. Wrong job parameters raise an InputError; a wrong line is an error line."""
-    model = load_model(settings, job.tenant, job.model_version)
+    manifest. Wrong job parameters raise an InputError; a wrong line is an error line. A
+    tenant without a champion (training skipped it) is answered as the API answers it, from
+    its popular and random tiers, each slot saying so."""
+    model = champion_or_version(settings, job.tenant, job.model_version)
     service = Service(settings)
     try:
         service.follow_log()
+        if model is None and not service.state.tenant(job.tenant).histories:
+            raise NotFoundError("tenant", _unknown(job.tenant, settings, service))
         rec = service.install(job.tenant, model)
         base = service.request(tenant=job.tenant, template=job.template, filters=job.filters,
                                filter_name=job.filter_name, filter_values=job.filter_values,
@@ -111,7 +130,8 @@ def run_recommendations(settings: Settings, job: BatchJob, source: str | Path | 
                           events=service.log if job.log_answers else None)
     finally:
         service.log.close()
-        model.close()
+        if model is not None:
+            model.close()
 
 
 def answer_job(rec: Recommender, base: RecommendationRequest, job: BatchJob,
@@ -119,17 +139,17 @@ def answer_job(rec: Recommender, base: RecommendationRequest, job: BatchJob,
                job_id: str | None = None, events: Any = None) -> dict[str, Any]:
     """The job over a ready recommender (the benchmark calls this directly)."""
     job_id = job_id or new_job_id()
-    model = rec.model
-    assert model is not None
+    model = rec.model  # None: no champion, the lower tiers answer
     started = time.time()
     key = "itemId" if base.template == SIMILAR_ITEMS else "userId"
     entries, total = _entries(rec, source, key)
-    size = job.block_size or block_rows(len(model.bundle.item_ids))
-    model.heads.resize(size)  # holds one block: what prefill computed is read before eviction
-    writer = BatchWriter(out, "recommendations", model.version)
+    size = job.block_size or block_rows(len(model.bundle.item_ids) if model else 0)
+    if model is not None:  # holds one block: what prefill computed is read before eviction
+        model.heads.resize(size)
+    writer = BatchWriter(out, "recommendations", model.version if model else None)
     progress = Progress(total, report)
-    for block in _blocks(entries, size):
-        if base.template == PERSONALIZED and base.exclude_seen:
+    for block in blocks(entries, size):
+        if model is not None and base.template == PERSONALIZED and base.exclude_seen:
             prefill(rec, [e.id for e in block if e.id is not None],
                     base.num_results if not base.rules else model.head_size)
         logged = [_answer_line(rec, base, entry, writer, job_id, events is not None)
@@ -232,7 +252,7 @@ def all_users(rec: Recommender) -> list[str]:
     return list(users)
 
 
-def _blocks(entries: Iterator[InputLine], size: int) -> Iterator[list[InputLine]]:
+def blocks(entries: Iterator[InputLine], size: int) -> Iterator[list[InputLine]]:
     block: list[InputLine] = []
     for entry in entries:
         block.append(entry)
@@ -243,18 +263,21 @@ def _blocks(entries: Iterator[InputLine], size: int) -> Iterator[list[InputLine]
         yield block
 
 
-def lineage(model: LoadedModel, state_events: int) -> dict[str, Any]:
-    meta = model.bundle.meta
-    return {"model_version": model.version, "algorithm": meta.get("algorithm"),
-            "data_high_water_ms": meta.get("cutoff_ms"), "trained_at_ms": meta.get("trained_at_ms"),
-            "raw_log_events_applied": state_events}
+NO_CHAMPION = "no champion model: answered from the popular and random tiers, as the API does"
+
+
+def lineage(model: LoadedModel | None, state_events: int) -> dict[str, Any]:
+    meta = model.bundle.meta if model is not None else {}
+    found = {"model_version": model.version if model else None,
+             "algorithm": meta.get("algorithm"), "data_high_water_ms": meta.get("cutoff_ms"),
+             "trained_at_ms": meta.get("trained_at_ms"), "raw_log_events_applied": state_events}
+    return found if model is not None else {**found, "note": NO_CHAMPION}
 
 
 def _manifest(job_id: str, kind: str, rec: Recommender, base: RecommendationRequest,
               job: BatchJob, source: str | Path | None, started: float,
               progress: Progress) -> dict[str, Any]:
     finished = time.time()
-    assert rec.model is not None
     return {"job": job_id, "kind": kind, "tenant": rec.tenant,
             "input": str(source) if source is not None else "all users",
             "parameters": {"template": job.template, "num_results": base.num_results,
@@ -265,75 +288,3 @@ def _manifest(job_id: str, kind: str, rec: Recommender, base: RecommendationRequ
             "timings": {"started_at": started, "finished_at": finished,
                         "seconds": round(finished - started, 3),
                         "per_second": round(progress.done / max(finished - started, 1e-9), 1)}}
-
-
-# --- segments: for each item, the users most likely to engage ------------------------------
-def run_segments(settings: Settings, tenant: str, source: str | Path | None, out: str | Path,
-                 num_results: int = 100, model_version: str | None = None,
-                 report: Report | None = None, job_id: str | None = None) -> dict[str, Any]:
-    """For each item of `source` (None: every item of the model), its top `num_results`
-    trained users by model score, users who already interacted with it left out."""
-    if isinstance(num_results, bool) or not isinstance(num_results, int) or not (
-            0 < num_results <= MAX_SEGMENT):
-        raise InputError("num_results", f"an integer from 1 to {MAX_SEGMENT} users per item")
-    model = load_model(settings, tenant, model_version)
-    try:
-        return segment_job(model, tenant, source, out, num_results, report, job_id)
-    finally:
-        model.close()
-
-
-def segment_job(model: LoadedModel, tenant: str, source: str | Path | None, out: str | Path,
-                num_results: int, report: Report | None = None,
-                job_id: str | None = None) -> dict[str, Any]:
-    bundle = model.bundle
-    if not model.personalized or bundle.user_factors.shape[1] != bundle.item_factors.shape[1]:
-        raise InputError("model_version", f"v{model.version} has no user factors to rank users "
-                                          "by: segments need a personalized factor model")
-    job_id, started = job_id or new_job_id(), time.time()
-    entries: Iterator[InputLine]
-    if source is None:
-        ids = bundle.item_ids.tolist()
-        entries, total = (InputLine(n, {"itemId": i}, id=i) for n, i in
-                          enumerate(ids, start=1)), len(ids)
-    else:
-        entries, total = read_input(source, "itemId"), count_lines(source)
-    interacted = bundle.user_items.tocsc()
-    writer = BatchWriter(out, "segments", model.version)
-    progress = Progress(total, report)
-    for block in _blocks(entries, block_rows(len(bundle.user_ids))):
-        _segment_block(model, interacted, block, writer, num_results)
-        writer.flush()
-        progress.advance(len(block))
-    finished = time.time()
-    return writer.close({
-        "job": job_id, "kind": "segments", "tenant": tenant,
-        "input": str(source) if source is not None else "all items",
-        "parameters": {"num_results": num_results}, "lineage": lineage(model, 0),
-        "timings": {"started_at": started, "finished_at": finished,
-                    "seconds": round(finished - started, 3)}})
-
-
-def _segment_block(model: LoadedModel, interacted: Any, block: list[InputLine],
-                   writer: BatchWriter, n: int) -> None:
-    bundle = model.bundle
-    found_rows = bundle.item_index.rows(e.id or "" for e in block).tolist()
-    for entry, row in zip(block, found_rows, strict=True):
-        if entry.error is None and row < 0:
-            entry.error = (f"line {entry.line}: itemId {entry.id!r} is not in model "
-                           f"v{model.version}")
-    good = [e for e in block if e.error is None]
-    rows = [row for e, row in zip(block, found_rows, strict=True) if e.error is None]
-    scores = (bundle.item_factors[rows] @ bundle.user_factors.T if rows
-              else np.empty((0, len(bundle.user_ids)), dtype=np.float32))
-    found = {}
-    for entry, item, row in zip(good, rows, scores, strict=True):
-        row[interacted.indices[interacted.indptr[item]:interacted.indptr[item + 1]]] = -np.inf
-        found[entry.line] = head_of(row, n)
-    for entry in block:
-        if entry.error is not None:
-            writer.error(entry)
-            continue
-        head = found[entry.line]
-        writer.segment(entry, bundle.user_ids[head.items].tolist(),
-                       head.scores.tolist(), MODEL_PERSONALIZED)

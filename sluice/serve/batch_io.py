@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 from sluice.errors import InputError
+from sluice.intake.eventlog import is_url
 from sluice.serve.answers import Answer
 from sluice.vocabulary import MAX_ID_LENGTH, SOURCES
 
@@ -64,6 +65,21 @@ def count_lines(location: str | Path) -> int:
     """Non-blank lines (read once more, so that progress can say how long is left)."""
     with _open_input(location) as handle:
         return sum(1 for raw in handle if raw.strip())
+
+
+def input_location(landing: Path | str, given: str | None) -> str | None:
+    """The job's input: a relative name is a file in the landing folder (a path, or
+    SLUICE_LANDING_URL); a path or an fsspec URL stays as given."""
+    if given is None or is_url(given) or Path(given).is_absolute():
+        return given
+    if isinstance(landing, str):  # SLUICE_LANDING_URL
+        return f"{landing.rstrip('/')}/{given}"
+    return str(landing / given)
+
+
+def check_input(location: str | Path) -> None:
+    """An InputError naming `input` when the file is not there."""
+    _open_input(location).close()
 
 
 def _open_input(location: str | Path) -> Any:

@@ -48,6 +48,10 @@ class RealtimeState:
     def tenant(self, tenant: str) -> TenantState:
         return self._tenants[tenant]
 
+    def tenants(self) -> list[str]:
+        """The tenants with a user's history."""
+        return sorted(t for t, state in list(self._tenants.items()) if state.histories)
+
     def user_key(self, tenant: str, user_id: str | None, session_id: str | None) -> str | None:
         if user_id:
             return user_id

@@ -74,3 +74,36 @@ def num_results(serving: ServingConfig, value: Any, where: str = "num_results") 
         raise RecommendationError(
             where, f"an integer from {MIN_NUM_RESULTS} to {serving.max_num_results}")
     return value
+
+
+MAX_SEGMENT = 100_000  # users per item in a batch segment
+
+
+def segment_size(value: Any) -> int:
+    """A segment's users per item: a whole number from 1 to MAX_SEGMENT."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SEGMENT:
+        raise RecommendationError("num_results",
+                                  f"an integer from 1 to {MAX_SEGMENT} users per item")
+    return value
+
+
+def check_batch(app: AppConfig, named: NamedFilters, *, template: str = PERSONALIZED,
+                filters: list[Any] | None = None, filter_name: str | None = None,
+                filter_values: dict[str, str] | None = None, count: int | None = None,
+                fill_with_random: bool | None = None, segments: bool = False) -> None:
+    """A batch job's parameters checked against the config alone (no model, no log), so a
+    typo fails at once; the job resolves them again against the tenant's item fields.
+    `count`: num_results (users per item for segments)."""
+    if segments:
+        segment_size(100 if count is None else count)
+        return
+    fields: dict[str, Any] = {"num_results": count, "fill_with_random": fill_with_random}
+    template_rules(app, template, fields)
+    parse_conditions(filters, None)
+    if filter_name is not None:
+        expression = named.get(filter_name)
+        if expression is None:
+            raise NotFoundError("filterArn", f"no filter named {filter_name!r}: `sluice filters "
+                                             "list` shows them")
+        parse_expression(expression, filter_values or {}, None)
+    num_results(app.serving, fields["num_results"])

@@ -113,8 +113,9 @@ class Service:
     def _recommender(self, tenant: str, model: LoadedModel | None) -> Recommender:
         return Recommender(tenant, model, self.state, self.settings.app.events.weights)
 
-    def install(self, tenant: str, model: LoadedModel) -> Recommender:
-        """Answer `tenant` from `model` (a batch job's chosen version), not the polled one."""
+    def install(self, tenant: str, model: LoadedModel | None) -> Recommender:
+        """Answer `tenant` from `model` (a batch job's chosen version, or None: its lower
+        tiers), not the polled one."""
         self._recommenders[tenant] = found = self._recommender(tenant, model)
         return found
 

@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     config: Path = DEFAULT_CONFIG
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # where `sluice up` runs the Prefect server and its UI, and where CLI flows look for it
+    prefect_port: int = Field(4200, ge=1, le=65535)
     mlflow_tracking_uri: str = Field(
         default=f"sqlite:///{PROJECT_ROOT / 'mlflow' / 'mlflow.db'}",
         validation_alias="MLFLOW_TRACKING_URI",

@@ -44,12 +44,16 @@ class Ingestor:
 
     def __init__(self, warehouse: Warehouse | Path, raw_dir: Path | str, landing_dir: Path | str,
                  default_tenant: str = "default",
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None,
+                 warn: Callable[[str], None] | None = None):
+        """`progress` hears what is being loaded, `warn` each file that was not (unreadable,
+        changed after loading), once, with what to do: both default to this module's log."""
         self.warehouse = as_warehouse(warehouse)  # a path: the DuckDB file there
         self.raw_dir = eventlog.location(raw_dir)
         self.landing_dir = eventlog.location(landing_dir)
         self.default_tenant = default_tenant
         self.progress = progress or (lambda message: log.info(message))
+        self.warn = warn or (lambda message: log.warning(message))
 
     def run(self) -> IngestReport:
         with self.warehouse.lock(say=self.progress):
@@ -59,7 +63,7 @@ class Ingestor:
         report = IngestReport()
         with self.warehouse.writer() as writer:
             manifest = writer.manifest()
-            loader = FileLoader(writer, self.default_tenant, self.progress)
+            loader = FileLoader(writer, self.default_tenant, self.progress, self.warn)
             for path, size, modified in eventlog.segment_listing(self.raw_dir):
                 seen = manifest.get(str(path))
                 if unchanged_since_load(path, seen, size, modified):
@@ -67,7 +71,7 @@ class Ingestor:
                     continue
                 # an object's size from the listing spares a request; a local file may grow
                 known = size if eventlog.is_url(path) else None
-                report.files.append(_load_segment(loader, path, seen, known))
+                report.files.append(_load_segment(loader, path, seen, known, self.warn))
             landing, ignored = sources.landing_listing(self.landing_dir)
             for path in landing:
                 report.files.append(self._load_landing(loader, path, manifest.get(str(path))))
@@ -89,7 +93,8 @@ class Ingestor:
                 result.status = "changed_after_loading"
                 result.message = ("file changed after it was loaded: drop new data under a "
                                   "new name")
-                log.warning("landing file %s changed after loading", path)
+                self.warn(f"landing file {path} changed after it was loaded and is not read "
+                          "again: drop new data under a new name")
             return result
         try:
             records, total = sources.landing_records(path, self.default_tenant)
@@ -106,8 +111,8 @@ def unchanged_since_load(path: Path | str, seen: Seen, size: int, modified: floa
     return seen is not None and size == seen.size and modified < seen.loaded_at - slack
 
 
-def _load_segment(loader: FileLoader, path: Path | str, seen: Seen,
-                  size: int | None) -> FileResult:
+def _load_segment(loader: FileLoader, path: Path | str, seen: Seen, size: int | None,
+                  warn: Callable[[str], None]) -> FileResult:
     """Loads the complete lines a raw log segment gained since the last run."""
     result = FileResult(str(path), "raw_log")
     try:
@@ -115,7 +120,8 @@ def _load_segment(loader: FileLoader, path: Path | str, seen: Seen,
     except sources.SegmentChanged:
         result.status = "changed_after_loading"
         result.message = "the part already loaded was rewritten; it is not reloaded"
-        log.warning("raw log segment %s changed after loading", path)
+        warn(f"raw log segment {path} was rewritten after it was loaded; the rewritten part is "
+             "not reloaded: `sluice rebuild` reloads the whole raw log")
         return result
     if tail is None:
         result.status = "unchanged"

@@ -215,10 +215,12 @@ class FileLoader:
     """Loads files into the warehouse on one connection, each file in its own transaction."""
 
     def __init__(self, writer: RawWriter, default_tenant: str,
-                 progress: Callable[[str], None]) -> None:
+                 progress: Callable[[str], None],
+                 warn: Callable[[str], None] | None = None) -> None:
         self.writer = writer
         self.default_tenant = default_tenant
         self.progress = progress
+        self.warn = warn or (lambda message: log.warning(message))
 
     def load(self, result: FileResult, records: Iterator[Record], total: int, size: int,
              checksum: str, allow_internal: bool) -> None:
@@ -246,7 +248,8 @@ class FileLoader:
         with self.writer.transaction():
             self.writer.quarantine_file(result.path, reason, now)
             self.writer.record_file(result, size, checksum, now)
-        log.warning("landing file %s quarantined whole: %s", result.path, reason)
+        self.warn(f"landing file {result.path} cannot be read ({reason}): quarantined whole, "
+                  "it is not read again; write a readable copy under a new name")
 
     def _insert(self, result: FileResult, records: Iterator[Record], total: int, now: datetime,
                 allow_internal: bool) -> int:

@@ -39,7 +39,7 @@ def test_the_api_logs_the_port_it_is_bound_to(tmp_path):
 
 
 def test_a_flow_failing_on_the_operators_input_prints_no_traceback(tmp_path, prefect_harness):
-    """`sluice batch` before any training: Prefect's engine logs the failure, but the
+    """`sluice batch` of a tenant with nothing yet: Prefect's engine logs the failure, but the
     terminal shows its lines without the engine's traceback, and the reason once as ours."""
     from prefect.settings import PREFECT_API_URL
 
@@ -50,9 +50,9 @@ def test_a_flow_failing_on_the_operators_input_prints_no_traceback(tmp_path, pre
                           timeout=300)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert ("sluice batch: NotFoundError: model_version: no models:/sluice-shop@champion yet: "
-            "run `sluice train` first") in proc.stderr
-    assert proc.stderr.count("no models:/sluice-shop@champion yet") == 1, proc.stderr
+    assert ("sluice batch: NotFoundError: tenant: 'shop' has no model and no events in the "
+            "raw log: known tenants are default") in proc.stderr
+    assert proc.stderr.count("'shop' has no model and no events") == 1, proc.stderr
     debug = subprocess.run(run, cwd=PROJECT_ROOT, env={**env, "SLUICE_DEBUG": "1"},
                            capture_output=True, text=True, timeout=300)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
@@ -91,3 +91,45 @@ def test_a_report_over_a_warehouse_that_cannot_be_read_fails_instead_of_saying_n
                                   "cannot be read ("), proc.stderr
     assert "`sluice doctor` says how to fix it" in proc.stderr
     assert not (tmp_path / "report" / "index.html").exists()
+
+
+def test_an_unreadable_landing_file_is_logged_once_with_its_reason_and_what_to_do(
+        tmp_path, prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    (tmp_path / "landing").mkdir()
+    bad = tmp_path / "landing" / "bad.jsonl.gz"
+    bad.write_bytes(b"not gzip")
+    env = {**os.environ, **environment(tmp_path), "PYTHONPATH": str(PROJECT_ROOT),
+           "PREFECT_API_URL": PREFECT_API_URL.value()}
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "ingest"], cwd=PROJECT_ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = [line for line in (proc.stdout + proc.stderr).splitlines()
+            if "WARNING" in line.upper() and str(bad) in line]
+    assert len(said) == 1, said
+    assert "Not a gzipped file" in said[0] and "under a new name" in said[0]
+
+
+def test_batch_options_are_checked_before_prefect_starts(tmp_path):
+    """Prefect's API points at a closed port (tests/utils/cli.py): a check made in the flow
+    would fail on the connection instead; each typo is one line naming its option."""
+    env = environment(tmp_path)
+    (tmp_path / "filters.json").write_text("{}")
+    missing = f"{tmp_path}/landing/missing.jsonl not found"
+    for args, said in (
+            (["--template", "nope"], "RecommendationError: --template: must be one of "),
+            (["--input", "missing.jsonl"], f"InputError: --input: {missing}"),
+            (["--filters", '[{"field": 1}]'], "FilterError: --filters[0].field: "),
+            (["--filter-name", "nope"],
+             "NotFoundError: --filter-name: no filter named 'nope': `sluice filters list`"),
+            (["--segments", "--num-results", "100001"],
+             "RecommendationError: --num-results: an integer from 1 to 100000"),
+            (["--tenant", "a", "--tenant", "b", "--model-version", "2"],
+             "InputError: --model-version: a version is one tenant's")):
+        proc = sluice(env, "batch", *args)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr.splitlines() == [proc.stderr.strip()], (args, proc.stderr)
+        assert proc.stderr.startswith(f"sluice batch: {said}"), (args, proc.stderr)
+    proc = sluice(env, "batch", "--num-results", "0")
+    assert proc.returncode == 2 and "argument --num-results: 0 is below 1" in proc.stderr

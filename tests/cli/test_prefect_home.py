@@ -4,15 +4,12 @@ to a running `make up` server."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-import pytest
-
-from cli.processes import PREFECT_PORT, prefect_under
+from cli.processes import free_port, prefect_under
 from sluice.settings import PROJECT_ROOT
 from tests.utils.factories import environment
 
@@ -38,16 +35,14 @@ class Health(BaseHTTPRequestHandler):
 
 
 def test_flow_runs_go_to_a_running_make_up_server(tmp_path, monkeypatch):
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", PREFECT_PORT)) == 0:
-            pytest.skip(f"something already listens on {PREFECT_PORT}")
-    server = HTTPServer(("127.0.0.1", PREFECT_PORT), Health)
+    port = free_port()  # SLUICE_PREFECT_PORT's: the default 4200 may be another run's
+    server = HTTPServer(("127.0.0.1", port), Health)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.delenv("PREFECT_HOME", raising=False)
     try:
-        prefect_under(tmp_path)
-        assert os.environ["PREFECT_API_URL"] == f"http://127.0.0.1:{PREFECT_PORT}/api"
+        prefect_under(tmp_path, port)
+        assert os.environ["PREFECT_API_URL"] == f"http://127.0.0.1:{port}/api"
         assert os.environ["PREFECT_HOME"] == str(tmp_path / "prefect")
     finally:
         server.shutdown()
@@ -58,10 +53,7 @@ def test_flow_runs_go_to_a_running_make_up_server(tmp_path, monkeypatch):
 def test_without_a_server_flow_runs_use_a_temporary_one(tmp_path, monkeypatch):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "elsewhere"))  # an explicit one wins
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", PREFECT_PORT)) == 0:
-            pytest.skip(f"something already listens on {PREFECT_PORT}")
-    prefect_under(tmp_path)
+    prefect_under(tmp_path, free_port())
     assert "PREFECT_API_URL" not in os.environ
     assert os.environ["PREFECT_HOME"] == str(tmp_path / "elsewhere")
 

@@ -90,3 +90,55 @@ def test_a_named_tenant_is_not_looked_up(monkeypatch):
     monkeypatch.setattr(tenants, "list_tenants", lambda: [])
     with pytest.raises(RuntimeError, match="sluice ingest"):
         tenants.chosen_tenants(None)
+
+
+def _broken(warehouse: Path, tenant: str) -> None:
+    """Marts the model cannot fit (an infinite weight): an error that is not too little data."""
+    import duckdb
+
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("update marts.interactions set weight = 'inf'::double "
+                    "where tenant = ? and user_id = 'u3'", [tenant])
+
+
+def test_a_tenant_failing_in_training_fails_the_run_after_the_others_registered(
+        tmp_path, monkeypatch, prefect_harness):
+    """"a-broken" sorts first and cannot be fitted; "b-short" is skipped; "c-shop" is still
+    trained and registered, then the run fails naming "a-broken" and the reason in one line."""
+    from sluice.learn import registry
+
+    for key, value in environment(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    warehouse = tmp_path / "warehouse.duckdb"
+    write_marts(warehouse, taste_history(seed=1), "a-broken")
+    write_marts(warehouse, taste_history(users=3, per_user=2), "b-short")
+    write_marts(warehouse, taste_history(seed=2), "c-shop")
+    _broken(warehouse, "a-broken")
+    import flows.train
+    from flows.tenants import TenantsFailed
+
+    with pytest.raises(TenantsFailed) as failure:
+        flows.train.train()
+    message = str(failure.value)
+    assert "\n" not in message
+    assert message.startswith("tenant 'a-broken': ModelFitError: NaN encountered in factors")
+    assert "trained and registered: c-shop" in message and "b-short" not in message
+    client = registry.client(os.environ["MLFLOW_TRACKING_URI"])
+    assert str(client.get_model_version_by_alias("sluice-c-shop", "champion").version) == "1"
+    assert not client.search_registered_models("name = 'sluice-a-broken'")
+
+
+def test_a_tenant_failing_in_tuning_fails_the_run_after_the_others_were_tuned(
+        tmp_path, monkeypatch, prefect_harness):
+    for key, value in environment(tmp_path, tune=TUNE).items():
+        monkeypatch.setenv(key, value)
+    warehouse = tmp_path / "warehouse.duckdb"
+    write_marts(warehouse, taste_history(seed=1), "a-broken")
+    write_marts(warehouse, taste_history(seed=2), "c-shop")
+    _broken(warehouse, "a-broken")
+    import flows.tune
+    from flows.tenants import TenantsFailed
+
+    with pytest.raises(TenantsFailed, match=r"^tenant 'a-broken': .*\(tuned and registered: "
+                                            r"c-shop\)$"):
+        flows.tune.tune()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 import socket
+import threading
+from http.server import HTTPServer
 
 import pytest
 
@@ -22,7 +24,9 @@ from tests.utils.models import register_champion, synthetic_bundle
 @pytest.fixture
 def settings(tmp_path, monkeypatch):
     env = environment(tmp_path / "home")
-    for key, value in {**env, "SLUICE_PORT": str(free_port())}.items():
+    # ports of their own: another test run's server on the default 4200 is none of this home's
+    ports = {"SLUICE_PORT": str(free_port()), "SLUICE_PREFECT_PORT": str(free_port())}
+    for key, value in {**env, **ports}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     settings = get_settings()
@@ -43,6 +47,30 @@ def test_a_healthy_home_has_no_problems(settings):
     notes = {f.check: f.note for f in findings}
     assert notes["warehouse"] == "1 raw events" and notes["mlflow"] == "1 registered model(s)"
     assert render(findings).endswith("no problems found")
+
+
+def test_the_prefect_port_held_by_a_prefect_server_is_sluice_up_and_no_problem(settings):
+    from tests.cli.test_prefect_home import Health
+
+    server = HTTPServer(("127.0.0.1", settings.prefect_port), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        found = {f.check: f for f in diagnose(settings, min_free=0)}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert found["ports"].ok, found["ports"].problem
+    assert found["ports"].note == (f"{settings.port} free; the Prefect server of `sluice up` "
+                                   f"answers on {settings.prefect_port} (flows run there)")
+
+
+def test_the_prefect_port_held_by_anything_else_is_a_problem(settings):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", settings.prefect_port))
+        holder.listen()
+        found = problems(settings)
+    assert f"port {settings.prefect_port} (the Prefect server of `sluice up`)" in found["ports"]
+    assert "SLUICE_PREFECT_PORT" in found["ports"]
 
 
 def test_broken_parts_are_named_with_their_fix(settings, tmp_path, monkeypatch):

@@ -10,7 +10,8 @@ import pytest
 
 from sluice.errors import InputError, NotFoundError
 from sluice.intake.eventlog import EventLog, LogFollower
-from sluice.serve.batch import BatchJob, run_recommendations, run_segments
+from sluice.serve.batch import BatchJob, run_recommendations
+from sluice.serve.segments import run_segments
 from sluice.settings import get_settings
 from sluice.vocabulary import FALLBACK, MODEL_FALLBACK, MODEL_PERSONALIZED
 from tests.utils.batch import assert_same_as_live, read_output, slots_by_user
@@ -209,3 +210,74 @@ def test_the_command_runs_the_flow_and_says_what_it_wrote(tenant, prefect_harnes
     assert "300 answered, 0 error lines, 900 slots" in capsys.readouterr().out
     assert main(["batch", "--filter-value", "oops"]) == 1
     assert "--filter-value: 'oops': write NAME=VALUE" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def unchampioned(tenant):
+    """Tenant "shop": events in the raw log (p1 the most popular, then p2, p3), no champion,
+    as when training skipped it for too little data."""
+    log = EventLog(tenant["home"] / "raw")
+    log.append([{**interaction(user, item), "tenant": "shop"}
+                for user, item in (("s1", "p1"), ("s2", "p1"), ("s3", "p1"), ("s2", "p2"),
+                                   ("s3", "p2"), ("s3", "p3"))])
+    log.close()
+    source = tenant["home"] / "landing" / "shoppers.jsonl"
+    source.write_text('{"userId": "s1"}\n{"userId": "stranger"}\n')
+    return source
+
+
+def test_a_tenant_without_a_champion_is_answered_from_its_popular_tier_as_the_api_does(
+        tenant, unchampioned, tmp_path):
+    from tests.utils.auth import headers
+
+    manifest = run_recommendations(get_settings(), BatchJob(tenant="shop", num_results=3),
+                                   unchampioned, tmp_path)
+    lines, slots, _ = read_output(tmp_path)
+    assert manifest["lineage"]["model_version"] is None
+    assert "no champion model" in manifest["lineage"]["note"]
+    assert manifest["counts"]["answered"] == 2 and manifest["counts"]["errors"] == 0
+    assert lines[1]["output"]["recommendedItems"] == ["p1", "p2", "p3"]
+    assert {r["recommendation_source"] for r in slots} <= {MODEL_FALLBACK, FALLBACK}
+    assert {r["recommendation_source"] for r in slots_by_user(slots)["stranger"]} == {
+        MODEL_FALLBACK}
+    with running_server(tenant["env"]) as base:
+        assert assert_same_as_live(base, slots, ["s1", "stranger"], 3, tenant="shop",
+                                   headers=headers("read", "shop")) == 2 + 3  # s1 saw p1
+
+
+def test_segments_of_a_tenant_without_a_champion_say_so_naming_it(tenant, unchampioned,
+                                                                   tmp_path):
+    with pytest.raises(NotFoundError) as failure:
+        run_segments(get_settings(), "shop", None, tmp_path, 5)
+    assert failure.value.field == "tenant" and "'shop' has no champion model" in str(
+        failure.value)
+    assert "sluice train" in failure.value.reason and "\n" not in failure.value.reason
+
+
+def test_a_tenant_with_no_model_and_no_events_names_the_known_ones(tenant, unchampioned,
+                                                                   tmp_path):
+    with pytest.raises(NotFoundError) as failure:
+        run_recommendations(get_settings(), BatchJob(tenant="nope"), None, tmp_path)
+    assert failure.value.field == "tenant"
+    assert failure.value.reason == ("'nope' has no model and no events in the raw log: known "
+                                    "tenants are default, shop")
+
+
+def test_a_batch_over_several_tenants_answers_each_and_then_names_the_failed_one(
+        tenant, unchampioned, prefect_harness):
+    from flows.batch import batch_tenants
+    from flows.tenants import TenantsFailed
+
+    exports = tenant["home"] / "exports"
+    before = set(exports.iterdir()) if exports.exists() else set()
+    with pytest.raises(TenantsFailed) as failure:
+        batch_tenants(tenants=["nope", "shop", "default"], input="shoppers.jsonl",
+                      num_results=3)
+    assert str(failure.value).startswith("tenant 'nope': NotFoundError: tenant: 'nope' has no "
+                                         "model and no events")
+    assert str(failure.value).endswith("(answered: shop, default)")
+    [job] = set(exports.iterdir()) - before
+    assert sorted(p.name for p in job.iterdir()) == ["default", "shop"]
+    for name in ("default", "shop"):
+        _, _, manifest = read_output(job / name)
+        assert manifest["tenant"] == name and manifest["counts"]["answered"] == 2

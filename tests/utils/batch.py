@@ -28,13 +28,13 @@ def slots_by_user(slots: list[dict]) -> dict[str, list[dict]]:
 
 
 def assert_same_as_live(base: str, slots: list[dict], users: list[str], num_results: int,
-                        **body: Any) -> int:
+                        headers: dict[str, str] = READ, **body: Any) -> int:
     """Each user's batch slots equal the live answer's, slot by slot: the source always, the
     item and score unless both are random (`fallback`) draws. Returns the slots compared."""
     batch = slots_by_user(slots)
     compared = 0
     for user in users:
-        live = httpx.post(f"{base}/v1/recommendations", headers=READ, timeout=30,
+        live = httpx.post(f"{base}/v1/recommendations", headers=headers, timeout=30,
                           json={"user_id": user, "num_results": num_results, **body}).json()
         mine = batch[user]
         assert [s["recommendation_source"] for s in live["items"]] == [
