@@ -299,3 +299,36 @@ def test_the_openapi_document_declares_the_error_shape_of_every_native_operation
                 assert "415" in statuses, (method, path)
             if "{" in path:
                 assert "404" in statuses, (method, path)
+
+
+def _event_bytes(**raw: str) -> bytes:
+    """An interaction written by hand, `raw` values as JSON text (NaN, wide integers)."""
+    event = interaction("u1", "i1")
+    text = json.dumps(event)[:-1]
+    for name, literal in raw.items():
+        text = text.replace(f'"{name}": {json.dumps(event[name])}', f'"{name}": {literal}') \
+            if name in event else text + f', "{name}": {literal}'
+    return (text + "}").encode()
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ({"value": "NaN"}, "value"), ({"value": "-Infinity"}, "value"),
+    ({"timestamp": "Infinity"}, "timestamp"),
+    ({"user": "NaN"}, "user"), ({"item": "Infinity"}, "item"),
+    ({"user": "123456789012345678901234567890"}, "user"),
+    ({"session": "-123456789012345678901234567890"}, "session"),
+    ({"fields": '[{"name": "price", "value": NaN}]'}, "fields.price"),
+])
+@pytest.mark.parametrize("framing", ["object", "array", "lines"])
+def test_events_with_nan_infinity_or_wide_integers_are_refused_naming_the_field(
+        server, raw, field, framing):
+    bad = _event_bytes(**raw)
+    good = json.dumps(interaction("u1", "i2")).encode()
+    body, index = {"object": (bad, 0), "array": (b"[" + good + b", " + bad + b"]", 1),
+                   "lines": (good + b"\n" + bad + b"\n", 1)}[framing]
+    with nothing_logged(server["http"], server["home"]):
+        r = server["http"].post("/v1/events", content=body, headers={
+            **WRITE, "content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0] | {"reason": ""} == {"index": index, "field": field,
+                                                          "reason": ""}
