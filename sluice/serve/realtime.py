@@ -48,6 +48,10 @@ class RealtimeState:
     def tenant(self, tenant: str) -> TenantState:
         return self._tenants[tenant]
 
+    def has(self, tenant: str) -> bool:
+        """Whether an event of `tenant` was applied (asking creates nothing)."""
+        return tenant in self._tenants
+
     def user_key(self, tenant: str, user_id: str | None, session_id: str | None) -> str | None:
         if user_id:
             return user_id

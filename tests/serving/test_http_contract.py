@@ -332,3 +332,27 @@ def test_events_with_nan_infinity_or_wide_integers_are_refused_naming_the_field(
         assert r.status_code == 422, r.text
         assert r.json()["detail"][0] | {"reason": ""} == {"index": index, "field": field,
                                                           "reason": ""}
+
+
+def test_a_tenant_that_nothing_names_is_404_and_leaves_nothing_behind(server):
+    http = server["http"]
+    for n in range(3):
+        tenant = f"typo-{n}"
+        _refused(http.post("/v1/recommendations", json={"tenant": tenant, "user_id": "u1"},
+                           headers=ADMIN), 404, "tenant")
+        _refused(http.get("/v1/recommendations", params={"tenant": tenant}, headers=ADMIN),
+                 404, "tenant")
+        _refused(http.post("/v1/rank", json={"tenant": tenant, "items": ["i1"]},
+                           headers=ADMIN), 404, "tenant")
+    # a tenant with a key of its own, but no data yet, is answered (empty: nothing to rank)
+    shop = http.post("/v1/recommendations", json={"tenant": "shop"}, headers=ADMIN)
+    assert shop.status_code == 200 and shop.json()["items"] == []
+    # and one event makes a tenant known: its popular tier answers at once
+    r = http.post("/v1/events", json={**interaction("u9", "fresh-item"), "tenant": "typo-0"},
+                  headers=ADMIN)
+    assert r.status_code == 200, r.text
+    answer = wait_until(lambda: http.post("/v1/recommendations", headers=ADMIN, json={
+        "tenant": "typo-0", "user_id": "someone"}), "typo-0 answered once it has an event",
+        until=lambda r: r.status_code == 200)
+    assert [(s["item_id"], s["recommendation_source"]) for s in answer.json()["items"]] == [
+        ("fresh-item", "model_fallback")]
