@@ -8,6 +8,7 @@ This is everything serving needs at start-up; it never opens the warehouse.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import scipy.sparse as sp
 from sluice import formats, npz
 from sluice.ann import ItemIndex
 from sluice.ids import SortedMap, id_map, stored_order
+from sluice.item_fields import ItemFields
 
 # the head kept of a ranking computed while serving (at least; the precomputed k if larger):
 # also how many candidates serving asks the ann index for, which its calibration asks too
@@ -28,7 +30,8 @@ ARRAYS = "arrays.npz"
 META = "meta.json"
 ANN = "ann.faiss"  # the approximate index, mapped at load (formerly `ann_index` in ARRAYS)
 ANN_FORMAT = 2  # bundle format version from which the index is ANN: older code must refuse
-CATALOG = "catalog.jsonl"
+CATALOG = "catalog.jsonl"  # the catalog as text: what a person reads, and older Sluice
+CATALOG_COLUMNS = "catalog.npz"  # the same by column, mapped at load (sluice.item_fields)
 # the arrays that grow with users and items, mapped read-only from the file where it allows
 # (bundles written by `save`; sluice.npz): a server's workers share one copy of their pages.
 # `*_order`: the permutation sorting the ids, saved for large id maps (sluice.ids)
@@ -71,7 +74,8 @@ class ModelBundle:
     popular: np.ndarray               # item indices, most popular first
     popular_scores: np.ndarray        # float32, same order
     meta: dict[str, Any] = field(default_factory=dict)
-    catalog: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> fields
+    # item id -> fields: a dict as training builds it, ItemFields (mapped columns) as loaded
+    catalog: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     similar: sp.csr_matrix | None = None  # items x items, each row its nearest neighbours
     candidates: np.ndarray | None = None  # int32 users x k: each user's top unseen items, -1 pad
     # the attribute index (sluice.learn.attributes) as its `attr_*` arrays; meta "attributes"
@@ -132,6 +136,9 @@ class ModelBundle:
                      f"{items} item ids")
             _require(self.ann.dims == self.item_factors.shape[1], f"the ann index has "
                      f"{self.ann.dims} dimensions for {self.item_factors.shape[1]} factors")
+        if isinstance(self.catalog, ItemFields):
+            problem = self.catalog.problem()
+            _require(problem is None, f"{CATALOG_COLUMNS}: {problem}")
         return self
 
     def save(self, directory: Path) -> Path:
@@ -174,6 +181,7 @@ class ModelBundle:
         with open(directory / CATALOG, "w") as handle:
             for item_id, fields in self.catalog.items():
                 handle.write(json.dumps({"item_id": item_id, "fields": fields}) + "\n")
+        ItemFields.of(self.catalog).save(directory / CATALOG_COLUMNS)
         return directory
 
     @classmethod
@@ -189,12 +197,7 @@ class ModelBundle:
         if "sim_indptr" in a:
             similar = _sparse((a["sim_data"], a["sim_indices"], a["sim_indptr"]),
                               shape=(n_items, n_items))
-        catalog: dict[str, dict[str, Any]] = {}
-        if (directory / CATALOG).exists():
-            with open(directory / CATALOG) as handle:
-                for line in handle:
-                    row = json.loads(line)
-                    catalog[row["item_id"]] = row["fields"]
+        catalog = _catalog(directory)
         return cls(
             user_ids=a["user_ids"], item_ids=a["item_ids"],
             user_factors=np.ascontiguousarray(a["user_factors"], dtype=np.float32),
@@ -206,6 +209,24 @@ class ModelBundle:
             ann=_ann_index(directory / ANN, a.get("ann_index")), recent=a.get("ui_recent"),
             user_order=a.get("user_order"), item_order=a.get("item_order"),
         ).check()
+
+
+def _catalog(directory: Path) -> Mapping[str, dict[str, Any]]:
+    """The catalog's columns (mapped), or, for a bundle written before them, its text read
+    into columns (an id map and arrays instead of a dict of dicts)."""
+    if (directory / CATALOG_COLUMNS).exists():
+        try:
+            return ItemFields.load(directory / CATALOG_COLUMNS)
+        except (ValueError, KeyError, OSError) as exc:  # a damaged or foreign file
+            raise BundleError(f"inconsistent model bundle: {CATALOG_COLUMNS} does not read "
+                              f"as a catalog ({exc})") from None
+    catalog: dict[str, dict[str, Any]] = {}
+    if (directory / CATALOG).exists():
+        with open(directory / CATALOG) as handle:
+            for line in handle:
+                row = json.loads(line)
+                catalog[row["item_id"]] = row["fields"]
+    return ItemFields.of(catalog)
 
 
 def _ann_index(path: Path, data: np.ndarray | None) -> ItemIndex | None:

@@ -43,18 +43,18 @@ class Condition:
         actual = fields.get(self.field)
         op, want = self.op, self.value
         if op == "is":
-            return (actual is None) if want is None else actual == want
+            return (actual is None) if want is None else _same(actual, want)
         if actual is None:
             return op in ("ne", "not_in")
         values = actual if isinstance(actual, list) else [actual]
         if op == "eq":
-            return any(v == want for v in values)
+            return any(_same(v, want) for v in values)
         if op == "ne":
-            return all(v != want for v in values)
+            return not any(_same(v, want) for v in values)
         if op == "in":
-            return any(v in want for v in values)
+            return any(_same(v, w) for v in values for w in want)
         if op == "not_in":
-            return all(v not in want for v in values)
+            return not any(_same(v, w) for v in values for w in want)
         if op == "contains":
             if isinstance(actual, list):
                 return want in actual
@@ -65,6 +65,18 @@ class Condition:
             return False
         return {"gt": number > want, "gte": number >= want, "lt": number < want,
                 "lte": number <= want}[op]
+
+
+def _same(actual: Any, want: Any) -> bool:
+    """Equal values; a boolean also equals its name as text in any case ("True", "true"):
+    Personalize's guide stores booleans as the strings "True" and "False" (its filters cannot
+    read boolean fields), a CSV column of them loads as booleans, a JSON client sends `true`,
+    and one catalog may hold the same field in each form."""
+    if isinstance(actual, bool) and isinstance(want, str):
+        return want.lower() == ("true" if actual else "false")
+    if isinstance(want, bool) and isinstance(actual, str):
+        return actual.lower() == ("true" if want else "false")
+    return bool(actual == want)
 
 
 @dataclass(frozen=True)

@@ -80,11 +80,12 @@
 
 {#- (tenant, ranking_id) of the shown lists (rankings and served answers) whose rows change
     since `since`: loaded since, clicked or bought since, or anonymous in a session that was
-    identified since. `sessions` is a CTE of identified_sessions(since). -#}
+    identified since. A ranking that records the impression of another list (its ranking_id)
+    changes that list. `sessions` is a CTE of identified_sessions(since). -#}
 {% macro changed_lists(since, sessions) -%}
     select
         lists.tenant,
-        lists.event_id as ranking_id
+        coalesce(lists.ranking_id, lists.event_id) as ranking_id
     from {{ ref('stg_sluice__events') }} as lists
     where
         lists.event_type in ('ranking', 'recommendation')
@@ -171,5 +172,25 @@
                                      or (tested.meta or {}).get('rows_fixed_at_load')) -%}
             loaded_at > cast('{{ since }}' as {{ dbt.type_timestamp() }})
         {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A pre-hook of a mart of rankings copied from int_impressions (ranking_outcomes): deletes the
+    lists that answers loaded since its watermark are. An impression of a list named by its id
+    (impression_of) is shown as a ranking until an answer logged under that id is loaded (the
+    answer is queued for the log, a click may come first): int_impressions then replaces the
+    list's rows with the answer's, which the mart no longer copies. -#}
+{% macro drop_lists_answered_since() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where (tenant, ranking_id) in (
+            select
+                answers.tenant,
+                answers.event_id
+            from {{ ref('stg_sluice__events') }} as answers
+            where
+                answers.event_type = 'recommendation'
+                and answers.loaded_at > {{ watermark() }}
+        )
     {%- endif -%}
 {%- endmacro %}

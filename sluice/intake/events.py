@@ -232,11 +232,14 @@ def parse_event(
         event["session"] = session
     if kind in ("item", "interaction"):
         event["item"] = check_string(raw, "item", "item", True)
-    if kind == "interaction":
-        event["type"] = check_string(raw, "type", "type", True, limit=MAX_TYPE_LENGTH)
+    if kind in ("interaction", "ranking"):
+        # an interaction's list; a ranking's: the list it records the impression of (PutEvents'
+        # recommendationId with an `impression`), which then names it in the marts
         ranking = check_string(raw, "ranking", "ranking", False)
         if ranking is not None:
             event["ranking"] = ranking
+    if kind == "interaction":
+        event["type"] = check_string(raw, "type", "type", True, limit=MAX_TYPE_LENGTH)
         if raw.get("value") is not None:
             event["value"] = check_number(raw["value"], "value")
     if kind in ("ranking", "recommendation"):

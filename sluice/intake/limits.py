@@ -9,6 +9,7 @@ refuses such a text anyway; on valid JSON (and JSON Lines) it is exact.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from typing import Any
@@ -55,6 +56,13 @@ def too_deep(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
 
 # a whole-number literal of 20+ digits: wider than 64 bits, which orjson reads as a float
 _WIDE_INT = re.compile(rb"(?<![0-9.])[0-9]{20,}(?![0-9.eE])")
+
+
+def without_bom(body: bytes) -> bytes:
+    """A request body without the UTF-8 byte order mark some .NET and Windows PowerShell
+    clients put first: JSON readers may ignore it (RFC 8259 §8.1), as the landing folder's
+    JSON Lines reader does. Only at the very start: one anywhere else is not JSON."""
+    return body.removeprefix(codecs.BOM_UTF8)
 
 
 def loads_exact(data: bytes) -> Any:

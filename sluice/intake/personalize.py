@@ -187,12 +187,9 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         ranking = recommendation
         if impression:
             ranking = ranking or f"{event_id}:impression"
-            out.append(_checked({"event": "ranking", "id": f"{event_id}:impression",
-                                 "timestamp": sent_at, "tenant": tenant, **who,
-                                 "items": [{"id": i} for i in impression],
-                                 # an event without an item keeps its fields here
-                                 **({"fields": fields} if fields and item is None else {})},
-                                where))
+            out.append(_checked(_impression(
+                event_id, sent_at, tenant, who, impression, recommendation,
+                fields if item is None else None), where))
         if item is not None:
             event: dict[str, Any] = {"event": "interaction", "id": event_id, "timestamp": sent_at,
                      "tenant": tenant, **who, "item": item, "type": event_type,
@@ -203,6 +200,18 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
                 event["value"] = float(value)
             out.append(_checked(event, where))
     return out
+
+
+def _impression(event_id: str, sent_at: int, tenant: str, who: dict[str, Any],
+                impression: list[str], recommendation: str | None,
+                fields: dict[str, Any] | None) -> dict[str, Any]:
+    """The ranking event of an event's `impression`: the items shown; with a recommendationId,
+    of the list that id names, so the marts show one list (the answer Sluice logged under it,
+    else this impression). An event without an item keeps its `fields` here."""
+    return {"event": "ranking", "id": f"{event_id}:impression", "timestamp": sent_at,
+            "tenant": tenant, **who, "items": [{"id": i} for i in impression],
+            **({"ranking": recommendation} if recommendation else {}),
+            **({"fields": fields} if fields else {})}
 
 
 def _parameters_agree(props: dict[str, Any], given: dict[str, Any], where: str) -> None:

@@ -220,12 +220,34 @@ def _failed_rows(cases: pd.DataFrame) -> dict[int, str]:
     return bad
 
 
-def _fields(row: dict[str, Any]) -> dict[str, Any]:
+_BOOLEAN_TEXT = ("true", "false")
+
+
+def boolean_columns(frame: pd.DataFrame) -> frozenset[str]:
+    """The columns (upper case, as `validate` names them) of a file read as text (a CSV)
+    whose every non-empty cell is true or false in any case: Personalize declares such fields
+    boolean in its schema, and a CSV cell cannot say so. An empty cell is no value; a column
+    with any other value (or none) stays text, cell for cell."""
+    found = set()
+    for column in frame.columns:
+        name = str(column).strip().upper()
+        cells = frame[column].dropna()
+        if name in _RESERVED or not len(cells) or not (
+                pd.api.types.is_string_dtype(cells) and cells.map(type).eq(str).all()):
+            continue
+        if cells.str.lower().isin(_BOOLEAN_TEXT).all():
+            found.add(name)
+    return frozenset(found)
+
+
+def _fields(row: dict[str, Any], booleans: frozenset[str] = frozenset()) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
         if key in _RESERVED or value is None or (isinstance(value, float) and pd.isna(value)):
             continue
-        if isinstance(value, np.ndarray | list | tuple):  # a Parquet list column
+        if key in booleans and isinstance(value, str):
+            value = value.lower() == "true"
+        elif isinstance(value, np.ndarray | list | tuple):  # a Parquet list column
             value = [v.item() if hasattr(v, "item") else v for v in value]
         elif isinstance(value, str) and "|" in value:
             value = [v for v in value.split("|") if v]  # Personalize categorical lists
@@ -235,8 +257,10 @@ def _fields(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def row_to_event(kind: str, row: dict[str, Any], default_tenant: str) -> dict[str, Any]:
-    """One validated row as a raw (Metarank-shaped) event; ids are content hashes when absent."""
+def row_to_event(kind: str, row: dict[str, Any], default_tenant: str,
+                 booleans: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """One validated row as a raw (Metarank-shaped) event; ids are content hashes when absent
+    (of the row as read, so they do not depend on `booleans`: `boolean_columns`' names)."""
     tenant = _given(row.get("TENANT")) or default_tenant
     if kind == "interactions":
         event: dict[str, Any] = {
@@ -256,7 +280,7 @@ def row_to_event(kind: str, row: dict[str, Any], default_tenant: str) -> dict[st
         event = {"event": "item", "item": row["ITEM_ID"], "timestamp": _row_time(row)}
     else:
         event = {"event": "user", "user": row["USER_ID"], "timestamp": _row_time(row)}
-    event["fields"] = _fields(row)
+    event["fields"] = _fields(row, booleans)
     event["tenant"] = tenant
     given = row.get("EVENT_ID")
     if given and not pd.isna(given):
@@ -267,11 +291,13 @@ def row_to_event(kind: str, row: dict[str, Any], default_tenant: str) -> dict[st
     return event
 
 
-def row_to_events(kind: str, row: dict[str, Any], default_tenant: str) -> list[dict[str, Any]]:
+def row_to_events(kind: str, row: dict[str, Any], default_tenant: str,
+                  booleans: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The row's event, after the ranking event of its IMPRESSION (Personalize's reserved
     column: the item ids shown, `a|b|c`), as PutEvents turns an event's `impression` into one:
-    id `<event id>:impression`, named by the interaction unless RECOMMENDATION_ID names one."""
-    event = row_to_event(kind, row, default_tenant)
+    id `<event id>:impression`, named by the interaction unless RECOMMENDATION_ID names one;
+    then the ranking records the impression of that list (its `ranking`)."""
+    event = row_to_event(kind, row, default_tenant, booleans)
     shown = _given(row.get("IMPRESSION")) if kind == "interactions" else None
     if shown is None:
         return [event]
@@ -280,6 +306,8 @@ def row_to_events(kind: str, row: dict[str, Any], default_tenant: str) -> list[d
                "user": event["user"], "items": [{"id": i} for i in str(shown).split("|") if i]}
     if "session" in event:
         ranking["session"] = event["session"]
+    if "ranking" in event:  # RECOMMENDATION_ID: the list whose items IMPRESSION lists
+        ranking["ranking"] = event["ranking"]
     event.setdefault("ranking", ranking["id"])
     for one in (ranking, event):  # both or neither: a refusal quarantines the row whole
         parse_event(one, default_tenant)

@@ -34,7 +34,10 @@ class AttributeNeighbours:
         self.row = id_map(self.ids)  # a dict, or a binary search at a million items
         self.by_term = self.index.vectors.T.tocsr()  # terms x items: a new row's product
         self.cold_below = int(meta.get("cold_item_interactions", DEFAULT_COLD))
-        self._trained_counts = np.diff(bundle.user_items.tocsc().indptr)
+        # users per item: counted from the matrix's column indices (a transposed copy of
+        # every interaction only to count them cost as much memory as the matrix)
+        self._trained_counts = np.bincount(bundle.user_items.indices,
+                                           minlength=bundle.user_items.shape[1])
         self._model_index = bundle.item_index
 
     @classmethod

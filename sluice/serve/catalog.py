@@ -4,7 +4,7 @@ counted in the log while there is no model) and random items that pass the filte
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -21,19 +21,28 @@ class Catalog:
                  seed: int | None = None):
         self.tenant, self.model, self.state = tenant, model, state
         self._rng = np.random.default_rng(seed)
-        self._items: tuple[int, list[str]] | None = None
+        self._items: tuple[int, _Pool] | None = None
+        self._trained: tuple[np.ndarray, np.ndarray] | None = None
         self._log_popular_cache: tuple[int, float, list[tuple[str, float]]] | None = None
 
-    def items(self) -> list[str]:
-        """Model items, catalog snapshot and items seen in the log since (cached)."""
+    def items(self) -> _Pool:
+        """Model items, catalog snapshot and items seen in the log since (cached), as one
+        sequence over the model's arrays: no string per item is made until it is drawn."""
         live = self.state.tenant(self.tenant).items
         if self._items is None or self._items[0] != len(live):
-            items: dict[str, None] = {}
-            if self.model is not None:
-                items.update(dict.fromkeys(self.model.bundle.item_ids.tolist()))
-                items.update(dict.fromkeys(self.model.bundle.catalog))
-            items.update(dict.fromkeys(list(live)))
-            self._items = (len(live), list(items))
+            if self._trained is None:  # once per model: the catalog's items the model lacks
+                if self.model is None:
+                    self._trained = (np.array([], dtype=str), np.array([], dtype=str))
+                else:
+                    model_ids, catalog_ids = self.model.bundle.item_ids, self.model.fields.ids
+                    self._trained = (model_ids,
+                                     catalog_ids[~np.isin(catalog_ids, model_ids)]
+                                     if len(catalog_ids) else catalog_ids)
+            model_ids, extra = self._trained
+            model = self.model
+            new = [i for i in list(live) if model is None
+                   or (i not in model.bundle.item_index and i not in model.fields)]
+            self._items = (len(live), _Pool(model_ids, extra, new))
         return self._items[1]
 
     def popular(self) -> list[tuple[str, float]]:
@@ -86,3 +95,30 @@ class Catalog:
             return [self._rng.permutation(size)]
         sample = np.unique(self._rng.integers(0, size, size=first))  # distinct, sorted
         return [self._rng.permutation(sample), None]
+
+
+class _Pool:
+    """The items random draws pick from: the model's, then the catalog's it lacks (arrays
+    as the bundle maps them), then those seen in the log since training."""
+
+    def __init__(self, model_ids: np.ndarray, extra: np.ndarray, new: list[str]):
+        self._parts: tuple[np.ndarray, np.ndarray, list[str]] = (model_ids, extra, new)
+        self._ends = np.cumsum([len(model_ids), len(extra), len(new)]).tolist()
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    def __getitem__(self, i: int) -> str:
+        if i < 0:
+            i += len(self)
+        (model_ids, extra, new), (first, second, third) = self._parts, self._ends
+        if 0 <= i < first:
+            return str(model_ids[i])
+        if first <= i < second:
+            return str(extra[i - first])
+        if second <= i < third:
+            return new[i - second]
+        raise IndexError(i)
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self)))

@@ -10,7 +10,8 @@ import numpy as np
 
 from sluice import ann
 from sluice.bundle import HEAD_SIZE, ModelBundle
-from sluice.filters import Rule, allowed
+from sluice.filters import Rule
+from sluice.item_fields import ItemFields
 from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.scoring import BatchScorer
 from sluice.serve.attributes import AttributeNeighbours
@@ -75,7 +76,8 @@ class LoadedModel:
         self.popular = list(zip(bundle.item_ids[bundle.popular].tolist(),
                                 bundle.popular_scores.tolist(), strict=True))
         self.attributes = AttributeNeighbours.of(bundle)  # None: the bundle has no index
-        self.field_names = {name for fields in bundle.catalog.values() for name in fields}
+        self.fields = ItemFields.of(bundle.catalog)  # by column: masks per distinct value
+        self.field_names = set(self.fields.names)
         self.paths = dict.fromkeys(PATHS, 0)  # how the model tier was filled, since loading
         self._paths_lock = threading.Lock()
         self._masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -109,10 +111,7 @@ class LoadedModel:
             if key in self._masks:
                 self._masks.move_to_end(key)
                 return self._masks[key]
-        catalog = self.bundle.catalog
-        mask = np.fromiter((allowed(rules, catalog.get(i, {}), set())
-                            for i in self.bundle.item_ids.tolist()), dtype=bool,
-                           count=len(self.bundle.item_ids))
+        mask = self.fields.mask(rules, self.bundle.item_ids)
         with self._mask_lock:
             self._masks[key] = mask
             if len(self._masks) > _MASKS_KEPT:

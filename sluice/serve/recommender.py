@@ -62,7 +62,7 @@ class Recommender:
         live = self.state.tenant(self.tenant).items.get(item_id)
         if live is not None:
             return live
-        return self.model.bundle.catalog.get(item_id, {}) if self.model is not None else {}
+        return self.model.fields.get(item_id, {}) if self.model is not None else {}
 
     def _filter(self, rules: list[Rule], history: list[Interaction]) -> Passes:
         """A predicate on item ids for the rules; None when there are none (nothing to call)."""

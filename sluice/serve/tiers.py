@@ -299,7 +299,7 @@ def attribute_candidates(draft: Draft, item_id: str, skip: set[str]) -> Candidat
     if model is None or model.attributes is None:
         return []
     live = draft.rec.state.tenant(draft.rec.tenant).items.get(item_id)
-    trained = model.bundle.catalog.get(item_id)
+    trained = model.fields.get(item_id)
     fields = None if live is None else {**(trained or {}), **live}
     if fields is not None and fields == trained:  # an item event repeating what was trained
         fields = None

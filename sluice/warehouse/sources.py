@@ -7,8 +7,10 @@ each into an event or a quarantine row. Paths are local `Path`s or fsspec URLs.
 from __future__ import annotations
 
 import codecs
+import csv
 import gzip
 import hashlib
+import io
 import zlib
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -151,10 +153,17 @@ def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Rec
             raise UnreadableFile(f"cannot read {name}: {exc}") from exc
         data = data.removeprefix(codecs.BOM_UTF8)  # as Windows tools save UTF-8 (RFC 8259 §8.1)
         return json_lines(data, 1), data.count(b"\n") + (not data.endswith(b"\n"))
+    lines: list[int] | None = None
     try:
-        with _open(path) if isinstance(path, str) else nullcontext(path) as source:
-            frame = pd.read_parquet(source) if name.endswith(".parquet") else pd.read_csv(
-                source, dtype=str, keep_default_na=False, na_values=[""])
+        if name.endswith(".parquet"):
+            with _open(path) if isinstance(path, str) else nullcontext(path) as source:
+                frame = pd.read_parquet(source)
+        else:
+            with _open(path) as handle:
+                data = handle.read()
+            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False,
+                                na_values=[""])
+            lines = csv_record_lines(data, len(frame))
     except UnicodeDecodeError as exc:
         raise UnreadableFile(f"cannot parse {name}: {_not_utf8(path)}") from exc
     except Exception as exc:
@@ -163,8 +172,30 @@ def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Rec
     # unnamed one is positions of some other frame (repeated after a concat): rows by position
     named = any(level is not None for level in frame.index.names)
     frame = frame.reset_index(drop=not named)
-    first = 1 if name.endswith(".parquet") else 2  # a CSV's line 1 is its header
-    return _tabular_records(frame, default_tenant, first), len(frame)
+    if name.endswith(".parquet"):  # typed columns: a boolean column is already one
+        return _tabular_records(frame, default_tenant, 1), len(frame)
+    # a CSV's line 1 is its header
+    return _tabular_records(frame, default_tenant, 2, lines, as_text=True), len(frame)
+
+
+def csv_record_lines(data: bytes, records: int) -> list[int] | None:
+    """The file line each CSV record starts on (the header left out), where quoted cells
+    holding line breaks or skipped blank lines make it other than its position + 2; None when
+    the position is the line (no quote, no blank line: the common case, not scanned again),
+    or when Python's csv reader does not find the records pandas read."""
+    if b'"' not in data and b"\n\n" not in data and b"\n\r\n" not in data:
+        return None
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+    reader = csv.reader(text)
+    starts, end = [], 0
+    try:
+        for row in reader:
+            if row:  # pandas skips blank lines
+                starts.append(end + 1)
+            end = reader.line_num
+    except (csv.Error, UnicodeDecodeError):
+        return None
+    return starts[1:] if len(starts) == records + 1 else None
 
 
 def _not_utf8(path: Path | str) -> str:
@@ -180,14 +211,19 @@ def _not_utf8(path: Path | str) -> str:
     return "not UTF-8: save the file as UTF-8"
 
 
-def _tabular_records(frame: pd.DataFrame, default_tenant: str,
-                     first: int = 2) -> Iterator[Record]:
-    """Refused rows, then events; numbered `first` + the row's position (CSV lines, or
-    Parquet rows counted from 1)."""
+def _tabular_records(frame: pd.DataFrame, default_tenant: str, first: int = 2,
+                     lines: list[int] | None = None, as_text: bool = False) -> Iterator[Record]:
+    """Refused rows, then events; numbered by `lines` (a CSV record's own line) when given,
+    else `first` + the row's position (CSV lines, or Parquet rows counted from 1). `as_text`: the
+    cells were read as text (a CSV), whose columns of true and false are booleans."""
+    if lines is not None:
+        first = 0
+        frame = frame.set_axis(pd.Index(lines))  # rows named by their lines from here on
     try:
         kind, good, bad = tabular.validate(frame)
     except ValueError as exc:
         raise UnreadableFile(str(exc)) from exc
+    booleans = tabular.boolean_columns(frame) if as_text else frozenset()
     originals = frame.to_dict("index")
     for index, reason in sorted(bad.items()):
         yield index + first, orjson.dumps(originals[index], default=str).decode(), Unparsable(
@@ -195,7 +231,7 @@ def _tabular_records(frame: pd.DataFrame, default_tenant: str,
     for index, row in zip(good.index, good.to_dict("records"), strict=True):
         text = orjson.dumps(originals[index], default=str).decode()
         try:
-            events = tabular.row_to_events(kind, row, default_tenant)
+            events = tabular.row_to_events(kind, row, default_tenant, booleans)
         except EventError as exc:  # a column the rule refuses: named, as pandera's are
             yield index + first, text, Unparsable(str(exc))
         except (TypeError, ValueError) as exc:

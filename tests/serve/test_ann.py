@@ -246,7 +246,7 @@ def test_saving_keeps_the_index_file_in_step_with_the_bundle(tmp_path):
     bundle.save(directory)
     assert ModelBundle.load(directory).ann is None
     assert sorted(p.name for p in directory.iterdir()) == ["arrays.npz", "catalog.jsonl",
-                                                           "meta.json"]
+                                                           "catalog.npz", "meta.json"]
 
 
 def test_8bit_codes_find_what_float_copies_find_in_a_quarter_of_the_memory():

@@ -95,7 +95,7 @@ def test_saving_over_a_mapped_bundle_leaves_its_readers_whole(tmp_path):
     assert np.array_equal(loaded.item_factors, first.item_factors)  # the old file's pages
     assert np.array_equal(ModelBundle.load(directory).item_factors, second.item_factors)
     assert sorted(p.name for p in directory.iterdir()) == ["arrays.npz", "catalog.jsonl",
-                                                           "meta.json"]
+                                                           "catalog.npz", "meta.json"]
 
 
 def test_a_bundle_written_by_plain_savez_still_loads_as_copies(tmp_path):

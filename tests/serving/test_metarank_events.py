@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import orjson
+import pytest
 
 from sluice.warehouse.db import connect
 from sluice.warehouse.ingest import Ingestor
@@ -76,3 +77,36 @@ def test_metarank_events_refused_name_index_field_and_reason(server):
     assert [(d["index"], d["field"]) for d in detail] == [
         (0, "items[0].relevancy"), (1, "fields.mixed"), (2, "timestamp")]
     assert "expected a number" in detail[0]["reason"] and "ISO-8601" in detail[2]["reason"]
+
+
+BOM = b"\xef\xbb\xbf"  # what .NET's UTF8Encoding(true) and Windows PowerShell 5 put first
+
+
+@pytest.mark.parametrize("form", ["object", "array", "lines"])
+def test_a_body_that_starts_with_a_byte_order_mark_is_accepted(server, form):
+    """Some .NET and Windows PowerShell clients send UTF-8 with a BOM; JSON readers may ignore
+    it (RFC 8259 §8.1), as the landing folder's JSON Lines reader does."""
+    events = [{"event": "interaction", "id": f"bom-{form}-{n}", "timestamp": "1599391467000",
+               "user": "u", "item": f"i{n}", "type": "click"} for n in range(2)]
+    body = {"object": orjson.dumps(events[0]), "array": orjson.dumps(events),
+            "lines": b"\r\n".join(orjson.dumps(e) for e in events)}[form]
+    content_type = "application/x-ndjson" if form == "lines" else "application/json"
+    answer = server["http"].post("/v1/events", content=BOM + body,
+                                 headers={**WRITE, "content-type": content_type})
+    assert answer.status_code == 200, answer.text
+    expected = 1 if form == "object" else 2
+    assert answer.json() == {"accepted": expected}
+    home = server["home"]
+    stored = [orjson.loads(line)["id"] for path in sorted((home / "raw").rglob("*.jsonl"))
+              for line in path.read_bytes().splitlines()]
+    assert [i for i in stored if i.startswith(f"bom-{form}-")] == [
+        e["id"] for e in events[:expected]]
+
+
+def test_a_byte_order_mark_anywhere_else_is_still_refused(server):
+    event = orjson.dumps({"event": "item", "id": "bom-mid", "timestamp": "1599391467000",
+                          "item": "i"})
+    answer = server["http"].post("/v1/events", content=b" " + BOM + event,
+                                 headers={**WRITE, "content-type": "application/json"})
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["field"] == "body"

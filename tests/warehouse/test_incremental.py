@@ -58,6 +58,14 @@ FIRST = [
          items=_slots("model_personalized", "fallback"), fields=_counts(1, 0, 0, 1)),
     _experiment_answer("x1", "u5", "a"),
     _experiment_answer("x2", "u6", "b"),
+    # PutEvents' impressions of lists named by a recommendationId: one of answer x9, whose
+    # logged answer is loaded only in the second half (a click may beat the queued answer to
+    # the log), and one of a list from elsewhere (ext9), recorded again in the second half
+    _raw("x9-imp", "ranking", "15:00:10", user="u7", ranking="x9",
+         items=[{"id": "i1"}, {"id": "i2"}]),
+    _raw("a10", "interaction", "15:00:10", user="u7", item="i2", kind="click", ranking="x9"),
+    _raw("ext9-imp1", "ranking", "15:10:00", user="u8", ranking="ext9",
+         items=[{"id": "i1"}, {"id": "i3"}]),
 ]
 
 SECOND = [
@@ -70,6 +78,13 @@ SECOND = [
     _raw("a7", "interaction", "13:05:00", user="u3", session="hs3", item="i1", kind="purchase",
          ranking="q1", value=20.0),
     _raw("a8", "interaction", "14:01:00", user="u5", item="i2", kind="click", ranking="x1"),
+    # the answer x9 the first half's impression named; a second click on ext9, with its
+    # impression recorded again
+    _raw("x9", "recommendation", "15:00:00", user="u7",
+         items=_slots("model_personalized", "model_personalized"), fields=_counts(2, 0, 0, 0)),
+    _raw("ext9-imp2", "ranking", "15:11:00", user="u8", ranking="ext9",
+         items=[{"id": "i1"}, {"id": "i3"}]),
+    _raw("a11", "interaction", "15:11:00", user="u8", item="i3", kind="click", ranking="ext9"),
     # a catalog update, and an event from the day before everything else
     _raw("it2", "item", "09:00:00", item="i1", fields={"price": 9.0}),
     _on("2026-03-01 07:00:00",
@@ -114,6 +129,8 @@ def halves(tmp_path_factory) -> dict:
                                 "where tenant = 'shop' and event_id = 'a1'"),
         "users": query(warehouse, "select user_id from marts.users where tenant = 'shop' "
                                   "order by 1"),
+        "x9": query(warehouse, "select item_id, is_clicked from marts.ranking_outcomes "
+                               "where tenant = 'shop' and ranking_id = 'x9' order by 1"),
     }
     for path in history.paths[2:]:
         path.rename(root / "landing" / path.name)
@@ -311,3 +328,23 @@ def test_a_bad_new_row_still_fails_an_incremental_build(halves):
     caught = [r for r in results if r["status"] == "fail"]
     # caught by the tests of the incremental build, filtered to the new rows
     assert caught and all(NEW_ROWS.search(r["compiled_code"]) for r in caught)
+
+
+def test_an_impression_is_its_named_list_and_gives_way_to_the_answer_loaded_later(halves):
+    """Before its answer was loaded, the impression of x9 was the list x9 (a ranking, with its
+    click); once the answer is loaded, x9 is that answer alone: no ranking of it is left in
+    ranking_outcomes, its click is on the answer's slot. ext9 stays one list, the impression
+    recorded first, with both clicks."""
+    assert halves["after_first"]["x9"] == [("i1", False), ("i2", True)]
+    for warehouse in (halves["incremental"], halves["full"]):
+        assert query(warehouse, "select ranking_id from marts.ranking_outcomes where "
+                                "tenant = 'shop' and ranking_id like 'x9%'") == []
+        assert query(warehouse, "select shown_in, item_id, is_clicked from "
+                                "intermediate.int_impressions where tenant = 'shop' and "
+                                "ranking_id like 'x9%' order by position") == [
+            ("recommendation", "i1", False), ("recommendation", "i2", True)]
+        assert query(warehouse, "select ranking_id, item_id, is_clicked, "
+                                "cast(shown_at as varchar) from marts.ranking_outcomes where "
+                                "tenant = 'shop' and ranking_id like 'ext9%' order by 2") == [
+            ("ext9", "i1", False, "2026-03-02 15:10:00"),
+            ("ext9", "i3", True, "2026-03-02 15:10:00")]

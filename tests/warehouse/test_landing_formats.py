@@ -271,3 +271,31 @@ def test_event_type_up_to_256_characters_as_personalize_allows(env):
     assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
     [(reason,)] = env.rows("select reason from raw.quarantine")
     assert reason.startswith("EVENT_TYPE: str_length(1, 256)")
+
+
+def test_a_refused_csv_row_names_its_real_line_after_multi_line_cells(env):
+    """A quoted cell may hold line breaks (an item description): the line a refusal names is
+    the file's own line the record starts on, as an editor shows it, not header + position."""
+    (env.landing / "items.csv").write_bytes(
+        b'ITEM_ID,DESCRIPTION,CREATION_TIMESTAMP\r\n'
+        b'i1,"two\r\nlines",1700000000\r\n'
+        b'i2,"three\nlines\nhere",1700000000\r\n'
+        b'\r\n'
+        b'i3,plain,soon\r\n'
+        b'i4,"a ""quoted""\nword",later\r\n')
+    result = _by_path(env.run())["items.csv"]
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 2)
+    reasons = dict(env.rows("select line_number, reason from raw.quarantine"))
+    assert sorted(reasons) == [8, 9]
+    assert "'soon'" in reasons[8] and "'later'" in reasons[9]
+    [description] = env.rows("select fields->>'description' from raw.events "
+                             "where item_id = 'i2'")[0]
+    assert description == "three\nlines\nhere"
+
+
+def test_a_refused_csv_row_without_quotes_keeps_its_line(env):
+    (env.landing / "plain.csv").write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP\nu1,i1,1700000000\n\nu1,i2,soon\n")
+    result = _by_path(env.run())["plain.csv"]
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
+    assert [r[0] for r in env.rows("select line_number from raw.quarantine")] == [4]

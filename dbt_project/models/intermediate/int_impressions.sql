@@ -16,12 +16,70 @@
 with
 {{- incremental_ctes(since, lists=true) }}
 
+-- a ranking is its own list, or records the impression of the list it names (impression_of:
+-- PutEvents' recommendationId given with an impression), which it is then shown under
 ranking_items as (
 
-    select * from {{ ref('stg_sluice__ranking_items') }} as shown
+    select
+        shown.tenant,
+        shown.ranking_id,
+        coalesce(shown.impression_of, shown.ranking_id) as shown_list_id,
+        shown.impression_of,
+        shown.position,
+        shown.item_id,
+        shown.user_id,
+        shown.session_id,
+        shown.ranked_at,
+        shown.label,
+        shown.loaded_at
+    from {{ ref('stg_sluice__ranking_items') }} as shown
     {% if is_incremental() -%}
-        where {{ in_changed_list('shown', 'changed_lists') }}
+        where (shown.tenant, coalesce(shown.impression_of, shown.ranking_id)) in (
+            select
+                changed_lists.tenant,
+                changed_lists.ranking_id
+            from changed_lists
+        )
     {%- endif %}
+
+),
+
+-- the impressions recorded of answers Sluice logged: the answer is that list (its slots carry
+-- source and propensity), so they make no second one
+answered as (
+
+    select
+        answers.tenant,
+        answers.event_id as recommendation_id
+    from {{ ref('stg_sluice__events') }} as answers
+    where
+        answers.event_type = 'recommendation'
+        and (answers.tenant, answers.event_id) in (
+            select
+                ranking_items.tenant,
+                ranking_items.impression_of
+            from ranking_items
+            where ranking_items.impression_of is not null
+        )
+
+),
+
+-- one ranking per list: of several impressions recorded of one list (a click on each of two
+-- of its items, each event with its impression), the first recorded
+ranking_lists as (
+
+    select
+        ranking_items.*,
+        dense_rank() over (
+            partition by ranking_items.tenant, ranking_items.shown_list_id
+            order by ranking_items.ranked_at, ranking_items.ranking_id
+        ) as recorded
+    from ranking_items
+    left join answered
+        on
+            ranking_items.tenant = answered.tenant
+            and ranking_items.impression_of = answered.recommendation_id
+    where answered.recommendation_id is null
 
 ),
 
@@ -55,7 +113,7 @@ shown_items as (
 
     select
         tenant,
-        ranking_id,
+        shown_list_id as ranking_id,
         position,
         item_id,
         user_id,
@@ -67,7 +125,8 @@ shown_items as (
         cast(null as {{ type_double() }}) as propensity,
         cast(null as boolean) as explored,
         loaded_at
-    from ranking_items
+    from ranking_lists
+    where recorded = 1
     union all
     select
         tenant,

@@ -1,11 +1,16 @@
 {#- Incremental: the rankings int_impressions updated since the watermark (shown_list_updated_at)
-    replace their rows. -#}
+    replace their rows. A list an impression named (PutEvents' recommendationId with its
+    items) is a ranking here until the answer logged under that id is loaded: then it is that
+    answer's (int_impressions), and its rows here go (the pre-hook). -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key=['tenant', 'ranking_id'],
+    pre_hook="{{ drop_lists_answered_since() }}",
 ) }}
 {%- set since = watermark() %}
+-- what the pre-hook reads
+-- depends_on: {{ ref('stg_sluice__events') }}
 
 with impressions as (
 

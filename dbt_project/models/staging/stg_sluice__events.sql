@@ -13,6 +13,7 @@ renamed as (
         user_id,
         session_id,
         item_id,
+        ranking_id,
         event_at,
         source_file,
         loaded_at

@@ -17,6 +17,7 @@ rankings as (
     select
         tenant,
         event_id as ranking_id,
+        ranking_id as impression_of,
         user_id,
         session_id,
         items,
@@ -32,6 +33,7 @@ unnested as (
     select
         rankings.tenant,
         rankings.ranking_id,
+        rankings.impression_of,
         rankings.user_id,
         rankings.session_id,
         rankings.ranked_at,
@@ -48,6 +50,7 @@ renamed as (
     select
         tenant,
         ranking_id,
+        impression_of,
         cast(position as {{ dbt.type_int() }}) as position,
         {{ json_extract_string('element', 'id') }} as item_id,
         {{ cast_or_null(json_extract_string('element', 'label'), type_double()) }} as label,

@@ -15,7 +15,7 @@ from serving.api.errors import RETRY_AFTER_SECONDS, problem, responses
 from serving.api.metrics import field_label
 from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import parse_batch
-from sluice.intake.limits import loads_named
+from sluice.intake.limits import loads_named, without_bom
 from sluice.vocabulary import MAX_ID_LENGTH, TENANT_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=responses(401, 403, 413, 422, 503))
@@ -59,6 +59,7 @@ _BODY = {"requestBody": {"required": True, "content": {
 
 
 def _decode(body: bytes) -> list[Any] | JSONResponse:
+    body = without_bom(body)
     try:
         parsed = loads_named(body)
         return parsed if isinstance(parsed, list) else [parsed]

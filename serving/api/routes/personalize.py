@@ -32,7 +32,7 @@ from sluice.errors import InputError, NotFoundError
 from sluice.intake import personalize
 from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import check_id
-from sluice.intake.limits import loads_exact
+from sluice.intake.limits import loads_exact, without_bom
 from sluice.intake.personalize import PersonalizeError
 from sluice.serve import personalize as runtime
 from sluice.serve.answers import Answer, RecommendationRequest
@@ -109,7 +109,7 @@ async def _body(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]
     if len(raw) > limit:
         raise PersonalizeError("body", f"larger than {limit} bytes")
     try:
-        body = loads_exact(raw or b"{}")
+        body = loads_exact(without_bom(raw) or b"{}")
     except json.JSONDecodeError as exc:
         raise PersonalizeError("body", f"not JSON: {exc}") from None
     if not isinstance(body, dict):
