@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from serving.api import errors
+from serving.api.errors import PERSONALIZE_PREFIX
 from serving.api.limits import BodyLimits
 from serving.api.metrics import Metrics, instrument
 from serving.api.routes import (
@@ -89,7 +90,8 @@ def create_app() -> FastAPI:
                          summary="Self-hosted recommendations with per-slot sources",
                          static_url=DOCS_ASSETS)
     app.state.metrics = Metrics()
-    app.add_middleware(BodyLimits, limits=BODY_LIMITS, default=DEFAULT_BODY_BYTES)
+    app.add_middleware(BodyLimits, limits=BODY_LIMITS, default=DEFAULT_BODY_BYTES,
+                       lenient=("/v1/events", PERSONALIZE_PREFIX))
     instrument(app)
     errors.install(app)
     app.include_router(health.router)

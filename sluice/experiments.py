@@ -137,7 +137,7 @@ def validate(exp: Experiment, others: Iterable[Experiment],
         raise ExperimentError("metric", f"one of {', '.join(METRICS)}")
     _validate_arms(exp, model_exists)
     if exp.end_ms is not None and exp.end_ms <= exp.start_ms:
-        raise ExperimentError("end", "must be after the start")
+        raise ExperimentError("end_ms", "must be after the start")
     for other in others:
         if other.id == exp.id:
             raise ExperimentError("id", f"experiment {exp.id!r} exists already")

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from sluice.auth import AuthError
 from sluice.errors import InputError, NotFoundError
@@ -34,7 +35,9 @@ class Problems(BaseModel):
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {401: "no valid API key", 403: "the key may not do this (role or tenant)",
                  404: "no such resource, naming the field",
-                 413: "the body is too large", 422: "invalid input, naming the field",
+                 409: "exists already, naming the field", 413: "the body is too large",
+                 415: "the body is not sent as JSON (Content-Type: application/json)",
+                 422: "invalid input, naming the field",
                  503: "the event log cannot take writes now; retry"}
     return {s: {"model": Problems, "description": described[s]} for s in statuses}
 
@@ -71,7 +74,7 @@ def input_error(exc: InputError, path: str) -> JSONResponse:
 
 def field_path(loc: tuple[Any, ...]) -> str:
     """`("body", "filters", 0, "field")` -> `filters[0].field`."""
-    parts = list(loc[1:] if len(loc) > 1 and loc[0] in ("body", "query") else loc)
+    parts = list(loc[1:] if len(loc) > 1 and loc[0] in ("body", "query", "path") else loc)
     text = ""
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
@@ -93,7 +96,49 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if not_json(request, errors):
+            sent = request.headers.get("content-type")
+            return problem(415, "content-type", "the body must be JSON, sent with "
+                           f"`Content-Type: application/json` (got {sent or 'none'})")
         detail = [{"field": "body" if e.get("type") == "json_invalid"  # loc: a char position
-                   else field_path(tuple(e.get("loc", ()))), "reason": str(e.get("msg"))}
-                  for e in exc.errors()]
+                   else field_path(tuple(e.get("loc", ()))), "reason": reason(e)}
+                  for e in errors]
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        """Starlette's own refusals (no such route, method not allowed, a body that could not
+        be read) in the same shape as every other error."""
+        if isinstance(exc.detail, list):  # already [{field, reason}]
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                                headers=exc.headers)
+        field = HTTP_FIELDS.get(exc.status_code, "body")
+        if request.url.path.startswith(PERSONALIZE_PREFIX):
+            return aws_error("UnknownOperationException" if exc.status_code in (404, 405)
+                             else "InvalidInputException", f"{field}: {exc.detail}",
+                             exc.status_code, headers=dict(exc.headers or {}))
+        status = 422 if exc.status_code == 400 else exc.status_code  # an unreadable body
+        return problem(status, field, str(exc.detail), headers=dict(exc.headers or {}))
+
+
+HTTP_FIELDS = {404: "path", 405: "method"}
+_BODY_NOT_AN_OBJECT = ("model_attributes_type", "dict_type", "missing")
+
+
+def not_json(request: Request, errors: Any) -> bool:
+    """The body was refused whole because it was not sent as JSON (FastAPI reads a body as
+    JSON only with a JSON content type)."""
+    sent = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if sent == "application/json" or sent.endswith("+json"):
+        return False
+    return any(tuple(e.get("loc", ())) == ("body",) and e.get("type") in _BODY_NOT_AN_OBJECT
+               for e in errors)
+
+
+def reason(error: Any) -> str:
+    if tuple(error.get("loc", ())) == ("body",) and error.get("type") == "missing":
+        return "required: a JSON object"
+    if error.get("type") == "extra_forbidden":
+        return "not a field of this request (a misspelt name?)"
+    return str(error.get("msg"))

@@ -2,7 +2,10 @@
 
 A pure ASGI middleware: it refuses on Content-Length alone when that is already too large,
 reads at most the limit otherwise, measures the JSON depth without parsing
-(`sluice.intake.limits.json_depth`), then hands the same bytes on to the route.
+(`sluice.intake.limits.json_depth`), then hands the same bytes on to the route. Outside the
+`lenient` prefixes (event intake, which reads its own bodies, and the Personalize API), a body
+that is not UTF-8 or gives a key twice is refused too (`sluice.intake.limits.body_problem`):
+the JSON parsers would take it, and keep one of the two values without a word.
 """
 
 from __future__ import annotations
@@ -13,15 +16,16 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.api.errors import PERSONALIZE_PREFIX, aws_error, problem
-from sluice.intake.limits import MAX_JSON_DEPTH, too_deep
+from sluice.intake.limits import MAX_JSON_DEPTH, body_problem, too_deep
 
 _BIG = 1024 * 1024  # measure bodies above this in a worker thread, off the event loop
 
 
 class BodyLimits:
     def __init__(self, app: ASGIApp, limits: Sequence[tuple[str, int]], default: int,
-                 max_depth: int = MAX_JSON_DEPTH):
+                 max_depth: int = MAX_JSON_DEPTH, lenient: Sequence[str] = ()):
         self.app, self.limits, self.default, self.max_depth = app, limits, default, max_depth
+        self.lenient = tuple(lenient)
 
     def limit(self, path: str) -> int:
         return next((size for prefix, size in self.limits if path.startswith(prefix)),
@@ -55,6 +59,10 @@ class BodyLimits:
             status = 400 if path.startswith(PERSONALIZE_PREFIX) else 422
             await self._refuse(scope, receive, send, status,
                                f"JSON nested deeper than {self.max_depth} levels")
+            return
+        wrong = None if path.startswith(self.lenient) else body_problem(data)
+        if wrong is not None:
+            await self._refuse(scope, receive, send, 422, wrong)
             return
         await self.app(scope, _replay(data, receive), send)
 

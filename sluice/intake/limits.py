@@ -74,5 +74,52 @@ def loads_exact(data: bytes) -> Any:
     return json.loads(data, parse_constant=_no_constant)
 
 
+def loads_named(data: bytes) -> Any:
+    """As `loads_exact`, but NaN, Infinity and -Infinity are read as floats, for a body whose
+    every value is validated after (native events): the refusal then names the field that
+    held one, not a character offset. Raises json.JSONDecodeError as `loads_exact` does."""
+    try:
+        return loads_exact(data)
+    except json.JSONDecodeError as exc:
+        try:
+            return json.loads(data, parse_constant=float)
+        except ValueError:  # not JSON for another reason (or not UTF-8): orjson's word on it
+            raise exc from None
+
+
 def _no_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+def body_problem(data: bytes) -> str | None:
+    """Why a JSON body that a parser would take silently is still wrong, or None.
+
+    Not UTF-8 (RFC 8259 requires it), or a key given twice in one object (the parsers keep
+    the last value without a word). Syntax errors are left to the parser that reads the body.
+    Meant for request bodies of a few hundred KiB: it parses the text once more."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}"
+    try:
+        json.loads(text, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as exc:
+        return f"key {str(exc)!r} appears twice in one object"
+    except ValueError:  # not JSON (or NaN-like constants): the route's parser says so
+        return None
+    return None

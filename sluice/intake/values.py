@@ -119,6 +119,7 @@ def check_string(obj: dict, key: str, field: str, required: bool, limit: int = M
             raise EventError(field, "required")
         return None
     if allow_numbers and isinstance(value, int | float) and not isinstance(value, bool):
+        check_number(value, field)  # NaN, Infinity and integers beyond 64 bits are no ids
         value = str(value)
     if not isinstance(value, str):
         raise EventError(field, f"expected a string, got {type(value).__name__}")

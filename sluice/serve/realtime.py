@@ -52,6 +52,10 @@ class RealtimeState:
         """The tenants with a user's history."""
         return sorted(t for t, state in list(self._tenants.items()) if state.histories)
 
+    def has(self, tenant: str) -> bool:
+        """Whether an event of `tenant` was applied (asking creates nothing)."""
+        return tenant in self._tenants
+
     def user_key(self, tenant: str, user_id: str | None, session_id: str | None) -> str | None:
         if user_id:
             return user_id

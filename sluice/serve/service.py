@@ -125,10 +125,21 @@ class Service:
                 if r.model is not None}
 
     def recommender(self, tenant: str) -> Recommender:
+        """The tenant's recommender; NotFoundError naming `tenant` for one that nothing names
+        (kept per tenant for the process's life: a typo must not add one, nor its state)."""
         found = self._recommenders.get(tenant)
         if found is None:
+            if not self.knows(tenant):
+                raise NotFoundError("tenant", f"no tenant {tenant!r}: no event, event tracker, "
+                                    "registered model or API key names it")
             found = self._recommenders.setdefault(tenant, self._recommender(tenant, None))
         return found
+
+    def knows(self, tenant: str) -> bool:
+        """The default tenant, and any that has events, a tracker, a model or a key of its own."""
+        return (tenant == DEFAULT_TENANT or tenant in self.champions.models
+                or self.state.has(tenant) or tenant in self.trackers.tenants()
+                or any(p.tenant == tenant for p in self.keys.principals()))
 
     # --- events ------------------------------------------------------------------------------
     def accept(self, events: list[dict[str, Any]]) -> int:

@@ -54,7 +54,7 @@ def test_assignment_is_deterministic_and_follows_the_shares():
     (_exp(metric="revenue"), "metric", "one of"),
     (_exp(tenant="bad tenant"), "tenant", "letters"),
     (_exp(id="bad id!"), "id", "letters"),
-    (_exp(start_ms=10, end_ms=5), "end", "after the start"),
+    (_exp(start_ms=10, end_ms=5), "end_ms", "after the start"),
 ])
 def test_invalid_definitions_name_the_field(exp, field, reason):
     with pytest.raises(ExperimentError) as raised:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from serving.api.bodies import JsonBody
 from serving.api.deps import Admin, ServiceDep
 from serving.api.errors import responses
 from sluice.intake.trackers import TrackerError
@@ -16,7 +17,7 @@ from sluice.vocabulary import TENANT_PATTERN
 router = APIRouter(prefix="/admin", tags=["admin"], responses=responses(401, 403, 413, 422))
 
 
-class NewTracker(BaseModel):
+class NewTracker(JsonBody):
     tenant: str = Field(pattern=TENANT_PATTERN,
                         description="the dataset group the tracker writes into")
 
@@ -39,7 +40,7 @@ def list_trackers(principal: Admin, service: ServiceDep) -> list[Tracker]:
             if principal.covers(tenant)]
 
 
-@router.post("/trackers", status_code=201, responses={409: {"description": "exists already"}})
+@router.post("/trackers", status_code=201, responses=responses(409, 415))
 def create_tracker(body: NewTracker, principal: Admin, service: ServiceDep) -> Tracker:
     """Create the event tracker of a tenant; its trackingId authorises PutEvents."""
     principal.require("admin", body.tenant)

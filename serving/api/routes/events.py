@@ -15,7 +15,7 @@ from serving.api.errors import RETRY_AFTER_SECONDS, problem, responses
 from serving.api.metrics import field_label
 from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import parse_batch
-from sluice.intake.limits import loads_exact, without_bom
+from sluice.intake.limits import loads_named, without_bom
 from sluice.vocabulary import MAX_ID_LENGTH, TENANT_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=responses(401, 403, 413, 422, 503))
@@ -61,7 +61,7 @@ _BODY = {"requestBody": {"required": True, "content": {
 def _decode(body: bytes) -> list[Any] | JSONResponse:
     body = without_bom(body)
     try:
-        parsed = loads_exact(body)
+        parsed = loads_named(body)
         return parsed if isinstance(parsed, list) else [parsed]
     except json.JSONDecodeError:
         pass
@@ -70,7 +70,7 @@ def _decode(body: bytes) -> list[Any] | JSONResponse:
         if not line.strip():
             continue
         try:
-            events.append(loads_exact(line))
+            events.append(loads_named(line))
         except json.JSONDecodeError as exc:
             return problem(422, "body", f"line {number + 1} is not JSON: {exc}", len(events))
     return events

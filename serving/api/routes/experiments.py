@@ -6,11 +6,13 @@ import time
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from serving.api.bodies import JsonBody
 from serving.api.deps import Admin, ServiceDep
 from serving.api.errors import responses
 from sluice.experiments import ALL_TEMPLATES, Arm, Experiment
+from sluice.intake.values import LATEST_MS
 from sluice.learn import registry
 from sluice.vocabulary import TEMPLATES, TENANT_PATTERN
 
@@ -18,14 +20,15 @@ router = APIRouter(prefix="/admin/experiments", tags=["admin"],
                    responses=responses(401, 403, 404, 413, 422))
 
 
-class ArmBody(BaseModel):
+class ArmBody(JsonBody):
     name: str = Field(min_length=1, max_length=64)
     model: str = Field(min_length=1, max_length=256,
                        description="a registered version number or alias (champion, ...)")
-    share: float = Field(gt=0, le=1, description="the share of traffic; shares sum to 1")
+    share: float = Field(gt=0, le=1, allow_inf_nan=False,
+                         description="the share of traffic; shares sum to 1")
 
 
-class ExperimentBody(BaseModel):
+class ExperimentBody(JsonBody):
     id: str = Field(min_length=1, max_length=64)
     tenant: str = Field("default", pattern=TENANT_PATTERN)
     arms: list[ArmBody] = Field(min_length=2, max_length=16,
@@ -35,8 +38,8 @@ class ExperimentBody(BaseModel):
     kind: str = Field("ab", description="ab or interleaving")
     metric: str = Field("click_through_rate", description="click_through_rate, "
                         "conversion_rate or purchases_per_user: the one that decides")
-    start_ms: int | None = Field(None, ge=0, description="default: now")
-    end_ms: int | None = Field(None, ge=0, description="default: open-ended")
+    start_ms: int | None = Field(None, ge=0, lt=LATEST_MS, description="default: now")
+    end_ms: int | None = Field(None, ge=0, lt=LATEST_MS, description="default: open-ended")
 
 
 @router.get("")
@@ -46,7 +49,7 @@ def list_experiments(principal: Admin, service: ServiceDep) -> list[dict]:
     return [e.as_dict() for e in found if principal.covers(e.tenant)]
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=responses(415))
 async def create_experiment(body: ExperimentBody, principal: Admin,
                             service: ServiceDep) -> dict:
     """Start an experiment; 422 names the field at fault (shares, unknown models, overlap)."""
@@ -64,14 +67,14 @@ async def create_experiment(body: ExperimentBody, principal: Admin,
     return exp.as_dict()
 
 
-@router.get("/{experiment_id}")
+@router.get("/{experiment_id:path}")
 def show_experiment(experiment_id: str, principal: Admin, service: ServiceDep) -> dict:
     exp = service.experiments.get(experiment_id)
     principal.require("admin", exp.tenant)
     return exp.as_dict()
 
 
-@router.post("/{experiment_id}/stop")
+@router.post("/{experiment_id:path}/stop")
 def stop_experiment(experiment_id: str, principal: Admin, service: ServiceDep) -> dict:
     """Stop it now: answers leave the experiment; its data stays for the analysis."""
     principal.require("admin", service.experiments.get(experiment_id).tenant)

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from serving.api import answers
+from serving.api.bodies import JsonBody, QueryParams
 from serving.api.deps import MetricsDep, Reader, ServiceDep
 from serving.api.errors import responses
 from sluice.auth import Principal
@@ -32,7 +33,7 @@ ItemId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 _TENANT_DOC = "default: the key's tenant (`default` for a key of every tenant)"
 
 
-class RecommendationQuery(BaseModel):
+class RecommendationQuery(QueryParams):
     tenant: str | None = Field(None, pattern=TENANT_PATTERN, description=_TENANT_DOC)
     user_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
     session_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
@@ -51,7 +52,7 @@ class RecommendationQuery(BaseModel):
                     "eq ne in not_in gt gte lt lte contains is")
 
 
-class RecommendationBody(RecommendationQuery):
+class RecommendationBody(RecommendationQuery, JsonBody):
     context: dict[str, str] | None = Field(
         None, max_length=32, description="up to 32 names to strings (device, page, ...): "
         "logged with the answer, so outcomes can be read by context")
@@ -110,7 +111,8 @@ def json_response(content: dict[str, Any]) -> Response:
     return Response(orjson.dumps(content), media_type="application/json")
 
 
-@router.post("/recommendations", response_model=RecommendationResponse)
+@router.post("/recommendations", response_model=RecommendationResponse,
+             responses=responses(415))
 async def post_recommendations(body: RecommendationBody, principal: Reader,
                                service: ServiceDep, metrics: MetricsDep) -> Response:
     """Recommend for a user, a session or an item, by template."""
@@ -125,7 +127,7 @@ async def get_recommendations(query: Annotated[RecommendationQuery, Query()],
     return await _answer(query, principal, service, metrics)
 
 
-@router.get("/recommendations/{recommendation_id}", responses=responses(404))
+@router.get("/recommendations/{recommendation_id:path}", responses=responses(404))
 async def explain_recommendation(recommendation_id: Annotated[str, Path(max_length=64)],
                                  principal: Reader, service: ServiceDep) -> Response:
     """One recent answer explained: per slot its source, the tier's reason (model score and
@@ -136,14 +138,14 @@ async def explain_recommendation(recommendation_id: Annotated[str, Path(max_leng
     return json_response(explained)
 
 
-class RankRequest(BaseModel):
+class RankRequest(JsonBody):
     tenant: str | None = Field(None, pattern=TENANT_PATTERN, description=_TENANT_DOC)
     user_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
     session_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
     items: list[ItemId] = Field(min_length=1, max_length=500)
 
 
-@router.post("/rank", response_model=RecommendationResponse)
+@router.post("/rank", response_model=RecommendationResponse, responses=responses(415))
 async def rank(body: RankRequest, principal: Reader, service: ServiceDep) -> Response:
     """Reorder up to 500 items for a user; items the model does not know go last, in order."""
     request = RecommendationRequest(tenant=_tenant(body.tenant, principal),
