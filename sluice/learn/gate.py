@@ -10,10 +10,18 @@ before the holdout; when it has seen part of the holdout, its configuration (fam
 parameters) is refit on this run's training part and that is scored instead. A personalized
 candidate that does not beat popularity when there is no champion leaves popularity served
 as the tenant's model (`serve_popularity`).
+
+Ties and small samples: a champion refit with the candidate's own configuration (family and
+parameters) scores what the candidate scores, user for user, so that comparison is a tie by
+construction; the candidate then replaces it as a refresh (the same configuration on newer
+data) once it beats popularity. Fewer evaluated users than `evaluation.gate_min_users`
+promote nothing (a percentile bootstrap over a couple of dozen users, most of them ties, is
+far narrower than the truth); a metric that is not finite promotes nothing either.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import asdict, dataclass
@@ -42,6 +50,8 @@ from sluice.learn.quality import CONFIDENCE, RESAMPLES, SEED, Interval, paired
 log = logging.getLogger(__name__)
 
 PASSED, FAILED = "passed", "failed"
+MIN_USERS = 100  # evaluation.gate_min_users: fewer evaluated users decide nothing
+IGNORED_PARAMS = ("device", "num_threads")  # where a model ran is no part of its configuration
 
 
 @dataclass
@@ -50,6 +60,7 @@ class ChampionScore:
     run_id: str | None
     scored: Scored | None   # the champion on this run's holdout users, None when not scored
     note: str               # how it was scored, or why it was not
+    same_configuration: bool = False  # refit with the candidate's own family and parameters
 
 
 @dataclass
@@ -60,6 +71,7 @@ class Rule:
     min_lift: float | None = None
     resamples: int = RESAMPLES
     seed: int = SEED
+    min_users: int = MIN_USERS
 
 
 @dataclass
@@ -90,6 +102,8 @@ class Decision:
     difference_high: float | None = None
     popularity: float | None = None
     serve_popularity: bool = False   # no champion and the candidate lost to popularity
+    users: int = 0                   # evaluated users both sides were scored on
+    refresh: bool = False            # promoted over a tie with its own configuration
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,10 +153,23 @@ def bundle_ranker(bundle: ModelBundle, train: InteractionMatrix) -> Ranker:
     return factor_ranker(vectors, items, rows, unknown if len(unknown) else None)
 
 
+def same_configuration(algorithm: str, params: dict[str, Any], other_algorithm: Any,
+                       other_params: dict[str, Any]) -> bool:
+    """Whether two models are one configuration: family and parameters, not where they ran."""
+    def plain(values: dict[str, Any]) -> str:
+        kept = {k: v for k, v in values.items() if k not in IGNORED_PARAMS}
+        return json.dumps(kept, sort_keys=True, default=str)
+
+    return str(algorithm) == str(other_algorithm) and plain(params) == plain(other_params)
+
+
 def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
                    test: pd.DataFrame, relevant: dict[int, np.ndarray],
-                   k_values: tuple[int, ...] = K_VALUES) -> ChampionScore | None:
-    """The current champion on this run's holdout users; None when there is no champion."""
+                   k_values: tuple[int, ...] = K_VALUES,
+                   candidate: tuple[str, dict[str, Any]] | None = None) -> ChampionScore | None:
+    """The current champion on this run's holdout users; None when there is no champion.
+
+    `candidate` (family, parameters) marks a refit champion of the same configuration."""
     client = registry.client(tracking_uri)
     current = registry.alias_version(client, name, registry.CHAMPION)
     if current is None:
@@ -175,6 +202,8 @@ def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
                       f"({algorithm}) could not be refit ({type(exc).__name__}: {exc})")
         return score
     score.scored = score_model(refit, train, relevant, k_values)
+    score.same_configuration = candidate is not None and same_configuration(
+        *candidate, algorithm, dict(bundle.meta.get("params") or {}))
     score.note = (f"it saw {seen_share:.0%} of this holdout, so its configuration ({algorithm} "
                   f"{params}) was refit on this run's training part")
     return score
@@ -182,55 +211,99 @@ def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
 
 def compare(metric: str, candidate: Scored, reference: Scored, against: str,
             rule: Rule) -> Comparison:
-    """The paired per-user comparison of `metric` on the users both were scored on."""
+    """The paired per-user comparison of `metric` on the users both were scored on; a value
+    that is not finite on either side fails it."""
     if not np.array_equal(candidate.users, reference.users):
         raise ValueError("a gate comparison needs both models scored on the same users")
     if metric not in candidate.per_user:
         raise ValueError(f"evaluation.gate_metric: {metric!r} is not a per-user metric, use "
                          f"one of {', '.join(sorted(candidate.per_user))}")
     mine, theirs = candidate.per_user[metric], reference.per_user[metric]
-    difference = paired(mine, theirs, rule.resamples, rule.confidence, rule.seed)
+    finite = bool(np.isfinite(mine).all() and np.isfinite(theirs).all())
+    nan = float("nan")
+    difference = (paired(mine, theirs, rule.resamples, rule.confidence, rule.seed) if finite
+                  else Interval(nan, nan, nan))
     ours, other = float(mine.mean()), float(theirs.mean())
     lifted = (rule.min_lift is not None and other > 0 and ours / other - 1 >= rule.min_lift)
-    passed = bool(difference.low > 0 or lifted)
+    passed = finite and bool(difference.low > 0 or lifted)
     return Comparison(against, ours, other, difference, len(mine), passed)
 
 
 def decide(metric: str, candidate: Scored, popularity: Scored | None,
            champion: ChampionScore | None, rule: Rule | None = None) -> Decision:
     """Promote only past popularity (personalized candidates: give `popularity`) and then
-    past the champion, each with confidence; the reason states both numbers and the interval.
+    past the champion, each with confidence, and only on `rule.min_users` evaluated users or
+    more; the reason states the numbers, the interval and the users.
     """
     rule = rule or Rule()
-    value = float(candidate.per_user[metric].mean()) if metric in candidate.per_user else None
-    if value is None:
+    if metric not in candidate.per_user:
         raise ValueError(f"evaluation.gate_metric: {metric!r} is not a computed metric")
+    values = candidate.per_user[metric]
+    value, users = float(values.mean()) if len(values) else float("nan"), len(values)
     version = champion.version if champion else None
+    stays = (f"champion v{version} stays" if champion else
+             "nothing is promoted (the tenant is served from its popular and random tiers)")
+    if users < rule.min_users or not np.isfinite(values).all():
+        return _undecided(metric, candidate, popularity, champion, rule, stays)
     beats_popularity = ""
     if popularity is not None:
         versus = compare(metric, candidate, popularity, "popularity", rule)
         if not versus.passed:
             serve = champion is None
-            what = ("popularity is served as the tenant's model" if serve
-                    else f"champion v{version} stays")
+            what = "popularity is served as the tenant's model" if serve else stays
             return Decision(False, f"{versus.line(metric, rule.confidence)}: does not beat "
                             f"popularity; {what}", metric, value, None, version,
                             versus.difference.low, versus.difference.high, versus.reference,
-                            serve)
+                            serve, users)
         beats_popularity = f"; beats popularity ({versus.line(metric, rule.confidence)})"
     if champion is None:
-        return Decision(True, f"no champion yet; {metric}={value:.4f}{beats_popularity}",
-                        metric, value, None, None)
+        return Decision(True, f"no champion yet; {metric}={value:.4f} over {users:,} users"
+                        f"{beats_popularity}", metric, value, None, None, users=users)
     if champion.scored is None:
         return Decision(True, f"champion v{version} could not be scored ({champion.note}); "
-                        f"{metric}={value:.4f}{beats_popularity}", metric, value, None, version)
+                        f"{metric}={value:.4f} over {users:,} users{beats_popularity}",
+                        metric, value, None, version, users=users)
+    return _against_champion(metric, candidate, champion, rule, beats_popularity)
+
+
+def _undecided(metric: str, candidate: Scored, popularity: Scored | None,
+               champion: ChampionScore | None, rule: Rule, stays: str) -> Decision:
+    """Too few users, or a metric that is not finite: nothing moves; the numbers are said."""
+    values = candidate.per_user[metric]
+    value, users = float(values.mean()) if len(values) else float("nan"), len(values)
+    why = (f"{users:,} users evaluated, fewer than evaluation.gate_min_users "
+           f"({rule.min_users:,}): too few to decide" if users < rule.min_users else
+           f"{metric} is not finite for {int((~np.isfinite(values)).sum()):,} of "
+           f"{users:,} users")
+    version = champion.version if champion else None
+    reference = champion.scored if champion and champion.scored else popularity
+    against = f"champion v{version}" if reference is not popularity else "popularity"
+    said = (compare(metric, candidate, reference, against, rule).line(metric, rule.confidence)
+            if reference is not None and users else f"{metric}={value:.4f}")
+    return Decision(False, f"{why}; {said}; {stays}", metric, value, None, version,
+                    users=users)
+
+
+def _against_champion(metric: str, candidate: Scored, champion: ChampionScore, rule: Rule,
+                      beats_popularity: str) -> Decision:
+    """The paired comparison with a scored champion; its own configuration refit is a tie
+    by construction, which promotes the candidate as a refresh."""
+    assert champion.scored is not None
+    version = champion.version
     versus = compare(metric, candidate, champion.scored, f"champion v{version}", rule)
-    verdict = "beats" if versus.passed else "does not beat"
-    lift = f" or lift {rule.min_lift:.0%}" if rule.min_lift is not None else ""
-    reason = (f"{versus.line(metric, rule.confidence)}: {verdict} it (needs the interval above "
-              f"zero{lift}); the champion scored as {champion.note}")
-    return Decision(versus.passed, reason, metric, versus.candidate, versus.reference, version,
-                    versus.difference.low, versus.difference.high)
+    refresh = not versus.passed and champion.same_configuration
+    if refresh:  # the champion's configuration compared with itself: a tie by construction
+        verdict = ("the champion's own configuration, a tie by construction: promoted as a "
+                   "refresh on newer data")
+    else:
+        lift = f" or lift {rule.min_lift:.0%}" if rule.min_lift is not None else ""
+        verdict = ("beats it" if versus.passed else "does not beat it") + (
+            f" (needs the interval above zero{lift})")
+    reason = (f"{versus.line(metric, rule.confidence)}: {verdict}; the champion scored as "
+              f"{champion.note}{beats_popularity}")
+    return Decision(versus.passed or refresh, reason, metric, versus.candidate,
+                    versus.reference, version, versus.difference.low, versus.difference.high,
+                    users=versus.users, refresh=refresh)
 
 
 def apply(client: Any, name: str, version: str, decision: Decision) -> None:

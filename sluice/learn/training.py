@@ -218,7 +218,7 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
     with timer.phase("champion"):
         champion = gate.score_champion(settings.mlflow_tracking_uri, name, prepared.train,
                                        prepared.split.test, prepared.relevant,
-                                       prepared.k_values)
+                                       prepared.k_values, (model.name, model.params()))
     with timer.phase("off_policy"):
         offpolicy.log(from_settings(settings), prepared.tenant,
                       champion.version if champion else None, model, prepared.train, say)
@@ -239,11 +239,11 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
         client.set_registered_model_alias(name, registry.CANDIDATE, version)
     with timer.phase("gate"):
         assert candidate.scored is not None and baseline.scored is not None
+        rule = gate_rule(settings)
         decision = gate.decide(metric, candidate.scored,
-                               baseline.scored if model.personalized else None, champion,
-                               gate_rule(settings))
+                               baseline.scored if model.personalized else None, champion, rule)
         gate.apply(client, name, version, decision)
-        log_gate(decision, champion)
+        log_gate(decision, champion, rule)
         if decision.serve_popularity:
             served = serve_popularity(settings, prepared, name, decision, say)
             mlflow.set_tag("gate.served_popularity_version", served)
@@ -259,7 +259,8 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
 
 def gate_rule(settings: Settings) -> gate.Rule:
     ev = settings.app.evaluation
-    return gate.Rule(ev.gate_confidence, ev.gate_min_lift, ev.bootstrap_resamples, ev.seed)
+    return gate.Rule(ev.gate_confidence, ev.gate_min_lift, ev.bootstrap_resamples, ev.seed,
+                     ev.gate_min_users)
 
 
 def serve_popularity(settings: Settings, prepared: Prepared, name: str, decision: gate.Decision,

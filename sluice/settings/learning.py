@@ -160,6 +160,7 @@ class EvaluationConfig(BaseModel):
     seed: int = 20261201
     gate_confidence: float = Field(0.95, gt=0.5, lt=1)
     gate_min_lift: float | None = Field(None, gt=0)   # promote at this relative lift anyway
+    gate_min_users: int = Field(100, ge=1)  # fewer evaluated users promote nothing
 
 
 class RegistryConfig(BaseModel):

@@ -91,8 +91,8 @@ def test_segments_split_users_by_history_and_by_what_came_after():
 
 def test_the_gate_refuses_a_gain_inside_the_interval_and_names_both_numbers():
     rng = np.random.default_rng(5)
-    champion = rng.random(60)
-    noisy = champion + rng.normal(0.005, 0.2, 60)  # a small gain, much noise
+    champion = rng.random(600)
+    noisy = champion + rng.normal(0.0, 0.2, 600)  # no gain, much noise
     decision = gate.decide("ndcg_at_10", scored(noisy), None,
                            gate.ChampionScore("3", None, scored(champion), "on its holdout"))
     assert not decision.promoted
@@ -106,7 +106,7 @@ def test_the_gate_refuses_a_gain_inside_the_interval_and_names_both_numbers():
 
 
 def test_the_gate_refuses_a_model_that_does_not_beat_popularity():
-    popular = np.full(40, 0.3)
+    popular = np.full(400, 0.3)
     decision = gate.decide("ndcg_at_10", scored(popular - 0.01), scored(popular), None)
     assert not decision.promoted and decision.serve_popularity
     assert "does not beat popularity; popularity is served" in decision.reason
@@ -161,3 +161,67 @@ def test_a_lift_interval_resamples_users_in_pairs():
     assert found.low == pytest.approx(2.0) and found.high == pytest.approx(2.0)
     noisy = quality.ratio(base * 2.0 + np.random.default_rng(3).normal(0, 0.3, 300), base)
     assert noisy.low < noisy.mean < noisy.high
+
+
+def test_the_paired_interval_agrees_with_scipy_and_the_normal_interval():
+    from scipy import stats
+
+    rng = np.random.default_rng(11)
+    champion = rng.random(2000)
+    candidate = np.clip(champion + rng.normal(0.01, 0.15, 2000), 0, 1)
+    ours = quality.paired(candidate, champion, resamples=4000, confidence=0.95)
+    difference = candidate - champion
+    theirs = stats.bootstrap((difference,), np.mean, n_resamples=4000, confidence_level=0.95,
+                             method="percentile", random_state=3).confidence_interval
+    half = stats.norm.ppf(0.975) * difference.std(ddof=1) / np.sqrt(len(difference))
+    width = theirs.high - theirs.low
+    assert ours.mean == pytest.approx(difference.mean())
+    for low, high in ((theirs.low, theirs.high),
+                      (difference.mean() - half, difference.mean() + half)):
+        assert abs(ours.low - low) < 0.05 * width and abs(ours.high - high) < 0.05 * width
+
+
+def test_a_couple_of_dozen_users_promote_nothing_whatever_the_interval():
+    champion = np.zeros(25)
+    candidate = champion.copy()
+    candidate[:4] = 1.0  # 4 users better, 21 ties, none worse: a sign test's p is 1/16
+    anyone = gate.Rule(min_users=1)
+    loose = gate.decide("ndcg_at_10", scored(candidate), None,
+                        gate.ChampionScore("3", None, scored(champion), "x"), anyone)
+    assert loose.promoted and loose.difference_low > 0  # the bootstrap alone would promote
+    decision = gate.decide("ndcg_at_10", scored(candidate), None,
+                           gate.ChampionScore("3", None, scored(champion), "x"))
+    assert not decision.promoted and decision.users == 25
+    assert decision.reason.startswith(
+        "25 users evaluated, fewer than evaluation.gate_min_users (100): too few to decide")
+    assert "vs champion v3" in decision.reason and "95% interval" in decision.reason
+    assert decision.reason.endswith("champion v3 stays")
+    first = gate.decide("ndcg_at_10", scored(candidate), scored(champion), None)
+    assert not first.promoted and not first.serve_popularity
+    assert "vs popularity" in first.reason and "nothing is promoted" in first.reason
+
+
+def test_a_metric_that_is_not_finite_promotes_nothing():
+    values = np.full(400, 0.3)
+    values[7] = np.nan
+    decision = gate.decide("ndcg_at_10", scored(values), None, None)
+    assert not decision.promoted
+    assert "ndcg_at_10 is not finite for 1 of 400 users" in decision.reason
+    champion = np.full(400, 0.2)
+    champion[3] = np.inf
+    worse = gate.decide("ndcg_at_10", scored(np.full(400, 0.3)), None,
+                        gate.ChampionScore("3", None, scored(champion), "x"))
+    assert not worse.promoted
+
+
+def test_a_champion_refit_with_the_candidates_configuration_is_a_refresh():
+    same = np.random.default_rng(2).random(300)
+    champion = gate.ChampionScore("3", None, scored(same), "refit", same_configuration=True)
+    decision = gate.decide("ndcg_at_10", scored(same), None, champion)
+    assert decision.promoted and decision.refresh
+    assert "+0.0000 to +0.0000" in decision.reason and "refresh" in decision.reason
+    other = gate.ChampionScore("3", None, scored(same), "refit")
+    assert not gate.decide("ndcg_at_10", scored(same), None, other).promoted
+    assert gate.same_configuration("als", {"factors": 8, "device": "gpu"}, "als",
+                                   {"factors": 8, "device": "cpu"})
+    assert not gate.same_configuration("als", {"factors": 8}, "als", {"factors": 16})

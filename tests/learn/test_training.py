@@ -452,3 +452,42 @@ def test_a_retrain_logs_off_policy_estimates_on_the_champions_explored_answers(
     assert f"<td>{metrics['off_policy.ess']:.0f}</td>" in section.table
     assert ("small (below the minimum ESS)" in section.table) == bool(
         metrics["off_policy.small_sample"])
+
+
+def test_a_retrain_of_the_champions_configuration_on_newer_data_is_a_refresh(
+        tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    write_marts(settings.warehouse_path, taste_history(days=20, seed=1), "daily")
+    first = train_tenant(settings, "daily")
+    later = taste_history(users=150, per_user=2, days=2, seed=3,
+                          start=START + pd.Timedelta(days=20))
+    write_marts(settings.warehouse_path, later, "daily")  # a day or two more: the champion
+    again = train_tenant(settings, "daily")                # saw most of the new holdout
+
+    assert first.promoted and again.promoted and again.gate["refresh"]
+    assert "was refit on this run's training part" in again.reason
+    assert "+0.0000 to +0.0000" in again.reason and "refresh on newer data" in again.reason
+    client = registry.client(store)
+    name = settings.registered_model_name("daily")
+    assert str(client.get_model_version_by_alias(name, "champion").version) == again.version
+    run = client.get_run(again.run_id).data
+    assert run.tags["gate.refresh"] == "true" and run.tags["gate.promoted"] == "true"
+    assert run.metrics["gate.users"] == again.metrics["evaluated_users"] >= 100
+    assert run.metrics["gate.min_users"] == 100 and run.metrics["gate.confidence"] == 0.95
+
+
+def test_a_tenant_of_thirty_users_is_never_promoted(tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    write_marts(settings.warehouse_path, taste_history(users=30, per_group=50, per_user=40),
+                "thirty")
+    result = train_tenant(settings, "thirty")
+
+    assert not result.promoted and result.gate["users"] <= 30
+    assert "fewer than evaluation.gate_min_users (100): too few to decide" in result.reason
+    assert "vs popularity" in result.reason and "interval" in result.reason
+    client = registry.client(store)
+    name = settings.registered_model_name("thirty")
+    assert registry.alias_version(client, name, registry.CHAMPION) is None
+    run = client.get_run(result.run_id).data
+    assert run.tags["gate.promoted"] == "false"
+    assert run.metrics["gate.users"] == result.gate["users"]
