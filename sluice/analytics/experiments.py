@@ -2,19 +2,31 @@
 sample-ratio check, and what to do (keep running, ship the challenger, stop).
 
 The first arm of an experiment is its control, the second its challenger (the one a decision
-may ship); with more arms, the best of the others by difference is the challenger.
+may ship); with more arms, the best of the others by difference is the challenger, and its
+interval is widened for the arms compared (Bonferroni: each of m comparisons at 5% / m), since
+the best of several differences looks better than any one of them. Every reason states the
+values, the difference, its interval and the units per arm.
+
+The intervals are fixed-horizon: the flow re-reads them on every run, and each reading is
+another look (peeking), so over an experiment's life a difference of zero crosses a 95%
+interval's edge more often than 5% of the time. `min_units` guards the earliest looks only;
+the decision says so (`Decision.caveat`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from sluice.experiments import Experiment
 from sluice.warehouse.db import connect
 
 KEEP, SHIP, STOP = "keep running", "ship challenger", "stop"
+Z95 = 1.959964  # the marts' intervals are 95%, normal
+PEEKING = ("fixed-horizon interval read again on every run: each look raises the chance of "
+           "a false ship, so decide at the sample size planned before the start")
 
 
 @dataclass
@@ -35,6 +47,8 @@ class Decision:
     srm_passed: bool | None = None
     recommendation: str = KEEP
     reason: str = "no data yet"
+    comparisons: int = 1    # arms compared with the control (the interval is widened for them)
+    caveat: str = PEEKING
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,7 +56,8 @@ class Decision:
     def markdown(self) -> str:
         rows = "\n".join(f"| {arm} | {n} |" for arm, n in self.units.items())
         effect = ("n/a" if self.difference is None else
-                  f"{self.difference:+.4g} (95% CI {self.ci_low:+.4g} to {self.ci_high:+.4g})")
+                  f"{self.difference:+.4g} ({self.level()} CI {self.ci_low:+.4g} to "
+                  f"{self.ci_high:+.4g})")
         srm = ("n/a" if self.srm_passed is None else
                f"{'passed' if self.srm_passed else 'FAILED'} (chi-square {self.chi_square:.3g})")
         interleaved = self.kind == "interleaving"
@@ -52,7 +67,23 @@ class Decision:
                 f"| arm | {counted} |\n| --- | --- |\n{rows}\n\n"
                 f"- {measure}: {self.challenger} vs {self.control}: {effect}\n"
                 f"- sample ratio: {srm}\n"
-                f"- **recommendation: {self.recommendation}** ({self.reason})\n")
+                f"- **recommendation: {self.recommendation}** ({self.reason})\n"
+                f"- caveat: {self.caveat}\n")
+
+    def level(self) -> str:
+        """The interval's coverage for one comparison (95%, Bonferroni-adjusted for more)."""
+        return "95%" if self.comparisons == 1 else (
+            f"{1 - 0.05 / self.comparisons:.2%} (95% over {self.comparisons} arms)")
+
+    def numbers(self) -> str:
+        """The values, the difference, its interval and the units per arm, in one phrase."""
+        if self.difference is None:
+            return "no result yet"
+        units = ", ".join(f"{arm} {n:,}" for arm, n in self.units.items())
+        counted = "answers won" if self.kind == "interleaving" else "units"
+        return (f"{self.metric} {self.value:.4g} vs {self.baseline_value:.4g}, difference "
+                f"{self.difference:+.4g} ({self.level()} interval {self.ci_low:+.4g} to "
+                f"{self.ci_high:+.4g}); {counted}: {units}")
 
 
 def decide(warehouse: Path, exp: Experiment, min_units: int = 100) -> Decision:
@@ -81,6 +112,11 @@ def _split(con: Any, exp: Experiment, min_units: int) -> Decision:
     decision.units = {control: baseline_units, **{r[0]: r[1] for r in rows}}
     (decision.value, decision.baseline_value, decision.difference, decision.ci_low,
      decision.ci_high) = numbers
+    decision.comparisons = len(rows)
+    if len(rows) > 1 and None not in numbers:  # the best of m: each comparison at 5% / m
+        widen = NormalDist().inv_cdf(1 - 0.05 / (2 * len(rows))) / Z95
+        half = (decision.ci_high - decision.ci_low) / 2 * widen
+        decision.ci_low, decision.ci_high = decision.difference - half, decision.difference + half
     srm = con.execute("select chi_square, srm_passed from marts.experiment_assignment "
                       "where tenant = ? and experiment = ?", [exp.tenant, exp.id]).fetchone()
     if srm is not None:
@@ -113,7 +149,8 @@ def _recommend(d: Decision, min_units: int, zero: float) -> Decision:
         d.reason = (f"sample ratio mismatch (chi-square {d.chi_square:.3g}): assignment or "
                     "logging is broken, the effect cannot be trusted")
     elif fewest < min_units:
-        d.reason = f"{fewest} units (smallest arm), fewer than the {min_units} needed"
+        d.reason = (f"{fewest:,} units ({'all arms' if counted is sum else 'smallest arm'}), "
+                    f"fewer than the {min_units:,} needed")
     elif d.ci_low is not None and d.ci_low > zero:
         d.recommendation = SHIP
         d.reason = f"{d.challenger} better: the interval excludes zero"
@@ -122,6 +159,7 @@ def _recommend(d: Decision, min_units: int, zero: float) -> Decision:
         d.reason = f"{d.challenger} worse: the interval excludes zero"
     else:
         d.reason = "the interval includes zero: no difference shown yet"
+    d.reason = f"{d.reason}; {d.numbers()}"
     return d
 
 
@@ -137,8 +175,6 @@ def promote(settings: Any, exp: Experiment, decision: Decision) -> str:
     version = registry.version_of(client, name, arm.model)
     if version is None:
         raise LookupError(f"arm {arm.name}: {name} has no version or alias {arm.model!r}")
-    reason = (f"experiment {exp.id}: {decision.reason}; {decision.metric} difference "
-              f"{decision.difference:+.4g} (95% CI {decision.ci_low:+.4g} to "
-              f"{decision.ci_high:+.4g})")
+    reason = f"experiment {exp.id}: {decision.reason}"
     versions.move_champion(client, name, str(version.version), reason)
     return str(version.version)
