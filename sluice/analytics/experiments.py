@@ -24,6 +24,7 @@ from sluice.experiments import Experiment
 from sluice.warehouse.db import connect
 
 KEEP, SHIP, STOP = "keep running", "ship challenger", "stop"
+MAX_CROSSED = 0.01  # units seen in several arms: beyond this share, assignment is not stable
 Z95 = 1.959964  # the marts' intervals are 95%, normal
 PEEKING = ("fixed-horizon interval read again on every run: each look raises the chance of "
            "a false ship, so decide at the sample size planned before the start")
@@ -48,6 +49,7 @@ class Decision:
     recommendation: str = KEEP
     reason: str = "no data yet"
     comparisons: int = 1    # arms compared with the control (the interval is widened for them)
+    crossed_units: int = 0  # units seen in more than one arm, left out of every arm
     caveat: str = PEEKING
 
     def as_dict(self) -> dict[str, Any]:
@@ -117,10 +119,12 @@ def _split(con: Any, exp: Experiment, min_units: int) -> Decision:
         widen = NormalDist().inv_cdf(1 - 0.05 / (2 * len(rows))) / Z95
         half = (decision.ci_high - decision.ci_low) / 2 * widen
         decision.ci_low, decision.ci_high = decision.difference - half, decision.difference + half
-    srm = con.execute("select chi_square, srm_passed from marts.experiment_assignment "
-                      "where tenant = ? and experiment = ?", [exp.tenant, exp.id]).fetchone()
+    srm = con.execute("select chi_square, srm_passed, crossed_units from "
+                      "marts.experiment_assignment where tenant = ? and experiment = ?",
+                      [exp.tenant, exp.id]).fetchone()
     if srm is not None:
         decision.chi_square, decision.srm_passed = float(srm[0]), bool(srm[1])
+        decision.crossed_units = int(srm[2])
     return _recommend(decision, min_units, zero=0.0)
 
 
@@ -148,6 +152,11 @@ def _recommend(d: Decision, min_units: int, zero: float) -> Decision:
         d.recommendation = STOP
         d.reason = (f"sample ratio mismatch (chi-square {d.chi_square:.3g}): assignment or "
                     "logging is broken, the effect cannot be trusted")
+    elif d.crossed_units > MAX_CROSSED * (sum(d.units.values()) + d.crossed_units):
+        d.recommendation = STOP
+        d.reason = (f"{d.crossed_units:,} units were seen in more than one arm (over "
+                    f"{MAX_CROSSED:.0%} of the units; left out of every arm): assignment is not "
+                    "stable, the effect cannot be trusted")
     elif fewest < min_units:
         d.reason = (f"{fewest:,} units ({'all arms' if counted is sum else 'smallest arm'}), "
                     f"fewer than the {min_units:,} needed")
@@ -159,7 +168,9 @@ def _recommend(d: Decision, min_units: int, zero: float) -> Decision:
         d.reason = f"{d.challenger} worse: the interval excludes zero"
     else:
         d.reason = "the interval includes zero: no difference shown yet"
-    d.reason = f"{d.reason}; {d.numbers()}"
+    crossed = (f"; {d.crossed_units:,} units seen in several arms left out"
+               if d.crossed_units else "")
+    d.reason = f"{d.reason}; {d.numbers()}{crossed}"
     return d
 
 

@@ -25,16 +25,18 @@ def marts(tmp_path):
     con.execute(ASSIGNMENT)
     con.close()
 
-    def write(experiment: str, rows: list[tuple], srm: tuple[float, bool] = (0.2, True)):
+    def write(experiment: str, rows: list[tuple], srm: tuple[float, bool] = (0.2, True),
+              crossed: int = 0):
         con = connect(path)
         con.execute("delete from marts.experiment_results where experiment = ?", [experiment])
+        con.execute("delete from marts.experiment_assignment where experiment = ?", [experiment])
         for arm, units, base_units, value, base, low, high in rows:
             con.execute("insert into marts.experiment_results values ('shop', ?, "
                         "'click_through_rate', 'control', ?, ?, ?, ?, ?, ?, ?, ?)",
                         [experiment, arm, units, base_units, value, base, value - base,
                          low, high])
-        con.execute("insert into marts.experiment_assignment values ('shop', ?, ?, ?)",
-                    [experiment, *srm])
+        con.execute("insert into marts.experiment_assignment values ('shop', ?, ?, ?, ?)",
+                    [experiment, *srm, crossed])
         con.close()
         return path
 
@@ -82,3 +84,14 @@ def test_a_sample_ratio_mismatch_stops_whatever_the_effect(marts):
     decision = decide(path, TWO, 100)
     assert decision.recommendation == STOP and "sample ratio mismatch" in decision.reason
     assert "units: control 3,000, treatment 2,000" in decision.reason
+
+
+def test_units_seen_in_two_arms_are_said_and_too_many_stop_the_experiment(marts):
+    few = decide(marts("two", [("treatment", 2400, 2500, 0.12, 0.10, 0.004, 0.036)],
+                       crossed=30), TWO, 100)
+    assert few.recommendation == SHIP and few.crossed_units == 30
+    assert few.reason.endswith("; 30 units seen in several arms left out")
+    many = decide(marts("two", [("treatment", 2400, 2500, 0.12, 0.10, 0.004, 0.036)],
+                        crossed=200), TWO, 100)
+    assert many.recommendation == STOP
+    assert many.reason.startswith("200 units were seen in more than one arm")

@@ -18,7 +18,7 @@ RESULTS = ("create table marts.experiment_results (tenant varchar, experiment va
            "baseline_units bigint, arm_value double, baseline_value double, difference double, "
            "ci_low double, ci_high double)")
 ASSIGNMENT = ("create table marts.experiment_assignment (tenant varchar, experiment varchar, "
-              "chi_square double, srm_passed boolean)")
+              "chi_square double, srm_passed boolean, crossed_units bigint default 0)")
 
 
 def _experiment(tenant: str) -> Experiment:
@@ -51,7 +51,8 @@ def test_one_tenants_failing_decision_does_not_stop_the_others(tmp_path, prefect
             con.execute("insert into marts.experiment_results values (?, ?, "
                         "'click_through_rate', 'control', 'treatment', 500, 500, 0.2, 0.1, "
                         "0.1, 0.05, 0.15)", [tenant, f"{tenant}-exp"])
-            con.execute("insert into marts.experiment_assignment values (?, ?, 0.1, true)",
+            con.execute("insert into marts.experiment_assignment (tenant, experiment, "
+                        "chi_square, srm_passed) values (?, ?, 0.1, true)",
                         [tenant, f"{tenant}-exp"])
         con.close()
         with pytest.raises(DecisionFailed) as failure:

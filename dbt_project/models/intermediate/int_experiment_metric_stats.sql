@@ -9,7 +9,15 @@
 ] %}
 with units as (
 
-    select * from {{ ref('int_experiment_units') }}
+    -- a unit seen in two arms (shares changed mid-experiment, a bug) belongs to neither:
+    -- counted in both it would pull their values together; experiment_assignment counts it
+    select * from (
+        select
+            *,
+            count(*) over (partition by tenant, experiment, unit_id) as arms_seen
+        from {{ ref('int_experiment_units') }}
+    ) as seen
+    where arms_seen = 1
 
 ),
 

@@ -1,7 +1,29 @@
 {#- Sample-ratio-mismatch check per split experiment: units per arm against the configured
     shares, Pearson's chi-square, failed at p < 0.001 (the critical values by degrees of
-    freedom 1-5; more arms than six are checked against df 5, a stricter bar). -#}
-with arms as (
+    freedom 1-5; more arms than six are checked against df 5, a stricter bar). A unit seen in
+    more than one arm is counted in none (as in the metrics) but in crossed_units. -#}
+with seen as (
+
+    select
+        *,
+        count(*) over (partition by tenant, experiment, unit_id) as arms_seen
+    from {{ ref('int_experiment_units') }}
+
+),
+
+crossed as (
+
+    select
+        tenant,
+        experiment,
+        count(distinct unit_id) as crossed_units
+    from seen
+    where arms_seen > 1
+    group by tenant, experiment
+
+),
+
+arms as (
 
     select
         tenant,
@@ -9,7 +31,8 @@ with arms as (
         arm,
         max(arm_share) as arm_share,
         count(*) as units
-    from {{ ref('int_experiment_units') }}
+    from seen
+    where arms_seen = 1
     group by tenant, experiment, arm
 
 ),
@@ -61,6 +84,9 @@ final as (
 )
 
 select
-    *,
-    chi_square < critical_value as srm_passed
+    final.*,
+    coalesce(crossed.crossed_units, 0) as crossed_units,
+    final.chi_square < final.critical_value as srm_passed
 from final
+left join crossed
+    on final.tenant = crossed.tenant and final.experiment = crossed.experiment
