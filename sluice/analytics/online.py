@@ -185,6 +185,8 @@ def off_policy(tracking_uri: str, model_name: str) -> Section:
 
 
 def _interval(m: dict[str, float], key: str) -> str:
+    if key not in m:  # no logged slot matched the candidate (sluice.learn.offpolicy)
+        return "n/a (no logged slot matches)"
     return f"{m[key]:.4f} [{m[key + '_low']:.4f}, {m[key + '_high']:.4f}]"
 
 
@@ -192,6 +194,8 @@ def _estimates_plot(found: list[tuple[str, dict[str, float]]]) -> str:
     fig, ax = plt.subplots(figsize=(9, 3))
     for offset, key in ((-0.12, "ips_ctr"), (0.12, "snips_ctr")):
         for n, (_, m) in enumerate(found):
+            if key not in m:
+                continue
             bars = ax.errorbar([n + offset], [m[key]], fmt="o", capsize=3,
                                color="C0" if key == "ips_ctr" else "C1",
                                yerr=[[max(m[key] - m[key + "_low"], 0.0)],

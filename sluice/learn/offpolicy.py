@@ -7,7 +7,11 @@ self-normalised IPS (SNIPS) sum(w * c) / sum(w); per answer both are the per-slo
 the mean slots per answer. Intervals are percentile bootstraps that resample whole answers
 (slots of one answer are not independent); the effective sample size is
 sum(w)^2 / sum(w^2). An estimate whose effective sample is below `min_ess` is returned all the
-same, marked `small_sample`.
+same, marked `small_sample`. When no logged slot matches the candidate there is nothing to
+weigh: no IPS or SNIPS is given (a zero with a zero-width interval would read as a measured
+click-through of nothing), only the match rate and the ESS of 0. SNIPS is undefined in a
+resample that draws no matching slot; such resamples are left out of its interval rather
+than counted as a click-through of zero.
 
 The exploration of sluice.serve.exploration supports, at position k, the champion's k-th item
 and its pool: a candidate that puts an item elsewhere is weighed 0 there (IPS reads it as no
@@ -52,6 +56,10 @@ def log(warehouse: Warehouse | Path, tenant: str, champion_version: str | None, 
     if found is None:
         return None
     mlflow.log_metrics({f"off_policy.{k}": float(v) for k, v in found.items()})
+    if "snips_ctr" not in found:
+        say(f"[{tenant}] off-policy on champion v{champion_version}'s {found['answers']:,} "
+            "explored answers: no logged slot matches the candidate's ranking, no estimate")
+        return found
     mark = " (small effective sample)" if found["small_sample"] else ""
     say(f"[{tenant}] off-policy on champion v{champion_version}'s {found['answers']:,} explored "
         f"answers: SNIPS CTR {found['snips_ctr']:.4f} [{found['snips_ctr_low']:.4f}, "
@@ -119,14 +127,16 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
     sums = np.stack([np.bincount(group, weights=w, minlength=len(answers))
                      for w in (weight * click, weight, np.ones_like(weight))])
     per_answer = len(logged) / len(answers)
-    ips, snips = _values(sums[None, :, :].sum(axis=2))
     ess = float(weight.sum() ** 2 / (weight ** 2).sum()) if weight.any() else 0.0
-    low, high = _bootstrap(sums, bootstraps, seed)
     out = {"slots": len(logged), "answers": len(answers), "slots_per_answer": per_answer,
            "match_rate": float(match.mean()), "logged_ctr": float(click.mean()),
-           "ess": ess, "small_sample": ess < min_ess,
-           "ips_ctr": ips[0], "ips_ctr_low": low[0], "ips_ctr_high": high[0],
-           "snips_ctr": snips[0], "snips_ctr_low": low[1], "snips_ctr_high": high[1]}
+           "ess": ess, "small_sample": ess < min_ess}
+    if not weight.any():  # nothing the candidate would have shown was logged: no estimate
+        return out
+    ips, snips = _values(sums[None, :, :].sum(axis=2))
+    low, high = _bootstrap(sums, bootstraps, seed)
+    out |= {"ips_ctr": ips[0], "ips_ctr_low": low[0], "ips_ctr_high": high[0],
+            "snips_ctr": snips[0], "snips_ctr_low": low[1], "snips_ctr_high": high[1]}
     for name in ("ips", "snips"):
         for tail in ("", "_low", "_high"):
             out[f"{name}_clicks_per_answer{tail}"] = out[f"{name}_ctr{tail}"] * per_answer
@@ -137,7 +147,7 @@ def _values(totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """IPS and SNIPS from (resample, [sum w*c, sum w, slots]) totals."""
     weighted, weights, slots = totals[:, 0], totals[:, 1], totals[:, 2]
     ips = weighted / slots
-    snips = np.divide(weighted, weights, out=np.zeros_like(weighted), where=weights > 0)
+    snips = np.divide(weighted, weights, out=np.full_like(weighted, np.nan), where=weights > 0)
     return ips, snips
 
 
@@ -152,5 +162,6 @@ def _bootstrap(sums: np.ndarray, bootstraps: int, seed: int) -> tuple[list[float
         ips.append(a)
         snips.append(b)
     tails = [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100]
-    qi, qs = np.percentile(np.concatenate(ips), tails), np.percentile(np.concatenate(snips), tails)
+    qi, qs = np.percentile(np.concatenate(ips), tails), np.nanpercentile(np.concatenate(snips),
+                                                                          tails)
     return [float(qi[0]), float(qs[0])], [float(qi[1]), float(qs[1])]

@@ -95,3 +95,22 @@ def test_a_propensity_outside_zero_one_is_refused():
                            "is_clicked": [True]})
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         estimate(logged, pd.Series(["x"]))
+
+
+def test_no_matching_slot_gives_no_estimate_rather_than_a_certain_zero():
+    logged = pd.DataFrame({"recommendation_id": ["a", "a", "b"], "item_id": ["x", "y", "z"],
+                           "propensity": [0.8, 0.05, 0.8], "is_clicked": [True, False, True]})
+    found = estimate(logged, pd.Series(["q", "q", "q"]))
+    assert found["match_rate"] == 0.0 and found["ess"] == 0.0 and found["small_sample"]
+    assert not {"ips_ctr", "snips_ctr", "snips_ctr_low"} & set(found)
+
+
+def test_snips_leaves_resamples_without_a_matching_slot_out_of_its_interval():
+    # 2 matching slots, both clicked, among 1,000 answers: SNIPS is 1 in every resample that
+    # draws either of them; about e^-2 = 13.5% of resamples draw neither (undefined, not 0)
+    ids = [f"r{n}" for n in range(1000)]
+    logged = pd.DataFrame({"recommendation_id": ids, "item_id": ["x"] * 2 + ["y"] * 998,
+                           "propensity": 0.5, "is_clicked": [True] * 2 + [False] * 998})
+    found = estimate(logged, pd.Series(["x"] * 1000), bootstraps=2000)
+    assert found["snips_ctr"] == found["snips_ctr_low"] == found["snips_ctr_high"] == 1.0
+    assert found["ips_ctr_low"] == 0.0 < found["ips_ctr"] == pytest.approx(4 / 1000)
