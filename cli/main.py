@@ -141,7 +141,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     out = args.out or settings.home / "report" / "index.html"
     path = write_report(warehouse, settings.mlflow_tracking_uri,
                         settings.registered_model_name(args.tenant), out,
-                        *tenant_experiments(settings, args.tenant))
+                        *tenant_experiments(settings, args.tenant), tenant=args.tenant)
     print(f"report written to {path}")
 
 

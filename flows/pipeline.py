@@ -26,7 +26,8 @@ def analytics_report(tenant: str | None) -> str:
     with warehouse.lock():
         path = write_report(warehouse, settings.mlflow_tracking_uri, name,
                             settings.home / "report" / "index.html",
-                            *tenant_experiments(settings, tenant or "default"))
+                            *tenant_experiments(settings, tenant or "default"),
+                            tenant=tenant or "default")
     create_link_artifact(key="analytics-report", link=path.as_uri(),
                          description="Events, slot sources, click-through, model metrics, "
                          "experiments, off-policy estimates")

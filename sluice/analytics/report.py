@@ -37,13 +37,19 @@ NEXT_ITEM = tuple(f"attributes.next_item_hit_at_10.{source}"
                   for source in ("attributes", "similar_items", "popularity"))
 
 
-def events_per_day(warehouse: Warehouse | Path) -> Section:
-    frame = query(warehouse, """
+def _only(tenant: str | None) -> tuple[str, list[str]]:
+    """The where clause (and its parameter) that keeps one tenant's rows; none: every tenant."""
+    return ("where tenant = ?", [tenant]) if tenant is not None else ("", [])
+
+
+def events_per_day(warehouse: Warehouse | Path, tenant: str | None = None) -> Section:
+    where, params = _only(tenant)
+    frame = query(warehouse, f"""
         select cast(event_at as date) as day,
                case when event_type = 'interaction' then interaction_type else event_type end
                    as kind,
                count(*) as events
-        from raw.events group by 1, 2 order by 1""")
+        from raw.events {where} group by 1, 2 order by 1""", params)
     if frame.empty:
         return Section("Events per day by type", "no events loaded yet", None)
     table = frame.pivot_table(index="day", columns="kind", values="events", fill_value=0)
@@ -90,10 +96,11 @@ def _spans(days: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     return [(a, b) for a, b in spans]
 
 
-def slot_sources(warehouse: Warehouse | Path) -> Section:
-    frame = query(warehouse, """
+def slot_sources(warehouse: Warehouse | Path, tenant: str | None = None) -> Section:
+    where, params = _only(tenant)
+    frame = query(warehouse, f"""
         select served_date as day, recommendation_source as source, sum(slots_served) as slots
-        from marts.recommendation_performance group by 1, 2 order by 1""")
+        from marts.recommendation_performance {where} group by 1, 2 order by 1""", params)
     title = "Share of slots by source over time"
     if frame.empty:
         return Section(title, _not_in_marts(warehouse), None)
@@ -127,14 +134,16 @@ def _not_in_marts(warehouse: Warehouse | Path) -> str:
             f"are in the raw log until then: {LAG}")
 
 
-def click_through(warehouse: Warehouse | Path) -> Section:
-    by_source = query(warehouse, """
+def click_through(warehouse: Warehouse | Path, tenant: str | None = None) -> Section:
+    where, params = _only(tenant)
+    by_source = query(warehouse, f"""
         select recommendation_source as source, sum(clicks) as clicks,
                sum(slots_served) as slots
-        from marts.recommendation_performance group by 1""")
-    by_position = query(warehouse, """
+        from marts.recommendation_performance {where} group by 1""", params)
+    by_position = query(warehouse, f"""
         select position, avg(case when is_clicked then 1.0 else 0.0 end) as ctr
-        from marts.ranking_outcomes where position <= 25 group by 1 order by 1""")
+        from marts.ranking_outcomes {where or 'where true'} and position <= 25
+        group by 1 order by 1""", params)
     if by_source.empty and by_position.empty:
         return Section("Click-through rate", _not_in_marts(warehouse), None)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -251,13 +260,16 @@ def render(sections: list[Section], title: str) -> str:
 
 
 def write_report(warehouse: Warehouse | Path, tracking_uri: str, model_name: str, out: Path,
-                 experiments: Iterable[Experiment] = (), min_units: int = 100) -> Path:
+                 experiments: Iterable[Experiment] = (), min_units: int = 100, *,
+                 tenant: str | None = None) -> Path:
     """The report of one tenant (its model `model_name`); `experiments` are the tenant's
-    (sluice.experiments.Experiments), each drawn with its decision (`min_units` per arm)."""
+    (sluice.experiments.Experiments), each drawn with its decision (`min_units` per arm).
+    `tenant` keeps the events, slots and clicks to that tenant's (None: every tenant's)."""
     from sluice.analytics import online
 
     readable(warehouse)
-    sections = [events_per_day(warehouse), slot_sources(warehouse), click_through(warehouse),
+    sections = [events_per_day(warehouse, tenant), slot_sources(warehouse, tenant),
+                click_through(warehouse, tenant),
                 model_metrics(tracking_uri, model_name), model_quality(tracking_uri, model_name),
                 *online.experiment_sections(warehouse, list(experiments), min_units),
                 online.off_policy(tracking_uri, model_name)]
