@@ -77,6 +77,14 @@ class Decision:
         return "95%" if self.comparisons == 1 else (
             f"{1 - 0.05 / self.comparisons:.2%} (95% over {self.comparisons} arms)")
 
+    def detectable(self) -> float:
+        """The smallest true difference this interval finds with 80% power: (z + 0.84) times
+        its standard error (two-sided, at the interval's own level)."""
+        assert self.ci_low is not None and self.ci_high is not None
+        z = Z95 if self.comparisons == 1 else NormalDist().inv_cdf(
+            1 - 0.05 / (2 * self.comparisons))
+        return (z + NormalDist().inv_cdf(0.8)) * (self.ci_high - self.ci_low) / (2 * z)
+
     def numbers(self) -> str:
         """The values, the difference, its interval and the units per arm, in one phrase."""
         if self.difference is None:
@@ -167,7 +175,8 @@ def _recommend(d: Decision, min_units: int, zero: float) -> Decision:
         d.recommendation = STOP
         d.reason = f"{d.challenger} worse: the interval excludes zero"
     else:
-        d.reason = "the interval includes zero: no difference shown yet"
+        d.reason = (f"the interval includes zero: no difference shown yet (at these units a "
+                    f"true difference of ±{d.detectable():.4g} would be found 80% of the time)")
     crossed = (f"; {d.crossed_units:,} units seen in several arms left out"
                if d.crossed_units else "")
     d.reason = f"{d.reason}; {d.numbers()}{crossed}"

@@ -297,7 +297,9 @@ def _against_champion(metric: str, candidate: Scored, champion: ChampionScore, r
                    "refresh on newer data")
     else:
         lift = f" or lift {rule.min_lift:.0%}" if rule.min_lift is not None else ""
-        verdict = ("beats it" if versus.passed else "does not beat it") + (
+        alone = versus.passed and not versus.difference.low > 0  # gate_min_lift's point value
+        verdict = ("beats it on its lift alone: the interval includes zero" if alone else
+                   "beats it" if versus.passed else "does not beat it") + (
             f" (needs the interval above zero{lift})")
     reason = (f"{versus.line(metric, rule.confidence)}: {verdict}; the champion scored as "
               f"{champion.note}{beats_popularity}")

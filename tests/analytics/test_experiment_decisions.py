@@ -95,3 +95,14 @@ def test_units_seen_in_two_arms_are_said_and_too_many_stop_the_experiment(marts)
                         crossed=200), TWO, 100)
     assert many.recommendation == STOP
     assert many.reason.startswith("200 units were seen in more than one arm")
+
+
+def test_no_difference_shown_yet_says_what_difference_these_units_could_find(marts):
+    path = marts("two", [("treatment", 5000, 5000, 0.101, 0.100, -0.009, 0.011)])
+    decision = decide(path, TWO, 100)
+    assert decision.recommendation == KEEP
+    standard_error = 0.02 / (2 * stats.norm.ppf(0.975))
+    found = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * standard_error
+    assert decision.detectable() == pytest.approx(found)
+    assert f"a true difference of ±{found:.4g} would be found 80% of the time" in (
+        decision.reason)

@@ -102,7 +102,14 @@ def test_the_gate_refuses_a_gain_inside_the_interval_and_names_both_numbers():
     lifted = gate.decide("ndcg_at_10", scored(champion * 1.2), None,
                          gate.ChampionScore("3", None, scored(champion), "x"),
                          gate.Rule(min_lift=0.1))
-    assert lifted.promoted
+    assert lifted.promoted and "beats it (needs the interval above zero or lift 10%)" in (
+        lifted.reason)
+    noise = rng.normal(0, 5, 600)
+    noisy_lift = gate.decide("ndcg_at_10", scored(champion * 1.2 + noise - noise.mean()),
+                             None, gate.ChampionScore("3", None, scored(champion), "x"),
+                             gate.Rule(min_lift=0.1))
+    assert noisy_lift.promoted and noisy_lift.difference_low < 0
+    assert "beats it on its lift alone: the interval includes zero" in noisy_lift.reason
 
 
 def test_the_gate_refuses_a_model_that_does_not_beat_popularity():
