@@ -154,22 +154,30 @@ def bundle_ranker(bundle: ModelBundle, train: InteractionMatrix) -> Ranker:
 
 
 def same_configuration(algorithm: str, params: dict[str, Any], other_algorithm: Any,
-                       other_params: dict[str, Any]) -> bool:
-    """Whether two models are one configuration: family and parameters, not where they ran."""
-    def plain(values: dict[str, Any]) -> str:
-        kept = {k: v for k, v in values.items() if k not in IGNORED_PARAMS}
+                       other_params: dict[str, Any], matrix: dict[str, Any] | None = None,
+                       other_matrix: dict[str, Any] | None = None) -> bool:
+    """Whether two models are one configuration: family, parameters and (when both are
+    given) the matrix config they trained on, with the recency boost the family applied;
+    not where they ran."""
+    def plain(values: dict[str, Any], ignored: tuple[str, ...] = ()) -> str:
+        kept = {k: v for k, v in values.items() if k not in ignored}
         return json.dumps(kept, sort_keys=True, default=str)
 
-    return str(algorithm) == str(other_algorithm) and plain(params) == plain(other_params)
+    same_matrix = matrix is None or other_matrix is None or plain(matrix) == plain(other_matrix)
+    return (str(algorithm) == str(other_algorithm) and same_matrix
+            and plain(params, IGNORED_PARAMS) == plain(other_params, IGNORED_PARAMS))
 
 
 def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
                    test: pd.DataFrame, relevant: dict[int, np.ndarray],
                    k_values: tuple[int, ...] = K_VALUES,
-                   candidate: tuple[str, dict[str, Any]] | None = None) -> ChampionScore | None:
+                   candidate: tuple[str, dict[str, Any], dict[str, Any]] | None = None
+                   ) -> ChampionScore | None:
     """The current champion on this run's holdout users; None when there is no champion.
 
-    `candidate` (family, parameters) marks a refit champion of the same configuration."""
+    `candidate` (family, parameters, matrix config) marks a refit champion of the same
+    configuration: a champion trained on another matrix config is refit on this one, so
+    that comparison is no refresh."""
     client = registry.client(tracking_uri)
     current = registry.alias_version(client, name, registry.CHAMPION)
     if current is None:
@@ -202,8 +210,11 @@ def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
                       f"({algorithm}) could not be refit ({type(exc).__name__}: {exc})")
         return score
     score.scored = score_model(refit, train, relevant, k_values)
-    score.same_configuration = candidate is not None and same_configuration(
-        *candidate, algorithm, dict(bundle.meta.get("params") or {}))
+    if candidate is not None:
+        family, used, matrix = candidate
+        score.same_configuration = same_configuration(
+            family, used, algorithm, dict(bundle.meta.get("params") or {}), matrix,
+            dict(bundle.meta.get("matrix") or {}))
     score.note = (f"it saw {seen_share:.0%} of this holdout, so its configuration ({algorithm} "
                   f"{params}) was refit on this run's training part")
     return score

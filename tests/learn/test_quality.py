@@ -232,3 +232,8 @@ def test_a_champion_refit_with_the_candidates_configuration_is_a_refresh():
     assert gate.same_configuration("als", {"factors": 8, "device": "gpu"}, "als",
                                    {"factors": 8, "device": "cpu"})
     assert not gate.same_configuration("als", {"factors": 8}, "als", {"factors": 16})
+    assert not gate.same_configuration("als", {"factors": 8}, "als", {"factors": 8},
+                                       {"recency_half_life": 5.0, "recency_boost": 32.0},
+                                       {"recency_half_life": 9.0, "recency_boost": 32.0})
+    assert not gate.same_configuration("als", {}, "als", {}, {"recency_boost": 16.0},
+                                       {"recency_boost": 32.0})

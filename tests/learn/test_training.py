@@ -491,3 +491,14 @@ def test_a_tenant_of_thirty_users_is_never_promoted(tmp_path, store, monkeypatch
     run = client.get_run(result.run_id).data
     assert run.tags["gate.promoted"] == "false"
     assert run.metrics["gate.users"] == result.gate["users"]
+
+
+def test_a_champion_of_another_matrix_config_is_no_refresh(tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    write_marts(settings.warehouse_path, taste_history(), "remix")
+    first = train_tenant(settings, "remix")
+    settings = settings_for(tmp_path, store, monkeypatch, matrix={"recency_half_life": 9.0})
+    again = train_tenant(settings, "remix")  # the champion refit here is not its own config
+
+    assert first.promoted and not again.promoted and not again.gate["refresh"]
+    assert "does not beat it" in again.reason
