@@ -13,7 +13,8 @@ from cli.main import main
 from sluice.intake.eventlog import EventLog
 from sluice.intake.synthetic import SyntheticSpec, generate
 from sluice.intake.trackers import Trackers
-from sluice.operate.backup import BackupError, backup, restore
+from sluice.operate.backup import BackupError, backup
+from sluice.operate.restore import restore
 from sluice.settings import get_settings
 from sluice.warehouse.ingest import Ingestor
 from tests.utils.auth import READ
@@ -88,7 +89,7 @@ def test_restore_refuses_a_home_in_use_and_a_newer_backup(tmp_path, monkeypatch,
     meta = tmp_path / "b" / "backup.json"
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "format": 99}))
     other = settings_for(environment(tmp_path / "other"), monkeypatch)
-    with pytest.raises(BackupError, match="format 99, this Sluice reads up to 1"):
+    with pytest.raises(BackupError, match="format 99, this Sluice reads up to 2"):
         restore(other, Path(tmp_path / "b"), say=lambda _: None)
 
 
