@@ -4,8 +4,11 @@ gone: serving gives the same answers and ingest loads nothing twice."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 
@@ -15,7 +18,7 @@ from sluice.intake.synthetic import SyntheticSpec, generate
 from sluice.intake.trackers import Trackers
 from sluice.operate.backup import BackupError, backup
 from sluice.operate.restore import restore
-from sluice.settings import get_settings
+from sluice.settings import PROJECT_ROOT, get_settings
 from sluice.warehouse.ingest import Ingestor
 from tests.utils.auth import READ
 from tests.utils.factories import environment, interaction
@@ -101,3 +104,49 @@ def test_backup_refuses_artifacts_in_a_bucket(tmp_path, monkeypatch):
                         mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     with pytest.raises(BackupError, match="SLUICE_MLFLOW_ARTIFACTS"):
         backup(settings, tmp_path / "backup", say=lambda _: None)
+
+
+WRITER = """
+import sys
+from sluice.intake.eventlog import EventLog
+log = EventLog(sys.argv[1], segment_bytes=100_000)
+n = 0
+while True:
+    log.append([{"event": "item", "id": f"w{n}", "timestamp": 1767225600000 + n,
+                 "item": f"i{n}", "fields": [{"name": "pad", "value": "x" * (1000 + n % 3000)}]}])
+    n += 1
+    if n == 200:
+        print("writing", flush=True)
+"""
+
+
+def test_a_backup_while_intake_appends_holds_each_event_whole_or_not_at_all(
+        tmp_path, monkeypatch):
+    """Another process appends to the raw log (rotating segments) through the whole backup:
+    each segment in the backup is a prefix of the live one ending at a line's end, and the
+    restored home loads a gap-free run of the writer's events, each once."""
+    settings = settings_for(environment(tmp_path / "old"), monkeypatch)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(settings.raw_dir)],
+                              cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "writing\n"
+        info = backup(settings, tmp_path / "backup", say=lambda _: None)
+    finally:
+        writer.kill()
+        writer.wait()
+    copied = sorted((tmp_path / "backup" / "raw").glob("segment-*"))
+    assert len(copied) >= 2 and set(info["raw_log_offsets"]) == {p.name for p in copied}
+    for segment in copied:
+        data = segment.read_bytes()
+        assert data.endswith(b"\n") and len(data) == info["raw_log_offsets"][segment.name]
+        assert (settings.raw_dir / segment.name).read_bytes()[:len(data)] == data
+    lines = sum(p.read_bytes().count(b"\n") for p in copied)
+
+    fresh = settings_for(environment(tmp_path / "new"), monkeypatch)
+    restore(fresh, tmp_path / "backup", say=lambda _: None)
+    loaded = ingest(fresh)
+    assert (loaded.rows_loaded, loaded.duplicates_skipped, loaded.rows_quarantined) == (
+        lines, 0, 0)
+    with duckdb.connect(str(fresh.warehouse_path), read_only=True) as con:
+        ids = {r[0] for r in con.execute("select event_id from raw.events").fetchall()}
+    assert ids == {f"w{n}" for n in range(lines)}
