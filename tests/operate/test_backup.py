@@ -150,3 +150,34 @@ def test_a_backup_while_intake_appends_holds_each_event_whole_or_not_at_all(
     with duckdb.connect(str(fresh.warehouse_path), read_only=True) as con:
         ids = {r[0] for r in con.execute("select event_id from raw.events").fetchall()}
     assert ids == {f"w{n}" for n in range(lines)}
+
+
+def test_a_backup_killed_half_way_leaves_no_backup_and_runs_again(tmp_path, monkeypatch):
+    from tests.utils.cli import SLUICE, cli_env, sluice
+
+    env = environment(tmp_path / "home")
+    settings = settings_for(env, monkeypatch)
+    EventLog(settings.raw_dir).append([interaction("u1", "i1")])
+    ingest(settings)
+    settings.landing_dir.mkdir(exist_ok=True)
+    with open(settings.landing_dir / "archive.dat", "wb") as big:
+        big.truncate(200 << 20)  # takes the copy a while
+    dest = tmp_path / "backup"
+    process = subprocess.Popen([*SLUICE, "backup", str(dest)], cwd=PROJECT_ROOT,
+                               env={**cli_env(env), "PYTHONUNBUFFERED": "1"},
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:  # type: ignore[union-attr]
+            if line.startswith("backup 3/4"):
+                break
+    finally:
+        process.kill()
+        process.wait()
+    assert not dest.exists() and dest.with_name("backup.partial").exists()
+    refused = sluice(env, "restore", str(dest.with_name("backup.partial")))
+    assert refused.returncode == 1 and "is not a finished Sluice backup" in refused.stderr
+    done = sluice(env, "backup", str(dest))  # the lock died with the killed run
+    assert done.returncode == 0, done.stderr
+    assert not dest.with_name("backup.partial").exists()
+    assert json.loads((dest / "backup.json").read_text())["files"]["landing/archive.dat"][0] == (
+        200 << 20)
