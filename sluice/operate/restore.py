@@ -37,7 +37,7 @@ from sluice.operate.backup import (
     write_synced,
 )
 from sluice.settings import DEFAULT_CONFIG, Settings
-from sluice.warehouse.db import set_aside_wal
+from sluice.warehouse.db import connect, set_aside_wal
 
 
 def restore(settings: Settings, src: Path, say: Say = print) -> dict[str, Any]:
@@ -50,6 +50,7 @@ def restore(settings: Settings, src: Path, say: Say = print) -> dict[str, Any]:
     if not resuming:
         _refuse_occupied(settings, mlflow_db, artifacts)
     verify(src, info, say)
+    _refuse_newer(src)
     _begin(settings, src, info, resuming, say)
     say("restore 1/4: warehouse and raw log")
     if (src / "warehouse.duckdb").exists():
@@ -94,6 +95,14 @@ def verify(src: Path, info: dict[str, Any], say: Say) -> None:
             continue
         raise BackupError(f"backup {src} is damaged: {name} {problem}; nothing was restored: "
                           "restore another backup, or copy this one again from where it is kept")
+
+
+def _refuse_newer(src: Path) -> None:
+    """A backup a newer Sluice made, of data this one cannot read, is refused before anything
+    is written (restored, it would be refused by every command that opens it)."""
+    formats.check_marker(src / "raw", "raw_log")
+    if (src / "warehouse.duckdb").exists():
+        connect(src / "warehouse.duckdb", read_only=True).close()
 
 
 def _resuming(settings: Settings, src: Path, info: dict[str, Any]) -> bool:

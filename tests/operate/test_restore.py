@@ -19,7 +19,7 @@ from sluice import formats
 from sluice.intake.eventlog import EventLog
 from sluice.intake.synthetic import SyntheticSpec, generate
 from sluice.intake.trackers import Trackers
-from sluice.operate.backup import BackupError, backup
+from sluice.operate.backup import BackupError, backup, file_digest
 from sluice.operate.restore import restore
 from sluice.settings import PROJECT_ROOT, Settings
 from sluice.warehouse.ingest import Ingestor
@@ -188,3 +188,19 @@ def test_a_backup_inside_a_folder_it_copies_is_refused(saved, tmp_path):
     with pytest.raises(BackupError, match="inside the landing folder"):
         backup(settings, settings.landing_dir / "backups" / "b", say=lambda _: None)
     assert not (settings.landing_dir / "backups").exists()
+
+
+def test_a_backup_of_a_newer_format_is_refused_before_anything_is_written(saved, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(saved[0], copy)
+    formats.write_marker(copy / "raw", "raw_log", 2)
+    manifest = json.loads((copy / "backup.json").read_text())
+    manifest["files"]["raw/FORMAT.json"] = [(copy / "raw" / formats.MARKER).stat().st_size,
+                                            file_digest(copy / "raw" / formats.MARKER)]
+    (copy / "backup.json").write_text(json.dumps(manifest))
+    line = one_line(sluice(fresh(tmp_path), "restore", str(copy)))
+    assert line == (f"sluice restore: {copy}/raw/FORMAT.json: raw_log format version 2 is newer "
+                    "than this Sluice reads (1): upgrade Sluice, or restore a backup made by "
+                    "this version")
+    assert not (tmp_path / "new" / formats.RESTORING).exists()
+    assert not (tmp_path / "new" / "raw").exists()
