@@ -190,3 +190,19 @@ def test_an_unfinished_restore_and_a_wal_without_its_warehouse_are_problems(sett
     assert found == (f"{settings.warehouse_path}.wal is left without warehouse.duckdb: it "
                      "would be replayed onto a new warehouse | sluice rebuild  (sets it aside, "
                      "then rebuilds the warehouse from the raw log and landing folder)")
+
+
+def test_a_folder_on_a_read_only_mount_is_named_with_a_remount_fix(settings):
+    """The artifact folder bind-mounted read-only (root, a mount namespace that allows it)."""
+    folder = settings.artifact_root
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("bind mounts are not available here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+        found = problems(settings)
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+    assert found["folders"] == (
+        f"{folder} is not writable (Read-only file system) | remount the filesystem of "
+        f"{folder} read-write, or point SLUICE_HOME at a writable place")
