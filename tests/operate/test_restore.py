@@ -12,6 +12,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 
@@ -204,3 +205,40 @@ def test_a_backup_of_a_newer_format_is_refused_before_anything_is_written(saved,
                     "this version")
     assert not (tmp_path / "new" / formats.RESTORING).exists()
     assert not (tmp_path / "new" / "raw").exists()
+
+
+def test_a_backup_an_older_sluice_made_without_checksums_still_restores(saved, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(saved[0], copy)
+    manifest = json.loads((copy / "backup.json").read_text())
+    del manifest["files"]  # backup format 1: what the previous Sluice wrote
+    (copy / "backup.json").write_text(json.dumps({**manifest, "format": 1}))
+    env = fresh(tmp_path)
+    done = sluice(env, "restore", str(copy))
+    assert done.returncode == 0, done.stderr
+    assert f"{copy} was made by an older Sluice, without checksums: not verified" in done.stdout
+    assert not (tmp_path / "new" / formats.RESTORING).exists()
+
+
+def test_a_v1_golden_home_upgrades_backs_up_and_restores_as_version_1(tmp_path):
+    """The format-1 fixtures (tests/fixtures/formats/v1) as a home: `sluice upgrade` finds
+    nothing to migrate, and a backup of it restored elsewhere keeps version 1 and loads
+    nothing twice."""
+    v1 = Path(__file__).parents[1] / "fixtures" / "formats" / "v1"
+    old = tmp_path / "old"
+    for part in ("raw", "landing"):
+        shutil.copytree(v1 / part, old / part)
+    sql = (v1 / "warehouse.sql").read_text().replace("$FIXTURE", str(old))
+    with duckdb.connect(str(old / "warehouse.duckdb")) as con:
+        con.execute(sql)
+    env = environment(old)
+    done = sluice(env, "upgrade")
+    assert done.stdout.strip() == "nothing to upgrade: raw_log 1, warehouse 1, config 1"
+    assert sluice(env, "backup", str(tmp_path / "backup")).returncode == 0
+    new_env = fresh(tmp_path)
+    assert sluice(new_env, "restore", str(tmp_path / "backup")).returncode == 0
+    assert sluice(new_env, "upgrade").stdout.strip() == (
+        "nothing to upgrade: raw_log 1, warehouse 1, config 1")
+    new = tmp_path / "new"
+    again = Ingestor(new / "warehouse.duckdb", new / "raw", new / "landing").run()
+    assert {f.status for f in again.files} == {"unchanged"} and again.rows_loaded == 0
