@@ -25,7 +25,7 @@ import httpx
 from pydantic import ValidationError
 
 from cli import batch as batch_command
-from cli import demo, experiments, models
+from cli import demo, experiments, models, operate
 from cli.options import positive_int, tenant_name
 from cli.processes import (
     metrics_folder,
@@ -34,8 +34,8 @@ from cli.processes import (
     start_server,
     stop_server,
 )
-from sluice import logs
-from sluice.errors import InputError
+from sluice import formats, logs
+from sluice.errors import InputError, OperatorError
 from sluice.settings import PROJECT_ROOT, ConfigError, get_settings, validation_message
 from sluice.store import StoreError
 
@@ -46,6 +46,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from sluice.auth import KeyTable, is_loopback
 
     settings = get_settings()
+    if not settings.raw_url:  # a newer raw log is refused here in one line, not at start-up
+        formats.check_marker(settings.raw_dir, "raw_log")
     keys = KeyTable.from_settings(settings)
     if not keys.enabled and not is_loopback(settings.host):
         raise SystemExit(f"sluice serve: auth is off (no API keys configured), so serving keeps "
@@ -155,61 +157,6 @@ def cmd_model_show(args: argparse.Namespace) -> None:
     print(json.dumps(record, indent=2, default=str))
 
 
-def cmd_rebuild(args: argparse.Namespace) -> None:
-    from sluice.warehouse.engine import duckdb_path
-    from sluice.warehouse.rebuild import rebuild
-
-    settings = get_settings()
-    rebuild(duckdb_path(settings, "sluice rebuild"), settings.raw_location,
-            settings.landing_location, settings.home / "dbt", settings.dbt_vars(), say=print)
-
-
-def cmd_backup(args: argparse.Namespace) -> None:
-    from sluice.operate.backup import backup
-    from sluice.warehouse.engine import duckdb_path
-
-    settings = get_settings()
-    duckdb_path(settings, "sluice backup")
-    backup(settings, args.dest, say=print)
-
-
-def cmd_restore(args: argparse.Namespace) -> None:
-    from sluice.operate.backup import restore
-
-    restore(get_settings(), args.src, say=print)
-
-
-def cmd_upgrade(args: argparse.Namespace) -> None:
-    from sluice.operate.upgrade import upgrade
-    from sluice.warehouse.engine import duckdb_path
-
-    settings = get_settings()
-    duckdb_path(settings, "sluice upgrade")
-    upgrade(settings, say=print)
-
-
-def cmd_doctor(args: argparse.Namespace) -> None:
-    from sluice.operate.doctor import diagnose, render
-
-    findings = diagnose(get_settings())
-    print(render(findings))
-    if not all(f.ok for f in findings):
-        raise SystemExit(1)
-
-
-def _add_operate_commands(sub: Any) -> dict[str, Any]:
-    """Operating a home: README "Operating Sluice"."""
-    sub.add_parser("rebuild", help="rebuild the warehouse from the raw log and landing folder")
-    sub.add_parser("backup", help="a consistent copy of the home and the MLflow store"
-                   ).add_argument("dest", type=Path, help="a new or empty folder")
-    sub.add_parser("restore", help="a backup into a fresh SLUICE_HOME").add_argument(
-        "src", type=Path, help="a folder `sluice backup` wrote")
-    sub.add_parser("upgrade", help="migrate the home's data formats to this version")
-    sub.add_parser("doctor", help="check the environment and the home; exit 1 on problems")
-    return {"rebuild": cmd_rebuild, "backup": cmd_backup, "restore": cmd_restore,
-            "upgrade": cmd_upgrade, "doctor": cmd_doctor}
-
-
 def cmd_flow(name: str, **options: Any) -> None:
     """Run a flow once (options: its parameters, e.g. transform's full_refresh)."""
     from flows.ingest import ingest
@@ -259,25 +206,27 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
     # a busy machine starts the temporary Prefect server in more than its default 20 s
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    parser, operate = _parser()
+    parser, operate_commands = _parser()
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
-        if args.command != "doctor":  # doctor reports a bad config among its findings
-            settings.app  # noqa: B018 -- a config error is one line here, not a traceback
+        if args.command not in ("doctor", "restore"):  # doctor reports these among its
+            formats.check_home(settings.home)  # findings; restore brings the home back (and
+            settings.app  # noqa: B018 -- the config): a config error is one line here
         prefect_under(settings.home, settings.prefect_port)
         commands = {"demo": demo.cmd_demo, "generate": demo.cmd_generate, "serve": cmd_serve,
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
                     "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
                     "experiments": experiments.cmd_experiments,
-                    **models.COMMANDS, **operate, "models": _models}
+                    **models.COMMANDS, **operate_commands, "models": _models}
         code = commands.get(args.command,
                             lambda a: cmd_flow(a.command, **_flow_options(a)))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
             raise
         print(f"sluice {args.command}: {_one_line(exc)}", file=sys.stderr)
-        if not isinstance(exc, ConfigError | ValidationError | InputError | StoreError):
+        if not isinstance(exc, ConfigError | ValidationError | InputError | StoreError
+                          | OperatorError):
             # those name the field or file and say what to do: all there is
             print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
         return 1
@@ -295,7 +244,7 @@ def _models(args: argparse.Namespace) -> None:
 def _one_line(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return f"invalid environment: {validation_message(exc)}"
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, ConfigError | OperatorError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -329,7 +278,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
                          usage="sluice dbt -- <dbt command and flags>, e.g. sluice dbt -- build")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
     batch_command.add_parser(sub)
-    return parser, _add_operate_commands(sub)
+    return parser, operate.add_commands(sub)
 
 
 def _named_parsers(sub: Any) -> None:

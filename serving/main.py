@@ -22,7 +22,7 @@ from serving.api.routes import (
     personalize,
     recommendations,
 )
-from sluice import logs
+from sluice import formats, logs
 from sluice.auth import is_loopback
 from sluice.serve.service import Service
 from sluice.settings import get_settings
@@ -63,6 +63,7 @@ def check_binding(service: Service, host: str) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     logs.configure()
     settings = get_settings()
+    formats.check_home(settings.home)  # never a home that a restore is filling
     service = Service(settings)
     check_binding(service, settings.host)
     service.start()

@@ -16,3 +16,8 @@ class InputError(ValueError):
 
 class NotFoundError(InputError):
     """The input names something that does not exist (a tracker, a filter, a dataset group)."""
+
+
+class OperatorError(RuntimeError):
+    """The home or the environment stops a command, and the message says, in one line, what
+    the operator does next (the CLI prints it alone, without a traceback hint)."""

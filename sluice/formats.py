@@ -14,13 +14,36 @@ import json
 import os
 from pathlib import Path
 
+from sluice.errors import OperatorError
+
 # the version of each format this code writes, and the newest it reads
 CURRENT: dict[str, int] = {"raw_log": 1, "warehouse": 1, "bundle": 2, "config": 1}
 MARKER = "FORMAT.json"  # beside the raw log segments
+RESTORING = "RESTORING.json"  # in SLUICE_HOME while `sluice restore` has not finished
 
 
-class FormatTooNewError(RuntimeError):
+class FormatTooNewError(OperatorError):
     """Data written by a newer Sluice than this one."""
+
+
+class RestoreUnfinishedError(OperatorError):
+    """A restore into this home started and did not finish: its data is incomplete."""
+
+
+def check_home(home: Path) -> None:
+    """Refuses a home that a `sluice restore` is filling, or that one left half-filled (killed):
+    serving or loading it would treat part of a backup as the whole. Serving and every CLI
+    command but `restore` and `doctor` call this first."""
+    try:
+        started = json.loads((Path(home) / RESTORING).read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        started = {}
+    source = started.get("backup", "SRC")
+    raise RestoreUnfinishedError(
+        f"{home} is being restored, or a restore into it was stopped before it finished: "
+        f"run `sluice restore {source}` again (it resumes), then retry")
 
 
 def check(kind: str, found: int, where: object) -> int:

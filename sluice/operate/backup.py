@@ -12,14 +12,19 @@ What a backup holds (DEST/backup.json says where each part came from):
 - `mlflow/mlflow.db` (SQLite online backup API, safe while serving reads it) and
   `mlflow/artifacts/` (copied after the database, so every version it lists has its files).
 
+`backup.json` (format 2) lists every file of the backup with its size and SHA-256, each
+file flushed to disk first; the folder gets its name only when all of it is written, so a
+backup killed half-way leaves `DEST.partial` (cleared by the next run), never a `DEST` that
+looks finished. `sluice restore` checks every file against the list before it writes anything
+(sluice/operate/restore.py).
+
 Serving keeps answering and appending to the raw log during a backup: lines appended after
-the copy was read are simply not in it. A restore goes into a fresh home and rewrites the
-absolute paths the warehouse manifest and the MLflow store hold, so ingest recognises every
-file it already loaded and models load from the restored artifacts.
+the copy was read are simply not in it, and a line being written is left out whole.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,20 +34,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from sluice.errors import OperatorError
 from sluice.intake import eventlog
-from sluice.settings import DEFAULT_CONFIG, Settings
+from sluice.settings import Settings
 from sluice.warehouse.db import checkpoint
 from sluice.warehouse.locks import warehouse_lock
 
 Say = Callable[[str], None]
 MANIFEST = "backup.json"
-BACKUP_FORMAT = 1
+BACKUP_FORMAT = 2  # 2: `files`, each file's size and SHA-256
 CHUNK = 1 << 20
 
 
-class BackupError(RuntimeError):
+class BackupError(OperatorError):
     """The backup or restore cannot go on; the message says what to do."""
 
 
@@ -54,7 +58,7 @@ def _tracking_db(settings: Settings) -> Path:
     return Path(uri.removeprefix("sqlite:///")).resolve()
 
 
-def _local(settings: Settings) -> Path:
+def local_artifacts(settings: Settings) -> Path:
     """The artifact folder, once every part is known to be local."""
     artifacts = settings.artifact_root
     if settings.raw_url or settings.landing_url or not isinstance(artifacts, Path):
@@ -73,11 +77,12 @@ def sources(settings: Settings) -> dict[str, str]:
 
 
 def backup(settings: Settings, dest: Path, say: Say = print) -> dict[str, Any]:
-    artifacts = _local(settings)
+    artifacts = local_artifacts(settings)
     dest = Path(dest).resolve()
     if dest.exists() and any(dest.iterdir()):
         raise BackupError(f"{dest} is not empty: give a new folder for the backup")
     where = sources(settings)
+    _refuse_inside(dest, where)
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -98,15 +103,55 @@ def backup(settings: Settings, dest: Path, say: Say = print) -> dict[str, Any]:
     (partial / "config").mkdir()
     shutil.copy2(settings.config, partial / "config" / "sluice.yaml")
     say("backup 4/4: MLflow store (SQLite online backup) and artifacts")
-    _sqlite_copy(Path(where["mlflow_db"]), partial / "mlflow" / "mlflow.db")
+    sqlite_copy(Path(where["mlflow_db"]), partial / "mlflow" / "mlflow.db")
     _copy_tree(artifacts, partial / "mlflow" / "artifacts")
+    info["files"] = digests(partial)
     info["finished_at"] = datetime.now(UTC).isoformat()
-    (partial / MANIFEST).write_text(json.dumps(info, indent=2))
+    write_synced(partial / MANIFEST, json.dumps(info, indent=2).encode())
+    eventlog.fsync_dir(partial)
     if dest.exists():
         dest.rmdir()
     os.replace(partial, dest)
+    eventlog.fsync_dir(dest.parent)
     say(f"backup done: {dest}")
     return info
+
+
+def _refuse_inside(dest: Path, where: dict[str, str]) -> None:
+    """A backup inside a folder it copies would copy itself (and the home would carry it)."""
+    for part in ("raw", "landing", "artifacts"):
+        folder = Path(where[part]).resolve()
+        if dest == folder or folder in dest.parents:
+            raise BackupError(f"{dest} is inside the {part} folder {folder}, which the backup "
+                              "copies: give a folder outside the home's data")
+
+
+def digests(folder: Path) -> dict[str, list[Any]]:
+    """Every file under `folder` (but the manifest): relative path -> [size, sha256], each
+    flushed to disk on the way."""
+    found: dict[str, list[Any]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
+        name = path.relative_to(folder).as_posix()
+        if name != MANIFEST:
+            found[name] = [path.stat().st_size, file_digest(path, sync=True)]
+    return found
+
+
+def file_digest(path: Path, sync: bool = False) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+        if sync:
+            os.fsync(handle.fileno())
+    return digest.hexdigest()
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _copy_log(raw: Path, dst: Path) -> dict[str, int]:
@@ -155,7 +200,7 @@ def _copy_tree(src: Path, dst: Path) -> None:
         dst.mkdir(parents=True)
 
 
-def _sqlite_copy(src: Path, dst: Path) -> None:
+def sqlite_copy(src: Path, dst: Path) -> None:
     """SQLite's online backup: a consistent copy while other processes read and write."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     if not src.exists():
@@ -169,101 +214,16 @@ def _sqlite_copy(src: Path, dst: Path) -> None:
         source.close()
 
 
-def restore(settings: Settings, src: Path, say: Say = print) -> dict[str, Any]:
-    artifacts = _local(settings)
-    src = Path(src).resolve()
-    info = read_manifest(src)
-    here = sources(settings)
-    _refuse_occupied(settings, Path(here["mlflow_db"]))
-    say("restore 1/4: warehouse and raw log")
-    if (src / "warehouse.duckdb").exists():
-        settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / "warehouse.duckdb", settings.warehouse_path)
-        _rewrite_warehouse(settings.warehouse_path, info["sources"], here)
-    _merge_tree(src / "raw", settings.raw_dir)
-    say("restore 2/4: landing folder, trackers, named filters")
-    _merge_tree(src / "landing", settings.landing_dir)
-    _merge_tree(src / "home", settings.home)
-    say("restore 3/4: config")
-    _restore_config(settings, src / "config" / "sluice.yaml", say)
-    say("restore 4/4: MLflow store and artifacts")
-    _sqlite_copy(src / "mlflow" / "mlflow.db", Path(here["mlflow_db"]))
-    _merge_tree(src / "mlflow" / "artifacts", artifacts)
-    _rewrite_sqlite(Path(here["mlflow_db"]), info["sources"]["artifacts"], here["artifacts"])
-    say(f"restore done: {settings.home} holds the backup of {info['finished_at']}")
-    return info
-
-
 def read_manifest(src: Path) -> dict[str, Any]:
     try:
         info = json.loads((src / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
-        raise BackupError(f"{src} is not a finished Sluice backup ({exc})") from None
+        raise BackupError(f"{src} is not a finished Sluice backup ({exc}): give the folder "
+                          "`sluice backup` wrote") from None
+    if not isinstance(info, dict) or not isinstance(info.get("sources"), dict):
+        raise BackupError(f"{src / MANIFEST} is not a Sluice backup manifest: give the folder "
+                          "`sluice backup` wrote")
     if info.get("format", 0) > BACKUP_FORMAT:
         raise BackupError(f"backup {src} has format {info['format']}, this Sluice reads up to "
                           f"{BACKUP_FORMAT}: restore it with a newer Sluice")
     return info
-
-
-def _refuse_occupied(settings: Settings, mlflow_db: Path) -> None:
-    taken: list[Path | str] = [p for p in (settings.warehouse_path, mlflow_db) if p.exists()]
-    taken += eventlog.segments(settings.raw_dir)
-    if taken:
-        raise BackupError(f"restore goes into a fresh SLUICE_HOME, but {taken[0]} exists: "
-                          "point SLUICE_HOME and MLFLOW_TRACKING_URI at empty places")
-
-
-def _merge_tree(src: Path, dst: Path) -> None:
-    if src.exists():
-        shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
-
-
-def _restore_config(settings: Settings, saved: Path, say: Say) -> None:
-    target = settings.config
-    if target == DEFAULT_CONFIG.resolve():  # never overwrite the embedded default
-        target = settings.home / "sluice.yaml"
-        say(f"config restored to {target}: set SLUICE_CONFIG={target}")
-    if target.exists() and target.read_bytes() != saved.read_bytes():
-        kept = target.with_name(target.name + ".before-restore")
-        os.replace(target, kept)
-        say(f"the config that was at {target} is kept as {kept}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(saved, target)
-
-
-def _rewrite_warehouse(warehouse: Path, old: dict[str, str], new: dict[str, str]) -> None:
-    """Manifest paths name the restored files, so ingest skips what it already loaded."""
-    columns = [("manifest", "path"), ("events", "source_file"), ("quarantine", "source_file")]
-    con = duckdb.connect(str(warehouse))
-    try:
-        for part in ("raw", "landing"):
-            before, after = old[part].rstrip("/") + "/", new[part].rstrip("/") + "/"
-            for table, column in columns:
-                con.execute(f"update raw.{table} set {column} = replace({column}, ?, ?) "
-                            f"where starts_with({column}, ?)", [before, after, before])
-        con.execute("checkpoint")
-    finally:
-        con.close()
-
-
-def _rewrite_sqlite(db: Path, old: str, new: str) -> None:
-    """Artifact locations in every text column of the MLflow store point at the new root."""
-    if not db.exists() or old == new:
-        return
-    pairs = [(old.rstrip("/") + "/", new.rstrip("/") + "/")]
-    pairs.append((Path(old).as_uri() + "/", Path(new).as_uri() + "/"))
-    con = sqlite3.connect(db)
-    try:
-        tables = [r[0] for r in con.execute(
-            "select name from sqlite_master where type = 'table' and name not like 'sqlite_%'")]
-        for table in tables:
-            for column in con.execute(f'pragma table_info("{table}")').fetchall():
-                if not any(t in (column[2] or "").upper() for t in ("CHAR", "TEXT", "CLOB")):
-                    continue
-                for before, after in pairs:
-                    con.execute(f'update "{table}" set "{column[1]}" = replace("{column[1]}", '
-                                f'?, ?) where instr("{column[1]}", ?) > 0',
-                                (before, after, before))
-        con.commit()
-    finally:
-        con.close()

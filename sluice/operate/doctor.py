@@ -6,26 +6,26 @@ versions), else against the ranges that pyproject.toml declares.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import platform
 import shutil
-import socket
 import sqlite3
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import duckdb
-import httpx
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from sluice import formats
-from sluice.operate import upgrade
+from sluice.operate import services, upgrade
+from sluice.operate.services import Finding
 from sluice.settings import PROJECT_ROOT, ConfigError, Settings
 from sluice.warehouse.db import count
 from sluice.warehouse.engine import MissingTable, from_settings
@@ -34,26 +34,15 @@ LOCK_FILE = "requirements.lock"
 MIN_FREE_BYTES = 1 << 30
 
 
-@dataclass
-class Finding:
-    check: str
-    problem: str | None = None  # None: fine
-    fix: str = ""
-    note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
-
-
 def diagnose(settings: Settings, root: Path = PROJECT_ROOT,
              min_free: int = MIN_FREE_BYTES) -> list[Finding]:
     checks: list[Callable[[], Iterator[Finding]]] = [
         lambda: _config(settings),
         lambda: _python(root), lambda: _packages(root), lambda: _folders(settings),
+        lambda: _home(settings),
         lambda: _disk(settings, min_free), lambda: _warehouse(settings),
-        lambda: _mlflow(settings), lambda: _formats(settings), lambda: _prefect(),
-        lambda: _ports(settings),
+        lambda: _mlflow(settings), lambda: _formats(settings), lambda: services.prefect(),
+        lambda: services.ports(settings),
     ]
     return [finding for check in checks for finding in check()]
 
@@ -122,21 +111,72 @@ def _declared(path: Path) -> dict[str, str]:
 
 
 def _folders(settings: Settings) -> Iterator[Finding]:
-    folders = [settings.home]
+    """Every folder Sluice writes into takes a new file, and the files it rewrites open for
+    writing (a read-only mount, an immutable flag or another owner stop them)."""
+    folders = [settings.home] + ([] if settings.raw_url else [settings.raw_dir])
+    files = [settings.warehouse_path]
     if isinstance(settings.artifact_root, Path):  # a bucket is MLflow's to reach, not a folder
         folders.append(settings.artifact_root)
     if settings.mlflow_tracking_uri.startswith("sqlite:///"):
-        folders.append(Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent)
-    for folder in dict.fromkeys(folders):
+        files.append(Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")))
+        folders.append(files[-1].parent)
+    for path in [*dict.fromkeys(folders), *files]:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder):
-                pass
+            if path in folders:
+                path.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=path):
+                    pass
+            elif path.exists():
+                with open(path, "ab"):  # opened for writing, nothing written
+                    pass
         except OSError as exc:
-            yield Finding("folders", f"{folder} is not writable ({exc.strerror})",
-                          f"chown -R $(id -un) {folder}  (or point SLUICE_HOME elsewhere)")
+            yield Finding("folders", f"{path} is not writable ({exc.strerror})",
+                          _write_fix(path, exc))
             return
     yield Finding("folders", note="writable")
+
+
+def _write_fix(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.EROFS:
+        return (f"remount the filesystem of {path} read-write, or point SLUICE_HOME at a "
+                "writable place")
+    if exc.errno == errno.EPERM:
+        return f"chattr -i {path}  (it is immutable), or point SLUICE_HOME elsewhere"
+    return f"chown -R $(id -un) {path} && chmod -R u+w {path}  (or move SLUICE_HOME)"
+
+
+def _home(settings: Settings) -> Iterator[Finding]:
+    """A restore that did not finish, a WAL left without its warehouse, the warehouse lock."""
+    try:
+        formats.check_home(settings.home)
+    except formats.RestoreUnfinishedError as exc:
+        yield Finding("home", str(exc), "sluice restore SRC  (the backup it names)")
+        return
+    warehouse = settings.warehouse_path
+    wal = Path(f"{warehouse}.wal")
+    if wal.exists() and not warehouse.exists():
+        yield Finding("home", f"{wal} is left without {warehouse.name}: it would be replayed "
+                      "onto a new warehouse", "sluice rebuild  (sets it aside, then rebuilds "
+                      "the warehouse from the raw log and landing folder)")
+        return
+    yield Finding("home", note=f"warehouse lock {_lock_state(warehouse)}")
+
+
+def _lock_state(warehouse: Path) -> str:
+    path = Path(f"{warehouse}.lock")
+    if not path.exists():
+        return "free"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return "not readable"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return "held by a running ingest, transform or train (other flows wait for it)"
+    finally:
+        os.close(fd)  # releases what was taken
+    return "free (its file outlives the runs that held it: nothing to remove)"
 
 
 def _disk(settings: Settings, min_free: int) -> Iterator[Finding]:
@@ -251,63 +291,6 @@ def _formats(settings: Settings) -> Iterator[Finding]:
                       + ", ".join(f"{s.kind} -> {s.to_version}" for s in steps), "sluice upgrade")
     else:
         yield Finding("formats", note="current")
-
-
-def _prefect() -> Iterator[Finding]:
-    url = os.environ.get("PREFECT_API_URL")
-    if not url:
-        yield Finding("prefect", note="PREFECT_API_URL not set (flows run in-process)")
-        return
-    try:
-        ok = httpx.get(f"{url.rstrip('/')}/health", timeout=3).status_code == 200
-    except httpx.HTTPError:
-        ok = False
-    if ok:
-        yield Finding("prefect", note=f"{url} answers")
-    else:
-        yield Finding("prefect", f"the Prefect server at {url} does not answer",
-                      "sluice up  (or `prefect server start`), or unset PREFECT_API_URL")
-
-
-def _ports(settings: Settings) -> Iterator[Finding]:
-    wanted = {settings.port: "SLUICE_PORT"}
-    answering = []
-    if not os.environ.get("PREFECT_API_URL"):
-        wanted[settings.prefect_port] = "the Prefect server of `sluice up`"
-    for port, who in wanted.items():
-        if not _taken(settings.host if who == "SLUICE_PORT" else "127.0.0.1", port):
-            continue
-        if who != "SLUICE_PORT" and _prefect_answers(port):
-            answering.append(port)  # `sluice up` runs: CLI flows go to it (cli.processes)
-            continue
-        fix = ("stop what holds it, or set SLUICE_PORT to a free port" if who == "SLUICE_PORT"
-               else f"stop what holds port {port}, or set SLUICE_PREFECT_PORT to a free port")
-        yield Finding("ports", f"port {port} ({who}) is taken (by Sluice itself if it is "
-                      "already serving: then ignore this)", fix)
-        return
-    free = [str(p) for p in wanted if p not in answering]
-    note = ", ".join(free) + " free" if free else ""
-    if answering:
-        note += f"{'; ' if note else ''}the Prefect server of `sluice up` answers on " \
-                f"{answering[0]} (flows run there)"
-    yield Finding("ports", note=note)
-
-
-def _prefect_answers(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _taken(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def render(findings: list[Finding]) -> str:

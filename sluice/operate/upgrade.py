@@ -12,7 +12,9 @@ the code is refused when loaded, an older one is read as it is (or retrained).
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ import duckdb
 import yaml
 
 from sluice import formats
+from sluice.errors import OperatorError
 from sluice.settings import DEFAULT_CONFIG, Settings
 from sluice.warehouse.db import format_version, set_format_version
 from sluice.warehouse.locks import warehouse_lock
@@ -41,7 +44,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = ()
 
 
-class UpgradeError(RuntimeError):
+class UpgradeError(OperatorError):
     """A step the upgrade cannot take; the message says what to do."""
 
 
@@ -89,7 +92,13 @@ def _set_config_version(path: Path, version: int) -> None:
     text = path.read_text()
     line = f"format_version: {version}"
     updated, found = re.subn(r"(?m)^format_version:.*$", line, text)
-    path.write_text(updated if found else f"{line}\n{text}")
+    # a new file renamed over the old: a kill half-way leaves the old config, never a cut one
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.upgrading")
+    tmp.write_text(updated if found else f"{line}\n{text}")
+    shutil.copymode(path, tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def plan(settings: Settings, migrations: Iterable[Migration] = MIGRATIONS,

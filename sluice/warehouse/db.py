@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -111,3 +114,17 @@ def checkpoint(path: Path | str) -> None:
         con.execute("checkpoint")
     finally:
         con.close()
+
+
+def set_aside_wal(path: Path, say: Callable[[str], None]) -> Path | None:
+    """A write-ahead log left without its database (the file was lost or deleted, the WAL
+    was not) would be replayed onto whatever file takes the name, and DuckDB then refuses to
+    open it ("WAL does not match database file"). Moved aside before a new file is put in
+    place; returns where it went."""
+    wal = Path(f"{path}.wal")
+    if Path(path).exists() or not wal.exists():
+        return None
+    kept = wal.with_name(f"{wal.name}.orphaned-{int(time.time())}")
+    os.replace(wal, kept)
+    say(f"{wal.name} had no {Path(path).name} beside it: set aside as {kept.name}")
+    return kept

@@ -21,8 +21,9 @@ from typing import Any
 
 import duckdb
 
+from sluice.errors import OperatorError
 from sluice.intake import eventlog
-from sluice.warehouse.db import checkpoint, connect, count
+from sluice.warehouse.db import checkpoint, connect, count, set_aside_wal
 from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.locks import warehouse_lock
 from sluice.warehouse.transform import dbt_build
@@ -30,7 +31,7 @@ from sluice.warehouse.transform import dbt_build
 Say = Callable[[str], None]
 
 
-class RebuildError(RuntimeError):
+class RebuildError(OperatorError):
     """The rebuild cannot be made faithful (e.g. a loaded landing file is gone)."""
 
 
@@ -164,6 +165,8 @@ def _swap(new: Path, warehouse: Path, say: Say) -> Path | None:
             with contextlib.suppress(FileNotFoundError):
                 os.replace(f"{warehouse}.wal", f"{previous}.wal")
         os.link(warehouse, previous)
+    else:
+        set_aside_wal(warehouse, say)  # the lost file's WAL would be replayed onto the new one
     os.replace(new, warehouse)
     eventlog.fsync_dir(warehouse.parent)
     say(f"rebuild done: {warehouse} replaced"

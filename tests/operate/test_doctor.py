@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 from http.server import HTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +20,7 @@ from sluice.intake.eventlog import EventLog
 from sluice.operate.doctor import LOCK_FILE, diagnose, render
 from sluice.settings import PROJECT_ROOT, get_settings
 from sluice.warehouse.ingest import Ingestor
+from tests.utils.cli import sluice
 from tests.utils.factories import environment, interaction
 from tests.utils.models import register_champion, synthetic_bundle
 
@@ -120,3 +124,85 @@ def test_the_command_exits_non_zero_on_a_problem(settings, capsys):
     assert exited.value.code == 1
     out = capsys.readouterr().out
     assert "PROBLEM  warehouse" in out and "fix: sluice rebuild" in out
+
+
+def _immutable(path) -> bool:
+    """`chattr +i` (root, a filesystem that has the flag): not even root writes there."""
+    return subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+
+
+def test_a_read_only_raw_log_folder_and_warehouse_are_named_with_their_fix(settings):
+    if not _immutable(settings.raw_dir):
+        pytest.skip("chattr +i is not available here")
+    try:
+        found = problems(settings)
+        assert found["folders"] == (
+            f"{settings.raw_dir} is not writable (Operation not permitted) | chattr -i "
+            f"{settings.raw_dir}  (it is immutable), or point SLUICE_HOME elsewhere")
+    finally:
+        subprocess.run(["chattr", "-i", str(settings.raw_dir)], check=True)
+    assert "folders" not in problems(settings)
+    if not _immutable(settings.warehouse_path):
+        pytest.skip("chattr +i is not available for files here")
+    try:
+        found = problems(settings)
+    finally:
+        subprocess.run(["chattr", "-i", str(settings.warehouse_path)], check=True)
+    assert found["folders"].startswith(f"{settings.warehouse_path} is not writable")
+
+
+def test_a_lock_file_left_by_a_killed_run_is_no_problem(settings, tmp_path):
+    """A run killed -9 while it held the warehouse lock leaves the lock file: flock died with
+    the process, so doctor says so and the next ingest does not wait."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from sluice.warehouse.locks import "
+         "warehouse_lock\nwith warehouse_lock(sys.argv[1]):\n print('held', flush=True)\n"
+         " time.sleep(600)", str(settings.warehouse_path)],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        notes = {f.check: f.note for f in diagnose(settings, min_free=0)}
+        assert notes["home"] == ("warehouse lock held by a running ingest, transform or train "
+                                 "(other flows wait for it)")
+    finally:
+        holder.kill()
+        holder.wait()
+    env = {k: str(getattr(settings, a)) for k, a in (
+        ("SLUICE_HOME", "home"), ("SLUICE_CONFIG", "config"),
+        ("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"), ("SLUICE_PORT", "port"),
+        ("SLUICE_PREFECT_PORT", "prefect_port"))}
+    done = sluice(env, "doctor")
+    assert Path(f"{settings.warehouse_path}.lock").exists()
+    assert "ok       home: warehouse lock free (its file outlives the runs that held it: " \
+           "nothing to remove)" in done.stdout
+    EventLog(settings.raw_dir).append([interaction("u2", "i2")])
+    report = Ingestor(settings.warehouse_path, settings.raw_dir, settings.landing_dir).run()
+    assert report.rows_loaded == 1
+
+
+def test_an_unfinished_restore_and_a_wal_without_its_warehouse_are_problems(settings):
+    (settings.home / formats.RESTORING).write_text('{"backup": "/backups/monday"}')
+    found = problems(settings)["home"]
+    assert "run `sluice restore /backups/monday` again (it resumes)" in found
+    (settings.home / formats.RESTORING).unlink()
+    settings.warehouse_path.rename(f"{settings.warehouse_path}.wal")
+    found = problems(settings)["home"]
+    assert found == (f"{settings.warehouse_path}.wal is left without warehouse.duckdb: it "
+                     "would be replayed onto a new warehouse | sluice rebuild  (sets it aside, "
+                     "then rebuilds the warehouse from the raw log and landing folder)")
+
+
+def test_a_folder_on_a_read_only_mount_is_named_with_a_remount_fix(settings):
+    """The artifact folder bind-mounted read-only (root, a mount namespace that allows it)."""
+    folder = settings.artifact_root
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("bind mounts are not available here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+        found = problems(settings)
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+    assert found["folders"] == (
+        f"{folder} is not writable (Read-only file system) | remount the filesystem of "
+        f"{folder} read-write, or point SLUICE_HOME at a writable place")

@@ -106,3 +106,31 @@ def test_the_command_says_there_is_nothing_to_upgrade(settings, capsys):
     assert main(["upgrade"]) == 0
     assert capsys.readouterr().out.strip() == (
         "nothing to upgrade: raw_log 1, warehouse 1, config 1")
+
+
+def test_the_config_version_is_written_to_a_new_file_renamed_over_the_old(settings):
+    """Rewritten in place, a kill between truncating and writing left an empty config."""
+    settings.config.chmod(0o640)
+    inode = settings.config.stat().st_ino
+    migrations = [Migration("config", 2, "nothing", lambda s, say: None)]
+    upgrade(settings, lambda _: None, migrations, {**formats.CURRENT, "config": 2})
+    assert settings.config.stat().st_ino != inode
+    assert settings.config.stat().st_mode & 0o777 == 0o640
+    assert stored_version(settings, "config") == 2
+    assert [p.name for p in settings.config.parent.glob(f".{settings.config.name}*")] == []
+
+
+def test_a_newer_home_is_refused_by_serve_and_upgrade_in_one_line(settings):
+    from tests.utils.cli import sluice
+
+    formats.write_marker(settings.raw_dir, "raw_log", 2)
+    env = {"SLUICE_HOME": str(settings.home), "SLUICE_CONFIG": str(settings.config),
+           "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri}
+    told = (f"{settings.raw_dir}/FORMAT.json: raw_log format version 2 is newer than this "
+            "Sluice reads (1): upgrade Sluice, or restore a backup made by this version")
+    done = sluice(env, "serve", timeout=120)  # before uvicorn: no start-up traceback
+    assert (done.returncode, done.stderr.strip()) == (1, f"sluice serve: {told}")
+    done = sluice(env, "upgrade")
+    assert done.returncode == 1 and done.stderr.strip() == (
+        "sluice upgrade: raw_log format version 2 is newer than this Sluice reads (1): "
+        "upgrade Sluice, or restore a backup made by this version")

@@ -138,3 +138,29 @@ def test_a_corrupt_warehouse_is_rebuilt(home):
     warehouse.write_bytes(b"not a warehouse any more" * 1000)
     _rebuild(home)
     assert marts(warehouse) == before
+
+
+def test_a_lost_warehouse_whose_wal_was_left_is_rebuilt_and_opens(home):
+    """The file is gone (deleted, a disk fault) but its WAL is not: DuckDB would replay that
+    WAL onto the rebuilt file and refuse to open it. The rebuild sets it aside."""
+    warehouse = home / "warehouse.duckdb"
+    before = marts(warehouse)
+    writer = ("import duckdb, os, sys\n"
+              "con = duckdb.connect(sys.argv[1])\n"
+              "con.execute(\"set wal_autocheckpoint = '1TB'\")\n"
+              "con.execute('create table raw.scratch as select 1 as x')\n"
+              "os.kill(os.getpid(), 9)\n")  # killed with the change only in the WAL
+    subprocess.run([sys.executable, "-c", writer, str(warehouse)])
+    wal = Path(f"{warehouse}.wal")
+    assert wal.stat().st_size > 0
+    warehouse.unlink()
+    report = _rebuild(home)
+    assert report.previous is None and not wal.exists()
+    assert [p.name.split("-")[0] for p in home.glob("warehouse.duckdb.wal.orphaned-*")] == [
+        "warehouse.duckdb.wal.orphaned"]
+    assert marts(warehouse) == before  # opens, and every event is there once
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (events,) = con.execute("select count(*) from raw.events").fetchone()
+        (distinct,) = con.execute(
+            "select count(*) from (select distinct tenant, event_id from raw.events)").fetchone()
+    assert events == distinct == report.rows_loaded
