@@ -16,3 +16,8 @@ class InputError(ValueError):
 
 class NotFoundError(InputError):
     """The input names something that does not exist (a tracker, a filter, a dataset group)."""
+
+
+class NotReadyError(RuntimeError):
+    """A command cannot run yet: names what is missing and the command that makes it (checked
+    before a flow starts, so the operator reads one line instead of waiting for Prefect)."""
