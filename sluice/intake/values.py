@@ -150,7 +150,9 @@ def _json_type(value: Any) -> str:
         return "boolean"
     if isinstance(value, int | float):
         return "number"
-    return {dict: "object", list: "array"}.get(type(value), type(value).__name__)
+    if isinstance(value, dict | list):
+        return "object" if isinstance(value, dict) else "array"
+    return type(value).__name__
 
 
 def check_tenant(value: Any, field: str = "tenant") -> str:
