@@ -123,3 +123,46 @@ def body_problem(data: bytes) -> str | None:
     except ValueError:  # not JSON (or NaN-like constants): the route's parser says so
         return None
     return None
+
+
+_TWICE = "\x00twice"  # marks, in the rare object that gives a key twice, which key it was
+
+
+def keys_given_twice(data: bytes) -> dict[int, str]:
+    """For a JSON text that another parser has already read (one value, an array or one line),
+    the key given twice in each top-level value that has one, by the value's position (0 for
+    a single object): the parsers keep the last value without a word. Parses the text again
+    with the standard library's C scanner; a key given twice in a nested object (a field, a
+    ranking item) counts for the value that holds it."""
+    repeated: list[str] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    obj[_TWICE] = key
+                    repeated.append(key)
+                    break
+                seen.add(key)
+        return obj
+
+    try:
+        parsed = json.loads(data, object_pairs_hook=pairs_hook)
+    except ValueError:  # what the first parser took and this one does not: nothing to say
+        return {}
+    if not repeated:
+        return {}
+    values = parsed if isinstance(parsed, list) else [parsed]
+    return {i: key for i, value in enumerate(values) if (key := _marked(value)) is not None}
+
+
+def _marked(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if _TWICE in value:
+            return value[_TWICE]
+        value = list(value.values())
+    if isinstance(value, list):
+        return next((key for v in value if (key := _marked(v)) is not None), None)
+    return None
