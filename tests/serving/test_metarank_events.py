@@ -115,32 +115,6 @@ def test_a_numeric_id_is_refused_naming_the_field_and_nothing_is_stored(server, 
                            ).fetchone()[0] == 0
 
 
-_GOOD = (b'{"event": "interaction", "id": "dup-ok", "timestamp": 1599391467000, "user": "u", '
-         b'"item": "i", "type": "click"}')
-_TWICE = (b'{"event": "interaction", "id": "dup-1", "timestamp": 1599391467000, "user": "u1", '
-          b'"item": "i", "type": "click", "user": "u2"}')
-_NESTED = (b'{"event": "item", "id": "dup-2", "timestamp": 1599391467000, "item": "i", '
-           b'"fields": [{"name": "color", "value": "red", "value": "blue"}]}')
-
-
-@pytest.mark.parametrize(("body", "content_type", "refused"), [
-    (_TWICE, "application/json", [(0, "user")]),
-    (b"[" + _GOOD + b"," + _TWICE + b"," + _NESTED + b"]", "application/json",
-     [(1, "user"), (2, "value")]),
-    (_GOOD + b"\n" + _NESTED + b"\n" + _TWICE + b"\n", "application/x-ndjson",
-     [(1, "value"), (2, "user")]),
-])
-def test_a_key_given_twice_in_an_event_is_refused_naming_it(server, body, content_type,
-                                                             refused):
-    answer = server["http"].post("/v1/events", content=body,
-                                 headers={**WRITE, "content-type": content_type})
-    assert answer.status_code == 422, answer.text
-    detail = answer.json()["detail"]
-    assert [(d["index"], d["field"]) for d in detail] == refused
-    assert all(d["reason"].startswith("given twice in one object") for d in detail)
-    assert server["http"].post("/v1/events", content=_GOOD, headers=WRITE).status_code == 200
-
-
 BOM = b"\xef\xbb\xbf"  # what .NET's UTF8Encoding(true) and Windows PowerShell 5 put first
 
 

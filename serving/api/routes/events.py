@@ -15,7 +15,7 @@ from serving.api.errors import RETRY_AFTER_SECONDS, problem, responses
 from serving.api.metrics import field_label
 from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import parse_batch
-from sluice.intake.limits import keys_given_twice, loads_named, without_bom
+from sluice.intake.limits import loads_named, without_bom
 from sluice.vocabulary import MAX_ID_LENGTH, TENANT_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=responses(401, 403, 413, 422, 503))
@@ -59,17 +59,13 @@ _BODY = {"requestBody": {"required": True, "content": {
 
 
 def _decode(body: bytes) -> list[Any] | JSONResponse:
-    """The events of a JSON value, array or JSON Lines; refused naming each event (`index`)
-    that gives a key twice in one object, which the parser would resolve without a word."""
     body = without_bom(body)
     try:
         parsed = loads_named(body)
-        twice = keys_given_twice(body)
-        return _twice(twice) if twice else parsed if isinstance(parsed, list) else [parsed]
+        return parsed if isinstance(parsed, list) else [parsed]
     except json.JSONDecodeError:
         pass
-    events: list[Any] = []
-    twice = {}
+    events = []
     for number, line in enumerate(body.splitlines()):
         if not line.strip():
             continue
@@ -77,15 +73,7 @@ def _decode(body: bytes) -> list[Any] | JSONResponse:
             events.append(loads_named(line))
         except json.JSONDecodeError as exc:
             return problem(422, "body", f"line {number + 1} is not JSON: {exc}", len(events))
-        twice.update((len(events) - 1, key) for key in keys_given_twice(line).values())
-    return _twice(twice) if twice else events
-
-
-def _twice(keys: dict[int, str]) -> JSONResponse:
-    return JSONResponse({"detail": [
-        {"index": index, "field": key, "reason": "given twice in one object: send each key "
-                                                 "once (a parser would keep one silently)"}
-        for index, key in sorted(keys.items())]}, status_code=422)
+    return events
 
 
 @router.post("/events", status_code=200, openapi_extra=_BODY)
