@@ -1,7 +1,8 @@
-"""What each flow command needs that ingest or transform make, checked without Prefect:
-`sluice transform`, `train`, `tune` and `experiments decide` call `check` before a flow (and
-so a temporary Prefect server) starts, and fail in one line naming what is missing and the
-command to run next. The flows keep their own checks for scheduled runs."""
+"""What each flow command needs that earlier steps make, checked without Prefect: `sluice
+transform`, `train`, `tune` and `experiments decide` call `check`, `sluice batch` calls
+`check_batch`, before a flow (and so a temporary Prefect server) starts, and fail in one line
+naming what is missing and the command to run next. The flows keep their own checks for
+scheduled runs."""
 
 from __future__ import annotations
 
@@ -60,3 +61,21 @@ def _running_experiments(settings: Settings) -> bool:
 
     now = int(time.time() * 1000)
     return any(e.running(now) for e in Experiments(settings.home).all().values())
+
+
+def check_batch(settings: Settings, tenants: list[str], segments: bool) -> None:
+    """A batch answers from a tenant's champion, or from the events in the raw log: with
+    neither there is nothing to answer (and segments need the champion)."""
+    from sluice.intake.eventlog import segment_sizes
+    from sluice.learn import registry
+    from sluice.serve.batch import no_champion
+
+    client = registry.client(settings.mlflow_tracking_uri)
+    unserved = [t for t in tenants if registry.alias_version(
+        client, settings.registered_model_name(t), registry.CHAMPION) is None]
+    if segments and unserved:
+        raise NotReadyError(no_champion(unserved[0], settings))
+    if unserved and not any(size for _, size in segment_sizes(settings.raw_location)):
+        raise NotReadyError(f"tenant {unserved[0]!r} has no champion model and the raw log "
+                            "has no events yet: send events (POST /v1/events), or load "
+                            "files and train with `sluice pipeline`")

@@ -63,3 +63,21 @@ def test_deciding_a_running_experiment_without_a_warehouse_says_to_ingest_first(
     line = _refused(env, "experiments", "decide")
     assert line.startswith("sluice experiments: NotReadyError: no warehouse at "), line
     assert "run `sluice ingest` first" in line
+
+
+def test_a_batch_with_no_champion_and_no_events_says_so(tmp_path):
+    line = _refused(environment(tmp_path), "batch")
+    assert line == ("sluice batch: NotReadyError: tenant 'default' has no champion model and "
+                    "the raw log has no events yet: send events (POST /v1/events), or load "
+                    "files and train with `sluice pipeline`")
+
+
+def test_segments_without_a_champion_say_so_before_prefect_starts(tmp_path):
+    env = environment(tmp_path)
+    log = EventLog(tmp_path / "raw")
+    log.append([{**interaction("u1", "i1"), "tenant": "shop"}])
+    log.close()
+    line = _refused(env, "batch", "--segments", "--tenant", "shop")
+    assert line.startswith("sluice batch: NotReadyError: tenant 'shop' has no champion model "
+                           "(models:/sluice-shop@champion)"), line
+    assert "run `sluice train` once it has enough data" in line
