@@ -30,19 +30,21 @@ def require_wrk() -> str:
 
 @contextmanager
 def server(app: str, env: dict[str, str] | None = None, workers: int = 1,
-           ready_path: str = "/health") -> Iterator[str]:
-    with server_process(app, env, workers, ready_path) as (base, _):
+           ready_path: str = "/health", cwd: Path | str | None = None) -> Iterator[str]:
+    """The app's base URL; `cwd`: another checkout to import it from (default: this one)."""
+    with server_process(app, env, workers, ready_path, cwd) as (base, _):
         yield base
 
 
 @contextmanager
 def server_process(app: str, env: dict[str, str] | None = None, workers: int = 1,
-                   ready_path: str = "/health") -> Iterator[tuple[str, subprocess.Popen]]:
+                   ready_path: str = "/health", cwd: Path | str | None = None,
+                   ) -> Iterator[tuple[str, subprocess.Popen]]:
     """The server's base URL and its process (with one worker, the one serving)."""
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "warning", "--workers", str(workers), "--no-access-log"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(cmd, cwd=cwd or ROOT, env={**os.environ, **(env or {})})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

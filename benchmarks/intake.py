@@ -34,6 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--baseline", default=None,
+                        help="another checkout (e.g. main's worktree) whose API is measured in "
+                             "the same run: a change's cost as `ratio vs baseline`")
     args = parser.parse_args()
     rows = []
     for batch in (1, 10, 100, 500):
@@ -45,6 +48,7 @@ def main() -> None:
                    "SLUICE_LOG_LEVEL": "WARNING"}
             with server("serving.main:app", env=env) as base:
                 real = wrk(base, lua, args.seconds, args.connections, key=api_key("write"))
+        baseline = _baseline(args, lua) if args.baseline else None
         rows.append({
             "events/call": batch,
             "bare calls/s": bare["rps"], "sluice calls/s": real["rps"],
@@ -52,10 +56,20 @@ def main() -> None:
             "ratio vs bare": real["rps"] / bare["rps"],
             "sluice p50 ms": real["p50_ms"], "sluice p99 ms": real["p99_ms"],
             "non-2xx": int(real["errors"]),
+            **({"baseline calls/s": baseline["rps"],
+                "ratio vs baseline": real["rps"] / baseline["rps"]} if baseline else {}),
         })
     print(f"intake, {args.connections} connections, {args.seconds}s each, fsync on every call "
           "(group commit)")
     print(table(rows, list(rows[0])))
+
+
+def _baseline(args: argparse.Namespace, lua: str) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as home:
+        env = {"SLUICE_HOME": home, "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
+               "SLUICE_LOG_LEVEL": "WARNING"}
+        with server("serving.main:app", env=env, cwd=args.baseline) as base:
+            return wrk(base, lua, args.seconds, args.connections, key=api_key("write"))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,11 @@ def run(args: argparse.Namespace) -> BatchOutcome | list[BatchOutcome]:
                "fill_with_random": args.fill_with_random, "segments": args.segments,
                "log_answers": args.log_answers, "output": args.output}
     _check(options, several=len(tenants) > 1, model_version=args.model_version)
+    if args.model_version is None:  # a named version is checked by the flow, as it loads
+        from flows.preconditions import check_batch
+        from sluice.settings import get_settings
+
+        check_batch(get_settings(), tenants, segments=args.segments)
     from cli.processes import quiet_flow_tracebacks
     from flows.batch import batch, batch_tenants
 

@@ -40,6 +40,9 @@ def cmd_experiments(args: argparse.Namespace) -> None:
     settings = get_settings()
     store = Experiments(settings.home)
     if args.experiment_command == "decide":
+        from flows.preconditions import check
+
+        check("experiments", settings)  # the marts it reads, before Prefect starts
         from cli.processes import quiet_flow_tracebacks
         from flows.experiments import experiments
 

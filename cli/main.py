@@ -35,7 +35,7 @@ from cli.processes import (
     stop_server,
 )
 from sluice import formats, logs
-from sluice.errors import InputError, OperatorError
+from sluice.errors import InputError, NotReadyError, OperatorError
 from sluice.settings import PROJECT_ROOT, ConfigError, get_settings, validation_message
 from sluice.store import StoreError
 
@@ -158,7 +158,11 @@ def cmd_model_show(args: argparse.Namespace) -> None:
 
 
 def cmd_flow(name: str, **options: Any) -> None:
-    """Run a flow once (options: its parameters, e.g. transform's full_refresh)."""
+    """Run a flow once (options: its parameters, e.g. transform's full_refresh), once what it
+    needs from earlier steps is there (`flows.preconditions`, checked before Prefect starts)."""
+    from flows.preconditions import check
+
+    check(name, get_settings())
     from flows.ingest import ingest
     from flows.pipeline import pipeline
     from flows.train import train
@@ -172,11 +176,6 @@ def cmd_flow(name: str, **options: Any) -> None:
     if name == "ingest":
         result.pop("table")  # the flow has logged it, once
     print(json.dumps(result, indent=2, default=str))
-
-
-def _flow_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The flow parameters given on the command line (`sluice transform --full-refresh`)."""
-    return {"full_refresh": True} if getattr(args, "full_refresh", False) else {}
 
 
 def cmd_dbt(args: argparse.Namespace) -> int:
@@ -219,14 +218,14 @@ def main(argv: list[str] | None = None) -> int:
                     "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
                     "experiments": experiments.cmd_experiments,
                     **models.COMMANDS, **operate_commands, "models": _models}
-        code = commands.get(args.command,
-                            lambda a: cmd_flow(a.command, **_flow_options(a)))(args)
+        full_refresh = {"full_refresh": True} if getattr(args, "full_refresh", False) else {}
+        code = commands.get(args.command, lambda a: cmd_flow(a.command, **full_refresh))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
         if os.environ.get("SLUICE_DEBUG"):
             raise
         print(f"sluice {args.command}: {_one_line(exc)}", file=sys.stderr)
         if not isinstance(exc, ConfigError | ValidationError | InputError | StoreError
-                          | OperatorError):
+                          | OperatorError | NotReadyError):
             # those name the field or file and say what to do: all there is
             print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
         return 1

@@ -15,8 +15,10 @@ from prefect.artifacts import (
 )
 
 from flows.names import run_name
+from flows.retries import IO_RETRIES
 from flows.tenants import fail_if_any, settle
-from sluice.serve.batch import BatchJob, new_job_id, run_recommendations
+from sluice.errors import NotFoundError
+from sluice.serve.batch import BatchJob, every_tenant, new_job_id, run_recommendations
 from sluice.serve.batch_io import input_location
 from sluice.serve.segments import run_segments
 from sluice.settings import get_settings
@@ -63,16 +65,28 @@ def batch(tenant: str = DEFAULT_TENANT, input: str | None = None,
                 segments=segments, log_answers=log_answers)
 
 
+@task(**IO_RETRIES)
+def find_tenants() -> list[str]:
+    """Every tenant with a champion or events in the raw log, as of now (at least one)."""
+    found = every_tenant(get_settings())
+    if not found:
+        raise NotFoundError("tenants", "no tenant has a champion model or events in the raw "
+                                       "log yet: send events (or run `sluice ingest`) first")
+    get_run_logger().info("tenants found: %s", ", ".join(found))
+    return found
+
+
 @flow(name="batch-tenants", flow_run_name=run_name("batch"))
-def batch_tenants(tenants: list[str], input: str | None = None,
+def batch_tenants(tenants: list[str] | None = None, input: str | None = None,
                   template: str = PERSONALIZED, num_results: int | None = None,
                   filters: list[dict[str, Any]] | None = None, filter_name: str | None = None,
                   filter_values: dict[str, str] | None = None,
                   fill_with_random: bool | None = None, segments: bool = False,
                   log_answers: bool = False, output: str | None = None) -> list[BatchOutcome]:
-    """The same job for each tenant, into `<output or exports/<job>>/<tenant>/`. One tenant's
-    failure does not stop the others: each is answered, then the run fails naming the
-    failed tenants and why."""
+    """The same job for each tenant (None: every tenant with a champion or events, found when
+    the run starts, as the nightly deployment runs it), into `<output or
+    exports/<job>>/<tenant>/`. One tenant's failure does not stop the others: each is
+    answered, then the run fails naming the failed tenants and why."""
     job_id = new_job_id()
     root = (output or str(get_settings().home / "exports" / job_id)).rstrip("/")
     options = {"template": template, "num_results": num_results, "filters": filters,
@@ -81,7 +95,7 @@ def batch_tenants(tenants: list[str], input: str | None = None,
                "log_answers": log_answers}
     outcomes, failed = settle([(name, tenant_batch(name, job_id, f"{root}/{name}", input,
                                                    options, return_state=True))
-                               for name in dict.fromkeys(tenants)])
+                               for name in dict.fromkeys(tenants or find_tenants())])
     fail_if_any(failed, [o.manifest["tenant"] for o in outcomes], "answered")
     return outcomes
 

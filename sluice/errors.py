@@ -21,3 +21,8 @@ class NotFoundError(InputError):
 class OperatorError(RuntimeError):
     """The home or the environment stops a command, and the message says, in one line, what
     the operator does next (the CLI prints it alone, without a traceback hint)."""
+
+
+class NotReadyError(RuntimeError):
+    """A command cannot run yet: names what is missing and the command that makes it (checked
+    before a flow starts, so the operator reads one line instead of waiting for Prefect)."""

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from sluice.auth import AuthError
@@ -30,6 +30,28 @@ class Problem(BaseModel):
 
 class Problems(BaseModel):
     detail: list[Problem]
+
+
+class AwsError(BaseModel):
+    """The AWS rest-json error of the routes under /personalize (boto3 reads `__type`, also
+    sent as the `x-amzn-ErrorType` header)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    type: str = Field(alias="__type", examples=["InvalidInputException"])
+    message: str
+
+
+def aws_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The AWS error statuses a Personalize route answers, declared in the OpenAPI schema."""
+    described = {400: "InvalidInputException, naming the field",
+                 401: "UnrecognizedClientException: the API key is not valid",
+                 403: "AccessDeniedException, MissingAuthenticationTokenException or "
+                      "InvalidSignatureException",
+                 404: "ResourceNotFoundException, naming the field",
+                 413: "InvalidInputException: the body is too large",
+                 503: "ServiceUnavailableException: the event log cannot take writes now; "
+                      "retry after Retry-After seconds"}
+    return {s: {"model": AwsError, "description": described[s]} for s in statuses}
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

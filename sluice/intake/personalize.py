@@ -20,6 +20,7 @@ from sluice.intake.events import (
     parse_timestamp,
 )
 from sluice.intake.limits import too_deep
+from sluice.intake.values import must_be_string
 from sluice.vocabulary import MAX_ID_LENGTH, TENANT_RULE, is_tenant
 
 MAX_EVENTS = 10
@@ -52,8 +53,7 @@ def _str(obj: dict, key: str, field: str, required: bool,
         if required:
             raise EventError(field, "required")
         return None
-    if not isinstance(value, str):
-        raise EventError(field, f"expected a string, got {type(value).__name__}")
+    must_be_string(value, field)
     if not 1 <= len(value) <= max_len:
         raise EventError(field, f"length must be 1 to {max_len}")
     return value

@@ -92,7 +92,7 @@ def check_id(value: Any, field: str, required: bool = False) -> str | None:
     accepts."""
     if value is None and not required:
         return None
-    return check_string({"v": value}, "v", field, required=True, allow_numbers=False)
+    return check_string({"v": value}, "v", field, required=True)
 
 
 # numbers as text without a leading zero (so codes like "02134" stay strings)
@@ -108,9 +108,11 @@ def numeric_text(value: Any) -> Any:
     return value
 
 
-def check_string(obj: dict, key: str, field: str, required: bool, limit: int = MAX_ID_LENGTH,
-                 allow_numbers: bool = True) -> str | None:
-    """`obj[key]` as a string of 1 to `limit` characters (a number is written as one)."""
+def check_string(obj: dict, key: str, field: str, required: bool,
+                 limit: int = MAX_ID_LENGTH) -> str | None:
+    """`obj[key]` as a string of 1 to `limit` characters: the rule of every id (event, user,
+    session, item, ranking) and event type. A number is refused, never written as text: 1 and
+    1.0 would be two users."""
     value: Any = obj.get(key)
     if value.__class__ is str and 0 < len(value) <= limit:  # the common case, checked fast
         return value
@@ -118,11 +120,7 @@ def check_string(obj: dict, key: str, field: str, required: bool, limit: int = M
         if required:
             raise EventError(field, "required")
         return None
-    if allow_numbers and isinstance(value, int | float) and not isinstance(value, bool):
-        check_number(value, field)  # NaN, Infinity and integers beyond 64 bits are no ids
-        value = str(value)
-    if not isinstance(value, str):
-        raise EventError(field, f"expected a string, got {type(value).__name__}")
+    must_be_string(value, field)
     if not value:
         raise EventError(field, "must not be empty")
     if len(value) > limit:
@@ -141,7 +139,24 @@ def check_number(value: Any, field: str) -> float:
     return float(value)
 
 
+def must_be_string(value: Any, field: str) -> None:
+    """The refusal of a non-string where an id or a name is expected, naming the field."""
+    if not isinstance(value, str):
+        raise EventError(field, f"must be a string, got {_json_type(value)} {value!r:.40}")
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, dict | list):
+        return "object" if isinstance(value, dict) else "array"
+    return type(value).__name__
+
+
 def check_tenant(value: Any, field: str = "tenant") -> str:
+    must_be_string(value, field)
     if not is_tenant(value):
         raise EventError(field, f"{TENANT_RULE}, got {value!r:.40}")
     return value

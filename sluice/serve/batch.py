@@ -90,6 +90,24 @@ def _unknown(tenant: str, settings: Settings, service: Service) -> str:
             f"{', '.join(known) or 'none yet (send events first)'}")
 
 
+def every_tenant(settings: Settings) -> list[str]:
+    """The tenants a batch over every tenant answers, found when it runs: those with a
+    champion in the registry or a user's history in the raw log (any other would be refused
+    as unknown). A tenant that appeared since the last run is in; none is configured."""
+    service = Service(settings)
+    try:
+        service.follow_log()
+        found = set(service.state.tenants())
+    finally:
+        service.log.close()
+    prefix = f"{settings.app.model.name}-"
+    client = registry.client(settings.mlflow_tracking_uri)
+    found.update(m.name.removeprefix(prefix)
+                 for m in client.search_registered_models(f"name LIKE '{prefix}%'")
+                 if registry.CHAMPION in (m.aliases or {}))
+    return sorted(found)
+
+
 def champion_or_version(settings: Settings, tenant: str,
                         version: str | None = None) -> LoadedModel | None:
     """The tenant's registered model `version`, or its champion; None when no version is

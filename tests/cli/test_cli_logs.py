@@ -43,6 +43,12 @@ def test_a_flow_failing_on_the_operators_input_prints_no_traceback(tmp_path, pre
     terminal shows its lines without the engine's traceback, and the reason once as ours."""
     from prefect.settings import PREFECT_API_URL
 
+    from sluice.intake.eventlog import EventLog
+    from tests.utils.factories import interaction
+
+    log = EventLog(tmp_path / "raw")  # events, of another tenant: the flow starts, then fails
+    log.append([interaction("u1", "i1")])
+    log.close()
     env = {**os.environ, **environment(tmp_path), "PYTHONPATH": str(PROJECT_ROOT),
            "PREFECT_API_URL": PREFECT_API_URL.value()}
     run = [sys.executable, "-m", "cli.main", "batch", "--tenant", "shop"]

@@ -6,11 +6,21 @@ import dataclasses
 import json
 
 
-def test_the_cli_prints_typed_results_as_the_json_it_printed(monkeypatch, capsys):
+def test_the_cli_prints_typed_results_as_the_json_it_printed(monkeypatch, capsys, tmp_path):
     import flows.pipeline  # noqa: F401  (imported now, it keeps the real flows it imports)
     from cli import main as cli
     from flows.transform import TransformOutcome
+    from sluice.intake.eventlog import EventLog
+    from sluice.warehouse.ingest import Ingestor
+    from tests.utils.factories import environment, interaction
 
+    for name, value in environment(tmp_path).items():  # ingested: transform's precondition
+        monkeypatch.setenv(name, value)
+    log = EventLog(tmp_path / "raw")
+    log.append([interaction("u1", "i1")])
+    log.close()
+    (tmp_path / "landing").mkdir()
+    Ingestor(tmp_path / "warehouse.duckdb", tmp_path / "raw", tmp_path / "landing").run()
     outcome = TransformOutcome(nodes=3, passed=2, sufficiency=[{"tenant": "default"}])
     monkeypatch.setattr("flows.transform.transform", lambda: outcome)
     cli.cmd_flow("transform")

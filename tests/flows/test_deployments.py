@@ -29,6 +29,20 @@ def test_every_deployment_loads_with_its_schedule_and_limit():
     assert deployments["pipeline-nightly"].parameters == {"tenant": None}
 
 
+def test_the_nightly_batch_covers_every_tenant_found_at_run_time():
+    """Not a tenant written into the deployment: `batch-tenants` with no list finds them when
+    it runs (tests/serve/test_batch.py runs it so)."""
+    from flows.batch import batch_tenants
+
+    [nightly] = [d for d in load() if d.name == "batch-nightly"]
+    assert nightly.flow_name == batch_tenants.name == "batch-tenants"
+    assert nightly.entrypoint.endswith("flows/batch.py:batch_tenants")
+    assert nightly.parameters["tenants"] is None
+    assert not any("tenant" in key and value for key, value in nightly.parameters.items())
+    assert nightly.schedules[0].schedule.cron == "0 3 * * *"
+    assert nightly.concurrency_limit == 1
+
+
 def test_a_run_triggered_through_the_api_completes(tmp_path, prefect_harness):
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL

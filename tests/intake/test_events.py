@@ -259,9 +259,14 @@ def test_empty_and_missing_ids_rejected():
     assert _error(item(id={"a": 1})).field == "id"
 
 
-def test_numeric_ids_become_strings():
-    out = parse_event(interaction(user=42, item=7))
-    assert out["user"] == "42" and out["item"] == "7"
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"user": 42}, "user"), ({"user": 1.0}, "user"), ({"item": 7}, "item"),
+    ({"session": 3}, "session"), ({"ranking": 2.5}, "ranking"), ({"id": 1}, "id"),
+    ({"tenant": 4}, "tenant"), ({"type": 1}, "type")])
+def test_numeric_ids_are_refused_not_written_as_text(changes, field):
+    """ids are strings (docs/architecture.md): 1 and 1.0 would otherwise be two users."""
+    error = _error(interaction(**changes))
+    assert error.field == field and error.reason.startswith("must be a string, got number")
 
 
 # --- ranking / interaction requirements ------------------------------------------------------

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,3 +282,24 @@ def test_a_batch_over_several_tenants_answers_each_and_then_names_the_failed_one
     for name in ("default", "shop"):
         _, _, manifest = read_output(job / name)
         assert manifest["tenant"] == name and manifest["counts"]["answered"] == 2
+
+
+def test_a_batch_over_every_tenant_finds_them_when_it_runs(tenant, unchampioned,
+                                                           prefect_harness):
+    """As the nightly deployment runs it (no tenant list): `default` (a champion and events),
+    `shop` (events only), `quiet` (a champion only) and `late` (its first event written just
+    now) are found and answered, each into its folder."""
+    from flows.batch import batch_tenants
+
+    log = EventLog(tenant["home"] / "raw")  # a tenant that appeared since: found, no config
+    log.append([{**interaction("late-user", "i5"), "tenant": "late"}])
+    log.close()
+    register_champion(tenant["bundle"], tenant["env"]["MLFLOW_TRACKING_URI"],
+                      tenant["home"] / "artifacts", name="sluice-quiet")
+    outcomes = batch_tenants(input="shoppers.jsonl", num_results=3)
+    names = ["default", "late", "quiet", "shop"]
+    assert [o.manifest["tenant"] for o in outcomes] == names
+    assert outcomes[2].model_version is not None  # quiet: answered by its champion
+    [root] = {str(Path(o.output).parent) for o in outcomes}
+    assert sorted(p.name for p in Path(root).iterdir()) == names
+    assert all(o.manifest["counts"]["answered"] == 2 for o in outcomes)

@@ -79,6 +79,42 @@ def test_metarank_events_refused_name_index_field_and_reason(server):
     assert "expected a number" in detail[0]["reason"] and "ISO-8601" in detail[2]["reason"]
 
 
+# every id of a native event, and the tenant: numbers are refused, never written as text
+# (as "1" and "1.0" they would be two users)
+_BASE = {"event": "interaction", "id": "n", "timestamp": "1599391467000", "user": "u",
+         "session": "s", "item": "i", "type": "click", "ranking": "r", "tenant": "default"}
+_RANKING = {"event": "ranking", "id": "nr", "timestamp": "1599391467000", "user": "u",
+            "items": [{"id": "a"}]}
+
+
+@pytest.mark.parametrize(("event", "field"), [
+    ({**_BASE, "user": 42}, "user"), ({**_BASE, "user": 1.0}, "user"),
+    ({**_BASE, "item": 1.0}, "item"), ({**_BASE, "session": 7}, "session"),
+    ({**_BASE, "ranking": 3}, "ranking"), ({**_BASE, "id": 5}, "id"),
+    ({**_BASE, "tenant": 1}, "tenant"), ({**_BASE, "user": True}, "user"),
+    ({**_RANKING, "items": [{"id": 2}]}, "items[0].id"),
+    ({**_RANKING, "ranking": 9.5}, "ranking"),
+    ({"event": "item", "id": "ni", "timestamp": "1599391467000", "item": 17}, "item"),
+    ({"event": "user", "id": "nu", "timestamp": "1599391467000", "user": 17}, "user"),
+])
+def test_a_numeric_id_is_refused_naming_the_field_and_nothing_is_stored(server, event, field):
+    sent = [{**_BASE, "id": "ok-before"}, event]
+    answer = server["http"].post("/v1/events", json=sent, headers=WRITE)
+    assert answer.status_code == 422, answer.text
+    [detail] = answer.json()["detail"]
+    assert (detail["index"], detail["field"]) == (1, field)
+    assert detail["reason"].startswith("must be a string, got "), detail
+    landing = server["home"] / "landing"
+    landing.mkdir(exist_ok=True)
+    name = f"numeric-{len(list(landing.iterdir()))}.jsonl"
+    (landing / name).write_bytes(orjson.dumps(event) + b"\n")
+    report = _ingest(server["home"])
+    assert report.rows_quarantined == 1 and report.rows_loaded == 0  # bulk files alike
+    with connect(server["home"] / "warehouse.duckdb", read_only=True) as con:
+        assert con.execute("select count(*) from raw.events where event_id = 'ok-before'"
+                           ).fetchone()[0] == 0
+
+
 BOM = b"\xef\xbb\xbf"  # what .NET's UTF8Encoding(true) and Windows PowerShell 5 put first
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
@@ -11,6 +9,7 @@ from pydantic import BaseModel, Field
 from serving.api.bodies import JsonBody
 from serving.api.deps import Admin, ServiceDep
 from serving.api.errors import responses
+from serving.api.routes.health import Readiness
 from sluice.intake.trackers import TrackerError
 from sluice.vocabulary import TENANT_PATTERN
 
@@ -25,11 +24,6 @@ class NewTracker(JsonBody):
 class Tracker(BaseModel):
     tracking_id: str
     tenant: str
-
-
-class Readiness(BaseModel):
-    ready: bool
-    models: dict[str, dict[str, Any]]
 
 
 @router.get("/trackers")

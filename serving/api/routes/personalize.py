@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 
 from serving.api import answers
 from serving.api.deps import AwsCaller, MetricsDep, ServiceDep
-from serving.api.errors import RETRY_AFTER_SECONDS, aws_error
+from serving.api.errors import RETRY_AFTER_SECONDS, aws_error, aws_responses
 from serving.api.metrics import Metrics, field_label
 from sluice.auth import AuthError, Principal
 from sluice.errors import InputError, NotFoundError
@@ -46,7 +46,8 @@ from sluice.vocabulary import (
     TENANT_NAME,
 )
 
-router = APIRouter(prefix="/personalize", tags=["personalize"])
+router = APIRouter(prefix="/personalize", tags=["personalize"],
+                   responses=aws_responses(400, 401, 403, 404, 413))
 MAX_BODY_BYTES = 1024 * 1024
 # PutItems/PutUsers: 10 entries of up to 32,000 characters of properties, each character up
 # to 12 bytes once botocore escapes it (one outside the BMP is two \uXXXX escapes)
@@ -129,7 +130,7 @@ async def _store(service: Service, events: list[dict[str, Any]],
     return JSONResponse({})
 
 
-@router.post("/events", openapi_extra=_PUT_EVENTS)
+@router.post("/events", openapi_extra=_PUT_EVENTS, responses=aws_responses(503))
 async def put_events(request: Request, principal: AwsCaller, service: ServiceDep,
                      metrics: MetricsDep) -> JSONResponse:
     """PutEvents: up to 10 interactions of one session, for the tracker's tenant."""
@@ -171,14 +172,14 @@ async def _put_entities(request: Request, principal: Principal | None, service: 
     return await _store(service, events, metrics)
 
 
-@router.post("/items", openapi_extra=_ENTITIES["items"])
+@router.post("/items", openapi_extra=_ENTITIES["items"], responses=aws_responses(503))
 async def put_items(request: Request, principal: AwsCaller, service: ServiceDep,
                     metrics: MetricsDep) -> JSONResponse:
     """PutItems: add or update up to 10 items of a dataset group."""
     return await _put_entities(request, principal, service, metrics, "item")
 
 
-@router.post("/users", openapi_extra=_ENTITIES["users"])
+@router.post("/users", openapi_extra=_ENTITIES["users"], responses=aws_responses(503))
 async def put_users(request: Request, principal: AwsCaller, service: ServiceDep,
                     metrics: MetricsDep) -> JSONResponse:
     """PutUsers: add or update up to 10 users of a dataset group."""

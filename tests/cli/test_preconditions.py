@@ -1,0 +1,83 @@
+"""A flow command whose earlier steps have not run fails at once, in one line naming what is
+missing and the command to run next, before Prefect starts: no temporary Prefect server, whose
+SQLite database would otherwise appear in the home's Prefect folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sluice.experiments import Arm, Experiment, Experiments
+from sluice.intake.eventlog import EventLog
+from sluice.settings import PROJECT_ROOT
+from sluice.warehouse.ingest import Ingestor
+from tests.utils.cli import SLUICE
+from tests.utils.factories import environment, interaction
+
+
+def _refused(env: dict[str, str], *args: str) -> str:
+    """The command's one stderr line, once it failed without starting Prefect. As an
+    operator runs it: no PREFECT_API_URL and no `sluice up` server (its port closed), so a
+    flow would start a temporary Prefect server."""
+    run_env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    run_env.update(env, PYTHONPATH=str(PROJECT_ROOT), SLUICE_PREFECT_PORT="9")
+    done = subprocess.run([*SLUICE, *args], cwd=PROJECT_ROOT, env=run_env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    started = sorted(p.name for p in (Path(env["SLUICE_HOME"]) / "prefect").rglob("*.db"))
+    assert started == [], f"Prefect started a server first ({started}): {done.stderr}"
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["transform", "train", "tune"])
+def test_a_fresh_home_says_to_ingest_first(tmp_path, command):
+    line = _refused(environment(tmp_path), command)
+    assert line == (f"sluice {command}: NotReadyError: no warehouse at "
+                    f"{tmp_path / 'warehouse.duckdb'} yet: run `sluice ingest` first (or "
+                    "`sluice pipeline` for ingest, transform and train)")
+
+
+def test_an_ingested_home_without_marts_says_to_transform_first(tmp_path):
+    env = environment(tmp_path)
+    log = EventLog(tmp_path / "raw")
+    log.append([interaction("u1", "i1")])
+    log.close()
+    (tmp_path / "landing").mkdir()
+    Ingestor(tmp_path / "warehouse.duckdb", tmp_path / "raw", tmp_path / "landing").run()
+    for command in ("train", "tune"):
+        line = _refused(env, command)
+        assert line.startswith(f"sluice {command}: NotReadyError: "), line
+        assert line.endswith("has no marts.interactions yet: run `sluice transform` first "
+                             "(or `sluice pipeline`)"), line
+
+
+def test_deciding_a_running_experiment_without_a_warehouse_says_to_ingest_first(tmp_path):
+    env = environment(tmp_path)
+    Experiments(tmp_path).create(Experiment(
+        id="exp1", tenant="default", arms=(Arm("a", "champion", 0.5), Arm("b", "1", 0.5))))
+    line = _refused(env, "experiments", "decide")
+    assert line.startswith("sluice experiments: NotReadyError: no warehouse at "), line
+    assert "run `sluice ingest` first" in line
+
+
+def test_a_batch_with_no_champion_and_no_events_says_so(tmp_path):
+    line = _refused(environment(tmp_path), "batch")
+    assert line == ("sluice batch: NotReadyError: tenant 'default' has no champion model and "
+                    "the raw log has no events yet: send events (POST /v1/events), or load "
+                    "files and train with `sluice pipeline`")
+
+
+def test_segments_without_a_champion_say_so_before_prefect_starts(tmp_path):
+    env = environment(tmp_path)
+    log = EventLog(tmp_path / "raw")
+    log.append([{**interaction("u1", "i1"), "tenant": "shop"}])
+    log.close()
+    line = _refused(env, "batch", "--segments", "--tenant", "shop")
+    assert line.startswith("sluice batch: NotReadyError: tenant 'shop' has no champion model "
+                           "(models:/sluice-shop@champion)"), line
+    assert "run `sluice train` once it has enough data" in line
