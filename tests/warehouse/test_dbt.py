@@ -241,9 +241,13 @@ def test_an_unknown_recommendation_source_fails_its_accepted_values_test(tmp_pat
                        ) as failure:
         dbt_build(warehouse, tmp_path / "dbt", dbt_vars(),
                   select="stg_sluice__recommendations stg_sluice__recommendation_items")
-    # the failure says the one command that reruns it as the flow does, in lines, not ` | `
-    assert "re-run it with `sluice dbt -- build`" in str(failure.value)
-    assert " | " not in str(failure.value)
+    # one line: the test, its model, the commands that show its rows and rebuild the model
+    message = str(failure.value)
+    assert "\n" not in message and " | " not in message
+    assert "test accepted_values_stg_sluice__recommendation_items_recommendation_" in message
+    assert "(on stg_sluice__recommendation_items): Got 1 result" in message
+    assert "`sluice dbt -- show --select accepted_values_stg_sluice__recommendation" in message
+    assert "`sluice dbt -- build --select stg_sluice__recommendation_items` re-runs it" in message
 
 
 def test_docs_generate_works_offline(built):
