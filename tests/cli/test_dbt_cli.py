@@ -78,3 +78,31 @@ def test_dbt_project_vars_equal_the_embedded_config():
     """A bare `dbt` (without `sluice dbt`) falls back to these: they must not drift."""
     project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
     assert project["vars"] == get_settings(config=DEFAULT_CONFIG).dbt_vars()
+
+
+def _loaded_hours_ago(path, hours: float) -> None:
+    """raw.events' one row, loaded `hours` ago (naive UTC, as ingest stamps loads)."""
+    con = connect(path)
+    con.execute("insert into raw.events (event_id, tenant, event_type, event_at, user_id, "
+                "item_id, interaction_type, source_file, loaded_at) values ('e1', 'default', "
+                "'interaction', timestamp '2026-03-02 10:00:00', 'u1', 'i1', 'click', "
+                "'hand-made', cast(timezone('UTC', now()) as timestamp) - to_microseconds(?))",
+                [int(hours * 3600 * 1e6)])
+    con.close()
+
+
+def test_source_freshness_says_how_long_ago_ingest_loaded_an_event(tmp_path):
+    import json
+
+    statuses = {}
+    for hours, expected_rc in ((1, 0), (30, 0), (100, 1)):  # pass, warn, error
+        home = tmp_path / f"h{hours}"
+        env = environment(home)
+        _loaded_hours_ago(home / "warehouse.duckdb", hours)
+        proc = sluice(env, "dbt", "--", "source", "freshness", timeout=600)
+        assert proc.returncode == expected_rc, proc.stdout + proc.stderr
+        (result,) = json.loads((home / "dbt" / "target" / "sources.json").read_text())["results"]
+        assert result["unique_id"] == "source.sluice.sluice.events"
+        assert abs(result["max_loaded_at_time_ago_in_s"] - hours * 3600) < 600
+        statuses[hours] = result["status"]
+    assert statuses == {1: "pass", 30: "warn", 100: "error"}
