@@ -145,16 +145,6 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report written to {path}")
 
 
-def cmd_model_show(args: argparse.Namespace) -> None:
-    """`sluice models show VERSION`: what a version learned from, how it was judged."""
-    from sluice.learn.tracking import lineage
-
-    settings = get_settings()
-    record = lineage(settings.mlflow_tracking_uri, settings.registered_model_name(args.tenant),
-                     args.version)
-    print(json.dumps(record, indent=2, default=str))
-
-
 def cmd_rebuild(args: argparse.Namespace) -> None:
     from sluice.warehouse.engine import duckdb_path
     from sluice.warehouse.rebuild import rebuild
@@ -270,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
                     "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
                     "experiments": experiments.cmd_experiments,
-                    **models.COMMANDS, **operate, "models": _models}
+                    **models.COMMANDS, **operate, "models": models.cmd_models_group}
         code = commands.get(args.command,
                             lambda a: cmd_flow(a.command, **_flow_options(a)))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
@@ -282,14 +272,6 @@ def main(argv: list[str] | None = None) -> int:
             print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
         return 1
     return code if isinstance(code, int) else 0
-
-
-def _models(args: argparse.Namespace) -> None:
-    """`sluice models` lists the versions; `sluice models show VERSION` gives one's lineage."""
-    if getattr(args, "models_command", None) == "show":
-        cmd_model_show(args)
-    else:
-        models.cmd_models(args)
 
 
 def _one_line(exc: Exception) -> str:
