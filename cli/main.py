@@ -224,17 +224,23 @@ def _flow_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_dbt(args: argparse.Namespace) -> int:
     """dbt on the project, as the transform flow runs it: same warehouse, vars and lock."""
+    from sluice.warehouse import transform
     from sluice.warehouse.engine import from_settings
-    from sluice.warehouse.transform import DBT_PROJECT_DIR, dbt_invocation
 
     dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
     if not dbt_args:
         raise ValueError("name a dbt command after `--`, e.g. `sluice dbt -- build`")
     settings = get_settings()
-    warehouse = from_settings(settings)
-    argv, env = dbt_invocation(warehouse, settings.home / "dbt", settings.dbt_vars(), dbt_args)
+    warehouse, work, dbt_vars = from_settings(settings), settings.home / "dbt", settings.dbt_vars()
     with warehouse.lock(say=print):
-        return subprocess.run(argv, env=env, cwd=DBT_PROJECT_DIR).returncode
+        dbt_args, note = transform.refresh_rule(warehouse, work, dbt_vars, dbt_args)
+        if note:
+            print(note, flush=True)
+        argv, env = transform.dbt_invocation(warehouse, work, dbt_vars, dbt_args)
+        code = subprocess.run(argv, env=env, cwd=transform.DBT_PROJECT_DIR).returncode
+        if code == 0:
+            transform.record_whole_build(warehouse, work, dbt_vars, dbt_args)
+        return code
 def _plain(result: Any) -> Any:
     """A flow's typed result as the JSON-ready dicts and lists it prints as."""
     if isinstance(result, list):

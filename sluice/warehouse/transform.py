@@ -203,6 +203,36 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# dbt flags that build part of the project: such a run records no fingerprint
+SELECTING = ("--select", "-s", "--exclude", "--selector", "--models", "-m", "--resource-type",
+             "--resource-types", "--exclude-resource-type", "--exclude-resource-types")
+
+
+def refresh_rule(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, Any],
+                 args: list[str]) -> tuple[list[str], str | None]:
+    """`sluice dbt -- <args>` under the flow's rule: a `build` or `run` after the project, the
+    vars or the warehouse changed since the last whole build (BUILT_WITH) takes --full-refresh,
+    since the incremental models' kept rows follow the old SQL or vars. Returns the args and,
+    when it added the flag, a line saying why. Call it under the warehouse lock."""
+    if not args or args[0] not in BUILDING or "--full-refresh" in args:
+        return args, None
+    if _read(work_dir / BUILT_WITH) == build_fingerprint(warehouse, dbt_vars):
+        return args, None
+    return [*args, "--full-refresh"], (
+        "sluice dbt: no whole build is recorded with this dbt project, these vars and this "
+        "warehouse, so the incremental models are rebuilt from the whole history "
+        "(--full-refresh), as `sluice transform` does")
+
+
+def record_whole_build(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, Any],
+                       args: list[str]) -> None:
+    """After a `build` or `run` of the whole project passed by hand: what it was built with,
+    so the next flow run does not rebuild everything again."""
+    if args and args[0] in BUILDING and not any(a.split("=")[0] in SELECTING for a in args):
+        work_dir.mkdir(parents=True, exist_ok=True)
+        (work_dir / BUILT_WITH).write_text(build_fingerprint(warehouse, dbt_vars))
+
+
 def _engine_versions() -> str:
     """dbt's, its adapters' and DuckDB's versions: what a unit test's result depends on
     besides the project and the vars."""

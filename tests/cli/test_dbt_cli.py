@@ -3,6 +3,7 @@ lock), and the vars of dbt_project.yml equal to the embedded config's."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import duckdb
@@ -92,8 +93,6 @@ def _loaded_hours_ago(path, hours: float) -> None:
 
 
 def test_source_freshness_says_how_long_ago_ingest_loaded_an_event(tmp_path):
-    import json
-
     statuses = {}
     for hours, expected_rc in ((1, 0), (30, 0), (100, 1)):  # pass, warn, error
         home = tmp_path / f"h{hours}"
@@ -106,3 +105,27 @@ def test_source_freshness_says_how_long_ago_ingest_loaded_an_event(tmp_path):
         assert abs(result["max_loaded_at_time_ago_in_s"] - hours * 3600) < 600
         statuses[hours] = result["status"]
     assert statuses == {1: "pass", 30: "warn", 100: "error"}
+
+
+def test_sluice_dbt_build_after_a_config_change_rebuilds_kept_rows_as_the_flow_would(tmp_path):
+    """Incremental marts keep their rows: after the weights change, a plain incremental build
+    would leave e2 at the old weight. `sluice dbt -- build` takes --full-refresh as the flow
+    does, says so, and records the build so the flow need not rebuild again."""
+    env = environment(tmp_path)
+    _warehouse(tmp_path / "warehouse.duckdb")
+    first = sluice(env, "dbt", "--", "build", timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert ("default", "e2", "purchase", 4.0) in _marts(tmp_path / "warehouse.duckdb")
+    again = sluice(env, "dbt", "--", "build", "--select", "interactions", timeout=600)
+    assert again.returncode == 0 and "--full-refresh" not in again.stdout  # nothing changed
+
+    env = environment(tmp_path, events={"weights": {"purchase": 10.0}})  # the config changes
+    changed = sluice(env, "dbt", "--", "build", timeout=600)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert ("default", "e2", "purchase", 10.0) in _marts(tmp_path / "warehouse.duckdb")
+    assert "rebuilt from the whole history (--full-refresh)" in changed.stdout
+    settings = get_settings(home=tmp_path, config=env["SLUICE_CONFIG"])
+    result = dbt_build(settings.warehouse_path, settings.home / "dbt", settings.dbt_vars())
+    assert not [n for n in result.nodes if n["status"] not in ("success", "pass", "warn")]
+    ran = json.loads((tmp_path / "dbt" / "target" / "run_results.json").read_text())
+    assert "--full-refresh" not in ran["args"]["invocation_command"]  # not a second rebuild
