@@ -232,6 +232,9 @@ def cmd_dbt(args: argparse.Namespace) -> int:
         raise ValueError("name a dbt command after `--`, e.g. `sluice dbt -- build`")
     settings = get_settings()
     warehouse, work, dbt_vars = from_settings(settings), settings.home / "dbt", settings.dbt_vars()
+    if not transform.opens_warehouse(dbt_args):  # docs serve: no lock for as long as it runs
+        argv, env = transform.dbt_invocation(warehouse, work, dbt_vars, dbt_args)
+        return subprocess.run(argv, env=env, cwd=transform.DBT_PROJECT_DIR).returncode
     with warehouse.lock(say=print):
         dbt_args, note = transform.refresh_rule(warehouse, work, dbt_vars, dbt_args)
         if note:

@@ -203,6 +203,16 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# dbt commands that never open the warehouse: `sluice dbt` runs them without its lock (a
+# `docs serve` runs until stopped, and would hold every flow back meanwhile)
+NO_WAREHOUSE = (("docs", "serve"), ("deps",), ("clean",), ("init",))
+
+
+def opens_warehouse(args: list[str]) -> bool:
+    """Whether `dbt <args>` reads or writes the warehouse, so must hold its lock."""
+    return not any(tuple(args[:len(command)]) == command for command in NO_WAREHOUSE)
+
+
 # dbt flags that build part of the project: such a run records no fingerprint
 SELECTING = ("--select", "-s", "--exclude", "--selector", "--models", "-m", "--resource-type",
              "--resource-types", "--exclude-resource-type", "--exclude-resource-types")

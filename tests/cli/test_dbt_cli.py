@@ -4,6 +4,8 @@ lock), and the vars of dbt_project.yml equal to the embedded config's."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 
 import duckdb
@@ -129,3 +131,38 @@ def test_sluice_dbt_build_after_a_config_change_rebuilds_kept_rows_as_the_flow_w
     assert not [n for n in result.nodes if n["status"] not in ("success", "pass", "warn")]
     ran = json.loads((tmp_path / "dbt" / "target" / "run_results.json").read_text())
     assert "--full-refresh" not in ran["args"]["invocation_command"]  # not a second rebuild
+
+
+def test_sluice_dbt_docs_serve_neither_waits_for_nor_holds_the_warehouse_lock(tmp_path):
+    """`docs serve` runs until stopped and never opens the warehouse: it used to take the
+    lock, waiting for a running flow and then keeping every flow waiting while it served."""
+    import socket
+
+    import httpx
+
+    from tests.utils.waits import wait_until
+
+    env = environment(tmp_path)
+    _warehouse(tmp_path / "warehouse.duckdb")
+    generated = sluice(env, "dbt", "--", "docs", "generate", timeout=600)  # what it serves
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with warehouse_lock(tmp_path / "warehouse.duckdb", timeout=5):  # a flow is running
+        proc = subprocess.Popen(
+            [*SLUICE, "dbt", "--", "docs", "serve", "--port", str(port), "--no-browser"],
+            cwd=PROJECT_ROOT, env=cli_env(env), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            def page() -> int:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{port}/index.html").status_code
+                except httpx.TransportError:
+                    return 0
+
+            assert wait_until(page, "dbt's docs site", timeout=60, interval=0.5,
+                              until=lambda status: status == 200) == 200
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
