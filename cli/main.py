@@ -147,14 +147,6 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report written to {path}")
 
 
-def cmd_model_show(args: argparse.Namespace) -> None:
-    """`sluice models show VERSION`: what a version learned from, how it was judged."""
-    from sluice.learn.tracking import lineage
-
-    settings = get_settings()
-    record = lineage(settings.mlflow_tracking_uri, settings.registered_model_name(args.tenant),
-                     args.version)
-    print(json.dumps(record, indent=2, default=str))
 
 
 def cmd_flow(name: str, **options: Any) -> None:
@@ -180,17 +172,26 @@ def cmd_flow(name: str, **options: Any) -> None:
 
 def cmd_dbt(args: argparse.Namespace) -> int:
     """dbt on the project, as the transform flow runs it: same warehouse, vars and lock."""
+    from sluice.warehouse import transform
     from sluice.warehouse.engine import from_settings
-    from sluice.warehouse.transform import DBT_PROJECT_DIR, dbt_invocation
 
     dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
     if not dbt_args:
         raise ValueError("name a dbt command after `--`, e.g. `sluice dbt -- build`")
     settings = get_settings()
-    warehouse = from_settings(settings)
-    argv, env = dbt_invocation(warehouse, settings.home / "dbt", settings.dbt_vars(), dbt_args)
+    warehouse, work, dbt_vars = from_settings(settings), settings.home / "dbt", settings.dbt_vars()
+    if not transform.opens_warehouse(dbt_args):  # docs serve: no lock for as long as it runs
+        argv, env = transform.dbt_invocation(warehouse, work, dbt_vars, dbt_args)
+        return subprocess.run(argv, env=env, cwd=transform.DBT_PROJECT_DIR).returncode
     with warehouse.lock(say=print):
-        return subprocess.run(argv, env=env, cwd=DBT_PROJECT_DIR).returncode
+        dbt_args, note = transform.refresh_rule(warehouse, work, dbt_vars, dbt_args)
+        if note:
+            print(note, flush=True)
+        argv, env = transform.dbt_invocation(warehouse, work, dbt_vars, dbt_args)
+        code = subprocess.run(argv, env=env, cwd=transform.DBT_PROJECT_DIR).returncode
+        if code == 0:
+            transform.record_whole_build(warehouse, work, dbt_vars, dbt_args)
+        return code
 def _plain(result: Any) -> Any:
     """A flow's typed result as the JSON-ready dicts and lists it prints as."""
     if isinstance(result, list):
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                     "up": cmd_up, "trackers": cmd_trackers, "filters": cmd_filters,
                     "report": cmd_report, "dbt": cmd_dbt, "batch": batch_command.run,
                     "experiments": experiments.cmd_experiments,
-                    **models.COMMANDS, **operate_commands, "models": _models}
+                    **models.COMMANDS, **operate_commands, "models": models.cmd_models_group}
         full_refresh = {"full_refresh": True} if getattr(args, "full_refresh", False) else {}
         code = commands.get(args.command, lambda a: cmd_flow(a.command, **full_refresh))(args)
     except Exception as exc:  # one clear line, not a traceback, for the operator
@@ -230,14 +231,6 @@ def main(argv: list[str] | None = None) -> int:
             print("set SLUICE_DEBUG=1 for the full traceback", file=sys.stderr)
         return 1
     return code if isinstance(code, int) else 0
-
-
-def _models(args: argparse.Namespace) -> None:
-    """`sluice models` lists the versions; `sluice models show VERSION` gives one's lineage."""
-    if getattr(args, "models_command", None) == "show":
-        cmd_model_show(args)
-    else:
-        models.cmd_models(args)
 
 
 def _one_line(exc: Exception) -> str:

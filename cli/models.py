@@ -1,9 +1,10 @@
-"""`sluice models | promote | rollback`: the registry, steered from the command line
-(the logic is sluice/learn/versions.py)."""
+"""`sluice models [show | promote | rollback]`, `sluice promote | rollback`: the registry,
+steered from the command line (the logic is sluice/learn/versions.py)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from cli.options import tenant_name
@@ -41,7 +42,7 @@ def cmd_promote(args: argparse.Namespace) -> None:
     from sluice.learn import versions
 
     settings = get_settings()
-    name = settings.registered_model_name(args.tenant)
+    name = settings.registered_model_name(args.tenant or "default")
     previous = versions.promote(settings.mlflow_tracking_uri, name, args.version, args.reason)
     print(f"{name}@champion: v{previous or '-'} -> v{args.version} ({args.reason}); "
           "serving picks it up at its next registry poll")
@@ -51,10 +52,32 @@ def cmd_rollback(args: argparse.Namespace) -> None:
     from sluice.learn import versions
 
     settings = get_settings()
-    name = settings.registered_model_name(args.tenant)
+    name = settings.registered_model_name(args.tenant or "default")
     was, now = versions.rollback(settings.mlflow_tracking_uri, name, args.reason)
     print(f"{name}@champion: v{was} -> v{now} ({args.reason}); "
           "serving picks it up at its next registry poll")
+
+
+def cmd_model_show(args: argparse.Namespace) -> None:
+    """`sluice models show VERSION`: what a version learned from, how it was judged."""
+    from sluice.learn.tracking import lineage
+
+    settings = get_settings()
+    record = lineage(settings.mlflow_tracking_uri,
+                     settings.registered_model_name(args.tenant or "default"), args.version)
+    print(json.dumps(record, indent=2, default=str))
+
+
+def cmd_models_group(args: argparse.Namespace) -> None:
+    """`sluice models` lists the versions; `sluice models show VERSION` gives one's lineage;
+    `sluice models promote | rollback` are `sluice promote | rollback`."""
+    command = getattr(args, "models_command", None)
+    if command == "show":
+        cmd_model_show(args)
+    elif command in ("promote", "rollback"):
+        COMMANDS[command](args)
+    else:
+        cmd_models(args)
 
 
 def add_parsers(sub: Any) -> None:
@@ -65,13 +88,17 @@ def add_parsers(sub: Any) -> None:
     models_sub = models.add_subparsers(dest="models_command")  # none: list the versions
     show = models_sub.add_parser("show", help="a version's lineage: data, dbt run, code, gate")
     show.add_argument("version")
-    show.add_argument("--tenant", type=tenant_name, default="default")
-    promote = sub.add_parser("promote", help="make VERSION the tenant's champion")
-    promote.add_argument("version")
-    rollback = sub.add_parser("rollback", help="give `champion` back to the one it replaced")
-    for p in (promote, rollback):
-        p.add_argument("--tenant", type=tenant_name, default="default")
-        p.add_argument("--reason", default="by hand", help="recorded as a tag on the version")
+    show.add_argument("--tenant", type=tenant_name, default=argparse.SUPPRESS)  # as below
+    # `sluice promote` and `sluice models promote` alike (rollback too)
+    for parent, tenant in ((sub, "default"), (models_sub, argparse.SUPPRESS)):
+        promote = parent.add_parser("promote", help="make VERSION the tenant's champion")
+        promote.add_argument("version")
+        rollback = parent.add_parser("rollback",
+                                     help="give `champion` back to the one it replaced")
+        for p in (promote, rollback):  # under `models`, its --tenant before them counts too
+            p.add_argument("--tenant", type=tenant_name, default=tenant)
+            p.add_argument("--reason", default="by hand",
+                           help="recorded as a tag on the version")
 
 
 COMMANDS = {"models": cmd_models, "promote": cmd_promote, "rollback": cmd_rollback}

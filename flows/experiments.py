@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.names import run_name
 from sluice.analytics.experiments import SHIP, decide, promote
 from sluice.experiments import Experiments
 from sluice.settings import get_settings
@@ -41,7 +42,7 @@ class DecisionFailed(RuntimeError):
     """Some experiments could not be decided; every other one was (and promoted)."""
 
 
-@flow(name="experiments")
+@flow(name="experiments", flow_run_name=run_name("experiments"))
 def experiments() -> list[dict[str, Any]]:
     """Decide on every running experiment (read the marts the last transform built). One
     that fails (its tenant's registry, a promotion) is logged and named when the flow fails

@@ -77,6 +77,8 @@ def _report_not_used(unused: dict[str, Any], logger: Any, said: set[str]) -> dic
 
 @flow(name="ingest", flow_run_name=run_name("ingest"), log_prints=False)
 def ingest() -> IngestOutcome:
+    """Load new raw log segments and landing files into the warehouse, exactly once; say what
+    will not be used (quarantined rows, unweighted interactions, ignored files)."""
     outcome = load_new_files()
     get_run_logger().info(
         "ingest: %s files, %s rows loaded, %s quarantined, %s duplicates skipped",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from flows.names import run_name
 from sluice.analytics.tier_shares import breaches, shares
 from sluice.settings import get_settings
 from sluice.warehouse.engine import duckdb_path
@@ -16,8 +17,10 @@ class TierShareAlert(RuntimeError):
     """A tier-share threshold was crossed."""
 
 
-@flow(name="tier-alerts")
+@flow(name="tier-alerts", flow_run_name=run_name("tier-alerts"))
 def check_tier_shares() -> list[str]:
+    """Fail when a tenant's personalized slots fall, or its fallback slots rise, past
+    alerts.tier_shares over alerts.window_minutes; the breakdown is the tier-shares artifact."""
     settings = get_settings()
     alerts = settings.app.alerts
     frame = shares(duckdb_path(settings, "the tier-alerts flow"), alerts.window_minutes)

@@ -16,6 +16,7 @@ from serving.api.limits import BodyLimits
 from serving.api.metrics import Metrics, instrument
 from serving.api.routes import (
     admin,
+    docs,
     events,
     experiments,
     health,
@@ -81,20 +82,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.stop()
 
 
-DOCS_ASSETS = "/docs-assets"
-
-
 def create_app() -> FastAPI:
     # /docs and /redoc from assets installed with fastapi-offline, never a CDN: a self-hosted
-    # machine without internet access still gets a working page
+    # machine without internet access still gets a working page (/redoc: routes/docs.py)
     app = FastAPIOffline(title="Sluice", version="0.1.0", lifespan=lifespan,
                          summary="Self-hosted recommendations with per-slot sources",
-                         static_url=DOCS_ASSETS)
+                         static_url=docs.DOCS_ASSETS, redoc_url=None)
     app.state.metrics = Metrics()
     app.add_middleware(BodyLimits, limits=BODY_LIMITS, default=DEFAULT_BODY_BYTES,
                        lenient=("/v1/events", PERSONALIZE_PREFIX))
     instrument(app)
     errors.install(app)
+    app.include_router(docs.router)
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(recommendations.router)

@@ -216,20 +216,19 @@ def _requirements(bundle: ModelBundle) -> list[str]:
 
 def log_model(bundle: ModelBundle, name: str, artifact: str = "model") -> str:
     """Log the bundle as a pyfunc model (signature, input example) and register a version."""
-    from sluice.learn.pyfunc import recommend_frame
+    from sluice.learn.pyfunc import SIGNATURE
 
     calibration = bundle.meta.get("ann")
     if calibration:  # the index's search breadth and the recall it measured there
         mlflow.log_metrics({f"ann.{key}": value for key, value in calibration.items()})
     with tempfile.TemporaryDirectory() as tmp:
         path = bundle.save(Path(tmp) / "bundle")
-        example = pd.DataFrame({"user_id": [str(bundle.user_ids[0])], "num_results": [10.0]})
-        signature = infer_signature(example, recommend_frame(bundle, example))
+        example = pd.DataFrame({"user_id": [str(bundle.user_ids[0])], "num_results": [10]})
         here = Path(__file__)
         info = mlflow.pyfunc.log_model(
             name=artifact, python_model=str(here.with_name("pyfunc_code.py")),
             code_paths=[str(here.parents[1])], artifacts={"bundle": str(path)},
-            signature=signature, input_example=example, registered_model_name=name,
+            signature=SIGNATURE, input_example=example, registered_model_name=name,
             pip_requirements=_requirements(bundle),
         )
     return str(info.registered_model_version)

@@ -11,8 +11,10 @@ runs, with params and metrics, stay for the history).
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlflow.exceptions import MlflowException
@@ -114,14 +116,32 @@ def move_champion(c: Any, name: str, version: str, reason: str) -> str | None:
 
 
 def promote(tracking_uri: str, name: str, version: str, reason: str) -> str | None:
-    """Make `version` the champion by hand; returns the version it replaced."""
+    """Make `version` the champion by hand; returns the version it replaced. A version that
+    serving could not load (not a Sluice bundle: say a model a notebook logged with another
+    flavour under the tenant's name) is refused, and the champion stays."""
     c = registry.client(tracking_uri)
     try:
         c.get_model_version(name, version)
     except MlflowException:
         raise RegistryError(f"{name} has no version {version}: `sluice models` lists them"
                             ) from None
+    check_servable(tracking_uri, name, version)
     return move_champion(c, name, version, f"promoted by hand: {reason}")
+
+
+def check_servable(tracking_uri: str, name: str, version: str) -> None:
+    """Load `version`'s bundle as serving would; RegistryError saying why it cannot serve."""
+    from sluice.bundle import ModelBundle
+
+    with tempfile.TemporaryDirectory(prefix="sluice-promote-") as tmp:
+        try:
+            ModelBundle.load(registry.download_version(tracking_uri, name, version, Path(tmp)))
+        except Exception as exc:  # what serving would report in /ready, said before the move
+            said = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise RegistryError(
+                f"{name} v{version} cannot be served ({type(exc).__name__}: {said}), so it "
+                "stays where it is: register models with `sluice train` or, from a notebook, "
+                "sluice.learn.training.train_tenant (README: Training by hand)") from None
 
 
 def rollback(tracking_uri: str, name: str, reason: str) -> tuple[str, str]:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -114,18 +115,132 @@ def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
                   if SHORTFALL in line]
     result = TransformResult(proc.returncode == 0, nodes, sorted(set(shortfalls)))
     if proc.returncode != 0:
-        detail = "; ".join(f"{n['node']}: {n['message']}" for n in result.failures)
-        tail = "\n".join(proc.stdout.strip().splitlines()[-8:])
-        raise TransformError(
-            f"dbt {command} failed: {detail or tail}\nFull log: {work_dir / 'logs'}; re-run "
-            f"it with `sluice dbt -- {command}` (the same warehouse, vars and lock) to "
-            "investigate.")
+        raise TransformError(failure_message(command, result.failures, target / "manifest.json",
+                                             proc.stdout, work_dir / "logs" / "dbt.log"))
     if args[0] in BUILDING and not select:  # a selection leaves other models as they were
         (work_dir / BUILT_WITH).write_text(fingerprint)
         if args[0] == "build":  # every test passed on every row loaded so far
             _write_or_remove(work_dir / TESTED_UP_TO, _latest_load(warehouse))
             (work_dir / UNIT_TESTED_WITH).write_text(unit_tested_with)
     return result
+
+
+MAX_NAMED = 3  # failed nodes a failure message names; it counts the others
+
+
+def failure_message(command: str, failures: list[dict[str, Any]], manifest: Path, stdout: str,
+                    log: Path) -> str:
+    """One line: each failed model or test (the first MAX_NAMED) with what dbt said, and the
+    next step: for a failed test the command that shows its failing rows, and the build of the
+    failed models that re-runs them, as the flow does. Without failed nodes (the project did
+    not compile), the last lines dbt printed."""
+    nodes = _manifest_nodes(manifest)
+    if not failures:
+        tail = _one_line(" ".join(_dbt_said(stdout)[-8:]))
+        return (f"dbt {command} failed: {tail}; fix the project, then re-run it with `sluice dbt "
+                f"-- {command}` (the same warehouse, vars and lock); full log {log}")
+    named = [_failed_node(n["node"], n["message"], nodes) for n in failures[:MAX_NAMED]]
+    more = f"; and {len(failures) - MAX_NAMED} more" if len(failures) > MAX_NAMED else ""
+    models = sorted({_tested_model(n["node"], nodes) for n in failures})
+    tests = [_short_name(n["node"]) for n in failures if n["node"].startswith("test.")]
+    show = (f"`sluice dbt -- show --select {tests[0]}` shows a failed test's rows, "
+            if tests else "")
+    return (f"dbt {command} failed: {'; '.join(named)}{more}. Next: {show}`sluice dbt -- build "
+            f"--select {' '.join(models)}` re-runs it (the same warehouse, vars and lock); "
+            f"full log {log}")
+
+
+def _manifest_nodes(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
+
+
+def _failed_node(unique_id: str, message: str, nodes: dict[str, Any]) -> str:
+    """`test NAME (on MODEL): message`, `model NAME (path): message`."""
+    kind, name = unique_id.split(".")[0].replace("_", " "), _short_name(unique_id)
+    if kind == "model":
+        where = nodes.get(unique_id, {}).get("original_file_path")
+    else:
+        where = f"on {_tested_model(unique_id, nodes)}"
+    return f"{kind} {name}{f' ({where})' if where else ''}: {_one_line(message)[:400]}"
+
+
+def _tested_model(unique_id: str, nodes: dict[str, Any]) -> str:
+    """What `--select` names to rebuild a failed node: the model itself, a test's model (or
+    `source:` its source)."""
+    if unique_id.startswith("model."):
+        return _short_name(unique_id)
+    node = nodes.get(unique_id, {})
+    parent = node.get("attached_node") or next(iter(node.get("depends_on", {}).get("nodes", [])),
+                                                  "")
+    if parent.startswith("source."):
+        return "source:" + ".".join(parent.split(".")[2:])
+    return _short_name(parent) if parent else _short_name(unique_id)
+
+
+def _short_name(unique_id: str) -> str:
+    """model.sluice.NAME, test.sluice.NAME.hash, unit_test.sluice.MODEL.NAME -> NAME."""
+    parts = unique_id.split(".")
+    return parts[-1] if parts[0] == "unit_test" else parts[2] if len(parts) > 2 else unique_id
+
+
+def _dbt_said(stdout: str) -> list[str]:
+    """dbt's printed lines without colours and times, from its error on when it names one."""
+    lines = [_TIME.sub("", _COLOUR.sub("", line)) for line in stdout.strip().splitlines()]
+    lines = [line for line in lines if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("Encountered an error")),
+                 0)
+    return lines[start:]
+
+
+_COLOUR, _TIME = re.compile(r"\x1b\[[0-9;]*m"), re.compile(r"^\s*\d\d:\d\d:\d\d\s+")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# dbt commands that never open the warehouse: `sluice dbt` runs them without its lock (a
+# `docs serve` runs until stopped, and would hold every flow back meanwhile)
+NO_WAREHOUSE = (("docs", "serve"), ("deps",), ("clean",), ("init",))
+
+
+def opens_warehouse(args: list[str]) -> bool:
+    """Whether `dbt <args>` reads or writes the warehouse, so must hold its lock."""
+    return not any(tuple(args[:len(command)]) == command for command in NO_WAREHOUSE)
+
+
+# dbt flags that build part of the project: such a run records no fingerprint
+SELECTING = ("--select", "-s", "--exclude", "--selector", "--models", "-m", "--resource-type",
+             "--resource-types", "--exclude-resource-type", "--exclude-resource-types")
+
+
+def refresh_rule(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, Any],
+                 args: list[str]) -> tuple[list[str], str | None]:
+    """`sluice dbt -- <args>` under the flow's rule: a `build` or `run` after the project, the
+    vars or the warehouse changed since the last whole build (BUILT_WITH) takes --full-refresh,
+    since the incremental models' kept rows follow the old SQL or vars. Returns the args and,
+    when it added the flag, a line saying why. Call it under the warehouse lock."""
+    if not args or args[0] not in BUILDING or "--full-refresh" in args:
+        return args, None
+    if _read(work_dir / BUILT_WITH) == build_fingerprint(warehouse, dbt_vars):
+        return args, None
+    return [*args, "--full-refresh"], (
+        "sluice dbt: no whole build is recorded with this dbt project, these vars and this "
+        "warehouse, so the incremental models are rebuilt from the whole history "
+        "(--full-refresh), as `sluice transform` does")
+
+
+def record_whole_build(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, Any],
+                       args: list[str]) -> None:
+    """After a `build` or `run` of the whole project passed by hand: what it was built with,
+    so the next flow run does not rebuild everything again."""
+    if args and args[0] in BUILDING and not any(a.split("=")[0] in SELECTING for a in args):
+        work_dir.mkdir(parents=True, exist_ok=True)
+        (work_dir / BUILT_WITH).write_text(build_fingerprint(warehouse, dbt_vars))
 
 
 def _engine_versions() -> str:

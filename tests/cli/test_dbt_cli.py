@@ -3,6 +3,9 @@ lock), and the vars of dbt_project.yml equal to the embedded config's."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 
 import duckdb
@@ -78,3 +81,88 @@ def test_dbt_project_vars_equal_the_embedded_config():
     """A bare `dbt` (without `sluice dbt`) falls back to these: they must not drift."""
     project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
     assert project["vars"] == get_settings(config=DEFAULT_CONFIG).dbt_vars()
+
+
+def _loaded_hours_ago(path, hours: float) -> None:
+    """raw.events' one row, loaded `hours` ago (naive UTC, as ingest stamps loads)."""
+    con = connect(path)
+    con.execute("insert into raw.events (event_id, tenant, event_type, event_at, user_id, "
+                "item_id, interaction_type, source_file, loaded_at) values ('e1', 'default', "
+                "'interaction', timestamp '2026-03-02 10:00:00', 'u1', 'i1', 'click', "
+                "'hand-made', cast(timezone('UTC', now()) as timestamp) - to_microseconds(?))",
+                [int(hours * 3600 * 1e6)])
+    con.close()
+
+
+def test_source_freshness_says_how_long_ago_ingest_loaded_an_event(tmp_path):
+    statuses = {}
+    for hours, expected_rc in ((1, 0), (30, 0), (100, 1)):  # pass, warn, error
+        home = tmp_path / f"h{hours}"
+        env = environment(home)
+        _loaded_hours_ago(home / "warehouse.duckdb", hours)
+        proc = sluice(env, "dbt", "--", "source", "freshness", timeout=600)
+        assert proc.returncode == expected_rc, proc.stdout + proc.stderr
+        (result,) = json.loads((home / "dbt" / "target" / "sources.json").read_text())["results"]
+        assert result["unique_id"] == "source.sluice.sluice.events"
+        assert abs(result["max_loaded_at_time_ago_in_s"] - hours * 3600) < 600
+        statuses[hours] = result["status"]
+    assert statuses == {1: "pass", 30: "warn", 100: "error"}
+
+
+def test_sluice_dbt_build_after_a_config_change_rebuilds_kept_rows_as_the_flow_would(tmp_path):
+    """Incremental marts keep their rows: after the weights change, a plain incremental build
+    would leave e2 at the old weight. `sluice dbt -- build` takes --full-refresh as the flow
+    does, says so, and records the build so the flow need not rebuild again."""
+    env = environment(tmp_path)
+    _warehouse(tmp_path / "warehouse.duckdb")
+    first = sluice(env, "dbt", "--", "build", timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert ("default", "e2", "purchase", 4.0) in _marts(tmp_path / "warehouse.duckdb")
+    again = sluice(env, "dbt", "--", "build", "--select", "interactions", timeout=600)
+    assert again.returncode == 0 and "--full-refresh" not in again.stdout  # nothing changed
+
+    env = environment(tmp_path, events={"weights": {"purchase": 10.0}})  # the config changes
+    changed = sluice(env, "dbt", "--", "build", timeout=600)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert ("default", "e2", "purchase", 10.0) in _marts(tmp_path / "warehouse.duckdb")
+    assert "rebuilt from the whole history (--full-refresh)" in changed.stdout
+    settings = get_settings(home=tmp_path, config=env["SLUICE_CONFIG"])
+    result = dbt_build(settings.warehouse_path, settings.home / "dbt", settings.dbt_vars())
+    assert not [n for n in result.nodes if n["status"] not in ("success", "pass", "warn")]
+    ran = json.loads((tmp_path / "dbt" / "target" / "run_results.json").read_text())
+    assert "--full-refresh" not in ran["args"]["invocation_command"]  # not a second rebuild
+
+
+def test_sluice_dbt_docs_serve_neither_waits_for_nor_holds_the_warehouse_lock(tmp_path):
+    """`docs serve` runs until stopped and never opens the warehouse: it used to take the
+    lock, waiting for a running flow and then keeping every flow waiting while it served."""
+    import socket
+
+    import httpx
+
+    from tests.utils.waits import wait_until
+
+    env = environment(tmp_path)
+    _warehouse(tmp_path / "warehouse.duckdb")
+    generated = sluice(env, "dbt", "--", "docs", "generate", timeout=600)  # what it serves
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with warehouse_lock(tmp_path / "warehouse.duckdb", timeout=5):  # a flow is running
+        proc = subprocess.Popen(
+            [*SLUICE, "dbt", "--", "docs", "serve", "--port", str(port), "--no-browser"],
+            cwd=PROJECT_ROOT, env=cli_env(env), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            def page() -> int:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{port}/index.html").status_code
+                except httpx.TransportError:
+                    return 0
+
+            assert wait_until(page, "dbt's docs site", timeout=60, interval=0.5,
+                              until=lambda status: status == 200) == 200
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)

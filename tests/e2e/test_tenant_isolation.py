@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 
 import duckdb
 import httpx
@@ -16,6 +14,7 @@ from sluice.intake.synthetic import SyntheticSpec
 from sluice.learn import registry
 from sluice.serve.explain import logged_answer
 from tests.utils.auth import headers
+from tests.utils.browser import browser, visit
 from tests.utils.factories import environ, interaction, synthetic_home
 from tests.utils.server import running_server
 from tests.utils.waits import wait_until
@@ -84,9 +83,9 @@ def test_shop_is_answered_from_the_lower_tiers(ran):
 
 def test_the_report_draws_every_chart_in_a_browser(ran):
     """After the answers above are loaded and transformed, every chart has drawn marks in
-    headless Chromium (Debian's `chromium`, which .ci/run installs)."""
-    browser = shutil.which("chromium")
-    if browser is None:
+    headless Chromium (Debian's `chromium`, which .ci/run installs), with no console error
+    and no request beyond the file itself."""
+    if browser() is None:
         pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
     from flows.ingest import ingest
     from flows.transform import transform
@@ -109,9 +108,10 @@ def test_the_report_draws_every_chart_in_a_browser(ran):
     transform()
     out = write_report(ran["home"] / "warehouse.duckdb", ran["env"]["MLFLOW_TRACKING_URI"],
                        "sluice-default", ran["home"] / "report" / "index.html")
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                          "--dump-dom", out.as_uri()], capture_output=True, text=True,
-                         timeout=120).stdout
+    seen = visit(out.as_uri())  # the DOM after its scripts ran, and what the page asked for
+    assert seen.errors == [] and seen.failed == [], (seen.errors, seen.failed)
+    assert seen.requests == [out.as_uri()]  # one self-contained file: nothing else fetched
+    dom = seen.dom
     charts = re.findall(r"<section class=\"chart\">(.*?)</section>", dom, re.DOTALL)
     assert len(charts) == 7, dom[:500]
     marks = [len(re.findall(r'id="mark-\d+"', chart)) for chart in charts]

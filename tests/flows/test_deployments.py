@@ -79,3 +79,40 @@ def test_a_run_triggered_through_the_api_completes(tmp_path, prefect_harness):
         assert con.execute("select count(*) from raw.events").fetchone()[0] == 5
     finally:
         con.close()
+
+
+def test_every_deployment_says_what_it_does_and_names_its_runs():
+    """What the Prefect UI lists: a described deployment of a described flow whose runs are
+    named `<flow>-<tenant or all>-<UTC time>` (not Prefect's random adjectives)."""
+    from flows.deployments import _flow
+
+    spec = yaml.safe_load(PREFECT_YAML.read_text())
+    for entry in spec["deployments"]:
+        flow = _flow(entry["entrypoint"])
+        assert entry.get("description"), entry["name"]
+        assert flow.description, f"flow {flow.name} has no docstring"
+        assert flow.flow_run_name is not None, f"flow {flow.name} names its runs at random"
+
+
+def test_a_tier_alerts_run_is_named_for_the_flow_and_time(tmp_path, prefect_harness,
+                                                         monkeypatch):
+    from prefect.client.orchestration import get_client
+
+    from flows.tier_alerts import check_tier_shares
+
+    for key, value in environment(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    con = connect(tmp_path / "warehouse.duckdb")
+    con.execute("create schema if not exists marts")
+    counts = ["personalized_count", "model_personalized_count", "non_personalized_count",
+              "model_non_personalized_count", "model_fallback_count", "fallback_count", "total"]
+    con.execute("create table marts.recommendation_events (tenant varchar, "
+                "recommendation_id varchar, user_id varchar, session_id varchar, "
+                "template varchar, model_version varchar, "
+                + ", ".join(f"{c} integer" for c in counts) + ", recommended_at timestamp)")
+    con.close()
+    state = check_tier_shares(return_state=True)
+    assert state.is_completed(), state.message
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.name.startswith("tier-alerts-all-20"), run.name

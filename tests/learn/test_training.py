@@ -165,7 +165,7 @@ def test_a_run_logs_registers_and_promotes_the_first_champion(tmp_path, store, m
     assert stats["time_max"] > stats["time_min"]
 
     answer = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(
-        pd.DataFrame({"user_id": ["u0", "nobody"], "num_results": [5.0, 3.0]}))
+        pd.DataFrame({"user_id": ["u0", "nobody"], "num_results": [5, 3]}))
     mine = answer[answer["user_id"] == "u0"]["item_id"]
     assert len(mine) == 5 and sum(int(i[1:]) < 20 for i in mine) >= 4  # u0 likes group 0
 

@@ -8,15 +8,12 @@ import mlflow
 import pytest
 
 from sluice.learn import registry, versions
+from sluice.learn.tracking import log_model
 from tests.utils.cli import sluice
 from tests.utils.factories import environment
+from tests.utils.models import synthetic_bundle
 
 NAME = "sluice-shop"
-
-
-class Echo(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
-        return model_input
 
 
 @pytest.fixture
@@ -25,16 +22,15 @@ def store(tmp_path) -> str:
 
 
 def register(store: str, root: Path, algorithm: str, ndcg: float, name: str = NAME) -> str:
-    """One version as training makes it: a run with tags and metrics, a logged model."""
+    """One version as training makes it: a run with tags and metrics, a logged model (a small
+    bundle: promote refuses what serving could not load)."""
     c = registry.client(store)
     experiment = registry.experiment(c, name, root / "artifacts")
     with mlflow.start_run(experiment_id=experiment):
         mlflow.set_tags({"algorithm": algorithm, "dataset.time_min": "2026-03-01 08:00:00",
                          "dataset.time_max": "2026-03-04 20:00:00"})
         mlflow.log_metric("ndcg_at_10", ndcg)
-        info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=[],
-                                       registered_model_name=name)
-    return str(info.registered_model_version)
+        return log_model(synthetic_bundle(items=20, users=5, heads=0), name)
 
 
 def champion(store: str) -> str:
@@ -115,3 +111,20 @@ def test_sluice_models_of_a_tenant_without_versions_names_it(store, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("no registered versions for tenant 'nope' (sluice-nope): "
                                   "`sluice models` lists every tenant's")
+
+
+def test_sluice_models_tenant_before_show_promote_or_rollback_counts(store, tmp_path):
+    """`sluice models --tenant shop show 1` read default's registry (the subcommand's own
+    default won); `models promote` / `models rollback` are `promote` / `rollback`."""
+    env = environment(tmp_path)
+    env["MLFLOW_TRACKING_URI"] = store
+    v1, v2 = (register(store, tmp_path, "als", n) for n in (0.1, 0.2))
+    versions.move_champion(registry.client(store), NAME, v1, "no champion yet")
+    shown = sluice(env, "models", "--tenant", "shop", "show", v1)
+    assert shown.returncode == 0, shown.stderr
+    moved = sluice(env, "models", "--tenant", "shop", "promote", v2, "--reason", "hand")
+    assert moved.returncode == 0, moved.stderr
+    assert moved.stdout.startswith(f"{NAME}@champion: v{v1} -> v{v2} (hand)")
+    back = sluice(env, "models", "rollback", "--tenant", "shop")
+    assert back.returncode == 0, back.stderr
+    assert champion(store) == v1
