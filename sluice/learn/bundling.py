@@ -16,6 +16,7 @@ import pandas as pd
 from sluice.bundle import HEAD_SIZE, ModelBundle
 from sluice.learn import attributes
 from sluice.learn.candidates import item_index, precompute
+from sluice.learn.configuration import interactions_meta
 from sluice.learn.matrix import trained_boost
 from sluice.learn.models import Model, Popularity
 from sluice.learn.next_item import index_for_run
@@ -54,6 +55,7 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
         meta={"tenant": prepared.tenant, "algorithm": final.name, "params": final.params(),
               "cutoff_ms": cutoff_ms, "trained_at_ms": int(time.time() * 1000),
               **final.serving_meta(), "matrix": matrix_meta(settings, boost),
+              "interactions": interactions_meta(settings.app.events),
               "stats": dataset_stats(prepared), **attributes.bundle_meta(
                   attribute_index, settings.app.attributes.cold_item_interactions),
               **({"ann": ann[1].meta()} if ann is not None else {})},

@@ -11,17 +11,18 @@ parameters) is refit on this run's training part and that is scored instead. A p
 candidate that does not beat popularity when there is no champion leaves popularity served
 as the tenant's model (`serve_popularity`).
 
-Ties and small samples: a champion refit with the candidate's own configuration (family and
-parameters) scores what the candidate scores, user for user, so that comparison is a tie by
-construction; the candidate then replaces it as a refresh (the same configuration on newer
-data) once it beats popularity. Fewer evaluated users than `evaluation.gate_min_users`
-promote nothing (a percentile bootstrap over a couple of dozen users, most of them ties, is
-far narrower than the truth); a metric that is not finite promotes nothing either.
+Ties and small samples: a champion refit with the candidate's own configuration (family,
+parameters, matrix config, and the event weights and value threshold its marts were built
+with: `sluice.learn.configuration`) scores what the candidate scores, user for user, so that
+comparison is a tie by construction; the candidate then replaces it as a refresh (the same
+configuration on newer data) once it beats popularity. Otherwise the reason says what differs.
+Fewer evaluated users than `evaluation.gate_min_users` promote nothing (a percentile bootstrap
+over a couple of dozen users, most of them ties, is far narrower than the truth); a metric that
+is not finite promotes nothing either.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from dataclasses import asdict, dataclass
@@ -33,6 +34,11 @@ import pandas as pd
 
 from sluice.bundle import ModelBundle
 from sluice.learn import registry, versions
+from sluice.learn.configuration import (  # noqa: F401 (same_configuration re-exported)
+    Configuration,
+    differences,
+    same_configuration,
+)
 from sluice.learn.evaluation import (
     K_VALUES,
     Ranker,
@@ -51,7 +57,6 @@ log = logging.getLogger(__name__)
 
 PASSED, FAILED = "passed", "failed"
 MIN_USERS = 100  # evaluation.gate_min_users: fewer evaluated users decide nothing
-IGNORED_PARAMS = ("device", "num_threads")  # where a model ran is no part of its configuration
 
 
 @dataclass
@@ -60,7 +65,8 @@ class ChampionScore:
     run_id: str | None
     scored: Scored | None   # the champion on this run's holdout users, None when not scored
     note: str               # how it was scored, or why it was not
-    same_configuration: bool = False  # refit with the candidate's own family and parameters
+    same_configuration: bool = False  # refit with the candidate's own configuration
+    differs: tuple[str, ...] = ()     # else what tells its configuration from the candidate's
 
 
 @dataclass
@@ -153,31 +159,15 @@ def bundle_ranker(bundle: ModelBundle, train: InteractionMatrix) -> Ranker:
     return factor_ranker(vectors, items, rows, unknown if len(unknown) else None)
 
 
-def same_configuration(algorithm: str, params: dict[str, Any], other_algorithm: Any,
-                       other_params: dict[str, Any], matrix: dict[str, Any] | None = None,
-                       other_matrix: dict[str, Any] | None = None) -> bool:
-    """Whether two models are one configuration: family, parameters and (when both are
-    given) the matrix config they trained on, with the recency boost the family applied;
-    not where they ran."""
-    def plain(values: dict[str, Any], ignored: tuple[str, ...] = ()) -> str:
-        kept = {k: v for k, v in values.items() if k not in ignored}
-        return json.dumps(kept, sort_keys=True, default=str)
-
-    same_matrix = matrix is None or other_matrix is None or plain(matrix) == plain(other_matrix)
-    return (str(algorithm) == str(other_algorithm) and same_matrix
-            and plain(params, IGNORED_PARAMS) == plain(other_params, IGNORED_PARAMS))
-
-
 def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
                    test: pd.DataFrame, relevant: dict[int, np.ndarray],
                    k_values: tuple[int, ...] = K_VALUES,
-                   candidate: tuple[str, dict[str, Any], dict[str, Any]] | None = None
-                   ) -> ChampionScore | None:
+                   candidate: Configuration | None = None) -> ChampionScore | None:
     """The current champion on this run's holdout users; None when there is no champion.
 
-    `candidate` (family, parameters, matrix config) marks a refit champion of the same
-    configuration: a champion trained on another matrix config is refit on this one, so
-    that comparison is no refresh."""
+    `candidate` marks a refit champion of the same configuration (`sluice.learn.configuration`):
+    a champion trained on another matrix config, or on marts of other event weights or value
+    threshold, is refit on this run's, so that comparison is no refresh."""
     client = registry.client(tracking_uri)
     current = registry.alias_version(client, name, registry.CHAMPION)
     if current is None:
@@ -211,10 +201,8 @@ def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
         return score
     score.scored = score_model(refit, train, relevant, k_values)
     if candidate is not None:
-        family, used, matrix = candidate
-        score.same_configuration = same_configuration(
-            family, used, algorithm, dict(bundle.meta.get("params") or {}), matrix,
-            dict(bundle.meta.get("matrix") or {}))
+        score.differs = tuple(differences(candidate, Configuration.of_bundle(bundle.meta)))
+        score.same_configuration = not score.differs
     score.note = (f"it saw {seen_share:.0%} of this holdout, so its configuration ({algorithm} "
                   f"{params}) was refit on this run's training part")
     return score
@@ -312,6 +300,8 @@ def _against_champion(metric: str, candidate: Scored, champion: ChampionScore, r
         verdict = ("beats it on its lift alone: the interval includes zero" if alone else
                    "beats it" if versus.passed else "does not beat it") + (
             f" (needs the interval above zero{lift})")
+        if not versus.passed and champion.differs:
+            verdict += f"; no refresh: {', '.join(champion.differs)}"
     reason = (f"{versus.line(metric, rule.confidence)}: {verdict}; the champion scored as "
               f"{champion.note}{beats_popularity}")
     return Decision(versus.passed or refresh, reason, metric, versus.candidate,

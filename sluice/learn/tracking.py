@@ -26,6 +26,7 @@ from mlflow.models import infer_signature
 
 from sluice.bundle import ModelBundle
 from sluice.learn import gate, quality, registry
+from sluice.learn.configuration import interactions_meta
 from sluice.learn.matrix import config_params
 from sluice.learn.versions import RegistryError
 from sluice.settings import PROJECT_ROOT, Settings
@@ -64,12 +65,14 @@ def log_run(settings: Settings, prepared: Prepared, final: Model, candidate: Fit
     })
     mlflow.log_dict(stats, "dataset_stats.json")
     mlflow.log_dict(app.matrix.model_dump(), "matrix_config.json")
+    interactions = interactions_meta(app.events)  # the refresh rule's record, as the bundle's
     found = lineage_tags(settings, prepared)
     mlflow.log_input(dataset_input(settings, prepared, found["lineage.mart_digest"]),
                      context="training")
     mlflow.set_tags({"tenant": prepared.tenant, "algorithm": final.name,
                      "dataset.time_min": stats["time_min"], "dataset.time_max": stats["time_max"],
-                     "evaluation.protocol_note": split.note[:5000], **found})
+                     "evaluation.protocol_note": split.note[:5000],
+                     "training.interactions": json.dumps(interactions, sort_keys=True), **found})
 
 
 def mart_digest(frame: pd.DataFrame) -> str:

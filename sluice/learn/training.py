@@ -24,6 +24,7 @@ import pandas as pd
 
 from sluice.learn import gate, offpolicy, quality, registry
 from sluice.learn.bundling import dataset_stats, make_bundle, matrix_meta
+from sluice.learn.configuration import Configuration, interactions_meta
 from sluice.learn.evaluation import K_VALUES, Scored, Split, decisive_split, score_model
 from sluice.learn.matrix import InteractionMatrix, build, trained_boost
 from sluice.learn.models import ALS, Model, Popularity, make_model
@@ -218,9 +219,7 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
     with timer.phase("champion"):
         champion = gate.score_champion(settings.mlflow_tracking_uri, name, prepared.train,
                                        prepared.split.test, prepared.relevant,
-                                       prepared.k_values,
-                                       (model.name, model.params(),
-                                        trained_matrix(settings, prepared, model)))
+                                       prepared.k_values, configuration(settings, prepared, model))
     with timer.phase("off_policy"):
         offpolicy.log(from_settings(settings), prepared.tenant,
                       champion.version if champion else None, model, prepared.train, say)
@@ -259,11 +258,14 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
         dict(prepared.timings))
 
 
-def trained_matrix(settings: Settings, prepared: Prepared, model: Model) -> dict[str, Any]:
-    """The matrix config `model` trained on, with the recency boost it applied (0 for the
-    families without it), as its bundle's meta `matrix` records it."""
+def configuration(settings: Settings, prepared: Prepared, model: Model) -> Configuration:
+    """What `model` is, as its bundle's meta records it: family, parameters, the matrix config
+    it trained on with the recency boost it applied (0 for the families without it), and the
+    settings its interactions mart was built with."""
     trained = prepared.train.for_model(model.name, trained_boost(model))
-    return matrix_meta(settings, trained.boost if trained is not prepared.train else 0.0)
+    matrix = matrix_meta(settings, trained.boost if trained is not prepared.train else 0.0)
+    return Configuration(model.name, model.params(), matrix,
+                         interactions_meta(settings.app.events))
 
 
 def gate_rule(settings: Settings) -> gate.Rule:

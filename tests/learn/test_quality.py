@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from sluice.learn import gate, quality
+from sluice.learn.configuration import Configuration, differences
 from sluice.learn.evaluation import Scored, decisive_split, per_user_split
 from tests.utils.marts import taste_history
 
@@ -229,11 +230,51 @@ def test_a_champion_refit_with_the_candidates_configuration_is_a_refresh():
     assert "+0.0000 to +0.0000" in decision.reason and "refresh" in decision.reason
     other = gate.ChampionScore("3", None, scored(same), "refit")
     assert not gate.decide("ndcg_at_10", scored(same), None, other).promoted
-    assert gate.same_configuration("als", {"factors": 8, "device": "gpu"}, "als",
-                                   {"factors": 8, "device": "cpu"})
-    assert not gate.same_configuration("als", {"factors": 8}, "als", {"factors": 16})
-    assert not gate.same_configuration("als", {"factors": 8}, "als", {"factors": 8},
-                                       {"recency_half_life": 5.0, "recency_boost": 32.0},
-                                       {"recency_half_life": 9.0, "recency_boost": 32.0})
-    assert not gate.same_configuration("als", {}, "als", {}, {"recency_boost": 16.0},
-                                       {"recency_boost": 32.0})
+    events = {"weights": {"click": 1.0, "purchase": 4.0}, "event_value_threshold": None}
+
+    def config(params: dict, matrix: dict | None = None, interactions: dict | None = events,
+               family: str = "als") -> Configuration:
+        return Configuration(family, params, matrix, interactions)
+
+    assert gate.same_configuration(config({"factors": 8, "device": "gpu"}),
+                                   config({"factors": 8, "device": "cpu"}))
+    assert not gate.same_configuration(config({"factors": 8}), config({"factors": 16}))
+    assert not gate.same_configuration(config({}), config({}, family="bpr"))
+    assert not gate.same_configuration(
+        config({"factors": 8}, {"recency_half_life": 5.0, "recency_boost": 32.0}),
+        config({"factors": 8}, {"recency_half_life": 9.0, "recency_boost": 32.0}))
+    assert not gate.same_configuration(config({}, {"recency_boost": 16.0}),
+                                       config({}, {"recency_boost": 32.0}))
+
+
+def test_event_weights_and_threshold_are_part_of_the_configuration():
+    events = {"weights": {"click": 1.0, "purchase": 4.0}, "event_value_threshold": None}
+    mine = Configuration("als", {"factors": 8}, {}, events)
+    # read back from JSON, a weight written 4 is 4.0: still the same configuration
+    assert not differences(mine, Configuration("als", {"factors": 8}, {}, {
+        "weights": {"purchase": 4, "click": 1}, "event_value_threshold": None}))
+    heavier = {**events, "weights": {"click": 1.0, "purchase": 8.0}}
+    assert differences(mine, Configuration("als", {"factors": 8}, {}, heavier)) == [
+        "events.weights click 1, purchase 8 -> click 1, purchase 4"]
+    threshold = {**events, "event_value_threshold": 2.5}
+    assert differences(mine, Configuration("als", {"factors": 8}, {}, threshold)) == [
+        "events.event_value_threshold 2.5 -> none"]
+    older = Configuration("als", {"factors": 8}, {}, None)  # a bundle from before the record
+    assert differences(mine, older) == ["no record of events.weights and "
+                                        "events.event_value_threshold (trained before they "
+                                        "were recorded)"]
+    assert not gate.same_configuration(mine, older)
+    assert differences(mine, Configuration("bpr", {"factors": 16}, {}, events)) == [
+        "family bpr -> als", "parameters (factors 16 -> 8)"]
+
+
+def test_the_reason_says_what_tells_a_tied_champion_from_the_candidate():
+    same = np.random.default_rng(2).random(300)
+    champion = gate.ChampionScore("3", None, scored(same), "refit",
+                                  differs=("events.weights click 1, purchase 8 -> click 1, "
+                                           "purchase 4",))
+    decision = gate.decide("ndcg_at_10", scored(same), None, champion)
+    assert not decision.promoted and not decision.refresh
+    assert ("does not beat it (needs the interval above zero); no refresh: events.weights "
+            "click 1, purchase 8 -> click 1, purchase 4; the champion scored as refit"
+            ) in decision.reason

@@ -502,3 +502,72 @@ def test_a_champion_of_another_matrix_config_is_no_refresh(tmp_path, store, monk
 
     assert first.promoted and not again.promoted and not again.gate["refresh"]
     assert "does not beat it" in again.reason
+
+
+def _retrain_on_newer_data(settings: Settings, tenant: str):
+    """A champion, then a day or two more events: the champion saw most of the new holdout,
+    so the next run refits its configuration on this run's training part."""
+    write_marts(settings.warehouse_path, taste_history(days=20, seed=1), tenant)
+    first = train_tenant(settings, tenant)
+    later = taste_history(users=150, per_user=2, days=2, seed=3,
+                          start=START + pd.Timedelta(days=20))
+    write_marts(settings.warehouse_path, later, tenant)
+    return first
+
+
+def test_changed_event_weights_are_no_refresh(tmp_path, store, monkeypatch):
+    import duckdb
+
+    settings = settings_for(tmp_path, store, monkeypatch)
+    first = _retrain_on_newer_data(settings, "reweigh")
+    heavier = {"click": 1.0, "purchase": 8.0}
+    with duckdb.connect(str(settings.warehouse_path)) as con:  # the marts dbt rebuilds
+        con.execute("update marts.interactions set weight = 8.0 where tenant = 'reweigh' "
+                    "and interaction_type = 'purchase'")
+    settings = settings_for(tmp_path, store, monkeypatch, events={"weights": heavier})
+    again = train_tenant(settings, "reweigh")  # the champion refit on the new marts: a tie
+
+    assert first.promoted and not again.promoted and not again.gate["refresh"]
+    assert "was refit on this run's training part" in again.reason
+    assert ("does not beat it (needs the interval above zero); no refresh: events.weights "
+            "click 1, purchase 4 -> click 1, purchase 8") in again.reason
+    client = registry.client(store)
+    name = settings.registered_model_name("reweigh")
+    assert str(client.get_model_version_by_alias(name, "champion").version) == first.version
+    recorded = {"weights": heavier, "event_value_threshold": None}
+    run = client.get_run(again.run_id).data
+    assert json.loads(run.tags["training.interactions"]) == recorded
+    assert run.params["weight.purchase"] == "8.0"
+    bundle = ModelBundle.load(Path(mlflow.artifacts.download_artifacts(
+        f"models:/{name}/{again.version}")))
+    assert bundle.meta["interactions"] == recorded
+
+
+def test_a_changed_event_value_threshold_is_no_refresh(tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    first = _retrain_on_newer_data(settings, "valued")
+    settings = settings_for(tmp_path, store, monkeypatch, events={
+        "weights": WEIGHTS, "event_value_threshold": 1.0})  # every test row passes it
+    again = train_tenant(settings, "valued")
+
+    assert first.promoted and not again.promoted and not again.gate["refresh"]
+    assert "no refresh: events.event_value_threshold none -> 1" in again.reason
+
+
+def test_a_champion_without_a_record_of_its_event_settings_is_no_refresh(
+        tmp_path, store, monkeypatch):
+    settings = settings_for(tmp_path, store, monkeypatch)
+    first = _retrain_on_newer_data(settings, "legacy")
+    stripped = 0  # the champion as a version registered before the record was kept
+    for path in Path(settings.artifact_root).rglob("meta.json"):
+        meta = json.loads(path.read_text())
+        if meta.get("tenant") == "legacy" and "interactions" in meta:
+            del meta["interactions"]
+            path.write_text(json.dumps(meta))
+            stripped += 1
+    assert stripped
+    again = train_tenant(settings, "legacy")
+
+    assert first.promoted and not again.promoted and not again.gate["refresh"]
+    assert ("no refresh: no record of events.weights and events.event_value_threshold "
+            "(trained before they were recorded)") in again.reason
