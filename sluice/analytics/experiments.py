@@ -10,7 +10,10 @@ values, the difference, its interval and the units per arm.
 The intervals are fixed-horizon: the flow re-reads them on every run, and each reading is
 another look (peeking), so over an experiment's life a difference of zero crosses a 95%
 interval's edge more often than 5% of the time. `min_units` guards the earliest looks only;
-the decision says so (`Decision.caveat`).
+the decision says so (`Decision.caveat`). It counts units (sessions, else users) in every
+arm; in an interleaving experiment every unit sees both arms, and the units counted are those
+that decided at least one answer (a click on one arm's slots more than on the other's), said
+with the answers each arm won.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class Decision:
     metric: str
     control: str
     challenger: str
-    units: dict[str, int] = field(default_factory=dict)
+    units: dict[str, int] = field(default_factory=dict)  # interleaving: units that decided
     value: float | None = None  # the challenger's metric (or its preference share)
     baseline_value: float | None = None
     difference: float | None = None
@@ -51,22 +54,27 @@ class Decision:
     comparisons: int = 1    # arms compared with the control (the interval is widened for them)
     crossed_units: int = 0  # units seen in more than one arm, left out of every arm
     caveat: str = PEEKING
+    answers_won: dict[str, int] = field(default_factory=dict)  # interleaving, per arm
+    tied_answers: int = 0       # interleaving: answers with as many clicks on either arm
+    units_shown: int = 0        # interleaving: units shown interleaved answers, decided or not
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def markdown(self) -> str:
-        rows = "\n".join(f"| {arm} | {n} |" for arm, n in self.units.items())
+        interleaved = self.kind == "interleaving"
+        counts = self.answers_won if interleaved else self.units
+        rows = "\n".join(f"| {arm} | {n} |" for arm, n in counts.items())
         effect = ("n/a" if self.difference is None else
                   f"{self.difference:+.4g} ({self.level()} CI {self.ci_low:+.4g} to "
                   f"{self.ci_high:+.4g})")
         srm = ("n/a" if self.srm_passed is None else
                f"{'passed' if self.srm_passed else 'FAILED'} (chi-square {self.chi_square:.3g})")
-        interleaved = self.kind == "interleaving"
         measure = "preference share - 0.5" if interleaved else self.metric
         counted = "answers won" if interleaved else "units"
         return (f"# Experiment {self.experiment} ({self.tenant}, {self.kind})\n\n"
                 f"| arm | {counted} |\n| --- | --- |\n{rows}\n\n"
+                + (f"- units: {self.unit_counts()}\n" if interleaved else "") +
                 f"- {measure}: {self.challenger} vs {self.control}: {effect}\n"
                 f"- sample ratio: {srm}\n"
                 f"- **recommendation: {self.recommendation}** ({self.reason})\n"
@@ -89,11 +97,20 @@ class Decision:
         """The values, the difference, its interval and the units per arm, in one phrase."""
         if self.difference is None:
             return "no result yet"
-        units = ", ".join(f"{arm} {n:,}" for arm, n in self.units.items())
-        counted = "answers won" if self.kind == "interleaving" else "units"
         return (f"{self.metric} {self.value:.4g} vs {self.baseline_value:.4g}, difference "
                 f"{self.difference:+.4g} ({self.level()} interval {self.ci_low:+.4g} to "
-                f"{self.ci_high:+.4g}); {counted}: {units}")
+                f"{self.ci_high:+.4g}); units: {self.unit_counts()}")
+
+    def unit_counts(self) -> str:
+        """Units per arm; for interleaving, the units that decided an answer (each sees both
+        arms) and the answers each arm won."""
+        if self.kind != "interleaving":
+            return ", ".join(f"{arm} {n:,}" for arm, n in self.units.items())
+        won = ", ".join(f"{arm} {n:,}" for arm, n in self.answers_won.items())
+        deciding = min(self.units.values()) if self.units else 0
+        return (f"{deciding:,} decided an answer, of {self.units_shown:,} units shown "
+                f"interleaved answers (each sees both arms); answers won: {won}, "
+                f"{self.tied_answers:,} tied")
 
 
 def decide(warehouse: Path, exp: Experiment, min_units: int = 100) -> Decision:
@@ -140,22 +157,23 @@ def _interleaving(con: Any, exp: Experiment, min_units: int) -> Decision:
     control, challenger = exp.arms[0].name, exp.arms[1].name
     decision = Decision(exp.id, exp.tenant, exp.kind, "preference_share", control, challenger)
     row = con.execute(
-        "select wins, losses, preference_share, ci_low, ci_high from "
+        "select wins, losses, preference_share, ci_low, ci_high, tied_answers, units, "
+        "deciding_units from "
         "marts.experiment_preferences where tenant = ? and experiment = ? and arm = ? and "
         "baseline_arm = ?", [exp.tenant, exp.id, challenger, control]).fetchone()
     if row is None or row[2] is None:
         return decision
-    wins, losses, share, low, high = row
-    decision.units = {challenger: int(wins), control: int(losses)}  # decided answers won
+    wins, losses, share, low, high, tied, shown, deciding = row
+    decision.answers_won = {challenger: int(wins), control: int(losses)}
+    decision.units = {challenger: int(deciding), control: int(deciding)}  # both see each unit
+    decision.tied_answers, decision.units_shown = int(tied), int(shown)
     decision.value, decision.baseline_value = share, 1 - share
     decision.difference, decision.ci_low, decision.ci_high = share - 0.5, low - 0.5, high - 0.5
     return _recommend(decision, min_units, zero=0.0)
 
 
 def _recommend(d: Decision, min_units: int, zero: float) -> Decision:
-    # interleaving: every decided answer is a unit of evidence, whoever won it
-    counted = sum if d.kind == "interleaving" else min
-    fewest = counted(d.units.values()) if d.units else 0
+    fewest = min(d.units.values()) if d.units else 0  # interleaving: each arm's is every unit
     if d.srm_passed is False:
         d.recommendation = STOP
         d.reason = (f"sample ratio mismatch (chi-square {d.chi_square:.3g}): assignment or "
@@ -166,8 +184,8 @@ def _recommend(d: Decision, min_units: int, zero: float) -> Decision:
                     f"{MAX_CROSSED:.0%} of the units; left out of every arm): assignment is not "
                     "stable, the effect cannot be trusted")
     elif fewest < min_units:
-        d.reason = (f"{fewest:,} units ({'all arms' if counted is sum else 'smallest arm'}), "
-                    f"fewer than the {min_units:,} needed")
+        which = ("that decided an answer" if d.kind == "interleaving" else "(smallest arm)")
+        d.reason = f"{fewest:,} units {which}, fewer than the {min_units:,} needed"
     elif d.ci_low is not None and d.ci_low > zero:
         d.recommendation = SHIP
         d.reason = f"{d.challenger} better: the interval excludes zero"

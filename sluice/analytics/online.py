@@ -122,7 +122,9 @@ def _summary(decision: Decision | None) -> list[list[Any]]:
     rows = [[f"{decision.challenger} vs {decision.control}"
              + (" (preference share - 0.5)" if decision.kind == "interleaving" else ""), effect]]
     if decision.kind == "interleaving":
-        rows.append(["answers won", ", ".join(f"{a} {n}" for a, n in decision.units.items())])
+        rows.append(["answers won", ", ".join(f"{a} {n}" for a, n in
+                                              decision.answers_won.items())])
+        rows.append(["units", decision.unit_counts()])
     else:
         rows.append(["sample ratio", "n/a" if decision.srm_passed is None else
                      f"{'passed' if decision.srm_passed else 'FAILED'} (chi-square "

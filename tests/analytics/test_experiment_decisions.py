@@ -106,3 +106,46 @@ def test_no_difference_shown_yet_says_what_difference_these_units_could_find(mar
     assert decision.detectable() == pytest.approx(found)
     assert f"a true difference of ±{found:.4g} would be found 80% of the time" in (
         decision.reason)
+
+
+IL = Experiment("il", "shop", (Arm("control", "champion", 0.5), Arm("treatment", "2", 0.5)),
+                kind="interleaving")
+PREFERENCES = ("create table marts.experiment_preferences (tenant varchar, experiment varchar, "
+               "arm varchar, baseline_arm varchar, wins bigint, losses bigint, "
+               "tied_answers bigint, units bigint, deciding_units bigint, "
+               "preference_share double, share_variance double, ci_low double, "
+               "ci_high double)")
+
+
+def _preferences(path, wins: int, losses: int, tied: int, units: int, deciding: int,
+                 low: float, high: float):
+    con = connect(path)
+    con.execute("create schema if not exists marts")
+    con.execute(PREFERENCES)
+    share = wins / (wins + losses)
+    con.execute("insert into marts.experiment_preferences values ('shop', 'il', 'treatment', "
+                "'control', ?, ?, ?, ?, ?, ?, 0.0, ?, ?)",
+                [wins, losses, tied, units, deciding, share, low, high])
+    con.close()
+    return path
+
+
+def test_interleaving_counts_units_not_decided_answers(tmp_path):
+    # 500 decided answers, but from 60 units: too few units, whatever the interval
+    path = _preferences(tmp_path / "few.duckdb", 300, 200, 40, 150, 60, 0.55, 0.65)
+    decision = decide(path, IL, 100)
+    assert decision.recommendation == KEEP
+    assert decision.reason.startswith("60 units that decided an answer, fewer than the 100 "
+                                      "needed; ")
+    assert decision.reason.endswith(
+        "units: 60 decided an answer, of 150 units shown interleaved answers (each sees both "
+        "arms); answers won: treatment 300, control 200, 40 tied")
+    assert decision.answers_won == {"treatment": 300, "control": 200}
+    markdown = decision.markdown()
+    assert "| arm | answers won |" in markdown and "| treatment | 300 |" in markdown
+    assert "- units: 60 decided an answer, of 150 units" in markdown
+
+    enough = decide(_preferences(tmp_path / "many.duckdb", 300, 200, 40, 400, 120, 0.55,
+                                 0.65), IL, 100)
+    assert enough.recommendation == SHIP and enough.units == {"treatment": 120,
+                                                              "control": 120}

@@ -117,6 +117,13 @@ def test_interleaving_prefers_the_better_arm(world):
     decision = decide(settings.warehouse_path, IL, 100)
     assert decision.value > 0.5 and decision.ci_low > 0, decision
     assert decision.recommendation == SHIP
+    # units (users here), not answers: each user sees both arms, decided answers are more
+    deciding = decision.units["treatment"]
+    assert decision.units == {"treatment": deciding, "control": deciding}
+    assert 100 <= deciding <= decision.units_shown <= USERS
+    assert sum(decision.answers_won.values()) > deciding
+    assert (f"units: {deciding:,} decided an answer, of {decision.units_shown:,} units shown "
+            "interleaved answers") in decision.reason
 
 
 def test_daily_marts_keep_the_counts(world):

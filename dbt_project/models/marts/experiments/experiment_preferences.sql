@@ -1,5 +1,6 @@
 {#- Interleaving: per answer, the arm whose slots got more clicks wins it; per experiment and
-    arm, the share of decided answers it won, with a 95% (normal) interval. A unit (session,
+    arm, the share of decided answers it won, with a 95% (normal) interval, over `units` (those
+    shown interleaved answers) of which `deciding_units` decided at least one answer. A unit (session,
     else user) answers many times and its answers are not independent: the interval is the
     delta method's over units (answers won / answers decided per unit, a ratio), as the split
     experiments' are, not a binomial over answers. -#}
@@ -73,6 +74,7 @@ totals as (
         sum(lost) as losses,
         sum(tied) as tied_answers,
         count(*) as units,
+        sum(case when y > 0 then 1 else 0 end) as deciding_units,
         sum(x) / nullif(sum(y), 0) as preference_share,
         avg(y) as mean_y,
         coalesce(var_samp(x), 0) as var_x,
@@ -106,6 +108,7 @@ final as (
         losses,
         tied_answers,
         units,
+        deciding_units,
         preference_share,
         share_variance,
         preference_share - 1.959964 * sqrt(greatest(share_variance, 0)) as ci_low,
