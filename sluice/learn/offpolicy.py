@@ -5,9 +5,12 @@ Per slot (position-based): a logged slot (answer, position k, item a, propensity
 weighs w = 1[the candidate puts a at k] / p. IPS is mean(w * c) over the slots, the
 self-normalised IPS (SNIPS) sum(w * c) / sum(w); per answer both are the per-slot value times
 the mean slots per answer. Intervals are percentile bootstraps that resample whole answers
-(slots of one answer are not independent); the effective sample size is
-sum(w)^2 / sum(w^2). An estimate whose effective sample is below `min_ess` is returned all the
-same, marked `small_sample`. When no logged slot matches the candidate there is nothing to
+(slots of one answer are not independent), and the effective sample size counts the same
+unit: with W_a the sum of the weights of answer a's slots, ESS = sum(W)^2 / sum(W^2), the
+number of answers of equal weight that would carry as much (`ess_slots` is the same over
+slots, sum(w)^2 / sum(w^2), which counts an answer's matching slots as independent draws). An
+estimate whose effective sample is below `min_ess` answers is returned all the same, marked
+`small_sample`. When no logged slot matches the candidate there is nothing to
 weigh: no IPS or SNIPS is given (a zero with a zero-width interval would read as a measured
 click-through of nothing), only the match rate and the ESS of 0. SNIPS is undefined in a
 resample that draws no matching slot; such resamples are left out of its interval rather
@@ -127,10 +130,10 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
     sums = np.stack([np.bincount(group, weights=w, minlength=len(answers))
                      for w in (weight * click, weight, np.ones_like(weight))])
     per_answer = len(logged) / len(answers)
-    ess = float(weight.sum() ** 2 / (weight ** 2).sum()) if weight.any() else 0.0
+    ess, ess_slots = (_ess(sums[1]), _ess(weight)) if weight.any() else (0.0, 0.0)
     out = {"slots": len(logged), "answers": len(answers), "slots_per_answer": per_answer,
            "match_rate": float(match.mean()), "logged_ctr": float(click.mean()),
-           "ess": ess, "small_sample": ess < min_ess}
+           "ess": ess, "ess_slots": ess_slots, "small_sample": ess < min_ess}
     if not weight.any():  # nothing the candidate would have shown was logged: no estimate
         return out
     ips, snips = _values(sums[None, :, :].sum(axis=2))
@@ -141,6 +144,11 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
         for tail in ("", "_low", "_high"):
             out[f"{name}_clicks_per_answer{tail}"] = out[f"{name}_ctr{tail}"] * per_answer
     return out
+
+
+def _ess(weights: np.ndarray) -> float:
+    """Kish's effective sample size of `weights` (per answer, or per slot)."""
+    return float(weights.sum() ** 2 / (weights ** 2).sum())
 
 
 def _values(totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

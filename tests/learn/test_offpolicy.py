@@ -76,7 +76,9 @@ def test_without_exploration_the_served_ranking_is_estimated_by_its_ctr():
     logged["propensity"] = 1.0  # a deterministic log, the candidate being what it served
     found = estimate(logged, logged["item_id"])
     assert found["snips_ctr"] == found["ips_ctr"] == pytest.approx(logged["is_clicked"].mean())
-    assert found["ess"] == pytest.approx(len(logged))
+    # every answer weighs the same: as many effective answers as answers, slots as slots
+    assert found["ess"] == pytest.approx(USERS) and found["answers"] == USERS
+    assert found["ess_slots"] == pytest.approx(len(logged))
     assert found["match_rate"] == 1.0
     assert found["ips_clicks_per_answer"] == pytest.approx(found["ips_ctr"] * N)
 
@@ -85,9 +87,24 @@ def test_a_small_effective_sample_is_marked_not_hidden():
     logged = pd.DataFrame({"recommendation_id": ["a", "a", "b"], "item_id": ["x", "y", "z"],
                            "propensity": [0.8, 0.04, 0.8], "is_clicked": [True, False, False]})
     found = estimate(logged, pd.Series(["x", "y", "q"]))
-    assert found["small_sample"] and found["ess"] == pytest.approx(
-        (1 / 0.8 + 25) ** 2 / (1 / 0.64 + 625))
+    # one answer carries every matching slot: one effective answer, about 1.1 slots
+    assert found["small_sample"] and found["ess"] == pytest.approx(1.0)
+    assert found["ess_slots"] == pytest.approx((1 / 0.8 + 25) ** 2 / (1 / 0.64 + 625))
     assert found["ips_ctr"] == pytest.approx(1 / 0.8 / 3)
+
+
+def test_the_small_sample_mark_counts_answers_not_slots():
+    # 40 answers of 5 greedy slots each, all matching: 200 slots of one weight, but the
+    # bootstrap resamples 40 answers, and 40 answers are a small sample
+    logged = pd.DataFrame({"recommendation_id": np.repeat([f"r{n}" for n in range(40)], 5),
+                           "item_id": [f"i{k}" for k in range(200)], "propensity": 0.8,
+                           "is_clicked": np.arange(200) % 7 == 0})
+    found = estimate(logged, logged["item_id"])
+    assert found["ess_slots"] == pytest.approx(200) and found["ess"] == pytest.approx(40)
+    assert found["small_sample"]
+    many = pd.concat([logged.assign(recommendation_id=logged["recommendation_id"] + f"-{c}")
+                      for c in range(3)], ignore_index=True)
+    assert not estimate(many, many["item_id"])["small_sample"]  # 120 answers
 
 
 def test_a_propensity_outside_zero_one_is_refused():
