@@ -10,11 +10,13 @@ unit: with W_a the sum of the weights of answer a's slots, ESS = sum(W)^2 / sum(
 number of answers of equal weight that would carry as much (`ess_slots` is the same over
 slots, sum(w)^2 / sum(w^2), which counts an answer's matching slots as independent draws). An
 estimate whose effective sample is below `min_ess` answers is returned all the same, marked
-`small_sample`. When no logged slot matches the candidate there is nothing to
-weigh: no IPS or SNIPS is given (a zero with a zero-width interval would read as a measured
-click-through of nothing), only the match rate and the ESS of 0. SNIPS is undefined in a
-resample that draws no matching slot; such resamples are left out of its interval rather
-than counted as a click-through of zero.
+`small_sample`. With `clip` (evaluation.off_policy_clip, off by default) each weight is
+min(w, clip): less variance, for a bias (IPS reads low where rare items were explored); the
+estimate then carries `clip` and `clipped_share` (the share of matching slots capped). When no
+logged slot matches the candidate there is nothing to weigh: no IPS or SNIPS is given (a zero
+with a zero-width interval would read as a measured click-through of nothing), only the
+match rate and the ESS of 0. SNIPS is undefined in a resample that draws no matching slot;
+such resamples are left out of its interval rather than counted as a click-through of zero.
 
 The exploration of sluice.serve.exploration supports, at position k, the champion's k-th item
 and its pool: a candidate that puts an item elsewhere is weighed 0 there (IPS reads it as no
@@ -52,10 +54,11 @@ BATCH = 1024  # users scored at once
 
 
 def log(warehouse: Warehouse | Path, tenant: str, champion_version: str | None, model: Model,
-        train: InteractionMatrix, say: Callable[[str], None]) -> dict[str, Any] | None:
+        train: InteractionMatrix, say: Callable[[str], None],
+        clip: float | None = None) -> dict[str, Any] | None:
     """Inside the train run: the candidate's estimates as metrics `off_policy.*` beside the
     offline ones (a small effective sample is marked, not hidden)."""
-    found = for_candidate(warehouse, tenant, champion_version, model, train)
+    found = for_candidate(warehouse, tenant, champion_version, model, train, clip=clip)
     if found is None:
         return None
     mlflow.log_metrics({f"off_policy.{k}": float(v) for k, v in found.items()})
@@ -64,6 +67,9 @@ def log(warehouse: Warehouse | Path, tenant: str, champion_version: str | None, 
             "explored answers: no logged slot matches the candidate's ranking, no estimate")
         return found
     mark = " (small effective sample)" if found["small_sample"] else ""
+    if clip is not None:
+        mark += (f"; weights clipped at {clip:g} ({found['clipped_share']:.1%} of matching "
+                 "slots)")
     say(f"[{tenant}] off-policy on champion v{champion_version}'s {found['answers']:,} explored "
         f"answers: SNIPS CTR {found['snips_ctr']:.4f} [{found['snips_ctr_low']:.4f}, "
         f"{found['snips_ctr_high']:.4f}], ESS {found['ess']:.0f}{mark}")
@@ -72,7 +78,7 @@ def log(warehouse: Warehouse | Path, tenant: str, champion_version: str | None, 
 
 def for_candidate(warehouse: Warehouse | Path, tenant: str, champion_version: str | None,
                   model: Model, train: InteractionMatrix,
-                  min_ess: float = MIN_ESS) -> dict[str, Any] | None:
+                  min_ess: float = MIN_ESS, clip: float | None = None) -> dict[str, Any] | None:
     """The candidate's estimates on the explored answers the champion served; None when
     there is no champion or it served no answer with exploration."""
     if champion_version is None:
@@ -80,7 +86,7 @@ def for_candidate(warehouse: Warehouse | Path, tenant: str, champion_version: st
     logged = load_logged(warehouse, tenant, champion_version)
     if logged.empty:
         return None
-    return estimate(logged, candidate_targets(model, train, logged), min_ess=min_ess)
+    return estimate(logged, candidate_targets(model, train, logged), min_ess=min_ess, clip=clip)
 
 
 def load_logged(warehouse: Warehouse | Path, tenant: str, model_version: str) -> pd.DataFrame:
@@ -115,9 +121,11 @@ def candidate_targets(model: Model, train: InteractionMatrix, logged: pd.DataFra
 
 
 def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ESS,
-             bootstraps: int = BOOTSTRAPS, seed: int = 0) -> dict[str, Any]:
+             bootstraps: int = BOOTSTRAPS, seed: int = 0,
+             clip: float | None = None) -> dict[str, Any]:
     """IPS and SNIPS of the candidate whose item per logged slot is `target` (aligned with
-    `logged`, which has recommendation_id, item_id, propensity and is_clicked)."""
+    `logged`, which has recommendation_id, item_id, propensity and is_clicked); with `clip`,
+    each slot's weight is capped there."""
     if logged.empty:
         return {"slots": 0, "answers": 0, "ess": 0.0, "small_sample": True}
     propensity = logged["propensity"].to_numpy(dtype=float)
@@ -125,6 +133,12 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
         raise ValueError("propensities must be in (0, 1]: rebuild the marts (dbt tests them)")
     match = logged["item_id"].to_numpy() == target.to_numpy()
     weight = match / propensity
+    clipped = {}
+    if clip is not None:
+        capped = weight > clip
+        weight = np.minimum(weight, clip)
+        clipped = {"clip": float(clip),
+                   "clipped_share": float(capped.sum() / match.sum()) if match.any() else 0.0}
     click = logged["is_clicked"].to_numpy(dtype=float)
     answers, group = np.unique(logged["recommendation_id"].to_numpy(), return_inverse=True)
     sums = np.stack([np.bincount(group, weights=w, minlength=len(answers))
@@ -133,7 +147,7 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
     ess, ess_slots = (_ess(sums[1]), _ess(weight)) if weight.any() else (0.0, 0.0)
     out = {"slots": len(logged), "answers": len(answers), "slots_per_answer": per_answer,
            "match_rate": float(match.mean()), "logged_ctr": float(click.mean()),
-           "ess": ess, "ess_slots": ess_slots, "small_sample": ess < min_ess}
+           "ess": ess, "ess_slots": ess_slots, "small_sample": ess < min_ess, **clipped}
     if not weight.any():  # nothing the candidate would have shown was logged: no estimate
         return out
     ips, snips = _values(sums[None, :, :].sum(axis=2))

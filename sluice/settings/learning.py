@@ -161,6 +161,9 @@ class EvaluationConfig(BaseModel):
     gate_confidence: float = Field(0.95, gt=0.5, lt=1)
     gate_min_lift: float | None = Field(None, gt=0)   # promote at this relative lift anyway
     gate_min_users: int = Field(100, ge=1)  # fewer evaluated users promote nothing
+    # off-policy: cap each logged slot's weight 1/propensity at this (lower variance, biased
+    # low); None: unclipped
+    off_policy_clip: float | None = Field(None, ge=1)
 
 
 class RegistryConfig(BaseModel):

@@ -107,6 +107,23 @@ def test_the_small_sample_mark_counts_answers_not_slots():
     assert not estimate(many, many["item_id"])["small_sample"]  # 120 answers
 
 
+def test_clipped_weights_are_said_and_trade_bias_for_a_narrower_interval():
+    logged = pd.DataFrame({"recommendation_id": ["a", "a", "b"], "item_id": ["x", "y", "z"],
+                           "propensity": [0.8, 0.04, 0.8], "is_clicked": [True, True, False]})
+    found = estimate(logged, pd.Series(["x", "y", "q"]), clip=10.0)
+    assert found["clip"] == 10.0 and found["clipped_share"] == 0.5  # y's 25 capped, x's not
+    assert found["ips_ctr"] == pytest.approx((1 / 0.8 + 10) / 3)
+    assert "clip" not in estimate(logged, pd.Series(["x", "y", "q"]))  # off by default
+    logged, targets, _ = simulate(3)  # pool slots weigh 25, greedy ones 1.25
+    plain, capped = (estimate(logged, targets["better"], clip=c) for c in (None, 5.0))
+
+    def width(found: dict) -> float:
+        return found["ips_ctr_high"] - found["ips_ctr_low"]
+
+    assert width(capped) < width(plain) and capped["ips_ctr"] < plain["ips_ctr"]
+    assert 0 < capped["clipped_share"] < 1 and capped["ess"] > plain["ess"]
+
+
 def test_a_propensity_outside_zero_one_is_refused():
     logged = pd.DataFrame({"recommendation_id": ["a"], "item_id": ["x"], "propensity": [0.0],
                            "is_clicked": [True]})

@@ -412,7 +412,7 @@ def test_a_retrain_logs_off_policy_estimates_on_the_champions_explored_answers(
         tmp_path, store, monkeypatch, capsys):
     import duckdb
 
-    settings = settings_for(tmp_path, store, monkeypatch)
+    settings = settings_for(tmp_path, store, monkeypatch, evaluation={"off_policy_clip": 5.0})
     history = taste_history()
     write_marts(settings.warehouse_path, history, "ope")
     first = train_tenant(settings, "ope")
@@ -436,6 +436,7 @@ def test_a_retrain_logs_off_policy_estimates_on_the_champions_explored_answers(
         metrics["off_policy.snips_ctr_high"])
     # random logged items rarely match the candidate: a small sample, marked and still shown
     assert metrics["off_policy.small_sample"] == float(metrics["off_policy.ess"] < 100)
+    assert metrics["off_policy.clip"] == 5.0 and 0 <= metrics["off_policy.clipped_share"] <= 1
     from cli.main import main
 
     capsys.readouterr()
