@@ -70,19 +70,23 @@ class ArmModels:
 
 def arm_answer(exp: Experiment, request: RecommendationRequest,
                recommender: Callable[[Arm], Recommender | None], scan: bool) -> Answer | None:
-    """The experiment's answer; None when an arm's model is not loaded (the caller answers
-    outside the experiment, so no answer is credited to an arm that did not make it)."""
+    """The experiment's answer; None while any arm's model is not loaded: the caller answers
+    outside the experiment for every visitor, whichever arm they are assigned (answering only
+    the loaded arms' visitors within it would credit those arms with answers the others did
+    not get: a sample-ratio mismatch between an experiment's creation, or an arm's reload
+    failing, and the next model poll)."""
+    loaded = [recommender(arm) for arm in exp.arms]
+    if any(found is None for found in loaded):
+        return None
     if exp.kind == "interleaving":
-        first, second = (recommender(arm) for arm in exp.arms)
-        if first is None or second is None:
-            return None
+        first, second = loaded
+        assert first is not None and second is not None
         a = first.recommend(request, scan=scan)
         b = second.recommend(request, scan=scan)
         return team_draft(exp, a, b, request.num_results)
     arm = exp.assign(request.user_id, request.session_id)
-    found = recommender(arm)
-    if found is None:
-        return None
+    found = loaded[exp.arms.index(arm)]
+    assert found is not None
     answer = found.recommend(request, scan=scan)
     answer.experiment, answer.arm, answer.arm_share = exp.id, arm.name, arm.share
     for slot in answer.items:
