@@ -14,6 +14,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from sluice.settings import PROJECT_ROOT
 from sluice.warehouse.engine import DuckDBWarehouse, MissingTable, Warehouse, as_warehouse
 
@@ -281,12 +283,35 @@ def build_fingerprint(warehouse: Warehouse | Path, dbt_vars: dict[str, Any]) -> 
         else warehouse.uri()
     digest.update(json.dumps([target, where, dbt_vars],
                              sort_keys=True, default=str).encode())
-    files = [DBT_PROJECT_DIR / "dbt_project.yml",
-             *sorted(DBT_PROJECT_DIR.glob("models/**/*.sql")),
-             *sorted(DBT_PROJECT_DIR.glob("macros/**/*.sql"))]
-    for path in files:
-        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + path.read_bytes())
+    digest.update(project_digest(DBT_PROJECT_DIR).encode())
     return digest.hexdigest()
+
+
+def project_digest(project: Path) -> str:
+    """The project's SQL and `dbt_project.yml` whole, and of its models' schema files what
+    changes rows or columns (configs, contracts' types and constraints), not descriptions or
+    tests: editing a description must not rebuild the warehouse, a config must."""
+    digest = hashlib.sha256()
+    files = [project / "dbt_project.yml", *sorted(project.glob("models/**/*.sql")),
+             *sorted(project.glob("macros/**/*.sql")), *sorted(project.glob("models/**/*.yml"))]
+    for path in files:
+        body = _schema_settings(path) if path.parent != project and path.suffix == ".yml" \
+            else path.read_bytes()
+        digest.update(str(path.relative_to(project)).encode() + body)
+    return digest.hexdigest()
+
+
+def _schema_settings(path: Path) -> bytes:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:  # dbt refuses it; any edit counts
+        return path.read_bytes()
+    nodes = [n for kind in ("models", "snapshots") for n in (doc or {}).get(kind) or []
+             if isinstance(n, dict)] if isinstance(doc, dict) else []
+    kept = [{**{k: n.get(k) for k in ("name", "config", "versions", "constraints")},
+             "columns": [{k: c.get(k) for k in ("name", "data_type", "constraints", "config")}
+                         for c in n.get("columns") or [] if isinstance(c, dict)]} for n in nodes]
+    return json.dumps(kept, sort_keys=True, default=str).encode()
 
 
 def _read(path: Path) -> str | None:
