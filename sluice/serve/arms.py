@@ -26,6 +26,7 @@ class ArmModels:
     def __init__(self, settings: Settings, build: Callable[[str, LoadedModel], Recommender]):
         self.settings, self._build = settings, build
         self._served: dict[tuple[str, str], Recommender] = {}
+        self._missing: set[tuple[str, str]] = set()  # said once until the reference exists
 
     def get(self, tenant: str, ref: str) -> Recommender | None:
         return self._served.get((tenant, ref))
@@ -48,8 +49,13 @@ class ArmModels:
         name = self.settings.registered_model_name(tenant)
         c = registry.client(self.settings.mlflow_tracking_uri)
         version = registry.version_of(c, name, ref)
-        if version is None:
+        if version is None:  # its experiment is answered outside until it exists: say so
+            if (tenant, ref) not in self._missing:
+                self._missing.add((tenant, ref))
+                log.warning("experiment arm %s of tenant %s: %s has no such version or alias; "
+                            "the experiment answers outside until it does", ref, tenant, name)
             return
+        self._missing.discard((tenant, ref))
         served = self._served.get((tenant, ref))
         if served is not None and served.model is not None and (
                 served.model.version == str(version.version)):

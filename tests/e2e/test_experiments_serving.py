@@ -110,3 +110,24 @@ def test_no_visitor_is_in_the_experiment_until_every_arm_is_loaded(tmp_path):
             assert set(loaded) == {"control", "treatment"} and sum(loaded.values()) == 200
         finally:
             service.stop()
+
+
+def test_an_arm_whose_model_is_missing_is_named_once_and_nobody_is_in_its_experiment(
+        tmp_path, caplog):
+    env = environment(tmp_path)
+    register_champion(synthetic_bundle(seed=1), env["MLFLOW_TRACKING_URI"],
+                      tmp_path / "artifacts")
+    # created without the registry check (as a file edited by hand, or an alias since removed)
+    Experiments(tmp_path).create(Experiment("gone", "default", (
+        Arm("control", "champion", 0.5), Arm("treatment", "challenger", 0.5))))
+    with environ(env), caplog.at_level("WARNING", logger="sluice.serve.arms"):
+        service = Service(get_settings())
+        service.start(background=False)
+        try:
+            service.refresh_models()  # a second poll says nothing new
+            assert {service.recommend(service.request(user_id=f"u{i}", num_results=3)).arm
+                    for i in range(50)} == {None}
+        finally:
+            service.stop()
+    said = [r.getMessage() for r in caplog.records if "challenger" in r.getMessage()]
+    assert len(said) == 1 and "answers outside" in said[0], said
