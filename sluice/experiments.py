@@ -9,6 +9,9 @@ it, and it wins over one on its base). Kind `ab` sends each visitor to one arm b
 Assignment rule: the unit hashed is the request's session id when it carries one, else its user
 id. An anonymous session that logs in sends the same session id with the user id, so it keeps
 its arm; a user who only ever sends a user id keeps it across workers, restarts and replicas.
+A request with neither has no unit to keep: its arm is drawn by share for that answer alone
+(the answer log records such an answer as its own session, `anonymous-<recommendation id>`,
+so the marts count it as its own unit; one shared hash would send them all to one arm).
 Definitions live in `$SLUICE_HOME/experiments.json` (sluice.store), so every worker sees one
 created by the CLI or the admin routes within a second.
 """
@@ -19,6 +22,7 @@ import hashlib
 import json
 import logging
 import math
+import random
 import re
 import threading
 import time
@@ -78,12 +82,17 @@ class Experiment:
     def covers(self, template: str) -> bool:
         return self.template in (ALL_TEMPLATES, template)
 
-    def assign(self, user_id: str | None, session_id: str | None) -> Arm:
-        """The unit's arm: stable for (experiment, unit) in every process (see module doc)."""
-        unit = session_id or user_id or ""
-        digest = hashlib.blake2b(f"{self.id}\x00{unit}".encode("utf-8", "surrogatepass"),
-                                 digest_size=8).digest()
-        point = int.from_bytes(digest, "big") / 2.0**64 * self._bounds[-1]
+    def assign(self, user_id: str | None, session_id: str | None,
+               draw: Callable[[], float] = random.random) -> Arm:
+        """The unit's arm: stable for (experiment, unit) in every process; without a unit,
+        drawn by share for this answer alone (`draw`, uniform on [0, 1); see module doc)."""
+        unit = session_id or user_id
+        if unit:
+            digest = hashlib.blake2b(f"{self.id}\x00{unit}".encode("utf-8", "surrogatepass"),
+                                     digest_size=8).digest()
+            point = int.from_bytes(digest, "big") / 2.0**64 * self._bounds[-1]
+        else:
+            point = draw() * self._bounds[-1]
         for arm, edge in zip(self.arms, self._bounds, strict=True):
             if point < edge:
                 return arm

@@ -23,7 +23,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-from sluice.experiments import Experiment
+from sluice.experiments import Experiment, Experiments
 from sluice.warehouse.db import connect
 
 KEEP, SHIP, STOP = "keep running", "ship challenger", "stop"
@@ -204,7 +204,10 @@ def _recommend(d: Decision, min_units: int, zero: float) -> Decision:
 def promote(settings: Any, exp: Experiment, decision: Decision) -> str:
     """Move the tenant's `champion` to the shipped arm's model version through the registry's
     promote path (sluice.learn.versions: the version it replaces and the reason are recorded),
-    the experiment and its numbers as the reason; returns the version."""
+    the experiment and its numbers as the reason, then stop the experiment (every worker
+    answers outside it within a second: left running, its control arm, on the `champion`
+    alias, would serve the shipped version too and dilute the effect it reads); returns the
+    version."""
     from sluice.learn import registry, versions
 
     arm = next(a for a in exp.arms if a.name == decision.challenger)
@@ -215,4 +218,5 @@ def promote(settings: Any, exp: Experiment, decision: Decision) -> str:
         raise LookupError(f"arm {arm.name}: {name} has no version or alias {arm.model!r}")
     reason = f"experiment {exp.id}: {decision.reason}"
     versions.move_champion(client, name, str(version.version), reason)
+    Experiments(settings.home).stop(exp.id)
     return str(version.version)

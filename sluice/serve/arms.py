@@ -26,6 +26,7 @@ class ArmModels:
     def __init__(self, settings: Settings, build: Callable[[str, LoadedModel], Recommender]):
         self.settings, self._build = settings, build
         self._served: dict[tuple[str, str], Recommender] = {}
+        self._missing: set[tuple[str, str]] = set()  # said once until the reference exists
 
     def get(self, tenant: str, ref: str) -> Recommender | None:
         return self._served.get((tenant, ref))
@@ -48,8 +49,13 @@ class ArmModels:
         name = self.settings.registered_model_name(tenant)
         c = registry.client(self.settings.mlflow_tracking_uri)
         version = registry.version_of(c, name, ref)
-        if version is None:
+        if version is None:  # its experiment is answered outside until it exists: say so
+            if (tenant, ref) not in self._missing:
+                self._missing.add((tenant, ref))
+                log.warning("experiment arm %s of tenant %s: %s has no such version or alias; "
+                            "the experiment answers outside until it does", ref, tenant, name)
             return
+        self._missing.discard((tenant, ref))
         served = self._served.get((tenant, ref))
         if served is not None and served.model is not None and (
                 served.model.version == str(version.version)):
@@ -70,19 +76,23 @@ class ArmModels:
 
 def arm_answer(exp: Experiment, request: RecommendationRequest,
                recommender: Callable[[Arm], Recommender | None], scan: bool) -> Answer | None:
-    """The experiment's answer; None when an arm's model is not loaded (the caller answers
-    outside the experiment, so no answer is credited to an arm that did not make it)."""
+    """The experiment's answer; None while any arm's model is not loaded: the caller answers
+    outside the experiment for every visitor, whichever arm they are assigned (answering only
+    the loaded arms' visitors within it would credit those arms with answers the others did
+    not get: a sample-ratio mismatch between an experiment's creation, or an arm's reload
+    failing, and the next model poll)."""
+    loaded = [recommender(arm) for arm in exp.arms]
+    if any(found is None for found in loaded):
+        return None
     if exp.kind == "interleaving":
-        first, second = (recommender(arm) for arm in exp.arms)
-        if first is None or second is None:
-            return None
+        first, second = loaded
+        assert first is not None and second is not None
         a = first.recommend(request, scan=scan)
         b = second.recommend(request, scan=scan)
         return team_draft(exp, a, b, request.num_results)
     arm = exp.assign(request.user_id, request.session_id)
-    found = recommender(arm)
-    if found is None:
-        return None
+    found = loaded[exp.arms.index(arm)]
+    assert found is not None
     answer = found.recommend(request, scan=scan)
     answer.experiment, answer.arm, answer.arm_share = exp.id, arm.name, arm.share
     for slot in answer.items:

@@ -156,6 +156,11 @@ def test_the_flow_writes_verdicts_and_promotes_the_shipped_arm(world, prefect_ha
         versions["ab"][1])
     assert registry.alias_version(client, "sluice-aa", "champion").version == int(
         versions["aa"][0])
+    # the shipped experiment is stopped (left running, both arms would now serve the shipped
+    # version); the one kept running is not
+    store = Experiments(settings.home)
+    assert store.get("ab-test").stopped_ms is not None
+    assert store.get("aa-test").stopped_ms is None
 
 
 def _arms_served(base: str, users: list[str]) -> dict[str, tuple[str, str]]:

@@ -43,6 +43,16 @@ def test_assignment_is_deterministic_and_follows_the_shares():
     assert agree / 20_000 < 0.75  # 0.2^2 + 0.8^2 = 0.68 when independent
 
 
+def test_a_request_without_a_unit_draws_its_arm_by_share():
+    """No session and no user: nothing to keep the arm for, and the log counts each such
+    answer as its own unit; one shared hash sent every one of them to the same arm."""
+    exp = _exp(arms=(Arm("a", "1", 0.2), Arm("b", "2", 0.8)))
+    n = 5000
+    drawn = sum(exp.assign(None, None).name == "a" for _ in range(n))
+    assert abs(drawn - 0.2 * n) <= 4 * (n * 0.2 * 0.8) ** 0.5, drawn
+    assert sum(exp.assign("", "").name == "a" for _ in range(n)) not in (0, n)
+
+
 @pytest.mark.parametrize(("exp", "field", "reason"), [
     (_exp(arms=(Arm("a", "1", 0.5), Arm("b", "2", 0.4))), "arms", "sum to 0.9"),
     (_exp(arms=(Arm("a", "1", 1.0),)), "arms", "at least two"),
