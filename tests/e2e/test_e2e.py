@@ -400,9 +400,11 @@ def test_the_batch_flow_answers_a_file_of_users_as_the_api_does(trained, api, tm
     champion = registry.client(trained["env"]["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(
         "sluice-default", "champion")
     assert manifest["lineage"]["model_version"] == str(champion.version)
-    wait_until(lambda: httpx.post(f"{api}/v1/recommendations", headers=READ, json={
-        "user_id": "u5"}).json()["model_version"] == str(champion.version),
-        "the API on the current champion (its next registry poll)", timeout=60)
+    # two workers poll the registry on their own: every answer in a row of twelve (both
+    # workers, all but surely) on the champion, not only the first worker's
+    wait_until(lambda: all(httpx.post(f"{api}/v1/recommendations", headers=READ, json={
+        "user_id": "u5"}).json()["model_version"] == str(champion.version) for _ in range(12)),
+        "both API workers on the current champion (their next registry poll)", timeout=60)
     assert assert_same_as_live(api, slots, users, 10) == 50
 
 

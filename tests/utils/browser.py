@@ -10,8 +10,10 @@ answered 4xx/5xx. Tests assert on those: no console error, no request outside 12
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -46,7 +48,10 @@ def visit(url: str, timeout: float = 60.0, loopback_names: tuple[str, ...] = ())
     a machine on the network names the server (a page may treat loopback URLs apart)."""
     exe = browser()
     assert exe is not None, "needs Debian's chromium (apt-get install chromium)"
-    with tempfile.TemporaryDirectory(prefix="sluice-chromium-") as profile:
+    # Chromium's helper processes may still write into the profile as the main one exits:
+    # the whole process group is stopped, and the folder's removal is retried, not failed
+    with tempfile.TemporaryDirectory(prefix="sluice-chromium-",
+                                     ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-background-networking", "--disable-component-update",
@@ -54,15 +59,31 @@ def visit(url: str, timeout: float = 60.0, loopback_names: tuple[str, ...] = ())
              *([f"--host-resolver-rules={', '.join(f'MAP {n} 127.0.0.1' for n in loopback_names)}"]
                if loopback_names else []),
              "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             return _watch(_page_socket(proc, timeout), url, timeout)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
+            for _ in range(20):
+                shutil.rmtree(profile, ignore_errors=True)
+                if not os.path.exists(profile):
+                    break
+                time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Chromium and every helper it started (they share its new process group)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            continue
+        time.sleep(0.2)  # the helpers' own exits
+        return
 
 
 def _page_socket(proc: subprocess.Popen, timeout: float) -> str:
