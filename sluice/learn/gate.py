@@ -2,9 +2,14 @@
 both popularity (when it is personalized) and the current champion, with confidence.
 
 Both comparisons are paired: the per-user difference of the gate metric over the users of
-this run's holdout, bootstrapped (quality.paired). The candidate passes when the interval's
-low end is above zero (at `evaluation.gate_confidence`), or when its relative lift reaches
-`evaluation.gate_min_lift` (when set). The champion is scored on that holdout as serving
+this run's holdout, by a sign-flip randomization test (`quality.signflip`: under no difference
+a user's difference is as likely either sign; the interval is the test inverted, with the same
+sign draws). The candidate passes when the interval's low end is above zero (at
+`evaluation.gate_confidence`, which is exactly when the one-sided test at (1 - confidence) / 2
+rejects no difference), or when its relative lift reaches `evaluation.gate_min_lift` (when
+set). The percentile bootstrap it replaced said "above zero" 3-4% of the time at 100 users
+under no difference against 2.5% nominal; the sign-flip test is exact for any number of users
+(benchmarks/gate.py). The champion is scored on that holdout as serving
 would use its bundle (users folded in from their training history) when it was trained
 before the holdout; when it has seen part of the holdout, its configuration (family and
 parameters) is refit on this run's training part and that is scored instead. A personalized
@@ -16,9 +21,9 @@ parameters, matrix config, and the event weights and value threshold its marts w
 with: `sluice.learn.configuration`) scores what the candidate scores, user for user, so that
 comparison is a tie by construction; the candidate then replaces it as a refresh (the same
 configuration on newer data) once it beats popularity. Otherwise the reason says what differs.
-Fewer evaluated users than `evaluation.gate_min_users` promote nothing (a percentile bootstrap
-over a couple of dozen users, most of them ties, is far narrower than the truth); a metric that
-is not finite promotes nothing either.
+Fewer evaluated users than `evaluation.gate_min_users` promote nothing (a couple of dozen
+users, most of them ties, decide little, and the percentile bootstrap the gate used before was
+far narrower than the truth there); a metric that is not finite promotes nothing either.
 """
 
 from __future__ import annotations
@@ -51,12 +56,13 @@ from sluice.learn.evaluation import (
 from sluice.learn.matrix import InteractionMatrix, trained_boost
 from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.learn.models import make_model
-from sluice.learn.quality import CONFIDENCE, RESAMPLES, SEED, Interval, paired
+from sluice.learn.quality import CONFIDENCE, RESAMPLES, SEED, SIGN_FLIP, Interval, signflip
 
 log = logging.getLogger(__name__)
 
 PASSED, FAILED = "passed", "failed"
 MIN_USERS = 100  # evaluation.gate_min_users: fewer evaluated users decide nothing
+METHOD = SIGN_FLIP  # how the difference's interval is computed (reason, tag gate.method)
 
 
 @dataclass
@@ -71,7 +77,8 @@ class ChampionScore:
 
 @dataclass
 class Rule:
-    """How sure the gate must be: evaluation.gate_confidence, gate_min_lift, bootstrap."""
+    """How sure the gate must be: evaluation.gate_confidence, gate_min_lift, and the sign
+    draws of its test (evaluation.bootstrap_resamples, seed)."""
 
     confidence: float = CONFIDENCE
     min_lift: float | None = None
@@ -85,14 +92,14 @@ class Comparison:
     against: str            # "popularity" or "champion vN"
     candidate: float
     reference: float
-    difference: Interval    # candidate - reference, per user, paired bootstrap
+    difference: Interval    # candidate - reference, per user, paired sign-flip interval
     users: int
     passed: bool
 
     def line(self, metric: str, confidence: float) -> str:
         d = self.difference
         return (f"{metric} {self.candidate:.4f} vs {self.against} {self.reference:.4f}, "
-                f"difference {d.mean:+.4f} ({confidence:.0%} interval {d.low:+.4f} to "
+                f"difference {d.mean:+.4f} ({confidence:.0%} {METHOD} interval {d.low:+.4f} to "
                 f"{d.high:+.4f}, {self.users:,} users)")
 
 
@@ -220,8 +227,8 @@ def compare(metric: str, candidate: Scored, reference: Scored, against: str,
     mine, theirs = candidate.per_user[metric], reference.per_user[metric]
     finite = bool(np.isfinite(mine).all() and np.isfinite(theirs).all())
     nan = float("nan")
-    difference = (paired(mine, theirs, rule.resamples, rule.confidence, rule.seed) if finite
-                  else Interval(nan, nan, nan))
+    difference = (signflip(mine - theirs, rule.resamples, rule.confidence, rule.seed)
+                  if finite else Interval(nan, nan, nan))
     ours, other = float(mine.mean()), float(theirs.mean())
     lifted = (rule.min_lift is not None and other > 0 and ours / other - 1 >= rule.min_lift)
     passed = finite and bool(difference.low > 0 or lifted)

@@ -175,16 +175,18 @@ def dataset_input(settings: Settings, prepared: Prepared, digest: str) -> Any:
 def log_gate(decision: gate.Decision, champion: gate.ChampionScore | None,
              rule: gate.Rule) -> None:
     """The gate's numbers as metrics `gate.*` (the difference's interval, the users it was
-    decided on and the minimum), its outcome and reason as tags."""
+    decided on and the minimum, the sign draws), its outcome, method and reason as tags."""
     values = {"gate.candidate": decision.candidate, "gate.champion": decision.champion,
               "gate.difference_ci_low": decision.difference_low,
               "gate.difference_ci_high": decision.difference_high,
               "gate.popularity": decision.popularity, "gate.users": decision.users,
-              "gate.min_users": rule.min_users, "gate.confidence": rule.confidence}
+              "gate.min_users": rule.min_users, "gate.confidence": rule.confidence,
+              "gate.resamples": rule.resamples}
     mlflow.log_metrics({k: float(v) for k, v in values.items()
                         if v is not None and np.isfinite(v)})
     mlflow.set_tags({"gate.promoted": str(decision.promoted).lower(),
                      "gate.refresh": str(decision.refresh).lower(),
+                     "gate.method": gate.METHOD,  # what gate.difference_ci_* come from
                      "gate.reason": decision.reason[:5000],
                      "gate.champion_version": decision.champion_version or "",
                      "gate.champion_note": (champion.note if champion else "")[:5000]})

@@ -99,7 +99,7 @@ def test_the_gate_refuses_a_gain_inside_the_interval_and_names_both_numbers():
     assert not decision.promoted
     assert decision.difference_low < 0 < decision.difference_high
     assert f"{noisy.mean():.4f} vs champion v3 {champion.mean():.4f}" in decision.reason
-    assert "95% interval" in decision.reason and "does not beat it" in decision.reason
+    assert "95% sign-flip interval" in decision.reason and "does not beat it" in decision.reason
     lifted = gate.decide("ndcg_at_10", scored(champion * 1.2), None,
                          gate.ChampionScore("3", None, scored(champion), "x"),
                          gate.Rule(min_lift=0.1))
@@ -189,20 +189,83 @@ def test_the_paired_interval_agrees_with_scipy_and_the_normal_interval():
         assert abs(ours.low - low) < 0.05 * width and abs(ours.high - high) < 0.05 * width
 
 
+def ties_and_skew(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-user differences like two ALS seeds' NDCG@10: half of them ties, the rest skewed,
+    each sign as likely (no difference)."""
+    spread = np.where(rng.random(n) < 0.5, 0.0, rng.standard_exponential(n) ** 2 * 0.05)
+    return spread * rng.choice([-1.0, 1.0], n)
+
+
+def test_the_sign_flip_interval_holds_its_level_where_the_percentile_bootstrap_does_not():
+    rng = np.random.default_rng(7)
+    draws, shift = 1000, 0.03
+    flip_above = bootstrap_above = below_shift = above_shift = 0
+    for _ in range(draws):
+        drawn = ties_and_skew(25, rng)
+        seed = int(rng.integers(1 << 30))
+        flip_above += quality.signflip(drawn, seed=seed).low > 0
+        bootstrap_above += quality.paired(drawn, np.zeros(25), seed=seed).low > 0
+        around = quality.signflip(drawn + shift, seed=seed)  # a true difference of `shift`
+        below_shift += around.high < shift
+        above_shift += around.low > shift
+    # 2.5% nominal each side: 25 of 1,000 expected, standard deviation about 5
+    assert flip_above <= 35 and below_shift <= 35 and above_shift <= 35  # 26, 27, 26
+    assert bootstrap_above >= 40  # the percentile bootstrap's too many promotions: 58
+
+
+def test_the_sign_flip_interval_is_its_test_inverted():
+    rng = np.random.default_rng(8)
+    rejected = 0
+    for case in range(60):
+        drawn = ties_and_skew(120, rng) + (case % 4) * 0.01  # none to a clear lift
+        found = quality.signflip(drawn, resamples=500, seed=case)
+        flips = np.vstack(list(quality._flips(120, 500, case)))
+        sums = (1.0 - 2.0 * flips) @ drawn
+        p = (1 + np.sum(sums >= drawn.sum() - 1e-12)) / 501  # the one-sided test, directly
+        assert (p <= 0.025) == (found.low > 0)
+        rejected += p <= 0.025
+        assert found.low <= found.mean <= found.high
+        champion = np.full(120, 0.5)
+        decision = gate.decide("ndcg_at_10", scored(champion + drawn), None,
+                               gate.ChampionScore("3", None, scored(champion), "x"),
+                               gate.Rule(resamples=500, seed=case))
+        assert decision.promoted == (decision.difference_low > 0)  # what it says, it did
+        assert (f"{decision.difference_low:+.4f} to {decision.difference_high:+.4f}"
+                in decision.reason)
+    assert 10 < rejected < 50  # both outcomes were checked (17 of 60)
+
+
+def test_a_real_lift_is_promoted_as_often_as_the_percentile_bootstrap_promotes_it():
+    rng = np.random.default_rng(9)
+    flip = bootstrap = 0
+    for _ in range(200):
+        drawn = ties_and_skew(400, rng)
+        drawn += 0.12 * drawn.std()  # a small lift: about two standard errors on 400 users
+        seed = int(rng.integers(1 << 30))
+        flip += quality.signflip(drawn, seed=seed).low > 0
+        bootstrap += quality.paired(drawn, np.zeros(400), seed=seed).low > 0
+    assert flip >= 100 and flip >= bootstrap - 10  # 135 and 129 when written
+
+
 def test_a_couple_of_dozen_users_promote_nothing_whatever_the_interval():
     champion = np.zeros(25)
     candidate = champion.copy()
     candidate[:4] = 1.0  # 4 users better, 21 ties, none worse: a sign test's p is 1/16
+    assert quality.paired(candidate, champion).low > 0  # the percentile bootstrap says yes
     anyone = gate.Rule(min_users=1)
     loose = gate.decide("ndcg_at_10", scored(candidate), None,
                         gate.ChampionScore("3", None, scored(champion), "x"), anyone)
-    assert loose.promoted and loose.difference_low > 0  # the bootstrap alone would promote
+    assert not loose.promoted and loose.difference_low == 0  # the sign-flip test does not
+    candidate[:8] = 1.0  # 8 better: p 1/256, which the sign-flip test promotes on its own
+    clear = gate.decide("ndcg_at_10", scored(candidate), None,
+                        gate.ChampionScore("3", None, scored(champion), "x"), anyone)
+    assert clear.promoted and clear.difference_low > 0
     decision = gate.decide("ndcg_at_10", scored(candidate), None,
                            gate.ChampionScore("3", None, scored(champion), "x"))
     assert not decision.promoted and decision.users == 25
     assert decision.reason.startswith(
         "25 users evaluated, fewer than evaluation.gate_min_users (100): too few to decide")
-    assert "vs champion v3" in decision.reason and "95% interval" in decision.reason
+    assert "vs champion v3" in decision.reason and "95% sign-flip interval" in decision.reason
     assert decision.reason.endswith("champion v3 stays")
     first = gate.decide("ndcg_at_10", scored(candidate), scored(champion), None)
     assert not first.promoted and not first.serve_popularity

@@ -475,6 +475,7 @@ def test_a_retrain_of_the_champions_configuration_on_newer_data_is_a_refresh(
     assert run.tags["gate.refresh"] == "true" and run.tags["gate.promoted"] == "true"
     assert run.metrics["gate.users"] == again.metrics["evaluated_users"] >= 100
     assert run.metrics["gate.min_users"] == 100 and run.metrics["gate.confidence"] == 0.95
+    assert run.tags["gate.method"] == "sign-flip" and run.metrics["gate.resamples"] == 200
 
 
 def test_a_tenant_of_thirty_users_is_never_promoted(tmp_path, store, monkeypatch):
