@@ -1,18 +1,23 @@
 """The champion gate on real data: how often its interval promotes when there is nothing to
-find, by evaluated users, and what it decides on MovieLens-100k.
+find, by evaluated users, how often it promotes a small real lift, what one interval costs on
+100,000 users, and what the gate decides on MovieLens-100k.
 
-    python benchmarks/gate.py                 # 2,000 draws per sample size
-    python benchmarks/gate.py --draws 500
+    python benchmarks/gate.py                 # 5,000 draws per null and sample size
+    python benchmarks/gate.py --draws 500 --confirm-draws 0 --skip-decisions
 
 MovieLens-100k comes from the recbole wheel as in benchmarks/movielens.py (never installed,
 never committed); every rating is an interaction (4 and 5 weigh 4, the rest 1), written
 straight into the interactions mart of a temporary SLUICE_HOME with a real MLflow store.
 
 Under the null: two ALS fits of one configuration that differ only in their seed are scored
-per user on the default time holdout; their per-user NDCG@10 differences, each sign flipped
-at random (under no difference a user's difference is as likely either way), are drawn for
-n users, and the gate's paired percentile bootstrap (1,000 resamples, 95%) is asked whether
-the interval is above zero: the share of draws that say yes should be 2.5%.
+per user on the default time holdout; their per-user NDCG@10 differences are drawn for n
+users, either with each sign flipped at random (symmetric: under no difference a user's
+difference is as likely either way) or less their mean (mean zero, skew kept), and four
+95% intervals over 1,000 resamples are asked whether they are above zero: the percentile
+bootstrap the gate used (`quality.paired`), BCa and studentized bootstraps from the same
+resamples, and the sign-flip test's inverted interval the gate uses now
+(`quality.signflip`). The share of draws that say yes should be 2.5% or less. Power: the
+symmetric draws shifted by 0.1 and 0.2 of the differences' standard deviation.
 
 Then the gate itself (`train_tenant`): the first model on 97% of the history by time, a
 retrain of the same configuration on all of it (3% newer events), a popularity candidate
@@ -145,6 +150,19 @@ def null_rates(difference: np.ndarray, draws: int, sizes: tuple[int, ...]) -> li
     return rows
 
 
+def confirm(difference: np.ndarray, draws: int, n: int = 100) -> list[dict]:
+    """The sign-flip test alone (about 1 ms a draw) under the symmetric null at `n` users,
+    with enough draws for a standard error of a tenth of a point."""
+    from sluice.learn.quality import signflip
+
+    rng = np.random.default_rng(4)
+    above = 0
+    for _ in range(draws):
+        drawn = difference[rng.choice(len(difference), n)] * rng.choice([-1.0, 1.0], n)
+        above += signflip(drawn, 1000, 0.95, int(rng.integers(1 << 30))).low > 0
+    return [{"null": "symmetric", "users": n, "draws": draws, "sign-flip": rate(above, draws)}]
+
+
 def power(difference: np.ndarray, draws: int, shifts: tuple[float, ...]) -> list[dict]:
     """How often each method promotes a real lift: the sign-flipped differences shifted by a
     share of their standard deviation."""
@@ -214,6 +232,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=5_000)
     parser.add_argument("--power-draws", type=int, default=1_000)
+    parser.add_argument("--confirm-draws", type=int, default=40_000)
     parser.add_argument("--skip-decisions", action="store_true")
     args = parser.parse_args()
     print(table(cost(), ["method", "users", "seconds"]))
@@ -233,12 +252,18 @@ def main() -> int:
         settings = Settings()
         write_marts(settings.warehouse_path, frame, "ml")
         difference = per_user_differences(settings)
-        print(table(null_rates(difference, args.draws, SIZES),
-                    ["null", "users", "draws", *METHODS]))
-        print()
-        print(table(power(difference, args.power_draws, (0.1, 0.2)),
-                    ["users", "lift", "draws", *METHODS]))
-        print()
+        if args.draws:
+            print(table(null_rates(difference, args.draws, SIZES),
+                        ["null", "users", "draws", *METHODS]))
+            print()
+        if args.confirm_draws:
+            print(table(confirm(difference, args.confirm_draws),
+                        ["null", "users", "draws", "sign-flip"]))
+            print()
+        if args.power_draws:
+            print(table(power(difference, args.power_draws, (0.1, 0.2)),
+                        ["users", "lift", "draws", *METHODS]))
+            print()
         if args.skip_decisions:
             return 0
         print(table(decisions(settings, frame), ["run", "users", "promoted", "refresh"]))
