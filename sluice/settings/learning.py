@@ -155,7 +155,7 @@ class EvaluationConfig(BaseModel):
     leave_out: int = Field(1, ge=1, le=100)
     min_users: int = Field(200, ge=1)     # fewer evaluated: widen the time window, then per_user
     widen_to: float = Field(0.3, gt=0, lt=0.9)
-    bootstrap_resamples: int = Field(1000, ge=100, le=100_000)
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000)  # and the gate's sign draws
     confidence: float = Field(0.95, gt=0.5, lt=1)
     seed: int = 20261201
     gate_confidence: float = Field(0.95, gt=0.5, lt=1)
