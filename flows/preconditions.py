@@ -70,7 +70,8 @@ def check_batch(settings: Settings, tenants: list[str], segments: bool,
     model). A tenant with no model and no interaction in the raw log is unknown (a typo, most
     likely): refused naming the tenants there are, as the flow would refuse it."""
     from sluice.errors import NotFoundError
-    from sluice.intake.eventlog import segment_sizes, tenants_with_interactions
+    from sluice.intake.eventlog import segment_sizes
+    from sluice.intake.log_tenants import tenants_with_interactions
     from sluice.learn import registry
     from sluice.serve.batch import champion_tenants, no_champion
 

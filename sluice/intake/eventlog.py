@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import socket
 import threading
 import time
@@ -28,7 +27,6 @@ from typing import Any, TypeGuard
 import orjson
 
 from sluice import formats
-from sluice.vocabulary import DEFAULT_TENANT
 
 # filesystems whose open(..., "ab") really appends; others get one object per group commit
 APPEND_PROTOCOLS = frozenset({"file", "local", "memory"})
@@ -307,53 +305,6 @@ def read_complete(path: Path | str, offset: int, max_bytes: int | None = None,
     if end < 0:
         return b"", offset
     return data[: end + 1], offset + end + 1
-
-
-_TENANT_FIELD = re.compile(rb'"tenant":"([^"\\]{1,64})"')
-
-
-def tenants_with_interactions(root: Path | str, among: Iterable[str] | None = None) -> set[str]:
-    """The tenants with at least one interaction in the log (those serving holds a user's
-    history for), read as serving reads it: complete lines of every segment. Only lines that
-    name a tenant are parsed, so asking about a few (`among`) costs little more than reading
-    the bytes, and stops once each is found; None: every tenant the log names."""
-    wanted = None if among is None else set(among)
-    found: set[str] = set()
-    for path, size in segment_sizes(location(root)):
-        if wanted is not None and wanted <= found:
-            break
-        try:
-            data, _ = read_complete(path, 0, size=size if is_url(path) else None)
-        except FileNotFoundError:
-            continue
-        names = wanted if wanted is not None else {
-            DEFAULT_TENANT, *(m.decode("utf-8", "replace") for m in _TENANT_FIELD.findall(data))}
-        for name in names - found:
-            if _interaction_of(data, name):
-                found.add(name)
-    return found
-
-
-def _interaction_of(data: bytes, tenant: str) -> bool:
-    """Whether a line of `data` is an interaction of `tenant` (the writer is orjson: compact;
-    an event without a tenant is the default tenant's, as serving applies it)."""
-    markers = [b'"tenant":' + orjson.dumps(tenant)]
-    if tenant == DEFAULT_TENANT:
-        markers.append(b'"event":"interaction"')
-    for marker in markers:
-        at = data.find(marker)
-        while at >= 0:
-            start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at)
-            end = len(data) if end < 0 else end
-            try:
-                event = orjson.loads(data[start:end])
-            except orjson.JSONDecodeError:
-                event = None  # a torn line: serving skips it too
-            if (isinstance(event, dict) and event.get("event") == "interaction"
-                    and event.get("tenant", DEFAULT_TENANT) == tenant):
-                return True
-            at = data.find(marker, end)
-    return False
 
 
 class LogFollower:
