@@ -392,3 +392,13 @@ def test_the_docs_page_references_no_asset_a_browser_cannot_load(tmp_path):
     assert re.findall(r'(?<![\w-])(?:xlink:)?href="\{\{', html) == []  # not ng-href
     assert "${require(" not in html
     assert html.count('ng-attr-href="{{ getIcon(') == 4
+
+
+def test_docs_serve_without_generated_docs_or_with_an_unknown_option_says_what_to_do(tmp_path):
+    from sluice.errors import OperatorError
+
+    with pytest.raises(OperatorError, match=r"no docs in .* yet: run `sluice dbt -- docs "
+                                            r"generate` first"):
+        docs_site.serve(tmp_path, ["--no-browser"], say=print)
+    with pytest.raises(OperatorError, match="--profile x not understood: it takes --host"):
+        docs_site.serve(tmp_path, ["--profile", "x"], say=print)
