@@ -42,8 +42,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> BatchOutcome | list[BatchOutcome]:
-    """Checks the options against the config and the input's presence first (a typo fails
-    before Prefect starts), then runs the flow: `batch`, or `batch-tenants` for several."""
+    """Checks the options against the config, the input, the output's place, the tenants and
+    the model version first (a typo fails before Prefect starts), then runs the flow: `batch`,
+    or `batch-tenants` for several."""
     tenants = list(dict.fromkeys(args.tenant or [DEFAULT_TENANT]))
     options = {"input": args.input, "template": args.template, "num_results": args.num_results,
                "filters": _filters(args.filters), "filter_name": args.filter_name,
@@ -51,11 +52,11 @@ def run(args: argparse.Namespace) -> BatchOutcome | list[BatchOutcome]:
                "fill_with_random": args.fill_with_random, "segments": args.segments,
                "log_answers": args.log_answers, "output": args.output}
     _check(options, several=len(tenants) > 1, model_version=args.model_version)
-    if args.model_version is None:  # a named version is checked by the flow, as it loads
-        from flows.preconditions import check_batch
-        from sluice.settings import get_settings
+    from flows.preconditions import check_batch
+    from sluice.settings import get_settings
 
-        check_batch(get_settings(), tenants, segments=args.segments)
+    check_batch(get_settings(), tenants, segments=args.segments,
+                model_version=args.model_version)
     from cli.processes import quiet_flow_tracebacks
     from flows.batch import batch, batch_tenants
 
@@ -87,7 +88,7 @@ def _check(options: dict[str, Any], several: bool, model_version: str | None) ->
 # the job's fields (InputError.field, by prefix) and the options that set them
 _OPTIONS = (("template", "--template"), ("num_results", "--num-results"),
             ("filters", "--filters"), ("filterArn", "--filter-name"),
-            ("filter", "--filter-value"), ("input", "--input"))
+            ("filter", "--filter-value"), ("input", "--input"), ("output", "--output"))
 
 
 def _say(result: BatchOutcome) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -172,7 +173,7 @@ def cmd_flow(name: str, **options: Any) -> None:
 
 def cmd_dbt(args: argparse.Namespace) -> int:
     """dbt on the project, as the transform flow runs it: same warehouse, vars and lock."""
-    from sluice.warehouse import transform
+    from sluice.warehouse import docs_site, transform
     from sluice.warehouse.engine import from_settings
 
     dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
@@ -180,7 +181,10 @@ def cmd_dbt(args: argparse.Namespace) -> int:
         raise ValueError("name a dbt command after `--`, e.g. `sluice dbt -- build`")
     settings = get_settings()
     warehouse, work, dbt_vars = from_settings(settings), settings.home / "dbt", settings.dbt_vars()
-    if not transform.opens_warehouse(dbt_args):  # docs serve: no lock for as long as it runs
+    if dbt_args[:2] == ["docs", "serve"]:  # dbt's would put back the page's broken assets
+        return docs_site.serve(work / "target", dbt_args[2:],
+                               say=functools.partial(print, flush=True))
+    if not transform.opens_warehouse(dbt_args):
         argv, env = transform.dbt_invocation(warehouse, work, dbt_vars, dbt_args)
         return subprocess.run(argv, env=env, cwd=transform.DBT_PROJECT_DIR).returncode
     with warehouse.lock(say=print):
@@ -191,6 +195,8 @@ def cmd_dbt(args: argparse.Namespace) -> int:
         code = subprocess.run(argv, env=env, cwd=transform.DBT_PROJECT_DIR).returncode
         if code == 0:
             transform.record_whole_build(warehouse, work, dbt_vars, dbt_args)
+            if dbt_args[:2] == ["docs", "generate"]:
+                docs_site.fix_pages(work / "target")
         return code
 def _plain(result: Any) -> Any:
     """A flow's typed result as the JSON-ready dicts and lists it prints as."""

@@ -1,20 +1,21 @@
-"""The batch flows' options checked against the config and the input's presence, without a
-model, the raw log or Prefect: `sluice batch` calls this before any flow starts, so a typo
-fails at once (the flows resolve them again against the tenant's items)."""
+"""The batch flows' options checked against the config, the input (there and readable) and
+the output's place, without a model, the raw log or Prefect: `sluice batch` calls this before
+any flow starts, so a typo fails at once (the flows resolve them again against the tenant's
+items)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sluice.filters import NamedFilters
-from sluice.serve.batch_io import check_input, input_location
+from sluice.serve.batch_io import check_input, check_output, input_location
 from sluice.serve.resolve import check_batch
 from sluice.settings import get_settings
 
 
 def check_options(options: dict[str, Any]) -> None:
     """Raises an InputError naming the job's field (`template`, `num_results`, `filters`,
-    `filterArn`, `input`) at fault."""
+    `filterArn`, `input`, `output`) at fault."""
     settings = get_settings()
     check_batch(settings.app, NamedFilters(settings.app.filters, settings.home / "filters.json"),
                 template=options["template"], filters=options["filters"],
@@ -24,3 +25,5 @@ def check_options(options: dict[str, Any]) -> None:
     source = input_location(settings.landing_location, options["input"])
     if source is not None:
         check_input(source)
+    if options.get("output") is not None:
+        check_output(options["output"])

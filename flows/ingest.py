@@ -28,6 +28,7 @@ class IngestOutcome:
     unreadable_files: list[str] = field(default_factory=list)
     changed_files: list[str] = field(default_factory=list)
     ignored_files: list[str] = field(default_factory=list)  # names no reader takes
+    refused_files: list[str] = field(default_factory=list)  # symbolic links, not followed
     table: list[dict[str, Any]] = field(default_factory=list)
     not_used: dict[str, Any] = field(default_factory=dict)  # quarantined and unweighted rows
 

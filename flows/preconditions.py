@@ -63,19 +63,43 @@ def _running_experiments(settings: Settings) -> bool:
     return any(e.running(now) for e in Experiments(settings.home).all().values())
 
 
-def check_batch(settings: Settings, tenants: list[str], segments: bool) -> None:
-    """A batch answers from a tenant's champion, or from the events in the raw log: with
-    neither there is nothing to answer (and segments need the champion)."""
+def check_batch(settings: Settings, tenants: list[str], segments: bool,
+                model_version: str | None = None) -> None:
+    """A batch answers from a tenant's champion (or the `model_version` named), or from the
+    events in the raw log: with neither there is nothing to answer (and segments need a
+    model). A tenant with no model and no interaction in the raw log is unknown (a typo, most
+    likely): refused naming the tenants there are, as the flow would refuse it."""
+    from sluice.errors import NotFoundError
     from sluice.intake.eventlog import segment_sizes
+    from sluice.intake.log_tenants import tenants_with_interactions
     from sluice.learn import registry
-    from sluice.serve.batch import no_champion
+    from sluice.serve.batch import champion_tenants, no_champion
 
     client = registry.client(settings.mlflow_tracking_uri)
+    if model_version is not None:  # one tenant's version (the CLI refuses it for several)
+        name = settings.registered_model_name(tenants[0])
+        if not model_version.isdigit() or registry.version_of(client, name,
+                                                              model_version) is None:
+            raise NotFoundError("--model-version", f"{name} has no version {model_version!r}: "
+                                f"`sluice models --tenant {tenants[0]}` lists them, or leave "
+                                "it out for the champion")
+        return
     unserved = [t for t in tenants if registry.alias_version(
         client, settings.registered_model_name(t), registry.CHAMPION) is None]
-    if segments and unserved:
-        raise NotReadyError(no_champion(unserved[0], settings))
-    if unserved and not any(size for _, size in segment_sizes(settings.raw_location)):
+    if not unserved:
+        return
+    if not any(size for _, size in segment_sizes(settings.raw_location)):
         raise NotReadyError(f"tenant {unserved[0]!r} has no champion model and the raw log "
                             "has no events yet: send events (POST /v1/events), or load "
                             "files and train with `sluice pipeline`")
+    in_log = tenants_with_interactions(settings.raw_location, unserved)
+    unknown = [t for t in unserved if t not in in_log]
+    if unknown:
+        known = sorted(champion_tenants(settings) | tenants_with_interactions(
+            settings.raw_location))
+        raise NotFoundError("--tenant", f"{unknown[0]!r} has no model and no interaction in "
+                                        "the raw log: known tenants are "
+                                        f"{', '.join(known) or 'none yet (send events first)'}")
+    if segments:
+        raise NotReadyError(no_champion(unserved[0], settings))
+

@@ -100,12 +100,16 @@ def every_tenant(settings: Settings) -> list[str]:
         found = set(service.state.tenants())
     finally:
         service.log.close()
-    prefix = f"{settings.app.model.name}-"
+    return sorted(found | champion_tenants(settings))
+
+
+def champion_tenants(settings: Settings) -> set[str]:
+    """The tenants whose registered model has a champion."""
+    prefix = settings.registered_model_name("")
     client = registry.client(settings.mlflow_tracking_uri)
-    found.update(m.name.removeprefix(prefix)
-                 for m in client.search_registered_models(f"name LIKE '{prefix}%'")
-                 if registry.CHAMPION in (m.aliases or {}))
-    return sorted(found)
+    return {m.name.removeprefix(prefix)
+            for m in client.search_registered_models(f"name LIKE '{prefix}%'")
+            if registry.CHAMPION in (m.aliases or {})}
 
 
 def champion_or_version(settings: Settings, tenant: str,

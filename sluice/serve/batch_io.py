@@ -9,6 +9,7 @@ its `error` there instead of failing the job. Everything streams: the writers ho
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,17 +79,49 @@ def input_location(landing: Path | str, given: str | None) -> str | None:
 
 
 def check_input(location: str | Path) -> None:
-    """An InputError naming `input` when the file is not there."""
-    _open_input(location).close()
+    """An InputError naming `input` when the file is not there or cannot be read (a folder,
+    no permission, an unknown URL scheme): its first byte is read."""
+    with _open_input(location) as handle:
+        try:
+            handle.read(1)
+        except OSError as exc:
+            raise _unreadable(location, exc) from None
+
+
+def check_output(location: str | Path) -> None:
+    """An InputError naming `output` when a local output folder cannot be made: a file is in
+    its place (or in its path), or the folder it goes under cannot be written. A URL is
+    checked by its first write."""
+    if is_url(str(location)):
+        return
+    path = Path(location)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError("output", f"{existing} is a file, not a folder: give a folder (made "
+                                   "when missing) or an fsspec URL")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError("output", f"{existing} cannot be written (no permission): give a "
+                                   "folder you can write")
 
 
 def _open_input(location: str | Path) -> Any:
-    fs, path = url_to_fs(str(location))
+    try:
+        fs, path = url_to_fs(str(location))
+    except (ValueError, ImportError) as exc:  # fsspec: "Protocol not known", a missing driver
+        raise _unreadable(location, exc) from None
     try:
         return fs.open(path, "rb")
     except FileNotFoundError:
         raise InputError("input", f"{location} not found: give a file in the landing folder, a "
                                   "path or an fsspec URL") from None
+    except OSError as exc:  # a folder, no permission
+        raise _unreadable(location, exc) from None
+
+
+def _unreadable(location: str | Path, exc: BaseException) -> InputError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return InputError("input", f"{location} cannot be read ({reason}): give a JSON Lines file "
+                               "in the landing folder, a path or an fsspec URL")
 
 
 def parse_line(number: int, raw: bytes, key: str) -> InputLine:

@@ -72,11 +72,15 @@ class Ingestor:
                 # an object's size from the listing spares a request; a local file may grow
                 known = size if eventlog.is_url(path) else None
                 report.files.append(_load_segment(loader, path, seen, known, self.warn))
-            landing, ignored = sources.landing_listing(self.landing_dir)
+            landing, ignored, links = sources.landing_listing(self.landing_dir)
             for path in landing:
                 report.files.append(self._load_landing(loader, path, manifest.get(str(path))))
             report.files.extend(FileResult(str(path), "landing", status="ignored",
                                            message=sources.IGNORED) for path in ignored)
+            for path in links:  # no manifest row: the file put in its place loads as new
+                self.warn(f"landing file {path}: {sources.LINK}")
+                report.files.append(FileResult(str(path), "landing", status="refused",
+                                               message=sources.LINK))
         return report
 
     def _load_landing(self, loader: FileLoader, path: Path | str, seen: Seen) -> FileResult:

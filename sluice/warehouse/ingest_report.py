@@ -14,7 +14,8 @@ class FileResult:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     duplicates_skipped: int = 0
-    status: str = "loaded"  # loaded | unchanged | changed_after_loading | unreadable | ignored
+    # loaded | unchanged | changed_after_loading | unreadable | ignored | refused (a link)
+    status: str = "loaded"
     message: str = ""
     seconds: float = 0.0
 
@@ -64,6 +65,7 @@ class IngestReport:
             "unreadable_files": [f.path for f in self.files if f.status == "unreadable"],
             "changed_files": [f.path for f in self.files if f.status == "changed_after_loading"],
             "ignored_files": [f.path for f in self.files if f.status == "ignored"],
+            "refused_files": [f.path for f in self.files if f.status == "refused"],
         }
 
 

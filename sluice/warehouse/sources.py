@@ -92,6 +92,12 @@ IN_PROGRESS_SUFFIXES = (".tmp", ".partial")
 # `export.CSV`): it would otherwise wait there, never loaded, in silence
 IGNORED = ("not loaded: a landing file's name ends in " + ", ".join(LANDING_SUFFIXES)
            + "; rename a data file to one (a file never loaded may be renamed)")
+# what ingest says of a symbolic link in the landing folder, each run until it is replaced: a
+# link is not followed, since what it loads could change under the same name after loading
+# (retargeted: loaded twice, or missed as unchanged) or lie outside the landing folder
+LINK = ("not loaded: a symbolic link, which ingest does not follow (its target could change "
+        "after loading, or lie outside the landing folder); put the file itself in the "
+        "landing folder (move or copy it) in the link's place")
 
 
 def landing_files(landing_dir: Path | str) -> list[Path] | list[str]:
@@ -99,47 +105,53 @@ def landing_files(landing_dir: Path | str) -> list[Path] | list[str]:
     return landing_listing(landing_dir)[0]
 
 
-def landing_listing(landing_dir: Path | str) -> tuple[list[Any], list[Any]]:
-    """(landing files to consider, visible files whose name no reader takes), each sorted;
-    hidden path parts and symlinks are neither."""
+def landing_listing(landing_dir: Path | str) -> tuple[list[Any], list[Any], list[Any]]:
+    """(landing files to consider, visible files whose name no reader takes, visible symbolic
+    links), each sorted. Links are refused, never followed (see LINK); a linked folder is not
+    entered."""
     if isinstance(landing_dir, str):
         return _remote_landing_files(landing_dir)
     if not landing_dir.exists():
-        return [], []
+        return [], [], []
     root = landing_dir.resolve()
     found: list[Path] = []
     ignored: list[Path] = []
-    for path in sorted(root.rglob("*")):
-        if path.is_symlink() or not path.is_file():
-            continue  # a link could point outside the landing folder
+    links: list[Path] = []
+    for path in sorted(root.rglob("*")):  # rglob does not enter a linked folder
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
-        if not path.name.endswith(IN_PROGRESS_SUFFIXES):
+        if path.is_symlink():
+            links.append(path)
+        elif path.is_file() and not path.name.endswith(IN_PROGRESS_SUFFIXES):
             (found if path.name.endswith(LANDING_SUFFIXES) else ignored).append(path)
-    return found, ignored
+    return found, ignored, links
 
 
-def _remote_landing_files(url: str) -> tuple[list[str], list[str]]:
-    """Landing files under a URL; hidden path parts skipped (no symlinks on object stores)."""
+def _remote_landing_files(url: str) -> tuple[list[str], list[str], list[str]]:
+    """Landing files under a URL; hidden path parts skipped. Object stores have no links; a
+    `file://` folder may (fsspec lists them, not followed, with `islink`)."""
     from fsspec.core import url_to_fs
 
     fs, root = url_to_fs(url)
     root = root.rstrip("/")
     fs.invalidate_cache(root)
     try:  # a missing prefix holds no files; a missing bucket is a mistake to name
-        listed = fs.find(root)
+        listed = fs.find(root, detail=True)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"landing folder {url} cannot be listed: {exc}") from exc
     found: list[str] = []
     ignored: list[str] = []
-    for path in sorted(listed):
+    links: list[str] = []
+    for path, info in sorted(listed.items()):
         parts = path[len(root):].strip("/").split("/")
         if any(part.startswith(".") for part in parts):
             continue
-        if not path.endswith(IN_PROGRESS_SUFFIXES):
+        if info.get("islink"):
+            links.append(eventlog.file_url(fs, path))
+        elif not path.endswith(IN_PROGRESS_SUFFIXES):
             (found if path.endswith(LANDING_SUFFIXES) else ignored).append(
                 eventlog.file_url(fs, path))
-    return found, ignored
+    return found, ignored, links
 
 
 def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Record], int]:

@@ -14,10 +14,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sluice.settings import PROJECT_ROOT
+from sluice.warehouse import docs_site
 from sluice.warehouse.engine import DuckDBWarehouse, MissingTable, Warehouse, as_warehouse
+from sluice.warehouse.fingerprint import project_digest
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,8 @@ def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
     if proc.returncode != 0:
         raise TransformError(failure_message(command, result.failures, target / "manifest.json",
                                              proc.stdout, work_dir / "logs" / "dbt.log"))
+    if args[:2] == ["docs", "generate"]:
+        docs_site.fix_pages(target)
     if args[0] in BUILDING and not select:  # a selection leaves other models as they were
         (work_dir / BUILT_WITH).write_text(fingerprint)
         if args[0] == "build":  # every test passed on every row loaded so far
@@ -285,33 +287,6 @@ def build_fingerprint(warehouse: Warehouse | Path, dbt_vars: dict[str, Any]) -> 
                              sort_keys=True, default=str).encode())
     digest.update(project_digest(DBT_PROJECT_DIR).encode())
     return digest.hexdigest()
-
-
-def project_digest(project: Path) -> str:
-    """The project's SQL and `dbt_project.yml` whole, and of its models' schema files what
-    changes rows or columns (configs, contracts' types and constraints), not descriptions or
-    tests: editing a description must not rebuild the warehouse, a config must."""
-    digest = hashlib.sha256()
-    files = [project / "dbt_project.yml", *sorted(project.glob("models/**/*.sql")),
-             *sorted(project.glob("macros/**/*.sql")), *sorted(project.glob("models/**/*.yml"))]
-    for path in files:
-        body = _schema_settings(path) if path.parent != project and path.suffix == ".yml" \
-            else path.read_bytes()
-        digest.update(str(path.relative_to(project)).encode() + body)
-    return digest.hexdigest()
-
-
-def _schema_settings(path: Path) -> bytes:
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:  # dbt refuses it; any edit counts
-        return path.read_bytes()
-    nodes = [n for kind in ("models", "snapshots") for n in (doc or {}).get(kind) or []
-             if isinstance(n, dict)] if isinstance(doc, dict) else []
-    kept = [{**{k: n.get(k) for k in ("name", "config", "versions", "constraints")},
-             "columns": [{k: c.get(k) for k in ("name", "data_type", "constraints", "config")}
-                         for c in n.get("columns") or [] if isinstance(c, dict)]} for n in nodes]
-    return json.dumps(kept, sort_keys=True, default=str).encode()
 
 
 def _read(path: Path) -> str | None:

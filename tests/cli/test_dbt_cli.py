@@ -15,6 +15,7 @@ from sluice.settings import DEFAULT_CONFIG, PROJECT_ROOT, get_settings
 from sluice.warehouse.db import connect
 from sluice.warehouse.locks import warehouse_lock
 from sluice.warehouse.transform import DBT_PROJECT_DIR, dbt_build
+from tests.utils.browser import browser, visit
 from tests.utils.cli import SLUICE, cli_env, sluice
 from tests.utils.factories import environment
 
@@ -135,7 +136,9 @@ def test_sluice_dbt_build_after_a_config_change_rebuilds_kept_rows_as_the_flow_w
 
 def test_sluice_dbt_docs_serve_neither_waits_for_nor_holds_the_warehouse_lock(tmp_path):
     """`docs serve` runs until stopped and never opens the warehouse: it used to take the
-    lock, waiting for a running flow and then keeping every flow waiting while it served."""
+    lock, waiting for a running flow and then keeping every flow waiting while it served.
+    The page it serves loads in a browser with every request answered (dbt's server would
+    put back dbt-docs' page, whose icons and favicon 404)."""
     import socket
 
     import httpx
@@ -163,6 +166,11 @@ def test_sluice_dbt_docs_serve_neither_waits_for_nor_holds_the_warehouse_lock(tm
 
             assert wait_until(page, "dbt's docs site", timeout=60, interval=0.5,
                               until=lambda status: status == 200) == 200
+            if browser() is not None:
+                seen = visit(f"http://127.0.0.1:{port}/")
+                assert seen.failed == [] and seen.errors == [], (seen.failed, seen.errors)
+                assert seen.outside() == [], seen.outside()
+                assert "interactions" in seen.dom
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)

@@ -81,3 +81,40 @@ def test_segments_without_a_champion_say_so_before_prefect_starts(tmp_path):
     assert line.startswith("sluice batch: NotReadyError: tenant 'shop' has no champion model "
                            "(models:/sluice-shop@champion)"), line
     assert "run `sluice train` once it has enough data" in line
+
+
+def test_an_unknown_tenant_is_refused_naming_the_known_ones_before_prefect_starts(tmp_path):
+    """A tenant with no model and no interaction in the raw log (an item event is not one)
+    would be refused inside the flow: it is refused first, alone or among several."""
+    env = environment(tmp_path)
+    log = EventLog(tmp_path / "raw")
+    log.append([interaction("u1", "i1"), {**interaction("u2", "i2"), "tenant": "shop"},
+                {"event": "item", "id": "c1", "timestamp": 1, "tenant": "catalog",
+                 "item": "i1"}])
+    log.close()
+    said = ("sluice batch: NotFoundError: --tenant: {!r} has no model and no interaction in "
+            "the raw log: known tenants are default, shop")
+    assert _refused(env, "batch", "--tenant", "shpo") == said.format("shpo")
+    assert _refused(env, "batch", "--tenant", "shop", "--tenant", "catalog") == said.format(
+        "catalog")
+
+
+def test_unreadable_input_a_misplaced_output_and_a_missing_version_are_refused_first(tmp_path):
+    env = environment(tmp_path)
+    log = EventLog(tmp_path / "raw")
+    log.append([interaction("u1", "i1")])
+    log.close()
+    (tmp_path / "landing" / "users").mkdir(parents=True)
+    (tmp_path / "afile").write_text("")
+    assert _refused(env, "batch", "--input", "users") == (
+        f"sluice batch: InputError: --input: {tmp_path / 'landing' / 'users'} cannot be read "
+        "(Is a directory): give a JSON Lines file in the landing folder, a path or an fsspec URL")
+    assert _refused(env, "batch", "--input", "nope://users.jsonl").startswith(
+        "sluice batch: InputError: --input: nope://users.jsonl cannot be read (Protocol not "
+        "known: nope)")
+    assert _refused(env, "batch", "--output", str(tmp_path / "afile" / "out")) == (
+        f"sluice batch: InputError: --output: {tmp_path / 'afile'} is a file, not a folder: "
+        "give a folder (made when missing) or an fsspec URL")
+    assert _refused(env, "batch", "--model-version", "7") == (
+        "sluice batch: NotFoundError: --model-version: sluice-default has no version '7': "
+        "`sluice models --tenant default` lists them, or leave it out for the champion")

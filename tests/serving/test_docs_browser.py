@@ -23,3 +23,6 @@ def test_docs_page_draws_with_no_console_error_and_no_request_elsewhere(server, 
     assert seen.outside() == [], seen.outside()  # ReDoc's logo came from cdn.redoc.ly
     assert drawn in seen.dom and "/v1/recommendations" in seen.dom
     assert f"{server['base']}/openapi.json" in seen.requests  # the spec it drew, from here
+    # ReDoc warns when our schema leaves it guessing (it did on /v1/events' body, one event
+    # or an array of them, before that body carried examples)
+    assert [c for c in seen.console if c.startswith("warning")] == [], seen.console

@@ -152,3 +152,28 @@ def test_ready_declares_503_with_the_readiness_shape(server, schema):
     assert {200, 503} <= _declared(op)
     assert _shape(op, 503) == _shape(op, 200) == "Readiness"
     assert isinstance(httpx.Response(503, json=r.json()).json()["models"], dict)
+
+
+def test_every_documented_request_example_fits_its_schema_and_is_accepted(server, schema):
+    """The examples documentation tools show (ReDoc draws /v1/events' samples from them)
+    are requests the server takes as they are."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    tried = []
+    for method, path, op in _operations(schema):
+        for kind, media in op.get("requestBody", {}).get("content", {}).items():
+            values = [e["value"] for e in media.get("examples", {}).values()]
+            values += [media["example"]] if "example" in media else []
+            for value in values:
+                if kind == "application/json":
+                    Draft202012Validator({**media["schema"], "components": schema["components"]}
+                                         ).validate(value)
+                body = json.dumps(value) if kind == "application/json" else value
+                answer = server["http"].request(method, path, content=body,
+                                                headers={**ADMIN, "content-type": kind})
+                assert answer.status_code == 200, (path, kind, value, answer.text)
+                tried.append((path, kind))
+    assert tried.count(("/v1/events", "application/json")) == 2
+    assert ("/v1/events", "application/x-ndjson") in tried

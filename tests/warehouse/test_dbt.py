@@ -15,6 +15,7 @@ import duckdb
 import pytest
 import yaml
 
+from sluice.warehouse import docs_site
 from sluice.warehouse.db import connect
 from sluice.warehouse.transform import DBT_PROJECT_DIR, TransformError, dbt_build
 from tests.utils.browser import browser, visit
@@ -262,9 +263,9 @@ def test_docs_generate_works_offline(built):
     assert (target / "index.html").stat().st_size > 10_000
     if browser() is None:
         return
-    # the docs site as `dbt docs serve` would serve it: it reads manifest and catalog from its
-    # folder and asks nothing of another host (dbt's own page requests a few templated icon
-    # URLs that 404 here; those are dbt-docs', on this server)
+    # the docs site as `sluice dbt -- docs serve` serves it: it reads manifest and catalog
+    # from its folder, asks nothing of another host, and every request it makes is answered
+    # (dbt-docs' own page asks for templated icon URLs and a favicon that 404: fixed here)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(target))
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as site:
         threading.Thread(target=site.serve_forever, daemon=True).start()
@@ -273,8 +274,11 @@ def test_docs_generate_works_offline(built):
         finally:
             site.shutdown()
     assert seen.outside() == [], seen.outside()
+    assert seen.failed == [], seen.failed
+    assert seen.errors == [], seen.errors
     assert any(url.split("?")[0].endswith("/catalog.json") for url in seen.requests)
     assert "interactions" in seen.dom
+    assert 'href="#icn-' in seen.dom  # the menu's icons, drawn from the page's own sprite
 
 
 # DuckDB spellings with no equivalent elsewhere: they belong in macros/cross_db/ (dispatched)
@@ -375,3 +379,26 @@ def test_a_warehouse_ingest_never_wrote_says_to_ingest_first(tmp_path, made_by):
     message = str(failure.value)
     assert "has no raw.events yet; run `sluice ingest` first" in message
     assert "\n" not in message and "Catalog Error" not in message
+
+
+def test_the_docs_page_references_no_asset_a_browser_cannot_load(tmp_path):
+    """Without a browser too: dbt-docs' page, as `docs generate` copies it, has its templated
+    icon links and its unsubstituted favicon put right (what the browser test saw 404)."""
+    from dbt.task.docs import DOCS_INDEX_FILE_PATH
+
+    shutil.copyfile(DOCS_INDEX_FILE_PATH, tmp_path / "index.html")
+    assert docs_site.fix_pages(tmp_path) == [tmp_path / "index.html"]
+    html = (tmp_path / "index.html").read_text()
+    assert re.findall(r'(?<![\w-])(?:xlink:)?href="\{\{', html) == []  # not ng-href
+    assert "${require(" not in html
+    assert html.count('ng-attr-href="{{ getIcon(') == 4
+
+
+def test_docs_serve_without_generated_docs_or_with_an_unknown_option_says_what_to_do(tmp_path):
+    from sluice.errors import OperatorError
+
+    with pytest.raises(OperatorError, match=r"no docs in .* yet: run `sluice dbt -- docs "
+                                            r"generate` first"):
+        docs_site.serve(tmp_path, ["--no-browser"], say=print)
+    with pytest.raises(OperatorError, match="--profile x not understood: it takes --host"):
+        docs_site.serve(tmp_path, ["--profile", "x"], say=print)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sluice.warehouse.transform import DBT_PROJECT_DIR, project_digest
+from sluice.warehouse.fingerprint import project_digest
+from sluice.warehouse.transform import DBT_PROJECT_DIR
 
 
 @pytest.fixture()

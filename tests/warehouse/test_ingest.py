@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from sluice.intake import tabular
 from sluice.intake.eventlog import EventLog, segments
 from sluice.intake.events import parse_event
-from sluice.warehouse import ingest, loading
+from sluice.warehouse import ingest, loading, sources
 from sluice.warehouse.ingest import Ingestor
 from tests.utils.reads import file_reads
 
@@ -572,15 +573,40 @@ def test_unreadable_parquet_quarantined_whole(env):
 # --- discovery ----------------------------------------------------------------------------
 
 
-def test_symlinks_in_landing_are_ignored(env, tmp_path):
+@pytest.mark.parametrize("as_url", [False, True])
+def test_symlinks_in_landing_are_refused_each_run_until_the_file_itself_is_there(
+        env, tmp_path, as_url):
+    """A link is never followed: retargeted, it would load other data under a name already
+    loaded (or pass as unchanged); it could point outside the landing folder. It is reported
+    and warned about, each run, with what to do; the file put in its place loads as new."""
     outside = tmp_path / "outside"
     _write_jsonl(outside / "secret.jsonl", [_ev(1)])
+    _write_jsonl(outside / "other.jsonl", [_ev(3)])
     os.symlink(outside / "secret.jsonl", env.landing / "link.jsonl")
     os.symlink(outside, env.landing / "linked-dir")
+    os.symlink(env.landing / "real.jsonl", env.landing / "again.jsonl")  # to a landing file
     _write_jsonl(env.landing / "real.jsonl", [_ev(2)])
-    report = env.run()
-    assert [Path(f.path).name for f in report.files] == ["real.jsonl"]
-    assert env.ids() == ["e2"]
+    ingestor = Ingestor(env.warehouse, env.raw,
+                        f"file://{env.landing}" if as_url else env.landing,
+                        warn=(warned := []).append)
+
+    def statuses() -> dict[str, str]:
+        return {Path(f.path).name: f.status for f in ingestor.run().files}
+
+    assert statuses() == {"real.jsonl": "loaded", "again.jsonl": "refused",
+                          "link.jsonl": "refused", "linked-dir": "refused"}
+    assert env.ids() == ["e2"]  # nothing through a link, the linked file not twice
+    assert len(warned) == 3 and all(sources.LINK in w for w in warned)
+    assert all("\n" not in w and "put the file itself in the landing folder" in w
+               for w in warned)
+    (env.landing / "link.jsonl").unlink()  # retargeted: still refused, nothing loaded
+    os.symlink(outside / "other.jsonl", env.landing / "link.jsonl")
+    assert statuses()["link.jsonl"] == "refused" and env.ids() == ["e2"]
+    (env.landing / "link.jsonl").unlink()  # the file itself in its place: loaded, once
+    shutil.copy(outside / "other.jsonl", env.landing / "link.jsonl")
+    assert statuses()["link.jsonl"] == "loaded" and env.ids() == ["e2", "e3"]
+    assert statuses()["link.jsonl"] == "unchanged"
+    assert env.count("raw.quarantine") == 0
 
 
 def test_tmp_hidden_and_other_files_ignored(env):

@@ -52,10 +52,21 @@ _EVENT = {"anyOf": [
         "type": "array", "minItems": 1, "maxItems": 1000, "items": {
             "type": "object", "required": ["id"], "properties": {"id": _ID}}}),
 ]}
+_ITEM = {"event": "item", "id": "item-42-v1", "timestamp": "2026-12-01T09:30:00Z",
+         "item": "42", "fields": [{"name": "color", "value": "red"}]}
+_CLICK = {"event": "interaction", "id": "e-1001", "timestamp": 1796117400000, "user": "u7",
+          "session": "s-9", "item": "42", "type": "click"}
+# The body is one event or an array of them: documentation tools draw each alternative's
+# sample from these (generated from the schema instead, an array alternative's sample is a
+# guess that ReDoc warns about in the browser console)
+_EXAMPLES = {"one": {"summary": "one event", "value": _CLICK},
+             "several": {"summary": "an array of events", "value": [_ITEM, _CLICK]}}
 _BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"anyOf": [_EVENT, {
-        "type": "array", "minItems": 1, "maxItems": MAX_EVENTS_PER_CALL, "items": _EVENT}]}},
-    "application/x-ndjson": {"schema": {"type": "string", "description": "JSON Lines"}}}}}
+        "type": "array", "minItems": 1, "maxItems": MAX_EVENTS_PER_CALL, "items": _EVENT}]},
+        "examples": _EXAMPLES},
+    "application/x-ndjson": {"schema": {"type": "string", "description": "JSON Lines"},
+                             "example": "\n".join(json.dumps(e) for e in (_ITEM, _CLICK))}}}}
 
 
 def _decode(body: bytes) -> list[Any] | JSONResponse:
