@@ -15,6 +15,7 @@ from sluice.errors import InputError
 from sluice.intake.events import (
     TIMESTAMP_RULE,
     EventError,
+    impression_id,
     numeric_text,
     parse_event,
     parse_timestamp,
@@ -186,7 +187,7 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         who = {"session": session} | ({"user": user} if user else {})
         ranking = recommendation
         if impression:
-            ranking = ranking or f"{event_id}:impression"
+            ranking = ranking or impression_id(event_id)
             out.append(_checked(_impression(
                 event_id, sent_at, tenant, who, impression, recommendation,
                 fields if item is None else None), where))
@@ -208,7 +209,7 @@ def _impression(event_id: str, sent_at: int, tenant: str, who: dict[str, Any],
     """The ranking event of an event's `impression`: the items shown; with a recommendationId,
     of the list that id names, so the marts show one list (the answer Sluice logged under it,
     else this impression). An event without an item keeps its `fields` here."""
-    return {"event": "ranking", "id": f"{event_id}:impression", "timestamp": sent_at,
+    return {"event": "ranking", "id": impression_id(event_id), "timestamp": sent_at,
             "tenant": tenant, **who, "items": [{"id": i} for i in impression],
             **({"ranking": recommendation} if recommendation else {}),
             **({"fields": fields} if fields else {})}
@@ -253,7 +254,7 @@ def _checked(event: dict[str, Any], where: str) -> dict[str, Any]:
 def _outer_name(field: str) -> str:
     """An internal field name (`fields.num_ratings`) as the request spelled its parameter."""
     head, dot, rest = field.partition(".")
-    head = {"fields": "properties", "type": "eventType", "item": "itemId",
+    head = {"id": "eventId", "fields": "properties", "type": "eventType", "item": "itemId",
             "value": "eventValue", "user": "userId", "items": "impression"}.get(head, head)
     return head + dot + rest
 

@@ -445,3 +445,22 @@ def test_derived_ids_of_events_without_attribution_are_those_of_earlier_releases
     events = personalize.put_events({"trackingId": "t", "sessionId": "s", "eventList": [
         {"eventType": "click", "itemId": "i7", "sentAt": 1_767_225_600.25}]}, "default")
     assert events[0]["id"] == "pe-c97658255efbfb18c44f63991b9b6f5d"
+
+
+@pytest.mark.parametrize("item", [{"itemId": "i1"}, {}])
+def test_an_event_id_as_long_as_the_model_allows_keeps_its_impression(server, item):
+    # the impression's list gets an id of its own, which must fit the 256-character id rule too
+    events = boto_client(server["base"], "personalize-events")
+    session = f"long-id-{len(item)}"
+    call = {"trackingId": "demo-tracking-id", "sessionId": session, "eventList": [
+        {"eventId": session.ljust(256, "e"), "eventType": "view", "sentAt": GUIDE_SENT_AT,
+         "impression": ["i1", "i2"], **item}]}
+    events.put_events(**call)
+    events.put_events(**call)  # retried: the same ids
+    found = [e for e in logged(server["home"]) if e.get("session") == session]
+    rankings = {e["id"]: e for e in found if e["event"] == "ranking"}
+    assert len(rankings) == 1 and all(len(i) <= 256 for i in rankings)
+    ranking = next(iter(rankings.values()))
+    assert [i["id"] for i in ranking["items"]] == ["i1", "i2"]
+    if item:
+        assert {e["ranking"] for e in found if e["event"] == "interaction"} == {ranking["id"]}
