@@ -464,3 +464,24 @@ def test_an_event_id_as_long_as_the_model_allows_keeps_its_impression(server, it
     assert [i["id"] for i in ranking["items"]] == ["i1", "i2"]
     if item:
         assert {e["ranking"] for e in found if e["event"] == "interaction"} == {ranking["id"]}
+
+
+def test_every_answer_carries_a_request_id_as_aws_answers_do(server):
+    # applications log response["ResponseMetadata"]["RequestId"], of answers and errors alike
+    events = boto_client(server["base"], "personalize-events")
+    runtime = boto_client(server["base"], "personalize-runtime")
+    answered = events.put_events(trackingId="demo-tracking-id", sessionId="rid", eventList=[
+        {"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT}])
+    ids = [answered["ResponseMetadata"]["RequestId"], runtime.get_recommendations(
+        campaignArn="arn:aws:personalize:us-east-1:000000000000:campaign/default",
+        userId="u1", numResults=1)["ResponseMetadata"]["RequestId"]]
+    for call in (lambda: events.put_events(trackingId="demo-tracking-id", sessionId="rid",
+                                           eventList=[{"eventType": "click", "sentAt": 1}]),
+                 lambda: events.put_items(datasetArn=ARN.format("shop"), items=[
+                     {"itemId": "big", "properties": json.dumps({"a": "\u00e9" * 31_000})}] * 10),
+                 lambda: runtime.get_action_recommendations(campaignArn="arn:aws:personalize:"
+                                                            "us-east-1:0:campaign/default")):
+        with pytest.raises(ClientError) as err:
+            call()
+        ids.append(err.value.response["ResponseMetadata"]["RequestId"])
+    assert all(ids) and len(set(ids)) == len(ids)
