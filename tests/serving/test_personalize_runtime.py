@@ -132,3 +132,14 @@ def test_a_context_as_large_as_the_model_allows_is_logged_and_ingested(runtime, 
     status, code, message = _refused(lambda: runtime.get_recommendations(
         campaignArn=CAMPAIGN, userId="u1", context={**context, "one_more": "v"}))
     assert (status, code) == (400, "InvalidInputException") and message.startswith("context:")
+
+
+@pytest.mark.parametrize("value", [
+    "books",  # unquoted: Personalize's filterValues hold quoted strings, "books"
+    ",".join(f'"v{n}"' for n in range(101)),  # IN takes at most 100 values
+])
+def test_a_filter_value_that_cannot_be_read_is_refused_naming_that_value(runtime, value):
+    status, code, message = _refused(lambda: runtime.get_recommendations(
+        campaignArn=CAMPAIGN, userId="u1", filterArn=GENRE, filterValues={"CATEGORIES": value}))
+    assert (status, code) == (400, "InvalidInputException")
+    assert message.startswith("filterValues.CATEGORIES: ")
