@@ -96,7 +96,8 @@ def _merged(raw: dict, props: dict[str, Any], key: str, where: str) -> Any:
 
 
 def _fields(props: dict[str, Any], where: str, entity: bool = False) -> dict[str, Any]:
-    """Schema fields (camelCase keys, text or numbers) as snake_case event fields.
+    """Schema fields (camelCase keys, text or numbers) as snake_case event fields, each value
+    read as a bulk file's cell is (`_value`).
 
     A null (an optional schema field without a value) is left out of an event; an item or a
     user is refused one, since Sluice merges their fields by name and cannot clear one."""
@@ -105,7 +106,15 @@ def _fields(props: dict[str, Any], where: str, entity: bool = False) -> dict[str
             if value is None:
                 raise EventError(f"{where}.properties.{key}", "null: Sluice keeps the latest "
                                  "value of each field, so a null cannot clear one; leave it out")
-    return {snake(k): numeric_text(v) for k, v in props.items() if v is not None}
+    return {snake(k): _value(v) for k, v in props.items() if v is not None}
+
+
+def _value(value: Any) -> Any:
+    """A property's value as a bulk file's cell reads: `a|b` is a list (Personalize's
+    categorical values), numbers written as text are numbers."""
+    if isinstance(value, str) and "|" in value:
+        return [v for v in value.split("|") if v]
+    return numeric_text(value)
 
 
 def _sent_at(value: Any, field: str) -> int:

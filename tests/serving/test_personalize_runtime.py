@@ -143,3 +143,20 @@ def test_a_filter_value_that_cannot_be_read_is_refused_naming_that_value(runtime
         campaignArn=CAMPAIGN, userId="u1", filterArn=GENRE, filterValues={"CATEGORIES": value}))
     assert (status, code) == (400, "InvalidInputException")
     assert message.startswith("filterValues.CATEGORIES: ")
+
+
+def test_a_categorical_value_sent_by_put_items_as_a_b_is_a_list_as_in_a_bulk_file(runtime,
+                                                                                  server):
+    # Personalize's categorical fields take several values as `a|b`, by PutItems as in a CSV
+    events = boto_client(server["base"], "personalize-events")
+    events.put_items(datasetArn=DATASET, items=[
+        {"itemId": "both-1", "properties": json.dumps({"category": "books|music"})}])
+    music = wait_until(lambda: runtime.get_recommendations(
+        campaignArn=CAMPAIGN, userId="u1", numResults=10, filterArn=GENRE,
+        filterValues={"CATEGORIES": '"music"'}, metadataColumns={"ITEMS": ["CATEGORY"]}),
+        "the new item in serving", until=lambda answer: "both-1" in {
+            item["itemId"] for item in answer["itemList"]})
+    assert {item["itemId"]: item["metadata"]["CATEGORY"] for item in music["itemList"]} == {
+        "song-1": "music", "both-1": "books|music"}
+    item = next(e for e in log_lines(server["home"]) if b'"both-1"' in e)
+    assert json.loads(item)["fields"] == {"category": ["books", "music"]}
