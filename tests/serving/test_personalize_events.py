@@ -485,3 +485,34 @@ def test_every_answer_carries_a_request_id_as_aws_answers_do(server):
             call()
         ids.append(err.value.response["ResponseMetadata"]["RequestId"])
     assert all(ids) and len(set(ids)) == len(ids)
+
+
+def test_a_call_botocore_retries_after_it_was_stored_is_ingested_once(server, tmp_path):
+    # the answer lost after the write: botocore's own retry sends the same request again
+    from sluice.warehouse.db import connect
+    from sluice.warehouse.ingest import Ingestor
+
+    events = boto_client(server["base"], "personalize-events")
+    seen: list[int] = []
+
+    def retry_once(attempts: int, **_) -> float | None:
+        seen.append(attempts)
+        return 0 if attempts == 1 else None
+
+    events.meta.events.register("needs-retry.personalize-events.PutEvents", retry_once)
+    answer = events.put_events(trackingId="demo-tracking-id", userId="r", sessionId="retried",
+                               eventList=[
+        {"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT},
+        {"eventType": "click", "itemId": "i2", "sentAt": GUIDE_SENT_AT + 1,
+         "impression": ["i1", "i2"]},
+        {"eventType": "view", "sentAt": GUIDE_SENT_AT + 2, "impression": ["i3"]}])
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 1 and seen == [1, 2]
+    assert len([e for e in logged(server["home"]) if e.get("session") == "retried"]) == 8
+    Ingestor(tmp_path / "warehouse.duckdb", server["home"] / "raw", tmp_path / "landing").run()
+    con = connect(tmp_path / "warehouse.duckdb", read_only=True)
+    try:
+        stored = con.execute("select event_type, count(*) from raw.events "
+                             "where session_id = 'retried' group by 1 order by 1").fetchall()
+    finally:
+        con.close()
+    assert stored == [("interaction", 2), ("ranking", 2)]
