@@ -89,6 +89,8 @@ def _merged(raw: dict, props: dict[str, Any], key: str, where: str) -> Any:
     top, inner = raw.get(key), props.pop(key, None)
     if key == "eventValue":
         top, inner = numeric_text(top), numeric_text(inner)
+    elif key == "impression" and isinstance(inner, str):  # the schema field's `a|b|c`
+        inner = [i for i in inner.split("|") if i]
     if top is not None and inner is not None and top != inner:
         raise EventError(f"{where}.{key}", f"{top!r:.60} at the top level but {inner!r:.60} in "
                                            "properties: send it once, or the same in both")

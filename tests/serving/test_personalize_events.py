@@ -201,6 +201,19 @@ def test_impression_and_recommendation_id_may_come_in_properties(server):
     assert [i["id"] for i in ranking["items"]] == ["i1", "i2"]
 
 
+def test_an_impression_in_properties_may_be_written_as_the_schema_field_a_b_c(server):
+    # IMPRESSION is the interactions schema's field, `a|b|c` as in a bulk file's cell
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", sessionId="guide-pipes", eventList=[
+        {"sentAt": GUIDE_SENT_AT, "eventType": "click", "properties": json.dumps(
+            {"itemId": "i2", "impression": "i1|i2|i3"})},
+        {"sentAt": GUIDE_SENT_AT, "eventType": "click", "itemId": "i9",
+         "impression": ["i8", "i9"], "properties": json.dumps({"impression": "i8|i9"})}])
+    rankings = [e for e in logged(server["home"]) if e["event"] == "ranking"
+                and e.get("session") == "guide-pipes"]
+    assert [[i["id"] for i in r["items"]] for r in rankings] == [["i1", "i2", "i3"], ["i8", "i9"]]
+
+
 @pytest.mark.parametrize(("top", "inner", "field"), [
     ({"itemId": "a"}, {"itemId": "b"}, "eventList[0].itemId"),
     ({"itemId": "a", "eventValue": 5}, {"eventValue": "4"}, "eventList[0].eventValue"),
