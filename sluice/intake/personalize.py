@@ -191,10 +191,13 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         source = _attributed(raw, fields, where)
         # from the content: a retried call (botocore resends the same body) gets the same ids,
         # and two identical events are stored once, as Personalize keeps one of them (the
-        # attribution only when given, so the ids of events without one stay as they were)
+        # attribution and what was shown only when given, so the ids of events without them
+        # stay as they were)
+        shown = [{"impression": impression, "recommendationId": recommendation}] if (
+            impression or recommendation) else []
         event_id = _str(raw, "eventId", f"{where}.eventId", False) or _stable_id(
             tracking, session, user, event_type, item, sent_at, raw.get("properties"), value,
-            *([source] if source is not None else []))
+            *([source] if source is not None else []), *shown)
         who = {"session": session} | ({"user": user} if user else {})
         ranking = recommendation
         if impression:

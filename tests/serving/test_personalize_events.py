@@ -529,3 +529,32 @@ def test_a_call_botocore_retries_after_it_was_stored_is_ingested_once(server, tm
     finally:
         con.close()
     assert stored == [("interaction", 2), ("ranking", 2)]
+
+
+def test_events_that_differ_only_by_what_was_shown_are_all_stored(server, tmp_path):
+    # two carousels seen in one second, and a click on an item both showed: four events
+    from sluice.warehouse.db import connect
+    from sluice.warehouse.ingest import Ingestor
+
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", userId="c", sessionId="carousels",
+                      eventList=[
+        {"eventType": "view", "sentAt": GUIDE_SENT_AT, "impression": ["a", "b"],
+         "recommendationId": "rec-A"},
+        {"eventType": "view", "sentAt": GUIDE_SENT_AT, "impression": ["c", "d"],
+         "recommendationId": "rec-B"},
+        {"eventType": "view", "sentAt": GUIDE_SENT_AT, "impression": ["e"]},
+        {"eventType": "click", "sentAt": GUIDE_SENT_AT, "itemId": "a",
+         "recommendationId": "rec-A"},
+        {"eventType": "click", "sentAt": GUIDE_SENT_AT, "itemId": "a",
+         "recommendationId": "rec-B"}])
+    Ingestor(tmp_path / "warehouse.duckdb", server["home"] / "raw", tmp_path / "landing").run()
+    con = connect(tmp_path / "warehouse.duckdb", read_only=True)
+    try:
+        stored = con.execute("select event_type, ranking_id, items from raw.events "
+                             "where session_id = 'carousels' order by all").fetchall()
+    finally:
+        con.close()
+    assert [(kind, ranking) for kind, ranking, _ in stored] == [
+        ("interaction", "rec-A"), ("interaction", "rec-B"), ("ranking", "rec-A"),
+        ("ranking", "rec-B"), ("ranking", None)]
