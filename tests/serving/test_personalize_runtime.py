@@ -160,3 +160,12 @@ def test_a_categorical_value_sent_by_put_items_as_a_b_is_a_list_as_in_a_bulk_fil
         "song-1": "music", "both-1": "books|music"}
     item = next(e for e in log_lines(server["home"]) if b'"both-1"' in e)
     assert json.loads(item)["fields"] == {"category": ["books", "music"]}
+
+
+def test_a_template_that_needs_an_item_names_the_itemid_member(runtime):
+    # the similar_attributes recommender answers for an item: without itemId, that member
+    status, code, message = _refused(lambda: runtime.get_recommendations(
+        recommenderArn="arn:aws:personalize:us-east-1:000000000000:recommender/default/"
+                       "similar_attributes", userId="u1"))
+    assert (status, code) == (400, "InvalidInputException")
+    assert message.startswith("itemId: ")
