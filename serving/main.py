@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 
 from serving.api import errors
 from serving.api.errors import PERSONALIZE_PREFIX
-from serving.api.limits import BodyLimits
+from serving.api.limits import AwsRequestIds, BodyLimits
 from serving.api.metrics import Metrics, instrument
 from serving.api.routes import (
     admin,
@@ -92,6 +92,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodyLimits, limits=BODY_LIMITS, default=DEFAULT_BODY_BYTES,
                        lenient=("/v1/events", PERSONALIZE_PREFIX))
     instrument(app)
+    app.add_middleware(AwsRequestIds)  # outermost: body refusals carry the id too
     errors.install(app)
     app.include_router(docs.router)
     app.include_router(health.router)

@@ -226,6 +226,9 @@ def _value(text: str, op: str, values: dict[str, str], where: str) -> Any:
             raise FilterError(f"filterValues.{name}", "required by the filter expression")
         return values[name]
 
+    named = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", text))
+    if len(named) == 1:  # a value from the request: a wrong one is that filterValues entry's
+        where = f"filterValues.{named.pop()}"
     text = re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", fill, text.strip())
     if op in ("in", "not_in"):
         inner = text[1:-1] if text.startswith("(") and text.endswith(")") else text

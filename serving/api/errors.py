@@ -90,8 +90,16 @@ def input_error(exc: InputError, path: str) -> JSONResponse:
     native, code, status = next((native, code, status) for kind, native, code, status
                                 in INPUT_ERRORS if isinstance(exc, kind))
     if path.startswith(PERSONALIZE_PREFIX):
-        return aws_error(code, f"{exc.field}: {exc.reason}", status)
+        return aws_error(code, f"{_member(exc.field)}: {exc.reason}", status)
     return problem(native, exc.field, exc.reason)
+
+
+# what the recommender names in the native API's words, as botocore's members spell it
+_MEMBERS = {"item_id": "itemId", "user_id": "userId", "num_results": "numResults"}
+
+
+def _member(field: str) -> str:
+    return _MEMBERS.get(field, field)
 
 
 def field_path(loc: tuple[Any, ...]) -> str:

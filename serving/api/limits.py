@@ -1,4 +1,5 @@
-"""Bodies are bounded before anything parses them: a size per route and a nesting depth.
+"""Bodies are bounded before anything parses them: a size per route and a nesting depth (and
+the Personalize routes' answers carry an AWS request id, `AwsRequestIds`).
 
 A pure ASGI middleware: it refuses on Content-Length alone when that is already too large,
 reads at most the limit otherwise, measures the JSON depth without parsing
@@ -10,6 +11,7 @@ the JSON parsers would take it, and keep one of the two values without a word.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import anyio
@@ -86,3 +88,26 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()  # after the body: wait for a disconnect, as the server would
 
     return replay
+
+
+class AwsRequestIds:
+    """Every answer under /personalize carries `x-amzn-RequestId`, as AWS's do: boto3 gives it
+    as `ResponseMetadata["RequestId"]`, which applications log for answers and errors alike."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path != PERSONALIZE_PREFIX and not path.startswith(PERSONALIZE_PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+        request_id = str(uuid.uuid4()).encode()
+
+        async def with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []),
+                                      (b"x-amzn-requestid", request_id)]
+            await send(message)
+
+        await self.app(scope, receive, with_id)

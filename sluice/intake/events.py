@@ -10,6 +10,7 @@ landing files and the HTTP APIs all go through `parse_event`:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -46,6 +47,17 @@ MAX_ANSWER_FIELD_NAME_LENGTH = len("context.") + 150
 MAX_LIST_LENGTH = 1000
 MAX_RANKING_ITEMS = 1000
 MAX_TYPE_LENGTH = 256  # an interaction's type: Personalize's eventType allows 256 characters
+IMPRESSION_SUFFIX = ":impression"
+
+
+def impression_id(event_id: str) -> str:
+    """The id of the shown list an event's impression records: `<event id>:impression`, or,
+    for an event id too long to take the suffix within the id rule, its digest's."""
+    candidate = event_id + IMPRESSION_SUFFIX
+    if len(candidate) <= MAX_ID_LENGTH:
+        return candidate
+    digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"id-{digest}{IMPRESSION_SUFFIX}"
 
 
 def _field_value(value: Any, field: str) -> Any:

@@ -15,6 +15,7 @@ from sluice.errors import InputError
 from sluice.intake.events import (
     TIMESTAMP_RULE,
     EventError,
+    impression_id,
     numeric_text,
     parse_event,
     parse_timestamp,
@@ -88,6 +89,8 @@ def _merged(raw: dict, props: dict[str, Any], key: str, where: str) -> Any:
     top, inner = raw.get(key), props.pop(key, None)
     if key == "eventValue":
         top, inner = numeric_text(top), numeric_text(inner)
+    elif key == "impression" and isinstance(inner, str):  # the schema field's `a|b|c`
+        inner = [i for i in inner.split("|") if i]
     if top is not None and inner is not None and top != inner:
         raise EventError(f"{where}.{key}", f"{top!r:.60} at the top level but {inner!r:.60} in "
                                            "properties: send it once, or the same in both")
@@ -95,7 +98,8 @@ def _merged(raw: dict, props: dict[str, Any], key: str, where: str) -> Any:
 
 
 def _fields(props: dict[str, Any], where: str, entity: bool = False) -> dict[str, Any]:
-    """Schema fields (camelCase keys, text or numbers) as snake_case event fields.
+    """Schema fields (camelCase keys, text or numbers) as snake_case event fields, each value
+    read as a bulk file's cell is (`_value`).
 
     A null (an optional schema field without a value) is left out of an event; an item or a
     user is refused one, since Sluice merges their fields by name and cannot clear one."""
@@ -104,7 +108,15 @@ def _fields(props: dict[str, Any], where: str, entity: bool = False) -> dict[str
             if value is None:
                 raise EventError(f"{where}.properties.{key}", "null: Sluice keeps the latest "
                                  "value of each field, so a null cannot clear one; leave it out")
-    return {snake(k): numeric_text(v) for k, v in props.items() if v is not None}
+    return {snake(k): _value(v) for k, v in props.items() if v is not None}
+
+
+def _value(value: Any) -> Any:
+    """A property's value as a bulk file's cell reads: `a|b` is a list (Personalize's
+    categorical values), numbers written as text are numbers."""
+    if isinstance(value, str) and "|" in value:
+        return [v for v in value.split("|") if v]
+    return numeric_text(value)
 
 
 def _sent_at(value: Any, field: str) -> int:
@@ -179,14 +191,17 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
         source = _attributed(raw, fields, where)
         # from the content: a retried call (botocore resends the same body) gets the same ids,
         # and two identical events are stored once, as Personalize keeps one of them (the
-        # attribution only when given, so the ids of events without one stay as they were)
+        # attribution and what was shown only when given, so the ids of events without them
+        # stay as they were)
+        shown = [{"impression": impression, "recommendationId": recommendation}] if (
+            impression or recommendation) else []
         event_id = _str(raw, "eventId", f"{where}.eventId", False) or _stable_id(
             tracking, session, user, event_type, item, sent_at, raw.get("properties"), value,
-            *([source] if source is not None else []))
+            *([source] if source is not None else []), *shown)
         who = {"session": session} | ({"user": user} if user else {})
         ranking = recommendation
         if impression:
-            ranking = ranking or f"{event_id}:impression"
+            ranking = ranking or impression_id(event_id)
             out.append(_checked(_impression(
                 event_id, sent_at, tenant, who, impression, recommendation,
                 fields if item is None else None), where))
@@ -208,7 +223,7 @@ def _impression(event_id: str, sent_at: int, tenant: str, who: dict[str, Any],
     """The ranking event of an event's `impression`: the items shown; with a recommendationId,
     of the list that id names, so the marts show one list (the answer Sluice logged under it,
     else this impression). An event without an item keeps its `fields` here."""
-    return {"event": "ranking", "id": f"{event_id}:impression", "timestamp": sent_at,
+    return {"event": "ranking", "id": impression_id(event_id), "timestamp": sent_at,
             "tenant": tenant, **who, "items": [{"id": i} for i in impression],
             **({"ranking": recommendation} if recommendation else {}),
             **({"fields": fields} if fields else {})}
@@ -253,7 +268,7 @@ def _checked(event: dict[str, Any], where: str) -> dict[str, Any]:
 def _outer_name(field: str) -> str:
     """An internal field name (`fields.num_ratings`) as the request spelled its parameter."""
     head, dot, rest = field.partition(".")
-    head = {"fields": "properties", "type": "eventType", "item": "itemId",
+    head = {"id": "eventId", "fields": "properties", "type": "eventType", "item": "itemId",
             "value": "eventValue", "user": "userId", "items": "impression"}.get(head, head)
     return head + dot + rest
 

@@ -24,6 +24,7 @@ from sluice.intake.events import (
     MAX_TYPE_LENGTH,
     TIMESTAMP_RULE,
     EventError,
+    impression_id,
     numeric_text,
     parse_event,
     parse_timestamp,
@@ -301,7 +302,7 @@ def row_to_events(kind: str, row: dict[str, Any], default_tenant: str,
     shown = _given(row.get("IMPRESSION")) if kind == "interactions" else None
     if shown is None:
         return [event]
-    ranking = {"event": "ranking", "id": f"{event['id']}:impression",
+    ranking = {"event": "ranking", "id": impression_id(event["id"]),
                "timestamp": event["timestamp"], "tenant": event["tenant"],
                "user": event["user"], "items": [{"id": i} for i in str(shown).split("|") if i]}
     if "session" in event:

@@ -71,7 +71,8 @@ class Draft:
 
     @property
     def excluded(self) -> set[str]:
-        return set(self.req.exclude_ids)
+        """The request's exclusions, and the item it asks about: never in its own answer."""
+        return set(self.req.exclude_ids) | ({self.req.item_id} if self.req.item_id else set())
 
     def recent(self) -> set[str]:
         """The items of the logged history, when seen items are excluded."""

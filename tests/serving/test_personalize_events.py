@@ -201,6 +201,19 @@ def test_impression_and_recommendation_id_may_come_in_properties(server):
     assert [i["id"] for i in ranking["items"]] == ["i1", "i2"]
 
 
+def test_an_impression_in_properties_may_be_written_as_the_schema_field_a_b_c(server):
+    # IMPRESSION is the interactions schema's field, `a|b|c` as in a bulk file's cell
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", sessionId="guide-pipes", eventList=[
+        {"sentAt": GUIDE_SENT_AT, "eventType": "click", "properties": json.dumps(
+            {"itemId": "i2", "impression": "i1|i2|i3"})},
+        {"sentAt": GUIDE_SENT_AT, "eventType": "click", "itemId": "i9",
+         "impression": ["i8", "i9"], "properties": json.dumps({"impression": "i8|i9"})}])
+    rankings = [e for e in logged(server["home"]) if e["event"] == "ranking"
+                and e.get("session") == "guide-pipes"]
+    assert [[i["id"] for i in r["items"]] for r in rankings] == [["i1", "i2", "i3"], ["i8", "i9"]]
+
+
 @pytest.mark.parametrize(("top", "inner", "field"), [
     ({"itemId": "a"}, {"itemId": "b"}, "eventList[0].itemId"),
     ({"itemId": "a", "eventValue": 5}, {"eventValue": "4"}, "eventList[0].eventValue"),
@@ -445,3 +458,103 @@ def test_derived_ids_of_events_without_attribution_are_those_of_earlier_releases
     events = personalize.put_events({"trackingId": "t", "sessionId": "s", "eventList": [
         {"eventType": "click", "itemId": "i7", "sentAt": 1_767_225_600.25}]}, "default")
     assert events[0]["id"] == "pe-c97658255efbfb18c44f63991b9b6f5d"
+
+
+@pytest.mark.parametrize("item", [{"itemId": "i1"}, {}])
+def test_an_event_id_as_long_as_the_model_allows_keeps_its_impression(server, item):
+    # the impression's list gets an id of its own, which must fit the 256-character id rule too
+    events = boto_client(server["base"], "personalize-events")
+    session = f"long-id-{len(item)}"
+    call = {"trackingId": "demo-tracking-id", "sessionId": session, "eventList": [
+        {"eventId": session.ljust(256, "e"), "eventType": "view", "sentAt": GUIDE_SENT_AT,
+         "impression": ["i1", "i2"], **item}]}
+    events.put_events(**call)
+    events.put_events(**call)  # retried: the same ids
+    found = [e for e in logged(server["home"]) if e.get("session") == session]
+    rankings = {e["id"]: e for e in found if e["event"] == "ranking"}
+    assert len(rankings) == 1 and all(len(i) <= 256 for i in rankings)
+    ranking = next(iter(rankings.values()))
+    assert [i["id"] for i in ranking["items"]] == ["i1", "i2"]
+    if item:
+        assert {e["ranking"] for e in found if e["event"] == "interaction"} == {ranking["id"]}
+
+
+def test_every_answer_carries_a_request_id_as_aws_answers_do(server):
+    # applications log response["ResponseMetadata"]["RequestId"], of answers and errors alike
+    events = boto_client(server["base"], "personalize-events")
+    runtime = boto_client(server["base"], "personalize-runtime")
+    answered = events.put_events(trackingId="demo-tracking-id", sessionId="rid", eventList=[
+        {"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT}])
+    ids = [answered["ResponseMetadata"]["RequestId"], runtime.get_recommendations(
+        campaignArn="arn:aws:personalize:us-east-1:000000000000:campaign/default",
+        userId="u1", numResults=1)["ResponseMetadata"]["RequestId"]]
+    for call in (lambda: events.put_events(trackingId="demo-tracking-id", sessionId="rid",
+                                           eventList=[{"eventType": "click", "sentAt": 1}]),
+                 lambda: events.put_items(datasetArn=ARN.format("shop"), items=[
+                     {"itemId": "big", "properties": json.dumps({"a": "\u00e9" * 31_000})}] * 10),
+                 lambda: runtime.get_action_recommendations(campaignArn="arn:aws:personalize:"
+                                                            "us-east-1:0:campaign/default")):
+        with pytest.raises(ClientError) as err:
+            call()
+        ids.append(err.value.response["ResponseMetadata"]["RequestId"])
+    assert all(ids) and len(set(ids)) == len(ids)
+
+
+def test_a_call_botocore_retries_after_it_was_stored_is_ingested_once(server, tmp_path):
+    # the answer lost after the write: botocore's own retry sends the same request again
+    from sluice.warehouse.db import connect
+    from sluice.warehouse.ingest import Ingestor
+
+    events = boto_client(server["base"], "personalize-events")
+    seen: list[int] = []
+
+    def retry_once(attempts: int, **_) -> float | None:
+        seen.append(attempts)
+        return 0 if attempts == 1 else None
+
+    events.meta.events.register("needs-retry.personalize-events.PutEvents", retry_once)
+    answer = events.put_events(trackingId="demo-tracking-id", userId="r", sessionId="retried",
+                               eventList=[
+        {"eventType": "click", "itemId": "i1", "sentAt": GUIDE_SENT_AT},
+        {"eventType": "click", "itemId": "i2", "sentAt": GUIDE_SENT_AT + 1,
+         "impression": ["i1", "i2"]},
+        {"eventType": "view", "sentAt": GUIDE_SENT_AT + 2, "impression": ["i3"]}])
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 1 and seen == [1, 2]
+    assert len([e for e in logged(server["home"]) if e.get("session") == "retried"]) == 8
+    Ingestor(tmp_path / "warehouse.duckdb", server["home"] / "raw", tmp_path / "landing").run()
+    con = connect(tmp_path / "warehouse.duckdb", read_only=True)
+    try:
+        stored = con.execute("select event_type, count(*) from raw.events "
+                             "where session_id = 'retried' group by 1 order by 1").fetchall()
+    finally:
+        con.close()
+    assert stored == [("interaction", 2), ("ranking", 2)]
+
+
+def test_events_that_differ_only_by_what_was_shown_are_all_stored(server, tmp_path):
+    # two carousels seen in one second, and a click on an item both showed: four events
+    from sluice.warehouse.db import connect
+    from sluice.warehouse.ingest import Ingestor
+
+    events = boto_client(server["base"], "personalize-events")
+    events.put_events(trackingId="demo-tracking-id", userId="c", sessionId="carousels",
+                      eventList=[
+        {"eventType": "view", "sentAt": GUIDE_SENT_AT, "impression": ["a", "b"],
+         "recommendationId": "rec-A"},
+        {"eventType": "view", "sentAt": GUIDE_SENT_AT, "impression": ["c", "d"],
+         "recommendationId": "rec-B"},
+        {"eventType": "view", "sentAt": GUIDE_SENT_AT, "impression": ["e"]},
+        {"eventType": "click", "sentAt": GUIDE_SENT_AT, "itemId": "a",
+         "recommendationId": "rec-A"},
+        {"eventType": "click", "sentAt": GUIDE_SENT_AT, "itemId": "a",
+         "recommendationId": "rec-B"}])
+    Ingestor(tmp_path / "warehouse.duckdb", server["home"] / "raw", tmp_path / "landing").run()
+    con = connect(tmp_path / "warehouse.duckdb", read_only=True)
+    try:
+        stored = con.execute("select event_type, ranking_id, items from raw.events "
+                             "where session_id = 'carousels' order by all").fetchall()
+    finally:
+        con.close()
+    assert [(kind, ranking) for kind, ranking, _ in stored] == [
+        ("interaction", "rec-A"), ("interaction", "rec-B"), ("ranking", "rec-A"),
+        ("ranking", "rec-B"), ("ranking", None)]

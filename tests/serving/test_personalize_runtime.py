@@ -132,3 +132,40 @@ def test_a_context_as_large_as_the_model_allows_is_logged_and_ingested(runtime, 
     status, code, message = _refused(lambda: runtime.get_recommendations(
         campaignArn=CAMPAIGN, userId="u1", context={**context, "one_more": "v"}))
     assert (status, code) == (400, "InvalidInputException") and message.startswith("context:")
+
+
+@pytest.mark.parametrize("value", [
+    "books",  # unquoted: Personalize's filterValues hold quoted strings, "books"
+    ",".join(f'"v{n}"' for n in range(101)),  # IN takes at most 100 values
+])
+def test_a_filter_value_that_cannot_be_read_is_refused_naming_that_value(runtime, value):
+    status, code, message = _refused(lambda: runtime.get_recommendations(
+        campaignArn=CAMPAIGN, userId="u1", filterArn=GENRE, filterValues={"CATEGORIES": value}))
+    assert (status, code) == (400, "InvalidInputException")
+    assert message.startswith("filterValues.CATEGORIES: ")
+
+
+def test_a_categorical_value_sent_by_put_items_as_a_b_is_a_list_as_in_a_bulk_file(runtime,
+                                                                                  server):
+    # Personalize's categorical fields take several values as `a|b`, by PutItems as in a CSV
+    events = boto_client(server["base"], "personalize-events")
+    events.put_items(datasetArn=DATASET, items=[
+        {"itemId": "both-1", "properties": json.dumps({"category": "books|music"})}])
+    music = wait_until(lambda: runtime.get_recommendations(
+        campaignArn=CAMPAIGN, userId="u1", numResults=10, filterArn=GENRE,
+        filterValues={"CATEGORIES": '"music"'}, metadataColumns={"ITEMS": ["CATEGORY"]}),
+        "the new item in serving", until=lambda answer: "both-1" in {
+            item["itemId"] for item in answer["itemList"]})
+    assert {item["itemId"]: item["metadata"]["CATEGORY"] for item in music["itemList"]} == {
+        "song-1": "music", "both-1": "books|music"}
+    item = next(e for e in log_lines(server["home"]) if b'"both-1"' in e)
+    assert json.loads(item)["fields"] == {"category": ["books", "music"]}
+
+
+def test_a_template_that_needs_an_item_names_the_itemid_member(runtime):
+    # the similar_attributes recommender answers for an item: without itemId, that member
+    status, code, message = _refused(lambda: runtime.get_recommendations(
+        recommenderArn="arn:aws:personalize:us-east-1:000000000000:recommender/default/"
+                       "similar_attributes", userId="u1"))
+    assert (status, code) == (400, "InvalidInputException")
+    assert message.startswith("itemId: ")

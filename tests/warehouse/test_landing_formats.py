@@ -172,6 +172,21 @@ def test_impression_column_becomes_the_ranking_putevents_would_record(env):
     assert env.run().rows_loaded == 0
 
 
+def test_an_event_id_as_long_as_the_id_rule_allows_keeps_its_impression(env):
+    """EVENT_ID may be 256 characters, as PutEvents' eventId: the list its IMPRESSION records
+    gets an id within the same rule, so the row loads whole rather than being quarantined."""
+    event_id = "e" * 256
+    (env.landing / "long-ids.csv").write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,EVENT_ID,IMPRESSION\n"
+        f"u1,i2,1700000000,click,{event_id},i1|i2\n")
+    result = _by_path(env.run())["long-ids.csv"]
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 0)
+    (ranking_id,) = env.rows("select event_id from raw.events where event_type = 'ranking'")[0]
+    assert len(ranking_id) <= 256
+    assert env.rows("select event_id, ranking_id from raw.events "
+                    "where event_type = 'interaction'") == [(event_id, ranking_id)]
+
+
 def test_a_column_given_twice_in_another_case_is_refused_whole(env):
     (env.landing / "twice.csv").write_text("USER_ID,ITEM_ID,TIMESTAMP,user_id\nu,i,1700000000,v\n")
     result = _by_path(env.run())["twice.csv"]

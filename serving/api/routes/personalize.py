@@ -228,7 +228,8 @@ def _request(service: Service, body: dict[str, Any], tenant: str,
 @router.post("/recommendations", openapi_extra=_GET_RECOMMENDATIONS)
 async def get_recommendations(request: Request, principal: AwsCaller,
                               service: ServiceDep) -> JSONResponse:
-    """GetRecommendations: by userId (personalized) or itemId (similar items)."""
+    """GetRecommendations: by userId (personalized) or itemId (similar items, for userId
+    when given)."""
     _allowed(principal, "read")  # the tenant comes later, from campaignArn
     body = await _body(request)
     tenant = _tenant(service, body, principal)
@@ -238,16 +239,18 @@ async def get_recommendations(request: Request, principal: AwsCaller,
     req, columns = _request(
         service, body, tenant, user_id=user, item_id=item,
         num_results=service.num_results(body.get("numResults"), "numResults"),
-        template=_template(body, bool(item and not user)))
+        template=_template(body, bool(item)))
     answer = await answers.recommend(service, req)
     return JSONResponse(_predicted(answer, service, tenant, columns))
 
 
-def _template(body: dict[str, Any], item_only: bool) -> str:
-    """similar_attributes when the ARN names it, else by the ids given (as Personalize)."""
+def _template(body: dict[str, Any], by_item: bool) -> str:
+    """similar_attributes when the ARN names it, else by the ids given: an itemId asks for
+    related items (a userId with it filters them for that user, as Personalize's related-items
+    recipes take it), a userId alone for the user's own."""
     arn = body.get("campaignArn") or body.get("recommenderArn")
     chosen = personalize.arn_template(arn, (SIMILAR_ATTRIBUTES,))
-    return chosen or (SIMILAR_ITEMS if item_only else PERSONALIZED)
+    return chosen or (SIMILAR_ITEMS if by_item else PERSONALIZED)
 
 
 @router.post("/personalize-ranking", openapi_extra=_GET_RANKING)
