@@ -39,26 +39,27 @@ def test_the_api_logs_the_port_it_is_bound_to(tmp_path):
 
 
 def test_a_flow_failing_on_the_operators_input_prints_no_traceback(tmp_path, prefect_harness):
-    """`sluice batch` of a tenant with nothing yet: Prefect's engine logs the failure, but the
+    """`sluice batch --template similar_items` with no input file (the one input the flow
+    itself refuses, after Prefect started): Prefect's engine logs the failure, but the
     terminal shows its lines without the engine's traceback, and the reason once as ours."""
     from prefect.settings import PREFECT_API_URL
 
     from sluice.intake.eventlog import EventLog
     from tests.utils.factories import interaction
 
-    log = EventLog(tmp_path / "raw")  # events, of another tenant: the flow starts, then fails
+    log = EventLog(tmp_path / "raw")  # the tenant's events: the flow starts, then fails
     log.append([interaction("u1", "i1")])
     log.close()
     env = {**os.environ, **environment(tmp_path), "PYTHONPATH": str(PROJECT_ROOT),
            "PREFECT_API_URL": PREFECT_API_URL.value()}
-    run = [sys.executable, "-m", "cli.main", "batch", "--tenant", "shop"]
+    run = [sys.executable, "-m", "cli.main", "batch", "--template", "similar_items"]
     proc = subprocess.run(run, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert ("sluice batch: NotFoundError: tenant: 'shop' has no model and no events in the "
-            "raw log: known tenants are default") in proc.stderr
-    assert proc.stderr.count("'shop' has no model and no events") == 1, proc.stderr
+    assert ("sluice batch: InputError: input: the similar_items template needs an input file "
+            "of itemId") in proc.stderr
+    assert proc.stderr.count("needs an input file of itemId") == 1, proc.stderr
     debug = subprocess.run(run, cwd=PROJECT_ROOT, env={**env, "SLUICE_DEBUG": "1"},
                            capture_output=True, text=True, timeout=300)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
