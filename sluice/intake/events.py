@@ -60,6 +60,19 @@ def impression_id(event_id: str) -> str:
     return f"id-{digest}{IMPRESSION_SUFFIX}"
 
 
+def categories(text: str) -> list[str]:
+    """Personalize's categorical value `a|b|c` as its values (empty parts dropped)."""
+    return [v for v in text.split("|") if v]
+
+
+def schema_value(value: Any) -> Any:
+    """A schema field's value as a bulk file's cell or an API property reads: `a|b` is a list
+    (Personalize's categorical values), numbers written as text are numbers."""
+    if isinstance(value, str) and "|" in value:
+        return categories(value)
+    return numeric_text(value)
+
+
 def _field_value(value: Any, field: str) -> Any:
     if isinstance(value, bool):
         return value

@@ -15,10 +15,12 @@ from sluice.errors import InputError
 from sluice.intake.events import (
     TIMESTAMP_RULE,
     EventError,
+    categories,
     impression_id,
     numeric_text,
     parse_event,
     parse_timestamp,
+    schema_value,
 )
 from sluice.intake.limits import too_deep
 from sluice.intake.values import must_be_string
@@ -90,7 +92,7 @@ def _merged(raw: dict, props: dict[str, Any], key: str, where: str) -> Any:
     if key == "eventValue":
         top, inner = numeric_text(top), numeric_text(inner)
     elif key == "impression" and isinstance(inner, str):  # the schema field's `a|b|c`
-        inner = [i for i in inner.split("|") if i]
+        inner = categories(inner)
     if top is not None and inner is not None and top != inner:
         raise EventError(f"{where}.{key}", f"{top!r:.60} at the top level but {inner!r:.60} in "
                                            "properties: send it once, or the same in both")
@@ -99,7 +101,7 @@ def _merged(raw: dict, props: dict[str, Any], key: str, where: str) -> Any:
 
 def _fields(props: dict[str, Any], where: str, entity: bool = False) -> dict[str, Any]:
     """Schema fields (camelCase keys, text or numbers) as snake_case event fields, each value
-    read as a bulk file's cell is (`_value`).
+    read as a bulk file's cell is (`schema_value`).
 
     A null (an optional schema field without a value) is left out of an event; an item or a
     user is refused one, since Sluice merges their fields by name and cannot clear one."""
@@ -108,15 +110,7 @@ def _fields(props: dict[str, Any], where: str, entity: bool = False) -> dict[str
             if value is None:
                 raise EventError(f"{where}.properties.{key}", "null: Sluice keeps the latest "
                                  "value of each field, so a null cannot clear one; leave it out")
-    return {snake(k): _value(v) for k, v in props.items() if v is not None}
-
-
-def _value(value: Any) -> Any:
-    """A property's value as a bulk file's cell reads: `a|b` is a list (Personalize's
-    categorical values), numbers written as text are numbers."""
-    if isinstance(value, str) and "|" in value:
-        return [v for v in value.split("|") if v]
-    return numeric_text(value)
+    return {snake(k): schema_value(v) for k, v in props.items() if v is not None}
 
 
 def _sent_at(value: Any, field: str) -> int:

@@ -24,10 +24,11 @@ from sluice.intake.events import (
     MAX_TYPE_LENGTH,
     TIMESTAMP_RULE,
     EventError,
+    categories,
     impression_id,
-    numeric_text,
     parse_event,
     parse_timestamp,
+    schema_value,
 )
 from sluice.vocabulary import MAX_ID_LENGTH
 
@@ -250,10 +251,8 @@ def _fields(row: dict[str, Any], booleans: frozenset[str] = frozenset()) -> dict
             value = value.lower() == "true"
         elif isinstance(value, np.ndarray | list | tuple):  # a Parquet list column
             value = [v.item() if hasattr(v, "item") else v for v in value]
-        elif isinstance(value, str) and "|" in value:
-            value = [v for v in value.split("|") if v]  # Personalize categorical lists
         else:
-            value = numeric_text(value)
+            value = schema_value(value)  # `a|b`: Personalize's categorical lists
         out[_snake(key)] = value.item() if hasattr(value, "item") else value
     return out
 
@@ -304,7 +303,7 @@ def row_to_events(kind: str, row: dict[str, Any], default_tenant: str,
         return [event]
     ranking = {"event": "ranking", "id": impression_id(event["id"]),
                "timestamp": event["timestamp"], "tenant": event["tenant"],
-               "user": event["user"], "items": [{"id": i} for i in str(shown).split("|") if i]}
+               "user": event["user"], "items": [{"id": i} for i in categories(str(shown))]}
     if "session" in event:
         ranking["session"] = event["session"]
     if "ranking" in event:  # RECOMMENDATION_ID: the list whose items IMPRESSION lists

@@ -46,8 +46,9 @@ def fix_pages(target: Path) -> list[Path]:
     pages = [p for p in (target / "index.html", target / "static_index.html") if p.exists()]
     for page in pages:
         html = page.read_text(encoding="utf-8")
-        if fixed_index(html) != html:
-            page.write_text(fixed_index(html), encoding="utf-8")
+        fixed = fixed_index(html)
+        if fixed != html:
+            page.write_text(fixed, encoding="utf-8")
     return pages
 
 
