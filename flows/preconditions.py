@@ -73,7 +73,7 @@ def check_batch(settings: Settings, tenants: list[str], segments: bool,
     from sluice.intake.eventlog import segment_sizes
     from sluice.intake.log_tenants import tenants_with_interactions
     from sluice.learn import registry
-    from sluice.serve.batch import champion_tenants, no_champion
+    from sluice.serve.batch import champion_tenants, no_champion, unknown_tenant
 
     client = registry.client(settings.mlflow_tracking_uri)
     if model_version is not None:  # one tenant's version (the CLI refuses it for several)
@@ -95,11 +95,8 @@ def check_batch(settings: Settings, tenants: list[str], segments: bool,
     in_log = tenants_with_interactions(settings.raw_location, unserved)
     unknown = [t for t in unserved if t not in in_log]
     if unknown:
-        known = sorted(champion_tenants(settings) | tenants_with_interactions(
-            settings.raw_location))
-        raise NotFoundError("--tenant", f"{unknown[0]!r} has no model and no interaction in "
-                                        "the raw log: known tenants are "
-                                        f"{', '.join(known) or 'none yet (send events first)'}")
+        raise NotFoundError("--tenant", unknown_tenant(unknown[0], champion_tenants(
+            settings) | tenants_with_interactions(settings.raw_location)))
     if segments:
         raise NotReadyError(no_champion(unserved[0], settings))
 

@@ -83,11 +83,12 @@ def no_champion(tenant: str, settings: Settings) -> str:
             f"{tenant}` lists its versions")
 
 
-def _unknown(tenant: str, settings: Settings, service: Service) -> str:
-    """A tenant with neither a model nor events would get empty answers: say which exist."""
-    known = sorted({*service.tenants(), *service.state.tenants()} - {tenant})
-    return (f"{tenant!r} has no model and no events in the raw log: known tenants are "
-            f"{', '.join(known) or 'none yet (send events first)'}")
+def unknown_tenant(tenant: str, known: Iterable[str]) -> str:
+    """A tenant with neither a model nor a user's interaction would get empty answers: say
+    which tenants there are (the flow, and `sluice batch` before Prefect starts)."""
+    others = sorted(set(known) - {tenant})
+    return (f"{tenant!r} has no model and no interaction in the raw log: known tenants are "
+            f"{', '.join(others) or 'none yet (send events first)'}")
 
 
 def every_tenant(settings: Settings) -> list[str]:
@@ -142,7 +143,8 @@ def run_recommendations(settings: Settings, job: BatchJob, source: str | Path | 
     try:
         service.follow_log()
         if model is None and not service.state.tenant(job.tenant).histories:
-            raise NotFoundError("tenant", _unknown(job.tenant, settings, service))
+            raise NotFoundError("tenant", unknown_tenant(
+                job.tenant, {*service.tenants(), *service.state.tenants()}))
         rec = service.install(job.tenant, model)
         base = service.request(tenant=job.tenant, template=job.template, filters=job.filters,
                                filter_name=job.filter_name, filter_values=job.filter_values,

@@ -260,7 +260,7 @@ def test_a_tenant_with_no_model_and_no_events_names_the_known_ones(tenant, uncha
     with pytest.raises(NotFoundError) as failure:
         run_recommendations(get_settings(), BatchJob(tenant="nope"), None, tmp_path)
     assert failure.value.field == "tenant"
-    assert failure.value.reason == ("'nope' has no model and no events in the raw log: known "
+    assert failure.value.reason == ("'nope' has no model and no interaction in the raw log: known "
                                     "tenants are default, shop")
 
 
@@ -275,7 +275,7 @@ def test_a_batch_over_several_tenants_answers_each_and_then_names_the_failed_one
         batch_tenants(tenants=["nope", "shop", "default"], input="shoppers.jsonl",
                       num_results=3)
     assert str(failure.value).startswith("tenant 'nope': NotFoundError: tenant: 'nope' has no "
-                                         "model and no events")
+                                         "model and no interaction")
     assert str(failure.value).endswith("(answered: shop, default)")
     [job] = set(exports.iterdir()) - before
     assert sorted(p.name for p in job.iterdir()) == ["default", "shop"]
