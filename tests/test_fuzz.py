@@ -26,7 +26,13 @@ from sluice.filters import (
 )
 from sluice.intake import personalize
 from sluice.intake.events import EventError, parse_batch, parse_event
-from sluice.intake.limits import json_depth, too_deep
+from sluice.intake.limits import (
+    gives_a_key_twice,
+    json_depth,
+    loads_named,
+    repeated_key,
+    too_deep,
+)
 from sluice.settings import ConfigError, load_app_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -221,6 +227,53 @@ def test_json_depth_is_exact_on_any_json_text(value):
     assert json_depth(text.encode()) == depth(value)
     for limit in (0, 1, 2, 3, 32):  # the bracket-count shortcut never changes the verdict
         assert too_deep(text.encode(), limit) == (depth(value) > limit)
+
+
+def _written_with_a_key_twice(value, path: str = ""):
+    """(JSON text of `value` whose first non-empty object, depth first, gives its first key
+    twice, that object's field path) or (plain text, None)."""
+    if isinstance(value, dict) and value:
+        key = next(iter(value))
+        pairs = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in value.items()]
+        pairs.append(f"{json.dumps(key)} :{json.dumps(value[key])}")
+        return "{" + ", ".join(pairs) + "}", f"{path}.{key}" if path else key
+    children = (value.items() if isinstance(value, dict) else
+                enumerate(value) if isinstance(value, list) else ())
+    parts, found = [], None
+    for key, child in children:
+        if found is None:
+            where = f"{path}[{key}]" if isinstance(value, list) else (
+                f"{path}.{key}" if path else key)
+            text, found = _written_with_a_key_twice(child, where)
+        else:
+            text = json.dumps(child)
+        parts.append(text if isinstance(value, list) else f"{json.dumps(key)}: {text}")
+    if isinstance(value, list):
+        return "[" + ",\n ".join(parts) + "]", found
+    if isinstance(value, dict):
+        return "{" + ", ".join(parts) + "}", found
+    return json.dumps(value), None
+
+
+@FUZZ
+@given(json_values)
+def test_a_key_given_twice_is_found_wherever_it_is(value):
+    """Any JSON text: one that gives no key twice is never flagged (colons and quotes inside
+    keys and strings, escapes, NaN, integers beyond 64 bits); one that does is, with the
+    path of the object that does."""
+    try:
+        plain = json.dumps(value, allow_nan=True, indent=1).encode()
+        twice, where = _written_with_a_key_twice(value)
+    except (TypeError, ValueError):
+        assume(False)
+        return
+    assert not gives_a_key_twice(plain, loads_named(plain))
+    assert repeated_key(plain) is None
+    if where is None:
+        return
+    text = twice.encode()
+    assert gives_a_key_twice(text, loads_named(text))
+    assert repeated_key(text) == where
 
 
 @FUZZ

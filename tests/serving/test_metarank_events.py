@@ -146,3 +146,48 @@ def test_a_byte_order_mark_anywhere_else_is_still_refused(server):
                                  headers={**WRITE, "content-type": "application/json"})
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["field"] == "body"
+
+
+_CLICK = b'"event": "interaction", "timestamp": "1599391467000", "item": "i1", "type": "click"'
+
+
+@pytest.mark.parametrize(("form", "index", "field"), [
+    ("object", 0, "user"), ("array", 1, "user"), ("lines", 1, "user"),
+    ("nested", 1, "fields[1].name")])
+def test_a_key_given_twice_is_refused_naming_event_and_field_nothing_stored(server, form,
+                                                                           index, field):
+    """`{"user": "u1", ..., "user": "u2"}`: a JSON reader keeps the last value without a word,
+    so which user the event is for would be a guess: refused, as on every other route."""
+    ok = b'{"id": "twice-ok-' + form.encode() + b'", "user": "u0", ' + _CLICK + b"}"
+    bad = (b'{"id": "twice-' + form.encode() + b'", "user": "u1", ' + _CLICK
+           + b', "user": "u2"}')
+    if form == "nested":
+        bad = (b'{"event": "item", "id": "twice-nested", "timestamp": "1599391467000", '
+               b'"item": "i9", "fields": [{"name": "a", "value": 1}, '
+               b'{"name": "b", "value": 2, "name": "c"}]}')
+    body, content_type = {
+        "object": (bad, "application/json"),
+        "array": (b"[" + ok + b",\n " + bad + b"]", "application/json"),
+        "lines": (ok + b"\n" + bad + b"\n", "application/x-ndjson"),
+        "nested": (b"[" + ok + b", " + bad + b"]", "application/json")}[form]
+    answer = server["http"].post("/v1/events", content=body,
+                                 headers={**WRITE, "content-type": content_type})
+    assert answer.status_code == 422, answer.text
+    [detail] = answer.json()["detail"]
+    assert (detail["index"], detail["field"]) == (index, field)
+    assert detail["reason"].startswith("given twice in one object"), detail
+    stored = [orjson.loads(line)["id"]
+              for path in sorted((server["home"] / "raw").rglob("*.jsonl"))
+              for line in path.read_bytes().splitlines()]
+    assert not [i for i in stored if i.startswith("twice-")]
+
+
+def test_keys_and_strings_holding_colons_quotes_and_escapes_are_not_a_key_given_twice(server):
+    event = {"event": "item", "id": 'colon:"quote"\\', "timestamp": "1599391467000",
+             "item": "a:b", "fields": [{"name": 'n:"\\', "value": '{"x": 1, "x": 2}'},
+                                       {"name": "big", "value": 1e308}]}
+    for body in (orjson.dumps(event), orjson.dumps([event, {**event, "id": "second"}]),
+                 orjson.dumps(event) + b"\n" + orjson.dumps({**event, "id": "third"})):
+        answer = server["http"].post("/v1/events", content=body,
+                                     headers={**WRITE, "content-type": "application/json"})
+        assert answer.status_code == 200, answer.text

@@ -15,7 +15,7 @@ from serving.api.errors import RETRY_AFTER_SECONDS, problem, responses
 from serving.api.metrics import field_label
 from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import parse_batch
-from sluice.intake.limits import loads_named, without_bom
+from sluice.intake.limits import gives_a_key_twice, loads_named, repeated_key, without_bom
 from sluice.vocabulary import MAX_ID_LENGTH, TENANT_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=responses(401, 403, 413, 422, 503))
@@ -73,10 +73,16 @@ def _decode(body: bytes) -> list[Any] | JSONResponse:
     body = without_bom(body)
     try:
         parsed = loads_named(body)
-        return parsed if isinstance(parsed, list) else [parsed]
     except json.JSONDecodeError:
-        pass
-    events = []
+        return _decode_lines(body)
+    events = parsed if isinstance(parsed, list) else [parsed]
+    if gives_a_key_twice(body, parsed):
+        return _repeated(repeated_key(body), isinstance(parsed, list))
+    return events
+
+
+def _decode_lines(body: bytes) -> list[Any] | JSONResponse:
+    events, lines = [], []
     for number, line in enumerate(body.splitlines()):
         if not line.strip():
             continue
@@ -84,7 +90,27 @@ def _decode(body: bytes) -> list[Any] | JSONResponse:
             events.append(loads_named(line))
         except json.JSONDecodeError as exc:
             return problem(422, "body", f"line {number + 1} is not JSON: {exc}", len(events))
+        lines.append(line)
+    if gives_a_key_twice(body, events):  # the whole body at once: one pass, not one a line
+        for index, line in enumerate(lines):
+            if (where := repeated_key(line)) is not None:
+                return _twice(where, index)
     return events
+
+
+def _repeated(where: str | None, listed: bool) -> JSONResponse:
+    """The refusal of a body that gives a name twice in one object (`where`: its field path
+    in the body, `[3].user` in an array)."""
+    index = 0
+    if listed and where is not None:
+        position, _, where = where[1:].partition("]")
+        index, where = int(position), where.removeprefix(".")
+    return _twice(where or "body", index)
+
+
+def _twice(field: str, index: int | None) -> JSONResponse:
+    return problem(422, field, "given twice in one object; send it once (a JSON reader would "
+                   "keep only the last value, silently)", index)
 
 
 @router.post("/events", status_code=200, openapi_extra=_BODY)
