@@ -23,6 +23,7 @@ import pandas as pd
 
 from sluice.intake import eventlog, tabular
 from sluice.intake.events import EventError
+from sluice.intake.limits import gives_a_key_twice, repeated_key
 
 LANDING_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".csv", ".parquet")
 
@@ -52,15 +53,45 @@ class SegmentTail:
     checksum: str
 
 
-def json_lines(data: bytes, first_line: int) -> Iterator[Record]:
-    """(line number, line, parsed JSON or Unparsable) for each non-blank line."""
+_BLOCK_LINES = 10_000  # lines parsed before they are checked and handed on together
+
+
+def json_lines(data: bytes, first_line: int, keys_once: bool = False) -> Iterator[Record]:
+    """(line number, line, parsed JSON or Unparsable) for each non-blank line. With
+    `keys_once` (a landing file: outside input), a line giving a key twice in one object is
+    Unparsable, as `POST /v1/events` refuses one: a reader would keep the last value silently.
+    The raw log's lines were written by intake from parsed events, so cannot hold one."""
+    lines = data.splitlines()
+    for start in range(0, len(lines), _BLOCK_LINES):
+        block = list(_parsed(lines[start:start + _BLOCK_LINES], first_line + start))
+        yield from _keys_given_once(block) if keys_once else block
+
+
+_LineRecord = tuple[int, bytes, Any]
+
+
+def _parsed(lines: list[bytes], first_line: int) -> Iterator[_LineRecord]:
     loads, error = orjson.loads, orjson.JSONDecodeError
-    for number, line in enumerate(data.splitlines(), first_line):
+    for number, line in enumerate(lines, first_line):
         try:
             yield number, line, loads(line)
         except error as exc:
             if line.strip():
                 yield number, line, Unparsable(f"line is not JSON: {exc}")
+
+
+def _keys_given_once(block: list[_LineRecord]) -> list[_LineRecord]:
+    read = [record for record in block if not isinstance(record[2], Unparsable)]
+    text = b"\n".join(record[1] for record in read)
+    if not gives_a_key_twice(text, [record[2] for record in read]):
+        return block  # one count for the whole block; lines are looked at only when it differs
+    checked: list[_LineRecord] = []
+    for number, line, value in block:
+        where = None if isinstance(value, Unparsable) else repeated_key(line)
+        checked.append((number, line, value) if where is None else (number, line, Unparsable(
+            f"key {where} given twice in one object: write it once (a JSON reader would "
+            f"keep only the last value, silently)")))
+    return checked
 
 
 # raw log segments grow: the manifest row says how far (and with what checksum) it was read
@@ -164,7 +195,8 @@ def landing_records(path: Path | str, default_tenant: str) -> tuple[Iterator[Rec
         except (OSError, EOFError, zlib.error) as exc:
             raise UnreadableFile(f"cannot read {name}: {exc}") from exc
         data = data.removeprefix(codecs.BOM_UTF8)  # as Windows tools save UTF-8 (RFC 8259 §8.1)
-        return json_lines(data, 1), data.count(b"\n") + (not data.endswith(b"\n"))
+        return (json_lines(data, 1, keys_once=True),
+                data.count(b"\n") + (not data.endswith(b"\n")))
     lines: list[int] | None = None
     try:
         if name.endswith(".parquet"):

@@ -164,6 +164,27 @@ def test_bad_lines_quarantined_good_lines_load(env):
     assert env.rows("select rows_loaded, rows_quarantined from raw.manifest") == [(3, 3)]
 
 
+def test_a_line_giving_a_key_twice_is_quarantined_naming_it(env):
+    """As `POST /v1/events` refuses it: which user `{"user": "u1", ..., "user": "u2"}` is
+    for would be the reader's guess. Lines past the first block of lines are checked too."""
+    twice = '{"event": "interaction", "id": "t1", "timestamp": 1767225600000, "user": "u1", ' \
+            '"item": "i", "type": "click", "user": "u2"}'
+    nested = '{"event": "item", "id": "t2", "timestamp": 1767225600000, "item": "i", ' \
+             '"fields": [{"name": "a", "value": 1, "value": 2}]}'
+    colons = '{"event": "item", "id": "t3:\\"x\\":", "timestamp": 1767225600000, ' \
+             '"item": "i:\\"", "fields": [{"name": "a:\\\\", "value": "\\"b\\": 1"}]}'
+    events = [_ev(n) for n in range(10_002)]
+    _write_jsonl(env.landing / "twice.jsonl", events,
+                 raw_lines={2: twice, 10_001: nested, 10_003: colons})
+    result = _by_path(env.run())["twice.jsonl"]
+    assert (result.rows_loaded, result.rows_quarantined) == (10_003, 2)
+    quarantined = env.rows("select line_number, reason from raw.quarantine order by 1")
+    assert [q[0] for q in quarantined] == [3, 10_002]
+    assert quarantined[0][1].startswith("key user given twice in one object")
+    assert quarantined[1][1].startswith("key fields[0].value given twice in one object")
+    assert env.count() == 10_003
+
+
 def test_internal_events_refused_in_landing(env):
     recommendation = _ev(1, "ranking", event="recommendation")
     _write_jsonl(env.landing / "a.jsonl", [recommendation, _ev(2)])
