@@ -28,6 +28,9 @@ from sluice.vocabulary import MAX_ID_LENGTH, TENANT_RULE, is_tenant
 
 MAX_EVENTS = 10
 MAX_IMPRESSION = 25
+MAX_RECOMMENDATION_ID = 40
+# botocore's EventPropertiesJSON, ItemProperties and UserProperties
+MAX_EVENT_PROPERTIES, MAX_ITEM_PROPERTIES, MAX_USER_PROPERTIES = 1024, 32000, 24000
 MAX_ATTRIBUTION_SOURCE = 1024
 # botocore's EventAttributionSource: printable ASCII with at least one non-space character
 _ATTRIBUTION = re.compile(r"^[\x20-\x7E]*[\x21-\x7E]+[\x20-\x7E]*$")
@@ -177,7 +180,7 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
             raise EventError(where, "expected an object")
         event_type = _str(raw, "eventType", f"{where}.eventType", True)
         sent_at = _sent_at(raw.get("sentAt"), f"{where}.sentAt")
-        props = _properties(raw.get("properties"), f"{where}.properties", 1024)
+        props = _properties(raw.get("properties"), f"{where}.properties", MAX_EVENT_PROPERTIES)
         _parameters_agree(props, {"userId": user, "sessionId": session,
                                   "eventType": event_type, "eventId": raw.get("eventId")}, where)
         item, value, recommendation, impression = _lifted(raw, props, where)
@@ -237,7 +240,8 @@ def _lifted(raw: dict, props: dict[str, Any], where: str) -> tuple[Any, Any, Any
     properties (taken out of them), checked."""
     given = {k: _merged(raw, props, k, where) for k in _LIFTED}
     item = _str(given, "itemId", f"{where}.itemId", False)
-    recommendation = _str(given, "recommendationId", f"{where}.recommendationId", False, 40)
+    recommendation = _str(given, "recommendationId", f"{where}.recommendationId", False,
+                          MAX_RECOMMENDATION_ID)
     value = given["eventValue"]
     if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
         raise EventError(f"{where}.eventValue", "expected a number")
@@ -286,22 +290,18 @@ def dataset_tenant(arn: Any, field: str = "datasetArn", dataset: str | None = No
     return parts[1]
 
 
-def arn_template(arn: Any, templates: tuple[str, ...]) -> str | None:
-    """The template a recommender or campaign ARN selects by its last part
-    (`.../recommender/<dataset group>/similar_attributes`), when it names one of `templates`."""
-    if not isinstance(arn, str):
-        return None
+def arn_resource(arn: str) -> str:
+    """The resource of a Personalize ARN (`campaign/shop/popular`); "" when it is none."""
     match = _ARN.match(arn)
-    parts = match.group("resource").split("/") if match else []
-    return parts[-1] if len(parts) >= 3 and parts[-1] in templates else None
+    return match.group("resource") if match else ""
 
 
 def put_entities(body: Any, kind: str, now_ms: int) -> tuple[str, list[dict[str, Any]]]:
     """PutItems (kind 'item') or PutUsers (kind 'user'): (tenant, internal events)."""
     if not isinstance(body, dict):
         raise EventError("body", "expected a JSON object")
-    key, id_key, max_props = ("items", "itemId", 32000) if kind == "item" else (
-        "users", "userId", 24000)
+    key, id_key, max_props = ("items", "itemId", MAX_ITEM_PROPERTIES) if kind == "item" else (
+        "users", "userId", MAX_USER_PROPERTIES)
     tenant = dataset_tenant(body.get("datasetArn"), dataset=key.upper())
     entries = body.get(key)
     if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_EVENTS:
