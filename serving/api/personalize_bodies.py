@@ -2,12 +2,12 @@
 model's limits, as the size above which a body is refused (413) unread.
 
 botocore writes a body with `json.dumps` as it is (ASCII output, `", "` and `": "` between
-members), and counts a string's length in characters (code points): so one character may take
-12 bytes, a character outside the BMP being two `\\uXXXX` escapes, and printable ASCII at
-most 2 (`\\"`). Each bound below is the body of every member at its model maximum, each
-character at its widest: every body botocore can send is accepted, and a larger one is
-refused naming the limit (tests/serving/test_personalize_bodies.py serializes the largest
-ones with botocore itself and sends them). A list the model leaves unbounded is taken at
+members), checks a string's length in characters (code points) and not its pattern: so any
+character of any string may take 12 bytes, one outside the BMP being two `\\uXXXX` escapes.
+Each bound below is the body of every member at its model maximum, each character at its
+widest: every body botocore can send is accepted, and a larger one is refused naming the
+limit (tests/serving/test_personalize_bodies.py serializes the largest ones with botocore
+itself and sends them). A list the model leaves unbounded is taken at
 Personalize's documented limit (GetPersonalizedRanking's inputList, 500 items); a number at
 the most characters botocore writes for it.
 """
@@ -39,14 +39,14 @@ MAX_RANKING_INPUT = 500  # GetPersonalizedRanking's inputList, in Personalize's 
 # numbers: an integer without a maximum (numResults) as Python writes it, at most
 # sys.int_info.default_max_str_digits digits; a float (eventValue) is an int too in botocore's
 # validation, and the largest one it can check (math.isnan) has 309 digits and a sign; a
-# timestamp is epoch seconds with microseconds (-62135596799.999992 for year 1)
-INTEGER_CHARS, FLOAT_CHARS, TIMESTAMP_CHARS = 4300, 310, 20
+# timestamp is epoch seconds with microseconds (-62135596799.000012 in year 1)
+INTEGER_CHARS, FLOAT_CHARS, TIMESTAMP_CHARS = 4300, 310, 19
 MODEL_METADATA_COLUMNS, MAX_DATASET_TYPE = 99, 256  # the model's (Sluice refuses over 10)
 MAX_PROMOTION_NAME, MAX_PERCENT_CHARS = 63, 3
 
 
-def text(chars: int, widest: int = WIDEST_CHARACTER) -> int:
-    return 2 + chars * widest
+def text(chars: int) -> int:
+    return 2 + chars * WIDEST_CHARACTER
 
 
 def listed(count: int, item: int) -> int:
@@ -72,7 +72,7 @@ _EVENT = structure(
     eventId=_ID, eventType=_ID, eventValue=FLOAT_CHARS, itemId=_ID,
     properties=text(MAX_EVENT_PROPERTIES), sentAt=TIMESTAMP_CHARS,
     recommendationId=text(MAX_RECOMMENDATION_ID), impression=listed(MAX_IMPRESSION, _ID),
-    metricAttribution=structure(eventAttributionSource=text(MAX_ATTRIBUTION_SOURCE, 2)))
+    metricAttribution=structure(eventAttributionSource=text(MAX_ATTRIBUTION_SOURCE)))
 
 PUT_EVENTS = structure(trackingId=_ID, userId=_ID, sessionId=_ID,
                        eventList=listed(MAX_EVENTS, _EVENT))
