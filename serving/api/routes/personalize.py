@@ -71,10 +71,12 @@ _LIST = {"type": "array", "items": _STR}
 _DATASET = {kind: {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:"
                                                 f"[0-9]{{12}}:dataset/{TENANT_NAME}/{kind}$"}
             for kind in ("ITEMS", "USERS")}
-_CAMPAIGN = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
-                                          f"campaign/{TENANT_NAME}$"}
-_RECOMMENDER = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:"
-                                             f"[0-9]{{12}}:recommender/{TENANT_NAME}$"}
+# `<campaign|recommender>/<dataset group>`, or with a template's name after it (the last part
+# selects that template; sluice.serve.personalize.campaign)
+_CAMPAIGN, _RECOMMENDER = ({"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:"
+                                                         f"[0-9]{{12}}:{kind}/{TENANT_NAME}"
+                                                         "(/[^/]+)?$"}
+                           for kind in ("campaign", "recommender"))
 _MAP = {"type": "object", "additionalProperties": _STR}
 _PUT_EVENTS = _json_body(
     ["trackingId", "sessionId", "eventList"], trackingId=_STR, sessionId=_ID, userId=_ID,
