@@ -1,7 +1,9 @@
 """Personalize runtime parameters (GetRecommendations, GetPersonalizedRanking), checked against
-botocore's `personalize-runtime` model: which ARN names the campaign, the named filter and its
-values, the context, the item metadata columns to return, and what Sluice refuses on purpose
-(promotions). Each refusal is a `PersonalizeError` naming the parameter.
+botocore's `personalize-runtime` model: which ARN names the campaign (its dataset group, the
+tenant, and the template its last part selects), the named filter and its values, the context,
+the item metadata columns to return, and what Sluice refuses on purpose (promotions). Each
+refusal is a `PersonalizeError` naming the parameter (`NotFoundError` for a campaign that does
+not exist).
 """
 
 from __future__ import annotations
