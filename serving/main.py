@@ -31,8 +31,11 @@ from sluice.settings import get_settings
 log = logging.getLogger("sluice")
 
 BODY_LIMITS = (("/v1/events", events.MAX_BODY_BYTES),
-               ("/personalize/items", personalize.MAX_ENTITIES_BODY_BYTES),
-               ("/personalize/users", personalize.MAX_ENTITIES_BODY_BYTES),
+               ("/personalize/events", personalize.MAX_EVENTS_BODY_BYTES),
+               ("/personalize/items", personalize.MAX_ITEMS_BODY_BYTES),
+               ("/personalize/users", personalize.MAX_USERS_BODY_BYTES),
+               ("/personalize/recommendations", personalize.MAX_RECOMMENDATIONS_BODY_BYTES),
+               ("/personalize/personalize-ranking", personalize.MAX_RANKING_BODY_BYTES),
                ("/personalize/", personalize.MAX_BODY_BYTES),
                ("/v1/recommendations", recommendations.MAX_BODY_BYTES),
                ("/v1/rank", recommendations.MAX_BODY_BYTES))

@@ -42,7 +42,8 @@ def _verdicts(name: str, tmp_path) -> dict[str, bool]:
              "tenant": name}
     settings = Settings(home=tmp_path, config=write_config(tmp_path / "c.yaml", trackers=[]))
     dataset_arn = ARN.format("dataset", f"{name}/ITEMS")
-    campaign_arn = ARN.format("campaign", name)
+    # with a template after the group: `campaign/shop/eu` is group shop's template eu
+    campaign_arn = ARN.format("campaign", name) + "/personalized"
     schema = {"dataset": _ENTITIES["items"]["requestBody"]["content"]["application/json"]
               ["schema"]["properties"]["datasetArn"]["pattern"],
               "campaign": _CAMPAIGN["pattern"]}

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from sluice.auth import AuthError
 from sluice.errors import InputError, NotFoundError
+from sluice.intake.personalize import MalformedError
 
 PERSONALIZE_PREFIX = "/personalize"
 RETRY_AFTER_SECONDS = "5"  # a 503 (the event log cannot take writes) says when to retry
@@ -43,7 +44,8 @@ class AwsError(BaseModel):
 
 def aws_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The AWS error statuses a Personalize route answers, declared in the OpenAPI schema."""
-    described = {400: "InvalidInputException, naming the field",
+    described = {400: "InvalidInputException, naming the field (SerializationException: an "
+                      "eventValue that is no JSON number)",
                  401: "UnrecognizedClientException: the API key is not valid",
                  403: "AccessDeniedException, MissingAuthenticationTokenException or "
                       "InvalidSignatureException",
@@ -81,6 +83,7 @@ def aws_error(code: str, message: str, status: int,
 # (native status, AWS error type, AWS status) by error class, the most specific first
 INPUT_ERRORS: tuple[tuple[type[InputError], int, str, int], ...] = (
     (NotFoundError, 404, "ResourceNotFoundException", 404),
+    (MalformedError, 422, "SerializationException", 400),
     (InputError, 422, "InvalidInputException", 400),
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Any
 
@@ -28,6 +29,9 @@ from sluice.vocabulary import MAX_ID_LENGTH, TENANT_RULE, is_tenant
 
 MAX_EVENTS = 10
 MAX_IMPRESSION = 25
+MAX_RECOMMENDATION_ID = 40
+# botocore's EventPropertiesJSON, ItemProperties and UserProperties
+MAX_EVENT_PROPERTIES, MAX_ITEM_PROPERTIES, MAX_USER_PROPERTIES = 1024, 32000, 24000
 MAX_ATTRIBUTION_SOURCE = 1024
 # botocore's EventAttributionSource: printable ASCII with at least one non-space character
 _ATTRIBUTION = re.compile(r"^[\x20-\x7E]*[\x21-\x7E]+[\x20-\x7E]*$")
@@ -43,6 +47,28 @@ _ARN = re.compile(r"^arn:([a-z\d-]+):personalize:[^:]*:[^:]*:(?P<resource>.+)$")
 
 class PersonalizeError(InputError):
     """A parameter of a Personalize call that is not an event (an ARN, numResults, a filter)."""
+
+
+class MalformedError(PersonalizeError):
+    """A member whose JSON type is not its model's (a string or a boolean for a float): a
+    restJson1 server refuses it before reading the call, as a SerializationException (Smithy's
+    protocol tests, RestJsonBodyFloatMalformedValueRejected)."""
+
+
+# a float member as the restJson1 protocol writes the values JSON has no number for
+_FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def protocol_float(value: Any, field: str) -> Any:
+    """A float member as the protocol sends it: a JSON number, or NaN, Infinity and -Infinity
+    as strings (then refused as not finite, by the event's rule); any other type is malformed,
+    "4" and "true" included (unlike a value inside `properties`, which is text)."""
+    if value is None or isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value in _FLOAT_WORDS:
+        return _FLOAT_WORDS[value]
+    raise MalformedError(field, f"a float member must be a JSON number, got "
+                                f"{type(value).__name__} {json.dumps(value)[:40]}")
 
 
 def snake(name: str) -> str:
@@ -90,7 +116,7 @@ def _merged(raw: dict, props: dict[str, Any], key: str, where: str) -> Any:
     there); given in both, the two must agree."""
     top, inner = raw.get(key), props.pop(key, None)
     if key == "eventValue":
-        top, inner = numeric_text(top), numeric_text(inner)
+        top, inner = protocol_float(top, f"{where}.{key}"), numeric_text(inner)
     elif key == "impression" and isinstance(inner, str):  # the schema field's `a|b|c`
         inner = categories(inner)
     if top is not None and inner is not None and top != inner:
@@ -177,7 +203,7 @@ def put_events(body: Any, tenant: str) -> list[dict[str, Any]]:
             raise EventError(where, "expected an object")
         event_type = _str(raw, "eventType", f"{where}.eventType", True)
         sent_at = _sent_at(raw.get("sentAt"), f"{where}.sentAt")
-        props = _properties(raw.get("properties"), f"{where}.properties", 1024)
+        props = _properties(raw.get("properties"), f"{where}.properties", MAX_EVENT_PROPERTIES)
         _parameters_agree(props, {"userId": user, "sessionId": session,
                                   "eventType": event_type, "eventId": raw.get("eventId")}, where)
         item, value, recommendation, impression = _lifted(raw, props, where)
@@ -237,7 +263,8 @@ def _lifted(raw: dict, props: dict[str, Any], where: str) -> tuple[Any, Any, Any
     properties (taken out of them), checked."""
     given = {k: _merged(raw, props, k, where) for k in _LIFTED}
     item = _str(given, "itemId", f"{where}.itemId", False)
-    recommendation = _str(given, "recommendationId", f"{where}.recommendationId", False, 40)
+    recommendation = _str(given, "recommendationId", f"{where}.recommendationId", False,
+                          MAX_RECOMMENDATION_ID)
     value = given["eventValue"]
     if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
         raise EventError(f"{where}.eventValue", "expected a number")
@@ -286,22 +313,18 @@ def dataset_tenant(arn: Any, field: str = "datasetArn", dataset: str | None = No
     return parts[1]
 
 
-def arn_template(arn: Any, templates: tuple[str, ...]) -> str | None:
-    """The template a recommender or campaign ARN selects by its last part
-    (`.../recommender/<dataset group>/similar_attributes`), when it names one of `templates`."""
-    if not isinstance(arn, str):
-        return None
+def arn_resource(arn: str) -> str:
+    """The resource of a Personalize ARN (`campaign/shop/popular`); "" when it is none."""
     match = _ARN.match(arn)
-    parts = match.group("resource").split("/") if match else []
-    return parts[-1] if len(parts) >= 3 and parts[-1] in templates else None
+    return match.group("resource") if match else ""
 
 
 def put_entities(body: Any, kind: str, now_ms: int) -> tuple[str, list[dict[str, Any]]]:
     """PutItems (kind 'item') or PutUsers (kind 'user'): (tenant, internal events)."""
     if not isinstance(body, dict):
         raise EventError("body", "expected a JSON object")
-    key, id_key, max_props = ("items", "itemId", 32000) if kind == "item" else (
-        "users", "userId", 24000)
+    key, id_key, max_props = ("items", "itemId", MAX_ITEM_PROPERTIES) if kind == "item" else (
+        "users", "userId", MAX_USER_PROPERTIES)
     tenant = dataset_tenant(body.get("datasetArn"), dataset=key.upper())
     entries = body.get(key)
     if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_EVENTS:

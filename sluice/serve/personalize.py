@@ -1,16 +1,24 @@
 """Personalize runtime parameters (GetRecommendations, GetPersonalizedRanking), checked against
-botocore's `personalize-runtime` model: which ARN names the campaign, the named filter and its
-values, the context, the item metadata columns to return, and what Sluice refuses on purpose
-(promotions). Each refusal is a `PersonalizeError` naming the parameter.
+botocore's `personalize-runtime` model: which ARN names the campaign (its dataset group, the
+tenant, and the template its last part selects), the named filter and its values, the context,
+the item metadata columns to return, and what Sluice refuses on purpose (promotions). Each
+refusal is a `PersonalizeError` naming the parameter (`NotFoundError` for a campaign that does
+not exist).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
-from sluice.intake.personalize import PersonalizeError, dataset_tenant, snake
+from sluice.errors import NotFoundError
+from sluice.intake.personalize import (
+    PersonalizeError,
+    arn_resource,
+    dataset_tenant,
+    snake,
+)
 from sluice.serve.answers import parse_context
 
 MAX_FILTER_VALUES = 25
@@ -25,15 +33,53 @@ _NAME_PATTERN = re.compile(r"[A-Za-z\d_]")
 MAX_FILTER_VALUE_NAME = 50
 
 
-def campaign_tenant(body: dict[str, Any]) -> tuple[str, str]:
-    """(the ARN parameter given, the tenant it names): exactly one of campaignArn and
-    recommenderArn, as Personalize takes one or the other."""
-    given = [name for name in ("campaignArn", "recommenderArn") if body.get(name) is not None]
+class Campaign(NamedTuple):
+    """What a campaignArn or recommenderArn names: the parameter that gave it, the dataset group
+    (the tenant), and the template its last part selects (None: chosen by the ids given)."""
+
+    field: str
+    arn: str
+    tenant: str
+    template: str | None
+
+
+_KINDS = {"campaignArn": "campaign", "recommenderArn": "recommender"}
+
+
+def campaign(body: dict[str, Any]) -> Campaign:
+    """The campaign of a runtime call: exactly one of campaignArn and recommenderArn, as
+    Personalize takes one or the other, read as `<campaign|recommender>/<dataset group>` or
+    `<campaign|recommender>/<dataset group>/<template>`. Whether the template exists is
+    `check_template`'s (after the caller's key is checked against the tenant)."""
+    given = [name for name in _KINDS if body.get(name) is not None]
     if not given:
         raise PersonalizeError("campaignArn", "required: campaignArn or recommenderArn")
     if len(given) > 1:
         raise PersonalizeError("recommenderArn", "give campaignArn or recommenderArn, not both")
-    return given[0], dataset_tenant(body[given[0]], given[0])
+    field = given[0]
+    arn = body[field]
+    tenant = dataset_tenant(arn, field)
+    kind, _, rest = arn_resource(arn).partition("/")
+    if kind != _KINDS[field]:
+        raise NotFoundError(field, f"no {_KINDS[field]} {arn!r:.300}: {field} names a "
+                            f"{_KINDS[field]}, arn:aws:personalize:REGION:ACCOUNT:"
+                            f"{_KINDS[field]}/GROUP[/TEMPLATE]")
+    _, slash, template = rest.partition("/")
+    return Campaign(field, arn, tenant, template if slash else None)
+
+
+def check_template(found: Campaign, templates: Iterable[str]) -> None:
+    """A template named by the ARN must be one of `templates` (the built-in ones and those the
+    config defines): otherwise the campaign does not exist, as Personalize answers for an ARN
+    it does not know, and the message lists the ARNs that do."""
+    names = list(templates)
+    if found.template is None or found.template in names:
+        return
+    kind = _KINDS[found.field]
+    base = found.arn[:len(found.arn) - len(arn_resource(found.arn))] + f"{kind}/{found.tenant}"
+    raise NotFoundError(found.field, f"no {kind} {found.arn!r:.300}: dataset group "
+                        f"{found.tenant!r} has {base} (the template chosen by the ids given) "
+                        f"and {base}/TEMPLATE for TEMPLATE one of {', '.join(names)}")
 
 
 def filter_args(body: dict[str, Any]) -> dict[str, Any]:

@@ -166,15 +166,15 @@ def test_put_items_then_similar_attributes_within_a_second_from_a_real_server(tm
         assert native["model_non_personalized_count"] == 5 == native["total"]
 
 
-def test_an_arn_selects_similar_attributes_only_by_its_last_part_and_config_builds_on_it():
-    from sluice.intake.personalize import arn_template
+def test_an_arn_selects_similar_attributes_by_its_last_part_and_config_builds_on_it():
+    from sluice.serve.personalize import campaign
     from sluice.settings import AppConfig
 
-    names = (SIMILAR_ATTRIBUTES,)
-    assert arn_template("arn:aws:personalize:r:0:campaign/shop/similar_attributes",
-                        names) == SIMILAR_ATTRIBUTES
-    assert arn_template("arn:aws:personalize:r:0:campaign/similar_attributes", names) is None
-    assert arn_template("arn:aws:personalize:r:0:campaign/shop/other", names) is None
+    arn = "arn:aws:personalize:r:0:campaign/"
+    assert campaign({"campaignArn": arn + "shop/similar_attributes"}).template == (
+        SIMILAR_ATTRIBUTES)
+    found = campaign({"campaignArn": arn + "similar_attributes"})  # a dataset group's name
+    assert (found.tenant, found.template) == ("similar_attributes", None)
     config = AppConfig.model_validate({"templates": {"alike_in_stock": {
         "base": SIMILAR_ATTRIBUTES, "filters": [{"field": "in_stock", "op": "is",
                                                  "value": True}]}}})

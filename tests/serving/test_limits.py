@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from serving.api.routes import personalize
 from tests.utils.auth import ADMIN, READ, WRITE
 from tests.utils.factories import interaction
 from tests.utils.waits import nothing_logged
@@ -20,7 +21,7 @@ def nested(depth: int) -> bytes:
 @pytest.mark.parametrize(("path", "limit", "headers"), [
     ("/v1/recommendations", 256 * 1024, READ),
     ("/v1/rank", 256 * 1024, READ),
-    ("/personalize/events", 1024 * 1024, WRITE),
+    ("/personalize/events", personalize.MAX_EVENTS_BODY_BYTES, WRITE),  # botocore's largest
     ("/admin/trackers", 64 * 1024, ADMIN),
 ])
 def test_bodies_over_the_route_limit_are_refused_before_parsing(server, path, limit, headers):

@@ -231,6 +231,48 @@ def test_a_value_given_twice_must_agree(server, top, inner, field):
     assert len(logged(server["home"])) == before
 
 
+def _sent_as(client, old: bytes, new: bytes) -> None:
+    """The client's body with `old` written as `new` before it is signed: what an SDK that
+    passes the value through as it was given sends (the JS SDK v3's serializeFloat returns
+    a string as it is; botocore cannot serialize one)."""
+    def rewrite(request, **_):
+        assert old in request.body
+        request.data = request.body.replace(old, new)
+    client.meta.events.register("before-sign.personalize-events.PutEvents", rewrite)
+
+
+@pytest.mark.parametrize("sent", [b"true", b'"true"', b'"4"', b'["4"]'])
+def test_an_event_value_that_is_no_json_number_is_malformed_as_aws_answers(server, sent):
+    # boto3 sends eventValue=True as `true` (bool is an int to its validation); the others
+    # come from SDKs that do not check types: the restJson1 protocol refuses each of them,
+    # before reading the call, as a SerializationException
+    events = boto_client(server["base"], "personalize-events")
+    value: object = True
+    if sent != b"true":
+        value = 0.5
+        _sent_as(events, b'"eventValue": 0.5', b'"eventValue": ' + sent)
+    before = len(logged(server["home"]))
+    with pytest.raises(ClientError) as err:
+        events.put_events(trackingId="demo-tracking-id", sessionId="typed", eventList=[
+            {"sentAt": GUIDE_SENT_AT, "eventType": "click", "itemId": "i1",
+             "eventValue": value}])
+    response = err.value.response
+    assert (response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"]) == (
+        400, "SerializationException")
+    assert response["Error"]["Message"].startswith(
+        "eventList[0].eventValue: a float member must be a JSON number, got ")
+    assert len(logged(server["home"])) == before
+
+
+def test_an_event_value_nan_is_read_as_the_protocol_writes_it_and_refused_as_not_finite(server):
+    events = boto_client(server["base"], "personalize-events")  # botocore sends "NaN"
+    with pytest.raises(events.exceptions.InvalidInputException) as err:
+        events.put_events(trackingId="demo-tracking-id", sessionId="nan", eventList=[
+            {"sentAt": GUIDE_SENT_AT, "eventType": "click", "itemId": "i1",
+             "eventValue": float("nan")}])
+    assert "eventList[0].eventValue: must be finite" in str(err.value)
+
+
 def test_put_items_properties_follow_the_same_rule(server):
     events = boto_client(server["base"], "personalize-events")
     events.put_items(datasetArn=ARN.format("shop"), items=[

@@ -24,6 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from serving.api import answers
+from serving.api import personalize_bodies as bodies
 from serving.api.deps import AwsCaller, MetricsDep, ServiceDep
 from serving.api.errors import RETRY_AFTER_SECONDS, aws_error, aws_responses
 from serving.api.metrics import Metrics, field_label
@@ -41,18 +42,20 @@ from sluice.vocabulary import (
     DEFAULT_TENANT,
     MAX_ID_LENGTH,
     PERSONALIZED,
-    SIMILAR_ATTRIBUTES,
     SIMILAR_ITEMS,
+    TEMPLATES,
     TENANT_NAME,
 )
 
 router = APIRouter(prefix="/personalize", tags=["personalize"],
                    responses=aws_responses(400, 401, 403, 404, 413))
-MAX_BODY_BYTES = 1024 * 1024
-# PutItems/PutUsers: 10 entries of up to 32,000 characters of properties, each character up
-# to 12 bytes once botocore escapes it (one outside the BMP is two \uXXXX escapes)
-MAX_ENTITIES_BODY_BYTES = 4 * 1024 * 1024
-MAX_RANKING_INPUT = 500
+# each operation's body limit: the largest body botocore sends (serving/api/personalize_bodies)
+MAX_EVENTS_BODY_BYTES = bodies.PUT_EVENTS
+MAX_ITEMS_BODY_BYTES, MAX_USERS_BODY_BYTES = bodies.PUT_ITEMS, bodies.PUT_USERS
+MAX_RECOMMENDATIONS_BODY_BYTES = bodies.GET_RECOMMENDATIONS
+MAX_RANKING_BODY_BYTES = bodies.GET_PERSONALIZED_RANKING
+MAX_BODY_BYTES = 1024 * 1024  # any other path: refused by name, its body unread
+MAX_RANKING_INPUT = bodies.MAX_RANKING_INPUT
 
 
 def _json_body(required: list[str], **properties: Any) -> dict[str, Any]:
@@ -68,10 +71,12 @@ _LIST = {"type": "array", "items": _STR}
 _DATASET = {kind: {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:"
                                                 f"[0-9]{{12}}:dataset/{TENANT_NAME}/{kind}$"}
             for kind in ("ITEMS", "USERS")}
-_CAMPAIGN = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:[0-9]{{12}}:"
-                                          f"campaign/{TENANT_NAME}$"}
-_RECOMMENDER = {"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:"
-                                             f"[0-9]{{12}}:recommender/{TENANT_NAME}$"}
+# `<campaign|recommender>/<dataset group>`, or with a template's name after it (the last part
+# selects that template; sluice.serve.personalize.campaign)
+_CAMPAIGN, _RECOMMENDER = ({"type": "string", "pattern": f"^arn:aws:personalize:[a-z0-9-]{{1,12}}:"
+                                                         f"[0-9]{{12}}:{kind}/{TENANT_NAME}"
+                                                         "(/[^/]+)?$"}
+                           for kind in ("campaign", "recommender"))
 _MAP = {"type": "object", "additionalProperties": _STR}
 _PUT_EVENTS = _json_body(
     ["trackingId", "sessionId", "eventList"], trackingId=_STR, sessionId=_ID, userId=_ID,
@@ -137,7 +142,7 @@ async def put_events(request: Request, principal: AwsCaller, service: ServiceDep
     if principal is None and service.keys.signatures:
         _allowed(principal, "write")
     try:
-        body = await _body(request)
+        body = await _body(request, MAX_EVENTS_BODY_BYTES)
         tracking_id = personalize.tracking_id(body)
         tenant = service.trackers.tenant(tracking_id) if tracking_id is not None else None
         if tracking_id is not None and tenant is None:
@@ -161,7 +166,8 @@ async def _put_entities(request: Request, principal: Principal | None, service: 
                         metrics: Metrics, kind: str) -> JSONResponse:
     _allowed(principal, "write")  # no tenant yet: refuse a missing key before parsing
     try:
-        body = await _body(request, MAX_ENTITIES_BODY_BYTES)
+        body = await _body(request, MAX_ITEMS_BODY_BYTES if kind == "item"
+                           else MAX_USERS_BODY_BYTES)
         tenant, events = personalize.put_entities(body, kind, int(time.time() * 1000))
     except InputError as exc:
         _rejected(metrics, kind, exc)
@@ -190,12 +196,16 @@ def _known(service: Service, tenant: str) -> bool:
     return tenant in service.trackers.tenants() or tenant in service.models
 
 
-def _tenant(service: Service, body: dict[str, Any], principal: Principal | None) -> str:
-    field, tenant = runtime.campaign_tenant(body)
-    _allowed(principal, "read", tenant)
-    if not _known(service, tenant):
-        raise NotFoundError(field, f"no campaign for dataset group {tenant!r}")
-    return tenant
+def _campaign(service: Service, body: dict[str, Any],
+              principal: Principal | None) -> runtime.Campaign:
+    """The call's campaign: a dataset group the caller may read, which Sluice serves, and a
+    template (when the ARN names one) that exists."""
+    found = runtime.campaign(body)
+    _allowed(principal, "read", found.tenant)
+    if not _known(service, found.tenant):
+        raise NotFoundError(found.field, f"no campaign for dataset group {found.tenant!r}")
+    runtime.check_template(found, (*TEMPLATES, *service.settings.app.templates))
+    return found
 
 
 def _predicted(answer: Answer, service: Service, tenant: str,
@@ -231,26 +241,18 @@ async def get_recommendations(request: Request, principal: AwsCaller,
     """GetRecommendations: by userId (personalized) or itemId (similar items, for userId
     when given)."""
     _allowed(principal, "read")  # the tenant comes later, from campaignArn
-    body = await _body(request)
-    tenant = _tenant(service, body, principal)
+    body = await _body(request, MAX_RECOMMENDATIONS_BODY_BYTES)
+    found = _campaign(service, body, principal)
+    tenant = found.tenant
     user, item = check_id(body.get("userId"), "userId"), check_id(body.get("itemId"), "itemId")
     if not user and not item:
         raise PersonalizeError("userId", "userId or itemId is required")
     req, columns = _request(
         service, body, tenant, user_id=user, item_id=item,
         num_results=service.num_results(body.get("numResults"), "numResults"),
-        template=_template(body, bool(item)))
+        template=found.template or (SIMILAR_ITEMS if item else PERSONALIZED))
     answer = await answers.recommend(service, req)
     return JSONResponse(_predicted(answer, service, tenant, columns))
-
-
-def _template(body: dict[str, Any], by_item: bool) -> str:
-    """similar_attributes when the ARN names it, else by the ids given: an itemId asks for
-    related items (a userId with it filters them for that user, as Personalize's related-items
-    recipes take it), a userId alone for the user's own."""
-    arn = body.get("campaignArn") or body.get("recommenderArn")
-    chosen = personalize.arn_template(arn, (SIMILAR_ATTRIBUTES,))
-    return chosen or (SIMILAR_ITEMS if by_item else PERSONALIZED)
 
 
 @router.post("/personalize-ranking", openapi_extra=_GET_RANKING)
@@ -258,13 +260,15 @@ async def get_personalized_ranking(request: Request, principal: AwsCaller,
                                    service: ServiceDep) -> JSONResponse:
     """GetPersonalizedRanking: reorder inputList for userId (the filter's items left out)."""
     _allowed(principal, "read")
-    body = await _body(request)
-    tenant = _tenant(service, body, principal)
+    body = await _body(request, MAX_RANKING_BODY_BYTES)
+    found = _campaign(service, body, principal)
+    tenant = found.tenant
     user, items = check_id(body.get("userId"), "userId", True), body.get("inputList")
     if (not isinstance(items, list) or not 1 <= len(items) <= MAX_RANKING_INPUT
             or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_LENGTH for i in items)):
         raise PersonalizeError("inputList", f"a list of 1 to {MAX_RANKING_INPUT} item ids")
-    req, columns = _request(service, body, tenant, user_id=user)
+    req, columns = _request(service, body, tenant, user_id=user,
+                            template=found.template or PERSONALIZED)
     answer = service.rank(req, items)
     predicted = _predicted(answer, service, tenant, columns)
     return JSONResponse({"personalizedRanking": predicted["itemList"],
