@@ -280,7 +280,7 @@ def _bootstrap(sums: np.ndarray, bootstraps: int,
             drawn[name].append(values)
     tails = [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100]
     low, high = {}, {}
-    for name, values in drawn.items():
-        q = np.nanpercentile(np.concatenate(values), tails)
+    for name, chunks in drawn.items():
+        q = np.nanpercentile(np.concatenate(chunks), tails)
         low[name], high[name] = float(q[0]), float(q[1])
     return low, high
