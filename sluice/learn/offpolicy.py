@@ -37,8 +37,10 @@ item seen rarely towards lift 1 (an item never logged gets ctr_k). It reads noth
 log (no model scores, so it is the same for every candidate family), and it is cross-fitted:
 the answers are split in two halves at random (`seed`), and each half's slots get the q
 fitted on the other half only, so no slot's own click is in its q (with fewer than two
-answers q is 0 and DR is IPS). The bootstrap resamples answers with q held fixed, as obp's
-does, so the interval leaves the reward model's own variance out.
+answers q is 0 and DR is IPS). The bootstrap refits q on each resample of the answers (the
+halves kept), so DR's interval carries the model's sampling error too (obp's holds q fixed);
+it cannot carry the model's misspecification: where few slots match, DR is mostly the
+model's guess (compare `dm_ctr`), and the ESS says how few slots correct it.
 
 Point values use obp's arithmetic (per-slot terms, then their mean), so they equal
 `obp.ope` 0.4.1's InverseProbabilityWeighting, SelfNormalizedInverseProbabilityWeighting,
@@ -61,6 +63,7 @@ releases and has no release since 2023; these estimators are a few lines each.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -200,7 +203,8 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
            "ess": ess, "ess_slots": ess_slots, "small_sample": ess < min_ess, **clipped}
     if not weight.any():  # nothing the candidate would have shown was logged: no estimate
         return out
-    q_logged, q_target = reward_model(logged, target, seed=seed)
+    slots = _Slots.of(logged, target, seed)
+    q_logged, q_target = slots.fit(np.ones(len(logged)))
     # point values as obp computes them: per-slot terms, then their mean
     correction = weight * (click - q_logged)
     out |= {"ips_ctr": float((click * weight).mean()),
@@ -208,10 +212,7 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
             "dr_ctr": float((q_target + correction).mean()),
             "sndr_ctr": float((q_target + correction / weight.mean()).mean()),
             "dm_ctr": float(q_target.mean())}
-    sums = np.stack([np.bincount(group, weights=w, minlength=len(answers))
-                     for w in (weight * click, weight, np.ones_like(weight), q_target,
-                               correction)])
-    low, high = _bootstrap(sums, bootstraps, seed)
+    low, high = _bootstrap(slots, weight, group, bootstraps, seed)
     for name in ESTIMATORS:
         out[f"{name}_ctr_low"], out[f"{name}_ctr_high"] = low[name], high[name]
         for tail in ("", "_low", "_high"):
@@ -224,31 +225,52 @@ def reward_model(logged: pd.DataFrame, target: pd.Series,
     """The cross-fitted COEC click probability at each logged slot of its logged item and of
     the candidate's item there (0 where the candidate has none): each half of the answers
     gets the model fitted on the other half (the module's docstring)."""
-    n = len(logged)
-    position, _ = pd.factorize(logged["position"].to_numpy())
-    codes, _ = pd.factorize(np.concatenate([logged["item_id"].to_numpy(dtype=object),
-                                            target.to_numpy(dtype=object)]))
-    shown, wanted = codes[:n], codes[n:]  # -1: no candidate item (pandas' missing value)
-    click = logged["is_clicked"].to_numpy(dtype=float)
-    _, group = np.unique(logged["recommendation_id"].to_numpy(), return_inverse=True)
-    half = np.random.default_rng(seed).permutation(group.max() + 1)[group] % 2
-    q_logged, q_target = np.zeros(n), np.zeros(n)
-    for part in (0, 1):
-        fit, use = half != part, half == part
-        if not fit.any():  # a single answer: nothing held out to fit on, q is 0 (DR is IPS)
-            continue
-        slots = np.bincount(position[fit], minlength=position.max() + 1)
-        ctr = np.bincount(position[fit], weights=click[fit], minlength=len(slots))
-        ctr = np.divide(ctr, slots, out=np.full(len(slots), click[fit].mean()),
-                        where=slots > 0)
-        expected = np.bincount(shown[fit], weights=ctr[position[fit]], minlength=codes.max() + 1)
-        lift = (np.bincount(shown[fit], weights=click[fit], minlength=len(expected))
-                + REWARD_PRIOR) / (expected + REWARD_PRIOR)
-        at = ctr[position[use]]
-        q_logged[use] = np.minimum(at * lift[shown[use]], 1.0)
-        q_target[use] = np.where(wanted[use] >= 0,
-                                 np.minimum(at * lift[np.maximum(wanted[use], 0)], 1.0), 0.0)
-    return q_logged, q_target
+    return _Slots.of(logged, target, seed).fit(np.ones(len(logged)))
+
+
+@dataclass(frozen=True)
+class _Slots:
+    """The logged slots as the reward model reads them: position and item codes (-1: the
+    candidate has no item), clicks, and the half of the answers each slot belongs to."""
+
+    position: np.ndarray
+    shown: np.ndarray
+    wanted: np.ndarray
+    click: np.ndarray
+    half: np.ndarray
+    items: int
+
+    @classmethod
+    def of(cls, logged: pd.DataFrame, target: pd.Series, seed: int) -> _Slots:
+        n = len(logged)
+        position, _ = pd.factorize(logged["position"].to_numpy())
+        codes, _ = pd.factorize(np.concatenate([logged["item_id"].to_numpy(dtype=object),
+                                                target.to_numpy(dtype=object)]))
+        _, group = np.unique(logged["recommendation_id"].to_numpy(), return_inverse=True)
+        half = np.random.default_rng(seed).permutation(group.max() + 1)[group] % 2
+        return cls(position, codes[:n], codes[n:], logged["is_clicked"].to_numpy(dtype=float),
+                   half, int(codes.max()) + 1)
+
+    def fit(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """q at each slot of its logged item and of the candidate's, each half's from the
+        other half, every slot counted `times` (1, or its answer's draws in a resample)."""
+        position, shown, click = self.position, self.shown, self.click
+        ctr = np.zeros((2, int(position.max()) + 1))
+        lift = np.zeros((2, self.items + 1))  # the last: no candidate item, q 0
+        for part in (0, 1):
+            m = times * (self.half != part)  # the other half, each slot as often as drawn
+            slots = np.bincount(position, weights=m, minlength=ctr.shape[1])
+            if not slots.any():  # nothing held out to fit on (one answer): q is 0, DR is IPS
+                continue
+            clicks = np.bincount(position, weights=m * click, minlength=ctr.shape[1])
+            ctr[part] = np.divide(clicks, slots, out=np.full(len(slots), clicks.sum() /
+                                                             slots.sum()), where=slots > 0)
+            expected = np.bincount(shown, weights=m * ctr[part][position], minlength=self.items)
+            lift[part, :-1] = (np.bincount(shown, weights=m * click, minlength=self.items)
+                               + REWARD_PRIOR) / (expected + REWARD_PRIOR)
+        at = ctr[self.half, position]
+        return (np.minimum(at * lift[self.half, shown], 1.0),
+                np.minimum(at * lift[self.half, self.wanted], 1.0))
 
 
 def _ess(weights: np.ndarray) -> float:
@@ -268,19 +290,25 @@ def _values(totals: np.ndarray) -> dict[str, np.ndarray]:
             "dr": (model + correction) / slots, "sndr": model / slots + per_weight(correction)}
 
 
-def _bootstrap(sums: np.ndarray, bootstraps: int,
+def _bootstrap(slots: _Slots, weight: np.ndarray, group: np.ndarray, bootstraps: int,
                seed: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Percentile intervals of each estimator over answers drawn with replacement."""
+    """Percentile intervals of each estimator over answers drawn with replacement; the
+    reward model is refitted on each resample (its halves kept), so DR's interval carries
+    the model's own sampling error, not only the clicks'."""
     rng = np.random.default_rng(seed)
-    n = sums.shape[1]
-    drawn: dict[str, list[np.ndarray]] = {name: [] for name in ESTIMATORS}
+    n = int(group.max()) + 1
+    weighted = weight * slots.click
+    totals = []
     for start in range(0, bootstraps, 50):  # in chunks: memory stays at 50 x answers
         counts = rng.multinomial(n, np.full(n, 1 / n), size=min(50, bootstraps - start))
-        for name, values in _values(counts @ sums.T).items():
-            drawn[name].append(values)
+        for drawn in counts:
+            times = drawn[group].astype(float)
+            q_logged, q_target = slots.fit(times)
+            totals.append([times @ weighted, times @ weight, times.sum(), times @ q_target,
+                           times @ (weight * (slots.click - q_logged))])
     tails = [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100]
     low, high = {}, {}
-    for name, chunks in drawn.items():
-        q = np.nanpercentile(np.concatenate(chunks), tails)
+    for name, values in _values(np.array(totals)).items():
+        q = np.nanpercentile(values, tails)
         low[name], high[name] = float(q[0]), float(q[1])
     return low, high

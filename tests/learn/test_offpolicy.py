@@ -195,3 +195,23 @@ def test_with_one_answer_there_is_nothing_to_fit_on_and_dr_is_ips():
                            "is_clicked": [True, True]})
     found = estimate(logged, pd.Series(["x", "q"]))
     assert found["dm_ctr"] == 0.0 and found["dr_ctr"] == found["ips_ctr"] == 1 / 0.8 / 2
+
+
+def test_dr_s_interval_carries_the_reward_model_s_own_sampling_error():
+    # 2,000 answers of one slot; the candidate's item was logged 5 times, never clicked: DR is
+    # almost all the reward model's guess, the position's click-through fitted on the log.
+    # Held fixed, that guess would vary with nothing; refitted on each resample, DR's interval
+    # is about as wide as the logged click-through's own.
+    rng = np.random.default_rng(0)
+    items = np.array([f"i{k}" for k in rng.integers(0, 1000, 2000)], dtype=object)
+    items[:5] = "x"
+    logged = pd.DataFrame({"recommendation_id": [f"r{k}" for k in range(2000)], "position": 1,
+                           "item_id": items, "propensity": 0.5,
+                           "is_clicked": (rng.random(2000) < 0.1) & (items != "x")})
+    found = estimate(logged, pd.Series(["x"] * 2000))
+    assert found["ips_ctr"] == 0.0 and found["dr_ctr"] == pytest.approx(found["dm_ctr"], abs=0.002)
+    ctr = logged["is_clicked"].mean()
+    binomial = 2 * 1.96 * np.sqrt(ctr * (1 - ctr) / len(logged))
+    measured = found["dr_ctr_high"] - found["dr_ctr_low"]  # 0.032 against 0.028
+    assert 0.5 * binomial < measured < 2 * binomial
+    assert found["dr_ctr_low"] < found["dr_ctr"] < found["dr_ctr_high"]
