@@ -23,7 +23,8 @@ Doubly robust (DR): with q(a, k) a reward model's click probability of item a at
 a slot whose candidate item is t counts q(t, k) + w * (c - q(a, k)) (Dudik et al. 2014); its
 mean over the slots is DR, and the self-normalised DR (SNDR) divides the correction's sum by
 sum(w) instead of the slot count, as SNIPS does. DR is unbiased whenever the propensities
-are right, whatever q is (the correction removes q's error on average), and its variance is
+are right, whatever q is, as long as q never reads the slot's own click (below: it is
+cross-fitted), for the correction removes q's error on average; and its variance is
 smaller the closer q is to the clicks: the weights multiply c - q instead of c. A slot the
 candidate cannot fill (it does not know the user) counts 0, as in IPS. `dm_ctr` is the
 model's part alone (mean q(t, k), the direct method), so DR - DM is what the logged clicks
