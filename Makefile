@@ -9,10 +9,12 @@ export PYTHONUNBUFFERED := 1
 
 # Installs exactly the locked versions (hashes checked); pyproject.toml keeps the ranges for
 # people who install Sluice as a library. `make lock` re-resolves within those ranges.
-$(BIN)/.installed: pyproject.toml requirements.lock
+$(BIN)/.installed: pyproject.toml requirements.lock tests/reference-requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	# the tests' reference implementations (obp): without the dependencies they declare
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r tests/reference-requirements.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
 

@@ -1,4 +1,6 @@
-"""The install is reproducible: the environment holds exactly what requirements.lock pins.
+"""The install is reproducible: the environment holds exactly what requirements.lock pins (and
+tests/reference-requirements.txt: the reference implementations some tests compare against,
+installed without their declared dependencies).
 
 `make install` (and so `.ci/run`) installs from the lock with hashes checked; this test
 fails when a package was added, upgraded or left behind outside the lock, or when
@@ -18,13 +20,14 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
+REFERENCE = ROOT / "tests" / "reference-requirements.txt"
 TOOLING = {"pip", "setuptools", "wheel", "uv", "sluice"}  # the installer, and the project itself
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$")
 
 
-def locked() -> dict[str, str]:
+def locked(*files: Path) -> dict[str, str]:
     pins = {}
-    for line in LOCK.read_text().splitlines():
+    for line in "\n".join(f.read_text() for f in files or (LOCK, REFERENCE)).splitlines():
         match = PIN.match(line)
         if match and (match[3] is None or Marker(match[3]).evaluate()):
             pins[canonicalize_name(match[1])] = match[2]
@@ -38,12 +41,13 @@ def installed() -> dict[str, str]:
 
 
 def test_every_pin_is_exact_and_has_hashes() -> None:
-    blocks = re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text())[1:]  # [0] is the header
-    assert len(blocks) >= len(locked()) > 0
-    for block in blocks:
-        first = block.splitlines()[0]
-        assert PIN.match(first), f"not an exact pin: {first}"
-        assert "--hash=sha256:" in block, f"no hash for {first}"
+    for path in (LOCK, REFERENCE):
+        blocks = re.split(r"\n(?=[A-Za-z0-9])", path.read_text())[1:]  # [0] is the header
+        assert len(blocks) >= len(locked(path)) > 0
+        for block in blocks:
+            first = block.splitlines()[0]
+            assert PIN.match(first), f"not an exact pin: {first}"
+            assert "--hash=sha256:" in block, f"no hash for {first}"
 
 
 def test_the_environment_is_exactly_the_lock() -> None:
@@ -58,7 +62,7 @@ def test_the_environment_is_exactly_the_lock() -> None:
 def test_every_declared_dependency_is_locked() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
-    pins = locked()
+    pins = locked(LOCK)
     for spec in declared:
         requirement = Requirement(spec)
         name = canonicalize_name(requirement.name)

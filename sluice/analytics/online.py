@@ -1,7 +1,8 @@
 """The report's online sections: each experiment (arms, units, exposure, the metric per arm
 with its interval, the sample-ratio check, interleaving's preference, the decision) and the
-off-policy estimates that training logged per model version (IPS and SNIPS with intervals,
-effective sample, match rate)."""
+off-policy estimates that training logged per model version (IPS, SNIPS, DR and SNDR with
+intervals, DR's reward model, the effective sample in answers and in slots, the weight clip in
+force and the share of matching slots it capped, match rate)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pandas as pd
 from sluice.analytics.charts import LAG, Section, fit_days, mark, query, registered, svg, table
 from sluice.analytics.experiments import Decision, decide
 from sluice.experiments import Experiment
+from sluice.learn.offpolicy import ESTIMATORS
 from sluice.warehouse.engine import DuckDBWarehouse, Warehouse, as_warehouse
 
 NO_EXPERIMENTS = ("no experiments for this tenant: `sluice experiments create` (or POST "
@@ -159,50 +161,65 @@ def _plot(exp: Experiment, arms: pd.DataFrame, daily: pd.DataFrame) -> str:
 
 
 def off_policy(tracking_uri: str, model_name: str) -> Section:
-    """Per version with estimates: IPS and SNIPS click-through with their intervals."""
+    """Per version with estimates: IPS, SNIPS, DR and SNDR click-through with their intervals,
+    then what backs them: the effective sample in answers and slots and the clip in force."""
     title = "Off-policy estimates per version (on the explored answers of the champion)"
     try:
         versions, _, runs = registered(tracking_uri, model_name)
     except Exception as exc:
         return Section(title, f"registry unreadable: {exc}", None)
-    found = []
+    found, models = [], set()
     for v in sorted(versions, key=lambda v: int(v.version)):
         data = runs.get(v.run_id)
         metrics = {k.removeprefix("off_policy."): x for k, x in (
             data.metrics.items() if data else ()) if k.startswith("off_policy.")}
-        if metrics:
+        if data and metrics:
             found.append((f"v{v.version}", metrics))
+            models.add(data.tags.get("off_policy.reward_model", "none (an older run: no DR)"))
     if not found:
         return Section(title, NO_ESTIMATES, None)
-    header = ["version", "answers", "slots", "match rate", "logged CTR", "IPS CTR [95% CI]",
-              "SNIPS CTR [95% CI]", "ESS", "sample"]
-    rows = [[name, int(m["answers"]), int(m["slots"]), f"{m['match_rate']:.3f}",
-             f"{m['logged_ctr']:.4f}", _interval(m, "ips_ctr"), _interval(m, "snips_ctr"),
-             f"{m['ess']:.0f}", "small (below the minimum ESS)" if m["small_sample"] else "ok"]
-            for name, m in found]
+    estimates = table(["version", "logged CTR", *(f"{name.upper()} CTR [95% CI]"
+                                                  for name in ESTIMATORS), "DM CTR"],
+                      [[name, f"{m['logged_ctr']:.4f}",
+                        *(_interval(m, f"{e}_ctr") for e in ESTIMATORS),
+                        f"{m['dm_ctr']:.4f}" if "dm_ctr" in m else "n/a"] for name, m in found])
+    backing = table(["version", "answers", "slots", "match rate", "ESS (answers)",
+                     "ESS (slots)", "weight clip", "matching slots capped", "sample"],
+                    [[name, int(m["answers"]), int(m["slots"]), f"{m['match_rate']:.3f}",
+                      f"{m['ess']:.0f}", f"{m['ess_slots']:.0f}" if "ess_slots" in m else "n/a",
+                      f"{m['clip']:g}" if "clip" in m else "none",
+                      f"{m['clipped_share']:.1%}" if "clip" in m else "-",
+                      "small (below the minimum ESS)" if m["small_sample"] else "ok"]
+                     for name, m in found])
     return Section(title, "each candidate's click-through per slot had it served the "
                    "champion's explored answers, estimated when it was trained; a small "
-                   "effective sample (ESS) is marked, not hidden", _estimates_plot(found),
-                   table(header, rows))
+                   "effective sample (ESS) is marked, not hidden. DR and SNDR correct a reward "
+                   f"model's guess (DM) with the logged clicks; reward model: "
+                   f"{'; '.join(sorted(models))}. Weight clip: each weight 1/propensity capped "
+                   "there (evaluation.off_policy_clip), a narrower interval for a bias; ESS "
+                   "(slots) counts an answer's slots as independent, ESS (answers) is the unit "
+                   "the intervals resample", _estimates_plot(found), estimates + backing)
 
 
 def _interval(m: dict[str, float], key: str) -> str:
-    if key not in m:  # no logged slot matched the candidate (sluice.learn.offpolicy)
-        return "n/a (no logged slot matches)"
+    if key not in m:  # no logged slot matched the candidate, or a run from before DR
+        return ("n/a (no logged slot matches)" if m.get("match_rate", 0) == 0 else
+                "n/a (not computed by this run)")
     return f"{m[key]:.4f} [{m[key + '_low']:.4f}, {m[key + '_high']:.4f}]"
 
 
 def _estimates_plot(found: list[tuple[str, dict[str, float]]]) -> str:
     fig, ax = plt.subplots(figsize=(9, 3))
-    for offset, key in ((-0.12, "ips_ctr"), (0.12, "snips_ctr")):
+    offsets = dict(zip(ESTIMATORS, (-0.21, -0.07, 0.07, 0.21), strict=True))
+    for c, (name, offset) in enumerate(offsets.items()):
+        key = f"{name}_ctr"
         for n, (_, m) in enumerate(found):
             if key not in m:
                 continue
-            bars = ax.errorbar([n + offset], [m[key]], fmt="o", capsize=3,
-                               color="C0" if key == "ips_ctr" else "C1",
+            bars = ax.errorbar([n + offset], [m[key]], fmt="o", capsize=3, color=f"C{c}",
                                yerr=[[max(m[key] - m[key + "_low"], 0.0)],
                                      [max(m[key + "_high"] - m[key], 0.0)]],
-                               label=key.split("_")[0].upper() if n == 0 else None)
+                               label=name.upper() if n == 0 else None)
             mark(bars.lines[0])
     for n, (_, m) in enumerate(found):
         mark(ax.plot([n - 0.3, n + 0.3], [m["logged_ctr"]] * 2, color="grey", linewidth=1,

@@ -13,10 +13,41 @@ estimate whose effective sample is below `min_ess` answers is returned all the s
 `small_sample`. With `clip` (evaluation.off_policy_clip, off by default) each weight is
 min(w, clip): less variance, for a bias (IPS reads low where rare items were explored); the
 estimate then carries `clip` and `clipped_share` (the share of matching slots capped). When no
-logged slot matches the candidate there is nothing to weigh: no IPS or SNIPS is given (a zero
-with a zero-width interval would read as a measured click-through of nothing), only the
-match rate and the ESS of 0. SNIPS is undefined in a resample that draws no matching slot;
-such resamples are left out of its interval rather than counted as a click-through of zero.
+logged slot matches the candidate there is nothing to weigh: no IPS, SNIPS or DR is given (a
+zero with a zero-width interval would read as a measured click-through of nothing, and DR
+would be the reward model's guess alone), only the match rate and the ESS of 0. SNIPS (and
+SNDR) is undefined in a resample that draws no matching slot; such resamples are left out of
+its interval rather than counted as a click-through of zero.
+
+Doubly robust (DR): with q(a, k) a reward model's click probability of item a at position k,
+a slot whose candidate item is t counts q(t, k) + w * (c - q(a, k)) (Dudik et al. 2014); its
+mean over the slots is DR, and the self-normalised DR (SNDR) divides the correction's sum by
+sum(w) instead of the slot count, as SNIPS does. DR is unbiased whenever the propensities
+are right, whatever q is, as long as q never reads the slot's own click (below: it is
+cross-fitted), for the correction removes q's error on average; and its variance is
+smaller the closer q is to the clicks: the weights multiply c - q instead of c. A slot the
+candidate cannot fill (it does not know the user) counts 0, as in IPS. `dm_ctr` is the
+model's part alone (mean q(t, k), the direct method), so DR - DM is what the logged clicks
+corrected. The same weights, clipped or not, are used, and so the same ESS.
+
+The reward model (`REWARD_MODEL`) is clicks over expected clicks (COEC), the position-based
+click model fitted in one pass: q(a, k) = ctr_k * lift_a, with ctr_k the logged
+click-through at position k and lift_a = (clicks_a + m) / (expected_a + m), where expected_a
+sums ctr_k over the slots that showed a and m = `REWARD_PRIOR` expected clicks shrinks an
+item seen rarely towards lift 1 (an item never logged gets ctr_k). It reads nothing but the
+log (no model scores, so it is the same for every candidate family), and it is cross-fitted:
+the answers are split in two halves at random (`seed`), and each half's slots get the q
+fitted on the other half only, so no slot's own click is in its q (with fewer than two
+answers q is 0 and DR is IPS). The bootstrap refits q on each resample of the answers (the
+halves kept), so DR's interval carries the model's sampling error too (obp's holds q fixed);
+it cannot carry the model's misspecification: where few slots match, DR is mostly the
+model's guess (compare `dm_ctr`), and the ESS says how few slots correct it.
+
+Point values use obp's arithmetic (per-slot terms, then their mean), so they equal
+`obp.ope` 0.4.1's InverseProbabilityWeighting, SelfNormalizedInverseProbabilityWeighting,
+DoublyRobust and SelfNormalizedDoublyRobust on the same arrays to the last digit
+(tests/learn/test_offpolicy_obp.py feeds both); obp 0.4.1 has no clipping, so a clipped
+weight min(1/p, clip) is fed to it as the propensity max(p, 1/clip).
 
 The exploration of sluice.serve.exploration supports, at position k, the champion's k-th item
 and its pool: a candidate that puts an item elsewhere is weighed 0 there (IPS reads it as no
@@ -33,6 +64,7 @@ releases and has no release since 2023; these estimators are a few lines each.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,13 +83,18 @@ MIN_ESS = 100.0
 BOOTSTRAPS = 500
 LEVEL = 0.95
 BATCH = 1024  # users scored at once
+ESTIMATORS = ("ips", "snips", "dr", "sndr")
+REWARD_PRIOR = 2.0  # expected clicks of prior weight on an item's COEC lift of 1
+REWARD_MODEL = ("COEC per item and position (clicks over expected clicks, prior "
+                f"{REWARD_PRIOR:g}), cross-fitted on two halves of the answers")
 
 
 def log(warehouse: Warehouse | Path, tenant: str, champion_version: str | None, model: Model,
         train: InteractionMatrix, say: Callable[[str], None],
         clip: float | None = None) -> dict[str, Any] | None:
     """Inside the train run: the candidate's estimates as metrics `off_policy.*` beside the
-    offline ones (a small effective sample is marked, not hidden)."""
+    offline ones (a small effective sample is marked, not hidden), and the reward model of
+    DR as the tag `off_policy.reward_model`."""
     found = for_candidate(warehouse, tenant, champion_version, model, train, clip=clip)
     if found is None:
         return None
@@ -66,14 +103,31 @@ def log(warehouse: Warehouse | Path, tenant: str, champion_version: str | None, 
         say(f"[{tenant}] off-policy on champion v{champion_version}'s {found['answers']:,} "
             "explored answers: no logged slot matches the candidate's ranking, no estimate")
         return found
-    mark = " (small effective sample)" if found["small_sample"] else ""
-    if clip is not None:
-        mark += (f"; weights clipped at {clip:g} ({found['clipped_share']:.1%} of matching "
-                 "slots)")
+    mlflow.set_tag("off_policy.reward_model", REWARD_MODEL)
     say(f"[{tenant}] off-policy on champion v{champion_version}'s {found['answers']:,} explored "
-        f"answers: SNIPS CTR {found['snips_ctr']:.4f} [{found['snips_ctr_low']:.4f}, "
-        f"{found['snips_ctr_high']:.4f}], ESS {found['ess']:.0f}{mark}")
+        f"answers: {summary(found)}")
     return found
+
+
+def summary(found: dict[str, Any]) -> str:
+    """One line of a candidate's estimates: SNIPS and DR with their intervals, the effective
+    sample in answers and in slots, and the clip in force (how much of the weight it cut)."""
+    def shown(name: str) -> str:
+        key = f"{name}_ctr"
+        return (f"{name.upper()} CTR {found[key]:.4f} [{found[key + '_low']:.4f}, "
+                f"{found[key + '_high']:.4f}]")
+
+    mark = " (small effective sample)" if found["small_sample"] else ""
+    return (f"{shown('snips')}, {shown('dr')}, ESS {found['ess']:.0f} answers / "
+            f"{found['ess_slots']:.0f} slots{mark}; {clip_text(found)}")
+
+
+def clip_text(found: dict[str, Any]) -> str:
+    """The clip in force, as the report and the run's log line say it."""
+    if "clip" not in found:
+        return "weights not clipped"
+    return (f"weights clipped at {found['clip']:g} ({found['clipped_share']:.1%} of matching "
+            "slots capped)")
 
 
 def for_candidate(warehouse: Warehouse | Path, tenant: str, champion_version: str | None,
@@ -123,9 +177,10 @@ def candidate_targets(model: Model, train: InteractionMatrix, logged: pd.DataFra
 def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ESS,
              bootstraps: int = BOOTSTRAPS, seed: int = 0,
              clip: float | None = None) -> dict[str, Any]:
-    """IPS and SNIPS of the candidate whose item per logged slot is `target` (aligned with
-    `logged`, which has recommendation_id, item_id, propensity and is_clicked); with `clip`,
-    each slot's weight is capped there."""
+    """IPS, SNIPS, DR and SNDR of the candidate whose item per logged slot is `target`
+    (aligned with `logged`, which has recommendation_id, position, item_id, propensity and
+    is_clicked); with `clip`, each slot's weight is capped there. `seed` draws the reward
+    model's halves and the bootstrap's resamples."""
     if logged.empty:
         return {"slots": 0, "answers": 0, "ess": 0.0, "small_sample": True}
     propensity = logged["propensity"].to_numpy(dtype=float)
@@ -141,23 +196,82 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
                    "clipped_share": float(capped.sum() / match.sum()) if match.any() else 0.0}
     click = logged["is_clicked"].to_numpy(dtype=float)
     answers, group = np.unique(logged["recommendation_id"].to_numpy(), return_inverse=True)
-    sums = np.stack([np.bincount(group, weights=w, minlength=len(answers))
-                     for w in (weight * click, weight, np.ones_like(weight))])
     per_answer = len(logged) / len(answers)
-    ess, ess_slots = (_ess(sums[1]), _ess(weight)) if weight.any() else (0.0, 0.0)
+    ess, ess_slots = (_ess(np.bincount(group, weights=weight)), _ess(weight)) if (
+        weight.any()) else (0.0, 0.0)
     out = {"slots": len(logged), "answers": len(answers), "slots_per_answer": per_answer,
            "match_rate": float(match.mean()), "logged_ctr": float(click.mean()),
            "ess": ess, "ess_slots": ess_slots, "small_sample": ess < min_ess, **clipped}
     if not weight.any():  # nothing the candidate would have shown was logged: no estimate
         return out
-    ips, snips = _values(sums[None, :, :].sum(axis=2))
-    low, high = _bootstrap(sums, bootstraps, seed)
-    out |= {"ips_ctr": ips[0], "ips_ctr_low": low[0], "ips_ctr_high": high[0],
-            "snips_ctr": snips[0], "snips_ctr_low": low[1], "snips_ctr_high": high[1]}
-    for name in ("ips", "snips"):
+    slots = _Slots.of(logged, target, seed)
+    q_logged, q_target = slots.fit(np.ones(len(logged)))
+    # point values as obp computes them: per-slot terms, then their mean
+    correction = weight * (click - q_logged)
+    out |= {"ips_ctr": float((click * weight).mean()),
+            "snips_ctr": float((click * weight / weight.mean()).mean()),
+            "dr_ctr": float((q_target + correction).mean()),
+            "sndr_ctr": float((q_target + correction / weight.mean()).mean()),
+            "dm_ctr": float(q_target.mean())}
+    low, high = _bootstrap(slots, weight, group, bootstraps, seed)
+    for name in ESTIMATORS:
+        out[f"{name}_ctr_low"], out[f"{name}_ctr_high"] = low[name], high[name]
         for tail in ("", "_low", "_high"):
             out[f"{name}_clicks_per_answer{tail}"] = out[f"{name}_ctr{tail}"] * per_answer
     return out
+
+
+def reward_model(logged: pd.DataFrame, target: pd.Series,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The cross-fitted COEC click probability at each logged slot of its logged item and of
+    the candidate's item there (0 where the candidate has none): each half of the answers
+    gets the model fitted on the other half (the module's docstring)."""
+    return _Slots.of(logged, target, seed).fit(np.ones(len(logged)))
+
+
+@dataclass(frozen=True)
+class _Slots:
+    """The logged slots as the reward model reads them: position and item codes (-1: the
+    candidate has no item), clicks, and the half of the answers each slot belongs to."""
+
+    position: np.ndarray
+    shown: np.ndarray
+    wanted: np.ndarray
+    click: np.ndarray
+    half: np.ndarray
+    items: int
+
+    @classmethod
+    def of(cls, logged: pd.DataFrame, target: pd.Series, seed: int) -> _Slots:
+        n = len(logged)
+        position, _ = pd.factorize(logged["position"].to_numpy())
+        codes, _ = pd.factorize(np.concatenate([logged["item_id"].to_numpy(dtype=object),
+                                                target.to_numpy(dtype=object)]))
+        _, group = np.unique(logged["recommendation_id"].to_numpy(), return_inverse=True)
+        half = np.random.default_rng(seed).permutation(group.max() + 1)[group] % 2
+        return cls(position, codes[:n], codes[n:], logged["is_clicked"].to_numpy(dtype=float),
+                   half, int(codes.max()) + 1)
+
+    def fit(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """q at each slot of its logged item and of the candidate's, each half's from the
+        other half, every slot counted `times` (1, or its answer's draws in a resample)."""
+        position, shown, click = self.position, self.shown, self.click
+        ctr = np.zeros((2, int(position.max()) + 1))
+        lift = np.zeros((2, self.items + 1))  # the last: no candidate item, q 0
+        for part in (0, 1):
+            m = times * (self.half != part)  # the other half, each slot as often as drawn
+            slots = np.bincount(position, weights=m, minlength=ctr.shape[1])
+            if not slots.any():  # nothing held out to fit on (one answer): q is 0, DR is IPS
+                continue
+            clicks = np.bincount(position, weights=m * click, minlength=ctr.shape[1])
+            ctr[part] = np.divide(clicks, slots, out=np.full(len(slots), clicks.sum() /
+                                                             slots.sum()), where=slots > 0)
+            expected = np.bincount(shown, weights=m * ctr[part][position], minlength=self.items)
+            lift[part, :-1] = (np.bincount(shown, weights=m * click, minlength=self.items)
+                               + REWARD_PRIOR) / (expected + REWARD_PRIOR)
+        at = ctr[self.half, position]
+        return (np.minimum(at * lift[self.half, shown], 1.0),
+                np.minimum(at * lift[self.half, self.wanted], 1.0))
 
 
 def _ess(weights: np.ndarray) -> float:
@@ -165,25 +279,37 @@ def _ess(weights: np.ndarray) -> float:
     return float(weights.sum() ** 2 / (weights ** 2).sum())
 
 
-def _values(totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """IPS and SNIPS from (resample, [sum w*c, sum w, slots]) totals."""
-    weighted, weights, slots = totals[:, 0], totals[:, 1], totals[:, 2]
-    ips = weighted / slots
-    snips = np.divide(weighted, weights, out=np.full_like(weighted, np.nan), where=weights > 0)
-    return ips, snips
+def _values(totals: np.ndarray) -> dict[str, np.ndarray]:
+    """Each estimator from (resample, [sum w*c, sum w, slots, sum q_t, sum w*(c - q)])
+    totals: NaN for the self-normalised ones where sum w is 0."""
+    weighted, weights, slots, model, correction = (totals[:, i] for i in range(5))
+
+    def per_weight(x: np.ndarray) -> np.ndarray:
+        return np.divide(x, weights, out=np.full_like(x, np.nan), where=weights > 0)
+
+    return {"ips": weighted / slots, "snips": per_weight(weighted),
+            "dr": (model + correction) / slots, "sndr": model / slots + per_weight(correction)}
 
 
-def _bootstrap(sums: np.ndarray, bootstraps: int, seed: int) -> tuple[list[float], list[float]]:
-    """Percentile intervals of IPS and SNIPS over answers drawn with replacement."""
+def _bootstrap(slots: _Slots, weight: np.ndarray, group: np.ndarray, bootstraps: int,
+               seed: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Percentile intervals of each estimator over answers drawn with replacement; the
+    reward model is refitted on each resample (its halves kept), so DR's interval carries
+    the model's own sampling error, not only the clicks'."""
     rng = np.random.default_rng(seed)
-    n = sums.shape[1]
-    ips, snips = [], []
+    n = int(group.max()) + 1
+    weighted = weight * slots.click
+    totals = []
     for start in range(0, bootstraps, 50):  # in chunks: memory stays at 50 x answers
         counts = rng.multinomial(n, np.full(n, 1 / n), size=min(50, bootstraps - start))
-        a, b = _values(counts @ sums.T)
-        ips.append(a)
-        snips.append(b)
+        for drawn in counts:
+            times = drawn[group].astype(float)
+            q_logged, q_target = slots.fit(times)
+            totals.append([times @ weighted, times @ weight, times.sum(), times @ q_target,
+                           times @ (weight * (slots.click - q_logged))])
     tails = [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100]
-    qi, qs = np.percentile(np.concatenate(ips), tails), np.nanpercentile(np.concatenate(snips),
-                                                                          tails)
-    return [float(qi[0]), float(qs[0])], [float(qi[1]), float(qs[1])]
+    low, high = {}, {}
+    for name, values in _values(np.array(totals)).items():
+        q = np.nanpercentile(values, tails)
+        low[name], high[name] = float(q[0]), float(q[1])
+    return low, high

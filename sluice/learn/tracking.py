@@ -142,10 +142,18 @@ def lineage(tracking_uri: str, name: str, version: str) -> dict[str, Any]:
             "datasets": [{"name": i.dataset.name, "digest": i.dataset.digest}
                          # every training run logs its input: `inputs` is there
                          for i in run.inputs.dataset_inputs],  # type: ignore[union-attr]
-            "off_policy": {k.removeprefix("off_policy."): v for k, v in run.data.metrics.items()
-                           if k.startswith("off_policy.")} or None,
+            "off_policy": _off_policy(run.data.metrics, tags),
             **{k.removeprefix("lineage."): v for k, v in tags.items()
                if k.startswith("lineage.")}}
+
+
+def _off_policy(metrics: dict[str, float], tags: dict[str, str]) -> dict[str, Any] | None:
+    """A run's off-policy estimates (sluice.learn.offpolicy), with DR's reward model."""
+    found: dict[str, Any] = {k.removeprefix("off_policy."): v for k, v in metrics.items()
+                             if k.startswith("off_policy.")}
+    if "off_policy.reward_model" in tags:
+        found["reward_model"] = tags["off_policy.reward_model"]
+    return found or None
 
 
 def dataset_input(settings: Settings, prepared: Prepared, digest: str) -> Any:

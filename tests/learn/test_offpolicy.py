@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sluice.learn.offpolicy import estimate
+from sluice.learn.offpolicy import ESTIMATORS, estimate, reward_model
 from sluice.serve.exploration import explore
 
 USERS, ITEMS, N, SHARE, SEEDS = 2000, 40, 5, 0.2, 20
@@ -53,19 +53,20 @@ def _candidate(ranked: list[tuple[str, float]], q: np.ndarray, pick) -> list[str
     return chosen
 
 
-def test_ips_and_snips_rank_candidates_and_cover_the_truth_in_most_seeds():
-    ranked_right, covered = 0, {"ips": 0, "snips": 0}
+def test_every_estimator_ranks_candidates_and_covers_the_truth_in_most_seeds():
+    ranked_right, covered = 0, dict.fromkeys(ESTIMATORS, 0)
     for seed in range(SEEDS):
         logged, targets, truth = simulate(seed)
         found = {name: estimate(logged, target, seed=seed) for name, target in targets.items()}
         assert truth["better"] > truth["worse"]
         ranked_right += all(found["better"][f"{e}_ctr"] > found["worse"][f"{e}_ctr"]
-                            for e in ("ips", "snips"))
+                            for e in ESTIMATORS)
         for e in covered:
             covered[e] += sum(found[c][f"{e}_ctr_low"] <= truth[c] <= found[c][f"{e}_ctr_high"]
                               for c in truth)
         assert not found["better"]["small_sample"]
-    # measured: ranked right in 20 of 20 seeds, truth covered by 38 of 40 intervals (both)
+    # measured: ranked right in 20 of 20 seeds, truth covered by 38 of 40 intervals (each of
+    # IPS, SNIPS, DR, SNDR)
     assert ranked_right == SEEDS
     for e, hits in covered.items():  # 95% intervals: 38 of 40 expected, 34 leaves room
         assert hits >= 34, (e, hits, covered)
@@ -84,7 +85,8 @@ def test_without_exploration_the_served_ranking_is_estimated_by_its_ctr():
 
 
 def test_a_small_effective_sample_is_marked_not_hidden():
-    logged = pd.DataFrame({"recommendation_id": ["a", "a", "b"], "item_id": ["x", "y", "z"],
+    logged = pd.DataFrame({"recommendation_id": ["a", "a", "b"], "position": [1, 2, 1],
+                           "item_id": ["x", "y", "z"],
                            "propensity": [0.8, 0.04, 0.8], "is_clicked": [True, False, False]})
     found = estimate(logged, pd.Series(["x", "y", "q"]))
     # one answer carries every matching slot: one effective answer, about 1.1 slots
@@ -97,6 +99,7 @@ def test_the_small_sample_mark_counts_answers_not_slots():
     # 40 answers of 5 greedy slots each, all matching: 200 slots of one weight, but the
     # bootstrap resamples 40 answers, and 40 answers are a small sample
     logged = pd.DataFrame({"recommendation_id": np.repeat([f"r{n}" for n in range(40)], 5),
+                           "position": np.tile(np.arange(1, 6), 40),
                            "item_id": [f"i{k}" for k in range(200)], "propensity": 0.8,
                            "is_clicked": np.arange(200) % 7 == 0})
     found = estimate(logged, logged["item_id"])
@@ -108,7 +111,8 @@ def test_the_small_sample_mark_counts_answers_not_slots():
 
 
 def test_clipped_weights_are_said_and_trade_bias_for_a_narrower_interval():
-    logged = pd.DataFrame({"recommendation_id": ["a", "a", "b"], "item_id": ["x", "y", "z"],
+    logged = pd.DataFrame({"recommendation_id": ["a", "a", "b"], "position": [1, 2, 1],
+                           "item_id": ["x", "y", "z"],
                            "propensity": [0.8, 0.04, 0.8], "is_clicked": [True, True, False]})
     found = estimate(logged, pd.Series(["x", "y", "q"]), clip=10.0)
     assert found["clip"] == 10.0 and found["clipped_share"] == 0.5  # y's 25 capped, x's not
@@ -125,14 +129,15 @@ def test_clipped_weights_are_said_and_trade_bias_for_a_narrower_interval():
 
 
 def test_a_propensity_outside_zero_one_is_refused():
-    logged = pd.DataFrame({"recommendation_id": ["a"], "item_id": ["x"], "propensity": [0.0],
-                           "is_clicked": [True]})
+    logged = pd.DataFrame({"recommendation_id": ["a"], "position": [1], "item_id": ["x"],
+                           "propensity": [0.0], "is_clicked": [True]})
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         estimate(logged, pd.Series(["x"]))
 
 
 def test_no_matching_slot_gives_no_estimate_rather_than_a_certain_zero():
-    logged = pd.DataFrame({"recommendation_id": ["a", "a", "b"], "item_id": ["x", "y", "z"],
+    logged = pd.DataFrame({"recommendation_id": ["a", "a", "b"], "position": [1, 2, 1],
+                           "item_id": ["x", "y", "z"],
                            "propensity": [0.8, 0.05, 0.8], "is_clicked": [True, False, True]})
     found = estimate(logged, pd.Series(["q", "q", "q"]))
     assert found["match_rate"] == 0.0 and found["ess"] == 0.0 and found["small_sample"]
@@ -143,8 +148,70 @@ def test_snips_leaves_resamples_without_a_matching_slot_out_of_its_interval():
     # 2 matching slots, both clicked, among 1,000 answers: SNIPS is 1 in every resample that
     # draws either of them; about e^-2 = 13.5% of resamples draw neither (undefined, not 0)
     ids = [f"r{n}" for n in range(1000)]
-    logged = pd.DataFrame({"recommendation_id": ids, "item_id": ["x"] * 2 + ["y"] * 998,
+    logged = pd.DataFrame({"recommendation_id": ids, "position": 1,
+                           "item_id": ["x"] * 2 + ["y"] * 998,
                            "propensity": 0.5, "is_clicked": [True] * 2 + [False] * 998})
     found = estimate(logged, pd.Series(["x"] * 1000), bootstraps=2000)
     assert found["snips_ctr"] == found["snips_ctr_low"] == found["snips_ctr_high"] == 1.0
     assert found["ips_ctr_low"] == 0.0 < found["ips_ctr"] == pytest.approx(4 / 1000)
+
+
+def test_dr_corrects_its_reward_model_with_the_logged_clicks():
+    logged, targets, truth = simulate(2)
+    found = estimate(logged, targets["better"], seed=2)
+    # the reward model knows items and positions, not this user's taste: its guess alone
+    # (DM) reads the better candidate low; DR's correction brings it to the truth
+    assert found["dm_ctr"] < found["dr_ctr_low"] <= truth["better"] <= found["dr_ctr_high"]
+    assert found["sndr_ctr_low"] <= truth["better"] <= found["sndr_ctr_high"]
+    assert found["dr_clicks_per_answer"] == pytest.approx(found["dr_ctr"] * N)
+    # with every weight 1 and every slot matched, DR's correction is the clicks' own residual:
+    # DR is the logged click-through, whatever the model guessed
+    logged["propensity"] = 1.0
+    served = estimate(logged, logged["item_id"])
+    assert served["dr_ctr"] == pytest.approx(logged["is_clicked"].mean())
+    assert served["dm_ctr"] != pytest.approx(served["dr_ctr"])
+
+
+def test_the_reward_model_of_a_slot_never_reads_its_own_click():
+    logged, targets, _ = simulate(4)
+    q_logged, q_target = reward_model(logged, targets["better"], seed=4)
+    flipped = logged.copy()
+    first = flipped["recommendation_id"] == flipped["recommendation_id"].iloc[0]
+    flipped.loc[first, "is_clicked"] = ~flipped.loc[first, "is_clicked"]
+    again, again_target = reward_model(flipped, targets["better"], seed=4)
+    # the answer's own slots keep their values: they come from the other half of the answers
+    assert np.array_equal(again[first.to_numpy()], q_logged[first.to_numpy()])
+    assert not np.array_equal(again, q_logged)  # the other half's model did read the change
+    # an item's lift: an item clicked everywhere reads higher than its position's rate
+    popular = logged.assign(is_clicked=logged["is_clicked"] | (logged["item_id"] == "i7"))
+    lifted, _ = reward_model(popular, targets["better"], seed=4)
+    shown = (logged["item_id"] == "i7").to_numpy()
+    assert np.all(lifted[shown] > q_logged[shown])
+
+
+def test_with_one_answer_there_is_nothing_to_fit_on_and_dr_is_ips():
+    logged = pd.DataFrame({"recommendation_id": ["a", "a"], "position": [1, 2],
+                           "item_id": ["x", "y"], "propensity": [0.8, 0.05],
+                           "is_clicked": [True, True]})
+    found = estimate(logged, pd.Series(["x", "q"]))
+    assert found["dm_ctr"] == 0.0 and found["dr_ctr"] == found["ips_ctr"] == 1 / 0.8 / 2
+
+
+def test_dr_s_interval_carries_the_reward_model_s_own_sampling_error():
+    # 2,000 answers of one slot; the candidate's item was logged 5 times, never clicked: DR is
+    # almost all the reward model's guess, the position's click-through fitted on the log.
+    # Held fixed, that guess would vary with nothing; refitted on each resample, DR's interval
+    # is about as wide as the logged click-through's own.
+    rng = np.random.default_rng(0)
+    items = np.array([f"i{k}" for k in rng.integers(0, 1000, 2000)], dtype=object)
+    items[:5] = "x"
+    logged = pd.DataFrame({"recommendation_id": [f"r{k}" for k in range(2000)], "position": 1,
+                           "item_id": items, "propensity": 0.5,
+                           "is_clicked": (rng.random(2000) < 0.1) & (items != "x")})
+    found = estimate(logged, pd.Series(["x"] * 2000))
+    assert found["ips_ctr"] == 0.0 and found["dr_ctr"] == pytest.approx(found["dm_ctr"], abs=0.002)
+    ctr = logged["is_clicked"].mean()
+    binomial = 2 * 1.96 * np.sqrt(ctr * (1 - ctr) / len(logged))
+    measured = found["dr_ctr_high"] - found["dr_ctr_low"]  # 0.032 against 0.028
+    assert 0.5 * binomial < measured < 2 * binomial
+    assert found["dr_ctr_low"] < found["dr_ctr"] < found["dr_ctr_high"]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from sluice.bundle import ModelBundle
-from sluice.learn import registry
+from sluice.learn import offpolicy, registry
 from sluice.learn.training import InsufficientDataError, check_sufficiency, train_tenant
 from sluice.learn.tuning import DEFAULT_SPACES, search_space, suggest, tune_tenant
 from sluice.settings import Settings
@@ -429,7 +429,8 @@ def test_a_retrain_logs_off_policy_estimates_on_the_champions_explored_answers(
                     "exploration_pool integer, is_clicked boolean)")
         con.executemany(f"insert into marts.slot_propensities values ({', '.join('?' * 13)})",
                         rows)
-    second = train_tenant(settings, "ope")
+    said: list[str] = []
+    second = train_tenant(settings, "ope", progress=said.append)
     metrics = registry.client(store).get_run(second.run_id).data.metrics
     assert metrics["off_policy.answers"] == 150 and metrics["off_policy.slots"] == 750
     assert metrics["off_policy.snips_ctr_low"] <= metrics["off_policy.snips_ctr"] <= (
@@ -437,20 +438,41 @@ def test_a_retrain_logs_off_policy_estimates_on_the_champions_explored_answers(
     # random logged items rarely match the candidate: a small sample, marked and still shown
     assert metrics["off_policy.small_sample"] == float(metrics["off_policy.ess"] < 100)
     assert metrics["off_policy.clip"] == 5.0 and 0 <= metrics["off_policy.clipped_share"] <= 1
+    assert metrics["off_policy.dr_ctr_low"] <= metrics["off_policy.dr_ctr"] <= (
+        metrics["off_policy.dr_ctr_high"])
+    assert metrics["off_policy.ess_slots"] >= metrics["off_policy.ess"] > 0
+    tags = registry.client(store).get_run(second.run_id).data.tags
+    assert tags["off_policy.reward_model"] == offpolicy.REWARD_MODEL
+    line = next(x for x in said if "off-policy" in x)  # DR, both ESS, the clip in force
+    assert f"DR CTR {metrics['off_policy.dr_ctr']:.4f}" in line
+    assert (f"ESS {metrics['off_policy.ess']:.0f} answers / "
+            f"{metrics['off_policy.ess_slots']:.0f} slots") in line
+    assert (f"weights clipped at 5 ({metrics['off_policy.clipped_share']:.1%} of matching "
+            "slots capped)") in line
     from cli.main import main
 
     capsys.readouterr()
     assert main(["models", "show", second.version, "--tenant", "ope"]) in (0, None)
     shown = json.loads(capsys.readouterr().out)
     assert shown["off_policy"]["ess"] == metrics["off_policy.ess"]
+    assert shown["off_policy"]["ess_slots"] == metrics["off_policy.ess_slots"]
+    assert shown["off_policy"]["dr_ctr"] == metrics["off_policy.dr_ctr"]
+    assert shown["off_policy"]["reward_model"] == offpolicy.REWARD_MODEL
     first_metrics = registry.client(store).get_run(first.run_id).data.metrics
     assert not any(k.startswith("off_policy.") for k in first_metrics)  # no champion before
     from sluice.analytics.online import off_policy
 
     section = off_policy(store, "sluice-ope")  # the report: only the version with estimates
-    assert section.svg and section.table.count("<tr>") == 2  # header and one version
+    # two tables, each a header and one version: the estimates, then what backs them
+    assert section.svg and section.table.count("<tr>") == 4
+    assert section.svg.count("<path") and "DR" in section.svg and "SNDR" in section.svg
     assert f"<td>v{second.version}</td><td>150</td><td>750</td>" in section.table
-    assert f"<td>{metrics['off_policy.ess']:.0f}</td>" in section.table
+    assert (f"<td>{metrics['off_policy.ess']:.0f}</td><td>{metrics['off_policy.ess_slots']:.0f}"
+            f"</td><td>5</td><td>{metrics['off_policy.clipped_share']:.1%}</td>") in section.table
+    m = {k.removeprefix("off_policy."): v for k, v in metrics.items()}
+    assert (f"<td>{m['dr_ctr']:.4f} [{m['dr_ctr_low']:.4f}, {m['dr_ctr_high']:.4f}]</td>"
+            in section.table)
+    assert f"reward model: {offpolicy.REWARD_MODEL}" in section.note
     assert ("small (below the minimum ESS)" in section.table) == bool(
         metrics["off_policy.small_sample"])
 
