@@ -9,7 +9,15 @@ import time
 from typing import Any
 
 from cli.options import tenant_name
-from sluice.experiments import ALL_TEMPLATES, KINDS, METRICS, Experiment, Experiments, parse_arms
+from sluice.experiments import (
+    ALL_TEMPLATES,
+    KINDS,
+    METRICS,
+    UNITS,
+    Experiment,
+    Experiments,
+    parse_arms,
+)
 from sluice.intake.events import parse_timestamp
 from sluice.settings import get_settings
 from sluice.vocabulary import TEMPLATES
@@ -28,6 +36,12 @@ def add_parser(sub: Any) -> None:
                         help="a built-in or configured template, or * (all)")
     create.add_argument("--kind", choices=KINDS, default="ab")
     create.add_argument("--metric", choices=METRICS, default="click_through_rate")
+    create.add_argument("--unit", choices=UNITS, default=None,
+                        help="what assignment keeps an arm for: session (the session id, else "
+                             "the user id) or user (the user id, else the session id: a "
+                             "logged-in user keeps one arm across sessions, an anonymous "
+                             "session may change arm at login); default: the config's "
+                             "experiments.default_unit (session)")
     create.add_argument("--start", help="ISO-8601 or epoch ms; default now")
     create.add_argument("--end", help="ISO-8601 or epoch ms; default open-ended")
     commands.add_parser("list", help="every experiment, running or not")
@@ -55,6 +69,7 @@ def cmd_experiments(args: argparse.Namespace) -> None:
         exp = Experiment(
             id=args.id, tenant=args.tenant, arms=parse_arms(args.arms), template=args.template,
             kind=args.kind, metric=args.metric,
+            unit=args.unit or settings.app.experiments.default_unit,
             start_ms=parse_timestamp(args.start, "start") if args.start else now,
             end_ms=parse_timestamp(args.end, "end") if args.end else None)
         name = settings.registered_model_name(args.tenant)
@@ -67,7 +82,8 @@ def cmd_experiments(args: argparse.Namespace) -> None:
         for exp in sorted(store.all().values(), key=lambda e: e.id):
             arms = ", ".join(f"{a.name}={a.model}:{a.share:g}" for a in exp.arms)
             state = "running" if exp.running(now) else "not running"
-            print(f"{exp.id}\t{exp.tenant}\t{exp.template}\t{exp.kind}\t{state}\t{arms}")
+            print(f"{exp.id}\t{exp.tenant}\t{exp.template}\t{exp.kind}\t{exp.unit}\t{state}\t"
+                  f"{arms}")
     else:
         found = store.stop(args.id) if args.experiment_command == "stop" else store.get(args.id)
         print(json.dumps(found.as_dict(), indent=2))

@@ -6,12 +6,28 @@ the configured templates built on it too) or one the config defines (then only r
 it, and it wins over one on its base). Kind `ab` sends each visitor to one arm by share; kind
 `interleaving` merges two arms into every answer (team draft, sluice.serve).
 
-Assignment rule: the unit hashed is the request's session id when it carries one, else its user
-id. An anonymous session that logs in sends the same session id with the user id, so it keeps
-its arm; a user who only ever sends a user id keeps it across workers, restarts and replicas.
-A request with neither has no unit to keep: its arm is drawn by share for that answer alone
-(the answer log records such an answer as its own session, `anonymous-<recommendation id>`,
-so the marts count it as its own unit; one shared hash would send them all to one arm).
+Assignment: each experiment hashes one unit per request, set by its `unit`:
+
+- `session` (the default, and every experiment stored before `unit` existed): the request's
+  session id when it carries one, else its user id. An anonymous session that logs in sends
+  the same session id with the user id, so it keeps its arm; but a logged-in user who starts
+  a new session on each visit is hashed afresh each time, so sees both arms across sessions
+  and counts as several units (contamination, and units that are not independent).
+- `user`: the request's user id when it carries one, else its session id. A logged-in user
+  keeps one arm in every session, worker, restart and replica, and counts as one unit; the
+  trade-off is at login: an anonymous session is hashed by its session id until it sends a
+  user id, then by the user's, so its arm may change at login, and its anonymous answers
+  count as their own (session) unit. Pick `user` when most traffic is logged in and users
+  come back across sessions; keep `session` for anonymous-heavy traffic, or when a visitor
+  seeing both arms at login would spoil the metric (a checkout flow).
+
+Either way, a request with neither id has no unit to keep: its arm is drawn by share for that
+answer alone (the answer log records such an answer as its own session,
+`anonymous-<recommendation id>`, so the marts count it as its own unit; one shared hash would
+send them all to one arm). Every answer of an experiment logs its `unit`, and the marts
+(int_experiment_slots) take each answer's unit id by the same rule, so the analysis counts
+the units assignment hashed: with `user`, one user's sessions are one unit, and a unit seen
+in several arms is still counted as crossed and left out of every arm.
 Definitions live in `$SLUICE_HOME/experiments.json` (sluice.store), so every worker sees one
 created by the CLI or the admin routes within a second.
 """
@@ -38,6 +54,7 @@ log = logging.getLogger(__name__)
 
 ALL_TEMPLATES = "*"
 KINDS = ("ab", "interleaving")
+UNITS = ("session", "user")  # what assignment hashes first (module doc); session: the default
 METRICS = ("click_through_rate", "conversion_rate", "purchases_per_user")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 INTERLEAVED = "interleaved"  # the answer-level arm of an interleaved answer
@@ -66,6 +83,7 @@ class Experiment:
     start_ms: int = 0
     end_ms: int | None = None
     stopped_ms: int | None = None
+    unit: str = "session"  # UNITS: a stored experiment without one is `session`
     _bounds: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -86,7 +104,7 @@ class Experiment:
                draw: Callable[[], float] = random.random) -> Arm:
         """The unit's arm: stable for (experiment, unit) in every process; without a unit,
         drawn by share for this answer alone (`draw`, uniform on [0, 1); see module doc)."""
-        unit = session_id or user_id
+        unit = unit_id(self.unit, user_id, session_id)
         if unit:
             digest = hashlib.blake2b(f"{self.id}\x00{unit}".encode("utf-8", "surrogatepass"),
                                      digest_size=8).digest()
@@ -105,8 +123,17 @@ class Experiment:
 
     @classmethod
     def from_dict(cls, raw: dict) -> Experiment:
+        """An experiment as stored (or sent); one stored without `unit` is `session`, the
+        rule it was assigned by; an unknown unit is refused (ExperimentError names it)."""
         arms = tuple(Arm(str(a["name"]), str(a["model"]), float(a["share"])) for a in raw["arms"])
-        return cls(**{**{k: v for k, v in raw.items() if k != "_bounds"}, "arms": arms})
+        found = cls(**{**{k: v for k, v in raw.items() if k != "_bounds"}, "arms": arms})
+        _validate_unit(found.unit)
+        return found
+
+
+def unit_id(unit: str, user_id: str | None, session_id: str | None) -> str | None:
+    """The id an experiment with this `unit` hashes for a request (None: neither id)."""
+    return (user_id or session_id) if unit == "user" else (session_id or user_id)
 
 
 def parse_arms(specs: Iterable[str]) -> tuple[Arm, ...]:
@@ -144,6 +171,7 @@ def validate(exp: Experiment, others: Iterable[Experiment],
         raise ExperimentError("kind", f"one of {', '.join(KINDS)}")
     if exp.metric not in METRICS:
         raise ExperimentError("metric", f"one of {', '.join(METRICS)}")
+    _validate_unit(exp.unit)
     _validate_arms(exp, model_exists)
     if exp.end_ms is not None and exp.end_ms <= exp.start_ms:
         raise ExperimentError("end_ms", "must be after the start")
@@ -153,6 +181,13 @@ def validate(exp: Experiment, others: Iterable[Experiment],
         if _overlaps(exp, other):
             raise ExperimentError("template", f"overlaps experiment {other.id!r} on the same "
                                   "tenant and template: stop it first or pick other traffic")
+
+
+def _validate_unit(unit: object) -> None:
+    if unit not in UNITS:
+        raise ExperimentError("unit", f"{unit!r} is not a unit: one of {', '.join(UNITS)} "
+                              "(session: the session id, else the user id; user: the user id, "
+                              "else the session id)")
 
 
 def _validate_arms(exp: Experiment, model_exists: Callable[[str], bool] | None) -> None:
@@ -200,16 +235,30 @@ class Experiments:
             if fresh or time.monotonic() - self._checked >= REFRESH_SECONDS:
                 self._checked = time.monotonic()
                 try:
-                    stored = self._store.read()
+                    self._all = self._parse(self._store.read())
                 except StoreError as exc:  # answers go on outside experiments, said once
                     if fresh:
                         raise
                     if str(exc) != self._broken:
                         self._broken = str(exc)
                         log.warning("experiments not applied: %s", exc)
-                    return self._all
-                self._all = {k: Experiment.from_dict(json.loads(v)) for k, v in stored.items()}
             return self._all
+
+    def _parse(self, stored: dict[str, str]) -> dict[str, Experiment]:
+        """The stored definitions; one that is not an experiment (a hand edit: a missing
+        field, an unknown unit) is a StoreError naming the file, the experiment and the field."""
+        found = {}
+        for key, value in stored.items():
+            try:
+                found[key] = Experiment.from_dict(json.loads(value))
+            except ExperimentError as exc:
+                raise StoreError(f"{self._store.path}: experiment {key!r}: {exc}: fix it, or "
+                                 "remove the experiment") from None
+            except (ValueError, TypeError, KeyError) as exc:
+                raise StoreError(f"{self._store.path}: experiment {key!r} is not an "
+                                 f"experiment ({type(exc).__name__}: {exc}): fix it, or remove "
+                                 "it") from None
+        return found
 
     def get(self, experiment_id: str) -> Experiment:
         found = self.all(fresh=True).get(experiment_id)
@@ -251,5 +300,8 @@ class Experiments:
 
     def _put(self, exp: Experiment) -> None:
         self._store.read()  # what another process wrote is kept by the write that follows
-        self._store.put(exp.id, json.dumps(exp.as_dict()))
+        stored = exp.as_dict()
+        if stored["unit"] == "session":  # as before `unit` existed: older readers read it too
+            stored.pop("unit")
+        self._store.put(exp.id, json.dumps(stored))
         self._checked = -math.inf

@@ -10,10 +10,13 @@ values, the difference, its interval and the units per arm.
 The intervals are fixed-horizon: the flow re-reads them on every run, and each reading is
 another look (peeking), so over an experiment's life a difference of zero crosses a 95%
 interval's edge more often than 5% of the time. `min_units` guards the earliest looks only;
-the decision says so (`Decision.caveat`). It counts units (sessions, else users) in every
-arm; in an interleaving experiment every unit sees both arms, and the units counted are those
-that decided at least one answer (a click on one arm's slots more than on the other's), said
-with the answers each arm won.
+the decision says so (`Decision.caveat`). It counts units in every arm, the ones assignment
+hashed (the marts take them by the unit each answer logged, sluice.experiments): with `unit:
+session` sessions, else users; with `unit: user` users, else sessions, so a logged-in user's
+sessions are one unit, and a unit seen in several arms (crossed) is left out of every arm and
+counted in `crossed_units`, as for sessions. In an interleaving experiment every unit sees
+both arms, and the units counted are those that decided at least one answer (a click on one
+arm's slots more than on the other's), said with the answers each arm won.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from sluice.warehouse.db import connect
 KEEP, SHIP, STOP = "keep running", "ship challenger", "stop"
 MAX_CROSSED = 0.01  # units seen in several arms: beyond this share, assignment is not stable
 Z95 = 1.959964  # the marts' intervals are 95%, normal
+UNIT_MEANING = {"session": "a session, else a user", "user": "a user (all their sessions), "
+                "else a session"}
 PEEKING = ("fixed-horizon interval read again on every run: each look raises the chance of "
            "a false ship, so decide at the sample size planned before the start")
 
@@ -57,6 +62,7 @@ class Decision:
     answers_won: dict[str, int] = field(default_factory=dict)  # interleaving, per arm
     tied_answers: int = 0       # interleaving: answers with as many clicks on either arm
     units_shown: int = 0        # interleaving: units shown interleaved answers, decided or not
+    unit: str = "session"       # what a unit is (sluice.experiments.UNITS), as assigned
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +82,7 @@ class Decision:
                 f"| arm | {counted} |\n| --- | --- |\n{rows}\n\n"
                 + (f"- units: {self.unit_counts()}\n" if interleaved else "") +
                 f"- {measure}: {self.challenger} vs {self.control}: {effect}\n"
+                f"- unit: {self.unit} ({UNIT_MEANING[self.unit]})\n"
                 f"- sample ratio: {srm}\n"
                 f"- **recommendation: {self.recommendation}** ({self.reason})\n"
                 f"- caveat: {self.caveat}\n")
@@ -117,11 +124,12 @@ def decide(warehouse: Path, exp: Experiment, min_units: int = 100) -> Decision:
     """The decision on one experiment from the marts (read only)."""
     con = connect(warehouse, read_only=True)
     try:
-        if exp.kind == "interleaving":
-            return _interleaving(con, exp, min_units)
-        return _split(con, exp, min_units)
+        decision = (_interleaving(con, exp, min_units) if exp.kind == "interleaving" else
+                    _split(con, exp, min_units))
     finally:
         con.close()
+    decision.unit = exp.unit
+    return decision
 
 
 def _split(con: Any, exp: Experiment, min_units: int) -> Decision:

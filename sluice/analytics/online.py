@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from sluice.analytics.charts import LAG, Section, fit_days, mark, query, registered, svg, table
-from sluice.analytics.experiments import Decision, decide
+from sluice.analytics.experiments import UNIT_MEANING, Decision, decide
 from sluice.experiments import Experiment
 from sluice.learn.offpolicy import ESTIMATORS
 from sluice.warehouse.engine import DuckDBWarehouse, Warehouse, as_warehouse
@@ -121,7 +121,8 @@ def _summary(decision: Decision | None) -> list[list[Any]]:
         return [["recommendation", f"none: the result marts are not built yet; {LAG}"]]
     effect = ("n/a" if decision.difference is None else
               f"{decision.difference:+.4f} [{decision.ci_low:+.4f}, {decision.ci_high:+.4f}]")
-    rows = [[f"{decision.challenger} vs {decision.control}"
+    rows = [["unit", f"{decision.unit}: {UNIT_MEANING[decision.unit]}"],
+            [f"{decision.challenger} vs {decision.control}"
              + (" (preference share - 0.5)" if decision.kind == "interleaving" else ""), effect]]
     if decision.kind == "interleaving":
         rows.append(["answers won", ", ".join(f"{a} {n}" for a, n in

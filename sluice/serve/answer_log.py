@@ -53,6 +53,8 @@ def recommendation_event(request: RecommendationRequest, answer: Answer) -> dict
     }
     if answer.experiment is not None:
         event["fields"].update(experiment=answer.experiment, arm=answer.arm or "")
+        if answer.unit is not None:  # the marts count the unit assignment hashed by it
+            event["fields"]["unit"] = answer.unit
         if answer.arm_share is not None:
             event["fields"]["arm_share"] = answer.arm_share
         for slot, logged in zip(answer.items, event["items"], strict=True):

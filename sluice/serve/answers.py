@@ -120,6 +120,7 @@ class Answer:
     experiment: str | None = None
     arm: str | None = None
     arm_share: float | None = None
+    unit: str | None = None  # the experiment's unit (sluice.experiments.UNITS), logged
     _counts: dict[str, int] | None = field(default=None, init=False, repr=False)
 
     def counts(self) -> dict[str, int]:

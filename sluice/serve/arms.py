@@ -95,6 +95,7 @@ def arm_answer(exp: Experiment, request: RecommendationRequest,
     assert found is not None
     answer = found.recommend(request, scan=scan)
     answer.experiment, answer.arm, answer.arm_share = exp.id, arm.name, arm.share
+    answer.unit = exp.unit
     for slot in answer.items:
         slot.arm = arm.name
     return answer
@@ -129,7 +130,8 @@ def team_draft(exp: Experiment, a: Answer, b: Answer, size: int,
         else:
             break  # both lists exhausted
     versions = f"{a.model_version or ''}+{b.model_version or ''}"
-    return Answer(answer_id, versions, a.template, slots, experiment=exp.id, arm=INTERLEAVED)
+    return Answer(answer_id, versions, a.template, slots, experiment=exp.id, arm=INTERLEAVED,
+                  unit=exp.unit)
 
 
 def _next(items: list[Slot], cursor: list[int], team: int, taken: set[str]) -> Slot | None:

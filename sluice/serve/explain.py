@@ -95,7 +95,7 @@ def _from_event(event: dict[str, Any]) -> Answer:
                   template=str(fields.get("template", "")), items=slots,
                   exploration_pool=int(fields.get("exploration_pool") or 0),
                   experiment=fields.get("experiment"), arm=fields.get("arm") or None,
-                  arm_share=fields.get("arm_share"))
+                  arm_share=fields.get("arm_share"), unit=fields.get("unit"))
 
 
 def reason(slot: Slot) -> dict[str, Any]:

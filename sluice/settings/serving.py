@@ -119,3 +119,6 @@ class ExperimentsConfig(BaseModel):
 
     min_units_per_arm: int = Field(100, ge=1)  # fewer: keep running, whatever the interval
     auto_promote: bool = False  # move `champion` to a challenger whose interval excludes 0
+    # the unit of an experiment created without one (sluice.experiments.UNITS); an experiment
+    # keeps the unit it was created with, whatever this becomes later
+    default_unit: Literal["session", "user"] = "session"

@@ -267,6 +267,7 @@ def test_the_report_draws_each_experiment_with_its_decision(world, tmp_path):
             assert re.search(rf"<td>{arm}</td>.*?\d\.\d{{4}} \[\d\.\d{{4}}, \d\.\d{{4}}\]",
                              section), arm
     assert "sample ratio</td><td>passed (chi-square" in pages["ab"].read_text()
+    assert "<td>unit</td><td>session: a session, else a user</td>" in pages["ab"].read_text()
     assert "answers won</td><td>treatment " in pages["il"].read_text()
     assert "no version has off-policy estimates yet" in pages["ab"].read_text()
     unserved = pages["ab"].read_text().split("<h2>Experiment quiet (ab, running)</h2>")[1]

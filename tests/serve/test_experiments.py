@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sluice.errors import NotFoundError
@@ -17,6 +19,7 @@ from sluice.experiments import (
 from sluice.serve.answer_log import recommendation_event as _event
 from sluice.serve.answers import Answer, RecommendationRequest, Slot
 from sluice.serve.arms import draft_propensities, team_draft
+from sluice.store import StoreError
 from sluice.vocabulary import MODEL_FALLBACK, MODEL_PERSONALIZED
 
 
@@ -224,3 +227,93 @@ def test_an_interleaved_answer_is_read_back_from_the_log_and_explained_by_team_d
         (s.item_id, s.arm, s.propensity) for s in merged.items]
     assert all(i["reason"]["why"].startswith("team draft: placed by arm") for i in shown["items"])
     assert logged_answer(tmp_path / "raw", "never-served") is None
+
+
+def test_a_user_unit_keeps_a_logged_in_users_arm_across_sessions():
+    """`unit: user` hashes the user id before the session id: a logged-in user who starts a
+    new session each visit keeps one arm; `session` (the default) hashed each session anew,
+    so the same users saw both arms across sessions."""
+    by_user = _exp(unit="user")
+    by_session = _exp()
+    assert by_session.unit == "session"
+    users = [f"u{n}" for n in range(300)]
+    both = 0
+    for user in users:
+        arms = {by_user.assign(user, f"{user}-visit-{v}").name for v in range(6)}
+        assert arms == {by_user.assign(user, None).name}  # the user's arm, whatever the session
+        both += len({by_session.assign(user, f"{user}-visit-{v}").name for v in range(6)}) > 1
+    assert both > 0.9 * len(users)  # six sessions at 50/50: 1 - 2 / 64 of users see both
+    # a fresh object (another worker, a restart) assigns the same
+    again = Experiment.from_dict(by_user.as_dict())
+    assert [again.assign(u, "s").name for u in users] == [by_user.assign(u, "s").name
+                                                          for u in users]
+    # the trade-off: an anonymous session is hashed by its session id until it logs in
+    moved = sum(by_user.assign(None, f"s{n}") != by_user.assign(f"login-{n}", f"s{n}")
+                for n in range(300))
+    assert 100 < moved < 200  # about half of the sessions change arm at login
+    assert all(by_session.assign(None, f"s{n}") == by_session.assign(f"login-{n}", f"s{n}")
+               for n in range(300))
+    # neither id: drawn by share, as under `session`
+    assert {by_user.assign(None, None).name for _ in range(200)} == {"control", "treatment"}
+
+
+def test_an_unknown_unit_is_refused_naming_the_field(tmp_path):
+    with pytest.raises(ExperimentError) as raised:
+        validate(_exp(unit="visitor"), [])
+    assert raised.value.field == "unit"
+    assert "'visitor' is not a unit: one of session, user" in raised.value.reason
+    with pytest.raises(ExperimentError, match="^unit: "):
+        Experiments(tmp_path).create(_exp(unit="users"))
+    assert not (tmp_path / "experiments.json").exists()
+
+
+def test_an_experiments_file_without_units_loads_them_as_session(tmp_path):
+    """A file written before `unit` existed: each experiment keeps the arm it assigned; one
+    created with `user` is stored with it, and a session one is stored as before."""
+    old = {"id": "old", "tenant": "shop", "template": "*", "kind": "ab",
+           "metric": "click_through_rate", "start_ms": 0, "end_ms": None, "stopped_ms": None,
+           "arms": [{"name": "control", "model": "champion", "share": 0.5},
+                    {"name": "treatment", "model": "challenger", "share": 0.5}]}
+    (tmp_path / "experiments.json").write_text(json.dumps({"old": json.dumps(old)}))
+    store = Experiments(tmp_path)
+    found = store.get("old")
+    assert found.unit == "session" and found.as_dict()["unit"] == "session"
+    # the rule it assigned by: the session first
+    assert all(found.assign(f"u{n}", f"s{n}") == found.assign(None, f"s{n}") for n in range(50))
+    store.create(_exp(id="by-user", tenant="other", unit="user"))
+    store.create(_exp(id="by-session", tenant="third"))
+    stored = {k: json.loads(v) for k, v in
+              json.loads((tmp_path / "experiments.json").read_text()).items()}
+    assert stored["old"] == old  # untouched by the writes
+    assert stored["by-user"]["unit"] == "user" and "unit" not in stored["by-session"]
+    reread = Experiments(tmp_path).all(fresh=True)
+    assert {k: e.unit for k, e in reread.items()} == {"old": "session", "by-user": "user",
+                                                      "by-session": "session"}
+
+
+def test_a_stored_unknown_unit_is_named_and_answers_go_on_outside_experiments(tmp_path):
+    store = Experiments(tmp_path)
+    store.create(_exp(start_ms=0, unit="user"))
+    assert store.running("shop", "personalized", now_ms=1).unit == "user"
+    raw = json.loads((tmp_path / "experiments.json").read_text())
+    raw["e1"] = raw["e1"].replace('"unit": "user"', '"unit": "account"')  # a hand edit
+    (tmp_path / "experiments.json").write_text(json.dumps(raw))
+    serving = Experiments(tmp_path)
+    assert serving.running("shop", "personalized", now_ms=1) is None  # not an error per answer
+    with pytest.raises(StoreError) as raised:
+        serving.all(fresh=True)  # the CLI and admin routes say what is wrong
+    assert str(raised.value).startswith(f"{tmp_path / 'experiments.json'}: experiment 'e1': "
+                                        "unit: 'account' is not a unit: one of session, user")
+
+
+def test_the_answer_and_its_log_carry_the_experiments_unit():
+    """The log says which unit assigned the answer, so the marts count the same units (an
+    A/B answer gets it from sluice.serve.arms.arm_answer, checked end to end in
+    tests/e2e/test_experiments_units.py)."""
+    request = RecommendationRequest(user_id="u1", session_id="s1")
+    for unit in ("user", "session"):
+        exp = _exp(unit=unit, kind="interleaving", arms=(Arm("a", "1", 0.5), Arm("b", "2", 0.5)))
+        merged = team_draft(exp, _answer(["i1", "i2"]), _answer(["i3", "i4"]), 4)
+        assert merged.unit == unit
+        assert _event(request, merged)["fields"]["unit"] == unit
+    assert "unit" not in _event(request, _answer(["i1"]))["fields"]  # outside experiments

@@ -1,6 +1,7 @@
 {#- One row per slot of every answer served within an experiment, with its outcome. The unit
-    is what assignment hashed (sluice.experiments): the session the answer carried, else its
-    user. The slots and their outcomes are int_impressions' (every served slot is there);
+    is what assignment hashed (sluice.experiments.unit_id), by the unit the answer logged: for
+    `session` the session the answer carried, else its user; for `user` the user, else the
+    session (a user's sessions are one unit). The slots and their outcomes are int_impressions' (every served slot is there);
     only the experiment's labels come from the answer and, for the slot's own arm
     (interleaving), from its item row. -#}
 with recommendations as (
@@ -31,7 +32,11 @@ final as (
         recommendations.arm as answer_arm,
         recommendations.arm_share,
         recommendations.recommendation_id,
-        coalesce(recommendations.session_id, recommendations.user_id) as unit_id,
+        case
+            when recommendations.experiment_unit = 'user'
+                then coalesce(recommendations.user_id, recommendations.session_id)
+            else coalesce(recommendations.session_id, recommendations.user_id)
+        end as unit_id,
         cast(recommendations.recommended_at as date) as served_date,
         impressions.position,
         impressions.item_id,

@@ -41,6 +41,9 @@ renamed as (
         nullif({{ json_extract_string('fields', 'experiment') }}, '') as experiment,
         nullif({{ json_extract_string('fields', 'arm') }}, '') as arm,
         {{ cast_or_null(json_extract_string('fields', 'arm_share'), type_double()) }} as arm_share,
+        -- the experiment's unit (sluice.experiments.UNITS); null outside experiments and in
+        -- answers logged before experiments had a unit (assigned by session)
+        nullif({{ json_extract_string('fields', 'unit') }}, '') as experiment_unit,
         {% for count in counts -%}
             {{ cast_or_null(json_extract_string('fields', count), dbt.type_int()) }} as {{ count }},
         {% endfor -%}

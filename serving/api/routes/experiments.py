@@ -38,6 +38,11 @@ class ExperimentBody(JsonBody):
     kind: str = Field("ab", description="ab or interleaving")
     metric: str = Field("click_through_rate", description="click_through_rate, "
                         "conversion_rate or purchases_per_user: the one that decides")
+    unit: str | None = Field(None, description="what assignment keeps an arm for: session "
+                             "(the session id, else the user id) or user (the user id, else "
+                             "the session id: a logged-in user keeps one arm across sessions, "
+                             "an anonymous session may change arm at login); default: the "
+                             "config's experiments.default_unit (session)")
     start_ms: int | None = Field(None, ge=0, lt=LATEST_MS, description="default: now")
     end_ms: int | None = Field(None, ge=0, lt=LATEST_MS, description="default: open-ended")
 
@@ -54,12 +59,13 @@ async def create_experiment(body: ExperimentBody, principal: Admin,
                             service: ServiceDep) -> dict:
     """Start an experiment; 422 names the field at fault (shares, unknown models, overlap)."""
     principal.require("admin", body.tenant)
+    settings = service.settings
     exp = Experiment(
         id=body.id, tenant=body.tenant, template=body.template, kind=body.kind,
         metric=body.metric, arms=tuple(Arm(a.name, a.model, a.share) for a in body.arms),
         start_ms=int(time.time() * 1000) if body.start_ms is None else body.start_ms,
-        end_ms=body.end_ms)
-    settings = service.settings
+        end_ms=body.end_ms,
+        unit=settings.app.experiments.default_unit if body.unit is None else body.unit)
     name = settings.registered_model_name(body.tenant)
     await run_in_threadpool(service.experiments.create, exp, lambda ref: registry.ref_exists(
         settings.mlflow_tracking_uri, name, ref), [*TEMPLATES, *settings.app.templates])

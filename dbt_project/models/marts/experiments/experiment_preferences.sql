@@ -1,9 +1,10 @@
 {#- Interleaving: per answer, the arm whose slots got more clicks wins it; per experiment and
     arm, the share of decided answers it won, with a 95% (normal) interval, over `units` (those
-    shown interleaved answers) of which `deciding_units` decided at least one answer. A unit (session,
-    else user) answers many times and its answers are not independent: the interval is the
-    delta method's over units (answers won / answers decided per unit, a ratio), as the split
-    experiments' are, not a binomial over answers. -#}
+    shown interleaved answers) of which `deciding_units` decided at least one answer. A unit
+    (by the experiment's unit, as int_experiment_slots takes it) answers many times and its
+    answers are not independent: the interval is the delta method's over units (answers won /
+    answers decided per unit, a ratio), as the split experiments' are, not a binomial over
+    answers. -#}
 with slots as (
 
     select * from {{ ref('int_experiment_slots') }}

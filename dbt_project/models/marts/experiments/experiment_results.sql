@@ -1,6 +1,7 @@
 {#- Per experiment, metric and ordered pair of arms: each arm's ratio, the difference and its
-    95% interval by the delta method over units (users or sessions, as assigned); the arms'
-    values and variances come from experiment_arms. -#}
+    95% interval by the delta method over units (as assignment hashed them, by the
+    experiment's unit: int_experiment_slots); the arms' values and variances come from
+    experiment_arms. -#}
 with with_variance as (
 
     select * from {{ ref('experiment_arms') }}
