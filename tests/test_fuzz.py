@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from sluice.errors import InputError
 from sluice.filters import (
     Condition,
     FilterError,
@@ -24,7 +25,7 @@ from sluice.filters import (
     parse_conditions,
     parse_expression,
 )
-from sluice.intake import personalize
+from sluice.intake import personalize, restjson
 from sluice.intake.events import EventError, parse_batch, parse_event
 from sluice.intake.limits import (
     gives_a_key_twice,
@@ -33,6 +34,7 @@ from sluice.intake.limits import (
     repeated_key,
     too_deep,
 )
+from sluice.intake.personalize import MalformedError
 from sluice.settings import ConfigError, load_app_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -338,3 +340,59 @@ def test_a_deeply_nested_config_is_a_config_error(tmp_path):
     path.write_text("a: " + "[" * 5000 + "]" * 5000)
     with pytest.raises(ConfigError):
         load_app_config(path)
+
+
+def _typed(shape: restjson.Shape, loose: bool) -> st.SearchStrategy:
+    """Values of the shape's JSON type (with `loose`, any JSON value in place of any member;
+    the float words "NaN", "Infinity", "-Infinity" among them, read as floats)."""
+    kind = shape.kind
+    if kind == "structure":
+        found = st.fixed_dictionaries({}, optional={
+            name: st.none() | _typed(member, loose) for name, member in shape.members.items()})
+    elif kind in ("list", "map"):
+        assert shape.item is not None
+        item = _typed(shape.item, loose)
+        found = (st.lists(item, max_size=2) if kind == "list"
+                 else st.dictionaries(st.text(max_size=3), item, max_size=2))
+    else:
+        found = {"string": st.text(max_size=5), "integer": st.integers(*restjson.INT32),
+                 "float": st.integers(-(2 ** 1000), 2 ** 1000)
+                 | st.floats(allow_nan=False, allow_infinity=False),
+                 "timestamp": st.integers() | st.floats(allow_nan=False,
+                                                        allow_infinity=False)}[kind]
+    return found | json_values | st.sampled_from(sorted(restjson.FLOAT_WORDS)) if loose else found
+
+
+@pytest.mark.parametrize("operation", list(restjson.OPERATIONS), ids=lambda o: o[1])
+def test_a_body_of_its_members_types_is_read_as_sent(operation):
+    shape = restjson.OPERATIONS[operation]
+
+    @FUZZ
+    @given(_typed(shape, loose=False))
+    def read(body):
+        assert restjson.read(body, shape) == body
+
+    read()
+
+
+@pytest.mark.parametrize("operation", list(restjson.OPERATIONS), ids=lambda o: o[1])
+def test_any_body_is_read_or_malformed_and_a_write_read_raises_only_input_errors(operation):
+    shape = restjson.OPERATIONS[operation]
+
+    @FUZZ
+    @given(_typed(shape, loose=True) | json_values)
+    def read(body):
+        try:
+            read = restjson.read(body, shape)
+        except MalformedError as exc:
+            assert exc.field and exc.reason
+            return
+        try:
+            if operation[1] == "PutEvents":
+                personalize.put_events(read, "default")
+            elif operation[1] in ("PutItems", "PutUsers"):
+                personalize.put_entities(read, operation[1][3:-1].lower(), 1_767_225_600_000)
+        except InputError as exc:
+            assert exc.field and exc.reason and not isinstance(exc, MalformedError)
+
+    read()

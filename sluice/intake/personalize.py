@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from typing import Any
 
@@ -50,25 +49,10 @@ class PersonalizeError(InputError):
 
 
 class MalformedError(PersonalizeError):
-    """A member whose JSON type is not its model's (a string or a boolean for a float): a
-    restJson1 server refuses it before reading the call, as a SerializationException (Smithy's
-    protocol tests, RestJsonBodyFloatMalformedValueRejected)."""
-
-
-# a float member as the restJson1 protocol writes the values JSON has no number for
-_FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def protocol_float(value: Any, field: str) -> Any:
-    """A float member as the protocol sends it: a JSON number, or NaN, Infinity and -Infinity
-    as strings (then refused as not finite, by the event's rule); any other type is malformed,
-    "4" and "true" included (unlike a value inside `properties`, which is text)."""
-    if value is None or isinstance(value, int | float) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value in _FLOAT_WORDS:
-        return _FLOAT_WORDS[value]
-    raise MalformedError(field, f"a float member must be a JSON number, got "
-                                f"{type(value).__name__} {json.dumps(value)[:40]}")
+    """A member whose JSON type is not its model's (a string for an integer, a boolean for a
+    float, a date-time string for a timestamp, a number for a string): a restJson1 server
+    refuses it before reading the call, as a SerializationException (sluice/intake/restjson.py
+    reads a body so, after Smithy's malformed-request protocol tests)."""
 
 
 def snake(name: str) -> str:
@@ -116,7 +100,7 @@ def _merged(raw: dict, props: dict[str, Any], key: str, where: str) -> Any:
     there); given in both, the two must agree."""
     top, inner = raw.get(key), props.pop(key, None)
     if key == "eventValue":
-        top, inner = protocol_float(top, f"{where}.{key}"), numeric_text(inner)
+        inner = numeric_text(inner)
     elif key == "impression" and isinstance(inner, str):  # the schema field's `a|b|c`
         inner = categories(inner)
     if top is not None and inner is not None and top != inner:

@@ -41,17 +41,21 @@ def _post(server, path: str, body, headers=READ) -> httpx.Response:
                       headers={**headers, "content-type": "application/json"})
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"userId": ["u1"]}, "userId"), ({"userId": {"a": 1}}, "userId"),
-    ({"userId": True}, "userId"), ({"userId": 7}, "userId"), ({"userId": "u" * 300}, "userId"),
-    ({"itemId": ["i1"]}, "itemId"), ({"itemId": {"a": 1}}, "itemId"),
-    ({"userId": "u1", "itemId": False}, "itemId"),
+@pytest.mark.parametrize(("body", "field", "code"), [
+    ({"userId": ["u1"]}, "userId", "SerializationException"),
+    ({"userId": {"a": 1}}, "userId", "SerializationException"),
+    ({"userId": True}, "userId", "SerializationException"),
+    ({"userId": 7}, "userId", "SerializationException"),
+    ({"userId": "u" * 300}, "userId", "InvalidInputException"),  # a string: too long
+    ({"itemId": ["i1"]}, "itemId", "SerializationException"),
+    ({"itemId": {"a": 1}}, "itemId", "SerializationException"),
+    ({"userId": "u1", "itemId": False}, "itemId", "SerializationException"),
 ])
-def test_get_recommendations_ids_of_the_wrong_type_are_invalid_input(server, body, field):
+def test_get_recommendations_ids_of_the_wrong_type_are_malformed(server, body, field, code):
     r = _post(server, "/personalize/recommendations", {"campaignArn": CAMPAIGN, **body})
     assert r.status_code == 400, r.text
-    assert r.headers["x-amzn-ErrorType"] == "InvalidInputException"
-    assert r.json()["message"].startswith(field)
+    assert r.headers["x-amzn-ErrorType"] == code
+    assert r.json()["message"].startswith(f"{field}: ")
 
 
 def test_personalized_ranking_refuses_an_id_longer_than_every_other_api_takes(server):
@@ -109,6 +113,9 @@ def test_wrong_json_types_on_personalize_routes_never_answer_5xx(server, path):
         target[key] = value
         r = _post(server, path, body, headers)
         assert r.status_code < 500, (body, r.status_code, r.text)
+        if r.headers.get("x-amzn-ErrorType") == "SerializationException":  # names the member
+            named = rf"(body|([A-Za-z]+\[0\]\.)?{re.escape(key)})\b"
+            assert re.match(named, r.json()["message"]), r.text
 
     send()
 

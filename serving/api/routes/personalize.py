@@ -15,7 +15,6 @@ boto3 client with a wrong secret is refused.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -30,7 +29,7 @@ from serving.api.errors import RETRY_AFTER_SECONDS, aws_error, aws_responses
 from serving.api.metrics import Metrics, field_label
 from sluice.auth import AuthError, Principal
 from sluice.errors import InputError, NotFoundError
-from sluice.intake import personalize
+from sluice.intake import personalize, restjson
 from sluice.intake.eventlog import LogWriteError
 from sluice.intake.events import check_id
 from sluice.intake.limits import loads_exact, without_bom
@@ -109,18 +108,13 @@ def _allowed(principal: Principal | None, action: str, tenant: str | None = None
     principal.require(action, tenant)
 
 
-async def _body(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
-    """The request's JSON object (every rest-json operation takes one)."""
+async def _body(request: Request, limit: int, shape: restjson.Shape) -> dict[str, Any]:
+    """The request's JSON object (every rest-json operation takes one), each member of the
+    operation's input `shape` of its JSON type (sluice/intake/restjson.py)."""
     raw = await request.body()
     if len(raw) > limit:
         raise PersonalizeError("body", f"larger than {limit} bytes")
-    try:
-        body = loads_exact(without_bom(raw) or b"{}")
-    except json.JSONDecodeError as exc:
-        raise PersonalizeError("body", f"not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise PersonalizeError("body", "expected a JSON object")
-    return body
+    return restjson.read_body(without_bom(raw) or b"{}", loads_exact, shape)
 
 
 async def _store(service: Service, events: list[dict[str, Any]],
@@ -142,7 +136,7 @@ async def put_events(request: Request, principal: AwsCaller, service: ServiceDep
     if principal is None and service.keys.signatures:
         _allowed(principal, "write")
     try:
-        body = await _body(request, MAX_EVENTS_BODY_BYTES)
+        body = await _body(request, MAX_EVENTS_BODY_BYTES, restjson.PUT_EVENTS)
         tracking_id = personalize.tracking_id(body)
         tenant = service.trackers.tenant(tracking_id) if tracking_id is not None else None
         if tracking_id is not None and tenant is None:
@@ -166,8 +160,9 @@ async def _put_entities(request: Request, principal: Principal | None, service: 
                         metrics: Metrics, kind: str) -> JSONResponse:
     _allowed(principal, "write")  # no tenant yet: refuse a missing key before parsing
     try:
-        body = await _body(request, MAX_ITEMS_BODY_BYTES if kind == "item"
-                           else MAX_USERS_BODY_BYTES)
+        limit, shape = ((MAX_ITEMS_BODY_BYTES, restjson.PUT_ITEMS) if kind == "item"
+                        else (MAX_USERS_BODY_BYTES, restjson.PUT_USERS))
+        body = await _body(request, limit, shape)
         tenant, events = personalize.put_entities(body, kind, int(time.time() * 1000))
     except InputError as exc:
         _rejected(metrics, kind, exc)
@@ -241,7 +236,8 @@ async def get_recommendations(request: Request, principal: AwsCaller,
     """GetRecommendations: by userId (personalized) or itemId (similar items, for userId
     when given)."""
     _allowed(principal, "read")  # the tenant comes later, from campaignArn
-    body = await _body(request, MAX_RECOMMENDATIONS_BODY_BYTES)
+    body = await _body(request, MAX_RECOMMENDATIONS_BODY_BYTES,
+                       restjson.GET_RECOMMENDATIONS)
     found = _campaign(service, body, principal)
     tenant = found.tenant
     user, item = check_id(body.get("userId"), "userId"), check_id(body.get("itemId"), "itemId")
@@ -260,7 +256,7 @@ async def get_personalized_ranking(request: Request, principal: AwsCaller,
                                    service: ServiceDep) -> JSONResponse:
     """GetPersonalizedRanking: reorder inputList for userId (the filter's items left out)."""
     _allowed(principal, "read")
-    body = await _body(request, MAX_RANKING_BODY_BYTES)
+    body = await _body(request, MAX_RANKING_BODY_BYTES, restjson.GET_PERSONALIZED_RANKING)
     found = _campaign(service, body, principal)
     tenant = found.tenant
     user, items = check_id(body.get("userId"), "userId", True), body.get("inputList")
