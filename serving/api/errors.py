@@ -44,8 +44,9 @@ class AwsError(BaseModel):
 
 def aws_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The AWS error statuses a Personalize route answers, declared in the OpenAPI schema."""
-    described = {400: "InvalidInputException, naming the field (SerializationException: an "
-                      "eventValue that is no JSON number)",
+    described = {400: "InvalidInputException, naming the field (SerializationException, "
+                      "naming it too: a member of another JSON type than its model's, or a "
+                      "body that is no JSON object)",
                  401: "UnrecognizedClientException: the API key is not valid",
                  403: "AccessDeniedException, MissingAuthenticationTokenException or "
                       "InvalidSignatureException",

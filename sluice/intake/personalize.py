@@ -123,11 +123,21 @@ def _fields(props: dict[str, Any], where: str, entity: bool = False) -> dict[str
     return {snake(k): schema_value(v) for k, v in props.items() if v is not None}
 
 
+# sentAt is a restJson1 timestamp, epoch seconds as a JSON number (a string is malformed:
+# sluice/intake/restjson.py); epoch milliseconds are read as the native API reads them
+SENT_AT_RULE = TIMESTAMP_RULE.replace(", or ISO-8601", "")
+
+
 def _sent_at(value: Any, field: str) -> int:
     """botocore sends timestamps as epoch seconds (a number, maybe fractional)."""
     if value is None:
-        raise EventError(field, f"required: {TIMESTAMP_RULE}")
-    return parse_timestamp(value, field)
+        raise EventError(field, f"required: {SENT_AT_RULE}")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise EventError(field, f"expected a number: {SENT_AT_RULE}")
+    try:
+        return parse_timestamp(value, field)
+    except EventError as exc:
+        raise EventError(field, exc.reason.replace(TIMESTAMP_RULE, SENT_AT_RULE)) from None
 
 
 def _stable_id(*parts: Any) -> str:
