@@ -99,6 +99,33 @@ def test_an_unknown_tenant_is_refused_naming_the_known_ones_before_prefect_start
         "catalog")
 
 
+def test_refusing_an_unknown_tenant_reads_the_raw_log_once(tmp_path, monkeypatch):
+    """The tenants asked for and the known ones a refusal names come from one reading of
+    each segment (the check used to read the whole log again for the list)."""
+    from flows.preconditions import check_batch
+    from sluice.errors import NotFoundError
+    from sluice.intake import log_tenants
+    from sluice.settings import get_settings
+
+    for name, value in environment(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    log = EventLog(tmp_path / "raw", segment_bytes=1)  # every append starts a new segment
+    for tenant in ("default", "shop", "outlet"):
+        log.append([{**interaction("u1", "i1"), "tenant": tenant}])
+    log.close()
+    reads: list[str] = []
+    real = log_tenants.read_complete
+
+    def counted(path, *args, **kwargs):
+        reads.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(log_tenants, "read_complete", counted)
+    with pytest.raises(NotFoundError, match="known tenants are default, outlet, shop$"):
+        check_batch(get_settings(), ["shop", "shpo"], segments=False)
+    assert len(reads) == 3 and len(set(reads)) == 3, reads
+
+
 def test_unreadable_input_a_misplaced_output_and_a_missing_version_are_refused_first(tmp_path):
     env = environment(tmp_path)
     log = EventLog(tmp_path / "raw")
