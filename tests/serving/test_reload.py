@@ -1,0 +1,48 @@
+"""`POST /admin/reload` right after `sluice models promote` or `rollback`, on a real server with
+two workers: the answer names the registry's champion as of the call, and so does every answer
+afterwards, whichever worker gives it (the request reaches one worker; it used to leave the
+others on the old champion until their next poll, `serving.model_poll_seconds`)."""
+
+from __future__ import annotations
+
+import httpx
+
+from sluice.learn import registry, versions
+from tests.utils.auth import ADMIN, READ
+from tests.utils.factories import environment
+from tests.utils.models import register_champion, synthetic_bundle
+from tests.utils.server import running_server
+
+
+def _versions_served(base: str, n: int = 120) -> dict[str, set[str]]:
+    """Per worker (an answer id starts with its process's random prefix), the model versions
+    its answers came from; each request on a new connection, so both workers answer."""
+    served: dict[str, set[str]] = {}
+    for i in range(n):
+        r = httpx.post(f"{base}/v1/recommendations", headers=READ, timeout=30,
+                       json={"user_id": f"u{i % 50}", "num_results": 3})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        served.setdefault(body["recommendation_id"][:16], set()).add(body["model_version"])
+    return served
+
+
+def test_a_reload_after_promote_or_rollback_moves_every_worker_before_it_answers(tmp_path):
+    env = environment(tmp_path, serving={"model_poll_seconds": 3600})  # no poll meanwhile
+    uri = env["MLFLOW_TRACKING_URI"]
+    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
+    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
+    registry.client(uri).set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    with running_server(env, workers=2) as base:
+        before = _versions_served(base)
+        assert len(before) == 2 and set().union(*before.values()) == {first}, before
+        for move, now in ((lambda: versions.promote(uri, "sluice-default", second, "test"),
+                           second),
+                          (lambda: versions.rollback(uri, "sluice-default", "test"), first)):
+            move()  # what `sluice models promote 2` / `sluice models rollback` run
+            reloaded = httpx.post(f"{base}/admin/reload", headers=ADMIN, timeout=120)
+            assert reloaded.status_code == 200, reloaded.text
+            assert reloaded.json()["models"]["default"]["version"] == now
+            served = _versions_served(base)
+            assert len(served) == 2, served  # both workers answered
+            assert all(found == {now} for found in served.values()), (now, served)
