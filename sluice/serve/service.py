@@ -16,7 +16,7 @@ from typing import Any
 
 from sluice.auth import KeyTable
 from sluice.errors import NotFoundError
-from sluice.experiments import Arm, Experiments
+from sluice.experiments import Arm, Experiment, Experiments
 from sluice.filters import NamedFilters
 from sluice.intake.eventlog import EventLog, LogFollower
 from sluice.intake.trackers import Trackers
@@ -32,6 +32,7 @@ from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import Recommender
 from sluice.serve.reloads import CHECK_SECONDS, Reloads
 from sluice.settings import Settings
+from sluice.store import StoreError
 from sluice.vocabulary import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,11 @@ class Service:
     def tenants(self) -> list[str]:
         return self.champions.tenants()
 
-    def refresh_models(self) -> None:
+    def refresh_models(self, fresh: bool = False) -> None:
         """Poll the registry: swap in each moved champion, load experiment arms. One poll at
-        a time (the poller's and a reload's), so the last swap is the latest poll's."""
+        a time (the poller's and a reload's), so the last swap is the latest poll's. `fresh`
+        (a reload): the experiments as they are now, not the copy answers read, up to a
+        second old (`Experiments.all`)."""
         with self._refreshing:
             for tenant in self.tenants():
                 model = self.champions.poll(tenant)
@@ -113,15 +116,23 @@ class Service:
                     self._swap(tenant, model)
                     self.champions.served(tenant, model)
             now = int(time.time() * 1000)
-            self.arms.refresh([e for e in self.experiments.all().values()
+            self.arms.refresh([e for e in self._experiments(fresh).values()
                                if e.running(now) or e.start_ms > now])
+
+    def _experiments(self, fresh: bool) -> dict[str, Experiment]:
+        if fresh:
+            try:
+                return self.experiments.all(fresh=True)
+            except StoreError:  # never read whole: answers go on outside, said once there
+                pass
+        return self.experiments.all()
 
     def reload_models(self) -> list[int]:
         """`POST /admin/reload`: every serving process of the home polls the registry now
         (`sluice.serve.reloads`); returns once each has, or the pids of those of this host
         that had not within `reloads.WAIT_SECONDS`."""
         generation = self.reloads.ask()
-        self.refresh_models()
+        self.refresh_models(fresh=True)
         self.reloads.done(generation)
         return self.reloads.wait(generation)
 
@@ -259,7 +270,7 @@ class Service:
         while not self._stop.wait(min(CHECK_SECONDS, every)):
             asked = self.reloads.asked()
             if asked > self.reloads.done_at or time.monotonic() >= due:
-                self.refresh_models()
+                self.refresh_models(fresh=asked > self.reloads.done_at)
                 due = time.monotonic() + every
                 if asked > self.reloads.done_at:
                     self.reloads.done(asked)
