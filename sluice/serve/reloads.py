@@ -4,7 +4,10 @@ next registry poll (`serving.model_poll_seconds`).
 
 The folder `$SLUICE_HOME/serving-reloads/` holds a reload generation (a counter, raised by each
 reload) and, per serving process of this host, the generation it last reloaded at
-(`worker-<host>-<pid>`). Each process's model poller looks at the counter every
+(`worker-<host>-<pid>`), beside a file it holds locked while it lives
+(`worker-<host>-<pid>.lock`: the kernel drops the lock when the process ends, killed or not,
+so a record left behind is told from a live one without trusting a pid that may have been
+reused). Each process's model poller looks at the counter every
 CHECK_SECONDS (a `stat`); when it moved, it polls the registry and records the generation.
 The worker that took the request polls too, then waits until every other live process of
 this host has recorded its generation: when it answers, every worker serves the registry as
@@ -19,6 +22,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import IO
 
 FOLDER = "serving-reloads"
 GENERATION = "generation"
@@ -33,6 +37,7 @@ class Reloads:
         self.folder = Path(home) / FOLDER
         self._host = socket.gethostname()
         self._me = self.folder / f"worker-{self._host}-{os.getpid()}"
+        self._held: IO[str] | None = None  # the lock held while this process serves
         self._seen: tuple[int, int, int] | None = None  # the counter file last read
         self._asked = 0
         self.done_at = -1  # the generation this process last reloaded at; -1: not serving
@@ -69,12 +74,19 @@ class Reloads:
 
     def done(self, generation: int) -> None:
         """This process serves the registry as of `generation` (its start counts as one)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self._held is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._held = open(_lock_of(self._me), "a")  # noqa: SIM115 -- held for life
+            fcntl.flock(self._held, fcntl.LOCK_EX)
         _replace(self._me, str(generation))
         self.done_at = generation
 
     def leave(self) -> None:
         self._me.unlink(missing_ok=True)
+        if self._held is not None:
+            _lock_of(self._me).unlink(missing_ok=True)
+            self._held.close()
+            self._held = None
         self.done_at = -1
 
     def wait(self, generation: int, timeout: float = WAIT_SECONDS) -> list[int]:
@@ -92,10 +104,10 @@ class Reloads:
         record of one that is gone (killed) is removed."""
         found = []
         for path in self.folder.glob(f"worker-{self._host}-*"):
-            pid = int(path.name.rsplit("-", 1)[1])
-            if pid == os.getpid():
+            if path.suffix == ".lock" or path == self._me:
                 continue
-            if not _alive(pid):
+            pid = int(path.name.rsplit("-", 1)[1])
+            if not _alive(path):
                 path.unlink(missing_ok=True)
                 continue
             try:
@@ -105,14 +117,23 @@ class Reloads:
         return found
 
 
-def _alive(pid: int) -> bool:
+def _lock_of(record: Path) -> Path:
+    return record.with_name(f"{record.name}.lock")
+
+
+def _alive(record: Path) -> bool:
+    """Whether the process that wrote `record` still holds its lock; a lock nobody holds is
+    removed with the record."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(_lock_of(record), "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            _lock_of(record).unlink(missing_ok=True)  # still locked by us: no one reads it
+            return False
+    except FileNotFoundError:
         return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _replace(path: Path, text: str) -> None:

@@ -10,11 +10,28 @@ import time
 
 from sluice.serve.reloads import FOLDER, Reloads
 
+# a serving process of this host as Reloads.done leaves it: its record, and its lock held
+# while it lives; it has reloaded at generation argv[2], and at argv[3] once told to on stdin
+WORKER = """import fcntl, os, socket, sys
+folder = sys.argv[1]
+record = os.path.join(folder, f"worker-{socket.gethostname()}-{os.getpid()}")
+lock = open(record + ".lock", "a")
+fcntl.flock(lock, fcntl.LOCK_EX)
+open(record, "w").write(sys.argv[2])
+print("serving", flush=True)
+sys.stdin.readline()
+open(record + ".tmp", "w").write(sys.argv[3])
+os.replace(record + ".tmp", record)
+print("reloaded", flush=True)
+sys.stdin.readline()
+"""
 
-def _worker_record(home, pid: int, generation: int) -> None:
-    """What serving process `pid` of this host writes once it reloaded at `generation`."""
-    (home / FOLDER).mkdir(parents=True, exist_ok=True)
-    (home / FOLDER / f"worker-{socket.gethostname()}-{pid}").write_text(str(generation))
+
+def _worker(folder, at: int, then: int) -> subprocess.Popen:
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(folder), str(at), str(then)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None and worker.stdout.readline() == "serving\n"
+    return worker
 
 
 def test_a_reload_waits_for_each_live_process_and_names_the_one_that_did_not_reload(tmp_path):
@@ -22,28 +39,34 @@ def test_a_reload_waits_for_each_live_process_and_names_the_one_that_did_not_rel
     assert here.asked() == 0
     other = Reloads(tmp_path)  # another process's view of the same folder
     assert here.ask() == 1 and other.asked() == 1 and here.ask() == 2 and other.asked() == 2
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    folder = tmp_path / FOLDER
+    live = _worker(folder, 1, 2)  # serving, not reloaded at 2 yet
+    killed = _worker(folder, 0, 0)
+    killed.kill()  # its record stays, its lock is gone with it
+    killed.wait()
     try:
-        _worker_record(tmp_path, live.pid, 1)  # a worker that has not reloaded at 2
-        _worker_record(tmp_path, gone.pid, 0)  # one killed without removing its record
         started = time.monotonic()
         assert here.wait(2, timeout=0.5) == [live.pid]
         assert time.monotonic() - started >= 0.5
-        assert not any(p.name.endswith(f"-{gone.pid}") for p in (tmp_path / FOLDER).iterdir())
-        _worker_record(tmp_path, live.pid, 2)  # it reloaded
+        assert sorted(p.name for p in folder.glob("worker-*")) == [
+            f"worker-{socket.gethostname()}-{live.pid}",
+            f"worker-{socket.gethostname()}-{live.pid}.lock"]  # the killed one's removed
+        assert live.stdin is not None and live.stdout is not None
+        live.stdin.write("\n")
+        live.stdin.flush()
+        assert live.stdout.readline() == "reloaded\n"
         assert here.wait(2, timeout=30) == []
         assert here.wait(1, timeout=30) == []  # a later generation counts for an earlier one
     finally:
         live.kill()
         live.wait()
+    assert here.wait(3, timeout=0) == []  # gone: not waited for
 
 
 def test_a_process_that_stops_serving_removes_its_record(tmp_path):
     worker = Reloads(tmp_path)
     worker.done(3)
-    records = list((tmp_path / FOLDER).glob("worker-*"))
-    assert [p.read_text() for p in records] == ["3"]
+    records = sorted((tmp_path / FOLDER).glob("worker-*"))
+    assert [p.suffix for p in records] == ["", ".lock"] and records[0].read_text() == "3"
     worker.leave()
-    assert not records[0].exists()
+    assert not any(p.exists() for p in records)
