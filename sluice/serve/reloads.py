@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import IO
@@ -38,6 +39,7 @@ class Reloads:
         self._host = socket.gethostname()
         self._me = self.folder / f"worker-{self._host}-{os.getpid()}"
         self._held: IO[str] | None = None  # the lock held while this process serves
+        self._lock = threading.Lock()
         self._seen: tuple[int, int, int] | None = None  # the counter file last read
         self._asked = 0
         self.done_at = -1  # the generation this process last reloaded at; -1: not serving
@@ -73,21 +75,26 @@ class Reloads:
         return current + 1
 
     def done(self, generation: int) -> None:
-        """This process serves the registry as of `generation` (its start counts as one)."""
-        if self._held is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._held = open(_lock_of(self._me), "a")  # noqa: SIM115 -- held for life
-            fcntl.flock(self._held, fcntl.LOCK_EX)
-        _replace(self._me, str(generation))
-        self.done_at = generation
+        """This process serves the registry as of `generation` (its start counts as one);
+        never an earlier one than it said (the poller and a reload may finish in any order)."""
+        with self._lock:
+            if generation <= self.done_at:
+                return
+            if self._held is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._held = open(_lock_of(self._me), "a")  # noqa: SIM115 -- held for life
+                fcntl.flock(self._held, fcntl.LOCK_EX)
+            _replace(self._me, str(generation))
+            self.done_at = generation
 
     def leave(self) -> None:
-        self._me.unlink(missing_ok=True)
-        if self._held is not None:
-            _lock_of(self._me).unlink(missing_ok=True)
-            self._held.close()
-            self._held = None
-        self.done_at = -1
+        with self._lock:
+            self._me.unlink(missing_ok=True)
+            if self._held is not None:
+                _lock_of(self._me).unlink(missing_ok=True)
+                self._held.close()
+                self._held = None
+            self.done_at = -1
 
     def wait(self, generation: int, timeout: float = WAIT_SECONDS) -> list[int]:
         """Until every other live serving process of this host has reloaded at `generation`

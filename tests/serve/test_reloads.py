@@ -66,7 +66,9 @@ def test_a_reload_waits_for_each_live_process_and_names_the_one_that_did_not_rel
 def test_a_process_that_stops_serving_removes_its_record(tmp_path):
     worker = Reloads(tmp_path)
     worker.done(3)
+    worker.done(2)  # a poll that began before the reload at 3 finished after it
     records = sorted((tmp_path / FOLDER).glob("worker-*"))
     assert [p.suffix for p in records] == ["", ".lock"] and records[0].read_text() == "3"
+    assert worker.done_at == 3
     worker.leave()
     assert not any(p.exists() for p in records)
