@@ -20,7 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sluice.intake.eventlog import EventLog, LogFollower  # noqa: E402
-from sluice.intake.log_tenants import tenants_with_interactions  # noqa: E402
+from sluice.intake.log_tenants import asked_and_known, tenants_with_interactions  # noqa: E402
 
 T0 = 1_796_117_400_000
 
@@ -69,6 +69,20 @@ def main() -> None:
             seconds, found = timed(lambda among=among: tenants_with_interactions(root, among))
             assert found == ({*among} - {"nosuch"} if among else
                              {"default", *(f"shop{k}" for k in range(7))}), found
+            print(f"| {label} | {seconds:.2f} | {seconds / flow_s:.2f} |")
+        every = {"default", *(f"shop{k}" for k in range(7))}
+        two_s, _ = timed(lambda: (tenants_with_interactions(root, ["nosuch"]),
+                                  tenants_with_interactions(root)))
+        print(f"| a refusal of `nosuch`, two readings (asked, then every) | {two_s:.2f} | "
+              f"{two_s / flow_s:.2f} |")
+        for label, among, expected in (
+                ("a refusal of `nosuch`, one reading (`asked_and_known`)", ["nosuch"],
+                 (set(), every)),
+                ("`default` by `asked_and_known` (found last: the list read meanwhile)",
+                 ["default"], ({"default"}, {"default"})),
+                ("`shop3` by `asked_and_known`", ["shop3"], ({"shop3"}, {"shop3"}))):
+            seconds, found = timed(lambda among=among: asked_and_known(root, among))
+            assert found == expected, found
             print(f"| {label} | {seconds:.2f} | {seconds / flow_s:.2f} |")
     finally:
         shutil.rmtree(root.parent, ignore_errors=True)

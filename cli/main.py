@@ -185,18 +185,14 @@ def cmd_dbt(args: argparse.Namespace) -> int:
         return docs_site.serve(work / "target", dbt_args[2:],
                                say=functools.partial(print, flush=True))
     if not transform.opens_warehouse(dbt_args):
-        argv, env = transform.dbt_invocation(warehouse, work, dbt_vars, dbt_args)
-        return subprocess.run(argv, env=env, cwd=transform.DBT_PROJECT_DIR).returncode
+        return transform.run_dbt(warehouse, work, dbt_vars, dbt_args).returncode
     with warehouse.lock(say=print):
         dbt_args, note = transform.refresh_rule(warehouse, work, dbt_vars, dbt_args)
         if note:
             print(note, flush=True)
-        argv, env = transform.dbt_invocation(warehouse, work, dbt_vars, dbt_args)
-        code = subprocess.run(argv, env=env, cwd=transform.DBT_PROJECT_DIR).returncode
+        code = transform.run_dbt(warehouse, work, dbt_vars, dbt_args).returncode
         if code == 0:
             transform.record_whole_build(warehouse, work, dbt_vars, dbt_args)
-            if dbt_args[:2] == ["docs", "generate"]:
-                docs_site.fix_pages(work / "target")
         return code
 def _plain(result: Any) -> Any:
     """A flow's typed result as the JSON-ready dicts and lists it prints as."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from sluice.filters import NamedFilters
-from sluice.serve.batch_io import check_input, check_output, input_location
-from sluice.serve.resolve import check_batch
+from sluice.serve.batch_io import check_input, check_output, check_source, input_location
+from sluice.serve.resolve import base_template, check_batch
 from sluice.settings import get_settings
 
 
@@ -23,6 +23,8 @@ def check_options(options: dict[str, Any]) -> None:
                 count=options["num_results"], fill_with_random=options["fill_with_random"],
                 segments=options["segments"])
     source = input_location(settings.landing_location, options["input"])
+    if not options["segments"]:  # segments without an input answer every item
+        check_source(base_template(settings.app, options["template"]), source)
     if source is not None:
         check_input(source)
     if options.get("output") is not None:

@@ -71,7 +71,7 @@ def check_batch(settings: Settings, tenants: list[str], segments: bool,
     likely): refused naming the tenants there are, as the flow would refuse it."""
     from sluice.errors import NotFoundError
     from sluice.intake.eventlog import segment_sizes
-    from sluice.intake.log_tenants import tenants_with_interactions
+    from sluice.intake.log_tenants import asked_and_known
     from sluice.learn import registry
     from sluice.serve.batch import champion_tenants, no_champion, unknown_tenant
 
@@ -92,11 +92,11 @@ def check_batch(settings: Settings, tenants: list[str], segments: bool,
         raise NotReadyError(f"tenant {unserved[0]!r} has no champion model and the raw log "
                             "has no events yet: send events (POST /v1/events), or load "
                             "files and train with `sluice pipeline`")
-    in_log = tenants_with_interactions(settings.raw_location, unserved)
+    in_log, known = asked_and_known(settings.raw_location, unserved)  # one reading of the log
     unknown = [t for t in unserved if t not in in_log]
     if unknown:
-        raise NotFoundError("--tenant", unknown_tenant(unknown[0], champion_tenants(
-            settings) | tenants_with_interactions(settings.raw_location)))
+        raise NotFoundError("--tenant", unknown_tenant(unknown[0],
+                                                       champion_tenants(settings) | known))
     if segments:
         raise NotReadyError(no_champion(unserved[0], settings))
 

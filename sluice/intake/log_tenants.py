@@ -21,8 +21,25 @@ def tenants_with_interactions(root: Path | str, among: Iterable[str] | None = No
     history for), read as serving reads it: complete lines of every segment. Only lines that
     name a tenant are parsed, so asking about a few (`among`) costs little more than reading
     the bytes, and stops once each is found; None: every tenant the log names."""
+    return _scan(root, among, every_if_missing=False)[0]
+
+
+def asked_and_known(root: Path | str, among: Iterable[str]) -> tuple[set[str], set[str]]:
+    """The tenants of `among` with an interaction in the log, and the tenants to name when
+    some of `among` have none (every tenant with an interaction), in one reading of the log:
+    a refusal reads each segment once, not once for `among` and again for the list. While
+    each of `among` is found, the reading stops as `tenants_with_interactions` does and the
+    second set is the first."""
+    return _scan(root, among, every_if_missing=True)
+
+
+def _scan(root: Path | str, among: Iterable[str] | None,
+          every_if_missing: bool) -> tuple[set[str], set[str]]:
+    """(found among `among`, or every tenant when None; every tenant with an interaction
+    when `every_if_missing` and some of `among` were not found, else the first set)."""
     wanted = None if among is None else set(among)
     found: set[str] = set()
+    others: set[str] = set()  # tenants outside `wanted` with an interaction, while one is missing
     for path, size in segment_sizes(location(root)):
         if wanted is not None and wanted <= found:
             break
@@ -30,12 +47,19 @@ def tenants_with_interactions(root: Path | str, among: Iterable[str] | None = No
             data, _ = read_complete(path, 0, size=size if is_url(path) else None)
         except FileNotFoundError:
             continue
-        names = wanted if wanted is not None else {
-            DEFAULT_TENANT, *(m.decode("utf-8", "replace") for m in _TENANT_FIELD.findall(data))}
-        for name in names - found:
-            if _interaction_of(data, name):
-                found.add(name)
-    return found
+        names = wanted if wanted is not None else _named(data)
+        found |= {name for name in names - found if _interaction_of(data, name)}
+        if every_if_missing and wanted is not None and not wanted <= found:
+            # the list a refusal names, from the bytes already read; `wanted`'s own are known
+            others |= {name for name in _named(data) - others - wanted
+                       if _interaction_of(data, name)}
+    missing = wanted is not None and not wanted <= found
+    return found, (found | others) if every_if_missing and missing else set(found)
+
+
+def _named(data: bytes) -> set[str]:
+    """The tenants lines of `data` name (an event without one is the default tenant's)."""
+    return {DEFAULT_TENANT, *(m.decode("utf-8", "replace") for m in _TENANT_FIELD.findall(data))}
 
 
 _INTERACTION = b'"event":"interaction"'

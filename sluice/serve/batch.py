@@ -27,7 +27,14 @@ from sluice.errors import InputError, NotFoundError
 from sluice.learn import registry
 from sluice.serve.answer_log import recommendation_event
 from sluice.serve.answers import RecommendationRequest
-from sluice.serve.batch_io import BatchWriter, InputLine, count_lines, read_input
+from sluice.serve.batch_io import (
+    BatchWriter,
+    InputLine,
+    check_source,
+    count_lines,
+    input_key,
+    read_input,
+)
 from sluice.serve.candidates import Head, head_of
 from sluice.serve.model import LoadedModel
 from sluice.serve.recommender import Recommender
@@ -165,8 +172,8 @@ def answer_job(rec: Recommender, base: RecommendationRequest, job: BatchJob,
     job_id = job_id or new_job_id()
     model = rec.model  # None: no champion, the lower tiers answer
     started = time.time()
-    key = "itemId" if base.template == SIMILAR_ITEMS else "userId"
-    entries, total = _entries(rec, source, key)
+    check_source(base.template, source)
+    entries, total = _entries(rec, source, input_key(base.template))
     size = job.block_size or block_rows(len(model.bundle.item_ids) if model else 0)
     if model is not None:  # holds one block: what prefill computed is read before eviction
         model.heads.resize(size)
@@ -258,9 +265,7 @@ def _entries(rec: Recommender, source: str | Path | None,
              key: str) -> tuple[Iterator[InputLine], int]:
     if source is not None:
         return read_input(source, key), count_lines(source)
-    if key != "userId":
-        raise InputError("input", f"the {SIMILAR_ITEMS} template needs an input file of itemId")
-    users = all_users(rec)
+    users = all_users(rec)  # a template answering items has none to default to: check_source
     return (InputLine(n, {"userId": u}, id=u) for n, u in enumerate(users, start=1)), len(users)
 
 

@@ -23,7 +23,7 @@ from fsspec.core import url_to_fs
 from sluice.errors import InputError
 from sluice.intake.eventlog import is_url
 from sluice.serve.answers import Answer
-from sluice.vocabulary import MAX_ID_LENGTH, SOURCES
+from sluice.vocabulary import MAX_ID_LENGTH, SIMILAR_ITEMS, SOURCES
 
 JSONL, MANIFEST = "output.jsonl", "manifest.json"
 SLOTS, ANSWERS = "slots.parquet", "answers.parquet"
@@ -76,6 +76,21 @@ def input_location(landing: Path | str, given: str | None) -> str | None:
     if isinstance(landing, str):  # SLUICE_LANDING_URL
         return f"{landing.rstrip('/')}/{given}"
     return str(landing / given)
+
+
+def input_key(template: str) -> str:
+    """What a line of a recommendations job's input names: an item for similar_items (its
+    answers are an item's neighbours), a user for every other built-in template."""
+    return "itemId" if template == SIMILAR_ITEMS else "userId"
+
+
+def check_source(template: str, source: str | Path | None) -> None:
+    """Without an input a job answers every user; a template answering items (`input_key`)
+    has no such default: an InputError naming `input`. `template` is the built-in one (a
+    configured template's base). The flow and `sluice batch`, before Prefect starts, say it."""
+    if source is None and input_key(template) != "userId":
+        raise InputError("input", f"the {template} template needs an input file of "
+                                  f"{input_key(template)}")
 
 
 def check_input(location: str | Path) -> None:

@@ -46,6 +46,12 @@ def request(app: AppConfig, named: NamedFilters, item_fields: Callable[[], set[s
                                  rules=rules, **fields)
 
 
+def base_template(app: AppConfig, template: str) -> str:
+    """The built-in template a name stands for: a configured template's base, or itself."""
+    configured = app.templates.get(template)
+    return template if configured is None else configured.base
+
+
 def template_rules(app: AppConfig, template: str,
                    fields: dict[str, Any]) -> tuple[str, list[Rule]]:
     """The built-in template a name stands for and its static filters; a configured

@@ -2,7 +2,8 @@
 
 `serving/` wraps this in FastAPI. Every worker process runs its own Service: it follows the
 raw log (so events written by any worker reach it within a poll) and polls the registry for
-a moved `champion` alias, swapping models without stopping answers.
+a moved `champion` alias, swapping models without stopping answers; a reload asked of one
+worker reaches them all (`sluice.serve.reloads`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from sluice.auth import KeyTable
 from sluice.errors import NotFoundError
-from sluice.experiments import Arm, Experiments
+from sluice.experiments import Arm, Experiment, Experiments
 from sluice.filters import NamedFilters
 from sluice.intake.eventlog import EventLog, LogFollower
 from sluice.intake.trackers import Trackers
@@ -29,7 +30,9 @@ from sluice.serve.explain import RecentAnswers, explain, logged_answer
 from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import Recommender
+from sluice.serve.reloads import CHECK_SECONDS, Reloads
 from sluice.settings import Settings
+from sluice.store import StoreError
 from sluice.vocabulary import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
@@ -58,9 +61,15 @@ class Service:
         self.filters = NamedFilters(app.filters, self.settings.home / "filters.json")
         self.experiments = Experiments(self.settings.home)
         self.arms = ArmModels(self.settings, self._recommender)
+        self.reloads = Reloads(self.settings.home)
+        self._refreshing = threading.Lock()  # one registry poll at a time: in order
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
+        """Load the champions and the log; `background`: as a serving process, with the
+        loops that follow them, and a reload asked of any process of the home reaching it."""
+        if background:  # a reload asked from here on is waited for (`reload_models`)
+            self.reloads.done(self.reloads.asked())
         self.refresh_models()
         self.follow_log()
         if background:
@@ -77,6 +86,7 @@ class Service:
             thread.join(timeout=5)
         self.answers.drain()
         self.log.close()
+        self.reloads.leave()
 
     @property
     def models(self) -> dict[str, ModelStatus]:
@@ -94,15 +104,37 @@ class Service:
     def tenants(self) -> list[str]:
         return self.champions.tenants()
 
-    def refresh_models(self) -> None:
-        for tenant in self.tenants():
-            model = self.champions.poll(tenant)
-            if model is not None:
-                self._swap(tenant, model)
-                self.champions.served(tenant, model)
-        now = int(time.time() * 1000)
-        self.arms.refresh([e for e in self.experiments.all().values()
-                           if e.running(now) or e.start_ms > now])
+    def refresh_models(self, fresh: bool = False) -> None:
+        """Poll the registry: swap in each moved champion, load experiment arms. One poll at
+        a time (the poller's and a reload's), so the last swap is the latest poll's. `fresh`
+        (a reload): the experiments as they are now, not the copy answers read, up to a
+        second old (`Experiments.all`)."""
+        with self._refreshing:
+            for tenant in self.tenants():
+                model = self.champions.poll(tenant)
+                if model is not None:
+                    self._swap(tenant, model)
+                    self.champions.served(tenant, model)
+            now = int(time.time() * 1000)
+            self.arms.refresh([e for e in self._experiments(fresh).values()
+                               if e.running(now) or e.start_ms > now])
+
+    def _experiments(self, fresh: bool) -> dict[str, Experiment]:
+        if fresh:
+            try:
+                return self.experiments.all(fresh=True)
+            except StoreError:  # never read whole: answers go on outside, said once there
+                pass
+        return self.experiments.all()
+
+    def reload_models(self) -> list[int]:
+        """`POST /admin/reload`: every serving process of the home polls the registry now
+        (`sluice.serve.reloads`); returns once each has, or the pids of those of this host
+        that had not within `reloads.WAIT_SECONDS`."""
+        generation = self.reloads.ask()
+        self.refresh_models(fresh=True)
+        self.reloads.done(generation)
+        return self.reloads.wait(generation)
 
     def _swap(self, tenant: str, model: LoadedModel) -> None:
         previous = self._recommenders.get(tenant)
@@ -231,8 +263,17 @@ class Service:
                 log.warning("following the raw log failed: %s", exc)
 
     def _model_loop(self) -> None:
-        while not self._stop.wait(self.settings.app.serving.model_poll_seconds):
-            self.refresh_models()
+        """The registry every `serving.model_poll_seconds`, and at once when a reload was
+        asked of any serving process of the home (looked for every CHECK_SECONDS)."""
+        every = self.settings.app.serving.model_poll_seconds
+        due = time.monotonic() + every
+        while not self._stop.wait(min(CHECK_SECONDS, every)):
+            asked = self.reloads.asked()
+            if asked > self.reloads.done_at or time.monotonic() >= due:
+                self.refresh_models(fresh=asked > self.reloads.done_at)
+                due = time.monotonic() + every
+                if asked > self.reloads.done_at:
+                    self.reloads.done(asked)
 
     def _answer_loop(self) -> None:
         while not self._stop.wait(0.05):

@@ -107,11 +107,11 @@ def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
         args.append("--full-refresh")
     elif args[0] == "build" and _read(work_dir / UNIT_TESTED_WITH) == unit_tested_with:
         args += ["--exclude-resource-type", "unit_test"]  # see UNIT_TESTED_WITH
-    argv, env = dbt_invocation(warehouse, work_dir, dbt_vars, args)
     since = _read(work_dir / TESTED_UP_TO)
+    tested_since: dict[str, str] = {}
     if args[0] == "build" and not refresh and since:
-        env[TESTED_SINCE_ENV] = since  # not a var: a changed var makes dbt parse everything
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+        tested_since[TESTED_SINCE_ENV] = since  # not a var: a changed var parses everything
+    proc = run_dbt(warehouse, work_dir, dbt_vars, args, env=tested_since, capture=True)
     nodes = _run_results(target / "run_results.json") if command in RESULT_COMMANDS else []
     shortfalls = [line.split(SHORTFALL, 1)[1].strip() for line in proc.stdout.splitlines()
                   if SHORTFALL in line]
@@ -119,8 +119,6 @@ def _dbt_build(warehouse: Warehouse, work_dir: Path, dbt_vars: dict[str, Any],
     if proc.returncode != 0:
         raise TransformError(failure_message(command, result.failures, target / "manifest.json",
                                              proc.stdout, work_dir / "logs" / "dbt.log"))
-    if args[:2] == ["docs", "generate"]:
-        docs_site.fix_pages(target)
     if args[0] in BUILDING and not select:  # a selection leaves other models as they were
         (work_dir / BUILT_WITH).write_text(fingerprint)
         if args[0] == "build":  # every test passed on every row loaded so far
@@ -297,9 +295,9 @@ def dbt_invocation(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[s
                    args: list[str]) -> tuple[list[str], dict[str, str]]:
     """The argv and environment of `dbt <args>` on this project, warehouse and vars.
 
-    The transform flow and `sluice dbt -- <args>` both run dbt through this, so a hand run
-    builds exactly what the flow builds. Run it under the warehouse's lock. The warehouse
-    reaches dbt through the environment profiles.yml reads (a password never in argv).
+    The transform flow and `sluice dbt -- <args>` both run dbt through this (by `run_dbt`),
+    so a hand run builds exactly what the flow builds. Run it under the warehouse's lock. The
+    warehouse reaches dbt through the environment profiles.yml reads (a password never in argv).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     argv = [_dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR),
@@ -310,6 +308,21 @@ def dbt_invocation(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[s
     env = {**os.environ, **as_warehouse(warehouse).dbt_env(),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     return argv, env
+
+
+def run_dbt(warehouse: Warehouse | Path, work_dir: Path, dbt_vars: dict[str, Any],
+            args: list[str], env: dict[str, str] | None = None,
+            capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """`dbt <args>` in a child process (`dbt_invocation`, `env` added to its environment):
+    the one way the transform flow and `sluice dbt -- <args>` run dbt. A `docs generate` that
+    passed has its pages fixed afterwards (`docs_site.fix_pages`), whichever ran it.
+    `capture` keeps dbt's output (for the flow's failure message) rather than printing it."""
+    argv, full_env = dbt_invocation(warehouse, work_dir, dbt_vars, args)
+    proc = subprocess.run(argv, env={**full_env, **(env or {})}, capture_output=capture,
+                          text=True, cwd=DBT_PROJECT_DIR)
+    if proc.returncode == 0 and args[:2] == ["docs", "generate"]:
+        docs_site.fix_pages(work_dir / "target")
+    return proc
 
 
 def _dbt_executable() -> str:

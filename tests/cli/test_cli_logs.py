@@ -39,9 +39,11 @@ def test_the_api_logs_the_port_it_is_bound_to(tmp_path):
 
 
 def test_a_flow_failing_on_the_operators_input_prints_no_traceback(tmp_path, prefect_harness):
-    """`sluice batch --template similar_items` with no input file (the one input the flow
-    itself refuses, after Prefect started): Prefect's engine logs the failure, but the
-    terminal shows its lines without the engine's traceback, and the reason once as ours."""
+    """`sluice batch --filters` on an item field the tenant's items do not carry: the check
+    before Prefect knows only the config, the flow knows the tenant's fields (its items in
+    the raw log and its model) and refuses it after Prefect started. Prefect's engine logs the
+    failure, but the terminal shows its lines without the engine's traceback, and the reason
+    once as ours."""
     from prefect.settings import PREFECT_API_URL
 
     from sluice.intake.eventlog import EventLog
@@ -52,17 +54,22 @@ def test_a_flow_failing_on_the_operators_input_prints_no_traceback(tmp_path, pre
     log.close()
     env = {**os.environ, **environment(tmp_path), "PYTHONPATH": str(PROJECT_ROOT),
            "PREFECT_API_URL": PREFECT_API_URL.value()}
-    run = [sys.executable, "-m", "cli.main", "batch", "--template", "similar_items"]
+    run = [sys.executable, "-m", "cli.main", "batch", "--filters",
+           '[{"field": "colour", "op": "eq", "value": "red"}]']  # the config's is `color`
     proc = subprocess.run(run, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert ("sluice batch: InputError: input: the similar_items template needs an input file "
-            "of itemId") in proc.stderr
-    assert proc.stderr.count("needs an input file of itemId") == 1, proc.stderr
+    assert ("sluice batch: FilterError: filters[0].field: unknown item field 'colour'"
+            ) in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.count("unknown item field 'colour'") == 1, proc.stderr
     debug = subprocess.run(run, cwd=PROJECT_ROOT, env={**env, "SLUICE_DEBUG": "1"},
                            capture_output=True, text=True, timeout=300)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+    # the traceback it showed: raised by the flow's run, inside Prefect's engine
+    assert "Flow run 'batch-default-" in debug.stderr, debug.stderr[-3000:]
+    assert f"{os.sep}prefect{os.sep}flow_engine.py" in debug.stderr
+    assert f"flows{os.sep}batch.py" in debug.stderr
 
 
 def test_an_input_error_is_one_line_that_names_the_field_and_what_to_do(tmp_path):

@@ -149,6 +149,8 @@ def test_sluice_dbt_docs_serve_neither_waits_for_nor_holds_the_warehouse_lock(tm
     _warehouse(tmp_path / "warehouse.duckdb")
     generated = sluice(env, "dbt", "--", "docs", "generate", timeout=600)  # what it serves
     assert generated.returncode == 0, generated.stdout + generated.stderr
+    # fixed by the run that generated it (the flow's `run_dbt`), before anything serves it
+    assert "${require(" not in (tmp_path / "dbt" / "target" / "index.html").read_text()
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]

@@ -99,6 +99,49 @@ def test_an_unknown_tenant_is_refused_naming_the_known_ones_before_prefect_start
         "catalog")
 
 
+def test_similar_items_without_an_input_is_refused_before_prefect_starts(tmp_path):
+    """The one batch input the flow used to refuse only once it ran: similar_items answers
+    items and has no default input (a configured template on it neither); segments, which
+    default to every item, are not refused."""
+    env = environment(tmp_path, templates={"related": {"base": "similar_items"}})
+    log = EventLog(tmp_path / "raw")
+    log.append([interaction("u1", "i1")])
+    log.close()
+    said = ("sluice batch: InputError: --input: the similar_items template needs an input file "
+            "of itemId")
+    assert _refused(env, "batch", "--template", "similar_items") == said
+    assert _refused(env, "batch", "--template", "related") == said
+    assert _refused(env, "batch", "--template", "similar_items", "--segments").startswith(
+        "sluice batch: NotReadyError: tenant 'default' has no champion model")
+
+
+def test_refusing_an_unknown_tenant_reads_the_raw_log_once(tmp_path, monkeypatch):
+    """The tenants asked for and the known ones a refusal names come from one reading of
+    each segment (the check used to read the whole log again for the list)."""
+    from flows.preconditions import check_batch
+    from sluice.errors import NotFoundError
+    from sluice.intake import log_tenants
+    from sluice.settings import get_settings
+
+    for name, value in environment(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    log = EventLog(tmp_path / "raw", segment_bytes=1)  # every append starts a new segment
+    for tenant in ("default", "shop", "outlet"):
+        log.append([{**interaction("u1", "i1"), "tenant": tenant}])
+    log.close()
+    reads: list[str] = []
+    real = log_tenants.read_complete
+
+    def counted(path, *args, **kwargs):
+        reads.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(log_tenants, "read_complete", counted)
+    with pytest.raises(NotFoundError, match="known tenants are default, outlet, shop$"):
+        check_batch(get_settings(), ["shop", "shpo"], segments=False)
+    assert len(reads) == 3 and len(set(reads)) == 3, reads
+
+
 def test_unreadable_input_a_misplaced_output_and_a_missing_version_are_refused_first(tmp_path):
     env = environment(tmp_path)
     log = EventLog(tmp_path / "raw")

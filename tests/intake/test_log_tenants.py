@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sluice.intake import eventlog
+from sluice.intake import eventlog, log_tenants
 from sluice.intake.eventlog import EventLog
-from sluice.intake.log_tenants import tenants_with_interactions
+from sluice.intake.log_tenants import asked_and_known, tenants_with_interactions
 
 
 def _event(n: int, **extra) -> dict:
@@ -40,3 +40,47 @@ def test_a_log_of_other_tenants_does_not_make_the_default_tenant_known(tmp_path)
     log.append([_event(1, tenant="shop"), _event(2, tenant="shop")])
     log.close()
     assert tenants_with_interactions(tmp_path / "raw", ["default"]) == set()
+
+
+def _segments(root, batches) -> None:
+    log = EventLog(root, segment_bytes=1)  # every append starts a new segment
+    for events in batches:
+        log.append(events)
+    log.close()
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[str]:
+    """The segments log_tenants reads, in order (each read as it would be)."""
+    seen: list[str] = []
+    real = log_tenants.read_complete
+
+    def counted(path, *args, **kwargs):
+        seen.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(log_tenants, "read_complete", counted)
+    return seen
+
+
+def test_a_refusal_reads_each_segment_once_and_names_every_known_tenant(tmp_path, reads):
+    """A tenant asked for that has no interaction: the tenants to name come from the same
+    reading (they used to take a second reading of every segment)."""
+    _segments(tmp_path / "raw", [[_event(1, tenant="shop")], [_event(2)],
+                                 [{"event": "item", "id": "c1", "timestamp": 1,
+                                   "tenant": "catalog", "item": "i1"}],
+                                 [_event(3, tenant="late")]])
+    assert asked_and_known(tmp_path / "raw", ["shop", "catalog"]) == (
+        {"shop"}, {"shop", "default", "late"})
+    assert len(reads) == 4 and len(set(reads)) == 4, reads
+    assert asked_and_known(tmp_path / "raw", ["nope"]) == (set(), {"shop", "default", "late"})
+    assert len(reads) == 8 and len(set(reads)) == 4, reads
+
+
+def test_asked_tenants_all_found_stop_the_reading_as_before(tmp_path, reads):
+    _segments(tmp_path / "raw", [[_event(1, tenant="shop")], [_event(2)],
+                                 [_event(3, tenant="late")]])
+    assert asked_and_known(tmp_path / "raw", ["shop"]) == ({"shop"}, {"shop"})
+    assert len(reads) == 1, reads  # found in the first segment: the others are not read
+    assert asked_and_known(tmp_path / "raw", ["late", "shop"]) == (
+        {"shop", "late"}, {"shop", "late"})

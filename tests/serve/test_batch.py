@@ -158,6 +158,11 @@ def test_wrong_job_parameters_fail_the_job_naming_the_field(tenant, tmp_path):
         run_recommendations(get_settings(), BatchJob(num_results=0), None, tmp_path / "c")
     with pytest.raises(InputError, match="num_results"):
         run_segments(get_settings(), "default", None, tmp_path / "d", 0)
+    # what `sluice batch` refuses before Prefect starts, the flow's scheduled runs refuse too
+    with pytest.raises(InputError) as failure:
+        run_recommendations(get_settings(), BatchJob(template="similar_items"), None,
+                            tmp_path / "e")
+    assert str(failure.value) == "input: the similar_items template needs an input file of itemId"
 
 
 def test_an_input_file_that_is_not_there_fails_the_job_naming_input(tenant, tmp_path):
