@@ -250,7 +250,8 @@ def parse_event(
     user = check_string(raw, "user", "user", kind == "user")
     session = check_string(raw, "session", "session", False)
     if kind in ("ranking", "interaction", "recommendation") and user is None and session is None:
-        raise EventError("user", f"a {kind} needs `user` or `session`")
+        raise EventError("user", f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} needs `user` "
+                         "or `session`")
     if user is not None:
         event["user"] = user
     if session is not None:

@@ -11,6 +11,7 @@ import urllib.parse
 
 import duckdb
 import httpx
+import jsonschema
 import pytest
 
 from sluice.warehouse.ingest import Ingestor
@@ -299,6 +300,29 @@ def test_the_openapi_document_declares_the_error_shape_of_every_native_operation
                 assert "415" in statuses, (method, path)
             if "{" in path:
                 assert "404" in statuses, (method, path)
+
+
+def test_the_events_schema_takes_the_events_the_server_takes(server):
+    """/openapi.json's body of POST /v1/events against the server's own rules: an anonymous
+    visitor's events (a session, no user), interaction types up to 256 characters, epoch
+    seconds with a fraction or as digits are accepted by both; a longer type by neither."""
+    schema = server["http"].get("/openapi.json").json()
+    body = schema["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
+    events = [interaction(None, "i1", session="s-anon"),
+              interaction("u1", "i1", type_="t" * 256),
+              interaction("u1", "i1", timestamp=1796117400.25),
+              interaction("u1", "i1", timestamp="1796117400"),
+              {"event": "ranking", "id": "anon-list", "timestamp": 1796117400000,
+               "session": "s-anon", "items": [{"id": "i1"}]}]
+    for event in events:
+        jsonschema.validate(event, body["schema"])
+        r = server["http"].post("/v1/events", json=event, headers=WRITE)
+        assert r.status_code == 200, r.text
+    longer = interaction("u1", "i1", type_="t" * 257)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(longer, body["schema"])
+    r = server["http"].post("/v1/events", json=longer, headers=WRITE)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "type", r.text
 
 
 def _event_bytes(**raw: str) -> bytes:

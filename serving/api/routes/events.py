@@ -14,7 +14,13 @@ from serving.api.deps import MetricsDep, ServiceDep, Writer
 from serving.api.errors import RETRY_AFTER_SECONDS, problem, responses
 from serving.api.metrics import field_label
 from sluice.intake.eventlog import LogWriteError
-from sluice.intake.events import parse_batch
+from sluice.intake.events import (
+    MAX_FIELD_NAME_LENGTH,
+    MAX_FIELDS,
+    MAX_RANKING_ITEMS,
+    MAX_TYPE_LENGTH,
+    parse_batch,
+)
 from sluice.intake.limits import gives_a_key_twice, loads_named, repeated_key, without_bom
 from sluice.vocabulary import MAX_ID_LENGTH, TENANT_PATTERN
 
@@ -24,32 +30,38 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_EVENTS_PER_CALL = 10_000
 
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
-_TIMESTAMP = {"anyOf": [{"type": "integer", "minimum": 10**8, "maximum": 32_503_679_999_999},
+_TIMESTAMP = {"anyOf": [{"type": "number", "minimum": 10**8, "maximum": 32_503_679_999_999},
+                        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
                         {"type": "string", "format": "date-time"}],
               "description": "epoch ms or seconds (number or digits), or ISO-8601"}
-_FIELDS = {"type": "array", "maxItems": 128, "items": {
+_FIELDS = {"type": "array", "maxItems": MAX_FIELDS, "items": {
     "type": "object", "required": ["name", "value"],
-    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 128},
+    "properties": {"name": {"type": "string", "minLength": 1,
+                            "maxLength": MAX_FIELD_NAME_LENGTH},
                    "value": {"anyOf": [{"type": "string"}, {"type": "number"},
                                        {"type": "boolean"},
                                        {"type": "array", "items": {"type": "string"}}]}}}}
 
 
 def _event(kind: str, *required: str, **properties: Any) -> dict[str, Any]:
-    return {"type": "object", "required": ["event", "id", "timestamp", *required],
-            "properties": {"event": {"enum": [kind]}, "id": _ID, "timestamp": _TIMESTAMP,
-                           "tenant": {"type": "string", "pattern": TENANT_PATTERN},
-                           "fields": _FIELDS, **properties}}
+    event = {"type": "object", "required": ["event", "id", "timestamp", *required],
+             "properties": {"event": {"enum": [kind]}, "id": _ID, "timestamp": _TIMESTAMP,
+                            "tenant": {"type": "string", "pattern": TENANT_PATTERN},
+                            "fields": _FIELDS, **properties}}
+    if "session" in properties:  # an anonymous visitor's: `user` or `session`, or both
+        event["anyOf"] = [{"required": ["user"]}, {"required": ["session"]}]
+    return event
 
 
 _EVENT = {"anyOf": [
     _event("item", "item", item=_ID),
     _event("user", "user", user=_ID),
-    _event("interaction", "user", "item", "type", user=_ID, session=_ID, item=_ID,
-           type={"type": "string", "minLength": 1, "maxLength": 64}, ranking=_ID,
+    _event("interaction", "item", "type", user=_ID, session=_ID, item=_ID,
+           type={"type": "string", "minLength": 1, "maxLength": MAX_TYPE_LENGTH},
+           ranking=_ID,
            value={"type": "number"}),
-    _event("ranking", "user", "items", user=_ID, session=_ID, items={
-        "type": "array", "minItems": 1, "maxItems": 1000, "items": {
+    _event("ranking", "items", user=_ID, session=_ID, items={
+        "type": "array", "minItems": 1, "maxItems": MAX_RANKING_ITEMS, "items": {
             "type": "object", "required": ["id"], "properties": {"id": _ID}}}),
 ]}
 _ITEM = {"event": "item", "id": "item-42-v1", "timestamp": "2026-12-01T09:30:00Z",
