@@ -44,10 +44,11 @@ _FIELDS = {"type": "array", "maxItems": MAX_FIELDS, "items": {
 
 
 def _event(kind: str, *required: str, **properties: Any) -> dict[str, Any]:
-    event = {"type": "object", "required": ["event", "id", "timestamp", *required],
-             "properties": {"event": {"enum": [kind]}, "id": _ID, "timestamp": _TIMESTAMP,
-                            "tenant": {"type": "string", "pattern": TENANT_PATTERN},
-                            "fields": _FIELDS, **properties}}
+    event: dict[str, Any] = {
+        "type": "object", "required": ["event", "id", "timestamp", *required],
+        "properties": {"event": {"enum": [kind]}, "id": _ID, "timestamp": _TIMESTAMP,
+                       "tenant": {"type": "string", "pattern": TENANT_PATTERN},
+                       "fields": _FIELDS, **properties}}
     if "session" in properties:  # an anonymous visitor's: `user` or `session`, or both
         event["anyOf"] = [{"required": ["user"]}, {"required": ["session"]}]
     return event
