@@ -89,8 +89,8 @@ def _keys_given_once(block: list[_LineRecord]) -> list[_LineRecord]:
     for number, line, value in block:
         where = None if isinstance(value, Unparsable) else repeated_key(line)
         checked.append((number, line, value) if where is None else (number, line, Unparsable(
-            f"key {where} given twice in one object: write it once (a JSON reader would "
-            f"keep only the last value, silently)")))
+            f"{where}: given twice in one object; write it once (a JSON reader would keep "
+            f"only the last value, silently)")))
     return checked
 
 

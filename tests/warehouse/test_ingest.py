@@ -20,6 +20,7 @@ from sluice.intake.eventlog import EventLog, segments
 from sluice.intake.events import parse_event
 from sluice.warehouse import ingest, loading, sources
 from sluice.warehouse.ingest import Ingestor
+from sluice.warehouse.unused import not_used
 from tests.utils.reads import file_reads
 
 T0 = 1_750_000_000_000
@@ -180,9 +181,12 @@ def test_a_line_giving_a_key_twice_is_quarantined_naming_it(env):
     assert (result.rows_loaded, result.rows_quarantined) == (10_003, 2)
     quarantined = env.rows("select line_number, reason from raw.quarantine order by 1")
     assert [q[0] for q in quarantined] == [3, 10_002]
-    assert quarantined[0][1].startswith("key user given twice in one object")
-    assert quarantined[1][1].startswith("key fields[0].value given twice in one object")
+    assert quarantined[0][1].startswith("user: given twice in one object")
+    assert quarantined[1][1].startswith("fields[0].value: given twice in one object")
     assert env.count() == 10_003
+    # the run's not-used report groups by the field before the reason's first colon
+    report = not_used(env.warehouse, datetime(2000, 1, 1, tzinfo=UTC), {})["quarantined"]
+    assert sorted(group["field"] for group in report) == ["fields[0].value", "user"]
 
 
 def test_internal_events_refused_in_landing(env):
