@@ -14,6 +14,7 @@ from __future__ import annotations
 import mmap
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,31 @@ def drafted(slot: Slot) -> dict[str, Any]:
     """An interleaved slot: its position is team draft's, not its arm's rank."""
     return {"tier": "interleaving", "why": f"team draft: placed by arm {slot.arm}, its next "
             "item not yet taken", "score": slot.score, "propensity": slot.propensity}
+
+
+class Lineages:
+    """What a registered version learned from (MLflow, read once per version when asked);
+    for an interleaved answer's version ("3+4"), each arm's."""
+
+    def __init__(self, tracking_uri: str, model_name: Callable[[str], str]):
+        self._uri, self._name = tracking_uri, model_name
+        self._found: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def get(self, tenant: str, version: str | None) -> dict[str, Any] | None:
+        if version is None:
+            return None
+        if "+" in version:
+            return {"versions": {v: self.get(tenant, v) for v in version.split("+") if v}}
+        found = self._found.get((tenant, version))
+        if found is None:
+            from sluice.learn.tracking import lineage  # MLflow, only when asked
+
+            try:
+                found = lineage(self._uri, self._name(tenant), version)
+            except Exception as exc:  # the answer is still explained without it
+                return {"error": f"lineage unavailable: {exc}"[:300]}
+            self._found[(tenant, version)] = found
+        return found
 
 
 def explain(tenant: str, answer: Answer, lineage: dict[str, Any] | None) -> dict[str, Any]:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.auth import KeyTable
 from sluice.errors import NotFoundError
-from sluice.experiments import Arm, Experiment, Experiments
+from sluice.experiments import Arm, Experiments
 from sluice.filters import NamedFilters
 from sluice.intake.eventlog import EventLog, LogFollower
 from sluice.intake.trackers import Trackers
@@ -26,13 +25,12 @@ from sluice.serve.answer_log import AnswerLog
 from sluice.serve.answers import Answer, RecommendationRequest
 from sluice.serve.arms import ArmModels, arm_answer
 from sluice.serve.champions import Champions, ModelStatus
-from sluice.serve.explain import RecentAnswers, explain, logged_answer
+from sluice.serve.explain import Lineages, RecentAnswers, explain, logged_answer
 from sluice.serve.model import LoadedModel
+from sluice.serve.polling import RegistryPolls
 from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import Recommender
-from sluice.serve.reloads import CHECK_SECONDS, Reloads
 from sluice.settings import Settings
-from sluice.store import StoreError
 from sluice.vocabulary import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
@@ -54,22 +52,23 @@ class Service:
         self._threads: list[threading.Thread] = []
         self.answers = AnswerLog(self.log)
         self.recent = RecentAnswers()
-        self._lineages: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lineages = Lineages(self.settings.mlflow_tracking_uri,
+                                 self.settings.registered_model_name)
         self.trackers = Trackers(self.settings)
         self.champions = Champions(self.settings, self.trackers)
         self.keys = KeyTable.from_settings(self.settings)
         self.filters = NamedFilters(app.filters, self.settings.home / "filters.json")
         self.experiments = Experiments(self.settings.home)
         self.arms = ArmModels(self.settings, self._recommender)
-        self.reloads = Reloads(self.settings.home)
-        self._refreshing = threading.Lock()  # one registry poll at a time: in order
+        self.polls = RegistryPolls(self.settings.home, self.champions, self.experiments,
+                                   self.arms, self._swap)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
         """Load the champions and the log; `background`: as a serving process, with the
         loops that follow them, and a reload asked of any process of the home reaching it."""
         if background:  # a reload asked from here on is waited for (`reload_models`)
-            self.reloads.done(self.reloads.asked())
+            self.polls.reloads.done(self.polls.reloads.asked())
         self.refresh_models()
         self.follow_log()
         if background:
@@ -86,7 +85,7 @@ class Service:
             thread.join(timeout=5)
         self.answers.drain()
         self.log.close()
-        self.reloads.leave()
+        self.polls.reloads.leave()
 
     @property
     def models(self) -> dict[str, ModelStatus]:
@@ -104,37 +103,14 @@ class Service:
     def tenants(self) -> list[str]:
         return self.champions.tenants()
 
-    def refresh_models(self, fresh: bool = False) -> None:
-        """Poll the registry: swap in each moved champion, load experiment arms. One poll at
-        a time (the poller's and a reload's), so the last swap is the latest poll's. `fresh`
-        (a reload): the experiments as they are now, not the copy answers read, up to a
-        second old (`Experiments.all`)."""
-        with self._refreshing:
-            for tenant in self.tenants():
-                model = self.champions.poll(tenant)
-                if model is not None:
-                    self._swap(tenant, model)
-                    self.champions.served(tenant, model)
-            now = int(time.time() * 1000)
-            self.arms.refresh([e for e in self._experiments(fresh).values()
-                               if e.running(now) or e.start_ms > now])
-
-    def _experiments(self, fresh: bool) -> dict[str, Experiment]:
-        if fresh:
-            try:
-                return self.experiments.all(fresh=True)
-            except StoreError:  # never read whole: answers go on outside, said once there
-                pass
-        return self.experiments.all()
+    def refresh_models(self) -> None:
+        """Poll the registry now (`sluice.serve.polling`)."""
+        self.polls.poll()
 
     def reload_models(self) -> list[int]:
         """`POST /admin/reload`: every serving process of the home polls the registry now
-        (`sluice.serve.reloads`); returns once each has, or the pids of those of this host
-        that had not within `reloads.WAIT_SECONDS`."""
-        generation = self.reloads.ask()
-        self.refresh_models(fresh=True)
-        self.reloads.done(generation)
-        return self.reloads.wait(generation)
+        (`sluice.serve.reloads`); the pids of those of this host that had not in time."""
+        return self.polls.reload()
 
     def _swap(self, tenant: str, model: LoadedModel) -> None:
         previous = self._recommenders.get(tenant)
@@ -234,25 +210,7 @@ class Service:
                                 "logged by any worker: use the `recommendation_id` of an answer "
                                 "(one served in the last second may still be queued: retry)")
         tenant, answer = found
-        return tenant, explain(tenant, answer, self._lineage(tenant, answer.model_version))
-
-    def _lineage(self, tenant: str, version: str | None) -> dict[str, Any] | None:
-        """What the version learned from; for an interleaved answer ("3+4"), each arm's."""
-        if version is None:
-            return None
-        if "+" in version:
-            return {"versions": {v: self._lineage(tenant, v) for v in version.split("+") if v}}
-        found = self._lineages.get((tenant, version))
-        if found is None:
-            from sluice.learn.tracking import lineage  # MLflow, only when asked
-
-            try:
-                found = lineage(self.settings.mlflow_tracking_uri,
-                                self.settings.registered_model_name(tenant), version)
-            except Exception as exc:  # the answer is still explained without it
-                return {"error": f"lineage unavailable: {exc}"[:300]}
-            self._lineages[(tenant, version)] = found
-        return found
+        return tenant, explain(tenant, answer, self.lineages.get(tenant, answer.model_version))
 
     # --- loops -------------------------------------------------------------------------------
     def _follow_loop(self) -> None:
@@ -263,17 +221,7 @@ class Service:
                 log.warning("following the raw log failed: %s", exc)
 
     def _model_loop(self) -> None:
-        """The registry every `serving.model_poll_seconds`, and at once when a reload was
-        asked of any serving process of the home (looked for every CHECK_SECONDS)."""
-        every = self.settings.app.serving.model_poll_seconds
-        due = time.monotonic() + every
-        while not self._stop.wait(min(CHECK_SECONDS, every)):
-            asked = self.reloads.asked()
-            if asked > self.reloads.done_at or time.monotonic() >= due:
-                self.refresh_models(fresh=asked > self.reloads.done_at)
-                due = time.monotonic() + every
-                if asked > self.reloads.done_at:
-                    self.reloads.done(asked)
+        self.polls.loop(self._stop, self.settings.app.serving.model_poll_seconds)
 
     def _answer_loop(self) -> None:
         while not self._stop.wait(0.05):

@@ -6,15 +6,12 @@ listing the ARNs that do), never another template's answer."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from botocore.exceptions import ClientError
 
 from sluice.vocabulary import TEMPLATES
-from tests.utils.auth import boto_client
+from tests.utils.auth import runtime_with_catalog
 from tests.utils.factories import environment
-from tests.utils.waits import wait_until
 
 REAL_SERVER = True  # the real boto3 clients call it over HTTP
 
@@ -35,14 +32,7 @@ def server_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runtime(server):
-    events = boto_client(server["base"], "personalize-events")
-    events.put_items(datasetArn=DATASET, items=[
-        {"itemId": item, "properties": json.dumps(fields)} for item, fields in CATALOG.items()])
-    client = boto_client(server["base"], "personalize-runtime")
-    wait_until(lambda: {item["itemId"] for item in client.get_recommendations(
-        campaignArn=CAMPAIGN, userId="u1", numResults=10)["itemList"]},
-        "the catalog in serving", until=lambda served: served >= set(CATALOG))
-    return client
+    return runtime_with_catalog(server["base"], DATASET, CAMPAIGN, CATALOG)
 
 
 def _ids(answer: dict, key: str = "itemList") -> set[str]:

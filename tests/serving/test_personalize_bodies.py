@@ -14,8 +14,8 @@ from botocore import xform_name
 from botocore.exceptions import ClientError
 
 from serving.api.routes import personalize as routes
-from tests.utils.auth import WRITE, boto_client
-from tests.utils.waits import log_lines, wait_until
+from tests.utils.auth import WRITE, boto_client, logged_context
+from tests.utils.waits import log_lines
 
 REAL_SERVER = True  # the real boto3 clients call it over HTTP
 
@@ -128,12 +128,7 @@ def test_a_context_as_large_as_the_model_allows_in_emoji_is_served_and_logged(se
     context = {f"{n:03d}" + EMOJI * 147: EMOJI * 1000 for n in range(150)}
     answer = runtime.get_recommendations(campaignArn=CAMPAIGN, userId="u1", numResults=2,
                                          context=context)
-    marker = b'"id":' + json.dumps(answer["recommendationId"]).encode()
-    line = wait_until(lambda: next((line for line in log_lines(server["home"])
-                                    if marker in line), None), "the answer in the raw log")
-    logged = {k[len("context."):]: v for k, v in json.loads(line)["fields"].items()
-              if k.startswith("context.")}
-    assert logged == context
+    assert logged_context(server["home"], answer) == context
 
 
 def test_put_events_at_the_models_maxima_in_emoji_is_stored(server):

@@ -10,7 +10,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.utils.auth import boto_client
+from tests.utils.auth import boto_client, logged_context, runtime_with_catalog
 from tests.utils.waits import log_lines, wait_until
 
 REAL_SERVER = True  # the real boto3 clients call it over HTTP
@@ -25,14 +25,7 @@ CATALOG = {"book-1": {"category": "books", "tags": ["paper", "new"], "price": 12
 @pytest.fixture(scope="module")
 def runtime(server):
     """The runtime client, once the server has folded in a small catalog sent by PutItems."""
-    events = boto_client(server["base"], "personalize-events")
-    events.put_items(datasetArn=DATASET, items=[
-        {"itemId": item, "properties": json.dumps(fields)} for item, fields in CATALOG.items()])
-    client = boto_client(server["base"], "personalize-runtime")
-    wait_until(lambda: {item["itemId"] for item in client.get_recommendations(
-        campaignArn=CAMPAIGN, userId="u1", numResults=10)["itemList"]},
-        "the catalog in serving", until=lambda served: served >= set(CATALOG))
-    return client
+    return runtime_with_catalog(server["base"], DATASET, CAMPAIGN, CATALOG)
 
 
 def _refused(call) -> tuple[int, str, str]:
@@ -120,12 +113,7 @@ def test_a_context_as_large_as_the_model_allows_is_logged_and_ingested(runtime, 
     context = {f"{n:03d}" + "K" * 147: "v" * 1000 for n in range(150)}  # 150 names of 150
     answer = runtime.get_recommendations(campaignArn=CAMPAIGN, userId="u1", numResults=2,
                                          context=context)
-    marker = b'"id":' + json.dumps(answer["recommendationId"]).encode()
-    line = wait_until(lambda: next((line for line in log_lines(server["home"])
-                                    if marker in line), None), "the answer in the raw log")
-    logged = {k[len("context."):]: v for k, v in json.loads(line)["fields"].items()
-              if k.startswith("context.")}
-    assert logged == context
+    assert logged_context(server["home"], answer) == context
     report = Ingestor(tmp_path / "warehouse.duckdb", server["home"] / "raw",
                       tmp_path / "landing").run()
     assert report.rows_quarantined == 0

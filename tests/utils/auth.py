@@ -46,3 +46,33 @@ def boto_client(base: str, service: str, key_id: str = AWS_ACCESS_KEY_ID,
         service, endpoint_url=f"{base}/personalize", region_name="us-east-1",
         aws_access_key_id=key_id, aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 1}))
+
+
+def runtime_with_catalog(base: str, dataset: str, campaign: str,
+                         catalog: dict[str, dict[str, Any]]) -> Any:
+    """The personalize-runtime client, once the server has folded in `catalog` (item id ->
+    fields) sent by PutItems to `dataset` and answers `campaign` with all of it."""
+    import json
+
+    from tests.utils.waits import wait_until
+
+    boto_client(base, "personalize-events").put_items(datasetArn=dataset, items=[
+        {"itemId": item, "properties": json.dumps(fields)} for item, fields in catalog.items()])
+    client = boto_client(base, "personalize-runtime")
+    wait_until(lambda: {item["itemId"] for item in client.get_recommendations(
+        campaignArn=campaign, userId="u1", numResults=10)["itemList"]},
+        "the catalog in serving", until=lambda served: served >= set(catalog))
+    return client
+
+
+def logged_context(home: Any, answer: dict[str, Any]) -> dict[str, str]:
+    """The `context` a GetRecommendations answer was logged with, waited for in the raw log."""
+    import json
+
+    from tests.utils.waits import log_lines, wait_until
+
+    marker = b'"id":' + json.dumps(answer["recommendationId"]).encode()
+    line = wait_until(lambda: next((line for line in log_lines(home) if marker in line), None),
+                      "the answer in the raw log")
+    return {k[len("context."):]: v for k, v in json.loads(line)["fields"].items()
+            if k.startswith("context.")}

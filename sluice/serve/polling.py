@@ -1,0 +1,70 @@
+"""The registry polled for a serving process: each tenant's moved `champion` swapped in and
+the experiments' arms loaded, every `serving.model_poll_seconds`, at once when a reload was
+asked of any serving process of the home (`sluice.serve.reloads`), and by a reload itself.
+One poll at a time (the poller's and a reload's), so the last swap is the latest poll's."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sluice.experiments import Experiment, Experiments
+from sluice.serve.arms import ArmModels
+from sluice.serve.champions import Champions
+from sluice.serve.model import LoadedModel
+from sluice.serve.reloads import CHECK_SECONDS, Reloads
+from sluice.store import StoreError
+
+
+class RegistryPolls:
+    def __init__(self, home: Path, champions: Champions, experiments: Experiments,
+                 arms: ArmModels, swap: Callable[[str, LoadedModel], None]):
+        self.reloads = Reloads(home)
+        self._champions, self._experiments, self._arms = champions, experiments, arms
+        self._swap = swap
+        self._one_at_a_time = threading.Lock()
+
+    def poll(self, fresh: bool = False) -> None:
+        """Swap in each moved champion, load experiment arms. `fresh` (a reload): the
+        experiments as they are now, not the copy answers read, up to a second old
+        (`Experiments.all`)."""
+        with self._one_at_a_time:
+            for tenant in self._champions.tenants():
+                model = self._champions.poll(tenant)
+                if model is not None:
+                    self._swap(tenant, model)
+                    self._champions.served(tenant, model)
+            now = int(time.time() * 1000)
+            self._arms.refresh([e for e in self._running(fresh).values()
+                                if e.running(now) or e.start_ms > now])
+
+    def _running(self, fresh: bool) -> dict[str, Experiment]:
+        if fresh:
+            try:
+                return self._experiments.all(fresh=True)
+            except StoreError:  # never read whole: answers go on outside, said once there
+                pass
+        return self._experiments.all()
+
+    def reload(self) -> list[int]:
+        """`POST /admin/reload`: every serving process of the home polls the registry now;
+        returns once each has, or the pids of those of this host that had not within
+        `reloads.WAIT_SECONDS`."""
+        generation = self.reloads.ask()
+        self.poll(fresh=True)
+        self.reloads.done(generation)
+        return self.reloads.wait(generation)
+
+    def loop(self, stop: threading.Event, every: float) -> None:
+        """The registry every `every` seconds, and at once when a reload was asked of any
+        serving process of the home (looked for every CHECK_SECONDS)."""
+        due = time.monotonic() + every
+        while not stop.wait(min(CHECK_SECONDS, every)):
+            asked = self.reloads.asked()
+            if asked > self.reloads.done_at or time.monotonic() >= due:
+                self.poll(fresh=asked > self.reloads.done_at)
+                due = time.monotonic() + every
+                if asked > self.reloads.done_at:
+                    self.reloads.done(asked)
