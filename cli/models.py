@@ -38,14 +38,17 @@ def cmd_models(args: argparse.Namespace) -> None:
                         "gate"]))
 
 
+PICKED_UP = ("serving picks it up at its next registry poll (serving.model_poll_seconds), or at "
+             "once on every worker with POST /admin/reload")
+
+
 def cmd_promote(args: argparse.Namespace) -> None:
     from sluice.learn import versions
 
     settings = get_settings()
     name = settings.registered_model_name(args.tenant or "default")
     previous = versions.promote(settings.mlflow_tracking_uri, name, args.version, args.reason)
-    print(f"{name}@champion: v{previous or '-'} -> v{args.version} ({args.reason}); "
-          "serving picks it up at its next registry poll")
+    print(f"{name}@champion: v{previous or '-'} -> v{args.version} ({args.reason}); {PICKED_UP}")
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
@@ -54,8 +57,7 @@ def cmd_rollback(args: argparse.Namespace) -> None:
     settings = get_settings()
     name = settings.registered_model_name(args.tenant or "default")
     was, now = versions.rollback(settings.mlflow_tracking_uri, name, args.reason)
-    print(f"{name}@champion: v{was} -> v{now} ({args.reason}); "
-          "serving picks it up at its next registry poll")
+    print(f"{name}@champion: v{was} -> v{now} ({args.reason}); {PICKED_UP}")
 
 
 def cmd_model_show(args: argparse.Namespace) -> None:
