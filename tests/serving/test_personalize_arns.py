@@ -7,10 +7,9 @@ listing the ARNs that do), never another template's answer."""
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError
 
 from sluice.vocabulary import TEMPLATES
-from tests.utils.auth import runtime_with_catalog
+from tests.utils.auth import aws_refusal, runtime_with_catalog
 from tests.utils.factories import environment
 
 REAL_SERVER = True  # the real boto3 clients call it over HTTP
@@ -37,14 +36,6 @@ def runtime(server):
 
 def _ids(answer: dict, key: str = "itemList") -> set[str]:
     return {item["itemId"] for item in answer[key]}
-
-
-def _refused(call) -> tuple[int, str, str]:
-    with pytest.raises(ClientError) as err:
-        call()
-    response = err.value.response
-    return (response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"],
-            response["Error"]["Message"])
 
 
 @pytest.mark.parametrize("member", ["campaignArn", "recommenderArn"])
@@ -78,7 +69,7 @@ def test_an_arn_naming_no_template_is_a_campaign_that_does_not_exist(runtime, me
     # before, each of these answered as another template did (by the ids given)
     for call in (lambda: runtime.get_recommendations(**{member: arn}, itemId="book-1"),
                  lambda: runtime.get_recommendations(**{member: arn}, userId="u1")):
-        status, code, message = _refused(call)
+        status, code, message = aws_refusal(call)
         assert (status, code) == (404, "ResourceNotFoundException")
         kind = member.removesuffix("Arn")
         assert message.startswith(f"{member}: no {kind} {arn!r}: dataset group 'default' has "
@@ -89,7 +80,7 @@ def test_an_arn_naming_no_template_is_a_campaign_that_does_not_exist(runtime, me
 
 
 def test_a_ranking_campaign_naming_no_template_does_not_exist(runtime):
-    status, code, message = _refused(lambda: runtime.get_personalized_ranking(
+    status, code, message = aws_refusal(lambda: runtime.get_personalized_ranking(
         campaignArn=CAMPAIGN + "/no_such_template", userId="u1", inputList=["book-1"]))
     assert (status, code) == (404, "ResourceNotFoundException")
     assert "no campaign" in message and "books_only" in message
@@ -101,7 +92,7 @@ def test_a_ranking_campaign_naming_no_template_does_not_exist(runtime):
     ("campaignArn", ARN + "dataset/default/ITEMS"),
 ])
 def test_an_arn_of_another_kind_names_no_campaign(runtime, member, arn):
-    status, code, message = _refused(lambda: runtime.get_recommendations(
+    status, code, message = aws_refusal(lambda: runtime.get_recommendations(
         **{member: arn}, userId="u1"))
     assert (status, code) == (404, "ResourceNotFoundException")
     assert message.startswith(f"{member}: no {member.removesuffix('Arn')} {arn!r}: {member} "

@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from botocore.exceptions import ClientError
 
-from tests.utils.auth import boto_client, logged_context, runtime_with_catalog
+from tests.utils.auth import aws_refusal, boto_client, logged_context, runtime_with_catalog
 from tests.utils.waits import log_lines, wait_until
 
 REAL_SERVER = True  # the real boto3 clients call it over HTTP
@@ -26,14 +25,6 @@ CATALOG = {"book-1": {"category": "books", "tags": ["paper", "new"], "price": 12
 def runtime(server):
     """The runtime client, once the server has folded in a small catalog sent by PutItems."""
     return runtime_with_catalog(server["base"], DATASET, CAMPAIGN, CATALOG)
-
-
-def _refused(call) -> tuple[int, str, str]:
-    with pytest.raises(ClientError) as err:
-        call()
-    response = err.value.response
-    return (response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"],
-            response["Error"]["Message"])
 
 
 def test_metadata_columns_return_each_items_values(runtime):
@@ -52,14 +43,14 @@ def test_metadata_columns_return_each_items_values(runtime):
     ({"ITEMS": [f"C{n}" for n in range(11)]}, "metadataColumns.ITEMS"),
 ])
 def test_metadata_columns_sluice_cannot_return_are_refused_by_name(runtime, columns, field):
-    status, code, message = _refused(lambda: runtime.get_recommendations(
+    status, code, message = aws_refusal(lambda: runtime.get_recommendations(
         campaignArn=CAMPAIGN, userId="u1", metadataColumns=columns))
     assert (status, code) == (400, "InvalidInputException")
     assert message.startswith(f"{field}: ")
 
 
 def test_promotions_are_refused_not_ignored(runtime):
-    status, code, message = _refused(lambda: runtime.get_recommendations(
+    status, code, message = aws_refusal(lambda: runtime.get_recommendations(
         campaignArn=CAMPAIGN, userId="u1", promotions=[
             {"name": "books", "percentPromotedItems": 50, "filterArn": GENRE,
              "filterValues": {"CATEGORIES": '"books"'}}]))
@@ -94,14 +85,14 @@ def test_personalized_ranking_logs_its_context_with_the_answer(runtime, server):
     ({"context": {"::": "tv"}}, "context"),
 ])
 def test_runtime_parameters_outside_the_model_are_refused_by_name(runtime, more, field):
-    status, code, message = _refused(lambda: runtime.get_recommendations(
+    status, code, message = aws_refusal(lambda: runtime.get_recommendations(
         campaignArn=CAMPAIGN, userId="u1", **more))
     assert (status, code) == (400, "InvalidInputException")
     assert message.startswith(f"{field}: ")
 
 
 def test_a_request_without_a_campaign_names_both_arns(runtime):
-    _, code, message = _refused(lambda: runtime.get_recommendations(userId="u1"))
+    _, code, message = aws_refusal(lambda: runtime.get_recommendations(userId="u1"))
     assert code == "InvalidInputException"
     assert message == "campaignArn: required: campaignArn or recommenderArn"
 
@@ -117,7 +108,7 @@ def test_a_context_as_large_as_the_model_allows_is_logged_and_ingested(runtime, 
     report = Ingestor(tmp_path / "warehouse.duckdb", server["home"] / "raw",
                       tmp_path / "landing").run()
     assert report.rows_quarantined == 0
-    status, code, message = _refused(lambda: runtime.get_recommendations(
+    status, code, message = aws_refusal(lambda: runtime.get_recommendations(
         campaignArn=CAMPAIGN, userId="u1", context={**context, "one_more": "v"}))
     assert (status, code) == (400, "InvalidInputException") and message.startswith("context:")
 
@@ -127,7 +118,7 @@ def test_a_context_as_large_as_the_model_allows_is_logged_and_ingested(runtime, 
     ",".join(f'"v{n}"' for n in range(101)),  # IN takes at most 100 values
 ])
 def test_a_filter_value_that_cannot_be_read_is_refused_naming_that_value(runtime, value):
-    status, code, message = _refused(lambda: runtime.get_recommendations(
+    status, code, message = aws_refusal(lambda: runtime.get_recommendations(
         campaignArn=CAMPAIGN, userId="u1", filterArn=GENRE, filterValues={"CATEGORIES": value}))
     assert (status, code) == (400, "InvalidInputException")
     assert message.startswith("filterValues.CATEGORIES: ")
@@ -152,7 +143,7 @@ def test_a_categorical_value_sent_by_put_items_as_a_b_is_a_list_as_in_a_bulk_fil
 
 def test_a_template_that_needs_an_item_names_the_itemid_member(runtime):
     # the similar_attributes recommender answers for an item: without itemId, that member
-    status, code, message = _refused(lambda: runtime.get_recommendations(
+    status, code, message = aws_refusal(lambda: runtime.get_recommendations(
         recommenderArn="arn:aws:personalize:us-east-1:000000000000:recommender/default/"
                        "similar_attributes", userId="u1"))
     assert (status, code) == (400, "InvalidInputException")

@@ -76,3 +76,15 @@ def logged_context(home: Any, answer: dict[str, Any]) -> dict[str, str]:
                       "the answer in the raw log")
     return {k[len("context."):]: v for k, v in json.loads(line)["fields"].items()
             if k.startswith("context.")}
+
+
+def aws_refusal(call: Any) -> tuple[int, str, str]:
+    """(HTTP status, AWS error code, message) of a boto3 call that must be refused."""
+    import pytest
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as err:
+        call()
+    response = err.value.response
+    return (response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"],
+            response["Error"]["Message"])
