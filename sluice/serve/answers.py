@@ -150,6 +150,7 @@ class Answer:
                  "items": [_slot_dict(slot) for slot in self.items], **self.counts()}
         if self.experiment is not None:  # additive: answers outside experiments are unchanged
             found["experiment"], found["arm"] = self.experiment, self.arm
+            found["experiment_unit"] = self.unit
         return found
 
 

@@ -149,7 +149,7 @@ def explain(tenant: str, answer: Answer, lineage: dict[str, Any] | None) -> dict
     return {"recommendation_id": answer.recommendation_id, "tenant": tenant,
             "template": answer.template, "model_version": answer.model_version,
             "lineage": lineage, "exploration_pool": answer.exploration_pool,
-            "experiment": answer.experiment, "arm": answer.arm,
+            "experiment": answer.experiment, "arm": answer.arm, "experiment_unit": answer.unit,
             "items": [{"item_id": s.item_id, "position": s.position,
                        "recommendation_source": s.recommendation_source, "arm": s.arm,
                        "explored": s.explored, "reason": why(s)} for s in answer.items]}

@@ -103,6 +103,7 @@ def test_an_interleaved_answer_is_explained_with_each_arms_lineage(tmp_path):
             until=lambda a: a.get("arm") == "interleaved", interval=0.2)
         body = http.get(f"{base}/v1/recommendations/{answer['recommendation_id']}").json()
     assert body["model_version"] == f"{first}+{second}"
+    assert answer["experiment_unit"] == body["experiment_unit"] == "session"  # the default
     lineages = body["lineage"]["versions"]
     assert set(lineages) == {first, second}
     assert all(lineages[v]["version"] == v and "error" not in lineages[v] for v in lineages)

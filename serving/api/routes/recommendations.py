@@ -82,6 +82,9 @@ class RecommendationResponse(BaseModel):
     total: int
     experiment: str | None = Field(None, description="the running experiment, if any")
     arm: str | None = Field(None, description="its arm (`interleaved` for team draft)")
+    experiment_unit: str | None = Field(
+        None, description="what the experiment's arm is keyed on: `session` (the session id, "
+                          "else the user id) or `user` (the user id, else the session id)")
 
 
 def _tenant(requested: str | None, principal: Principal) -> str:
