@@ -79,11 +79,13 @@ def cmd_experiments(args: argparse.Namespace) -> None:
         print(json.dumps(exp.as_dict(), indent=2))
     elif args.experiment_command == "list":
         now = int(time.time() * 1000)
-        for exp in sorted(store.all().values(), key=lambda e: e.id):
+        for exp in sorted(store.all(fresh=True).values(), key=lambda e: e.id):
             arms = ", ".join(f"{a.name}={a.model}:{a.share:g}" for a in exp.arms)
             state = "running" if exp.running(now) else "not running"
             print(f"{exp.id}\t{exp.tenant}\t{exp.template}\t{exp.kind}\t{exp.unit}\t{state}\t"
                   f"{arms}")
+        for key, problem in sorted(store.unreadable.items()):
+            print(f"{key}\t-\t-\t-\t-\tunreadable, not applied\t{problem}")
     else:
         found = store.stop(args.id) if args.experiment_command == "stop" else store.get(args.id)
         print(json.dumps(found.as_dict(), indent=2))

@@ -219,50 +219,64 @@ def _overlaps(a: Experiment, b: Experiment) -> bool:
 
 
 class Experiments:
-    """The experiments of a home; `running` is cheap enough to call on every answer."""
+    """The experiments of a home; `running` is cheap enough to call on every answer.
+
+    One stored experiment that cannot be read (a hand edit, a unit or kind this version does
+    not know, written by a newer replica) is left out, named once in the log and kept in
+    `unreadable`: the others, of its tenant and of every other, go on being applied."""
 
     def __init__(self, home: Path):
         self._store = JsonStore(Path(home) / "experiments.json")
         self._lock = threading.Lock()
         self._checked = -math.inf
         self._all: dict[str, Experiment] = {}
-        self._broken = ""  # the store's last parse error, logged once
+        self.unreadable: dict[str, str] = {}  # experiment id -> what is wrong, and what to do
+        self._said: set[str] = set()  # the problems logged already (each said once)
 
     def all(self, fresh: bool = False) -> dict[str, Experiment]:
-        """Every experiment; re-read at most once a second unless `fresh` (answers ask often,
-        the CLI and admin routes want what another process wrote a moment ago)."""
+        """Every readable experiment; re-read at most once a second unless `fresh` (answers
+        ask often, the CLI and admin routes want what another process wrote a moment ago).
+        A store that is not JSON at all raises StoreError when `fresh`; answers then go on
+        with the last experiments read."""
         with self._lock:
             if fresh or time.monotonic() - self._checked >= REFRESH_SECONDS:
                 self._checked = time.monotonic()
                 try:
-                    self._all = self._parse(self._store.read())
-                except StoreError as exc:  # answers go on outside experiments, said once
+                    self._all, self.unreadable = self._parse(self._store.read())
+                except StoreError as exc:
                     if fresh:
                         raise
-                    if str(exc) != self._broken:
-                        self._broken = str(exc)
-                        log.warning("experiments not applied: %s", exc)
+                    self._say(f"experiments not applied: {exc}")
+                for problem in self.unreadable.values():
+                    self._say(f"experiment not applied, answers go on outside it: {problem}")
             return self._all
 
-    def _parse(self, stored: dict[str, str]) -> dict[str, Experiment]:
-        """The stored definitions; one that is not an experiment (a hand edit: a missing
-        field, an unknown unit) is a StoreError naming the file, the experiment and the field."""
-        found = {}
+    def _say(self, message: str) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            log.warning("%s", message)
+
+    def _parse(self, stored: dict[str, str]) -> tuple[dict[str, Experiment], dict[str, str]]:
+        """The stored definitions that are experiments, and for each one that is not (a
+        missing field, an unknown unit) a line naming the file, the experiment and the field."""
+        found, unreadable = {}, {}
         for key, value in stored.items():
             try:
                 found[key] = Experiment.from_dict(json.loads(value))
             except ExperimentError as exc:
-                raise StoreError(f"{self._store.path}: experiment {key!r}: {exc}: fix it, or "
-                                 "remove the experiment") from None
-            except (ValueError, TypeError, KeyError) as exc:
-                raise StoreError(f"{self._store.path}: experiment {key!r} is not an "
-                                 f"experiment ({type(exc).__name__}: {exc}): fix it, or remove "
-                                 "it") from None
-        return found
+                unreadable[key] = (f"{self._store.path}: experiment {key!r}: {exc}: fix it, "
+                                   "or remove the experiment")
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                unreadable[key] = (f"{self._store.path}: experiment {key!r} is not an "
+                                   f"experiment ({type(exc).__name__}: {exc}): fix it, or "
+                                   "remove it")
+        return found, unreadable
 
     def get(self, experiment_id: str) -> Experiment:
         found = self.all(fresh=True).get(experiment_id)
         if found is None:
+            if experiment_id in self.unreadable:
+                raise StoreError(self.unreadable[experiment_id])
             raise NotFoundError("experiment", f"no experiment {experiment_id!r}: "
                                 "`sluice experiments list` shows them")
         return found
@@ -287,6 +301,9 @@ class Experiments:
     def create(self, exp: Experiment, model_exists: Callable[[str], bool] | None = None,
                templates: Iterable[str] = TEMPLATES) -> Experiment:
         validate(exp, self.all(fresh=True).values(), model_exists, templates)
+        if exp.id in self.unreadable:
+            raise ExperimentError("id", f"experiment {exp.id!r} exists already and cannot be "
+                                        f"read: {self.unreadable[exp.id]}")
         self._put(exp)
         return exp
 

@@ -60,7 +60,8 @@ def aws_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {401: "no valid API key", 403: "the key may not do this (role or tenant)",
                  404: "no such resource, naming the field",
-                 409: "exists already, naming the field", 413: "the body is too large",
+                 409: "exists already, or is stored so it cannot be read: naming the field",
+                 413: "the body is too large",
                  415: "the body is not sent as JSON (Content-Type: application/json)",
                  422: "invalid input, naming the field",
                  503: "the event log cannot take writes now; retry"}

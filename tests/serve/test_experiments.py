@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -291,19 +292,40 @@ def test_an_experiments_file_without_units_loads_them_as_session(tmp_path):
                                                       "by-session": "session"}
 
 
-def test_a_stored_unknown_unit_is_named_and_answers_go_on_outside_experiments(tmp_path):
+def test_an_unreadable_experiment_is_left_out_alone_and_named_once(tmp_path, caplog):
+    """A hand edit, or a unit this version does not know (written by a newer replica): that
+    experiment is not applied, said once; every other experiment, of its tenant and of the
+    others, goes on; the CLI and admin routes name what is wrong when asked for it."""
     store = Experiments(tmp_path)
-    store.create(_exp(start_ms=0, unit="user"))
+    store.create(_exp(start_ms=0, unit="user", template="personalized"))
+    store.create(_exp(id="e2", tenant="other", start_ms=0))
+    store.create(_exp(id="e3", template="popular", start_ms=0))  # e1's tenant, another template
     assert store.running("shop", "personalized", now_ms=1).unit == "user"
     raw = json.loads((tmp_path / "experiments.json").read_text())
     raw["e1"] = raw["e1"].replace('"unit": "user"', '"unit": "account"')  # a hand edit
     (tmp_path / "experiments.json").write_text(json.dumps(raw))
     serving = Experiments(tmp_path)
-    assert serving.running("shop", "personalized", now_ms=1) is None  # not an error per answer
+    with caplog.at_level(logging.WARNING, logger="sluice.experiments"):
+        for _ in range(3):
+            assert serving.running("shop", "personalized", now_ms=1) is None  # not an error
+            assert serving.running("other", "personalized", now_ms=1).id == "e2"
+            assert serving.running("shop", "popular", now_ms=1).id == "e3"
+            serving.all(fresh=True)
+    said = [r.getMessage() for r in caplog.records]
+    problem = (f"{tmp_path / 'experiments.json'}: experiment 'e1': unit: 'account' is not a "
+               "unit: one of session, user")
+    assert len(said) == 1 and said[0].startswith("experiment not applied, answers go on "
+                                                 f"outside it: {problem}"), said
+    assert set(serving.all(fresh=True)) == {"e2", "e3"}
+    assert serving.unreadable["e1"].startswith(problem)
     with pytest.raises(StoreError) as raised:
-        serving.all(fresh=True)  # the CLI and admin routes say what is wrong
-    assert str(raised.value).startswith(f"{tmp_path / 'experiments.json'}: experiment 'e1': "
-                                        "unit: 'account' is not a unit: one of session, user")
+        serving.get("e1")  # `sluice experiments show e1`, GET /admin/experiments/e1
+    assert str(raised.value).startswith(problem)
+    with pytest.raises(ExperimentError, match="^id: experiment 'e1' exists already and cannot"):
+        serving.create(_exp(start_ms=0, template="personalized"))  # not written over
+    assert json.loads((tmp_path / "experiments.json").read_text())["e1"] == raw["e1"]
+    serving.create(_exp(id="e4", tenant="third", start_ms=0))  # another tenant's goes on
+    assert Experiments(tmp_path).running("third", "personalized", now_ms=1).id == "e4"
 
 
 def test_the_answer_and_its_log_carry_the_experiments_unit():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
@@ -14,6 +14,7 @@ from serving.api.errors import responses
 from sluice.experiments import ALL_TEMPLATES, Arm, Experiment
 from sluice.intake.values import LATEST_MS
 from sluice.learn import registry
+from sluice.store import StoreError
 from sluice.vocabulary import TEMPLATES, TENANT_PATTERN
 
 router = APIRouter(prefix="/admin/experiments", tags=["admin"],
@@ -47,10 +48,26 @@ class ExperimentBody(JsonBody):
     end_ms: int | None = Field(None, ge=0, lt=LATEST_MS, description="default: open-ended")
 
 
-@router.get("")
+def _unreadable(field: str, exc: StoreError) -> HTTPException:
+    """409: the stored experiments (or this one) cannot be read; the reason says what to fix."""
+    return HTTPException(409, detail=[{"field": field, "reason": str(exc)}])
+
+
+def _get(service: ServiceDep, experiment_id: str) -> Experiment:
+    try:
+        return service.experiments.get(experiment_id)
+    except StoreError as exc:
+        raise _unreadable("experiment_id", exc) from None
+
+
+@router.get("", responses=responses(409))
 def list_experiments(principal: Admin, service: ServiceDep) -> list[dict]:
-    """Every experiment of the tenants this key covers, running or not."""
-    found = sorted(service.experiments.all(fresh=True).values(), key=lambda e: e.id)
+    """Every readable experiment of the tenants this key covers, running or not (one that
+    cannot be read is left out and named in the server's log)."""
+    try:
+        found = sorted(service.experiments.all(fresh=True).values(), key=lambda e: e.id)
+    except StoreError as exc:
+        raise _unreadable("experiments", exc) from None
     return [e.as_dict() for e in found if principal.covers(e.tenant)]
 
 
@@ -73,15 +90,15 @@ async def create_experiment(body: ExperimentBody, principal: Admin,
     return exp.as_dict()
 
 
-@router.get("/{experiment_id:path}")
+@router.get("/{experiment_id:path}", responses=responses(409))
 def show_experiment(experiment_id: str, principal: Admin, service: ServiceDep) -> dict:
-    exp = service.experiments.get(experiment_id)
+    exp = _get(service, experiment_id)
     principal.require("admin", exp.tenant)
     return exp.as_dict()
 
 
-@router.post("/{experiment_id:path}/stop")
+@router.post("/{experiment_id:path}/stop", responses=responses(409))
 def stop_experiment(experiment_id: str, principal: Admin, service: ServiceDep) -> dict:
     """Stop it now: answers leave the experiment; its data stays for the analysis."""
-    principal.require("admin", service.experiments.get(experiment_id).tenant)
+    principal.require("admin", _get(service, experiment_id).tenant)
     return service.experiments.stop(experiment_id).as_dict()
