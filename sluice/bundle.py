@@ -36,7 +36,11 @@ CATALOG_COLUMNS = "catalog.npz"  # the same by column, mapped at load (sluice.it
 # (bundles written by `save`; sluice.npz): a server's workers share one copy of their pages.
 # `*_order`: the permutation sorting the ids, saved for large id maps (sluice.ids)
 MAPPED = ("user_factors", "item_factors", "candidates", "user_ids", "item_ids", "user_order",
-          "item_order")
+          "item_order",
+          # the attribute index (sluice.learn.attributes): only ever read, never written
+          *(f"attr_{name}" for name in ("item_ids", "vec_indptr", "vec_indices", "vec_data",
+                                        "nn_indptr", "nn_indices", "nn_data", "term_indptr",
+                                        "term_indices", "term_data")))
 
 
 class BundleError(ValueError):

@@ -113,16 +113,24 @@ class AttributeIndex:
     vectors: sp.csr_matrix  # items x terms, rows L2-normalised
     neighbours: sp.csr_matrix  # items x items, top-K per row, itself left out
     build_seconds: float = 0.0
+    # terms x items (the vectors transposed): the posting lists a new item's vector is scored
+    # through. Shipped in the bundle so that serving maps it instead of transposing every
+    # vector in each worker; None for a bundle written before it (serving transposes then)
+    by_term: sp.csr_matrix | None = None
+
+    def terms_by_item(self) -> sp.csr_matrix:
+        return self.by_term if self.by_term is not None else self.vectors.T.tocsr()
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The bundle's `attr_*` arrays (never pickle)."""
-        v, n = self.vectors, self.neighbours
+        v, n, t = self.vectors, self.neighbours, self.terms_by_item()
         return {f"{PREFIX}{k}": a for k, a in {
             "item_ids": self.item_ids.astype(str), "terms": self.space.terms.astype(str),
             "idf": self.space.idf.astype(np.float32),
             "vec_indptr": v.indptr, "vec_indices": v.indices, "vec_data": v.data,
             "nn_indptr": n.indptr, "nn_indices": n.indices,
-            "nn_data": n.data.astype(np.float32)}.items()}
+            "nn_data": n.data.astype(np.float32),
+            "term_indptr": t.indptr, "term_indices": t.indices, "term_data": t.data}.items()}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> AttributeIndex:
@@ -134,7 +142,14 @@ class AttributeIndex:
                                 shape=(n_items, n_terms))
         neighbours = sp.csr_matrix((a["nn_data"], a["nn_indices"], a["nn_indptr"]),
                                    shape=(n_items, n_items))
-        return cls(space, a["item_ids"], vectors, neighbours)
+        by_term = None
+        if "term_indptr" in a:
+            by_term = sp.csr_matrix((a["term_data"], a["term_indices"], a["term_indptr"]),
+                                    shape=(n_terms, n_items))
+            if by_term.nnz != vectors.nnz or (by_term.nnz and (
+                    int(by_term.indices.max()) >= n_items or int(by_term.indices.min()) < 0)):
+                raise ValueError("its terms' posting lists do not match its vectors")
+        return cls(space, a["item_ids"], vectors, neighbours, by_term=by_term)
 
     def stats(self) -> dict[str, Any]:
         return {"items": len(self.item_ids), "terms": len(self.space.terms),
@@ -176,9 +191,10 @@ def build(catalog: dict[str, dict[str, Any]], weights: dict[str, float],
                            vectorizer.idf_.astype(np.float32))
     vectors = space.vectorize_tokens(tokens)
     # implicit's item-item cosine wants users x items: here terms are the "users"
-    index = SimilarItems(neighbours).fit(vectors.T.tocsr())
+    by_term = vectors.T.tocsr()
+    index = SimilarItems(neighbours).fit(by_term)
     return AttributeIndex(space, item_ids, vectors, index.matrix,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, by_term=by_term)
 
 
 def _identity(tokens: list[str]) -> list[str]:

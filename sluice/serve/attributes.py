@@ -32,7 +32,7 @@ class AttributeNeighbours:
         self.index = _checked(bundle.attributes, meta)
         self.ids = self.index.item_ids
         self.row = id_map(self.ids)  # a dict, or a binary search at a million items
-        self.by_term = self.index.vectors.T.tocsr()  # terms x items: a new row's product
+        self.by_term = self.index.terms_by_item()  # terms x items: a new row's product
         self.cold_below = int(meta.get("cold_item_interactions", DEFAULT_COLD))
         # users per item: counted from the matrix's column indices (a transposed copy of
         # every interaction only to count them cost as much memory as the matrix)
@@ -109,7 +109,8 @@ def _checked(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> AttributeIn
         index = AttributeIndex.from_arrays(arrays, meta)
     except (KeyError, ValueError, TypeError) as exc:
         raise BundleError(f"inconsistent model bundle: the attribute index ({exc!r})") from None
-    finite = np.isfinite(index.vectors.data).all() and np.isfinite(index.neighbours.data).all()
+    finite = all(np.isfinite(m.data.sum(dtype=np.float64)) for m in (
+        index.vectors, index.neighbours, index.terms_by_item()))
     if not finite or not np.isfinite(index.space.idf).all():
         raise BundleError("inconsistent model bundle: the attribute index has non-finite scores")
     return index

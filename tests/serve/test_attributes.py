@@ -109,6 +109,41 @@ def test_warm_items_keep_collaborative_neighbours(bundle):
     assert MODEL_NON_PERSONALIZED not in check(answer)
 
 
+def test_the_index_is_mapped_from_the_bundle_and_scores_as_a_transposed_copy(bundle,
+                                                                            tmp_path):
+    """The terms' posting lists ship in the bundle and every worker maps them (and the rest
+    of the index) read-only, instead of transposing all the vectors at each load; a bundle
+    written before them transposes as it did and answers the same; posting lists that do not
+    match the vectors are refused at load."""
+    from sluice import npz
+    from sluice.bundle import BundleError
+    from sluice.serve.attributes import AttributeNeighbours
+
+    mapped = AttributeNeighbours(bundle)
+    for name in ("item_ids", "vec_indices", "vec_data", "nn_indices", "nn_data",
+                 "term_indptr", "term_indices", "term_data"):
+        assert npz.is_mapped(bundle.attributes[f"attr_{name}"]), name
+    assert npz.is_mapped(mapped.by_term.indices) and npz.is_mapped(mapped.by_term.data)
+    assert (mapped.by_term != mapped.index.vectors.T.tocsr()).nnz == 0
+    older = ModelBundle.load(bundle.save(tmp_path / "b"))
+    older.attributes = {k: np.array(v) for k, v in older.attributes.items()
+                        if not k.startswith("attr_term_")}
+    transposed = AttributeNeighbours(older)
+    assert not npz.is_mapped(transposed.by_term.indices)
+    new_item = {"category": "c3", "brand": "b4", "title": "a red boot", "tags": ["t1"]}
+    for fields, item in ((new_item, "new-1"), (None, "i7")):
+        assert mapped.neighbours(item, fields, 10, filtered=True) == transposed.neighbours(
+            item, fields, 10, filtered=True)
+    broken = dict(older.attributes, attr_term_indptr=np.array(bundle.attributes[
+        "attr_term_indptr"]), attr_term_indices=np.array(bundle.attributes["attr_term_indices"]),
+        attr_term_data=np.array(bundle.attributes["attr_term_data"][:-1]))
+    broken["attr_term_indptr"][-1] -= 1  # one posting fewer than the vectors hold
+    broken["attr_term_indices"] = broken["attr_term_indices"][:-1]
+    older.attributes = broken
+    with pytest.raises(BundleError, match="posting lists do not match its vectors"):
+        AttributeNeighbours(older)
+
+
 def test_old_bundles_without_the_index_still_load_and_answer(tmp_path):
     old = ModelBundle.load(synthetic_bundle(heads=0).save(tmp_path / "b"))
     assert old.attributes is None
