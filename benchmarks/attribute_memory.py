@@ -47,8 +47,7 @@ started = time.perf_counter()
 bundle = ModelBundle.load({path!r})
 index = AttributeNeighbours(bundle)
 loaded = time.perf_counter() - started
-found = index.neighbours("new", {{"category": "c3", "brand": "b1", "tags": ["t7", "t9"],
-                                   "title": "w1 w2 w3"}}, 10, filtered=True)
+found = index.neighbours("new", {fields!r}, 10, filtered=True)
 assert found, "no neighbours"
 print(f"{{loaded:.3f}}", flush=True)
 sys.stdin.read()  # alive until the parent has read every worker's memory
@@ -64,9 +63,9 @@ def memory_mib(pid: int) -> dict[str, float]:
             "pss MiB": fields["Pss"]}
 
 
-def workers(path: Path, count: int) -> list[dict]:
+def workers(path: Path, count: int, fields: dict) -> list[dict]:
     """`count` processes loading the bundle at once; each one's load time and memory."""
-    script = CHILD.format(root=str(ROOT), path=str(path))
+    script = CHILD.format(root=str(ROOT), path=str(path), fields=fields)
     procs = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for _ in range(count)]
     try:
@@ -112,7 +111,8 @@ def main() -> None:
         plain_savez(copied)
         for layout, path in (("mapped, posting lists shipped", mapped),
                              ("copied, transposed at load", copied)):
-            for n, found in enumerate(workers(path, args.workers), 1):
+            # a new item with a trained item's fields: it shares terms with its neighbours
+            for n, found in enumerate(workers(path, args.workers, items["i1"]), 1):
                 rows.append({"layout": layout, "worker": n,
                              **{k: round(v, 2 if k == "load s" else 1) for k, v in found.items()}})
     print(table(rows, ["layout", "worker", "load s", "rss MiB", "private anon MiB", "pss MiB"]))
