@@ -43,6 +43,35 @@ per_item as (
 
 select * from per_item
 """
+# an incremental model of one's own downstream of a mart: it reads what changed since its
+# last build by `row_loaded_at`, which a restitched row carries (by `loaded_at` it would not)
+INCREMENTAL = """{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['tenant', 'event_id'],
+) }}
+
+with
+
+interactions as (
+
+    select * from {{ ref('interactions') }} as interactions
+    {% if is_incremental() -%}
+        where interactions.row_loaded_at > (
+            select max(kept.row_loaded_at) from {{ this }} as kept
+        )
+    {%- endif %}
+
+)
+
+select
+    tenant,
+    event_id,
+    user_id,
+    item_id,
+    row_loaded_at
+from interactions
+"""
 TESTS = """version: 2
 
 models:
@@ -62,19 +91,28 @@ def own_model() -> Iterator[Path]:
     try:
         (FOLDER / "own_item_totals.sql").write_text(MODEL)
         (FOLDER / "own_item_totals.yml").write_text(TESTS.format(limit=100))
+        (FOLDER / "own_user_items.sql").write_text(INCREMENTAL)
         yield FOLDER
     finally:
         shutil.rmtree(FOLDER)
 
 
-def _load(warehouse: Path, rows: list[tuple[str, str, str, str]]) -> None:
+def _load(warehouse: Path, rows: list[tuple[str, str | None, str, str]],
+          session: str | None = None) -> None:
     """(event id, user, item, interaction type) into raw.events, loaded now."""
     con = connect(warehouse)
     con.executemany(
-        "insert into raw.events (event_id, tenant, event_type, event_at, user_id, item_id, "
-        "interaction_type, source_file, loaded_at) values (?, 'default', 'interaction', "
-        "timestamp '2026-03-02 10:00:00', ?, ?, ?, 'hand-made', now())", rows)
+        "insert into raw.events (event_id, tenant, event_type, event_at, user_id, session_id, "
+        "item_id, interaction_type, source_file, loaded_at) values (?, 'default', "
+        "'interaction', timestamp '2026-03-02 10:00:00', ?, ?, ?, ?, 'hand-made', now())",
+        [(event, user, session, item, kind) for event, user, item, kind in rows])
     con.close()
+
+
+def _rows(warehouse: Path, relation: str) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(f"select event_id, user_id, item_id, row_loaded_at from {relation} "
+                           "order by 1").fetchall()
 
 
 def _totals(warehouse: Path) -> list[tuple]:
@@ -114,6 +152,35 @@ def test_the_transform_flow_builds_it_and_refreshes_keep_it_right(
     assert _totals(warehouse) == [("i1", 3, 7.0), ("i2", 1, 1.0)]
     transform(full_refresh=True)
     assert _totals(warehouse) == [("i1", 3, 7.0), ("i2", 1, 1.0)]
+
+
+def test_an_own_incremental_model_follows_a_restitched_session_by_row_loaded_at(
+        own_model, tmp_path, monkeypatch, prefect_harness):
+    """An anonymous session's clicks, then a login in it: the mart moves the clicks to the
+    user in place (their `loaded_at` stays), and the data engineer's incremental model, reading
+    by `row_loaded_at`, moves them too, as a full refresh does."""
+    for key, value in environment(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    warehouse = tmp_path / "warehouse.duckdb"
+    _load(warehouse, [("e1", None, "i1", "click"), ("e2", None, "i2", "click")], session="s1")
+    from flows.transform import transform
+
+    transform()
+    first = _rows(warehouse, "main.own_user_items")
+    assert [(e, u) for e, u, _, _ in first] == [("e1", "session:s1"), ("e2", "session:s1")]
+    _load(warehouse, [("e3", "u7", "i3", "click")], session="s1")  # the session logs in
+    transform()  # incremental
+    mart = _rows(warehouse, "marts.interactions")
+    assert [(e, u) for e, u, _, _ in mart] == [("e1", "u7"), ("e2", "u7"), ("e3", "u7")]
+    assert _rows(warehouse, "main.own_user_items") == mart
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        loaded = dict(con.execute("select event_id, loaded_at from marts.interactions")
+                      .fetchall())
+    # by loaded_at, the restitched rows were not new: a model filtering on it kept them anonymous
+    assert max(loaded["e1"], loaded["e2"]) <= max(r[3] for r in first) < loaded["e3"]
+    transform(full_refresh=True)
+    assert _rows(warehouse, "main.own_user_items") == mart == _rows(
+        warehouse, "marts.interactions")
 
 
 def test_a_failing_own_test_fails_the_run_in_one_line_naming_it_and_what_next(

@@ -58,6 +58,7 @@ stitched as (
         deduplicated.fields,
         deduplicated.event_at,
         deduplicated.loaded_at,
+        {{ row_loaded_at('deduplicated', 'session_identities') }} as row_loaded_at,
         deduplicated.user_id is null
         and session_identities.user_id is not null as is_stitched,
         deduplicated.user_id is null

@@ -46,6 +46,7 @@ weighted as (
         event_at,
         event_value,
         loaded_at,
+        row_loaded_at,
         {{ interaction_weight('interaction_type') }} as weight
     from interactions
 

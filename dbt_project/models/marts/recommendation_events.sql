@@ -48,7 +48,8 @@ final as (
         recommendations.fallback_count,
         recommendations.total,
         recommendations.recommended_at,
-        recommendations.loaded_at
+        recommendations.loaded_at,
+        {{ row_loaded_at('recommendations', 'session_identities') }} as row_loaded_at
     from recommendations
     left join session_identities
         on
