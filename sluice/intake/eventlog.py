@@ -44,6 +44,47 @@ class _Waiter:
     data: bytes
     done: bool = False
     error: BaseException | None = None
+    start: int = -1  # where `data` begins in its segment, packed (`position`), once written
+
+
+# Where a line ends in the raw log, as one int: the segment's number in this process (its file
+# name interned, `segment_number`) above OFFSET_BITS, the byte offset just past the line below.
+# Ingest's manifest records the bytes it loaded per segment, so a line was loaded (and reached
+# the marts) when its end is within them. Segment names are unique per log (`_next_name`:
+# start time and writer id), so a name matches whatever path or URL spells the segment.
+OFFSET_BITS = 40
+OFFSET_MASK = (1 << OFFSET_BITS) - 1
+NO_POSITION = -1  # an event not read from the raw log (or from before positions were kept)
+_segment_numbers: dict[str, int] = {}
+_segment_names: list[str] = []
+_segments_lock = threading.Lock()
+
+
+def segment_name(path: Path | str) -> str:
+    """A segment's file name: the part of its path or URL after the last slash."""
+    return path.name if isinstance(path, Path) else str(path).rsplit("/", 1)[-1]
+
+
+def segment_number(name: str) -> int:
+    """A small number for a segment's name, the same for the whole process."""
+    number = _segment_numbers.get(name)
+    if number is None:
+        with _segments_lock:
+            number = _segment_numbers.get(name)
+            if number is None:
+                number = _segment_numbers[name] = len(_segment_names)
+                _segment_names.append(name)
+    return number
+
+
+def position(name: str, end: int) -> int:
+    """A line's position: its segment's name and the offset just past it, packed."""
+    return (segment_number(name) << OFFSET_BITS) | end
+
+
+def unpack(packed: int) -> tuple[str, int]:
+    """(segment name, end offset) of a position."""
+    return _segment_names[packed >> OFFSET_BITS], packed & OFFSET_MASK
 
 
 @dataclass
@@ -70,14 +111,16 @@ class EventLog:
         self._pending: list[_Waiter] = []
         self._leader = False
         self._file: Any = None
+        self._name = ""  # the local segment being appended to
         self._size = 0
         self._last_ms = 0
 
-    def append(self, events: Iterable[dict[str, Any]]) -> None:
-        data = b"".join(orjson.dumps(e) + b"\n" for e in events)
-        if not data:
-            return
-        waiter = _Waiter(data)
+    def append(self, events: Iterable[dict[str, Any]]) -> list[int]:
+        """Returns each event's position in the log (`position`), in order."""
+        lines = [orjson.dumps(e) + b"\n" for e in events]
+        if not lines:
+            return []
+        waiter = _Waiter(b"".join(lines))
         with self._cond:
             self._pending.append(waiter)
             while not waiter.done:
@@ -87,18 +130,27 @@ class EventLog:
                 self._leader = True
                 batch, self._pending = self._pending, []
                 self._cond.release()
+                where: tuple[str, int] = ("", 0)
                 try:
-                    error = self._write(b"".join(w.data for w in batch))
+                    error, where = self._write(b"".join(w.data for w in batch))
                 finally:
                     self._cond.acquire()
                     self._leader = False
+                start = position(*where) if error is None else NO_POSITION
                 for w in batch:
-                    w.done, w.error = True, error
+                    w.done, w.error, w.start = True, error, start
+                    start += len(w.data)
                 self._cond.notify_all()
         if waiter.error is not None:
             raise LogWriteError(f"event log at {self.root} refused the write: {waiter.error}")
+        ends, end = [], waiter.start
+        for line in lines:
+            end += len(line)
+            ends.append(end)
+        return ends
 
-    def _write(self, data: bytes) -> BaseException | None:
+    def _write(self, data: bytes) -> tuple[BaseException | None, tuple[str, int]]:
+        """Writes `data`; (the error, or None) and where it begins: (segment name, offset)."""
         if self._fs is not None:
             return self._write_remote(data)
         try:
@@ -114,9 +166,9 @@ class EventLog:
                 self._abandon(handle, start)
                 raise
             self._size += len(data)
-            return None
+            return None, (self._name, start)
         except OSError as exc:
-            return exc
+            return exc, ("", 0)
 
     def _abandon(self, handle: Any, good_size: int) -> None:
         """Cut a failed partial write off and start a fresh segment next time."""
@@ -138,7 +190,7 @@ class EventLog:
                                       fresh=not any(root.glob(SEGMENT_GLOB)))
             except formats.FormatTooNewError as exc:
                 raise OSError(str(exc)) from None  # refused like any write the log cannot take
-            name = self._next_name()
+            name = self._name = self._next_name()
             self._file = open(root / name, "ab", buffering=0)
             self._size = os.fstat(self._file.fileno()).st_size  # truncate never cuts older lines
             fsync_dir(root)
@@ -149,13 +201,14 @@ class EventLog:
         self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
         return f"segment-{self._last_ms:013d}-{self.writer_id}.jsonl"
 
-    def _write_remote(self, data: bytes) -> BaseException | None:
+    def _write_remote(self, data: bytes) -> tuple[BaseException | None, tuple[str, int]]:
         fs = self._fs
         try:
             if not self.append_mode:  # one immutable object per group commit
                 self._make_root()
-                fs.pipe_file(f"{self._fs_root}/{self._next_name()}", data)
-                return None
+                name = self._next_name()
+                fs.pipe_file(f"{self._fs_root}/{name}", data)
+                return None, (name, 0)
             if self._remote_path is None or self._size >= self.segment_bytes:
                 self._make_root()
                 self._remote_path = f"{self._fs_root}/{self._next_name()}"
@@ -173,12 +226,13 @@ class EventLog:
             except OSError:
                 self._remote_path = None  # a torn tail is never read: start a fresh segment
                 raise
+            start = self._size
             self._size += len(data)
-            return None
+            return None, (segment_name(self._remote_path), start)
         except Exception as exc:
             # a store's client raises its own kinds (botocore: no credentials, endpoint
             # unreachable): each one is a refused write, never a waiter left hanging
-            return exc
+            return exc, ("", 0)
 
     def _make_root(self) -> None:
         # an object store has no folders to make; s3fs would ask for the bucket itself (and
@@ -314,23 +368,29 @@ class LogFollower:
         self.root = location(root)
         self.offsets: dict[Path | str, int] = {}
 
-    def poll(self, skip: tuple[bytes, ...] = ()) -> list[dict[str, Any]]:
-        """New complete lines as events; lines containing any `skip` marker are not parsed."""
+    def poll(self, skip: tuple[bytes, ...] = (),
+             positions: list[int] | None = None) -> list[dict[str, Any]]:
+        """New complete lines as events; lines containing any `skip` marker are not parsed.
+        `positions`, when given, gets each returned event's position in the log (`position`)."""
         events: list[dict[str, Any]] = []
         for path, size in segment_sizes(self.root):
-            offset = self.offsets.get(path, 0)
-            if size <= offset:
+            start = self.offsets.get(path, 0)
+            if size <= start:
                 continue
             try:
-                data, offset = read_complete(path, offset, size=size if is_url(path) else None)
+                data, offset = read_complete(path, start, size=size if is_url(path) else None)
             except FileNotFoundError:
                 continue
             self.offsets[path] = offset
-            for line in data.splitlines():
+            end = (segment_number(segment_name(path)) << OFFSET_BITS) | start
+            for line in data.split(b"\n")[:-1]:  # complete lines: data ends in one
+                end += len(line) + 1
                 if skip and any(marker in line for marker in skip):
                     continue
                 try:
                     events.append(orjson.loads(line))
                 except orjson.JSONDecodeError:
                     continue  # a torn line is quarantined by ingest; serving skips it
+                if positions is not None:
+                    positions.append(end)
         return events
