@@ -12,6 +12,7 @@ one new immutable object, named so that `segments()` still lists in append order
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import socket
@@ -27,6 +28,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from sluice import formats
+from sluice.intake.log_positions import NO_POSITION, position, segment_name
 
 # filesystems whose open(..., "ab") really appends; others get one object per group commit
 APPEND_PROTOCOLS = frozenset({"file", "local", "memory"})
@@ -45,46 +47,6 @@ class _Waiter:
     done: bool = False
     error: BaseException | None = None
     start: int = -1  # where `data` begins in its segment, packed (`position`), once written
-
-
-# Where a line ends in the raw log, as one int: the segment's number in this process (its file
-# name interned, `segment_number`) above OFFSET_BITS, the byte offset just past the line below.
-# Ingest's manifest records the bytes it loaded per segment, so a line was loaded (and reached
-# the marts) when its end is within them. Segment names are unique per log (`_next_name`:
-# start time and writer id), so a name matches whatever path or URL spells the segment.
-OFFSET_BITS = 40
-OFFSET_MASK = (1 << OFFSET_BITS) - 1
-NO_POSITION = -1  # an event not read from the raw log (or from before positions were kept)
-_segment_numbers: dict[str, int] = {}
-_segment_names: list[str] = []
-_segments_lock = threading.Lock()
-
-
-def segment_name(path: Path | str) -> str:
-    """A segment's file name: the part of its path or URL after the last slash."""
-    return path.name if isinstance(path, Path) else str(path).rsplit("/", 1)[-1]
-
-
-def segment_number(name: str) -> int:
-    """A small number for a segment's name, the same for the whole process."""
-    number = _segment_numbers.get(name)
-    if number is None:
-        with _segments_lock:
-            number = _segment_numbers.get(name)
-            if number is None:
-                number = _segment_numbers[name] = len(_segment_names)
-                _segment_names.append(name)
-    return number
-
-
-def position(name: str, end: int) -> int:
-    """A line's position: its segment's name and the offset just past it, packed."""
-    return (segment_number(name) << OFFSET_BITS) | end
-
-
-def unpack(packed: int) -> tuple[str, int]:
-    """(segment name, end offset) of a position."""
-    return _segment_names[packed >> OFFSET_BITS], packed & OFFSET_MASK
 
 
 @dataclass
@@ -130,7 +92,6 @@ class EventLog:
                 self._leader = True
                 batch, self._pending = self._pending, []
                 self._cond.release()
-                where: tuple[str, int] = ("", 0)
                 try:
                     error, where = self._write(b"".join(w.data for w in batch))
                 finally:
@@ -143,11 +104,7 @@ class EventLog:
                 self._cond.notify_all()
         if waiter.error is not None:
             raise LogWriteError(f"event log at {self.root} refused the write: {waiter.error}")
-        ends, end = [], waiter.start
-        for line in lines:
-            end += len(line)
-            ends.append(end)
-        return ends
+        return list(itertools.accumulate(map(len, lines), initial=waiter.start))[1:]
 
     def _write(self, data: bytes) -> tuple[BaseException | None, tuple[str, int]]:
         """Writes `data`; (the error, or None) and where it begins: (segment name, offset)."""
@@ -359,38 +316,3 @@ def read_complete(path: Path | str, offset: int, max_bytes: int | None = None,
     if end < 0:
         return b"", offset
     return data[: end + 1], offset + end + 1
-
-
-class LogFollower:
-    """Reads what was appended to every segment since the last call (serving follows the log)."""
-
-    def __init__(self, root: Path | str):
-        self.root = location(root)
-        self.offsets: dict[Path | str, int] = {}
-
-    def poll(self, skip: tuple[bytes, ...] = (),
-             positions: list[int] | None = None) -> list[dict[str, Any]]:
-        """New complete lines as events; lines containing any `skip` marker are not parsed.
-        `positions`, when given, gets each returned event's position in the log (`position`)."""
-        events: list[dict[str, Any]] = []
-        for path, size in segment_sizes(self.root):
-            start = self.offsets.get(path, 0)
-            if size <= start:
-                continue
-            try:
-                data, offset = read_complete(path, start, size=size if is_url(path) else None)
-            except FileNotFoundError:
-                continue
-            self.offsets[path] = offset
-            end = (segment_number(segment_name(path)) << OFFSET_BITS) | start
-            for line in data.split(b"\n")[:-1]:  # complete lines: data ends in one
-                end += len(line) + 1
-                if skip and any(marker in line for marker in skip):
-                    continue
-                try:
-                    events.append(orjson.loads(line))
-                except orjson.JSONDecodeError:
-                    continue  # a torn line is quarantined by ingest; serving skips it
-                if positions is not None:
-                    positions.append(end)
-        return events

@@ -11,7 +11,7 @@ import numpy as np
 from sluice import ann
 from sluice.bundle import HEAD_SIZE, ModelBundle
 from sluice.filters import Rule
-from sluice.intake.eventlog import NO_POSITION, OFFSET_BITS, OFFSET_MASK, unpack
+from sluice.intake.log_positions import NO_POSITION, OFFSET_BITS, OFFSET_MASK, unpack
 from sluice.item_fields import ItemFields
 from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.scoring import BatchScorer

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.intake.eventlog import NO_POSITION
+from sluice.intake.log_positions import NO_POSITION
 from sluice.vocabulary import DEFAULT_TENANT
 
 _STATEFUL = frozenset({"item", "interaction", "ranking"})
@@ -25,7 +25,7 @@ class Interaction:
     type: str
     timestamp: int
     value: float | None = None
-    # where the event's line ends in the raw log (sluice.intake.eventlog.position): whether a
+    # where the event's line ends in the raw log (sluice.intake.log_positions): whether a
     # model trained on it is told by this, not by its time; NO_POSITION when not known
     position: int = NO_POSITION
 

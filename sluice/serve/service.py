@@ -17,7 +17,8 @@ from sluice.auth import KeyTable
 from sluice.errors import NotFoundError
 from sluice.experiments import Arm, Experiments
 from sluice.filters import NamedFilters
-from sluice.intake.eventlog import EventLog, LogFollower
+from sluice.intake.eventlog import EventLog
+from sluice.intake.follower import LogFollower
 from sluice.intake.trackers import Trackers
 from sluice.learn.registry import CHAMPION
 from sluice.serve import resolve

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from sluice.intake import eventlog
-from sluice.intake.eventlog import EventLog, LogFollower, LogWriteError, read_complete, segments
+from sluice.intake.eventlog import EventLog, LogWriteError, read_complete, segments
+from sluice.intake.follower import LogFollower
 from tests.utils.waits import wait_until
 
 

@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 
 from sluice.bundle import ModelBundle
-from sluice.intake import eventlog
-from sluice.intake.eventlog import EventLog, LogFollower
+from sluice.intake import eventlog, log_positions
+from sluice.intake.eventlog import EventLog
+from sluice.intake.follower import LogFollower
 from sluice.learn.bundling import make_bundle
 from sluice.learn.models import make_model
 from sluice.learn.training import prepare
@@ -30,7 +31,7 @@ from sluice.warehouse.engine import DuckDBWarehouse, from_settings
 from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.positions import trained_positions
 from sluice.warehouse.transform import dbt_build
-from tests.utils.factories import environment, environ
+from tests.utils.factories import environ, environment
 from tests.utils.marts import taste_history
 
 HOUR_MS = 3_600_000
@@ -136,7 +137,7 @@ def test_an_event_posted_to_serving_after_training_is_folded_in_whatever_its_tim
                      "user": "u4", "item": item, "type": "click",
                      "timestamp": int(bundle.meta["cutoff_ms"]) - 24 * HOUR_MS}])
     history = service.state.history("default", "u4")
-    assert history[-1].position != eventlog.NO_POSITION
+    assert history[-1].position != log_positions.NO_POSITION
     assert service.recommender("default").users.new_pairs(history) == [
         (bundle.item_index.get(item), 1.0)]
 
@@ -203,7 +204,7 @@ def test_a_segment_loaded_again_after_the_marts_were_built_goes_by_time(trained,
     model = LoadedModel(bundle, "2")
     cutoff = model.cutoff_ms
     name = found["unknown"][0]
-    position = eventlog.position(name, 10)
+    position = log_positions.position(name, 10)
     assert not model.after_training(cutoff - 1, position)
     assert model.after_training(cutoff + 1, position)
 
@@ -230,5 +231,5 @@ def test_a_follower_on_a_url_log_gives_each_event_its_segment_name_and_end(tmp_p
     events = LogFollower("memory://positions-raw").poll(positions=positions)
     assert [e["n"] for e in events] == [1, 22]
     assert positions == written
-    (name, first), (_, second) = map(eventlog.unpack, positions)
+    (name, first), (_, second) = map(log_positions.unpack, positions)
     assert name.startswith("segment-") and (first, second) == (8, 17)
