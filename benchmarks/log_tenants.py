@@ -19,7 +19,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sluice.intake.eventlog import EventLog, LogFollower  # noqa: E402
+from sluice.intake.eventlog import EventLog  # noqa: E402
+from sluice.intake.follower import LogFollower  # noqa: E402
 from sluice.intake.log_tenants import asked_and_known, tenants_with_interactions  # noqa: E402
 
 T0 = 1_796_117_400_000

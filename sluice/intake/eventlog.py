@@ -12,6 +12,7 @@ one new immutable object, named so that `segments()` still lists in append order
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import socket
@@ -27,6 +28,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from sluice import formats
+from sluice.intake.log_positions import NO_POSITION, position, segment_name
 
 # filesystems whose open(..., "ab") really appends; others get one object per group commit
 APPEND_PROTOCOLS = frozenset({"file", "local", "memory"})
@@ -44,6 +46,7 @@ class _Waiter:
     data: bytes
     done: bool = False
     error: BaseException | None = None
+    start: int = -1  # where `data` begins in its segment, packed (`position`), once written
 
 
 @dataclass
@@ -70,14 +73,16 @@ class EventLog:
         self._pending: list[_Waiter] = []
         self._leader = False
         self._file: Any = None
+        self._name = ""  # the local segment being appended to
         self._size = 0
         self._last_ms = 0
 
-    def append(self, events: Iterable[dict[str, Any]]) -> None:
-        data = b"".join(orjson.dumps(e) + b"\n" for e in events)
-        if not data:
-            return
-        waiter = _Waiter(data)
+    def append(self, events: Iterable[dict[str, Any]]) -> list[int]:
+        """Returns each event's position in the log (`position`), in order."""
+        lines = [orjson.dumps(e) + b"\n" for e in events]
+        if not lines:
+            return []
+        waiter = _Waiter(b"".join(lines))
         with self._cond:
             self._pending.append(waiter)
             while not waiter.done:
@@ -88,17 +93,21 @@ class EventLog:
                 batch, self._pending = self._pending, []
                 self._cond.release()
                 try:
-                    error = self._write(b"".join(w.data for w in batch))
+                    error, where = self._write(b"".join(w.data for w in batch))
                 finally:
                     self._cond.acquire()
                     self._leader = False
+                start = position(*where) if error is None else NO_POSITION
                 for w in batch:
-                    w.done, w.error = True, error
+                    w.done, w.error, w.start = True, error, start
+                    start += len(w.data)
                 self._cond.notify_all()
         if waiter.error is not None:
             raise LogWriteError(f"event log at {self.root} refused the write: {waiter.error}")
+        return list(itertools.accumulate(map(len, lines), initial=waiter.start))[1:]
 
-    def _write(self, data: bytes) -> BaseException | None:
+    def _write(self, data: bytes) -> tuple[BaseException | None, tuple[str, int]]:
+        """Writes `data`; (the error, or None) and where it begins: (segment name, offset)."""
         if self._fs is not None:
             return self._write_remote(data)
         try:
@@ -114,9 +123,9 @@ class EventLog:
                 self._abandon(handle, start)
                 raise
             self._size += len(data)
-            return None
+            return None, (self._name, start)
         except OSError as exc:
-            return exc
+            return exc, ("", 0)
 
     def _abandon(self, handle: Any, good_size: int) -> None:
         """Cut a failed partial write off and start a fresh segment next time."""
@@ -138,7 +147,7 @@ class EventLog:
                                       fresh=not any(root.glob(SEGMENT_GLOB)))
             except formats.FormatTooNewError as exc:
                 raise OSError(str(exc)) from None  # refused like any write the log cannot take
-            name = self._next_name()
+            name = self._name = self._next_name()
             self._file = open(root / name, "ab", buffering=0)
             self._size = os.fstat(self._file.fileno()).st_size  # truncate never cuts older lines
             fsync_dir(root)
@@ -149,13 +158,14 @@ class EventLog:
         self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
         return f"segment-{self._last_ms:013d}-{self.writer_id}.jsonl"
 
-    def _write_remote(self, data: bytes) -> BaseException | None:
+    def _write_remote(self, data: bytes) -> tuple[BaseException | None, tuple[str, int]]:
         fs = self._fs
         try:
             if not self.append_mode:  # one immutable object per group commit
                 self._make_root()
-                fs.pipe_file(f"{self._fs_root}/{self._next_name()}", data)
-                return None
+                name = self._next_name()
+                fs.pipe_file(f"{self._fs_root}/{name}", data)
+                return None, (name, 0)
             if self._remote_path is None or self._size >= self.segment_bytes:
                 self._make_root()
                 self._remote_path = f"{self._fs_root}/{self._next_name()}"
@@ -173,12 +183,13 @@ class EventLog:
             except OSError:
                 self._remote_path = None  # a torn tail is never read: start a fresh segment
                 raise
+            start = self._size
             self._size += len(data)
-            return None
+            return None, (segment_name(self._remote_path), start)
         except Exception as exc:
             # a store's client raises its own kinds (botocore: no credentials, endpoint
             # unreachable): each one is a refused write, never a waiter left hanging
-            return exc
+            return exc, ("", 0)
 
     def _make_root(self) -> None:
         # an object store has no folders to make; s3fs would ask for the bucket itself (and
@@ -305,32 +316,3 @@ def read_complete(path: Path | str, offset: int, max_bytes: int | None = None,
     if end < 0:
         return b"", offset
     return data[: end + 1], offset + end + 1
-
-
-class LogFollower:
-    """Reads what was appended to every segment since the last call (serving follows the log)."""
-
-    def __init__(self, root: Path | str):
-        self.root = location(root)
-        self.offsets: dict[Path | str, int] = {}
-
-    def poll(self, skip: tuple[bytes, ...] = ()) -> list[dict[str, Any]]:
-        """New complete lines as events; lines containing any `skip` marker are not parsed."""
-        events: list[dict[str, Any]] = []
-        for path, size in segment_sizes(self.root):
-            offset = self.offsets.get(path, 0)
-            if size <= offset:
-                continue
-            try:
-                data, offset = read_complete(path, offset, size=size if is_url(path) else None)
-            except FileNotFoundError:
-                continue
-            self.offsets[path] = offset
-            for line in data.splitlines():
-                if skip and any(marker in line for marker in skip):
-                    continue
-                try:
-                    events.append(orjson.loads(line))
-                except orjson.JSONDecodeError:
-                    continue  # a torn line is quarantined by ingest; serving skips it
-        return events

@@ -58,7 +58,9 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
               "interactions": interactions_meta(settings.app.events),
               "stats": dataset_stats(prepared), **attributes.bundle_meta(
                   attribute_index, settings.app.attributes.cold_item_interactions),
-              **({"ann": ann[1].meta()} if ann is not None else {})},
+              **({"ann": ann[1].meta()} if ann is not None else {}),
+              # serving tells trained events from new ones by this (sluice.serve.model)
+              **({"raw_log": prepared.log_positions} if prepared.log_positions else {})},
         catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
         attributes=attribute_index.arrays() if attribute_index is not None else None,
         ann=ann[0] if ann is not None else None,

@@ -188,6 +188,9 @@ def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
     except Exception as exc:  # a champion we cannot read must not block training
         score.note = f"its bundle could not be loaded ({type(exc).__name__}: {exc})"
         return score
+    # by event time, unlike serving's fold-in (sluice.serve.model.TrainedLog): every event the
+    # champion trained on is stamped at or before its cutoff, so a holdout with none there
+    # shares nothing with its training; a late event only makes it refit when it need not
     cutoff_ms = int(bundle.meta.get("cutoff_ms", 0))
     event_ms = test["event_at"].to_numpy(dtype="datetime64[ms]").astype(np.int64)
     seen_share = float((event_ms <= cutoff_ms).mean()) if len(event_ms) else 0.0

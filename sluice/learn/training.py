@@ -31,6 +31,7 @@ from sluice.learn.models import ALS, Model, Popularity, make_model
 from sluice.learn.tracking import lifts, log_gate, log_model, log_run
 from sluice.settings import Settings
 from sluice.warehouse.engine import Warehouse, as_warehouse, from_settings
+from sluice.warehouse.positions import trained_positions
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class Prepared:
     catalog: dict[str, dict[str, Any]]
     timings: dict[str, float] = field(default_factory=dict)
     k_values: tuple[int, ...] = K_VALUES
+    # how far into the raw log the marts went (sluice.warehouse.positions), for the bundle
+    log_positions: dict[str, Any] | None = None
 
     def test_counts(self) -> np.ndarray:
         """Held-out interactions per training user row (for the 'mostly after' segment)."""
@@ -144,9 +147,12 @@ def prepare(settings: Settings, tenant: str, frame: pd.DataFrame | None = None,
     """
     timings: dict[str, float] = {}
     timer = Timer(timings)
+    positions = None
     with timer.phase("load"):
         if frame is None:
-            frame = load_interactions(from_settings(settings), tenant)
+            warehouse = from_settings(settings)
+            frame = load_interactions(warehouse, tenant)
+            positions = trained_positions(warehouse, settings.raw_location)
         if catalog is None:
             catalog = load_catalog(from_settings(settings), tenant)
     suff, ev, mx = settings.app.sufficiency, settings.app.evaluation, settings.app.matrix
@@ -161,7 +167,8 @@ def prepare(settings: Settings, tenant: str, frame: pd.DataFrame | None = None,
             f"not enough data to evaluate: the {ev.protocol} holdout of {len(split.test):,} "
             "interactions has no user who is also in training with a new item")
     k_values = tuple(sorted({*K_VALUES, ev.k}))  # 10 and 20 always, evaluation.k too
-    return Prepared(tenant, frame, split, train, relevant, full, catalog, timings, k_values)
+    return Prepared(tenant, frame, split, train, relevant, full, catalog, timings, k_values,
+                    positions)
 
 
 def fit_and_evaluate(prepared: Prepared, algorithm: str, params: dict[str, Any],

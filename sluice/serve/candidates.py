@@ -8,7 +8,7 @@ ranking's head is kept:
 - the training flow writes each trained user's top `k` item indices (their training items
   left out) into the bundle (`precompute`); their scores are recomputed from the factors
   when read (k dot products), which halves what the bundle stores;
-- serving answers from that head while the user has no events after the model's cutoff, and
+- serving answers from that head while the user has no event the model did not train on, and
   keeps the head of every ranking it had to compute (a known user with new events, a new
   visitor) until the user's history changes again (`CandidateCache`).
 
@@ -47,7 +47,7 @@ def head_of(scores: np.ndarray, k: int) -> Head:
 class CandidateCache:
     """Heads by user: the bundle's precomputed ones, then those computed while serving (LRU).
 
-    A precomputed head holds while the user has no event after the model's cutoff; a computed
+    A precomputed head holds while the user has no event the model did not train on; a computed
     one while the user's history version is the one it was computed at.
     """
 

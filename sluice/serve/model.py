@@ -11,6 +11,7 @@ import numpy as np
 from sluice import ann
 from sluice.bundle import HEAD_SIZE, ModelBundle
 from sluice.filters import Rule
+from sluice.intake.log_positions import NO_POSITION, OFFSET_BITS, OFFSET_MASK, unpack
 from sluice.item_fields import ItemFields
 from sluice.learn.model_base import als_fold_in, als_gram
 from sluice.scoring import BatchScorer
@@ -60,6 +61,7 @@ class LoadedModel:
         self.gram = (als_gram(bundle.item_factors, float(meta.get("regularization", 0.0)))
                      if self.fold_in_kind == "als" else None)
         self.cutoff_ms = int(meta.get("cutoff_ms", 0))
+        self.trained = TrainedLog.of(meta, self.cutoff_ms)
         # how training weighed a history (the recency boost): new events are weighed the same;
         # a bundle from before the boost existed was trained without one
         self.matrix = MatrixConfig.model_validate({"recency_boost": 0.0,
@@ -82,6 +84,10 @@ class LoadedModel:
         self._paths_lock = threading.Lock()
         self._masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._mask_lock = threading.Lock()
+
+    def after_training(self, timestamp: int, position: int) -> bool:
+        """Whether an event came after what the model trained on (`TrainedLog`)."""
+        return self.trained.after(timestamp, position)
 
     def fold_in(self, item_indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """A user vector for a history, computed as the family computes it (meta fold_in)."""
@@ -120,3 +126,44 @@ class LoadedModel:
 
     def close(self) -> None:
         self.scorer.close()
+
+
+# what make_bundle records of the raw log (sluice.warehouse.positions): per segment name, the
+# bytes the marts covered, and the segments whose covered part is not known
+LOG_META = "raw_log"
+_UNKNOWN = -1  # a segment the model saw an unknown part of: its events go by time
+_UNSEEN = -2  # a segment the model's marts had nothing of: every event in it is new
+
+
+class TrainedLog:
+    """Which events a model trained on. With the raw log's positions in its meta: an event
+    read from (or written to) the log at a position past what the marts covered is new,
+    whatever its time, and one within it is not; otherwise, as before positions were kept (an
+    older bundle, one trained on landing files only, an event not from the log, a segment
+    ingest loaded again after the marts were built): an event is new when it is later than the
+    latest event trained on (`cutoff_ms`)."""
+
+    def __init__(self, covered: dict[str, int] | None, unknown: frozenset[str], cutoff_ms: int):
+        self.covered, self.unknown, self.cutoff_ms = covered, unknown, cutoff_ms
+        self._by_number: dict[int, int] = {}  # segment number -> covered bytes or a marker
+
+    @classmethod
+    def of(cls, meta: dict, cutoff_ms: int) -> TrainedLog:
+        found = meta.get(LOG_META)
+        if not found:
+            return cls(None, frozenset(), cutoff_ms)
+        return cls({str(k): int(v) for k, v in (found.get("covered") or {}).items()},
+                   frozenset(found.get("unknown") or ()), cutoff_ms)
+
+    def after(self, timestamp: int, position: int) -> bool:
+        if self.covered is None or position == NO_POSITION:
+            return timestamp > self.cutoff_ms
+        number = position >> OFFSET_BITS
+        covered = self._by_number.get(number)
+        if covered is None:  # once per segment: a dict read after that
+            name, _ = unpack(position)
+            covered = self.covered.get(name, _UNKNOWN if name in self.unknown else _UNSEEN)
+            self._by_number[number] = covered
+        if covered == _UNKNOWN:
+            return timestamp > self.cutoff_ms
+        return (position & OFFSET_MASK) > covered  # _UNSEEN: any line ends past it

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sluice.intake.log_positions import NO_POSITION
 from sluice.vocabulary import DEFAULT_TENANT
 
 _STATEFUL = frozenset({"item", "interaction", "ranking"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Interaction:
     item_id: str
     type: str
     timestamp: int
     value: float | None = None
+    # where the event's line ends in the raw log (sluice.intake.log_positions): whether a
+    # model trained on it is told by this, not by its time; NO_POSITION when not known
+    position: int = NO_POSITION
 
 
 @dataclass
@@ -73,11 +78,12 @@ class RealtimeState:
     def version(self, tenant: str, key: str) -> int:
         return self._tenants[tenant].versions.get(key, 0)
 
-    def apply(self, events: list[dict[str, Any]]) -> int:
-        """Apply events (internal form); an event id seen before is ignored. Returns applied."""
+    def apply(self, events: list[dict[str, Any]], positions: Sequence[int] | None = None) -> int:
+        """Apply events (internal form); an event id seen before is ignored. Returns applied.
+        `positions`: each event's position in the raw log, when known (as written or read)."""
         applied = 0
         with self._lock:
-            for event in events:
+            for number, event in enumerate(events):
                 kind = event.get("event")
                 if kind not in _STATEFUL:  # answers logged back, users: no state, no id kept
                     continue
@@ -92,7 +98,8 @@ class RealtimeState:
                 elif kind in ("interaction", "ranking"):
                     self._identify(state, event.get("user"), event.get("session"))
                     if kind == "interaction":
-                        self._record(state, event)
+                        self._record(state, event,
+                                     NO_POSITION if positions is None else positions[number])
         self.applied += applied
         return applied
 
@@ -106,11 +113,11 @@ class RealtimeState:
                 [*state.histories.get(user, []), *anonymous], key=lambda i: i.timestamp)
             state.versions[user] += 1
 
-    def _record(self, state: TenantState, event: dict[str, Any]) -> None:
+    def _record(self, state: TenantState, event: dict[str, Any], position: int) -> None:
         user, session = event.get("user"), event.get("session")
         key = user or state.session_user.get(session or "", self.anonymous_prefix + str(session))
-        state.histories[key].append(
-            Interaction(event["item"], event["type"], event["timestamp"], event.get("value")))
+        state.histories[key].append(Interaction(event["item"], event["type"],
+                                                event["timestamp"], event.get("value"), position))
         state.versions[key] += 1
         state.item_counts[event["item"]] += 1
         state.interactions += 1

@@ -17,7 +17,8 @@ from sluice.auth import KeyTable
 from sluice.errors import NotFoundError
 from sluice.experiments import Arm, Experiments
 from sluice.filters import NamedFilters
-from sluice.intake.eventlog import EventLog, LogFollower
+from sluice.intake.eventlog import EventLog
+from sluice.intake.follower import LogFollower
 from sluice.intake.trackers import Trackers
 from sluice.learn.registry import CHAMPION
 from sluice.serve import resolve
@@ -152,14 +153,15 @@ class Service:
     # --- events ------------------------------------------------------------------------------
     def accept(self, events: list[dict[str, Any]]) -> int:
         """Durably append parsed events, then apply them here at once."""
-        self.log.append(events)
-        self.state.apply(events)
+        self.state.apply(events, self.log.append(events))
         return len(events)
 
     def follow_log(self) -> int:
         # answers logged back (most of the log under read load) change no state: skip them
         # unparsed; the log is written by orjson, so the marker has no spaces to vary
-        return self.state.apply(self.follower.poll(skip=(b'"event":"recommendation"',)))
+        positions: list[int] = []
+        events = self.follower.poll(skip=(b'"event":"recommendation"',), positions=positions)
+        return self.state.apply(events, positions)
 
     # --- answers -----------------------------------------------------------------------------
     def request(self, *, tenant: str = DEFAULT_TENANT, **given: Any) -> RecommendationRequest:

@@ -1,5 +1,6 @@
 """What a user has done, as the model sees it: the items trained on, the events since the
-model's cutoff, and the user's vector (trained, or folded in from both), kept per version.
+model was trained (past its position in the raw log, `sluice.serve.model.TrainedLog`), and the
+user's vector (trained, or folded in from both), kept per version.
 
 With `matrix.recency_boost` a fold-in weighs the history as training would weigh it whole:
 the new events boosted by their rank from the latest, the trained cells' boosted parts
@@ -51,7 +52,7 @@ class UserVectors:
         return seen
 
     def new_pairs(self, history: list[Interaction]) -> list[tuple[int, float]]:
-        """(item index, weight) of the events after the model's cutoff, oldest first, to fold
+        """(item index, weight) of the events the model did not train on, oldest first, to fold
         in (events on items the model does not know are left out, and not counted)."""
         model = self.model
         if model is None:
@@ -59,7 +60,7 @@ class UserVectors:
         pairs = []
         for event in sorted(history, key=lambda e: e.timestamp):
             weight = self.weights.get(event.type)
-            if weight is None or event.timestamp <= model.cutoff_ms:
+            if weight is None or not model.after_training(event.timestamp, event.position):
                 continue
             index = model.bundle.item_index.get(event.item_id)
             if index is not None:

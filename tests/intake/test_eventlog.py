@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from sluice.intake import eventlog
-from sluice.intake.eventlog import EventLog, LogFollower, LogWriteError, read_complete, segments
+from sluice.intake.eventlog import EventLog, LogWriteError, read_complete, segments
+from sluice.intake.follower import LogFollower
 from tests.utils.waits import wait_until
 
 
@@ -379,3 +380,33 @@ def test_disk_full_mid_write_leaves_no_partial_line(tmp_path, monkeypatch):
     with pytest.raises(LogWriteError):
         log.append([_event(2), _event(3)])
     assert _read_all(tmp_path) == [_event(1)]
+
+
+def test_the_writer_and_a_follower_give_each_line_the_same_position(tmp_path):
+    """Where each line ends in its segment, as written and as read back (concurrent appends
+    share one write): what serving tells trained events from new ones by."""
+    from sluice.intake.log_positions import unpack
+
+    log = EventLog(tmp_path / "raw")
+    written: list[list[int]] = [[] for _ in range(6)]
+
+    def append(n: int) -> None:
+        written[n] = log.append([{"id": f"e{n}", "pad": "x" * n}, {"id": f"f{n}"}])
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+    positions: list[int] = []
+    events = LogFollower(tmp_path / "raw").poll(positions=positions)
+    by_id = dict(zip((e["id"] for e in events), positions, strict=True))
+    assert all(by_id[f"e{n}"] == first and by_id[f"f{n}"] == second
+               for n, (first, second) in enumerate(written))
+    (path,) = (tmp_path / "raw").glob("segment-*.jsonl")
+    ends = sorted(unpack(p) for p in positions)
+    assert {name for name, _ in ends} == {path.name}
+    assert ends[-1][1] == path.stat().st_size
+    assert [end for _, end in ends] == [
+        i + 1 for i, byte in enumerate(path.read_bytes()) if byte == ord("\n")]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from sluice.errors import InputError, NotFoundError
-from sluice.intake.eventlog import EventLog, LogFollower
+from sluice.intake.eventlog import EventLog
+from sluice.intake.follower import LogFollower
 from sluice.serve.batch import BatchJob, run_recommendations
 from sluice.serve.segments import run_segments
 from sluice.settings import get_settings

@@ -11,7 +11,8 @@ import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from sluice.intake.eventlog import EventLog, LogFollower, read_complete, segments
+from sluice.intake.eventlog import EventLog, read_complete, segments
+from sluice.intake.follower import LogFollower
 from sluice.settings import Settings
 from sluice.warehouse.ingest import Ingestor
 

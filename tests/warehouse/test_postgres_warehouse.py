@@ -30,6 +30,7 @@ from sluice.warehouse.engine import (
 )
 from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.locks import LockTimeoutError
+from sluice.warehouse.positions import trained_positions
 from sluice.warehouse.postgres import PostgresWarehouse
 from sluice.warehouse.transform import dbt_build
 from tests.utils.factories import write_config
@@ -106,6 +107,44 @@ def test_ingest_loads_into_postgres_what_it_loads_into_duckdb_and_only_once(tmp_
     grown = Ingestor(pg, tmp_path / "raw", tmp_path / "landing").run()
     assert grown.rows_loaded == 1 and [f.status for f in grown.files].count("loaded") == 1
     assert pg.rows("select count(*) from raw.events") == [(events + 1,)]
+
+
+def _hand_mart(warehouse) -> None:
+    """marts.interactions as far as the positions read it: each row's raw load time."""
+    sql = "create table marts.interactions as select loaded_at from raw.events"
+    if isinstance(warehouse, PostgresWarehouse):
+        con = warehouse.connect()
+        with con, con.cursor() as cursor:
+            cursor.execute("create schema marts")
+            cursor.execute(sql)
+        con.close()
+    else:
+        with warehouse.writer() as writer:
+            writer.con.execute("create schema marts")
+            writer.con.execute(sql)
+
+
+def test_the_raw_logs_positions_read_the_same_on_postgres_as_on_duckdb(tmp_path, pg):
+    _inputs(tmp_path)
+    duck = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    found = {}
+    for warehouse in (duck, pg):
+        Ingestor(warehouse, tmp_path / "raw", tmp_path / "landing").run()
+        _hand_mart(warehouse)
+        found[warehouse.engine] = trained_positions(warehouse, tmp_path / "raw")
+    ((segment, size),) = [(p.name, p.stat().st_size) for p in (tmp_path / "raw").iterdir()
+                          if p.name.startswith("segment-")]
+    assert found["postgres"] == found["duckdb"] == {"covered": {segment: size}, "unknown": []}
+    log = EventLog(tmp_path / "raw")  # loaded after the marts were built: not known how far
+    log.append([{"event": "interaction", "id": "late", "timestamp": T0, "user": "u1",
+                 "item": "i2", "type": "click"}])
+    log.close()
+    (new,) = {p.name for p in (tmp_path / "raw").glob("segment-*")} - {segment}
+    for warehouse in (duck, pg):
+        Ingestor(warehouse, tmp_path / "raw", tmp_path / "landing").run()
+        found[warehouse.engine] = trained_positions(warehouse, tmp_path / "raw")
+    assert found["postgres"] == found["duckdb"] == {"covered": {segment: size},
+                                                    "unknown": [new]}
 
 
 HOLDER = """

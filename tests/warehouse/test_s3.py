@@ -17,13 +17,17 @@ import pytest
 
 from sluice.intake.eventlog import (
     EventLog,
-    LogFollower,
     LogWriteError,
     read_complete,
     segment_sizes,
     segments,
 )
+from sluice.intake.follower import LogFollower
+from sluice.intake.log_positions import unpack
+from sluice.serve.model import TrainedLog
+from sluice.warehouse.engine import DuckDBWarehouse
 from sluice.warehouse.ingest import Ingestor
+from sluice.warehouse.positions import trained_positions
 
 T0 = 1_750_000_000_000
 
@@ -193,6 +197,32 @@ def test_ingest_from_s3_loads_exactly_once(s3, bucket, tmp_path):
     assert third.summary()["changed_files"] == [f"{url}/a.jsonl"]
     assert _count(warehouse) == 10
     assert _count(warehouse, "select count(*) from raw.events where event_id = 'e98'") == 0
+
+
+def test_a_bundles_positions_name_the_objects_as_the_writer_and_a_follower_do(s3, bucket,
+                                                                           tmp_path):
+    """The manifest keys a bucket's objects by full URL; the positions training records, by
+    the object's name in the log, which the writer and a follower give each event."""
+    _put_landing(s3, bucket)
+    raw, landing = f"s3://{bucket}/raw", f"s3://{bucket}/landing"
+    written = EventLog(raw).append([_ev(10), _ev(11)]) + EventLog(raw).append([_ev(12)])
+    warehouse = tmp_path / "w.duckdb"
+    Ingestor(warehouse, raw, landing).run()
+    with duckdb.connect(str(warehouse)) as con:  # the mart's load times, as dbt keeps them
+        con.execute("create schema marts")
+        con.execute("create table marts.interactions as select loaded_at from raw.events")
+    found = trained_positions(DuckDBWarehouse(warehouse), raw)
+    positions: list[int] = []
+    LogFollower(raw).poll(positions=positions)
+    assert positions == written
+    ends: dict[str, int] = {}
+    for name, end in map(unpack, positions):
+        ends[name] = max(ends.get(name, 0), end)
+    assert len(ends) == 2
+    assert found == {"covered": ends, "unknown": []}  # no landing file among them
+    trained = TrainedLog(found["covered"], frozenset(), cutoff_ms=T0)
+    assert not any(trained.after(T0 + 99_000, p) for p in positions)  # trained, whatever time
+    assert trained.after(T0 - 99_000, EventLog(raw).append([_ev(13)])[0])  # new, however old
 
 
 def test_a_second_ingest_reads_no_object_loaded_before(s3, bucket, tmp_path, monkeypatch):
