@@ -14,14 +14,16 @@ from sluice.experiments import Experiment, Experiments
 from sluice.serve.arms import ArmModels
 from sluice.serve.champions import Champions
 from sluice.serve.model import LoadedModel
-from sluice.serve.reloads import CHECK_SECONDS, Reloads
+from sluice.serve.reloads import CHECK_SECONDS, Reloads, WorkersBehindError
 from sluice.store import StoreError
 
 
 class RegistryPolls:
     def __init__(self, home: Path, champions: Champions, experiments: Experiments,
-                 arms: ArmModels, swap: Callable[[str, LoadedModel], None]):
+                 arms: ArmModels, swap: Callable[[str, LoadedModel], None],
+                 wait_seconds: float):
         self.reloads = Reloads(home)
+        self.wait_seconds = wait_seconds  # serving.reload_wait_seconds
         self._champions, self._experiments, self._arms = champions, experiments, arms
         self._swap = swap
         self._one_at_a_time = threading.Lock()
@@ -48,14 +50,17 @@ class RegistryPolls:
                 pass
         return self._experiments.all()
 
-    def reload(self) -> list[int]:
-        """`POST /admin/reload`: every serving process of the home polls the registry now;
-        returns once each has, or the pids of those of this host that had not within
-        `reloads.WAIT_SECONDS`."""
+    def reload(self, what: str = "the registry's models") -> None:
+        """`POST /admin/reload`, and an experiment created or stopped: every serving process
+        of the home polls the registry, and reads the experiments, now; returns once each of
+        this host has, else WorkersBehindError (`what`: what they had not loaded) names those
+        that had not within `wait_seconds`."""
         generation = self.reloads.ask()
         self.poll(fresh=True)
         self.reloads.done(generation)
-        return self.reloads.wait(generation)
+        behind = self.reloads.wait(generation, self.wait_seconds)
+        if behind:
+            raise WorkersBehindError(behind, self.wait_seconds, what)
 
     def loop(self, stop: threading.Event, every: float) -> None:
         """The registry every `every` seconds, and at once when a reload was asked of any

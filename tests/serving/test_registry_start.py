@@ -62,9 +62,9 @@ def test_several_workers_on_a_new_store_start_without_racing_its_migrations(tmp_
     text = log.read_text()
     assert not [line for line in text.splitlines() if any(r in line for r in RACE)], text
     with sqlite3.connect(store) as db:
-        (version,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        (schema,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
         tables = {t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert version == _newest_schema()
+    assert schema == _newest_schema()
     assert {"experiments", "runs", "registered_models", "model_versions"} <= tables
     assert not any(t.startswith("_alembic_tmp") for t in tables)  # no migration left half-way
 
