@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.auth import KeyTable
 from sluice.errors import NotFoundError
-from sluice.experiments import Arm, Experiment, Experiments
+from sluice.experiments import Arm, Experiments
 from sluice.filters import NamedFilters
 from sluice.intake.eventlog import EventLog, LogFollower
 from sluice.intake.trackers import Trackers
@@ -113,25 +112,6 @@ class Service:
         (`sluice.serve.reloads`); WorkersBehindError names those of this host that had not
         within `serving.reload_wait_seconds`."""
         self.polls.reload()
-
-    # --- experiments -------------------------------------------------------------------------
-    def create_experiment(self, exp: Experiment, model_exists: Callable[[str], bool],
-                          templates: Iterable[str]) -> Experiment:
-        """Store `exp` (ExperimentError names the field at fault), then reload every serving
-        process of the home: each has loaded its arms and answers within it when this
-        returns, else WorkersBehindError names those of this host that had not in time (it
-        is stored all the same: they take it up when they get to the reload, or at their
-        next poll)."""
-        self.experiments.create(exp, model_exists, templates)
-        self.polls.reload(f"experiment {exp.id!r} (it is saved: do not create it again)")
-        return exp
-
-    def stop_experiment(self, experiment_id: str) -> Experiment:
-        """Stop it (NotFoundError for none), then reload every serving process of the home as
-        `create_experiment` does: none answers within it when this returns."""
-        exp = self.experiments.stop(experiment_id)
-        self.polls.reload(f"the stop of experiment {experiment_id!r} (it is saved)")
-        return exp
 
     def _swap(self, tenant: str, model: LoadedModel) -> None:
         previous = self._recommenders.get(tenant)

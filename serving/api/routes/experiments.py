@@ -70,7 +70,7 @@ async def create_experiment(body: ExperimentBody, principal: Admin,
         end_ms=body.end_ms,
         unit=settings.app.experiments.default_unit if body.unit is None else body.unit)
     name = settings.registered_model_name(body.tenant)
-    await run_in_threadpool(service.create_experiment, exp, lambda ref: registry.ref_exists(
+    await run_in_threadpool(service.polls.create_experiment, exp, lambda ref: registry.ref_exists(
         settings.mlflow_tracking_uri, name, ref), [*TEMPLATES, *settings.app.templates])
     return exp.as_dict()
 
@@ -87,4 +87,4 @@ def stop_experiment(experiment_id: str, principal: Admin, service: ServiceDep) -
     """Stop it now: answers leave the experiment, in every serving process of the home when
     this answers (503 as for a creation); its data stays for the analysis."""
     principal.require("admin", service.experiments.get(experiment_id).tenant)
-    return service.stop_experiment(experiment_id).as_dict()
+    return service.polls.stop_experiment(experiment_id).as_dict()
