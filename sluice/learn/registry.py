@@ -68,9 +68,9 @@ def prepare_store(tracking_uri: str, timeout: float = PREPARE_SECONDS) -> str | 
             c.search_experiments(max_results=1)  # the tracking store, migrated
             c.search_registered_models(max_results=1)  # the registry's (the same tables)
         except Exception as exc:
-            reset_connections(tracking_uri)
             failed.append(_first_line(exc))
         finally:
+            reset_connections(tracking_uri)  # the workers open their own: hold none here
             quiet.setLevel(level)
 
     opening = threading.Thread(target=open_both, name="registry-prepare", daemon=True)
@@ -90,10 +90,11 @@ def _first_line(exc: Exception) -> str:
 
 
 def _without_password(uri: str) -> str:
+    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`."""
     scheme, sep, rest = uri.partition("://")
-    if "@" not in rest.split("/", 1)[0]:
+    credentials, at, host = rest.rpartition("@")
+    if not at or "/" in credentials or ":" not in credentials:
         return uri
-    credentials, at, host = rest.partition("@")
     return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***{at}{host}"
 
 
