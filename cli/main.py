@@ -45,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from sluice.auth import KeyTable, is_loopback
+    from sluice.learn import registry
 
     settings = get_settings()
     if not settings.raw_url:  # a newer raw log is refused here in one line, not at start-up
@@ -54,12 +55,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise SystemExit(f"sluice serve: auth is off (no API keys configured), so serving keeps "
                          f"to loopback: SLUICE_HOST={settings.host} refused; configure "
                          f"auth.keys or SLUICE_API_KEYS")
+    # once, before the workers start: each would otherwise migrate a new store at once
+    not_ready = registry.prepare_store(settings.mlflow_tracking_uri)
+    if not_ready:
+        print(f"sluice serve: {not_ready}; serving starts, and each worker polls it",
+              file=sys.stderr)
     folder = metrics_folder() if args.workers > 1 else None
     if folder is not None:  # /metrics adds up every worker's values
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     try:
         uvicorn.run("serving.main:app", host=settings.host, port=settings.port,
-                    workers=args.workers, log_level="info")
+                    workers=args.workers, log_level=args.log_level)
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -255,6 +261,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
         p.add_argument("--force", action="store_true", help="regenerate even if present")
     serve = sub.add_parser("serve", help="run the API in the foreground on SLUICE_PORT")
     serve.add_argument("--workers", type=positive_int, default=1)
+    serve.add_argument("--log-level", default="info",
+                       choices=("critical", "error", "warning", "info", "debug", "trace"),
+                       help="uvicorn's (info: a line a request); Sluice's is SLUICE_LOG_LEVEL")
     sub.add_parser("up", help="Prefect server + deployments + API")
     report = sub.add_parser("report", help="write the HTML analytics report")
     report.add_argument("--tenant", type=tenant_name, default="default")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -82,21 +81,18 @@ def free_port() -> int:
 
 def start_server(port: int, workers: int = 1, env: dict[str, str] | None = None,
                  output: Any = None) -> subprocess.Popen:
-    """uvicorn serving.main:app on loopback, in its own process (flows never import serving).
+    """`sluice serve` on loopback, in its own process (flows never import serving): what an
+    operator runs, so its preparations before the workers start are those tested.
 
     `output`: a file for the server's stdout and stderr (default: this process's).
     """
-    cmd = [sys.executable, "-m", "uvicorn", "serving.main:app", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
-    # the app reads its address from these, so what it logs is what uvicorn bound
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--log-level", "warning",
+           "--workers", str(workers)]
+    # `sluice serve` binds, and the app logs, this address; it makes (and removes) the
+    # folder of the workers' metrics
     extra = {"SLUICE_HOST": "127.0.0.1", "SLUICE_PORT": str(port)}
-    metrics_dir = metrics_folder() if workers > 1 else None
-    if metrics_dir is not None:
-        extra["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    process = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {}), **extra},
-                               stdout=output, stderr=output)
-    process.metrics_dir = metrics_dir  # type: ignore[attr-defined]  # removed by stop_server
-    return process
+    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {}), **extra},
+                            stdout=output, stderr=output)
 
 
 def metrics_folder() -> Path:
@@ -126,6 +122,4 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
-    folder = getattr(process, "metrics_dir", None)
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
+        process.wait()

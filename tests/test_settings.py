@@ -264,3 +264,25 @@ def test_the_shipped_config_trains_on_interactions_files_without_event_type():
 
     weights = load_app_config(settings_module.DEFAULT_CONFIG).events.weights
     assert weights[UNTYPED_EVENT_TYPE] == 1.0
+
+
+def test_the_reload_wait_is_a_serving_setting_of_120_seconds_by_default(tmp_path):
+    assert AppConfig().serving.reload_wait_seconds == 120
+    app = load_app_config(_write_config(tmp_path / "short.yaml",
+                                        {"serving": {"reload_wait_seconds": 2.5}}))
+    assert app.serving.reload_wait_seconds == 2.5
+
+
+@pytest.mark.parametrize("value, reason", [
+    (0, "Input should be greater than 0"),
+    (-1, "Input should be greater than 0"),
+    (86400, "Input should be less than or equal to 3600"),
+    ("soon", "Input should be a valid number"),
+    (".nan", "Input should be a finite number"),
+])
+def test_a_reload_wait_out_of_range_is_refused_naming_the_key(tmp_path, value, reason):
+    path = tmp_path / "wait.yaml"
+    path.write_text(f"serving:\n  reload_wait_seconds: {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_app_config(path)
+    assert f"serving.reload_wait_seconds: {reason}" in str(info.value)

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from sluice.auth import AuthError
 from sluice.errors import InputError, NotFoundError
 from sluice.intake.personalize import MalformedError
+from sluice.serve.reloads import WorkersBehindError
 
 PERSONALIZE_PREFIX = "/personalize"
 RETRY_AFTER_SECONDS = "5"  # a 503 (the event log cannot take writes) says when to retry
@@ -55,6 +56,15 @@ def aws_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                  503: "ServiceUnavailableException: the event log cannot take writes now; "
                       "retry after Retry-After seconds"}
     return {s: {"model": AwsError, "description": described[s]} for s in statuses}
+
+
+# a reload (POST /admin/reload, an experiment created or stopped) that another serving
+# process had not made within serving.reload_wait_seconds (sluice.serve.reloads)
+RELOAD_BEHIND: dict[int | str, dict[str, Any]] = {503: {
+    "model": Problems,
+    "description": "a serving process of this host had not reloaded within "
+                   "serving.reload_wait_seconds; the reason names it (it moves when it gets "
+                   "to it, or at its next poll)"}}
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -124,6 +134,10 @@ def install(app: FastAPI) -> None:
             return aws_error(exc.code, f"{exc.field}: {exc.reason}", exc.status)
         headers = {"WWW-Authenticate": 'Bearer realm="sluice"'} if exc.status == 401 else None
         return problem(exc.status, exc.field, exc.reason, headers=headers)
+
+    @app.exception_handler(WorkersBehindError)
+    async def _behind(request: Request, exc: WorkersBehindError) -> JSONResponse:
+        return problem(503, "workers", str(exc))
 
     @app.exception_handler(InputError)
     async def _wrong_input(request: Request, exc: InputError) -> JSONResponse:

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,63 @@ def client(tracking_uri: str) -> MlflowClient:
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+# stores MLflow opens in-process (SQLAlchemy) and so migrates on first use; any other
+# (http, https, databricks) is a tracking server that migrates its own
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+PREPARE_SECONDS = 30.0  # how long `prepare_store` waits for a database that does not answer
+
+
+def prepare_store(tracking_uri: str, timeout: float = PREPARE_SECONDS) -> str | None:
+    """Create or migrate the tracking and registry tables of a database store now, once:
+    serving workers started together (`sluice serve --workers N`) each open the store, and on
+    a new or older one each would run MLflow's migrations at the same time, breaking one
+    another's ("duplicate column name: step"). A tracking server's store is its own to migrate:
+    nothing to do. None when the store is ready; else one line saying why not (a database that
+    does not answer within `timeout`: MLflow retries for about 100 s, quietly here), for the
+    caller to say and go on (each worker then reaches the store, or not, at its own poll)."""
+    if tracking_uri.split(":", 1)[0].split("+", 1)[0] not in DATABASE_SCHEMES:
+        return None
+    failed: list[str] = []
+
+    def open_both() -> None:
+        quiet = logging.getLogger("mlflow.store.db.utils")  # its retry warnings, each a
+        level = quiet.level                                  # traceback's worth of lines
+        quiet.setLevel(logging.ERROR)
+        try:
+            c = client(tracking_uri)
+            c.search_experiments(max_results=1)  # the tracking store, migrated
+            c.search_registered_models(max_results=1)  # the registry's (the same tables)
+        except Exception as exc:
+            failed.append(_first_line(exc))
+        finally:
+            reset_connections(tracking_uri)  # the workers open their own: hold none here
+            quiet.setLevel(level)
+
+    opening = threading.Thread(target=open_both, name="registry-prepare", daemon=True)
+    opening.start()
+    opening.join(timeout)
+    where = _without_password(tracking_uri)
+    if opening.is_alive():
+        return f"model registry {where} did not answer within {timeout:.0f} s"
+    if failed:
+        return f"model registry {where} could not be opened: {failed[0]}"
+    return None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+
+
+def _without_password(uri: str) -> str:
+    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`."""
+    scheme, sep, rest = uri.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or "/" in credentials or ":" not in credentials:
+        return uri
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***{at}{host}"
 
 
 def experiment(c: MlflowClient, name: str, artifact_root: Path | str) -> str:

@@ -1,6 +1,8 @@
 """`POST /admin/reload` for every serving process of a home, not only the worker the request
 reached: with `sluice serve --workers N` the others would serve the old champion until their
-next registry poll (`serving.model_poll_seconds`).
+next registry poll (`serving.model_poll_seconds`). Creating or stopping an experiment through
+the admin routes reloads the same way, so that every worker answers within it (or outside it)
+when the route answers.
 
 The folder `$SLUICE_HOME/serving-reloads/` holds a reload generation (a counter, raised by each
 reload) and, per serving process of this host, the generation it last reloaded at
@@ -10,9 +12,12 @@ so a record left behind is told from a live one without trusting a pid that may 
 reused). Each process's model poller looks at the counter every
 CHECK_SECONDS (a `stat`); when it moved, it polls the registry and records the generation.
 The worker that took the request polls too, then waits until every other live process of
-this host has recorded its generation: when it answers, every worker serves the registry as
-it was when the reload was asked. Processes of other hosts sharing the home are not waited
-for (their liveness cannot be checked from here); their own poll still moves them.
+this host has recorded its generation, for at most `serving.reload_wait_seconds` (120 s by
+default; then WorkersBehindError names those that had not, and they move when they get to it,
+or at their next poll): when it answers, every worker serves the registry, and the
+experiments, as they were when the reload was asked. Processes of other hosts sharing the
+home are not waited for (their liveness cannot be checked from here); their own poll still
+moves them.
 """
 
 from __future__ import annotations
@@ -28,7 +33,17 @@ from typing import IO
 FOLDER = "serving-reloads"
 GENERATION = "generation"
 CHECK_SECONDS = 0.1  # how often a serving process looks for a reload another one asked
-WAIT_SECONDS = 120.0  # how long a reload waits for the other processes to load their models
+
+
+class WorkersBehindError(RuntimeError):
+    """A reload this process made, which some other serving processes of this host had not
+    made within the wait (`serving.reload_wait_seconds`); `pids` names them."""
+
+    def __init__(self, pids: list[int], seconds: float, what: str = "the registry's models"):
+        self.pids, self.seconds = pids, seconds
+        super().__init__(f"serving processes {', '.join(map(str, pids))} had not loaded {what} "
+                         f"within {seconds:g} s (serving.reload_wait_seconds; this one has); "
+                         "they move when they get to it, or at their next poll: see their log")
 
 
 class Reloads:
@@ -96,7 +111,7 @@ class Reloads:
                 self._held = None
             self.done_at = -1
 
-    def wait(self, generation: int, timeout: float = WAIT_SECONDS) -> list[int]:
+    def wait(self, generation: int, timeout: float) -> list[int]:
         """Until every other live serving process of this host has reloaded at `generation`
         (or a later one); returns the pids of those that had not when `timeout` ran out."""
         deadline = time.monotonic() + timeout

@@ -62,7 +62,7 @@ class Service:
         self.experiments = Experiments(self.settings.home)
         self.arms = ArmModels(self.settings, self._recommender)
         self.polls = RegistryPolls(self.settings.home, self.champions, self.experiments,
-                                   self.arms, self._swap)
+                                   self.arms, self._swap, app.serving.reload_wait_seconds)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
@@ -108,10 +108,11 @@ class Service:
         """Poll the registry now (`sluice.serve.polling`)."""
         self.polls.poll()
 
-    def reload_models(self) -> list[int]:
+    def reload_models(self) -> None:
         """`POST /admin/reload`: every serving process of the home polls the registry now
-        (`sluice.serve.reloads`); the pids of those of this host that had not in time."""
-        return self.polls.reload()
+        (`sluice.serve.reloads`); WorkersBehindError names those of this host that had not
+        within `serving.reload_wait_seconds`."""
+        self.polls.reload()
 
     def _swap(self, tenant: str, model: LoadedModel) -> None:
         previous = self._recommenders.get(tenant)

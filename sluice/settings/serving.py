@@ -51,6 +51,10 @@ class ServingConfig(BaseModel):
     popular_list_size: int = Field(1000, ge=10)
     model_poll_seconds: float = Field(10, gt=0)
     log_poll_seconds: float = Field(0.2, gt=0)
+    # how long `POST /admin/reload` (and creating or stopping an experiment through the admin
+    # routes) waits for every other serving process of the host to reload, before a 503
+    # naming those that had not (sluice.serve.reloads)
+    reload_wait_seconds: float = Field(120, gt=0, le=3600, allow_inf_nan=False)
     # each trained user's best unseen items, computed by the train flow into the bundle so
     # that most answers read a list instead of scoring every item (0: score every request)
     precomputed_candidates: int = Field(100, ge=0, le=1000)

@@ -8,7 +8,15 @@ import subprocess
 import sys
 import time
 
-from sluice.serve.reloads import FOLDER, Reloads
+import pytest
+
+from sluice.experiments import Arm, Experiment, Experiments
+from sluice.serve.reloads import FOLDER, Reloads, WorkersBehindError
+from sluice.serve.service import Service
+from sluice.settings import get_settings
+from sluice.vocabulary import TEMPLATES
+from tests.utils.factories import environment
+from tests.utils.models import register_champion, synthetic_bundle
 
 # a serving process of this host as Reloads.done leaves it: its record, and its lock held
 # while it lives; it has reloaded at generation argv[2], and at argv[3] once told to on stdin
@@ -72,3 +80,39 @@ def test_a_process_that_stops_serving_removes_its_record(tmp_path):
     assert worker.done_at == 3
     worker.leave()
     assert not any(p.exists() for p in records)
+
+
+def test_an_experiment_changed_while_a_worker_lags_is_saved_and_the_worker_named(tmp_path):
+    """The admin routes' creation and stop (`RegistryPolls.create_experiment`,
+    `stop_experiment`): saved and served here at once; another serving process that does not
+    reload within `serving.reload_wait_seconds` is named, the change kept all the same."""
+    env = environment(tmp_path, serving={"reload_wait_seconds": 0.3})
+    uri = env["MLFLOW_TRACKING_URI"]
+    version = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
+    service = Service(get_settings(home=tmp_path, config=env["SLUICE_CONFIG"],
+                                   MLFLOW_TRACKING_URI=uri))
+    service.start(background=False)
+    (tmp_path / FOLDER).mkdir()
+    lagging = _worker(tmp_path / FOLDER, 0, 0)  # serving, and never reloading
+    exp = Experiment("split", "default", (Arm("control", "champion", 0.5),
+                                          Arm("treatment", version, 0.5)))
+    try:
+        with pytest.raises(WorkersBehindError) as info:
+            service.polls.create_experiment(exp, lambda ref: True, TEMPLATES)
+        assert info.value.pids == [lagging.pid]
+        assert str(info.value) == (
+            f"serving processes {lagging.pid} had not loaded experiment 'split' (it is saved: "
+            "do not create it again) within 0.3 s (serving.reload_wait_seconds; this one has); "
+            "they move when they get to it, or at their next poll: see their log")
+        assert Experiments(tmp_path).get("split").stopped_ms is None  # saved
+        assert service.arms.get("default", version) is not None  # and served here
+        assert service.experiments.running("default", "personalized") == exp
+        with pytest.raises(WorkersBehindError, match=f"^serving processes {lagging.pid} had "
+                           "not loaded the stop of experiment 'split' \\(it is saved\\)"):
+            service.polls.stop_experiment("split")
+        assert Experiments(tmp_path).get("split").stopped_ms is not None
+        assert service.experiments.running("default", "personalized") is None
+    finally:
+        lagging.kill()
+        lagging.wait()
+        service.stop()

@@ -5,12 +5,15 @@ others on the old champion until their next poll, `serving.model_poll_seconds`).
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import httpx
 
 from sluice.experiments import Arm, Experiment, Experiments
 from sluice.learn import registry, versions
+from sluice.serve.reloads import FOLDER
 from tests.utils.auth import ADMIN, READ
 from tests.utils.factories import environment
 from tests.utils.models import register_champion, synthetic_bundle
@@ -74,3 +77,81 @@ def test_a_reload_right_after_an_experiment_is_created_loads_its_arms_in_every_w
     assert {a.get("experiment") for a in answers} == {"split"}
     assert {(a["arm"], a["model_version"]) for a in answers} == {("control", first),
                                                                   ("treatment", second)}
+
+
+def _answers(base: str, n: int = 120) -> list[dict]:
+    """Answers on a new connection each, so both workers give some, asked at once."""
+    found = []
+    for i in range(n):
+        r = httpx.post(f"{base}/v1/recommendations", headers=READ, timeout=30,
+                       json={"user_id": f"u{i % 50}", "num_results": 3})
+        assert r.status_code == 200, r.text
+        found.append(r.json())
+    return found
+
+
+def test_an_experiment_created_or_stopped_through_the_api_is_served_by_every_worker_at_once(
+        tmp_path):
+    """Creating (stopping) an experiment answers once every worker has loaded its arms and
+    answers within it (outside it): it used to load the arms only in the worker the request
+    reached, the others answering outside it until their next poll (an hour here)."""
+    env = environment(tmp_path, serving={"model_poll_seconds": 3600})
+    uri = env["MLFLOW_TRACKING_URI"]
+    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
+    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
+    registry.client(uri).set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    with running_server(env, workers=2) as base:
+        before = _answers(base, 40)
+        assert len({a["recommendation_id"][:16] for a in before}) == 2
+        assert {a.get("experiment") for a in before} == {None}
+        made = httpx.post(f"{base}/admin/experiments", headers=ADMIN, timeout=120, json={
+            "id": "split", "unit": "user", "arms": [
+                {"name": "control", "model": "champion", "share": 0.5},
+                {"name": "treatment", "model": second, "share": 0.5}]})
+        assert made.status_code == 201, made.text
+        within = _answers(base)  # right away: no sleep, no poll
+        stopped = httpx.post(f"{base}/admin/experiments/split/stop", headers=ADMIN, timeout=120)
+        assert stopped.status_code == 200 and stopped.json()["stopped_ms"], stopped.text
+        after = _answers(base)
+    assert len({a["recommendation_id"][:16] for a in within}) == 2  # both workers answered
+    assert {(a.get("experiment"), a.get("experiment_unit")) for a in within} == {
+        ("split", "user")}
+    assert {(a["arm"], a["model_version"]) for a in within} == {("control", first),
+                                                               ("treatment", second)}
+    assert len({a["recommendation_id"][:16] for a in after}) == 2
+    assert {a.get("experiment") for a in after} == {None}
+    assert {a["model_version"] for a in after} == {first}
+
+
+def test_a_worker_that_does_not_reload_within_the_configured_wait_is_named_in_a_503(tmp_path):
+    """`serving.reload_wait_seconds` (1 s here): a worker paused (SIGSTOP) cannot reload, so
+    the worker that took the reload answers 503 naming it after that wait, not after 120 s;
+    once resumed, it catches up and a reload answers 200."""
+    env = environment(tmp_path, serving={"model_poll_seconds": 3600, "reload_wait_seconds": 1})
+    uri = env["MLFLOW_TRACKING_URI"]
+    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
+    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
+    registry.client(uri).set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    with running_server(env, workers=2) as base:
+        assert len(_versions_served(base, 40)) == 2  # both serve (each wrote its record)
+        records = sorted((tmp_path / FOLDER).glob("worker-*[0-9]"))
+        assert len(records) == 2, records
+        paused = int(records[0].name.rsplit("-", 1)[1])
+        registry.client(uri).set_registered_model_alias("sluice-default", registry.CHAMPION,
+                                                        second)
+        os.kill(paused, signal.SIGSTOP)  # resumed at once after the reload: uvicorn's
+        try:                             # supervisor replaces a worker silent for 5 s
+            # within 60 s (the default wait, 120 s, would time this out)
+            refused = httpx.post(f"{base}/admin/reload", headers=ADMIN, timeout=60)
+        finally:
+            os.kill(paused, signal.SIGCONT)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["detail"] == [{"field": "workers", "reason": (
+            f"serving processes {paused} had not loaded the registry's models within 1 s "
+            "(serving.reload_wait_seconds; this one has); they move when they get to it, or "
+            "at their next poll: see their log")}]
+        reloaded = httpx.post(f"{base}/admin/reload", headers=ADMIN, timeout=60)
+        assert reloaded.status_code == 200, reloaded.text
+        served = _versions_served(base)
+        assert len(served) == 2 and all(v == {second} for v in served.values()), served
+        assert int(records[0].read_text()) >= 2  # the paused one did reload, once resumed

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from serving.api.bodies import JsonBody
 from serving.api.deps import Admin, ServiceDep
-from serving.api.errors import Problems, responses
+from serving.api.errors import RELOAD_BEHIND, responses
 from serving.api.routes.health import Readiness
 from sluice.intake.trackers import TrackerError
-from sluice.serve.reloads import WAIT_SECONDS
 from sluice.vocabulary import TENANT_PATTERN
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=responses(401, 403, 413, 422))
@@ -48,21 +45,11 @@ def create_tracker(body: NewTracker, principal: Admin, service: ServiceDep) -> T
     return Tracker(tracking_id=tracking_id, tenant=body.tenant)
 
 
-RELOAD_BEHIND: dict[int | str, dict[str, Any]] = {503: {
-    "model": Problems,
-    "description": "a serving process of this host had not reloaded in time (it moves at its "
-                   "next poll)"}}
-
-
 @router.post("/reload", responses=RELOAD_BEHIND)
 async def reload_models(principal: Admin, service: ServiceDep) -> Readiness:
     """Poll the model registry now (rather than at the next interval), in every serving
     process of the home (`sluice serve --workers N`), not only the one this request reached:
-    the answer comes once each serves the registry as it is now; answers readiness."""
-    behind = await run_in_threadpool(service.reload_models)
-    if behind:
-        raise HTTPException(503, [{"field": "workers", "reason": (
-            f"serving processes {', '.join(map(str, behind))} had not loaded the registry's "
-            f"models within {WAIT_SECONDS:.0f} s (this one has); they move at their next "
-            "poll: retry, or see their log")}])
+    the answer comes once each serves the registry as it is now (503 naming those of this
+    host that had not within `serving.reload_wait_seconds`); answers readiness."""
+    await run_in_threadpool(service.reload_models)
     return Readiness.model_validate(service.readiness())

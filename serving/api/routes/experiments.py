@@ -10,7 +10,7 @@ from pydantic import Field
 
 from serving.api.bodies import JsonBody
 from serving.api.deps import Admin, ServiceDep
-from serving.api.errors import responses
+from serving.api.errors import RELOAD_BEHIND, responses
 from sluice.experiments import ALL_TEMPLATES, Arm, Experiment
 from sluice.intake.values import LATEST_MS
 from sluice.learn import registry
@@ -71,10 +71,13 @@ def list_experiments(principal: Admin, service: ServiceDep) -> list[dict]:
     return [e.as_dict() for e in found if principal.covers(e.tenant)]
 
 
-@router.post("", status_code=201, responses=responses(415))
+@router.post("", status_code=201, responses={**responses(415), **RELOAD_BEHIND})
 async def create_experiment(body: ExperimentBody, principal: Admin,
                             service: ServiceDep) -> dict:
-    """Start an experiment; 422 names the field at fault (shares, unknown models, overlap)."""
+    """Start an experiment; 422 names the field at fault (shares, unknown models, overlap).
+    The answer comes once every serving process of the home (`sluice serve --workers N`) has
+    loaded its arms and answers within it (503, the experiment saved all the same, naming
+    those of this host that had not within `serving.reload_wait_seconds`)."""
     principal.require("admin", body.tenant)
     settings = service.settings
     exp = Experiment(
@@ -84,9 +87,8 @@ async def create_experiment(body: ExperimentBody, principal: Admin,
         end_ms=body.end_ms,
         unit=settings.app.experiments.default_unit if body.unit is None else body.unit)
     name = settings.registered_model_name(body.tenant)
-    await run_in_threadpool(service.experiments.create, exp, lambda ref: registry.ref_exists(
+    await run_in_threadpool(service.polls.create_experiment, exp, lambda ref: registry.ref_exists(
         settings.mlflow_tracking_uri, name, ref), [*TEMPLATES, *settings.app.templates])
-    await run_in_threadpool(service.refresh_models)  # load the arms' models now
     return exp.as_dict()
 
 
@@ -97,8 +99,9 @@ def show_experiment(experiment_id: str, principal: Admin, service: ServiceDep) -
     return exp.as_dict()
 
 
-@router.post("/{experiment_id:path}/stop", responses=responses(409))
+@router.post("/{experiment_id:path}/stop", responses={**RELOAD_BEHIND, **responses(409)})
 def stop_experiment(experiment_id: str, principal: Admin, service: ServiceDep) -> dict:
-    """Stop it now: answers leave the experiment; its data stays for the analysis."""
+    """Stop it now: answers leave the experiment, in every serving process of the home when
+    this answers (503 as for a creation); its data stays for the analysis."""
     principal.require("admin", _get(service, experiment_id).tenant)
-    return service.experiments.stop(experiment_id).as_dict()
+    return service.polls.stop_experiment(experiment_id).as_dict()
