@@ -43,6 +43,22 @@ halves kept), so DR's interval carries the model's sampling error too (obp's hol
 it cannot carry the model's misspecification: where few slots match, DR is mostly the
 model's guess (compare `dm_ctr`), and the ESS says how few slots correct it.
 
+Where DR rests on the reward model, it is marked (`dr_on_model`) and said in words
+(`dr_warning`: the log line, the run's tag `off_policy.dr_warning`, `models show`, the
+report): a guess, not evidence. Two measures, both from the weights: `matched_slots` and
+their ESS in answers, and `support`, the mean weight over the slots. A slot's weight has
+expectation 1 where the policy could show the candidate's item there and 0 where it never
+could (sum over the logged item a of P(a) 1[a = t] / P(t)), so the mean weight estimates the
+share of the candidate's slots that the correction reaches; on the rest DR is q alone, right
+only if q is (with `clip`, a capped weight reaches min(1, clip * p) of its slot, and the
+support says that too). DR is marked below `min_ess` effective answers or below
+`min_support` (evaluation.off_policy_min_ess and off_policy_min_support). The defaults come
+from the simulation of benchmarks/offpolicy.py (benchmarks/README.md): below about 100
+effective answers DR's error exceeds the reward model's own for the candidate the model errs
+least on; and DR's bias is the unreached share times the model's error there, which no log
+measures: its interval held the truth at a support of 0.9 and missed it in a quarter of the
+seeds at 0.75, hence 0.85.
+
 Point values use obp's arithmetic (per-slot terms, then their mean), so they equal
 `obp.ope` 0.4.1's InverseProbabilityWeighting, SelfNormalizedInverseProbabilityWeighting,
 DoublyRobust and SelfNormalizedDoublyRobust on the same arrays to the last digit
@@ -79,7 +95,8 @@ if TYPE_CHECKING:
     from sluice.learn.matrix import InteractionMatrix
     from sluice.learn.model_base import Model
 
-MIN_ESS = 100.0
+MIN_ESS = 100.0  # effective answers below which an estimate is a small sample (default)
+MIN_SUPPORT = 0.85  # share of the candidate's slots DR's correction must reach (default)
 BOOTSTRAPS = 500
 LEVEL = 0.95
 BATCH = 1024  # users scored at once
@@ -91,11 +108,14 @@ REWARD_MODEL = ("COEC per item and position (clicks over expected clicks, prior 
 
 def log(warehouse: Warehouse | Path, tenant: str, champion_version: str | None, model: Model,
         train: InteractionMatrix, say: Callable[[str], None],
-        clip: float | None = None) -> dict[str, Any] | None:
+        clip: float | None = None, min_ess: float = MIN_ESS,
+        min_support: float = MIN_SUPPORT) -> dict[str, Any] | None:
     """Inside the train run: the candidate's estimates as metrics `off_policy.*` beside the
-    offline ones (a small effective sample is marked, not hidden), and the reward model of
-    DR as the tag `off_policy.reward_model`."""
-    found = for_candidate(warehouse, tenant, champion_version, model, train, clip=clip)
+    offline ones (a small effective sample is marked, not hidden), the reward model of DR as
+    the tag `off_policy.reward_model`, and, where DR rests on that model, the words saying
+    so as the tag `off_policy.dr_warning`."""
+    found = for_candidate(warehouse, tenant, champion_version, model, train, min_ess=min_ess,
+                          clip=clip, min_support=min_support)
     if found is None:
         return None
     mlflow.log_metrics({f"off_policy.{k}": float(v) for k, v in found.items()})
@@ -104,6 +124,9 @@ def log(warehouse: Warehouse | Path, tenant: str, champion_version: str | None, 
             "explored answers: no logged slot matches the candidate's ranking, no estimate")
         return found
     mlflow.set_tag("off_policy.reward_model", REWARD_MODEL)
+    warning = dr_warning(found)
+    if warning:
+        mlflow.set_tag("off_policy.dr_warning", warning)
     say(f"[{tenant}] off-policy on champion v{champion_version}'s {found['answers']:,} explored "
         f"answers: {summary(found)}")
     return found
@@ -118,8 +141,23 @@ def summary(found: dict[str, Any]) -> str:
                 f"{found[key + '_high']:.4f}]")
 
     mark = " (small effective sample)" if found["small_sample"] else ""
+    warning = dr_warning(found)
     return (f"{shown('snips')}, {shown('dr')}, ESS {found['ess']:.0f} answers / "
-            f"{found['ess_slots']:.0f} slots{mark}; {clip_text(found)}")
+            f"{found['ess_slots']:.0f} slots{mark}; {clip_text(found)}"
+            + (f"; {warning}" if warning else ""))
+
+
+def dr_warning(found: dict[str, Any]) -> str | None:
+    """Words for a DR (and SNDR) that rests on the reward model (`dr_on_model`), or None:
+    how many logged slots match, their effective sample and the share of the candidate's
+    slots they correct. None for an estimate from before the mark, or without DR."""
+    if not found.get("dr_on_model") or "dr_ctr" not in found:
+        return None
+    support = min(float(found["support"]), 1.0)
+    return (f"DR rests on the reward model: only {int(found['matched_slots']):,} logged slots "
+            f"match (ESS {found['ess']:.0f} answers, correcting about {support:.0%} of the "
+            f"candidate's slots); treat DR and SNDR (DR {found['dr_ctr']:.4f}, the model's "
+            f"guess alone {found['dm_ctr']:.4f}) as a guess, not as evidence")
 
 
 def clip_text(found: dict[str, Any]) -> str:
@@ -131,8 +169,9 @@ def clip_text(found: dict[str, Any]) -> str:
 
 
 def for_candidate(warehouse: Warehouse | Path, tenant: str, champion_version: str | None,
-                  model: Model, train: InteractionMatrix,
-                  min_ess: float = MIN_ESS, clip: float | None = None) -> dict[str, Any] | None:
+                  model: Model, train: InteractionMatrix, min_ess: float = MIN_ESS,
+                  clip: float | None = None,
+                  min_support: float = MIN_SUPPORT) -> dict[str, Any] | None:
     """The candidate's estimates on the explored answers the champion served; None when
     there is no champion or it served no answer with exploration."""
     if champion_version is None:
@@ -140,7 +179,8 @@ def for_candidate(warehouse: Warehouse | Path, tenant: str, champion_version: st
     logged = load_logged(warehouse, tenant, champion_version)
     if logged.empty:
         return None
-    return estimate(logged, candidate_targets(model, train, logged), min_ess=min_ess, clip=clip)
+    return estimate(logged, candidate_targets(model, train, logged), min_ess=min_ess, clip=clip,
+                    min_support=min_support)
 
 
 def load_logged(warehouse: Warehouse | Path, tenant: str, model_version: str) -> pd.DataFrame:
@@ -175,14 +215,16 @@ def candidate_targets(model: Model, train: InteractionMatrix, logged: pd.DataFra
 
 
 def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ESS,
-             bootstraps: int = BOOTSTRAPS, seed: int = 0,
-             clip: float | None = None) -> dict[str, Any]:
+             bootstraps: int = BOOTSTRAPS, seed: int = 0, clip: float | None = None,
+             min_support: float = MIN_SUPPORT) -> dict[str, Any]:
     """IPS, SNIPS, DR and SNDR of the candidate whose item per logged slot is `target`
     (aligned with `logged`, which has recommendation_id, position, item_id, propensity and
     is_clicked); with `clip`, each slot's weight is capped there. `seed` draws the reward
-    model's halves and the bootstrap's resamples."""
+    model's halves and the bootstrap's resamples. DR is marked `dr_on_model` where its
+    effective sample is below `min_ess` answers or its `support` below `min_support`."""
     if logged.empty:
-        return {"slots": 0, "answers": 0, "ess": 0.0, "small_sample": True}
+        return {"slots": 0, "answers": 0, "ess": 0.0, "small_sample": True,
+                "matched_slots": 0, "support": 0.0, "dr_on_model": True}
     propensity = logged["propensity"].to_numpy(dtype=float)
     if not np.all((propensity > 0) & (propensity <= 1)):
         raise ValueError("propensities must be in (0, 1]: rebuild the marts (dbt tests them)")
@@ -199,9 +241,12 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
     per_answer = len(logged) / len(answers)
     ess, ess_slots = (_ess(np.bincount(group, weights=weight)), _ess(weight)) if (
         weight.any()) else (0.0, 0.0)
+    support = float(weight.mean())  # E[w] per slot: 1 where the log can show its item, else 0
     out = {"slots": len(logged), "answers": len(answers), "slots_per_answer": per_answer,
            "match_rate": float(match.mean()), "logged_ctr": float(click.mean()),
-           "ess": ess, "ess_slots": ess_slots, "small_sample": ess < min_ess, **clipped}
+           "ess": ess, "ess_slots": ess_slots, "small_sample": ess < min_ess,
+           "matched_slots": int(match.sum()), "support": support,
+           "dr_on_model": ess < min_ess or support < min_support, **clipped}
     if not weight.any():  # nothing the candidate would have shown was logged: no estimate
         return out
     slots = _Slots.of(logged, target, seed)
