@@ -165,10 +165,14 @@ def test_snips_leaves_resamples_without_a_matching_slot_out_of_its_interval():
 def test_dr_corrects_its_reward_model_with_the_logged_clicks():
     logged, targets, truth = simulate(2)
     found = estimate(logged, targets["better"], seed=2)
-    # the reward model knows items and positions, not this user's taste: its guess alone
-    # (DM) reads the better candidate low; DR's correction brings it to the truth
-    assert found["dm_ctr"] < found["dr_ctr_low"] <= truth["better"] <= found["dr_ctr_high"]
+    assert found["dr_ctr_low"] <= truth["better"] <= found["dr_ctr_high"]
     assert found["sndr_ctr_low"] <= truth["better"] <= found["sndr_ctr_high"]
+    # DR is the model's guess of the candidate's item plus the weighted residual of the click
+    q_logged, q_target = reward_model(logged, targets["better"], seed=2)
+    weight = (logged["item_id"] == targets["better"]).to_numpy() / logged["propensity"]
+    correction = weight * (logged["is_clicked"] - q_logged)
+    assert found["dm_ctr"] == pytest.approx(q_target.mean())
+    assert found["dr_ctr"] == pytest.approx(found["dm_ctr"] + correction.mean())
     assert found["dr_clicks_per_answer"] == pytest.approx(found["dr_ctr"] * N)
     # with every weight 1 and every slot matched, DR's correction is the clicks' own residual:
     # DR is the logged click-through, whatever the model guessed
@@ -272,3 +276,30 @@ def test_a_clip_that_cuts_most_of_the_correction_marks_dr():
     plain, capped = (estimate(logged, targets["worse"], clip=c) for c in (None, 5.0))
     assert not plain["dr_on_model"] and plain["support"] == pytest.approx(1.0, abs=0.1)
     assert capped["ess"] > 100 and capped["support"] < 0.5 and capped["dr_on_model"]
+
+
+def test_the_reward_model_knows_which_items_the_candidate_shows_the_user():
+    # the better candidate shows each user the items of highest click probability among those
+    # the policy could show: logged items it shows read higher than the same position's rest
+    logged, targets, truth = simulate(6)
+    q_logged, _ = reward_model(logged, targets["better"], seed=6)
+    group = logged["recommendation_id"]
+    listed = np.array([(r, i) in set(zip(group, targets["better"], strict=True))
+                       for r, i in zip(group, logged["item_id"], strict=True)])
+    first = (logged["position"] == 1).to_numpy()
+    assert q_logged[first & listed].mean() > q_logged[first & ~listed].mean()
+    # which makes its guess alone (DM) closer to the truth than item and position alone
+    plain = estimate(logged, targets["better"], seed=6)
+    assert abs(plain["dm_ctr"] - truth["better"]) < 0.015  # item and position alone: 0.028 low
+
+
+def test_the_candidate_s_guess_at_a_slot_does_not_depend_on_what_the_policy_drew_there():
+    # DR is unbiased only if q of the candidate's item is a fact of the user and the slot:
+    # another logged item at a slot (another exploration draw) leaves that slot's q unchanged
+    logged, targets, _ = simulate(7)
+    _, q_target = reward_model(logged, targets["better"], seed=7)
+    drawn = logged.copy()
+    first = (drawn["recommendation_id"] == drawn["recommendation_id"].iloc[0]).to_numpy()
+    drawn.loc[first, "item_id"] = drawn.loc[first, "item_id"].to_numpy()[::-1]
+    _, again = reward_model(drawn, targets["better"], seed=7)
+    assert np.array_equal(again[first], q_target[first])
