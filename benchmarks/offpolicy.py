@@ -12,11 +12,12 @@ reward model's guess alone. DR's rows add the mean `support` (the share of the c
 slots the logged clicks correct) and in how many seeds DR was marked `dr_on_model`.
 
 `--sweep` draws logs of fewer users (answers), unclipped, and gives per size the median ESS
-in answers, DR's coverage and RMSE against the direct method's, and how often DR is marked:
-where the marks' threshold on the ESS comes from. `--beyond` gives the better candidate,
-for a share of the users, items the policy never shows them (no logged slot can match
-there, and DR is the reward model's guess on those slots): per share, the mean support and
-ESS, DR's coverage and bias: where the threshold on the support comes from.
+in answers, DR's coverage and RMSE against the direct method's, the spread of the support
+over the seeds, and how often DR is marked: where the marks' threshold on the ESS comes
+from. `--beyond` gives the better candidate, for a share of the users, items the policy
+never shows them (no logged slot can match there, and DR is the reward model's guess on
+those slots): per share, the mean support and ESS, DR's coverage and bias: where the
+threshold on the support comes from.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def main() -> None:
 def sweep(seeds: int) -> None:
     """DR on logs of SIZES users, unclipped: coverage and error against its ESS."""
     print("| users | candidate | median ESS (answers) | median matched slots | DR covered | "  # noqa: T201
-          "IPS covered | DR RMSE | IPS RMSE | DM RMSE | DR marked |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")  # noqa: T201
+          "IPS covered | DR RMSE | IPS RMSE | DM RMSE | support (5%-95%) | DR marked |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")  # noqa: T201
     for users in SIZES:
         logs = [simulate(1000 + seed, users) for seed in range(seeds)]
         for candidate in ("better", "worse"):
@@ -92,6 +93,8 @@ def sweep(seeds: int) -> None:
             for name in ("dr", "ips", "dm"):
                 error = np.array([f[f"{name}_ctr"] - t for f, t in found])
                 row.append(f"{np.sqrt(np.mean(error ** 2)):.4f}")
+            spread = np.percentile([f["support"] for f, _ in found], [5, 95])
+            row.append(f"{spread[0]:.2f}-{spread[1]:.2f}")
             row.append(f"{sum(bool(f['dr_on_model']) for f, _ in found)}/{len(found)}")
             print(f"| {users} | {candidate} | {' | '.join(row)} |")  # noqa: T201
 

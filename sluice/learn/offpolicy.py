@@ -165,11 +165,20 @@ def dr_warning(found: dict[str, Any]) -> str | None:
     slots they correct. None for an estimate from before the mark, or without DR."""
     if not found.get("dr_on_model") or "dr_ctr" not in found:
         return None
+    matched, ess = int(found["matched_slots"]), float(found["ess"])
+    min_ess, min_support = (float(found.get(k, d)) for k, d in (("min_ess", MIN_ESS),
+                                                                 ("min_support", MIN_SUPPORT)))
     support = min(float(found["support"]), 1.0)
-    return (f"DR rests on the reward model: only {int(found['matched_slots']):,} logged slots "
-            f"match (ESS {found['ess']:.0f} answers, correcting about {support:.0%} of the "
-            f"candidate's slots); treat DR and SNDR (DR {found['dr_ctr']:.4f}, the model's "
-            f"guess alone {found['dm_ctr']:.4f}) as a guess, not as evidence")
+    said = (f"only {matched:,} logged slots match (ESS {ess:.0f} answers, under the minimum "
+            f"{min_ess:g})" if ess < min_ess else
+            f"{matched:,} logged slots match (ESS {ess:.0f} answers)")
+    said += (f" and they correct about {support:.1%}" if support < 0.1 else
+             f" and they correct about {support:.0%}") + " of the candidate's slots"
+    if support < min_support:
+        said += f" (under the minimum {min_support:.0%}: the rest is the model's guess)"
+    return (f"DR rests on the reward model: {said}; treat DR and SNDR (DR "
+            f"{found['dr_ctr']:.4f}, the model's guess alone {found['dm_ctr']:.4f}) as a "
+            "guess, not as evidence")
 
 
 def clip_text(found: dict[str, Any]) -> str:
@@ -257,7 +266,8 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
     out = {"slots": len(logged), "answers": len(answers), "slots_per_answer": per_answer,
            "match_rate": float(match.mean()), "logged_ctr": float(click.mean()),
            "ess": ess, "ess_slots": ess_slots, "small_sample": ess < min_ess,
-           "matched_slots": int(match.sum()), "support": support,
+           "matched_slots": int(match.sum()), "support": support, "min_ess": float(min_ess),
+           "min_support": float(min_support),
            "dr_on_model": ess < min_ess or support < min_support, **clipped}
     if not weight.any():  # nothing the candidate would have shown was logged: no estimate
         return out

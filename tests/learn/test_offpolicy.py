@@ -240,8 +240,10 @@ def test_dr_matching_almost_nothing_is_marked_as_resting_on_the_reward_model():
     assert found["support"] == pytest.approx(5 * 2 / 2000)  # 5 weights of 2 over 2,000 slots
     assert found["dr_on_model"] and found["dr_ctr"] == pytest.approx(found["dm_ctr"], abs=0.002)
     warning = dr_warning(found)
-    assert warning is not None and "DR rests on the reward model: only 5 logged slots match" in (
-        warning) and "treat DR and SNDR" in warning and f"{found['dr_ctr']:.4f}" in warning
+    assert warning is not None and warning.startswith(
+        "DR rests on the reward model: only 5 logged slots match (ESS 5 answers, under the "
+        "minimum 100) and they correct about 0.5% of the candidate's slots (under the minimum "
+        "85%") and "treat DR and SNDR" in warning and f"{found['dr_ctr']:.4f}" in warning
     assert warning in summary(found)  # the run's log line says it
 
 
@@ -263,7 +265,8 @@ def test_dr_outside_the_logs_support_is_marked_though_its_effective_sample_is_la
     found = estimate(logged, targets["better"])
     assert found["ess"] > 100 and not found["small_sample"]
     assert found["support"] < 0.5 and found["dr_on_model"]
-    assert f"correcting about {found['support']:.0%} of the candidate's slots" in (
+    assert (f"(ESS {found['ess']:.0f} answers) and they correct about {found['support']:.0%} of "
+            "the candidate's slots (under the minimum 85%: the rest is the model's guess)") in (
         dr_warning(found) or "")
     assert not estimate(logged, targets["better"], min_support=found["support"] / 2)[
         "dr_on_model"]  # the threshold is the caller's (evaluation.off_policy_min_support)

@@ -447,8 +447,8 @@ def test_a_retrain_logs_off_policy_estimates_on_the_champions_explored_answers(
     tags = registry.client(store).get_run(second.run_id).data.tags
     assert tags["off_policy.reward_model"] == offpolicy.REWARD_MODEL
     warning = tags["off_policy.dr_warning"]
-    assert warning.startswith("DR rests on the reward model: only "
-                              f"{metrics['off_policy.matched_slots']:,.0f} logged slots match")
+    assert warning.startswith("DR rests on the reward model: ")
+    assert f"{metrics['off_policy.matched_slots']:,.0f} logged slots match" in warning
     line = next(x for x in said if "off-policy" in x)  # DR, both ESS, the clip in force
     assert f"DR CTR {metrics['off_policy.dr_ctr']:.4f}" in line
     assert (f"ESS {metrics['off_policy.ess']:.0f} answers / "
