@@ -2,7 +2,8 @@
 with its interval, the sample-ratio check, interleaving's preference, the decision) and the
 off-policy estimates that training logged per model version (IPS, SNIPS, DR and SNDR with
 intervals, DR's reward model, the effective sample in answers and in slots, the weight clip in
-force and the share of matching slots it capped, match rate)."""
+force and the share of matching slots it capped, match rate, and whether DR rests on its
+reward model)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pandas as pd
 from sluice.analytics.charts import LAG, Section, fit_days, mark, query, registered, svg, table
 from sluice.analytics.experiments import UNIT_MEANING, Decision, decide
 from sluice.experiments import Experiment
-from sluice.learn.offpolicy import ESTIMATORS
+from sluice.learn.offpolicy import ESTIMATORS, dr_warning
 from sluice.warehouse.engine import DuckDBWarehouse, Warehouse, as_warehouse
 
 NO_EXPERIMENTS = ("no experiments for this tenant: `sluice experiments create` (or POST "
@@ -163,7 +164,9 @@ def _plot(exp: Experiment, arms: pd.DataFrame, daily: pd.DataFrame) -> str:
 
 def off_policy(tracking_uri: str, model_name: str) -> Section:
     """Per version with estimates: IPS, SNIPS, DR and SNDR click-through with their intervals,
-    then what backs them: the effective sample in answers and slots and the clip in force."""
+    then what backs them: the effective sample in answers and slots, the clip in force, the
+    matching slots and the share of the candidate's slots they correct; a DR that rests on
+    its reward model is said so in its cells and in words below the tables."""
     title = "Off-policy estimates per version (on the explored answers of the champion)"
     try:
         versions, _, runs = registered(tracking_uri, model_name)
@@ -182,24 +185,47 @@ def off_policy(tracking_uri: str, model_name: str) -> Section:
     estimates = table(["version", "logged CTR", *(f"{name.upper()} CTR [95% CI]"
                                                   for name in ESTIMATORS), "DM CTR"],
                       [[name, f"{m['logged_ctr']:.4f}",
-                        *(_interval(m, f"{e}_ctr") for e in ESTIMATORS),
+                        *(_interval(m, f"{e}_ctr") + (ON_MODEL if e in ("dr", "sndr") and
+                                                      dr_warning(m) else "")
+                          for e in ESTIMATORS),
                         f"{m['dm_ctr']:.4f}" if "dm_ctr" in m else "n/a"] for name, m in found])
-    backing = table(["version", "answers", "slots", "match rate", "ESS (answers)",
-                     "ESS (slots)", "weight clip", "matching slots capped", "sample"],
+    backing = table(["version", "answers", "slots", "match rate", "matching slots",
+                     "ESS (answers)", "ESS (slots)", "weight clip", "matching slots capped",
+                     "DR support", "sample"],
                     [[name, int(m["answers"]), int(m["slots"]), f"{m['match_rate']:.3f}",
+                      f"{m['matched_slots']:.0f}" if "matched_slots" in m else "n/a",
                       f"{m['ess']:.0f}", f"{m['ess_slots']:.0f}" if "ess_slots" in m else "n/a",
                       f"{m['clip']:g}" if "clip" in m else "none",
                       f"{m['clipped_share']:.1%}" if "clip" in m else "-",
-                      "small (below the minimum ESS)" if m["small_sample"] else "ok"]
+                      f"{min(m['support'], 1.0):.0%}" if "support" in m else "n/a",
+                      _sample(m)]
                      for name, m in found])
+    warnings = [f"{name}: {warning}" for name, m in found if (warning := dr_warning(m))]
     return Section(title, "each candidate's click-through per slot had it served the "
                    "champion's explored answers, estimated when it was trained; a small "
                    "effective sample (ESS) is marked, not hidden. DR and SNDR correct a reward "
                    f"model's guess (DM) with the logged clicks; reward model: "
-                   f"{'; '.join(sorted(models))}. Weight clip: each weight 1/propensity capped "
-                   "there (evaluation.off_policy_clip), a narrower interval for a bias; ESS "
-                   "(slots) counts an answer's slots as independent, ESS (answers) is the unit "
-                   "the intervals resample", _estimates_plot(found), estimates + backing)
+                   f"{'; '.join(sorted(models))}. DR support: the share of the candidate's "
+                   "slots the logged clicks correct (the mean weight); the rest is the reward "
+                   "model's guess alone. Below the minimum ESS or support "
+                   "(evaluation.off_policy_min_ess, off_policy_min_support) DR rests on the "
+                   "reward model and is marked so: a guess, not evidence. Weight clip: each "
+                   "weight 1/propensity capped there (evaluation.off_policy_clip), a narrower "
+                   "interval for a bias; ESS (slots) counts an answer's slots as independent, "
+                   "ESS (answers) is the unit the intervals resample"
+                   + "".join(f". {w}" for w in warnings), _estimates_plot(found),
+                   estimates + backing)
+
+
+ON_MODEL = " (rests on the reward model: a guess)"
+
+
+def _sample(m: dict[str, float]) -> str:
+    """The sample column: small, DR resting on its reward model, or ok."""
+    said = ["small (below the minimum ESS)"] if m["small_sample"] else []
+    if dr_warning(m):
+        said.append("DR rests on the reward model")
+    return "; ".join(said) or "ok"
 
 
 def _interval(m: dict[str, float], key: str) -> str:
@@ -217,9 +243,11 @@ def _estimates_plot(found: list[tuple[str, dict[str, float]]]) -> str:
         for n, (_, m) in enumerate(found):
             if key not in m:
                 continue
+            guess = name in ("dr", "sndr") and dr_warning(m) is not None
             bars = ax.errorbar([n + offset], [m[key]], fmt="o", capsize=3, color=f"C{c}",
                                yerr=[[max(m[key] - m[key + "_low"], 0.0)],
                                      [max(m[key + "_high"] - m[key], 0.0)]],
+                               markerfacecolor="none" if guess else f"C{c}",
                                label=name.upper() if n == 0 else None)
             mark(bars.lines[0])
     for n, (_, m) in enumerate(found):
@@ -228,5 +256,7 @@ def _estimates_plot(found: list[tuple[str, dict[str, float]]]) -> str:
     ax.set_xticks(range(len(found)), [name for name, _ in found])
     ax.set_xlim(-0.5, len(found) - 0.5)
     ax.set_ylabel("click-through per slot")
+    if any(dr_warning(m) for _, m in found):
+        ax.set_title("hollow: DR or SNDR resting on the reward model (a guess)", fontsize=8)
     ax.legend(fontsize=8)
     return svg(fig)

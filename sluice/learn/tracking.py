@@ -148,11 +148,14 @@ def lineage(tracking_uri: str, name: str, version: str) -> dict[str, Any]:
 
 
 def _off_policy(metrics: dict[str, float], tags: dict[str, str]) -> dict[str, Any] | None:
-    """A run's off-policy estimates (sluice.learn.offpolicy), with DR's reward model."""
+    """A run's off-policy estimates (sluice.learn.offpolicy), with DR's reward model and, where
+    DR rests on that model, the words saying so (`dr_warning`)."""
     found: dict[str, Any] = {k.removeprefix("off_policy."): v for k, v in metrics.items()
                              if k.startswith("off_policy.")}
     if "off_policy.reward_model" in tags:
         found["reward_model"] = tags["off_policy.reward_model"]
+    if "off_policy.dr_warning" in tags:
+        found["dr_warning"] = tags["off_policy.dr_warning"]
     return found or None
 
 

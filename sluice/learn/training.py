@@ -228,9 +228,11 @@ def finish(settings: Settings, prepared: Prepared, candidate: Fitted, baseline: 
                                        prepared.split.test, prepared.relevant,
                                        prepared.k_values, configuration(settings, prepared, model))
     with timer.phase("off_policy"):
+        evaluation = settings.app.evaluation
         offpolicy.log(from_settings(settings), prepared.tenant,
                       champion.version if champion else None, model, prepared.train, say,
-                      settings.app.evaluation.off_policy_clip)
+                      evaluation.off_policy_clip, evaluation.off_policy_min_ess,
+                      evaluation.off_policy_min_support)
     refit_started = time.perf_counter()
     final = make_model(model.name, **model.params())
     final.fit(prepared.full.for_model(model.name, trained_boost(final)).matrix)

@@ -164,6 +164,11 @@ class EvaluationConfig(BaseModel):
     # off-policy: cap each logged slot's weight 1/propensity at this (lower variance, biased
     # low); None: unclipped
     off_policy_clip: float | None = Field(None, ge=1)
+    # off-policy: below this effective sample (answers) an estimate is a small sample and DR
+    # rests on its reward model; below this share of the candidate's slots reached by the
+    # logged clicks (the mean weight), DR rests on its reward model too (benchmarks/README.md)
+    off_policy_min_ess: float = Field(100.0, ge=1)
+    off_policy_min_support: float = Field(0.85, gt=0, le=1)
 
 
 class RegistryConfig(BaseModel):

@@ -9,26 +9,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sluice.learn.offpolicy import ESTIMATORS, estimate, reward_model
+from sluice.learn.offpolicy import ESTIMATORS, dr_warning, estimate, reward_model, summary
 from sluice.serve.exploration import explore
 
 USERS, ITEMS, N, SHARE, SEEDS = 2000, 40, 5, 0.2, 20
 BIAS = 1 / np.sqrt(np.arange(1, N + 1))  # the chance a slot is looked at, by position
 
 
-def simulate(seed: int) -> tuple[pd.DataFrame, dict[str, pd.Series], dict[str, float]]:
-    """The logged slots, each candidate's item per slot and each candidate's true CTR."""
+def simulate(seed: int, users: int = USERS, beyond: float = 0.0
+             ) -> tuple[pd.DataFrame, dict[str, pd.Series], dict[str, float]]:
+    """The logged slots, each candidate's item per slot and each candidate's true CTR. For
+    the first `beyond` share of the users the better candidate shows instead their best items
+    the policy never shows them (outside the champion's top 2N): slots no log can match."""
     rng = np.random.default_rng(seed)
     draws = random.Random(seed)
-    q = rng.beta(1.2, 8, size=(USERS, ITEMS))  # the true click probability of a seen item
+    q = rng.beta(1.2, 8, size=(users, ITEMS))  # the true click probability of a seen item
     rows, targets, truth = [], {"better": [], "worse": []}, {"better": [], "worse": []}
-    for u in range(USERS):
+    for u in range(users):
         noisy = q[u] + rng.normal(0, 0.08, ITEMS)  # the champion knows the taste roughly
         ranked = [(f"i{i}", float(noisy[i])) for i in np.argsort(-noisy)[:2 * N]]
         placed, pool = explore(ranked, N, SHARE, draws)
         assert pool == N
         for name, pick in (("better", max), ("worse", min)):
             chosen = _candidate(ranked, q[u], pick)
+            if name == "better" and u < beyond * users:
+                logged_ever = {i for i, _ in ranked}
+                chosen = [f"i{i}" for i in np.argsort(-q[u]) if f"i{i}" not in logged_ever][:N]
             targets[name] += chosen
             truth[name] += [q[u, int(i[1:])] * BIAS[k] for k, i in enumerate(chosen)]
         for k, (item_id, _, propensity, _) in enumerate(placed):
@@ -159,10 +165,14 @@ def test_snips_leaves_resamples_without_a_matching_slot_out_of_its_interval():
 def test_dr_corrects_its_reward_model_with_the_logged_clicks():
     logged, targets, truth = simulate(2)
     found = estimate(logged, targets["better"], seed=2)
-    # the reward model knows items and positions, not this user's taste: its guess alone
-    # (DM) reads the better candidate low; DR's correction brings it to the truth
-    assert found["dm_ctr"] < found["dr_ctr_low"] <= truth["better"] <= found["dr_ctr_high"]
+    assert found["dr_ctr_low"] <= truth["better"] <= found["dr_ctr_high"]
     assert found["sndr_ctr_low"] <= truth["better"] <= found["sndr_ctr_high"]
+    # DR is the model's guess of the candidate's item plus the weighted residual of the click
+    q_logged, q_target = reward_model(logged, targets["better"], seed=2)
+    weight = (logged["item_id"] == targets["better"]).to_numpy() / logged["propensity"]
+    correction = weight * (logged["is_clicked"] - q_logged)
+    assert found["dm_ctr"] == pytest.approx(q_target.mean())
+    assert found["dr_ctr"] == pytest.approx(found["dm_ctr"] + correction.mean())
     assert found["dr_clicks_per_answer"] == pytest.approx(found["dr_ctr"] * N)
     # with every weight 1 and every slot matched, DR's correction is the clicks' own residual:
     # DR is the logged click-through, whatever the model guessed
@@ -215,3 +225,84 @@ def test_dr_s_interval_carries_the_reward_model_s_own_sampling_error():
     measured = found["dr_ctr_high"] - found["dr_ctr_low"]  # 0.032 against 0.028
     assert 0.5 * binomial < measured < 2 * binomial
     assert found["dr_ctr_low"] < found["dr_ctr"] < found["dr_ctr_high"]
+
+
+def test_dr_matching_almost_nothing_is_marked_as_resting_on_the_reward_model():
+    # 2,000 one-slot answers, the candidate's item logged in 5 of them: DR is the model's guess
+    rng = np.random.default_rng(0)
+    items = np.array([f"i{k}" for k in rng.integers(0, 1000, 2000)], dtype=object)
+    items[:5] = "x"
+    logged = pd.DataFrame({"recommendation_id": [f"r{k}" for k in range(2000)], "position": 1,
+                           "item_id": items, "propensity": 0.5,
+                           "is_clicked": (rng.random(2000) < 0.1) & (items != "x")})
+    found = estimate(logged, pd.Series(["x"] * 2000))
+    assert found["matched_slots"] == 5 and found["ess"] == pytest.approx(5)
+    assert found["support"] == pytest.approx(5 * 2 / 2000)  # 5 weights of 2 over 2,000 slots
+    assert found["dr_on_model"] and found["dr_ctr"] == pytest.approx(found["dm_ctr"], abs=0.002)
+    warning = dr_warning(found)
+    assert warning is not None and warning.startswith(
+        "DR rests on the reward model: only 5 logged slots match (ESS 5 answers, under the "
+        "minimum 100) and they correct about 0.5% of the candidate's slots (under the minimum "
+        "85%") and "treat DR and SNDR" in warning and f"{found['dr_ctr']:.4f}" in warning
+    assert warning in summary(found)  # the run's log line says it
+
+
+def test_dr_with_ample_matching_slots_is_not_marked():
+    logged, targets, truth = simulate(0)
+    found = estimate(logged, targets["better"])
+    assert found["ess"] > 100 and found["matched_slots"] == int(
+        (logged["item_id"] == targets["better"]).sum()) > 1000
+    # every candidate item is one the policy could show there: the weights average about 1
+    assert found["support"] == pytest.approx(1.0, abs=0.1)
+    assert not found["dr_on_model"] and dr_warning(found) is None
+    assert "rests on the reward model" not in summary(found)
+
+
+def test_dr_outside_the_logs_support_is_marked_though_its_effective_sample_is_large():
+    # for three users in four the candidate shows items the policy never shows them: no slot
+    # can match there, DR is the model's guess on those slots whatever the ESS of the rest
+    logged, targets, truth = simulate(0, beyond=0.75)
+    found = estimate(logged, targets["better"])
+    assert found["ess"] > 100 and not found["small_sample"]
+    assert found["support"] < 0.5 and found["dr_on_model"]
+    assert (f"(ESS {found['ess']:.0f} answers) and they correct about {found['support']:.0%} of "
+            "the candidate's slots (under the minimum 85%: the rest is the model's guess)") in (
+        dr_warning(found) or "")
+    assert not estimate(logged, targets["better"], min_support=found["support"] / 2)[
+        "dr_on_model"]  # the threshold is the caller's (evaluation.off_policy_min_support)
+
+
+def test_a_clip_that_cuts_most_of_the_correction_marks_dr():
+    # the worse candidate shows mostly pool items (weight 25), clipped at 5: a fifth of their
+    # correction is left, and DR keeps the reward model's guess for the rest
+    logged, targets, _ = simulate(0)
+    plain, capped = (estimate(logged, targets["worse"], clip=c) for c in (None, 5.0))
+    assert not plain["dr_on_model"] and plain["support"] == pytest.approx(1.0, abs=0.1)
+    assert capped["ess"] > 100 and capped["support"] < 0.5 and capped["dr_on_model"]
+
+
+def test_the_reward_model_knows_which_items_the_candidate_shows_the_user():
+    # the better candidate shows each user the items of highest click probability among those
+    # the policy could show: logged items it shows read higher than the same position's rest
+    logged, targets, truth = simulate(6)
+    q_logged, _ = reward_model(logged, targets["better"], seed=6)
+    group = logged["recommendation_id"]
+    listed = np.array([(r, i) in set(zip(group, targets["better"], strict=True))
+                       for r, i in zip(group, logged["item_id"], strict=True)])
+    first = (logged["position"] == 1).to_numpy()
+    assert q_logged[first & listed].mean() > q_logged[first & ~listed].mean()
+    # which makes its guess alone (DM) closer to the truth than item and position alone
+    plain = estimate(logged, targets["better"], seed=6)
+    assert abs(plain["dm_ctr"] - truth["better"]) < 0.015  # item and position alone: 0.028 low
+
+
+def test_the_candidate_s_guess_at_a_slot_does_not_depend_on_what_the_policy_drew_there():
+    # DR is unbiased only if q of the candidate's item is a fact of the user and the slot:
+    # another logged item at a slot (another exploration draw) leaves that slot's q unchanged
+    logged, targets, _ = simulate(7)
+    _, q_target = reward_model(logged, targets["better"], seed=7)
+    drawn = logged.copy()
+    first = (drawn["recommendation_id"] == drawn["recommendation_id"].iloc[0]).to_numpy()
+    drawn.loc[first, "item_id"] = drawn.loc[first, "item_id"].to_numpy()[::-1]
+    _, again = reward_model(drawn, targets["better"], seed=7)
+    assert np.array_equal(again[first], q_target[first])

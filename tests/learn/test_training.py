@@ -441,12 +441,19 @@ def test_a_retrain_logs_off_policy_estimates_on_the_champions_explored_answers(
     assert metrics["off_policy.dr_ctr_low"] <= metrics["off_policy.dr_ctr"] <= (
         metrics["off_policy.dr_ctr_high"])
     assert metrics["off_policy.ess_slots"] >= metrics["off_policy.ess"] > 0
+    # so few matching slots that DR is the reward model's guess: marked, and said in words
+    assert metrics["off_policy.matched_slots"] > 0 and metrics["off_policy.dr_on_model"] == 1.0
+    assert metrics["off_policy.ess"] < 100 or metrics["off_policy.support"] < offpolicy.MIN_SUPPORT
     tags = registry.client(store).get_run(second.run_id).data.tags
     assert tags["off_policy.reward_model"] == offpolicy.REWARD_MODEL
+    warning = tags["off_policy.dr_warning"]
+    assert warning.startswith("DR rests on the reward model: ")
+    assert f"{metrics['off_policy.matched_slots']:,.0f} logged slots match" in warning
     line = next(x for x in said if "off-policy" in x)  # DR, both ESS, the clip in force
     assert f"DR CTR {metrics['off_policy.dr_ctr']:.4f}" in line
     assert (f"ESS {metrics['off_policy.ess']:.0f} answers / "
             f"{metrics['off_policy.ess_slots']:.0f} slots") in line
+    assert warning in line
     assert (f"weights clipped at 5 ({metrics['off_policy.clipped_share']:.1%} of matching "
             "slots capped)") in line
     from cli.main import main
@@ -458,11 +465,13 @@ def test_a_retrain_logs_off_policy_estimates_on_the_champions_explored_answers(
     assert shown["off_policy"]["ess_slots"] == metrics["off_policy.ess_slots"]
     assert shown["off_policy"]["dr_ctr"] == metrics["off_policy.dr_ctr"]
     assert shown["off_policy"]["reward_model"] == offpolicy.REWARD_MODEL
+    assert shown["off_policy"]["dr_warning"] == warning
+    assert shown["off_policy"]["dr_on_model"] == 1.0
     first_metrics = registry.client(store).get_run(first.run_id).data.metrics
     assert not any(k.startswith("off_policy.") for k in first_metrics)  # no champion before
-    from sluice.analytics.online import off_policy
+    from sluice.analytics import online
 
-    section = off_policy(store, "sluice-ope")  # the report: only the version with estimates
+    section = online.off_policy(store, "sluice-ope")  # the report: only the version with estimates
     # two tables, each a header and one version: the estimates, then what backs them
     assert section.svg and section.table.count("<tr>") == 4
     assert section.svg.count("<path") and "DR" in section.svg and "SNDR" in section.svg
@@ -470,8 +479,10 @@ def test_a_retrain_logs_off_policy_estimates_on_the_champions_explored_answers(
     assert (f"<td>{metrics['off_policy.ess']:.0f}</td><td>{metrics['off_policy.ess_slots']:.0f}"
             f"</td><td>5</td><td>{metrics['off_policy.clipped_share']:.1%}</td>") in section.table
     m = {k.removeprefix("off_policy."): v for k, v in metrics.items()}
-    assert (f"<td>{m['dr_ctr']:.4f} [{m['dr_ctr_low']:.4f}, {m['dr_ctr_high']:.4f}]</td>"
-            in section.table)
+    assert (f"<td>{m['dr_ctr']:.4f} [{m['dr_ctr_low']:.4f}, {m['dr_ctr_high']:.4f}]"
+            f"{online.ON_MODEL}</td>" in section.table)
+    assert f"v{second.version}: {warning}" in section.note
+    assert "DR rests on the reward model</td>" in section.table
     assert f"reward model: {offpolicy.REWARD_MODEL}" in section.note
     assert ("small (below the minimum ESS)" in section.table) == bool(
         metrics["off_policy.small_sample"])
