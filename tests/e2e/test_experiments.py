@@ -19,7 +19,7 @@ from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.transform import dbt_build
 from tests.utils.auth import ADMIN, READ
 from tests.utils.factories import environment
-from tests.utils.models import register_champion, synthetic_bundle
+from tests.utils.models import synthetic_bundle, two_versions
 from tests.utils.server import running_server
 from tests.utils.waits import wait_until
 
@@ -35,13 +35,7 @@ IL = Experiment("il-test", "il", (Arm("control", "champion", 0.5),
 
 def _register(tenant: str, uri: str, root) -> tuple[str, str]:
     """v1 (champion) and v2 (alias challenger) of the tenant's model."""
-    name = f"sluice-{tenant}"
-    first = register_champion(synthetic_bundle(users=USERS, seed=1), uri, root, name)
-    second = register_champion(synthetic_bundle(users=USERS, seed=2), uri, root, name)
-    client = registry.client(uri)
-    client.set_registered_model_alias(name, registry.CHAMPION, first)
-    client.set_registered_model_alias(name, "challenger", second)
-    return first, second
+    return two_versions(uri, root, f"sluice-{tenant}", challenger=True, users=USERS)
 
 
 def _simulate(service: Service, tenant: str, liked: dict[str, set[str]], rng) -> list[dict]:
@@ -186,10 +180,7 @@ def test_assignment_is_stable_across_workers_and_a_restart(tmp_path):
     env = environment(tmp_path, serving={"model_poll_seconds": 0.5}, templates={"blue": {
         "base": "personalized", "filters": [{"field": "color", "op": "eq", "value": "blue"}]}})
     uri = env["MLFLOW_TRACKING_URI"]
-    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
-    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
-    client = registry.client(uri)
-    client.set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    first, second = two_versions(uri, tmp_path / "artifacts")
     split = Experiment("split", "default", (Arm("control", "champion", 0.5),
                                             Arm("treatment", second, 0.5)),
                        template="personalized")

@@ -12,7 +12,6 @@ from collections import Counter
 import httpx
 
 from sluice.experiments import Arm, Experiment, Experiments
-from sluice.learn import registry
 from sluice.serve.service import Service
 from sluice.settings import get_settings
 from sluice.warehouse.db import connect
@@ -20,7 +19,7 @@ from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.transform import dbt_build
 from tests.utils.auth import READ
 from tests.utils.factories import environ, environment
-from tests.utils.models import register_champion, synthetic_bundle
+from tests.utils.models import register_champion, synthetic_bundle, two_versions
 from tests.utils.server import running_server
 
 TREATMENT_SHARE = 0.7
@@ -45,9 +44,7 @@ def _served(base: str, bodies: list[dict]) -> list[dict]:
 def test_the_split_follows_the_shares_for_users_and_anonymous_requests(tmp_path):
     env = environment(tmp_path, serving={"model_poll_seconds": 0.5})
     uri = env["MLFLOW_TRACKING_URI"]
-    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
-    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
-    registry.client(uri).set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    first, second = two_versions(uri, tmp_path / "artifacts")
     split = Experiment("split", "default", (Arm("control", "champion", 1 - TREATMENT_SHARE),
                                             Arm("treatment", second, TREATMENT_SHARE)))
     Experiments(tmp_path).create(split)
@@ -88,9 +85,7 @@ def test_the_split_follows_the_shares_for_users_and_anonymous_requests(tmp_path)
 def test_no_visitor_is_in_the_experiment_until_every_arm_is_loaded(tmp_path):
     env = environment(tmp_path)
     uri = env["MLFLOW_TRACKING_URI"]
-    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
-    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
-    registry.client(uri).set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    first, second = two_versions(uri, tmp_path / "artifacts")
     with environ(env):
         service = Service(get_settings())
         service.start(background=False)  # the champion loaded; no experiment yet

@@ -14,7 +14,6 @@ import httpx
 from sluice.analytics.experiments import decide
 from sluice.experiments import Experiments
 from sluice.intake.eventlog import EventLog
-from sluice.learn import registry
 from sluice.serve.answer_log import recommendation_event
 from sluice.serve.answers import Answer, RecommendationRequest, Slot
 from sluice.settings import get_settings
@@ -24,7 +23,7 @@ from sluice.warehouse.ingest import Ingestor
 from sluice.warehouse.transform import dbt_build
 from tests.utils.auth import ADMIN, READ
 from tests.utils.factories import environ, environment
-from tests.utils.models import register_champion, synthetic_bundle
+from tests.utils.models import two_versions
 from tests.utils.server import running_server
 from tests.utils.waits import wait_until
 
@@ -42,9 +41,7 @@ def _ask(base: str, user: str, session: str, template: str) -> dict:
 def test_a_user_unit_keeps_each_users_arm_across_sessions_and_counts_each_user_once(tmp_path):
     env = environment(tmp_path, serving={"model_poll_seconds": 0.5})
     uri = env["MLFLOW_TRACKING_URI"]
-    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
-    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
-    registry.client(uri).set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    first, second = two_versions(uri, tmp_path / "artifacts")
     arms = [{"name": "control", "model": "champion", "share": 0.5},
             {"name": "treatment", "model": second, "share": 0.5}]
     url = None

@@ -11,7 +11,7 @@ from sluice.learn import registry
 from sluice.settings import get_settings
 from sluice.warehouse.db import connect
 from tests.utils.factories import environ, environment
-from tests.utils.models import register_champion, synthetic_bundle
+from tests.utils.models import two_versions
 
 RESULTS = ("create table marts.experiment_results (tenant varchar, experiment varchar, "
            "metric varchar, baseline_arm varchar, arm varchar, units bigint, "
@@ -35,12 +35,8 @@ def test_one_tenants_failing_decision_does_not_stop_the_others(tmp_path, prefect
         client = registry.client(settings.mlflow_tracking_uri)
         versions = {}
         for tenant in ("bad", "good"):  # "bad" sorts first: its failure comes before "good"
-            name = f"sluice-{tenant}"
-            first, second = (register_champion(synthetic_bundle(seed=s), env[
-                "MLFLOW_TRACKING_URI"], tmp_path / "artifacts", name) for s in (1, 2))
-            client.set_registered_model_alias(name, registry.CHAMPION, first)
-            client.set_registered_model_alias(name, "challenger", second)
-            versions[tenant] = (first, second)
+            versions[tenant] = two_versions(env["MLFLOW_TRACKING_URI"], tmp_path / "artifacts",
+                                            f"sluice-{tenant}", challenger=True)
             Experiments(settings.home).create(_experiment(tenant))
         client.delete_registered_model_alias("sluice-bad", "challenger")
         con = connect(settings.warehouse_path)

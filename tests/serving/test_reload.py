@@ -16,7 +16,7 @@ from sluice.learn import registry, versions
 from sluice.serve.reloads import FOLDER
 from tests.utils.auth import ADMIN, READ
 from tests.utils.factories import environment
-from tests.utils.models import register_champion, synthetic_bundle
+from tests.utils.models import two_versions
 from tests.utils.server import running_server
 
 
@@ -36,9 +36,7 @@ def _versions_served(base: str, n: int = 120) -> dict[str, set[str]]:
 def test_a_reload_after_promote_or_rollback_moves_every_worker_before_it_answers(tmp_path):
     env = environment(tmp_path, serving={"model_poll_seconds": 3600})  # no poll meanwhile
     uri = env["MLFLOW_TRACKING_URI"]
-    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
-    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
-    registry.client(uri).set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    first, second = two_versions(uri, tmp_path / "artifacts")
     with running_server(env, workers=2) as base:
         before = _versions_served(base)
         assert len(before) == 2 and set().union(*before.values()) == {first}, before
@@ -60,9 +58,7 @@ def test_a_reload_right_after_an_experiment_is_created_loads_its_arms_in_every_w
     answered outside until the next poll)."""
     env = environment(tmp_path, serving={"model_poll_seconds": 3600})
     uri = env["MLFLOW_TRACKING_URI"]
-    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
-    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
-    registry.client(uri).set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    first, second = two_versions(uri, tmp_path / "artifacts")
     with running_server(env, workers=2) as base:
         assert len(_versions_served(base, 20)) == 2  # both workers read the experiments now
         Experiments(tmp_path).create(Experiment("split", "default", (
@@ -97,9 +93,7 @@ def test_an_experiment_created_or_stopped_through_the_api_is_served_by_every_wor
     reached, the others answering outside it until their next poll (an hour here)."""
     env = environment(tmp_path, serving={"model_poll_seconds": 3600})
     uri = env["MLFLOW_TRACKING_URI"]
-    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
-    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
-    registry.client(uri).set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    first, second = two_versions(uri, tmp_path / "artifacts")
     with running_server(env, workers=2) as base:
         before = _answers(base, 40)
         assert len({a["recommendation_id"][:16] for a in before}) == 2
@@ -129,9 +123,7 @@ def test_a_worker_that_does_not_reload_within_the_configured_wait_is_named_in_a_
     once resumed, it catches up and a reload answers 200."""
     env = environment(tmp_path, serving={"model_poll_seconds": 3600, "reload_wait_seconds": 1})
     uri = env["MLFLOW_TRACKING_URI"]
-    first = register_champion(synthetic_bundle(seed=1), uri, tmp_path / "artifacts")
-    second = register_champion(synthetic_bundle(seed=2), uri, tmp_path / "artifacts")
-    registry.client(uri).set_registered_model_alias("sluice-default", registry.CHAMPION, first)
+    first, second = two_versions(uri, tmp_path / "artifacts")
     with running_server(env, workers=2) as base:
         assert len(_versions_served(base, 40)) == 2  # both serve (each wrote its record)
         records = sorted((tmp_path / FOLDER).glob("worker-*[0-9]"))

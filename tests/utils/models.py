@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -98,6 +99,19 @@ def register_champion(bundle: ModelBundle, tracking_uri: str, artifacts: Path,
         version = log_model(bundle, name)
     client.set_registered_model_alias(name, registry.CHAMPION, version)
     return version
+
+
+def two_versions(tracking_uri: str, artifacts: Path, name: str = "sluice-default",
+                 challenger: bool = False, **bundle: Any) -> tuple[str, str]:
+    """Versions of synthetic bundles of seeds 1 and 2 (`bundle`: more of synthetic_bundle's
+    arguments): the first the champion, the second the challenger if asked."""
+    first, second = (register_champion(synthetic_bundle(seed=seed, **bundle), tracking_uri,
+                                       artifacts, name) for seed in (1, 2))
+    client = registry.client(tracking_uri)
+    client.set_registered_model_alias(name, registry.CHAMPION, first)
+    if challenger:
+        client.set_registered_model_alias(name, "challenger", second)
+    return first, second
 
 
 def index_in_arrays(directory: Path, cut: int | None = None) -> Path:
