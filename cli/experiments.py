@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
+from cli.models import picked_up
 from cli.options import tenant_name
 from sluice.experiments import (
     ALL_TEMPLATES,
@@ -77,6 +79,7 @@ def cmd_experiments(args: argparse.Namespace) -> None:
                                                           name, ref),
                      templates=[*TEMPLATES, *settings.app.templates])
         print(json.dumps(exp.as_dict(), indent=2))
+        print(picked_up(settings, f"experiment {exp.id!r}"), file=sys.stderr)
     elif args.experiment_command == "list":
         now = int(time.time() * 1000)
         for exp in sorted(store.all(fresh=True).values(), key=lambda e: e.id):
@@ -89,3 +92,5 @@ def cmd_experiments(args: argparse.Namespace) -> None:
     else:
         found = store.stop(args.id) if args.experiment_command == "stop" else store.get(args.id)
         print(json.dumps(found.as_dict(), indent=2))
+        if args.experiment_command == "stop":
+            print(picked_up(settings, f"the stop of experiment {args.id!r}"), file=sys.stderr)

@@ -38,8 +38,11 @@ def cmd_models(args: argparse.Namespace) -> None:
                         "gate"]))
 
 
-PICKED_UP = ("serving picks it up at its next registry poll (serving.model_poll_seconds), or at "
-             "once on every worker with POST /admin/reload")
+def picked_up(settings: Any, what: str) -> str:
+    """Serving reloads now (sluice.reloads): what the command says it did."""
+    from sluice.reloads import reload_serving
+
+    return reload_serving(settings.home, settings.app.serving.reload_wait_seconds, what)
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
@@ -48,7 +51,8 @@ def cmd_promote(args: argparse.Namespace) -> None:
     settings = get_settings()
     name = settings.registered_model_name(args.tenant or "default")
     previous = versions.promote(settings.mlflow_tracking_uri, name, args.version, args.reason)
-    print(f"{name}@champion: v{previous or '-'} -> v{args.version} ({args.reason}); {PICKED_UP}")
+    print(f"{name}@champion: v{previous or '-'} -> v{args.version} ({args.reason}); "
+          f"{picked_up(settings, f'v{args.version}')}")
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
@@ -57,7 +61,8 @@ def cmd_rollback(args: argparse.Namespace) -> None:
     settings = get_settings()
     name = settings.registered_model_name(args.tenant or "default")
     was, now = versions.rollback(settings.mlflow_tracking_uri, name, args.reason)
-    print(f"{name}@champion: v{was} -> v{now} ({args.reason}); {PICKED_UP}")
+    print(f"{name}@champion: v{was} -> v{now} ({args.reason}); "
+          f"{picked_up(settings, f'v{now}')}")
 
 
 def cmd_model_show(args: argparse.Namespace) -> None:

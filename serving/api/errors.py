@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from sluice.auth import AuthError
 from sluice.errors import InputError, NotFoundError
 from sluice.intake.personalize import MalformedError
-from sluice.serve.reloads import WorkersBehindError
+from sluice.reloads import WorkersBehindError
 
 PERSONALIZE_PREFIX = "/personalize"
 RETRY_AFTER_SECONDS = "5"  # a 503 (the event log cannot take writes) says when to retry
@@ -59,7 +59,7 @@ def aws_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # a reload (POST /admin/reload, an experiment created or stopped) that another serving
-# process had not made within serving.reload_wait_seconds (sluice.serve.reloads)
+# process had not made within serving.reload_wait_seconds (sluice.reloads)
 RELOAD_BEHIND: dict[int | str, dict[str, Any]] = {503: {
     "model": Problems,
     "description": "a serving process of this host had not reloaded within "

@@ -201,20 +201,22 @@ def off_policy(tracking_uri: str, model_name: str) -> Section:
                       _sample(m)]
                      for name, m in found])
     warnings = [f"{name}: {warning}" for name, m in found if (warning := dr_warning(m))]
-    return Section(title, "each candidate's click-through per slot had it served the "
-                   "champion's explored answers, estimated when it was trained; a small "
-                   "effective sample (ESS) is marked, not hidden. DR and SNDR correct a reward "
-                   f"model's guess (DM) with the logged clicks; reward model: "
-                   f"{'; '.join(sorted(models))}. DR support: the share of the candidate's "
-                   "slots the logged clicks correct (the mean weight); the rest is the reward "
-                   "model's guess alone. Below the minimum ESS or support "
-                   "(evaluation.off_policy_min_ess, off_policy_min_support) DR rests on the "
-                   "reward model and is marked so: a guess, not evidence. Weight clip: each "
-                   "weight 1/propensity capped there (evaluation.off_policy_clip), a narrower "
-                   "interval for a bias; ESS (slots) counts an answer's slots as independent, "
-                   "ESS (answers) is the unit the intervals resample"
+    return Section(title, OFF_POLICY_NOTE.format(models="; ".join(sorted(models)))
                    + "".join(f". {w}" for w in warnings), _estimates_plot(found),
                    estimates + backing)
+
+
+OFF_POLICY_NOTE = (
+    "each candidate's click-through per slot had it served the champion's explored answers, "
+    "estimated when it was trained; a small effective sample (ESS) is marked, not hidden. DR "
+    "and SNDR correct a reward model's guess (DM) with the logged clicks; reward model: "
+    "{models}. DR support: the share of the candidate's slots the logged clicks correct (the "
+    "mean weight); the rest is the reward model's guess alone. Below the minimum ESS or "
+    "support (evaluation.off_policy_min_ess, off_policy_min_support) DR rests on the reward "
+    "model and is marked so: a guess, not evidence. Weight clip: each weight 1/propensity "
+    "capped there (evaluation.off_policy_clip), a narrower interval for a bias; ESS (slots) "
+    "counts an answer's slots as independent, ESS (answers) is the unit the intervals "
+    "resample")
 
 
 ON_MODEL = " (rests on the reward model: a guess)"

@@ -30,29 +30,10 @@ candidate cannot fill (it does not know the user) counts 0, as in IPS. `dm_ctr` 
 model's part alone (mean q(t, k), the direct method), so DR - DM is what the logged clicks
 corrected. The same weights, clipped or not, are used, and so the same ESS.
 
-The reward model (`REWARD_MODEL`) is clicks over expected clicks (COEC), the position-based
-click model fitted in one pass, with one term that knows the user: q(a, k) = ctr_k * seg_s *
-lift_a, with ctr_k the logged click-through at position k; s whether the candidate shows
-item a to this user at all (at any position of its answer: its own judgement of the user's
-taste, the same whatever the policy drew), seg_s = (clicks_s + m) / (expected_s + m) with
-expected_s summing ctr_k over the slots of s; and lift_a = (clicks_a + m) / (expected_a + m),
-where expected_a sums ctr_k * seg_s over the slots that showed a and m = `REWARD_PRIOR`
-expected clicks shrinks an item seen rarely towards lift 1 (an item never logged gets
-ctr_k * seg_s). The candidate's own item at a slot is one it shows (s = 1). q of the
-candidate's item is thus a fact of the user, the item and the position, never of the item the
-policy drew there, which DR's unbiasedness needs (the logged `explored` flag, say, would not
-do: where the policy explored, the champion's item it displaced is not in the log). Where
-the candidate's items are clicked like any other, seg_1 is about 1 and this is COEC by item
-and position; on benchmarks/offpolicy.py it brings DM from 0.087 to 0.022 of the truth for the
-worse candidate and DR's RMSE from 0.0174 to 0.0152 (benchmarks/README.md). It reads the log
-and the candidate's answers (no model scores, so it works for every candidate family), and it
-is cross-fitted:
-the answers are split in two halves at random (`seed`), and each half's slots get the q
-fitted on the other half only, so no slot's own click is in its q (with fewer than two
-answers q is 0 and DR is IPS). The bootstrap refits q on each resample of the answers (the
-halves kept), so DR's interval carries the model's sampling error too (obp's holds q fixed);
-it cannot carry the model's misspecification: where few slots match, DR is mostly the
-model's guess (compare `dm_ctr`), and the ESS says how few slots correct it.
+The reward model (`REWARD_MODEL`, sluice.learn.reward) is COEC by item, position and whether
+the candidate shows the item to the user, cross-fitted on two halves of the answers, and the
+bootstrap refits it on each resample. Where few slots match, DR is mostly the model's guess
+(compare `dm_ctr`), and the ESS says how few slots correct it.
 
 Where DR rests on the reward model, it is marked (`dr_on_model`) and said in words
 (`dr_warning`: the log line, the run's tag `off_policy.dr_warning`, `models show`, the
@@ -91,7 +72,6 @@ releases and has no release since 2023; these estimators are a few lines each.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +79,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from sluice.learn.reward import REWARD_MODEL, RewardSlots
 from sluice.vocabulary import MODEL_NON_PERSONALIZED, MODEL_PERSONALIZED
 from sluice.warehouse.engine import MissingTable, Warehouse, as_warehouse
 
@@ -112,10 +93,6 @@ BOOTSTRAPS = 500
 LEVEL = 0.95
 BATCH = 1024  # users scored at once
 ESTIMATORS = ("ips", "snips", "dr", "sndr")
-REWARD_PRIOR = 2.0  # expected clicks of prior weight on an item's COEC lift of 1
-REWARD_MODEL = ("COEC per item, position and whether the candidate shows the item to the user "
-                f"(clicks over expected clicks, prior {REWARD_PRIOR:g}), cross-fitted on two "
-                "halves of the answers")
 
 
 def log(warehouse: Warehouse | Path, tenant: str, champion_version: str | None, model: Model,
@@ -250,13 +227,7 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
     if not np.all((propensity > 0) & (propensity <= 1)):
         raise ValueError("propensities must be in (0, 1]: rebuild the marts (dbt tests them)")
     match = logged["item_id"].to_numpy() == target.to_numpy()
-    weight = match / propensity
-    clipped = {}
-    if clip is not None:
-        capped = weight > clip
-        weight = np.minimum(weight, clip)
-        clipped = {"clip": float(clip),
-                   "clipped_share": float(capped.sum() / match.sum()) if match.any() else 0.0}
+    weight, clipped = _clipped(match / propensity, match, clip)
     click = logged["is_clicked"].to_numpy(dtype=float)
     answers, group = np.unique(logged["recommendation_id"].to_numpy(), return_inverse=True)
     per_answer = len(logged) / len(answers)
@@ -271,7 +242,7 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
            "dr_on_model": ess < min_ess or support < min_support, **clipped}
     if not weight.any():  # nothing the candidate would have shown was logged: no estimate
         return out
-    slots = _Slots.of(logged, target, seed)
+    slots = RewardSlots.of(logged, target, seed)
     q_logged, q_target = slots.fit(np.ones(len(logged)))
     # point values as obp computes them: per-slot terms, then their mean
     correction = weight * (click - q_logged)
@@ -288,72 +259,16 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
     return out
 
 
-def reward_model(logged: pd.DataFrame, target: pd.Series,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The cross-fitted COEC click probability at each logged slot of its logged item and of
-    the candidate's item there (0 where the candidate has none): each half of the answers
-    gets the model fitted on the other half (the module's docstring)."""
-    return _Slots.of(logged, target, seed).fit(np.ones(len(logged)))
-
-
-@dataclass(frozen=True)
-class _Slots:
-    """The logged slots as the reward model reads them: position and item codes (-1: the
-    candidate has no item), clicks, and the half of the answers each slot belongs to."""
-
-    position: np.ndarray
-    shown: np.ndarray
-    wanted: np.ndarray
-    click: np.ndarray
-    half: np.ndarray
-    items: int
-    segment: np.ndarray
-    wanted_segment: np.ndarray
-
-    @classmethod
-    def of(cls, logged: pd.DataFrame, target: pd.Series, seed: int) -> _Slots:
-        n = len(logged)
-        position, _ = pd.factorize(logged["position"].to_numpy())
-        codes, _ = pd.factorize(np.concatenate([logged["item_id"].to_numpy(dtype=object),
-                                                target.to_numpy(dtype=object)]))
-        _, group = np.unique(logged["recommendation_id"].to_numpy(), return_inverse=True)
-        half = np.random.default_rng(seed).permutation(group.max() + 1)[group] % 2
-        shown, wanted = codes[:n], codes[n:]
-        # whether the candidate shows the logged item anywhere in its answer for this user
-        # (1) or not (0): a fact of the user and the candidate, whatever the policy drew
-        items = int(codes.max()) + 2
-        listed = (group * items + wanted)[wanted >= 0]
-        segment = np.isin(group * items + shown, listed).astype(np.int64)
-        return cls(position, shown, wanted, logged["is_clicked"].to_numpy(dtype=float),
-                   half, int(codes.max()) + 1, segment, np.ones(n, dtype=np.int64))
-
-    def fit(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """q at each slot of its logged item and of the candidate's, each half's from the
-        other half, every slot counted `times` (1, or its answer's draws in a resample)."""
-        position, shown, click = self.position, self.shown, self.click
-        ctr = np.zeros((2, int(position.max()) + 1))
-        lift = np.zeros((2, self.items + 1))  # the last: no candidate item, q 0
-        seg = np.ones((2, 2))  # items the candidate does not show this user, and those it does
-        for part in (0, 1):
-            m = times * (self.half != part)  # the other half, each slot as often as drawn
-            slots = np.bincount(position, weights=m, minlength=ctr.shape[1])
-            if not slots.any():  # nothing held out to fit on (one answer): q is 0, DR is IPS
-                continue
-            clicks = np.bincount(position, weights=m * click, minlength=ctr.shape[1])
-            ctr[part] = np.divide(clicks, slots, out=np.full(len(slots), clicks.sum() /
-                                                             slots.sum()), where=slots > 0)
-            base = m * ctr[part][position]
-            seg[part, :2] = (np.bincount(self.segment, weights=m * click, minlength=2)
-                             + REWARD_PRIOR) / (np.bincount(self.segment, weights=base,
-                                                            minlength=2) + REWARD_PRIOR)
-            expected = np.bincount(shown, weights=base * seg[part][self.segment],
-                                   minlength=self.items)
-            lift[part, :-1] = (np.bincount(shown, weights=m * click, minlength=self.items)
-                               + REWARD_PRIOR) / (expected + REWARD_PRIOR)
-        at = ctr[self.half, position]
-        return (np.minimum(at * seg[self.half, self.segment] * lift[self.half, shown], 1.0),
-                np.minimum(at * seg[self.half, self.wanted_segment]
-                           * lift[self.half, self.wanted], 1.0))
+def _clipped(weight: np.ndarray, match: np.ndarray,
+             clip: float | None) -> tuple[np.ndarray, dict[str, float]]:
+    """The weights capped at `clip` (if any), and the clip with the share of matching slots
+    it capped."""
+    if clip is None:
+        return weight, {}
+    capped = weight > clip
+    return np.minimum(weight, clip), {
+        "clip": float(clip),
+        "clipped_share": float(capped.sum() / match.sum()) if match.any() else 0.0}
 
 
 def _ess(weights: np.ndarray) -> float:
@@ -373,7 +288,7 @@ def _values(totals: np.ndarray) -> dict[str, np.ndarray]:
             "dr": (model + correction) / slots, "sndr": model / slots + per_weight(correction)}
 
 
-def _bootstrap(slots: _Slots, weight: np.ndarray, group: np.ndarray, bootstraps: int,
+def _bootstrap(slots: RewardSlots, weight: np.ndarray, group: np.ndarray, bootstraps: int,
                seed: int) -> tuple[dict[str, float], dict[str, float]]:
     """Percentile intervals of each estimator over answers drawn with replacement; the
     reward model is refitted on each resample (its halves kept), so DR's interval carries

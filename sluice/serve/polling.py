@@ -1,6 +1,6 @@
 """The registry polled for a serving process: each tenant's moved `champion` swapped in and
 the experiments' arms loaded, every `serving.model_poll_seconds`, at once when a reload was
-asked of any serving process of the home (`sluice.serve.reloads`), and by a reload itself
+asked of any serving process of the home (`sluice.reloads`), and by a reload itself
 (`POST /admin/reload`, an experiment created or stopped through the admin routes).
 One poll at a time (the poller's and a reload's), so the last swap is the latest poll's."""
 
@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sluice.experiments import Experiment, Experiments
+from sluice.reloads import CHECK_SECONDS, Reloads, WorkersBehindError
 from sluice.serve.arms import ArmModels
 from sluice.serve.champions import Champions
 from sluice.serve.model import LoadedModel
-from sluice.serve.reloads import CHECK_SECONDS, Reloads, WorkersBehindError
 from sluice.store import StoreError
 
 

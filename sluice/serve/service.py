@@ -3,7 +3,7 @@
 `serving/` wraps this in FastAPI. Every worker process runs its own Service: it follows the
 raw log (so events written by any worker reach it within a poll) and polls the registry for
 a moved `champion` alias, swapping models without stopping answers; a reload asked of one
-worker reaches them all (`sluice.serve.reloads`).
+worker reaches them all (`sluice.reloads`).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class Service:
 
     def reload_models(self) -> None:
         """`POST /admin/reload`: every serving process of the home polls the registry now
-        (`sluice.serve.reloads`); WorkersBehindError names those of this host that had not
+        (`sluice.reloads`); WorkersBehindError names those of this host that had not
         within `serving.reload_wait_seconds`."""
         self.polls.reload()
 

@@ -53,7 +53,7 @@ class ServingConfig(BaseModel):
     log_poll_seconds: float = Field(0.2, gt=0)
     # how long `POST /admin/reload` (and creating or stopping an experiment through the admin
     # routes) waits for every other serving process of the host to reload, before a 503
-    # naming those that had not (sluice.serve.reloads)
+    # naming those that had not (sluice.reloads)
     reload_wait_seconds: float = Field(120, gt=0, le=3600, allow_inf_nan=False)
     # each trained user's best unseen items, computed by the train flow into the bundle so
     # that most answers read a list instead of scoring every item (0: score every request)

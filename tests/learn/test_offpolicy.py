@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sluice.learn.offpolicy import ESTIMATORS, dr_warning, estimate, reward_model, summary
+from sluice.learn.offpolicy import ESTIMATORS, dr_warning, estimate, summary
+from sluice.learn.reward import reward_model
 from sluice.serve.exploration import explore
 
 USERS, ITEMS, N, SHARE, SEEDS = 2000, 40, 5, 0.2, 20

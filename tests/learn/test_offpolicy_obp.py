@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sluice.learn.offpolicy import estimate, reward_model
+from sluice.learn.offpolicy import estimate
+from sluice.learn.reward import reward_model
 from tests.learn.test_offpolicy import simulate
 
 

@@ -1,4 +1,4 @@
-"""The reload generation the serving processes of a home share (`sluice.serve.reloads`), with
+"""The reload generation the serving processes of a home share (`sluice.reloads`), with
 real processes standing for the other workers."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from sluice.experiments import Arm, Experiment, Experiments
-from sluice.serve.reloads import FOLDER, Reloads, WorkersBehindError
+from sluice.reloads import FOLDER, Reloads, WorkersBehindError
 from sluice.serve.service import Service
 from sluice.settings import get_settings
 from sluice.vocabulary import TEMPLATES

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
 
 from sluice.experiments import Arm, Experiment, Experiments
 from sluice.learn import registry, versions
-from sluice.serve.reloads import FOLDER
+from sluice.reloads import FOLDER
+from sluice.settings import PROJECT_ROOT
 from tests.utils.auth import ADMIN, READ
 from tests.utils.factories import environment
 from tests.utils.models import two_versions
@@ -115,6 +118,44 @@ def test_an_experiment_created_or_stopped_through_the_api_is_served_by_every_wor
     assert len({a["recommendation_id"][:16] for a in after}) == 2
     assert {a.get("experiment") for a in after} == {None}
     assert {a["model_version"] for a in after} == {first}
+
+
+def _sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "cli.main", *args], env={**os.environ, **env},
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_the_cli_promote_rollback_and_experiments_reload_every_worker_before_returning(tmp_path):
+    """`sluice promote`, `rollback`, `experiments create` and `stop` on the serving host: when
+    the command returns, both workers serve the change (no HTTP call, no poll: an hour here)."""
+    env = environment(tmp_path, serving={"model_poll_seconds": 3600})
+    uri = env["MLFLOW_TRACKING_URI"]
+    first, second = two_versions(uri, tmp_path / "artifacts")
+    alone = _sluice(env, "promote", second, "--reason", "no server yet")
+    assert "no serving process has run in this home" in alone.stdout, alone.stdout
+    _sluice(env, "rollback", "--reason", "back")
+    with running_server(env, workers=2) as base:
+        assert set().union(*_versions_served(base).values()) == {first}
+        for args, now in ((("promote", second, "--reason", "cli"), second),
+                          (("rollback", "--reason", "cli"), first)):
+            said = _sluice(env, *args).stdout
+            assert f"every serving process of this host serves v{now} now" in said, said
+            served = _versions_served(base)
+            assert len(served) == 2 and all(found == {now} for found in served.values()), served
+        made = _sluice(env, "experiments", "create", "split", "--unit", "user",
+                       "--arm", "control=champion:0.5", "--arm", f"treatment={second}:0.5")
+        assert "every serving process of this host serves experiment 'split' now" in made.stderr
+        within = _answers(base)  # right away
+        _sluice(env, "experiments", "stop", "split")
+        after = _answers(base)
+    assert len({a["recommendation_id"][:16] for a in within}) == 2  # both workers answered
+    assert {(a.get("experiment"), a["arm"], a["model_version"]) for a in within} == {
+        ("split", "control", first), ("split", "treatment", second)}
+    assert {a.get("experiment") for a in after} == {None}
+    stopped = _sluice(env, "promote", second, "--reason", "after the server")
+    assert "no serving process runs on this host" in stopped.stdout, stopped.stdout
 
 
 def test_a_worker_that_does_not_reload_within_the_configured_wait_is_named_in_a_503(tmp_path):

@@ -18,6 +18,10 @@ or at their next poll): when it answers, every worker serves the registry, and t
 experiments, as they were when the reload was asked. Processes of other hosts sharing the
 home are not waited for (their liveness cannot be checked from here); their own poll still
 moves them.
+
+The CLI asks for a reload the same way after `sluice models promote` / `rollback` and
+`sluice experiments create` / `stop` (`reload_serving`), so an operator on the serving host
+needs no HTTP call for every worker to move.
 """
 
 from __future__ import annotations
@@ -121,6 +125,10 @@ class Reloads:
                 return behind
             time.sleep(CHECK_SECONDS / 2)
 
+    def serving(self) -> list[int]:
+        """The pids of the live serving processes of this host (other than this one)."""
+        return [pid for pid, _ in self._others()]
+
     def _others(self) -> list[tuple[int, int]]:
         """(pid, generation it reloaded at) of the other live processes of this host; the
         record of one that is gone (killed) is removed."""
@@ -163,3 +171,22 @@ def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def reload_serving(home: Path, wait_seconds: float, what: str) -> str:
+    """Every serving process of the home reloads the registry and the experiments now; waits
+    for those of this host, at most `wait_seconds`. Returns one line saying what happened
+    (for a command that changed what they serve: a champion, an experiment)."""
+    reloads = Reloads(home)
+    if not reloads.folder.exists():
+        return ("no serving process has run in this home: a server started now serves it; one "
+                "on another host at its next registry poll (serving.model_poll_seconds)")
+    generation = reloads.ask()
+    behind = reloads.wait(generation, wait_seconds)
+    if behind:
+        return str(WorkersBehindError(behind, wait_seconds, what))
+    if not reloads.serving():
+        return ("no serving process runs on this host: a server started now serves it; one on "
+                "another host at its next registry poll (serving.model_poll_seconds)")
+    return (f"every serving process of this host serves {what} now; one on another host "
+            "at its next registry poll (serving.model_poll_seconds)")
