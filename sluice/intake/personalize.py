@@ -55,6 +55,17 @@ class MalformedError(PersonalizeError):
     reads a body so, after Smithy's malformed-request protocol tests)."""
 
 
+class UnsupportedMediaError(PersonalizeError):
+    """A body not sent as `application/json` (another Content-Type, or none with a body): a
+    restJson1 server refuses it unread, as a 415 UnsupportedMediaTypeException (Smithy's
+    RestJsonWithBodyExpectsApplicationJsonContentType)."""
+
+
+class NotAcceptableError(PersonalizeError):
+    """An Accept header that no JSON answer satisfies: a restJson1 server refuses the call, as
+    a 406 NotAcceptableException (Smithy's RestJsonWithBodyExpectsApplicationJsonAccept)."""
+
+
 def snake(name: str) -> str:
     return _CAMEL.sub(r"_\1", name).lower()
 
@@ -152,11 +163,12 @@ def tracking_id(body: dict[str, Any]) -> str | None:
 
 
 def _attribution(raw: Any, where: str) -> str | None:
-    """`metricAttribution.eventAttributionSource` (botocore's shape), kept as a field."""
+    """`metricAttribution.eventAttributionSource` (botocore's shape), kept as a field; other
+    members are ignored, as restJson1 ignores members the model does not name."""
     if raw is None:
         return None
     field = f"{where}.metricAttribution"
-    if not isinstance(raw, dict) or set(raw) - {"eventAttributionSource"}:
+    if not isinstance(raw, dict):
         raise EventError(field, "expected an object {eventAttributionSource}")
     source = raw.get("eventAttributionSource")
     if not isinstance(source, str) or not _ATTRIBUTION.match(source):
