@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException
 
 from sluice.auth import AuthError
 from sluice.errors import InputError, NotFoundError
-from sluice.intake.personalize import MalformedError, NotAcceptableError, UnsupportedMediaError
+from sluice.intake.personalize import MalformedError
+from sluice.intake.restjson import NotAcceptableError, UnsupportedMediaError
 
 PERSONALIZE_PREFIX = "/personalize"
 RETRY_AFTER_SECONDS = "5"  # a 503 (the event log cannot take writes) says when to retry

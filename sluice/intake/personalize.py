@@ -55,17 +55,6 @@ class MalformedError(PersonalizeError):
     reads a body so, after Smithy's malformed-request protocol tests)."""
 
 
-class UnsupportedMediaError(PersonalizeError):
-    """A body not sent as `application/json` (another Content-Type, or none with a body): a
-    restJson1 server refuses it unread, as a 415 UnsupportedMediaTypeException (Smithy's
-    RestJsonWithBodyExpectsApplicationJsonContentType)."""
-
-
-class NotAcceptableError(PersonalizeError):
-    """An Accept header that no JSON answer satisfies: a restJson1 server refuses the call, as
-    a 406 NotAcceptableException (Smithy's RestJsonWithBodyExpectsApplicationJsonAccept)."""
-
-
 def snake(name: str) -> str:
     return _CAMEL.sub(r"_\1", name).lower()
 

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.intake.limits import gives_a_key_twice, repeated_key
-from sluice.intake.personalize import MalformedError, NotAcceptableError, UnsupportedMediaError
+from sluice.intake.personalize import MalformedError, PersonalizeError
 
 INT32 = (-(2 ** 31), 2 ** 31 - 1)
 # the least magnitude that rounds to a float32 infinity (halfway between the largest float32,
@@ -65,6 +65,17 @@ INT32 = (-(2 ** 31), 2 ** 31 - 1)
 FLOAT32_OVERFLOW = 2.0 ** 128 - 2.0 ** 103
 FLOAT32_MAX_TEXT = "3.4028235e38"  # the largest float32, as the shortest text that reads back
 JSON_MEDIA = "application/json"
+
+
+class UnsupportedMediaError(PersonalizeError):
+    """A body not sent as `application/json` (another Content-Type, or none with a body): a
+    restJson1 server refuses it unread, as a 415 UnsupportedMediaTypeException (Smithy's
+    RestJsonWithBodyExpectsApplicationJsonContentType)."""
+
+
+class NotAcceptableError(PersonalizeError):
+    """An Accept header that no JSON answer satisfies: a restJson1 server refuses the call, as
+    a 406 NotAcceptableException (Smithy's RestJsonWithBodyExpectsApplicationJsonAccept)."""
 # a float member as the protocol writes the values JSON has no number for
 FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
