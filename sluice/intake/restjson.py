@@ -20,9 +20,9 @@ What each shape takes, as those protocol tests have it:
   refuses them as not finite); any other string and a boolean are malformed
   (RestJsonBodyFloatMalformedValueRejected), and so is a number too large for 32 bits (one
   that rounds to a float32 infinity: beyond ±3.4028235e38), as a wider integer is for an
-  integer member (the protocol tests name no float overflow; smithy-rs would read it as
-  infinity, which the operation refuses anyway). A number too small for 32 bits is kept (it
-  rounds to zero, not to another value's sign or size).
+  integer member (the protocol tests name no float overflow; a reader that narrows a double
+  to 32 bits would make it an infinity). A number too small for 32 bits is kept (it rounds
+  towards zero, not to another value's sign or size).
 - timestamp: epoch seconds as a JSON number, restJson1's format for a body member without a
   `timestampFormat` (the Personalize models give none); a date-time string, epoch seconds as
   a string, `"NaN"` and `true` are malformed (RestJsonBodyTimestampDefaultRejects*).
@@ -33,7 +33,7 @@ What each shape takes, as those protocol tests have it:
   model does not name is left out, at the top level and inside a structure alike (a restJson1
   server ignores it, so that a client built from a newer model still reaches an older server:
   Smithy's RpcV2CborExtraFieldsInTheBodyShouldBeSkippedByServers says so for rpcv2Cbor; the
-  restJson1 tests have no such case, and its servers, smithy-rs among them, skip them too).
+  restJson1 tests have no such case, and smithy-rs's JSON parsers skip an unknown key).
 - an object that gives one name twice is malformed, wherever it is (the parsers keep the last
   value without a word; `/v1/events` refuses it the same way, `sluice.intake.limits`).
 
@@ -41,8 +41,8 @@ Before the body is read, its media types (`check_media_types`): a body is sent a
 `application/json`, parameters such as `charset` allowed
 (RestJsonMustSupportParametersInContentType), else it is a 415 UnsupportedMediaTypeException
 (RestJsonWithBodyExpectsApplicationJsonContentType, and ...ContentTypeNoHeaders for a body
-without a Content-Type; an empty body needs none, as smithy-rs checks the Content-Type of a
-body that is not empty only); an `Accept` that allows no JSON answer is a 406
+without a Content-Type; an empty body needs none, as smithy-rs checks the Content-Type only
+of a body that is not empty); an `Accept` that allows no JSON answer is a 406
 NotAcceptableException (RestJsonWithBodyExpectsApplicationJsonAccept). No `Accept`, `*/*`,
 `application/*` and `application/json` (with parameters) are fine, as RFC 9110 12.5.1 reads
 them; an empty `Accept` is taken as none.
@@ -65,6 +65,8 @@ INT32 = (-(2 ** 31), 2 ** 31 - 1)
 FLOAT32_OVERFLOW = 2.0 ** 128 - 2.0 ** 103
 FLOAT32_MAX_TEXT = "3.4028235e38"  # the largest float32, as the shortest text that reads back
 JSON_MEDIA = "application/json"
+# a float member as the protocol writes the values JSON has no number for
+FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 class UnsupportedMediaError(PersonalizeError):
@@ -76,8 +78,6 @@ class UnsupportedMediaError(PersonalizeError):
 class NotAcceptableError(PersonalizeError):
     """An Accept header that no JSON answer satisfies: a restJson1 server refuses the call, as
     a 406 NotAcceptableException (Smithy's RestJsonWithBodyExpectsApplicationJsonAccept)."""
-# a float member as the protocol writes the values JSON has no number for
-FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 @dataclass(frozen=True)
