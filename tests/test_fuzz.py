@@ -356,8 +356,8 @@ def _typed(shape: restjson.Shape, loose: bool) -> st.SearchStrategy:
                  else st.dictionaries(st.text(max_size=3), item, max_size=2))
     else:
         found = {"string": st.text(max_size=5), "integer": st.integers(*restjson.INT32),
-                 "float": st.integers(-(2 ** 1000), 2 ** 1000)
-                 | st.floats(allow_nan=False, allow_infinity=False),
+                 "float": st.integers(-(2 ** 127), 2 ** 127)  # within a float32
+                 | st.floats(width=32, allow_nan=False, allow_infinity=False),
                  "timestamp": st.integers() | st.floats(allow_nan=False,
                                                         allow_infinity=False)}[kind]
     return found | json_values | st.sampled_from(sorted(restjson.FLOAT_WORDS)) if loose else found

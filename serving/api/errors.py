@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from sluice.auth import AuthError
 from sluice.errors import InputError, NotFoundError
 from sluice.intake.personalize import MalformedError
+from sluice.intake.restjson import NotAcceptableError, UnsupportedMediaError
 from sluice.reloads import WorkersBehindError
 
 PERSONALIZE_PREFIX = "/personalize"
@@ -52,7 +53,10 @@ def aws_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                  403: "AccessDeniedException, MissingAuthenticationTokenException or "
                       "InvalidSignatureException",
                  404: "ResourceNotFoundException, naming the field",
+                 406: "NotAcceptableException: the Accept header allows no application/json "
+                      "answer",
                  413: "InvalidInputException: the body is too large",
+                 415: "UnsupportedMediaTypeException: a body not sent as application/json",
                  503: "ServiceUnavailableException: the event log cannot take writes now; "
                       "retry after Retry-After seconds"}
     return {s: {"model": AwsError, "description": described[s]} for s in statuses}
@@ -96,6 +100,8 @@ def aws_error(code: str, message: str, status: int,
 INPUT_ERRORS: tuple[tuple[type[InputError], int, str, int], ...] = (
     (NotFoundError, 404, "ResourceNotFoundException", 404),
     (MalformedError, 422, "SerializationException", 400),
+    (UnsupportedMediaError, 415, "UnsupportedMediaTypeException", 415),
+    (NotAcceptableError, 406, "NotAcceptableException", 406),
     (InputError, 422, "InvalidInputException", 400),
 )
 

@@ -152,11 +152,12 @@ def tracking_id(body: dict[str, Any]) -> str | None:
 
 
 def _attribution(raw: Any, where: str) -> str | None:
-    """`metricAttribution.eventAttributionSource` (botocore's shape), kept as a field."""
+    """`metricAttribution.eventAttributionSource` (botocore's shape), kept as a field; other
+    members are ignored, as restJson1 ignores members the model does not name."""
     if raw is None:
         return None
     field = f"{where}.metricAttribution"
-    if not isinstance(raw, dict) or set(raw) - {"eventAttributionSource"}:
+    if not isinstance(raw, dict):
         raise EventError(field, "expected an object {eventAttributionSource}")
     source = raw.get("eventAttributionSource")
     if not isinstance(source, str) or not _ATTRIBUTION.match(source):

@@ -15,18 +15,37 @@ What each shape takes, as those protocol tests have it:
   and so is a wider number (RestJsonBodyIntegerUnderflowOverflow). The tests name `1.001`;
   `1.0` and `1e2` are refused too, as the protocol's reference server (smithy-rs) refuses every
   number written as a float for an integer member.
-- float: a JSON number, or the strings "NaN", "Infinity" and "-Infinity", which the protocol
-  writes for the values JSON has no number for (read as those floats; the operation refuses
-  them as not finite); any other string and a boolean are malformed
-  (RestJsonBodyFloatMalformedValueRejected).
+- float (32 bits): a JSON number, or the strings "NaN", "Infinity" and "-Infinity", which the
+  protocol writes for the values JSON has no number for (read as those floats; the operation
+  refuses them as not finite); any other string and a boolean are malformed
+  (RestJsonBodyFloatMalformedValueRejected), and so is a number too large for 32 bits (one
+  that rounds to a float32 infinity: beyond ±3.4028235e38), as a wider integer is for an
+  integer member (the protocol tests name no float overflow; a reader that narrows a double
+  to 32 bits would make it an infinity). A number too small for 32 bits is kept (it rounds
+  towards zero, not to another value's sign or size).
 - timestamp: epoch seconds as a JSON number, restJson1's format for a body member without a
   `timestampFormat` (the Personalize models give none); a date-time string, epoch seconds as
   a string, `"NaN"` and `true` are malformed (RestJsonBodyTimestampDefaultRejects*).
 - list: a JSON array whose items are not null (the lists are dense:
   RestJsonBodyMalformedListNullItem); map: a JSON object whose values are not null
   (RestJsonBodyMalformedMapNullValue); structure: a JSON object.
-- a member given as null is absent, as restJson1 reads a null structure member; members the
-  model does not name are left to the operation.
+- a member given as null is absent, as restJson1 reads a null structure member; a member the
+  model does not name is left out, at the top level and inside a structure alike (a restJson1
+  server ignores it, so that a client built from a newer model still reaches an older server:
+  Smithy's RpcV2CborExtraFieldsInTheBodyShouldBeSkippedByServers says so for rpcv2Cbor; the
+  restJson1 tests have no such case, and smithy-rs's JSON parsers skip an unknown key).
+- an object that gives one name twice is malformed, wherever it is (the parsers keep the last
+  value without a word; `/v1/events` refuses it the same way, `sluice.intake.limits`).
+
+Before the body is read, its media types (`check_media_types`): a body is sent as
+`application/json`, parameters such as `charset` allowed
+(RestJsonMustSupportParametersInContentType), else it is a 415 UnsupportedMediaTypeException
+(RestJsonWithBodyExpectsApplicationJsonContentType, and ...ContentTypeNoHeaders for a body
+without a Content-Type; an empty body needs none, as smithy-rs checks the Content-Type only
+of a body that is not empty); an `Accept` that allows no JSON answer is a 406
+NotAcceptableException (RestJsonWithBodyExpectsApplicationJsonAccept). No `Accept`, `*/*`,
+`application/*` and `application/json` (with parameters) are fine, as RFC 9110 12.5.1 reads
+them; an empty `Accept` is taken as none.
 """
 
 from __future__ import annotations
@@ -37,11 +56,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.intake.personalize import MalformedError
+from sluice.intake.limits import gives_a_key_twice, repeated_key
+from sluice.intake.personalize import MalformedError, PersonalizeError
 
 INT32 = (-(2 ** 31), 2 ** 31 - 1)
+# the least magnitude that rounds to a float32 infinity (halfway between the largest float32,
+# 3.4028234663852886e38, and 2**128; a tie rounds to the even 2**128): an exact double
+FLOAT32_OVERFLOW = 2.0 ** 128 - 2.0 ** 103
+FLOAT32_MAX_TEXT = "3.4028235e38"  # the largest float32, as the shortest text that reads back
+JSON_MEDIA = "application/json"
 # a float member as the protocol writes the values JSON has no number for
 FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class UnsupportedMediaError(PersonalizeError):
+    """A body not sent as `application/json` (another Content-Type, or none with a body): a
+    restJson1 server refuses it unread, as a 415 UnsupportedMediaTypeException (Smithy's
+    RestJsonWithBodyExpectsApplicationJsonContentType)."""
+
+
+class NotAcceptableError(PersonalizeError):
+    """An Accept header that no JSON answer satisfies: a restJson1 server refuses the call, as
+    a 406 NotAcceptableException (Smithy's RestJsonWithBodyExpectsApplicationJsonAccept)."""
 
 
 @dataclass(frozen=True)
@@ -107,17 +143,72 @@ _EXPECTED = {
     "structure": "a JSON object",
 }
 _MAX_KEY = 100  # a map key as the message names it
+_MAX_PATH = 300  # the path of a name given twice, as the message names it
 
 
 def read_body(raw: bytes, loads: Any, shape: Shape) -> dict[str, Any]:
     """The body of an operation whose input is `shape`, parsed with `loads` (which raises
     json.JSONDecodeError) and read (`read`): a body that is not JSON, or JSON but not an
-    object, is malformed (RestJsonInvalidJsonBody, RestJsonTechnicallyValidJsonBody)."""
+    object, is malformed (RestJsonInvalidJsonBody, RestJsonTechnicallyValidJsonBody), and so
+    is one that gives a name twice in one object, named by its path."""
     try:
         body = loads(raw)
     except json.JSONDecodeError as exc:
         raise MalformedError("body", f"not JSON: {exc}") from None
+    if gives_a_key_twice(raw, body):  # counts, no second parse; the path only then
+        where = repeated_key(raw) or "body"
+        raise MalformedError(where if len(where) <= _MAX_PATH else where[:_MAX_PATH - 3] + "...",
+                             "given twice in one object; send it once (a JSON reader would "
+                             "keep only the last value, silently)")
     return read(body, shape)
+
+
+def check_media_types(content_type: str | None, accept: str | None, has_body: bool) -> None:
+    """The request's `Accept` (None: not sent) allows a JSON answer, else NotAcceptableError;
+    its body, when it has one, is sent as `application/json`, else UnsupportedMediaError. A
+    Content-Type sent with an empty body must be JSON's too."""
+    if accept is not None and not accepts_json(accept):
+        raise NotAcceptableError("accept", f"Personalize operations answer in {JSON_MEDIA}, "
+                                 f"which {_preview(accept)} does not allow (send no Accept, "
+                                 f"*/* or {JSON_MEDIA})")
+    if content_type is None:
+        if has_body:
+            raise UnsupportedMediaError("content-type", f"a body is sent as {JSON_MEDIA}, "
+                                        "with `Content-Type: application/json` (none was sent)")
+        return
+    if content_type.partition(";")[0].strip().lower() != JSON_MEDIA:
+        raise UnsupportedMediaError("content-type", f"a body is sent as {JSON_MEDIA} (the "
+                                    f"restJson1 protocol's), not {_preview(content_type)}")
+
+
+def accepts_json(accept: str) -> bool:
+    """Whether an Accept header allows `application/json`: its most specific media range
+    that matches (`application/json`, then `application/*`, then `*/*`) has a q above 0
+    (RFC 9110 12.5.1). An empty header allows it, as one not sent does; a q that is no
+    number counts as 1."""
+    best: tuple[int, float] | None = None
+    ranges = [part.strip() for part in accept.split(",") if part.strip()]
+    if not ranges:
+        return True
+    for media_range in ranges:
+        media, *params = (p.strip() for p in media_range.split(";"))
+        rank = _MATCHES.get(media.lower())
+        if rank is None:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 1.0
+        if best is None or rank > best[0] or (rank == best[0] and q > best[1]):
+            best = (rank, q)
+    return best is not None and best[1] > 0
+
+
+_MATCHES = {JSON_MEDIA: 2, "application/*": 1, "*/*": 0}  # how specific each match is
 
 
 def read(body: Any, shape: Shape) -> dict[str, Any]:
@@ -134,11 +225,10 @@ def _read(value: Any, shape: Shape, path: str) -> Any:
     kind = shape.kind
     if kind == "structure":
         _expect(isinstance(value, dict), value, shape, path)
-        out = dict(value)
-        for name, member in shape.members.items():
-            if out.get(name) is not None:  # null: the member is absent
-                out[name] = _read(out[name], member, f"{path}.{name}" if path else name)
-        return out
+        # members the model does not name are left out; null: the member is absent
+        return {name: None if value[name] is None else _read(
+                    value[name], member, f"{path}.{name}" if path else name)
+                for name, member in shape.members.items() if name in value}
     if kind == "list":
         _expect(isinstance(value, list), value, shape, path)
         return [_item(v, shape, f"{path}[{index}]") for index, v in enumerate(value)]
@@ -157,8 +247,9 @@ def _read(value: Any, shape: Shape, path: str) -> Any:
         if isinstance(value, str) and value in FLOAT_WORDS:
             return FLOAT_WORDS[value]
         _expect(number, value, shape, path)
-        if isinstance(value, int) and not _fits_a_double(value):
-            return math.inf if value > 0 else -math.inf  # as a float reader rounds it
+        if not abs(value) < FLOAT32_OVERFLOW:  # exact for an int of any size too
+            raise MalformedError(path, f"float member: {_preview(value)} is outside the 32-bit "
+                                       f"range -{FLOAT32_MAX_TEXT} to {FLOAT32_MAX_TEXT}")
     else:
         assert kind == "timestamp", kind
         _expect(number, value, shape, path)
@@ -180,14 +271,6 @@ def _expect(ok: bool, value: Any, shape: Shape, path: str) -> None:
         raise MalformedError(path or "body", f"{shape.kind} member: expected "
                              f"{_EXPECTED[shape.kind]}, got {_json_type(value)}"
                              f"{'' if isinstance(value, list | dict) else ' ' + _preview(value)}")
-
-
-def _fits_a_double(value: int) -> bool:
-    try:
-        float(value)
-    except OverflowError:
-        return False
-    return True
 
 
 def _json_type(value: Any) -> str:

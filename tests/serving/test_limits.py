@@ -96,7 +96,8 @@ def test_malformed_json_is_a_4xx_naming_the_body(server):
             **headers, "content-type": "application/json"})
         assert r.status_code == 422
         assert r.json()["detail"][0]["field"] == "body"
-    aws = server["http"].post("/personalize/events", content=b"{nope", headers=WRITE)
+    aws = server["http"].post("/personalize/events", content=b"{nope", headers={
+        **WRITE, "content-type": "application/json"})
     assert aws.status_code == 400 and aws.json()["message"].startswith("body: not JSON")
 
 

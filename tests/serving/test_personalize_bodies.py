@@ -36,6 +36,7 @@ OPERATIONS = {  # (service, operation, path, the route's limit)
 # timestamp of year 1 with microseconds
 WIDEST_INTEGER = 10 ** 4300 - 1
 WIDEST_FLOAT = -(2 ** 1024 - 2 ** 970 - 1)
+FLOAT32_MAX = 3.4028234663852886e38  # the largest value a float member holds
 WIDEST_TIME = datetime.datetime(1, 1, 1, 0, 0, 0, 999988, tzinfo=datetime.UTC)
 
 
@@ -106,6 +107,13 @@ def test_the_largest_body_reaches_the_operation_and_one_byte_more_is_refused(ser
             "SerializationException", "numResults: integer member: "), error
         with pytest.raises(ClientError) as err:
             call(**{**largest, "numResults": 2 ** 31 - 1})
+        error = err.value.response["Error"]
+    if "eventList" in largest:  # eventValue: a float of 32 bits, which the widest is not
+        assert (error["Code"], error["Message"][:39]) == (
+            "SerializationException", "eventList[0].eventValue: float member: "), error
+        events = [{**event, "eventValue": FLOAT32_MAX} for event in largest["eventList"]]
+        with pytest.raises(ClientError) as err:
+            call(**{**largest, "eventList": events})
         error = err.value.response["Error"]
     assert error["Code"] != "SerializationException", error  # each member of its type
     over = server["http"].post(path, headers={**WRITE, "Content-Type": "application/json"},

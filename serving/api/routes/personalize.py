@@ -47,7 +47,7 @@ from sluice.vocabulary import (
 )
 
 router = APIRouter(prefix="/personalize", tags=["personalize"],
-                   responses=aws_responses(400, 401, 403, 404, 413))
+                   responses=aws_responses(400, 401, 403, 404, 406, 413, 415))
 # each operation's body limit: the largest body botocore sends (serving/api/personalize_bodies)
 MAX_EVENTS_BODY_BYTES = bodies.PUT_EVENTS
 MAX_ITEMS_BODY_BYTES, MAX_USERS_BODY_BYTES = bodies.PUT_ITEMS, bodies.PUT_USERS
@@ -110,10 +110,14 @@ def _allowed(principal: Principal | None, action: str, tenant: str | None = None
 
 async def _body(request: Request, limit: int, shape: restjson.Shape) -> dict[str, Any]:
     """The request's JSON object (every rest-json operation takes one), each member of the
-    operation's input `shape` of its JSON type (sluice/intake/restjson.py)."""
+    operation's input `shape` of its JSON type (sluice/intake/restjson.py), once its media
+    types are restJson1's: a body not sent as application/json is a 415, an Accept that
+    allows no JSON answer a 406."""
     raw = await request.body()
     if len(raw) > limit:
         raise PersonalizeError("body", f"larger than {limit} bytes")
+    restjson.check_media_types(request.headers.get("content-type"),
+                               request.headers.get("accept"), bool(raw))
     return restjson.read_body(without_bom(raw) or b"{}", loads_exact, shape)
 
 
@@ -150,10 +154,18 @@ async def put_events(request: Request, principal: AwsCaller, service: ServiceDep
     return await _store(service, events, metrics)
 
 
+# the labels a refused write is counted under: the write operations' members and the request's
+# parts (a name given twice that no model names counts as `body`, so labels stay few)
+_LABELS = {*restjson.PUT_EVENTS.members, *restjson.PUT_ITEMS.members,
+           *restjson.PUT_USERS.members, "body", "content-type", "accept"}
+
+
 def _rejected(metrics: Metrics, kind: str, exc: InputError) -> None:
     """Count a refused write (a missing tracker or dataset group is not a rejected event)."""
     if not isinstance(exc, NotFoundError):
-        metrics.events.labels("rejected", kind, "unknown", field_label(exc.field)).inc()
+        label = field_label(exc.field)
+        metrics.events.labels("rejected", kind, "unknown",
+                              label if label in _LABELS else "body").inc()
 
 
 async def _put_entities(request: Request, principal: Principal | None, service: Service,
