@@ -208,18 +208,24 @@ def test_with_one_answer_there_is_nothing_to_fit_on_and_dr_is_ips():
     assert found["dm_ctr"] == 0.0 and found["dr_ctr"] == found["ips_ctr"] == 1 / 0.8 / 2
 
 
-def test_dr_s_interval_carries_the_reward_model_s_own_sampling_error():
-    # 2,000 answers of one slot; the candidate's item was logged 5 times, never clicked: DR is
-    # almost all the reward model's guess, the position's click-through fitted on the log.
-    # Held fixed, that guess would vary with nothing; refitted on each resample, DR's interval
-    # is about as wide as the logged click-through's own.
+def _candidate_logged_five_times() -> tuple[pd.DataFrame, dict]:
+    """2,000 one-slot answers at propensity 0.5, about 10% clicked; the candidate's item x was
+    logged in 5 of them, never clicked. The log and the candidate's estimates."""
     rng = np.random.default_rng(0)
     items = np.array([f"i{k}" for k in rng.integers(0, 1000, 2000)], dtype=object)
     items[:5] = "x"
     logged = pd.DataFrame({"recommendation_id": [f"r{k}" for k in range(2000)], "position": 1,
                            "item_id": items, "propensity": 0.5,
                            "is_clicked": (rng.random(2000) < 0.1) & (items != "x")})
-    found = estimate(logged, pd.Series(["x"] * 2000))
+    return logged, estimate(logged, pd.Series(["x"] * 2000))
+
+
+def test_dr_s_interval_carries_the_reward_model_s_own_sampling_error():
+    # 2,000 answers of one slot; the candidate's item was logged 5 times, never clicked: DR is
+    # almost all the reward model's guess, the position's click-through fitted on the log.
+    # Held fixed, that guess would vary with nothing; refitted on each resample, DR's interval
+    # is about as wide as the logged click-through's own.
+    logged, found = _candidate_logged_five_times()
     assert found["ips_ctr"] == 0.0 and found["dr_ctr"] == pytest.approx(found["dm_ctr"], abs=0.002)
     ctr = logged["is_clicked"].mean()
     binomial = 2 * 1.96 * np.sqrt(ctr * (1 - ctr) / len(logged))
@@ -230,13 +236,7 @@ def test_dr_s_interval_carries_the_reward_model_s_own_sampling_error():
 
 def test_dr_matching_almost_nothing_is_marked_as_resting_on_the_reward_model():
     # 2,000 one-slot answers, the candidate's item logged in 5 of them: DR is the model's guess
-    rng = np.random.default_rng(0)
-    items = np.array([f"i{k}" for k in rng.integers(0, 1000, 2000)], dtype=object)
-    items[:5] = "x"
-    logged = pd.DataFrame({"recommendation_id": [f"r{k}" for k in range(2000)], "position": 1,
-                           "item_id": items, "propensity": 0.5,
-                           "is_clicked": (rng.random(2000) < 0.1) & (items != "x")})
-    found = estimate(logged, pd.Series(["x"] * 2000))
+    logged, found = _candidate_logged_five_times()
     assert found["matched_slots"] == 5 and found["ess"] == pytest.approx(5)
     assert found["support"] == pytest.approx(5 * 2 / 2000)  # 5 weights of 2 over 2,000 slots
     assert found["dr_on_model"] and found["dr_ctr"] == pytest.approx(found["dm_ctr"], abs=0.002)
