@@ -9,7 +9,8 @@ so it answers within the budget of a request without retraining.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +18,10 @@ from sluice.bundle import BundleError, ModelBundle
 from sluice.ids import id_map
 from sluice.learn.attributes import AttributeIndex
 from sluice.serve.answers import NeedsScan
+
+if TYPE_CHECKING:
+    from sluice.serve.model import LoadedModel
+    from sluice.serve.realtime import Interaction
 
 Candidates = list[tuple[str, float]]
 DEFAULT_COLD = 5  # interactions below which similar_items puts attribute neighbours first
@@ -114,3 +119,15 @@ def _checked(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> AttributeIn
     if not finite or not np.isfinite(index.space.idf).all():
         raise BundleError("inconsistent model bundle: the attribute index has non-finite scores")
     return index
+
+
+def trained_log_counts(model: LoadedModel, histories: Iterable[list[Interaction]]) -> np.ndarray:
+    """Per model item, the interactions held from the log that the model trained on (by their
+    position in the raw log, else their time: `LoadedModel.after_training`). The cold check
+    counts an item's trained users from the bundle and only the log's other interactions:
+    serving reads the whole log, so the trained ones would otherwise count twice. One pass
+    over the held histories, when a model is loaded."""
+    ids = [event.item_id for history in histories for event in list(history)
+           if not model.after_training(event.timestamp, event.position)]
+    rows = model.bundle.item_index.rows(ids)
+    return np.bincount(rows[rows >= 0], minlength=len(model.bundle.item_ids)).astype(np.int32)

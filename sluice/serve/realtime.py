@@ -75,6 +75,13 @@ class RealtimeState:
         with self._lock:
             return list(self._tenants[tenant].histories.get(key, ()))
 
+    def histories(self, tenant: str) -> list[list[Interaction]]:
+        """Every history of `tenant`, as the lists themselves: read them without the lock (an
+        event appended meanwhile is one more at the end)."""
+        with self._lock:
+            state = self._tenants.get(tenant)
+            return list(state.histories.values()) if state is not None else []
+
     def version(self, tenant: str, key: str) -> int:
         return self._tenants[tenant].versions.get(key, 0)
 

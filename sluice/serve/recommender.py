@@ -10,6 +10,7 @@ import numpy as np
 
 from sluice.filters import Rule, allowed
 from sluice.serve.answers import Answer, RecommendationError, RecommendationRequest, Slot, new_id
+from sluice.serve.attributes import trained_log_counts
 from sluice.serve.catalog import Catalog, Passes
 from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import Interaction, RealtimeState
@@ -33,6 +34,10 @@ class Recommender:
         self.users = UserVectors(model, weights, cache_size)
         self.catalog = Catalog(tenant, model, state, seed)
         self.rng = random.Random(seed)  # the exploration draws
+        # per model item, its interactions in the log the model trained on (the cold check
+        # counts the trained ones once, through the bundle): counted once, at load
+        self.trained_in_log = (trained_log_counts(model, state.histories(tenant))
+                               if model is not None and model.attributes is not None else None)
 
     def recommend(self, req: RecommendationRequest, scan: bool = True) -> Answer:
         """The template's chain of tiers; with scan=False, NeedsScan instead of a catalog pass."""

@@ -66,12 +66,13 @@ class Service:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
-        """Load the champions and the log; `background`: as a serving process, with the
+        """Read the log, then load the champions (a model loaded counts what of the log it
+        trained on: `tiers.trained_log_counts`); `background`: as a serving process, with the
         loops that follow them, and a reload asked of any process of the home reaching it."""
         if background:  # a reload asked from here on is waited for (`reload_models`)
             self.polls.reloads.done(self.polls.reloads.asked())
-        self.refresh_models()
         self.follow_log()
+        self.refresh_models()
         if background:
             for target, name in ((self._follow_loop, "log-follower"),
                                  (self._model_loop, "model-poller"),

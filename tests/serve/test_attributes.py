@@ -144,6 +144,31 @@ def test_the_index_is_mapped_from_the_bundle_and_scores_as_a_transposed_copy(bun
         AttributeNeighbours(older)
 
 
+def test_the_cold_check_counts_an_items_trained_interactions_once():
+    """Serving reads the whole log, so an item's interactions that the model trained on are in
+    the log too: the cold check takes those from the bundle (its trained users) and counts
+    only the log's other ones (they used to be added again, so that an item trained on by a
+    few users passed for warm)."""
+    cold_bundle = with_attributes(synthetic_bundle(items=200, users=50, heads=0), cold=5)
+    cold_bundle.meta["cutoff_ms"] = 1_000_000  # no log positions: trained means by then
+    model = LoadedModel(cold_bundle, "1")
+    item = next(f"i{j}" for j in range(200)
+                if 1 <= model.attributes.trained_interactions(f"i{j}") <= 3)
+    trained = model.attributes.trained_interactions(item)
+    state = RealtimeState()
+    clicks = [{"event": "interaction", "id": f"old-{n}", "user": f"u{n}", "item": item,
+               "type": "click", "timestamp": 1_000 + n} for n in range(5 - trained)]
+    state.apply(clicks)  # what the model trained on, read again from the log
+    rec = Recommender("default", model, state, WEIGHTS, seed=1)
+    ask = RecommendationRequest(item_id=item, template="similar_items", num_results=5,
+                                fill_with_random=False)
+    assert check(rec.recommend(ask))[0] == MODEL_NON_PERSONALIZED  # still cold: attributes
+    assert int(rec.trained_in_log[model.bundle.item_index.get(item)]) == 5 - trained
+    state.apply([{**click, "id": f"new-{click['id']}", "timestamp": 2_000_000}
+                 for click in clicks])  # as many again, after training
+    assert MODEL_NON_PERSONALIZED not in check(rec.recommend(ask))  # warm: collaborative
+
+
 def test_old_bundles_without_the_index_still_load_and_answer(tmp_path):
     old = ModelBundle.load(synthetic_bundle(heads=0).save(tmp_path / "b"))
     assert old.attributes is None
