@@ -26,8 +26,9 @@ pytestmark = pytest.mark.slow
 
 
 def marts(warehouse: Path) -> dict[str, list[tuple]]:
-    """Every mart's rows, sorted, as plain tuples; without `loaded_at`, which says when ingest
-    loaded a row (a rebuild loads everything again, so only that may differ)."""
+    """Every mart's rows, sorted, as plain tuples; without `loaded_at` and `row_loaded_at`,
+    which say when ingest loaded a row and its session's login (a rebuild loads everything
+    again, so only those may differ)."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         names = sorted(rb.mart_counts(warehouse))
@@ -35,7 +36,7 @@ def marts(warehouse: Path) -> dict[str, list[tuple]]:
         for n in names:
             columns = [c for (c,) in con.execute(
                 "select column_name from information_schema.columns where table_schema = "
-                "'marts' and table_name = ? and column_name <> 'loaded_at' "
+                "'marts' and table_name = ? and column_name not in ('loaded_at', 'row_loaded_at') "
                 "order by ordinal_position", [n]).fetchall()]
             listed = ", ".join(f'"{c}"' for c in columns)
             found[n] = sorted(con.execute(f'select {listed} from marts."{n}"').fetchall(),
