@@ -67,7 +67,7 @@ class Service:
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
         """Read the log, then load the champions (a model loaded counts what of the log it
-        trained on: `tiers.trained_log_counts`); `background`: as a serving process, with the
+        trained on: `attributes.trained_log_counts`); `background`: as a serving process, with the
         loops that follow them, and a reload asked of any process of the home reaching it."""
         if background:  # a reload asked from here on is waited for (`reload_models`)
             self.polls.reloads.done(self.polls.reloads.asked())
