@@ -93,7 +93,8 @@ def create_app() -> FastAPI:
                          static_url=docs.DOCS_ASSETS, redoc_url=None)
     app.state.metrics = Metrics()
     app.add_middleware(BodyLimits, limits=BODY_LIMITS, default=DEFAULT_BODY_BYTES,
-                       lenient=("/v1/events", PERSONALIZE_PREFIX))
+                       lenient=("/v1/events", PERSONALIZE_PREFIX),
+                       own_depth=(PERSONALIZE_PREFIX,))  # measured as restJson1 reads a body
     instrument(app)
     app.add_middleware(AwsRequestIds)  # outermost: body refusals carry the id too
     errors.install(app)

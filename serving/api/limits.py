@@ -6,7 +6,10 @@ reads at most the limit otherwise, measures the JSON depth without parsing
 (`sluice.intake.limits.json_depth`), then hands the same bytes on to the route. Outside the
 `lenient` prefixes (event intake, which reads its own bodies, and the Personalize API), a body
 that is not UTF-8 or gives a key twice is refused too (`sluice.intake.limits.body_problem`):
-the JSON parsers would take it, and keep one of the two values without a word.
+the JSON parsers would take it, and keep one of the two values without a word. Under the
+`own_depth` prefixes (the Personalize API) the route measures the depth itself, once the caller
+is authenticated and the media types are checked, as the protocol's deserialization error
+(sluice/intake/restjson.py): the size is all that is bounded here.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ _BIG = 1024 * 1024  # measure bodies above this in a worker thread, off the even
 
 class BodyLimits:
     def __init__(self, app: ASGIApp, limits: Sequence[tuple[str, int]], default: int,
-                 max_depth: int = MAX_JSON_DEPTH, lenient: Sequence[str] = ()):
+                 max_depth: int = MAX_JSON_DEPTH, lenient: Sequence[str] = (),
+                 own_depth: Sequence[str] = ()):
         self.app, self.limits, self.default, self.max_depth = app, limits, default, max_depth
-        self.lenient = tuple(lenient)
+        self.lenient, self.own_depth = tuple(lenient), tuple(own_depth)
 
     def limit(self, path: str) -> int:
         return next((size for prefix, size in self.limits if path.startswith(prefix)),
@@ -55,11 +59,11 @@ class BodyLimits:
             if not message.get("more_body", False):
                 break
         data = bytes(body)
-        deep = (await anyio.to_thread.run_sync(too_deep, data, self.max_depth)
-                if len(data) > _BIG else too_deep(data, self.max_depth))
+        deep = not path.startswith(self.own_depth) and (
+            await anyio.to_thread.run_sync(too_deep, data, self.max_depth)
+            if len(data) > _BIG else too_deep(data, self.max_depth))
         if deep:
-            status = 400 if path.startswith(PERSONALIZE_PREFIX) else 422
-            await self._refuse(scope, receive, send, status,
+            await self._refuse(scope, receive, send, 422,
                                f"JSON nested deeper than {self.max_depth} levels")
             return
         wrong = None if path.startswith(self.lenient) else body_problem(data)

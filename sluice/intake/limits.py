@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import re
 from typing import Any
 
@@ -78,10 +79,11 @@ def _may_hold_wide_int(data: bytes) -> bool:
 def loads_exact(data: bytes) -> Any:
     """JSON as orjson reads it, except that integers wider than 64 bits stay integers (orjson
     would round them to floats), so validation refuses them naming the field; NaN and
-    Infinity are refused as orjson does. Raises json.JSONDecodeError."""
+    Infinity are refused as orjson does, and so is a number beyond a double's range (1e400),
+    which json.loads would read as an infinity. Raises json.JSONDecodeError."""
     if not _may_hold_wide_int(data) or _WIDE_INT.search(data) is None:
         return orjson.loads(data)
-    return json.loads(data, parse_constant=_no_constant)
+    return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
 
 
 def loads_named(data: bytes) -> Any:
@@ -99,6 +101,13 @@ def loads_named(data: bytes) -> Any:
 
 def _no_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # as orjson words it
+        raise json.JSONDecodeError("number is infinity when parsed as double", text, 0)
+    return value
 
 
 _NOT_PAIR_SYNTAX = bytes(b for b in range(256) if b not in b'":')

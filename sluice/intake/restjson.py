@@ -22,7 +22,9 @@ What each shape takes, as those protocol tests have it:
   that rounds to a float32 infinity: beyond ±3.4028235e38), as a wider integer is for an
   integer member (the protocol tests name no float overflow; a reader that narrows a double
   to 32 bits would make it an infinity). A number too small for 32 bits is kept (it rounds
-  towards zero, not to another value's sign or size).
+  towards zero, not to another value's sign or size). A number beyond even a double's range
+  (`1e400`) is malformed too, named by the member that holds it, whatever its shape: the JSON
+  parser refuses the whole body for it, and the body is read once more only to name where.
 - timestamp: epoch seconds as a JSON number, restJson1's format for a body member without a
   `timestampFormat` (the Personalize models give none); a date-time string, epoch seconds as
   a string, `"NaN"` and `true` are malformed (RestJsonBodyTimestampDefaultRejects*).
@@ -36,6 +38,10 @@ What each shape takes, as those protocol tests have it:
   restJson1 tests have no such case, and smithy-rs's JSON parsers skip an unknown key).
 - an object that gives one name twice is malformed, wherever it is (the parsers keep the last
   value without a word; `/v1/events` refuses it the same way, `sluice.intake.limits`).
+- JSON nested deeper than `MAX_JSON_DEPTH` (32) levels is malformed, refused before it is
+  parsed: a deserialization error like any other (smithy-rs's JSON reader refuses a document
+  nested too deep as it refuses one that is no JSON, a SerializationException), read after the
+  caller is authenticated and the media types are checked, as the rest of the body is.
 
 Before the body is read, its media types (`check_media_types`): a body is sent as
 `application/json`, parameters such as `charset` allowed
@@ -56,7 +62,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.intake.limits import gives_a_key_twice, repeated_key
+from sluice.intake.limits import MAX_JSON_DEPTH, gives_a_key_twice, repeated_key, too_deep
 from sluice.intake.personalize import MalformedError, PersonalizeError
 
 INT32 = (-(2 ** 31), 2 ** 31 - 1)
@@ -150,17 +156,55 @@ def read_body(raw: bytes, loads: Any, shape: Shape) -> dict[str, Any]:
     """The body of an operation whose input is `shape`, parsed with `loads` (which raises
     json.JSONDecodeError) and read (`read`): a body that is not JSON, or JSON but not an
     object, is malformed (RestJsonInvalidJsonBody, RestJsonTechnicallyValidJsonBody), and so
-    is one that gives a name twice in one object, named by its path."""
+    is one nested too deep, and one that gives a name twice in one object, named by its path."""
+    if too_deep(raw, MAX_JSON_DEPTH):  # before any parser recurses into it
+        raise MalformedError("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         body = loads(raw)
     except json.JSONDecodeError as exc:
-        raise MalformedError("body", f"not JSON: {exc}") from None
+        raise _not_json(raw, exc, shape) from None
     if gives_a_key_twice(raw, body):  # counts, no second parse; the path only then
         where = repeated_key(raw) or "body"
         raise MalformedError(where if len(where) <= _MAX_PATH else where[:_MAX_PATH - 3] + "...",
                              "given twice in one object; send it once (a JSON reader would "
                              "keep only the last value, silently)")
     return read(body, shape)
+
+
+class _BeyondDouble:
+    """A JSON number beyond a double's range, as it was written (`1e400`)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _not_json(raw: bytes, exc: json.JSONDecodeError, shape: Shape) -> MalformedError:
+    """Why a body the parser refused is malformed: where it holds a number beyond a double
+    (which the parser refuses the whole body for), the member that holds it, when the model
+    names one (or an earlier member of another type); else the parser's word on the body."""
+    beyond: list[_BeyondDouble] = []
+
+    def number(text: str) -> float | _BeyondDouble:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        beyond.append(_BeyondDouble(text))
+        return beyond[-1]
+
+    try:
+        marked = json.loads(raw, parse_float=number, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # not JSON for another reason too
+        marked = None
+    if beyond and isinstance(marked, dict):
+        try:
+            read(marked, shape)
+        except MalformedError as named:
+            return named
+    return MalformedError("body", f"not JSON: {exc}")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def check_media_types(content_type: str | None, accept: str | None, has_body: bool) -> None:
@@ -236,6 +280,7 @@ def _read(value: Any, shape: Shape, path: str) -> Any:
         _expect(isinstance(value, dict), value, shape, path)
         return {key: _item(v, shape, f"{path}.{key[:_MAX_KEY]}") for key, v in value.items()}
     number = isinstance(value, int | float) and not isinstance(value, bool)
+    beyond = isinstance(value, _BeyondDouble)  # a number all the same
     if kind == "string":
         _expect(isinstance(value, str), value, shape, path)
     elif kind == "integer":
@@ -246,13 +291,16 @@ def _read(value: Any, shape: Shape, path: str) -> Any:
     elif kind == "float":
         if isinstance(value, str) and value in FLOAT_WORDS:
             return FLOAT_WORDS[value]
-        _expect(number, value, shape, path)
-        if not abs(value) < FLOAT32_OVERFLOW:  # exact for an int of any size too
+        _expect(number or beyond, value, shape, path)
+        if beyond or not abs(value) < FLOAT32_OVERFLOW:  # exact for an int of any size too
             raise MalformedError(path, f"float member: {_preview(value)} is outside the 32-bit "
                                        f"range -{FLOAT32_MAX_TEXT} to {FLOAT32_MAX_TEXT}")
     else:
         assert kind == "timestamp", kind
-        _expect(number, value, shape, path)
+        _expect(number or beyond, value, shape, path)
+        if beyond:
+            raise MalformedError(path, f"timestamp member: {_preview(value)} is beyond the "
+                                       "range of a double (epoch seconds)")
     return value
 
 
@@ -278,7 +326,7 @@ def _json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | _BeyondDouble):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -287,7 +335,7 @@ def _json_type(value: Any) -> str:
 
 def _preview(value: Any) -> str:
     try:
-        text = json.dumps(value)
+        text = value.text if isinstance(value, _BeyondDouble) else json.dumps(value)
     except ValueError:  # an integer of more digits than Python writes
         return "(a number of over 4300 digits)"
     return text if len(text) <= 40 else text[:37] + "..."

@@ -410,17 +410,18 @@ def test_an_event_with_members_the_model_does_not_name_is_the_same_event(server)
 
 # --- media types: a body sent as application/json, an answer JSON may be --------------------
 
-def _send(server, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
-    """`body` to `path` with exactly `headers` and the key (http.client adds no Accept and no
-    Content-Type of its own, as httpx would)."""
+def _send(server, path: str, body: bytes, headers: dict[str, str],
+          key: bool = True) -> httpx.Response:
+    """`body` to `path` with exactly `headers` and the key unless `key` is False (http.client
+    adds no Accept and no Content-Type of its own, as httpx would)."""
     import http.client
     from urllib.parse import urlsplit
 
     url = urlsplit(server["base"])
-    key = READ if path.endswith(("recommendations", "ranking")) else WRITE
+    given = (READ if path.endswith(("recommendations", "ranking")) else WRITE) if key else {}
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     try:
-        connection.request("POST", path, body=body, headers={**key, **headers})
+        connection.request("POST", path, body=body, headers={**given, **headers})
         answer = connection.getresponse()
         return httpx.Response(answer.status, headers=answer.getheaders(),
                               content=answer.read())

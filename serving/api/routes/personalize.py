@@ -16,6 +16,7 @@ boto3 client with a wrong secret is refused.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -55,6 +56,7 @@ MAX_RECOMMENDATIONS_BODY_BYTES = bodies.GET_RECOMMENDATIONS
 MAX_RANKING_BODY_BYTES = bodies.GET_PERSONALIZED_RANKING
 MAX_BODY_BYTES = 1024 * 1024  # any other path: refused by name, its body unread
 MAX_RANKING_INPUT = bodies.MAX_RANKING_INPUT
+_BIG_BODY = 1024 * 1024  # read off the event loop above this (as serving.api.limits measures)
 
 
 def _json_body(required: list[str], **properties: Any) -> dict[str, Any]:
@@ -112,13 +114,17 @@ async def _body(request: Request, limit: int, shape: restjson.Shape) -> dict[str
     """The request's JSON object (every rest-json operation takes one), each member of the
     operation's input `shape` of its JSON type (sluice/intake/restjson.py), once its media
     types are restJson1's: a body not sent as application/json is a 415, an Accept that
-    allows no JSON answer a 406."""
+    allows no JSON answer a 406. The callers authenticate first, as AWS's front end does: a
+    call without a credential is a 403 whatever its body (for PutEvents the body is the
+    credential, its trackingId). A large body is read (its depth measured, parsed) off the
+    event loop."""
     raw = await request.body()
     if len(raw) > limit:
         raise PersonalizeError("body", f"larger than {limit} bytes")
     restjson.check_media_types(request.headers.get("content-type"),
                                request.headers.get("accept"), bool(raw))
-    return restjson.read_body(without_bom(raw) or b"{}", loads_exact, shape)
+    read = partial(restjson.read_body, without_bom(raw) or b"{}", loads_exact, shape)
+    return await run_in_threadpool(read) if len(raw) > _BIG_BODY else read()
 
 
 async def _store(service: Service, events: list[dict[str, Any]],
