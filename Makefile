@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export OPENBLAS_NUM_THREADS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install lock demo serve up test lint bench clean
+.PHONY: install lock demo serve up test lint bench docs clean
 
 # Installs exactly the locked versions (hashes checked); pyproject.toml keeps the ranges for
 # people who install Sluice as a library. `make lock` re-resolves within those ranges.
@@ -44,6 +44,9 @@ test: install lint  ## ruff, mypy, sqlfluff, then pytest
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+docs: install  ## docs/report.png: a small pipeline with an experiment and exploration, drawn by chromium
+	$(BIN)/python docs/make_report_png.py
 
 clean:
 	rm -rf data mlflow/mlflow.db mlflow/artifacts dbt_project/target dbt_project/logs

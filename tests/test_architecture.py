@@ -109,7 +109,7 @@ def test_the_checker_sees_a_back_edge(tmp_path: Path) -> None:
 
 # --- size: small units, so that a folder reads as what it does -------------------------------
 MAX_FILE_LINES, MAX_FUNCTION_LINES, MAX_CLASS_LINES = 350, 50, 200
-SIZED = ("sluice", "serving", "flows", "cli", "benchmarks")
+SIZED = ("sluice", "serving", "flows", "cli", "benchmarks", "docs")
 # What is over a limit today, each with why it waits; the test fails when one of these grows
 # past the size written here, and when one gets back under its limit (then drop it from here).
 OVERSIZED: dict[str, int] = {}
