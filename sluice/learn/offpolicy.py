@@ -55,7 +55,11 @@ Point values use obp's arithmetic (per-slot terms, then their mean), so they equ
 `obp.ope` 0.4.1's InverseProbabilityWeighting, SelfNormalizedInverseProbabilityWeighting,
 DoublyRobust and SelfNormalizedDoublyRobust on the same arrays to the last digit
 (tests/learn/test_offpolicy_obp.py feeds both); obp 0.4.1 has no clipping, so a clipped
-weight min(1/p, clip) is fed to it as the propensity max(p, 1/clip).
+weight min(1/p, clip) is fed to it as the propensity max(p, 1/clip). Where an estimate or a
+bound falls outside [0, 1] (DR and SNDR can: the correction w * (c - q) is negative where
+matching slots went unclicked; IPS can pass 1 with large weights), it is moved to the nearer
+end: a click-through lies in [0, 1], so the move only brings a value nearer the truth, and
+an interval cut to [0, 1] holds the truth whenever the whole one did. obp's raw value is not.
 
 The exploration of sluice.serve.exploration supports, at position k, the champion's k-th item
 and its pool: a candidate that puts an item elsewhere is weighed 0 there (IPS reads it as no
@@ -254,7 +258,8 @@ def estimate(logged: pd.DataFrame, target: pd.Series, *, min_ess: float = MIN_ES
     low, high = _bootstrap(slots, weight, group, bootstraps, seed)
     for name in ESTIMATORS:
         out[f"{name}_ctr_low"], out[f"{name}_ctr_high"] = low[name], high[name]
-        for tail in ("", "_low", "_high"):
+        for tail in ("", "_low", "_high"):  # a click-through lies in [0, 1]: see the module
+            out[f"{name}_ctr{tail}"] = min(max(out[f"{name}_ctr{tail}"], 0.0), 1.0)
             out[f"{name}_clicks_per_answer{tail}"] = out[f"{name}_ctr{tail}"] * per_answer
     return out
 

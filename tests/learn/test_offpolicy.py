@@ -118,13 +118,16 @@ def test_the_small_sample_mark_counts_answers_not_slots():
 
 
 def test_clipped_weights_are_said_and_trade_bias_for_a_narrower_interval():
-    logged = pd.DataFrame({"recommendation_id": ["a", "a", "b"], "position": [1, 2, 1],
-                           "item_id": ["x", "y", "z"],
-                           "propensity": [0.8, 0.04, 0.8], "is_clicked": [True, True, False]})
-    found = estimate(logged, pd.Series(["x", "y", "q"]), clip=10.0)
+    others = [f"b{i}" for i in range(10)]  # ten answers of one unclicked slot
+    logged = pd.DataFrame({"recommendation_id": ["a", "a", *others],
+                           "position": [1, 2] + [1] * 10, "item_id": ["x", "y"] + ["z"] * 10,
+                           "propensity": [0.8, 0.04] + [0.8] * 10,
+                           "is_clicked": [True, True] + [False] * 10})
+    candidate = pd.Series(["x", "y"] + ["q"] * 10)
+    found = estimate(logged, candidate, clip=10.0)
     assert found["clip"] == 10.0 and found["clipped_share"] == 0.5  # y's 25 capped, x's not
-    assert found["ips_ctr"] == pytest.approx((1 / 0.8 + 10) / 3)
-    assert "clip" not in estimate(logged, pd.Series(["x", "y", "q"]))  # off by default
+    assert found["ips_ctr"] == pytest.approx((1 / 0.8 + 10) / 12)
+    assert "clip" not in estimate(logged, candidate)  # off by default
     logged, targets, _ = simulate(3)  # pool slots weigh 25, greedy ones 1.25
     plain, capped = (estimate(logged, targets["better"], clip=c) for c in (None, 5.0))
 
@@ -307,3 +310,17 @@ def test_the_candidate_s_guess_at_a_slot_does_not_depend_on_what_the_policy_drew
     drawn.loc[first, "item_id"] = drawn.loc[first, "item_id"].to_numpy()[::-1]
     _, again = reward_model(drawn, targets["better"], seed=7)
     assert np.array_equal(again[first], q_target[first])
+
+
+def test_estimates_and_bounds_stay_within_what_a_click_through_can_be():
+    # 30 users, the worse candidate: few of its slots are clicked, so DR's correction
+    # (w * (c - q) over unclicked matches) pulls its value and its bootstrap's low tail below
+    # zero; a click-through lies in [0, 1], so they are reported at 0, not as a negative rate
+    logged, targets, truth = simulate(3, users=30)
+    found = estimate(logged, targets["worse"])
+    for name in ESTIMATORS:
+        for tail in ("", "_low", "_high"):
+            assert 0.0 <= found[f"{name}_ctr{tail}"] <= 1.0, (name, tail)
+        assert found[f"{name}_ctr_low"] <= found[f"{name}_ctr"] <= found[f"{name}_ctr_high"]
+    assert found["dr_ctr"] == found["dr_ctr_low"] == 0.0 < found["dr_ctr_high"]
+    assert found["dr_clicks_per_answer_low"] == 0.0 and truth["worse"] > 0
