@@ -31,8 +31,8 @@ the listing made later lists it too (Sluice never deletes a segment).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
+from itertools import chain
 from typing import Any
 
 from sluice.intake.log_positions import OFFSET_MASK
@@ -41,13 +41,14 @@ WHOLE = OFFSET_MASK  # trained on whole: no line in it ends past this
 UNKNOWN = -1  # trained on in part, how far is not known: its events go by time
 UNSEEN = -2  # not loaded when the marts were built: every event in it is new
 
-_NAME = re.compile(r"segment-(\d{13})-(.+)\.jsonl")
-
-
 def writer_and_start(name: str) -> tuple[str, int] | None:
-    """(writer, start ms) of a segment named as `EventLog` names them, else None."""
-    found = _NAME.fullmatch(name)
-    return None if found is None else (found.group(2), int(found.group(1)))
+    """(writer, start ms) of a segment named as `EventLog` names them
+    (`segment-<13 digits>-<writer>.jsonl`), else None."""
+    start = name[8:21]
+    if (len(name) > 28 and name.startswith("segment-") and name[21] == "-"
+            and name.endswith(".jsonl") and start.isascii() and start.isdigit()):
+        return name[22:-6], int(start)
+    return None
 
 
 def compact(loaded: Mapping[str, tuple[int, bool]], listed: Mapping[str, int] | None,
@@ -61,25 +62,26 @@ def compact(loaded: Mapping[str, tuple[int, bool]], listed: Mapping[str, int] | 
     unknown = sorted(name for name, (_, seen) in loaded.items() if not seen)
     if listed is None:
         return {"covered": dict(sorted(covered.items())), "unknown": unknown}
+    names = {name: writer_and_start(name)
+             for name in chain(loaded, (n for n in listed if n not in loaded))}
     newest: dict[str, int] = {}  # each writer's newest segment training knows of
-    for name in (*loaded, *listed):
-        parsed = writer_and_start(name)
-        if parsed is not None:
-            newest[parsed[0]] = max(newest.get(parsed[0], -1), parsed[1])
+    for parsed in names.values():
+        if parsed is not None and parsed[1] > newest.get(parsed[0], -1):
+            newest[parsed[0]] = parsed[1]
     through: dict[str, int] = {}
     whole: set[str] = set()
     for name, size in covered.items():
-        parsed = writer_and_start(name)
+        parsed = names[name]
         if (parsed is None or listed.get(name) != size
                 or not (immutable or parsed[1] < newest[parsed[0]])):
             continue  # not known whole, or it may still grow: named with its bytes
         whole.add(name)
         through[parsed[0]] = max(through.get(parsed[0], -1), parsed[1])
-    inside = Coverage({}, (), (), through).inside
     return {"whole_through": dict(sorted(through.items())),
             "covered": {n: covered[n] for n in sorted(covered) if n not in whole},
             "unknown": unknown,
-            "unloaded": sorted(n for n in listed if n not in loaded and inside(n))}
+            "unloaded": sorted(n for n in listed if n not in loaded and _inside(names[n],
+                                                                                through))}
 
 
 class Coverage:
@@ -100,17 +102,17 @@ class Coverage:
         return cls(record.get("covered") or {}, record.get("unknown") or (),
                    record.get("unloaded") or (), record.get("whole_through"))
 
-    def inside(self, name: str) -> bool:
-        """Whether the segment falls in its writer's prefix."""
-        parsed = writer_and_start(name)
-        return parsed is not None and parsed[1] <= self.whole_through.get(parsed[0], -1)
-
     def of_segment(self, name: str) -> int:
         covered = self.covered.get(name)
         if covered is not None:
             return covered
         if name in self.unknown:
             return UNKNOWN
-        if name in self.unloaded or not self.inside(name):
+        if name in self.unloaded or not _inside(writer_and_start(name), self.whole_through):
             return UNSEEN
         return WHOLE
+
+
+def _inside(parsed: tuple[str, int] | None, whole_through: Mapping[str, int]) -> bool:
+    """Whether a segment (its writer and start) falls in its writer's prefix."""
+    return parsed is not None and parsed[1] <= whole_through.get(parsed[0], -1)

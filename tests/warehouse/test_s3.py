@@ -253,6 +253,26 @@ def test_an_object_ingest_did_not_list_before_later_ones_stays_new(s3, bucket, t
     assert [trained.after(T0, p) for p in written] == [False, True, False, False]
 
 
+def test_a_log_that_cannot_be_listed_gets_every_object_named(s3, bucket, tmp_path,
+                                                             monkeypatch, caplog):
+    """Telling "whole" takes a listing (a key without s3:ListBucket, a store that is down)."""
+    raw = f"s3://{bucket}/raw"
+    written = [EventLog(raw).append([_ev(n)])[0] for n in range(3)]
+    warehouse = tmp_path / "w.duckdb"
+    Ingestor(warehouse, raw, f"s3://{bucket}/landing").run()
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema marts")
+        con.execute("create table marts.interactions as select loaded_at from raw.events")
+
+    def denied(root):
+        raise PermissionError("Access Denied")
+
+    monkeypatch.setattr("sluice.intake.eventlog.segment_listing", denied)
+    found = trained_positions(DuckDBWarehouse(warehouse), raw)
+    assert found == {"covered": {unpack(p)[0]: unpack(p)[1] for p in written}, "unknown": []}
+    assert "could not be listed (Access Denied)" in caplog.text
+
+
 def test_a_second_ingest_reads_no_object_loaded_before(s3, bucket, tmp_path, monkeypatch):
     """Objects older than their load (S3's LastModified has whole seconds) are not fetched
     again: a run lists the bucket and reads what is new, not the history."""
