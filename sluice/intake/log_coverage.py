@@ -41,6 +41,7 @@ WHOLE = OFFSET_MASK  # trained on whole: no line in it ends past this
 UNKNOWN = -1  # trained on in part, how far is not known: its events go by time
 UNSEEN = -2  # not loaded when the marts were built: every event in it is new
 
+
 def writer_and_start(name: str) -> tuple[str, int] | None:
     """(writer, start ms) of a segment named as `EventLog` names them
     (`segment-<13 digits>-<writer>.jsonl`), else None."""
