@@ -222,6 +222,13 @@ def location(value: Path | str) -> Path | str:
     return value if is_url(value) else Path(value)
 
 
+def objects_are_immutable(root: Path | str) -> bool:
+    """Whether an EventLog at `root` writes one immutable object per group commit (an object
+    store) rather than appending to its segments."""
+    root = location(root)
+    return isinstance(root, str) and not APPEND_PROTOCOLS & set(_protocols(_url_to_fs(root)[0]))
+
+
 def _url_to_fs(url: str) -> tuple[Any, str]:
     from fsspec.core import url_to_fs
 

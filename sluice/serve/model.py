@@ -11,6 +11,7 @@ import numpy as np
 from sluice import ann
 from sluice.bundle import HEAD_SIZE, ModelBundle
 from sluice.filters import Rule
+from sluice.intake.log_coverage import UNKNOWN, Coverage
 from sluice.intake.log_positions import NO_POSITION, OFFSET_BITS, OFFSET_MASK, unpack
 from sluice.item_fields import ItemFields
 from sluice.learn.model_base import als_fold_in, als_gram
@@ -128,11 +129,9 @@ class LoadedModel:
         self.scorer.close()
 
 
-# what make_bundle records of the raw log (sluice.warehouse.positions): per segment name, the
-# bytes the marts covered, and the segments whose covered part is not known
+# what make_bundle records of the raw log (sluice.warehouse.positions): how far into each
+# raw-log segment the marts went, per writer and by exception (sluice.intake.log_coverage)
 LOG_META = "raw_log"
-_UNKNOWN = -1  # a segment the model saw an unknown part of: its events go by time
-_UNSEEN = -2  # a segment the model's marts had nothing of: every event in it is new
 
 
 class TrainedLog:
@@ -143,27 +142,22 @@ class TrainedLog:
     ingest loaded again after the marts were built): an event is new when it is later than the
     latest event trained on (`cutoff_ms`)."""
 
-    def __init__(self, covered: dict[str, int] | None, unknown: frozenset[str], cutoff_ms: int):
-        self.covered, self.unknown, self.cutoff_ms = covered, unknown, cutoff_ms
+    def __init__(self, coverage: Coverage | None, cutoff_ms: int):
+        self.coverage, self.cutoff_ms = coverage, cutoff_ms
         self._by_number: dict[int, int] = {}  # segment number -> covered bytes or a marker
 
     @classmethod
     def of(cls, meta: dict, cutoff_ms: int) -> TrainedLog:
-        found = meta.get(LOG_META)
-        if not found:
-            return cls(None, frozenset(), cutoff_ms)
-        return cls({str(k): int(v) for k, v in (found.get("covered") or {}).items()},
-                   frozenset(found.get("unknown") or ()), cutoff_ms)
+        """Either form of the record: the compact one, or every segment named (older)."""
+        return cls(Coverage.of(meta.get(LOG_META)), cutoff_ms)
 
     def after(self, timestamp: int, position: int) -> bool:
-        if self.covered is None or position == NO_POSITION:
+        if self.coverage is None or position == NO_POSITION:
             return timestamp > self.cutoff_ms
         number = position >> OFFSET_BITS
         covered = self._by_number.get(number)
         if covered is None:  # once per segment: a dict read after that
-            name, _ = unpack(position)
-            covered = self.covered.get(name, _UNKNOWN if name in self.unknown else _UNSEEN)
-            self._by_number[number] = covered
-        if covered == _UNKNOWN:
+            covered = self._by_number[number] = self.coverage.of_segment(unpack(position)[0])
+        if covered == UNKNOWN:
             return timestamp > self.cutoff_ms
-        return (position & OFFSET_MASK) > covered  # _UNSEEN: any line ends past it
+        return (position & OFFSET_MASK) > covered  # UNSEEN: any line ends past it; WHOLE: none

@@ -20,16 +20,26 @@ Read under the warehouse lock the train flow holds, so that no load lands betwee
 queries. Only raw-log segments are listed, by file name (unique per log: its start time and
 writer, `EventLog._next_name`), so that serving matches them however it spells the log's
 path or URL; landing files are left out (serving never reads them).
+
+The record is compact (sluice.intake.log_coverage): per writer, the segments trained on whole
+up to its newest such one, and only the exceptions by name. Telling "whole" takes a listing
+of the log made after the manifest was read (one LIST per thousand objects on a bucket, as
+each ingest run makes); when the log cannot be listed, every segment is named, as before.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 from pathlib import Path
 from typing import Any
 
 from sluice.intake import eventlog
+from sluice.intake.log_coverage import compact
+from sluice.intake.log_positions import segment_name
 from sluice.warehouse.engine import MissingTable, Warehouse
+
+log = logging.getLogger(__name__)
 
 _QUERY = """
 select
@@ -41,27 +51,34 @@ from raw.manifest as manifest
 
 
 def trained_positions(warehouse: Warehouse, raw_root: Path | str) -> dict[str, Any] | None:
-    """{"covered": {segment name: bytes}, "unknown": [segment names]} of the raw log at
-    `raw_root` as the marts hold it; None when the manifest lists none of its segments (no
-    raw log loaded: serving then goes by event time alone)."""
+    """The record (sluice.intake.log_coverage) of the raw log at `raw_root` as the marts hold
+    it; None when the manifest lists none of its segments (no raw log loaded: serving then
+    goes by event time alone)."""
     try:
         rows = warehouse.rows(_QUERY)
     except MissingTable:
         return None
     root = _spelled(raw_root)
-    covered: dict[str, int] = {}
-    unknown: list[str] = []
+    loaded: dict[str, tuple[int, bool]] = {}
     for path, size, seen in rows:
         name = _segment_of(str(path), root)
-        if name is None:
-            continue
-        if seen:
-            covered[name] = int(size)
-        else:
-            unknown.append(name)
-    if not covered and not unknown:
+        if name is not None:
+            loaded[name] = (int(size), bool(seen))
+    if not loaded:
         return None
-    return {"covered": dict(sorted(covered.items())), "unknown": sorted(unknown)}
+    return compact(loaded, _listed(raw_root), eventlog.objects_are_immutable(raw_root))
+
+
+def _listed(raw_root: Path | str) -> dict[str, int] | None:
+    """Each segment's size as the log lists it now; None (every segment named) when the log
+    cannot be listed."""
+    try:
+        return {segment_name(path): size
+                for path, size, _ in eventlog.segment_listing(raw_root)}
+    except Exception as exc:  # a store's client raises its own kinds (botocore, ...)
+        log.warning("raw log %s could not be listed (%s): the bundle names each of its "
+                    "segments", raw_root, exc)
+        return None
 
 
 def _spelled(raw_root: Path | str) -> tuple[str, ...]:

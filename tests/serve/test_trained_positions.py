@@ -21,6 +21,7 @@ from sluice.bundle import ModelBundle
 from sluice.intake import eventlog, log_positions
 from sluice.intake.eventlog import EventLog
 from sluice.intake.follower import LogFollower
+from sluice.intake.log_coverage import UNKNOWN, UNSEEN, Coverage, writer_and_start
 from sluice.learn.bundling import make_bundle
 from sluice.learn.models import make_model
 from sluice.learn.training import prepare
@@ -55,8 +56,15 @@ def trained(tmp_path_factory):
     home = tmp_path_factory.mktemp("positions")
     with environ(environment(home)):
         settings = Settings()
+    events = _events(taste_history(users=300, per_user=12), "t")
+    # a writer that moved on from its first segments (whole: the record's prefix), then one
+    # still appending to its only segment
+    early = EventLog(settings.raw_location, segment_bytes=1)
+    for chunk in range(3):
+        early.append(events[chunk * 600:(chunk + 1) * 600])
+    early.close()
     writer = EventLog(settings.raw_location)
-    writer.append(_events(taste_history(users=300, per_user=12), "t"))
+    writer.append(events[1800:])
     _ingest_and_build(settings)
     prepared = prepare(settings, "default")
     final = make_model("als", factors=8, iterations=10, regularization=0.1)
@@ -95,9 +103,34 @@ def _item_outside_taste(bundle: ModelBundle, user: str) -> str:
 
 def test_the_bundle_records_every_segment_of_the_raw_log_the_marts_hold(trained):
     found = trained["bundle"].meta["raw_log"]
-    segments = eventlog.segment_sizes(trained["settings"].raw_location)
-    assert found == {"covered": {Path(p).name: size for p, size in segments}, "unknown": []}
-    assert len(found["covered"]) == 1 and list(found["covered"].values())[0] > 0
+    segments = {Path(p).name: size
+                for p, size in eventlog.segment_sizes(trained["settings"].raw_location)}
+    assert len(segments) == 4 and all(segments.values())
+    first, second, third = sorted(n for n in segments if trained["writer"].writer_id not in n)
+    writer, start = writer_and_start(second) or ("", 0)
+    # a local log's writer may append to its newest segment: each writer's is named with its
+    # bytes; those its writer moved on from, wholly loaded, are in its prefix
+    assert found == {"whole_through": {writer: start}, "unknown": [], "unloaded": [],
+                     "covered": {n: size for n, size in segments.items() if n not in (first,
+                                                                                     second)}}
+    model = LoadedModel(trained["bundle"], "1")
+    assert not model.after_training(0, log_positions.position(first, segments[first]))
+
+
+def test_a_bundle_naming_every_segment_loads_and_answers_the_same(trained, tmp_path):
+    """A bundle from before the record was compacted: each segment named with its bytes."""
+    segments = {Path(p).name: size
+                for p, size in eventlog.segment_sizes(trained["settings"].raw_location)}
+    explicit = {"covered": segments, "unknown": []}  # nothing appended yet in this module
+    trained["bundle"].save(tmp_path / "new")
+    _with_meta(trained["bundle"], raw_log=explicit).save(tmp_path / "old")
+    compact, old = (_service(trained, ModelBundle.load(tmp_path / name))
+                    for name in ("new", "old"))
+    assert old.recommender("default").users.model.trained.coverage.covered == segments
+    for key in map(str, trained["bundle"].user_ids):
+        pairs = [service.recommender("default").users.new_pairs(
+            service.state.history("default", key)) for service in (compact, old)]
+        assert pairs[0] == pairs[1] == []
 
 
 def test_an_event_stamped_before_the_cutoff_and_appended_after_training_is_folded_in(trained):
@@ -163,7 +196,7 @@ def test_a_bundle_without_the_raw_logs_positions_keeps_the_time_rule(trained):
     cutoff = int(bundle.meta["cutoff_ms"])
     service = _service(trained, old)
     users = service.recommender("default").users
-    assert users.model.trained.covered is None
+    assert users.model.trained.coverage is None
     before, after = _item_outside_taste(bundle, "u5"), _item_outside_taste(bundle, "u6")
     service.accept([
         {"event": "interaction", "id": "old-1", "tenant": "default", "user": "u5",
@@ -193,12 +226,14 @@ def test_a_segment_loaded_again_after_the_marts_were_built_goes_by_time(trained,
     Ingestor(warehouse, settings.raw_location, settings.landing_location).run()
     found = trained_positions(warehouse, settings.raw_location)
     assert found is not None
-    # every segment the earlier tests appended to was loaded now, after the marts were built
-    loaded_now = {Path(p).name for p, _ in eventlog.segment_sizes(settings.raw_location)}
-    assert set(found["unknown"]) == loaded_now - {
-        name for name, size in before["covered"].items()
-        if size == dict(found["covered"]).get(name)}
-    assert set(found["covered"]) | set(found["unknown"]) == loaded_now
+    # every segment the earlier tests appended to was loaded now, after the marts were built;
+    # the others keep what they said
+    listed = {Path(p).name for p, _ in eventlog.segment_sizes(settings.raw_location)}
+    then, now = Coverage.of(before), Coverage.of(found)
+    assert then is not None and now is not None
+    assert set(found["unknown"]) == {n for n in listed if then.of_segment(n) != now.of_segment(n)}
+    assert {n for n in listed if now.of_segment(n) == UNKNOWN} == set(found["unknown"]) != set()
+    assert UNSEEN not in map(now.of_segment, listed)
     # serving goes by time in those segments
     bundle = _with_meta(trained["bundle"], raw_log=found)
     model = LoadedModel(bundle, "2")

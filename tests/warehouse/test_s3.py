@@ -23,6 +23,7 @@ from sluice.intake.eventlog import (
     segments,
 )
 from sluice.intake.follower import LogFollower
+from sluice.intake.log_coverage import writer_and_start
 from sluice.intake.log_positions import unpack
 from sluice.serve.model import TrainedLog
 from sluice.warehouse.engine import DuckDBWarehouse
@@ -219,10 +220,57 @@ def test_a_bundles_positions_name_the_objects_as_the_writer_and_a_follower_do(s3
     for name, end in map(unpack, positions):
         ends[name] = max(ends.get(name, 0), end)
     assert len(ends) == 2
-    assert found == {"covered": ends, "unknown": []}  # no landing file among them
-    trained = TrainedLog(found["covered"], frozenset(), cutoff_ms=T0)
+    # both objects whole (no landing file among them): one entry per writer, none per object
+    assert found == {"whole_through": dict(map(writer_and_start, ends)), "covered": {},
+                     "unknown": [], "unloaded": []}
+    trained = TrainedLog.of({"raw_log": found}, cutoff_ms=T0)
     assert not any(trained.after(T0 + 99_000, p) for p in positions)  # trained, whatever time
     assert trained.after(T0 - 99_000, EventLog(raw).append([_ev(13)])[0])  # new, however old
+    explicit = TrainedLog.of({"raw_log": {"covered": ends, "unknown": []}}, cutoff_ms=T0)
+    assert not any(explicit.after(T0 + 99_000, p) for p in positions)  # an older bundle's
+
+
+def test_an_object_ingest_did_not_list_before_later_ones_stays_new(s3, bucket, tmp_path):
+    """A listing that missed an object while it listed later ones of the same writer (pages
+    of a busy bucket): the compact record names it; its events were never trained on."""
+    raw, client = f"s3://{bucket}/raw", s3.client()
+    writer = EventLog(raw)
+    written = [writer.append([_ev(n)])[0] for n in range(4)]
+    names = [unpack(p)[0] for p in written]
+    hidden = f"raw/{names[1]}"
+    body = client.get_object(Bucket=bucket, Key=hidden)["Body"].read()
+    client.delete_object(Bucket=bucket, Key=hidden)
+    warehouse = tmp_path / "w.duckdb"
+    assert Ingestor(warehouse, raw, f"s3://{bucket}/landing").run().rows_loaded == 3
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema marts")
+        con.execute("create table marts.interactions as select loaded_at from raw.events")
+    client.put_object(Bucket=bucket, Key=hidden, Body=body)  # listed now, not loaded
+    found = trained_positions(DuckDBWarehouse(warehouse), raw)
+    assert found == {"whole_through": dict([writer_and_start(names[3])]), "covered": {},
+                     "unknown": [], "unloaded": [names[1]]}
+    trained = TrainedLog.of({"raw_log": found}, cutoff_ms=T0 + 99_000)
+    assert [trained.after(T0, p) for p in written] == [False, True, False, False]
+
+
+def test_a_log_that_cannot_be_listed_gets_every_object_named(s3, bucket, tmp_path,
+                                                             monkeypatch, caplog):
+    """Telling "whole" takes a listing (a key without s3:ListBucket, a store that is down)."""
+    raw = f"s3://{bucket}/raw"
+    written = [EventLog(raw).append([_ev(n)])[0] for n in range(3)]
+    warehouse = tmp_path / "w.duckdb"
+    Ingestor(warehouse, raw, f"s3://{bucket}/landing").run()
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema marts")
+        con.execute("create table marts.interactions as select loaded_at from raw.events")
+
+    def denied(root):
+        raise PermissionError("Access Denied")
+
+    monkeypatch.setattr("sluice.intake.eventlog.segment_listing", denied)
+    found = trained_positions(DuckDBWarehouse(warehouse), raw)
+    assert found == {"covered": {unpack(p)[0]: unpack(p)[1] for p in written}, "unknown": []}
+    assert "could not be listed (Access Denied)" in caplog.text
 
 
 def test_a_second_ingest_reads_no_object_loaded_before(s3, bucket, tmp_path, monkeypatch):
