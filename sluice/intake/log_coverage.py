@@ -1,11 +1,11 @@
 """How far into the raw log a model's marts went, in a record that does not grow with every
-segment: what training writes into the bundle (meta `raw_log`, sluice.warehouse.positions)
-and serving reads (sluice.serve.model.TrainedLog).
+segment: what training writes into the bundle (meta `raw_coverage`,
+sluice.warehouse.positions) and serving reads (sluice.serve.model.TrainedLog).
 
-The explicit form (bundles made before this record was compacted) names every segment:
-`{"covered": {name: bytes}, "unknown": [names]}`. On an object store each group commit is
-a segment of its own, so that is one entry per object, some 60 bytes: 60 MB of meta at a
-million objects. The compact form says the same in a few entries per writer:
+The explicit form (bundles made before this record was compacted, meta `raw_log`) names
+every segment: `{"covered": {name: bytes}, "unknown": [names]}`. On an object store each
+group commit is a segment of its own, so that is one entry per object, some 60 bytes: 60 MB
+of meta at a million objects. The compact form says the same in a few entries per writer:
 
     {"whole_through": {writer: ms}, "covered": {name: bytes}, "unknown": [names],
      "unloaded": [names]}
@@ -36,6 +36,12 @@ from itertools import chain
 from typing import Any
 
 from sluice.intake.log_positions import OFFSET_MASK
+
+# The compact record has a key of its own: a server from before it reads no record in a new
+# bundle and goes by event time (coarser, never wrong), where reading the compact form as the
+# explicit one would take every segment inside a prefix for one the model never saw.
+META_KEY = "raw_coverage"
+EXPLICIT_META_KEY = "raw_log"  # bundles before the compact record
 
 WHOLE = OFFSET_MASK  # trained on whole: no line in it ends past this
 UNKNOWN = -1  # trained on in part, how far is not known: its events go by time
@@ -94,6 +100,11 @@ class Coverage:
         self.covered = {str(k): int(v) for k, v in covered.items()}
         self.unknown, self.unloaded = frozenset(unknown), frozenset(unloaded)
         self.whole_through = {str(k): int(v) for k, v in (whole_through or {}).items()}
+
+    @classmethod
+    def of_meta(cls, meta: Mapping[str, Any]) -> Coverage | None:
+        """The record a bundle's meta keeps, in either form; None when there is none."""
+        return cls.of(meta.get(META_KEY) or meta.get(EXPLICIT_META_KEY))
 
     @classmethod
     def of(cls, record: Mapping[str, Any] | None) -> Coverage | None:

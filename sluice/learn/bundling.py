@@ -22,6 +22,7 @@ from sluice.learn.models import Model, Popularity
 from sluice.learn.next_item import index_for_run
 from sluice.learn.similar import SimilarItems
 from sluice.settings import Settings
+from sluice.warehouse import positions
 
 if TYPE_CHECKING:
     from sluice.learn.training import Prepared
@@ -60,7 +61,8 @@ def make_bundle(settings: Settings, prepared: Prepared, final: Model,
                   attribute_index, settings.app.attributes.cold_item_interactions),
               **({"ann": ann[1].meta()} if ann is not None else {}),
               # serving tells trained events from new ones by this (sluice.serve.model)
-              **({"raw_log": prepared.log_positions} if prepared.log_positions else {})},
+              **({positions.META_KEY: prepared.log_positions}
+                 if prepared.log_positions else {})},
         catalog=prepared.catalog, similar=similar.matrix, candidates=candidates,
         attributes=attribute_index.arrays() if attribute_index is not None else None,
         ann=ann[0] if ann is not None else None,

@@ -129,9 +129,6 @@ class LoadedModel:
         self.scorer.close()
 
 
-# what make_bundle records of the raw log (sluice.warehouse.positions): how far into each
-# raw-log segment the marts went, per writer and by exception (sluice.intake.log_coverage)
-LOG_META = "raw_log"
 
 
 class TrainedLog:
@@ -149,7 +146,7 @@ class TrainedLog:
     @classmethod
     def of(cls, meta: dict, cutoff_ms: int) -> TrainedLog:
         """Either form of the record: the compact one, or every segment named (older)."""
-        return cls(Coverage.of(meta.get(LOG_META)), cutoff_ms)
+        return cls(Coverage.of_meta(meta), cutoff_ms)
 
     def after(self, timestamp: int, position: int) -> bool:
         if self.coverage is None or position == NO_POSITION:

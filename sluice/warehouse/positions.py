@@ -35,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from sluice.intake import eventlog
-from sluice.intake.log_coverage import compact
+from sluice.intake.log_coverage import META_KEY, compact
 from sluice.intake.log_positions import segment_name
 from sluice.warehouse.engine import MissingTable, Warehouse
+
+__all__ = ["META_KEY", "trained_positions"]  # META_KEY: the bundle meta key of the record
 
 log = logging.getLogger(__name__)
 

@@ -104,7 +104,7 @@ def _random_log(rng: random.Random, immutable: bool) -> Log:
 
 def _same_answers(log: Log) -> int:
     old = TrainedLog.of({"raw_log": log.explicit()}, CUTOFF)
-    new = TrainedLog.of({"raw_log": json.loads(json.dumps(log.compact()))}, CUTOFF)
+    new = TrainedLog.of({"raw_coverage": json.loads(json.dumps(log.compact()))}, CUTOFF)
     checked = 0
     for segment in log.segments:
         for end in segment.ends:
@@ -156,7 +156,7 @@ def test_a_segment_that_may_still_grow_is_named_with_its_bytes():
                              "unknown": [], "unloaded": []}
     log.segments[-1].ends.append(180)  # a line appended after training: new
     assert _same_answers(log) == 14
-    assert TrainedLog.of({"raw_log": log.compact()}, CUTOFF).after(
+    assert TrainedLog.of({"raw_coverage": log.compact()}, CUTOFF).after(
         0, log_positions.position(_name(3, "w"), 180))
 
 

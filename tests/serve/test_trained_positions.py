@@ -102,7 +102,8 @@ def _item_outside_taste(bundle: ModelBundle, user: str) -> str:
 
 
 def test_the_bundle_records_every_segment_of_the_raw_log_the_marts_hold(trained):
-    found = trained["bundle"].meta["raw_log"]
+    found = trained["bundle"].meta["raw_coverage"]
+    assert "raw_log" not in trained["bundle"].meta  # a server before the compact form: by time
     segments = {Path(p).name: size
                 for p, size in eventlog.segment_sizes(trained["settings"].raw_location)}
     assert len(segments) == 4 and all(segments.values())
@@ -123,7 +124,7 @@ def test_a_bundle_naming_every_segment_loads_and_answers_the_same(trained, tmp_p
                 for p, size in eventlog.segment_sizes(trained["settings"].raw_location)}
     explicit = {"covered": segments, "unknown": []}  # nothing appended yet in this module
     trained["bundle"].save(tmp_path / "new")
-    _with_meta(trained["bundle"], raw_log=explicit).save(tmp_path / "old")
+    _with_meta(trained["bundle"], raw_coverage=None, raw_log=explicit).save(tmp_path / "old")
     compact, old = (_service(trained, ModelBundle.load(tmp_path / name))
                     for name in ("new", "old"))
     assert old.recommender("default").users.model.trained.coverage.covered == segments
@@ -192,7 +193,7 @@ def test_trained_events_are_not_folded_in_again_even_when_the_time_rule_would(tr
 
 def test_a_bundle_without_the_raw_logs_positions_keeps_the_time_rule(trained):
     bundle = trained["bundle"]
-    old = _with_meta(bundle, raw_log=None)
+    old = _with_meta(bundle, raw_coverage=None)
     cutoff = int(bundle.meta["cutoff_ms"])
     service = _service(trained, old)
     users = service.recommender("default").users
@@ -235,7 +236,7 @@ def test_a_segment_loaded_again_after_the_marts_were_built_goes_by_time(trained,
     assert {n for n in listed if now.of_segment(n) == UNKNOWN} == set(found["unknown"]) != set()
     assert UNSEEN not in map(now.of_segment, listed)
     # serving goes by time in those segments
-    bundle = _with_meta(trained["bundle"], raw_log=found)
+    bundle = _with_meta(trained["bundle"], raw_coverage=found)
     model = LoadedModel(bundle, "2")
     cutoff = model.cutoff_ms
     name = found["unknown"][0]

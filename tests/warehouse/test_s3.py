@@ -223,7 +223,7 @@ def test_a_bundles_positions_name_the_objects_as_the_writer_and_a_follower_do(s3
     # both objects whole (no landing file among them): one entry per writer, none per object
     assert found == {"whole_through": dict(map(writer_and_start, ends)), "covered": {},
                      "unknown": [], "unloaded": []}
-    trained = TrainedLog.of({"raw_log": found}, cutoff_ms=T0)
+    trained = TrainedLog.of({"raw_coverage": found}, cutoff_ms=T0)
     assert not any(trained.after(T0 + 99_000, p) for p in positions)  # trained, whatever time
     assert trained.after(T0 - 99_000, EventLog(raw).append([_ev(13)])[0])  # new, however old
     explicit = TrainedLog.of({"raw_log": {"covered": ends, "unknown": []}}, cutoff_ms=T0)
@@ -249,7 +249,7 @@ def test_an_object_ingest_did_not_list_before_later_ones_stays_new(s3, bucket, t
     found = trained_positions(DuckDBWarehouse(warehouse), raw)
     assert found == {"whole_through": dict([writer_and_start(names[3])]), "covered": {},
                      "unknown": [], "unloaded": [names[1]]}
-    trained = TrainedLog.of({"raw_log": found}, cutoff_ms=T0 + 99_000)
+    trained = TrainedLog.of({"raw_coverage": found}, cutoff_ms=T0 + 99_000)
     assert [trained.after(T0, p) for p in written] == [False, True, False, False]
 
 
