@@ -9,7 +9,6 @@ so it answers within the budget of a request without retraining.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,12 +19,13 @@ from sluice.learn.attributes import AttributeIndex
 from sluice.serve.answers import NeedsScan
 
 if TYPE_CHECKING:
+    from sluice.serve.held import HeldSnapshot
     from sluice.serve.model import LoadedModel
-    from sluice.serve.realtime import Interaction
 
 Candidates = list[tuple[str, float]]
 DEFAULT_COLD = 5  # interactions below which similar_items puts attribute neighbours first
 _WIDE = 20  # with filters, this many times the answer's size is drawn before filtering
+_COUNTED_AT_ONCE = 1 << 20  # trained interactions per bincount over every model item
 
 
 class AttributeNeighbours:
@@ -121,13 +121,22 @@ def _checked(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> AttributeIn
     return index
 
 
-def trained_log_counts(model: LoadedModel, histories: Iterable[list[Interaction]]) -> np.ndarray:
+def trained_log_counts(model: LoadedModel, held: HeldSnapshot) -> np.ndarray:
     """Per model item, the interactions held from the log that the model trained on (by their
-    position in the raw log, else their time: `LoadedModel.after_training`). The cold check
-    counts an item's trained users from the bundle and only the log's other interactions:
-    serving reads the whole log, so the trained ones would otherwise count twice. One pass
-    over the held histories, when a model is loaded."""
-    ids = [event.item_id for history in histories for event in list(history)
-           if not model.after_training(event.timestamp, event.position)]
-    rows = model.bundle.item_index.rows(ids)
-    return np.bincount(rows[rows >= 0], minlength=len(model.bundle.item_ids)).astype(np.int32)
+    position in the raw log, else their time: `LoadedModel.trained_on`). The cold check counts
+    an item's trained users from the bundle and only the log's other interactions: serving
+    reads the whole log, so the trained ones would otherwise count twice. Counted when a model
+    is loaded, with array operations over the held interactions' columns (`sluice.serve.held`),
+    a million of them at a time."""
+    rows = model.bundle.item_index.rows(held.names)  # per item number: its model row, or -1
+    counts = np.zeros(len(model.bundle.item_ids), dtype=np.int64)
+    found: list[np.ndarray] = []
+    for items, timestamps, positions in held.chunks():
+        picked = rows[items[model.trained_on(timestamps, positions)]]
+        found.append(picked[picked >= 0])
+        if sum(len(f) for f in found) >= _COUNTED_AT_ONCE:
+            counts += np.bincount(np.concatenate(found), minlength=len(counts))
+            found = []
+    if found:
+        counts += np.bincount(np.concatenate(found), minlength=len(counts))
+    return counts.astype(np.int32)

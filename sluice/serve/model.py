@@ -89,6 +89,10 @@ class LoadedModel:
         """Whether an event came after what the model trained on (`TrainedLog`)."""
         return self.trained.after(timestamp, position)
 
+    def trained_on(self, timestamps: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Of many events, which the model trained on: `not after_training` of each."""
+        return self.trained.trained(timestamps, positions)
+
     def fold_in(self, item_indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """A user vector for a history, computed as the family computes it (meta fold_in)."""
         if self.fold_in_kind == "history":  # item-item: the vector is the history itself
@@ -146,6 +150,7 @@ class TrainedLog:
     def __init__(self, covered: dict[str, int] | None, unknown: frozenset[str], cutoff_ms: int):
         self.covered, self.unknown, self.cutoff_ms = covered, unknown, cutoff_ms
         self._by_number: dict[int, int] = {}  # segment number -> covered bytes or a marker
+        self._covered_table = np.zeros(0, dtype=np.int64)  # the same, as an array
 
     @classmethod
     def of(cls, meta: dict, cutoff_ms: int) -> TrainedLog:
@@ -158,12 +163,36 @@ class TrainedLog:
     def after(self, timestamp: int, position: int) -> bool:
         if self.covered is None or position == NO_POSITION:
             return timestamp > self.cutoff_ms
-        number = position >> OFFSET_BITS
-        covered = self._by_number.get(number)
-        if covered is None:  # once per segment: a dict read after that
-            name, _ = unpack(position)
-            covered = self.covered.get(name, _UNKNOWN if name in self.unknown else _UNSEEN)
-            self._by_number[number] = covered
+        covered = self._covered(position >> OFFSET_BITS)
         if covered == _UNKNOWN:
             return timestamp > self.cutoff_ms
         return (position & OFFSET_MASK) > covered  # _UNSEEN: any line ends past it
+
+    def trained(self, timestamps: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """`not after` of each event, as array operations (int64 arrays, as many of each)."""
+        by_time = timestamps <= self.cutoff_ms
+        known = positions != NO_POSITION
+        if self.covered is None or not known.any():
+            return by_time
+        numbers = np.where(known, positions >> OFFSET_BITS, 0)
+        covered = self._table(int(numbers.max()) + 1)[numbers]
+        by_position = (positions & OFFSET_MASK) <= covered
+        return np.where(known & (covered != _UNKNOWN), by_position, by_time)
+
+    def _table(self, size: int) -> np.ndarray:
+        """`_covered` of segment numbers 0 to size - 1 at least, as an array (kept)."""
+        table = self._covered_table
+        if len(table) < size:
+            table = self._covered_table = np.array([self._covered(n) for n in range(size)],
+                                                   dtype=np.int64)
+        return table
+
+    def _covered(self, number: int) -> int:
+        """A segment's covered bytes, or _UNKNOWN / _UNSEEN."""
+        assert self.covered is not None
+        covered = self._by_number.get(number)
+        if covered is None:  # once per segment: a dict read after that
+            name, _ = unpack(number << OFFSET_BITS)
+            covered = self.covered.get(name, _UNKNOWN if name in self.unknown else _UNSEEN)
+            self._by_number[number] = covered
+        return covered
