@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sluice.bundle import BundleError, ModelBundle
-from sluice.ids import id_map
+from sluice.ids import DictMap, id_map
 from sluice.learn.attributes import AttributeIndex
 from sluice.serve.answers import NeedsScan
 
@@ -26,6 +26,8 @@ Candidates = list[tuple[str, float]]
 DEFAULT_COLD = 5  # interactions below which similar_items puts attribute neighbours first
 _WIDE = 20  # with filters, this many times the answer's size is drawn before filtering
 _COUNTED_AT_ONCE = 1 << 20  # trained interactions per bincount over every model item
+_SEARCH_PER_ID = 4  # what a sorted map's search costs per id, in lookups of a model id
+_IDS_AT_ONCE = 100_000  # model ids made Python strings at a time
 
 
 class AttributeNeighbours:
@@ -128,7 +130,7 @@ def trained_log_counts(model: LoadedModel, held: HeldSnapshot) -> np.ndarray:
     reads the whole log, so the trained ones would otherwise count twice. Counted when a model
     is loaded, with array operations over the held interactions' columns (`sluice.serve.held`),
     a million of them at a time."""
-    rows = model.bundle.item_index.rows(held.names)  # per item number: its model row, or -1
+    rows = _model_rows(model, held)
     counts = np.zeros(len(model.bundle.item_ids), dtype=np.int64)
     found: list[np.ndarray] = []
     for items, timestamps, positions in held.chunks():
@@ -140,3 +142,19 @@ def trained_log_counts(model: LoadedModel, held: HeldSnapshot) -> np.ndarray:
     if found:
         counts += np.bincount(np.concatenate(found), minlength=len(counts))
     return counts.astype(np.int32)
+
+
+def _model_rows(model: LoadedModel, held: HeldSnapshot) -> np.ndarray:
+    """Per held item number, its row in the model, or -1. A sorted id map (a large catalog)
+    finds a string in microseconds (seconds for a few hundred thousand held items), so for
+    many held items the model's ids are looked up in the state's dict of held items instead
+    (well under a microsecond each), a slice of them at a time."""
+    index, ids = model.bundle.item_index, model.bundle.item_ids
+    if isinstance(index, DictMap) or held.distinct * _SEARCH_PER_ID < len(ids):
+        return index.rows(held.names)
+    rows = np.full(held.distinct, -1, dtype=np.int64)
+    for start in range(0, len(ids), _IDS_AT_ONCE):
+        numbers = held.numbers_of(ids[start:start + _IDS_AT_ONCE].tolist())
+        found = np.flatnonzero(numbers >= 0)
+        rows[numbers[found]] = found + start
+    return rows

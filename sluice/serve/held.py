@@ -25,7 +25,8 @@ Columns = tuple[np.ndarray, np.ndarray, np.ndarray]  # item numbers, timestamps,
 class HeldSnapshot:
     """The held interactions at one moment: `names[n]` is the id of item number n."""
 
-    all_names: list[str]  # the state's own list: only appended to, read up to `distinct`
+    all_names: list[str]  # the state's own list and dict: only added to, read up to
+    all_numbers: dict[str, int]  # `distinct`
     distinct: int
     full: list[Columns]
     partial: tuple[list[int], list[int], list[int]]
@@ -33,6 +34,15 @@ class HeldSnapshot:
     @property
     def names(self) -> list[str]:
         return self.all_names[:self.distinct]
+
+    def numbers_of(self, item_ids: list[str]) -> np.ndarray:
+        """Each id's item number, -1 for an item not held."""
+        get, found = self.all_numbers.get, np.full(len(item_ids), -1, dtype=np.int64)
+        numbers = np.fromiter((get(i, -1) for i in item_ids), dtype=np.int64,
+                              count=len(item_ids))
+        held = (numbers >= 0) & (numbers < self.distinct)
+        found[held] = numbers[held]
+        return found
 
     def chunks(self) -> Iterator[Columns]:
         yield from self.full
@@ -85,5 +95,5 @@ class HeldColumns:
 
     def snapshot(self) -> HeldSnapshot:
         """What is held now: the partial chunk's lists copied, the rest shared."""
-        return HeldSnapshot(self.names, len(self.names), self._full[:],
+        return HeldSnapshot(self.names, self.numbers, len(self.names), self._full[:],
                             (self._items[:], self._times[:], self._positions[:]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sluice import ids
 from sluice.intake import log_positions
 from sluice.intake.log_positions import NO_POSITION
 from sluice.serve import attributes, held
@@ -80,6 +81,28 @@ def test_the_count_is_the_reference_count_over_several_chunks(monkeypatch, raw_l
     assert counts.dtype == np.int32 and np.array_equal(counts, expected)
 
 
+@pytest.mark.parametrize("lookup", ["dict", "sorted-search", "sorted-reverse"])
+def test_each_way_of_finding_the_model_rows_counts_the_same(monkeypatch, lookup):
+    """A small catalog's dict, or a sorted map (a large catalog), searched for each held item
+    or its ids looked up among the held items (many held items, `_model_rows`)."""
+    monkeypatch.setattr(attributes, "_IDS_AT_ONCE", 7)  # several slices of the model's ids
+    monkeypatch.setattr(attributes, "_SEARCH_PER_ID", 10**6 if lookup == "sorted-reverse" else 0)
+    if lookup != "dict":
+        monkeypatch.setattr(ids, "DICT_BELOW", 10)
+    state = RealtimeState()
+    mixed_log(state, 500, seed=3)
+    state.apply([click(10**6 + n, "u1", item, 1) for n, item in enumerate(
+        ["i1" + "x" * 40, "i2\x00", "new"])])  # longer than the ids, a trailing NUL, unknown
+    loaded = model()
+    assert isinstance(loaded.bundle.item_index, ids.DictMap) == (lookup == "dict")
+    snapshot = state.held("default")
+    state.apply([click(2 * 10**6, "u1", "i0", 1)])  # held after the snapshot: not counted
+    rows = attributes._model_rows(loaded, snapshot)
+    assert rows.tolist() == [loaded.bundle.item_index.get(name, -1) for name in snapshot.names]
+    assert np.array_equal(trained_log_counts(loaded, snapshot),
+                          reference_counts(loaded, state, "default") - (np.arange(40) == 0))
+
+
 def test_each_rule_by_hand():
     state = RealtimeState()
     a, b, unknown, unseen = (log_positions.position(name, 0) for name in SEGMENTS)
@@ -103,10 +126,15 @@ def test_each_rule_by_hand():
     assert {j: int(c) for j, c in enumerate(by_time) if c} == {1: 1, 2: 2, 3: 2, 39: 1}
 
 
-def test_a_snapshot_holds_what_was_held_when_taken(monkeypatch):
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_snapshot_holds_what_was_held_when_taken(monkeypatch, reverse):
     """A model loads in the poller's thread while events keep arriving: what is applied
-    after the snapshot (filling its partial chunk, starting new ones) is not in it."""
+    after the snapshot (filling its partial chunk, starting new ones, a new item) is not in
+    it, whichever way the model's rows are found."""
     monkeypatch.setattr(held, "CHUNK", 8)
+    if reverse:
+        monkeypatch.setattr(ids, "DICT_BELOW", 10)
+        monkeypatch.setattr(attributes, "_SEARCH_PER_ID", 10**6)
     state = RealtimeState()
     state.apply([click(n, "u1", "i1", 1) for n in range(12)])
     snapshot = state.held("default")
