@@ -9,23 +9,25 @@ so it answers within the budget of a request without retraining.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sluice.bundle import BundleError, ModelBundle
-from sluice.ids import id_map
+from sluice.ids import DictMap, id_map
 from sluice.learn.attributes import AttributeIndex
 from sluice.serve.answers import NeedsScan
 
 if TYPE_CHECKING:
+    from sluice.serve.held import HeldSnapshot
     from sluice.serve.model import LoadedModel
-    from sluice.serve.realtime import Interaction
 
 Candidates = list[tuple[str, float]]
 DEFAULT_COLD = 5  # interactions below which similar_items puts attribute neighbours first
 _WIDE = 20  # with filters, this many times the answer's size is drawn before filtering
+_COUNTED_AT_ONCE = 1 << 20  # trained interactions per bincount over every model item
+_SEARCH_PER_ID = 4  # what a sorted map's search costs per id, in lookups of a model id
+_IDS_AT_ONCE = 100_000  # model ids made Python strings at a time
 
 
 class AttributeNeighbours:
@@ -121,13 +123,38 @@ def _checked(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> AttributeIn
     return index
 
 
-def trained_log_counts(model: LoadedModel, histories: Iterable[list[Interaction]]) -> np.ndarray:
+def trained_log_counts(model: LoadedModel, held: HeldSnapshot) -> np.ndarray:
     """Per model item, the interactions held from the log that the model trained on (by their
-    position in the raw log, else their time: `LoadedModel.after_training`). The cold check
-    counts an item's trained users from the bundle and only the log's other interactions:
-    serving reads the whole log, so the trained ones would otherwise count twice. One pass
-    over the held histories, when a model is loaded."""
-    ids = [event.item_id for history in histories for event in list(history)
-           if not model.after_training(event.timestamp, event.position)]
-    rows = model.bundle.item_index.rows(ids)
-    return np.bincount(rows[rows >= 0], minlength=len(model.bundle.item_ids)).astype(np.int32)
+    position in the raw log, else their time: `LoadedModel.trained_on`). The cold check counts
+    an item's trained users from the bundle and only the log's other interactions: serving
+    reads the whole log, so the trained ones would otherwise count twice. Counted when a model
+    is loaded, with array operations over the held interactions' columns (`sluice.serve.held`),
+    a million of them at a time."""
+    rows = _model_rows(model, held)
+    counts = np.zeros(len(model.bundle.item_ids), dtype=np.int64)
+    found: list[np.ndarray] = []
+    for items, timestamps, positions in held.chunks():
+        picked = rows[items[model.trained_on(timestamps, positions)]]
+        found.append(picked[picked >= 0])
+        if sum(len(f) for f in found) >= _COUNTED_AT_ONCE:
+            counts += np.bincount(np.concatenate(found), minlength=len(counts))
+            found = []
+    if found:
+        counts += np.bincount(np.concatenate(found), minlength=len(counts))
+    return counts.astype(np.int32)
+
+
+def _model_rows(model: LoadedModel, held: HeldSnapshot) -> np.ndarray:
+    """Per held item number, its row in the model, or -1. A sorted id map (a large catalog)
+    finds a string in microseconds (seconds for a few hundred thousand held items), so for
+    many held items the model's ids are looked up in the state's dict of held items instead
+    (well under a microsecond each), a slice of them at a time."""
+    index, ids = model.bundle.item_index, model.bundle.item_ids
+    if isinstance(index, DictMap) or held.distinct * _SEARCH_PER_ID < len(ids):
+        return index.rows(held.names)
+    rows = np.full(held.distinct, -1, dtype=np.int64)
+    for start in range(0, len(ids), _IDS_AT_ONCE):
+        numbers = held.numbers_of(ids[start:start + _IDS_AT_ONCE].tolist())
+        found = np.flatnonzero(numbers >= 0)
+        rows[numbers[found]] = found + start
+    return rows

@@ -90,6 +90,10 @@ class LoadedModel:
         """Whether an event came after what the model trained on (`TrainedLog`)."""
         return self.trained.after(timestamp, position)
 
+    def trained_on(self, timestamps: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Of many events, which the model trained on: `not after_training` of each."""
+        return self.trained.trained(timestamps, positions)
+
     def fold_in(self, item_indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """A user vector for a history, computed as the family computes it (meta fold_in)."""
         if self.fold_in_kind == "history":  # item-item: the vector is the history itself
@@ -142,6 +146,7 @@ class TrainedLog:
     def __init__(self, coverage: Coverage | None, cutoff_ms: int):
         self.coverage, self.cutoff_ms = coverage, cutoff_ms
         self._by_number: dict[int, int] = {}  # segment number -> covered bytes or a marker
+        self._covered_table = np.zeros(0, dtype=np.int64)  # the same, as an array
 
     @classmethod
     def of(cls, meta: dict, cutoff_ms: int) -> TrainedLog:
@@ -151,10 +156,35 @@ class TrainedLog:
     def after(self, timestamp: int, position: int) -> bool:
         if self.coverage is None or position == NO_POSITION:
             return timestamp > self.cutoff_ms
-        number = position >> OFFSET_BITS
-        covered = self._by_number.get(number)
-        if covered is None:  # once per segment: a dict read after that
-            covered = self._by_number[number] = self.coverage.of_segment(unpack(position)[0])
+        covered = self._covered(position >> OFFSET_BITS)
         if covered == UNKNOWN:
             return timestamp > self.cutoff_ms
         return (position & OFFSET_MASK) > covered  # UNSEEN: any line ends past it; WHOLE: none
+
+    def trained(self, timestamps: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """`not after` of each event, as array operations (int64 arrays, as many of each)."""
+        by_time = timestamps <= self.cutoff_ms
+        known = positions != NO_POSITION
+        if self.coverage is None or not known.any():
+            return by_time
+        numbers = np.where(known, positions >> OFFSET_BITS, 0)
+        covered = self._table(int(numbers.max()) + 1)[numbers]
+        by_position = (positions & OFFSET_MASK) <= covered
+        return np.where(known & (covered != UNKNOWN), by_position, by_time)
+
+    def _table(self, size: int) -> np.ndarray:
+        """`_covered` of segment numbers 0 to size - 1 at least, as an array (kept)."""
+        table = self._covered_table
+        if len(table) < size:
+            table = self._covered_table = np.array([self._covered(n) for n in range(size)],
+                                                   dtype=np.int64)
+        return table
+
+    def _covered(self, number: int) -> int:
+        """A segment's covered bytes, or WHOLE / UNKNOWN / UNSEEN (sluice.intake.log_coverage)."""
+        assert self.coverage is not None
+        covered = self._by_number.get(number)
+        if covered is None:  # once per segment: a dict read after that
+            name, _ = unpack(number << OFFSET_BITS)
+            covered = self._by_number[number] = self.coverage.of_segment(name)
+        return covered

@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from sluice.intake.log_positions import NO_POSITION
+from sluice.serve.held import HeldColumns, HeldSnapshot
 from sluice.vocabulary import DEFAULT_TENANT
 
 _STATEFUL = frozenset({"item", "interaction", "ranking"})
@@ -37,7 +40,8 @@ class TenantState:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)  # item id -> latest fields
     versions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     event_ids: set[str | None] = field(default_factory=set)  # as logged: an id, or none
-    item_counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # the interactions of `histories` again, by column, and each item's count of them
+    held: HeldColumns = field(default_factory=HeldColumns)
     interactions: int = 0
 
 
@@ -81,6 +85,12 @@ class RealtimeState:
         with self._lock:
             state = self._tenants.get(tenant)
             return list(state.histories.values()) if state is not None else []
+
+    def held(self, tenant: str) -> HeldSnapshot:
+        """Every interaction of `tenant` held now, by column (`sluice.serve.held`)."""
+        with self._lock:
+            state = self._tenants.get(tenant)
+            return (state.held if state is not None else HeldColumns()).snapshot()
 
     def version(self, tenant: str, key: str) -> int:
         return self._tenants[tenant].versions.get(key, 0)
@@ -126,7 +136,7 @@ class RealtimeState:
         state.histories[key].append(Interaction(event["item"], event["type"],
                                                 event["timestamp"], event.get("value"), position))
         state.versions[key] += 1
-        state.item_counts[event["item"]] += 1
+        state.held.add(event["item"], event["timestamp"], position)
         state.interactions += 1
 
     def popular(self, tenant: str, n: int) -> list[tuple[str, float]]:
@@ -135,6 +145,6 @@ class RealtimeState:
         if state is None:
             return []
         with self._lock:
-            counts = list(state.item_counts.items())
-        counts.sort(key=lambda pair: -pair[1])
-        return [(item, float(count)) for item, count in counts[:n]]
+            names, counts = state.held.counted()
+        top = np.argsort(-counts, kind="stable")[:n]  # ties: the item seen first first
+        return [(names[j], float(counts[j])) for j in top.tolist()]

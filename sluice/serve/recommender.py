@@ -36,7 +36,7 @@ class Recommender:
         self.rng = random.Random(seed)  # the exploration draws
         # per model item, its interactions in the log the model trained on (the cold check
         # counts the trained ones once, through the bundle): counted once, at load
-        self.trained_in_log = (trained_log_counts(model, state.histories(tenant))
+        self.trained_in_log = (trained_log_counts(model, state.held(tenant))
                                if model is not None and model.attributes is not None else None)
 
     def recommend(self, req: RecommendationRequest, scan: bool = True) -> Answer:

@@ -179,7 +179,7 @@ def cold_attributes_tier(draft: Draft) -> None:
     model = draft.rec.model
     if model is None or model.attributes is None:
         return
-    in_log = draft.rec.state.tenant(draft.rec.tenant).item_counts.get(item_id, 0)
+    in_log = draft.rec.state.tenant(draft.rec.tenant).held.count(item_id)
     row = model.bundle.item_index.get(item_id)
     if row is not None and draft.rec.trained_in_log is not None:
         in_log -= int(draft.rec.trained_in_log[row])  # counted in the trained users already
