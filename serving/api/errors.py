@@ -20,6 +20,7 @@ from sluice.errors import InputError, NotFoundError
 from sluice.intake.personalize import MalformedError
 from sluice.intake.restjson import NotAcceptableError, UnsupportedMediaError
 from sluice.reloads import WorkersBehindError
+from sluice.vocabulary import TENANT_PATTERN, TENANT_RULE
 
 PERSONALIZE_PREFIX = "/personalize"
 RETRY_AFTER_SECONDS = "5"  # a 503 (the event log cannot take writes) says when to retry
@@ -196,4 +197,6 @@ def reason(error: Any) -> str:
         return "required: a JSON object"
     if error.get("type") == "extra_forbidden":
         return "not a field of this request (a misspelt name?)"
+    if (error.get("ctx") or {}).get("pattern") == TENANT_PATTERN:  # the rule, not its regex
+        return f"a tenant is {TENANT_RULE}, got {error.get('input')!r:.80}"
     return str(error.get("msg"))

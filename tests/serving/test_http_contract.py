@@ -93,6 +93,14 @@ def test_wrong_types_and_unknown_fields_are_refused_by_name(server, route, body,
         _refused(_send(server, route, body), 422, field)
 
 
+@pytest.mark.parametrize("route", [RECOMMEND, RANK, TRACKERS, EXPERIMENTS])
+def test_a_tenant_name_that_breaks_the_rule_is_refused_in_words_not_a_regex(server, route):
+    body = {"user_id": "u1", "items": ["i1"], "id": "e1", "arms": ARMS, "tenant": "my shop!"}
+    reason = _refused(_send(server, route, body), 422, "tenant")
+    assert reason == ("a tenant is 1-64 letters, digits, '_', '.', '-', starting with a letter "
+                      "or digit, got 'my shop!'")
+
+
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
 def test_nan_and_infinity_are_refused_by_field(server, literal):
     r = _send(server, RECOMMEND, b'{"user_id": "u1", "num_results": ' + literal + b"}")
