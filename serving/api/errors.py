@@ -158,6 +158,7 @@ def install(app: FastAPI) -> None:
             return problem(415, "content-type", "the body must be JSON, sent with "
                            f"`Content-Type: application/json` (got {sent or 'none'})")
         detail = [{"field": "body" if e.get("type") == "json_invalid"  # loc: a char position
+                   and tuple(e.get("loc", ()))[:1] == ("body",)  # (not a query parameter's)
                    else field_path(tuple(e.get("loc", ()))), "reason": reason(e)}
                   for e in errors]
         return JSONResponse({"detail": detail}, status_code=422)
@@ -197,6 +198,9 @@ def reason(error: Any) -> str:
         return "required: a JSON object"
     if error.get("type") == "extra_forbidden":
         return "not a field of this request (a misspelt name?)"
+    if error.get("type") == "json_invalid" and tuple(error.get("loc", ()))[:1] == ("query",):
+        return f"{error.get('msg')}: a query parameter of JSON (a `filters` condition) holds " \
+               'one JSON object, e.g. {"field": "color", "op": "eq", "value": "red"}'
     if (error.get("ctx") or {}).get("pattern") == TENANT_PATTERN:  # the rule, not its regex
         return f"a tenant is {TENANT_RULE}, got {error.get('input')!r:.80}"
     return str(error.get("msg"))

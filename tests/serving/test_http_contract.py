@@ -159,6 +159,28 @@ def test_query_parameters_convert_text_but_not_unknown_names(server):
              "num_results")
 
 
+def test_get_takes_filters_each_as_the_json_of_one_condition(server):
+    """GET documents `filters` as POST does: each condition is one parameter, its JSON."""
+    http = server["http"]
+    red = json.dumps({"field": "color", "op": "eq", "value": "red"})
+    got = http.get("/v1/recommendations", headers=READ,
+                   params=[("user_id", "u3"), ("num_results", "20"), ("filters", red)])
+    assert got.status_code == 200, got.text
+    items = [s["item_id"] for s in got.json()["items"]]
+    assert items and all(int(i[1:]) % 2 for i in items), items  # odd items are the red ones
+    posted = http.post("/v1/recommendations", headers=READ, json={
+        "user_id": "u3", "num_results": 20, "filters": [json.loads(red)]}).json()
+    assert items == [s["item_id"] for s in posted["items"]]
+    typo = json.dumps({"field": "color", "opp": "eq", "value": "red"})
+    _refused(http.get("/v1/recommendations", params={"user_id": "u3", "filters": typo},
+                      headers=READ), 422, "filters[0].opp")
+    assert '{"field": "color"' in _refused(
+        http.get("/v1/recommendations", params={"user_id": "u3", "filters": "red"},
+                 headers=READ), 422, "filters[0]")
+    # a JSON body keeps its types: a condition sent as text is refused, not parsed
+    _refused(_send(server, RECOMMEND, {"user_id": "u3", "filters": [red]}), 422, "filters[0]")
+
+
 def test_routes_and_methods_that_do_not_exist_have_the_same_error_shape(server):
     http = server["http"]
     _refused(http.get("/v1/nothing-here", headers=READ), 404, "path")
