@@ -125,10 +125,17 @@ def test_a_misspelt_member_of_an_event_is_refused_by_name_nothing_stored(server,
     [detail] = answer.json()["detail"]
     assert (detail["index"], detail["field"]) == (1, typo)
     assert "misspelt" in detail["reason"] and "tenant" in detail["reason"]
-    _ingest(server["home"])
+    landing = server["home"] / "landing"
+    landing.mkdir(exist_ok=True)
+    (landing / f"typo-{typo}.jsonl").write_bytes(orjson.dumps(sent[1]) + b"\n")
+    report = _ingest(server["home"])
+    assert report.rows_quarantined == 1 and report.rows_loaded == 0  # bulk files alike
     with connect(server["home"] / "warehouse.duckdb", read_only=True) as con:
         assert con.execute("select count(*) from raw.events where event_id like ?",
                            [f"%-{typo}"]).fetchone()[0] == 0
+        [reason] = con.execute("select reason from raw.quarantine where source_file like ?",
+                               [f"%typo-{typo}.jsonl"]).fetchone()
+    assert reason.startswith(f"{typo}: not a member of an event"), reason
 
 
 BOM = b"\xef\xbb\xbf"  # what .NET's UTF8Encoding(true) and Windows PowerShell 5 put first
