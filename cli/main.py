@@ -55,6 +55,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise SystemExit(f"sluice serve: auth is off (no API keys configured), so serving keeps "
                          f"to loopback: SLUICE_HOST={settings.host} refused; configure "
                          f"auth.keys or SLUICE_API_KEYS")
+    from sluice.operate.services import port_taken
+
+    if port_taken(settings.host, settings.port):  # said now, not by uvicorn after start-up
+        raise SystemExit(f"sluice serve: port {settings.port} on {settings.host} is taken "
+                         f"(another `sluice serve`?): stop what holds it, or set SLUICE_PORT "
+                         f"to a free port")
     # once, before the workers start: each would otherwise migrate a new store at once
     not_ready = registry.prepare_store(settings.mlflow_tracking_uri)
     if not_ready:

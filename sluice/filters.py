@@ -94,6 +94,10 @@ class Rule:
 def _condition(raw: Any, where: str, known_fields: set[str] | None) -> Condition:
     if not isinstance(raw, dict):
         raise FilterError(where, "expected {field, op, value}")
+    for key in raw:  # a misspelt `opp` or `valeu` would otherwise filter on eq or null
+        if key not in ("field", "op", "value"):
+            raise FilterError(f"{where}.{str(key):.64}", "not a member of a condition (field, "
+                                                         "op, value): a misspelt name?")
     name, op = raw.get("field"), raw.get("op", "eq")
     if name is None or name == "":
         raise FilterError(f"{where}.field", "required: the item field the condition tests")

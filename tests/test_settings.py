@@ -160,6 +160,8 @@ def test_invalid_yaml(tmp_path):
     ({"templates": {"t": {"base": "popular", "filter": []}}}, "templates.t.filter: unknown key"),
     ({"trackers": [{"tenant": "shop", "tracking_id": "t-1", "tracking": "x"}]},
      "trackers.0.tracking: unknown key"),
+    ({"templates": {"t": {"base": "popular", "filters": [{"field": "x", "opp": "ne"}]}}},
+     "templates.t.filters[0].opp: not a member of a condition"),
 ])
 def test_a_key_no_setting_reads_is_refused_by_name(tmp_path, data, named):
     with pytest.raises(ConfigError) as info:

@@ -20,6 +20,7 @@ from sluice.errors import InputError, NotFoundError
 from sluice.intake.personalize import MalformedError
 from sluice.intake.restjson import NotAcceptableError, UnsupportedMediaError
 from sluice.reloads import WorkersBehindError
+from sluice.vocabulary import TENANT_PATTERN, TENANT_RULE
 
 PERSONALIZE_PREFIX = "/personalize"
 RETRY_AFTER_SECONDS = "5"  # a 503 (the event log cannot take writes) says when to retry
@@ -157,6 +158,7 @@ def install(app: FastAPI) -> None:
             return problem(415, "content-type", "the body must be JSON, sent with "
                            f"`Content-Type: application/json` (got {sent or 'none'})")
         detail = [{"field": "body" if e.get("type") == "json_invalid"  # loc: a char position
+                   and tuple(e.get("loc", ()))[:1] == ("body",)  # (not a query parameter's)
                    else field_path(tuple(e.get("loc", ()))), "reason": reason(e)}
                   for e in errors]
         return JSONResponse({"detail": detail}, status_code=422)
@@ -196,4 +198,9 @@ def reason(error: Any) -> str:
         return "required: a JSON object"
     if error.get("type") == "extra_forbidden":
         return "not a field of this request (a misspelt name?)"
+    if error.get("type") == "json_invalid" and tuple(error.get("loc", ()))[:1] == ("query",):
+        return f"{error.get('msg')}: a query parameter of JSON (a `filters` condition) holds " \
+               'one JSON object, e.g. {"field": "color", "op": "eq", "value": "red"}'
+    if (error.get("ctx") or {}).get("pattern") == TENANT_PATTERN:  # the rule, not its regex
+        return f"a tenant is {TENANT_RULE}, got {error.get('input')!r:.80}"
     return str(error.get("msg"))

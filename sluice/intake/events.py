@@ -282,13 +282,29 @@ def _tenant(value: Any, default: str) -> str:
     return default if value is None else check_tenant(value)
 
 
+# the members of a Metarank event (and `value`, `tenant`): a request naming another is refused
+EVENT_KEYS = ("event", "id", "timestamp", "tenant", "user", "session", "item", "type", "value",
+              "ranking", "items", "fields")
+
+
+def check_event_keys(raw: Any) -> None:
+    """A misspelt member (`tenat`, `sesion`, `valeu`) is refused by name, not dropped: the
+    event would be stored without it (under the key's tenant, say)."""
+    for key in raw if isinstance(raw, dict) else ():
+        if key not in EVENT_KEYS:
+            raise EventError(f"{key!s:.64}", "not a member of an event (a misspelt name?): "
+                                            f"one of {', '.join(EVENT_KEYS)}")
+
+
 def parse_batch(
     raws: list[Any], default_tenant: str = DEFAULT_TENANT
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Parse a batch; returns (events, errors) with errors as {index, field, reason}."""
+    """Parse a batch sent to the API; returns (events, errors) with errors as {index, field,
+    reason}. Unlike a landing file's lines, a member the event does not have is refused."""
     events, errors = [], []
     for index, raw in enumerate(raws):
         try:
+            check_event_keys(raw)
             events.append(parse_event(raw, default_tenant))
         except EventError as exc:
             errors.append({"index": index, "field": exc.field, "reason": exc.reason})

@@ -137,8 +137,7 @@ def validate(frame: pd.DataFrame) -> tuple[str, pd.DataFrame, dict[int, str]]:
 
 def _column_failures(cases: pd.DataFrame) -> str:
     """What a file's columns break, when no row is to blame (e.g. a column of lists)."""
-    failures = {f"{row.column}: {row.check} (got {row.failure_case!r:.60})"
-                for row in cases.itertuples() if pd.isna(row.index)}
+    failures = {_said(row) for row in cases.itertuples() if pd.isna(row.index)}
     return "; ".join(sorted(failures)) or "the file does not fit its dataset's schema"
 
 
@@ -217,9 +216,21 @@ def _failed_rows(cases: pd.DataFrame) -> dict[int, str]:
     bad: dict[int, str] = {}
     for row in cases.itertuples():
         if not pd.isna(row.index):
-            reason = f"{row.column}: {row.check} (got {row.failure_case!r:.60})"
-            bad.setdefault(int(row.index), reason)
+            bad.setdefault(int(row.index), _said(row))
     return bad
+
+
+def _said(row: Any) -> str:
+    """A pandera failure in words: `USER_ID: required (the cell is empty)`, not its check's
+    name (`not_nullable (got nan)`)."""
+    check, got = str(row.check), f"(got {row.failure_case!r:.60})"
+    if check == "not_nullable":
+        return f"{row.column}: required (the cell is empty)"
+    if found := re.fullmatch(r"str_length\((\d+), (\d+)\)", check):
+        return f"{row.column}: must be {found[1]} to {found[2]} characters {got}"
+    if check.startswith("coerce_dtype('float") or check.startswith("coerce_dtype('int"):
+        return f"{row.column}: must be a number {got}"
+    return f"{row.column}: {check} {got}"
 
 
 _BOOLEAN_TEXT = ("true", "false")

@@ -47,7 +47,7 @@ def ports(settings: Settings) -> Iterator[Finding]:
     if not os.environ.get("PREFECT_API_URL"):
         wanted[settings.prefect_port] = "the Prefect server of `sluice up`"
     for port, who in wanted.items():
-        if not _taken(settings.host if who == "SLUICE_PORT" else "127.0.0.1", port):
+        if not port_taken(settings.host if who == "SLUICE_PORT" else "127.0.0.1", port):
             continue
         if who != "SLUICE_PORT" and _prefect_answers(port):
             answering.append(port)  # `sluice up` runs: CLI flows go to it (cli.processes)
@@ -72,7 +72,8 @@ def _prefect_answers(port: int) -> bool:
         return False
 
 
-def _taken(host: str, port: int) -> bool:
+def port_taken(host: str, port: int) -> bool:
+    """Whether a server could not listen on (host, port) now (another process holds it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

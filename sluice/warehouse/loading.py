@@ -24,7 +24,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from sluice.intake.events import EventError, parse_event
+from sluice.intake.events import EventError, check_event_keys, parse_event
 from sluice.warehouse.ingest_report import FileResult
 from sluice.warehouse.sources import Record, Unparsable
 
@@ -262,6 +262,8 @@ class FileLoader:
                 batch.refuse(number, text, raw.reason)
             else:
                 try:
+                    if not allow_internal:  # a landing line, as /v1/events takes it
+                        check_event_keys(raw)
                     batch.add(parse_event(raw, self.default_tenant, allow_internal))
                 except EventError as exc:
                     batch.refuse(number, text, str(exc))

@@ -60,3 +60,27 @@ def test_a_tenant_option_that_is_no_tenant_name_is_refused_naming_it(capsys):
         assert exit_.value.code == 2
         error = capsys.readouterr().err.splitlines()[-1]
         assert "error: argument --tenant: " in error and "is not a tenant name: 1-64" in error
+
+
+def test_serve_on_a_port_another_process_holds_says_so_in_one_line_before_starting(
+        monkeypatch, tmp_path):
+    import socket
+
+    import pytest
+
+    from cli import main as cli
+    from tests.utils.factories import environment
+
+    for name, value in environment(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        monkeypatch.setenv("SLUICE_PORT", str(port))
+        monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("uvicorn started"))
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["serve"])
+    assert str(exit_.value.code) == (f"sluice serve: port {port} on 127.0.0.1 is taken (another "
+                                     "`sluice serve`?): stop what holds it, or set SLUICE_PORT "
+                                     "to a free port")

@@ -52,6 +52,8 @@ def test_list_fields_match_any_element_and_missing_fields_fail_positive_ops():
     ([{"field": "color", "op": "eq", "value": {"$ne": 1}}], "filters[0].value"),
     ([{"field": "color", "op": "eq", "value": "red"}, "x"], "filters[1]"),
     ({"field": "color"}, "filters"),
+    ([{"field": "color", "opp": "ne", "value": "red"}], "filters[0].opp"),
+    ([{"field": "color", "op": "eq", "valeu": "red"}], "filters[0].valeu"),
 ])
 def test_bad_conditions_name_the_field(raw, field):
     with pytest.raises(FilterError) as err:

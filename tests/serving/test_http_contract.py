@@ -93,6 +93,14 @@ def test_wrong_types_and_unknown_fields_are_refused_by_name(server, route, body,
         _refused(_send(server, route, body), 422, field)
 
 
+@pytest.mark.parametrize("route", [RECOMMEND, RANK, TRACKERS, EXPERIMENTS])
+def test_a_tenant_name_that_breaks_the_rule_is_refused_in_words_not_a_regex(server, route):
+    body = {"user_id": "u1", "items": ["i1"], "id": "e1", "arms": ARMS, "tenant": "my shop!"}
+    reason = _refused(_send(server, route, body), 422, "tenant")
+    assert reason == ("a tenant is 1-64 letters, digits, '_', '.', '-', starting with a letter "
+                      "or digit, got 'my shop!'")
+
+
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
 def test_nan_and_infinity_are_refused_by_field(server, literal):
     r = _send(server, RECOMMEND, b'{"user_id": "u1", "num_results": ' + literal + b"}")
@@ -149,6 +157,28 @@ def test_query_parameters_convert_text_but_not_unknown_names(server):
                       headers=READ), 422, "num_result")
     _refused(http.get("/v1/recommendations", params={"num_results": "x"}, headers=READ), 422,
              "num_results")
+
+
+def test_get_takes_filters_each_as_the_json_of_one_condition(server):
+    """GET documents `filters` as POST does: each condition is one parameter, its JSON."""
+    http = server["http"]
+    red = json.dumps({"field": "color", "op": "eq", "value": "red"})
+    got = http.get("/v1/recommendations", headers=READ,
+                   params=[("user_id", "u3"), ("num_results", "20"), ("filters", red)])
+    assert got.status_code == 200, got.text
+    items = [s["item_id"] for s in got.json()["items"]]
+    assert items and all(int(i[1:]) % 2 for i in items), items  # odd items are the red ones
+    posted = http.post("/v1/recommendations", headers=READ, json={
+        "user_id": "u3", "num_results": 20, "filters": [json.loads(red)]}).json()
+    assert items == [s["item_id"] for s in posted["items"]]
+    typo = json.dumps({"field": "color", "opp": "eq", "value": "red"})
+    _refused(http.get("/v1/recommendations", params={"user_id": "u3", "filters": typo},
+                      headers=READ), 422, "filters[0].opp")
+    assert '{"field": "color"' in _refused(
+        http.get("/v1/recommendations", params={"user_id": "u3", "filters": "red"},
+                 headers=READ), 422, "filters[0]")
+    # a JSON body keeps its types: a condition sent as text is refused, not parsed
+    _refused(_send(server, RECOMMEND, {"user_id": "u3", "filters": [red]}), 422, "filters[0]")
 
 
 def test_routes_and_methods_that_do_not_exist_have_the_same_error_shape(server):

@@ -74,6 +74,15 @@ def test_filter_values_that_no_field_can_hold_are_refused_by_field(server, value
     assert r.json()["detail"][0]["field"] == "filters[0].value"
 
 
+def test_a_misspelt_member_of_a_filter_condition_is_refused_by_name(server):
+    """`opp` is not ignored (the condition would filter on `eq`), as `num_result` is not."""
+    r = _post(server, "/v1/recommendations",
+              b'{"user_id": "u1", "filters": [{"field": "color", "opp": "ne", "value": "red"}]}')
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["field"] == "filters[0].opp"
+    assert "misspelt" in r.json()["detail"][0]["reason"]
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,

@@ -115,6 +115,29 @@ def test_a_numeric_id_is_refused_naming_the_field_and_nothing_is_stored(server, 
                            ).fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("typo", ["tenat", "sesion", "valeu", "field"])
+def test_a_misspelt_member_of_an_event_is_refused_by_name_nothing_stored(server, typo):
+    """Not dropped: `tenat` would store the event under the key's tenant, `valeu` without
+    its value."""
+    sent = [{**_BASE, "id": f"ok-before-{typo}"}, {**_BASE, "id": f"typo-{typo}", typo: "x"}]
+    answer = server["http"].post("/v1/events", json=sent, headers=WRITE)
+    assert answer.status_code == 422, answer.text
+    [detail] = answer.json()["detail"]
+    assert (detail["index"], detail["field"]) == (1, typo)
+    assert "misspelt" in detail["reason"] and "tenant" in detail["reason"]
+    landing = server["home"] / "landing"
+    landing.mkdir(exist_ok=True)
+    (landing / f"typo-{typo}.jsonl").write_bytes(orjson.dumps(sent[1]) + b"\n")
+    report = _ingest(server["home"])
+    assert report.rows_quarantined == 1 and report.rows_loaded == 0  # bulk files alike
+    with connect(server["home"] / "warehouse.duckdb", read_only=True) as con:
+        assert con.execute("select count(*) from raw.events where event_id like ?",
+                           [f"%-{typo}"]).fetchone()[0] == 0
+        [reason] = con.execute("select reason from raw.quarantine where source_file like ?",
+                               [f"%typo-{typo}.jsonl"]).fetchone()
+    assert reason.startswith(f"{typo}: not a member of an event"), reason
+
+
 BOM = b"\xef\xbb\xbf"  # what .NET's UTF8Encoding(true) and Windows PowerShell 5 put first
 
 

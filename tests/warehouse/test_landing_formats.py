@@ -285,7 +285,21 @@ def test_event_type_up_to_256_characters_as_personalize_allows(env):
     result = _by_path(env.run())["types.csv"]
     assert (result.rows_loaded, result.rows_quarantined) == (1, 1)
     [(reason,)] = env.rows("select reason from raw.quarantine")
-    assert reason.startswith("EVENT_TYPE: str_length(1, 256)")
+    assert reason.startswith("EVENT_TYPE: must be 1 to 256 characters (got 'ttt")
+
+
+def test_a_refused_csv_row_says_why_in_words_not_by_the_check_name(env):
+    """An empty id cell or a value that is no number is named as such, not by pandera's
+    check (`not_nullable (got nan)`, `coerce_dtype('float64')`)."""
+    (env.landing / "gaps.csv").write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP,EVENT_VALUE\n"
+        "u1,,1700000000,1\n,i1,1700000000,1\nu1,i1,1700000000,high\nu1,i2,1700000000,2\n")
+    result = _by_path(env.run())["gaps.csv"]
+    assert (result.rows_loaded, result.rows_quarantined) == (1, 3)
+    assert env.rows("select line_number, reason from raw.quarantine order by 1") == [
+        (2, "ITEM_ID: required (the cell is empty)"),
+        (3, "USER_ID: required (the cell is empty)"),
+        (4, "EVENT_VALUE: must be a number (got 'high')")]
 
 
 def test_a_refused_csv_row_names_its_real_line_after_multi_line_cells(env):

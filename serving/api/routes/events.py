@@ -46,6 +46,7 @@ _FIELDS = {"type": "array", "maxItems": MAX_FIELDS, "items": {
 def _event(kind: str, *required: str, **properties: Any) -> dict[str, Any]:
     event: dict[str, Any] = {
         "type": "object", "required": ["event", "id", "timestamp", *required],
+        "additionalProperties": False,
         "properties": {"event": {"enum": [kind]}, "id": _ID, "timestamp": _TIMESTAMP,
                        "tenant": {"type": "string", "pattern": TENANT_PATTERN},
                        "fields": _FIELDS, **properties}}

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Json
 
 from serving.api import answers
 from serving.api.bodies import JsonBody, QueryParams
@@ -46,13 +46,19 @@ class RecommendationQuery(QueryParams):
     fill_with_random: bool | None = Field(None, description="default true")
     exclude_seen: bool = True
     exclude_ids: list[ItemId] = Field(default_factory=list, max_length=500)
-    filters: list[dict[str, Any]] | None = Field(
+    # a query string holds text: each condition is one `filters` parameter holding its JSON
+    filters: list[Json[dict[str, Any]]] | None = Field(
         None, max_length=32,
-        description='conditions that must all hold: {"field", "op", "value"}, op in '
+        description='conditions that must all hold, each a `filters` parameter holding the '
+                    'JSON of one {"field", "op", "value"}, op in '
                     "eq ne in not_in gt gte lt lte contains is")
 
 
 class RecommendationBody(RecommendationQuery, JsonBody):
+    filters: list[dict[str, Any]] | None = Field(
+        None, max_length=32,
+        description='conditions that must all hold: {"field", "op", "value"}, op in '
+                    "eq ne in not_in gt gte lt lte contains is")
     context: dict[str, str] | None = Field(
         None, max_length=32, description="up to 32 names to strings (device, page, ...): "
         "logged with the answer, so outcomes can be read by context")
