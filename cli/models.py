@@ -31,7 +31,8 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"no registered versions for tenant {args.tenant!r} "
               f"({settings.registered_model_name(args.tenant)}): `sluice models` lists every "
               "tenant's; `sluice train` registers one once the tenant has enough data")
-    elif not rows:
+        return
+    if not rows:
         print("no registered models yet: run `sluice train` (or `sluice pipeline`)")
         return
     print(table(rows, ["tenant", "version", "algorithm", metric, "data window", "alias", "age",

@@ -199,9 +199,10 @@ def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
                                     relevant, k_values)
         score.note = f"its bundle on this run's holdout ({len(relevant):,} users)"
         return score
-    algorithm, params = bundle.meta.get("algorithm"), dict(bundle.meta.get("params") or {})
-    if "device" in params:  # where it trained is no part of its configuration: a champion
-        params["device"] = "auto"  # trained on a GPU is refit here on the CPU, or the GPU
+    algorithm, stored = bundle.meta.get("algorithm"), dict(bundle.meta.get("params") or {})
+    # where it trained is no part of its configuration: a champion trained on a GPU is refit
+    # here on the CPU, or the GPU (the note says the configuration as it was stored)
+    params = {**stored, "device": "auto"} if "device" in stored else stored
     try:
         refit = make_model(str(algorithm), **params)
         refit.fit(train.for_model(str(algorithm), trained_boost(refit)).matrix)
@@ -214,7 +215,7 @@ def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
         score.differs = tuple(differences(candidate, Configuration.of_bundle(bundle.meta)))
         score.same_configuration = not score.differs
     score.note = (f"it saw {seen_share:.0%} of this holdout, so its configuration ({algorithm} "
-                  f"{params}) was refit on this run's training part")
+                  f"{stored}) was refit on this run's training part")
     return score
 
 

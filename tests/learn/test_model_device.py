@@ -197,4 +197,5 @@ def test_a_champion_trained_on_a_gpu_is_refit_by_the_gate_on_the_cpu(tmp_path, m
     second = train_tenant(settings, "shop")
     assert second.params["device"] == "cpu"
     assert "was refit on this run's training part" in second.reason, second.reason
+    assert "'device': 'gpu'" in second.reason  # its configuration as stored, not the refit's
     assert "could not be refit" not in second.reason

@@ -111,6 +111,7 @@ def test_sluice_models_of_a_tenant_without_versions_names_it(store, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("no registered versions for tenant 'nope' (sluice-nope): "
                                   "`sluice models` lists every tenant's")
+    assert len(proc.stdout.splitlines()) == 1  # the line alone, no empty table under it
 
 
 def test_sluice_models_tenant_before_show_promote_or_rollback_counts(store, tmp_path):
