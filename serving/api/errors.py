@@ -203,4 +203,27 @@ def reason(error: Any) -> str:
                'one JSON object, e.g. {"field": "color", "op": "eq", "value": "red"}'
     if (error.get("ctx") or {}).get("pattern") == TENANT_PATTERN:  # the rule, not its regex
         return f"a tenant is {TENANT_RULE}, got {error.get('input')!r:.80}"
+    expected = _EXPECTED.get(str(error.get("type")))
+    if expected is not None and "input" in error:  # in /v1/events' words
+        value = error["input"]
+        return f"must be {expected}, got {_json_kind(value)} {value!r:.40}"
     return str(error.get("msg"))
+
+
+# pydantic's type errors, said as /v1/events says them (sluice.intake.values)
+_EXPECTED = {"string_type": "a string", "int_type": "an integer", "int_parsing": "an integer",
+             "int_from_float": "an integer", "float_type": "a number",
+             "float_parsing": "a number", "bool_type": "true or false",
+             "bool_parsing": "true or false", "list_type": "an array",
+             "dict_type": "a JSON object", "model_type": "a JSON object",
+             "model_attributes_type": "a JSON object"}
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", dict: "object", list: "array"}.get(type(value), type(value).__name__)

@@ -180,3 +180,25 @@ def test_docs_pages_load_every_asset_from_this_server(server, page):
     assert urls and not [u for u in urls if "//" in u], urls  # no CDN, no other host
     for url in urls:
         assert httpx.get(f"{server['base']}{url}").status_code == 200, url
+
+
+@pytest.mark.parametrize(("body", "field", "reason"), [
+    (b'{"user_id": 42}', "user_id", "must be a string, got number 42"),
+    (b'{"user_id": "u1", "num_results": "5"}', "num_results",
+     "must be an integer, got string '5'"),
+    (b'{"user_id": "u1", "exclude_ids": "i1"}', "exclude_ids", "must be an array, got string"),
+])
+def test_a_wrong_json_type_is_said_as_the_events_api_says_it(server, body, field, reason):
+    """Not pydantic's `Input should be a valid string`: the words of /v1/events."""
+    r = _post(server, "/v1/recommendations", body)
+    assert r.status_code == 422, r.text
+    [detail] = r.json()["detail"]
+    assert detail["field"] == field and detail["reason"].startswith(reason), detail
+
+
+def test_a_query_parameter_that_is_no_integer_names_it_in_the_same_words(server):
+    r = httpx.get(f"{server['base']}/v1/recommendations", headers=READ, timeout=30,
+                  params={"user_id": "u1", "num_results": "x"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == [{"field": "num_results",
+                                   "reason": "must be an integer, got string 'x'"}]
