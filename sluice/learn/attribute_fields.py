@@ -18,6 +18,8 @@ from typing import Any
 CATEGORICAL_WEIGHT = 1.0
 NUMERIC_WEIGHT = 0.5  # a quantile bin is a weaker likeness than a shared category
 MAX_TEXT_WORDS = 3.0  # strings of more words than this on average are text, not categories
+NOTE_TAG = "attributes.note"
+MAX_NOTE = 2000  # characters of the note tag (MLflow's limit is 5000)
 MAX_PARAM = 500  # characters of an MLflow param (its limit is 6000)
 _SKIPPED_NAME = re.compile(r"(^|_)(id|ids|uuid|guid|url|uri|key|timestamp|time|date|at)$")
 
@@ -30,6 +32,10 @@ class FieldChoice:
     source: str  # "attributes.fields" | "events.item_fields" | "catalog" | "none"
     line: str | None = None  # one log line when the choice was not simply as configured
     described: list[str] = field(default_factory=list)  # "genres (19 values)", ...
+
+    def tags(self) -> dict[str, str]:
+        """The MLflow tag `attributes.note`: the line, when there is one (explain shows it)."""
+        return {NOTE_TAG: self.line[:MAX_NOTE]} if self.line else {}
 
     def params(self) -> dict[str, str]:
         """MLflow params: the fields read (`name:weight`, ...) and where they came from."""

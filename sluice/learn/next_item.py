@@ -106,6 +106,7 @@ def index_for_run(settings: Settings, prepared: Prepared,
         say(f"[{prepared.tenant}] {choice.line}")
     if mlflow.active_run() is not None:
         mlflow.log_params(choice.params())
+        mlflow.set_tags(choice.tags())
     index = from_config(cfg, prepared.catalog, choice)
     if index is None:
         if choice.weights:  # the line above said why when there were no fields to read

@@ -12,12 +12,14 @@ import duckdb
 from sluice.bundle import ModelBundle
 from sluice.learn import registry
 from sluice.learn.attribute_fields import catalog_fields, choose
+from sluice.learn.tracking import lineage
 from sluice.learn.training import train_tenant
 from sluice.serve.answers import RecommendationRequest
+from sluice.serve.explain import explain
 from sluice.serve.model import LoadedModel
 from sluice.serve.realtime import RealtimeState
 from sluice.serve.recommender import Recommender
-from sluice.vocabulary import MODEL_NON_PERSONALIZED, SIMILAR_ATTRIBUTES
+from sluice.vocabulary import FALLBACK, MODEL_NON_PERSONALIZED, SIMILAR_ATTRIBUTES
 from tests.learn.test_training import settings_for
 from tests.utils.marts import taste_history, write_marts
 
@@ -39,7 +41,7 @@ def genres(fields: dict) -> set[str]:
     return set(value if isinstance(value, list) else [value])
 
 
-def trained(tmp_path, monkeypatch, **attributes):
+def trained(tmp_path, monkeypatch, fields_of=movie, **attributes):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     settings = settings_for(tmp_path, store, monkeypatch,
                             events={"item_fields": ECOMMERCE}, attributes=attributes)
@@ -47,18 +49,19 @@ def trained(tmp_path, monkeypatch, **attributes):
     con = duckdb.connect(str(settings.warehouse_path))
     for (item,) in con.execute("select item_id from marts.items").fetchall():
         con.execute("update marts.items set fields = ? where item_id = ?",
-                    [json.dumps(movie(int(item[1:]))), item])
+                    [json.dumps(fields_of(int(item[1:]))), item])
     con.close()
     lines: list[str] = []
     result = train_tenant(settings, "movies", progress=lines.append)
     params = registry.client(store).get_run(result.run_id).data.params
     champion = registry.download_alias(store, result.model_name, dst=tmp_path / "dl")
     assert champion is not None
-    return ModelBundle.load(champion.local_path), params, lines
+    found = lineage(store, result.model_name, result.version)
+    return ModelBundle.load(champion.local_path), params, lines, found
 
 
 def test_a_movie_catalog_gets_an_index_of_its_own_genres_and_years(tmp_path, monkeypatch):
-    bundle, params, lines = trained(tmp_path, monkeypatch)
+    bundle, params, lines, _ = trained(tmp_path, monkeypatch)
     said = ("[movies] attributes: none of brand, category, color, price (events.item_fields)"
             " in tenant movies's catalog; using genres (9 values), release_year (numbers, "
             "weight 0.5); left out title (near-unique) — set attributes.fields to choose")
@@ -79,12 +82,40 @@ def test_a_movie_catalog_gets_an_index_of_its_own_genres_and_years(tmp_path, mon
 
 
 def test_an_explicit_setting_wins_over_the_catalogs_fields(tmp_path, monkeypatch):
-    bundle, params, lines = trained(tmp_path, monkeypatch, fields={"release_year": 1.0})
+    bundle, params, lines, found = trained(tmp_path, monkeypatch,
+                                           fields={"release_year": 1.0})
+    assert found["attributes"] == {"fields": "release_year:1",
+                                   "fields_source": "attributes.fields", "note": None}
     assert not any("using" in line for line in lines)
     assert params["attributes.fields"] == "release_year:1"
     assert params["attributes.fields_source"] == "attributes.fields"
     assert bundle.meta["attributes"]["weights"] == {"release_year": 1.0}
     assert bundle.meta["attributes"]["fields_source"] == "attributes.fields"
+
+
+def test_without_a_usable_field_the_run_and_the_explained_answer_say_why(tmp_path,
+                                                                         monkeypatch):
+    bundle, params, lines, found = trained(tmp_path, monkeypatch,
+                                           fields_of=lambda i: {"title": f"Film{i}"})
+    assert bundle.attributes is None and "attributes" not in bundle.meta
+    note = ("attributes: no attribute index for tenant movies: none of brand, category, color, "
+            "price (events.item_fields) in its catalog, and none of its fields is categorical "
+            "or numeric (title (near-unique)); similar_attributes answers will come from the "
+            "random tier only — set attributes.fields (and attributes.text_fields for words "
+            "of text) to choose")
+    assert f"[movies] {note}" in lines
+    assert params["attributes.fields"] == "-" and params["attributes.fields_source"] == "none"
+    assert found["attributes"] == {"fields": "-", "fields_source": "none", "note": note}
+    rec = Recommender("movies", LoadedModel(bundle, "1"), RealtimeState(), {"click": 1.0},
+                      seed=1)
+    answer = rec.recommend(RecommendationRequest(item_id="i3", template=SIMILAR_ATTRIBUTES,
+                                                 num_results=3))
+    body = explain("movies", answer, found)
+    assert [i["recommendation_source"] for i in body["items"]] == [FALLBACK] * 3
+    assert all(i["reason"]["why"] == f"random catalog draw: {note}" for i in body["items"])
+    answer.template = "popular"  # another template's random slots are only random draws
+    assert all(i["reason"]["why"] == "random catalog draw"
+               for i in explain("movies", answer, found)["items"])
 
 
 def test_configured_item_fields_in_the_catalog_are_used_as_before():
