@@ -78,9 +78,9 @@ def choose(configured: dict[str, float], item_fields: dict[str, str],
     """The fields to index for this tenant (see the module's docstring)."""
     if configured:
         return FieldChoice(dict(configured), "attributes.fields")
-    present = {name for fields in catalog.values() for name in fields}
-    if present & set(item_fields):
+    if any(name in fields for fields in catalog.values() for name in item_fields):
         return FieldChoice(dict.fromkeys(item_fields, 1.0), "events.item_fields")
+    present = any(catalog.values())
     missing = (f"none of {', '.join(item_fields)} (events.item_fields)" if item_fields
                else "no events.item_fields and no attributes.fields set")
     weights, described, left_out = catalog_fields(catalog)
