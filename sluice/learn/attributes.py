@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
+from sluice.learn.attribute_fields import FieldChoice, choose
 from sluice.learn.similar import SimilarItems
 
 SEP = "="  # a term is `field=value`; the field is what precedes the first SEP
@@ -117,6 +118,7 @@ class AttributeIndex:
     # through. Shipped in the bundle so that serving maps it instead of transposing every
     # vector in each worker; None for a bundle written before it (serving transposes then)
     by_term: sp.csr_matrix | None = None
+    fields_source: str = ""  # where its fields came from (sluice.learn.attribute_fields)
 
     def terms_by_item(self) -> sp.csr_matrix:
         return self.by_term if self.by_term is not None else self.vectors.T.tocsr()
@@ -156,11 +158,6 @@ class AttributeIndex:
                 "neighbour_cells": int(self.neighbours.nnz),
                 "bytes": int(sum(a.nbytes for a in self.arrays().values())),
                 "build_seconds": round(self.build_seconds, 3)}
-
-
-def default_weights(fields: dict[str, float], item_fields: dict[str, str]) -> dict[str, float]:
-    """The configured field weights, or every `events.item_fields` field at 1.0."""
-    return dict(fields) if fields else dict.fromkeys(item_fields, 1.0)
 
 
 def build(catalog: dict[str, dict[str, Any]], weights: dict[str, float],
@@ -214,11 +211,19 @@ def _bin_edges(rows: list[dict[str, Any]], weights: dict[str, float],
     return edges
 
 
-def from_config(app: Any, catalog: dict[str, dict[str, Any]]) -> AttributeIndex | None:
-    """The index as config asks (`attributes`, field defaults from `events.item_fields`)."""
+def from_config(app: Any, catalog: dict[str, dict[str, Any]],
+                choice: FieldChoice | None = None) -> AttributeIndex | None:
+    """The index as config asks (`attributes`) over the chosen fields (by default
+    `attributes.fields`, else `events.item_fields`, else the catalog's own: `choose`)."""
     cfg = app.attributes
-    return build(catalog, default_weights(cfg.fields, app.events.item_fields), cfg.text_fields,
-                 cfg.neighbours, cfg.numeric_bins, cfg.max_df, cfg.max_items_per_value)
+    choice = choice or choose(cfg.fields, app.events.item_fields, catalog, "")
+    if not choice.weights:
+        return None
+    index = build(catalog, choice.weights, cfg.text_fields, cfg.neighbours, cfg.numeric_bins,
+                  cfg.max_df, cfg.max_items_per_value)
+    if index is not None:
+        index.fields_source = choice.source
+    return index
 
 
 def bundle_meta(index: AttributeIndex | None, cold_item_interactions: int) -> dict[str, Any]:
@@ -226,4 +231,6 @@ def bundle_meta(index: AttributeIndex | None, cold_item_interactions: int) -> di
     if index is None:
         return {}
     return {"attributes": {**index.space.meta(), "stats": index.stats(),
-                           "cold_item_interactions": cold_item_interactions}}
+                           "cold_item_interactions": cold_item_interactions,
+                           **({"fields_source": index.fields_source}
+                              if index.fields_source else {})}}

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from sluice.learn.attribute_fields import choose
 from sluice.learn.attributes import AttributeIndex, from_config
 from sluice.learn.matrix import InteractionMatrix
 from sluice.learn.similar import SimilarItems
@@ -94,21 +95,33 @@ def metrics(result: dict[str, Any]) -> dict[str, float]:
 
 def index_for_run(settings: Settings, prepared: Prepared,
                   say: Callable[[str], None] | None = None) -> AttributeIndex | None:
-    """Build the tenant's attribute index; inside an MLflow run, log its size, build time
-    and the next-item check."""
-    index = from_config(settings.app, prepared.catalog)
+    """Build the tenant's attribute index over the chosen fields (`attribute_fields.choose`);
+    inside an MLflow run, log the fields, the index's size, build time and the next-item
+    check."""
+    say = say or log.info
+    cfg = settings.app
+    choice = choose(cfg.attributes.fields, cfg.events.item_fields, prepared.catalog,
+                    prepared.tenant)
+    if choice.line:
+        say(f"[{prepared.tenant}] {choice.line}")
+    if mlflow.active_run() is not None:
+        mlflow.log_params(choice.params())
+        mlflow.set_tags(choice.tags())
+    index = from_config(cfg, prepared.catalog, choice)
     if index is None:
-        (say or log.info)(f"[{prepared.tenant}] no attribute index: no item has a configured "
-                          "field (set `attributes.fields` or `events.item_fields`)")
+        if choice.weights:  # the line above said why when there were no fields to read
+            say(f"[{prepared.tenant}] no attribute index: no item has a value shared with "
+                f"another in {', '.join(choice.weights)} (from {choice.source}); "
+                "similar_attributes answers will come from the random tier only")
         return None
     stats = index.stats()
-    (say or log.info)(f"[{prepared.tenant}] attribute index: {stats['items']:,} items, "
-                      f"{stats['terms']:,} terms, {stats['bytes'] / 1e6:.1f} MB in "
-                      f"{stats['build_seconds']:.1f}s")
+    say(f"[{prepared.tenant}] attribute index: {stats['items']:,} items, "
+        f"{stats['terms']:,} terms, {stats['bytes'] / 1e6:.1f} MB in "
+        f"{stats['build_seconds']:.1f}s")
     if mlflow.active_run() is not None:
         mlflow.log_metrics({f"attributes.{k}": float(v) for k, v in stats.items()})
         result = evaluate_next_item(index, prepared.train, prepared.split.train,
-                                    prepared.split.test, settings.app.evaluation.k,
-                                    settings.app.model.similar_items_neighbours)
+                                    prepared.split.test, cfg.evaluation.k,
+                                    cfg.model.similar_items_neighbours)
         mlflow.log_metrics(metrics(result))
     return index

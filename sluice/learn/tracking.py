@@ -143,8 +143,18 @@ def lineage(tracking_uri: str, name: str, version: str) -> dict[str, Any]:
                          # every training run logs its input: `inputs` is there
                          for i in run.inputs.dataset_inputs],  # type: ignore[union-attr]
             "off_policy": _off_policy(run.data.metrics, tags),
+            "attributes": _attributes(run.data.params, tags),
             **{k.removeprefix("lineage."): v for k, v in tags.items()
                if k.startswith("lineage.")}}
+
+
+def _attributes(params: dict[str, str], tags: dict[str, str]) -> dict[str, Any] | None:
+    """The fields the attribute index read, where they came from, and the training note."""
+    if "attributes.fields_source" not in params:  # trained before it was recorded
+        return None
+    return {"fields": params.get("attributes.fields"),
+            "fields_source": params["attributes.fields_source"],
+            "note": tags.get("attributes.note")}
 
 
 def _off_policy(metrics: dict[str, float], tags: dict[str, str]) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ import orjson
 from sluice.experiments import INTERLEAVED
 from sluice.intake.eventlog import read_complete, segments
 from sluice.serve.answers import Answer, Slot
-from sluice.vocabulary import DEFAULT_TENANT, FALLBACK, MODEL_FALLBACK
+from sluice.vocabulary import DEFAULT_TENANT, FALLBACK, MODEL_FALLBACK, SIMILAR_ATTRIBUTES
 
 RECENT = 10_000
 
@@ -119,6 +119,15 @@ def drafted(slot: Slot) -> dict[str, Any]:
             "item not yet taken", "score": slot.score, "propensity": slot.propensity}
 
 
+def _no_index(answer: Answer, lineage: dict[str, Any] | None) -> str | None:
+    """Why a similar_attributes answer's version has no attribute index (the training note),
+    or None."""
+    attributes = (lineage or {}).get("attributes") or {}
+    if answer.template != SIMILAR_ATTRIBUTES or attributes.get("fields_source") != "none":
+        return None
+    return attributes.get("note") or "the model has no attribute index"
+
+
 class Lineages:
     """What a registered version learned from (MLflow, read once per version when asked);
     for an interleaved answer's version ("3+4"), each arm's."""
@@ -146,10 +155,16 @@ class Lineages:
 
 def explain(tenant: str, answer: Answer, lineage: dict[str, Any] | None) -> dict[str, Any]:
     why = drafted if answer.arm == INTERLEAVED else reason
+    items: list[dict[str, Any]] = [
+        {"item_id": s.item_id, "position": s.position,
+         "recommendation_source": s.recommendation_source, "arm": s.arm,
+         "explored": s.explored, "reason": why(s)} for s in answer.items]
+    note = _no_index(answer, lineage)
+    for item in items if note else []:  # random slots of an answer that had no index
+        if item["recommendation_source"] == FALLBACK:
+            item["reason"]["why"] = f"{item['reason']['why']}: {note}"
     return {"recommendation_id": answer.recommendation_id, "tenant": tenant,
             "template": answer.template, "model_version": answer.model_version,
             "lineage": lineage, "exploration_pool": answer.exploration_pool,
             "experiment": answer.experiment, "arm": answer.arm, "experiment_unit": answer.unit,
-            "items": [{"item_id": s.item_id, "position": s.position,
-                       "recommendation_source": s.recommendation_source, "arm": s.arm,
-                       "explored": s.explored, "reason": why(s)} for s in answer.items]}
+            "items": items}
