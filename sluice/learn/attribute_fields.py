@@ -94,7 +94,7 @@ def choose(configured: dict[str, float], item_fields: dict[str, str],
             "attributes.fields (and attributes.text_fields for words of text) to choose"))
     skipped = f"; left out {', '.join(left_out)}" if left_out else ""
     return FieldChoice(weights, "catalog", (
-        f"attributes: {missing} in tenant {tenant}'s catalog; using {', '.join(described)}"
+        f"attributes: {missing} in the catalog of tenant {tenant}; using {', '.join(described)}"
         f"{skipped} — set attributes.fields to choose"), described)
 
 

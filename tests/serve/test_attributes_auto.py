@@ -63,7 +63,7 @@ def trained(tmp_path, monkeypatch, fields_of=movie, **attributes):
 def test_a_movie_catalog_gets_an_index_of_its_own_genres_and_years(tmp_path, monkeypatch):
     bundle, params, lines, _ = trained(tmp_path, monkeypatch)
     said = ("[movies] attributes: none of brand, category, color, price (events.item_fields)"
-            " in tenant movies's catalog; using genres (9 values), release_year (numbers, "
+            " in the catalog of tenant movies; using genres (9 values), release_year (numbers, "
             "weight 0.5); left out title (near-unique) — set attributes.fields to choose")
     assert said in lines
     assert params["attributes.fields"] == "genres:1,release_year:0.5"
