@@ -200,8 +200,7 @@ def score_champion(tracking_uri: str, name: str, train: InteractionMatrix,
         score.note = f"its bundle on this run's holdout ({len(relevant):,} users)"
         return score
     algorithm, stored = bundle.meta.get("algorithm"), dict(bundle.meta.get("params") or {})
-    # where it trained is no part of its configuration: a champion trained on a GPU is refit
-    # here on the CPU, or the GPU (the note says the configuration as it was stored)
+    # where it trained is no part of its configuration (a GPU champion is refit on the CPU)
     params = {**stored, "device": "auto"} if "device" in stored else stored
     try:
         refit = make_model(str(algorithm), **params)
