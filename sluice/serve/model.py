@@ -173,11 +173,13 @@ class TrainedLog:
         return np.where(known & (covered != UNKNOWN), by_position, by_time)
 
     def _table(self, size: int) -> np.ndarray:
-        """`_covered` of segment numbers 0 to size - 1 at least, as an array (kept)."""
+        """`_covered` of segment numbers 0 to size - 1 at least, as an array (kept, and only
+        extended by the segments numbered since)."""
         table = self._covered_table
         if len(table) < size:
-            table = self._covered_table = np.array([self._covered(n) for n in range(size)],
-                                                   dtype=np.int64)
+            added = np.fromiter((self._covered(n) for n in range(len(table), size)),
+                                dtype=np.int64, count=size - len(table))
+            table = self._covered_table = np.concatenate([table, added])
         return table
 
     def _covered(self, number: int) -> int:

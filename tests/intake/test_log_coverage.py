@@ -103,7 +103,7 @@ def _random_log(rng: random.Random, immutable: bool) -> Log:
     return log
 
 
-def _same_answers(log: Log) -> int:
+def _same_answers(log: Log, arrays_too: bool = True) -> int:
     old = TrainedLog.of({"raw_log": log.explicit()}, CUTOFF)
     new = TrainedLog.of({"raw_coverage": json.loads(json.dumps(log.compact()))}, CUTOFF)
     checked, times, positions = 0, [], []
@@ -116,7 +116,10 @@ def _same_answers(log: Log) -> int:
                 checked += 1
                 times.append(timestamp)
                 positions.append(position)
-    # the cold count's rule over arrays (sluice.serve.held) says the same of every event
+    if not arrays_too:
+        return checked
+    # the cold count's rule over arrays (sluice.serve.held) says the same of every event; its
+    # table spans every segment number this process has seen, so not for every random log
     arrays = np.array(times, dtype=np.int64), np.array(positions, dtype=np.int64)
     expected = [not old.after(t, p) for t, p in zip(times, positions, strict=True)]
     assert new.trained(*arrays).tolist() == old.trained(*arrays).tolist() == expected
@@ -126,7 +129,8 @@ def _same_answers(log: Log) -> int:
 @pytest.mark.parametrize("immutable", [True, False], ids=["object store", "appending"])
 def test_the_compact_record_answers_as_the_explicit_one_for_every_line(immutable):
     rng = random.Random(20261203 + immutable)
-    checked = sum(_same_answers(_random_log(rng, immutable)) for _ in range(2_000))
+    checked = sum(_same_answers(_random_log(rng, immutable), arrays_too=n % 50 == 0)
+                  for n in range(2_000))
     assert checked > 20_000
 
 
