@@ -53,8 +53,9 @@ def settings_for(home: Path, store: str, monkeypatch, **sections) -> Settings:
 def test_check_sufficiency_names_both_numbers_found_and_needed():
     frame = taste_history(users=10, per_user=3)  # 30 interactions, 10 users with two or more
     with pytest.raises(InsufficientDataError) as err:
-        check_sufficiency(frame, 1000, 25)
+        check_sufficiency(frame, 1000, 25, "/etc/sluice/prod.yaml")
     message = str(err.value)
+    assert "lower `sufficiency` in /etc/sluice/prod.yaml" in message  # SLUICE_CONFIG's file
     assert "30 interactions (need 1,000)" in message
     assert "10 users with two or more interactions (need 25)" in message
 
