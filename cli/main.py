@@ -78,6 +78,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
+    from flows import deployments
+
     settings = get_settings()
     procs: list[subprocess.Popen] = []
     api_url = f"http://127.0.0.1:{settings.prefect_port}/api"
@@ -93,8 +95,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         procs.append(start_server(settings.port, env=env))
         print(f"Prefect UI      http://127.0.0.1:{settings.prefect_port}\n"
               f"Sluice API      http://{settings.host}:{settings.port}/docs\n"
-              f"Deployments     ingest (5 min), refresh (2 h), pipeline (nightly), tune (weekly), "
-              f"batch (nightly)\n"
+              f"Deployments     {deployments.summary()}\n"
               f"Ctrl-C stops everything.")
         while all(p.poll() is None for p in procs):
             time.sleep(1)

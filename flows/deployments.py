@@ -36,5 +36,16 @@ def load(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
     return deployments
 
 
+def summary(path: Path = PREFECT_YAML) -> str:
+    """Each deployment of prefect.yaml with its schedule, for `sluice up` to print."""
+    parts = []
+    for entry in yaml.safe_load(path.read_text())["deployments"]:
+        when = [f"every {s['interval'] // 60} min" if "interval" in s
+                else f"cron {s['cron']} {s.get('timezone', 'UTC')}"
+                for s in entry.get("schedules") or []]
+        parts.append(f"{entry['name']} ({', '.join(when) or 'no schedule'})")
+    return ", ".join(parts)
+
+
 if __name__ == "__main__":
     serve(*load())

@@ -42,7 +42,8 @@ def publish_sufficiency() -> list[dict[str, Any]]:
     warehouse = from_settings(get_settings())
     with warehouse.lock():
         rows = warehouse.frame("select * from marts.data_sufficiency order by tenant")
-    table = rows.astype(object).to_dict("records")
+    # a null text cell comes back NaN: None, so the result and the artifact are JSON
+    table = rows.astype(object).where(rows.notna(), None).to_dict("records")
     if table:
         create_table_artifact(key="data-sufficiency", table=table,
                               description="Interactions and users with two or more, per tenant, "

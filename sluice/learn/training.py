@@ -126,7 +126,8 @@ def load_catalog(warehouse: Warehouse | Path, tenant: str) -> dict[str, dict[str
     return {item_id: json.loads(fields) if fields else {} for item_id, fields in rows}
 
 
-def check_sufficiency(frame: pd.DataFrame, min_interactions: int, min_users: int) -> None:
+def check_sufficiency(frame: pd.DataFrame, min_interactions: int, min_users: int,
+                      config: str = "config/sluice.yaml") -> None:
     interactions = len(frame)
     users_with_two = int((frame.groupby("user_id", observed=True).size() >= 2).sum()
                          if interactions else 0)
@@ -134,7 +135,7 @@ def check_sufficiency(frame: pd.DataFrame, min_interactions: int, min_users: int
         raise InsufficientDataError(
             f"not enough data to train: {interactions:,} interactions (need {min_interactions:,})"
             f" and {users_with_two:,} users with two or more interactions (need {min_users:,})."
-            " Send more events or lower `sufficiency` in config/sluice.yaml."
+            f" Send more events or lower `sufficiency` in {config}."
         )
 
 
@@ -156,7 +157,8 @@ def prepare(settings: Settings, tenant: str, frame: pd.DataFrame | None = None,
         if catalog is None:
             catalog = load_catalog(from_settings(settings), tenant)
     suff, ev, mx = settings.app.sufficiency, settings.app.evaluation, settings.app.matrix
-    check_sufficiency(frame, suff.min_interactions, suff.min_users_with_two_interactions)
+    check_sufficiency(frame, suff.min_interactions, suff.min_users_with_two_interactions,
+                      str(settings.config))
     with timer.phase("matrix"):
         held = decisive_split(frame, ev.protocol, ev.holdout_fraction, ev.leave_out,
                               ev.min_users, ev.widen_to, mx)

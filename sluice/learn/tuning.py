@@ -149,7 +149,10 @@ def search(settings: Settings, validation: Prepared, algorithm: str,
     def objective(trial: Any) -> float:
         overrides = suggest(trial, space)
         params = {**base, **overrides}
-        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as child:
+        # the parent's experiment: without it a nested run goes to MLflow's "Default"
+        parent = mlflow.active_run()
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True,
+                              experiment_id=parent.info.experiment_id if parent else None) as child:
             fitted = fit_and_evaluate(validation, algorithm, params)
             mlflow.log_params({"algorithm": algorithm, **params})
             mlflow.log_metrics({**fitted.metrics, "fit_seconds": fitted.fit_seconds})

@@ -117,3 +117,14 @@ def test_a_tier_alerts_run_is_named_for_the_flow_and_time(tmp_path, prefect_harn
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(state.state_details.flow_run_id)
     assert run.name.startswith("tier-alerts-all-20"), run.name
+
+
+def test_sluice_up_names_every_deployment_with_its_schedule():
+    # `sluice up` printed five of the seven, leaving out experiments-daily and tier-alerts
+    from flows.deployments import summary
+
+    said = summary()
+    for entry in yaml.safe_load(PREFECT_YAML.read_text())["deployments"]:
+        assert f"{entry['name']} (" in said
+    assert "ingest (every 5 min)" in said
+    assert "experiments-daily (cron 0 5 * * * UTC)" in said

@@ -53,8 +53,9 @@ def settings_for(home: Path, store: str, monkeypatch, **sections) -> Settings:
 def test_check_sufficiency_names_both_numbers_found_and_needed():
     frame = taste_history(users=10, per_user=3)  # 30 interactions, 10 users with two or more
     with pytest.raises(InsufficientDataError) as err:
-        check_sufficiency(frame, 1000, 25)
+        check_sufficiency(frame, 1000, 25, "/etc/sluice/prod.yaml")
     message = str(err.value)
+    assert "lower `sufficiency` in /etc/sluice/prod.yaml" in message  # SLUICE_CONFIG's file
     assert "30 interactions (need 1,000)" in message
     assert "10 users with two or more interactions (need 25)" in message
 
@@ -255,9 +256,12 @@ def test_tune_runs_nested_trials_and_registers_the_best(tmp_path, store, monkeyp
     assert outcome.best.params == best.params  # chosen on the validation split
     assert outcome.best.metrics["evaluated_users"] != best.metrics["evaluated_users"]
     client = registry.client(store)
+    parent_experiment = client.get_run(outcome.parent_run_id).info.experiment_id
     for trial in outcome.trials:
         run = client.get_run(trial.run_id)
         assert run.data.tags["mlflow.parentRunId"] == outcome.parent_run_id
+        # in the tenant's experiment, so MLflow's UI shows the trials under the tune run
+        assert run.info.experiment_id == parent_experiment
         assert run.data.metrics["ndcg_at_10"] == pytest.approx(trial.metrics["ndcg_at_10"])
     parent = client.get_run(outcome.parent_run_id).data
     assert parent.params["tune.trials"] == "2"
