@@ -226,4 +226,5 @@ def _json_kind(value: Any) -> str:
         return "boolean"
     if isinstance(value, int | float):
         return "number"
-    return {str: "string", dict: "object", list: "array"}.get(type(value), type(value).__name__)
+    kinds: dict[type, str] = {str: "string", dict: "object", list: "array"}
+    return kinds.get(type(value), type(value).__name__)
