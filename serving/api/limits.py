@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.api.errors import PERSONALIZE_PREFIX, aws_error, problem
 from sluice.intake.limits import MAX_JSON_DEPTH, body_problem, too_deep
 
-_BIG = 1024 * 1024  # measure bodies above this in a worker thread, off the event loop
+BIG_BODY = 1024 * 1024  # measure bodies above this in a worker thread, off the event loop
 
 
 class BodyLimits:
@@ -61,7 +61,7 @@ class BodyLimits:
         data = bytes(body)
         deep = not path.startswith(self.own_depth) and (
             await anyio.to_thread.run_sync(too_deep, data, self.max_depth)
-            if len(data) > _BIG else too_deep(data, self.max_depth))
+            if len(data) > BIG_BODY else too_deep(data, self.max_depth))
         if deep:
             await self._refuse(scope, receive, send, 422,
                                f"JSON nested deeper than {self.max_depth} levels")

@@ -83,7 +83,7 @@ def loads_exact(data: bytes) -> Any:
     which json.loads would read as an infinity. Raises json.JSONDecodeError."""
     if not _may_hold_wide_int(data) or _WIDE_INT.search(data) is None:
         return orjson.loads(data)
-    return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+    return json.loads(data, parse_constant=no_constant, parse_float=_finite)
 
 
 def loads_named(data: bytes) -> Any:
@@ -99,7 +99,9 @@ def loads_named(data: bytes) -> Any:
             raise exc from None
 
 
-def _no_constant(name: str) -> Any:
+def no_constant(name: str) -> Any:
+    """For json.loads' parse_constant: NaN and Infinity are no JSON numbers (orjson refuses
+    them too)."""
     raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
 
 

@@ -62,7 +62,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.intake.limits import MAX_JSON_DEPTH, gives_a_key_twice, repeated_key, too_deep
+from sluice.intake.limits import (
+    MAX_JSON_DEPTH,
+    gives_a_key_twice,
+    no_constant,
+    repeated_key,
+    too_deep,
+)
 from sluice.intake.personalize import MalformedError, PersonalizeError
 
 INT32 = (-(2 ** 31), 2 ** 31 - 1)
@@ -192,7 +198,7 @@ def _not_json(raw: bytes, exc: json.JSONDecodeError, shape: Shape) -> MalformedE
         return beyond[-1]
 
     try:
-        marked = json.loads(raw, parse_float=number, parse_constant=_no_constant)
+        marked = json.loads(raw, parse_float=number, parse_constant=no_constant)
     except (ValueError, RecursionError):  # not JSON for another reason too
         marked = None
     if beyond and isinstance(marked, dict):
@@ -201,10 +207,6 @@ def _not_json(raw: bytes, exc: json.JSONDecodeError, shape: Shape) -> MalformedE
         except MalformedError as named:
             return named
     return MalformedError("body", f"not JSON: {exc}")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def check_media_types(content_type: str | None, accept: str | None, has_body: bool) -> None:

@@ -133,8 +133,6 @@ class LoadedModel:
         self.scorer.close()
 
 
-
-
 class TrainedLog:
     """Which events a model trained on. With the raw log's positions in its meta: an event
     read from (or written to) the log at a position past what the marts covered is new,

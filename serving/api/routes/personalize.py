@@ -27,6 +27,7 @@ from serving.api import answers
 from serving.api import personalize_bodies as bodies
 from serving.api.deps import AwsCaller, MetricsDep, ServiceDep
 from serving.api.errors import RETRY_AFTER_SECONDS, aws_error, aws_responses
+from serving.api.limits import BIG_BODY
 from serving.api.metrics import Metrics, field_label
 from sluice.auth import AuthError, Principal
 from sluice.errors import InputError, NotFoundError
@@ -56,7 +57,6 @@ MAX_RECOMMENDATIONS_BODY_BYTES = bodies.GET_RECOMMENDATIONS
 MAX_RANKING_BODY_BYTES = bodies.GET_PERSONALIZED_RANKING
 MAX_BODY_BYTES = 1024 * 1024  # any other path: refused by name, its body unread
 MAX_RANKING_INPUT = bodies.MAX_RANKING_INPUT
-_BIG_BODY = 1024 * 1024  # read off the event loop above this (as serving.api.limits measures)
 
 
 def _json_body(required: list[str], **properties: Any) -> dict[str, Any]:
@@ -124,7 +124,7 @@ async def _body(request: Request, limit: int, shape: restjson.Shape) -> dict[str
     restjson.check_media_types(request.headers.get("content-type"),
                                request.headers.get("accept"), bool(raw))
     read = partial(restjson.read_body, without_bom(raw) or b"{}", loads_exact, shape)
-    return await run_in_threadpool(read) if len(raw) > _BIG_BODY else read()
+    return await run_in_threadpool(read) if len(raw) > BIG_BODY else read()
 
 
 async def _store(service: Service, events: list[dict[str, Any]],
