@@ -39,8 +39,12 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/sqlfluff lint dbt_project/models --dialect duckdb
 
+# the suite in TEST_WORKERS processes (pytest-xdist; a test file stays in one), then the few
+# tests marked serial (they change the repository's dbt project) on their own
+TEST_WORKERS ?= 2
 test: install lint  ## ruff, mypy, sqlfluff, then pytest
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/pytest -q -m serial
 
 bench: install
 	$(BIN)/python benchmarks/run.py

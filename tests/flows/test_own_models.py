@@ -18,6 +18,10 @@ from sluice.warehouse.db import connect
 from sluice.warehouse.transform import DBT_PROJECT_DIR
 from tests.utils.factories import environment
 
+# it writes into the repository's dbt project, which every other test's dbt build reads:
+# `make test` runs it alone, after the others (they run in parallel)
+pytestmark = pytest.mark.serial
+
 FOLDER = DBT_PROJECT_DIR / "models" / "zz_own_test_models"  # removed after the module
 MODEL = """{{ config(materialized='table') }}
 

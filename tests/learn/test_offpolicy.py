@@ -291,8 +291,8 @@ def test_the_reward_model_knows_which_items_the_candidate_shows_the_user():
     logged, targets, truth = simulate(6)
     q_logged, _ = reward_model(logged, targets["better"], seed=6)
     group = logged["recommendation_id"]
-    listed = np.array([(r, i) in set(zip(group, targets["better"], strict=True))
-                       for r, i in zip(group, logged["item_id"], strict=True)])
+    shown = set(zip(group, targets["better"], strict=True))  # (answer, item) the candidate lists
+    listed = np.array([(r, i) in shown for r, i in zip(group, logged["item_id"], strict=True)])
     first = (logged["position"] == 1).to_numpy()
     assert q_logged[first & listed].mean() > q_logged[first & ~listed].mean()
     # which makes its guess alone (DM) closer to the truth than item and position alone
